@@ -1,0 +1,165 @@
+/* common.c -- status strings, error formatting, the log hook, clocks and the progress bar. */
+#include "kvr_common.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef KVR_GIT_COMMIT
+#define KVR_GIT_COMMIT "unknown"
+#endif
+#ifndef KVR_VERSION_STRING
+#define KVR_VERSION_STRING "0.1.0"
+#endif
+
+static const char *const kvr_status_names[] = {
+    "ok",           "invalid argument", "out of memory", "I/O error",      "database error",
+    "CUDA error",   "NCCL error",       "numeric error", "unsupported",    "not found",
+    "format error", "communication error", "internal error",
+};
+_Static_assert(sizeof(kvr_status_names) / sizeof(kvr_status_names[0]) == KVR_STATUS_COUNT,
+               "status table out of sync");
+
+const char *kvr_status_str(kvr_status s) {
+    if ((int)s < 0 || s >= KVR_STATUS_COUNT) return "unknown status";
+    return kvr_status_names[s];
+}
+
+kvr_status kvr_error_set(kvr_error *err, kvr_status code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+kvr_status kvr_error_prefix(kvr_error *err, const char *fmt, ...) {
+    if (!err) return KVR_OK;
+    char pre[256], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%.250s: %.255s", pre, old);
+    return err->code;
+}
+
+void kvr_abort_(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "kvr: %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+// ----------------------------------------------------------------------------
+// logging
+
+static void kvr_log_default(kvr_log_level level, const char *msg, void *user) {
+    (void)user;
+    if (level >= KVR_LOG_WARN) fprintf(stderr, "kvr: %s\n", msg);
+}
+static kvr_log_fn kvr_log_fn_cur = kvr_log_default;
+static void *kvr_log_user;
+
+void kvr_log_set(kvr_log_fn fn, void *user) {
+    kvr_log_fn_cur = fn ? fn : kvr_log_default;
+    kvr_log_user = user;
+}
+
+void kvr_log(kvr_log_level level, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    kvr_log_fn_cur(level, buf, kvr_log_user);
+}
+
+// ----------------------------------------------------------------------------
+// clocks and provenance
+
+double kvr_time_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+const char *kvr_version(void) {
+    return KVR_VERSION_STRING;
+}
+const char *kvr_build_commit(void) {
+    return KVR_GIT_COMMIT;
+}
+
+// ----------------------------------------------------------------------------
+// progress bar
+
+void kvr_progress_start(kvr_progress *p, FILE *out, const char *label, int64_t total) {
+    memset(p, 0, sizeof *p);
+    p->out = out;
+    p->label = label;
+    p->total = total > 0 ? total : 1;
+    p->t_start_us = p->t_last_us = kvr_time_us();
+    p->is_tty = out && isatty(fileno(out));
+    p->last_decile = -1;
+}
+
+void kvr_progress_update(kvr_progress *p, int64_t done) {
+    if (!p->out) return;
+    p->done = done;
+    double now = kvr_time_us();
+    double frac = (double)done / (double)p->total;
+    if (frac > 1) frac = 1;
+    double el_s = (now - p->t_start_us) * 1e-6;
+    double eta_s = frac > 0 ? el_s * (1 - frac) / frac : 0;
+    if (p->is_tty) {
+        if (now - p->t_last_us < 100e3 && done < p->total) return; /* 10 Hz redraw */
+        p->t_last_us = now;
+        char bar[31];
+        int n = (int)(frac * 30);
+        for (int i = 0; i < 30; i++) bar[i] = i < n ? '#' : '.';
+        bar[30] = 0;
+        fprintf(p->out, "\r%s [%s] %3d%% %lld/%lld  %.1fs elapsed, ETA %.1fs ", p->label, bar,
+                (int)(frac * 100), (long long)done, (long long)p->total, el_s, eta_s);
+        fflush(p->out);
+    } else {
+        int dec = (int)(frac * 10);
+        if (dec == p->last_decile) return;
+        p->last_decile = dec;
+        fprintf(p->out, "# %s: %d%% (%lld/%lld) %.1fs elapsed, ETA %.1fs\n", p->label, dec * 10,
+                (long long)done, (long long)p->total, el_s, eta_s);
+    }
+}
+
+void kvr_progress_finish(kvr_progress *p) {
+    if (!p->out) return;
+    kvr_progress_update(p, p->total);
+    if (p->is_tty) fputc('\n', p->out);
+}
+
+// ----------------------------------------------------------------------------
+// parsing
+
+kvr_status kvr_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out, kvr_error *err) {
+    if (!s || !*s) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "empty number");
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end != '\0')
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "'%s' is not an integer", s);
+    if (v < lo || v > hi)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s is out of range [%lld, %lld]", s,
+                             (long long)lo, (long long)hi);
+    *out = v;
+    return KVR_OK;
+}
