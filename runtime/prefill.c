@@ -1,0 +1,383 @@
+/* prefill.c -- the prefill schedules over the layer ops and kvr_comm:
+ *   single: one rank runs every layer over the whole prompt;
+ *   kvr:    KV-Runahead (DESIGN.md section 1): rank i computes its chunk's Q/K/V, receives
+ *           the layer's K/V for [0, P_i) from rank i-1, forwards [0, S_i) to rank i+1 without
+ *           waiting, attends over [0, S_i) and runs the MLP; the last rank emits the token;
+ *   tsp:    even split, per-layer all-gather of K/V so every rank holds all C keys, each rank
+ *           attends its rows, a global synchronisation per layer.
+ * single is kvr with one rank: one code path. kvr_prefill_run starts the ranks as threads;
+ * kvr_prefill_run_rank is one rank's part over any transport. */
+#include "kvr_runtime.h"
+#include "runtime_internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kvr_mode_names[] = {"single", "kvr", "tsp"};
+_Static_assert(sizeof kvr_mode_names / sizeof kvr_mode_names[0] == KVR_MODE_COUNT, "mode names");
+
+const char *kvr_mode_name(kvr_mode m) {
+    return (m >= 0 && m < KVR_MODE_COUNT) ? kvr_mode_names[m] : "unknown";
+}
+
+kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err) {
+    for (int i = 0; i < KVR_MODE_COUNT; i++)
+        if (strcmp(s, kvr_mode_names[i]) == 0) {
+            *out = (kvr_mode)i;
+            return KVR_OK;
+        }
+    return kvr_error_set(err, KVR_ERR_INVALID_ARG, "unknown mode '%s' (single, kvr, tsp)", s);
+}
+
+kvr_prefill_params kvr_prefill_params_default(void) {
+    kvr_prefill_params p = {KVR_MODE_SINGLE, 1, NULL, 1, true, false};
+    return p;
+}
+
+// ----------------------------------------------------------------------------
+// partitions
+
+kvr_status kvr_partition_even(int64_t C, int32_t p, int64_t *out, kvr_error *err) {
+    if (p < 1 || p > KVR_MAX_RANKS)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%d ranks (need 1..%d)", p, KVR_MAX_RANKS);
+    if (C < p)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "%d ranks for %lld tokens: every rank needs at least one token", p,
+                             (long long)C);
+    for (int32_t i = 0; i < p; i++) out[i] = C / p + (i < C % p ? 1 : 0);
+    return KVR_OK;
+}
+
+kvr_status kvr_partition_check(const int64_t *part, int32_t p, int64_t C, kvr_error *err) {
+    if (p < 1 || p > KVR_MAX_RANKS)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%d ranks (need 1..%d)", p, KVR_MAX_RANKS);
+    int64_t sum = 0;
+    for (int32_t i = 0; i < p; i++) {
+        if (part[i] < 1)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "partition: chunk %d has %lld tokens; every chunk needs >= 1", i,
+                                 (long long)part[i]);
+        sum += part[i];
+    }
+    if (sum != C)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "partition sums to %lld tokens but the context has %lld",
+                             (long long)sum, (long long)C);
+    return KVR_OK;
+}
+
+kvr_status kvr_partition_parse(const char *s, int32_t p, int64_t C, int64_t *out, kvr_error *err) {
+    if (strcmp(s, "even") == 0) return kvr_partition_even(C, p, out, err);
+    int32_t n = 0;
+    const char *q = s;
+    while (*q) {
+        char tok[32];
+        size_t len = strcspn(q, ",");
+        if (len == 0 || len >= sizeof tok)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG, "partition '%s': bad chunk size", s);
+        memcpy(tok, q, len);
+        tok[len] = 0;
+        if (n >= p)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "partition '%s' has more than %d chunks (one per rank)", s, p);
+        int64_t v;
+        if (kvr_parse_i64(tok, 0, INT64_MAX / 2, &v, err) != KVR_OK)
+            return kvr_error_prefix(err, "partition '%s'", s);
+        out[n++] = v;
+        q += len;
+        if (*q == ',') {
+            q++;
+            if (!*q)
+                return kvr_error_set(err, KVR_ERR_INVALID_ARG, "partition '%s': trailing comma",
+                                     s);
+        }
+    }
+    if (n != p)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "partition '%s' has %d chunks for %d ranks",
+                             s, n, p);
+    return kvr_partition_check(out, p, C, err);
+}
+
+// ----------------------------------------------------------------------------
+// one rank
+
+/* What every rank publishes at the end (all-gathered so each rank can report the whole run). */
+typedef struct kvr_rank_report {
+    kvr_rank_stats stats;
+    int32_t first_token;
+    double ttft_ms;
+} kvr_rank_report;
+
+static kvr_status kvr_check_params(const kvr_model *m, const kvr_prefill_params *pp,
+                                   int64_t C, int64_t *part, kvr_error *err) {
+    (void)m;
+    if (pp->n_ranks < 1 || pp->n_ranks > KVR_MAX_RANKS)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "--ranks %d: need 1..%d", pp->n_ranks,
+                             KVR_MAX_RANKS);
+    if (pp->n_threads < 1 || pp->n_threads > 1024)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "--threads %d: need 1..1024",
+                             pp->n_threads);
+    if (C < 1) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "empty prompt (0 tokens)");
+    if (pp->mode == KVR_MODE_SINGLE && pp->n_ranks != 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "mode single runs on 1 rank, not %d (use kvr or tsp)", pp->n_ranks);
+    if (C < pp->n_ranks)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "%d ranks for a %lld-token prompt: more ranks than tokens",
+                             pp->n_ranks, (long long)C);
+    if (pp->partition && pp->mode == KVR_MODE_TSP)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "mode tsp always splits evenly; a partition applies to kvr only");
+    if (pp->partition) {
+        KVR_TRY(kvr_partition_check(pp->partition, pp->n_ranks, C, err));
+        memcpy(part, pp->partition, (size_t)pp->n_ranks * sizeof *part);
+        return KVR_OK;
+    }
+    return kvr_partition_even(C, pp->n_ranks, part, err);
+}
+
+kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_t *tokens,
+                                int64_t C, const kvr_prefill_params *pp, kvr_prefill_result *out,
+                                kvr_error *err) {
+    memset(out, 0, sizeof *out);
+    const int32_t p = pp->n_ranks, me = kvr_comm_rank(comm);
+    if (kvr_comm_size(comm) != p)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "communicator has %d ranks, params ask %d",
+                             kvr_comm_size(comm), p);
+    KVR_TRY(kvr_check_params(m, pp, C, out->partition, err));
+    out->mode = pp->mode;
+    out->n_ranks = p;
+    out->n_tokens = C;
+    const kvr_model_config *cfg = &m->cfg;
+    const int64_t kvd = (int64_t)cfg->n_kv_heads * cfg->head_dim;
+    const int32_t L = cfg->n_layers;
+    int64_t P = 0;
+    for (int32_t i = 0; i < me; i++) P += out->partition[i];
+    const int64_t c = out->partition[me], S = P + c;
+    const bool tsp = pp->mode == KVR_MODE_TSP, last = me == p - 1;
+    /* kvr ranks hold [0, S); tsp ranks hold all C keys after each all-gather */
+    const int64_t ctx = tsp ? C : S;
+
+    kvr_layer_ws *ws = NULL;
+    kvr_comm_request **reqs = NULL;
+    size_t *ag_bytes = NULL;
+    kvr_status st = kvr_layer_ws_create(m, c, ctx, pp->n_threads, &ws, err);
+    if (st == KVR_OK && !tsp && !last) {
+        reqs = calloc((size_t)2 * (size_t)L, sizeof *reqs);
+        if (!reqs) st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", me);
+    }
+    if (st == KVR_OK && tsp) {
+        ag_bytes = malloc((size_t)p * sizeof *ag_bytes);
+        if (!ag_bytes) st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", me);
+        for (int32_t i = 0; ag_bytes && i < p; i++)
+            ag_bytes[i] = (size_t)(out->partition[i] * kvd) * sizeof(float);
+    }
+    if (st != KVR_OK) goto fail;
+
+    /* Start together: the clock runs from the barrier's release to the first token. */
+    st = kvr_comm_barrier(comm, err);
+    if (st != KVR_OK) goto fail;
+    kvr_comm_reset_stats(comm);
+    const double t0 = kvr_time_us();
+    double compute_us = 0, t;
+    int32_t first = -1;
+
+    t = kvr_time_us();
+    st = kvr_op_embed(ws, tokens + P, c, P, err);
+    compute_us += kvr_time_us() - t;
+    if (st != KVR_OK) goto fail;
+    for (int32_t l = 0; l < L; l++) {
+        float *K = kvr_layer_ws_k(ws, l), *V = kvr_layer_ws_v(ws, l);
+        t = kvr_time_us();
+        kvr_op_pre(ws, l);
+        compute_us += kvr_time_us() - t;
+        if (tsp) {
+            if ((st = kvr_comm_allgatherv(comm, NULL, K, ag_bytes, err)) != KVR_OK) goto fail;
+            if ((st = kvr_comm_allgatherv(comm, NULL, V, ag_bytes, err)) != KVR_OK) goto fail;
+        } else {
+            const size_t pre_bytes = (size_t)(P * kvd) * sizeof(float);
+            const size_t all_bytes = (size_t)(S * kvd) * sizeof(float);
+            if (me > 0) {
+                if ((st = kvr_comm_recv(comm, me - 1, 2 * l, K, pre_bytes, err)) != KVR_OK)
+                    goto fail;
+                if ((st = kvr_comm_recv(comm, me - 1, 2 * l + 1, V, pre_bytes, err)) != KVR_OK)
+                    goto fail;
+            }
+            if (!last) { /* run ahead: forward [0, S) now, complete at the end */
+                if ((st = kvr_comm_isend(comm, me + 1, 2 * l, K, all_bytes, &reqs[2 * l], err)))
+                    goto fail;
+                if ((st = kvr_comm_isend(comm, me + 1, 2 * l + 1, V, all_bytes, &reqs[2 * l + 1],
+                                         err)))
+                    goto fail;
+            }
+        }
+        t = kvr_time_us();
+        kvr_op_attn(ws, l);
+        kvr_op_post(ws, l);
+        compute_us += kvr_time_us() - t;
+    }
+    double t_first = 0;
+    if (last) {
+        t = kvr_time_us();
+        const float *logits = kvr_op_head(ws);
+        first = kvr_argmax(logits, cfg->vocab_size);
+        t_first = kvr_time_us();
+        compute_us += t_first - t;
+        if (pp->keep_logits) {
+            out->logits = malloc((size_t)cfg->vocab_size * sizeof(float));
+            if (!out->logits) {
+                st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", me);
+                goto fail;
+            }
+            memcpy(out->logits, logits, (size_t)cfg->vocab_size * sizeof(float));
+        }
+    }
+    for (int32_t i = 0; reqs && i < 2 * L; i++) {
+        st = kvr_comm_wait(comm, reqs[i], err);
+        reqs[i] = NULL;
+        if (st != KVR_OK) goto fail;
+    }
+    const double t_end = kvr_time_us();
+
+    /* Publish every rank's figures to every rank. */
+    const kvr_comm_stats *cs = kvr_comm_get_stats(comm);
+    kvr_rank_report mine = {0};
+    mine.stats.rank = me;
+    mine.stats.chunk_start = P;
+    mine.stats.chunk_len = c;
+    mine.stats.compute_ms = compute_us * 1e-3;
+    mine.stats.wait_ms = cs->wait_us * 1e-3;
+    mine.stats.comm_ms = cs->xfer_us * 1e-3;
+    mine.stats.total_ms = (t_end - t0) * 1e-3;
+    mine.stats.bytes_sent = cs->bytes_sent;
+    mine.stats.bytes_recv = cs->bytes_recv;
+    mine.first_token = first;
+    mine.ttft_ms = last ? (t_first - t0) * 1e-3 : 0;
+    kvr_rank_report *all = calloc((size_t)p, sizeof *all);
+    size_t *rb = malloc((size_t)p * sizeof *rb);
+    if (!all || !rb) {
+        free(all), free(rb);
+        st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", me);
+        goto fail;
+    }
+    for (int32_t i = 0; i < p; i++) rb[i] = sizeof(kvr_rank_report);
+    st = kvr_comm_allgatherv(comm, &mine, all, rb, err);
+    if (st == KVR_OK) {
+        for (int32_t i = 0; i < p; i++) out->ranks[i] = all[i].stats;
+        out->first_token = all[p - 1].first_token;
+        out->ttft_ms = all[p - 1].ttft_ms;
+    }
+    free(all), free(rb);
+    if (st != KVR_OK) goto fail;
+
+    if (last && pp->keep_kv) {
+        const size_t n = (size_t)L * (size_t)C * (size_t)kvd;
+        out->k_cache = malloc(n * sizeof(float));
+        out->v_cache = malloc(n * sizeof(float));
+        if (!out->k_cache || !out->v_cache) {
+            st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory for the KV copy", me);
+            goto fail;
+        }
+        for (int32_t l = 0; l < L; l++) {
+            memcpy(out->k_cache + (size_t)l * C * kvd, kvr_layer_ws_k(ws, l),
+                   (size_t)(C * kvd) * sizeof(float));
+            memcpy(out->v_cache + (size_t)l * C * kvd, kvr_layer_ws_v(ws, l),
+                   (size_t)(C * kvd) * sizeof(float));
+        }
+    }
+    free(reqs);
+    free(ag_bytes);
+    kvr_layer_ws_destroy(ws);
+    return KVR_OK;
+
+fail:
+    /* Tell the peers first so none waits on us, then drain our own sends (they may still be
+     * read by a peer that has already matched them) before freeing the buffers they point to. */
+    kvr_comm_fail(comm, err ? err->msg : "error");
+    for (int32_t i = 0; reqs && i < 2 * L; i++)
+        if (reqs[i]) kvr_comm_wait(comm, reqs[i], NULL);
+    free(reqs);
+    free(ag_bytes);
+    kvr_layer_ws_destroy(ws);
+    kvr_prefill_result_free(out);
+    return st;
+}
+
+void kvr_prefill_result_free(kvr_prefill_result *r) {
+    if (!r) return;
+    free(r->logits);
+    free(r->k_cache);
+    free(r->v_cache);
+    r->logits = r->k_cache = r->v_cache = NULL;
+}
+
+// ----------------------------------------------------------------------------
+// ranks as threads
+
+typedef struct kvr_rank_thread {
+    const kvr_model *m;
+    kvr_comm *comm;
+    const int32_t *tokens;
+    int64_t C;
+    const kvr_prefill_params *pp;
+    kvr_prefill_result res;
+    kvr_error err;
+    kvr_status st;
+} kvr_rank_thread;
+
+static void *kvr_rank_main(void *arg) {
+    kvr_rank_thread *rt = arg;
+    rt->st = kvr_prefill_run_rank(rt->m, rt->comm, rt->tokens, rt->C, rt->pp, &rt->res, &rt->err);
+    return NULL;
+}
+
+kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t C,
+                           const kvr_prefill_params *pp, kvr_prefill_result *out, kvr_error *err) {
+    memset(out, 0, sizeof *out);
+    int64_t part[KVR_MAX_RANKS];
+    KVR_TRY(kvr_check_params(m, pp, C, part, err)); /* fail fast before starting threads */
+    const int32_t p = pp->n_ranks;
+    kvr_comm_group *g;
+    KVR_TRY(kvr_comm_group_create(p, &g, err));
+    kvr_rank_thread *rt = calloc((size_t)p, sizeof *rt);
+    pthread_t *th = calloc((size_t)p, sizeof *th);
+    bool *started = calloc((size_t)p, sizeof *started);
+    if (!rt || !th || !started) {
+        free(rt), free(th), free(started);
+        kvr_comm_group_destroy(g);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "prefill: out of memory");
+    }
+    kvr_status st = KVR_OK;
+    for (int32_t i = 0; i < p; i++) {
+        rt[i] = (kvr_rank_thread){m, kvr_comm_group_rank(g, i), tokens, C, pp, {0}, {0}, KVR_OK};
+        if (pthread_create(&th[i], NULL, kvr_rank_main, &rt[i]) != 0) {
+            kvr_comm_fail(kvr_comm_group_rank(g, i), "could not start the rank's thread");
+            st = kvr_error_set(err, KVR_ERR_NOMEM, "prefill: cannot start thread for rank %d", i);
+            break;
+        }
+        started[i] = true;
+    }
+    for (int32_t i = 0; i < p; i++)
+        if (started[i]) pthread_join(th[i], NULL);
+    /* Report the root cause: the first error that is not a peer's echo of another failure. */
+    if (st == KVR_OK) {
+        int32_t bad = -1;
+        for (int32_t i = 0; i < p && bad < 0; i++)
+            if (rt[i].st != KVR_OK && rt[i].st != KVR_ERR_COMM) bad = i;
+        for (int32_t i = 0; i < p && bad < 0; i++)
+            if (rt[i].st != KVR_OK) bad = i;
+        if (bad >= 0) {
+            st = rt[bad].st;
+            if (err) *err = rt[bad].err;
+        }
+    }
+    if (st == KVR_OK) {
+        *out = rt[p - 1].res; /* the last rank holds logits and KV */
+        rt[p - 1].res.logits = rt[p - 1].res.k_cache = rt[p - 1].res.v_cache = NULL;
+    }
+    for (int32_t i = 0; i < p; i++) kvr_prefill_result_free(&rt[i].res);
+    free(rt), free(th), free(started);
+    kvr_comm_group_destroy(g);
+    return st;
+}

@@ -1,0 +1,132 @@
+/* kvr_runtime.h -- the layer operations and the prefill schedules (single, kvr, tsp).
+ *
+ * Two levels:
+ *   - layer ops on a workspace (kvr_layer_ws): embed, pre (norm, QKV, RoPE, K/V into the cache),
+ *     attn (c queries over the P-token prefix plus the chunk itself, causal), post (O-proj,
+ *     residual, norm, SwiGLU MLP, residual) and head (final norm + LM head, last token). The
+ *     schedules are sequences of exactly these calls, and the profiler times exactly these
+ *     calls, so a profile describes what runs.
+ *   - schedules: kvr_prefill_run runs one prompt across n ranks as threads of this process;
+ *     kvr_prefill_run_rank runs one rank's part over any kvr_comm (threads or MPI).
+ *
+ * Usage:   kvr_prefill_params pp = kvr_prefill_params_default();
+ *          pp.mode = KVR_MODE_KVR; pp.n_ranks = 2;            // partition NULL = even
+ *          kvr_prefill_result r;
+ *          if (kvr_prefill_run(model, ids, n_ids, &pp, &r, &err) == KVR_OK)
+ *              printf("%d %.1f ms\n", r.first_token, r.ttft_ms);
+ *          kvr_prefill_result_free(&r);
+ * Ownership: the model and token arrays are borrowed; a result owns its logits/KV buffers until
+ *            kvr_prefill_result_free. A workspace owns its activations and KV cache.
+ * Threads:  a model may be shared by all ranks; a workspace belongs to one rank.
+ */
+#ifndef KVR_RUNTIME_H
+#define KVR_RUNTIME_H
+#include "kvr_comm.h"
+#include "kvr_model.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KVR_MAX_RANKS 256
+
+typedef enum kvr_mode { KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP, KVR_MODE_COUNT } kvr_mode;
+KVR_API const char *kvr_mode_name(kvr_mode m); /* "single", "kvr", "tsp" */
+KVR_API kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// partitions: chunk sizes c_0..c_{p-1} of a C-token prompt, in causal order
+
+/* Even split (the first C % p chunks get one token more). */
+KVR_API kvr_status kvr_partition_even(int64_t n_tokens, int32_t n_ranks, int64_t *out,
+                                      kvr_error *err);
+/* Check that p chunks are all >= 1 and sum to C. Messages name the offending chunk. */
+KVR_API kvr_status kvr_partition_check(const int64_t *part, int32_t n_ranks, int64_t n_tokens,
+                                       kvr_error *err);
+/* Parse "even" or "c0,c1,..." for p ranks and C tokens, then check it. */
+KVR_API kvr_status kvr_partition_parse(const char *s, int32_t n_ranks, int64_t n_tokens,
+                                       int64_t *out, kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// layer ops
+
+typedef struct kvr_layer_ws kvr_layer_ws;
+
+/* Workspace for chunks of up to max_chunk tokens attending over up to max_ctx positions, with
+ * n_threads threads for the ops. Allocates every activation and a KV cache of
+ * L x max_ctx x NKV*HS floats for K and for V, once. */
+KVR_API kvr_status kvr_layer_ws_create(const kvr_model *m, int64_t max_chunk, int64_t max_ctx,
+                                       int32_t n_threads, kvr_layer_ws **out, kvr_error *err);
+KVR_API void kvr_layer_ws_destroy(kvr_layer_ws *ws);
+/* K or V cache of one layer: (max_ctx, NKV*HS) row-major; rows [0, S) are contiguous. */
+KVR_API float *kvr_layer_ws_k(kvr_layer_ws *ws, int32_t layer);
+KVR_API float *kvr_layer_ws_v(kvr_layer_ws *ws, int32_t layer);
+/* Hidden state of the current chunk: (c, D). */
+KVR_API float *kvr_layer_ws_x(kvr_layer_ws *ws);
+
+/* Embed c tokens that sit at global positions [pos0, pos0 + c) (also sets the RoPE tables).
+ * Errors: KVR_ERR_INVALID_ARG for out-of-range ids or sizes. */
+KVR_API kvr_status kvr_op_embed(kvr_layer_ws *ws, const int32_t *tokens, int64_t c, int64_t pos0,
+                                kvr_error *err);
+/* Set the chunk (c tokens at pos0) without embedding, for timing harnesses: x keeps its data. */
+KVR_API kvr_status kvr_op_set_chunk(kvr_layer_ws *ws, int64_t c, int64_t pos0, kvr_error *err);
+KVR_API void kvr_op_pre(kvr_layer_ws *ws, int32_t layer);  /* K/V -> cache rows [pos0, pos0+c) */
+KVR_API void kvr_op_attn(kvr_layer_ws *ws, int32_t layer); /* over cache rows [0, pos0 + c) */
+KVR_API void kvr_op_post(kvr_layer_ws *ws, int32_t layer);
+/* Final norm + LM head on the chunk's last token; returns the logits (V), owned by ws. */
+KVR_API const float *kvr_op_head(kvr_layer_ws *ws);
+
+/* Index of the largest logit (first on ties). */
+KVR_API int32_t kvr_argmax(const float *x, int64_t n);
+
+// ----------------------------------------------------------------------------
+// schedules
+
+typedef struct kvr_prefill_params {
+    kvr_mode mode;
+    int32_t n_ranks;          /* p; single requires 1 */
+    const int64_t *partition; /* p chunk sizes (kvr mode), NULL = even; borrowed */
+    int32_t n_threads;        /* threads per rank for the ops */
+    bool keep_logits;         /* copy the last-token logits into the result */
+    bool keep_kv;             /* copy the last rank's full KV cache into the result */
+} kvr_prefill_params;
+KVR_API kvr_prefill_params kvr_prefill_params_default(void);
+
+typedef struct kvr_rank_stats {
+    int32_t rank;
+    int64_t chunk_start, chunk_len; /* P_i, c_i */
+    double compute_ms;              /* in layer ops */
+    double wait_ms;                 /* blocked on a peer (prefix not yet sent, collective) */
+    double comm_ms;                 /* moving bytes (receives, all-gathers, send completion) */
+    double total_ms;                /* prefill start to this rank's end of work */
+    int64_t bytes_sent, bytes_recv;
+} kvr_rank_stats;
+
+typedef struct kvr_prefill_result {
+    kvr_mode mode;
+    int32_t n_ranks;
+    int64_t n_tokens;
+    int64_t partition[KVR_MAX_RANKS];
+    kvr_rank_stats ranks[KVR_MAX_RANKS];
+    int32_t first_token; /* argmax of the last token's logits */
+    double ttft_ms;      /* prefill start (all ranks released) to first token on the last rank */
+    float *logits;       /* (V) when keep_logits, on the process holding the last rank; else NULL */
+    float *k_cache, *v_cache; /* (L, C, NKV*HS) when keep_kv, last rank only; else NULL */
+} kvr_prefill_result;
+
+/* Run one prompt across params->n_ranks threads of this process.
+ * Errors: KVR_ERR_INVALID_ARG (bad partition, more ranks than tokens, bad ids), KVR_ERR_NOMEM,
+ * KVR_ERR_COMM. On error every rank stops; none hangs. */
+KVR_API kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t n_tokens,
+                                   const kvr_prefill_params *params, kvr_prefill_result *out,
+                                   kvr_error *err);
+/* Run this rank's part over comm (size must equal params->n_ranks). Every rank's result gets
+ * the per-rank stats, first token and TTFT; logits and KV only on the last rank. */
+KVR_API kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_t *tokens,
+                                        int64_t n_tokens, const kvr_prefill_params *params,
+                                        kvr_prefill_result *out, kvr_error *err);
+KVR_API void kvr_prefill_result_free(kvr_prefill_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVR_RUNTIME_H */

@@ -1,0 +1,232 @@
+/* test_runtime.c -- the correctness contract of the prefill schedules (DESIGN.md section 8):
+ * for any mode, rank count and partition, the last-token logits equal single-rank prefill
+ * within 1e-4 relative, the first token is identical, and the last rank's KV cache equals the
+ * single-rank cache. Runs on the tiny GQA and MQA presets and, when present, on the real model
+ * (models/SmolLM2-135M-Instruct.Q4_1.gguf or $KVR_MODEL). Also partition parsing and bad runs. */
+#include "kvr_runtime.h"
+#include "kvr_test.h"
+
+#include <stdlib.h>
+
+static int32_t *make_ids(int64_t n, int32_t vocab, uint64_t seed) {
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((seed >> 33) % (uint64_t)vocab);
+    }
+    return ids;
+}
+
+/* max_i |a_i - b_i| / max_i |b_i|: relative to the logit scale */
+static double max_rel_diff(const float *a, const float *b, int64_t n) {
+    double md = 0, mb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        md = fmax(md, fabs((double)a[i] - (double)b[i]));
+        mb = fmax(mb, fabs((double)b[i]));
+    }
+    return mb > 0 ? md / mb : md;
+}
+
+/* Compare one (mode, p, partition) run against the single-rank reference. */
+static void check_against_single(const kvr_model *m, const int32_t *ids, int64_t C,
+                                 const kvr_prefill_result *ref, kvr_mode mode, int32_t p,
+                                 const int64_t *part, int32_t threads, const char *label) {
+    kvr_error e;
+    kvr_prefill_params pp = kvr_prefill_params_default();
+    pp.mode = mode;
+    pp.n_ranks = p;
+    pp.partition = part;
+    pp.n_threads = threads;
+    pp.keep_kv = true;
+    kvr_prefill_result r;
+    kvr_status st = kvr_prefill_run(m, ids, C, &pp, &r, &e);
+    KVR_CHECK_OK(st, &e);
+    if (st != KVR_OK) return;
+    const kvr_model_config *cfg = kvr_model_get_config(m);
+    double dl = max_rel_diff(r.logits, ref->logits, cfg->vocab_size);
+    const int64_t nkv = (int64_t)cfg->n_layers * C * cfg->n_kv_heads * cfg->head_dim;
+    double dk = max_rel_diff(r.k_cache, ref->k_cache, nkv);
+    double dv = max_rel_diff(r.v_cache, ref->v_cache, nkv);
+    if (!(dl <= 1e-4 && dk <= 1e-4 && dv <= 1e-4) || r.first_token != ref->first_token)
+        fprintf(stderr, "  %s %s p=%d: logits %.2e K %.2e V %.2e token %d vs %d\n", label,
+                kvr_mode_name(mode), p, dl, dk, dv, r.first_token, ref->first_token);
+    KVR_CHECK(dl <= 1e-4);
+    KVR_CHECK(dk <= 1e-4);
+    KVR_CHECK(dv <= 1e-4);
+    KVR_CHECK_EQ_INT(r.first_token, ref->first_token);
+    KVR_CHECK_EQ_INT(r.n_ranks, p);
+    int64_t sum = 0;
+    for (int32_t i = 0; i < p; i++) {
+        KVR_CHECK_EQ_INT(r.ranks[i].chunk_start, sum);
+        sum += r.ranks[i].chunk_len;
+    }
+    KVR_CHECK_EQ_INT(sum, C);
+    KVR_CHECK(r.ttft_ms > 0);
+    kvr_prefill_result_free(&r);
+}
+
+static void run_contract(const kvr_model *m, int64_t C, const char *label) {
+    kvr_error e;
+    const kvr_model_config *cfg = kvr_model_get_config(m);
+    int32_t *ids = make_ids(C, cfg->vocab_size, 42);
+    kvr_prefill_params pp = kvr_prefill_params_default();
+    pp.keep_kv = true;
+    kvr_prefill_result ref;
+    KVR_CHECK_OK(kvr_prefill_run(m, ids, C, &pp, &ref, &e), &e);
+    /* many rank counts, even and uneven (front-loaded, back-loaded, tiny) chunks */
+    for (int32_t p = 1; p <= 5; p++) {
+        int64_t part[8];
+        check_against_single(m, ids, C, &ref, KVR_MODE_KVR, p, NULL, 1, label);
+        check_against_single(m, ids, C, &ref, KVR_MODE_TSP, p, NULL, 1, label);
+        /* front-loaded: geometric-ish */
+        int64_t left = C;
+        for (int32_t i = 0; i < p; i++) {
+            part[i] = i == p - 1 ? left : KVR_MAX(1, (left - (p - 1 - i)) / 2);
+            left -= part[i];
+        }
+        check_against_single(m, ids, C, &ref, KVR_MODE_KVR, p, part, 1, label);
+        /* one-token chunks everywhere but the last */
+        for (int32_t i = 0; i < p; i++) part[i] = i == p - 1 ? C - (p - 1) : 1;
+        check_against_single(m, ids, C, &ref, KVR_MODE_KVR, p, part, 1, label);
+        /* back-loaded: one token last */
+        for (int32_t i = 0; i < p; i++) part[i] = i == 0 ? C - (p - 1) : 1;
+        check_against_single(m, ids, C, &ref, KVR_MODE_KVR, p, part, 1, label);
+    }
+    /* several threads per rank */
+    check_against_single(m, ids, C, &ref, KVR_MODE_SINGLE, 1, NULL, 3, label);
+    check_against_single(m, ids, C, &ref, KVR_MODE_KVR, 2, NULL, 2, label);
+    check_against_single(m, ids, C, &ref, KVR_MODE_TSP, 2, NULL, 2, label);
+    kvr_prefill_result_free(&ref);
+    free(ids);
+}
+
+static kvr_model *load(const char *name) {
+    kvr_error e;
+    kvr_model *m = NULL;
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    KVR_CHECK_OK(kvr_model_load(name, &lp, &m, &e), &e);
+    return m;
+}
+
+static void test_contract_tiny_gqa(void) {
+    kvr_model *m = load("tiny");
+    if (!m) return;
+    run_contract(m, 300, "tiny"); /* > one attention block of 128 queries per rank */
+    run_contract(m, 7, "tiny");
+    kvr_model_destroy(m);
+}
+
+static void test_contract_tiny_mqa(void) {
+    kvr_model *m = load("tiny-mqa");
+    if (!m) return;
+    run_contract(m, 200, "tiny-mqa");
+    kvr_model_destroy(m);
+}
+
+static void test_contract_real_model(void) {
+    char path[1024];
+    kvr_error e;
+    if (kvr_model_default_path(path, sizeof path, &e) != KVR_OK) {
+        printf("  (skipped: %s)\n", e.msg);
+        return;
+    }
+    kvr_model *m = load(path);
+    if (!m) return;
+    const kvr_model_config *cfg = kvr_model_get_config(m);
+    int32_t *ids = make_ids(160, cfg->vocab_size, 7);
+    kvr_prefill_params pp = kvr_prefill_params_default();
+    pp.keep_kv = true;
+    kvr_prefill_result ref;
+    KVR_CHECK_OK(kvr_prefill_run(m, ids, 160, &pp, &ref, &e), &e);
+    int64_t p3[3] = {90, 50, 20}, p4[4] = {1, 100, 40, 19};
+    check_against_single(m, ids, 160, &ref, KVR_MODE_KVR, 2, NULL, 1, "real");
+    check_against_single(m, ids, 160, &ref, KVR_MODE_KVR, 3, p3, 1, "real");
+    check_against_single(m, ids, 160, &ref, KVR_MODE_KVR, 4, p4, 1, "real");
+    check_against_single(m, ids, 160, &ref, KVR_MODE_TSP, 3, NULL, 1, "real");
+    kvr_prefill_result_free(&ref);
+    free(ids);
+    kvr_model_destroy(m);
+}
+
+/* Softmax stability: huge activations must not overflow (logits stay finite). */
+static void test_logits_finite(void) {
+    kvr_model *m = load("tiny");
+    if (!m) return;
+    kvr_error e;
+    int32_t *ids = make_ids(64, 256, 3);
+    kvr_prefill_params pp = kvr_prefill_params_default();
+    kvr_prefill_result r;
+    KVR_CHECK_OK(kvr_prefill_run(m, ids, 64, &pp, &r, &e), &e);
+    int finite = 1;
+    for (int i = 0; r.logits && i < 256; i++) finite &= isfinite(r.logits[i]) != 0;
+    KVR_CHECK(finite);
+    KVR_CHECK_EQ_INT(r.first_token, kvr_argmax(r.logits, 256));
+    kvr_prefill_result_free(&r);
+    free(ids);
+    kvr_model_destroy(m);
+}
+
+static void test_partition_parse(void) {
+    kvr_error e;
+    int64_t p[4];
+    KVR_CHECK_OK(kvr_partition_parse("even", 3, 10, p, &e), &e);
+    KVR_CHECK(p[0] == 4 && p[1] == 3 && p[2] == 3);
+    KVR_CHECK_OK(kvr_partition_parse("5,3,2", 3, 10, p, &e), &e);
+    KVR_CHECK(p[0] == 5 && p[1] == 3 && p[2] == 2);
+    KVR_CHECK(kvr_partition_parse("5,3,1", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "sums to 9") != NULL);
+    KVR_CHECK(kvr_partition_parse("10,0", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "chunk 1") != NULL);
+    KVR_CHECK(kvr_partition_parse("5,5", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_partition_parse("4,3,2,1", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_partition_parse("5,x", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_partition_parse("5,", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_partition_parse(",5", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_partition_parse("-1,11", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_partition_even(3, 4, p, &e) == KVR_ERR_INVALID_ARG);
+}
+
+static void test_bad_runs(void) {
+    kvr_model *m = load("tiny");
+    if (!m) return;
+    kvr_error e;
+    int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    kvr_prefill_params pp = kvr_prefill_params_default();
+    kvr_prefill_result r;
+    pp.mode = KVR_MODE_KVR;
+    pp.n_ranks = 9; /* more ranks than tokens */
+    KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "more ranks than tokens") != NULL);
+    pp.n_ranks = 2;
+    int64_t bad[2] = {8, 0};
+    pp.partition = bad;
+    KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    pp.partition = NULL;
+    pp.mode = KVR_MODE_SINGLE;
+    KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    /* an out-of-vocabulary id in rank 1's chunk: rank 1 fails, rank 0 must not hang, and
+     * the error reported is the root cause, not the peer's echo */
+    pp.mode = KVR_MODE_KVR;
+    ids[6] = 100000;
+    KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "outside the vocabulary") != NULL);
+    pp.mode = KVR_MODE_TSP;
+    KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    /* in rank 0's chunk: rank 1 blocks in recv and must be woken */
+    ids[6] = 7;
+    ids[0] = -5;
+    pp.mode = KVR_MODE_KVR;
+    pp.n_ranks = 4;
+    KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    kvr_model_destroy(m);
+}
+
+static const kvr_test_case cases[] = {
+    {"contract_tiny_gqa", test_contract_tiny_gqa},
+    {"contract_tiny_mqa", test_contract_tiny_mqa},
+    {"contract_real_model", test_contract_real_model},
+    {"logits_finite", test_logits_finite},
+    {"partition_parse", test_partition_parse},
+    {"bad_runs", test_bad_runs},
+};
+KVR_TEST_MAIN(cases)
