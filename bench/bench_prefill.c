@@ -1,0 +1,209 @@
+/* bench_prefill.c -- single-rank prefill of a model against this machine's OpenBLAS sgemm rate,
+ * measured side by side in one run, and KV-Runahead on 2 ranks (best of a partition sweep)
+ * against single-rank. Prints figures; asserts nothing about speed.
+ *
+ * Build: cmake --build build --target bench_prefill
+ * Run:   build/bench/bench_prefill [--model PATH|PRESET] [--contexts 512,2048] [--threads 2]
+ *                                  [--reps 3] [--sweep-context 2048]
+ * FLOPs counted (multiply-add = 2): the GEMMs 2*C*(D*(NH+2NKV)*HS + NH*HS*D + 3*D*FF) per layer,
+ * causal attention 4*NH*HS*(C*(C+1)/2) per layer (QK^T and PV over the valid triangle), and the
+ * LM head 2*D*V. */
+#include "kvr_runtime.h"
+
+#include <cblas.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return v[(n - 1) / 2];
+}
+
+/* sgemm C(M,N) = A(M,K) . B(N,K)^T with nt OpenBLAS threads; median GFLOP/s over reps */
+static double sgemm_gflops(int M, int N, int K, int nt, int reps) {
+    float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)N * K);
+    float *C = malloc(sizeof(float) * (size_t)M * N);
+    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)N * K; i++) B[i] = (float)(i % 5) * 0.1f;
+    openblas_set_num_threads(nt);
+    double t[32];
+    for (int r = 0; r < reps + 1; r++) {
+        double t0 = kvr_time_us();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+        if (r > 0) t[r - 1] = kvr_time_us() - t0; /* first call is warm-up */
+    }
+    openblas_set_num_threads(1);
+    free(A), free(B), free(C);
+    return 2.0 * M * N * K / (median(t, reps) * 1e3);
+}
+
+static double prefill_flops(const kvr_model_config *c, int64_t C) {
+    double D = c->d_model, HS = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads, FF = c->d_ff;
+    double gemm = 2.0 * (double)C * (D * (NH + 2 * NKV) * HS + NH * HS * D + 3 * D * FF);
+    double attn = 4.0 * NH * HS * ((double)C * (double)(C + 1) / 2);
+    return c->n_layers * (gemm + attn) + 2.0 * D * c->vocab_size;
+}
+
+/* One single-rank prefill through the layer ops with per-op timers: share of attention. */
+static double attn_share(const kvr_model *m, const int32_t *ids, int64_t C, int nt) {
+    kvr_layer_ws *ws;
+    kvr_error e;
+    if (kvr_layer_ws_create(m, C, C, nt, &ws, &e) != KVR_OK) return -1;
+    double t_pre = 0, t_attn = 0, t_post = 0, t0 = kvr_time_us(), a;
+    kvr_op_embed(ws, ids, C, 0, &e);
+    for (int32_t l = 0; l < kvr_model_get_config(m)->n_layers; l++) {
+        a = kvr_time_us();
+        kvr_op_pre(ws, l);
+        t_pre += kvr_time_us() - a;
+        a = kvr_time_us();
+        kvr_op_attn(ws, l);
+        t_attn += kvr_time_us() - a;
+        a = kvr_time_us();
+        kvr_op_post(ws, l);
+        t_post += kvr_time_us() - a;
+    }
+    kvr_op_head(ws);
+    double total = kvr_time_us() - t0;
+    printf("#   %lld tokens: pre %.1f ms, attn %.1f ms, post %.1f ms, total %.1f ms\n",
+           (long long)C, t_pre * 1e-3, t_attn * 1e-3, t_post * 1e-3, total * 1e-3);
+    kvr_layer_ws_destroy(ws);
+    return t_attn / total;
+}
+
+static double run_ttft(const kvr_model *m, const int32_t *ids, int64_t C, kvr_mode mode, int p,
+                       const int64_t *part, int nt, int reps) {
+    kvr_prefill_params pp = kvr_prefill_params_default();
+    pp.mode = mode;
+    pp.n_ranks = p;
+    pp.partition = part;
+    pp.n_threads = nt;
+    pp.keep_logits = false;
+    double t[32];
+    kvr_error e;
+    for (int r = 0; r < reps; r++) {
+        kvr_prefill_result res;
+        if (kvr_prefill_run(m, ids, C, &pp, &res, &e) != KVR_OK) {
+            fprintf(stderr, "bench_prefill: %s\n", e.msg);
+            exit(1);
+        }
+        t[r] = res.ttft_ms;
+        kvr_prefill_result_free(&res);
+    }
+    return median(t, reps);
+}
+
+int main(int argc, char **argv) {
+    const char *model = NULL, *contexts = "512,2048";
+    int nt = 2, reps = 3;
+    int64_t sweep_ctx = 2048;
+    static const struct option lo[] = {{"model", required_argument, 0, 'm'},
+                                       {"contexts", required_argument, 0, 'c'},
+                                       {"threads", required_argument, 0, 't'},
+                                       {"reps", required_argument, 0, 'n'},
+                                       {"sweep-context", required_argument, 0, 's'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "m:c:t:n:s:h", lo, NULL)) != -1) {
+        switch (ch) {
+            case 'm': model = optarg; break;
+            case 'c': contexts = optarg; break;
+            case 't': nt = atoi(optarg); break;
+            case 'n': reps = atoi(optarg); break;
+            case 's': sweep_ctx = atoll(optarg); break;
+            default:
+                fprintf(ch == 'h' ? stdout : stderr,
+                        "usage: bench_prefill [--model M] [--contexts 512,2048] [--threads N] "
+                        "[--reps N] [--sweep-context C (0 = skip)]\n");
+                return ch == 'h' ? 0 : 2;
+        }
+    }
+    if (nt < 1 || reps < 1 || reps > 32) {
+        fprintf(stderr, "bench_prefill: --threads >= 1, --reps 1..32\n");
+        return 2;
+    }
+    kvr_error e;
+    char path[1024];
+    if (!model) {
+        if (kvr_model_default_path(path, sizeof path, &e) != KVR_OK) {
+            fprintf(stderr, "bench_prefill: %s\n", e.msg);
+            return 1;
+        }
+        model = path;
+    }
+    kvr_model *m;
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    if (kvr_model_load(model, &lp, &m, &e) != KVR_OK) {
+        fprintf(stderr, "bench_prefill: %s\n", e.msg);
+        return 1;
+    }
+    const kvr_model_config *cfg = kvr_model_get_config(m);
+    printf("# bench_prefill: kvr %s (%s), model %s, %d threads, median of %d runs\n",
+           kvr_version(), kvr_build_commit(), cfg->name, nt, reps);
+    /* the reference rates, measured now, beside the prefill */
+    double peak = sgemm_gflops(2048, 2048, 2048, nt, reps);
+    double shape = sgemm_gflops(2048, 2 * cfg->d_ff, cfg->d_model, nt, reps);
+    printf("# OpenBLAS %s sgemm, %d threads: 2048^3 %.1f GFLOP/s; model shape (2048 x %d x %d) "
+           "%.1f GFLOP/s\n",
+           openblas_get_config(), nt, peak, 2 * cfg->d_ff, cfg->d_model, shape);
+    printf("%8s %10s %10s %10s %12s %12s %10s\n", "context", "ttft", "tok/s", "GFLOP/s",
+           "vs_sgemm^3", "vs_shape", "attn_share");
+    printf("%8s %10s %10s %10s %12s %12s %10s\n", "(tok)", "(ms)", "", "", "(ratio)", "(ratio)",
+           "(frac)");
+    char *list = strdup(contexts);
+    int64_t max_c = 0;
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        int64_t C = atoll(tok);
+        if (C < 1) continue;
+        max_c = KVR_MAX(max_c, C);
+        int32_t *ids = malloc((size_t)C * sizeof *ids);
+        for (int64_t i = 0; i < C; i++) ids[i] = (int32_t)((i * 7919 + 13) % cfg->vocab_size);
+        double ms = run_ttft(m, ids, C, KVR_MODE_SINGLE, 1, NULL, nt, reps);
+        double gf = prefill_flops(cfg, C) / (ms * 1e6);
+        double share = attn_share(m, ids, C, nt);
+        printf("%8lld %10.1f %10.1f %10.1f %12.3f %12.3f %10.3f\n", (long long)C, ms,
+               (double)C / (ms * 1e-3), gf, gf / peak, gf / shape, share);
+        free(ids);
+    }
+    free(list);
+
+    if (sweep_ctx > 0) {
+        const int64_t C = sweep_ctx;
+        int32_t *ids = malloc((size_t)C * sizeof *ids);
+        for (int64_t i = 0; i < C; i++) ids[i] = (int32_t)((i * 7919 + 13) % cfg->vocab_size);
+        printf("\n# KV-Runahead on 2 ranks x 1 thread vs single-rank, %lld tokens\n", (long long)C);
+        double single1 = run_ttft(m, ids, C, KVR_MODE_SINGLE, 1, NULL, 1, reps);
+        double single2 = run_ttft(m, ids, C, KVR_MODE_SINGLE, 1, NULL, 2, reps);
+        printf("%-22s %10s %12s %12s\n", "run", "ttft", "vs_single1", "vs_single2");
+        printf("%-22s %10s %12s %12s\n", "", "(ms)", "(ratio)", "(ratio)");
+        printf("%-22s %10.1f %12.3f %12.3f\n", "single 1x1", single1, 1.0, single1 / single2);
+        printf("%-22s %10.1f %12.3f %12.3f\n", "single 1x2", single2, single2 / single1, 1.0);
+        double best = 1e30;
+        int64_t best_c0 = 0;
+        const double fr[] = {0.50, 0.54, 0.58, 0.62, 0.66, 0.70};
+        for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++) {
+            int64_t part[2] = {(int64_t)(fr[i] * (double)C), 0};
+            part[1] = C - part[0];
+            double ms = run_ttft(m, ids, C, KVR_MODE_KVR, 2, part, 1, reps);
+            char name[64];
+            snprintf(name, sizeof name, "kvr 2x1 %lld,%lld", (long long)part[0],
+                     (long long)part[1]);
+            printf("%-22s %10.1f %12.3f %12.3f\n", name, ms, ms / single1, ms / single2);
+            if (ms < best) best = ms, best_c0 = part[0];
+        }
+        double tsp = run_ttft(m, ids, C, KVR_MODE_TSP, 2, NULL, 1, reps);
+        printf("%-22s %10.1f %12.3f %12.3f\n", "tsp 2x1 even", tsp, tsp / single1, tsp / single2);
+        printf("# best kvr partition %lld,%lld: TTFT %.1f ms = %.3fx single 1x1, %.3fx single "
+               "1x2 (speed-up %.2fx / %.2fx)\n",
+               (long long)best_c0, (long long)(C - best_c0), best, best / single1, best / single2,
+               single1 / best, single2 / best);
+        free(ids);
+    }
+    kvr_model_destroy(m);
+    return 0;
+}
