@@ -1,0 +1,434 @@
+/* sim.c -- TTFT simulators for one prompt: the KV-Runahead chain (DESIGN.md section 4), TSP,
+ * ring pass-KV with zigzag chunks, and single-rank prefill; and the timeline object they fill.
+ *
+ * Every simulator is an event recurrence over (rank, layer) with identical layers, so one
+ * evaluation costs O(p * L) (ring: O(p^2 * L)); the optimiser in search.c uses the chain kernel
+ * from search_internal.h directly, with incremental re-evaluation. */
+#include "search_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------
+// timeline
+
+kvr_status kvr_search_timeline_create(kvr_search_timeline **out, kvr_error *err) {
+    if (!out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "timeline: NULL out");
+    *out = calloc(1, sizeof **out);
+    if (!*out) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (timeline)");
+    return KVR_OK;
+}
+
+void kvr_search_timeline_destroy(kvr_search_timeline *tl) {
+    if (!tl) return;
+    free(tl->ev);
+    free(tl);
+}
+
+size_t kvr_search_timeline_n_events(const kvr_search_timeline *tl) {
+    return tl->n;
+}
+
+const kvr_event *kvr_search_timeline_event(const kvr_search_timeline *tl, size_t i) {
+    return i < tl->n ? &tl->ev[i] : NULL;
+}
+
+const char *kvr_event_kind_name(kvr_event_kind k) {
+    static const char *const names[] = {"embed", "pre",       "attn", "post",
+                                        "wait",  "send", "allgather", "head"};
+    _Static_assert(sizeof names / sizeof names[0] == KVR_EVENT_KIND_COUNT, "event names");
+    return (unsigned)k < KVR_EVENT_KIND_COUNT ? names[k] : "?";
+}
+
+void search_tl_reset(kvr_search_timeline *tl, const char *strategy, int n_ranks, int n_layers,
+                     int64_t context) {
+    tl->n = 0;
+    tl->context = context;
+    tl->oom = false;
+    tl->n_ranks = n_ranks;
+    tl->n_layers = n_layers;
+    tl->ttft_us = 0;
+    snprintf(tl->strategy, sizeof tl->strategy, "%s", strategy);
+}
+
+void search_tl_add(kvr_search_timeline *tl, int rank, int layer, int peer, kvr_event_kind kind,
+                   double start_us, double end_us) {
+    if (tl->oom) return;
+    if (tl->n == tl->cap) {
+        size_t cap = tl->cap ? tl->cap * 2 : 256;
+        kvr_event *ev = realloc(tl->ev, cap * sizeof *ev);
+        if (!ev) {
+            tl->oom = true;
+            return;
+        }
+        tl->ev = ev;
+        tl->cap = cap;
+    }
+    tl->ev[tl->n++] = (kvr_event){rank, layer, peer, kind, start_us, end_us};
+}
+
+static kvr_status sim_tl_finish(kvr_search_timeline *tl, double ttft_us, kvr_error *err) {
+    if (!tl) return KVR_OK;
+    tl->ttft_us = ttft_us;
+    if (tl->oom) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (timeline)");
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
+// strategy names
+
+static const char *const sim_strategy_names[KVR_STRATEGY_COUNT] = {"kvr-s", "kvr-e", "tsp", "ring",
+                                                                   "single"};
+
+const char *kvr_strategy_name(kvr_strategy s) {
+    return (unsigned)s < KVR_STRATEGY_COUNT ? sim_strategy_names[s] : "?";
+}
+
+kvr_status kvr_strategy_parse(const char *name, kvr_strategy *out, kvr_error *err) {
+    for (int i = 0; name && i < KVR_STRATEGY_COUNT; i++)
+        if (strcmp(name, sim_strategy_names[i]) == 0) {
+            *out = (kvr_strategy)i;
+            return KVR_OK;
+        }
+    return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                         "unknown strategy \"%s\" (expected kvr-s, kvr-e, tsp, ring or single)",
+                         name ? name : "(null)");
+}
+
+// ----------------------------------------------------------------------------
+// KVR chain
+
+/* Fills per-rank costs of a chain partition; the link i -> i+1 carries K/V of [0, S_i). */
+kvr_status search_chain_costs_fill(const kvr_search_costs *m, int p, const int64_t *chunks,
+                                   search_chain_costs *cc, kvr_error *err) {
+    int64_t P = 0;
+    for (int i = 0; i < p; i++) {
+        int64_t c = chunks[i];
+        cc[i].pre = m->ops.pre_us(m->ctx, c);
+        cc[i].w = m->ops.attn_us(m->ctx, c, P) + m->ops.post_us(m->ctx, c);
+        cc[i].x = 0;
+        P += c;
+        if (i + 1 < p) {
+            kvr_search_link l;
+            if (!search_costs_link_find(m, i, i + 1, &l))
+                return kvr_error_set(err, KVR_ERR_NOT_FOUND,
+                                     "KVR chain with %d ranks needs link %d->%d, which the cost "
+                                     "model lacks (links cover %d devices)",
+                                     p, i, i + 1, m->n_devices);
+            cc[i].x = search_link_time_us(&l, m->kv_bytes_per_token * (double)P);
+        }
+    }
+    return KVR_OK;
+}
+
+static kvr_status sim_check_ranks(const kvr_search_costs *m, int p, kvr_error *err) {
+    if (!m) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "simulate: NULL cost model");
+    if (p < 1 || p > SEARCH_MAX_DEVICES)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "ranks must be in [1, %d], got %d",
+                             SEARCH_MAX_DEVICES, p);
+    return KVR_OK;
+}
+
+/* Simulates the KVR chain for a given partition; see kvr_search.h. */
+kvr_status kvr_search_sim_kvr(const kvr_search_costs *m, int p, const int64_t *chunks,
+                              kvr_search_timeline *tl, double *ttft_us, kvr_error *err) {
+    KVR_TRY(sim_check_ranks(m, p, err));
+    if (!chunks || !ttft_us) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "simulate: NULL arg");
+    int64_t C = 0;
+    for (int i = 0; i < p; i++) {
+        if (chunks[i] < 1)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG, "chunk %d has %lld tokens (must be >= 1)",
+                                 i, (long long)chunks[i]);
+        if (chunks[i] > INT64_MAX / 4 - C)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG, "partition sum overflows");
+        C += chunks[i];
+    }
+    const int L = m->n_layers;
+    search_chain_costs *cc = malloc((size_t)p * sizeof *cc);
+    double *prev = calloc((size_t)L, sizeof *prev), *cur = calloc((size_t)L, sizeof *cur);
+    kvr_status s = KVR_OK;
+    if (!cc || !prev || !cur) s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (simulate)");
+    if (s == KVR_OK) s = search_chain_costs_fill(m, p, chunks, cc, err);
+    if (s != KVR_OK) goto done;
+    if (tl) search_tl_reset(tl, "kvr", p, L, C);
+    for (int i = 0; i < p; i++) {
+        double done = m->embed_us, linkfree = -1e300;
+        const double x_in = i > 0 ? cc[i - 1].x : 0;
+        const double post = tl ? m->ops.post_us(m->ctx, chunks[i]) : 0;
+        if (tl) search_tl_add(tl, i, -1, -1, KVR_EVENT_EMBED, 0, m->embed_us);
+        for (int l = 0; l < L; l++) {
+            double own = done + cc[i].pre, ready = own;
+            if (i > 0) {
+                double start = prev[l] > linkfree ? prev[l] : linkfree;
+                double arr = start + x_in;
+                linkfree = arr;
+                if (arr > ready) ready = arr;
+                if (tl) search_tl_add(tl, i - 1, l, i, KVR_EVENT_SEND, start, arr);
+            }
+            cur[l] = ready;
+            double next = ready + cc[i].w;
+            if (tl) {
+                search_tl_add(tl, i, l, -1, KVR_EVENT_PRE, done, own);
+                if (ready > own) search_tl_add(tl, i, l, -1, KVR_EVENT_WAIT, own, ready);
+                search_tl_add(tl, i, l, -1, KVR_EVENT_ATTN, ready, next - post);
+                search_tl_add(tl, i, l, -1, KVR_EVENT_POST, next - post, next);
+            }
+            done = next;
+        }
+        double *t = prev;
+        prev = cur;
+        cur = t;
+    }
+    /* prev now holds the last rank's ready times */
+    double ttft = prev[L - 1] + cc[p - 1].w + m->head_us;
+    if (tl) search_tl_add(tl, p - 1, L, -1, KVR_EVENT_HEAD, ttft - m->head_us, ttft);
+    *ttft_us = ttft;
+    s = sim_tl_finish(tl, ttft, err);
+done:
+    free(cc);
+    free(prev);
+    free(cur);
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// single
+
+kvr_status kvr_search_sim_single(const kvr_search_costs *m, int64_t C, kvr_search_timeline *tl,
+                                 double *ttft_us, kvr_error *err) {
+    if (!m || !ttft_us) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "simulate: NULL arg");
+    if (C < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "context must be >= 1, got %lld",
+                             (long long)C);
+    const int L = m->n_layers;
+    double pre = m->ops.pre_us(m->ctx, C), att = m->ops.attn_us(m->ctx, C, 0),
+           post = m->ops.post_us(m->ctx, C);
+    double t = m->embed_us;
+    if (tl) {
+        search_tl_reset(tl, "single", 1, L, C);
+        search_tl_add(tl, 0, -1, -1, KVR_EVENT_EMBED, 0, t);
+    }
+    for (int l = 0; l < L; l++) {
+        if (tl) {
+            search_tl_add(tl, 0, l, -1, KVR_EVENT_PRE, t, t + pre);
+            search_tl_add(tl, 0, l, -1, KVR_EVENT_ATTN, t + pre, t + pre + att);
+            search_tl_add(tl, 0, l, -1, KVR_EVENT_POST, t + pre + att, t + pre + att + post);
+        }
+        t += pre + att + post;
+    }
+    if (tl) search_tl_add(tl, 0, L, -1, KVR_EVENT_HEAD, t, t + m->head_us);
+    t += m->head_us;
+    *ttft_us = t;
+    return sim_tl_finish(tl, t, err);
+}
+
+// ----------------------------------------------------------------------------
+// TSP
+
+/* All-gather of total_bytes over p ranks (each contributes its share). */
+static kvr_status sim_allgather_us(const kvr_search_costs *m, int p, double total_bytes,
+                                   double max_share_bytes, double *out, kvr_error *err) {
+    if (p == 1) {
+        *out = 0;
+        return KVR_OK;
+    }
+    if (m->has_allgather) {
+        double bw = m->ag_busbw_gbps * 1000.0;
+        *out = (p - 1) * m->ag_alpha_us + (double)(p - 1) / p * total_bytes / bw;
+        return KVR_OK;
+    }
+    /* ring all-gather: p-1 steps; in each every rank forwards one share to its successor and the
+     * step ends when the slowest link is done (NCCL's ring algorithm, no pipelining credit) */
+    double step = 0;
+    for (int r = 0; r < p; r++) {
+        kvr_search_link l;
+        int dst = (r + 1) % p;
+        if (!search_costs_link_find(m, r, dst, &l))
+            return kvr_error_set(err, KVR_ERR_NOT_FOUND,
+                                 "TSP ring all-gather with %d ranks needs link %d->%d; list it in "
+                                 "\"links\", give a default \"link\" or an \"allgather\" model",
+                                 p, r, dst);
+        double t = search_link_time_us(&l, max_share_bytes);
+        if (t > step) step = t;
+    }
+    *out = (p - 1) * step;
+    return KVR_OK;
+}
+
+kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_search_timeline *tl,
+                              double *ttft_us, kvr_error *err) {
+    KVR_TRY(sim_check_ranks(m, p, err));
+    if (!ttft_us) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "simulate: NULL arg");
+    if (C < p)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "TSP needs at least one token per rank (context %lld, %d ranks)",
+                             (long long)C, p);
+    const int L = m->n_layers;
+    double *pre = malloc((size_t)p * sizeof *pre), *att = malloc((size_t)p * sizeof *att),
+           *post = malloc((size_t)p * sizeof *post), *t = malloc((size_t)p * sizeof *t);
+    kvr_status s = KVR_OK;
+    if (!pre || !att || !post || !t) {
+        s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (simulate)");
+        goto done;
+    }
+    int64_t base = C / p, extra = C % p, P = 0;
+    for (int r = 0; r < p; r++) {
+        int64_t c = base + (r < extra);
+        pre[r] = m->ops.pre_us(m->ctx, c);
+        att[r] = m->ops.attn_us(m->ctx, c, P); /* rows [P, P+c) over causal keys [0, row] */
+        post[r] = m->ops.post_us(m->ctx, c);
+        t[r] = m->embed_us;
+        P += c;
+    }
+    double ag;
+    s = sim_allgather_us(m, p, m->kv_bytes_per_token * (double)C,
+                         m->kv_bytes_per_token * (double)(base + (extra > 0)), &ag, err);
+    if (s != KVR_OK) goto done;
+    if (tl) {
+        search_tl_reset(tl, "tsp", p, L, C);
+        for (int r = 0; r < p; r++) search_tl_add(tl, r, -1, -1, KVR_EVENT_EMBED, 0, m->embed_us);
+    }
+    for (int l = 0; l < L; l++) {
+        double a = 0;
+        for (int r = 0; r < p; r++) a = KVR_MAX(a, t[r] + pre[r]);
+        double e = a + ag;
+        for (int r = 0; r < p; r++) {
+            if (tl) {
+                search_tl_add(tl, r, l, -1, KVR_EVENT_PRE, t[r], t[r] + pre[r]);
+                if (a > t[r] + pre[r]) search_tl_add(tl, r, l, -1, KVR_EVENT_WAIT, t[r] + pre[r], a);
+                if (ag > 0) search_tl_add(tl, r, l, -1, KVR_EVENT_ALLGATHER, a, e);
+                search_tl_add(tl, r, l, -1, KVR_EVENT_ATTN, e, e + att[r]);
+                search_tl_add(tl, r, l, -1, KVR_EVENT_POST, e + att[r], e + att[r] + post[r]);
+            }
+            t[r] = e + att[r] + post[r];
+        }
+    }
+    double ttft = t[p - 1] + m->head_us;
+    if (tl) search_tl_add(tl, p - 1, L, -1, KVR_EVENT_HEAD, t[p - 1], ttft);
+    *ttft_us = ttft;
+    s = sim_tl_finish(tl, ttft, err);
+done:
+    free(pre);
+    free(att);
+    free(post);
+    free(t);
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// ring pass-KV, zigzag
+
+kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_search_timeline *tl,
+                               double *ttft_us, kvr_error *err) {
+    KVR_TRY(sim_check_ranks(m, p, err));
+    if (!ttft_us) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "simulate: NULL arg");
+    if (p == 1) {
+        /* one rank: no ring; identical to single (kept so tables can list ring at p = 1) */
+        kvr_status s = kvr_search_sim_single(m, C, tl, ttft_us, err);
+        if (s == KVR_OK && tl) snprintf(tl->strategy, sizeof tl->strategy, "ring");
+        return s;
+    }
+    if (C < 2 * (int64_t)p)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "ring needs at least one token per zigzag chunk (context %lld < 2 * "
+                             "%d ranks)",
+                             (long long)C, p);
+    const int L = m->n_layers;
+    size_t np = (size_t)p;
+    int64_t *ua = malloc(np * sizeof *ua), *ub = malloc(np * sizeof *ub);
+    double *pre = malloc(np * sizeof *pre), *post = malloc(np * sizeof *post),
+           *step0 = malloc(np * sizeof *step0), *done = calloc(np, sizeof *done),
+           *avail = malloc(np * sizeof *avail), *nav = malloc(np * sizeof *nav),
+           *cend = malloc(np * sizeof *cend), *lfree = malloc(np * sizeof *lfree);
+    kvr_search_link *lk = malloc(np * sizeof *lk); /* lk[r]: link (r-1) -> r */
+    kvr_status s = KVR_OK;
+    if (!ua || !ub || !pre || !post || !step0 || !done || !avail || !nav || !cend || !lfree ||
+        !lk) {
+        s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (simulate)");
+        goto out;
+    }
+    /* 2p chunks differing by at most one token, larger first; rank i: chunks i and 2p-1-i */
+    int64_t base = C / (2 * p), extra = C % (2 * p);
+    for (int i = 0; i < p; i++) {
+        ua[i] = base + (i < extra);
+        ub[i] = base + (2 * p - 1 - i < extra);
+        int64_t c = ua[i] + ub[i];
+        pre[i] = m->ops.pre_us(m->ctx, c);
+        post[i] = m->ops.post_us(m->ctx, c);
+        /* own K/V: chunk A causal, chunk B after (fully visible) chunk A, causal inside */
+        step0[i] = m->ops.attn_us(m->ctx, ua[i], 0) + m->ops.attn_us(m->ctx, ub[i], ua[i]);
+        done[i] = m->embed_us;
+        lfree[i] = -1e300;
+        int src = (i - 1 + p) % p;
+        if (!search_costs_link_find(m, src, i, &lk[i])) {
+            s = kvr_error_set(err, KVR_ERR_NOT_FOUND,
+                              "ring with %d ranks needs link %d->%d; list it in \"links\" or give "
+                              "a default \"link\"",
+                              p, src, i);
+            goto out;
+        }
+    }
+    if (tl) {
+        search_tl_reset(tl, "ring", p, L, C);
+        for (int r = 0; r < p; r++) search_tl_add(tl, r, -1, -1, KVR_EVENT_EMBED, 0, m->embed_us);
+    }
+    for (int l = 0; l < L; l++) {
+        for (int r = 0; r < p; r++) {
+            double own = done[r] + pre[r];
+            if (tl) {
+                search_tl_add(tl, r, l, -1, KVR_EVENT_PRE, done[r], own);
+                search_tl_add(tl, r, l, -1, KVR_EVENT_ATTN, own, own + step0[r]);
+            }
+            avail[r] = own;
+            cend[r] = own + step0[r];
+        }
+        for (int st = 1; st < p; st++) {
+            for (int r = 0; r < p; r++) {
+                int from = (r - 1 + p) % p, owner = ((r - st) % p + p) % p;
+                double start = avail[from] > lfree[r] ? avail[from] : lfree[r];
+                double bytes = m->kv_bytes_per_token * (double)(ua[owner] + ub[owner]);
+                nav[r] = start + search_link_time_us(&lk[r], bytes);
+                lfree[r] = nav[r];
+                if (tl) search_tl_add(tl, from, l, r, KVR_EVENT_SEND, start, nav[r]);
+            }
+            for (int r = 0; r < p; r++) {
+                int owner = ((r - st) % p + p) % p;
+                /* zigzag: an earlier owner's chunk A is seen by both of r's chunks; a later
+                 * owner's chunks are seen by r's chunk B only; equal areas either way */
+                double blk = owner < r ? search_costs_block_us(m, ua[r] + ub[r], ua[owner])
+                                       : search_costs_block_us(m, ub[r], ua[owner] + ub[owner]);
+                double cs = cend[r] > nav[r] ? cend[r] : nav[r];
+                if (tl) {
+                    if (nav[r] > cend[r]) search_tl_add(tl, r, l, -1, KVR_EVENT_WAIT, cend[r], cs);
+                    search_tl_add(tl, r, l, -1, KVR_EVENT_ATTN, cs, cs + blk);
+                }
+                cend[r] = cs + blk;
+            }
+            double *t = avail;
+            avail = nav;
+            nav = t;
+        }
+        for (int r = 0; r < p; r++) {
+            done[r] = cend[r] + post[r];
+            if (tl) search_tl_add(tl, r, l, -1, KVR_EVENT_POST, cend[r], done[r]);
+        }
+    }
+    /* the last token is in chunk 2p-1, which rank 0 holds */
+    double ttft = done[0] + m->head_us;
+    if (tl) search_tl_add(tl, 0, L, -1, KVR_EVENT_HEAD, done[0], ttft);
+    *ttft_us = ttft;
+    s = sim_tl_finish(tl, ttft, err);
+out:
+    free(ua);
+    free(ub);
+    free(pre);
+    free(post);
+    free(step0);
+    free(done);
+    free(avail);
+    free(nav);
+    free(cend);
+    free(lfree);
+    free(lk);
+    return s;
+}
