@@ -4,7 +4,7 @@
  *   p = 8,  C = 16384,     g = 16   median <= 10 ms
  *   p = 64, C = 1,048,576, g = 256  median <= 1 s
  * each under a Llama-7B-on-A100-like cost model (docs/examples/llama7b_a100.json) with an
- * NVLink-class link (300 GB/s) and a PCIe/Ethernet-class link (10 GB/s), since the landscape and
+ * NVLink-class link (250 GB/s) and a PCIe/Ethernet-class link (10 GB/s), since the landscape and
  * hence the number of moves depend on which stage is the bottleneck.
  *
  * Build and run:  cd build && ninja bench_search && ./bench/bench_search [reps_small [reps_large]]
@@ -25,17 +25,17 @@ static kvr_search_costs *bench_model(double gbps) {
     memset(&co, 0, sizeof co);
     co.n_layers = 32;
     co.kv_bytes_per_token = 16384;
-    co.embed_us = 20;
-    co.head_us = 150;
-    co.pre_k_us = 12;
-    co.pre_per_token_us = 0.095;
-    co.attn_k_us = 15;
+    co.embed_us = 30; /* the numbers of docs/examples/llama7b_a100.json */
+    co.head_us = 180;
+    co.pre_k_us = 15;
+    co.pre_per_token_us = 0.55;
+    co.attn_k_us = 20;
     co.attn_per_token_us = 0.02;
-    co.attn_per_prefix_us = 0.0004;
-    co.attn_per_area_us = 2.0e-5;
-    co.post_k_us = 20;
-    co.post_per_token_us = 0.29;
-    kvr_search_link l = {0, 0, 10, gbps};
+    co.attn_per_prefix_us = 0.001;
+    co.attn_per_area_us = 0.00011;
+    co.post_k_us = 25;
+    co.post_per_token_us = 1.55;
+    kvr_search_link l = {0, 0, 8, gbps};
     kvr_search_costs *m = NULL;
     kvr_error e;
     if (kvr_search_costs_create_linear(&co, &l, &m, &e) != KVR_OK) {
@@ -88,7 +88,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     printf("# bench_search: kvr %s (commit %s); Llama-7B/A100-like costs, 32 layers, 16 KiB "
-           "KV/token/layer, link alpha 10 us\n",
+           "KV/token/layer, link alpha 8 us\n",
            kvr_version(), kvr_build_commit());
     printf("# targets: p=8 C=16384 g=16 median <= 10 ms; p=64 C=1048576 g=256 median <= 1000 ms\n");
     printf("%4s %9s %5s %7s %5s %10s %10s %10s %10s %9s %12s %12s %6s\n", "p", "context", "g",
@@ -96,9 +96,9 @@ int main(int argc, char **argv) {
     printf("%4s %9s %5s %7s %5s %10s %10s %10s %10s %9s %12s %12s %6s\n", "(-)", "(tokens)",
            "(tok)", "(GB/s)", "(-)", "(ms)", "(ms)", "(ms)", "(ms)", "(-)", "(ms)", "(ms)", "(x)");
     int rc = 0;
-    rc |= bench_case(8, 16384, 16, 300, reps_small);
+    rc |= bench_case(8, 16384, 16, 250, reps_small);
     rc |= bench_case(8, 16384, 16, 10, reps_small);
-    rc |= bench_case(64, 1048576, 256, 300, reps_large);
+    rc |= bench_case(64, 1048576, 256, 250, reps_large);
     rc |= bench_case(64, 1048576, 256, 10, reps_large);
     return rc;
 }

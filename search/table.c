@@ -106,10 +106,17 @@ static kvr_status table_row(const kvr_search_costs *m, const kvr_search_table_co
         row->has[KVR_STRATEGY_SINGLE] = true;
         row->ttft_us[KVR_STRATEGY_SINGLE] = *single_us;
     }
+    /* fastest; near-ties (1e-9 relative, e.g. every strategy at p = 1) go to the simplest */
+    static const kvr_strategy pref[KVR_STRATEGY_COUNT] = {KVR_STRATEGY_SINGLE, KVR_STRATEGY_KVR_E,
+                                                          KVR_STRATEGY_KVR_S, KVR_STRATEGY_TSP,
+                                                          KVR_STRATEGY_RING};
     row->best = KVR_STRATEGY_COUNT;
-    for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
-        if (row->has[k] && (row->best == KVR_STRATEGY_COUNT || row->ttft_us[k] < row->ttft_us[row->best]))
-            row->best = (kvr_strategy)k;
+    for (int i = 0; i < KVR_STRATEGY_COUNT; i++) {
+        kvr_strategy k = pref[i];
+        if (row->has[k] && (row->best == KVR_STRATEGY_COUNT ||
+                            row->ttft_us[k] < row->ttft_us[row->best] * (1 - 1e-9)))
+            row->best = k;
+    }
     return KVR_OK;
 }
 
@@ -190,8 +197,8 @@ kvr_status kvr_search_table_create(const kvr_search_costs *m, const kvr_search_t
                 if (!row->has[k]) continue;
                 int deg = k == KVR_STRATEGY_SINGLE ? 1 : row->n_ranks;
                 double v = row->ttft_us[k];
-                bool better = v < rc->ttft_us * (1 - 1e-12) ||
-                              (v <= rc->ttft_us * (1 + 1e-12) && deg < rc->n_ranks);
+                bool better = v < rc->ttft_us * (1 - 1e-9) ||
+                              (v <= rc->ttft_us * (1 + 1e-9) && deg < rc->n_ranks);
                 if (rc->strategy == KVR_STRATEGY_COUNT || better) {
                     rc->strategy = (kvr_strategy)k;
                     rc->n_ranks = deg;
