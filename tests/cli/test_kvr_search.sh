@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# tests/cli/test_kvr_search.sh BINDIR SRCDIR -- kvr-search as a user meets it: help, outputs and
+# exports, exit codes and messages for bad input (2 usage / bad input file, 1 runtime failure).
+set -u
+BIN="$1/kvr-search"
+EX="$2/docs/examples"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0; passes=0
+check() { # check NAME EXPECTED_RC PATTERN -- command...
+  local name=$1 want=$2 pat=$3; shift 4
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -5; fails=$((fails+1))
+  else
+    echo "ok   $name"; passes=$((passes+1))
+  fi
+}
+A100="$EX/llama7b_a100.json"
+HEAD='"layers": 2, "kv_bytes_per_token": 1000, "embed_us": 1, "head_us": 2, "pre": {"k_us": 1, "per_token_us": 0.5}, "post": {"k_us": 3, "per_token_us": 1}'
+ATTN='"attn": {"k_us": 2, "per_token_us": 0.25, "per_prefix_us": 0.125, "per_area_us": 0.01}'
+echo "{$HEAD, $ATTN, \"link\": {\"alpha_us\": 1, \"gbps\": 10}" > "$TMP/truncated.json"
+echo "{$HEAD, \"attn\": {\"k_us\": -2, \"per_token_us\": 0.25, \"per_prefix_us\": 0.1, \"per_area_us\": 0.01}, \"link\": {\"alpha_us\": 1, \"gbps\": 10}}" > "$TMP/negative.json"
+echo "{$HEAD, \"attn\": {\"k_us\": 2, \"per_token_us\": 0.25, \"per_prefix_us\": 0.1}, \"link\": {\"alpha_us\": 1, \"gbps\": 10}}" > "$TMP/missing.json"
+echo "{$HEAD, $ATTN, \"link\": {\"alpha_us\": \"fast\", \"gbps\": 10}}" > "$TMP/nonnumeric.json"
+echo "{$HEAD, $ATTN, \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1}, {\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":2}]}" > "$TMP/duplicate.json"
+echo "{$HEAD, $ATTN, \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1}, {\"src\":2,\"dst\":3,\"alpha_us\":1,\"gbps\":2}]}" > "$TMP/gap.json"
+echo "{$HEAD, $ATTN, \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1}, {\"src\":1,\"dst\":2,\"alpha_us\":1,\"gbps\":2}]}" > "$TMP/three.json"
+echo '[{"src":0,"dst":1,"alpha_us":1,"gbps":1},{"src":1,"dst":2,"gbps":1}]' > "$TMP/links_bad.json"
+
+check help 0 "--costs FILE" -- "$BIN" --help
+check unknown_flag 2 "unknown option --bogus" -- "$BIN" --bogus
+check missing_value 2 "--ranks needs a value" -- "$BIN" --costs "$A100" --ranks
+check extra_arg 2 "unexpected argument \"foo\"" -- "$BIN" --costs "$A100" foo
+check no_costs 2 "--costs FILE.json is required" -- "$BIN" --ranks 2
+check db_reserved 2 "--db: not available yet: the profile store is issue 3" -- "$BIN" --db kvr.db
+check run_reserved 2 "--run: not available yet: the profile store is issue 3" -- "$BIN" --costs "$A100" --run 7
+check costs_missing 2 "--costs: $TMP/nope.json: cannot open" -- "$BIN" --costs "$TMP/nope.json"
+check costs_truncated 2 "truncated.json: not valid JSON \(error near line 1, column [0-9]+" -- "$BIN" --costs "$TMP/truncated.json"
+check costs_negative 2 "negative.json: field \"attn.k_us\" must be >= 0 \(costs cannot be negative\)" -- "$BIN" --costs "$TMP/negative.json"
+check costs_missing_field 2 "missing.json: field \"attn.per_area_us\" is missing" -- "$BIN" --costs "$TMP/missing.json"
+check costs_nonnumeric 2 "nonnumeric.json: field \"link.alpha_us\" must be a number, got a string" -- "$BIN" --costs "$TMP/nonnumeric.json"
+check links_duplicate 2 "duplicate.json: links\[1\]: duplicate link 0->1" -- "$BIN" --costs "$TMP/duplicate.json"
+check links_gap 2 "gap.json: links: chain link 1->2 is missing" -- "$BIN" --costs "$TMP/gap.json"
+check links_too_few 2 "--ranks 4: the links of .*three.json cover only 3 devices" -- "$BIN" --costs "$TMP/three.json" --ranks 2,4 --context 256
+check links_file_bad 2 "--links: .*links_bad.json: field \"links\[1\].alpha_us\" is missing" -- "$BIN" --costs "$A100" --links "$TMP/links_bad.json"
+check links_and_override 2 "do not combine it with --link-gbps" -- "$BIN" --costs "$A100" --links "$EX/links_pcie_8.json" --link-gbps 10
+check bad_gbps 2 "--link-gbps: \"-3\" is not a non-negative number" -- "$BIN" --costs "$A100" --link-gbps -3
+check ranks_word 2 "--ranks: \"x\" is not a whole number" -- "$BIN" --costs "$A100" --ranks 2,x
+check ranks_zero 2 "--ranks: 0 is out of range" -- "$BIN" --costs "$A100" --ranks 0
+check ranks_twice 2 "--ranks: 4 is listed twice" -- "$BIN" --costs "$A100" --ranks 4,2,4
+check strategy_unknown 2 "unknown strategy \"fast\"" -- "$BIN" --costs "$A100" --strategies kvr-s,fast
+check context_small 2 "--context 100 is smaller than ranks x granularity \(8 x 16 = 128\)" -- "$BIN" --costs "$A100" --ranks 2,8 --context 100
+check context_range 2 "FROM 9000 is larger than TO 4096" -- "$BIN" --costs "$A100" --context 9000:4096:16
+check context_spec 2 "neither N nor FROM:TO:STEP" -- "$BIN" --costs "$A100" --context 1:2
+check granularity_zero 2 "--granularity: 0 is out of range" -- "$BIN" --costs "$A100" --granularity 0
+check format_unknown 2 "unknown format \"xml\"" -- "$BIN" --costs "$A100" --format xml --export x
+check format_alone 2 "--format applies to --export FILE or --timeline" -- "$BIN" --costs "$A100" --format csv
+check timeline_json 2 "--timeline cannot be combined with --json" -- "$BIN" --costs "$A100" --timeline --json
+check export_unwritable 1 "--export /nonexistent/dir/t.json" -- "$BIN" --costs "$A100" --ranks 2 --context 1K --export /nonexistent/dir/t.json
+
+check table 0 "^ +8 +16384 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ kvr-s" -- "$BIN" --costs "$A100" --ranks 2,8 --context 16K
+check table_units 0 "^ +\(-\) +\(tokens\) +\(ms\)" -- "$BIN" --costs "$A100" --ranks 2 --context 4K
+check table_header 0 "^# kvr-search [0-9.]+ \(commit " -- "$BIN" --costs "$A100" --ranks 2 --context 4K
+check recommend 0 "# recommended for context 4096: kvr-s on 8 ranks" -- "$BIN" --costs "$A100" --ranks 2,4,8 --context 4K
+check recommend_single 0 "# recommended for context 1024: single on 1 rank" -- "$BIN" --costs "$A100" --ranks 2,4 --context 1K --link-gbps 0.1 --link-us 2000
+check strategies_subset 0 "^ranks +context +kvr-s +tsp +best" -- "$BIN" --costs "$A100" --ranks 2 --context 4K --strategies kvr-s,tsp
+check ring_link_missing 0 "# n/a: ring at 2 ranks, context 1024: ring with 2 ranks needs link 1->0" -- "$BIN" --costs "$TMP/three.json" --ranks 2 --context 1K
+check uneven_links 0 "^ +8 +16384 " -- "$BIN" --costs "$EX/llama7b_a100_2nodes.json" --ranks 4,8 --context 16K
+check links_file 0 "links: default 12 us \+ 22 GB/s; 2 listed links" -- "$BIN" --costs "$A100" --links "$EX/links_pcie_8.json" --ranks 8 --context 8K
+"$BIN" --costs "$A100" --ranks 2,4 --context 1K,4K --json > "$TMP/t.json" 2>&1
+check json_fields 0 "ok 4" -- python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))
+assert t["schema"] == "kvr-search-table/1" and t["kvr"]["version"] and t["kvr"]["commit"]
+assert t["granularity"] == 16 and t["costs"]["layers"] == 32 and "link" in t["costs"]
+n = 0
+for r in t["results"]:
+    assert sum(r["partition"]) == r["context"] and len(r["partition"]) == r["ranks"]
+    for s in ("kvr-s", "kvr-e", "tsp", "ring", "single"):
+        assert r["strategies"][s]["ttft_ms"] > 0
+    assert r["best"] in r["strategies"] and r["search_ms"] >= 0
+    n += 1
+assert len(t["recommendations"]) == 2
+print("ok", n)' "$TMP/t.json"
+check export_csv 0 "^ranks,context,kvr_s_ms,kvr_e_ms,tsp_ms,ring_ms,single_ms,best,best_ms,search_ms,partition" -- bash -c "'$BIN' --costs '$A100' --ranks 4 --context 4K --export '$TMP/t.csv' --format csv >/dev/null && cat '$TMP/t.csv'"
+check export_vllm 0 "^VLLM_PCP_RUNAHEAD_LOAD_WEIGHTS=0\.[0-9]{6},0\.[0-9]{6},0\.[0-9]{6},0\.[0-9]{6}$" -- bash -c "'$BIN' --costs '$A100' --ranks 4 --context 4K --export '$TMP/t.env' --format vllm-env >/dev/null && cat '$TMP/t.env'"
+check timeline_text 0 "^# timeline kvr-s: 4 ranks, context 4096, 32 layers" -- "$BIN" --costs "$A100" --ranks 4 --context 4K --strategies kvr-s --timeline
+check timeline_csv 0 "^kvr-s,4,4096,3,31,post," -- "$BIN" --costs "$A100" --ranks 4 --context 4K --strategies kvr-s --timeline --format csv
+echo "kvr-search cli: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]

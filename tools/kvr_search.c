@@ -1,0 +1,461 @@
+/* kvr_search.c -- kvr-search: simulate TTFT of KV-Runahead (searched KVR-S and even KVR-E), TSP,
+ * ring pass-KV and single-rank prefill from a cost model, for a set of rank counts and contexts;
+ * print the table with the recommended strategy and degree per context, export it (JSON, CSV,
+ * vLLM environment lines) and draw per-rank timelines.
+ *
+ * Build: cmake -B build && cmake --build build      Run: build/tools/kvr-search --help
+ *   build/tools/kvr-search --costs docs/examples/llama7b_a100.json --ranks 2,4,8 \
+ *       --context 1K:16K:1K --export table.json
+ *   build/tools/kvr-search --costs docs/examples/llama7b_a100.json --ranks 4 --context 8192 \
+ *       --strategies kvr-s,tsp --timeline
+ * Exit codes: 0 ok, 1 runtime failure, 2 usage error (bad option, bad cost/links file).
+ */
+#include "kvr_search.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KS_MAX_CONTEXTS 100000
+#define KS_MAX_RANKS    256
+
+typedef struct kvr_search_opts {
+    const char *costs, *db, *run_id, *links, *export_path;
+    const char *ranks_arg, *context_arg, *strategies_arg;
+    int ranks[KS_MAX_RANKS];
+    int n_ranks;
+    int64_t *contexts;
+    int n_contexts;
+    int64_t granularity;
+    double link_gbps, link_us; /* < 0: not given */
+    unsigned strategies;
+    bool json, timeline, format_set;
+    kvr_search_format format;
+    int width;
+} kvr_search_opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: kvr-search --costs FILE.json [options]\n"
+            "Simulate time-to-first-token of KV-Runahead (kvr-s: searched partition, kvr-e: even),\n"
+            "TSP, ring pass-KV and single-rank prefill; print the table and the recommended\n"
+            "strategy and degree per context.\n"
+            "  -c, --costs FILE        JSON cost model (schema: docs/search.md)\n"
+            "  -d, --db PATH           profile store (reserved: not available yet, issue 3)\n"
+            "  -R, --run ID            profile run in --db (reserved: not available yet)\n"
+            "  -r, --ranks LIST        rank counts, e.g. 2,4,8 (default 2,4,8)\n"
+            "  -n, --context SPEC      N or FROM:TO:STEP, comma-separated, K/M/G = 2^10/2^20/2^30\n"
+            "                          (default 2K:16K:2K)\n"
+            "  -g, --granularity G     KVR-S chunk granularity in tokens, every chunk >= G and\n"
+            "                          boundaries on the G grid (default 16)\n"
+            "  -B, --link-gbps X       override the bandwidth of every link (decimal GB/s)\n"
+            "  -A, --link-us Y         override the latency of every link (us)\n"
+            "  -l, --links FILE        JSON per-link list replacing the cost file's links\n"
+            "  -s, --strategies LIST   kvr-s,kvr-e,tsp,ring,single (default all)\n"
+            "  -j, --json              print the table as JSON instead of text\n"
+            "  -o, --export FILE       also write the table to FILE in --format\n"
+            "  -f, --format FMT        json | csv | vllm-env | text (default json) for --export;\n"
+            "                          with --timeline, csv prints the timelines as CSV\n"
+            "  -t, --timeline          per-rank timelines (text Gantt, or CSV with --format csv)\n"
+            "  -w, --width N           Gantt width in columns (default 100)\n"
+            "  -h, --help              this help\n"
+            "Exit status: 0 ok, 1 runtime failure, 2 usage error or bad input file.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "kvr-search: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see kvr-search --help)\n");
+    return 2;
+}
+
+/* Integer with an optional binary K/M/G suffix. */
+static int parse_size(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char buf[64];
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof buf) return usage_error("%s: bad number \"%s\"", flag, s);
+    memcpy(buf, s, n + 1);
+    int64_t mul = 1;
+    char c = buf[n - 1];
+    if (c == 'k' || c == 'K') mul = (int64_t)1 << 10;
+    if (c == 'm' || c == 'M') mul = (int64_t)1 << 20;
+    if (c == 'g' || c == 'G') mul = (int64_t)1 << 30;
+    if (mul > 1) buf[n - 1] = 0;
+    int64_t v;
+    kvr_error e;
+    if (kvr_parse_i64(buf, 0, INT64_MAX / mul, &v, &e) != KVR_OK)
+        return usage_error("%s: \"%s\" is not a whole number (K/M/G suffixes allowed)", flag, s);
+    v *= mul;
+    if (v < lo || v > hi)
+        return usage_error("%s: %lld is out of range [%lld, %lld]", flag, (long long)v,
+                           (long long)lo, (long long)hi);
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *flag, const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < 0)
+        return usage_error("%s: \"%s\" is not a non-negative number", flag, s);
+    *out = v;
+    return 0;
+}
+
+static int parse_ranks(kvr_search_opts *o) {
+    char *dup = strdup(o->ranks_arg), *save = NULL;
+    if (!dup) return 1;
+    int rc = 0;
+    o->n_ranks = 0;
+    for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        int64_t v;
+        if ((rc = parse_size("--ranks", t, 1, 65536, &v))) break;
+        for (int i = 0; i < o->n_ranks; i++)
+            if (o->ranks[i] == v) rc = usage_error("--ranks: %lld is listed twice", (long long)v);
+        if (!rc && o->n_ranks == KS_MAX_RANKS)
+            rc = usage_error("--ranks: more than %d rank counts", KS_MAX_RANKS);
+        if (!rc) o->ranks[o->n_ranks++] = (int)v;
+    }
+    if (!rc && o->n_ranks == 0) rc = usage_error("--ranks: empty list \"%s\"", o->ranks_arg);
+    free(dup);
+    return rc;
+}
+
+static int add_context(kvr_search_opts *o, int64_t v) {
+    if (o->n_contexts == KS_MAX_CONTEXTS)
+        return usage_error("--context: more than %d contexts", KS_MAX_CONTEXTS);
+    o->contexts[o->n_contexts++] = v;
+    return 0;
+}
+
+static int parse_contexts(kvr_search_opts *o) {
+    o->contexts = malloc(KS_MAX_CONTEXTS * sizeof *o->contexts);
+    char *dup = strdup(o->context_arg), *save = NULL;
+    if (!o->contexts || !dup) {
+        free(dup);
+        fprintf(stderr, "kvr-search: out of memory\n");
+        return 1;
+    }
+    int rc = 0;
+    const int64_t cmax = (int64_t)1 << 40;
+    for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        char *c1 = strchr(t, ':');
+        if (!c1) {
+            int64_t v;
+            if (!(rc = parse_size("--context", t, 1, cmax, &v))) rc = add_context(o, v);
+            continue;
+        }
+        char *c2 = strchr(c1 + 1, ':');
+        if (!c2 || strchr(c2 + 1, ':')) {
+            rc = usage_error("--context: \"%s\" is neither N nor FROM:TO:STEP", t);
+            break;
+        }
+        *c1 = *c2 = 0;
+        int64_t from, to, step;
+        if ((rc = parse_size("--context FROM", t, 1, cmax, &from))) break;
+        if ((rc = parse_size("--context TO", c1 + 1, 1, cmax, &to))) break;
+        if ((rc = parse_size("--context STEP", c2 + 1, 1, cmax, &step))) break;
+        if (from > to) {
+            rc = usage_error("--context: FROM %lld is larger than TO %lld", (long long)from,
+                             (long long)to);
+            break;
+        }
+        if ((to - from) / step >= KS_MAX_CONTEXTS) {
+            rc = usage_error("--context: %lld:%lld:%lld gives more than %d contexts",
+                             (long long)from, (long long)to, (long long)step, KS_MAX_CONTEXTS);
+            break;
+        }
+        for (int64_t v = from; v <= to && !rc; v += step) rc = add_context(o, v);
+    }
+    if (!rc && o->n_contexts == 0) rc = usage_error("--context: empty \"%s\"", o->context_arg);
+    free(dup);
+    return rc;
+}
+
+static int parse_strategies(kvr_search_opts *o) {
+    char *dup = strdup(o->strategies_arg), *save = NULL;
+    if (!dup) return 1;
+    int rc = 0;
+    o->strategies = 0;
+    for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        kvr_strategy s;
+        kvr_error e;
+        if (kvr_strategy_parse(t, &s, &e) != KVR_OK)
+            rc = usage_error("--strategies: %s", e.msg);
+        else
+            o->strategies |= 1u << s;
+    }
+    if (!rc && !o->strategies)
+        rc = usage_error("--strategies: empty list \"%s\"", o->strategies_arg);
+    free(dup);
+    return rc;
+}
+
+/* Returns 0 to continue, 2 on a usage error, -1 after --help. */
+static int parse_opts(int argc, char **argv, kvr_search_opts *o) {
+    static const struct option lo[] = {
+        {"costs", required_argument, 0, 'c'},      {"db", required_argument, 0, 'd'},
+        {"run", required_argument, 0, 'R'},        {"ranks", required_argument, 0, 'r'},
+        {"context", required_argument, 0, 'n'},    {"granularity", required_argument, 0, 'g'},
+        {"link-gbps", required_argument, 0, 'B'},  {"link-us", required_argument, 0, 'A'},
+        {"links", required_argument, 0, 'l'},      {"strategies", required_argument, 0, 's'},
+        {"json", no_argument, 0, 'j'},             {"export", required_argument, 0, 'o'},
+        {"format", required_argument, 0, 'f'},     {"timeline", no_argument, 0, 't'},
+        {"width", required_argument, 0, 'w'},      {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int ch, rc;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":c:d:R:r:n:g:B:A:l:s:jo:f:tw:h", lo, NULL)) != -1) {
+        int64_t v;
+        kvr_error e;
+        switch (ch) {
+            case 'c': o->costs = optarg; break;
+            case 'd': o->db = optarg; break;
+            case 'R': o->run_id = optarg; break;
+            case 'r': o->ranks_arg = optarg; break;
+            case 'n': o->context_arg = optarg; break;
+            case 'g':
+                if ((rc = parse_size("--granularity", optarg, 1, (int64_t)1 << 30, &v))) return rc;
+                o->granularity = v;
+                break;
+            case 'B':
+                if ((rc = parse_double("--link-gbps", optarg, &o->link_gbps))) return rc;
+                break;
+            case 'A':
+                if ((rc = parse_double("--link-us", optarg, &o->link_us))) return rc;
+                break;
+            case 'l': o->links = optarg; break;
+            case 's': o->strategies_arg = optarg; break;
+            case 'j': o->json = true; break;
+            case 'o': o->export_path = optarg; break;
+            case 'f':
+                if (kvr_search_format_parse(optarg, &o->format, &e) != KVR_OK)
+                    return usage_error("--format: %s", e.msg);
+                o->format_set = true;
+                break;
+            case 't': o->timeline = true; break;
+            case 'w':
+                if ((rc = parse_size("--width", optarg, 10, 1000, &v))) return rc;
+                o->width = (int)v;
+                break;
+            case 'h': usage(stdout); return -1;
+            case ':': return usage_error("%s needs a value", argv[optind - 1]);
+            default:
+                return usage_error("unknown option %s",
+                                   optopt ? (char[]){'-', (char)optopt, 0} : argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error("unexpected argument \"%s\"", argv[optind]);
+    /* cross-option rules */
+    if (o->db || o->run_id)
+        return usage_error("%s: not available yet: the profile store is issue 3; use --costs "
+                           "FILE.json",
+                           o->db ? "--db" : "--run");
+    if (!o->costs) return usage_error("--costs FILE.json is required");
+    if (o->links && (o->link_gbps >= 0 || o->link_us >= 0))
+        return usage_error("--links replaces every link; do not combine it with --link-gbps or "
+                           "--link-us");
+    if (o->format_set && !o->export_path && !o->timeline)
+        return usage_error("--format applies to --export FILE or --timeline; neither is given");
+    if (o->timeline && o->json)
+        return usage_error("--timeline cannot be combined with --json (use --timeline --format "
+                           "csv for machine-readable timelines)");
+    if (o->timeline && o->format_set && o->format != KVR_SEARCH_FORMAT_CSV &&
+        o->format != KVR_SEARCH_FORMAT_TEXT && !o->export_path)
+        return usage_error("--timeline prints text or csv, not %s",
+                           o->format == KVR_SEARCH_FORMAT_JSON ? "json" : "vllm-env");
+    if ((rc = parse_ranks(o))) return rc;
+    if ((rc = parse_strategies(o))) return rc;
+    if ((rc = parse_contexts(o))) return rc;
+    int pmax = 0;
+    for (int i = 0; i < o->n_ranks; i++) pmax = KVR_MAX(pmax, o->ranks[i]);
+    for (int j = 0; j < o->n_contexts; j++)
+        if (o->contexts[j] / pmax < o->granularity)
+            return usage_error("--context %lld is smaller than ranks x granularity (%d x %lld = "
+                               "%lld): every chunk needs at least --granularity tokens",
+                               (long long)o->contexts[j], pmax, (long long)o->granularity,
+                               (long long)(pmax * o->granularity));
+    return 0;
+}
+
+static int write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "kvr-search: --export %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    size_t n = strlen(text);
+    bool ok = fwrite(text, 1, n, f) == n;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        fprintf(stderr, "kvr-search: --export %s: write failed\n", path);
+        return 1;
+    }
+    return 0;
+}
+
+/* Timelines of every selected strategy for every row (single once per context). */
+static int print_timelines(const kvr_search_costs *m, const kvr_search_table *t,
+                           const kvr_search_opts *o) {
+    bool csv = o->format_set && o->format == KVR_SEARCH_FORMAT_CSV;
+    kvr_search_timeline *tl;
+    kvr_error e;
+    if (kvr_search_timeline_create(&tl, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-search: %s\n", e.msg);
+        return 1;
+    }
+    int64_t *even = malloc(65536 * sizeof *even);
+    if (!even) {
+        kvr_search_timeline_destroy(tl);
+        fprintf(stderr, "kvr-search: out of memory\n");
+        return 1;
+    }
+    int rc = 0;
+    bool header = true;
+    for (int i = 0; i < kvr_search_table_n_rows(t) && !rc; i++) {
+        const kvr_search_row *r = kvr_search_table_row(t, i);
+        for (int k = 0; k < KVR_STRATEGY_COUNT && !rc; k++) {
+            if (!r->has[k]) continue;
+            kvr_status s = KVR_OK;
+            double ttft;
+            switch ((kvr_strategy)k) {
+                case KVR_STRATEGY_KVR_S:
+                    s = kvr_search_sim_kvr(m, r->n_ranks, r->partition, tl, &ttft, &e);
+                    break;
+                case KVR_STRATEGY_KVR_E:
+                    s = kvr_search_partition_start(m, KVR_SEARCH_START_EVEN, r->n_ranks,
+                                                   r->context, o->granularity, even, &e);
+                    if (s == KVR_OK) s = kvr_search_sim_kvr(m, r->n_ranks, even, tl, &ttft, &e);
+                    break;
+                case KVR_STRATEGY_TSP:
+                    s = kvr_search_sim_tsp(m, r->n_ranks, r->context, tl, &ttft, &e);
+                    break;
+                case KVR_STRATEGY_RING:
+                    s = kvr_search_sim_ring(m, r->n_ranks, r->context, tl, &ttft, &e);
+                    break;
+                case KVR_STRATEGY_SINGLE: {
+                    bool first = true; /* once per context */
+                    for (int j = 0; j < i; j++)
+                        first = first && kvr_search_table_row(t, j)->context != r->context;
+                    if (!first) continue;
+                    s = kvr_search_sim_single(m, r->context, tl, &ttft, &e);
+                    break;
+                }
+                default: continue;
+            }
+            if (s != KVR_OK) {
+                fprintf(stderr, "kvr-search: timeline %s: %s\n", kvr_strategy_name(k), e.msg);
+                rc = 1;
+                break;
+            }
+            kvr_search_timeline_set_label(tl, kvr_strategy_name(k));
+            char *txt = NULL;
+            s = csv ? kvr_search_timeline_format_csv(tl, header, &txt, &e)
+                    : kvr_search_timeline_format_text(tl, o->width, &txt, &e);
+            if (s != KVR_OK) {
+                fprintf(stderr, "kvr-search: timeline: %s\n", e.msg);
+                rc = 1;
+                break;
+            }
+            header = false;
+            fputs(txt, stdout);
+            if (!csv) fputc('\n', stdout);
+            free(txt);
+        }
+    }
+    free(even);
+    kvr_search_timeline_destroy(tl);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    kvr_search_opts o;
+    memset(&o, 0, sizeof o);
+    o.ranks_arg = "2,4,8";
+    o.context_arg = "2K:16K:2K";
+    o.strategies_arg = "kvr-s,kvr-e,tsp,ring,single";
+    o.granularity = 16;
+    o.link_gbps = o.link_us = -1;
+    o.format = KVR_SEARCH_FORMAT_JSON;
+    o.width = 100;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) {
+        free(o.contexts);
+        return rc < 0 ? 0 : rc;
+    }
+    kvr_error e;
+    kvr_search_costs *m = NULL;
+    kvr_search_table *t = NULL;
+    char *text = NULL;
+    if (kvr_search_costs_load_json(o.costs, &m, &e) != KVR_OK) {
+        rc = usage_error("--costs: %s", e.msg);
+        goto out;
+    }
+    if (o.links && kvr_search_costs_load_links_json(m, o.links, &e) != KVR_OK) {
+        rc = usage_error("--links: %s", e.msg);
+        goto out;
+    }
+    if ((o.link_gbps >= 0 || o.link_us >= 0) &&
+        kvr_search_costs_override_links(m, o.link_us, o.link_gbps, &e) != KVR_OK) {
+        rc = usage_error("--link-gbps/--link-us: %s", e.msg);
+        goto out;
+    }
+    for (int i = 0; i < o.n_ranks; i++)
+        if (o.ranks[i] > kvr_search_costs_max_ranks(m)) {
+            rc = usage_error("--ranks %d: the links of %s cover only %d devices", o.ranks[i],
+                             o.links ? o.links : o.costs, kvr_search_costs_max_ranks(m));
+            goto out;
+        }
+    kvr_search_table_config cfg = {o.ranks, o.n_ranks, o.contexts, o.n_contexts,
+                                   kvr_search_params_default(), o.strategies};
+    cfg.params.granularity = o.granularity;
+    if (kvr_search_table_create(m, &cfg, &t, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-search: %s\n", e.msg);
+        rc = e.code == KVR_ERR_INVALID_ARG ? 2 : 1;
+        goto out;
+    }
+    char note[1024];
+    snprintf(note, sizeof note, "ranks %s; contexts %s (%d values); granularity %lld",
+             o.ranks_arg, o.context_arg, o.n_contexts, (long long)o.granularity);
+    bool timeline_csv = o.timeline && o.format_set && o.format == KVR_SEARCH_FORMAT_CSV;
+    if (!timeline_csv) {
+        if (kvr_search_table_format(t, o.json ? KVR_SEARCH_FORMAT_JSON : KVR_SEARCH_FORMAT_TEXT,
+                                    note, &text, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-search: %s\n", e.msg);
+            rc = 1;
+            goto out;
+        }
+        fputs(text, stdout);
+        free(text);
+        text = NULL;
+    }
+    if (o.export_path) {
+        if (kvr_search_table_format(t, o.format, note, &text, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-search: %s\n", e.msg);
+            rc = 1;
+            goto out;
+        }
+        if ((rc = write_file(o.export_path, text))) goto out;
+        if (!o.json && !timeline_csv)
+            printf("# exported %s to %s\n",
+                   (const char *[]){"text", "json", "csv", "vllm-env"}[o.format], o.export_path);
+    }
+    if (o.timeline) {
+        if (!timeline_csv) fputc('\n', stdout);
+        rc = print_timelines(m, t, &o);
+    }
+out:
+    if (fflush(stdout) != 0 && !rc) rc = 1;
+    free(text);
+    kvr_search_table_destroy(t);
+    kvr_search_costs_destroy(m);
+    free(o.contexts);
+    return rc;
+}
