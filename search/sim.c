@@ -280,7 +280,7 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
         t[r] = m->embed_us;
         P += c;
     }
-    double ag;
+    double ag = 0;
     s = sim_allgather_us(m, p, m->kv_bytes_per_token * (double)C,
                          m->kv_bytes_per_token * (double)(base + (extra > 0)), &ag, err);
     if (s != KVR_OK) goto done;
