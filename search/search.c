@@ -1,16 +1,23 @@
 /* search.c -- KVR-S: the partition optimiser over the KVR chain.
  *
  * Partitions live in units of g tokens (boundaries on the g grid; C mod g rides on the last
- * chunk). Three starting points (even, attention-balanced, min-max per-layer time by bisection)
- * are evaluated and each is refined by exact local search (a variable-neighbourhood descent):
+ * chunk). Starting points: even (KVR-E), attention-balanced (c_i * S_i equal), min-max per-layer
+ * stage time by bisection on the target (compute and outgoing link), and the same min-max with
+ * the first p-q ranks "collapsed" to one unit (q = 1, 2, 4, .., p-1: fewer effective ranks, which
+ * wins on slow links) or with a one-unit last chunk (wins when layers are few). All are evaluated;
+ * the three public ones and the best of the others are refined by a variable-neighbourhood
+ * descent, best start first:
  *   1. pair moves: s units from rank i to rank j, every ordered pair (adjacent first), repeated
  *      while the move improves, for steps s = 2^k ~ n/(4p) down to 1;
  *   2. when no pair move improves: joint shifts of two chunk boundaries by (d1*s, d2*s),
- *      |d| <= 3 (nearby boundary pairs only when p is large), which walk along ridges where two
- *      critical paths tie and every single pair move makes one of them longer;
- *   3. for p <= 8 and s = 1, joint shifts of three boundaries by up to +-2 units each.
+ *      |d| <= 3 (nearby boundary pairs only when p > 32), which walk along ridges where two
+ *      critical paths tie and every single pair move lengthens one of them; and spread moves
+ *      (one rank gives or takes s units to or from each rank of a group: all, before, after);
+ *   3. at s = 1 the same plus exact line searches along every pair direction (adjacent pairs and
+ *      pairs with the last rank when p > 8) and every spread direction, and for 4 <= p <= 8
+ *      joint shifts of three boundaries (+-4 units each for p = 4, +-2 up to p = 8).
  * A move is accepted only if the TTFT drops (relative 1e-12), so the result is never worse than
- * any starting point, and the final partition is a local optimum of all three neighbourhoods.
+ * any starting point, and the final partition is a local optimum of every neighbourhood above.
  *
  * The evaluation is exact and O(p), not O(p*L): the DESIGN.md section 4 recurrence is a max-plus
  * system whose longest paths are staircases over (rank, layer) -- a flow shop with L identical
@@ -471,17 +478,18 @@ static double srch_layer_us(const kvr_search_costs *m, int64_t c, int64_t P) {
     return m->ops.pre_us(m->ctx, c) + m->ops.attn_us(m->ctx, c, P) + m->ops.post_us(m->ctx, c);
 }
 
-/* Greedy for a per-layer target T: ranks before `first` get one unit; every later rank but the
- * last takes the most units that keep both its per-layer time and its outgoing link time <= T
- * (both grow with the chunk, so a binary search finds the largest). Feasible iff the last rank,
- * which gets the rest, also meets T. */
-static bool srch_minmax_feasible(const srch *S, int first, double T, int64_t *u) {
-    const int p = S->p;
-    int64_t B = 0;
+/* Greedy for a per-layer target T: ranks before `first` get one unit (and, with last_one, so does
+ * the last rank); every other rank up to the one before `rest` takes the most units that keep both
+ * its per-layer time and its outgoing link time <= T (both grow with the chunk, so a binary
+ * search finds the largest); `rest` gets what is left. Feasible iff `rest` also meets T. */
+static bool srch_minmax_feasible(const srch *S, int first, bool last_one, double T, int64_t *u) {
+    const int p = S->p, rest = last_one ? p - 2 : p - 1;
+    const int64_t n = S->n - (last_one ? 1 : 0);
+    int64_t B = first;
     for (int i = 0; i < first; i++) u[i] = 1;
-    B = first;
-    for (int i = first; i + 1 < p; i++) {
-        int64_t hi = S->n - B - (p - 1 - i);
+    if (last_one) u[p - 1] = 1;
+    for (int i = first; i < rest; i++) {
+        int64_t hi = n - B - (rest - i);
 #define SRCH_OK(uu)                                                                                \
     (srch_layer_us(S->m, (uu)*S->g, B * S->g) <= T &&                                              \
      search_link_time_us(&S->lk[i], S->kvb * (double)((B + (uu)) * S->g)) <= T)
@@ -498,18 +506,18 @@ static bool srch_minmax_feasible(const srch *S, int first, double T, int64_t *u)
         u[i] = lo;
         B += lo;
     }
-    u[p - 1] = S->n - B;
-    return srch_layer_us(S->m, u[p - 1] * S->g + S->r, B * S->g) <= T;
+    u[rest] = n - B;
+    return srch_layer_us(S->m, u[rest] * S->g + (rest == p - 1 ? S->r : 0), B * S->g) <= T;
 }
 
 /* Smallest feasible T by bisection; u = even if nothing is feasible (non-monotone source). */
-static void srch_start_minmax(const srch *S, int first, int64_t *u, int64_t *tmp) {
+static void srch_start_minmax(const srch *S, int first, bool last_one, int64_t *u, int64_t *tmp) {
     const int p = S->p;
     srch_start_even(p, S->n, u);
-    if (p == 1 || S->n - first < p - first) return;
+    if (p == 1 || (last_one && (p < 3 || first > p - 2)) || S->n - first < p - first) return;
     double hi = 1;
     int grow = 0;
-    while (!srch_minmax_feasible(S, first, hi, tmp) && grow < 200) {
+    while (!srch_minmax_feasible(S, first, last_one, hi, tmp) && grow < 200) {
         hi *= 2;
         grow++;
     }
@@ -517,12 +525,13 @@ static void srch_start_minmax(const srch *S, int first, int64_t *u, int64_t *tmp
     double lo = 0;
     for (int it = 0; it < 100 && hi - lo > 1e-9 * hi; it++) {
         double mid = 0.5 * (lo + hi);
-        if (srch_minmax_feasible(S, first, mid, tmp))
+        if (srch_minmax_feasible(S, first, last_one, mid, tmp))
             hi = mid;
         else
             lo = mid;
     }
-    if (srch_minmax_feasible(S, first, hi, tmp)) memcpy(u, tmp, (size_t)p * sizeof *u);
+    if (srch_minmax_feasible(S, first, last_one, hi, tmp))
+        memcpy(u, tmp, (size_t)p * sizeof *u);
 }
 
 static void srch_units_to_tokens(const srch *S, const int64_t *u, int64_t *chunks) {
@@ -580,7 +589,7 @@ kvr_status kvr_search_partition_start(const kvr_search_costs *m, kvr_search_star
     else if (which == KVR_SEARCH_START_BALANCED)
         srch_start_balanced(p, S.n, g, C, S.u, bnd);
     else
-        srch_start_minmax(&S, 0, S.u, tmp);
+        srch_start_minmax(&S, 0, false, S.u, tmp);
     srch_units_to_tokens(&S, S.u, chunks_out);
     free(tmp);
     free(bnd);
@@ -606,10 +615,10 @@ kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_t C,
     if (p >= 3 && qs[n_q - 1] != p - 1) qs[n_q++] = p - 1;
     n_starts += n_q;
     size_t np = (size_t)p;
-    int64_t *starts = malloc((size_t)n_starts * np * sizeof *starts);
+    int64_t *starts = malloc((size_t)(n_starts + 1) * np * sizeof *starts);
     int64_t *best = malloc(np * sizeof *best), *tmp = malloc(np * sizeof *tmp);
-    double *bnd = malloc(np * sizeof *bnd), *st_t = malloc((size_t)n_starts * sizeof *st_t);
-    int *order = malloc((size_t)n_starts * sizeof *order);
+    double *bnd = malloc(np * sizeof *bnd), *st_t = malloc((size_t)(n_starts + 1) * sizeof *st_t);
+    int *order = malloc((size_t)(n_starts + 1) * sizeof *order);
     if (!starts || !best || !tmp || !bnd || !st_t || !order) {
         free(starts);
         free(best);
@@ -622,9 +631,13 @@ kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_t C,
     }
     srch_start_even(p, S.n, starts);
     srch_start_balanced(p, S.n, S.g, C, starts + np, bnd);
-    srch_start_minmax(&S, 0, starts + 2 * np, tmp);
+    srch_start_minmax(&S, 0, false, starts + 2 * np, tmp);
     for (int k = 0; k < n_q; k++)
-        srch_start_minmax(&S, p - qs[k], starts + (size_t)(KVR_SEARCH_START_COUNT + k) * np, tmp);
+        srch_start_minmax(&S, p - qs[k], false,
+                          starts + (size_t)(KVR_SEARCH_START_COUNT + k) * np, tmp);
+    /* and min-max with a one-unit last chunk: when layers are few, the last rank's own
+     * attention (paid once, after the pipeline) dominates */
+    if (p >= 3) srch_start_minmax(&S, 0, true, starts + (size_t)(n_starts++) * np, tmp);
 
     kvr_search_stats st;
     memset(&st, 0, sizeof st);
