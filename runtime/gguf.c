@@ -34,12 +34,6 @@
 #define GGUF_OMP_FOR
 #endif
 
-/* Internal entry point (fuzz target and tests): parse a GGUF image held in memory. fname is used
- * in messages only. The buffer is borrowed for the call. */
-kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fname,
-                                 const kvr_model_load_params *params, kvr_model **out,
-                                 kvr_error *err);
-
 #define GGUF_MAX_TENSORS   100000
 #define GGUF_MAX_KV        1000000
 #define GGUF_MAX_DIMS      4

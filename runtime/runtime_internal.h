@@ -48,4 +48,17 @@ void tokenizer_destroy(kvr_tokenizer *t);
  * Errors: KVR_ERR_UNSUPPORTED for other types. */
 kvr_status gguf_dequantize(int32_t type, const void *src, float *dst, int64_t n, kvr_error *err);
 
+/* The loaders' parsers over images held in memory: the only parsing path. The file loaders map
+ * their files read-only and call these; the fuzz targets call them directly. Names are used in
+ * messages only; buffers are borrowed for the call. */
+kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fname,
+                                 const kvr_model_load_params *params, kvr_model **out,
+                                 kvr_error *err);
+/* config.json text plus n_files safetensors images; model_name is the model directory (its last
+ * component becomes cfg.name). */
+kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const char *config_name,
+                               const char *model_name, int n_files, const uint8_t *const *bufs,
+                               const size_t *lens, const char *const *fnames, kvr_model **out,
+                               kvr_error *err);
+
 #endif

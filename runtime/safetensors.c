@@ -23,14 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Internal entry point (fuzz target and tests): load from a config.json text and n_files
- * safetensors images held in memory. model_name is the model directory (its last component
- * becomes cfg.name); names are used in messages only; buffers are borrowed. */
-kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const char *config_name,
-                               const char *model_name, int n_files, const uint8_t *const *bufs,
-                               const size_t *lens, const char *const *fnames, kvr_model **out,
-                               kvr_error *err);
-
 #define HF_MAX_HEADER      (100u << 20) /* safetensors' own limit is 100 MB */
 #define HF_MAX_CONFIG      (16u << 20)
 #define HF_MAX_SHAPE_DIMS  8

@@ -80,7 +80,7 @@ static void vocab_build(vocab *v) {
         vocab_add(v, c, 1);
     }
     static const char *const merged[] = {"\xc4\xa0t", "he", "\xc4\xa0the", "ab", "bc", "aa",
-                                         "\xc4\xa0" "1", "12", "'s", "\xc4\xa0\xc4\xa0",
+                                         ("\xc4\xa0" "1"), "12", "'s", "\xc4\xa0\xc4\xa0",
                                          "\xc3\x83\xc2\xa9"};
     for (size_t i = 0; i < sizeof(merged) / sizeof(merged[0]); i++) vocab_add(v, merged[i], 1);
 }

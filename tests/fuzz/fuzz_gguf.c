@@ -11,11 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* gguf.c internal entry point */
-kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fname,
-                                 const kvr_model_load_params *params, kvr_model **out,
-                                 kvr_error *err);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fuzz_quiet_log(kvr_log_level level, const char *msg, void *user) {

@@ -13,12 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* safetensors.c internal entry point */
-kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const char *config_name,
-                               const char *model_name, int n_files, const uint8_t *const *bufs,
-                               const size_t *lens, const char *const *fnames, kvr_model **out,
-                               kvr_error *err);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fuzz_quiet_log(kvr_log_level level, const char *msg, void *user) {
