@@ -386,8 +386,7 @@ static void test_speed_small_vocab(void) {
     KVR_CHECK(n > 0);
     free(ids);
     double ms = (kvr_time_us() - t0) * 1e-3;
-    printf("  2 MB of pathological text: %.0f ms\n", ms);
-    KVR_CHECK(ms < 10000);
+    printf("  2 MB of pathological text: %.0f ms (figure only; speed is not asserted)\n", ms);
     free(buf);
     tokenizer_destroy(t);
 }
@@ -458,8 +457,24 @@ static void test_real_vocab(void) {
     double t0 = kvr_time_us();
     KVR_CHECK_OK(kvr_tokenizer_encode(t, text, o, false, true, &ids, &n, &e), &e);
     double ms = (kvr_time_us() - t0) * 1e-3;
-    printf("  real vocab: %zu bytes -> %lld tokens in %.1f ms\n", o, (long long)n, ms);
-    KVR_CHECK(ms < 1000);
+    printf("  real vocab: %zu bytes -> %lld tokens in %.1f ms (figure only)\n", o, (long long)n, ms);
+    /* round trip: the pieces of the ids concatenate back to the text, byte for byte */
+    char *back = malloc(o + 1);
+    size_t bo = 0;
+    int rt_ok = 1;
+    for (int64_t i = 0; i < n && rt_ok; i++) {
+        int64_t k = kvr_tokenizer_decode_token(t, ids[i], buf, sizeof buf);
+        if (k < 0 || k >= (int64_t)sizeof buf || bo + (size_t)k > o) {
+            rt_ok = 0;
+            break;
+        }
+        memcpy(back + bo, buf, (size_t)k);
+        bo += (size_t)k;
+    }
+    KVR_CHECK(rt_ok);
+    KVR_CHECK_EQ_INT(bo, o);
+    KVR_CHECK(rt_ok && memcmp(back, text, o) == 0);
+    free(back);
     free(ids);
     free(text);
 done:
