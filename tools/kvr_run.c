@@ -235,6 +235,12 @@ int main(int argc, char **argv) {
         goto fail_ids;
     }
 
+    /* Fault injection for the MPI failure test (tests/cli/test_mpi.sh): KVR_FAULT_RANK=r gives
+     * process r invalid token ids, so that one rank fails inside the prefill. */
+    const char *fault = getenv("KVR_FAULT_RANK");
+    if (mpi && fault && atoi(fault) == kvr_comm_rank(mpi))
+        for (int64_t i = 0; i < n_ids; i++) ids[i] = -1;
+
     int64_t part[KVR_MAX_RANKS];
     kvr_prefill_params pp = kvr_prefill_params_default();
     pp.mode = o.mode;

@@ -32,5 +32,11 @@ out=$(timeout 60 mpirun -np 2 "$BIN" --transport mpi --model tiny --context 10 -
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "sums to 9" <<<"$out"; then echo "ok   mpi bad partition"; passes=$((passes+1)); else echo "FAIL mpi bad partition rc=$rc"; fails=$((fails+1)); fi
 out=$(timeout 60 mpirun -np 2 "$BIN" --transport mpi --ranks 3 --model tiny --context 10 2>&1); rc=$?
 if [ $rc -eq 2 ] || { [ $rc -ne 0 ] && [ $rc -ne 124 ]; } && grep -q "MPI job has 2 processes" <<<"$out"; then echo "ok   mpi rank mismatch"; passes=$((passes+1)); else echo "FAIL mpi rank mismatch rc=$rc"; fails=$((fails+1)); fi
+# one rank fails inside the prefill (invalid ids on that process only): the job must end with an
+# error naming the cause within the timeout, not hang in the peers' receives or sends
+for fr in 0 1; do
+  out=$(KVR_FAULT_RANK=$fr timeout 60 mpirun -x KVR_FAULT_RANK -np 2 "$BIN" --transport mpi --model tiny --context 4096 2>&1); rc=$?
+  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "outside the vocabulary" <<<"$out"; then echo "ok   mpi rank $fr fails mid-prefill (rc $rc)"; passes=$((passes+1)); else echo "FAIL mpi rank $fr fails mid-prefill rc=$rc"; echo "$out" | tail -3; fails=$((fails+1)); fi
+done
 echo "kvr-run mpi: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
