@@ -1,0 +1,280 @@
+/* kvr_db.h -- the SQLite store (DESIGN.md section 7): devices, models, profile runs with their
+ * provenance, layer samples, transfer samples and measured runs, in one file (default ./kvr.db).
+ *
+ * The file is in WAL mode with a busy timeout, so several processes may write it at once (each
+ * write waits for the others instead of failing). The schema carries a version: a file made by
+ * an older kvr is upgraded step by step when opened read-write; a file made by a newer kvr is
+ * refused with a message saying so. Every multi-row write is one transaction, and a profile
+ * commits each grid point as it finishes, so a killed profile leaves a consistent, resumable file.
+ * docs/db.md describes the schema, the CSV import format and the guarantees.
+ *
+ * Usage:   kvr_db *db; kvr_error err;
+ *          if (kvr_db_open("kvr.db", NULL, &db, &err) != KVR_OK) { fprintf(stderr, "%s\n", err.msg); ... }
+ *          kvr_db_run run = kvr_db_run_init("profile");  ...fill provenance...
+ *          kvr_db_run_insert(db, &run, &err);            // run.id is set
+ *          kvr_db_layer_sample s = {.run_id = run.id, .op = "attn", .c = 256, .prefix = 1024, ...};
+ *          kvr_db_layer_sample_put(db, &s, &err);
+ *          kvr_db_run_set_status(db, run.id, KVR_RUN_COMPLETE, &err);
+ *          kvr_db_close(db);
+ * Ownership: strings passed in are borrowed for the call. Rows are plain structs with fixed-size
+ *            text fields (longer text is truncated). Arrays returned through **out are malloc'd:
+ *            free them with kvr_db_free; strings returned through char **out likewise.
+ * Threads:  one kvr_db per thread; a handle is not safe to share between threads at once.
+ *           Any number of handles (in any number of processes) may use one file.
+ */
+#ifndef KVR_DB_H
+#define KVR_DB_H
+#include "kvr_common.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The schema version this kvr writes; files with a higher user_version are refused. */
+#define KVR_DB_SCHEMA_VERSION 2
+
+typedef struct kvr_db kvr_db;
+
+// ----------------------------------------------------------------------------
+// open / close
+
+typedef struct kvr_db_open_params {
+    bool read_only;          /* open without writing anything (no migration, no WAL switch) */
+    bool create;             /* create the file when missing (read-write only); default true */
+    int32_t busy_timeout_ms; /* how long a write waits for another writer; default 30000 */
+    bool verify;             /* run SQLite's quick_check first and refuse a damaged file, so a
+                                writer never adds to a corrupt database; default false */
+} kvr_db_open_params;
+KVR_API kvr_db_open_params kvr_db_open_params_default(void);
+
+/* Open (and create, and upgrade) a kvr database. params NULL = defaults.
+ * Errors: KVR_ERR_NOT_FOUND (read-only or create=false and no file; directory missing),
+ * KVR_ERR_FORMAT (not an SQLite file, or an SQLite file that is not a kvr database),
+ * KVR_ERR_UNSUPPORTED (schema newer than this kvr), KVR_ERR_IO (cannot open or write: read-only
+ * location, full disk; the message names the path and the cause), KVR_ERR_DB (other SQLite
+ * errors; KVR_ERR_FORMAT too for a damaged file when verify is set). The file is never
+ * modified on error. */
+KVR_API kvr_status kvr_db_open(const char *path, const kvr_db_open_params *params, kvr_db **out,
+                               kvr_error *err);
+KVR_API void kvr_db_close(kvr_db *db); /* NULL is a no-op */
+KVR_API const char *kvr_db_path(const kvr_db *db);
+KVR_API int32_t kvr_db_schema_version(const kvr_db *db); /* the file's version after open */
+
+/* Explicit transactions for callers grouping several writes (BEGIN IMMEDIATE: takes the write
+ * lock at once, waiting up to the busy timeout). Nested calls are not supported. */
+KVR_API kvr_status kvr_db_begin(kvr_db *db, kvr_error *err);
+KVR_API kvr_status kvr_db_commit(kvr_db *db, kvr_error *err);
+KVR_API void kvr_db_rollback(kvr_db *db);
+
+/* Integrity check: SQLite's integrity_check and foreign_key_check, the schema version table
+ * against user_version, and sample rows whose run is missing. *ok is false on any problem;
+ * report (may be NULL) receives one line per finding. Errors only when the checks cannot run. */
+KVR_API kvr_status kvr_db_check(kvr_db *db, bool *ok, char *report, size_t report_len,
+                                kvr_error *err);
+
+KVR_API void kvr_db_free(void *p); /* free arrays and strings returned by this module */
+
+// ----------------------------------------------------------------------------
+// records
+
+typedef struct kvr_timing_stats {
+    int32_t n_warmup, n_iters; /* warm-up executions (not in the stats) and measured ones */
+    double min_us, p10_us, median_us, p90_us, mean_us, stddev_us, max_us;
+    bool is_stable; /* the median met the stability target before the budget ran out */
+} kvr_timing_stats;
+
+typedef struct kvr_db_device {
+    int64_t id;
+    char kind[16];            /* "cpu" | "cuda" */
+    char name[128];           /* CPU model or GPU name */
+    char host[128];
+    int32_t n_cores;          /* logical CPUs (cpu) */
+    int32_t n_sms;            /* streaming multiprocessors (cuda) */
+    double clock_mhz;         /* nominal/max clock, 0 = unknown */
+    int64_t mem_bytes;        /* host RAM (cpu) or device memory (cuda) */
+    char driver_version[64];  /* cuda */
+    char cuda_version[32];    /* cuda */
+    char nccl_version[32];    /* cuda + nccl */
+    char blas[128];           /* e.g. openblas_get_config() */
+    char mpi_version[128];    /* when built with MPI */
+} kvr_db_device;
+
+typedef struct kvr_db_model {
+    int64_t id;
+    char name[128];
+    char arch[32];
+    char source[512]; /* path or "preset:NAME" the model was loaded from */
+    int32_t n_layers, d_model, n_heads, n_kv_heads, head_dim, d_ff, vocab_size, max_context;
+    double rope_theta;
+    bool tied_embeddings;
+    int64_t kv_bytes_per_token; /* K and V of one token in one layer, in the profiled dtype */
+    char content_hash[40];      /* hex; of the file(s), or of the preset name/seed/layers */
+} kvr_db_model;
+
+typedef enum kvr_run_status {
+    KVR_RUN_RUNNING,    /* a process is (or was, until it died) writing it */
+    KVR_RUN_COMPLETE,
+    KVR_RUN_INCOMPLETE, /* stopped (SIGINT, SIGKILL, error) before every point: resumable */
+    KVR_RUN_FAILED,     /* stopped by an error that resuming would not fix */
+    KVR_RUN_STATUS_COUNT
+} kvr_run_status;
+KVR_API const char *kvr_run_status_name(kvr_run_status s); /* "running", "complete", ... */
+
+/* A profile run and its provenance (CONVENTIONS.md section J). Text fields are "" when unknown. */
+typedef struct kvr_db_run {
+    int64_t id;
+    char kind[16]; /* "profile" (kvr-profile) | "import" (kvr-db import) */
+    kvr_run_status status;
+    int64_t device_id, model_id; /* 0 = none */
+    char backend[16];            /* "cpu" | "cuda" */
+    char dtype[16];              /* "f32", "f16", ... (the dtype the ops compute in) */
+    char transport[16];          /* "threads" | "mpi" | "nccl" | "" (no transfers) */
+    int32_t n_threads, n_ranks;
+    char kvr_version[32], git_commit[48], build_type[32];
+    char host[128], device_name[128], blas[128], mpi_version[128], cuda_version[32],
+        nccl_version[32];
+    char ts_utc[32];     /* ISO 8601 start, e.g. 2024-05-01T12:00:00Z */
+    char ts_end_utc[32]; /* when the status last left "running"; "" while running */
+    int32_t n_warmup, n_iters_min, n_iters_max;
+    double time_budget_s, rel_tol; /* per point: stop adding repetitions at either */
+    double timer_overhead_us;      /* median cost of one clock read pair */
+    char grid[64];                 /* preset name or "custom" */
+    char ops[64];                  /* "embed,pre,attn,post,head" or "" */
+    char params[1024];             /* everything needed to resume, key=value;... */
+    char source[256];              /* "kvr-profile" or the imported file and its harness */
+    int64_t pid, pid_start;        /* the writing process (to tell a dead run from a live one) */
+    char note[256];                /* why it stopped, when it did not complete */
+} kvr_db_run;
+/* A run with kind set, the current kvr version/commit/build type, this host and ts_utc = now. */
+KVR_API kvr_db_run kvr_db_run_init(const char *kind);
+
+typedef struct kvr_db_layer_sample {
+    int64_t run_id;
+    char op[16];            /* "embed" | "pre" | "attn" | "post" | "head" */
+    int64_t c, prefix;      /* chunk tokens; tokens before the chunk (attn) */
+    kvr_timing_stats stats; /* of one execution of the op for one layer */
+} kvr_db_layer_sample;
+
+typedef struct kvr_db_transfer_sample {
+    int64_t run_id;
+    char pattern[16];    /* "p2p" | "chain" | "chain_compute" | "allgather" */
+    int32_t src, dst;    /* ranks; -1 = all (collectives, a whole chain) */
+    int32_t n_ranks;     /* ranks taking part in the pattern */
+    int64_t size_bytes;  /* bytes of the message (p2p, chain link) or gathered in total */
+    kvr_timing_stats stats;
+    double algbw_gbps;   /* size_bytes / median, decimal GB/s */
+    double busbw_gbps;   /* algbw * busbw_factor (nccl-tests convention) */
+    double busbw_factor; /* 1 for point-to-point and chain links, (n-1)/n for all-gather */
+} kvr_db_transfer_sample;
+
+typedef struct kvr_db_measured_run {
+    int64_t id;
+    char ts_utc[32];
+    int64_t model_id, device_id, profile_run_id; /* 0 = none */
+    char mode[16];                               /* "single" | "kvr" | "tsp" */
+    int32_t n_ranks, n_threads;
+    int64_t n_tokens;
+    char partition[1024]; /* "c0,c1,..." */
+    char transport[16];
+    double ttft_ms;
+    double predicted_ttft_ms; /* < 0 = none */
+    char kvr_version[32], git_commit[48], host[128], note[256];
+} kvr_db_measured_run;
+
+// ----------------------------------------------------------------------------
+// devices and models: find-or-insert by every descriptive field
+
+KVR_API kvr_status kvr_db_device_put(kvr_db *db, const kvr_db_device *d, int64_t *id,
+                                     kvr_error *err);
+KVR_API kvr_status kvr_db_device_get(kvr_db *db, int64_t id, kvr_db_device *out, kvr_error *err);
+KVR_API kvr_status kvr_db_model_put(kvr_db *db, const kvr_db_model *m, int64_t *id,
+                                    kvr_error *err);
+KVR_API kvr_status kvr_db_model_get(kvr_db *db, int64_t id, kvr_db_model *out, kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// runs
+
+/* Insert a run; run->id is set. */
+KVR_API kvr_status kvr_db_run_insert(kvr_db *db, kvr_db_run *run, kvr_error *err);
+/* Errors: KVR_ERR_NOT_FOUND ("run 7 not found in PATH"). */
+KVR_API kvr_status kvr_db_run_get(kvr_db *db, int64_t id, kvr_db_run *out, kvr_error *err);
+/* Set the status (and ts_end_utc unless running; note may be NULL to keep it). */
+KVR_API kvr_status kvr_db_run_set_status(kvr_db *db, int64_t id, kvr_run_status status,
+                                         const char *note, kvr_error *err);
+/* Take over a run for resuming: status running, pid/pid_start of this process, note cleared.
+ * Errors: KVR_ERR_INVALID_ARG when a live process still owns it or it is complete. */
+KVR_API kvr_status kvr_db_run_claim(kvr_db *db, int64_t id, kvr_error *err);
+/* All runs, oldest first. */
+KVR_API kvr_status kvr_db_runs_list(kvr_db *db, kvr_db_run **out, int64_t *n, kvr_error *err);
+/* Delete a run and its samples (one transaction). Errors: KVR_ERR_NOT_FOUND. */
+KVR_API kvr_status kvr_db_run_delete(kvr_db *db, int64_t id, kvr_error *err);
+/* Runs marked running whose process is gone (same host: no such pid, or a different process
+ * under it) become incomplete. *n_reaped (may be NULL) counts them. Read-only handles: no-op. */
+KVR_API kvr_status kvr_db_runs_reap(kvr_db *db, int64_t *n_reaped, kvr_error *err);
+/* Whether the run's writer process is alive (only answerable on the same host: else true). */
+KVR_API bool kvr_db_run_owner_alive(const kvr_db_run *run);
+/* This process's pid and start time (Linux /proc/self/stat; 0 elsewhere), as stored in runs. */
+KVR_API void kvr_db_self_pid(int64_t *pid, int64_t *pid_start);
+KVR_API kvr_status kvr_db_run_counts(kvr_db *db, int64_t run_id, int64_t *n_layer,
+                                     int64_t *n_transfer, kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// samples
+
+/* Insert or replace (same run, op, c, prefix) one sample, in its own transaction. */
+KVR_API kvr_status kvr_db_layer_sample_put(kvr_db *db, const kvr_db_layer_sample *s,
+                                           kvr_error *err);
+/* n samples in one transaction (all or none). */
+KVR_API kvr_status kvr_db_layer_samples_put(kvr_db *db, const kvr_db_layer_sample *s, int64_t n,
+                                            kvr_error *err);
+/* A run's samples ordered by op, c, prefix. */
+KVR_API kvr_status kvr_db_layer_samples_get(kvr_db *db, int64_t run_id,
+                                            kvr_db_layer_sample **out, int64_t *n,
+                                            kvr_error *err);
+KVR_API kvr_status kvr_db_transfer_sample_put(kvr_db *db, const kvr_db_transfer_sample *s,
+                                              kvr_error *err);
+KVR_API kvr_status kvr_db_transfer_samples_put(kvr_db *db, const kvr_db_transfer_sample *s,
+                                               int64_t n, kvr_error *err);
+/* A run's samples ordered by pattern, n_ranks, src, dst, size. */
+KVR_API kvr_status kvr_db_transfer_samples_get(kvr_db *db, int64_t run_id,
+                                               kvr_db_transfer_sample **out, int64_t *n,
+                                               kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// measured runs (kvr-run TTFTs, with the prediction they are compared against)
+
+KVR_API kvr_status kvr_db_measured_run_put(kvr_db *db, kvr_db_measured_run *r, kvr_error *err);
+KVR_API kvr_status kvr_db_measured_runs_list(kvr_db *db, kvr_db_measured_run **out, int64_t *n,
+                                             kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// export and import (formats in docs/db.md)
+
+/* A run's samples as CSV (the import format, with '#' provenance lines) or one JSON object
+ * (run, model, device, layer_samples, transfer_samples). *out is malloc'd: kvr_db_free. */
+KVR_API kvr_status kvr_db_export_csv(kvr_db *db, int64_t run_id, char **out, kvr_error *err);
+KVR_API kvr_status kvr_db_export_json(kvr_db *db, int64_t run_id, char **out, kvr_error *err);
+
+/* A parsed CSV file: a run (kind "import"), its model and device, and the samples. */
+typedef struct kvr_db_csv {
+    kvr_db_run run;
+    kvr_db_model model;
+    kvr_db_device device;
+    kvr_db_layer_sample *layers;
+    int64_t n_layers;
+    kvr_db_transfer_sample *transfers;
+    int64_t n_transfers;
+} kvr_db_csv;
+
+/* Parse a CSV import file held in memory (buf need not be NUL-terminated). name is used in
+ * messages ("file.csv:12: ..."). Errors: KVR_ERR_FORMAT with the line and the cause. */
+KVR_API kvr_status kvr_db_csv_parse(const char *buf, size_t len, const char *name,
+                                    kvr_db_csv **out, kvr_error *err);
+KVR_API void kvr_db_csv_free(kvr_db_csv *csv); /* NULL is a no-op */
+/* Store a parsed file as a new run (model, device, run and samples in one transaction). */
+KVR_API kvr_status kvr_db_csv_store(kvr_db *db, kvr_db_csv *csv, int64_t *run_id,
+                                    kvr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVR_DB_H */

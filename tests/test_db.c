@@ -1,0 +1,767 @@
+/* test_db.c -- the SQLite store: typed records round-trip, transactions are all-or-nothing,
+ * forward migration from every older schema version, newer schemas and foreign files refused
+ * with the file untouched, WAL mode, stale-run reaping and claiming, deletion, the integrity
+ * check, CSV export -> import round trip and the CSV parser's error messages, JSON export,
+ * concurrent writers from several processes. */
+#include "db_internal.h"
+#include "kvr_test.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static const char *tmp_path(const char *name) {
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/kvr_test_db_XXXXXX");
+        if (!mkdtemp(tmpdir)) abort();
+    }
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+static void rm_db(const char *path) {
+    char b[600];
+    unlink(path);
+    snprintf(b, sizeof b, "%s-wal", path);
+    unlink(b);
+    snprintf(b, sizeof b, "%s-shm", path);
+    unlink(b);
+}
+
+static kvr_db *open_mem(void) {
+    kvr_db *db = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_db_open(":memory:", NULL, &db, &err), &err);
+    return db;
+}
+
+/* A run with model and device, as kvr-profile makes one. */
+static int64_t make_run(kvr_db *db) {
+    kvr_error err = {0};
+    kvr_db_device d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.kind, sizeof d.kind, "cpu");
+    snprintf(d.name, sizeof d.name, "Test CPU");
+    snprintf(d.host, sizeof d.host, "h1");
+    d.n_cores = 2;
+    d.mem_bytes = 1 << 30;
+    d.clock_mhz = 2000;
+    kvr_db_model m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "tiny");
+    snprintf(m.arch, sizeof m.arch, "llama");
+    snprintf(m.source, sizeof m.source, "preset:tiny");
+    snprintf(m.content_hash, sizeof m.content_hash, "abc");
+    m.n_layers = 4, m.d_model = 64, m.n_heads = 4, m.n_kv_heads = 2, m.head_dim = 16;
+    m.d_ff = 160, m.vocab_size = 256, m.max_context = 4096, m.rope_theta = 10000;
+    m.kv_bytes_per_token = 256;
+    kvr_db_run r = kvr_db_run_init("profile");
+    KVR_CHECK_OK(kvr_db_device_put(db, &d, &r.device_id, &err), &err);
+    KVR_CHECK_OK(kvr_db_model_put(db, &m, &r.model_id, &err), &err);
+    snprintf(r.backend, sizeof r.backend, "cpu");
+    snprintf(r.dtype, sizeof r.dtype, "f32");
+    snprintf(r.grid, sizeof r.grid, "quick");
+    snprintf(r.params, sizeof r.params, "grid=quick;model=tiny");
+    r.n_warmup = 1, r.n_iters_min = 3, r.n_iters_max = 30;
+    r.time_budget_s = 0.3, r.rel_tol = 0.02, r.timer_overhead_us = 0.03;
+    KVR_CHECK_OK(kvr_db_run_insert(db, &r, &err), &err);
+    return r.id;
+}
+
+static kvr_timing_stats stats_of(double med) {
+    kvr_timing_stats t = {1, 5, med * 0.9, med * 0.95, med, med * 1.05, med, med * 0.02, med * 1.2, true};
+    return t;
+}
+
+// ----------------------------------------------------------------------------
+
+static void test_open_memory(void) {
+    kvr_db *db = open_mem();
+    KVR_CHECK(db != NULL);
+    if (db) KVR_CHECK_EQ_INT(kvr_db_schema_version(db), KVR_DB_SCHEMA_VERSION);
+    kvr_db_close(db);
+    kvr_db_close(NULL);
+}
+
+static void test_records_roundtrip(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    const int64_t id = make_run(db);
+    KVR_CHECK(id > 0);
+    kvr_db_run r;
+    KVR_CHECK_OK(kvr_db_run_get(db, id, &r, &err), &err);
+    KVR_CHECK(strcmp(r.kind, "profile") == 0);
+    KVR_CHECK_EQ_INT(r.status, KVR_RUN_RUNNING);
+    KVR_CHECK(strcmp(r.kvr_version, kvr_version()) == 0);
+    KVR_CHECK(strcmp(r.git_commit, kvr_build_commit()) == 0);
+    KVR_CHECK(strlen(r.ts_utc) == 20 && r.ts_utc[10] == 'T' && r.ts_utc[19] == 'Z');
+    KVR_CHECK_NEAR(r.time_budget_s, 0.3, 0, 1e-12);
+    KVR_CHECK_EQ_INT(r.n_iters_max, 30);
+    KVR_CHECK(r.pid == getpid());
+    /* find-or-insert: the same device and model give the same ids */
+    kvr_db_device d;
+    KVR_CHECK_OK(kvr_db_device_get(db, r.device_id, &d, &err), &err);
+    int64_t d2 = 0;
+    KVR_CHECK_OK(kvr_db_device_put(db, &d, &d2, &err), &err);
+    KVR_CHECK_EQ_INT(d2, r.device_id);
+    kvr_db_model m;
+    KVR_CHECK_OK(kvr_db_model_get(db, r.model_id, &m, &err), &err);
+    KVR_CHECK_EQ_INT(m.n_kv_heads, 2);
+    int64_t m2 = 0;
+    KVR_CHECK_OK(kvr_db_model_put(db, &m, &m2, &err), &err);
+    KVR_CHECK_EQ_INT(m2, r.model_id);
+    m.n_layers = 5;
+    KVR_CHECK_OK(kvr_db_model_put(db, &m, &m2, &err), &err);
+    KVR_CHECK(m2 != r.model_id);
+    /* status */
+    KVR_CHECK_OK(kvr_db_run_set_status(db, id, KVR_RUN_COMPLETE, "done", &err), &err);
+    KVR_CHECK_OK(kvr_db_run_get(db, id, &r, &err), &err);
+    KVR_CHECK_EQ_INT(r.status, KVR_RUN_COMPLETE);
+    KVR_CHECK(strcmp(r.note, "done") == 0 && r.ts_end_utc[0]);
+    KVR_CHECK_EQ_INT(kvr_db_run_get(db, 999, &r, &err), KVR_ERR_NOT_FOUND);
+    KVR_CHECK(strstr(err.msg, "run 999 not found") != NULL);
+    kvr_db_run *list = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_runs_list(db, &list, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 1);
+    kvr_db_free(list);
+    kvr_db_close(db);
+}
+
+static void test_samples_roundtrip(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    const int64_t id = make_run(db);
+    kvr_db_layer_sample ls[3];
+    memset(ls, 0, sizeof ls);
+    const char *ops[3] = {"post", "attn", "pre"};
+    for (int i = 0; i < 3; i++) {
+        ls[i].run_id = id;
+        snprintf(ls[i].op, sizeof ls[i].op, "%s", ops[i]);
+        ls[i].c = 64 * (i + 1);
+        ls[i].prefix = i == 1 ? 128 : 0;
+        ls[i].stats = stats_of(100.0 * (i + 1));
+    }
+    ls[2].stats.p10_us = NAN; /* unknown statistics stay unknown */
+    KVR_CHECK_OK(kvr_db_layer_samples_put(db, ls, 3, &err), &err);
+    kvr_db_layer_sample *got = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_layer_samples_get(db, id, &got, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 3);
+    if (n == 3) { /* ordered pre, attn, post */
+        KVR_CHECK(strcmp(got[0].op, "pre") == 0 && strcmp(got[1].op, "attn") == 0 &&
+                  strcmp(got[2].op, "post") == 0);
+        KVR_CHECK(isnan(got[0].stats.p10_us));
+        KVR_CHECK_NEAR(got[1].stats.median_us, 200, 0, 1e-12);
+        KVR_CHECK_EQ_INT(got[1].prefix, 128);
+        KVR_CHECK_EQ_INT(got[1].stats.n_iters, 5);
+        KVR_CHECK(got[1].stats.is_stable);
+    }
+    kvr_db_free(got);
+    /* same key replaces */
+    ls[0].stats.median_us = 7;
+    KVR_CHECK_OK(kvr_db_layer_sample_put(db, &ls[0], &err), &err);
+    KVR_CHECK_OK(kvr_db_layer_samples_get(db, id, &got, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 3);
+    if (n == 3) KVR_CHECK_NEAR(got[2].stats.median_us, 7, 0, 0);
+    kvr_db_free(got);
+
+    kvr_db_transfer_sample ts;
+    memset(&ts, 0, sizeof ts);
+    ts.run_id = id;
+    snprintf(ts.pattern, sizeof ts.pattern, "allgather");
+    ts.src = ts.dst = -1;
+    ts.n_ranks = 4;
+    ts.size_bytes = 1 << 20;
+    ts.stats = stats_of(50);
+    ts.algbw_gbps = 20.97152;
+    ts.busbw_factor = 0.75;
+    ts.busbw_gbps = ts.algbw_gbps * 0.75;
+    KVR_CHECK_OK(kvr_db_transfer_sample_put(db, &ts, &err), &err);
+    kvr_db_transfer_sample *tg = NULL;
+    KVR_CHECK_OK(kvr_db_transfer_samples_get(db, id, &tg, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+        KVR_CHECK_EQ_INT(tg[0].src, -1);
+        KVR_CHECK_EQ_INT(tg[0].size_bytes, 1 << 20);
+        KVR_CHECK_NEAR(tg[0].busbw_factor, 0.75, 0, 0);
+    }
+    kvr_db_free(tg);
+    int64_t nl = 0, nt = 0;
+    KVR_CHECK_OK(kvr_db_run_counts(db, id, &nl, &nt, &err), &err);
+    KVR_CHECK(nl == 3 && nt == 1);
+    kvr_db_close(db);
+}
+
+static void test_transaction_all_or_nothing(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    const int64_t id = make_run(db);
+    kvr_db_layer_sample ls[2];
+    memset(ls, 0, sizeof ls);
+    for (int i = 0; i < 2; i++) {
+        ls[i].run_id = id;
+        snprintf(ls[i].op, sizeof ls[i].op, "pre");
+        ls[i].c = 16 * (i + 1);
+        ls[i].stats = stats_of(10);
+    }
+    ls[1].stats.median_us = NAN; /* the second row is invalid: the first must not stay */
+    KVR_CHECK(kvr_db_layer_samples_put(db, ls, 2, &err) != KVR_OK);
+    int64_t nl = -1;
+    KVR_CHECK_OK(kvr_db_run_counts(db, id, &nl, NULL, &err), &err);
+    KVR_CHECK_EQ_INT(nl, 0);
+    /* explicit transaction rolled back */
+    KVR_CHECK_OK(kvr_db_begin(db, &err), &err);
+    KVR_CHECK_OK(kvr_db_layer_sample_put(db, &ls[0], &err), &err);
+    kvr_db_rollback(db);
+    KVR_CHECK_OK(kvr_db_run_counts(db, id, &nl, NULL, &err), &err);
+    KVR_CHECK_EQ_INT(nl, 0);
+    KVR_CHECK_OK(kvr_db_begin(db, &err), &err);
+    KVR_CHECK_OK(kvr_db_layer_sample_put(db, &ls[0], &err), &err);
+    KVR_CHECK_OK(kvr_db_commit(db, &err), &err);
+    KVR_CHECK_OK(kvr_db_run_counts(db, id, &nl, NULL, &err), &err);
+    KVR_CHECK_EQ_INT(nl, 1);
+    kvr_db_close(db);
+}
+
+/* A file at every older schema version opens and upgrades; its rows survive. */
+static void test_migrate_from_every_version(void) {
+    for (int32_t v = 0; v < KVR_DB_SCHEMA_VERSION; v++) {
+        const char *path = tmp_path("migrate.db");
+        rm_db(path);
+        sqlite3 *h = NULL;
+        KVR_CHECK(sqlite3_open(path, &h) == SQLITE_OK);
+        kvr_error err = {0};
+        KVR_CHECK_OK(db_migrate(h, path, v, &err), &err);
+        if (v >= 1) /* a run as version 1 wrote it */
+            KVR_CHECK(sqlite3_exec(h,
+                                   "INSERT INTO runs(kind,status,backend,dtype,transport,n_threads,"
+                                   "n_ranks,kvr_version,git_commit,build_type,host,device_name,blas,"
+                                   "mpi_version,cuda_version,nccl_version,ts_utc,ts_end_utc,n_warmup,"
+                                   "n_iters_min,n_iters_max,grid,ops,params,source,pid,pid_start,note) "
+                                   "VALUES('profile','complete','cpu','f32','',1,1,'0.0.9','old','',"
+                                   "'h','cpu','','','','','2024-01-01T00:00:00Z','',1,3,30,'quick','',"
+                                   "'','kvr-profile',1,0,'')",
+                                   NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(h);
+        kvr_db *db = NULL;
+        KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+        if (!db) continue;
+        KVR_CHECK_EQ_INT(kvr_db_schema_version(db), KVR_DB_SCHEMA_VERSION);
+        if (v >= 1) {
+            kvr_db_run r;
+            KVR_CHECK_OK(kvr_db_run_get(db, 1, &r, &err), &err);
+            KVR_CHECK(strcmp(r.git_commit, "old") == 0);
+        }
+        kvr_db_measured_run mr;
+        memset(&mr, 0, sizeof mr);
+        snprintf(mr.mode, sizeof mr.mode, "single");
+        mr.n_ranks = 1, mr.n_threads = 1, mr.n_tokens = 512, mr.ttft_ms = 1900;
+        mr.predicted_ttft_ms = -1;
+        KVR_CHECK_OK(kvr_db_measured_run_put(db, &mr, &err), &err);
+        bool ok = false;
+        char rep[512];
+        KVR_CHECK_OK(kvr_db_check(db, &ok, rep, sizeof rep, &err), &err);
+        KVR_CHECK(ok);
+        if (!ok) fprintf(stderr, "%s", rep);
+        kvr_db_close(db);
+        /* the schema table records every step once */
+        KVR_CHECK(sqlite3_open(path, &h) == SQLITE_OK);
+        sqlite3_stmt *s = NULL;
+        sqlite3_prepare_v2(h, "SELECT count(*), max(version) FROM kvr_schema", -1, &s, NULL);
+        KVR_CHECK(sqlite3_step(s) == SQLITE_ROW);
+        KVR_CHECK_EQ_INT(sqlite3_column_int(s, 0), KVR_DB_SCHEMA_VERSION);
+        KVR_CHECK_EQ_INT(sqlite3_column_int(s, 1), KVR_DB_SCHEMA_VERSION);
+        sqlite3_finalize(s);
+        sqlite3_close(h);
+    }
+}
+
+static bool file_equals(const char *path, const char *want, size_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    char *buf = malloc(n + 16);
+    size_t got = fread(buf, 1, n + 16, f);
+    fclose(f);
+    bool eq = got == n && memcmp(buf, want, n) == 0;
+    free(buf);
+    return eq;
+}
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = malloc(1 << 20);
+    *n = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    return buf;
+}
+
+static void test_newer_schema_refused(void) {
+    const char *path = tmp_path("newer.db");
+    rm_db(path);
+    kvr_db *db = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+    make_run(db);
+    kvr_db_close(db);
+    sqlite3 *h = NULL;
+    sqlite3_open(path, &h);
+    sqlite3_exec(h, "PRAGMA journal_mode=DELETE; PRAGMA user_version=99", NULL, NULL, NULL);
+    sqlite3_close(h);
+    size_t n = 0;
+    char *before = slurp(path, &n);
+    KVR_CHECK_EQ_INT(kvr_db_open(path, NULL, &db, &err), KVR_ERR_UNSUPPORTED);
+    KVR_CHECK(db == NULL);
+    KVR_CHECK(strstr(err.msg, "schema version 99") && strstr(err.msg, "newer kvr"));
+    KVR_CHECK(before && file_equals(path, before, n));
+    free(before);
+}
+
+static void test_foreign_files_refused(void) {
+    kvr_error err = {0};
+    kvr_db *db = NULL;
+    /* not SQLite at all */
+    const char *path = tmp_path("text.db");
+    const char text[] = "this is not a database, just some text that is long enough\n";
+    FILE *f = fopen(path, "wb");
+    fwrite(text, 1, sizeof text - 1, f);
+    fclose(f);
+    KVR_CHECK_EQ_INT(kvr_db_open(path, NULL, &db, &err), KVR_ERR_FORMAT);
+    KVR_CHECK(strstr(err.msg, "not a kvr database") != NULL);
+    KVR_CHECK(file_equals(path, text, sizeof text - 1));
+    /* someone else's SQLite database */
+    path = tmp_path("other.db");
+    rm_db(path);
+    sqlite3 *h = NULL;
+    sqlite3_open(path, &h);
+    sqlite3_exec(h, "CREATE TABLE foo(x); INSERT INTO foo VALUES(1)", NULL, NULL, NULL);
+    sqlite3_close(h);
+    size_t n = 0;
+    char *before = slurp(path, &n);
+    KVR_CHECK_EQ_INT(kvr_db_open(path, NULL, &db, &err), KVR_ERR_FORMAT);
+    KVR_CHECK(strstr(err.msg, "not a kvr one") != NULL);
+    KVR_CHECK(before && file_equals(path, before, n));
+    free(before);
+    /* an SQLite header over garbage */
+    path = tmp_path("corrupt.db");
+    f = fopen(path, "wb");
+    char junk[8192];
+    memset(junk, 0x5a, sizeof junk);
+    memcpy(junk, "SQLite format 3", 16);
+    fwrite(junk, 1, sizeof junk, f);
+    fclose(f);
+    kvr_status st = kvr_db_open(path, NULL, &db, &err);
+    KVR_CHECK(st == KVR_ERR_FORMAT || st == KVR_ERR_DB);
+    KVR_CHECK(file_equals(path, junk, sizeof junk));
+    /* a directory */
+    KVR_CHECK_EQ_INT(kvr_db_open(tmpdir, NULL, &db, &err), KVR_ERR_FORMAT);
+    /* missing directory */
+    KVR_CHECK_EQ_INT(kvr_db_open("/nonexistent-dir-kvr/x.db", NULL, &db, &err), KVR_ERR_NOT_FOUND);
+    KVR_CHECK(strstr(err.msg, "does not exist") != NULL);
+    /* read-only open of a missing file */
+    kvr_db_open_params p = kvr_db_open_params_default();
+    p.read_only = true;
+    KVR_CHECK_EQ_INT(kvr_db_open(tmp_path("missing.db"), &p, &db, &err), KVR_ERR_NOT_FOUND);
+    /* an empty file becomes a database */
+    path = tmp_path("empty.db");
+    rm_db(path);
+    f = fopen(path, "wb");
+    fclose(f);
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+    kvr_db_close(db);
+}
+
+static void test_wal_and_read_only(void) {
+    const char *path = tmp_path("wal.db");
+    rm_db(path);
+    kvr_db *db = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+    if (!db) return;
+    sqlite3_stmt *s = NULL;
+    sqlite3_prepare_v2(db->h, "PRAGMA journal_mode", -1, &s, NULL);
+    KVR_CHECK(sqlite3_step(s) == SQLITE_ROW &&
+              strcmp((const char *)sqlite3_column_text(s, 0), "wal") == 0);
+    sqlite3_finalize(s);
+    make_run(db);
+    kvr_db_close(db);
+    kvr_db_open_params p = kvr_db_open_params_default();
+    p.read_only = true;
+    KVR_CHECK_OK(kvr_db_open(path, &p, &db, &err), &err);
+    if (!db) return;
+    kvr_db_run r;
+    KVR_CHECK_OK(kvr_db_run_get(db, 1, &r, &err), &err);
+    KVR_CHECK(kvr_db_run_set_status(db, 1, KVR_RUN_COMPLETE, NULL, &err) != KVR_OK);
+    KVR_CHECK(strstr(err.msg, "read-only") != NULL);
+    kvr_db_close(db);
+}
+
+static void test_reap_and_claim(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    const int64_t mine = make_run(db), dead = make_run(db);
+    /* a process that has exited */
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0);
+    sqlite3_stmt *s = NULL;
+    sqlite3_prepare_v2(db->h, "UPDATE runs SET pid=?1, pid_start=0 WHERE id=?2", -1, &s, NULL);
+    sqlite3_bind_int64(s, 1, child);
+    sqlite3_bind_int64(s, 2, dead);
+    KVR_CHECK(sqlite3_step(s) == SQLITE_DONE);
+    sqlite3_finalize(s);
+    kvr_db_run r;
+    KVR_CHECK_OK(kvr_db_run_get(db, dead, &r, &err), &err);
+    KVR_CHECK(!kvr_db_run_owner_alive(&r));
+    KVR_CHECK_OK(kvr_db_run_get(db, mine, &r, &err), &err);
+    KVR_CHECK(kvr_db_run_owner_alive(&r));
+    /* claiming a run a live process owns fails */
+    KVR_CHECK_EQ_INT(kvr_db_run_claim(db, mine, &err), KVR_ERR_INVALID_ARG);
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_runs_reap(db, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 1);
+    KVR_CHECK_OK(kvr_db_run_get(db, dead, &r, &err), &err);
+    KVR_CHECK_EQ_INT(r.status, KVR_RUN_INCOMPLETE);
+    KVR_CHECK(strstr(r.note, "ended without finishing") != NULL);
+    KVR_CHECK_OK(kvr_db_run_get(db, mine, &r, &err), &err);
+    KVR_CHECK_EQ_INT(r.status, KVR_RUN_RUNNING);
+    /* the incomplete run can be claimed (resumed); a complete one cannot */
+    KVR_CHECK_OK(kvr_db_run_claim(db, dead, &err), &err);
+    KVR_CHECK_OK(kvr_db_run_get(db, dead, &r, &err), &err);
+    KVR_CHECK(r.status == KVR_RUN_RUNNING && r.pid == getpid() && !r.note[0]);
+    KVR_CHECK_OK(kvr_db_run_set_status(db, dead, KVR_RUN_COMPLETE, NULL, &err), &err);
+    KVR_CHECK_EQ_INT(kvr_db_run_claim(db, dead, &err), KVR_ERR_INVALID_ARG);
+    kvr_db_close(db);
+}
+
+static void test_delete_and_check(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    const int64_t a = make_run(db), b = make_run(db);
+    kvr_db_layer_sample s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.op, sizeof s.op, "attn");
+    s.c = 32;
+    s.stats = stats_of(5);
+    s.run_id = a;
+    KVR_CHECK_OK(kvr_db_layer_sample_put(db, &s, &err), &err);
+    s.run_id = b;
+    KVR_CHECK_OK(kvr_db_layer_sample_put(db, &s, &err), &err);
+    bool ok = false;
+    char rep[1024];
+    KVR_CHECK_OK(kvr_db_check(db, &ok, rep, sizeof rep, &err), &err);
+    KVR_CHECK(ok);
+    KVR_CHECK_OK(kvr_db_run_delete(db, a, &err), &err);
+    KVR_CHECK_EQ_INT(kvr_db_run_delete(db, a, &err), KVR_ERR_NOT_FOUND);
+    int64_t nl = -1;
+    KVR_CHECK_OK(kvr_db_run_counts(db, a, &nl, NULL, &err), &err);
+    KVR_CHECK_EQ_INT(nl, 0);
+    KVR_CHECK_OK(kvr_db_run_counts(db, b, &nl, NULL, &err), &err);
+    KVR_CHECK_EQ_INT(nl, 1);
+    /* an orphan sample (written behind the foreign keys' back) is reported */
+    sqlite3_exec(db->h, "PRAGMA foreign_keys=OFF; UPDATE layer_samples SET run_id=777", NULL, NULL,
+                 NULL);
+    KVR_CHECK_OK(kvr_db_check(db, &ok, rep, sizeof rep, &err), &err);
+    KVR_CHECK(!ok);
+    KVR_CHECK(strstr(rep, "belong to no run") != NULL);
+    kvr_db_close(db);
+}
+
+static void test_csv_roundtrip(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    const int64_t id = make_run(db);
+    kvr_db_layer_sample ls[3];
+    memset(ls, 0, sizeof ls);
+    const char *ops[3] = {"pre", "attn", "head"};
+    for (int i = 0; i < 3; i++) {
+        ls[i].run_id = id;
+        snprintf(ls[i].op, sizeof ls[i].op, "%s", ops[i]);
+        ls[i].c = i == 2 ? 1 : 100 + i;
+        ls[i].prefix = i == 1 ? 77 : 0;
+        ls[i].stats = stats_of(123.456789 * (i + 1));
+    }
+    KVR_CHECK_OK(kvr_db_layer_samples_put(db, ls, 3, &err), &err);
+    kvr_db_transfer_sample ts;
+    memset(&ts, 0, sizeof ts);
+    ts.run_id = id;
+    snprintf(ts.pattern, sizeof ts.pattern, "p2p");
+    ts.src = 1, ts.dst = 0, ts.n_ranks = 2, ts.size_bytes = 4096;
+    ts.stats = stats_of(9.5);
+    ts.busbw_factor = 1;
+    ts.algbw_gbps = ts.busbw_gbps = 4096 / 9.5e3;
+    KVR_CHECK_OK(kvr_db_transfer_sample_put(db, &ts, &err), &err);
+    char *csv = NULL;
+    KVR_CHECK_OK(kvr_db_export_csv(db, id, &csv, &err), &err);
+    if (!csv) return;
+    KVR_CHECK(strstr(csv, "# model.name: tiny") != NULL);
+    KVR_CHECK(strstr(csv, "# run.kvr_version: ") != NULL);
+    kvr_db_csv *parsed = NULL;
+    KVR_CHECK_OK(kvr_db_csv_parse(csv, strlen(csv), "export.csv", &parsed, &err), &err);
+    kvr_db_free(csv);
+    if (!parsed) return;
+    int64_t id2 = 0;
+    KVR_CHECK_OK(kvr_db_csv_store(db, parsed, &id2, &err), &err);
+    kvr_db_csv_free(parsed);
+    KVR_CHECK(id2 != id);
+    kvr_db_run r;
+    KVR_CHECK_OK(kvr_db_run_get(db, id2, &r, &err), &err);
+    KVR_CHECK(strcmp(r.kind, "import") == 0 && r.status == KVR_RUN_COMPLETE);
+    KVR_CHECK(strcmp(r.kvr_version, kvr_version()) == 0); /* provenance travelled */
+    kvr_db_run r1;
+    KVR_CHECK_OK(kvr_db_run_get(db, id, &r1, &err), &err);
+    KVR_CHECK_EQ_INT(r.model_id, r1.model_id); /* the same model record */
+    kvr_db_layer_sample *a = NULL, *b = NULL;
+    int64_t na = 0, nb = 0;
+    KVR_CHECK_OK(kvr_db_layer_samples_get(db, id, &a, &na, &err), &err);
+    KVR_CHECK_OK(kvr_db_layer_samples_get(db, id2, &b, &nb, &err), &err);
+    KVR_CHECK_EQ_INT(na, nb);
+    for (int64_t i = 0; i < na && i < nb; i++) {
+        KVR_CHECK(strcmp(a[i].op, b[i].op) == 0 && a[i].c == b[i].c && a[i].prefix == b[i].prefix);
+        KVR_CHECK_NEAR(a[i].stats.median_us, b[i].stats.median_us, 0, 1e-8);
+        KVR_CHECK_NEAR(a[i].stats.stddev_us, b[i].stats.stddev_us, 0, 1e-8);
+        KVR_CHECK_EQ_INT(a[i].stats.n_iters, b[i].stats.n_iters);
+    }
+    kvr_db_free(a);
+    kvr_db_free(b);
+    kvr_db_transfer_sample *t = NULL;
+    KVR_CHECK_OK(kvr_db_transfer_samples_get(db, id2, &t, &nb, &err), &err);
+    KVR_CHECK_EQ_INT(nb, 1);
+    if (nb == 1) {
+        KVR_CHECK(t[0].src == 1 && t[0].dst == 0 && t[0].size_bytes == 4096);
+        KVR_CHECK_NEAR(t[0].algbw_gbps, 4096 / 9.5e3, 0, 1e-8);
+    }
+    kvr_db_free(t);
+    kvr_db_close(db);
+}
+
+static void test_csv_minimal_and_defaults(void) {
+    const char *csv = "\xEF\xBB\xBF# a comment line\n"
+                      "# model.name: Llama-2-7b\r\n"
+                      "# model.n_layers: 32\n"
+                      "# model.n_kv_heads: 32\n"
+                      "# model.head_dim: 128\n"
+                      "# run.dtype: f16\n"
+                      "# run.backend: cuda\n"
+                      "\n"
+                      "kind, op, c, prefix, median_us, pattern, src, dst, size_bytes\r\n"
+                      "layer,attn,512,1024,310.5,,,,\n"
+                      "layer,\"head\",,,180,,,,\n"
+                      "transfer,,,,8.5,p2p,0,1,4096\n"
+                      "transfer,,,,100,allgather,,,1000000\n";
+    kvr_db_csv *c = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_db_csv_parse(csv, strlen(csv), "min.csv", &c, &err), &err);
+    if (!c) return;
+    KVR_CHECK_EQ_INT(c->n_layers, 2);
+    KVR_CHECK_EQ_INT(c->n_transfers, 2);
+    KVR_CHECK(strcmp(c->model.name, "Llama-2-7b") == 0 && c->model.n_layers == 32);
+    KVR_CHECK_EQ_INT(c->model.kv_bytes_per_token, 2 * 32 * 128 * 2); /* from dtype f16 */
+    KVR_CHECK_EQ_INT(c->layers[1].c, 1);                             /* head defaults to c = 1 */
+    KVR_CHECK_EQ_INT(c->layers[0].stats.n_iters, 1);
+    KVR_CHECK(isnan(c->layers[0].stats.min_us));
+    KVR_CHECK_EQ_INT(c->transfers[0].n_ranks, 2);
+    KVR_CHECK_NEAR(c->transfers[0].algbw_gbps, 4096 / 8.5e3, 0, 1e-12);
+    KVR_CHECK_EQ_INT(c->transfers[1].src, -1);
+    KVR_CHECK_NEAR(c->transfers[1].busbw_factor, 0.5, 0, 0);
+    KVR_CHECK(strcmp(c->device.kind, "cuda") == 0);
+    kvr_db *db = open_mem();
+    int64_t id = 0;
+    KVR_CHECK_OK(kvr_db_csv_store(db, c, &id, &err), &err);
+    KVR_CHECK(id > 0);
+    kvr_db_csv_free(c);
+    kvr_db_close(db);
+}
+
+static void test_csv_errors(void) {
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"", "no header"},
+        {"# model.name: m\n# model.n_layers: 1\nkind,median_us\n", "no samples"},
+        {"kind,op,c,median_us\nlayer,pre,16,5\n", "no model name"},
+        {"# model.name: m\nkind,op,c,median_us\nlayer,pre,16,5\n", "no layer count"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,bogus\n", ":3: unknown column 'bogus'"},
+        {"# model.name: m\n# model.n_layers: 2\nop,c,median_us\n", "needs at least the columns kind"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,c,median_us\n", "appears twice"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,pre,16\n",
+         ":4: 3 fields, the header has 4"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,pre,x16,5\n",
+         ":4: c: 'x16' is not an integer"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,pre,16,nan\n",
+         "not a finite number"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,pre,0,5\n",
+         "c: 0 is out of range"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,mlp,16,5\n",
+         "op 'mlp' is not one of"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nrow,pre,16,5\n",
+         "kind 'row' is not layer or transfer"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us,min_us\nlayer,pre,16,5,6\n",
+         "min_us (6) > median_us (5)"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,pre,16,5\nlayer,pre,16,6\n",
+         ":5: duplicates the sample on line 4"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,\"pre,16,5\n",
+         "unterminated quote"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,p\"re,16,5\n",
+         "quote inside an unquoted field"},
+        {"# model.name: m\n# model.bogus: 2\n", ":2: unknown provenance key 'model.bogus'"},
+        {"# model.name: m\n# model.name: n\n", "model.name given twice"},
+        {"# model.name: m\n# model.n_layers: -2\n", "model.n_layers: -2 is out of range"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,pattern,src,dst,size_bytes,median_us\n"
+         "transfer,p2p,0,0,10,5\n", "p2p from rank 0 to itself"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,pattern,src,dst,size_bytes,median_us\n"
+         "transfer,ring,0,1,10,5\n", "pattern 'ring' is not one of"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,pattern,src,dst,size_bytes,n_ranks,median_us\n"
+         "transfer,p2p,0,3,10,2,5\n", "rank 3 is outside n_ranks 2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kvr_db_csv *c = NULL;
+        kvr_error err = {0};
+        kvr_status st = kvr_db_csv_parse(cases[i].text, strlen(cases[i].text), "t.csv", &c, &err);
+        KVR_CHECK_EQ_INT(st, KVR_ERR_FORMAT);
+        KVR_CHECK(c == NULL);
+        if (!strstr(err.msg, cases[i].want)) {
+            fprintf(stderr, "case %zu: want '%s' in '%s'\n", i, cases[i].want, err.msg);
+            KVR_CHECK(0);
+        }
+    }
+    /* a NUL byte and an over-long line */
+    const char nul[] = "# model.name: m\nkind,op\0,c\n";
+    kvr_db_csv *c = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_EQ_INT(kvr_db_csv_parse(nul, sizeof nul - 1, "t.csv", &c, &err), KVR_ERR_FORMAT);
+    KVR_CHECK(strstr(err.msg, "NUL byte") != NULL);
+    size_t big = 70000;
+    char *longline = malloc(big);
+    memset(longline, 'a', big);
+    KVR_CHECK_EQ_INT(kvr_db_csv_parse(longline, big, "t.csv", &c, &err), KVR_ERR_FORMAT);
+    KVR_CHECK(strstr(err.msg, "longer than") != NULL);
+    free(longline);
+}
+
+static void test_json_export(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    const int64_t id = make_run(db);
+    kvr_db_layer_sample s;
+    memset(&s, 0, sizeof s);
+    s.run_id = id;
+    snprintf(s.op, sizeof s.op, "post");
+    s.c = 64;
+    s.stats = stats_of(42);
+    s.stats.p90_us = NAN;
+    KVR_CHECK_OK(kvr_db_layer_sample_put(db, &s, &err), &err);
+    char *js = NULL;
+    KVR_CHECK_OK(kvr_db_export_json(db, id, &js, &err), &err);
+    cJSON *o = js ? cJSON_Parse(js) : NULL;
+    KVR_CHECK(o != NULL);
+    if (o) {
+        cJSON *ls = cJSON_GetObjectItem(o, "layer_samples");
+        KVR_CHECK(cJSON_GetArraySize(ls) == 1);
+        cJSON *x = cJSON_GetArrayItem(ls, 0);
+        KVR_CHECK_NEAR(cJSON_GetObjectItem(x, "median_us")->valuedouble, 42, 0, 1e-9);
+        KVR_CHECK(cJSON_IsNull(cJSON_GetObjectItem(x, "p90_us")));
+        cJSON *run = cJSON_GetObjectItem(o, "run");
+        KVR_CHECK(strcmp(cJSON_GetObjectItem(run, "status")->valuestring, "running") == 0);
+        KVR_CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "model"), "n_layers")->valueint == 4);
+        cJSON_Delete(o);
+    }
+    kvr_db_free(js);
+    kvr_db_close(db);
+}
+
+/* Several processes insert into one file at once: every write waits its turn, none fails. */
+static void test_concurrent_writers(void) {
+    const char *path = tmp_path("conc.db");
+    rm_db(path);
+    enum { N_PROC = 3, N_ROWS = 150 };
+    pid_t kids[N_PROC];
+    for (int k = 0; k < N_PROC; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            kvr_db *db = NULL;
+            kvr_error err = {0};
+            if (kvr_db_open(path, NULL, &db, &err) != KVR_OK) {
+                fprintf(stderr, "child %d: %s\n", k, err.msg);
+                _exit(1);
+            }
+            const int64_t id = make_run(db);
+            for (int i = 0; i < N_ROWS; i++) {
+                kvr_db_layer_sample s;
+                memset(&s, 0, sizeof s);
+                s.run_id = id;
+                snprintf(s.op, sizeof s.op, "pre");
+                s.c = i + 1;
+                s.stats = stats_of(i + 1);
+                if (kvr_db_layer_sample_put(db, &s, &err) != KVR_OK) {
+                    fprintf(stderr, "child %d row %d: %s\n", k, i, err.msg);
+                    _exit(1);
+                }
+            }
+            kvr_db_close(db);
+            _exit(kvr_test_fails ? 1 : 0);
+        }
+    }
+    for (int k = 0; k < N_PROC; k++) {
+        int status = 0;
+        waitpid(kids[k], &status, 0);
+        KVR_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    kvr_db *db = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+    if (!db) return;
+    kvr_db_run *runs = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_runs_list(db, &runs, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, N_PROC);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t nl = 0;
+        KVR_CHECK_OK(kvr_db_run_counts(db, runs[i].id, &nl, NULL, &err), &err);
+        KVR_CHECK_EQ_INT(nl, N_ROWS);
+    }
+    kvr_db_free(runs);
+    kvr_db_close(db);
+}
+
+static void cleanup(void) {
+    if (!tmpdir[0]) return;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+static const kvr_test_case cases[] = {
+    {"open_memory", test_open_memory},
+    {"records_roundtrip", test_records_roundtrip},
+    {"samples_roundtrip", test_samples_roundtrip},
+    {"transaction_all_or_nothing", test_transaction_all_or_nothing},
+    {"migrate_from_every_version", test_migrate_from_every_version},
+    {"newer_schema_refused", test_newer_schema_refused},
+    {"foreign_files_refused", test_foreign_files_refused},
+    {"wal_and_read_only", test_wal_and_read_only},
+    {"reap_and_claim", test_reap_and_claim},
+    {"delete_and_check", test_delete_and_check},
+    {"csv_roundtrip", test_csv_roundtrip},
+    {"csv_minimal_and_defaults", test_csv_minimal_and_defaults},
+    {"csv_errors", test_csv_errors},
+    {"json_export", test_json_export},
+    {"concurrent_writers", test_concurrent_writers},
+};
+
+int main(int argc, char **argv) {
+    int rc = kvr_test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
+    cleanup();
+    return rc;
+}
