@@ -1,0 +1,235 @@
+/* kvr_profiler.h -- the timing harness and the profiles that feed the search and the fits:
+ * per-layer operations of the runtime timed on the (c, prefix) plane, and transfers through the
+ * runtime's comm layer, written point by point into the store (kvr_db.h).
+ *
+ * What is timed is exactly what the runtime runs (DESIGN.md section 8): kvr_op_embed, _pre,
+ * _attn, _post and _head on a kvr_layer_ws, rotating the layer index across repetitions so the
+ * weights come cold from memory as in a real prefill; and kvr_comm isend/recv/wait/allgatherv in
+ * the patterns the schedules use (point-to-point per pair, the KV-Runahead chain, TSP's
+ * all-gather). Statistics per point: min, p10, median, p90, mean, stddev, max over repetitions
+ * that are added until the median is stable or the point's time budget is spent.
+ * docs/profiler.md describes the grid presets, the statistics and the guarantees.
+ *
+ * Usage:   kvr_profile_params pp = kvr_profile_params_default();
+ *          kvr_grid_preset("quick", model_max_context, &pp.grid, &pp.timing, &err);
+ *          kvr_db_run run = kvr_db_run_init("profile");   ... provenance, kvr_db_run_insert ...
+ *          kvr_profile_result res;
+ *          kvr_profile_layers(db, run.id, model, &pp, NULL, &res, &err);
+ * Ownership: the db, model and params are borrowed for the call; arrays returned through **out
+ *            are malloc'd (free()).
+ * Threads:  the profile functions use the calling thread (plus the ops' OpenMP team, plus one
+ *           thread per rank for transfers over the threads transport); the db handle must not
+ *           be used elsewhere meanwhile. The statistics and grid functions are pure.
+ */
+#ifndef KVR_PROFILER_H
+#define KVR_PROFILER_H
+#include "kvr_db.h"
+#include "kvr_runtime.h"
+
+#include <signal.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ----------------------------------------------------------------------------
+// operations
+
+typedef enum kvr_prof_op {
+    KVR_PROF_EMBED, /* token rows -> x, RoPE tables for the chunk: over c */
+    KVR_PROF_PRE,   /* RMSNorm, QKV GEMM, RoPE, K/V into the cache: over c */
+    KVR_PROF_ATTN,  /* c queries over prefix + c keys, causal: over (c, prefix) */
+    KVR_PROF_POST,  /* O-proj + residual, RMSNorm, SwiGLU MLP + residual: over c */
+    KVR_PROF_HEAD,  /* final RMSNorm + LM head on one token */
+    KVR_PROF_OP_COUNT
+} kvr_prof_op;
+#define KVR_PROF_OPS_ALL ((1u << KVR_PROF_OP_COUNT) - 1u)
+
+KVR_API const char *kvr_prof_op_name(kvr_prof_op op); /* "embed", "pre", ... */
+KVR_API kvr_status kvr_prof_op_parse(const char *s, kvr_prof_op *out, kvr_error *err);
+/* "all", "none" or a comma list ("pre,attn,post") into a bit mask (1 << op). */
+KVR_API kvr_status kvr_prof_ops_parse(const char *list, uint32_t *mask, kvr_error *err);
+KVR_API void kvr_prof_ops_format(uint32_t mask, char *buf, size_t len);
+
+// ----------------------------------------------------------------------------
+// statistics and the adaptive timing harness
+
+/* Sort samples (us) in place and fill min, p10, median, p90 (linear interpolation between
+ * order statistics), mean, stddev (n - 1), max and n_iters = n. n_warmup and is_stable are left
+ * as they were. n = 0 gives NaNs. */
+KVR_API void kvr_stats_compute(double *samples_us, int32_t n, kvr_timing_stats *out);
+/* Quantile q in [0, 1] of sorted data, linearly interpolated (R type 7). */
+KVR_API double kvr_stats_quantile(const double *sorted, int32_t n, double q);
+/* Whether the median of sorted data is known to within +-rel_tol: the distribution-free 95%
+ * confidence interval of the median (order statistics n/2 -+ 0.98 sqrt(n)) is no wider than
+ * 2 rel_tol median. Needs n >= 3. */
+KVR_API bool kvr_stats_median_stable(const double *sorted, int32_t n, double rel_tol);
+
+typedef struct kvr_timing_params {
+    int32_t n_warmup;  /* executions before measuring (not in the statistics) */
+    int32_t min_iters; /* always measured, even past the budget */
+    int32_t max_iters; /* never more */
+    double budget_s;   /* per point: stop adding repetitions once measured time exceeds it */
+    double rel_tol;    /* per point: stop once the median is stable to +-rel_tol */
+} kvr_timing_params;
+
+/* One execution: i_iter < 0 for warm-ups (-n_warmup .. -1), 0.. for measured ones. Writes the
+ * execution's time. Collective measurements (transfers) return the same value on every rank,
+ * which keeps every rank's stopping decision identical. */
+typedef kvr_status (*kvr_measure_fn)(void *user, int32_t i_iter, double *time_us,
+                                     kvr_error *err);
+
+/* Warm up, then measure until (n >= min_iters and (median stable or measured time > budget))
+ * or n == max_iters. scratch holds max_iters doubles and receives the samples (sorted).
+ * The budget counts measured execution time, not the harness's own work. */
+KVR_API kvr_status kvr_time_adaptive(kvr_measure_fn fn, void *user, const kvr_timing_params *tp,
+                                     double *scratch, kvr_timing_stats *out, kvr_error *err);
+/* The timer's overhead: the median gap between two back-to-back kvr_time_us() calls, from 20000
+ * pairs (stored with each run; samples are not corrected for it). */
+KVR_API double kvr_timer_overhead_us(void);
+
+// ----------------------------------------------------------------------------
+// the (c, prefix) grid
+
+typedef struct kvr_grid_params {
+    char name[16];          /* "quick", "standard", "full", "custom" */
+    int64_t c_min, c_max;   /* chunk sizes, log-spaced */
+    double c_per_octave;    /* points per doubling of c */
+    int64_t ctx_max;        /* largest context: attention points satisfy c + prefix <= ctx_max */
+    int64_t p_min;          /* smallest non-zero prefix (0 is always profiled) */
+    double p_per_octave;    /* prefix points per doubling; each c also gets prefix = ctx_max - c */
+    int32_t refine_levels;  /* rounds of adding midpoints where the curve bends */
+    double refine_tol;      /* bend: a point off the line through its neighbours by > tol */
+    int32_t n_c_list, n_p_list; /* explicit lists instead of ranges (0 = use the range) */
+    int64_t c_list[64], p_list[64];
+} kvr_grid_params;
+
+/* A preset scaled to a model: "quick", "standard" or "full" (docs/profiler.md), with c_max and
+ * ctx_max capped at model_max_context (0 = no cap). Also fills the preset's timing params. */
+KVR_API kvr_status kvr_grid_preset(const char *name, int64_t model_max_context,
+                                   kvr_grid_params *grid, kvr_timing_params *timing,
+                                   kvr_error *err);
+/* Log-spaced integers from lo to hi inclusive, per_octave per doubling (lo = 0 gives 0 then
+ * from 1). *out is malloc'd. */
+KVR_API kvr_status kvr_grid_values(int64_t lo, int64_t hi, double per_octave, int64_t **out,
+                                   int32_t *n, kvr_error *err);
+
+typedef struct kvr_prof_point {
+    kvr_prof_op op;
+    int64_t c, prefix;
+} kvr_prof_point;
+
+/* The base grid for the ops in mask: embed/pre/post over c (prefix 0), attn over every
+ * (c, prefix) with c + prefix <= ctx_max, head once (c = 1). *out is malloc'd. */
+KVR_API kvr_status kvr_grid_points(const kvr_grid_params *g, uint32_t ops, kvr_prof_point **out,
+                                   int64_t *n, kvr_error *err);
+/* One refinement round over measured samples: along c (per op, and per prefix row for attn),
+ * where a point lies more than refine_tol off the straight line through its neighbours, the
+ * geometric midpoints of its two intervals. Only points not in samples are returned. */
+KVR_API kvr_status kvr_grid_refine(const kvr_grid_params *g, uint32_t ops,
+                                   const kvr_db_layer_sample *samples, int64_t n_samples,
+                                   kvr_prof_point **out, int64_t *n, kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// profile parameters (stored with the run so --resume repeats them)
+
+typedef struct kvr_profile_params {
+    kvr_grid_params grid;
+    kvr_timing_params timing;
+    uint32_t ops;          /* mask of kvr_prof_op to profile */
+    int32_t n_threads;     /* threads per rank for the ops */
+    bool comm;             /* profile transfers */
+    int32_t n_ranks;       /* ranks for transfers */
+    kvr_transport transport;
+    bool comm_compute;     /* also the chain with compute running (chain_compute) */
+    int64_t comm_min_bytes, comm_max_bytes; /* p2p sweep; max 0 = largest K/V message */
+    double comm_per_octave;
+    uint64_t seed;         /* token ids, point order and preset weights */
+    int32_t model_layers;  /* presets: layer override (0 = preset's) */
+    char model[512];       /* path or preset name */
+} kvr_profile_params;
+
+/* The "standard" preset without a model cap, all ops, 1 thread, no transfers. */
+KVR_API kvr_profile_params kvr_profile_params_default(void);
+/* Serialize as "key=value;..." (model last) / parse it back. */
+KVR_API kvr_status kvr_profile_params_format(const kvr_profile_params *p, char *buf, size_t len,
+                                             kvr_error *err);
+KVR_API kvr_status kvr_profile_params_parse(const char *s, kvr_profile_params *out,
+                                            kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// provenance
+
+/* This machine's CPU as a device: model name, logical CPUs, memory, max clock, host, BLAS. */
+KVR_API void kvr_profile_device_cpu(kvr_db_device *out);
+/* A model record: configuration, kv bytes per token (fp32), source, and a content hash of the
+ * file (GGUF), the config + safetensors files (HF directory) or "preset:NAME:seed:layers". */
+KVR_API kvr_status kvr_profile_model_record(const kvr_model *m, const char *source,
+                                            uint64_t seed, int32_t layers, kvr_db_model *out,
+                                            kvr_error *err);
+/* Fill a run's provenance columns from a device and the parameters (backend cpu, dtype f32,
+ * thread/rank counts, transport, BLAS and, with MPI transfers, the MPI library version). */
+KVR_API void kvr_profile_run_provenance(kvr_db_run *run, const kvr_db_device *dev,
+                                        const kvr_profile_params *p);
+
+// ----------------------------------------------------------------------------
+// running a profile
+
+typedef struct kvr_profile_hooks {
+    /* Checked between points: when *stop becomes nonzero the profile ends after the current
+     * point (SIGINT). May be NULL. */
+    volatile sig_atomic_t *stop;
+    /* After every point (measured or skipped as already done): label such as "attn c=256
+     * p=1024", and the counts (total grows when refinement adds points). May be NULL. */
+    void (*on_point)(void *user, const char *label, const kvr_timing_stats *stats,
+                     int64_t done, int64_t total);
+    void *user;
+} kvr_profile_hooks;
+
+typedef struct kvr_profile_result {
+    int64_t n_points;   /* in the grid (after refinement) */
+    int64_t n_skipped;  /* already in the db (resume) */
+    int64_t n_measured; /* measured now */
+    bool stopped;       /* *stop ended it early */
+    double elapsed_s;
+} kvr_profile_result;
+
+/* Profile the layer ops of p->ops on p->grid for run_id, writing each point as it finishes
+ * (points already stored for the run are skipped). Errors: KVR_ERR_NOMEM (workspace; the
+ * message gives the size and suggests a smaller --max-context), db errors (full disk: the
+ * points stored so far stay). */
+KVR_API kvr_status kvr_profile_layers(kvr_db *db, int64_t run_id, const kvr_model *m,
+                                      const kvr_profile_params *p, const kvr_profile_hooks *hooks,
+                                      kvr_profile_result *res, kvr_error *err);
+/* Transfers over p->n_ranks threads of this process (threads transport). */
+KVR_API kvr_status kvr_profile_transfers_threads(kvr_db *db, int64_t run_id, const kvr_model *m,
+                                                 const kvr_profile_params *p,
+                                                 const kvr_profile_hooks *hooks,
+                                                 kvr_profile_result *res, kvr_error *err);
+/* This rank's part of the transfer profile over any comm (MPI: every process calls it; db is
+ * used on rank 0 only and may be NULL elsewhere). hooks apply on every rank (any rank's stop
+ * flag stops all); results are reported on rank 0. */
+KVR_API kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_comm *comm,
+                                              const kvr_model *m, const kvr_profile_params *p,
+                                              const kvr_profile_hooks *hooks,
+                                              kvr_profile_result *res, kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// reading a profile back (raw interpolation; fitted models are the predictor's job)
+
+/* Median time (us) of op at (c, prefix) from a run's layer samples: piecewise linear in c along
+ * each prefix row, linear in prefix between rows, scaled linearly in c beyond the last point.
+ * Errors: KVR_ERR_NOT_FOUND when the op has no samples. */
+KVR_API kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_prof_op op,
+                                      int64_t c, int64_t prefix, double *time_us,
+                                      kvr_error *err);
+/* Single-rank TTFT (ms) the profile predicts for a C-token prompt on an L-layer model:
+ * embed(C) + L (pre(C) + attn(C, 0) + post(C)) + head. */
+KVR_API kvr_status kvr_profile_predict_single_ms(const kvr_db_layer_sample *s, int64_t n,
+                                                 int32_t n_layers, int64_t C, double *ttft_ms,
+                                                 kvr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVR_PROFILER_H */

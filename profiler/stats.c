@@ -1,0 +1,117 @@
+/* stats.c -- robust statistics over repetitions and the adaptive timing harness (warm-up, a
+ * minimum of repetitions, more until the median is stable or the point's budget is spent), and
+ * the timer's own overhead. Used for layer ops and, collectively, for transfers. */
+#include "kvr_profiler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int prof_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double kvr_stats_quantile(const double *s, int32_t n, double q) {
+    if (n <= 0) return NAN;
+    if (n == 1) return s[0];
+    q = q < 0 ? 0 : (q > 1 ? 1 : q);
+    double h = q * (n - 1);
+    int32_t i = (int32_t)floor(h);
+    if (i >= n - 1) return s[n - 1];
+    return s[i] + (h - i) * (s[i + 1] - s[i]);
+}
+
+void kvr_stats_compute(double *x, int32_t n, kvr_timing_stats *out) {
+    out->n_iters = n;
+    if (n <= 0) {
+        out->min_us = out->p10_us = out->median_us = out->p90_us = NAN;
+        out->mean_us = out->stddev_us = out->max_us = NAN;
+        return;
+    }
+    qsort(x, (size_t)n, sizeof *x, prof_cmp_double);
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) sum += x[i];
+    const double mean = sum / n;
+    double ss = 0;
+    for (int32_t i = 0; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
+    out->min_us = x[0];
+    out->max_us = x[n - 1];
+    out->p10_us = kvr_stats_quantile(x, n, 0.10);
+    out->median_us = kvr_stats_quantile(x, n, 0.50);
+    out->p90_us = kvr_stats_quantile(x, n, 0.90);
+    out->mean_us = mean;
+    out->stddev_us = n > 1 ? sqrt(ss / (n - 1)) : 0.0;
+}
+
+bool kvr_stats_median_stable(const double *s, int32_t n, double rel_tol) {
+    if (n < 3) return false;
+    /* distribution-free 95% CI of the median: ranks n/2 -+ 1.96 sqrt(n)/2 (1-based) */
+    const double half = 0.98 * sqrt((double)n);
+    int32_t j = (int32_t)floor(n / 2.0 - half), k = (int32_t)ceil(n / 2.0 + 1 + half);
+    if (j < 1) j = 1;
+    if (k > n) k = n;
+    const double med = kvr_stats_quantile(s, n, 0.5);
+    return s[k - 1] - s[j - 1] <= 2 * rel_tol * med;
+}
+
+/* Insert v into the sorted prefix s[0..n). */
+static void prof_insert_sorted(double *s, int32_t n, double v) {
+    int32_t i = n;
+    while (i > 0 && s[i - 1] > v) {
+        s[i] = s[i - 1];
+        i--;
+    }
+    s[i] = v;
+}
+
+kvr_status kvr_time_adaptive(kvr_measure_fn fn, void *user, const kvr_timing_params *tp,
+                             double *scratch, kvr_timing_stats *out, kvr_error *err) {
+    if (tp->min_iters < 1 || tp->max_iters < tp->min_iters || tp->n_warmup < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "timing: need 1 <= min_iters (%d) <= max_iters (%d), n_warmup (%d) >= 0",
+                             tp->min_iters, tp->max_iters, tp->n_warmup);
+    const double budget_us = tp->budget_s * 1e6;
+    /* warm-ups: the asked number, but no more than half the budget once one has run */
+    double warm_us = 0;
+    int32_t n_warm = 0;
+    for (int32_t w = 0; w < tp->n_warmup; w++) {
+        if (w > 0 && warm_us > budget_us / 2) break;
+        double t = 0;
+        KVR_TRY(fn(user, -tp->n_warmup + w, &t, err));
+        warm_us += t;
+        n_warm++;
+    }
+    int32_t n = 0;
+    double sum_us = 0;
+    bool stable = false;
+    for (;;) {
+        double t = 0;
+        KVR_TRY(fn(user, n, &t, err));
+        prof_insert_sorted(scratch, n, t);
+        n++;
+        sum_us += t;
+        stable = kvr_stats_median_stable(scratch, n, tp->rel_tol);
+        if (n >= tp->max_iters) break;
+        if (n >= tp->min_iters && (stable || sum_us >= budget_us)) break;
+    }
+    kvr_stats_compute(scratch, n, out);
+    out->n_warmup = n_warm;
+    out->is_stable = stable;
+    return KVR_OK;
+}
+
+double kvr_timer_overhead_us(void) {
+    enum { N = 20000 };
+    double *d = malloc(N * sizeof *d);
+    if (!d) return NAN;
+    for (int i = 0; i < N; i++) {
+        double a = kvr_time_us();
+        double b = kvr_time_us();
+        d[i] = b - a;
+    }
+    qsort(d, N, sizeof *d, prof_cmp_double);
+    double med = kvr_stats_quantile(d, N, 0.5);
+    free(d);
+    return med;
+}
