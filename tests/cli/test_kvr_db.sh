@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# tests/cli/test_kvr_db.sh BINDIR -- kvr-db as a user meets it: help and usage errors (exit 2),
+# list/show (table and JSON), export as CSV and JSON, export -> import round trip, imports from
+# another harness (minimal CSV, --set overrides, stdin) and their error messages with line
+# numbers, predicted TTFT, delete, check; foreign, damaged and newer-schema files refused with
+# the file left untouched.
+set -u
+P="$1/kvr-profile"; D="$1/kvr-db"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0; passes=0
+check() { # check NAME EXPECTED_RC PATTERN -- command...
+  local name=$1 want=$2 pat=$3; shift 4
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
+  else
+    echo "ok   $name"; passes=$((passes+1))
+  fi
+}
+same() { # same NAME FILE_A FILE_B
+  if cmp -s "$2" "$3"; then echo "ok   $1"; passes=$((passes+1)); else echo "FAIL $1: $2 and $3 differ"; fails=$((fails+1)); fi
+}
+db="$tmp/a.db"
+"$P" --model tiny --chunks 8:32 --max-context 64 --iters 2:4 --db "$db" -q >/dev/null || { echo "FAIL: profile setup"; exit 1; }
+"$P" --model tiny --ops none --comm --bytes 1K:2K --max-context 64 --iters 2 --db "$db" -q >/dev/null || { echo "FAIL: comm setup"; exit 1; }
+
+check help 0 "import FILE" -- "$D" --help
+check no_command 2 "no command" -- "$D" --db "$db"
+check unknown_command 2 "unknown command 'frob'" -- "$D" --db "$db" frob
+check show_no_arg 2 "show: needs one RUN id" -- "$D" --db "$db" show
+check bad_run 2 "RUN: 'x' is not an integer" -- "$D" --db "$db" show x
+check bad_format 2 "unknown format 'xml'" -- "$D" --db "$db" --format xml export 1
+check set_not_import 2 "--set applies to import" -- "$D" --db "$db" --set a=b list
+check bad_set 2 "--set: 'model' is not KEY=VALUE" -- "$D" --db "$db" --set model import x.csv
+check missing_db 1 "no such database file" -- "$D" --db "$tmp/none.db" list
+check list 0 "^ +1 profile +complete +[0-9T:-]+Z +tiny " -- "$D" --db "$db" list
+check list_json 0 '^\[\{"id":1,"kind":"profile","status":"complete",.*"layer_samples":[1-9][0-9]*,"transfer_samples":0' -- "$D" --db "$db" --json list
+check show 0 "model +tiny: 4 layers, d 64, 4/2 heads x 16" -- "$D" --db "$db" show 1
+check show_missing 1 "run 9 not found" -- "$D" --db "$db" show 9
+check show_json 0 '"kvr_db_export":1,"run":\{"backend":"cpu"' -- "$D" --db "$db" --json show 1
+check export_csv 0 "^kind,op,c,prefix,pattern,src,dst,n_ranks,size_bytes" -- "$D" --db "$db" export 1
+check export_json 0 '"layer_samples":\[\{"op":"embed","c":8,"prefix":0,"n_warmup":[0-9]' -- "$D" --db "$db" --format json export 1
+check export_transfers 0 "^transfer,,,,p2p,0,1,2,1024," -- "$D" --db "$db" export 2
+check export_unwritable 1 "cannot write /nonexistent-kvr/x.csv" -- "$D" --db "$db" export 1 -o /nonexistent-kvr/x.csv
+# export -> import -> export: the same samples
+"$D" --db "$db" export 1 -o "$tmp/r1.csv"
+check import_roundtrip 0 "imported run 3: [0-9]+ layer and 0 transfer samples of tiny" -- "$D" --db "$db" import "$tmp/r1.csv"
+"$D" --db "$db" export 3 | grep -v '^#' >"$tmp/r3.rows"; grep -v '^#' "$tmp/r1.csv" >"$tmp/r1.rows"
+same roundtrip_rows "$tmp/r1.rows" "$tmp/r3.rows"
+check import_kind 0 "^ +3 import +complete" -- "$D" --db "$db" list
+# a file from another harness (e.g. PyTorch / vLLM timings): minimal columns
+cat >"$tmp/min.csv" <<'CSV'
+# model.name: Llama-2-7b
+# model.n_layers: 32
+# device.name: NVIDIA A100-SXM4-80GB
+# run.backend: cuda
+# run.dtype: f16
+# run.source: vllm-harness 0.4
+kind,op,c,prefix,median_us
+layer,pre,512,0,310.5
+layer,attn,512,1024,401.0
+layer,post,512,0,820
+layer,head,,,180
+CSV
+check import_minimal 0 "imported run 4: 4 layer and 0 transfer samples of Llama-2-7b" -- "$D" --db "$db" import "$tmp/min.csv"
+check import_shown 0 "backend +cuda, dtype f16" -- "$D" --db "$db" show 4
+grep -v "model.name" "$tmp/min.csv" >"$tmp/noname.csv"
+check import_needs_name 1 "noname.csv: no model name: add a line '# model.name: NAME'" -- "$D" --db "$db" import "$tmp/noname.csv"
+check import_set 0 "imported run 5: .* of Mistral-7B" -- "$D" --db "$db" import "$tmp/noname.csv" --set model.name=Mistral-7B --set model.n_layers=32
+check import_set_override 0 "imported run 6: .* of Other" -- "$D" --db "$db" --set model.name=Other import "$tmp/min.csv"
+check import_stdin 0 "imported run 7: .* from -" -- bash -c "'$D' --db '$db' import - <'$tmp/min.csv'"
+printf '# model.name: m\n# model.n_layers: 2\nkind,op,c,bogus\n' >"$tmp/bad.csv"
+check import_bad_column 1 "bad.csv:3: unknown column 'bogus'" -- "$D" --db "$db" import "$tmp/bad.csv"
+printf '# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,pre,16,5\nlayer,pre,16,x\n' >"$tmp/bad2.csv"
+check import_bad_number 1 "bad2.csv:5: median_us: 'x' is not a finite number" -- "$D" --db "$db" import "$tmp/bad2.csv"
+check import_missing_file 1 "nofile.csv: No such file" -- "$D" --db "$db" import "$tmp/nofile.csv"
+check import_creates_db 0 "imported run 1" -- "$D" --db "$tmp/new.db" import "$tmp/min.csv"
+check ttft 0 "^ +32 +[0-9]+\.[0-9]+$" -- "$D" --db "$db" ttft 1 16 32
+check ttft_json 0 '^\{"run_id":1,"n_layers":4,"ttft_ms":\{"16":[0-9.]+,"32":[0-9.]+\}\}' -- "$D" --db "$db" --json ttft 1 16 32
+check ttft_incomplete_profile 1 "no embed samples" -- "$D" --db "$db" ttft 4 512
+check ttft_bad_context 2 "context 'x'" -- "$D" --db "$db" ttft 1 x
+check delete 0 "deleted run 6" -- "$D" --db "$db" delete 6
+check delete_again 1 "run 6 not found" -- "$D" --db "$db" delete 6
+check check_ok 0 ": ok \(schema version 2, 6 runs, 0 incomplete\)" -- "$D" --db "$db" check
+# files that are not kvr databases stay untouched
+printf 'just some text, not a database at all\n' >"$tmp/text.db"; cp "$tmp/text.db" "$tmp/text.orig"
+check not_sqlite 1 "not a kvr database \(not an SQLite file\); left untouched" -- "$D" --db "$tmp/text.db" list
+same not_sqlite_untouched "$tmp/text.db" "$tmp/text.orig"
+if command -v python3 >/dev/null; then
+  cp "$db" "$tmp/newer.db"
+  python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=9'); c.commit(); c.close()" "$tmp/newer.db"
+  cp "$tmp/newer.db" "$tmp/newer.orig"
+  check newer_schema 1 "schema version 9 was written by a newer kvr .* upgrade kvr" -- "$D" --db "$tmp/newer.db" list
+  same newer_untouched "$tmp/newer.db" "$tmp/newer.orig"
+  python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE t(x)'); c.commit(); c.close()" "$tmp/other.db"
+  check foreign_sqlite 1 "an SQLite database but not a kvr one" -- "$D" --db "$tmp/other.db" list
+  cp "$db" "$tmp/damaged.db"
+  python3 - "$tmp/damaged.db" <<'PY'
+import os, sys
+p = sys.argv[1]; n = os.path.getsize(p) // 4096
+with open(p, "r+b") as f:
+    for pg in range(2, n, 2):
+        f.seek(4096 * pg); f.write(b"\xa5" * 64)
+PY
+  cp "$tmp/damaged.db" "$tmp/damaged.orig"
+  check damaged 1 "damaged|malformed" -- "$D" --db "$tmp/damaged.db" check
+  check damaged_import 1 "damaged|malformed" -- "$D" --db "$tmp/damaged.db" import "$tmp/min.csv"
+  same damaged_untouched "$tmp/damaged.db" "$tmp/damaged.orig"
+fi
+echo "kvr-db cli: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]

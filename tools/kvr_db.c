@@ -1,0 +1,543 @@
+/* kvr_db.c -- kvr-db: look into and maintain the SQLite store: list and show runs, export a
+ * run's samples as CSV or JSON, import samples measured elsewhere (CSV, docs/db.md), delete a
+ * run, check integrity, and the single-rank TTFT a profile predicts.
+ *
+ * Build: cmake -B build && cmake --build build      Run: build/tools/kvr-db --help
+ *   build/tools/kvr-db list
+ *   build/tools/kvr-db show 3
+ *   build/tools/kvr-db export 3 --format csv -o run3.csv
+ *   build/tools/kvr-db import vllm_timings.csv --set model.name=Llama-2-7b --set model.n_layers=32
+ *   build/tools/kvr-db ttft 3 512 2048 4096
+ *   build/tools/kvr-db check
+ * Exit codes: 0 ok, 1 runtime failure (or check found problems), 2 usage error.
+ */
+#include "kvr_profiler.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SETS 64
+
+typedef struct kvr_db_opts {
+    const char *db;
+    const char *format; /* csv | json */
+    const char *output;
+    bool json;
+    const char *sets[MAX_SETS];
+    int n_sets;
+} kvr_db_opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: kvr-db [options] COMMAND [ARGS]\n"
+            "commands:\n"
+            "  list                      runs: id, kind, status, start, model, device, samples\n"
+            "  show RUN                  a run's provenance, parameters and sample summary\n"
+            "  export RUN                a run's samples (--format csv|json, -o FILE)\n"
+            "  import FILE|-             samples measured elsewhere (CSV, docs/db.md) as a new run\n"
+            "  delete RUN                a run and its samples\n"
+            "  check                     integrity (exit 1 on any problem)\n"
+            "  ttft RUN C [C...]         single-rank TTFT the profile predicts for C tokens\n"
+            "options:\n"
+            "  -d, --db PATH             the store (default ./kvr.db)\n"
+            "  -f, --format csv|json     export format (default csv)\n"
+            "  -o, --output FILE         export to FILE instead of stdout\n"
+            "  -s, --set KEY=VALUE       import: provenance override, e.g. model.name=Llama-2-7b,\n"
+            "                            model.n_layers=32, device.name=A100, run.backend=cuda\n"
+            "  -j, --json                list, show, ttft: JSON output\n"
+            "  -h, --help                this help\n"
+            "Exit: 0 ok, 1 runtime failure or check problems, 2 usage error.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kvr-db: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see kvr-db --help)\n");
+    return 2;
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* Open for writing when possible (so stale runs are marked and old schemas upgraded), else
+ * read-only (a read-only file or location can still be listed and exported). */
+static kvr_status open_db(const char *path, bool need_write, bool create, kvr_db **db,
+                          kvr_error *err) {
+    kvr_db_open_params p = kvr_db_open_params_default();
+    p.create = create;
+    p.verify = need_write;
+    kvr_status st = kvr_db_open(path, &p, db, err);
+    if (st == KVR_ERR_IO && !need_write) {
+        p.read_only = true;
+        st = kvr_db_open(path, &p, db, err);
+    }
+    if (st == KVR_OK && !need_write) kvr_db_runs_reap(*db, NULL, NULL);
+    if (st == KVR_OK && need_write) st = kvr_db_runs_reap(*db, NULL, err);
+    return st;
+}
+
+static const char *shown_status(const kvr_db_run *r) {
+    if (r->status == KVR_RUN_RUNNING && !kvr_db_run_owner_alive(r)) return "incomplete";
+    return kvr_run_status_name(r->status);
+}
+
+static int parse_run_id(const char *s, int64_t *id) {
+    kvr_error e;
+    if (kvr_parse_i64(s, 1, INT64_MAX, id, &e) != KVR_OK) return usage_error("RUN: %s", e.msg);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// commands
+
+static int cmd_list(kvr_db *db, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_run *runs = NULL;
+    int64_t n = 0;
+    if (kvr_db_runs_list(db, &runs, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: list: %s\n", err.msg);
+        return 1;
+    }
+    if (o->json) printf("[");
+    else {
+        printf("%5s %-8s %-10s %-20s %-28s %-24s %-9s %7s %7s %s\n", "id", "kind", "status",
+               "started (UTC)", "model", "device", "grid", "layer", "xfer", "commit");
+    }
+    int rc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const kvr_db_run *r = &runs[i];
+        kvr_db_model m;
+        memset(&m, 0, sizeof m);
+        if (r->model_id > 0 && kvr_db_model_get(db, r->model_id, &m, &err) != KVR_OK) m.name[0] = 0;
+        int64_t nl = 0, nt = 0;
+        if (kvr_db_run_counts(db, r->id, &nl, &nt, &err) != KVR_OK) {
+            fprintf(stderr, "kvr-db: list: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        if (o->json) {
+            printf("%s{\"id\":%lld,\"kind\":", i ? "," : "", (long long)r->id);
+            json_str(stdout, r->kind);
+            printf(",\"status\":\"%s\",\"ts_utc\":", shown_status(r));
+            json_str(stdout, r->ts_utc);
+            printf(",\"model\":");
+            json_str(stdout, m.name);
+            printf(",\"device\":");
+            json_str(stdout, r->device_name);
+            printf(",\"grid\":");
+            json_str(stdout, r->grid);
+            printf(",\"layer_samples\":%lld,\"transfer_samples\":%lld,\"git_commit\":",
+                   (long long)nl, (long long)nt);
+            json_str(stdout, r->git_commit);
+            printf("}");
+        } else {
+            printf("%5lld %-8.8s %-10s %-20.20s %-28.28s %-24.24s %-9.9s %7lld %7lld %s\n",
+                   (long long)r->id, r->kind, shown_status(r), r->ts_utc, m.name, r->device_name,
+                   r->grid, (long long)nl, (long long)nt, r->git_commit);
+        }
+    }
+    if (o->json) printf("]\n");
+    kvr_db_free(runs);
+    return rc;
+}
+
+static int cmd_show(kvr_db *db, int64_t id, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_run r;
+    if (kvr_db_run_get(db, id, &r, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: show: %s\n", err.msg);
+        return 1;
+    }
+    if (o->json) { /* the export without samples would do; the full export is one command away */
+        char *js = NULL;
+        if (kvr_db_export_json(db, id, &js, &err) != KVR_OK) {
+            fprintf(stderr, "kvr-db: show: %s\n", err.msg);
+            return 1;
+        }
+        fputs(js, stdout);
+        kvr_db_free(js);
+        return 0;
+    }
+    kvr_db_model m;
+    kvr_db_device d;
+    memset(&m, 0, sizeof m);
+    memset(&d, 0, sizeof d);
+    if ((r.model_id > 0 && kvr_db_model_get(db, r.model_id, &m, &err) != KVR_OK) ||
+        (r.device_id > 0 && kvr_db_device_get(db, r.device_id, &d, &err) != KVR_OK)) {
+        fprintf(stderr, "kvr-db: show: %s\n", err.msg);
+        return 1;
+    }
+    int64_t nl = 0, nt = 0;
+    if (kvr_db_run_counts(db, id, &nl, &nt, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: show: %s\n", err.msg);
+        return 1;
+    }
+    printf("run %lld (%s): %s\n", (long long)r.id, r.kind, shown_status(&r));
+    printf("  started        %s%s%s\n", r.ts_utc, r.ts_end_utc[0] ? ", ended " : "", r.ts_end_utc);
+    if (r.note[0]) printf("  note           %s\n", r.note);
+    printf("  kvr            %s (commit %s, %s build)\n", r.kvr_version[0] ? r.kvr_version : "?",
+           r.git_commit[0] ? r.git_commit : "?", r.build_type[0] ? r.build_type : "?");
+    printf("  host           %s (pid %lld)\n", r.host, (long long)r.pid);
+    printf("  model          %s: %d layers, d %d, %d/%d heads x %d, ffn %d, vocab %d; %lld KV bytes/token/layer\n",
+           m.name, m.n_layers, m.d_model, m.n_heads, m.n_kv_heads, m.head_dim, m.d_ff,
+           m.vocab_size, (long long)m.kv_bytes_per_token);
+    printf("  model source   %s (hash %s)\n", m.source, m.content_hash);
+    printf("  device         %s %s, %d cpus, %.0f MHz, %.1f GiB\n", d.kind, d.name, d.n_cores,
+           isfinite(d.clock_mhz) ? d.clock_mhz : 0.0, (double)d.mem_bytes / (1 << 30));
+    printf("  backend        %s, dtype %s, %d thread(s)/rank, %d rank(s)%s%s\n", r.backend, r.dtype,
+           r.n_threads, r.n_ranks, r.transport[0] ? ", transport " : "", r.transport);
+    if (r.blas[0]) printf("  blas           %s\n", r.blas);
+    if (r.mpi_version[0]) printf("  mpi            %s\n", r.mpi_version);
+    if (r.cuda_version[0] || r.nccl_version[0])
+        printf("  cuda / nccl    %s / %s\n", r.cuda_version, r.nccl_version);
+    printf("  grid           %s; ops %s\n", r.grid, r.ops[0] ? r.ops : "none");
+    printf("  timing         %d warm-up, %d..%d iterations, budget %g s/point, median to +-%g%%, "
+           "timer overhead %.3f us\n",
+           r.n_warmup, r.n_iters_min, r.n_iters_max, r.time_budget_s, 100 * r.rel_tol,
+           r.timer_overhead_us);
+    printf("  source         %s\n", r.source);
+    if (r.params[0]) printf("  parameters     %s\n", r.params);
+    printf("  samples        %lld layer, %lld transfer\n", (long long)nl, (long long)nt);
+    kvr_db_layer_sample *ls = NULL;
+    int64_t n = 0;
+    if (kvr_db_layer_samples_get(db, id, &ls, &n, &err) == KVR_OK && n > 0 && m.n_layers > 0) {
+        /* at the largest chunk of the P = 0 attention row and 1/2, 1/4, 1/8 of it */
+        int64_t c_hi = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (!strcmp(ls[i].op, "attn") && ls[i].prefix == 0 && ls[i].c > c_hi) c_hi = ls[i].c;
+        printf("  predicted single-rank TTFT:");
+        bool any = false;
+        for (int k = 3; k >= 0; k--) {
+            double ms;
+            const int64_t C = c_hi >> k;
+            if (C < 1 || (k < 3 && C == c_hi >> (k + 1))) continue;
+            if (kvr_profile_predict_single_ms(ls, n, m.n_layers, C, &ms, &err) != KVR_OK) break;
+            printf(" %lld tok %.1f ms;", (long long)C, ms);
+            any = true;
+        }
+        printf("%s\n", any ? "" : " (needs embed, pre, attn (P = 0), post and head samples)");
+    }
+    kvr_db_free(ls);
+    return 0;
+}
+
+static int cmd_export(kvr_db *db, int64_t id, const kvr_db_opts *o) {
+    kvr_error err;
+    char *text = NULL;
+    kvr_status st = !strcmp(o->format, "json") ? kvr_db_export_json(db, id, &text, &err)
+                                               : kvr_db_export_csv(db, id, &text, &err);
+    if (st != KVR_OK) {
+        fprintf(stderr, "kvr-db: export: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0;
+    if (o->output) {
+        FILE *f = fopen(o->output, "w");
+        if (!f || fputs(text, f) == EOF) rc = 1;
+        if (f && fclose(f) != 0) rc = 1;
+        if (rc) fprintf(stderr, "kvr-db: export: cannot write %s: %s\n", o->output, strerror(errno));
+    } else {
+        fputs(text, stdout);
+    }
+    kvr_db_free(text);
+    return rc;
+}
+
+static char *read_all(const char *path, size_t *len, kvr_error *err) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        kvr_error_set(err, KVR_ERR_IO, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            if (cap >= (size_t)1 << 30) {
+                kvr_error_set(err, KVR_ERR_FORMAT, "%s: larger than 1 GiB", path);
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            char *q = realloc(buf, cap * 2);
+            if (!q) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = q;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (!buf && err && err->code != KVR_ERR_FORMAT) kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", path);
+    if (buf && ferror(f)) {
+        kvr_error_set(err, KVR_ERR_IO, "%s: read error", path);
+        free(buf);
+        buf = NULL;
+    }
+    if (f != stdin) fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* --set KEY=VALUE: drop the file's "# KEY:" lines, prepend "# KEY: VALUE". */
+static char *apply_sets(const char *buf, size_t len, const kvr_db_opts *o, size_t *out_len) {
+    size_t extra = 0;
+    for (int i = 0; i < o->n_sets; i++) extra += strlen(o->sets[i]) + 8;
+    char *out = malloc(len + extra + 1);
+    if (!out) return NULL;
+    size_t k = 0;
+    for (int i = 0; i < o->n_sets; i++) {
+        const char *eq = strchr(o->sets[i], '=');
+        k += (size_t)sprintf(out + k, "# %.*s: %s\n", (int)(eq - o->sets[i]), o->sets[i], eq + 1);
+    }
+    size_t pos = 0;
+    while (pos < len) {
+        const char *ls = buf + pos, *nl = memchr(ls, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - ls) + 1 : len - pos;
+        bool drop = false;
+        for (int i = 0; i < o->n_sets && !drop; i++) {
+            const size_t kl = (size_t)(strchr(o->sets[i], '=') - o->sets[i]);
+            size_t j = 0;
+            while (j < n && (ls[j] == ' ' || ls[j] == '\t')) j++;
+            if (j < n && ls[j] == '#') {
+                j++;
+                while (j < n && (ls[j] == ' ' || ls[j] == '\t')) j++;
+                drop = j + kl < n && !memcmp(ls + j, o->sets[i], kl) && ls[j + kl] == ':';
+            }
+        }
+        if (!drop) {
+            memcpy(out + k, ls, n);
+            k += n;
+        }
+        pos += n;
+    }
+    *out_len = k;
+    return out;
+}
+
+static int cmd_import(kvr_db *db, const char *path, const kvr_db_opts *o) {
+    kvr_error err = {0};
+    size_t len = 0;
+    char *buf = read_all(path, &len, &err);
+    if (!buf) {
+        fprintf(stderr, "kvr-db: import: %s\n", err.msg);
+        return 1;
+    }
+    if (o->n_sets) {
+        size_t l2;
+        char *b2 = apply_sets(buf, len, o, &l2);
+        free(buf);
+        if (!b2) {
+            fprintf(stderr, "kvr-db: import: out of memory\n");
+            return 1;
+        }
+        buf = b2;
+        len = l2;
+    }
+    kvr_db_csv *csv = NULL;
+    if (kvr_db_csv_parse(buf, len, strcmp(path, "-") ? path : "stdin", &csv, &err) != KVR_OK) {
+        free(buf);
+        fprintf(stderr, "kvr-db: import: %s\n", err.msg);
+        return 1;
+    }
+    free(buf);
+    int64_t id = 0;
+    if (kvr_db_csv_store(db, csv, &id, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: import: %s\n", err.msg);
+        kvr_db_csv_free(csv);
+        return 1;
+    }
+    printf("imported run %lld: %lld layer and %lld transfer samples of %s from %s\n",
+           (long long)id, (long long)csv->n_layers, (long long)csv->n_transfers, csv->model.name,
+           path);
+    kvr_db_csv_free(csv);
+    return 0;
+}
+
+static int cmd_delete(kvr_db *db, int64_t id) {
+    kvr_error err;
+    kvr_db_run r;
+    if (kvr_db_run_get(db, id, &r, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: delete: %s\n", err.msg);
+        return 1;
+    }
+    if (r.status == KVR_RUN_RUNNING && kvr_db_run_owner_alive(&r)) {
+        fprintf(stderr, "kvr-db: delete: run %lld is being written by process %lld; stop it first\n",
+                (long long)id, (long long)r.pid);
+        return 1;
+    }
+    if (kvr_db_run_delete(db, id, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: delete: %s\n", err.msg);
+        return 1;
+    }
+    printf("deleted run %lld\n", (long long)id);
+    return 0;
+}
+
+static int cmd_check(kvr_db *db) {
+    kvr_error err;
+    bool ok = false;
+    char report[4096];
+    if (kvr_db_check(db, &ok, report, sizeof report, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: check: %s\n", err.msg);
+        return 1;
+    }
+    kvr_db_run *runs = NULL;
+    int64_t n = 0, n_inc = 0;
+    if (kvr_db_runs_list(db, &runs, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: check: %s\n", err.msg);
+        return 1;
+    }
+    for (int64_t i = 0; i < n; i++) n_inc += strcmp(shown_status(&runs[i]), "incomplete") == 0;
+    kvr_db_free(runs);
+    if (!ok) {
+        fprintf(stderr, "kvr-db: check: %s: problems found:\n%s", kvr_db_path(db), report);
+        return 1;
+    }
+    printf("%s: ok (schema version %d, %lld runs, %lld incomplete)\n", kvr_db_path(db),
+           kvr_db_schema_version(db), (long long)n, (long long)n_inc);
+    return 0;
+}
+
+static int cmd_ttft(kvr_db *db, int64_t id, char **ctx, int n_ctx, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_run r;
+    kvr_db_model m;
+    if (kvr_db_run_get(db, id, &r, &err) != KVR_OK ||
+        kvr_db_model_get(db, r.model_id, &m, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: ttft: %s\n", err.msg);
+        return 1;
+    }
+    kvr_db_layer_sample *ls = NULL;
+    int64_t n = 0;
+    if (kvr_db_layer_samples_get(db, id, &ls, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: ttft: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0;
+    if (o->json) printf("{\"run_id\":%lld,\"n_layers\":%d,\"ttft_ms\":{", (long long)id, m.n_layers);
+    else printf("%8s %12s\n%8s %12s\n", "context", "ttft", "(tokens)", "(ms)");
+    for (int i = 0; i < n_ctx; i++) {
+        int64_t C;
+        double ms;
+        if (kvr_parse_i64(ctx[i], 1, (int64_t)1 << 30, &C, &err) != KVR_OK) {
+            fprintf(stderr, "kvr-db: ttft: context '%s': %s\n", ctx[i], err.msg);
+            rc = 2;
+            break;
+        }
+        if (kvr_profile_predict_single_ms(ls, n, m.n_layers, C, &ms, &err) != KVR_OK) {
+            fprintf(stderr, "kvr-db: ttft: run %lld: %s\n", (long long)id, err.msg);
+            rc = 1;
+            break;
+        }
+        if (o->json) printf("%s\"%lld\":%.3f", i ? "," : "", (long long)C, ms);
+        else printf("%8lld %12.2f\n", (long long)C, ms);
+    }
+    if (o->json) printf("}}\n");
+    kvr_db_free(ls);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+    kvr_db_opts o = {.db = "kvr.db", .format = "csv"};
+    static const struct option lo[] = {
+        {"db", required_argument, 0, 'd'},     {"format", required_argument, 0, 'f'},
+        {"output", required_argument, 0, 'o'}, {"set", required_argument, 0, 's'},
+        {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":d:f:o:s:jh", lo, NULL)) != -1) {
+        switch (ch) {
+            case 'd': o.db = optarg; break;
+            case 'f':
+                if (strcmp(optarg, "csv") && strcmp(optarg, "json"))
+                    return usage_error("--format: unknown format '%s' (csv, json)", optarg);
+                o.format = optarg;
+                break;
+            case 'o': o.output = optarg; break;
+            case 's': {
+                const char *eq = strchr(optarg, '=');
+                if (!eq || eq == optarg || strchr(optarg, '\n'))
+                    return usage_error("--set: '%s' is not KEY=VALUE", optarg);
+                if (o.n_sets >= MAX_SETS) return usage_error("--set: more than %d", MAX_SETS);
+                o.sets[o.n_sets++] = optarg;
+                break;
+            }
+            case 'j': o.json = true; break;
+            case 'h': usage(stdout); return 0;
+            case ':': return usage_error("option %s needs a value", argv[optind - 1]);
+            default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) return usage_error("no command (list, show, export, import, delete, check, ttft)");
+    const char *cmd = argv[optind];
+    char **args = argv + optind + 1;
+    const int n_args = argc - optind - 1;
+    struct {
+        const char *name;
+        int min_args, max_args;
+        bool write;
+    } const cmds[] = {{"list", 0, 0, false},   {"show", 1, 1, false},   {"export", 1, 1, false},
+                      {"import", 1, 1, true},  {"delete", 1, 1, true},  {"check", 0, 0, false},
+                      {"ttft", 2, 1000, false}};
+    int which = -1;
+    for (int i = 0; i < (int)(sizeof cmds / sizeof cmds[0]); i++)
+        if (!strcmp(cmd, cmds[i].name)) which = i;
+    if (which < 0)
+        return usage_error("unknown command '%s' (list, show, export, import, delete, check, ttft)", cmd);
+    if (n_args < cmds[which].min_args || n_args > cmds[which].max_args)
+        return usage_error("%s: %s", cmd, cmds[which].min_args == 0 ? "takes no arguments"
+                                          : which == 6 ? "needs RUN and at least one context"
+                                          : which == 3 ? "needs one FILE (or - for stdin)"
+                                                       : "needs one RUN id");
+    if (o.n_sets && which != 3) return usage_error("--set applies to import");
+    if (o.output && which != 2) return usage_error("--output applies to export");
+    int64_t id = 0;
+    if (which != 0 && which != 3 && which != 5) {
+        int rc = parse_run_id(args[0], &id);
+        if (rc) return rc;
+    }
+    kvr_db *db = NULL;
+    kvr_error err;
+    if (open_db(o.db, cmds[which].write, which == 3, &db, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: --db %s: %s\n", o.db, err.msg);
+        return 1;
+    }
+    int rc = 0;
+    switch (which) {
+        case 0: rc = cmd_list(db, &o); break;
+        case 1: rc = cmd_show(db, id, &o); break;
+        case 2: rc = cmd_export(db, id, &o); break;
+        case 3: rc = cmd_import(db, args[0], &o); break;
+        case 4: rc = cmd_delete(db, id); break;
+        case 5: rc = cmd_check(db); break;
+        default: rc = cmd_ttft(db, id, args + 1, n_args - 1, &o); break;
+    }
+    kvr_db_close(db);
+    return rc;
+}
