@@ -176,7 +176,43 @@ void kvr_search_costs_destroy(kvr_search_costs *m) {
     free(m->dtype);
     free(m->links);
     free(m->links_source);
+    search_costs_clear_link_time(m);
     free(m);
+}
+
+/* Releases the link-time source, if any. */
+void search_costs_clear_link_time(kvr_search_costs *m) {
+    if (m->link_destroy && m->link_ctx) m->link_destroy(m->link_ctx);
+    free(m->link_name);
+    m->link_fn = NULL;
+    m->link_ctx = NULL;
+    m->link_destroy = NULL;
+    m->link_name = NULL;
+}
+
+/* Installs (or removes) a custom link-time source; see kvr_search.h. */
+kvr_status kvr_search_costs_set_link_time(kvr_search_costs *m, kvr_search_link_time_fn fn,
+                                          void *ctx, void (*destroy)(void *ctx), const char *name,
+                                          kvr_error *err) {
+    if (!m) {
+        if (destroy && ctx) destroy(ctx);
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "link time: NULL model");
+    }
+    char *nm = NULL;
+    if (fn && name && !(nm = costs_strdup(name))) {
+        if (destroy && ctx) destroy(ctx);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (link time)");
+    }
+    search_costs_clear_link_time(m);
+    if (!fn) {
+        if (destroy && ctx) destroy(ctx);
+        return KVR_OK;
+    }
+    m->link_fn = fn;
+    m->link_ctx = ctx;
+    m->link_destroy = destroy;
+    m->link_name = nm;
+    return KVR_OK;
 }
 
 // ----------------------------------------------------------------------------
@@ -231,6 +267,7 @@ kvr_status kvr_search_costs_set_links(kvr_search_costs *m, const kvr_search_link
         memcpy(copy, links, (size_t)n * sizeof *copy);
     }
     free(m->links);
+    search_costs_clear_link_time(m); /* the curves described the old links */
     m->links = copy;
     m->n_links = n;
     m->n_devices = n_dev;
@@ -253,6 +290,7 @@ kvr_status kvr_search_costs_override_links(kvr_search_costs *m, double alpha_us,
         if (alpha_us >= 0) l->alpha_us = alpha_us;
         if (gbps >= 0) l->gbps = gbps;
     }
+    search_costs_clear_link_time(m); /* uniform numbers replace any fitted link curves */
     m->links_overridden = true;
     m->ovr_alpha_us = alpha_us;
     m->ovr_gbps = gbps;
@@ -315,6 +353,15 @@ const char *kvr_search_costs_source(const kvr_search_costs *m) {
 const char *kvr_search_costs_model_name(const kvr_search_costs *m) {
     return m->model_name;
 }
+double kvr_search_costs_kv_bytes_per_token(const kvr_search_costs *m) {
+    return m->kv_bytes_per_token;
+}
+double kvr_search_costs_embed_us(const kvr_search_costs *m) {
+    return m->embed_us;
+}
+double kvr_search_costs_head_us(const kvr_search_costs *m) {
+    return m->head_us;
+}
 double kvr_search_costs_pre_us(const kvr_search_costs *m, int64_t c) {
     return m->ops.pre_us(m->ctx, c);
 }
@@ -330,7 +377,7 @@ kvr_status kvr_search_costs_link_us(const kvr_search_costs *m, int src, int dst,
     if (!search_costs_link_find(m, src, dst, &l))
         return kvr_error_set(err, KVR_ERR_NOT_FOUND, "no link %d->%d in the cost model", src,
                              dst);
-    *out_us = search_link_time_us(&l, bytes);
+    *out_us = search_link_time_us(m, &l, bytes);
     return KVR_OK;
 }
 
@@ -752,6 +799,8 @@ cJSON *search_costs_describe_json(const kvr_search_costs *m) {
     for (int i = 0; ls && i < m->n_links; i++)
         cJSON_AddItemToArray(ls, costs_link_json(&m->links[i], true));
     if (m->links_source) cJSON_AddStringToObject(o, "links_source", m->links_source);
+    if (m->link_fn)
+        cJSON_AddStringToObject(o, "link_time", m->link_name ? m->link_name : "custom");
     if (m->links_overridden) {
         cJSON *ov = cJSON_AddObjectToObject(o, "link_override");
         if (ov) {
@@ -791,6 +840,11 @@ void search_costs_describe_links(const kvr_search_costs *m, char *buf, size_t n)
         snprintf(buf + off, n - (size_t)off, "%s%d listed links (%g..%g GB/s)%s%s",
                  off ? "; " : "", m->n_links, bw_lo, bw_hi, m->links_source ? " from " : "",
                  m->links_source ? m->links_source : "");
+    }
+    if (m->link_fn) {
+        size_t l = strlen(buf);
+        if (l < n)
+            snprintf(buf + l, n - l, "; link times: %s", m->link_name ? m->link_name : "custom");
     }
     if (m->links_overridden) {
         size_t l = strlen(buf);

@@ -127,6 +127,21 @@ KVR_API kvr_status kvr_search_costs_load_links_json(kvr_search_costs *m, const c
 /* Uniform override of every link (default and listed): a negative argument keeps that field. */
 KVR_API kvr_status kvr_search_costs_override_links(kvr_search_costs *m, double alpha_us,
                                                    double gbps, kvr_error *err);
+/* Link times from a custom source (fitted piecewise link curves, predictor/): once set, a
+ * transfer of n bytes over a link src -> dst that the model has (listed or default) costs
+ * fn(ctx, link, n) us instead of link->alpha_us + n / (link->gbps * 1000); link holds that pair's
+ * listed or default parameters with src and dst filled in, so a source may fall back to them.
+ * Which pairs exist is still decided by the links. fn must be pure, finite, non-negative,
+ * non-decreasing in bytes and thread-safe. ctx is owned by the model when destroy is set (also
+ * on failure) and released by kvr_search_costs_destroy or when the source is replaced; name
+ * (copied, may be NULL) is shown in exports. fn = NULL removes the source. A later change of the
+ * links (kvr_search_costs_set_links, _load_links_json, _override_links) removes it too: the
+ * curves described the links they replace. Backward compatible: without it nothing changes. */
+typedef double (*kvr_search_link_time_fn)(const void *ctx, const kvr_search_link *link,
+                                          double bytes);
+KVR_API kvr_status kvr_search_costs_set_link_time(kvr_search_costs *m, kvr_search_link_time_fn fn,
+                                                  void *ctx, void (*destroy)(void *ctx),
+                                                  const char *name, kvr_error *err);
 /* Optional TSP all-gather model: time = (p-1) * alpha_us + (p-1)/p * total_bytes / busbw, the
  * nccl-tests busbw convention. Without it (the default) TSP uses a ring all-gather over the
  * links: (p-1) steps, each the slowest link's alpha + (total_bytes/p) / bw. busbw_gbps < 0
@@ -139,6 +154,10 @@ KVR_API int kvr_search_costs_n_layers(const kvr_search_costs *m);
 KVR_API int kvr_search_costs_max_ranks(const kvr_search_costs *m);
 KVR_API const char *kvr_search_costs_source(const kvr_search_costs *m); /* e.g. a path */
 KVR_API const char *kvr_search_costs_model_name(const kvr_search_costs *m); /* "" if unknown */
+/* The scalar part of the model: K/V bytes per token per layer, embedding and head times. */
+KVR_API double kvr_search_costs_kv_bytes_per_token(const kvr_search_costs *m);
+KVR_API double kvr_search_costs_embed_us(const kvr_search_costs *m);
+KVR_API double kvr_search_costs_head_us(const kvr_search_costs *m);
 /* Per-layer costs of the model (for tools and tests). */
 KVR_API double kvr_search_costs_pre_us(const kvr_search_costs *m, int64_t c);
 KVR_API double kvr_search_costs_attn_us(const kvr_search_costs *m, int64_t c, int64_t prefix);

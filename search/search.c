@@ -119,7 +119,7 @@ static inline void srch_price(const srch *S, int i, int64_t u, int64_t pu, doubl
     *pre = pr;
     *w = ww;
     *tau = pr + ww;
-    *x = i + 1 < S->p ? search_link_time_us(&S->lk[i], S->kvb * (double)(P + c)) : 0;
+    *x = i + 1 < S->p ? search_link_time_us(S->m, &S->lk[i], S->kvb * (double)(P + c)) : 0;
 }
 
 static inline double srch_max3(double a, double b, double c) {
@@ -492,7 +492,7 @@ static bool srch_minmax_feasible(const srch *S, int first, bool last_one, double
         int64_t hi = n - B - (rest - i);
 #define SRCH_OK(uu)                                                                                \
     (srch_layer_us(S->m, (uu)*S->g, B * S->g) <= T &&                                              \
-     search_link_time_us(&S->lk[i], S->kvb * (double)((B + (uu)) * S->g)) <= T)
+     search_link_time_us(S->m, &S->lk[i], S->kvb * (double)((B + (uu)) * S->g)) <= T)
         if (!SRCH_OK(1)) return false;
         int64_t lo = 1;
         while (lo < hi) {

@@ -37,14 +37,22 @@ struct kvr_search_costs {
     bool links_overridden; /* kvr_search_costs_override_links was applied */
     double ovr_alpha_us, ovr_gbps; /* the override (negative = field kept) */
     char *links_source;  /* path of a links file that replaced the links, or NULL */
+    kvr_search_link_time_fn link_fn; /* custom link times (kvr_search_costs_set_link_time) */
+    void *link_ctx;
+    void (*link_destroy)(void *ctx);
+    char *link_name; /* description of the link-time source, or NULL */
 };
 
 /* Link parameters for src -> dst: listed link first, then the default. false if none. */
 bool search_costs_link_find(const kvr_search_costs *m, int src, int dst, kvr_search_link *out);
-/* Time of n bytes on link l (gbps 0 = ideal link). */
-static inline double search_link_time_us(const kvr_search_link *l, double bytes) {
+/* Time of n bytes on link l (gbps 0 = ideal link), or the model's link-time source when set. */
+static inline double search_link_time_us(const kvr_search_costs *m, const kvr_search_link *l,
+                                         double bytes) {
+    if (m->link_fn) return m->link_fn(m->link_ctx, l, bytes);
     return l->alpha_us + (l->gbps > 0 ? bytes / (l->gbps * 1000.0) : 0.0);
 }
+/* Drop the link-time source (the links it described changed). */
+void search_costs_clear_link_time(kvr_search_costs *m);
 /* Block cost (ring): c queries against k fully visible keys. */
 double search_costs_block_us(const kvr_search_costs *m, int64_t c, int64_t k);
 /* A cJSON object describing the model (source, coefficients, links). NULL on out of memory. */

@@ -115,7 +115,7 @@ kvr_status search_chain_costs_fill(const kvr_search_costs *m, int p, const int64
                                      "KVR chain with %d ranks needs link %d->%d, which the cost "
                                      "model lacks (links cover %d devices)",
                                      p, i, i + 1, m->n_devices);
-            cc[i].x = search_link_time_us(&l, m->kv_bytes_per_token * (double)P);
+            cc[i].x = search_link_time_us(m, &l, m->kv_bytes_per_token * (double)P);
         }
     }
     return KVR_OK;
@@ -248,7 +248,7 @@ static kvr_status sim_allgather_us(const kvr_search_costs *m, int p, double tota
                                  "TSP ring all-gather with %d ranks needs link %d->%d; list it in "
                                  "\"links\", give a default \"link\" or an \"allgather\" model",
                                  p, r, dst);
-        double t = search_link_time_us(&l, max_share_bytes);
+        double t = search_link_time_us(m, &l, max_share_bytes);
         if (t > step) step = t;
     }
     *out = (p - 1) * step;
@@ -387,7 +387,7 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
                 int from = (r - 1 + p) % p, owner = ((r - st) % p + p) % p;
                 double start = avail[from] > lfree[r] ? avail[from] : lfree[r];
                 double bytes = m->kv_bytes_per_token * (double)(ua[owner] + ub[owner]);
-                nav[r] = start + search_link_time_us(&lk[r], bytes);
+                nav[r] = start + search_link_time_us(m, &lk[r], bytes);
                 lfree[r] = nav[r];
                 if (tl) search_tl_add(tl, from, l, r, KVR_EVENT_SEND, start, nav[r]);
             }
