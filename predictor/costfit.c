@@ -1,0 +1,777 @@
+/* costfit.c -- cost-model fits in the forms of DESIGN.md section 6 and the fitted cost model:
+ *   attention  t(c, P) = k + b c + g P + a (c P + c^2/2)
+ *   pre/post/head  t(c) = k + b c, or a continuous hinge with a bend where small-c GEMM
+ *              efficiency changes (the breakpoint chosen by held-out error, or none)
+ *   link       t(n) = alpha + n / bandwidth, or independent pieces where the protocol changes
+ * and the bridge to the search module: a kvr_search_costs built from the fits, the coefficient
+ * struct when every fit is one piece, else a "fit" source with a link-time hook. */
+#include "predictor_internal.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------
+// names
+
+static const char *const op_names[] = {"pre", "attn", "post", "head", "link"};
+_Static_assert(sizeof op_names / sizeof op_names[0] == KVR_PREDICT_OP_COUNT, "op names");
+static const char *const form_names[] = {"attn", "hinge", "segments"};
+_Static_assert(sizeof form_names / sizeof form_names[0] == KVR_PREDICT_FORM_COUNT, "form names");
+
+const char *kvr_predict_op_name(kvr_predict_op op) {
+    return (unsigned)op < KVR_PREDICT_OP_COUNT ? op_names[op] : "?";
+}
+
+kvr_status kvr_predict_op_parse(const char *name, kvr_predict_op *out, kvr_error *err) {
+    for (int i = 0; name && i < KVR_PREDICT_OP_COUNT; i++)
+        if (strcmp(name, op_names[i]) == 0) {
+            *out = (kvr_predict_op)i;
+            return KVR_OK;
+        }
+    return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                         "unknown op \"%s\" (expected pre, attn, post, head or link)",
+                         name ? name : "(null)");
+}
+
+const char *kvr_predict_form_name(kvr_predict_form f) {
+    return (unsigned)f < KVR_PREDICT_FORM_COUNT ? form_names[f] : "?";
+}
+
+char *predict_strdup(const char *s) {
+    if (!s) s = "";
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+kvr_predict_fit_options kvr_predict_fit_options_default(void) {
+    kvr_predict_fit_options o;
+    memset(&o, 0, sizeof o);
+    o.lsq = kvr_predict_lsq_options_default();
+    o.lsq.weighting = KVR_PREDICT_WEIGHT_RELATIVE;
+    o.lsq.nonneg = true;
+    o.max_breaks = 1;
+    o.min_gain = 0.2;
+    o.cv_folds = 5;
+    o.seed = 1;
+    return o;
+}
+
+// ----------------------------------------------------------------------------
+// design rows and evaluation
+
+static int form_n_coef(kvr_predict_form form, int nb) {
+    switch (form) {
+    case KVR_PREDICT_FORM_ATTN: return 4;
+    case KVR_PREDICT_FORM_HINGE: return 2 + nb;
+    case KVR_PREDICT_FORM_SEGMENTS: return 2 * (nb + 1);
+    default: return 0;
+    }
+}
+
+/* The regressors of one observation; returns the column count. */
+static int form_row(kvr_predict_form form, const double *br, int nb, double x, double P,
+                    double *row) {
+    switch (form) {
+    case KVR_PREDICT_FORM_ATTN:
+        row[0] = 1;
+        row[1] = x;
+        row[2] = P;
+        row[3] = x * P + 0.5 * x * x;
+        return 4;
+    case KVR_PREDICT_FORM_HINGE: {
+        row[0] = 1;
+        double lo = 0;
+        for (int j = 0; j <= nb; j++) {
+            double hi = j < nb ? br[j] : INFINITY;
+            double v = x - lo;
+            row[1 + j] = v <= 0 ? 0 : (v < hi - lo ? v : hi - lo);
+            lo = hi;
+        }
+        return 2 + nb;
+    }
+    case KVR_PREDICT_FORM_SEGMENTS: {
+        int seg = 0;
+        while (seg < nb && x >= br[seg]) seg++;
+        for (int j = 0; j <= nb; j++) {
+            row[2 * j] = j == seg ? 1 : 0;
+            row[2 * j + 1] = j == seg ? x : 0;
+        }
+        return 2 * (nb + 1);
+    }
+    default: return 0;
+    }
+}
+
+double kvr_predict_fit_eval(const kvr_predict_fit *f, double x, double prefix) {
+    double row[KVR_PREDICT_MAX_PARAMS];
+    int q = form_row(f->form, f->breaks, f->n_breaks, x, prefix, row);
+    double v = 0;
+    for (int j = 0; j < q && j < f->n_coef; j++) v += f->coef[j] * row[j];
+    return v;
+}
+
+kvr_status predict_fit_check(const kvr_predict_fit *f, const char *what, kvr_error *err) {
+    if ((unsigned)f->op >= KVR_PREDICT_OP_COUNT || (unsigned)f->form >= KVR_PREDICT_FORM_COUNT)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: unknown op or form", what);
+    if (f->n_breaks < 0 || f->n_breaks > KVR_PREDICT_MAX_BREAKS ||
+        (f->form == KVR_PREDICT_FORM_ATTN && f->n_breaks != 0))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: %d breaks for form %s", what,
+                             f->n_breaks, kvr_predict_form_name(f->form));
+    if ((f->op == KVR_PREDICT_OP_ATTN) != (f->form == KVR_PREDICT_FORM_ATTN))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "%s: op %s cannot have form %s (attention and only attention "
+                             "uses the attention form)",
+                             what, kvr_predict_op_name(f->op), kvr_predict_form_name(f->form));
+    int nc = form_n_coef(f->form, f->n_breaks);
+    if (f->n_coef != nc || nc > KVR_PREDICT_MAX_PARAMS)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: form %s with %d breaks has %d "
+                             "coefficients, not %d", what, kvr_predict_form_name(f->form),
+                             f->n_breaks, nc, f->n_coef);
+    for (int j = 0; j < f->n_coef; j++)
+        if (!isfinite(f->coef[j]))
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: coefficient %d is not finite",
+                                 what, j);
+    for (int j = 0; j < f->n_breaks; j++)
+        if (!isfinite(f->breaks[j]) || f->breaks[j] <= 0 ||
+            (j > 0 && f->breaks[j] <= f->breaks[j - 1]))
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "%s: breaks must be finite, > 0 and ascending", what);
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
+// fitting one form
+
+typedef struct fit_data {
+    int n;
+    double *x, *P, *t; /* n each */
+    const char *label;
+} fit_data;
+
+/* Folds for CV: the configured count, raised (up to leave-one-out) until every training set
+ * keeps at least q rows; 0 when even leave-one-out cannot. */
+static int fit_folds(int n, int q, int want) {
+    if (want < 2) want = 2;
+    for (int k = KVR_MIN(want, n); k <= n && k >= 2; k++) {
+        int largest = (n + k - 1) / k;
+        if (n - largest >= q) return k;
+    }
+    return 0;
+}
+
+/* Fit form with breaks to the data; with_cv also runs CV (its failure is an error). */
+static kvr_status fit_form(const fit_data *d, kvr_predict_op op, kvr_predict_form form,
+                           const double *br, int nb, const kvr_predict_fit_options *o,
+                           bool with_cv, kvr_predict_fit *out, kvr_error *err) {
+    const int q = form_n_coef(form, nb);
+    double *X = malloc((size_t)d->n * (size_t)q * sizeof *X);
+    if (!X) return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", d->label);
+    for (int i = 0; i < d->n; i++) form_row(form, br, nb, d->x[i], d->P[i], X + (size_t)i * q);
+    kvr_predict_lsq_options lo = o->lsq;
+    lo.label = d->label;
+    kvr_predict_fit f;
+    memset(&f, 0, sizeof f);
+    kvr_status s = kvr_predict_lsq_fit(X, d->t, d->n, q, &lo, &f.lsq, err);
+    if (s == KVR_OK && with_cv) {
+        int k = fit_folds(d->n, q, o->cv_folds);
+        if (k >= 2) s = kvr_predict_lsq_cv(X, d->t, d->n, q, &lo, k, o->seed, &f.cv, err);
+    }
+    free(X);
+    if (s != KVR_OK) return s;
+    f.op = op;
+    f.form = form;
+    f.n_breaks = nb;
+    for (int j = 0; j < nb; j++) f.breaks[j] = br[j];
+    f.n_coef = q;
+    memcpy(f.coef, f.lsq.coef, sizeof f.coef);
+    f.weighting = o->lsq.weighting;
+    f.nonneg = o->lsq.nonneg;
+    f.robust = o->lsq.robust;
+    f.x_min = INFINITY;
+    f.x_max = -INFINITY;
+    for (int i = 0; i < d->n; i++) {
+        f.x_min = KVR_MIN(f.x_min, d->x[i]);
+        f.x_max = KVR_MAX(f.x_max, d->x[i]);
+        f.prefix_max = KVR_MAX(f.prefix_max, d->P[i]);
+    }
+    *out = f;
+    return KVR_OK;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The piecewise forms: no break, then greedily the candidate break (a distinct x of the data)
+ * with the lowest held-out MAPE, kept only when it beats the current form by min_gain. */
+static kvr_status fit_piecewise(const fit_data *d, kvr_predict_op op, kvr_predict_form form,
+                                const kvr_predict_fit_options *o, kvr_predict_fit *out,
+                                kvr_error *err) {
+    double *u = malloc((size_t)d->n * sizeof *u);
+    if (!u) return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", d->label);
+    memcpy(u, d->x, (size_t)d->n * sizeof *u);
+    qsort(u, (size_t)d->n, sizeof *u, cmp_dbl);
+    int K = 0;
+    for (int i = 0; i < d->n; i++)
+        if (K == 0 || u[i] != u[K - 1]) u[K++] = u[i];
+    if (K < 2) {
+        free(u);
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "%s: all %d observations at %s = %g: a line needs at least 2 "
+                             "distinct values",
+                             d->label, d->n, op == KVR_PREDICT_OP_LINK ? "bytes" : "c", d->x[0]);
+    }
+    kvr_predict_fit best;
+    kvr_status s = fit_form(d, op, form, NULL, 0, o, true, &best, err);
+    int max_breaks = KVR_MIN(o->max_breaks, KVR_PREDICT_MAX_BREAKS);
+    /* a hinge break at u[j] needs 2 distinct x at or below it and 2 above; a segment break
+     * (the upper piece starts at u[j]) needs 2 distinct x on each side */
+    const int j_lo = form == KVR_PREDICT_FORM_HINGE ? 1 : 2;
+    const int j_hi = form == KVR_PREDICT_FORM_HINGE ? K - 3 : K - 2;
+    while (s == KVR_OK && best.cv.k >= 2 && best.n_breaks < max_breaks) {
+        kvr_predict_fit cand_best;
+        bool found = false;
+        for (int j = j_lo; j <= j_hi; j++) {
+            double br[KVR_PREDICT_MAX_BREAKS];
+            int nb = 0;
+            bool dup = false;
+            for (int b = 0; b < best.n_breaks; b++) dup = dup || best.breaks[b] == u[j];
+            if (dup) continue;
+            for (int b = 0; b < best.n_breaks; b++) br[nb++] = best.breaks[b];
+            br[nb++] = u[j];
+            qsort(br, (size_t)nb, sizeof br[0], cmp_dbl);
+            kvr_predict_fit c;
+            kvr_error ce;
+            if (fit_form(d, op, form, br, nb, o, true, &c, &ce) != KVR_OK || c.cv.k < 2)
+                continue; /* a candidate the data cannot carry (e.g. a rank-deficient fold) */
+            if (!found || c.cv.mape_out < cand_best.cv.mape_out) {
+                cand_best = c;
+                found = true;
+            }
+        }
+        /* relative gain, and more than rounding noise (exact data has MAPEs near 1e-16) */
+        if (!found || !(cand_best.cv.mape_out < best.cv.mape_out * (1 - o->min_gain)) ||
+            !(best.cv.mape_out - cand_best.cv.mape_out > 1e-9))
+            break;
+        best = cand_best;
+    }
+    free(u);
+    if (s == KVR_OK) *out = best;
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// public fits
+
+static kvr_status fit_check_opts(const kvr_predict_fit_options *o, const char *label,
+                                 kvr_error *err) {
+    if (o->max_breaks < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: max_breaks must be >= 0", label);
+    if (!(o->min_gain >= 0 && o->min_gain < 1))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: min_gain must be in [0, 1)", label);
+    return KVR_OK;
+}
+
+static kvr_status fit_check_time(double t, int row, const kvr_predict_fit_options *o,
+                                 const char *label, kvr_error *err) {
+    if (!isfinite(t))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: row %d: time_us is not finite (%g)",
+                             label, row, t);
+    if (o->lsq.weighting == KVR_PREDICT_WEIGHT_RELATIVE && !(t > 0))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "%s: row %d: time_us must be > 0 for relative-error weights, got %g",
+                             label, row, t);
+    if (t < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: row %d: negative time_us %g", label,
+                             row, t);
+    return KVR_OK;
+}
+
+/* Fits one layer op; see kvr_predict.h. */
+kvr_status kvr_predict_fit_op(const kvr_predict_sample *rows, int n, kvr_predict_op op,
+                              const kvr_predict_fit_options *opt, kvr_predict_fit *out,
+                              kvr_error *err) {
+    kvr_predict_fit_options o = opt ? *opt : kvr_predict_fit_options_default();
+    char label[32];
+    snprintf(label, sizeof label, "fit %s", kvr_predict_op_name(op));
+    if (!out || (n > 0 && !rows) || n < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: bad arguments", label);
+    if ((unsigned)op >= KVR_PREDICT_OP_COUNT || op == KVR_PREDICT_OP_LINK)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "%s: op must be pre, attn, post or head (links: "
+                             "kvr_predict_fit_link)",
+                             label);
+    KVR_TRY(fit_check_opts(&o, label, err));
+    fit_data d = {0, NULL, NULL, NULL, label};
+    int m = 0;
+    for (int i = 0; i < n; i++) m += rows[i].op == op;
+    const int q_min = op == KVR_PREDICT_OP_ATTN ? 4 : 2;
+    if (m < q_min)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: %d observations < %d parameters",
+                             label, m, q_min);
+    d.x = malloc((size_t)m * sizeof *d.x);
+    d.P = malloc((size_t)m * sizeof *d.P);
+    d.t = malloc((size_t)m * sizeof *d.t);
+    kvr_status s = KVR_OK;
+    if (!d.x || !d.P || !d.t) {
+        s = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", label);
+        goto done;
+    }
+    for (int i = 0; i < n && s == KVR_OK; i++) {
+        const kvr_predict_sample *r = &rows[i];
+        if (r->op != op) continue;
+        if (r->c < 1)
+            s = kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: row %d: c must be >= 1, got %lld",
+                              label, i, (long long)r->c);
+        else if (op == KVR_PREDICT_OP_ATTN && r->prefix < 0)
+            s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                              "%s: row %d: prefix must be >= 0, got %lld", label, i,
+                              (long long)r->prefix);
+        else
+            s = fit_check_time(r->time_us, i, &o, label, err);
+        d.x[d.n] = (double)r->c;
+        d.P[d.n] = op == KVR_PREDICT_OP_ATTN ? (double)r->prefix : 0;
+        d.t[d.n] = r->time_us;
+        d.n++;
+    }
+    if (s != KVR_OK) goto done;
+    if (op == KVR_PREDICT_OP_ATTN) {
+        kvr_predict_fit f;
+        s = fit_form(&d, op, KVR_PREDICT_FORM_ATTN, NULL, 0, &o, true, &f, err);
+        if (s == KVR_OK) *out = f;
+    } else {
+        s = fit_piecewise(&d, op, KVR_PREDICT_FORM_HINGE, &o, out, err);
+    }
+done:
+    free(d.x);
+    free(d.P);
+    free(d.t);
+    return s;
+}
+
+/* Fits a link; see kvr_predict.h. */
+kvr_status kvr_predict_fit_link(const kvr_predict_link_sample *rows, int n,
+                                const kvr_predict_fit_options *opt, kvr_predict_fit *out,
+                                kvr_error *err) {
+    kvr_predict_fit_options o = opt ? *opt : kvr_predict_fit_options_default();
+    const char *label = "fit link";
+    if (!out || (n > 0 && !rows) || n < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: bad arguments", label);
+    KVR_TRY(fit_check_opts(&o, label, err));
+    if (n < 2)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: %d observations < 2 parameters",
+                             label, n);
+    fit_data d = {0, NULL, NULL, NULL, label};
+    d.x = malloc((size_t)n * sizeof *d.x);
+    d.P = calloc((size_t)n, sizeof *d.P);
+    d.t = malloc((size_t)n * sizeof *d.t);
+    kvr_status s = KVR_OK;
+    if (!d.x || !d.P || !d.t) {
+        s = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", label);
+        goto done;
+    }
+    for (int i = 0; i < n && s == KVR_OK; i++) {
+        if (!isfinite(rows[i].bytes) || rows[i].bytes < 0)
+            s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                              "%s: row %d: bytes must be finite and >= 0, got %g", label, i,
+                              rows[i].bytes);
+        else
+            s = fit_check_time(rows[i].time_us, i, &o, label, err);
+        d.x[i] = rows[i].bytes;
+        d.t[i] = rows[i].time_us;
+    }
+    d.n = n;
+    if (s == KVR_OK)
+        s = fit_piecewise(&d, KVR_PREDICT_OP_LINK,
+                          o.link_hinge ? KVR_PREDICT_FORM_HINGE : KVR_PREDICT_FORM_SEGMENTS, &o,
+                          out, err);
+done:
+    free(d.x);
+    free(d.P);
+    free(d.t);
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// the fitted cost model
+
+kvr_status kvr_predict_costs_create(const kvr_predict_costs_info *info, kvr_predict_costs **out,
+                                    kvr_error *err) {
+    if (!info || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
+    if (info->n_layers < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: layers must be >= 1, got %d",
+                             info->n_layers);
+    const double v[] = {info->kv_bytes_per_token, info->embed_us, info->head_us};
+    for (int i = 0; i < 3; i++)
+        if (!isfinite(v[i]) || v[i] < 0)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "costs: kv_bytes_per_token, embed_us and head_us must be finite "
+                                 "and >= 0");
+    kvr_predict_costs *c = calloc(1, sizeof *c);
+    if (!c) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (costs)");
+    c->n_layers = info->n_layers;
+    c->kv_bytes_per_token = info->kv_bytes_per_token;
+    c->embed_us = info->embed_us;
+    c->head_us = info->head_us;
+    c->model = predict_strdup(info->model);
+    c->device = predict_strdup(info->device);
+    c->dtype = predict_strdup(info->dtype);
+    c->source = predict_strdup(info->source);
+    if (!c->model || !c->device || !c->dtype || !c->source) {
+        kvr_predict_costs_destroy(c);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (costs)");
+    }
+    *out = c;
+    return KVR_OK;
+}
+
+void kvr_predict_costs_destroy(kvr_predict_costs *c) {
+    if (!c) return;
+    free(c->model);
+    free(c->device);
+    free(c->dtype);
+    free(c->source);
+    free(c->links);
+    free(c);
+}
+
+kvr_status kvr_predict_costs_set_fit(kvr_predict_costs *c, const kvr_predict_fit *f,
+                                     kvr_error *err) {
+    if (!c || !f) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
+    KVR_TRY(predict_fit_check(f, "costs: fit", err));
+    c->fit[f->op] = *f;
+    c->has[f->op] = true;
+    return KVR_OK;
+}
+
+kvr_status kvr_predict_costs_set_link_fit(kvr_predict_costs *c, int src, int dst,
+                                          const kvr_predict_fit *f, kvr_error *err) {
+    if (!c || !f) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
+    KVR_TRY(predict_fit_check(f, "costs: link fit", err));
+    if (f->op != KVR_PREDICT_OP_LINK)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: link %d->%d: fit is for op %s",
+                             src, dst, kvr_predict_op_name(f->op));
+    if (src < 0 || dst < 0 || src == dst || src >= 65536 || dst >= 65536)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: bad link %d->%d", src, dst);
+    for (int i = 0; i < c->n_links; i++)
+        if (c->links[i].src == src && c->links[i].dst == dst) {
+            c->links[i].fit = *f;
+            return KVR_OK;
+        }
+    predict_link_entry *nl = realloc(c->links, (size_t)(c->n_links + 1) * sizeof *nl);
+    if (!nl) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (costs)");
+    c->links = nl;
+    c->links[c->n_links].src = src;
+    c->links[c->n_links].dst = dst;
+    c->links[c->n_links].fit = *f;
+    c->n_links++;
+    return KVR_OK;
+}
+
+const kvr_predict_fit *kvr_predict_costs_fit(const kvr_predict_costs *c, kvr_predict_op op) {
+    if (!c || (unsigned)op >= KVR_PREDICT_OP_COUNT || !c->has[op]) return NULL;
+    return &c->fit[op];
+}
+
+kvr_status kvr_predict_costs_fit_samples(const kvr_predict_costs_info *info,
+                                         const kvr_predict_sample *rows, int n,
+                                         const kvr_predict_link_sample *links, int n_links,
+                                         const kvr_predict_fit_options *opt,
+                                         kvr_predict_costs **out, kvr_error *err) {
+    if (!out || n < 0 || n_links < 0 || (n > 0 && !rows) || (n_links > 0 && !links))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: bad arguments");
+    kvr_predict_costs *c;
+    KVR_TRY(kvr_predict_costs_create(info, &c, err));
+    kvr_status s = KVR_OK;
+    for (int op = 0; op < KVR_PREDICT_OP_LINK && s == KVR_OK; op++) {
+        bool any = false;
+        for (int i = 0; i < n && !any; i++) any = rows[i].op == (kvr_predict_op)op;
+        if (!any) continue;
+        kvr_predict_fit f;
+        s = kvr_predict_fit_op(rows, n, (kvr_predict_op)op, opt, &f, err);
+        if (s == KVR_OK) s = kvr_predict_costs_set_fit(c, &f, err);
+    }
+    if (s == KVR_OK && n_links > 0) {
+        kvr_predict_fit f;
+        s = kvr_predict_fit_link(links, n_links, opt, &f, err);
+        if (s == KVR_OK) s = kvr_predict_costs_set_fit(c, &f, err);
+    }
+    if (s != KVR_OK) {
+        kvr_predict_costs_destroy(c);
+        return s;
+    }
+    *out = c;
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
+// to the search module
+
+typedef struct fit_src {
+    kvr_predict_fit pre, attn, post;
+} fit_src;
+
+static double fit_pre_us(const void *ctx, int64_t c) {
+    double v = kvr_predict_fit_eval(&((const fit_src *)ctx)->pre, (double)c, 0);
+    return v > 0 ? v : 0;
+}
+static double fit_post_us(const void *ctx, int64_t c) {
+    double v = kvr_predict_fit_eval(&((const fit_src *)ctx)->post, (double)c, 0);
+    return v > 0 ? v : 0;
+}
+static double fit_attn_us(const void *ctx, int64_t c, int64_t prefix) {
+    double v = kvr_predict_fit_eval(&((const fit_src *)ctx)->attn, (double)c, (double)prefix);
+    return v > 0 ? v : 0;
+}
+/* c queries against k fully visible keys: the attention form without the causal c^2/2 */
+static double fit_attn_block_us(const void *ctx, int64_t c, int64_t k) {
+    const double *a = ((const fit_src *)ctx)->attn.coef;
+    double dc = (double)c, dk = (double)k;
+    double v = a[0] + a[1] * dc + a[2] * dk + a[3] * dc * dk;
+    return v > 0 ? v : 0;
+}
+
+typedef struct link_src {
+    bool has_dflt;
+    kvr_predict_fit dflt;
+    int n;
+    predict_link_entry *links; /* owned */
+} link_src;
+
+static void link_src_free(void *ctx) {
+    link_src *L = ctx;
+    if (!L) return;
+    free(L->links);
+    free(L);
+}
+
+static double link_src_time(const void *ctx, const kvr_search_link *l, double bytes) {
+    const link_src *L = ctx;
+    const kvr_predict_fit *f = L->has_dflt ? &L->dflt : NULL;
+    for (int i = 0; i < L->n; i++)
+        if (L->links[i].src == l->src && L->links[i].dst == l->dst) {
+            f = &L->links[i].fit;
+            break;
+        }
+    double v = f ? kvr_predict_fit_eval(f, bytes, 0)
+                 : l->alpha_us + (l->gbps > 0 ? bytes / (l->gbps * 1000.0) : 0.0);
+    return v > 0 ? v : 0;
+}
+
+static bool fit_is_line(const kvr_predict_fit *f) {
+    return f->n_breaks == 0 && f->form != KVR_PREDICT_FORM_ATTN && f->coef[0] >= 0 &&
+           f->coef[1] >= 0;
+}
+
+/* Nominal alpha/bandwidth of a link fit: its last (largest-message) piece. */
+static kvr_search_link link_nominal(const kvr_predict_fit *f, int src, int dst) {
+    kvr_search_link l = {src, dst, 0, 0};
+    double s, a;
+    if (f->form == KVR_PREDICT_FORM_SEGMENTS) {
+        a = f->coef[2 * f->n_breaks];
+        s = f->coef[2 * f->n_breaks + 1];
+    } else {
+        s = f->coef[1 + f->n_breaks];
+        double x0 = f->n_breaks ? f->breaks[f->n_breaks - 1] : 0;
+        a = kvr_predict_fit_eval(f, x0, 0) - s * x0;
+    }
+    l.alpha_us = a > 0 ? a : 0;
+    l.gbps = s > 0 ? 1.0 / (s * 1000.0) : 0;
+    return l;
+}
+
+/* Classifies the fits: compute linear (one piece, coefficients >= 0) and links plain. */
+static kvr_status costs_classify(const kvr_predict_costs *c, bool ideal_links, bool *linear,
+                                 bool *links_plain, double *head, kvr_error *err) {
+    const kvr_predict_op need[] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN, KVR_PREDICT_OP_POST};
+    for (int i = 0; i < 3; i++)
+        if (!c->has[need[i]])
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "costs: no %s fit (pre, attn and post are required)",
+                                 kvr_predict_op_name(need[i]));
+    if (!c->has[KVR_PREDICT_OP_LINK] && c->n_links == 0 && !ideal_links)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "costs: no link fit (fit the transfers, or ask for ideal links)");
+    const kvr_predict_fit *att = &c->fit[KVR_PREDICT_OP_ATTN];
+    *head = c->head_us;
+    if (c->has[KVR_PREDICT_OP_HEAD]) {
+        *head = kvr_predict_fit_eval(&c->fit[KVR_PREDICT_OP_HEAD], 1, 0);
+        if (!(*head > 0)) *head = 0;
+    }
+    bool lp = !c->has[KVR_PREDICT_OP_LINK] || fit_is_line(&c->fit[KVR_PREDICT_OP_LINK]);
+    for (int i = 0; i < c->n_links; i++) lp = lp && fit_is_line(&c->links[i].fit);
+    bool an = true;
+    for (int j = 0; j < 4; j++) an = an && att->coef[j] >= 0;
+    *linear = fit_is_line(&c->fit[KVR_PREDICT_OP_PRE]) &&
+              fit_is_line(&c->fit[KVR_PREDICT_OP_POST]) && an;
+    *links_plain = lp;
+    return KVR_OK;
+}
+
+static cJSON *costs_link_obj(const kvr_search_link *l, bool ends) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    if (ends) {
+        cJSON_AddNumberToObject(o, "src", l->src);
+        cJSON_AddNumberToObject(o, "dst", l->dst);
+    }
+    predict_json_add_num(o, "alpha_us", l->alpha_us);
+    predict_json_add_num(o, "gbps", l->gbps);
+    return o;
+}
+
+/* The search module's JSON cost file for linear compute fits (links: nominal numbers). */
+static cJSON *costs_search_doc(const kvr_predict_costs *c, bool ideal_links, double head) {
+    const kvr_predict_fit *pre = &c->fit[KVR_PREDICT_OP_PRE], *att = &c->fit[KVR_PREDICT_OP_ATTN],
+                          *post = &c->fit[KVR_PREDICT_OP_POST];
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    if (c->model[0]) cJSON_AddStringToObject(o, "model", c->model);
+    if (c->device[0]) cJSON_AddStringToObject(o, "device", c->device);
+    if (c->dtype[0]) cJSON_AddStringToObject(o, "dtype", c->dtype);
+    char src[600];
+    snprintf(src, sizeof src, "%s%sfitted costs (kvr predictor)", c->source,
+             c->source[0] ? ": " : "");
+    cJSON_AddStringToObject(o, "source", src);
+    cJSON_AddNumberToObject(o, "layers", c->n_layers);
+    predict_json_add_num(o, "kv_bytes_per_token", c->kv_bytes_per_token);
+    predict_json_add_num(o, "embed_us", c->embed_us);
+    predict_json_add_num(o, "head_us", head);
+    cJSON *p = cJSON_AddObjectToObject(o, "pre");
+    if (p) {
+        predict_json_add_num(p, "k_us", pre->coef[0]);
+        predict_json_add_num(p, "per_token_us", pre->coef[1]);
+    }
+    cJSON *a = cJSON_AddObjectToObject(o, "attn");
+    if (a) {
+        predict_json_add_num(a, "k_us", att->coef[0]);
+        predict_json_add_num(a, "per_token_us", att->coef[1]);
+        predict_json_add_num(a, "per_prefix_us", att->coef[2]);
+        predict_json_add_num(a, "per_area_us", att->coef[3]);
+    }
+    cJSON *q = cJSON_AddObjectToObject(o, "post");
+    if (q) {
+        predict_json_add_num(q, "k_us", post->coef[0]);
+        predict_json_add_num(q, "per_token_us", post->coef[1]);
+    }
+    if (c->has[KVR_PREDICT_OP_LINK]) {
+        kvr_search_link d = link_nominal(&c->fit[KVR_PREDICT_OP_LINK], -1, -1);
+        cJSON_AddItemToObject(o, "link", costs_link_obj(&d, false));
+    } else if (ideal_links && c->n_links == 0) {
+        kvr_search_link d = {-1, -1, 0, 0};
+        cJSON_AddItemToObject(o, "link", costs_link_obj(&d, false));
+    }
+    if (c->n_links > 0) {
+        cJSON *ls = cJSON_AddArrayToObject(o, "links");
+        for (int i = 0; ls && i < c->n_links; i++) {
+            kvr_search_link l = link_nominal(&c->links[i].fit, c->links[i].src, c->links[i].dst);
+            cJSON_AddItemToArray(ls, costs_link_obj(&l, true));
+        }
+    }
+    return o;
+}
+
+/* Writes a search cost file; see kvr_predict.h. */
+kvr_status kvr_predict_costs_to_search_json(const kvr_predict_costs *c, bool ideal_links,
+                                            char **out, kvr_error *err) {
+    if (!c || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
+    bool linear, links_plain;
+    double head;
+    KVR_TRY(costs_classify(c, ideal_links, &linear, &links_plain, &head, err));
+    if (!linear || !links_plain)
+        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                             "costs: %s piecewise (or has a negative coefficient): the search "
+                             "cost-file format holds single lines only; use "
+                             "kvr_predict_costs_to_search",
+                             !linear ? "a compute fit is" : "a link fit is");
+    return predict_json_finish(costs_search_doc(c, ideal_links, head), out, err);
+}
+
+/* Builds the search cost model; see kvr_predict.h. */
+kvr_status kvr_predict_costs_to_search(const kvr_predict_costs *c, bool ideal_links,
+                                       kvr_search_costs **out, kvr_error *err) {
+    if (!c || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
+    bool linear, links_plain;
+    double head;
+    KVR_TRY(costs_classify(c, ideal_links, &linear, &links_plain, &head, err));
+    kvr_search_costs *m = NULL;
+    kvr_status s;
+    if (linear) {
+        /* the search module's own linear model, through its cost-file parser: coefficients,
+         * links and provenance exactly as a hand-written cost file would give them */
+        char *text;
+        KVR_TRY(predict_json_finish(costs_search_doc(c, ideal_links, head), &text, err));
+        s = kvr_search_costs_parse_json(text, strlen(text), "fitted costs", &m, err);
+        free(text);
+        if (s != KVR_OK) return kvr_error_prefix(err, "costs");
+    } else {
+        fit_src *fs = malloc(sizeof *fs);
+        if (!fs) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (costs)");
+        fs->pre = c->fit[KVR_PREDICT_OP_PRE];
+        fs->attn = c->fit[KVR_PREDICT_OP_ATTN];
+        fs->post = c->fit[KVR_PREDICT_OP_POST];
+        kvr_search_cost_ops ops;
+        memset(&ops, 0, sizeof ops);
+        ops.kind = "fit";
+        ops.pre_us = fit_pre_us;
+        ops.attn_us = fit_attn_us;
+        ops.post_us = fit_post_us;
+        ops.attn_block_us = fit_attn_block_us;
+        ops.destroy = free;
+        char src[600];
+        snprintf(src, sizeof src, "%s%sfitted costs (kvr predictor, piecewise)", c->source,
+                 c->source[0] ? ": " : "");
+        kvr_search_cost_info info = {c->n_layers, c->kv_bytes_per_token, c->embed_us, head, src};
+        bool has_dflt = c->has[KVR_PREDICT_OP_LINK] || c->n_links == 0;
+        kvr_search_link dflt = {-1, -1, 0, 0};
+        if (c->has[KVR_PREDICT_OP_LINK]) dflt = link_nominal(&c->fit[KVR_PREDICT_OP_LINK], -1, -1);
+        s = kvr_search_costs_create(&ops, fs, &info, &dflt, &m, err); /* fs owned from here */
+        if (s != KVR_OK) return s;
+        if (c->n_links > 0) {
+            kvr_search_link *ls = malloc((size_t)c->n_links * sizeof *ls);
+            if (!ls) {
+                kvr_search_costs_destroy(m);
+                return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (costs)");
+            }
+            for (int i = 0; i < c->n_links; i++)
+                ls[i] = link_nominal(&c->links[i].fit, c->links[i].src, c->links[i].dst);
+            s = kvr_search_costs_set_links(m, has_dflt ? &dflt : NULL, ls, c->n_links, err);
+            free(ls);
+            if (s != KVR_OK) {
+                kvr_search_costs_destroy(m);
+                return kvr_error_prefix(err, "costs: fitted links");
+            }
+        }
+    }
+    if (!links_plain) {
+        link_src *L = calloc(1, sizeof *L);
+        if (L && c->n_links > 0) {
+            L->links = malloc((size_t)c->n_links * sizeof *L->links);
+            if (!L->links) {
+                free(L);
+                L = NULL;
+            }
+        }
+        if (!L) {
+            kvr_search_costs_destroy(m);
+            return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (costs)");
+        }
+        L->has_dflt = c->has[KVR_PREDICT_OP_LINK];
+        if (L->has_dflt) L->dflt = c->fit[KVR_PREDICT_OP_LINK];
+        L->n = c->n_links;
+        if (c->n_links) memcpy(L->links, c->links, (size_t)c->n_links * sizeof *L->links);
+        s = kvr_search_costs_set_link_time(m, link_src_time, L, link_src_free,
+                                           "fitted piecewise link curves", err);
+        if (s != KVR_OK) {
+            kvr_search_costs_destroy(m);
+            return s;
+        }
+    }
+    *out = m;
+    return KVR_OK;
+}

@@ -1,0 +1,1101 @@
+/* kvrp.c -- KVR-P: per rank count p, the KVR-S boundaries as fractions f_i(C) = S_i / C of the
+ * context, fitted over a KVR-S table with one of several forms (piecewise-linear or monotone
+ * cubic interpolation in C or log C, least squares on a small basis in C) chosen by the TTFT
+ * gap of leave-one-out predictions, then rounded to the granularity grid under the KVR-S rules.
+ *
+ * predict() evaluates p-1 fractions (one binary search over the knots shared by all boundaries,
+ * then a Hermite cubic or a dot product each) and rounds them: no allocation, no GSL, O(p +
+ * log n). GSL is used at fit time: gsl_interp_steffen provides the knot slopes of the monotone
+ * interpolant (Steffen, A&A 239, 443 (1990)), which predict() then evaluates as a cubic Hermite
+ * spline -- the same curve, without GSL's mutable accelerator in the hot path. */
+#include "predictor_internal.h"
+
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_interp.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kvrp_form_names[] = {
+    "linear-c", "linear-logc", "steffen-c", "steffen-logc", "reg2", "reg3", "reg4", "balanced",
+    "balanced-resid"};
+_Static_assert(sizeof kvrp_form_names / sizeof kvrp_form_names[0] == KVR_PREDICTOR_FORM_COUNT,
+               "predictor form names");
+
+const char *kvr_predictor_form_name(kvr_predictor_form f) {
+    return (unsigned)f < KVR_PREDICTOR_FORM_COUNT ? kvrp_form_names[f] : "?";
+}
+
+kvr_status kvr_predictor_form_parse(const char *name, kvr_predictor_form *out, kvr_error *err) {
+    for (int i = 0; name && i < KVR_PREDICTOR_FORM_COUNT; i++)
+        if (strcmp(name, kvrp_form_names[i]) == 0) {
+            *out = (kvr_predictor_form)i;
+            return KVR_OK;
+        }
+    return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                         "unknown predictor form \"%s\" (expected linear-c, linear-logc, "
+                         "steffen-c, steffen-logc, reg2, reg3, reg4, balanced or "
+                         "balanced-resid)",
+                         name ? name : "(null)");
+}
+
+kvr_predictor_options kvr_predictor_options_default(void) {
+    kvr_predictor_options o;
+    memset(&o, 0, sizeof o);
+    o.densify_gap = 0.0025;
+    o.search = kvr_search_params_default();
+    return o;
+}
+
+bool predict_form_has_knots(kvr_predictor_form f) {
+    return f == KVR_PREDICTOR_FORM_LINEAR_C || f == KVR_PREDICTOR_FORM_LINEAR_LOGC ||
+           f == KVR_PREDICTOR_FORM_STEFFEN_C || f == KVR_PREDICTOR_FORM_STEFFEN_LOGC ||
+           f == KVR_PREDICTOR_FORM_BALANCED_RESID;
+}
+bool predict_form_is_log(kvr_predictor_form f) {
+    return f == KVR_PREDICTOR_FORM_LINEAR_LOGC || f == KVR_PREDICTOR_FORM_STEFFEN_LOGC ||
+           f == KVR_PREDICTOR_FORM_BALANCED_RESID;
+}
+bool predict_form_is_steffen(kvr_predictor_form f) {
+    return f == KVR_PREDICTOR_FORM_STEFFEN_C || f == KVR_PREDICTOR_FORM_STEFFEN_LOGC;
+}
+bool predict_form_has_balanced(kvr_predictor_form f) {
+    return f == KVR_PREDICTOR_FORM_BALANCED || f == KVR_PREDICTOR_FORM_BALANCED_RESID;
+}
+int predict_form_nb(kvr_predictor_form f) {
+    switch (f) {
+    case KVR_PREDICTOR_FORM_REG2: return 2;
+    case KVR_PREDICTOR_FORM_REG3: return 3;
+    case KVR_PREDICTOR_FORM_REG4: return 4;
+    default: return 0;
+    }
+}
+int predict_form_min_knots(kvr_predictor_form f) {
+    if (predict_form_is_steffen(f)) return 3;
+    int nb = predict_form_nb(f);
+    return nb > 0 ? nb : 1;
+}
+
+/* x + k x^2 = q (1 + k) solved for x in [0, 1], in the rationalised form that stays accurate as
+ * k -> 0 (x -> q) and k -> inf (x -> sqrt q). */
+double predict_balanced(double q, double k) {
+    return 2 * q * (1 + k) / (1 + sqrt(1 + 4 * k * (1 + k) * q));
+}
+
+/* Regression basis at C (scaled by c_ref): 1, 1/s, log s, s. */
+static inline void kvrp_basis(double C, double c_ref, double *phi) {
+    double s = C / c_ref;
+    phi[0] = 1;
+    phi[1] = 1 / s;
+    phi[2] = log(s);
+    phi[3] = s;
+}
+
+// ----------------------------------------------------------------------------
+// entries
+
+void predict_kvrp_entry_free(predict_kvrp_entry *e) {
+    if (!e) return;
+    free(e->contexts);
+    free(e->chunks);
+    free(e->x);
+    free(e->f);
+    free(e->d);
+    free(e->b);
+    e->contexts = e->chunks = NULL;
+    e->x = e->f = e->d = e->b = NULL;
+}
+
+/* Sum of squared fraction errors of the balanced form with C0 = c0 (0: the even split). */
+static double kvrp_bal_sse(const predict_kvrp_entry *e, const double *F, double c0) {
+    const int n = e->n, nbd = e->p - 1;
+    double sse = 0;
+    for (int j = 0; j < n; j++) {
+        double k = c0 > 0 ? (double)e->contexts[j] / c0 : 0;
+        for (int i = 0; i < nbd; i++) {
+            double d = predict_balanced((double)(i + 1) / e->p, k) - F[(size_t)i * n + j];
+            sse += d * d;
+        }
+    }
+    return sse;
+}
+
+/* C0 of the balanced form: a scan over log C0 (three decades beyond the contexts either way, or
+ * one decade around a hint, and the even split), then golden-section refinement around the
+ * best point. */
+static double kvrp_bal_fit(const predict_kvrp_entry *e, const double *F, double hint) {
+    double lo = log((double)e->contexts[0]) - 3 * log(10.0);
+    double hi = log((double)e->contexts[e->n - 1]) + 3 * log(10.0);
+    int steps = 240;
+    if (hint > 0) { /* a refit on nearly the same data: search a decade around the hint */
+        lo = log(hint) - log(10.0);
+        hi = log(hint) + log(10.0);
+        steps = 20;
+    }
+    double best_c0 = 0, best = kvrp_bal_sse(e, F, 0), best_u = lo;
+    for (int k = 0; k <= steps; k++) {
+        double u = lo + (hi - lo) * k / steps, v = kvrp_bal_sse(e, F, exp(u));
+        if (v < best) {
+            best = v;
+            best_c0 = exp(u);
+            best_u = u;
+        }
+    }
+    if (best_c0 == 0) return 0;
+    double a = best_u - (hi - lo) / steps, b = best_u + (hi - lo) / steps;
+    const double gr = 0.6180339887498949;
+    double x1 = b - gr * (b - a), x2 = a + gr * (b - a);
+    double f1 = kvrp_bal_sse(e, F, exp(x1)), f2 = kvrp_bal_sse(e, F, exp(x2));
+    for (int it = 0; it < 60; it++) {
+        if (f1 < f2) {
+            b = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = b - gr * (b - a);
+            f1 = kvrp_bal_sse(e, F, exp(x1));
+        } else {
+            a = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = a + gr * (b - a);
+            f2 = kvrp_bal_sse(e, F, exp(x2));
+        }
+    }
+    double u = f1 < f2 ? x1 : x2, v = f1 < f2 ? f1 : f2;
+    return v < best ? exp(u) : best_c0;
+}
+
+/* Builds the form's data from contexts/chunks; see predictor_internal.h. */
+kvr_status predict_kvrp_build(predict_kvrp_entry *e, kvr_error *err) {
+    gsl_set_error_handler_off();
+    const int n = e->n, p = e->p, nbd = p - 1;
+    free(e->x);
+    free(e->f);
+    free(e->d);
+    free(e->b);
+    e->x = e->f = e->d = e->b = NULL;
+    e->nb = predict_form_nb(e->form);
+    const double c0_hint = e->c0; /* a C0 to search around (leave-one-out refits), or 0 */
+    e->c0 = 0;
+    e->c_ref = 0;
+    if (n < predict_form_min_knots(e->form))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "predictor: form %s needs at least %d contexts, got %d",
+                             kvr_predictor_form_name(e->form), predict_form_min_knots(e->form),
+                             n);
+    double *F = malloc((size_t)(nbd > 0 ? nbd : 1) * (size_t)n * sizeof *F);
+    if (!F) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+    for (int j = 0; j < n; j++) {
+        int64_t S = 0;
+        for (int i = 0; i < nbd; i++) {
+            S += e->chunks[(size_t)j * p + i];
+            F[(size_t)i * n + j] = (double)S / (double)e->contexts[j];
+        }
+    }
+    if (predict_form_has_balanced(e->form) && nbd > 0) {
+        e->c0 = kvrp_bal_fit(e, F, c0_hint);
+        if (e->form == KVR_PREDICTOR_FORM_BALANCED_RESID)
+            for (int j = 0; j < n; j++) {
+                double k = e->c0 > 0 ? (double)e->contexts[j] / e->c0 : 0;
+                for (int i = 0; i < nbd; i++)
+                    F[(size_t)i * n + j] -= predict_balanced((double)(i + 1) / p, k);
+            }
+    }
+    if (predict_form_has_knots(e->form)) {
+        e->x = malloc((size_t)n * sizeof *e->x);
+        if (!e->x) {
+            free(F);
+            return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+        }
+        for (int j = 0; j < n; j++)
+            e->x[j] = predict_form_is_log(e->form) ? log((double)e->contexts[j])
+                                                   : (double)e->contexts[j];
+        e->f = F;
+        if (predict_form_is_steffen(e->form) && nbd > 0) {
+            e->d = malloc((size_t)nbd * (size_t)n * sizeof *e->d);
+            gsl_interp *gi = gsl_interp_alloc(gsl_interp_steffen, (size_t)n);
+            if (!e->d || !gi) {
+                if (gi) gsl_interp_free(gi);
+                return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+            }
+            for (int i = 0; i < nbd; i++) {
+                const double *y = F + (size_t)i * n;
+                int st = gsl_interp_init(gi, e->x, y, (size_t)n);
+                for (int j = 0; j < n && st == GSL_SUCCESS; j++)
+                    st = gsl_interp_eval_deriv_e(gi, e->x, y, e->x[j], NULL,
+                                                 &e->d[(size_t)i * n + j]);
+                if (st != GSL_SUCCESS) {
+                    gsl_interp_free(gi);
+                    return kvr_error_set(err, KVR_ERR_NUMERIC,
+                                         "predictor: Steffen interpolation of boundary %d: %s", i,
+                                         gsl_strerror(st));
+                }
+            }
+            gsl_interp_free(gi);
+        }
+        return KVR_OK;
+    }
+    if (e->nb == 0) { /* balanced: nothing but C0 */
+        free(F);
+        return KVR_OK;
+    }
+    /* regression: each boundary fraction by least squares on the basis */
+    const int nb = e->nb;
+    double lsum = 0;
+    for (int j = 0; j < n; j++) lsum += log((double)e->contexts[j]);
+    e->c_ref = exp(lsum / n);
+    double *X = malloc((size_t)n * (size_t)nb * sizeof *X);
+    e->b = malloc((size_t)(nbd > 0 ? nbd : 1) * (size_t)nb * sizeof *e->b);
+    if (!X || !e->b) {
+        free(X);
+        free(F);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+    }
+    for (int j = 0; j < n; j++) {
+        double phi[4];
+        kvrp_basis((double)e->contexts[j], e->c_ref, phi);
+        for (int q = 0; q < nb; q++) X[(size_t)j * nb + q] = phi[q];
+    }
+    kvr_predict_lsq_options lo = kvr_predict_lsq_options_default();
+    char label[64];
+    kvr_status s = KVR_OK;
+    for (int i = 0; i < nbd && s == KVR_OK; i++) {
+        snprintf(label, sizeof label, "predictor %s, boundary %d",
+                 kvr_predictor_form_name(e->form), i);
+        lo.label = label;
+        kvr_predict_lsq r;
+        s = kvr_predict_lsq_fit(X, F + (size_t)i * n, n, nb, &lo, &r, err);
+        if (s == KVR_OK)
+            for (int q = 0; q < nb; q++) e->b[(size_t)i * nb + q] = r.coef[q];
+    }
+    free(X);
+    free(F);
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// prediction (the hot path)
+
+#define KVRP_STACK_RANKS 128 /* largest p rounded chunk-wise (scratch on the stack) */
+#define KVRP_HIST_BINS 64     /* remainder histogram of the chunk rounding */
+
+/* Boundary fractions f_0..f_{p-2} at C, rounded into chunks (see kvr_predictor_predict). */
+static void kvrp_predict_entry(const predict_kvrp_entry *e, int64_t C, int64_t g,
+                               int64_t *chunks) {
+    const int p = e->p, n = e->n;
+    const int64_t n_units = C / g;
+    const double Cd = (double)C, units_per_frac = Cd / (double)g;
+    /* locate C once: segment j with x_j <= x < x_{j+1}, t in [0, 1) */
+    int j = 0, mode = 0; /* 0: inside, -1: left of the knots, +1: right (or a single knot) */
+    double t = 0, h = 0;
+    double phi[4] = {0, 0, 0, 0};
+    if (e->x) {
+        double x = predict_form_is_log(e->form) ? log(Cd) : Cd;
+        if (n == 1 || x <= e->x[0]) {
+            mode = -1;
+        } else if (x >= e->x[n - 1]) {
+            mode = 1;
+        } else {
+            int lo = 0, hi = n - 1; /* x[lo] <= x < x[hi] */
+            while (hi - lo > 1) {
+                int mid = (lo + hi) / 2;
+                if (e->x[mid] <= x)
+                    lo = mid;
+                else
+                    hi = mid;
+            }
+            j = lo;
+            h = e->x[j + 1] - e->x[j];
+            t = (x - e->x[j]) / h;
+        }
+    } else if (e->b) {
+        kvrp_basis(Cd, e->c_ref, phi);
+    }
+    /* balanced term: k = C / C0 (k = 0 is the even split); -1 = no balanced term */
+    const double bal_k = predict_form_has_balanced(e->form) ? (e->c0 > 0 ? Cd / e->c0 : 0) : -1;
+    /* Hermite basis (Steffen forms) */
+    const double t2 = t * t, t3 = t2 * t;
+    const double h00 = 2 * t3 - 3 * t2 + 1, h10 = t3 - 2 * t2 + t, h01 = -2 * t3 + 3 * t2,
+                 h11 = t3 - t2;
+    /* boundary fractions -> target chunk sizes in units (the remainder C mod g is not part of
+     * any unit: it stays on the last chunk), then largest-remainder rounding of the chunks */
+    double tgt_buf[KVRP_STACK_RANKS];
+    double *tgt = p <= KVRP_STACK_RANKS ? tgt_buf : NULL;
+    const double r_units = (double)(C - n_units * g) / (double)g;
+    double fprev = 0;
+    int64_t prev = 0, used = 0;
+    for (int i = 0; i < p; i++) {
+        double f = 1;
+        if (i + 1 < p) {
+            f = bal_k >= 0 ? predict_balanced((double)(i + 1) / p, bal_k) : 0;
+            if (e->x) {
+                const double *F = e->f + (size_t)i * n;
+                if (mode < 0)
+                    f += F[0];
+                else if (mode > 0)
+                    f += F[n - 1];
+                else if (e->d) {
+                    const double *D = e->d + (size_t)i * n;
+                    f += h00 * F[j] + h10 * h * D[j] + h01 * F[j + 1] + h11 * h * D[j + 1];
+                } else
+                    f += F[j] + t * (F[j + 1] - F[j]);
+            } else if (e->b) {
+                const double *B = e->b + (size_t)i * e->nb;
+                for (int q = 0; q < e->nb; q++) f += B[q] * phi[q];
+            }
+            if (!isfinite(f)) f = (double)(i + 1) / p; /* cannot happen with checked data */
+        }
+        if (tgt) {
+            double c = (f - fprev) * units_per_frac - (i + 1 == p ? r_units : 0);
+            tgt[i] = c;
+            int64_t u = c >= 1 ? (int64_t)c : 1; /* floor, at least one unit */
+            if (c > 9e18) u = n_units;
+            chunks[i] = u;
+            used += u;
+            fprev = f;
+            continue;
+        }
+        /* many ranks: round the boundaries (no scratch space for the chunk remainders) */
+        if (i + 1 == p) break;
+        double uu = f * units_per_frac;
+        int64_t B = isfinite(uu) && uu < 9e18 && uu > -9e18 ? (int64_t)llround(uu)
+                                                            : (n_units * (i + 1)) / p;
+        int64_t lo = prev + 1, hi = n_units - (p - 1 - i);
+        if (B < lo) B = lo;
+        if (B > hi) B = hi;
+        chunks[i] = B;
+        prev = B;
+    }
+    if (!tgt) {
+        /* boundaries (units) -> chunks (tokens); the remainder stays on the last chunk */
+        chunks[p - 1] = C - prev * g;
+        for (int i = p - 2; i >= 1; i--) chunks[i] = (chunks[i] - chunks[i - 1]) * g;
+        if (p > 1) chunks[0] *= g;
+        return;
+    }
+    /* hand out the units the floors left to the chunks with the largest remainders: a
+     * histogram of the remainders (in [0, 1); chunks raised to one unit count as 0) finds the
+     * cut in O(p), ties inside the cut bucket go to the largest remainders first */
+    if (used < n_units && p > 16) {
+        int hist[KVRP_HIST_BINS] = {0};
+        for (int i = 0; i < p; i++) {
+            double v = tgt[i] - (double)chunks[i];
+            int b = v <= 0 ? 0 : (v >= 1 ? KVRP_HIST_BINS - 1 : (int)(v * KVRP_HIST_BINS));
+            hist[b]++;
+        }
+        int64_t need = n_units - used;
+        int cut = KVRP_HIST_BINS - 1;
+        for (; cut > 0 && need > hist[cut]; cut--) need -= hist[cut];
+        /* every chunk above the cut bucket gets a unit; `need` more come from the cut bucket */
+        for (int i = 0; i < p; i++) {
+            double v = tgt[i] - (double)chunks[i];
+            int b = v <= 0 ? 0 : (v >= 1 ? KVRP_HIST_BINS - 1 : (int)(v * KVRP_HIST_BINS));
+            if (b > cut) {
+                chunks[i]++;
+                used++;
+            }
+        }
+    }
+    /* the rest one at a time, largest remainder first (all of it for p <= 16: cheaper than the
+     * histogram; for more ranks the members of the cut bucket) */
+    while (used < n_units) {
+        int best = 0;
+        double bv = -INFINITY;
+        for (int i = 0; i < p; i++) {
+            double v = tgt[i] - (double)chunks[i];
+            if (v > bv) {
+                bv = v;
+                best = i;
+            }
+        }
+        chunks[best]++;
+        used++;
+    }
+    while (used > n_units) {
+        int best = -1;
+        double bv = INFINITY;
+        for (int i = 0; i < p; i++) {
+            double v = tgt[i] - (double)chunks[i];
+            if (chunks[i] > 1 && v < bv) {
+                bv = v;
+                best = i;
+            }
+        }
+        chunks[best]--;
+        used--;
+    }
+    for (int i = 0; i < p; i++) chunks[i] *= g;
+    chunks[p - 1] += C - n_units * g;
+}
+
+static const predict_kvrp_entry *kvrp_find(const kvr_predictor *kp, int p) {
+    int lo = 0, hi = kp->n_e - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (kp->e[mid].p == p) return &kp->e[mid];
+        if (kp->e[mid].p < p)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return NULL;
+}
+
+/* Predicts a partition; see kvr_predict.h. */
+kvr_status kvr_predictor_predict(const kvr_predictor *kp, int p, int64_t C, int64_t *chunks_out,
+                                 kvr_error *err) {
+    if (!kp || !chunks_out)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predict: NULL argument");
+    const predict_kvrp_entry *e = kvrp_find(kp, p);
+    if (!e)
+        return kvr_error_set(err, KVR_ERR_NOT_FOUND,
+                             "predict: no partition predictor for %d ranks (fitted: %d rank "
+                             "count%s)",
+                             p, kp->n_e, kp->n_e == 1 ? "" : "s");
+    if (C < (int64_t)p * kp->g)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "predict: context %lld is smaller than ranks x granularity (%d x "
+                             "%lld)",
+                             (long long)C, p, (long long)kp->g);
+    kvrp_predict_entry(e, C, kp->g, chunks_out);
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
+// refinement: exact single-unit moves under a cost model
+
+/* Per-rank terms of the KVR chain (docs/search.md): pre_i, w_i = attn_i + post_i, the link
+ * time x_i of K/V for [0, S_i) on i -> i+1. */
+typedef struct kvrp_chain {
+    const kvr_search_costs *m;
+    int p, L;
+    double kvb;
+    double *pre, *w, *x; /* p each; x[p-1] = 0 */
+} kvrp_chain;
+
+static kvr_status kvrp_chain_rank(const kvrp_chain *ch, int i, int64_t c, int64_t P, double *pre,
+                                  double *w, double *x, kvr_error *err) {
+    *pre = kvr_search_costs_pre_us(ch->m, c);
+    *w = kvr_search_costs_attn_us(ch->m, c, P) + kvr_search_costs_post_us(ch->m, c);
+    *x = 0;
+    if (i + 1 < ch->p) KVR_TRY(kvr_search_costs_link_us(ch->m, i, i + 1, ch->kvb * (double)(P + c), x, err));
+    return KVR_OK;
+}
+
+/* TTFT minus embed and head by the closed form: w_{p-1} + max_j [pre_j + sum_{k>=j} x_k +
+ * (L-1) max(tau_j..tau_{p-1}, x_j..x_{p-2})], one backward scan. */
+static double kvrp_chain_ttft(const kvrp_chain *ch, const double *pre, const double *w,
+                              const double *x) {
+    const int p = ch->p;
+    double X = 0, M = pre[p - 1] + w[p - 1];
+    double best = pre[p - 1] + (ch->L - 1) * M;
+    for (int j = p - 2; j >= 0; j--) {
+        X += x[j];
+        double tau = pre[j] + w[j];
+        if (tau > M) M = tau;
+        if (x[j] > M) M = x[j];
+        double v = pre[j] + X + (ch->L - 1) * M;
+        if (v > best) best = v;
+    }
+    return w[p - 1] + best;
+}
+
+#define KVRP_STACK_REFINE 128 /* no allocation up to this many ranks */
+#define KVRP_PAIR_MAX 16      /* transfers between non-adjacent ranks up to this many ranks */
+
+/* TTFT (minus embed and head) after moving d units of g tokens from rank j to rank i (i < j; d
+ * may be negative): ranks i..j change size or prefix, links i..j-1 carry different prefixes.
+ * pfx[r] = tokens before rank r. With keep, the new terms stay; otherwise they are restored. */
+static kvr_status kvrp_transfer(kvrp_chain *ch, const int64_t *chunks, const int64_t *pfx, int i,
+                                int j, int64_t dtok, bool keep, double *save, double *T,
+                                kvr_error *err) {
+    kvr_status s = KVR_OK;
+    int r = i;
+    for (; r <= j && s == KVR_OK; r++) {
+        save[3 * (r - i)] = ch->pre[r];
+        save[3 * (r - i) + 1] = ch->w[r];
+        save[3 * (r - i) + 2] = ch->x[r];
+        int64_t c = chunks[r] + (r == i ? dtok : 0) - (r == j ? dtok : 0);
+        int64_t P = pfx[r] + (r > i ? dtok : 0);
+        s = kvrp_chain_rank(ch, r, c, P, &ch->pre[r], &ch->w[r], &ch->x[r], err);
+    }
+    if (s == KVR_OK) *T = kvrp_chain_ttft(ch, ch->pre, ch->w, ch->x);
+    if (!keep || s != KVR_OK)
+        for (int q = i; q < r; q++) {
+            ch->pre[q] = save[3 * (q - i)];
+            ch->w[q] = save[3 * (q - i) + 1];
+            ch->x[q] = save[3 * (q - i) + 2];
+        }
+    return s;
+}
+
+/* Polishes chunks (tokens; boundaries on the g grid) in place; see kvr_predictor_predict_refined:
+ * each step takes the best one-unit move across one boundary; when none improves (and p is
+ * small), the best one-unit transfer between any two ranks (which shifts every boundary in
+ * between: the moves KVR-S also needs on ridges where two critical paths tie). */
+static kvr_status kvrp_refine(const kvr_search_costs *m, int p, int64_t C, int64_t g,
+                              int max_moves, int64_t *chunks, double *ttft_us, kvr_error *err) {
+    double sbuf[6 * KVRP_STACK_REFINE];
+    int64_t pbuf[KVRP_STACK_REFINE];
+    double *buf = p <= KVRP_STACK_REFINE ? sbuf : malloc((size_t)p * 6 * sizeof *buf);
+    int64_t *pfx = p <= KVRP_STACK_REFINE ? pbuf : malloc((size_t)p * sizeof *pfx);
+    if (!buf || !pfx) {
+        if (buf != sbuf) free(buf);
+        if (pfx != pbuf) free(pfx);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (refine, %d ranks)", p);
+    }
+    kvrp_chain ch = {m, p, kvr_search_costs_n_layers(m), kvr_search_costs_kv_bytes_per_token(m),
+                     buf, buf + p, buf + 2 * p};
+    double *save = buf + 3 * p;
+    const int64_t rem = C % g; /* off-grid tokens of the last chunk */
+    kvr_status s = KVR_OK;
+    int64_t P = 0;
+    for (int i = 0; i < p && s == KVR_OK; i++) {
+        pfx[i] = P;
+        s = kvrp_chain_rank(&ch, i, chunks[i], P, &ch.pre[i], &ch.w[i], &ch.x[i], err);
+        P += chunks[i];
+    }
+    double T = s == KVR_OK ? kvrp_chain_ttft(&ch, ch.pre, ch.w, ch.x) : 0;
+    if (max_moves == 0) max_moves = 16;
+    for (int mv = 0; mv < max_moves && s == KVR_OK && p > 1; mv++) {
+        int bi = -1, bj = -1;
+        int64_t bd = 0;
+        double bT = T * (1 - 1e-12);
+        for (int pass = 0; pass < 2 && bi < 0 && s == KVR_OK; pass++) {
+            if (pass == 1 && p > KVRP_PAIR_MAX) break;
+            for (int i = 0; i + 1 < p && s == KVR_OK; i++)
+                for (int j = i + 1; j < p && s == KVR_OK; j++) {
+                    if ((pass == 0) != (j == i + 1)) continue; /* adjacent first, then the rest */
+                    for (int d = -1; d <= 1 && s == KVR_OK; d += 2) {
+                        int64_t dt = d * g; /* rank i gains dt, rank j loses it */
+                        if (chunks[i] + dt < g || chunks[j] - dt - (j == p - 1 ? rem : 0) < g)
+                            continue;
+                        double Tn = 0;
+                        s = kvrp_transfer(&ch, chunks, pfx, i, j, dt, false, save, &Tn, err);
+                        if (s == KVR_OK && Tn < bT) {
+                            bT = Tn;
+                            bi = i;
+                            bj = j;
+                            bd = dt;
+                        }
+                    }
+                }
+        }
+        if (s != KVR_OK || bi < 0) break;
+        s = kvrp_transfer(&ch, chunks, pfx, bi, bj, bd, true, save, &T, err);
+        chunks[bi] += bd;
+        chunks[bj] -= bd;
+        for (int r = bi + 1; r <= bj; r++) pfx[r] += bd;
+    }
+    if (s == KVR_OK && ttft_us)
+        *ttft_us = T + kvr_search_costs_embed_us(m) + kvr_search_costs_head_us(m);
+    if (buf != sbuf) free(buf);
+    if (pfx != pbuf) free(pfx);
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// the predictor object
+
+kvr_status kvr_predictor_create(int64_t granularity, const char *label, kvr_predictor **out,
+                                kvr_error *err) {
+    if (!out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor: NULL argument");
+    if (granularity < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "predictor: granularity must be >= 1, got %lld",
+                             (long long)granularity);
+    kvr_predictor *kp = calloc(1, sizeof *kp);
+    if (!kp) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+    kp->g = granularity;
+    kp->label = predict_strdup(label);
+    kp->costs_source = predict_strdup("");
+    kp->model = predict_strdup("");
+    if (!kp->label || !kp->costs_source || !kp->model) {
+        kvr_predictor_destroy(kp);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+    }
+    *out = kp;
+    return KVR_OK;
+}
+
+void kvr_predictor_destroy(kvr_predictor *kp) {
+    if (!kp) return;
+    for (int i = 0; i < kp->n_e; i++) predict_kvrp_entry_free(&kp->e[i]);
+    free(kp->e);
+    free(kp->label);
+    free(kp->costs_source);
+    free(kp->model);
+    free(kp);
+}
+
+kvr_status predict_kvrp_insert(kvr_predictor *kp, predict_kvrp_entry *e, kvr_error *err) {
+    int at = 0;
+    while (at < kp->n_e && kp->e[at].p < e->p) at++;
+    if (at < kp->n_e && kp->e[at].p == e->p) {
+        predict_kvrp_entry_free(&kp->e[at]);
+        kp->e[at] = *e;
+        return KVR_OK;
+    }
+    predict_kvrp_entry *ne = realloc(kp->e, (size_t)(kp->n_e + 1) * sizeof *ne);
+    if (!ne) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+    kp->e = ne;
+    memmove(&kp->e[at + 1], &kp->e[at], (size_t)(kp->n_e - at) * sizeof *ne);
+    kp->e[at] = *e;
+    kp->n_e++;
+    return KVR_OK;
+}
+
+/* Predicts and polishes; see kvr_predict.h. */
+kvr_status kvr_predictor_predict_refined(const kvr_predictor *kp, const kvr_search_costs *m,
+                                         int p, int64_t C, int max_moves, int64_t *chunks_out,
+                                         double *ttft_us, kvr_error *err) {
+    if (!m) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predict: NULL cost model");
+    if (max_moves < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predict: max_moves must be >= 0");
+    KVR_TRY(kvr_predictor_predict(kp, p, C, chunks_out, err));
+    return kvrp_refine(m, p, C, kp->g, max_moves, chunks_out, ttft_us, err);
+}
+
+int64_t kvr_predictor_granularity(const kvr_predictor *kp) {
+    return kp ? kp->g : 0;
+}
+const char *kvr_predictor_label(const kvr_predictor *kp) {
+    return kp ? kp->label : "";
+}
+int kvr_predictor_n_ranks(const kvr_predictor *kp) {
+    return kp ? kp->n_e : 0;
+}
+int kvr_predictor_ranks(const kvr_predictor *kp, int i) {
+    return kp && i >= 0 && i < kp->n_e ? kp->e[i].p : 0;
+}
+kvr_status kvr_predictor_stats_get(const kvr_predictor *kp, int p, kvr_predictor_stats *out,
+                                   kvr_error *err) {
+    if (!kp || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor: NULL argument");
+    const predict_kvrp_entry *e = kvrp_find(kp, p);
+    if (!e)
+        return kvr_error_set(err, KVR_ERR_NOT_FOUND, "predictor: no entry for %d ranks", p);
+    *out = e->st;
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
+// fitting one rank count
+
+/* The KVR-S rows of one rank count, ascending in C, with their simulated TTFT. */
+typedef struct kvrp_set {
+    int p, n, cap;
+    int64_t *C;  /* n */
+    int64_t *ch; /* n x p */
+    double *ref; /* n: TTFT of the KVR-S partition */
+} kvrp_set;
+
+static void kvrp_set_free(kvrp_set *S) {
+    free(S->C);
+    free(S->ch);
+    free(S->ref);
+}
+
+/* Insert a row keeping C ascending (C must be new). */
+static kvr_status kvrp_set_add(kvrp_set *S, int64_t C, const int64_t *chunks, double ref,
+                               kvr_error *err) {
+    if (S->n == S->cap) {
+        int cap = S->cap ? 2 * S->cap : 16;
+        int64_t *nc = realloc(S->C, (size_t)cap * sizeof *nc);
+        if (nc) S->C = nc;
+        int64_t *nch = nc ? realloc(S->ch, (size_t)cap * (size_t)S->p * sizeof *nch) : NULL;
+        if (nch) S->ch = nch;
+        double *nr = nch ? realloc(S->ref, (size_t)cap * sizeof *nr) : NULL;
+        if (!nr) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+        S->ref = nr;
+        S->cap = cap;
+    }
+    int at = S->n;
+    while (at > 0 && S->C[at - 1] > C) at--;
+    const size_t p = (size_t)S->p;
+    memmove(S->C + at + 1, S->C + at, (size_t)(S->n - at) * sizeof *S->C);
+    memmove(S->ref + at + 1, S->ref + at, (size_t)(S->n - at) * sizeof *S->ref);
+    memmove(S->ch + (size_t)(at + 1) * p, S->ch + (size_t)at * p,
+            (size_t)(S->n - at) * p * sizeof *S->ch);
+    S->C[at] = C;
+    S->ref[at] = ref;
+    memcpy(S->ch + (size_t)at * p, chunks, p * sizeof *S->ch);
+    S->n++;
+    return KVR_OK;
+}
+
+/* Entry over the set's rows except `skip` (-1: none); contexts/chunks copied. */
+static kvr_status kvrp_entry_make(const kvrp_set *S, int skip, kvr_predictor_form form,
+                                  double c0_hint, predict_kvrp_entry *e, kvr_error *err) {
+    const int p = S->p, m = S->n - (skip >= 0 ? 1 : 0);
+    memset(e, 0, sizeof *e);
+    e->p = p;
+    e->form = form;
+    e->n = m;
+    e->c0 = c0_hint;
+    e->contexts = malloc((size_t)m * sizeof *e->contexts);
+    e->chunks = malloc((size_t)m * (size_t)p * sizeof *e->chunks);
+    if (!e->contexts || !e->chunks) {
+        predict_kvrp_entry_free(e);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+    }
+    int k = 0;
+    for (int j = 0; j < S->n; j++) {
+        if (j == skip) continue;
+        e->contexts[k] = S->C[j];
+        memcpy(e->chunks + (size_t)k * p, S->ch + (size_t)j * p, (size_t)p * sizeof *e->chunks);
+        k++;
+    }
+    kvr_status s = predict_kvrp_build(e, err);
+    if (s != KVR_OK) predict_kvrp_entry_free(e);
+    return s;
+}
+
+/* TTFT gap of the entry's prediction at C against the reference TTFT. */
+static kvr_status kvrp_gap(const predict_kvrp_entry *e, const kvr_search_costs *m, int64_t C,
+                           int64_t g, double ref_us, int64_t *buf, double *gap, kvr_error *err) {
+    kvrp_predict_entry(e, C, g, buf);
+    double t;
+    KVR_TRY(kvr_search_sim_kvr(m, e->p, buf, NULL, &t, err));
+    *gap = t / ref_us - 1;
+    return KVR_OK;
+}
+
+/* Leave-one-out over the interior contexts for every selected form; picks the form. */
+static kvr_status kvrp_select(const kvrp_set *S, unsigned mask, const kvr_search_costs *m,
+                              int64_t g, int64_t *buf, kvr_predictor_stats *st, int *best_out,
+                              kvr_error *err) {
+    const int n = S->n;
+    int best = -1;
+    double c0_hint = 0;
+    if (mask & ((1u << KVR_PREDICTOR_FORM_BALANCED) | (1u << KVR_PREDICTOR_FORM_BALANCED_RESID))) {
+        predict_kvrp_entry e; /* C0 of all rows: the starting point of every leave-one-out fit */
+        kvr_error le;
+        if (kvrp_entry_make(S, -1, KVR_PREDICTOR_FORM_BALANCED, 0, &e, &le) == KVR_OK) {
+            c0_hint = e.c0;
+            predict_kvrp_entry_free(&e);
+        }
+    }
+    st->loo_mean_gap = st->loo_max_gap = NAN;
+    for (int f = 0; f < KVR_PREDICTOR_FORM_COUNT; f++) {
+        st->cand_mean_gap[f] = st->cand_max_gap[f] = NAN;
+        if (!(mask & (1u << f))) continue;
+        /* the ends are left in: holding them out would be extrapolation */
+        if (n < 3 || n - 1 < predict_form_min_knots((kvr_predictor_form)f)) continue;
+        double sum = 0, mx = -INFINITY;
+        for (int j = 1; j + 1 < n; j++) {
+            predict_kvrp_entry e;
+            kvr_error le;
+            if (kvrp_entry_make(S, j, (kvr_predictor_form)f, c0_hint, &e, &le) != KVR_OK) {
+                mx = NAN; /* the form cannot be built without this context */
+                break;
+            }
+            double gap = 0;
+            kvr_status s = kvrp_gap(&e, m, S->C[j], g, S->ref[j], buf, &gap, err);
+            predict_kvrp_entry_free(&e);
+            if (s != KVR_OK) return s;
+            sum += gap;
+            if (gap > mx) mx = gap;
+        }
+        if (isnan(mx)) continue;
+        st->cand_mean_gap[f] = sum / (n - 2);
+        st->cand_max_gap[f] = mx;
+        /* the lowest worst-case gap wins; within 0.005 percentage points, the lower mean */
+        if (best < 0 || mx < st->cand_max_gap[best] - 5e-5 ||
+            (mx <= st->cand_max_gap[best] + 5e-5 &&
+             st->cand_mean_gap[f] < st->cand_mean_gap[best]))
+            best = f;
+    }
+    if (best >= 0) {
+        st->loo_mean_gap = st->cand_mean_gap[best];
+        st->loo_max_gap = st->cand_max_gap[best];
+    } else {
+        /* nothing could be held out: the first selected form the contexts can carry */
+        for (int f = 0; f < KVR_PREDICTOR_FORM_COUNT && best < 0; f++)
+            if ((mask & (1u << f)) && n >= predict_form_min_knots((kvr_predictor_form)f)) best = f;
+        if (best < 0)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "predictor: %d ranks: %d context%s cannot carry any selected "
+                                 "form",
+                                 S->p, n, n == 1 ? "" : "s");
+    }
+    *best_out = best;
+    return KVR_OK;
+}
+
+/* A probe of densification: a context between two rows with its KVR-S partition. */
+typedef struct kvrp_probe {
+    int64_t C;
+    double ref;
+    int64_t *ch; /* p */
+} kvrp_probe;
+
+/* Fits one rank count; see kvr_predict.h. */
+kvr_status kvr_predictor_add(kvr_predictor *kp, const kvr_search_costs *m, int p, int n,
+                             const int64_t *contexts, const int64_t *chunks,
+                             const kvr_predictor_options *opt, kvr_error *err) {
+    if (!kp || !m || !contexts || !chunks)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor: NULL argument");
+    kvr_predictor_options o = opt ? *opt : kvr_predictor_options_default();
+    const unsigned all = (1u << KVR_PREDICTOR_FORM_COUNT) - 1;
+    unsigned mask = o.forms ? o.forms & all : all;
+    if (p < 1 || p > 65536)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "predictor: ranks must be in 1..65536, got %d", p);
+    if (n < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor: %d ranks: no contexts", p);
+    if (mask == 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor: no known form selected");
+    if (!(o.densify_gap >= 0) || o.max_contexts < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "predictor: densify_gap and max_contexts must be >= 0");
+    const int64_t g = kp->g;
+    kvrp_set S = {p, 0, 0, NULL, NULL, NULL};
+    kvrp_probe *pr = NULL;
+    int n_pr = 0;
+    int64_t *buf = malloc((size_t)p * sizeof *buf);
+    predict_kvrp_entry fin;
+    memset(&fin, 0, sizeof fin);
+    kvr_status s = KVR_OK;
+    if (!buf) {
+        s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+        goto done;
+    }
+    for (int j = 0; j < n && s == KVR_OK; j++) {
+        const int64_t C = contexts[j], *ch = chunks + (size_t)j * p;
+        if (C < (int64_t)p * g) {
+            s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                              "predictor: %d ranks, context %lld < ranks x granularity (%lld)", p,
+                              (long long)C, (long long)(p * g));
+            break;
+        }
+        int64_t sum = 0;
+        for (int i = 0; i < p; i++) {
+            if (ch[i] < 1 || (i + 1 < p && (sum + ch[i]) % g != 0)) {
+                s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                  "predictor: %d ranks, context %lld: the partition is not on "
+                                  "the granularity-%lld grid with chunks >= 1 (chunk %d = %lld)",
+                                  p, (long long)C, (long long)g, i, (long long)ch[i]);
+                break;
+            }
+            sum += ch[i];
+        }
+        if (s == KVR_OK && sum != C)
+            s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                              "predictor: %d ranks, context %lld: the partition sums to %lld", p,
+                              (long long)C, (long long)sum);
+        for (int k = 0; k < S.n && s == KVR_OK; k++)
+            if (S.C[k] == C)
+                s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                  "predictor: %d ranks: context %lld twice", p, (long long)C);
+        double ref = 0;
+        if (s == KVR_OK) s = kvr_search_sim_kvr(m, p, ch, NULL, &ref, err);
+        if (s == KVR_OK) s = kvrp_set_add(&S, C, ch, ref, err);
+    }
+    if (s != KVR_OK) goto done;
+    const int n_table = S.n;
+    const int max_ctx = o.max_contexts > 0 ? o.max_contexts : 4 * n_table + 16;
+    kvr_search_params sp = o.search;
+    if (sp.granularity == 0) sp = kvr_search_params_default();
+    sp.granularity = g;
+
+    kvr_predictor_stats st;
+    memset(&st, 0, sizeof st);
+    int best = -1;
+    for (int round = 0;; round++) {
+        s = kvrp_select(&S, mask, m, g, buf, &st, &best, err);
+        if (s != KVR_OK) goto done;
+        predict_kvrp_entry_free(&fin);
+        s = kvrp_entry_make(&S, -1, (kvr_predictor_form)best, 0, &fin, err);
+        if (s != KVR_OK) goto done;
+        if (!(o.densify_gap > 0) || round >= 8 || S.n >= max_ctx || S.n < 2) break;
+        /* probe the (geometric) middle of every interval wide enough; keep those where the
+         * current fit misses KVR-S by more than the target */
+        int64_t *add = malloc((size_t)S.n * sizeof *add);
+        int n_add = 0;
+        if (!add) {
+            s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+            goto done;
+        }
+        for (int j = 0; j + 1 < S.n && s == KVR_OK; j++) {
+            int64_t a = S.C[j], b = S.C[j + 1];
+            if (b - a < 4 * g || (double)b < 1.02 * (double)a) continue;
+            int64_t mid = (int64_t)llround(sqrt((double)a * (double)b));
+            if (mid <= a || mid >= b) continue;
+            int k = 0;
+            while (k < n_pr && pr[k].C != mid) k++;
+            if (k == n_pr) {
+                kvrp_probe *np = realloc(pr, (size_t)(n_pr + 1) * sizeof *np);
+                int64_t *pch = malloc((size_t)p * sizeof *pch);
+                if (!np || !pch) {
+                    if (np) pr = np;
+                    free(pch);
+                    s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+                    break;
+                }
+                pr = np;
+                kvr_search_stats ss;
+                s = kvr_search_partition(m, p, mid, &sp, pch, &ss, err);
+                if (s != KVR_OK) {
+                    free(pch);
+                    break;
+                }
+                pr[n_pr].C = mid;
+                pr[n_pr].ref = ss.ttft_us;
+                pr[n_pr].ch = pch;
+                n_pr++;
+            }
+            double gap = 0;
+            s = kvrp_gap(&fin, m, mid, g, pr[k].ref, buf, &gap, err);
+            if (s == KVR_OK && gap > o.densify_gap) add[n_add++] = k;
+        }
+        for (int a = 0; a < n_add && s == KVR_OK && S.n < max_ctx; a++)
+            s = kvrp_set_add(&S, pr[add[a]].C, pr[add[a]].ch, pr[add[a]].ref, err);
+        free(add);
+        if (s != KVR_OK) goto done;
+        if (n_add == 0) break;
+    }
+    st.n_ranks = p;
+    st.n_contexts = S.n;
+    st.n_added = S.n - n_table;
+    st.context_min = S.C[0];
+    st.context_max = S.C[S.n - 1];
+    st.form = (kvr_predictor_form)best;
+    st.fit_max_gap = -INFINITY;
+    for (int j = 0; j < S.n && s == KVR_OK; j++) {
+        double gap = 0;
+        s = kvrp_gap(&fin, m, S.C[j], g, S.ref[j], buf, &gap, err);
+        if (s == KVR_OK && gap > st.fit_max_gap) st.fit_max_gap = gap;
+    }
+    if (s != KVR_OK) goto done;
+    fin.st = st;
+    if (kp->n_e == 0) {
+        /* provenance of the first rank count fitted */
+        char *src = predict_strdup(kvr_search_costs_source(m));
+        char *mod = predict_strdup(kvr_search_costs_model_name(m));
+        if (!src || !mod) {
+            free(src);
+            free(mod);
+            s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+            goto done;
+        }
+        free(kp->costs_source);
+        free(kp->model);
+        kp->costs_source = src;
+        kp->model = mod;
+        kp->n_layers = kvr_search_costs_n_layers(m);
+    }
+    if (o.label && !kp->label[0]) {
+        char *l = predict_strdup(o.label);
+        if (l) {
+            free(kp->label);
+            kp->label = l;
+        }
+    }
+    s = predict_kvrp_insert(kp, &fin, err);
+    if (s == KVR_OK) memset(&fin, 0, sizeof fin); /* owned by kp now */
+done:
+    predict_kvrp_entry_free(&fin);
+    kvrp_set_free(&S);
+    for (int k = 0; k < n_pr; k++) free(pr[k].ch);
+    free(pr);
+    free(buf);
+    return s;
+}
+
+/* Fits every rank count of a table; see kvr_predict.h. */
+kvr_status kvr_predictor_fit(const kvr_search_costs *m, const kvr_search_table *t,
+                             int64_t granularity, const kvr_predictor_options *opt,
+                             kvr_predictor **out, kvr_error *err) {
+    if (!m || !t || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor: NULL argument");
+    kvr_predictor *kp;
+    KVR_TRY(kvr_predictor_create(granularity, opt ? opt->label : NULL, &kp, err));
+    int nr = kvr_search_table_n_rows(t);
+    int64_t *ctx = malloc((size_t)(nr > 0 ? nr : 1) * sizeof *ctx);
+    int64_t *ch = NULL;
+    bool *done = calloc((size_t)(nr > 0 ? nr : 1), sizeof *done);
+    kvr_status s = KVR_OK;
+    if (!ctx || !done) s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+    if (s == KVR_OK && nr == 0)
+        s = kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor: the table has no rows");
+    for (int a = 0; a < nr && s == KVR_OK; a++) {
+        if (done[a]) continue;
+        const int p = kvr_search_table_row(t, a)->n_ranks;
+        int n = 0;
+        int64_t *nch = realloc(ch, (size_t)nr * (size_t)p * sizeof *nch);
+        if (!nch) {
+            s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
+            break;
+        }
+        ch = nch;
+        for (int b = a; b < nr && s == KVR_OK; b++) {
+            const kvr_search_row *r = kvr_search_table_row(t, b);
+            if (r->n_ranks != p) continue;
+            done[b] = true;
+            if (!r->has[KVR_STRATEGY_KVR_S]) {
+                s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                  "predictor: table row (ranks %d, context %lld) has no KVR-S "
+                                  "partition (%s)",
+                                  p, (long long)r->context,
+                                  r->error[KVR_STRATEGY_KVR_S] ? r->error[KVR_STRATEGY_KVR_S]
+                                                               : "kvr-s not selected");
+                break;
+            }
+            ctx[n] = r->context;
+            memcpy(ch + (size_t)n * p, r->partition, (size_t)p * sizeof *ch);
+            n++;
+        }
+        if (s == KVR_OK) s = kvr_predictor_add(kp, m, p, n, ctx, ch, opt, err);
+    }
+    free(ctx);
+    free(ch);
+    free(done);
+    if (s != KVR_OK) {
+        kvr_predictor_destroy(kp);
+        return s;
+    }
+    *out = kp;
+    return KVR_OK;
+}
+
+/* Validates against fresh KVR-S searches; see kvr_predict.h. */
+kvr_status kvr_predictor_validate(const kvr_predictor *kp, const kvr_search_costs *m, int p,
+                                  const int64_t *contexts, int n, const kvr_search_params *sp,
+                                  int refine_moves, double *gaps_out,
+                                  kvr_predictor_validation *out, kvr_error *err) {
+    if (!kp || !m || !contexts || !out || n < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "validate: bad arguments");
+    kvr_search_params par = sp ? *sp : kvr_search_params_default();
+    if (!sp) par.granularity = kp->g;
+    int64_t *a = malloc((size_t)p * sizeof *a), *b = malloc((size_t)p * sizeof *b);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (validate)");
+    }
+    kvr_predictor_validation v = {n, 0, -INFINITY, 0};
+    kvr_status s = KVR_OK;
+    for (int j = 0; j < n && s == KVR_OK; j++) {
+        kvr_search_stats st;
+        double tp;
+        s = kvr_search_partition(m, p, contexts[j], &par, a, &st, err);
+        if (s == KVR_OK)
+            s = refine_moves < 0
+                    ? kvr_predictor_predict(kp, p, contexts[j], b, err)
+                    : kvr_predictor_predict_refined(kp, m, p, contexts[j], refine_moves, b, NULL,
+                                                    err);
+        if (s == KVR_OK) s = kvr_search_sim_kvr(m, p, b, NULL, &tp, err);
+        if (s != KVR_OK) break;
+        double gap = tp / st.ttft_us - 1;
+        if (gaps_out) gaps_out[j] = gap;
+        v.mean_gap += gap / n;
+        if (gap > v.max_gap) {
+            v.max_gap = gap;
+            v.worst_context = contexts[j];
+        }
+    }
+    free(a);
+    free(b);
+    if (s != KVR_OK) return s;
+    *out = v;
+    return KVR_OK;
+}
