@@ -6,10 +6,11 @@
  * execution, so repeated executions see realistic numbers and nothing drifts. Each execution
  * runs the next layer (rotating over all L), so its weights come cold from memory as in a
  * prefill. Points run in a seeded shuffled order (drift in machine load does not line up with
- * the grid, and the count-based ETA is fair), each written to the db as soon as it is measured;
- * points already in the db for the run are skipped (resume). Then refinement rounds add
- * midpoints where the measured curves bend. */
-#include "kvr_profiler.h"
+ * the grid, and the count-based ETA is fair), in blocks whose repetitions are interleaved (a
+ * burst of load elsewhere costs many points one repetition each, which their medians reject),
+ * each written to the db as soon as it is finished; points already in the db for the run are
+ * skipped (resume). Then refinement rounds add midpoints where the measured curves bend. */
+#include "profiler_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -82,50 +83,85 @@ static bool prof_done_has(const kvr_db_layer_sample *s, int64_t n, const kvr_pro
     return false;
 }
 
-/* Measure points[0..n) that are not in done[0..n_done), in order. */
+/* Make the workspace ready for a point: the chunk (and its RoPE tables) and the op. */
+static kvr_status prof_prepare(prof_layer_ctx *x, const kvr_prof_point *pt, kvr_error *err) {
+    x->op = pt->op;
+    x->c = pt->c;
+    x->prefix = pt->prefix;
+    if (pt->op == KVR_PROF_PRE || pt->op == KVR_PROF_POST)
+        return kvr_op_set_chunk(x->ws, pt->c, 0, err);
+    if (pt->op == KVR_PROF_ATTN) return kvr_op_set_chunk(x->ws, pt->c, pt->prefix, err);
+    if (pt->op == KVR_PROF_HEAD) return kvr_op_set_chunk(x->ws, 1, 0, err);
+    return KVR_OK; /* embed sets its own chunk */
+}
+
+/* Points measured together: their repetitions are interleaved round-robin, so a burst of load
+ * from elsewhere lands on one repetition of many points (which the medians reject) instead of
+ * on every repetition of one point. */
+#define PROF_BLOCK 16
+
+/* Measure pts[0..n) that are not in done[0..n_done): blocks of PROF_BLOCK points, each point's
+ * warm-ups right before its first measured execution, then one execution per point per pass
+ * until every point of the block is finished; a point is stored as soon as it finishes. A stop
+ * request ends after the current execution; the block's unfinished points are not stored. */
 static kvr_status prof_run_points(kvr_db *db, int64_t run_id, prof_layer_ctx *x,
                                   const kvr_profile_params *p, const kvr_profile_hooks *hooks,
                                   const kvr_prof_point *pts, int64_t n,
                                   const kvr_db_layer_sample *done, int64_t n_done, double *scratch,
                                   kvr_profile_result *res, kvr_error *err) {
-    for (int64_t i = 0; i < n; i++) {
-        const kvr_prof_point *pt = &pts[i];
-        char label[96];
-        snprintf(label, sizeof label, "%s c=%lld p=%lld", kvr_prof_op_name(pt->op),
-                 (long long)pt->c, (long long)pt->prefix);
-        if (prof_done_has(done, n_done, pt)) {
-            res->n_skipped++;
-            if (hooks && hooks->on_point)
-                hooks->on_point(hooks->user, label, NULL, res->n_skipped + res->n_measured,
-                                res->n_points);
-            continue;
+    const int32_t max_it = KVR_MAX(p->timing.max_iters, 1);
+    int64_t next = 0;
+    while (next < n) {
+        int64_t blk[PROF_BLOCK];
+        prof_timer tm[PROF_BLOCK];
+        int nb = 0;
+        for (; next < n && nb < PROF_BLOCK; next++) {
+            if (prof_done_has(done, n_done, &pts[next])) {
+                res->n_skipped++;
+                if (hooks && hooks->on_point)
+                    hooks->on_point(hooks->user, kvr_prof_op_name(pts[next].op), NULL,
+                                    res->n_skipped + res->n_measured, res->n_points);
+                continue;
+            }
+            prof_timer_init(&tm[nb], &p->timing, scratch + (size_t)nb * (size_t)max_it);
+            blk[nb++] = next;
         }
-        if (hooks && hooks->stop && *hooks->stop) {
-            res->stopped = true;
-            return KVR_OK;
+        for (int left = nb; left > 0;) {
+            for (int j = 0; j < nb; j++) {
+                if (tm[j].done) continue;
+                if (hooks && hooks->stop && *hooks->stop) {
+                    res->stopped = true;
+                    return KVR_OK;
+                }
+                const kvr_prof_point *pt = &pts[blk[j]];
+                KVR_TRY(prof_prepare(x, pt, err));
+                do { /* warm-ups (first visit only), then one measured execution */
+                    double us = 0;
+                    KVR_TRY(prof_layer_measure(x, tm[j].n, &us, err));
+                    prof_timer_add(&tm[j], us);
+                } while (!tm[j].warm_done || tm[j].n == 0);
+                if (!tm[j].done) continue;
+                left--;
+                kvr_db_layer_sample s;
+                memset(&s, 0, sizeof s);
+                s.run_id = run_id;
+                snprintf(s.op, sizeof s.op, "%s", kvr_prof_op_name(pt->op));
+                s.c = pt->c;
+                s.prefix = pt->prefix;
+                prof_timer_stats(&tm[j], &s.stats);
+                if (kvr_db_layer_sample_put(db, &s, err) != KVR_OK)
+                    return kvr_error_prefix(err, "storing %s c=%lld p=%lld", s.op, (long long)s.c,
+                                            (long long)s.prefix);
+                res->n_measured++;
+                if (hooks && hooks->on_point) {
+                    char label[96];
+                    snprintf(label, sizeof label, "%s c=%lld p=%lld", s.op, (long long)s.c,
+                             (long long)s.prefix);
+                    hooks->on_point(hooks->user, label, &s.stats, res->n_skipped + res->n_measured,
+                                    res->n_points);
+                }
+            }
         }
-        x->op = pt->op;
-        x->c = pt->c;
-        x->prefix = pt->prefix;
-        if (pt->op == KVR_PROF_PRE || pt->op == KVR_PROF_POST)
-            KVR_TRY(kvr_op_set_chunk(x->ws, pt->c, 0, err));
-        else if (pt->op == KVR_PROF_ATTN)
-            KVR_TRY(kvr_op_set_chunk(x->ws, pt->c, pt->prefix, err));
-        else if (pt->op == KVR_PROF_HEAD)
-            KVR_TRY(kvr_op_set_chunk(x->ws, 1, 0, err));
-        kvr_db_layer_sample s;
-        memset(&s, 0, sizeof s);
-        s.run_id = run_id;
-        snprintf(s.op, sizeof s.op, "%s", kvr_prof_op_name(pt->op));
-        s.c = pt->c;
-        s.prefix = pt->prefix;
-        KVR_TRY(kvr_time_adaptive(prof_layer_measure, x, &p->timing, scratch, &s.stats, err));
-        kvr_status st = kvr_db_layer_sample_put(db, &s, err);
-        if (st != KVR_OK) return kvr_error_prefix(err, "storing %s", label);
-        res->n_measured++;
-        if (hooks && hooks->on_point)
-            hooks->on_point(hooks->user, label, &s.stats, res->n_skipped + res->n_measured,
-                            res->n_points);
     }
     return KVR_OK;
 }
@@ -164,7 +200,7 @@ kvr_status kvr_profile_layers(kvr_db *db, int64_t run_id, const kvr_model *m,
     }
     prof_layer_ctx x = {0};
     x.cfg = cfg;
-    double *scratch = malloc((size_t)KVR_MAX(p->timing.max_iters, 1) * sizeof *scratch);
+    double *scratch = malloc((size_t)PROF_BLOCK * (size_t)KVR_MAX(p->timing.max_iters, 1) * sizeof *scratch);
     x.x_saved = malloc((size_t)c_max * (size_t)cfg->d_model * sizeof(float));
     x.tokens = malloc((size_t)c_max * sizeof *x.tokens);
     kvr_db_layer_sample *done = NULL;

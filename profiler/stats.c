@@ -1,7 +1,7 @@
 /* stats.c -- robust statistics over repetitions and the adaptive timing harness (warm-up, a
  * minimum of repetitions, more until the median is stable or the point's budget is spent), and
  * the timer's own overhead. Used for layer ops and, collectively, for transfers. */
-#include "kvr_profiler.h"
+#include "profiler_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -65,39 +65,56 @@ static void prof_insert_sorted(double *s, int32_t n, double v) {
     s[i] = v;
 }
 
+void prof_timer_init(prof_timer *t, const kvr_timing_params *tp, double *scratch) {
+    memset(t, 0, sizeof *t);
+    t->tp = tp;
+    t->s = scratch;
+    t->warm_done = tp->n_warmup <= 0;
+}
+
+bool prof_timer_wants_warmup(const prof_timer *t) {
+    return !t->warm_done;
+}
+
+void prof_timer_add(prof_timer *t, double time_us) {
+    const kvr_timing_params *tp = t->tp;
+    if (!t->warm_done) {
+        /* warm-ups: the asked number, but no more than half the budget once one has run */
+        t->n_warm++;
+        t->warm_us += time_us;
+        if (t->n_warm >= tp->n_warmup || t->warm_us > tp->budget_s * 1e6 / 2) t->warm_done = true;
+        return;
+    }
+    prof_insert_sorted(t->s, t->n, time_us);
+    t->n++;
+    t->sum_us += time_us;
+    t->stable = kvr_stats_median_stable(t->s, t->n, tp->rel_tol);
+    if (t->n >= tp->max_iters ||
+        (t->n >= tp->min_iters && (t->stable || t->sum_us >= tp->budget_s * 1e6)))
+        t->done = true;
+}
+
+void prof_timer_stats(prof_timer *t, kvr_timing_stats *out) {
+    kvr_stats_compute(t->s, t->n, out);
+    out->n_warmup = t->n_warm;
+    out->is_stable = t->stable;
+}
+
 kvr_status kvr_time_adaptive(kvr_measure_fn fn, void *user, const kvr_timing_params *tp,
                              double *scratch, kvr_timing_stats *out, kvr_error *err) {
     if (tp->min_iters < 1 || tp->max_iters < tp->min_iters || tp->n_warmup < 0)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "timing: need 1 <= min_iters (%d) <= max_iters (%d), n_warmup (%d) >= 0",
                              tp->min_iters, tp->max_iters, tp->n_warmup);
-    const double budget_us = tp->budget_s * 1e6;
-    /* warm-ups: the asked number, but no more than half the budget once one has run */
-    double warm_us = 0;
-    int32_t n_warm = 0;
-    for (int32_t w = 0; w < tp->n_warmup; w++) {
-        if (w > 0 && warm_us > budget_us / 2) break;
-        double t = 0;
-        KVR_TRY(fn(user, -tp->n_warmup + w, &t, err));
-        warm_us += t;
-        n_warm++;
+    prof_timer t;
+    prof_timer_init(&t, tp, scratch);
+    while (!t.done) {
+        double us = 0;
+        const bool warm = prof_timer_wants_warmup(&t);
+        KVR_TRY(fn(user, warm ? -tp->n_warmup + t.n_warm : t.n, &us, err));
+        prof_timer_add(&t, us);
     }
-    int32_t n = 0;
-    double sum_us = 0;
-    bool stable = false;
-    for (;;) {
-        double t = 0;
-        KVR_TRY(fn(user, n, &t, err));
-        prof_insert_sorted(scratch, n, t);
-        n++;
-        sum_us += t;
-        stable = kvr_stats_median_stable(scratch, n, tp->rel_tol);
-        if (n >= tp->max_iters) break;
-        if (n >= tp->min_iters && (stable || sum_us >= budget_us)) break;
-    }
-    kvr_stats_compute(scratch, n, out);
-    out->n_warmup = n_warm;
-    out->is_stable = stable;
+    prof_timer_stats(&t, out);
     return KVR_OK;
 }
 
