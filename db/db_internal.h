@@ -62,6 +62,12 @@ int db_bind_real(sqlite3_stmt *s, int i, double v);
 void db_col_text(sqlite3_stmt *s, int i, char *dst, size_t cap);
 double db_col_real(sqlite3_stmt *s, int i);
 
+/* Record helpers (db_records.c): bind an id (<= 0 as NULL); step a write statement to completion
+ * and reset it, mapping errors; grow a list array (NULL on allocation failure, p kept). */
+void db_bind_id(sqlite3_stmt *s, int i, int64_t id);
+kvr_status db_step_done(kvr_db *db, sqlite3_stmt *s, const char *what, kvr_error *err);
+void *db_grow(void *p, int64_t n, int64_t *cap, size_t elem);
+
 /* Growable text buffer for exports; any allocation failure sets oom and stops appending. */
 typedef struct db_buf {
     char *p;

@@ -23,15 +23,14 @@ static kvr_run_status db_run_status_parse(const char *s) {
     return KVR_RUN_FAILED;
 }
 
-static void db_bind_id(sqlite3_stmt *s, int i, int64_t id) {
+void db_bind_id(sqlite3_stmt *s, int i, int64_t id) {
     if (id > 0)
         sqlite3_bind_int64(s, i, id);
     else
         sqlite3_bind_null(s, i);
 }
 
-/* Step a write statement to completion; map errors. */
-static kvr_status db_step_done(kvr_db *db, sqlite3_stmt *s, const char *what, kvr_error *err) {
+kvr_status db_step_done(kvr_db *db, sqlite3_stmt *s, const char *what, kvr_error *err) {
     int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE) {
         kvr_status st = DB_ERR(db, rc, what, err);
@@ -42,8 +41,7 @@ static kvr_status db_step_done(kvr_db *db, sqlite3_stmt *s, const char *what, kv
     return KVR_OK;
 }
 
-/* Append-to-array helper for list queries. */
-static void *db_grow(void *p, int64_t n, int64_t *cap, size_t elem) {
+void *db_grow(void *p, int64_t n, int64_t *cap, size_t elem) {
     if (n < *cap) return p;
     int64_t nc = *cap ? *cap * 2 : 16;
     void *q = realloc(p, (size_t)nc * elem);
@@ -458,17 +456,22 @@ kvr_status kvr_db_run_delete(kvr_db *db, int64_t id, kvr_error *err) {
         "DELETE FROM layer_samples WHERE run_id=?1",
         "DELETE FROM transfer_samples WHERE run_id=?1",
         "UPDATE measured_runs SET profile_run_id=NULL WHERE profile_run_id=?1",
+        "UPDATE fits SET run_id=NULL WHERE run_id=?1",
+        "UPDATE ptables SET run_id=NULL WHERE run_id=?1",
+        "UPDATE predictors SET run_id=NULL WHERE run_id=?1",
         "DELETE FROM runs WHERE id=?1",
     };
+    enum { N_SQL = (int)(sizeof sql / sizeof sql[0]) };
     kvr_status st = KVR_OK;
-    for (int i = 0; i < 4 && st == KVR_OK; i++) {
+    for (int i = 0; i < N_SQL && st == KVR_OK; i++) {
         if (i == 2 && db->version < 2) continue;
+        if (i >= 3 && i <= 5 && db->version < 3) continue;
         sqlite3_stmt *s = NULL;
         st = db_prepare(db, sql[i], &s, err);
         if (st != KVR_OK) break;
         sqlite3_bind_int64(s, 1, id);
         st = db_step_done(db, s, "delete run", err);
-        if (st == KVR_OK && i == 3 && sqlite3_changes(db->h) == 0)
+        if (st == KVR_OK && i == N_SQL - 1 && sqlite3_changes(db->h) == 0)
             st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "run %lld not found in %s", (long long)id,
                                db->path);
         sqlite3_finalize(s);
@@ -726,12 +729,14 @@ kvr_status kvr_db_measured_run_put(kvr_db *db, kvr_db_measured_run *r, kvr_error
     bool own;
     KVR_TRY(db_tx_begin(db, &own, err));
     sqlite3_stmt *s = NULL;
+    /* a v2 file opened read-write was upgraded on open; only a v2 file cannot be written */
     kvr_status st = db_prepare(db,
                                "INSERT INTO measured_runs(ts_utc, model_id, device_id, "
                                "profile_run_id, mode, n_ranks, n_threads, n_tokens, partition, "
                                "transport, ttft_ms, predicted_ttft_ms, kvr_version, git_commit, "
-                               "host, note) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,"
-                               "?14,?15,?16)",
+                               "host, note, partition_source, predictor_id, drift) "
+                               "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
+                               "?17,?18,?19)",
                                &s, err);
     if (st == KVR_OK) {
         if (!r->ts_utc[0]) db_now_utc(r->ts_utc, sizeof r->ts_utc);
@@ -751,6 +756,9 @@ kvr_status kvr_db_measured_run_put(kvr_db *db, kvr_db_measured_run *r, kvr_error
         db_bind_text(s, 14, r->git_commit[0] ? r->git_commit : kvr_build_commit());
         db_bind_text(s, 15, r->host);
         db_bind_text(s, 16, r->note);
+        db_bind_text(s, 17, r->partition_source);
+        db_bind_id(s, 18, r->predictor_id);
+        sqlite3_bind_int(s, 19, r->drift ? 1 : 0);
         st = db_step_done(db, s, "insert measured run", err);
         if (st == KVR_OK) r->id = sqlite3_last_insert_rowid(db->h);
         sqlite3_finalize(s);
@@ -764,10 +772,16 @@ kvr_status kvr_db_measured_runs_list(kvr_db *db, kvr_db_measured_run **out, int6
     *n = 0;
     if (db->version < 2) return KVR_OK;
     sqlite3_stmt *s = NULL;
+    const bool v3 = db->version >= 3; /* a v2 file opened read-only lacks the v3 columns */
     KVR_TRY(db_prepare(db,
-                       "SELECT id, ts_utc, model_id, device_id, profile_run_id, mode, n_ranks, "
-                       "n_threads, n_tokens, partition, transport, ttft_ms, predicted_ttft_ms, "
-                       "kvr_version, git_commit, host, note FROM measured_runs ORDER BY id",
+                       v3 ? "SELECT id, ts_utc, model_id, device_id, profile_run_id, mode, "
+                            "n_ranks, n_threads, n_tokens, partition, transport, ttft_ms, "
+                            "predicted_ttft_ms, kvr_version, git_commit, host, note, "
+                            "partition_source, predictor_id, drift FROM measured_runs ORDER BY id"
+                          : "SELECT id, ts_utc, model_id, device_id, profile_run_id, mode, "
+                            "n_ranks, n_threads, n_tokens, partition, transport, ttft_ms, "
+                            "predicted_ttft_ms, kvr_version, git_commit, host, note "
+                            "FROM measured_runs ORDER BY id",
                        &s, err));
     kvr_db_measured_run *a = NULL;
     int64_t cnt = 0, cap = 0;
@@ -800,6 +814,11 @@ kvr_status kvr_db_measured_runs_list(kvr_db *db, kvr_db_measured_run **out, int6
         db_col_text(s, 14, x->git_commit, sizeof x->git_commit);
         db_col_text(s, 15, x->host, sizeof x->host);
         db_col_text(s, 16, x->note, sizeof x->note);
+        if (v3) {
+            db_col_text(s, 17, x->partition_source, sizeof x->partition_source);
+            x->predictor_id = sqlite3_column_int64(s, 18);
+            x->drift = sqlite3_column_int(s, 19) != 0;
+        }
     }
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE) {

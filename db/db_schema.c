@@ -94,9 +94,49 @@ static const char db_schema_v2[] =
     "  kvr_version TEXT NOT NULL, git_commit TEXT NOT NULL, host TEXT NOT NULL,\n"
     "  note TEXT NOT NULL);\n";
 
+/* v3: what the fitting and search stages produce, and how a measured run chose its partition.
+ * References to runs and tables are SET NULL on delete: a fit or table outlives the profile it
+ * came from (its JSON is self-describing). */
+static const char db_schema_v3[] =
+    "CREATE TABLE fits(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,\n"
+    "  target TEXT NOT NULL, form TEXT NOT NULL, n_samples INTEGER NOT NULL,\n"
+    "  r2 REAL, mape_in REAL, mape_cv REAL, max_err_cv REAL,\n"
+    "  json TEXT NOT NULL,\n"
+    "  ts_utc TEXT NOT NULL, kvr_version TEXT NOT NULL, git_commit TEXT NOT NULL);\n"
+    "CREATE INDEX fits_run ON fits(run_id);\n"
+    "CREATE TABLE ptables(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,\n"
+    "  source TEXT NOT NULL, links TEXT NOT NULL, granularity INTEGER NOT NULL,\n"
+    "  json TEXT NOT NULL,\n"
+    "  ts_utc TEXT NOT NULL, kvr_version TEXT NOT NULL, git_commit TEXT NOT NULL);\n"
+    "CREATE TABLE ptable_rows(\n"
+    "  table_id INTEGER NOT NULL REFERENCES ptables(id) ON DELETE CASCADE,\n"
+    "  n_ranks INTEGER NOT NULL, context INTEGER NOT NULL, partition TEXT NOT NULL,\n"
+    "  ttft_kvrs_ms REAL, ttft_kvre_ms REAL, ttft_tsp_ms REAL, ttft_ring_ms REAL,\n"
+    "  ttft_single_ms REAL, best TEXT NOT NULL, search_ms REAL,\n"
+    "  PRIMARY KEY(table_id, n_ranks, context));\n"
+    "CREATE TABLE predictors(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  table_id INTEGER REFERENCES ptables(id) ON DELETE SET NULL,\n"
+    "  run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,\n"
+    "  n_ranks INTEGER NOT NULL, links TEXT NOT NULL, form TEXT NOT NULL,\n"
+    "  gap_mean REAL, gap_max REAL, err_band REAL,\n"
+    "  json TEXT NOT NULL,\n"
+    "  ts_utc TEXT NOT NULL, kvr_version TEXT NOT NULL, git_commit TEXT NOT NULL);\n"
+    "CREATE INDEX predictors_ranks ON predictors(n_ranks);\n"
+    "ALTER TABLE measured_runs ADD COLUMN partition_source TEXT NOT NULL DEFAULT '';\n"
+    "ALTER TABLE measured_runs ADD COLUMN predictor_id INTEGER\n"
+    "  REFERENCES predictors(id) ON DELETE SET NULL;\n"
+    "ALTER TABLE measured_runs ADD COLUMN drift INTEGER NOT NULL DEFAULT 0;\n";
+
 static const db_migration db_migrations[] = {
     {1, "devices, models, profile runs, layer and transfer samples", db_schema_v1},
     {2, "measured runs", db_schema_v2},
+    {3, "fits, partition tables and rows, predictors; measured runs: partition source, "
+        "predictor, drift", db_schema_v3},
 };
 #define DB_N_MIGRATIONS ((int32_t)(sizeof db_migrations / sizeof db_migrations[0]))
 _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == KVR_DB_SCHEMA_VERSION,

@@ -1,5 +1,6 @@
 /* kvr_db.h -- the SQLite store (DESIGN.md section 7): devices, models, profile runs with their
- * provenance, layer samples, transfer samples and measured runs, in one file (default ./kvr.db).
+ * provenance, layer samples, transfer samples, measured runs, fitted cost-model terms, KVR-S
+ * partition tables and KVR-P predictors, in one file (default ./kvr.db).
  *
  * The file is in WAL mode with a busy timeout, so several processes may write it at once (each
  * write waits for the others instead of failing). The schema carries a version: a file made by
@@ -30,7 +31,7 @@ extern "C" {
 #endif
 
 /* The schema version this kvr writes; files with a higher user_version are refused. */
-#define KVR_DB_SCHEMA_VERSION 2
+#define KVR_DB_SCHEMA_VERSION 3
 
 typedef struct kvr_db kvr_db;
 
@@ -178,7 +179,54 @@ typedef struct kvr_db_measured_run {
     double ttft_ms;
     double predicted_ttft_ms; /* < 0 = none */
     char kvr_version[32], git_commit[48], host[128], note[256];
+    /* schema v3 (files upgraded from v2 read "" / 0 / false for older rows) */
+    char partition_source[16]; /* "auto" | "even" | "explicit" | "" (unknown) */
+    int64_t predictor_id;      /* the KVR-P predictor that chose the partition (0 = none) */
+    bool drift;                /* measured TTFT left the predictor's error band (err_band) */
 } kvr_db_measured_run;
+
+/* A fitted cost-model term (kvr-fit). */
+typedef struct kvr_db_fit {
+    int64_t id, run_id; /* run_id: the profile run it was fitted on (0 = none) */
+    char target[32];    /* "attn" | "pre" | "post" | "head" | "embed" | "link" | "link:0-1" ... */
+    char form[32];      /* the predictor module's form name */
+    int64_t n_samples;
+    double r2, mape_in, mape_cv, max_err_cv; /* relative errors as fractions; < 0 = not computed */
+    char *json; /* the predictor module's serialisation (owned; freed by kvr_db_fits_free) */
+    char ts_utc[32], kvr_version[32], git_commit[48]; /* "" on put = now / this build */
+} kvr_db_fit;
+
+/* A KVR-S partition table (kvr-search). */
+typedef struct kvr_db_ptable {
+    int64_t id, run_id;              /* run_id: profile run the costs came from; 0 = a cost file */
+    char source[256], links[256];    /* cost source description; link settings */
+    int32_t granularity;             /* tokens */
+    char *json;                      /* the full self-describing JSON export (owned) */
+    char ts_utc[32], kvr_version[32], git_commit[48]; /* "" on put = now / this build */
+} kvr_db_ptable;
+
+/* One (ranks, context) row of a partition table. */
+typedef struct kvr_db_ptable_row {
+    int64_t table_id;
+    int32_t n_ranks;
+    int64_t context;          /* tokens */
+    char partition[4096];     /* KVR-S "c0,c1,..." */
+    double ttft_ms[5];        /* kvr-s, kvr-e, tsp, ring, single (KVR_DB_TTFT_*); < 0 = n/a */
+    char best[16];            /* strategy name */
+    double search_ms;         /* time the search took */
+} kvr_db_ptable_row;
+enum { KVR_DB_TTFT_KVRS, KVR_DB_TTFT_KVRE, KVR_DB_TTFT_TSP, KVR_DB_TTFT_RING, KVR_DB_TTFT_SINGLE };
+
+/* A KVR-P predictor (kvr-fit --kvrp). */
+typedef struct kvr_db_predictor {
+    int64_t id, table_id, run_id; /* run_id: the profile run behind the table (0 = none) */
+    int32_t n_ranks;
+    char links[256], form[32];
+    double gap_mean, gap_max; /* held-out TTFT gap vs KVR-S, fractions */
+    double err_band; /* held-out relative error band of the cost model's TTFT (drift threshold) */
+    char *json;      /* kvr_predictor serialisation (owned) */
+    char ts_utc[32], kvr_version[32], git_commit[48]; /* "" on put = now / this build */
+} kvr_db_predictor;
 
 // ----------------------------------------------------------------------------
 // devices and models: find-or-insert by every descriptive field
@@ -245,6 +293,48 @@ KVR_API kvr_status kvr_db_transfer_samples_get(kvr_db *db, int64_t run_id,
 KVR_API kvr_status kvr_db_measured_run_put(kvr_db *db, kvr_db_measured_run *r, kvr_error *err);
 KVR_API kvr_status kvr_db_measured_runs_list(kvr_db *db, kvr_db_measured_run **out, int64_t *n,
                                              kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// fits, partition tables, predictors (schema v3)
+//
+// Puts copy the record (json included) and set its id, and fill empty ts_utc / kvr_version /
+// git_commit with now / this build. Lists are oldest first; their records own their json: free
+// the whole array with the matching _free (NULL, 0 is a no-op). On a file at schema version < 3
+// (opened read-only) lists are empty and puts fail with KVR_ERR_UNSUPPORTED. A deleted profile
+// run leaves its fits, tables and predictors in place with run_id 0; a deleted table leaves its
+// predictors with table_id 0.
+
+/* Store a fit; f->id is set. Errors: KVR_ERR_INVALID_ARG (empty target or form). */
+KVR_API kvr_status kvr_db_fit_put(kvr_db *db, kvr_db_fit *f, kvr_error *err);
+/* Fits of one profile run (run_id > 0) or all of them (0). */
+KVR_API kvr_status kvr_db_fits_list(kvr_db *db, int64_t run_id, kvr_db_fit **out, int64_t *n,
+                                    kvr_error *err);
+KVR_API void kvr_db_fits_free(kvr_db_fit *f, int64_t n);
+
+/* Store a table and its n rows in one transaction (all or none); t->id is set (the rows'
+ * table_id is ignored). Errors: KVR_ERR_INVALID_ARG (a row with n_ranks < 1 or context < 1, two
+ * rows with the same (n_ranks, context)). */
+KVR_API kvr_status kvr_db_ptable_put(kvr_db *db, kvr_db_ptable *t, const kvr_db_ptable_row *rows,
+                                     int64_t n, kvr_error *err);
+KVR_API kvr_status kvr_db_ptables_list(kvr_db *db, kvr_db_ptable **out, int64_t *n,
+                                       kvr_error *err);
+/* A table's rows ordered by n_ranks, context (free with kvr_db_free). Errors: KVR_ERR_NOT_FOUND
+ * (no such table). */
+KVR_API kvr_status kvr_db_ptable_rows_get(kvr_db *db, int64_t table_id, kvr_db_ptable_row **out,
+                                          int64_t *n, kvr_error *err);
+KVR_API void kvr_db_ptables_free(kvr_db_ptable *t, int64_t n);
+
+/* Store a predictor; p->id is set. Errors: KVR_ERR_INVALID_ARG (n_ranks < 1). */
+KVR_API kvr_status kvr_db_predictor_put(kvr_db *db, kvr_db_predictor *p, kvr_error *err);
+KVR_API kvr_status kvr_db_predictors_list(kvr_db *db, kvr_db_predictor **out, int64_t *n,
+                                          kvr_error *err);
+/* Newest predictor for n_ranks whose run's model has model_id (0 = any model). *out is
+ * overwritten on success; out->json is malloc'd: free it with kvr_db_free(out->json).
+ * KVR_ERR_NOT_FOUND names what is missing
+ * and the command to make one. */
+KVR_API kvr_status kvr_db_predictor_latest(kvr_db *db, int32_t n_ranks, int64_t model_id,
+                                           kvr_db_predictor *out, kvr_error *err);
+KVR_API void kvr_db_predictors_free(kvr_db_predictor *p, int64_t n);
 
 // ----------------------------------------------------------------------------
 // export and import (formats in docs/db.md)

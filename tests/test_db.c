@@ -287,6 +287,255 @@ static void test_migrate_from_every_version(void) {
     }
 }
 
+/* Schema v3: fits, partition tables with rows, predictors, and the measured-run columns
+ * round-trip; latest picks the newest per ranks and model and names what is missing. */
+static void test_results_roundtrip(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    const int64_t run = make_run(db);
+    kvr_db_run rr;
+    KVR_CHECK_OK(kvr_db_run_get(db, run, &rr, &err), &err);
+
+    kvr_db_fit f;
+    memset(&f, 0, sizeof f);
+    f.run_id = run;
+    snprintf(f.target, sizeof f.target, "attn");
+    snprintf(f.form, sizeof f.form, "causal_area");
+    f.n_samples = 42;
+    f.r2 = 0.998;
+    f.mape_in = 0.012;
+    f.mape_cv = -1;
+    f.max_err_cv = 0.05;
+    f.json = "{\"form\":\"causal_area\",\"coef\":[1,2,3]}";
+    KVR_CHECK_OK(kvr_db_fit_put(db, &f, &err), &err);
+    KVR_CHECK(f.id > 0 && f.ts_utc[0] && f.kvr_version[0]);
+    kvr_db_fit f2 = f;
+    f2.run_id = 0;
+    snprintf(f2.target, sizeof f2.target, "link:0-1");
+    KVR_CHECK_OK(kvr_db_fit_put(db, &f2, &err), &err);
+    f2.form[0] = 0;
+    KVR_CHECK(kvr_db_fit_put(db, &f2, &err) == KVR_ERR_INVALID_ARG);
+    kvr_db_fit *fl = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_fits_list(db, run, &fl, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+        KVR_CHECK(!strcmp(fl[0].target, "attn") && !strcmp(fl[0].json, f.json));
+        KVR_CHECK_NEAR(fl[0].r2, 0.998, 0, 0);
+        KVR_CHECK_NEAR(fl[0].mape_cv, -1, 0, 0);
+        KVR_CHECK_NEAR(fl[0].max_err_cv, 0.05, 0, 0);
+        KVR_CHECK_EQ_INT(fl[0].n_samples, 42);
+    }
+    kvr_db_fits_free(fl, n);
+    KVR_CHECK_OK(kvr_db_fits_list(db, 0, &fl, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 2);
+    kvr_db_fits_free(fl, n);
+
+    kvr_db_ptable t;
+    memset(&t, 0, sizeof t);
+    t.run_id = run;
+    snprintf(t.source, sizeof t.source, "profile run %lld", (long long)run);
+    snprintf(t.links, sizeof t.links, "profile");
+    t.granularity = 16;
+    t.json = "{\"kvr_partition_table\":1}";
+    kvr_db_ptable_row rows[3];
+    memset(rows, 0, sizeof rows);
+    for (int i = 0; i < 3; i++) {
+        rows[i].n_ranks = i < 2 ? 2 : 4;
+        rows[i].context = i == 1 ? 4096 : 2048;
+        snprintf(rows[i].partition, sizeof rows[i].partition, i < 2 ? "1200,848" : "800,512,400,336");
+        for (int k = 0; k < 5; k++) rows[i].ttft_ms[k] = 100 + 10 * k + i;
+        rows[i].ttft_ms[KVR_DB_TTFT_RING] = -1;
+        snprintf(rows[i].best, sizeof rows[i].best, "kvr-s");
+        rows[i].search_ms = 0.25;
+    }
+    KVR_CHECK_OK(kvr_db_ptable_put(db, &t, rows, 3, &err), &err);
+    KVR_CHECK(t.id > 0);
+    kvr_db_ptable_row *rg = NULL;
+    KVR_CHECK_OK(kvr_db_ptable_rows_get(db, t.id, &rg, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 3);
+    if (n == 3) {
+        KVR_CHECK(rg[0].n_ranks == 2 && rg[0].context == 2048 && rg[1].context == 4096);
+        KVR_CHECK(!strcmp(rg[2].partition, "800,512,400,336"));
+        KVR_CHECK_NEAR(rg[1].ttft_ms[KVR_DB_TTFT_TSP], 121, 0, 0);
+        KVR_CHECK_NEAR(rg[1].ttft_ms[KVR_DB_TTFT_RING], -1, 0, 0);
+        KVR_CHECK(!strcmp(rg[0].best, "kvr-s") && rg[0].table_id == t.id);
+    }
+    kvr_db_free(rg);
+    /* a duplicate row: nothing of the table stays */
+    rows[1] = rows[0];
+    kvr_db_ptable t2 = t;
+    KVR_CHECK(kvr_db_ptable_put(db, &t2, rows, 3, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(err.msg, "two rows") != NULL);
+    kvr_db_ptable *tl = NULL;
+    KVR_CHECK_OK(kvr_db_ptables_list(db, &tl, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 1);
+    if (n == 1) KVR_CHECK(tl[0].granularity == 16 && !strcmp(tl[0].json, t.json));
+    kvr_db_ptables_free(tl, n);
+    KVR_CHECK(kvr_db_ptable_rows_get(db, 999, &rg, &n, &err) == KVR_ERR_NOT_FOUND);
+
+    /* predictors: newest per ranks (and model) */
+    kvr_db_predictor p;
+    memset(&p, 0, sizeof p);
+    KVR_CHECK(kvr_db_predictor_latest(db, 2, 0, &p, &err) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(strstr(err.msg, "2 ranks") && strstr(err.msg, "kvr-fit"));
+    p.table_id = t.id;
+    p.run_id = run;
+    p.n_ranks = 2;
+    snprintf(p.form, sizeof p.form, "linear");
+    p.gap_mean = 0.001;
+    p.gap_max = 0.004;
+    p.err_band = 0.08;
+    p.json = "{\"kvr_predictor\":1}";
+    KVR_CHECK_OK(kvr_db_predictor_put(db, &p, &err), &err);
+    const int64_t p1 = p.id;
+    snprintf(p.form, sizeof p.form, "pchip");
+    p.run_id = 0; /* no run: any model only */
+    KVR_CHECK_OK(kvr_db_predictor_put(db, &p, &err), &err);
+    KVR_CHECK(p.id > p1);
+    kvr_db_predictor got;
+    KVR_CHECK_OK(kvr_db_predictor_latest(db, 2, 0, &got, &err), &err);
+    KVR_CHECK(got.id == p.id && !strcmp(got.form, "pchip"));
+    kvr_db_free(got.json);
+    KVR_CHECK_OK(kvr_db_predictor_latest(db, 2, rr.model_id, &got, &err), &err);
+    KVR_CHECK(got.id == p1 && !strcmp(got.form, "linear") && !strcmp(got.json, p.json));
+    KVR_CHECK_NEAR(got.err_band, 0.08, 0, 0);
+    kvr_db_free(got.json);
+    KVR_CHECK(kvr_db_predictor_latest(db, 2, rr.model_id + 100, &got, &err) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(kvr_db_predictor_latest(db, 4, 0, &got, &err) == KVR_ERR_NOT_FOUND);
+    kvr_db_predictor *pl = NULL;
+    KVR_CHECK_OK(kvr_db_predictors_list(db, &pl, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 2);
+    kvr_db_predictors_free(pl, n);
+
+    kvr_db_measured_run mr;
+    memset(&mr, 0, sizeof mr);
+    snprintf(mr.mode, sizeof mr.mode, "kvr");
+    mr.n_ranks = 2, mr.n_threads = 1, mr.n_tokens = 2048, mr.ttft_ms = 900;
+    mr.predicted_ttft_ms = 880;
+    snprintf(mr.partition_source, sizeof mr.partition_source, "auto");
+    mr.predictor_id = p1;
+    mr.drift = true;
+    KVR_CHECK_OK(kvr_db_measured_run_put(db, &mr, &err), &err);
+    kvr_db_measured_run *ml = NULL;
+    KVR_CHECK_OK(kvr_db_measured_runs_list(db, &ml, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 1);
+    if (n == 1)
+        KVR_CHECK(!strcmp(ml[0].partition_source, "auto") && ml[0].predictor_id == p1 &&
+                  ml[0].drift);
+    kvr_db_free(ml);
+
+    /* deleting the run keeps what was derived from it, unlinked */
+    KVR_CHECK_OK(kvr_db_run_delete(db, run, &err), &err);
+    KVR_CHECK_OK(kvr_db_fits_list(db, 0, &fl, &n, &err), &err);
+    KVR_CHECK(n == 2 && fl[0].run_id == 0);
+    kvr_db_fits_free(fl, n);
+    KVR_CHECK_OK(kvr_db_ptables_list(db, &tl, &n, &err), &err);
+    KVR_CHECK(n == 1 && tl[0].run_id == 0);
+    kvr_db_ptables_free(tl, n);
+    bool ok = false;
+    char rep[512];
+    KVR_CHECK_OK(kvr_db_check(db, &ok, rep, sizeof rep, &err), &err);
+    KVR_CHECK(ok);
+    kvr_db_close(db);
+}
+
+/* A version-2 file with a profile run, samples and a measured run opens read-only as version 2
+ * (lists of v3 records empty, measured runs readable), then read-write: it is upgraded to
+ * version 3 with every row intact and the new columns at their defaults. */
+static void test_migrate_v2_data_intact(void) {
+    const char *path = tmp_path("v2.db");
+    rm_db(path);
+    sqlite3 *h = NULL;
+    KVR_CHECK(sqlite3_open(path, &h) == SQLITE_OK);
+    kvr_error err = {0};
+    KVR_CHECK_OK(db_migrate(h, path, 2, &err), &err);
+    KVR_CHECK(sqlite3_exec(h,
+                           "INSERT INTO runs(kind,status,backend,dtype,transport,n_threads,"
+                           "n_ranks,kvr_version,git_commit,build_type,host,device_name,blas,"
+                           "mpi_version,cuda_version,nccl_version,ts_utc,ts_end_utc,n_warmup,"
+                           "n_iters_min,n_iters_max,grid,ops,params,source,pid,pid_start,note) "
+                           "VALUES('profile','complete','cpu','f32','threads',1,2,'0.1.0','v2c',"
+                           "'','h','cpu','','','','','2024-01-01T00:00:00Z','',1,3,30,'quick',"
+                           "'pre,attn','','kvr-profile',1,0,'');"
+                           "INSERT INTO layer_samples(run_id,op,c,prefix,n_warmup,n_iters,"
+                           "median_us,is_stable,ts_utc) VALUES(1,'attn',256,1024,1,5,812.5,1,'t');"
+                           "INSERT INTO transfer_samples(run_id,pattern,src,dst,n_ranks,"
+                           "size_bytes,n_warmup,n_iters,median_us,is_stable,ts_utc) "
+                           "VALUES(1,'p2p',0,1,2,65536,1,5,12.5,1,'t');"
+                           "INSERT INTO measured_runs(ts_utc,profile_run_id,mode,n_ranks,"
+                           "n_threads,n_tokens,partition,transport,ttft_ms,kvr_version,"
+                           "git_commit,host,note) VALUES('2024-01-02T00:00:00Z',1,'kvr',2,1,"
+                           "2048,'1200,848','threads',950.5,'0.1.0','v2c','h','')",
+                           NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(h);
+
+    kvr_db_open_params ro = kvr_db_open_params_default();
+    ro.read_only = true;
+    kvr_db *db = NULL;
+    KVR_CHECK_OK(kvr_db_open(path, &ro, &db, &err), &err);
+    if (db) {
+        KVR_CHECK_EQ_INT(kvr_db_schema_version(db), 2);
+        kvr_db_measured_run *ml = NULL;
+        int64_t n = 0;
+        KVR_CHECK_OK(kvr_db_measured_runs_list(db, &ml, &n, &err), &err);
+        KVR_CHECK(n == 1 && ml[0].ttft_ms == 950.5 && !ml[0].partition_source[0]);
+        kvr_db_free(ml);
+        kvr_db_ptable *tl = NULL;
+        KVR_CHECK_OK(kvr_db_ptables_list(db, &tl, &n, &err), &err);
+        KVR_CHECK(n == 0 && tl == NULL);
+        kvr_db_predictor p;
+        KVR_CHECK(kvr_db_predictor_latest(db, 2, 0, &p, &err) == KVR_ERR_NOT_FOUND);
+        kvr_db_fit f;
+        memset(&f, 0, sizeof f);
+        snprintf(f.target, sizeof f.target, "pre");
+        snprintf(f.form, sizeof f.form, "linear");
+        KVR_CHECK(kvr_db_fit_put(db, &f, &err) == KVR_ERR_UNSUPPORTED);
+        kvr_db_close(db);
+    }
+
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+    if (!db) return;
+    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), 3);
+    kvr_db_run r;
+    KVR_CHECK_OK(kvr_db_run_get(db, 1, &r, &err), &err);
+    KVR_CHECK(!strcmp(r.git_commit, "v2c") && r.n_ranks == 2 && !strcmp(r.ops, "pre,attn"));
+    kvr_db_layer_sample *ls = NULL;
+    kvr_db_transfer_sample *ts = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_layer_samples_get(db, 1, &ls, &n, &err), &err);
+    KVR_CHECK(n == 1 && ls[0].c == 256 && ls[0].prefix == 1024 && ls[0].stats.median_us == 812.5);
+    kvr_db_free(ls);
+    KVR_CHECK_OK(kvr_db_transfer_samples_get(db, 1, &ts, &n, &err), &err);
+    KVR_CHECK(n == 1 && ts[0].size_bytes == 65536 && ts[0].stats.median_us == 12.5);
+    kvr_db_free(ts);
+    kvr_db_measured_run *ml = NULL;
+    KVR_CHECK_OK(kvr_db_measured_runs_list(db, &ml, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+        KVR_CHECK(!strcmp(ml[0].partition, "1200,848") && ml[0].profile_run_id == 1);
+        KVR_CHECK_NEAR(ml[0].ttft_ms, 950.5, 0, 0);
+        KVR_CHECK(!ml[0].partition_source[0] && ml[0].predictor_id == 0 && !ml[0].drift);
+    }
+    kvr_db_free(ml);
+    /* the v3 tables work on the upgraded file */
+    kvr_db_ptable t;
+    memset(&t, 0, sizeof t);
+    t.run_id = 1;
+    t.granularity = 16;
+    t.json = "{}";
+    kvr_db_ptable_row row;
+    memset(&row, 0, sizeof row);
+    row.n_ranks = 2;
+    row.context = 2048;
+    KVR_CHECK_OK(kvr_db_ptable_put(db, &t, &row, 1, &err), &err);
+    bool ok = false;
+    char rep[512];
+    KVR_CHECK_OK(kvr_db_check(db, &ok, rep, sizeof rep, &err), &err);
+    KVR_CHECK(ok);
+    kvr_db_close(db);
+}
+
 static bool file_equals(const char *path, const char *want, size_t n) {
     FILE *f = fopen(path, "rb");
     if (!f) return false;
@@ -748,6 +997,8 @@ static const kvr_test_case cases[] = {
     {"samples_roundtrip", test_samples_roundtrip},
     {"transaction_all_or_nothing", test_transaction_all_or_nothing},
     {"migrate_from_every_version", test_migrate_from_every_version},
+    {"migrate_v2_data_intact", test_migrate_v2_data_intact},
+    {"results_roundtrip", test_results_roundtrip},
     {"newer_schema_refused", test_newer_schema_refused},
     {"foreign_files_refused", test_foreign_files_refused},
     {"wal_and_read_only", test_wal_and_read_only},

@@ -1,6 +1,7 @@
 /* kvr_db.c -- kvr-db: look into and maintain the SQLite store: list and show runs, export a
  * run's samples as CSV or JSON, import samples measured elsewhere (CSV, docs/db.md), delete a
- * run, check integrity, and the single-rank TTFT a profile predicts.
+ * run, check integrity, the single-rank TTFT a profile predicts, and list the partition tables
+ * (kvr-search), fits and predictors (kvr-fit) and measured runs (kvr-run) stored with them.
  *
  * Build: cmake -B build && cmake --build build      Run: build/tools/kvr-db --help
  *   build/tools/kvr-db list
@@ -9,6 +10,7 @@
  *   build/tools/kvr-db import vllm_timings.csv --set model.name=Llama-2-7b --set model.n_layers=32
  *   build/tools/kvr-db ttft 3 512 2048 4096
  *   build/tools/kvr-db check
+ *   build/tools/kvr-db tables; build/tools/kvr-db table 1; build/tools/kvr-db fits; ... predictors
  * Exit codes: 0 ok, 1 runtime failure (or check found problems), 2 usage error.
  */
 #include "kvr_profiler.h"
@@ -41,13 +43,19 @@ static void usage(FILE *f) {
             "  delete RUN                a run and its samples\n"
             "  check                     integrity (exit 1 on any problem)\n"
             "  ttft RUN C [C...]         single-rank TTFT the profile predicts for C tokens\n"
+            "  tables                    KVR-S partition tables (kvr-search --db)\n"
+            "  table ID                  a table's rows (--json: its full JSON export)\n"
+            "  fits [RUN]                fitted cost-model terms (kvr-fit), of one run or all\n"
+            "  predictors                KVR-P predictors (kvr-fit --kvrp)\n"
+            "  measured                  measured TTFTs (kvr-run --db)\n"
             "options:\n"
             "  -d, --db PATH             the store (default ./kvr.db)\n"
             "  -f, --format csv|json     export format (default csv)\n"
             "  -o, --output FILE         export to FILE instead of stdout\n"
             "  -s, --set KEY=VALUE       import: provenance override, e.g. model.name=Llama-2-7b,\n"
             "                            model.n_layers=32, device.name=A100, run.backend=cuda\n"
-            "  -j, --json                list, show, ttft: JSON output\n"
+            "  -j, --json                list, show, ttft, tables, table, fits, predictors,\n"
+            "                            measured: JSON output\n"
             "  -h, --help                this help\n"
             "Exit: 0 ok, 1 runtime failure or check problems, 2 usage error.\n");
 }
@@ -460,6 +468,241 @@ static int cmd_ttft(kvr_db *db, int64_t id, char **ctx, int n_ctx, const kvr_db_
     return rc;
 }
 
+static void opt_num(double v, int width, int prec) {
+    if (v < 0 || !isfinite(v))
+        printf(" %*s", width, "-");
+    else
+        printf(" %*.*f", width, prec, v);
+}
+
+static void json_opt(const char *key, double v) {
+    if (v < 0 || !isfinite(v))
+        printf(",\"%s\":null", key);
+    else
+        printf(",\"%s\":%.9g", key, v);
+}
+
+static int cmd_tables(kvr_db *db, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_ptable *t = NULL;
+    int64_t n = 0;
+    if (kvr_db_ptables_list(db, &t, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: tables: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0;
+    if (o->json) printf("[");
+    else
+        printf("%5s %5s %-20s %5s %5s %-28s %-36s %s\n", "id", "run", "created (UTC)", "gran",
+               "rows", "links", "source", "commit");
+    for (int64_t i = 0; i < n; i++) {
+        kvr_db_ptable_row *rows = NULL;
+        int64_t nr = 0;
+        if (kvr_db_ptable_rows_get(db, t[i].id, &rows, &nr, &err) != KVR_OK) {
+            fprintf(stderr, "kvr-db: tables: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        kvr_db_free(rows);
+        if (o->json) {
+            printf("%s{\"id\":%lld,\"run_id\":%lld,\"ts_utc\":", i ? "," : "", (long long)t[i].id,
+                   (long long)t[i].run_id);
+            json_str(stdout, t[i].ts_utc);
+            printf(",\"granularity\":%d,\"rows\":%lld,\"links\":", t[i].granularity,
+                   (long long)nr);
+            json_str(stdout, t[i].links);
+            printf(",\"source\":");
+            json_str(stdout, t[i].source);
+            printf(",\"git_commit\":");
+            json_str(stdout, t[i].git_commit);
+            printf("}");
+        } else {
+            printf("%5lld %5lld %-20.20s %5d %5lld %-28.28s %-36.36s %s\n", (long long)t[i].id,
+                   (long long)t[i].run_id, t[i].ts_utc, t[i].granularity, (long long)nr,
+                   t[i].links, t[i].source, t[i].git_commit);
+        }
+    }
+    if (o->json) printf("]\n");
+    kvr_db_ptables_free(t, n);
+    return rc;
+}
+
+static int cmd_table(kvr_db *db, int64_t id, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_ptable_row *rows = NULL;
+    int64_t n = 0;
+    if (kvr_db_ptable_rows_get(db, id, &rows, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: table: %s\n", err.msg);
+        return 1;
+    }
+    kvr_db_ptable *t = NULL;
+    int64_t nt = 0;
+    if (kvr_db_ptables_list(db, &t, &nt, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: table: %s\n", err.msg);
+        kvr_db_free(rows);
+        return 1;
+    }
+    const kvr_db_ptable *me = NULL;
+    for (int64_t i = 0; i < nt; i++)
+        if (t[i].id == id) me = &t[i];
+    if (o->json) {
+        fputs(me && me->json[0] ? me->json : "{}", stdout);
+        if (me && me->json[0] && me->json[strlen(me->json) - 1] != '\n') fputc('\n', stdout);
+    } else {
+        if (me)
+            printf("# table %lld: run %lld, %s; links %s; granularity %d; %s (kvr %s, %s)\n",
+                   (long long)id, (long long)me->run_id, me->source, me->links, me->granularity,
+                   me->ts_utc, me->kvr_version, me->git_commit);
+        printf("%5s %8s %10s %10s %10s %10s %10s %-7s %9s %s\n", "ranks", "context", "kvr-s",
+               "kvr-e", "tsp", "ring", "single", "best", "search", "partition");
+        printf("%5s %8s %10s %10s %10s %10s %10s %-7s %9s %s\n", "", "(tokens)", "(ms)", "(ms)",
+               "(ms)", "(ms)", "(ms)", "", "(ms)", "(tokens per rank)");
+        for (int64_t i = 0; i < n; i++) {
+            const kvr_db_ptable_row *r = &rows[i];
+            printf("%5d %8lld", r->n_ranks, (long long)r->context);
+            for (int k = 0; k < 5; k++) opt_num(r->ttft_ms[k], 10, 2);
+            printf(" %-7s", r->best);
+            opt_num(r->search_ms, 9, 3);
+            printf(" %s\n", r->partition);
+        }
+    }
+    kvr_db_ptables_free(t, nt);
+    kvr_db_free(rows);
+    return 0;
+}
+
+static int cmd_fits(kvr_db *db, int64_t run_id, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_fit *f = NULL;
+    int64_t n = 0;
+    if (kvr_db_fits_list(db, run_id, &f, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: fits: %s\n", err.msg);
+        return 1;
+    }
+    if (o->json) printf("[");
+    else
+        printf("%5s %5s %-12s %-16s %7s %8s %8s %8s %8s %-20s %s\n", "id", "run", "target",
+               "form", "samples", "r2", "mape_in", "mape_cv", "max_cv", "created (UTC)",
+               "commit");
+    for (int64_t i = 0; i < n; i++) {
+        if (o->json) {
+            printf("%s{\"id\":%lld,\"run_id\":%lld,\"target\":", i ? "," : "", (long long)f[i].id,
+                   (long long)f[i].run_id);
+            json_str(stdout, f[i].target);
+            printf(",\"form\":");
+            json_str(stdout, f[i].form);
+            printf(",\"n_samples\":%lld", (long long)f[i].n_samples);
+            if (isfinite(f[i].r2)) printf(",\"r2\":%.9g", f[i].r2);
+            else printf(",\"r2\":null");
+            json_opt("mape_in", f[i].mape_in);
+            json_opt("mape_cv", f[i].mape_cv);
+            json_opt("max_err_cv", f[i].max_err_cv);
+            printf(",\"ts_utc\":");
+            json_str(stdout, f[i].ts_utc);
+            printf(",\"git_commit\":");
+            json_str(stdout, f[i].git_commit);
+            printf(",\"fit\":%s}", f[i].json[0] ? f[i].json : "null");
+        } else {
+            printf("%5lld %5lld %-12.12s %-16.16s %7lld %8.4f", (long long)f[i].id,
+                   (long long)f[i].run_id, f[i].target, f[i].form, (long long)f[i].n_samples,
+                   f[i].r2);
+            opt_num(f[i].mape_in, 8, 4);
+            opt_num(f[i].mape_cv, 8, 4);
+            opt_num(f[i].max_err_cv, 8, 4);
+            printf(" %-20.20s %s\n", f[i].ts_utc, f[i].git_commit);
+        }
+    }
+    if (o->json) printf("]\n");
+    kvr_db_fits_free(f, n);
+    return 0;
+}
+
+static int cmd_predictors(kvr_db *db, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_predictor *p = NULL;
+    int64_t n = 0;
+    if (kvr_db_predictors_list(db, &p, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: predictors: %s\n", err.msg);
+        return 1;
+    }
+    if (o->json) printf("[");
+    else
+        printf("%5s %5s %5s %5s %-12s %9s %9s %9s %-24s %-20s %s\n", "id", "table", "run",
+               "ranks", "form", "gap_mean", "gap_max", "err_band", "links", "created (UTC)",
+               "commit");
+    for (int64_t i = 0; i < n; i++) {
+        if (o->json) {
+            printf("%s{\"id\":%lld,\"table_id\":%lld,\"run_id\":%lld,\"n_ranks\":%d,\"form\":",
+                   i ? "," : "", (long long)p[i].id, (long long)p[i].table_id,
+                   (long long)p[i].run_id, p[i].n_ranks);
+            json_str(stdout, p[i].form);
+            printf(",\"links\":");
+            json_str(stdout, p[i].links);
+            json_opt("gap_mean", p[i].gap_mean);
+            json_opt("gap_max", p[i].gap_max);
+            json_opt("err_band", p[i].err_band);
+            printf(",\"ts_utc\":");
+            json_str(stdout, p[i].ts_utc);
+            printf(",\"git_commit\":");
+            json_str(stdout, p[i].git_commit);
+            printf(",\"predictor\":%s}", p[i].json[0] ? p[i].json : "null");
+        } else {
+            printf("%5lld %5lld %5lld %5d %-12.12s", (long long)p[i].id, (long long)p[i].table_id,
+                   (long long)p[i].run_id, p[i].n_ranks, p[i].form);
+            opt_num(p[i].gap_mean, 9, 5);
+            opt_num(p[i].gap_max, 9, 5);
+            opt_num(p[i].err_band, 9, 5);
+            printf(" %-24.24s %-20.20s %s\n", p[i].links, p[i].ts_utc, p[i].git_commit);
+        }
+    }
+    if (o->json) printf("]\n");
+    kvr_db_predictors_free(p, n);
+    return 0;
+}
+
+static int cmd_measured(kvr_db *db, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_measured_run *m = NULL;
+    int64_t n = 0;
+    if (kvr_db_measured_runs_list(db, &m, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: measured: %s\n", err.msg);
+        return 1;
+    }
+    if (o->json) printf("[");
+    else
+        printf("%5s %-20s %-6s %5s %7s %8s %10s %10s %-8s %5s %5s %s\n", "id", "time (UTC)",
+               "mode", "ranks", "threads", "tokens", "ttft", "predicted", "source", "pred",
+               "drift", "partition");
+    for (int64_t i = 0; i < n; i++) {
+        const kvr_db_measured_run *x = &m[i];
+        if (o->json) {
+            printf("%s{\"id\":%lld,\"ts_utc\":", i ? "," : "", (long long)x->id);
+            json_str(stdout, x->ts_utc);
+            printf(",\"mode\":");
+            json_str(stdout, x->mode);
+            printf(",\"n_ranks\":%d,\"n_threads\":%d,\"n_tokens\":%lld,\"partition\":", x->n_ranks,
+                   x->n_threads, (long long)x->n_tokens);
+            json_str(stdout, x->partition);
+            printf(",\"ttft_ms\":%.6g", x->ttft_ms);
+            json_opt("predicted_ttft_ms", x->predicted_ttft_ms);
+            printf(",\"partition_source\":");
+            json_str(stdout, x->partition_source);
+            printf(",\"predictor_id\":%lld,\"drift\":%s,\"profile_run_id\":%lld}",
+                   (long long)x->predictor_id, x->drift ? "true" : "false",
+                   (long long)x->profile_run_id);
+        } else {
+            printf("%5lld %-20.20s %-6.6s %5d %7d %8lld %10.2f", (long long)x->id, x->ts_utc,
+                   x->mode, x->n_ranks, x->n_threads, (long long)x->n_tokens, x->ttft_ms);
+            opt_num(x->predicted_ttft_ms, 10, 2);
+            printf(" %-8.8s %5lld %5s %s\n", x->partition_source[0] ? x->partition_source : "-",
+                   (long long)x->predictor_id, x->drift ? "yes" : "no", x->partition);
+        }
+    }
+    if (o->json) printf("]\n");
+    kvr_db_free(m);
+    return 0;
+}
+
 // ----------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
@@ -494,7 +737,8 @@ int main(int argc, char **argv) {
             default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind >= argc) return usage_error("no command (list, show, export, import, delete, check, ttft)");
+#define KVR_DB_COMMANDS "list, show, export, import, delete, check, ttft, tables, table, fits, predictors, measured"
+    if (optind >= argc) return usage_error("no command (" KVR_DB_COMMANDS ")");
     const char *cmd = argv[optind];
     char **args = argv + optind + 1;
     const int n_args = argc - optind - 1;
@@ -504,21 +748,25 @@ int main(int argc, char **argv) {
         bool write;
     } const cmds[] = {{"list", 0, 0, false},   {"show", 1, 1, false},   {"export", 1, 1, false},
                       {"import", 1, 1, true},  {"delete", 1, 1, true},  {"check", 0, 0, false},
-                      {"ttft", 2, 1000, false}};
+                      {"ttft", 2, 1000, false}, {"tables", 0, 0, false}, {"table", 1, 1, false},
+                      {"fits", 0, 1, false},    {"predictors", 0, 0, false},
+                      {"measured", 0, 0, false}};
     int which = -1;
     for (int i = 0; i < (int)(sizeof cmds / sizeof cmds[0]); i++)
         if (!strcmp(cmd, cmds[i].name)) which = i;
     if (which < 0)
-        return usage_error("unknown command '%s' (list, show, export, import, delete, check, ttft)", cmd);
+        return usage_error("unknown command '%s' (" KVR_DB_COMMANDS ")", cmd);
     if (n_args < cmds[which].min_args || n_args > cmds[which].max_args)
-        return usage_error("%s: %s", cmd, cmds[which].min_args == 0 ? "takes no arguments"
+        return usage_error("%s: %s", cmd, which == 9 ? "takes at most one RUN id"
+                                          : which == 8 ? "needs one table ID"
+                                          : cmds[which].min_args == 0 ? "takes no arguments"
                                           : which == 6 ? "needs RUN and at least one context"
                                           : which == 3 ? "needs one FILE (or - for stdin)"
                                                        : "needs one RUN id");
     if (o.n_sets && which != 3) return usage_error("--set applies to import");
     if (o.output && which != 2) return usage_error("--output applies to export");
     int64_t id = 0;
-    if (which != 0 && which != 3 && which != 5) {
+    if (n_args > 0 && which != 3) {
         int rc = parse_run_id(args[0], &id);
         if (rc) return rc;
     }
@@ -536,7 +784,12 @@ int main(int argc, char **argv) {
         case 3: rc = cmd_import(db, args[0], &o); break;
         case 4: rc = cmd_delete(db, id); break;
         case 5: rc = cmd_check(db); break;
-        default: rc = cmd_ttft(db, id, args + 1, n_args - 1, &o); break;
+        case 6: rc = cmd_ttft(db, id, args + 1, n_args - 1, &o); break;
+        case 7: rc = cmd_tables(db, &o); break;
+        case 8: rc = cmd_table(db, id, &o); break;
+        case 9: rc = cmd_fits(db, id, &o); break;
+        case 10: rc = cmd_predictors(db, &o); break;
+        default: rc = cmd_measured(db, &o); break;
     }
     kvr_db_close(db);
     return rc;
