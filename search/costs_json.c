@@ -854,3 +854,16 @@ void search_costs_describe_links(const kvr_search_costs *m, char *buf, size_t n)
         if (l < n) snprintf(buf + l, n - l, " (override:%s%s)", a, g);
     }
 }
+
+void kvr_search_costs_links_text(const kvr_search_costs *m, char *buf, size_t len) {
+    search_costs_describe_links(m, buf, len);
+}
+
+kvr_status kvr_search_costs_set_names(kvr_search_costs *m, const char *model, const char *device,
+                                      const char *dtype, kvr_error *err) {
+    if (!m) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL model");
+    if (model) KVR_TRY(costs_set_str(&m->model_name, model, err));
+    if (device) KVR_TRY(costs_set_str(&m->device, device, err));
+    if (dtype) KVR_TRY(costs_set_str(&m->dtype, dtype, err));
+    return KVR_OK;
+}

@@ -96,7 +96,7 @@ static void ex_header_lines(const kvr_search_table *t, const char *note, search_
                       t->model_name[0] ? "; model " : "", t->model_name, t->n_layers,
                       t->kv_bytes_per_token);
     search_buf_printf(b, "%s links: %s; TSP all-gather: %s\n", lead, t->links_desc,
-                      t->has_allgather ? "alpha-busbw model from the cost file" : "ring over links");
+                      t->has_allgather ? "alpha-busbw model from the cost source" : "ring over links");
     search_buf_printf(b,
                       "%s granularity %lld tokens (boundaries on the grid, remainder on the last "
                       "chunk); strategies %s\n",

@@ -3,8 +3,10 @@
  *
  * The simulators and the optimiser see costs only through kvr_search_costs, an object built
  * either from a JSON cost file (kvr_search_costs_load_json) or from any other source through the
- * function table kvr_search_cost_ops (kvr_search_costs_create). Later sources plug in there:
- * interpolation of a profile run from the database (issue 3) and fitted coefficients (predictor).
+ * function table kvr_search_cost_ops (kvr_search_costs_create). Other sources plug in there:
+ * interpolation of a profile run from the database (kvr_profile_costs_from_run in
+ * profiler/kvr_profiler.h) and fitted coefficients (predictor/kvr_predict.h); search itself
+ * never depends on where costs came from.
  *
  * Usage:
  *     kvr_search_costs *m; kvr_error err;
@@ -111,6 +113,11 @@ KVR_API kvr_status kvr_search_costs_create(const kvr_search_cost_ops *ops, void 
                                            const kvr_search_link *link, kvr_search_costs **out,
                                            kvr_error *err);
 KVR_API void kvr_search_costs_destroy(kvr_search_costs *m);
+/* Name the model, device and dtype the costs describe (shown in exports, as a cost file's
+ * "model", "device", "dtype"); NULL keeps a field. Copied. */
+KVR_API kvr_status kvr_search_costs_set_names(kvr_search_costs *m, const char *model,
+                                              const char *device, const char *dtype,
+                                              kvr_error *err);
 
 /* Replace the links: an optional default link (used for every pair not listed; NULL = none)
  * and n explicit directed links (copied). Without a default, the chain links i -> i+1 must all
@@ -153,6 +160,8 @@ KVR_API int kvr_search_costs_n_layers(const kvr_search_costs *m);
 /* Largest rank count the links support (INT32_MAX when a default link covers every pair). */
 KVR_API int kvr_search_costs_max_ranks(const kvr_search_costs *m);
 KVR_API const char *kvr_search_costs_source(const kvr_search_costs *m); /* e.g. a path */
+/* One line describing the links as the text header shows it ("default 8 us + 250 GB/s; ..."). */
+KVR_API void kvr_search_costs_links_text(const kvr_search_costs *m, char *buf, size_t len);
 KVR_API const char *kvr_search_costs_model_name(const kvr_search_costs *m); /* "" if unknown */
 /* The scalar part of the model: K/V bytes per token per layer, embedding and head times. */
 KVR_API double kvr_search_costs_kv_bytes_per_token(const kvr_search_costs *m);
