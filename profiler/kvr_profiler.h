@@ -229,6 +229,56 @@ KVR_API kvr_status kvr_profile_predict_single_ms(const kvr_db_layer_sample *s, i
                                                  int32_t n_layers, int64_t C, double *ttft_ms,
                                                  kvr_error *err);
 
+// ----------------------------------------------------------------------------
+// a profile as a search cost model (costs.c; the scheme and its behaviour outside the grid:
+// docs/search.md, "Cost source: a profile run")
+
+typedef struct kvr_search_costs kvr_search_costs; /* search/kvr_search.h */
+
+typedef struct kvr_profile_costs_params {
+    int64_t link_run_id;   /* take the transfer samples from this run (0 = the same run) */
+    bool allow_incomplete; /* use a run that is incomplete or failed (default: refuse) */
+    int64_t embed_tokens;  /* the search charges one embedding per prompt: embed(this many
+                              tokens); default 1024 */
+    int32_t n_msgs;        /* messages per KVR link transfer (kvr-run sends K and V: 2) */
+} kvr_profile_costs_params;
+KVR_API kvr_profile_costs_params kvr_profile_costs_params_default(void);
+
+/* What a cost model was built from, for headers and checks. */
+typedef struct kvr_profile_costs_info {
+    int64_t n_samples[KVR_PROF_OP_COUNT]; /* layer samples per op */
+    int64_t c_min, c_max;                 /* profiled chunk range (pre/post) */
+    int64_t ctx_max;                      /* largest c + prefix of the attention samples */
+    int32_t n_attn_columns;               /* chunk sizes with prefix > 0 samples */
+    int32_t n_link_pairs;                 /* (src, dst) pairs with p2p samples; 0 = no links */
+    int64_t n_p2p_samples;
+    bool has_allgather; /* TSP's all-gather fitted from all-gather samples */
+    double embed_us, head_us;
+    char links[256]; /* how the links were made, one line */
+} kvr_profile_costs_info;
+
+/* A search cost model (kind "profile") interpolating a profile's samples: layer samples for
+ * pre, attn (at prefix 0 and > 0), post and head are required, embed is optional (0 without),
+ * p2p transfer samples make the links (ideal links without; the all-gather samples, when
+ * present, TSP's all-gather). model gives the layer count and the K/V bytes per token; source
+ * names the profile in messages and exports. *info (may be NULL) is filled on success.
+ * Errors: KVR_ERR_INVALID_ARG naming what is missing and how to profile it. */
+KVR_API kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
+                                                  const kvr_db_layer_sample *ls, int64_t n_ls,
+                                                  const kvr_db_transfer_sample *ts, int64_t n_ts,
+                                                  const char *source,
+                                                  const kvr_profile_costs_params *p,
+                                                  kvr_search_costs **out,
+                                                  kvr_profile_costs_info *info, kvr_error *err);
+/* The same for a run in the store (p NULL = defaults). Errors: KVR_ERR_NOT_FOUND (no such run),
+ * KVR_ERR_INVALID_ARG (the run is still being written, incomplete or failed without
+ * allow_incomplete -- the message says how to finish it --, has no model record or lacks
+ * samples), db errors. */
+KVR_API kvr_status kvr_profile_costs_from_run(kvr_db *db, int64_t run_id,
+                                              const kvr_profile_costs_params *p,
+                                              kvr_search_costs **out,
+                                              kvr_profile_costs_info *info, kvr_error *err);
+
 #ifdef __cplusplus
 }
 #endif
