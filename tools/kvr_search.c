@@ -1,15 +1,18 @@
 /* kvr_search.c -- kvr-search: simulate TTFT of KV-Runahead (searched KVR-S and even KVR-E), TSP,
- * ring pass-KV and single-rank prefill from a cost model, for a set of rank counts and contexts;
- * print the table with the recommended strategy and degree per context, export it (JSON, CSV,
- * vLLM environment lines) and draw per-rank timelines.
+ * ring pass-KV and single-rank prefill from a cost model -- a JSON cost file, or a profile run in
+ * the store interpolated (kvr_profile_costs_from_run) -- for a set of rank counts and contexts;
+ * print the table with the recommended strategy and degree per context, store it in the
+ * database with --db, export it (JSON, CSV, vLLM environment lines) and draw per-rank timelines.
  *
  * Build: cmake -B build && cmake --build build      Run: build/tools/kvr-search --help
  *   build/tools/kvr-search --costs docs/examples/llama7b_a100.json --ranks 2,4,8 \
  *       --context 1K:16K:1K --export table.json
  *   build/tools/kvr-search --costs docs/examples/llama7b_a100.json --ranks 4 --context 8192 \
  *       --strategies kvr-s,tsp --timeline
+ *   build/tools/kvr-search --db kvr.db --run 1 --ranks 2,4,8 --context 512,1K,2K,4K
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error (bad option, bad cost/links file).
  */
+#include "kvr_profiler.h"
 #include "kvr_search.h"
 
 #include <errno.h>
@@ -22,7 +25,9 @@
 #define KS_MAX_RANKS    256
 
 typedef struct kvr_search_opts {
-    const char *costs, *db, *run_id, *links, *export_path;
+    const char *costs, *db, *run_id, *link_run_id, *links, *export_path;
+    int64_t run, link_run;
+    bool allow_incomplete;
     const char *ranks_arg, *context_arg, *strategies_arg;
     int ranks[KS_MAX_RANKS];
     int n_ranks;
@@ -39,12 +44,17 @@ typedef struct kvr_search_opts {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: kvr-search --costs FILE.json [options]\n"
+            "       kvr-search [--db PATH] --run ID [options]\n"
             "Simulate time-to-first-token of KV-Runahead (kvr-s: searched partition, kvr-e: even),\n"
             "TSP, ring pass-KV and single-rank prefill; print the table and the recommended\n"
             "strategy and degree per context.\n"
             "  -c, --costs FILE        JSON cost model (schema: docs/search.md)\n"
-            "  -d, --db PATH           profile store (reserved: not available yet, issue 3)\n"
-            "  -R, --run ID            profile run in --db (reserved: not available yet)\n"
+            "  -d, --db PATH           the store (default ./kvr.db with --run): the table is\n"
+            "                          stored there on every run (\"# stored as table N\")\n"
+            "  -R, --run ID            costs from profile run ID in --db, interpolated\n"
+            "  -L, --link-run ID       link costs from the transfer samples of run ID (a\n"
+            "                          kvr-profile --comm run; default: --run's own)\n"
+            "  -I, --allow-incomplete  use an incomplete or failed --run as it is\n"
             "  -r, --ranks LIST        rank counts, e.g. 2,4,8 (default 2,4,8)\n"
             "  -n, --context SPEC      N or FROM:TO:STEP, comma-separated, K/M/G = 2^10/2^20/2^30\n"
             "                          (default 2K:16K:2K)\n"
@@ -61,7 +71,8 @@ static void usage(FILE *f) {
             "  -t, --timeline          per-rank timelines (text Gantt, or CSV with --format csv)\n"
             "  -w, --width N           Gantt width in columns (default 100)\n"
             "  -h, --help              this help\n"
-            "Exit status: 0 ok, 1 runtime failure, 2 usage error or bad input file.\n");
+            "Exit status: 0 ok, 1 runtime failure (also: --db/--run missing, incomplete or\n"
+            "without the samples the search needs), 2 usage error or bad input file.\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -209,16 +220,19 @@ static int parse_opts(int argc, char **argv, kvr_search_opts *o) {
         {"json", no_argument, 0, 'j'},             {"export", required_argument, 0, 'o'},
         {"format", required_argument, 0, 'f'},     {"timeline", no_argument, 0, 't'},
         {"width", required_argument, 0, 'w'},      {"help", no_argument, 0, 'h'},
+        {"link-run", required_argument, 0, 'L'},   {"allow-incomplete", no_argument, 0, 'I'},
         {0, 0, 0, 0}};
     int ch, rc;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":c:d:R:r:n:g:B:A:l:s:jo:f:tw:h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":c:d:R:r:n:g:B:A:l:s:jo:f:tw:hL:I", lo, NULL)) != -1) {
         int64_t v;
         kvr_error e;
         switch (ch) {
             case 'c': o->costs = optarg; break;
             case 'd': o->db = optarg; break;
             case 'R': o->run_id = optarg; break;
+            case 'L': o->link_run_id = optarg; break;
+            case 'I': o->allow_incomplete = true; break;
             case 'r': o->ranks_arg = optarg; break;
             case 'n': o->context_arg = optarg; break;
             case 'g':
@@ -254,11 +268,28 @@ static int parse_opts(int argc, char **argv, kvr_search_opts *o) {
     }
     if (optind < argc) return usage_error("unexpected argument \"%s\"", argv[optind]);
     /* cross-option rules */
-    if (o->db || o->run_id)
-        return usage_error("%s: not available yet: the profile store is issue 3; use --costs "
-                           "FILE.json",
-                           o->db ? "--db" : "--run");
-    if (!o->costs) return usage_error("--costs FILE.json is required");
+    if (o->costs && o->run_id)
+        return usage_error("--costs and --run are two cost sources: give one");
+    if (!o->costs && !o->run_id)
+        return usage_error("a cost source is required: --costs FILE.json, or --run ID (a profile "
+                           "run in --db, default ./kvr.db)");
+    if (o->run_id) {
+        kvr_error e;
+        if (kvr_parse_i64(o->run_id, 1, INT64_MAX, &o->run, &e) != KVR_OK)
+            return usage_error("--run: %s", e.msg);
+        if (!o->db) o->db = "kvr.db";
+    }
+    if (o->link_run_id) {
+        kvr_error e;
+        if (!o->run_id) return usage_error("--link-run applies to --run (a profile run)");
+        if (kvr_parse_i64(o->link_run_id, 1, INT64_MAX, &o->link_run, &e) != KVR_OK)
+            return usage_error("--link-run: %s", e.msg);
+        if (o->links || o->link_gbps >= 0 || o->link_us >= 0)
+            return usage_error("--link-run gives the links; do not combine it with --links, "
+                               "--link-gbps or --link-us");
+    }
+    if (o->allow_incomplete && !o->run_id)
+        return usage_error("--allow-incomplete applies to --run");
     if (o->links && (o->link_gbps >= 0 || o->link_us >= 0))
         return usage_error("--links replaces every link; do not combine it with --link-gbps or "
                            "--link-us");
@@ -375,6 +406,83 @@ static int print_timelines(const kvr_search_costs *m, const kvr_search_table *t,
     return rc;
 }
 
+/* '#' lines after the table: what the profile held, and where the contexts leave it. */
+static void print_profile_notes(const kvr_search_opts *o, const kvr_profile_costs_info *pi) {
+    printf("# profile: %s run %lld: %lld pre, %lld attn (%d chunk columns with a prefix), %lld "
+           "post, %lld head, %lld embed samples; chunks %lld..%lld, attention up to %lld tokens "
+           "of context; head %.3f ms, embed %.3f ms per prompt\n",
+           o->db, (long long)o->run, (long long)pi->n_samples[KVR_PROF_PRE],
+           (long long)pi->n_samples[KVR_PROF_ATTN], pi->n_attn_columns,
+           (long long)pi->n_samples[KVR_PROF_POST], (long long)pi->n_samples[KVR_PROF_HEAD],
+           (long long)pi->n_samples[KVR_PROF_EMBED], (long long)pi->c_min, (long long)pi->c_max,
+           (long long)pi->ctx_max, pi->head_us * 1e-3, pi->embed_us * 1e-3);
+    printf("# profile links: %s%s\n", pi->links,
+           (o->links || o->link_gbps >= 0 || o->link_us >= 0) ? " (replaced by the options)" : "");
+    int64_t cmax = 0;
+    for (int j = 0; j < o->n_contexts; j++) cmax = KVR_MAX(cmax, o->contexts[j]);
+    if (cmax > pi->ctx_max)
+        printf("# note: contexts above %lld tokens lie beyond the profiled grid: their costs are "
+               "extrapolated (docs/search.md); profile with --max-context %lld to measure them\n",
+               (long long)pi->ctx_max, (long long)cmax);
+}
+
+/* Store the table (its JSON export and one row per (ranks, context)) in the database. */
+static int store_table(kvr_db *db, const kvr_search_table *t, const kvr_search_opts *o,
+                       const char *note, const kvr_profile_costs_info *pi,
+                       const kvr_search_costs *m, bool say) {
+    kvr_error e;
+    char *json = NULL;
+    if (kvr_search_table_format(t, KVR_SEARCH_FORMAT_JSON, note, &json, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-search: %s\n", e.msg);
+        return 1;
+    }
+    const int n = kvr_search_table_n_rows(t);
+    kvr_db_ptable_row *rows = calloc((size_t)(n > 0 ? n : 1), sizeof *rows);
+    if (!rows) {
+        free(json);
+        fprintf(stderr, "kvr-search: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        const kvr_search_row *r = kvr_search_table_row(t, i);
+        kvr_db_ptable_row *x = &rows[i];
+        x->n_ranks = r->n_ranks;
+        x->context = r->context;
+        size_t off = 0;
+        for (int k = 0; k < r->n_ranks && off < sizeof x->partition; k++)
+            off += (size_t)snprintf(x->partition + off, sizeof x->partition - off, "%s%lld",
+                                    k ? "," : "", (long long)r->partition[k]);
+        for (int k = 0; k < KVR_STRATEGY_COUNT && k < 5; k++)
+            x->ttft_ms[k] = r->has[k] && !r->error[k] ? r->ttft_us[k] * 1e-3 : -1;
+        snprintf(x->best, sizeof x->best, "%s", kvr_strategy_name(r->best));
+        x->search_ms = r->search_ms;
+    }
+    kvr_db_ptable pt;
+    memset(&pt, 0, sizeof pt);
+    pt.run_id = o->run;
+    snprintf(pt.source, sizeof pt.source, "%s", kvr_search_costs_source(m));
+    if (o->run_id && !(o->links || o->link_gbps >= 0 || o->link_us >= 0)) {
+        char lr[32] = "";
+        if (o->link_run) snprintf(lr, sizeof lr, "run %lld: ", (long long)o->link_run);
+        snprintf(pt.links, sizeof pt.links, "%s%.200s", lr, pi->links);
+    } else {
+        kvr_search_costs_links_text(m, pt.links, sizeof pt.links);
+    }
+    pt.granularity = (int32_t)o->granularity;
+    pt.json = json;
+    int rc = 0;
+    if (kvr_db_ptable_put(db, &pt, rows, n, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-search: --db %s: storing the table: %s\n", o->db, e.msg);
+        rc = 1;
+    } else if (say) {
+        printf("# stored as table %lld in %s (kvr-db --db %s table %lld)\n", (long long)pt.id,
+               o->db, o->db, (long long)pt.id);
+    }
+    free(rows);
+    free(json);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     kvr_search_opts o;
     memset(&o, 0, sizeof o);
@@ -393,8 +501,40 @@ int main(int argc, char **argv) {
     kvr_error e;
     kvr_search_costs *m = NULL;
     kvr_search_table *t = NULL;
+    kvr_db *db = NULL;
     char *text = NULL;
-    if (kvr_search_costs_load_json(o.costs, &m, &e) != KVR_OK) {
+    kvr_profile_costs_info pinfo;
+    memset(&pinfo, 0, sizeof pinfo);
+    if (o.db) { /* the table is stored there: open for writing before any work */
+        kvr_db_open_params dp = kvr_db_open_params_default();
+        dp.create = !o.run_id;
+        if (kvr_db_open(o.db, &dp, &db, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-search: --db %s: %s%s\n", o.db, e.msg,
+                    e.code == KVR_ERR_IO ? " (kvr-search stores its table there)" : "");
+            rc = 1;
+            goto out;
+        }
+        kvr_db_runs_reap(db, NULL, NULL);
+    }
+    if (o.run_id) {
+        kvr_profile_costs_params cp = kvr_profile_costs_params_default();
+        cp.link_run_id = o.link_run;
+        cp.allow_incomplete = o.allow_incomplete;
+        if (kvr_profile_costs_from_run(db, o.run, &cp, &m, &pinfo, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-search: --run %lld: %s\n", (long long)o.run, e.msg);
+            rc = 1;
+            goto out;
+        }
+        if (pinfo.n_link_pairs == 0 && !o.links && o.link_gbps < 0 && o.link_us < 0) {
+            fprintf(stderr,
+                    "kvr-search: --run %lld: run %lld has no transfer samples, so the links are "
+                    "unknown: give --link-run RUN (a kvr-profile --comm run, e.g. kvr-profile "
+                    "--comm --ranks 2 --ops none), or --link-gbps/--link-us, or --links FILE\n",
+                    (long long)o.run, (long long)(o.link_run ? o.link_run : o.run));
+            rc = 1;
+            goto out;
+        }
+    } else if (kvr_search_costs_load_json(o.costs, &m, &e) != KVR_OK) {
         rc = usage_error("--costs: %s", e.msg);
         goto out;
     }
@@ -410,7 +550,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < o.n_ranks; i++)
         if (o.ranks[i] > kvr_search_costs_max_ranks(m)) {
             rc = usage_error("--ranks %d: the links of %s cover only %d devices", o.ranks[i],
-                             o.links ? o.links : o.costs, kvr_search_costs_max_ranks(m));
+                             o.links ? o.links : o.costs ? o.costs : "the profile",
+                             kvr_search_costs_max_ranks(m));
             goto out;
         }
     kvr_search_table_config cfg = {o.ranks, o.n_ranks, o.contexts, o.n_contexts,
@@ -424,6 +565,14 @@ int main(int argc, char **argv) {
     char note[1024];
     snprintf(note, sizeof note, "ranks %s; contexts %s (%d values); granularity %lld",
              o.ranks_arg, o.context_arg, o.n_contexts, (long long)o.granularity);
+    if (o.run_id) {
+        size_t l = strlen(note);
+        snprintf(note + l, sizeof note - l, "; profile %s run %lld", o.db, (long long)o.run);
+        if (o.link_run) {
+            l = strlen(note);
+            snprintf(note + l, sizeof note - l, ", links from run %lld", (long long)o.link_run);
+        }
+    }
     bool timeline_csv = o.timeline && o.format_set && o.format == KVR_SEARCH_FORMAT_CSV;
     if (!timeline_csv) {
         if (kvr_search_table_format(t, o.json ? KVR_SEARCH_FORMAT_JSON : KVR_SEARCH_FORMAT_TEXT,
@@ -435,7 +584,10 @@ int main(int argc, char **argv) {
         fputs(text, stdout);
         free(text);
         text = NULL;
+        if (o.run_id && !o.json) print_profile_notes(&o, &pinfo);
     }
+    if (db && (rc = store_table(db, t, &o, note, &pinfo, m, !o.json && !timeline_csv)))
+        goto out;
     if (o.export_path) {
         if (kvr_search_table_format(t, o.format, note, &text, &e) != KVR_OK) {
             fprintf(stderr, "kvr-search: %s\n", e.msg);
@@ -456,6 +608,7 @@ out:
     free(text);
     kvr_search_table_destroy(t);
     kvr_search_costs_destroy(m);
+    kvr_db_close(db);
     free(o.contexts);
     return rc;
 }

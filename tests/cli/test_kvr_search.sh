@@ -33,9 +33,9 @@ check help 0 "--costs FILE" -- "$BIN" --help
 check unknown_flag 2 "unknown option --bogus" -- "$BIN" --bogus
 check missing_value 2 "--ranks needs a value" -- "$BIN" --costs "$A100" --ranks
 check extra_arg 2 "unexpected argument \"foo\"" -- "$BIN" --costs "$A100" foo
-check no_costs 2 "--costs FILE.json is required" -- "$BIN" --ranks 2
-check db_reserved 2 "--db: not available yet: the profile store is issue 3" -- "$BIN" --db kvr.db
-check run_reserved 2 "--run: not available yet: the profile store is issue 3" -- "$BIN" --costs "$A100" --run 7
+check no_costs 2 "a cost source is required: --costs FILE.json" -- "$BIN" --ranks 2
+check db_no_source 2 "a cost source is required: --costs FILE.json, or --run ID" -- "$BIN" --db kvr.db
+check costs_and_run 2 "--costs and --run are two cost sources" -- "$BIN" --costs "$A100" --run 7
 check costs_missing 2 "--costs: $TMP/nope.json: cannot open" -- "$BIN" --costs "$TMP/nope.json"
 check costs_truncated 2 "truncated.json: not valid JSON \(error near line 1, column [0-9]+" -- "$BIN" --costs "$TMP/truncated.json"
 check costs_negative 2 "negative.json: field \"attn.k_us\" must be >= 0 \(costs cannot be negative\)" -- "$BIN" --costs "$TMP/negative.json"
