@@ -15,7 +15,7 @@
 // ----------------------------------------------------------------------------
 // names
 
-static const char *const op_names[] = {"pre", "attn", "post", "head", "link"};
+static const char *const op_names[] = {"pre", "attn", "post", "head", "link", "embed"};
 _Static_assert(sizeof op_names / sizeof op_names[0] == KVR_PREDICT_OP_COUNT, "op names");
 static const char *const form_names[] = {"attn", "hinge", "segments"};
 _Static_assert(sizeof form_names / sizeof form_names[0] == KVR_PREDICT_FORM_COUNT, "form names");
@@ -31,7 +31,7 @@ kvr_status kvr_predict_op_parse(const char *name, kvr_predict_op *out, kvr_error
             return KVR_OK;
         }
     return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                         "unknown op \"%s\" (expected pre, attn, post, head or link)",
+                         "unknown op \"%s\" (expected pre, attn, post, head, link or embed)",
                          name ? name : "(null)");
 }
 
@@ -303,7 +303,7 @@ kvr_status kvr_predict_fit_op(const kvr_predict_sample *rows, int n, kvr_predict
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: bad arguments", label);
     if ((unsigned)op >= KVR_PREDICT_OP_COUNT || op == KVR_PREDICT_OP_LINK)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                             "%s: op must be pre, attn, post or head (links: "
+                             "%s: op must be pre, attn, post, head or embed (links: "
                              "kvr_predict_fit_link)",
                              label);
     KVR_TRY(fit_check_opts(&o, label, err));
@@ -488,7 +488,8 @@ kvr_status kvr_predict_costs_fit_samples(const kvr_predict_costs_info *info,
     kvr_predict_costs *c;
     KVR_TRY(kvr_predict_costs_create(info, &c, err));
     kvr_status s = KVR_OK;
-    for (int op = 0; op < KVR_PREDICT_OP_LINK && s == KVR_OK; op++) {
+    for (int op = 0; op < KVR_PREDICT_OP_COUNT && s == KVR_OK; op++) {
+        if (op == KVR_PREDICT_OP_LINK) continue;
         bool any = false;
         for (int i = 0; i < n && !any; i++) any = rows[i].op == (kvr_predict_op)op;
         if (!any) continue;
@@ -726,7 +727,13 @@ kvr_status kvr_predict_costs_to_search(const kvr_predict_costs *c, bool ideal_li
         char src[600];
         snprintf(src, sizeof src, "%s%sfitted costs (kvr predictor, piecewise)", c->source,
                  c->source[0] ? ": " : "");
-        kvr_search_cost_info info = {c->n_layers, c->kv_bytes_per_token, c->embed_us, head, src};
+        kvr_search_cost_info info;
+        memset(&info, 0, sizeof info);
+        info.n_layers = c->n_layers;
+        info.kv_bytes_per_token = c->kv_bytes_per_token;
+        info.embed_us = c->embed_us;
+        info.head_us = head;
+        info.source = src;
         bool has_dflt = c->has[KVR_PREDICT_OP_LINK] || c->n_links == 0;
         kvr_search_link dflt = {-1, -1, 0, 0};
         if (c->has[KVR_PREDICT_OP_LINK]) dflt = link_nominal(&c->fit[KVR_PREDICT_OP_LINK], -1, -1);

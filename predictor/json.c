@@ -401,6 +401,16 @@ kvr_status kvr_predict_costs_from_json(const char *text, size_t len, const char 
     if (!out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: NULL argument", r.name);
     cJSON *root = NULL;
     KVR_TRY(jrd_parse(text, len, &r, &root));
+    kvr_status s = predict_costs_from_obj(root, r.name, out, err);
+    cJSON_Delete(root);
+    return s;
+}
+
+kvr_status predict_costs_from_obj(const cJSON *root, const char *name, kvr_predict_costs **out,
+                                  kvr_error *err) {
+    jrd r = {name ? name : "costs JSON", err};
+    if (!cJSON_IsObject(root))
+        return kvr_error_set(err, KVR_ERR_FORMAT, "%s: expected a JSON object", r.name);
     kvr_predict_costs *c = NULL;
     kvr_predict_costs_info info;
     memset(&info, 0, sizeof info);
@@ -448,7 +458,6 @@ kvr_status kvr_predict_costs_from_json(const char *text, size_t len, const char 
             s = predict_fit_parse(cJSON_GetObjectItemCaseSensitive(it, "fit"), what, &f, err);
         if (s == KVR_OK) s = kvr_predict_costs_set_link_fit(c, (int)src, (int)dst, &f, err);
     }
-    cJSON_Delete(root);
     if (s != KVR_OK) {
         kvr_predict_costs_destroy(c);
         return s;

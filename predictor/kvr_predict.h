@@ -11,6 +11,10 @@
  *   3. kvr_predictor_*      KVR-P: per rank count, the partition boundaries S_i/C as functions of
  *      the context C, chosen among regression and monotone-interpolation forms by held-out TTFT
  *      gap against KVR-S; predict() costs well under a microsecond for p = 8.
+ *   4. on the store (kvr_db.h): kvr_predict_fit_run fits a profile run's samples,
+ *      kvr_predict_run_fit_store/_load keep cost models as fit rows, kvr_predict_costs_ttft
+ *      predicts a runtime prefill's TTFT, predictor files carry KVR-P with its cost model
+ *      (kvr-fit, kvr-run --partition auto), kvr_report_build renders the regression report.
  *
  * Usage:
  *     kvr_error err; kvr_search_costs *m; kvr_search_table *t; kvr_predictor *kp;
@@ -48,6 +52,7 @@
 #include <stdint.h>
 
 #include "kvr_common.h"
+#include "kvr_db.h"
 #include "kvr_search.h"
 
 #ifdef __cplusplus
@@ -136,16 +141,20 @@ typedef enum kvr_predict_op {
     KVR_PREDICT_OP_POST, /* O-proj, residual, norm, MLP of c tokens (per layer) */
     KVR_PREDICT_OP_HEAD, /* final norm + LM head of c tokens (the prompt pays c = 1) */
     KVR_PREDICT_OP_LINK, /* a point-to-point transfer of n bytes */
+    /* token rows -> x and the RoPE tables of c tokens (once per prompt, on every rank for its
+     * own chunk); fitted like pre/post. The search module models it as one constant per prompt
+     * (embed_us): kvr_predict_costs_ttft evaluates this fit at the run's largest chunk. */
+    KVR_PREDICT_OP_EMBED,
     KVR_PREDICT_OP_COUNT
 } kvr_predict_op;
 
-/* "pre", "attn", "post", "head", "link"; "?" out of range. */
+/* "pre", "attn", "post", "head", "link", "embed"; "?" out of range. */
 KVR_API const char *kvr_predict_op_name(kvr_predict_op op);
 KVR_API kvr_status kvr_predict_op_parse(const char *name, kvr_predict_op *out, kvr_error *err);
 
 /* One profiled layer timing (a row of the store's layer samples). */
 typedef struct kvr_predict_sample {
-    kvr_predict_op op; /* PRE, ATTN, POST or HEAD */
+    kvr_predict_op op; /* PRE, ATTN, POST, HEAD or EMBED */
     int64_t c;         /* tokens in the chunk, >= 1 */
     int64_t prefix;    /* ATTN: tokens before the chunk (>= 0); ignored otherwise */
     double time_us;    /* a robust statistic of repeated runs (the median), > 0 */
@@ -205,7 +214,7 @@ typedef struct kvr_predict_fit_options {
 
 KVR_API kvr_predict_fit_options kvr_predict_fit_options_default(void);
 
-/* Fit op (PRE, ATTN, POST or HEAD) over the rows of that op in rows[0..n) (rows of other ops are
+/* Fit op (PRE, ATTN, POST, HEAD or EMBED) over the rows of that op in rows[0..n) (rows of other ops are
  * skipped). Breakpoints (not for ATTN) are chosen among the distinct c of the data by held-out
  * error: each candidate is scored by k-fold CV and the best is kept only when it beats the form
  * without it by min_gain. opt may be NULL. Errors: KVR_ERR_INVALID_ARG (too few rows: the
@@ -410,6 +419,159 @@ KVR_API kvr_status kvr_predictor_from_json(const char *text, size_t len, const c
                                            kvr_predictor **out, kvr_error *err);
 /* Read an exported predictor file (the runtime's entry point). */
 KVR_API kvr_status kvr_predictor_load(const char *path, kvr_predictor **out, kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// fits from the store and the TTFT they predict (predictor/fitdb.c)
+
+/* The TTFT (us) fitted costs predict for one prefill as the runtime runs it, through the search
+ * module's simulators: KVR_STRATEGY_SINGLE (p must be 1), KVR_STRATEGY_KVR_S or _KVR_E with the
+ * runtime's chunks (p entries summing to C; NULL = the runtime's even split, the first C mod p
+ * chunks one token longer), KVR_STRATEGY_TSP, KVR_STRATEGY_RING. The embedding time is the EMBED
+ * fit at the largest chunk (every rank embeds its own chunk at the start; 0 without an EMBED
+ * fit). Without any link fit the links are ideal. tl (may be NULL) receives the timeline.
+ * Errors: as the simulators; KVR_ERR_INVALID_ARG when pre, attn or post is not fitted. */
+KVR_API kvr_status kvr_predict_costs_ttft(const kvr_predict_costs *c, kvr_strategy s, int p,
+                                          int64_t C, const int64_t *chunks,
+                                          kvr_search_timeline *tl, double *ttft_us,
+                                          kvr_error *err);
+/* The search cost model of c with the embedding time of a chunk of `chunk` tokens (the EMBED
+ * fit there; 0 without one). A constant embedding time shifts every strategy's TTFT alike, so
+ * KVR-S partitions do not depend on it. Ideal links without a link fit. */
+KVR_API kvr_status kvr_predict_costs_search_at(const kvr_predict_costs *c, int64_t chunk,
+                                               kvr_search_costs **out, kvr_error *err);
+
+/* A cost model fitted from one profile run of the store (kvr-profile, or an import). */
+typedef struct kvr_predict_run_fit {
+    int64_t run_id;      /* the layer samples */
+    int64_t link_run_id; /* the transfer samples (0: none, links ideal) */
+    int64_t model_id, device_id;
+    int32_t n_threads;   /* threads per rank of the profile (predictions hold for runs alike) */
+    char model[128], device[128], dtype[16];
+    kvr_predict_costs *costs; /* owned: pre, attn, post (+ head, embed, link when profiled) */
+    int n_samples[KVR_PREDICT_OP_COUNT]; /* rows used per op (LINK: p2p transfer rows) */
+    bool head_constant;  /* head profiled at one c only: a constant (coef {median, 0}) */
+    /* The held-out error band of a TTFT prediction, as a fraction: the largest k-fold held-out
+     * relative error (cv.max_rel_out) of the compute fits that make up TTFT (pre, attn, post),
+     * over the rows with chunk >= band_min_c, at least 2 % (kvr-run flags a run whose
+     * measured TTFT is further than this from the prediction: drift). */
+    double err_band;
+    int64_t band_min_c;
+} kvr_predict_run_fit;
+
+/* Fit every op of a profile run (layer samples of run_id; p2p transfer samples of link_run_id,
+ * which may be run_id itself, 0 = no links: ideal). Everything is read and validated first:
+ * missing run, no model record, missing pre/attn/post samples ("run 3 has no attn samples (ops
+ * profiled: pre,post)"), non-finite or non-positive timings (naming op, c and prefix), too few
+ * samples for a form, rank-deficient designs -- each a clear KVR_ERR_INVALID_ARG /
+ * KVR_ERR_NUMERIC / KVR_ERR_NOT_FOUND; the store is only read. opt may be NULL. *out is
+ * written only on success; free it with kvr_predict_run_fit_free. */
+KVR_API kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
+                                       const kvr_predict_fit_options *opt,
+                                       kvr_predict_run_fit *out, kvr_error *err);
+KVR_API void kvr_predict_run_fit_free(kvr_predict_run_fit *f); /* NULL-safe; zeroes it */
+
+/* JSON of a run fit (schema "kvr-fit-costs/1": the ids, threads, error band and the cost model
+ * as "kvr-predict-costs/1", numbers exact) -- the json of the store's "costs" fit row -- and
+ * back (out is written only on success; free it with kvr_predict_run_fit_free). */
+KVR_API kvr_status kvr_predict_run_fit_to_json(const kvr_predict_run_fit *f, char **out,
+                                               kvr_error *err);
+KVR_API kvr_status kvr_predict_run_fit_from_json(const char *text, size_t len, const char *name,
+                                                 kvr_predict_run_fit *out, kvr_error *err);
+/* Store a run fit in one transaction (all rows or none): one fit row per fitted op (target =
+ * the op name, "link" for the default link; json = "kvr-predict-fit/1"; r2, mape_in, mape_cv =
+ * cv.mape_out, max_err_cv = cv.max_rel_out) and one row with target "costs", form
+ * "kvr-fit-costs" (json = kvr_predict_run_fit_to_json, max_err_cv = err_band). *costs_id (may
+ * be NULL) receives the id of the "costs" row. The handle must not be inside a transaction. */
+KVR_API kvr_status kvr_predict_run_fit_store(kvr_db *db, const kvr_predict_run_fit *f,
+                                             int64_t *costs_id, kvr_error *err);
+/* The newest stored cost model ("costs" row): of profile run run_id when > 0; else the newest
+ * whose profile was of model_id (0 = any) with n_threads threads per rank (0 = any).
+ * *fit_id (may be NULL) receives its row id. Errors: KVR_ERR_NOT_FOUND (saying how to make one),
+ * KVR_ERR_FORMAT (a damaged row). */
+KVR_API kvr_status kvr_predict_run_fit_load(kvr_db *db, int64_t run_id, int64_t model_id,
+                                            int32_t n_threads, kvr_predict_run_fit *out,
+                                            int64_t *fit_id, kvr_error *err);
+
+/* Copy rank count p's fit from src into dst (replacing dst's own for p). Errors:
+ * KVR_ERR_NOT_FOUND (src has no fit for p), KVR_ERR_INVALID_ARG (different granularities). */
+KVR_API kvr_status kvr_predictor_copy_ranks(kvr_predictor *dst, const kvr_predictor *src, int p,
+                                            kvr_error *err);
+
+/* The held-out TTFT gap of a KVR-P predictor against fresh KVR-S searches for rank count p:
+ * inside the fitted context range (n_in contexts spread geometrically between the table's
+ * contexts, none of them in the table) and outside it (below: down to p * g; above: up to
+ * 2 x the largest context). Gaps as kvr_predictor_validate (fractions). */
+typedef struct kvr_predictor_gaps {
+    int n_in, n_out;
+    double in_mean, in_max, out_mean, out_max;
+    int64_t in_worst, out_worst; /* contexts of the largest gaps */
+} kvr_predictor_gaps;
+KVR_API kvr_status kvr_predictor_gaps_get(const kvr_predictor *kp, const kvr_search_costs *m,
+                                          int p, int n_in, kvr_predictor_gaps *out,
+                                          kvr_error *err);
+
+/* Predictor files (what `kvr-fit --export` writes and `kvr-run --predictor` reads): a
+ * "kvr-predictor/1" document (kvr_predictor_to_json) with one more member, "kvr_fit": the
+ * fitted cost model (a "kvr-predict-costs/1" document, so the runtime can also predict TTFT),
+ * its error band and where it came from. kvr_predictor_from_json reads such a file as a plain
+ * predictor. */
+typedef struct kvr_predictor_meta {
+    int64_t predictor_id; /* store ids (0: none) */
+    int64_t run_id, link_run_id, table_id, model_id;
+    int32_t n_threads;    /* threads per rank of the profile behind the costs (0: unknown) */
+    double err_band;      /* < 0: unknown */
+    char model[128];
+} kvr_predictor_meta;
+/* costs and meta may be NULL. *out is malloc'd: free(). */
+KVR_API kvr_status kvr_predictor_file_format(const kvr_predictor *kp,
+                                             const kvr_predict_costs *costs,
+                                             const kvr_predictor_meta *meta, char **out,
+                                             kvr_error *err);
+/* Parse a predictor file (name for messages). costs_out (may be NULL) receives the cost model
+ * or NULL when the file has none; meta (may be NULL) is zeroed with err_band -1 when absent. */
+KVR_API kvr_status kvr_predictor_file_parse(const char *text, size_t len, const char *name,
+                                            kvr_predictor **kp_out,
+                                            kvr_predict_costs **costs_out,
+                                            kvr_predictor_meta *meta, kvr_error *err);
+/* Read a file and parse it. Errors: KVR_ERR_IO (unreadable, naming the path), KVR_ERR_FORMAT. */
+KVR_API kvr_status kvr_predictor_file_load(const char *path, kvr_predictor **kp_out,
+                                           kvr_predict_costs **costs_out,
+                                           kvr_predictor_meta *meta, kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// the regression report (predictor/report.c; kvr-report, docs/report.md)
+
+/* Renders one plot: script is a complete gnuplot script (SVG terminal, data inline); *svg
+ * receives malloc'd SVG text (freed by the report). name is a short id ("residuals"). */
+typedef kvr_status (*kvr_report_plot_fn)(void *user, const char *name, const char *script,
+                                         char **svg, kvr_error *err);
+
+typedef struct kvr_report_options {
+    const char *title;        /* default "kvr report" */
+    int width;                /* plot width in pixels (default 960) */
+    int timeline_ranks;       /* timelines for this rank count (0: the largest predictor's, >= 2) */
+    int64_t timeline_context; /* at this context (0: the largest measured at that rank count,
+                               * else 4096) */
+} kvr_report_options;
+KVR_API kvr_report_options kvr_report_options_default(void);
+
+typedef struct kvr_report_summary {
+    int n_plots, n_fits, n_cost_models, n_tables, n_predictors, n_measured, n_predicted, n_drift;
+} kvr_report_summary;
+
+/* Build the report of everything in the store: *html is one self-contained HTML page (inline
+ * CSS, every plot an inline <svg> from plot()), *md (may be NULL) a Markdown summary of the
+ * same tables. Sections: cost-model fits (the newest three: statistics, coefficients with
+ * standard errors, error band) with fitted curves and residual plots; predicted vs measured TTFT
+ * (scatter with the error band and drift, accuracy per strategy, the newest 40 runs); KVR-P
+ * predictors, TTFT vs context per strategy and rank count (the newest partition table, measured
+ * runs as points) and partition boundaries vs context (KVR-S points, KVR-P lines); per-rank
+ * timelines (KVR-P, KVR-E, TSP) simulated under the newest cost model. Missing data gives a
+ * note instead of a plot. opt may be NULL; sum (may be NULL) counts what went in. Errors: the
+ * store's, the renderer's (prefixed "plot NAME"), KVR_ERR_NOMEM. Strings are malloc'd: free(). */
+KVR_API kvr_status kvr_report_build(kvr_db *db, const kvr_report_options *opt,
+                                    kvr_report_plot_fn plot, void *user, char **html, char **md,
+                                    kvr_report_summary *sum, kvr_error *err);
 
 #ifdef __cplusplus
 }

@@ -102,5 +102,8 @@ struct cJSON *predict_fit_json(const kvr_predict_fit *f);
 kvr_status predict_fit_parse(const struct cJSON *o, const char *what, kvr_predict_fit *out,
                              kvr_error *err);
 char *predict_strdup(const char *s); /* NULL -> "" */
+/* A cost model from a parsed "kvr-predict-costs/1" object (numbers exactly as parsed). */
+kvr_status predict_costs_from_obj(const struct cJSON *root, const char *name,
+                                  kvr_predict_costs **out, kvr_error *err);
 
 #endif /* KVR_PREDICTOR_INTERNAL_H */

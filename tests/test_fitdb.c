@@ -1,0 +1,531 @@
+/* test_fitdb.c -- the predictor on top of the store (predictor/fitdb.c): cost models fitted from
+ * a profile run's samples recover planted coefficients and are stored in one transaction; bad
+ * input (missing ops, too few samples for a form, a rank-deficient design, non-finite timings, a
+ * missing model record or run) fails with a clear message and leaves the store byte-for-byte
+ * unchanged (a logical dump of every table is compared); stored cost models load back and
+ * predict identically; predicted TTFT matches the closed form; predictor files round-trip; the
+ * KVR-P gaps inside and outside the range. */
+#include "kvr_predict.h"
+#include "kvr_test.h"
+
+#include <math.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static const char *tmp_path(const char *name) {
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/kvr_test_fitdb_XXXXXX");
+        if (!mkdtemp(tmpdir)) abort();
+    }
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+static void rm_db(const char *path) {
+    char b[600];
+    unlink(path);
+    snprintf(b, sizeof b, "%s-wal", path);
+    unlink(b);
+    snprintf(b, sizeof b, "%s-shm", path);
+    unlink(b);
+}
+
+static uint64_t rng_state = 12345;
+static double rng_u(void) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return ((rng_state >> 11) + 0.5) / 9007199254740992.0;
+}
+static double rng_normal(void) {
+    double u = rng_u(), v = rng_u();
+    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* planted per-layer costs (us) */
+#define PRE_K   40.0
+#define PRE_B   2.0
+#define POST_K  120.0
+#define POST_B  9.0
+#define ATT_K   10.0
+#define ATT_B   0.5
+#define ATT_G   0.01
+#define ATT_A   0.004
+#define EMB_B   0.2
+#define HEAD_US 300.0
+#define LINK_A  8.0
+#define LINK_BW 5.0 /* GB/s */
+#define LAYERS  6
+
+static double planted(const char *op, int64_t c, int64_t P) {
+    if (!strcmp(op, "pre")) return PRE_K + PRE_B * c;
+    if (!strcmp(op, "post")) return POST_K + POST_B * c;
+    if (!strcmp(op, "embed")) return EMB_B * c;
+    if (!strcmp(op, "head")) return HEAD_US;
+    return ATT_K + ATT_B * c + ATT_G * P + ATT_A * (c * (double)P + 0.5 * c * c);
+}
+
+typedef struct run_spec {
+    const char *ops;   /* which ops to store, e.g. "embed,pre,attn,post,head" */
+    int n_attn_prefix; /* prefixes for attn: 1 = prefix 0 only (rank-deficient) */
+    int n_c;           /* chunk sizes */
+    double noise;      /* relative */
+    bool links;
+    double bad_time;   /* != 0: one pre sample gets this median (NaN, -1, ...) */
+    bool no_model;
+    const char *raw_sql; /* run on the file after the run is stored (what a foreign writer or a
+                            damaged row could leave: the db API itself refuses such values) */
+} run_spec;
+
+static int64_t make_run(kvr_db *db, const run_spec *sp) {
+    kvr_error err = {0};
+    kvr_db_device d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.kind, sizeof d.kind, "cpu");
+    snprintf(d.name, sizeof d.name, "Test <CPU> & co");
+    snprintf(d.host, sizeof d.host, "h1");
+    d.n_cores = 2;
+    kvr_db_model m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "planted");
+    snprintf(m.arch, sizeof m.arch, "llama");
+    snprintf(m.source, sizeof m.source, "preset:planted");
+    snprintf(m.content_hash, sizeof m.content_hash, "feed");
+    m.n_layers = LAYERS, m.d_model = 64, m.n_heads = 4, m.n_kv_heads = 2, m.head_dim = 16;
+    m.d_ff = 160, m.vocab_size = 256, m.max_context = 65536, m.rope_theta = 10000;
+    m.kv_bytes_per_token = 256;
+    kvr_db_run r = kvr_db_run_init("profile");
+    KVR_CHECK_OK(kvr_db_device_put(db, &d, &r.device_id, &err), &err);
+    if (!sp->no_model) KVR_CHECK_OK(kvr_db_model_put(db, &m, &r.model_id, &err), &err);
+    snprintf(r.backend, sizeof r.backend, "cpu");
+    snprintf(r.dtype, sizeof r.dtype, "f32");
+    snprintf(r.ops, sizeof r.ops, "%s", sp->ops);
+    r.n_threads = 1;
+    KVR_CHECK_OK(kvr_db_run_insert(db, &r, &err), &err);
+    const char *ops[] = {"embed", "pre", "attn", "post", "head"};
+    bool first_pre = true;
+    for (int k = 0; k < 5; k++) {
+        if (!strstr(sp->ops, ops[k])) continue;
+        for (int i = 0; i < sp->n_c; i++) {
+            int64_t c = (int64_t)16 << i;
+            if (!strcmp(ops[k], "head")) c = 1;
+            int np = !strcmp(ops[k], "attn") ? sp->n_attn_prefix : 1;
+            for (int j = 0; j < np; j++) {
+                int64_t P = j == 0 ? 0 : (int64_t)64 << (2 * j);
+                kvr_db_layer_sample s;
+                memset(&s, 0, sizeof s);
+                s.run_id = r.id;
+                snprintf(s.op, sizeof s.op, "%s", ops[k]);
+                s.c = c;
+                s.prefix = P;
+                double t = planted(ops[k], c, P) * (1 + sp->noise * rng_normal());
+                if (!strcmp(ops[k], "pre") && first_pre && sp->bad_time != 0) t = sp->bad_time;
+                if (!strcmp(ops[k], "pre")) first_pre = false;
+                s.stats.n_iters = 5;
+                s.stats.min_us = s.stats.p10_us = s.stats.median_us = s.stats.p90_us = t;
+                s.stats.mean_us = s.stats.max_us = t;
+                s.stats.is_stable = true;
+                KVR_CHECK_OK(kvr_db_layer_sample_put(db, &s, &err), &err);
+            }
+            if (!strcmp(ops[k], "head")) break;
+        }
+    }
+    if (sp->links) {
+        for (int i = 0; i < 12; i++) {
+            kvr_db_transfer_sample t;
+            memset(&t, 0, sizeof t);
+            t.run_id = r.id;
+            snprintf(t.pattern, sizeof t.pattern, "p2p");
+            t.src = 0, t.dst = 1, t.n_ranks = 2;
+            t.size_bytes = (int64_t)4096 << i;
+            double us = LINK_A + t.size_bytes / (LINK_BW * 1000);
+            t.stats.n_iters = 5;
+            t.stats.min_us = t.stats.p10_us = t.stats.median_us = t.stats.p90_us = us;
+            t.stats.mean_us = t.stats.max_us = us;
+            KVR_CHECK_OK(kvr_db_transfer_sample_put(db, &t, &err), &err);
+        }
+    }
+    KVR_CHECK_OK(kvr_db_run_set_status(db, r.id, KVR_RUN_COMPLETE, NULL, &err), &err);
+    return r.id;
+}
+
+static const run_spec good = {"embed,pre,attn,post,head", 4, 9, 0.01, true, 0, false, NULL};
+
+/* A logical dump of every table (names, then every row as text), hashed. */
+static uint64_t dump_hash(const char *path) {
+    sqlite3 *h;
+    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) return 0;
+    uint64_t x = 1469598103934665603ull;
+    sqlite3_stmt *t, *s;
+    sqlite3_prepare_v2(h, "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name", -1,
+                       &t, NULL);
+    while (sqlite3_step(t) == SQLITE_ROW) {
+        char q[256];
+        const char *name = (const char *)sqlite3_column_text(t, 0);
+        for (const char *p = name; *p; p++) x = (x ^ (unsigned char)*p) * 1099511628211ull;
+        snprintf(q, sizeof q, "SELECT * FROM \"%s\"", name);
+        if (sqlite3_prepare_v2(h, q, -1, &s, NULL) != SQLITE_OK) continue;
+        while (sqlite3_step(s) == SQLITE_ROW)
+            for (int i = 0; i < sqlite3_column_count(s); i++) {
+                const unsigned char *v = sqlite3_column_text(s, i);
+                for (const unsigned char *p = v; p && *p; p++) x = (x ^ *p) * 1099511628211ull;
+                x = (x ^ 0xff) * 1099511628211ull;
+            }
+        sqlite3_finalize(s);
+    }
+    sqlite3_finalize(t);
+    sqlite3_close(h);
+    return x;
+}
+
+static int64_t count_rows(const char *path, const char *table) {
+    sqlite3 *h;
+    int64_t n = -1;
+    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) return -1;
+    char q[128];
+    snprintf(q, sizeof q, "SELECT count(*) FROM %s", table);
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(h, q, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(h);
+    return n;
+}
+
+// ----------------------------------------------------------------------------
+
+static void test_fit_recovers_planted(void) {
+    const char *path = tmp_path("good.db");
+    rm_db(path);
+    kvr_db *db;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    int64_t run = make_run(db, &good);
+    kvr_predict_run_fit rf;
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
+    const kvr_predict_fit *pre = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_PRE);
+    const kvr_predict_fit *att = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_ATTN);
+    const kvr_predict_fit *post = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_POST);
+    const kvr_predict_fit *emb = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_EMBED);
+    const kvr_predict_fit *head = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_HEAD);
+    const kvr_predict_fit *link = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_LINK);
+    KVR_CHECK(pre && att && post && emb && head && link);
+    if (!(pre && att && post && emb && head && link)) return;
+    KVR_CHECK_NEAR(pre->coef[1], PRE_B, 0, 0.03);
+    KVR_CHECK_NEAR(post->coef[1], POST_B, 0, 0.03);
+    KVR_CHECK_NEAR(att->coef[3], ATT_A, 0, 0.05);
+    KVR_CHECK_NEAR(emb->coef[1], EMB_B, 0, 0.05);
+    KVR_CHECK(rf.head_constant);
+    KVR_CHECK_NEAR(head->coef[0], HEAD_US, 0, 0.05);
+    KVR_CHECK_NEAR(kvr_predict_fit_eval(link, 1 << 20, 0), LINK_A + (1 << 20) / (LINK_BW * 1000),
+                   0, 1e-6);
+    KVR_CHECK(rf.err_band >= 0.02 && rf.err_band < 0.1);
+    KVR_CHECK_EQ_INT(rf.n_samples[KVR_PREDICT_OP_ATTN], 36);
+    KVR_CHECK_EQ_INT(rf.n_samples[KVR_PREDICT_OP_LINK], 12);
+    KVR_CHECK_EQ_INT(rf.n_threads, 1);
+    KVR_CHECK(strcmp(rf.model, "planted") == 0);
+    kvr_predict_run_fit_free(&rf);
+    kvr_db_close(db);
+}
+
+static void test_store_and_load(void) {
+    const char *path = tmp_path("store.db");
+    rm_db(path);
+    kvr_db *db;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    int64_t run = make_run(db, &good);
+    kvr_predict_run_fit rf, back;
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
+    int64_t id = 0, id2 = 0;
+    KVR_CHECK_OK(kvr_predict_run_fit_store(db, &rf, &id, &e), &e);
+    KVR_CHECK(id > 0);
+    kvr_db_fit *fits;
+    int64_t n;
+    KVR_CHECK_OK(kvr_db_fits_list(db, run, &fits, &n, &e), &e);
+    KVR_CHECK_EQ_INT(n, 7); /* pre attn post head link embed + costs */
+    int seen = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!strcmp(fits[i].target, "attn")) {
+            seen++;
+            KVR_CHECK(fits[i].r2 > 0.99 && fits[i].mape_cv > 0 && fits[i].mape_cv < 0.05);
+            KVR_CHECK(!strcmp(fits[i].form, "attn") && fits[i].n_samples == 36);
+        }
+        if (!strcmp(fits[i].target, "head")) KVR_CHECK(!strcmp(fits[i].form, "constant"));
+        if (!strcmp(fits[i].target, "costs")) {
+            seen++;
+            KVR_CHECK_NEAR(fits[i].max_err_cv, rf.err_band, 0, 1e-12);
+            KVR_CHECK(fits[i].id == id);
+        }
+    }
+    KVR_CHECK_EQ_INT(seen, 2);
+    kvr_db_fits_free(fits, n);
+    KVR_CHECK_OK(kvr_predict_run_fit_load(db, run, 0, 0, &back, &id2, &e), &e);
+    KVR_CHECK_EQ_INT(id2, id);
+    KVR_CHECK(back.err_band == rf.err_band && back.model_id == rf.model_id);
+    /* identical predictions for every strategy */
+    const int64_t C = 3000;
+    const int64_t ch[2] = {1800, 1200};
+    const kvr_strategy ss[] = {KVR_STRATEGY_KVR_E, KVR_STRATEGY_KVR_S, KVR_STRATEGY_TSP,
+                               KVR_STRATEGY_RING};
+    for (int i = 0; i < 4; i++) {
+        double a, b;
+        KVR_CHECK_OK(kvr_predict_costs_ttft(rf.costs, ss[i], 2, C, ch, NULL, &a, &e), &e);
+        KVR_CHECK_OK(kvr_predict_costs_ttft(back.costs, ss[i], 2, C, ch, NULL, &b, &e), &e);
+        KVR_CHECK(a == b && a > 0);
+    }
+    /* newest by model and threads; none for other thread counts */
+    kvr_predict_run_fit other;
+    KVR_CHECK_OK(kvr_predict_run_fit_load(db, 0, rf.model_id, 1, &other, NULL, &e), &e);
+    kvr_predict_run_fit_free(&other);
+    KVR_CHECK(kvr_predict_run_fit_load(db, 0, rf.model_id, 4, &other, NULL, &e) ==
+              KVR_ERR_NOT_FOUND);
+    KVR_CHECK(strstr(e.msg, "4 thread(s)") != NULL);
+    KVR_CHECK(kvr_predict_run_fit_load(db, run + 100, 0, 0, &other, NULL, &e) ==
+              KVR_ERR_NOT_FOUND);
+    kvr_predict_run_fit_free(&back);
+    kvr_predict_run_fit_free(&rf);
+    kvr_db_close(db);
+}
+
+static void test_ttft_closed_form(void) {
+    kvr_predict_costs_info info = {LAYERS, 256, 0, HEAD_US, "m", "d", "f32", "s"};
+    kvr_predict_costs *c;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_predict_costs_create(&info, &c, &e), &e);
+    kvr_predict_fit f;
+    memset(&f, 0, sizeof f);
+    f.op = KVR_PREDICT_OP_PRE, f.form = KVR_PREDICT_FORM_HINGE, f.n_coef = 2;
+    f.coef[0] = PRE_K, f.coef[1] = PRE_B;
+    KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &f, &e), &e);
+    f.op = KVR_PREDICT_OP_POST, f.coef[0] = POST_K, f.coef[1] = POST_B;
+    KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &f, &e), &e);
+    f.op = KVR_PREDICT_OP_EMBED, f.coef[0] = 0, f.coef[1] = EMB_B;
+    KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &f, &e), &e);
+    f.op = KVR_PREDICT_OP_ATTN, f.form = KVR_PREDICT_FORM_ATTN, f.n_coef = 4;
+    f.coef[0] = ATT_K, f.coef[1] = ATT_B, f.coef[2] = ATT_G, f.coef[3] = ATT_A;
+    KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &f, &e), &e);
+    const int64_t C = 5000;
+    double t;
+    KVR_CHECK_OK(kvr_predict_costs_ttft(c, KVR_STRATEGY_SINGLE, 1, C, NULL, NULL, &t, &e), &e);
+    double want = EMB_B * C +
+                  LAYERS * (planted("pre", C, 0) + planted("attn", C, 0) + planted("post", C, 0)) +
+                  HEAD_US;
+    KVR_CHECK_NEAR(t, want, 0, 1e-12);
+    /* the runtime's even split with ideal links: rank 1 finishes last */
+    KVR_CHECK_OK(kvr_predict_costs_ttft(c, KVR_STRATEGY_KVR_E, 2, C, NULL, NULL, &t, &e), &e);
+    KVR_CHECK(t > 0 && t < want);
+    KVR_CHECK(kvr_predict_costs_ttft(c, KVR_STRATEGY_SINGLE, 2, C, NULL, NULL, &t, &e) ==
+              KVR_ERR_INVALID_ARG);
+    const int64_t bad[2] = {10, 10};
+    KVR_CHECK(kvr_predict_costs_ttft(c, KVR_STRATEGY_KVR_S, 2, C, bad, NULL, &t, &e) ==
+              KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "sum to 20 tokens, not 5000") != NULL);
+    kvr_predict_costs_destroy(c);
+}
+
+/* Every kind of bad input: a clear error, and the store exactly as it was. */
+static void bad_case(const char *name, const run_spec *sp, int64_t link_run, kvr_status want,
+                     const char *msg) {
+    const char *path = tmp_path("bad.db");
+    rm_db(path);
+    kvr_db *db;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    int64_t run = make_run(db, sp);
+    kvr_db_close(db);
+    if (sp->raw_sql) {
+        sqlite3 *h;
+        KVR_CHECK(sqlite3_open(path, &h) == SQLITE_OK);
+        KVR_CHECK(sqlite3_exec(h, sp->raw_sql, NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(h);
+    }
+    const uint64_t before = dump_hash(path);
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    kvr_predict_run_fit rf;
+    memset(&rf, 0, sizeof rf);
+    kvr_status st = kvr_predict_fit_run(db, run, link_run < 0 ? run : link_run, NULL, &rf, &e);
+    if (st != want) fprintf(stderr, "case %s: got %s: %s\n", name, kvr_status_str(st), e.msg);
+    KVR_CHECK_EQ_INT(st, want);
+    if (!strstr(e.msg, msg)) fprintf(stderr, "case %s: message \"%s\" lacks \"%s\"\n", name, e.msg, msg);
+    KVR_CHECK(strstr(e.msg, msg) != NULL);
+    KVR_CHECK(rf.costs == NULL); /* out untouched */
+    kvr_db_close(db);
+    KVR_CHECK(dump_hash(path) == before);
+    KVR_CHECK_EQ_INT(count_rows(path, "fits"), 0);
+}
+
+static void test_bad_input(void) {
+    run_spec s = good;
+    s.ops = "embed,pre,post,head";
+    bad_case("missing attn", &s, -1, KVR_ERR_INVALID_ARG, "has no attn samples");
+    s = good;
+    s.ops = "pre,head";
+    bad_case("missing two", &s, -1, KVR_ERR_INVALID_ARG, "no attn,post samples");
+    s = good;
+    s.n_attn_prefix = 1; /* prefix 0 only: c and P columns cannot be separated */
+    bad_case("rank-deficient", &s, -1, KVR_ERR_NUMERIC, "rank-deficient");
+    s = good;
+    s.n_c = 1; /* one chunk size: 1 observation < 2 parameters */
+    s.n_attn_prefix = 3;
+    bad_case("too few", &s, -1, KVR_ERR_INVALID_ARG, "observations <");
+    s = good;
+    s.raw_sql = "UPDATE layer_samples SET median_us = 9e999 WHERE op = 'pre' AND c = 16";
+    bad_case("inf", &s, -1, KVR_ERR_INVALID_ARG, "pre sample c=16 prefix=0 has a non-finite");
+    s.raw_sql = "UPDATE layer_samples SET median_us = -5 WHERE op = 'attn' AND c = 64 AND "
+                "prefix = 256";
+    bad_case("negative", &s, -1, KVR_ERR_INVALID_ARG,
+             "attn sample c=64 prefix=256 has a non-positive median time");
+    s.raw_sql = "UPDATE transfer_samples SET median_us = 0 WHERE size_bytes = 8192";
+    bad_case("zero link", &s, -1, KVR_ERR_INVALID_ARG, "p2p transfer 0->1 of 8192 bytes");
+    s = good;
+    s.no_model = true;
+    bad_case("no model", &s, -1, KVR_ERR_INVALID_ARG, "has no model record");
+    s = good;
+    s.links = false;
+    bad_case("no p2p in link run", &s, -1, KVR_ERR_INVALID_ARG, "has no p2p transfer samples");
+    bad_case("no such link run", &good, 99, KVR_ERR_NOT_FOUND, "99");
+}
+
+/* The store step is all or nothing: on a read-only handle nothing is written. */
+static void test_store_all_or_nothing(void) {
+    const char *path = tmp_path("ro.db");
+    rm_db(path);
+    kvr_db *db;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    int64_t run = make_run(db, &good);
+    kvr_predict_run_fit rf;
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, 0, NULL, &rf, &e), &e);
+    KVR_CHECK(rf.link_run_id == 0 && !kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_LINK));
+    kvr_db_close(db);
+    const uint64_t before = dump_hash(path);
+    kvr_db_open_params p = kvr_db_open_params_default();
+    p.read_only = true;
+    KVR_CHECK_OK(kvr_db_open(path, &p, &db, &e), &e);
+    KVR_CHECK(kvr_predict_run_fit_store(db, &rf, NULL, &e) != KVR_OK);
+    kvr_db_close(db);
+    KVR_CHECK(dump_hash(path) == before);
+    kvr_predict_run_fit_free(&rf);
+}
+
+static void test_predictor_file_and_gaps(void) {
+    const char *path = tmp_path("kvrp.db");
+    rm_db(path);
+    kvr_db *db;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    int64_t run = make_run(db, &good);
+    kvr_predict_run_fit rf;
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
+    kvr_db_close(db);
+    kvr_search_costs *m;
+    KVR_CHECK_OK(kvr_predict_costs_search_at(rf.costs, 0, &m, &e), &e);
+    int ranks[] = {2, 4};
+    int64_t ctx[16];
+    for (int i = 0; i < 16; i++) ctx[i] = 512 + 512 * i;
+    kvr_search_table_config cfg = {ranks, 2, ctx, 16, kvr_search_params_default(),
+                                   1u << KVR_STRATEGY_KVR_S};
+    kvr_search_table *t;
+    KVR_CHECK_OK(kvr_search_table_create(m, &cfg, &t, &e), &e);
+    kvr_predictor *kp;
+    KVR_CHECK_OK(kvr_predictor_fit(m, t, 16, NULL, &kp, &e), &e);
+    kvr_predictor_gaps g;
+    KVR_CHECK_OK(kvr_predictor_gaps_get(kp, m, 2, 24, &g, &e), &e);
+    KVR_CHECK(g.n_in == 24 && g.n_out >= 4);
+    KVR_CHECK(g.in_max < 0.01 && g.in_mean <= g.in_max && g.out_mean <= g.out_max);
+    KVR_CHECK(g.in_worst > 512 && g.in_worst < 8192);
+    KVR_CHECK(kvr_predictor_gaps_get(kp, m, 3, 24, &g, &e) == KVR_ERR_NOT_FOUND);
+
+    /* the file: predictor + cost model + meta, exact */
+    kvr_predictor_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.predictor_id = 7, meta.run_id = run, meta.model_id = rf.model_id, meta.n_threads = 1;
+    meta.err_band = rf.err_band;
+    snprintf(meta.model, sizeof meta.model, "planted");
+    char *text;
+    KVR_CHECK_OK(kvr_predictor_file_format(kp, rf.costs, &meta, &text, &e), &e);
+    kvr_predictor *kp2;
+    kvr_predict_costs *c2;
+    kvr_predictor_meta m2;
+    KVR_CHECK_OK(kvr_predictor_file_parse(text, strlen(text), "f", &kp2, &c2, &m2, &e), &e);
+    KVR_CHECK(m2.predictor_id == 7 && m2.run_id == run && m2.n_threads == 1);
+    KVR_CHECK(m2.err_band == rf.err_band && !strcmp(m2.model, "planted"));
+    /* a plain predictor reader takes the same file */
+    kvr_predictor *kp3;
+    KVR_CHECK_OK(kvr_predictor_from_json(text, strlen(text), "f", &kp3, &e), &e);
+    for (int64_t C = 300; C < 20000; C += 97) {
+        int64_t a[4], b[4], c3[4];
+        KVR_CHECK_OK(kvr_predictor_predict(kp, 4, C, a, &e), &e);
+        KVR_CHECK_OK(kvr_predictor_predict(kp2, 4, C, b, &e), &e);
+        KVR_CHECK_OK(kvr_predictor_predict(kp3, 4, C, c3, &e), &e);
+        KVR_CHECK(!memcmp(a, b, sizeof a) && !memcmp(a, c3, sizeof a));
+        double x, y;
+        KVR_CHECK_OK(kvr_predict_costs_ttft(rf.costs, KVR_STRATEGY_KVR_S, 4, C, a, NULL, &x, &e), &e);
+        KVR_CHECK_OK(kvr_predict_costs_ttft(c2, KVR_STRATEGY_KVR_S, 4, C, a, NULL, &y, &e), &e);
+        KVR_CHECK(x == y);
+    }
+    /* copy one rank count into a fresh predictor */
+    kvr_predictor *one;
+    KVR_CHECK_OK(kvr_predictor_create(16, "one", &one, &e), &e);
+    KVR_CHECK_OK(kvr_predictor_copy_ranks(one, kp, 2, &e), &e);
+    KVR_CHECK(kvr_predictor_n_ranks(one) == 1 && kvr_predictor_ranks(one, 0) == 2);
+    int64_t a[2], b[2];
+    KVR_CHECK_OK(kvr_predictor_predict(kp, 2, 6000, a, &e), &e);
+    KVR_CHECK_OK(kvr_predictor_predict(one, 2, 6000, b, &e), &e);
+    KVR_CHECK(a[0] == b[0] && a[1] == b[1]);
+    KVR_CHECK(kvr_predictor_copy_ranks(one, kp, 3, &e) == KVR_ERR_NOT_FOUND);
+    kvr_predictor *g8;
+    KVR_CHECK_OK(kvr_predictor_create(8, "g8", &g8, &e), &e);
+    KVR_CHECK(kvr_predictor_copy_ranks(g8, kp, 2, &e) == KVR_ERR_INVALID_ARG);
+    /* a file without kvr_fit: no costs, meta unknown */
+    char *plain;
+    KVR_CHECK_OK(kvr_predictor_to_json(kp, &plain, &e), &e);
+    kvr_predictor *kp4;
+    kvr_predict_costs *c4 = (kvr_predict_costs *)1;
+    KVR_CHECK_OK(kvr_predictor_file_parse(plain, strlen(plain), "p", &kp4, &c4, &m2, &e), &e);
+    KVR_CHECK(c4 == NULL && m2.err_band < 0 && m2.predictor_id == 0);
+    /* bad files */
+    kvr_predictor *kx = NULL;
+    KVR_CHECK(kvr_predictor_file_parse("{", 1, "x", &kx, NULL, NULL, &e) == KVR_ERR_FORMAT);
+    KVR_CHECK(kx == NULL);
+    KVR_CHECK(kvr_predictor_file_load("/nonexistent/p.json", &kx, NULL, NULL, &e) == KVR_ERR_IO);
+    KVR_CHECK(strstr(e.msg, "/nonexistent/p.json") != NULL);
+    kvr_predictor_destroy(kp4);
+    free(plain);
+    kvr_predictor_destroy(g8);
+    kvr_predictor_destroy(one);
+    kvr_predictor_destroy(kp3);
+    kvr_predictor_destroy(kp2);
+    kvr_predict_costs_destroy(c2);
+    free(text);
+    kvr_predictor_destroy(kp);
+    kvr_search_table_destroy(t);
+    kvr_search_costs_destroy(m);
+    kvr_predict_run_fit_free(&rf);
+}
+
+static const kvr_test_case cases[] = {
+    {"fit_recovers_planted", test_fit_recovers_planted},
+    {"store_and_load", test_store_and_load},
+    {"ttft_closed_form", test_ttft_closed_form},
+    {"bad_input", test_bad_input},
+    {"store_all_or_nothing", test_store_all_or_nothing},
+    {"predictor_file_and_gaps", test_predictor_file_and_gaps},
+};
+
+int main(int argc, char **argv) {
+    int rc = kvr_test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
+    if (tmpdir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) rc = rc ? rc : 1;
+    }
+    return rc;
+}
