@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# tests/cli/test_kvr_fit.sh BINDIR -- kvr-fit and kvr-run --partition auto as a user meets them:
+# help and usage errors (exit 2), bad or missing data (exit 1, nothing stored), fitting a tiny
+# profile and storing it, KVR-P from the fitted costs and from a stored table, --show, --export,
+# then kvr-run: --partition auto from the store and from a predictor file (with --no-db), the
+# predict-call cost and predicted TTFT in the output, partition_source/predicted_ttft_ms in JSON,
+# every run recorded when a store is in use (and none without one), drift flagged.
+set -u
+BIN="$1"; F="$BIN/kvr-fit"; R="$BIN/kvr-run"; P="$BIN/kvr-profile"; D="$BIN/kvr-db"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0; passes=0
+check() { # check NAME EXPECTED_RC PATTERN -- command...
+  local name=$1 want=$2 pat=$3; shift 4
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
+  else
+    echo "ok   $name"; passes=$((passes+1))
+  fi
+}
+same() { # same NAME A B
+  if [ "$2" == "$3" ]; then echo "ok   $1"; passes=$((passes+1)); else echo "FAIL $1: '$2' != '$3'"; fails=$((fails+1)); fi
+}
+dump() { python3 - "$1" <<'PY'
+import sqlite3, sys, hashlib
+h = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+d = hashlib.sha256()
+for (t,) in h.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+    for row in h.execute(f'SELECT * FROM "{t}"'):
+        d.update(repr((t, row)).encode())
+print(d.hexdigest())
+PY
+}
+cd "$tmp"
+DB="$tmp/k.db"
+TINY=(--model tiny --chunks 8:128 --max-context 512 --iters 2:4 --warmup 1 --time-budget 0.05)
+
+# usage errors
+check help 0 "--kvrp" -- "$F" --help
+check nothing 2 "nothing to do" -- "$F" --db "$DB"
+check unknown 2 "unknown option '--bogus'" -- "$F" --bogus
+check bad_run 2 "--run: \"x\" is not a whole number" -- "$F" --run x
+check bad_ranks 2 "--ranks: 1 is out of range" -- "$F" --kvrp --ranks 1
+check bad_context 2 "neither N nor FROM:TO:STEP" -- "$F" --kvrp --context 1:2
+check small_context 2 "smaller than ranks x granularity" -- "$F" --kvrp --ranks 4 --context 32:512:32
+check link_needs_run 2 "--link-run needs --run" -- "$F" --link-run 2 --show
+check table_context 2 "uses the table's contexts" -- "$F" --kvrp --table 1 --context 64:128:64
+check no_db 1 "no such|not found|does not exist" -- "$F" --db "$tmp/none.db" --show
+
+# profiles: layers (run 1), transfers (run 2), a profile without attention (run 3)
+"$P" "${TINY[@]}" --db "$DB" -q >/dev/null 2>&1 || { echo "FAIL setup: kvr-profile"; exit 1; }
+"$P" --model tiny --ops none --comm --ranks 2 --bytes 1K:64K --max-context 512 --iters 2:4 --db "$DB" -q >/dev/null 2>&1 \
+  || { echo "FAIL setup: kvr-profile --comm"; exit 1; }
+"$P" --model tiny --ops pre,post --chunks 8:64 --max-context 128 --iters 2 --db "$DB" -q >/dev/null 2>&1 \
+  || { echo "FAIL setup: kvr-profile --ops pre,post"; exit 1; }
+
+# bad data: a clear message, exit 1, the store unchanged
+before=$(dump "$DB")
+check missing_ops 1 "run 3 has no attn samples \(ops profiled: pre,post\).*nothing was stored" -- "$F" --db "$DB" --run 3
+check no_such_run 1 "run 99 not found" -- "$F" --db "$DB" --run 99
+check link_run_no_p2p 1 "run 1 has no p2p transfer samples" -- "$F" --db "$DB" --run 1 --link-run 1
+check kvrp_nothing_fitted 1 "no cost model" -- "$F" --db "$DB" --kvrp --ranks 2 --context 64:512:64
+same store_unchanged "$before" "$(dump "$DB")"
+check dry_run 0 "dry run: nothing stored" -- "$F" --db "$DB" --run 1 --dry-run
+same dry_run_unchanged "$before" "$(dump "$DB")"
+
+# fit and store
+check fit 0 "^attn +attn +[0-9]+ " -- "$F" --db "$DB" --run 1
+check fit_links 0 "run 1 \(layers\) \+ run 2 \(links\)" -- "$F" --db "$DB" --run 1
+check fit_json 0 '"run_id":1,"link_run_id":2,.*"err_band":[0-9.]+.*"fits":\[\{"target":"pre","form":"hinge"' -- "$F" --db "$DB" --run 1 --json
+check fit_ideal 0 "no transfer profile: links ideal" -- "$F" --db "$DB" --run 1 --link-run none
+check kvrp 0 "^ +2 [a-z0-9-]+ +[0-9]+ +64\.\.512 " -- "$F" --db "$DB" --run 1 --kvrp --ranks 2,3 --context 64:512:32
+check kvrp_json 0 '"kvrp":\{"table_id":[0-9]+,.*"predictors":\[\{"ranks":2,"id":[0-9]+,.*"gap_in_max":[0-9.e-]+' -- "$F" --db "$DB" --kvrp --ranks 2 --context 64:512:64 --json
+check show 0 "^ +[0-9]+ +1 costs +kvr-fit-costs " -- "$F" --db "$DB" --show
+check show_preds 0 "KVR-P predictors" -- "$F" --db "$DB" --show --run 1
+check kvrp_table 0 "KVR-P over stored partition table 1" -- "$F" --db "$DB" --kvrp --table 1 --ranks 2
+check export 0 "predictor file .*p2.json written" -- "$F" --db "$DB" --export "$tmp/p2.json" --ranks 2
+check export_json_file 0 '"schema":[[:space:]]*"kvr-predictor/1"' -- cat "$tmp/p2.json"
+check export_has_costs 0 '"kvr_fit":' -- cat "$tmp/p2.json"
+check export_missing 1 "no 5-rank predictor" -- "$F" --db "$DB" --export "$tmp/p5.json" --ranks 5
+check export_bad_path 1 "--export /nonexistent/x.json" -- "$F" --db "$DB" --export /nonexistent/x.json --ranks 2
+check kvr_db_fits 0 "costs" -- "$D" --db "$DB" fits
+
+# kvr-run: auto partition from the store, and from a file
+check auto_db 0 "^# partition auto from predictor [0-9]+ in .*k.db in [0-9.]+ us" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --db "$DB"
+check auto_pred 0 "^# predicted TTFT [0-9.]+ ms \(the cost model of predictor" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --db "$DB"
+check auto_recorded 0 "^# recorded as measured run [0-9]+ in .*k.db \(partition auto\)" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --db "$DB"
+check auto_json 0 '"partition_source":"auto","predicted_ttft_ms":[0-9.]+,.*"predictor_id":[0-9]+,"predict_us":[0-9.]+' -- "$R" --model tiny --context 300 --ranks 2 --partition auto --db "$DB" --json
+check even_json 0 '"partition_source":"even","predicted_ttft_ms":[0-9.]+,.*"drift":(true|false)' -- "$R" --model tiny --context 256 --ranks 2 --db "$DB" --json
+check explicit_json 0 '"partition_source":"explicit"' -- "$R" --model tiny --context 256 --ranks 2 --partition 200,56 --db "$DB" --json
+check tsp_json 0 '"mode":"tsp".*"partition_source":"even","predicted_ttft_ms":[0-9.]+' -- "$R" --model tiny --context 256 --ranks 2 --mode tsp --db "$DB" --json
+check single_json 0 '"mode":"single".*"predicted_ttft_ms":[0-9.]+' -- "$R" --model tiny --context 256 --db "$DB" --json
+check other_threads 0 '"predicted_ttft_ms":null' -- "$R" --model tiny --context 64 --threads 2 --db "$DB" --json
+check auto_file 0 "^# partition auto from predictor file .*p2.json in [0-9.]+ us" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/p2.json" --no-db
+check auto_file_json 0 '"partition_source":"auto","predicted_ttft_ms":[0-9.]+,.*"db":null,"measured_run_id":null' -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/p2.json" --no-db --json
+check auto_no_rank_fit 1 "no 4-rank KVR-P predictor for model tiny.*kvr-fit --db" -- "$R" --model tiny --context 256 --ranks 4 --partition auto --db "$DB"
+check auto_no_predictor 2 "--partition auto needs a predictor" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --no-db
+check auto_bad_file 1 "--predictor: /nonexistent/p.json" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor /nonexistent/p.json
+check db_and_no_db 2 "not both" -- "$R" --model tiny --db "$DB" --no-db
+check other_model 1 "no 2-rank KVR-P predictor for model tiny-mqa" -- "$R" --model tiny-mqa --context 256 --ranks 2 --partition auto --db "$DB"
+n=$("$D" --db "$DB" measured --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+same recorded_count 9 "$n"
+# ./kvr.db is the default store; --no-db and a missing ./kvr.db record nothing
+mkdir -p "$tmp/cwd" && cd "$tmp/cwd"
+check no_store_no_record 0 '"db":null,"measured_run_id":null' -- "$R" --model tiny --context 64 --json
+[ ! -e kvr.db ] && { echo "ok   no_store_created"; passes=$((passes+1)); } || { echo "FAIL no_store_created"; fails=$((fails+1)); }
+cp "$DB" kvr.db
+check default_store 0 '"db":"kvr.db","measured_run_id":[0-9]+' -- "$R" --model tiny --context 256 --ranks 2 --partition auto --json
+check no_db_flag 0 '"db":null,"measured_run_id":null' -- "$R" --model tiny --context 64 --no-db --json
+cd "$tmp"
+# drift: a cost model 100x too fast for this machine flags every run
+python3 - "$tmp/p2.json" "$tmp/fast.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for op, f in d["kvr_fit"]["costs"]["fits"].items():
+    f["coef"] = [c / 100 for c in f["coef"]]
+d["kvr_fit"]["err_band"] = 0.05
+json.dump(d, open(sys.argv[2], "w"))
+PY
+check drift 0 "outside the error band of 5.00 %: DRIFT" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/fast.json" --no-db
+check drift_json 0 '"drift":true' -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast.json" --no-db --json
+echo "kvr-fit cli: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]

@@ -1,0 +1,1034 @@
+/* kvr_fit.c -- kvr-fit: fit the cost model of a profile run (GSL regressions per op, k-fold
+ * validated) and store it; fit KVR-P (the partition predictor) over a KVR-S table -- one from the
+ * store, or one built here from the fitted costs over a range of contexts -- and store it with
+ * its held-out TTFT gaps; show what is stored; export a predictor file for kvr-run --predictor.
+ *
+ * Build: cmake -B build && cmake --build build      Run: build/tools/kvr-fit --help
+ *   build/tools/kvr-fit --run 1                                   # cost model of profile run 1
+ *   build/tools/kvr-fit --run 1 --kvrp --ranks 2,4 --context 512:8192:256 --export kvrp.json
+ *   build/tools/kvr-fit --kvrp --table 3 --ranks 2                # KVR-P over stored table 3
+ *   build/tools/kvr-fit --show                                    # stored fits and predictors
+ * Exit codes: 0 ok, 1 runtime failure (bad or missing data, db errors), 2 usage error.
+ */
+#include "kvr_predict.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KF_MAX_RANKS    64
+#define KF_MAX_CONTEXTS 4096
+
+typedef struct kvr_fit_opts {
+    const char *db;
+    int64_t run, link_run, table, predictor;
+    bool run_set, link_run_set, link_run_none;
+    bool kvrp, show, json, dry_run;
+    const char *ranks_arg, *context_arg, *export_path, *costs_path;
+    int ranks[KF_MAX_RANKS];
+    int n_ranks;
+    int64_t contexts[KF_MAX_CONTEXTS];
+    int n_contexts;
+    int64_t granularity;
+    bool no_densify;
+} kvr_fit_opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: kvr-fit [options]\n"
+            "Fit the cost model of a profile run and store it; fit KVR-P over a KVR-S table;\n"
+            "show what is stored; export a predictor file for kvr-run --predictor.\n"
+            "  -d, --db PATH           the store (default ./kvr.db)\n"
+            "  -r, --run ID            fit the cost model on profile run ID (layer samples)\n"
+            "  -l, --link-run ID|none  transfer samples for the links (default: the run itself,\n"
+            "                          else the newest run with p2p samples of the same model\n"
+            "                          and device; none: ideal links)\n"
+            "  -k, --kvrp              fit KVR-P: from --table, else over a KVR-S table built\n"
+            "                          from the fitted costs (of --run, or the newest stored)\n"
+            "  -R, --ranks LIST        KVR-P rank counts, e.g. 2,4 (default 2)\n"
+            "  -n, --context SPEC      KVR-P table contexts: N or FROM:TO:STEP, comma-separated,\n"
+            "                          K = 1024 (default 512:8192:256)\n"
+            "  -t, --table ID          KVR-P over stored partition table ID (kvr-search --db)\n"
+            "  -c, --costs FILE        with --table from a cost file: that cost model\n"
+            "  -g, --granularity G     KVR-P granularity in tokens (default 16; --table: its own)\n"
+            "  -N, --no-densify        KVR-P: fit the table's contexts only\n"
+            "  -s, --show              list stored fits and predictors (of --run, or all)\n"
+            "  -e, --export FILE       write a predictor file (the one fitted now, else the\n"
+            "                          newest stored for each of --ranks, or --predictor ID)\n"
+            "  -p, --predictor ID      --export this stored predictor\n"
+            "  -D, --dry-run           fit and print, store nothing\n"
+            "  -j, --json              one JSON object instead of tables\n"
+            "  -h, --help              this help\n"
+            "Exit: 0 ok, 1 runtime failure (bad or missing data, db error), 2 usage error.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kvr-fit: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see kvr-fit --help)\n");
+    return 2;
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kvr-fit: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    return 1;
+}
+
+/* An integer with an optional binary K/M suffix. */
+static int parse_size(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char buf[64];
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof buf) return usage_error("%s: bad number \"%s\"", flag, s);
+    memcpy(buf, s, n + 1);
+    int64_t mul = 1;
+    if (buf[n - 1] == 'k' || buf[n - 1] == 'K') mul = 1024;
+    if (buf[n - 1] == 'm' || buf[n - 1] == 'M') mul = 1024 * 1024;
+    if (mul > 1) buf[n - 1] = 0;
+    int64_t v;
+    kvr_error e;
+    if (kvr_parse_i64(buf, 0, INT64_MAX / mul, &v, &e) != KVR_OK)
+        return usage_error("%s: \"%s\" is not a whole number", flag, s);
+    v *= mul;
+    if (v < lo || v > hi)
+        return usage_error("%s: %lld is out of range [%lld, %lld]", flag, (long long)v,
+                           (long long)lo, (long long)hi);
+    *out = v;
+    return 0;
+}
+
+static int parse_ranks(kvr_fit_opts *o) {
+    char *dup = strdup(o->ranks_arg), *save = NULL;
+    if (!dup) return fail("out of memory");
+    int rc = 0;
+    o->n_ranks = 0;
+    for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        int64_t v;
+        if ((rc = parse_size("--ranks", t, 2, 256, &v))) break;
+        for (int i = 0; i < o->n_ranks; i++)
+            if (o->ranks[i] == v) rc = usage_error("--ranks: %lld is listed twice", (long long)v);
+        if (!rc && o->n_ranks == KF_MAX_RANKS) rc = usage_error("--ranks: too many rank counts");
+        if (!rc) o->ranks[o->n_ranks++] = (int)v;
+    }
+    if (!rc && o->n_ranks == 0) rc = usage_error("--ranks: empty list");
+    free(dup);
+    return rc;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int parse_contexts(kvr_fit_opts *o) {
+    char *dup = strdup(o->context_arg), *save = NULL;
+    if (!dup) return fail("out of memory");
+    int rc = 0;
+    o->n_contexts = 0;
+    const int64_t cmax = (int64_t)1 << 30;
+    for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        char *c1 = strchr(t, ':');
+        int64_t from, to, step = 1;
+        if (!c1) {
+            if ((rc = parse_size("--context", t, 1, cmax, &from))) break;
+            to = from;
+        } else {
+            char *c2 = strchr(c1 + 1, ':');
+            if (!c2 || strchr(c2 + 1, ':')) {
+                rc = usage_error("--context: \"%s\" is neither N nor FROM:TO:STEP", t);
+                break;
+            }
+            *c1 = *c2 = 0;
+            if ((rc = parse_size("--context FROM", t, 1, cmax, &from))) break;
+            if ((rc = parse_size("--context TO", c1 + 1, 1, cmax, &to))) break;
+            if ((rc = parse_size("--context STEP", c2 + 1, 1, cmax, &step))) break;
+            if (from > to) {
+                rc = usage_error("--context: FROM %lld is larger than TO %lld", (long long)from,
+                                 (long long)to);
+                break;
+            }
+        }
+        for (int64_t v = from; v <= to && !rc; v += step) {
+            if (o->n_contexts == KF_MAX_CONTEXTS)
+                rc = usage_error("--context: more than %d contexts", KF_MAX_CONTEXTS);
+            else
+                o->contexts[o->n_contexts++] = v;
+        }
+    }
+    if (!rc && o->n_contexts == 0) rc = usage_error("--context: empty \"%s\"", o->context_arg);
+    if (!rc) {
+        qsort(o->contexts, (size_t)o->n_contexts, sizeof *o->contexts, cmp_i64);
+        int w = 0;
+        for (int i = 0; i < o->n_contexts; i++)
+            if (w == 0 || o->contexts[w - 1] != o->contexts[i]) o->contexts[w++] = o->contexts[i];
+        o->n_contexts = w;
+    }
+    free(dup);
+    return rc;
+}
+
+/* Returns 0 to continue, 2 on a usage error, -1 after --help. */
+static int parse_opts(int argc, char **argv, kvr_fit_opts *o) {
+    static const struct option lo[] = {
+        {"db", required_argument, 0, 'd'},        {"run", required_argument, 0, 'r'},
+        {"link-run", required_argument, 0, 'l'},  {"kvrp", no_argument, 0, 'k'},
+        {"ranks", required_argument, 0, 'R'},     {"context", required_argument, 0, 'n'},
+        {"table", required_argument, 0, 't'},     {"costs", required_argument, 0, 'c'},
+        {"granularity", required_argument, 0, 'g'}, {"no-densify", no_argument, 0, 'N'},
+        {"show", no_argument, 0, 's'},            {"export", required_argument, 0, 'e'},
+        {"predictor", required_argument, 0, 'p'}, {"dry-run", no_argument, 0, 'D'},
+        {"json", no_argument, 0, 'j'},            {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int ch, rc;
+    bool ranks_set = false, ctx_set = false, g_set = false;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":d:r:l:kR:n:t:c:g:Nse:p:Djh", lo, NULL)) != -1) {
+        int64_t v;
+        switch (ch) {
+            case 'd': o->db = optarg; break;
+            case 'r':
+                if ((rc = parse_size("--run", optarg, 1, INT64_MAX / 2048, &v))) return rc;
+                o->run = v;
+                o->run_set = true;
+                break;
+            case 'l':
+                if (strcmp(optarg, "none") == 0) {
+                    o->link_run_none = true;
+                } else {
+                    if ((rc = parse_size("--link-run", optarg, 1, INT64_MAX / 2048, &v))) return rc;
+                    o->link_run = v;
+                }
+                o->link_run_set = true;
+                break;
+            case 'k': o->kvrp = true; break;
+            case 'R': o->ranks_arg = optarg; ranks_set = true; break;
+            case 'n': o->context_arg = optarg; ctx_set = true; break;
+            case 't':
+                if ((rc = parse_size("--table", optarg, 1, INT64_MAX / 2048, &v))) return rc;
+                o->table = v;
+                break;
+            case 'c': o->costs_path = optarg; break;
+            case 'g':
+                if ((rc = parse_size("--granularity", optarg, 1, 1 << 20, &v))) return rc;
+                o->granularity = v;
+                g_set = true;
+                break;
+            case 'N': o->no_densify = true; break;
+            case 's': o->show = true; break;
+            case 'e': o->export_path = optarg; break;
+            case 'p':
+                if ((rc = parse_size("--predictor", optarg, 1, INT64_MAX / 2048, &v))) return rc;
+                o->predictor = v;
+                break;
+            case 'D': o->dry_run = true; break;
+            case 'j': o->json = true; break;
+            case 'h': usage(stdout); return -1;
+            case ':': return usage_error("%s needs a value", argv[optind - 1]);
+            default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if ((rc = parse_ranks(o))) return rc;
+    if ((rc = parse_contexts(o))) return rc;
+    if (!o->run_set && !o->kvrp && !o->show && !o->export_path)
+        return usage_error("nothing to do: give --run ID, --kvrp, --show or --export FILE");
+    if (o->link_run_set && !o->run_set) return usage_error("--link-run needs --run");
+    if (o->table && !o->kvrp) return usage_error("--table needs --kvrp");
+    if (o->costs_path && !o->table) return usage_error("--costs needs --table");
+    if (o->table && ctx_set) return usage_error("--table uses the table's contexts; drop --context");
+    if (o->table && g_set) return usage_error("--table uses the table's granularity; drop --granularity");
+    if (!o->kvrp && (ctx_set || g_set || o->no_densify))
+        return usage_error("--context, --granularity and --no-densify need --kvrp");
+    if (o->predictor && !o->export_path) return usage_error("--predictor needs --export");
+    if (o->predictor && (o->kvrp || ranks_set))
+        return usage_error("--predictor exports one stored predictor: drop --kvrp and --ranks");
+    if (o->show && (o->run_set && !o->kvrp) && o->dry_run)
+        return usage_error("--dry-run with --show stores nothing anyway");
+    if (o->kvrp && !o->table) {
+        for (int i = 0; i < o->n_ranks; i++)
+            if (o->contexts[0] < (int64_t)o->ranks[i] * o->granularity)
+                return usage_error("--context %lld is smaller than ranks x granularity (%d x "
+                                   "%lld): every chunk needs at least --granularity tokens",
+                                   (long long)o->contexts[0], o->ranks[i],
+                                   (long long)o->granularity);
+        if (o->n_contexts < 2)
+            return usage_error("--context: KVR-P needs at least 2 contexts (a range)");
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// output helpers
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_num(FILE *f, double v, const char *fmt) {
+    if (isfinite(v))
+        fprintf(f, fmt, v);
+    else
+        fputs("null", f);
+}
+
+/* "12.3" or "-" for a fraction shown in percent. */
+static const char *pct(char *buf, size_t n, double v) {
+    if (isfinite(v) && v >= 0)
+        snprintf(buf, n, "%.2f", 100 * v);
+    else
+        snprintf(buf, n, "-");
+    return buf;
+}
+
+static const char *coef_names(const kvr_predict_fit *f, int j) {
+    static const char *const attn[] = {"k", "b", "g", "a"};
+    if (f->form == KVR_PREDICT_FORM_ATTN) return j < 4 ? attn[j] : "?";
+    if (f->form == KVR_PREDICT_FORM_HINGE) return j == 0 ? "k" : "s";
+    return (j % 2) == 0 ? "k" : "s";
+}
+
+static void print_fit_row(const char *target, const char *form, int64_t n,
+                          const kvr_predict_fit *f) {
+    char a[16], b[16], c[16], d[16];
+    printf("%-7s %-9s %7lld %8s %8s %8s %8s  ", target, form, (long long)n,
+           isfinite(f->lsq.r2) ? (snprintf(a, sizeof a, "%.5f", f->lsq.r2), a) : "-",
+           pct(b, sizeof b, f->cv.mape_in), pct(c, sizeof c, f->cv.k ? f->cv.mape_out : NAN),
+           f->cv.k ? pct(d, sizeof d, f->cv.max_rel_out) : "-");
+    for (int j = 0; j < f->n_coef; j++) {
+        printf("%s%s=%.4g", j ? " " : "", coef_names(f, j), f->coef[j]);
+        if (f->lsq.se[j] > 0) printf("±%.2g", f->lsq.se[j]);
+    }
+    for (int j = 0; j < f->n_breaks; j++) printf(" break@%.0f", f->breaks[j]);
+    printf("\n");
+}
+
+static void json_fit(FILE *o, const char *target, const char *form, int64_t n,
+                     const kvr_predict_fit *f) {
+    fprintf(o, "{\"target\":");
+    json_str(o, target);
+    fprintf(o, ",\"form\":");
+    json_str(o, form);
+    fprintf(o, ",\"n_samples\":%lld,\"r2\":", (long long)n);
+    json_num(o, f->lsq.r2, "%.9g");
+    fprintf(o, ",\"mape_in\":");
+    json_num(o, f->cv.mape_in, "%.9g");
+    fprintf(o, ",\"mape_cv\":");
+    json_num(o, f->cv.k ? f->cv.mape_out : NAN, "%.9g");
+    fprintf(o, ",\"max_err_cv\":");
+    json_num(o, f->cv.k ? f->cv.max_rel_out : NAN, "%.9g");
+    fprintf(o, ",\"breaks\":[");
+    for (int j = 0; j < f->n_breaks; j++) fprintf(o, "%s%.17g", j ? "," : "", f->breaks[j]);
+    fprintf(o, "],\"coef\":[");
+    for (int j = 0; j < f->n_coef; j++) fprintf(o, "%s%.17g", j ? "," : "", f->coef[j]);
+    fprintf(o, "],\"se\":[");
+    for (int j = 0; j < f->n_coef; j++) fprintf(o, "%s%.9g", j ? "," : "", f->lsq.se[j]);
+    fprintf(o, "]}");
+}
+
+// ----------------------------------------------------------------------------
+// the store
+
+static kvr_status open_db(const char *path, bool write, kvr_db **db, kvr_error *err) {
+    kvr_db_open_params p = kvr_db_open_params_default();
+    p.create = false;
+    p.read_only = !write;
+    return kvr_db_open(path, &p, db, err);
+}
+
+/* The newest other run with p2p transfer samples of the same model and device. */
+static int64_t find_link_run(kvr_db *db, const kvr_db_run *run) {
+    kvr_db_run *runs = NULL;
+    int64_t n = 0, best = 0;
+    kvr_error e;
+    if (kvr_db_runs_list(db, &runs, &n, &e) != KVR_OK) return 0;
+    for (int64_t i = n - 1; i >= 0 && !best; i--) {
+        const kvr_db_run *r = &runs[i];
+        if (r->model_id != run->model_id || r->device_id != run->device_id) continue;
+        kvr_db_transfer_sample *ts = NULL;
+        int64_t nt = 0;
+        if (kvr_db_transfer_samples_get(db, r->id, &ts, &nt, &e) != KVR_OK) continue;
+        for (int64_t j = 0; j < nt && !best; j++)
+            if (strcmp(ts[j].pattern, "p2p") == 0) best = r->id;
+        kvr_db_free(ts);
+    }
+    kvr_db_free(runs);
+    return best;
+}
+
+// ----------------------------------------------------------------------------
+// 1. the cost model of a profile run
+
+static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf,
+                      int64_t *costs_id, bool *printed_json) {
+    kvr_error err;
+    kvr_db_run run;
+    if (kvr_db_run_get(db, o->run, &run, &err) != KVR_OK) return fail("--run: %s", err.msg);
+    int64_t link_run = 0;
+    if (o->link_run_none)
+        link_run = 0;
+    else if (o->link_run)
+        link_run = o->link_run;
+    else
+        link_run = find_link_run(db, &run);
+    if (kvr_predict_fit_run(db, o->run, link_run, NULL, rf, &err) != KVR_OK)
+        return fail("fit: %s; nothing was stored", err.msg);
+    if (!o->dry_run && kvr_predict_run_fit_store(db, rf, costs_id, &err) != KVR_OK)
+        return fail("store: %s; nothing was stored", err.msg);
+
+    const char *targets[KVR_PREDICT_OP_COUNT];
+    for (int op = 0; op < KVR_PREDICT_OP_COUNT; op++) targets[op] = kvr_predict_op_name(op);
+    if (o->json) {
+        printf("{\"db\":");
+        json_str(stdout, kvr_db_path(db));
+        printf(",\"run_id\":%lld,\"link_run_id\":%lld,\"model\":", (long long)rf->run_id,
+               (long long)rf->link_run_id);
+        json_str(stdout, rf->model);
+        printf(",\"device\":");
+        json_str(stdout, rf->device);
+        printf(",\"n_threads\":%d,\"stored\":%s,\"costs_fit_id\":", rf->n_threads,
+               o->dry_run ? "false" : "true");
+        if (o->dry_run)
+            printf("null");
+        else
+            printf("%lld", (long long)*costs_id);
+        printf(",\"err_band\":%.9g,\"band_min_c\":%lld,\"fits\":[", rf->err_band,
+               (long long)rf->band_min_c);
+        bool first = true;
+        for (int op = 0; op < KVR_PREDICT_OP_COUNT; op++) {
+            const kvr_predict_fit *f = kvr_predict_costs_fit(rf->costs, (kvr_predict_op)op);
+            if (!f) continue;
+            printf("%s", first ? "" : ",");
+            first = false;
+            json_fit(stdout, targets[op],
+                     op == KVR_PREDICT_OP_HEAD && rf->head_constant ? "constant"
+                                                                     : kvr_predict_form_name(f->form),
+                     rf->n_samples[op], f);
+        }
+        printf("]");
+        *printed_json = true;
+        return 0;
+    }
+    printf("# kvr-fit %s (%s): db %s, run %lld (layers)", kvr_version(), kvr_build_commit(),
+           kvr_db_path(db), (long long)rf->run_id);
+    if (rf->link_run_id)
+        printf(" + run %lld (links)", (long long)rf->link_run_id);
+    else
+        printf(", no transfer profile: links ideal");
+    printf("\n# model %s; device %s; %d thread(s) per rank; relative-error WLS, non-negative, "
+           "5-fold CV\n",
+           rf->model, rf->device[0] ? rf->device : "?", rf->n_threads);
+    printf("%-7s %-9s %7s %8s %8s %8s %8s  %s\n", "target", "form", "samples", "r2", "mape_in",
+           "mape_cv", "max_cv", "coefficients ± se");
+    printf("%-7s %-9s %7s %8s %8s %8s %8s  %s\n", "(-)", "(-)", "(-)", "(-)", "(%)", "(%)", "(%)",
+           "(us; per token, per byte)");
+    for (int op = 0; op < KVR_PREDICT_OP_COUNT; op++) {
+        const kvr_predict_fit *f = kvr_predict_costs_fit(rf->costs, (kvr_predict_op)op);
+        if (!f) continue;
+        print_fit_row(targets[op],
+                      op == KVR_PREDICT_OP_HEAD && rf->head_constant ? "constant"
+                                                                      : kvr_predict_form_name(f->form),
+                      rf->n_samples[op], f);
+    }
+    printf("# TTFT error band (drift threshold): %.2f %% = the largest held-out error of pre, "
+           "attn, post at chunks >= %lld\n",
+           100 * rf->err_band, (long long)rf->band_min_c);
+    if (o->dry_run)
+        printf("# dry run: nothing stored\n");
+    else
+        printf("# stored in %s: cost model fit %lld (kvr-db fits %lld)\n", kvr_db_path(db),
+               (long long)*costs_id, (long long)rf->run_id);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// 2. KVR-P
+
+typedef struct kvrp_result {
+    int p;
+    kvr_predictor_stats st;
+    kvr_predictor_gaps gaps;
+    int64_t predictor_id;
+} kvrp_result;
+
+/* Split "c0,c1,..." into p chunks. */
+static bool parse_partition(const char *s, int p, int64_t *out) {
+    int i = 0;
+    const char *q = s;
+    while (*q && i < p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(q, &end, 10);
+        if (end == q || errno || v < 1) return false;
+        out[i++] = v;
+        q = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return false;
+    }
+    return i == p && *q == 0;
+}
+
+static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, int64_t costs_id,
+                   kvr_predictor **kp_out, kvrp_result *res, int *n_res, int64_t *table_id,
+                   char *links, size_t links_len) {
+    kvr_error err;
+    kvr_search_costs *m = NULL;
+    kvr_search_table *t = NULL;
+    kvr_predictor *kp = NULL;
+    int64_t g = o->granularity;
+    int rc = 1;
+    kvr_predictor_options popt = kvr_predictor_options_default();
+    if (o->no_densify) popt.densify_gap = 0;
+    char label[256];
+    popt.label = label;
+
+    if (o->table) {
+        /* a stored table: its rows, scored under the costs it was searched with */
+        kvr_db_ptable *tabs = NULL;
+        int64_t nt = 0;
+        if (kvr_db_ptables_list(db, &tabs, &nt, &err) != KVR_OK) return fail("--table: %s", err.msg);
+        const kvr_db_ptable *tab = NULL;
+        for (int64_t i = 0; i < nt; i++)
+            if (tabs[i].id == o->table) tab = &tabs[i];
+        if (!tab) {
+            kvr_db_ptables_free(tabs, nt);
+            return fail("--table %lld: no such partition table in %s (kvr-db tables)",
+                        (long long)o->table, kvr_db_path(db));
+        }
+        g = tab->granularity;
+        snprintf(links, links_len, "%s", tab->links);
+        int64_t trun = tab->run_id;
+        kvr_db_ptables_free(tabs, nt);
+        if (o->costs_path) {
+            if (kvr_search_costs_load_json(o->costs_path, &m, &err) != KVR_OK)
+                return fail("--costs: %s", err.msg);
+        } else {
+            if (trun <= 0)
+                return fail("--table %lld came from a cost file: give that file with --costs FILE",
+                            (long long)o->table);
+            if (!rf->costs) {
+                if (kvr_predict_run_fit_load(db, trun, 0, 0, rf, NULL, &err) != KVR_OK)
+                    return fail("--table %lld: %s", (long long)o->table, err.msg);
+            }
+            if (kvr_predict_costs_search_at(rf->costs, 0, &m, &err) != KVR_OK)
+                return fail("--table: %s", err.msg);
+        }
+        kvr_db_ptable_row *rows = NULL;
+        int64_t nr = 0;
+        if (kvr_db_ptable_rows_get(db, o->table, &rows, &nr, &err) != KVR_OK) {
+            kvr_search_costs_destroy(m);
+            return fail("--table: %s", err.msg);
+        }
+        snprintf(label, sizeof label, "table %lld (%s)", (long long)o->table, links);
+        if (kvr_predictor_create(g, label, &kp, &err) != KVR_OK) goto table_fail;
+        for (int k = 0; k < o->n_ranks; k++) {
+            const int p = o->ranks[k];
+            int64_t *ctx = malloc((size_t)(nr ? nr : 1) * sizeof *ctx);
+            int64_t *ch = malloc((size_t)(nr ? nr : 1) * (size_t)p * sizeof *ch);
+            int n = 0;
+            bool bad = !ctx || !ch;
+            for (int64_t i = 0; i < nr && !bad; i++) {
+                if (rows[i].n_ranks != p) continue;
+                if (!parse_partition(rows[i].partition, p, ch + (size_t)n * (size_t)p)) {
+                    fail("--table %lld: row (%d ranks, %lld tokens): bad partition \"%s\"",
+                         (long long)o->table, p, (long long)rows[i].context, rows[i].partition);
+                    bad = true;
+                    break;
+                }
+                ctx[n++] = rows[i].context;
+            }
+            if (!bad && n == 0) {
+                fail("--table %lld has no %d-rank rows", (long long)o->table, p);
+                bad = true;
+            }
+            if (!bad && kvr_predictor_add(kp, m, p, n, ctx, ch, &popt, &err) != KVR_OK) {
+                fail("KVR-P for %d ranks over table %lld: %s", p, (long long)o->table, err.msg);
+                bad = true;
+            }
+            free(ctx);
+            free(ch);
+            if (bad) goto table_fail;
+        }
+        kvr_db_free(rows);
+        *table_id = o->table;
+        goto fitted;
+    table_fail:
+        kvr_db_free(rows);
+        kvr_search_costs_destroy(m);
+        kvr_predictor_destroy(kp);
+        return 1;
+    }
+
+    /* built here: KVR-S over the fitted costs at the given contexts */
+    if (!rf->costs) {
+        int64_t fid = 0;
+        if (kvr_predict_run_fit_load(db, 0, 0, 0, rf, &fid, &err) != KVR_OK)
+            return fail("--kvrp: %s", err.msg);
+        costs_id = fid;
+    }
+    if (kvr_predict_costs_search_at(rf->costs, 0, &m, &err) != KVR_OK)
+        return fail("--kvrp: %s", err.msg);
+    if (rf->link_run_id)
+        snprintf(links, links_len, "fitted p2p links (run %lld)", (long long)rf->link_run_id);
+    else
+        snprintf(links, links_len, "ideal links (no transfer profile)");
+    kvr_search_table_config cfg = {o->ranks, o->n_ranks, o->contexts, o->n_contexts,
+                                   kvr_search_params_default(), 0};
+    cfg.params.granularity = g;
+    if (kvr_search_table_create(m, &cfg, &t, &err) != KVR_OK) {
+        fail("KVR-S table: %s", err.msg);
+        goto out;
+    }
+    snprintf(label, sizeof label, "cost model fit %lld of run %lld (%s)", (long long)costs_id,
+             (long long)rf->run_id, links);
+    if (kvr_predictor_fit(m, t, g, &popt, &kp, &err) != KVR_OK) {
+        fail("KVR-P: %s", err.msg);
+        goto out;
+    }
+    /* the table goes into the store too (the report draws it), with the predictors */
+    if (!o->dry_run) {
+        char note[320], *json = NULL;
+        snprintf(note, sizeof note, "kvr-fit --kvrp: KVR-S over %s", label);
+        if (kvr_search_table_format(t, KVR_SEARCH_FORMAT_JSON, note, &json, &err) != KVR_OK) {
+            fail("table JSON: %s", err.msg);
+            goto out;
+        }
+        const int nr = kvr_search_table_n_rows(t);
+        kvr_db_ptable_row *rows = calloc((size_t)nr, sizeof *rows);
+        if (!rows) {
+            free(json);
+            fail("out of memory");
+            goto out;
+        }
+        for (int i = 0; i < nr; i++) {
+            const kvr_search_row *r = kvr_search_table_row(t, i);
+            kvr_db_ptable_row *d = &rows[i];
+            d->n_ranks = r->n_ranks;
+            d->context = r->context;
+            size_t len = 0;
+            for (int j = 0; j < r->n_ranks && len < sizeof d->partition; j++)
+                len += (size_t)snprintf(d->partition + len, sizeof d->partition - len, "%s%lld",
+                                        j ? "," : "", (long long)r->partition[j]);
+            const kvr_strategy order[5] = {KVR_STRATEGY_KVR_S, KVR_STRATEGY_KVR_E,
+                                           KVR_STRATEGY_TSP, KVR_STRATEGY_RING,
+                                           KVR_STRATEGY_SINGLE};
+            for (int j = 0; j < 5; j++)
+                d->ttft_ms[j] = r->has[order[j]] && !r->error[order[j]] ? r->ttft_us[order[j]] * 1e-3 : -1;
+            snprintf(d->best, sizeof d->best, "%s", kvr_strategy_name(r->best));
+            d->search_ms = r->search_ms;
+        }
+        kvr_db_ptable tab;
+        memset(&tab, 0, sizeof tab);
+        tab.run_id = rf->run_id;
+        snprintf(tab.source, sizeof tab.source, "kvr-fit: cost model fit %lld of run %lld",
+                 (long long)costs_id, (long long)rf->run_id);
+        snprintf(tab.links, sizeof tab.links, "%s", links);
+        tab.granularity = (int32_t)g;
+        tab.json = json;
+        kvr_status st = kvr_db_ptable_put(db, &tab, rows, nr, &err);
+        free(rows);
+        free(json);
+        if (st != KVR_OK) {
+            fail("store table: %s; no predictor stored", err.msg);
+            goto out;
+        }
+        *table_id = tab.id;
+    }
+
+fitted:
+    *n_res = 0;
+    for (int k = 0; k < o->n_ranks; k++) {
+        kvrp_result *r = &res[(*n_res)++];
+        memset(r, 0, sizeof *r);
+        r->p = o->ranks[k];
+        if (kvr_predictor_stats_get(kp, r->p, &r->st, &err) != KVR_OK ||
+            kvr_predictor_gaps_get(kp, m, r->p, 24, &r->gaps, &err) != KVR_OK) {
+            fail("KVR-P %d ranks: %s", r->p, err.msg);
+            goto out;
+        }
+    }
+    /* one predictor row per rank count, each carrying the cost model (file format) */
+    if (!o->dry_run) {
+        if (kvr_db_begin(db, &err) != KVR_OK) {
+            fail("store predictors: %s", err.msg);
+            goto out;
+        }
+        kvr_status st = KVR_OK;
+        for (int k = 0; k < *n_res && st == KVR_OK; k++) {
+            kvrp_result *r = &res[k];
+            kvr_predictor *one = NULL;
+            char *json = NULL;
+            st = kvr_predictor_create(g, label, &one, &err);
+            if (st == KVR_OK) st = kvr_predictor_copy_ranks(one, kp, r->p, &err);
+            kvr_predictor_meta meta;
+            memset(&meta, 0, sizeof meta);
+            meta.run_id = rf->run_id;
+            meta.link_run_id = rf->link_run_id;
+            meta.table_id = *table_id;
+            meta.model_id = rf->model_id;
+            meta.n_threads = rf->n_threads;
+            meta.err_band = rf->costs ? rf->err_band : -1;
+            snprintf(meta.model, sizeof meta.model, "%s", rf->model);
+            if (st == KVR_OK)
+                st = kvr_predictor_file_format(one, rf->costs, &meta, &json, &err);
+            kvr_predictor_destroy(one);
+            if (st != KVR_OK) break;
+            kvr_db_predictor row;
+            memset(&row, 0, sizeof row);
+            row.table_id = *table_id;
+            row.run_id = rf->run_id;
+            row.n_ranks = r->p;
+            snprintf(row.links, sizeof row.links, "%s", links);
+            snprintf(row.form, sizeof row.form, "%s", kvr_predictor_form_name(r->st.form));
+            row.gap_mean = r->gaps.in_mean;
+            row.gap_max = r->gaps.in_max;
+            row.err_band = rf->costs ? rf->err_band : NAN;
+            row.json = json;
+            st = kvr_db_predictor_put(db, &row, &err);
+            free(json);
+            r->predictor_id = row.id;
+        }
+        if (st == KVR_OK) st = kvr_db_commit(db, &err);
+        if (st != KVR_OK) {
+            kvr_db_rollback(db);
+            fail("store predictors: %s; none stored", err.msg);
+            goto out;
+        }
+    }
+    *kp_out = kp;
+    kp = NULL;
+    rc = 0;
+out:
+    kvr_search_table_destroy(t);
+    kvr_search_costs_destroy(m);
+    kvr_predictor_destroy(kp);
+    return rc;
+}
+
+static void print_kvrp(const kvr_fit_opts *o, const kvrp_result *res, int n, int64_t table_id,
+                       const char *links, bool json, bool *printed_json) {
+    if (json) {
+        printf("%s\"kvrp\":{\"table_id\":", *printed_json ? "," : "{");
+        if (table_id)
+            printf("%lld", (long long)table_id);
+        else
+            printf("null");
+        printf(",\"links\":");
+        json_str(stdout, links);
+        printf(",\"predictors\":[");
+        for (int i = 0; i < n; i++) {
+            const kvrp_result *r = &res[i];
+            printf("%s{\"ranks\":%d,\"id\":", i ? "," : "", r->p);
+            if (r->predictor_id)
+                printf("%lld", (long long)r->predictor_id);
+            else
+                printf("null");
+            printf(",\"form\":\"%s\",\"contexts\":%d,\"added\":%d,\"context_min\":%lld,"
+                   "\"context_max\":%lld,\"loo_mean_gap\":",
+                   kvr_predictor_form_name(r->st.form), r->st.n_contexts, r->st.n_added,
+                   (long long)r->st.context_min, (long long)r->st.context_max);
+            json_num(stdout, r->st.loo_mean_gap, "%.9g");
+            printf(",\"loo_max_gap\":");
+            json_num(stdout, r->st.loo_max_gap, "%.9g");
+            printf(",\"gap_in_mean\":");
+            json_num(stdout, r->gaps.in_mean, "%.9g");
+            printf(",\"gap_in_max\":");
+            json_num(stdout, r->gaps.in_max, "%.9g");
+            printf(",\"gap_out_mean\":");
+            json_num(stdout, r->gaps.out_mean, "%.9g");
+            printf(",\"gap_out_max\":");
+            json_num(stdout, r->gaps.out_max, "%.9g");
+            printf(",\"n_in\":%d,\"n_out\":%d}", r->gaps.n_in, r->gaps.n_out);
+        }
+        printf("]}");
+        *printed_json = true;
+        return;
+    }
+    if (o->table)
+        printf("# KVR-P over stored partition table %lld; %s\n", (long long)table_id, links);
+    else if (table_id)
+        printf("# KVR-P over a KVR-S table of the fitted costs (stored as table %lld); %s\n",
+               (long long)table_id, links);
+    else
+        printf("# KVR-P over a KVR-S table of the fitted costs (dry run: not stored); %s\n",
+               links);
+    printf("%5s %-15s %9s %15s %17s %17s %9s\n", "ranks", "form", "contexts", "range",
+           "in-range gap", "outside gap", "predictor");
+    printf("%5s %-15s %9s %15s %17s %17s %9s\n", "(-)", "(-)", "(fit)", "(tokens)",
+           "mean/max (%)", "mean/max (%)", "(id)");
+    for (int i = 0; i < n; i++) {
+        const kvrp_result *r = &res[i];
+        char rng[40], gi[40], go[40], id[24];
+        snprintf(rng, sizeof rng, "%lld..%lld", (long long)r->st.context_min,
+                 (long long)r->st.context_max);
+        snprintf(gi, sizeof gi, "%.3f/%.3f", 100 * r->gaps.in_mean, 100 * r->gaps.in_max);
+        snprintf(go, sizeof go, "%.3f/%.3f", 100 * r->gaps.out_mean, 100 * r->gaps.out_max);
+        snprintf(id, sizeof id, "%lld", (long long)r->predictor_id);
+        printf("%5d %-15s %9d %15s %17s %17s %9s\n", r->p, kvr_predictor_form_name(r->st.form),
+               r->st.n_contexts, rng, gi, go, r->predictor_id ? id : "-");
+    }
+    printf("# gaps: TTFT(KVR-P partition) / TTFT(KVR-S) - 1 under the cost model, at %d contexts "
+           "inside the range (none in the table) and %d outside (below, and up to 2x above)\n",
+           n ? res[0].gaps.n_in : 0, n ? res[0].gaps.n_out : 0);
+}
+
+// ----------------------------------------------------------------------------
+// 3. show and export
+
+static int do_show(kvr_db *db, const kvr_fit_opts *o, bool *printed_json) {
+    kvr_error err;
+    kvr_db_fit *fits = NULL;
+    kvr_db_predictor *preds = NULL;
+    int64_t nf = 0, np = 0;
+    if (kvr_db_fits_list(db, o->run_set ? o->run : 0, &fits, &nf, &err) != KVR_OK ||
+        kvr_db_predictors_list(db, &preds, &np, &err) != KVR_OK) {
+        kvr_db_fits_free(fits, nf);
+        return fail("--show: %s", err.msg);
+    }
+    if (o->json) {
+        printf("%s\"stored_fits\":[", *printed_json ? "," : "{");
+        for (int64_t i = 0; i < nf; i++) {
+            const kvr_db_fit *f = &fits[i];
+            printf("%s{\"id\":%lld,\"run_id\":%lld,\"target\":", i ? "," : "", (long long)f->id,
+                   (long long)f->run_id);
+            json_str(stdout, f->target);
+            printf(",\"form\":");
+            json_str(stdout, f->form);
+            printf(",\"n_samples\":%lld,\"r2\":", (long long)f->n_samples);
+            json_num(stdout, f->r2, "%.9g");
+            printf(",\"mape_in\":");
+            json_num(stdout, f->mape_in >= 0 ? f->mape_in : NAN, "%.9g");
+            printf(",\"mape_cv\":");
+            json_num(stdout, f->mape_cv >= 0 ? f->mape_cv : NAN, "%.9g");
+            printf(",\"max_err_cv\":");
+            json_num(stdout, f->max_err_cv >= 0 ? f->max_err_cv : NAN, "%.9g");
+            printf(",\"ts_utc\":");
+            json_str(stdout, f->ts_utc);
+            printf("}");
+        }
+        printf("],\"stored_predictors\":[");
+        int k = 0;
+        for (int64_t i = 0; i < np; i++) {
+            const kvr_db_predictor *p = &preds[i];
+            if (o->run_set && p->run_id != o->run) continue;
+            printf("%s{\"id\":%lld,\"table_id\":%lld,\"run_id\":%lld,\"ranks\":%d,\"form\":",
+                   k++ ? "," : "", (long long)p->id, (long long)p->table_id,
+                   (long long)p->run_id, p->n_ranks);
+            json_str(stdout, p->form);
+            printf(",\"links\":");
+            json_str(stdout, p->links);
+            printf(",\"gap_mean\":");
+            json_num(stdout, p->gap_mean, "%.9g");
+            printf(",\"gap_max\":");
+            json_num(stdout, p->gap_max, "%.9g");
+            printf(",\"err_band\":");
+            json_num(stdout, p->err_band, "%.9g");
+            printf(",\"ts_utc\":");
+            json_str(stdout, p->ts_utc);
+            printf("}");
+        }
+        printf("]");
+        *printed_json = true;
+    } else {
+        printf("# fits in %s%s\n", kvr_db_path(db), o->run_set ? " (of --run)" : "");
+        printf("%5s %5s %-9s %-13s %7s %8s %8s %8s %8s  %s\n", "id", "run", "target", "form",
+               "samples", "r2", "mape_in", "mape_cv", "max_cv", "stored (UTC)");
+        printf("%5s %5s %-9s %-13s %7s %8s %8s %8s %8s  %s\n", "", "", "", "", "", "(-)", "(%)",
+               "(%)", "(%)", "");
+        for (int64_t i = 0; i < nf; i++) {
+            const kvr_db_fit *f = &fits[i];
+            char a[16], b[16], c[16], d[16];
+            printf("%5lld %5lld %-9s %-13s %7lld %8s %8s %8s %8s  %s\n", (long long)f->id,
+                   (long long)f->run_id, f->target, f->form, (long long)f->n_samples,
+                   isfinite(f->r2) ? (snprintf(a, sizeof a, "%.5f", f->r2), a) : "-",
+                   pct(b, sizeof b, f->mape_in), pct(c, sizeof c, f->mape_cv),
+                   pct(d, sizeof d, f->max_err_cv), f->ts_utc);
+        }
+        printf("# KVR-P predictors\n%5s %5s %5s %5s %-15s %9s %9s %9s  %s\n", "id", "table",
+               "run", "ranks", "form", "gap_mean", "gap_max", "err_band", "links");
+        printf("%5s %5s %5s %5s %-15s %9s %9s %9s\n", "", "", "", "", "", "(%)", "(%)", "(%)");
+        for (int64_t i = 0; i < np; i++) {
+            const kvr_db_predictor *p = &preds[i];
+            if (o->run_set && p->run_id != o->run) continue;
+            char a[16], b[16], c[16];
+            printf("%5lld %5lld %5lld %5d %-15s %9s %9s %9s  %s\n", (long long)p->id,
+                   (long long)p->table_id, (long long)p->run_id, p->n_ranks, p->form,
+                   isfinite(p->gap_mean) ? (snprintf(a, sizeof a, "%.3f", 100 * p->gap_mean), a) : "-",
+                   isfinite(p->gap_max) ? (snprintf(b, sizeof b, "%.3f", 100 * p->gap_max), b) : "-",
+                   pct(c, sizeof c, p->err_band), p->links);
+        }
+    }
+    kvr_db_fits_free(fits, nf);
+    kvr_db_predictors_free(preds, np);
+    return 0;
+}
+
+static int write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return fail("--export %s: %s", path, strerror(errno));
+    size_t n = strlen(text);
+    bool ok = fwrite(text, 1, n, f) == n;
+    if (fclose(f) != 0) ok = false;
+    if (!ok) return fail("--export %s: cannot write (%s)", path, strerror(errno));
+    return 0;
+}
+
+/* Export: the predictor fitted now (kp), a stored one (--predictor), or the newest stored for
+ * each of --ranks. */
+static int do_export(kvr_db *db, const kvr_fit_opts *o, kvr_predictor *kp,
+                     const kvr_predict_run_fit *rf, const kvrp_result *res, int n_res,
+                     int64_t table_id, bool *printed_json) {
+    kvr_error err;
+    char *text = NULL;
+    kvr_predictor *built = NULL;
+    kvr_predict_costs *costs = NULL;
+    kvr_predictor_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.err_band = -1;
+    int rc = 1;
+    if (kp) {
+        meta.predictor_id = n_res == 1 ? res[0].predictor_id : 0;
+        meta.run_id = rf->run_id;
+        meta.link_run_id = rf->link_run_id;
+        meta.table_id = table_id;
+        meta.model_id = rf->model_id;
+        meta.n_threads = rf->n_threads;
+        meta.err_band = rf->costs ? rf->err_band : -1;
+        snprintf(meta.model, sizeof meta.model, "%s", rf->model);
+        if (kvr_predictor_file_format(kp, rf->costs, &meta, &text, &err) != KVR_OK) {
+            fail("--export: %s", err.msg);
+            goto out;
+        }
+    } else {
+        kvr_db_predictor *preds = NULL;
+        int64_t np = 0;
+        if (kvr_db_predictors_list(db, &preds, &np, &err) != KVR_OK) {
+            fail("--export: %s", err.msg);
+            goto out;
+        }
+        int want = o->predictor ? 1 : o->n_ranks;
+        for (int k = 0; k < want; k++) {
+            const kvr_db_predictor *row = NULL;
+            for (int64_t i = np - 1; i >= 0 && !row; i--)
+                if (o->predictor ? preds[i].id == o->predictor : preds[i].n_ranks == o->ranks[k])
+                    row = &preds[i];
+            if (!row) {
+                if (o->predictor)
+                    fail("--predictor %lld: no such predictor in %s (kvr-fit --show)",
+                         (long long)o->predictor, kvr_db_path(db));
+                else
+                    fail("--export: no %d-rank predictor in %s (kvr-fit --kvrp --ranks %d)",
+                         o->ranks[k], kvr_db_path(db), o->ranks[k]);
+                kvr_db_predictors_free(preds, np);
+                goto out;
+            }
+            char name[64];
+            snprintf(name, sizeof name, "predictor %lld", (long long)row->id);
+            kvr_predictor *one = NULL;
+            kvr_predict_costs *c1 = NULL;
+            kvr_predictor_meta m1;
+            kvr_status st = kvr_predictor_file_parse(row->json, strlen(row->json), name, &one,
+                                                     &c1, &m1, &err);
+            if (st == KVR_OK && !built)
+                st = kvr_predictor_create(kvr_predictor_granularity(one), kvr_predictor_label(one),
+                                          &built, &err);
+            if (st == KVR_OK)
+                st = kvr_predictor_copy_ranks(built, one, kvr_predictor_ranks(one, 0), &err);
+            if (st == KVR_OK && !costs) {
+                costs = c1;
+                c1 = NULL;
+                meta = m1;
+                meta.predictor_id = row->id;
+            } else if (st == KVR_OK && m1.run_id != meta.run_id) {
+                meta.predictor_id = 0; /* several predictors: the first one's costs */
+            }
+            kvr_predictor_destroy(one);
+            kvr_predict_costs_destroy(c1);
+            if (st != KVR_OK) {
+                fail("--export: %s", err.msg);
+                kvr_db_predictors_free(preds, np);
+                goto out;
+            }
+        }
+        if (want > 1) meta.predictor_id = 0;
+        kvr_db_predictors_free(preds, np);
+        if (kvr_predictor_file_format(built, costs, &meta, &text, &err) != KVR_OK) {
+            fail("--export: %s", err.msg);
+            goto out;
+        }
+    }
+    if (write_file(o->export_path, text)) goto out;
+    if (o->json) {
+        printf("%s\"export\":", *printed_json ? "," : "{");
+        json_str(stdout, o->export_path);
+        *printed_json = true;
+    } else {
+        printf("# predictor file %s written (kvr-run --partition auto --predictor %s)\n",
+               o->export_path, o->export_path);
+    }
+    rc = 0;
+out:
+    free(text);
+    kvr_predictor_destroy(built);
+    kvr_predict_costs_destroy(costs);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    kvr_fit_opts o;
+    memset(&o, 0, sizeof o);
+    o.db = "kvr.db";
+    o.ranks_arg = "2";
+    o.context_arg = "512:8192:256";
+    o.granularity = 16;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc == -1) return 0;
+    if (rc) return rc;
+
+    kvr_error err;
+    kvr_db *db = NULL;
+    const bool write = !o.dry_run && (o.run_set || o.kvrp);
+    if (open_db(o.db, write, &db, &err) != KVR_OK) return fail("--db %s: %s", o.db, err.msg);
+
+    kvr_predict_run_fit rf;
+    memset(&rf, 0, sizeof rf);
+    kvr_predictor *kp = NULL;
+    kvrp_result res[KF_MAX_RANKS];
+    int n_res = 0;
+    int64_t costs_id = 0, table_id = 0;
+    char links[256] = "";
+    bool printed_json = false;
+    rc = 0;
+    if (o.run_set) rc = do_fit_run(db, &o, &rf, &costs_id, &printed_json);
+    if (!rc && o.kvrp) {
+        rc = do_kvrp(db, &o, &rf, costs_id, &kp, res, &n_res, &table_id, links, sizeof links);
+        if (!rc) print_kvrp(&o, res, n_res, table_id, links, o.json, &printed_json);
+    }
+    if (!rc && o.show) rc = do_show(db, &o, &printed_json);
+    if (!rc && o.export_path)
+        rc = do_export(db, &o, kp, &rf, res, n_res, table_id, &printed_json);
+    if (o.json && printed_json) printf("}\n");
+    kvr_predictor_destroy(kp);
+    kvr_predict_run_fit_free(&rf);
+    kvr_db_close(db);
+    return rc;
+}
