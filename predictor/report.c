@@ -373,7 +373,7 @@ static kvr_status rep_fit_plots(rep *r) {
     rbuf g = {0};
     gp_head(&g, r, 460, "Per-layer op time: profile medians (points) and fits (lines)",
             "chunk c (tokens)", "time per layer (us)");
-    rb_add(&g, "set logscale xy 2\nset format y '%%g'\n");
+    rb_add(&g, "set logscale x 2\nset logscale y 10\nset format y '10^{%%L}'\n");
     const kvr_predict_op show[] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN, KVR_PREDICT_OP_POST,
                                    KVR_PREDICT_OP_EMBED};
     int64_t cmax = 1;
@@ -681,7 +681,7 @@ static kvr_status rep_table_plots(rep *r) {
     rbuf g = {0};
     gp_head(&g, r, 520, "TTFT vs context per strategy and rank count", "context (tokens)",
             "TTFT (ms)");
-    rb_add(&g, "set logscale xy 2\nset format y '%%g'\n");
+    rb_add(&g, "set logscale x 2\nset logscale y 10\nset format y '%%g'\n");
     for (int k = 0; k < nr; k++)
         for (int s = 0; s < 5; s++) {
             rb_add(&g, "$t%d_%d << EOD\n", k, s);

@@ -1,0 +1,291 @@
+/* kvr_report.c -- kvr-report: the regression report of a store as one self-contained HTML page
+ * (every plot an inline SVG drawn by gnuplot, run here as a subprocess) plus a Markdown summary:
+ * cost-model fits with statistics and residuals, predicted vs measured TTFT with the error band
+ * and drift, TTFT vs context per strategy and rank count, partition fractions vs context,
+ * per-rank timelines (docs/report.md).
+ *
+ * Build: cmake -B build && cmake --build build      Run: build/tools/kvr-report --help
+ *   build/tools/kvr-report                       # ./kvr.db -> report.html + report.md
+ *   build/tools/kvr-report --db runs.db -o out/report.html --title "A100 runs"
+ * Exit codes: 0 ok, 1 runtime failure (no store, gnuplot missing or failing, cannot write),
+ * 2 usage error.
+ */
+#include "kvr_predict.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+typedef struct kvr_report_opts {
+    const char *db, *output, *md, *title, *gnuplot, *keep;
+    int timeline_ranks;
+    int64_t timeline_context;
+    bool json, no_md;
+} kvr_report_opts;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: kvr-report [options]\n"
+            "The regression report of a kvr store: one self-contained HTML page with inline SVG\n"
+            "plots (gnuplot) and a Markdown summary.\n"
+            "  -d, --db PATH             the store (default ./kvr.db)\n"
+            "  -o, --output FILE         the HTML page (default report.html)\n"
+            "  -m, --md FILE             the Markdown summary (default: FILE with .md)\n"
+            "  -M, --no-md               no Markdown summary\n"
+            "  -t, --title TEXT          page title (default \"kvr report\")\n"
+            "  -r, --timeline-ranks N    timelines for N ranks (default: the largest predictor's)\n"
+            "  -c, --timeline-context N  timelines at N tokens (default: the largest measured)\n"
+            "  -g, --gnuplot PATH        the gnuplot binary (default gnuplot, from PATH)\n"
+            "  -k, --keep-scripts DIR    also write each plot's gnuplot script and SVG into DIR\n"
+            "  -j, --json                print a JSON summary instead of text\n"
+            "  -h, --help                this help\n"
+            "Exit: 0 ok, 1 runtime failure (store, gnuplot, writing), 2 usage error.\n");
+}
+
+static int usage_error(const char *fmt, const char *a) {
+    fprintf(stderr, "kvr-report: ");
+    fprintf(stderr, fmt, a);
+    fprintf(stderr, "\n(see kvr-report --help)\n");
+    return 2;
+}
+
+// ----------------------------------------------------------------------------
+// gnuplot as a subprocess
+
+typedef struct plotter {
+    const char *gnuplot;
+    const char *keep;
+    char dir[256]; /* scratch directory */
+} plotter;
+
+static char *read_all(const char *path, size_t *len_out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len + 4096 > cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+    if (buf) buf[len] = 0;
+    if (len_out) *len_out = len;
+    return buf;
+}
+
+static bool write_all(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    size_t n = strlen(text);
+    bool ok = fwrite(text, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+static kvr_status run_gnuplot(void *user, const char *name, const char *script, char **svg,
+                              kvr_error *err) {
+    plotter *P = user;
+    char gp[512], out[512], errf[512];
+    snprintf(gp, sizeof gp, "%s/%s.gp", P->dir, name);
+    snprintf(out, sizeof out, "%s/%s.svg", P->dir, name);
+    snprintf(errf, sizeof errf, "%s/%s.err", P->dir, name);
+    if (!write_all(gp, script))
+        return kvr_error_set(err, KVR_ERR_IO, "%s: %s", gp, strerror(errno));
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    char prog[512];
+    snprintf(prog, sizeof prog, "%s", P->gnuplot);
+    char *argv[] = {prog, gp, NULL};
+    pid_t pid;
+    int rc = posix_spawnp(&pid, P->gnuplot, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                             "cannot run %s: %s (install gnuplot: Debian package gnuplot-nox, "
+                             "scripts/deps)",
+                             P->gnuplot, strerror(rc));
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char *msg = read_all(errf, NULL);
+        char first[200] = "";
+        if (msg) {
+            /* the last non-empty line says what went wrong */
+            char *line = NULL, *save = NULL;
+            for (char *t = strtok_r(msg, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
+                if (strspn(t, " \t^") != strlen(t)) line = t;
+            if (line) snprintf(first, sizeof first, "%s", line);
+        }
+        free(msg);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+            return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                                 "cannot run %s (install gnuplot: Debian package gnuplot-nox)",
+                                 P->gnuplot);
+        return kvr_error_set(err, KVR_ERR_INTERNAL, "%s failed on %s (exit %d): %s", P->gnuplot,
+                             gp, WIFEXITED(status) ? WEXITSTATUS(status) : -1, first);
+    }
+    size_t len = 0;
+    char *text = read_all(out, &len);
+    if (!text || len == 0) {
+        free(text);
+        return kvr_error_set(err, KVR_ERR_INTERNAL, "%s wrote no SVG for %s", P->gnuplot, gp);
+    }
+    if (P->keep) {
+        char k1[600], k2[600];
+        snprintf(k1, sizeof k1, "%s/%s.gp", P->keep, name);
+        snprintf(k2, sizeof k2, "%s/%s.svg", P->keep, name);
+        if (!write_all(k1, script) || !write_all(k2, text)) {
+            free(text);
+            return kvr_error_set(err, KVR_ERR_IO, "--keep-scripts %s: cannot write", P->keep);
+        }
+    }
+    unlink(gp);
+    unlink(out);
+    unlink(errf);
+    *svg = text;
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+    kvr_report_opts o;
+    memset(&o, 0, sizeof o);
+    o.db = "kvr.db";
+    o.output = "report.html";
+    o.title = "kvr report";
+    o.gnuplot = "gnuplot";
+    static const struct option lo[] = {
+        {"db", required_argument, 0, 'd'},       {"output", required_argument, 0, 'o'},
+        {"md", required_argument, 0, 'm'},       {"no-md", no_argument, 0, 'M'},
+        {"title", required_argument, 0, 't'},    {"timeline-ranks", required_argument, 0, 'r'},
+        {"timeline-context", required_argument, 0, 'c'},
+        {"gnuplot", required_argument, 0, 'g'},  {"keep-scripts", required_argument, 0, 'k'},
+        {"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":d:o:m:Mt:r:c:g:k:jh", lo, NULL)) != -1) {
+        int64_t v;
+        kvr_error e;
+        switch (ch) {
+            case 'd': o.db = optarg; break;
+            case 'o': o.output = optarg; break;
+            case 'm': o.md = optarg; break;
+            case 'M': o.no_md = true; break;
+            case 't': o.title = optarg; break;
+            case 'r':
+                if (kvr_parse_i64(optarg, 2, 256, &v, &e) != KVR_OK)
+                    return usage_error("--timeline-ranks: %s", e.msg);
+                o.timeline_ranks = (int)v;
+                break;
+            case 'c':
+                if (kvr_parse_i64(optarg, 1, (int64_t)1 << 30, &v, &e) != KVR_OK)
+                    return usage_error("--timeline-context: %s", e.msg);
+                o.timeline_context = v;
+                break;
+            case 'g': o.gnuplot = optarg; break;
+            case 'k': o.keep = optarg; break;
+            case 'j': o.json = true; break;
+            case 'h': usage(stdout); return 0;
+            case ':': return usage_error("%s needs a value", argv[optind - 1]);
+            default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o.md && o.no_md) return usage_error("give --md or --no-md, not both%s", "");
+    char mdpath[1024];
+    if (!o.no_md && !o.md) {
+        size_t n = strlen(o.output);
+        const char *dot = strrchr(o.output, '.');
+        const char *slash = strrchr(o.output, '/');
+        if (dot && (!slash || dot > slash)) n = (size_t)(dot - o.output);
+        snprintf(mdpath, sizeof mdpath, "%.*s.md", (int)n, o.output);
+        o.md = mdpath;
+    }
+    if (o.keep && mkdir(o.keep, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "kvr-report: --keep-scripts %s: %s\n", o.keep, strerror(errno));
+        return 1;
+    }
+
+    kvr_error err;
+    kvr_db *db = NULL;
+    kvr_db_open_params p = kvr_db_open_params_default();
+    p.read_only = true;
+    if (kvr_db_open(o.db, &p, &db, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-report: --db %s: %s\n", o.db, err.msg);
+        return 1;
+    }
+    plotter P = {o.gnuplot, o.keep, ""};
+    const char *tmp = getenv("TMPDIR");
+    snprintf(P.dir, sizeof P.dir, "%s/kvr-report-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(P.dir)) {
+        fprintf(stderr, "kvr-report: cannot create a scratch directory %s: %s\n", P.dir,
+                strerror(errno));
+        kvr_db_close(db);
+        return 1;
+    }
+    kvr_report_options ro = kvr_report_options_default();
+    ro.title = o.title;
+    ro.timeline_ranks = o.timeline_ranks;
+    ro.timeline_context = o.timeline_context;
+    char *html = NULL, *md = NULL;
+    kvr_report_summary sum;
+    double t0 = kvr_time_us();
+    kvr_status st = kvr_report_build(db, &ro, run_gnuplot, &P, &html, o.no_md ? NULL : &md, &sum,
+                                     &err);
+    kvr_db_close(db);
+    rmdir(P.dir);
+    if (st != KVR_OK) {
+        fprintf(stderr, "kvr-report: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0;
+    if (!write_all(o.output, html)) {
+        fprintf(stderr, "kvr-report: --output %s: cannot write: %s\n", o.output, strerror(errno));
+        rc = 1;
+    }
+    if (!rc && md && !write_all(o.md, md)) {
+        fprintf(stderr, "kvr-report: --md %s: cannot write: %s\n", o.md, strerror(errno));
+        rc = 1;
+    }
+    const double secs = (kvr_time_us() - t0) * 1e-6;
+    if (!rc && o.json) {
+        printf("{\"html\":\"%s\",\"md\":%s%s%s,\"plots\":%d,\"fit_rows\":%d,\"cost_models\":%d,"
+               "\"tables\":%d,\"predictors\":%d,\"measured\":%d,\"predicted\":%d,\"drift\":%d,"
+               "\"seconds\":%.2f}\n",
+               o.output, md ? "\"" : "", md ? o.md : "null", md ? "\"" : "", sum.n_plots,
+               sum.n_fits, sum.n_cost_models, sum.n_tables, sum.n_predictors, sum.n_measured,
+               sum.n_predicted, sum.n_drift, secs);
+    } else if (!rc) {
+        printf("# kvr-report %s (%s): %s%s%s: %d plots; %d cost model(s), %d partition table(s), "
+               "%d predictor(s), %d measured run(s) (%d with a prediction, %d drift) in %.1f s\n",
+               kvr_version(), kvr_build_commit(), o.output, md ? " + " : "", md ? o.md : "",
+               sum.n_plots, sum.n_cost_models, sum.n_tables, sum.n_predictors, sum.n_measured,
+               sum.n_predicted, sum.n_drift, secs);
+    }
+    free(html);
+    free(md);
+    return rc;
+}
