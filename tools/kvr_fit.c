@@ -41,7 +41,8 @@ static void usage(FILE *f) {
             "Fit the cost model of a profile run and store it; fit KVR-P over a KVR-S table;\n"
             "show what is stored; export a predictor file for kvr-run --predictor.\n"
             "  -d, --db PATH           the store (default ./kvr.db)\n"
-            "  -r, --run ID            fit the cost model on profile run ID (layer samples)\n"
+            "  -r, --run ID|latest     fit the cost model on profile run ID (layer samples;\n"
+            "                          latest: the newest run with pre, attn and post samples)\n"
             "  -l, --link-run ID|none  transfer samples for the links (default: the run itself,\n"
             "                          else the newest run with p2p samples of the same model\n"
             "                          and device; none: ideal links)\n"
@@ -198,8 +199,12 @@ static int parse_opts(int argc, char **argv, kvr_fit_opts *o) {
         switch (ch) {
             case 'd': o->db = optarg; break;
             case 'r':
-                if ((rc = parse_size("--run", optarg, 1, INT64_MAX / 2048, &v))) return rc;
-                o->run = v;
+                if (strcmp(optarg, "latest") == 0) {
+                    o->run = 0; /* resolved once the store is open */
+                } else {
+                    if ((rc = parse_size("--run", optarg, 1, INT64_MAX / 2048, &v))) return rc;
+                    o->run = v;
+                }
                 o->run_set = true;
                 break;
             case 'l':
@@ -354,6 +359,32 @@ static kvr_status open_db(const char *path, bool write, kvr_db **db, kvr_error *
     p.create = false;
     p.read_only = !write;
     return kvr_db_open(path, &p, db, err);
+}
+
+/* The newest finished run (complete or incomplete) with pre, attn and post samples. */
+static int64_t find_latest_run(kvr_db *db) {
+    kvr_db_run *runs = NULL;
+    int64_t n = 0, best = 0;
+    kvr_error e;
+    if (kvr_db_runs_list(db, &runs, &n, &e) != KVR_OK) return 0;
+    for (int64_t i = n - 1; i >= 0 && !best; i--) {
+        if (runs[i].status == KVR_RUN_FAILED ||
+            (runs[i].status == KVR_RUN_RUNNING && kvr_db_run_owner_alive(&runs[i])))
+            continue;
+        kvr_db_layer_sample *ls = NULL;
+        int64_t nl = 0;
+        if (kvr_db_layer_samples_get(db, runs[i].id, &ls, &nl, &e) != KVR_OK) continue;
+        bool has[3] = {false, false, false};
+        for (int64_t j = 0; j < nl; j++) {
+            has[0] = has[0] || strcmp(ls[j].op, "pre") == 0;
+            has[1] = has[1] || strcmp(ls[j].op, "attn") == 0;
+            has[2] = has[2] || strcmp(ls[j].op, "post") == 0;
+        }
+        kvr_db_free(ls);
+        if (has[0] && has[1] && has[2]) best = runs[i].id;
+    }
+    kvr_db_free(runs);
+    return best;
 }
 
 /* The newest other run with p2p transfer samples of the same model and device. */
@@ -1018,7 +1049,12 @@ int main(int argc, char **argv) {
     char links[256] = "";
     bool printed_json = false;
     rc = 0;
-    if (o.run_set) rc = do_fit_run(db, &o, &rf, &costs_id, &printed_json);
+    if (o.run_set && o.run == 0 && !(o.run = find_latest_run(db))) {
+        fprintf(stderr, "kvr-fit: --run latest: no profile run with pre, attn and post samples in "
+                        "%s (kvr-profile)\n", o.db);
+        rc = 1;
+    }
+    if (!rc && o.run_set) rc = do_fit_run(db, &o, &rf, &costs_id, &printed_json);
     if (!rc && o.kvrp) {
         rc = do_kvrp(db, &o, &rf, costs_id, &kp, res, &n_res, &table_id, links, sizeof links);
         if (!rc) print_kvrp(&o, res, n_res, table_id, links, o.json, &printed_json);

@@ -47,6 +47,8 @@ check small_context 2 "smaller than ranks x granularity" -- "$F" --kvrp --ranks 
 check link_needs_run 2 "--link-run needs --run" -- "$F" --link-run 2 --show
 check table_context 2 "uses the table's contexts" -- "$F" --kvrp --table 1 --context 64:128:64
 check no_db 1 "no such|not found|does not exist" -- "$F" --db "$tmp/none.db" --show
+"$P" --model tiny --ops pre --chunks 8:16 --max-context 16 --iters 2 --db "$tmp/pre.db" -q >/dev/null 2>&1
+check latest_none 1 "--run latest: no profile run with pre, attn and post samples" -- "$F" --db "$tmp/pre.db" --run latest
 
 # profiles: layers (run 1), transfers (run 2), a profile without attention (run 3)
 "$P" "${TINY[@]}" --db "$DB" -q >/dev/null 2>&1 || { echo "FAIL setup: kvr-profile"; exit 1; }
@@ -67,6 +69,7 @@ same dry_run_unchanged "$before" "$(dump "$DB")"
 
 # fit and store
 check fit 0 "^attn +attn +[0-9]+ " -- "$F" --db "$DB" --run 1
+check fit_latest 0 "run 1 \(layers\) \+ run 2 \(links\)" -- "$F" --db "$DB" --run latest --dry-run
 check fit_links 0 "run 1 \(layers\) \+ run 2 \(links\)" -- "$F" --db "$DB" --run 1
 check fit_json 0 '"run_id":1,"link_run_id":2,.*"err_band":[0-9.]+.*"fits":\[\{"target":"pre","form":"hinge"' -- "$F" --db "$DB" --run 1 --json
 check fit_ideal 0 "no transfer profile: links ideal" -- "$F" --db "$DB" --run 1 --link-run none
