@@ -504,7 +504,13 @@ int main(int argc, char **argv) {
     const char *psource = o.auto_partition ? "auto" : o.partition && strcmp(o.partition, "even") != 0 ? "explicit" : "even";
 
     /* the store, the predictor and the cost model: on the printing rank */
-    if (printer && o.db && pred_open_db(&o, model, &rp)) goto fail_pred;
+    if (printer && o.db && pred_open_db(&o, model, &rp)) {
+        /* a named store must work; the implicit ./kvr.db only when auto needs it */
+        if (!o.db_default || (o.auto_partition && !o.predictor)) goto fail_pred;
+        fprintf(stderr, "kvr-run: not using ./kvr.db (see above); this run is not recorded\n");
+        kvr_db_close(rp.db);
+        rp.db = NULL;
+    }
     if (o.auto_partition && o.ranks > n_ids) {
         fprintf(stderr, "kvr-run: --ranks %d: more ranks than the %lld prompt tokens\n", o.ranks,
                 (long long)n_ids);

@@ -111,6 +111,10 @@ check no_store_no_record 0 '"db":null,"measured_run_id":null' -- "$R" --model ti
 cp "$DB" kvr.db
 check default_store 0 '"db":"kvr.db","measured_run_id":[0-9]+' -- "$R" --model tiny --context 256 --ranks 2 --partition auto --json
 check no_db_flag 0 '"db":null,"measured_run_id":null' -- "$R" --model tiny --context 64 --no-db --json
+mkdir -p "$tmp/junk" && cd "$tmp/junk" && echo junk > kvr.db
+check junk_default_store 0 "not using ./kvr.db .*not recorded" -- "$R" --model tiny --context 64
+check junk_store_auto 1 "not a kvr database" -- "$R" --model tiny --context 64 --ranks 2 --partition auto
+check junk_named_store 1 "--db kvr.db: .*not a kvr database" -- "$R" --model tiny --context 64 --db kvr.db
 cd "$tmp"
 # drift: a cost model 100x too fast for this machine flags every run
 python3 - "$tmp/p2.json" "$tmp/fast.json" <<'PY'
