@@ -501,7 +501,9 @@ int main(int argc, char **argv) {
     pp.n_ranks = o.ranks;
     pp.n_threads = o.threads;
     pp.keep_logits = o.dump_logits != NULL;
-    const char *psource = o.auto_partition ? "auto" : o.partition && strcmp(o.partition, "even") != 0 ? "explicit" : "even";
+    const char *psource = o.auto_partition                                  ? "auto"
+                          : o.partition && strcmp(o.partition, "even") != 0 ? "explicit"
+                                                                            : "even";
 
     /* the store, the predictor and the cost model: on the printing rank */
     if (printer && o.db && pred_open_db(&o, model, &rp)) {
@@ -571,8 +573,8 @@ int main(int argc, char **argv) {
         memcpy(part, mine.chunks, (size_t)o.ranks * sizeof *part);
         pp.partition = part;
     }
-    if (printer && rp.db && !rp.costs) pred_load_costs(&o, &rp);
-    if (printer && !rp.costs && !rp.no_pred[0] && o.predictor && !o.auto_partition) {
+    /* the cost model: the predictor's (auto), else a --predictor file's, else the store's */
+    if (printer && !rp.costs && o.predictor && !o.auto_partition) {
         kvr_predictor *kp = NULL;
         kvr_predictor_meta meta;
         if (kvr_predictor_file_load(o.predictor, &kp, &rp.costs, &meta, &err) != KVR_OK) {
@@ -585,7 +587,11 @@ int main(int argc, char **argv) {
         rp.profile_run_id = meta.run_id;
         snprintf(rp.costs_from, sizeof rp.costs_from, "the cost model of predictor file %s",
                  o.predictor);
+        if (!rp.costs)
+            snprintf(rp.no_pred, sizeof rp.no_pred, "predictor file %s has no cost model",
+                     o.predictor);
     }
+    if (printer && rp.db && !rp.costs && !rp.no_pred[0]) pred_load_costs(&o, &rp);
     if (printer && !rp.costs && !rp.no_pred[0])
         snprintf(rp.no_pred, sizeof rp.no_pred, "no store or predictor file (--db, --predictor)");
     if (printer && rp.costs && rp.costs_threads > 0 && rp.costs_threads != o.threads) {

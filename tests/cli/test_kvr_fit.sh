@@ -97,13 +97,14 @@ check single_json 0 '"mode":"single".*"predicted_ttft_ms":[0-9.]+' -- "$R" --mod
 check other_threads 0 '"predicted_ttft_ms":null' -- "$R" --model tiny --context 64 --threads 2 --db "$DB" --json
 check auto_file 0 "^# partition auto from predictor file .*p2.json in [0-9.]+ us" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/p2.json" --no-db
 check auto_file_json 0 '"partition_source":"auto","predicted_ttft_ms":[0-9.]+,.*"db":null,"measured_run_id":null' -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/p2.json" --no-db --json
+check file_costs_first 0 "^# predicted TTFT [0-9.]+ ms \(the cost model of predictor file .*p2.json\)" -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/p2.json" --db "$DB"
 check auto_no_rank_fit 1 "no 4-rank KVR-P predictor for model tiny.*kvr-fit --db" -- "$R" --model tiny --context 256 --ranks 4 --partition auto --db "$DB"
 check auto_no_predictor 2 "--partition auto needs a predictor" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --no-db
 check auto_bad_file 1 "--predictor: /nonexistent/p.json" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor /nonexistent/p.json
 check db_and_no_db 2 "not both" -- "$R" --model tiny --db "$DB" --no-db
 check other_model 1 "no 2-rank KVR-P predictor for model tiny-mqa" -- "$R" --model tiny-mqa --context 256 --ranks 2 --partition auto --db "$DB"
 n=$("$D" --db "$DB" measured --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-same recorded_count 9 "$n"
+same recorded_count 10 "$n"
 # ./kvr.db is the default store; --no-db and a missing ./kvr.db record nothing
 mkdir -p "$tmp/cwd" && cd "$tmp/cwd"
 check no_store_no_record 0 '"db":null,"measured_run_id":null' -- "$R" --model tiny --context 64 --json
