@@ -101,6 +101,7 @@ int main(int argc, char **argv) {
     const char *model = NULL, *contexts = "512,2048";
     int nt = 2, reps = 3;
     int64_t sweep_ctx = 2048;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* figures appear as they are measured */
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},
                                        {"contexts", required_argument, 0, 'c'},
                                        {"threads", required_argument, 0, 't'},
