@@ -176,8 +176,9 @@ KVR_API void kvr_profile_run_provenance(kvr_db_run *run, const kvr_db_device *de
 // running a profile
 
 typedef struct kvr_profile_hooks {
-    /* Checked between points: when *stop becomes nonzero the profile ends after the current
-     * point (SIGINT). May be NULL. */
+    /* Checked between executions (layer ops; the unfinished points of the current interleaved
+     * block are dropped, to be measured on resume) and between points (transfers): when *stop
+     * becomes nonzero the profile ends there (SIGINT). May be NULL. */
     volatile sig_atomic_t *stop;
     /* After every point (measured or skipped as already done): label such as "attn c=256
      * p=1024", and the counts (total grows when refinement adds points). May be NULL. */
