@@ -161,7 +161,7 @@ static int parse_opts(int argc, char **argv, kvr_profile_opts *o) {
     while ((ch = getopt_long(argc, argv, ":b:m:d:g:c:P:C:R:o:xr:T:XB:t:s:w:n:e:u:L:S:jqh", lo,
                              NULL)) != -1) {
         int64_t v;
-        if (strchr("gcPCRoxrTXBtswneLS", ch)) n_run_opts++;
+        if (strchr("gcPCRoxrXBtswneLS", ch)) n_run_opts++; /* --transport mpi may resume */
         switch (ch) {
             case 'b':
                 if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
@@ -284,7 +284,7 @@ static int parse_opts(int argc, char **argv, kvr_profile_opts *o) {
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
     if (o->resume && n_run_opts)
         return usage_error("--resume runs with the run's own parameters: give only --db, --model, "
-                           "--json, --quiet with it");
+                           "--transport, --json, --quiet with it");
     if (o->transport == KVR_TRANSPORT_MPI) {
         if (o->ops && strcmp(o->ops, "none"))
             return usage_error("--transport mpi profiles transfers only; profile the layer ops "
@@ -839,7 +839,11 @@ int main(int argc, char **argv) {
         if (print_summary(db, &run, &mrec, &lr, &xr, o.json, stopped ? "incomplete" : "complete",
                           elapsed))
             goto done;
-        if (stopped)
+        if (stopped && mpi)
+            fprintf(stderr, "kvr-profile: interrupted: run %lld is incomplete; finish it with "
+                    "mpirun -np %d kvr-profile --transport mpi --db %s --resume %lld\n",
+                    (long long)run.id, kvr_comm_size(mpi), o.db, (long long)run.id);
+        else if (stopped)
             fprintf(stderr, "kvr-profile: interrupted: run %lld is incomplete; finish it with "
                     "kvr-profile --db %s --resume %lld\n", (long long)run.id, o.db, (long long)run.id);
         exit_code = stopped ? 130 : 0;

@@ -56,6 +56,7 @@ elif command -v mpirun >/dev/null; then
   check mpi_transfers 0 "^p2p +4 +1024\.\.2048 " -- timeout 120 mpirun -np 2 "$P" --transport mpi --model tiny --bytes 1K:2K --max-context 128 --iters 2:4 --db "$tmp/m.db" -q
   check mpi_provenance 0 "transport mpi" -- "$D" --db "$tmp/m.db" show 1
   check mpi_with_ops 2 "--transport mpi profiles transfers only" -- "$P" --transport mpi --ops pre
+  check mpi_resume_complete 1 "already complete" -- timeout 120 mpirun -np 2 "$P" --transport mpi --resume 1 --db "$tmp/m.db"
 else
   echo "skip mpi: mpirun not found"
 fi
