@@ -102,51 +102,77 @@ static int op_of_name(const char *name) {
     return -1;
 }
 
-/* The largest held-out relative error of op's fit over the rows with c >= min_c: k-fold (the
- * fit's own fold count and seed), each fold predicted by the fit (with its own break search)
- * on the other folds. NaN when no row qualifies or a fold cannot be fitted. */
-static double heldout_max(const kvr_predict_sample *rows, int n, kvr_predict_op op,
-                          const kvr_predict_fit_options *o, int k, int64_t min_c) {
+/* Held-out predictions of op's fit for its rows: k-fold (the fit's own fold count and seed),
+ * each fold predicted by the fit (with its own break search) on the other folds. pred[i] is
+ * set for the rows of op (NaN for rows of other ops or when a fold cannot be fitted). */
+static void heldout_pred(const kvr_predict_sample *rows, int n, kvr_predict_op op,
+                         const kvr_predict_fit_options *o, int k, double *pred) {
     int m = 0;
     for (int i = 0; i < n; i++) m += rows[i].op == op;
-    if (k < 2 || m < k) return NAN;
-    kvr_predict_sample *mine = malloc((size_t)m * sizeof *mine);
-    kvr_predict_sample *train = malloc((size_t)m * sizeof *train);
-    int *fold = malloc((size_t)m * sizeof *fold);
-    double worst = NAN;
-    if (!mine || !train || !fold) goto done;
+    int *idx = malloc((size_t)(m ? m : 1) * sizeof *idx);
+    kvr_predict_sample *train = malloc((size_t)(m ? m : 1) * sizeof *train);
+    int *fold = malloc((size_t)(m ? m : 1) * sizeof *fold);
+    if (!idx || !train || !fold || k < 2 || m < k) goto done;
     m = 0;
     for (int i = 0; i < n; i++)
-        if (rows[i].op == op) mine[m++] = rows[i];
+        if (rows[i].op == op) idx[m++] = i;
     predict_folds(m, k, o->seed, fold);
     for (int j = 0; j < k; j++) {
         int nt = 0;
-        bool any = false;
-        for (int i = 0; i < m; i++) {
-            if (fold[i] != j)
-                train[nt++] = mine[i];
-            else
-                any = any || mine[i].c >= min_c;
-        }
-        if (!any) continue;
+        for (int i = 0; i < m; i++)
+            if (fold[i] != j) train[nt++] = rows[idx[i]];
         kvr_predict_fit f;
         kvr_error e;
-        if (kvr_predict_fit_op(train, nt, op, o, &f, &e) != KVR_OK) {
-            worst = NAN;
-            goto done;
-        }
-        for (int i = 0; i < m; i++) {
-            if (fold[i] != j || mine[i].c < min_c) continue;
-            double y = kvr_predict_fit_eval(&f, (double)mine[i].c, (double)mine[i].prefix);
-            double r = fabs(y - mine[i].time_us) / mine[i].time_us;
-            if (!(worst >= r)) worst = r;
-        }
+        if (kvr_predict_fit_op(train, nt, op, o, &f, &e) != KVR_OK) continue;
+        for (int i = 0; i < m; i++)
+            if (fold[i] == j)
+                pred[idx[i]] = kvr_predict_fit_eval(&f, (double)rows[idx[i]].c,
+                                                    (double)rows[idx[i]].prefix);
     }
 done:
-    free(mine);
+    free(idx);
     free(train);
     free(fold);
-    return worst;
+}
+
+/* The error band (see kvr_predict_run_fit): per chunk size c >= min_c profiled for pre, attn
+ * at prefix 0 and post, the held-out relative error of one layer's single-rank time
+ * pre(c) + attn(c, 0) + post(c) -- the sum a TTFT is made of; the largest over c. Without such
+ * a c (ops profiled on different chunks): the largest held-out error of the three ops' rows
+ * with c >= min_c. NaN when nothing qualifies. */
+static double heldout_band(const kvr_predict_sample *rows, int n, const kvr_predict_costs *c,
+                           const kvr_predict_fit_options *o, int64_t min_c) {
+    double *pred = malloc((size_t)(n ? n : 1) * sizeof *pred);
+    if (!pred) return NAN;
+    for (int i = 0; i < n; i++) pred[i] = NAN;
+    const kvr_predict_op comp[3] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN,
+                                    KVR_PREDICT_OP_POST};
+    for (int k = 0; k < 3; k++)
+        heldout_pred(rows, n, comp[k], o, kvr_predict_costs_fit(c, comp[k])->cv.k, pred);
+    double worst = NAN, worst_row = NAN;
+    for (int i = 0; i < n; i++) {
+        if (rows[i].op != KVR_PREDICT_OP_PRE || rows[i].c < min_c) continue;
+        int ia = -1, ip = -1;
+        for (int j = 0; j < n; j++) {
+            if (rows[j].c != rows[i].c) continue;
+            if (rows[j].op == KVR_PREDICT_OP_ATTN && rows[j].prefix == 0) ia = j;
+            if (rows[j].op == KVR_PREDICT_OP_POST) ip = j;
+        }
+        if (ia < 0 || ip < 0) continue;
+        double y = rows[i].time_us + rows[ia].time_us + rows[ip].time_us;
+        double yh = pred[i] + pred[ia] + pred[ip];
+        double r = fabs(yh - y) / y;
+        if (isfinite(r) && !(worst >= r)) worst = r;
+    }
+    for (int i = 0; i < n && isnan(worst); i++) {
+        bool comp_op = rows[i].op == KVR_PREDICT_OP_PRE || rows[i].op == KVR_PREDICT_OP_ATTN ||
+                       rows[i].op == KVR_PREDICT_OP_POST;
+        if (!comp_op || rows[i].c < min_c || !isfinite(pred[i])) continue;
+        double r = fabs(pred[i] - rows[i].time_us) / rows[i].time_us;
+        if (!(worst_row >= r)) worst_row = r;
+    }
+    free(pred);
+    return isnan(worst) ? worst_row : worst;
 }
 
 kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
@@ -322,16 +348,19 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
         if (s != KVR_OK) goto done;
     }
 
-    /* the error band: held-out errors of the compute fits where prompts spend their time */
+    /* the error band: held-out error of the per-layer time prompts are made of */
     r.band_min_c = BAND_MIN_C;
-    double band = BAND_FLOOR;
-    const kvr_predict_op comp[] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN, KVR_PREDICT_OP_POST};
-    for (int i = 0; i < 3; i++) {
-        const kvr_predict_fit *f = kvr_predict_costs_fit(c, comp[i]);
-        double h = heldout_max(fitrows, nfit, comp[i], &o, f->cv.k, BAND_MIN_C);
-        if (isnan(h)) h = f->cv.max_rel_out; /* no large-chunk row: the whole fit's */
-        if (h > band) band = h;
+    double band = heldout_band(fitrows, nfit, c, &o, BAND_MIN_C);
+    if (isnan(band)) { /* no large chunk profiled: the fits' own held-out maxima */
+        band = 0;
+        const kvr_predict_op comp[] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN,
+                                       KVR_PREDICT_OP_POST};
+        for (int i = 0; i < 3; i++) {
+            double h = kvr_predict_costs_fit(c, comp[i])->cv.max_rel_out;
+            if (isfinite(h) && h > band) band = h;
+        }
     }
+    if (!(band >= BAND_FLOOR)) band = BAND_FLOOR;
     r.err_band = band;
 
     r.run_id = run_id;

@@ -450,10 +450,12 @@ typedef struct kvr_predict_run_fit {
     kvr_predict_costs *costs; /* owned: pre, attn, post (+ head, embed, link when profiled) */
     int n_samples[KVR_PREDICT_OP_COUNT]; /* rows used per op (LINK: p2p transfer rows) */
     bool head_constant;  /* head profiled at one c only: a constant (coef {median, 0}) */
-    /* The held-out error band of a TTFT prediction, as a fraction: the largest k-fold held-out
-     * relative error (cv.max_rel_out) of the compute fits that make up TTFT (pre, attn, post),
-     * over the rows with chunk >= band_min_c, at least 2 % (kvr-run flags a run whose
-     * measured TTFT is further than this from the prediction: drift). */
+    /* The held-out error band of a TTFT prediction, as a fraction (kvr-run flags a run whose
+     * measured TTFT is further than this from the prediction: drift): over every chunk size
+     * c >= band_min_c profiled for pre, attn (prefix 0) and post, the k-fold held-out relative
+     * error of one layer's time pre(c) + attn(c, 0) + post(c) -- what a TTFT sums -- each op
+     * predicted by its fit refitted without that sample's fold; the largest, at least 2 %.
+     * (When no chunk size has all three: the ops' own held-out maxima.) */
     double err_band;
     int64_t band_min_c;
 } kvr_predict_run_fit;
