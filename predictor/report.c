@@ -305,7 +305,8 @@ static void rep_fit_table(rep *r, const rep_costs *c) {
     rb_html(h, c->rf.device);
     rb_add(h, ", %d thread(s) per rank; stored %s. Relative-error WLS, non-negative "
               "coefficients, 5-fold cross-validation. <b>TTFT error band: %.2f %%</b> (the "
-              "largest held-out error of pre, attn, post at chunks ≥ %lld).</p>\n",
+              "largest held-out error of one layer's pre + attn + post at the profiled chunks "
+              "≥ %lld).</p>\n",
            c->rf.n_threads, c->ts, 100 * c->rf.err_band, (long long)c->rf.band_min_c);
     rb_add(h, "<table><tr><th>target</th><th>form</th><th>samples</th><th>R²</th>"
               "<th>MAPE in (%%)</th><th>MAPE CV (%%)</th><th>max CV (%%)</th>"

@@ -11,6 +11,7 @@
  * Exit codes: 0 ok, 1 runtime failure (bad or missing data, db errors), 2 usage error.
  */
 #include "kvr_predict.h"
+#include "kvr_profiler.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -51,8 +52,10 @@ static void usage(FILE *f) {
             "  -R, --ranks LIST        KVR-P rank counts, e.g. 2,4 (default 2)\n"
             "  -n, --context SPEC      KVR-P table contexts: N or FROM:TO:STEP, comma-separated,\n"
             "                          K = 1024 (default 512:8192:256)\n"
-            "  -t, --table ID          KVR-P over stored partition table ID (kvr-search --db)\n"
-            "  -c, --costs FILE        with --table from a cost file: that cost model\n"
+            "  -t, --table ID          KVR-P over stored partition table ID (kvr-search --db:\n"
+            "                          scored under the same interpolated profile; kvr-fit's:\n"
+            "                          under the fitted costs of its run)\n"
+            "  -c, --costs FILE        with --table: score under this cost file instead\n"
             "  -g, --granularity G     KVR-P granularity in tokens (default 16; --table: its own)\n"
             "  -N, --no-densify        KVR-P: fit the table's contexts only\n"
             "  -s, --show              list stored fits and predictors (of --run, or all)\n"
@@ -481,8 +484,8 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
                                                                       : kvr_predict_form_name(f->form),
                       rf->n_samples[op], f);
     }
-    printf("# TTFT error band (drift threshold): %.2f %% = the largest held-out error of pre, "
-           "attn, post at chunks >= %lld\n",
+    printf("# TTFT error band (drift threshold): %.2f %% = the largest held-out error of one "
+           "layer's pre + attn + post at the profiled chunks >= %lld\n",
            100 * rf->err_band, (long long)rf->band_min_c);
     if (o->dry_run)
         printf("# dry run: nothing stored\n");
@@ -501,6 +504,16 @@ typedef struct kvrp_result {
     kvr_predictor_gaps gaps;
     int64_t predictor_id;
 } kvrp_result;
+
+/* Whether a table's JSON export says "costs": {"kind": KIND ...} (whitespace-tolerant). */
+static bool json_kind_is(const char *json, const char *kind) {
+    const char *q = strstr(json, "\"kind\"");
+    if (!q) return false;
+    q += 6;
+    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ':') q++;
+    size_t n = strlen(kind);
+    return *q == '"' && strncmp(q + 1, kind, n) == 0 && q[1 + n] == '"';
+}
 
 /* Split "c0,c1,..." into p chunks. */
 static bool parse_partition(const char *s, int p, int64_t *out) {
@@ -531,6 +544,7 @@ static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, i
     if (o->no_densify) popt.densify_gap = 0;
     char label[256];
     popt.label = label;
+    int64_t table_run = 0; /* --table: the profile run behind the table */
 
     if (o->table) {
         /* a stored table: its rows, scored under the costs it was searched with */
@@ -548,10 +562,26 @@ static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, i
         g = tab->granularity;
         snprintf(links, links_len, "%s", tab->links);
         int64_t trun = tab->run_id;
+        table_run = trun;
+        const bool from_profile = tab->json && json_kind_is(tab->json, "profile");
+        long long lrun = 0;
+        if (sscanf(tab->links, "run %lld:", &lrun) != 1) lrun = 0;
         kvr_db_ptables_free(tabs, nt);
         if (o->costs_path) {
             if (kvr_search_costs_load_json(o->costs_path, &m, &err) != KVR_OK)
                 return fail("--costs: %s", err.msg);
+        } else if (from_profile && trun > 0) {
+            /* kvr-search --db --run: the same interpolated profile it searched under */
+            kvr_profile_costs_params cp = kvr_profile_costs_params_default();
+            cp.link_run_id = lrun;
+            cp.allow_incomplete = true;
+            if (kvr_profile_costs_from_run(db, trun, &cp, &m, NULL, &err) != KVR_OK)
+                return fail("--table %lld: the profile costs of run %lld: %s", (long long)o->table,
+                            (long long)trun, err.msg);
+            /* the run's fitted cost model, when there is one, rides along for predicted TTFTs */
+            kvr_error ignore;
+            if (!rf->costs && kvr_predict_run_fit_load(db, trun, 0, 0, rf, NULL, &ignore) != KVR_OK)
+                memset(rf, 0, sizeof *rf);
         } else {
             if (trun <= 0)
                 return fail("--table %lld came from a cost file: give that file with --costs FILE",
@@ -712,7 +742,7 @@ fitted:
             if (st == KVR_OK) st = kvr_predictor_copy_ranks(one, kp, r->p, &err);
             kvr_predictor_meta meta;
             memset(&meta, 0, sizeof meta);
-            meta.run_id = rf->run_id;
+            meta.run_id = rf->run_id ? rf->run_id : table_run;
             meta.link_run_id = rf->link_run_id;
             meta.table_id = *table_id;
             meta.model_id = rf->model_id;
@@ -726,7 +756,7 @@ fitted:
             kvr_db_predictor row;
             memset(&row, 0, sizeof row);
             row.table_id = *table_id;
-            row.run_id = rf->run_id;
+            row.run_id = rf->run_id ? rf->run_id : table_run;
             row.n_ranks = r->p;
             snprintf(row.links, sizeof row.links, "%s", links);
             snprintf(row.form, sizeof row.form, "%s", kvr_predictor_form_name(r->st.form));

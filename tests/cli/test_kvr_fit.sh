@@ -78,6 +78,10 @@ check kvrp_json 0 '"kvrp":\{"table_id":[0-9]+,.*"predictors":\[\{"ranks":2,"id":
 check show 0 "^ +[0-9]+ +1 costs +kvr-fit-costs " -- "$F" --db "$DB" --show
 check show_preds 0 "KVR-P predictors" -- "$F" --db "$DB" --show --run 1
 check kvrp_table 0 "KVR-P over stored partition table 1" -- "$F" --db "$DB" --kvrp --table 1 --ranks 2
+"$BIN/kvr-search" --db "$DB" --run 1 --link-run 2 --ranks 2 --context 64:512:64 >/dev/null 2>&1 || { echo "FAIL setup: kvr-search --db"; fails=$((fails+1)); }
+t=$("$D" --db "$DB" tables --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+check kvrp_search_table 0 "KVR-P over stored partition table $t; run 2: " -- "$F" --db "$DB" --kvrp --table "$t" --ranks 2
+check kvrp_search_table_json 0 '"kvrp":\{"table_id":'"$t"',.*"predictors":\[\{"ranks":2,"id":null,.*"gap_in_max":[0-9.e-]+' -- "$F" --db "$DB" --kvrp --table "$t" --ranks 2 --json --dry-run
 check export 0 "predictor file .*p2.json written" -- "$F" --db "$DB" --export "$tmp/p2.json" --ranks 2
 check export_json_file 0 '"schema":[[:space:]]*"kvr-predictor/1"' -- cat "$tmp/p2.json"
 check export_has_costs 0 '"kvr_fit":' -- cat "$tmp/p2.json"
