@@ -601,12 +601,14 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
             for (int64_t i = 0; i < n_ls; i++)
                 if (pc_is(&ls[i], "attn") && ls[i].c + ls[i].prefix > inf.ctx_max)
                     inf.ctx_max = ls[i].c + ls[i].prefix;
+            char bw[32] = "no size dependence";
+            if (dflt.gbps > 0) snprintf(bw, sizeof bw, "%.3g GB/s", dflt.gbps);
             if (src->n_pairs)
                 snprintf(inf.links, sizeof inf.links,
                          "from %lld p2p samples: %d pair%s measured (others: pooled), default "
-                         "fit %.3g us + %.3g GB/s per KVR transfer (%d messages)%s",
+                         "fit %.3g us + %s per KVR transfer (%d messages)%s",
                          (long long)inf.n_p2p_samples, src->n_pairs, src->n_pairs > 1 ? "s" : "",
-                         dflt.alpha_us, dflt.gbps, src->n_msgs,
+                         dflt.alpha_us, bw, src->n_msgs,
                          inf.has_allgather ? "; TSP all-gather from all-gather samples" : "");
             else
                 snprintf(inf.links, sizeof inf.links, "none in the profile (ideal links)");
