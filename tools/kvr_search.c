@@ -474,9 +474,9 @@ static int store_table(kvr_db *db, const kvr_search_table *t, const kvr_search_o
     if (kvr_db_ptable_put(db, &pt, rows, n, &e) != KVR_OK) {
         fprintf(stderr, "kvr-search: --db %s: storing the table: %s\n", o->db, e.msg);
         rc = 1;
-    } else if (say) {
-        printf("# stored as table %lld in %s (kvr-db --db %s table %lld)\n", (long long)pt.id,
-               o->db, o->db, (long long)pt.id);
+    } else { /* stdout holds only JSON or CSV when say is false: the note goes to stderr */
+        fprintf(say ? stdout : stderr, "# stored as table %lld in %s (kvr-db --db %s table %lld)\n",
+                (long long)pt.id, o->db, o->db, (long long)pt.id);
     }
     free(rows);
     free(json);

@@ -38,6 +38,7 @@ check kvr_db_table 0 "^ +4 +128 +[0-9.]+ " -- "$D" --db "$db" table 1
 check kvr_db_table_json 0 '"schema":[[:space:]]*"kvr-search-table/1"' -- "$D" --db "$db" --json table 1
 # JSON on stdout stays JSON (no '#' lines); the stored copy is the same document
 "$S" --db "$db" --run 1 --ranks 2 --context 128 -g 8 --json >"$tmp/t.json" 2>"$tmp/t.err"
+check json_stored_note 0 "^# stored as table [0-9]+" -- cat "$tmp/t.err"
 check json_valid 0 "^profile 1$" -- python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['costs']['kind'], len(d['results']))" "$tmp/t.json"
 check export_csv 0 "^# exported csv" -- "$S" --db "$db" --run 1 --ranks 2 --context 128 -g 8 --export "$tmp/t.csv" --format csv
 check export_csv_rows 0 "^2,128," -- cat "$tmp/t.csv"
