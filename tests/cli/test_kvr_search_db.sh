@@ -35,6 +35,7 @@ check extrapolated 0 "^# note: contexts above 128 tokens lie beyond the profiled
 check costs_header 0 "^# costs: .*a.db run 1: interpolated" -- "$S" --db "$db" --run 1 --ranks 2 --context 128 -g 8
 check kvr_db_tables 0 "^ +1 +1 .* +8 +4 " -- "$D" --db "$db" tables
 check kvr_db_table 0 "^ +4 +128 +[0-9.]+ " -- "$D" --db "$db" table 1
+check kvr_db_show_made 0 "made from it +0 fits, [1-9][0-9]* partition tables, 0 predictors" -- "$D" --db "$db" show 1
 check kvr_db_table_json 0 '"schema":[[:space:]]*"kvr-search-table/1"' -- "$D" --db "$db" --json table 1
 # JSON on stdout stays JSON (no '#' lines); the stored copy is the same document
 "$S" --db "$db" --run 1 --ranks 2 --context 128 -g 8 --json >"$tmp/t.json" 2>"$tmp/t.err"
