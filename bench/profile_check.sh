@@ -6,6 +6,8 @@
 #   3. the single-rank TTFT the profile predicts (embed + L x (pre + attn + post) + head, from
 #      `kvr-db ttft`) against the TTFT kvr-run measures (--json --repeat 3: the median of 3) at
 #      512, 2048 and 4096 tokens (target: within 5%); --extra adds 1000 and 3000 (off the grid).
+#      A third quick run after the measurements brackets them: "bracket" is the mean of the
+#      predictions of runs 2 and 3, which cancels a steady drift of the machine's speed.
 # A benchmark, not a test: it prints figures and never fails on them. Every phase also reports
 # how much CPU other processes used meanwhile ("others", in cores; from /proc/stat), and a speed
 # probe (a fixed 1-layer llama-2-7b-shaped prefill of 128 tokens, median of 3) runs before each
@@ -93,17 +95,29 @@ big = sorted(common, key=rel, reverse=True)[:3]
 print("  largest: " + ", ".join(f"{k[0]} c={k[1]} p={k[2]} {100*rel(k):.1f}% ({m1[k]:.1f} vs {m2[k]:.1f} us)" for k in big))
 pred = [json.loads(subprocess.run([f"{BIN}/kvr-db", "--db", DB, "--json", "ttft", str(p["run_id"])] + [str(c) for c in CTX],
                                   check=True, capture_output=True, text=True).stdout)["ttft_ms"] for p in prof]
-print(f"{'context':>8} {'predicted':>11} {'predicted':>11} {'measured':>11} {'min..max':>19} {'error':>8} {'error':>8} {'others':>7} {'probe':>6}")
-print(f"{'(tokens)':>8} {'run 1 (ms)':>11} {'run 2 (ms)':>11} {'(ms)':>11} {'(ms, 3 runs)':>19} {'run 1':>8} {'run 2':>8} {'(cores)':>7} {'(ms)':>6}")
+meas = {}
 for c in CTX:
     pr = probe()
     out, wall, own, oth, st = phase([f"{BIN}/kvr-run", "--model", MODEL, "--context", str(c), "--threads", THREADS,
                                      "--repeat", "3", "--json"])
-    r = json.loads(out)
-    a, b, m = pred[0][str(c)], pred[1][str(c)], r["ttft_ms"]
+    meas[c] = (json.loads(out), oth, pr)
+pr = probe()
+out, wall, own, oth, st = phase([f"{BIN}/kvr-profile", "--grid", "quick", "--model", MODEL,
+                                 "--threads", THREADS, "--db", DB, "--json", "--quiet"])
+p3 = json.loads(out)
+print(f"quick grid run 3 (after the measurements): {wall:5.1f} s wall, {p3['points']} points   "
+      f"(others {oth:.2f} cores; probe before {pr:.0f} ms)")
+pred.append(json.loads(subprocess.run([f"{BIN}/kvr-db", "--db", DB, "--json", "ttft", str(p3["run_id"])] + [str(c) for c in CTX],
+                                      check=True, capture_output=True, text=True).stdout)["ttft_ms"])
+print(f"{'context':>8} {'predicted (ms)':>26} {'measured':>10} {'min..max':>19} {'error':>26} {'others':>7} {'probe':>6}")
+print(f"{'(tokens)':>8} {'run 1':>8} {'run 2':>8} {'run 3':>8} {'(ms)':>10} {'(ms, 3 runs)':>19} {'run 1':>8} {'run 2':>8} {'bracket':>8} {'(cores)':>7} {'(ms)':>6}")
+for c in CTX:
+    r, oth, pr = meas[c]
+    a, b, d, m = pred[0][str(c)], pred[1][str(c)], pred[2][str(c)], r["ttft_ms"]
+    br = (b + d) / 2
     note = "" if c in (512, 2048, 4096) else "  (off the grid's points)"
-    print(f"{c:>8} {a:>11.1f} {b:>11.1f} {m:>11.1f} {r['ttft_ms_min']:>9.1f}..{r['ttft_ms_max']:<9.1f} "
-          f"{100*(a-m)/m:>+7.2f}% {100*(b-m)/m:>+7.2f}% {oth:>7.2f} {pr:>6.0f}{note}")
+    print(f"{c:>8} {a:>8.1f} {b:>8.1f} {d:>8.1f} {m:>10.1f} {r['ttft_ms_min']:>9.1f}..{r['ttft_ms_max']:<9.1f} "
+          f"{100*(a-m)/m:>+7.2f}% {100*(b-m)/m:>+7.2f}% {100*(br-m)/m:>+7.2f}% {oth:>7.2f} {pr:>6.0f}{note}")
 print(f"# speed probe at the end: {probe():.0f} ms")
 print(f"# load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 PY
