@@ -36,7 +36,7 @@
 #                  times (default 2); the last measurement is kept either way
 #   --wait-quiet S before the profile and before each run, wait (up to S seconds, default
 #                  600) until other processes use < 0.1 cores over 3 s
-# Takes about 40 minutes at the defaults (3 rounds; 8192 tokens on one rank take ~1.6 min).
+# Takes 40-45 minutes at the defaults (3 rounds; 8192 tokens on one rank take ~1.3-1.6 min).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/build/tools"
@@ -63,7 +63,7 @@ while [ $# -gt 0 ]; do
     --reuse) REUSE=1; shift ;;
     --retry-busy) RETRY=$2; shift 2 ;;
     --wait-quiet) WAIT=$2; shift 2 ;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "accuracy.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
