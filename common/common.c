@@ -163,3 +163,80 @@ kvr_status kvr_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out, kv
     *out = v;
     return KVR_OK;
 }
+
+kvr_status kvr_parse_size(const char *s, int64_t lo, int64_t hi, int64_t *out, kvr_error *err) {
+    char buf[64];
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n >= sizeof buf)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "bad number \"%s\"", s ? s : "");
+    memcpy(buf, s, n + 1);
+    int64_t mul = 1;
+    char c = buf[n - 1];
+    if (c == 'k' || c == 'K') mul = (int64_t)1 << 10;
+    if (c == 'm' || c == 'M') mul = (int64_t)1 << 20;
+    if (c == 'g' || c == 'G') mul = (int64_t)1 << 30;
+    if (mul > 1) buf[n - 1] = 0;
+    int64_t v;
+    if (kvr_parse_i64(buf, 0, INT64_MAX / mul, &v, NULL) != KVR_OK)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "\"%s\" is not a whole number (K/M/G suffixes allowed)", s);
+    v *= mul;
+    if (v < lo || v > hi)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%lld is out of range [%lld, %lld]",
+                             (long long)v, (long long)lo, (long long)hi);
+    *out = v;
+    return KVR_OK;
+}
+
+/* One FROM, TO or STEP of a range: its name before the size's own message. */
+static kvr_status parse_range_part(const char *what, const char *s, int64_t lo, int64_t hi,
+                                   int64_t *out, kvr_error *err) {
+    kvr_error e;
+    if (kvr_parse_size(s, lo, hi, out, &e) == KVR_OK) return KVR_OK;
+    return kvr_error_set(err, e.code, "%s %s", what, e.msg);
+}
+
+kvr_status kvr_parse_size_list(const char *s, int64_t lo, int64_t hi, int64_t *out, int max,
+                               int *n, kvr_error *err) {
+    if (!s || !out || !n || max < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "size list: bad argument");
+    char *dup = strdup(s), *save = NULL;
+    if (!dup) return kvr_error_set(err, KVR_ERR_NOMEM, "size list: out of memory");
+    kvr_status st = KVR_OK;
+    int k = 0;
+    for (char *t = strtok_r(dup, ",", &save); t && st == KVR_OK; t = strtok_r(NULL, ",", &save)) {
+        int64_t from, to, step = 1;
+        char *c1 = strchr(t, ':');
+        if (!c1) {
+            if ((st = kvr_parse_size(t, lo, hi, &from, err))) break;
+            to = from;
+        } else {
+            char *c2 = strchr(c1 + 1, ':');
+            if (!c2 || strchr(c2 + 1, ':')) {
+                st = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                   "\"%s\" is neither N nor FROM:TO:STEP", t);
+                break;
+            }
+            *c1 = *c2 = 0;
+            if ((st = parse_range_part("FROM", t, lo, hi, &from, err))) break;
+            if ((st = parse_range_part("TO", c1 + 1, lo, hi, &to, err))) break;
+            if ((st = parse_range_part("STEP", c2 + 1, 1, hi, &step, err))) break;
+            if (from > to) {
+                st = kvr_error_set(err, KVR_ERR_INVALID_ARG, "FROM %lld is larger than TO %lld",
+                                   (long long)from, (long long)to);
+                break;
+            }
+        }
+        int64_t count = (to - from) / step + 1;
+        if (count > max - k) {
+            st = kvr_error_set(err, KVR_ERR_INVALID_ARG, "more than %d values", max);
+            break;
+        }
+        for (int64_t i = 0; i < count; i++) out[k++] = from + i * step;
+    }
+    if (st == KVR_OK && k == 0)
+        st = kvr_error_set(err, KVR_ERR_INVALID_ARG, "empty list \"%s\"", s);
+    free(dup);
+    if (st == KVR_OK) *n = k;
+    return st;
+}

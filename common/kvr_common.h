@@ -119,6 +119,15 @@ KVR_API void kvr_progress_finish(kvr_progress *p);
 KVR_API kvr_status kvr_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out,
                                  kvr_error *err);
 
+/* A whole number with an optional binary suffix K, M or G ("4K" = 4096) in [lo, hi]. */
+KVR_API kvr_status kvr_parse_size(const char *s, int64_t lo, int64_t hi, int64_t *out,
+                                  kvr_error *err);
+
+/* A comma-separated list of sizes (kvr_parse_size), each N or FROM:TO:STEP, each value in
+ * [lo, hi], appended in order (duplicates kept) to out[0..max); *n = the number written. */
+KVR_API kvr_status kvr_parse_size_list(const char *s, int64_t lo, int64_t hi, int64_t *out,
+                                       int max, int *n, kvr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -90,25 +90,10 @@ static int fail(const char *fmt, ...) {
     return 1;
 }
 
-/* An integer with an optional binary K/M suffix. */
+/* A whole number with an optional binary K/M/G suffix (kvr_parse_size). */
 static int parse_size(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    char buf[64];
-    size_t n = strlen(s);
-    if (n == 0 || n >= sizeof buf) return usage_error("%s: bad number \"%s\"", flag, s);
-    memcpy(buf, s, n + 1);
-    int64_t mul = 1;
-    if (buf[n - 1] == 'k' || buf[n - 1] == 'K') mul = 1024;
-    if (buf[n - 1] == 'm' || buf[n - 1] == 'M') mul = 1024 * 1024;
-    if (mul > 1) buf[n - 1] = 0;
-    int64_t v;
     kvr_error e;
-    if (kvr_parse_i64(buf, 0, INT64_MAX / mul, &v, &e) != KVR_OK)
-        return usage_error("%s: \"%s\" is not a whole number", flag, s);
-    v *= mul;
-    if (v < lo || v > hi)
-        return usage_error("%s: %lld is out of range [%lld, %lld]", flag, (long long)v,
-                           (long long)lo, (long long)hi);
-    *out = v;
+    if (kvr_parse_size(s, lo, hi, out, &e) != KVR_OK) return usage_error("%s: %s", flag, e.msg);
     return 0;
 }
 
@@ -135,51 +120,20 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* --context: N or FROM:TO:STEP, comma-separated (kvr_parse_size_list), sorted, unique. */
 static int parse_contexts(kvr_fit_opts *o) {
-    char *dup = strdup(o->context_arg), *save = NULL;
-    if (!dup) return fail("out of memory");
-    int rc = 0;
-    o->n_contexts = 0;
-    const int64_t cmax = (int64_t)1 << 30;
-    for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
-        char *c1 = strchr(t, ':');
-        int64_t from, to, step = 1;
-        if (!c1) {
-            if ((rc = parse_size("--context", t, 1, cmax, &from))) break;
-            to = from;
-        } else {
-            char *c2 = strchr(c1 + 1, ':');
-            if (!c2 || strchr(c2 + 1, ':')) {
-                rc = usage_error("--context: \"%s\" is neither N nor FROM:TO:STEP", t);
-                break;
-            }
-            *c1 = *c2 = 0;
-            if ((rc = parse_size("--context FROM", t, 1, cmax, &from))) break;
-            if ((rc = parse_size("--context TO", c1 + 1, 1, cmax, &to))) break;
-            if ((rc = parse_size("--context STEP", c2 + 1, 1, cmax, &step))) break;
-            if (from > to) {
-                rc = usage_error("--context: FROM %lld is larger than TO %lld", (long long)from,
-                                 (long long)to);
-                break;
-            }
-        }
-        for (int64_t v = from; v <= to && !rc; v += step) {
-            if (o->n_contexts == KF_MAX_CONTEXTS)
-                rc = usage_error("--context: more than %d contexts", KF_MAX_CONTEXTS);
-            else
-                o->contexts[o->n_contexts++] = v;
-        }
+    kvr_error e;
+    if (kvr_parse_size_list(o->context_arg, 1, (int64_t)1 << 30, o->contexts, KF_MAX_CONTEXTS,
+                            &o->n_contexts, &e) != KVR_OK) {
+        if (e.code == KVR_ERR_NOMEM) return fail("out of memory");
+        return usage_error("--context: %s", e.msg);
     }
-    if (!rc && o->n_contexts == 0) rc = usage_error("--context: empty \"%s\"", o->context_arg);
-    if (!rc) {
-        qsort(o->contexts, (size_t)o->n_contexts, sizeof *o->contexts, cmp_i64);
-        int w = 0;
-        for (int i = 0; i < o->n_contexts; i++)
-            if (w == 0 || o->contexts[w - 1] != o->contexts[i]) o->contexts[w++] = o->contexts[i];
-        o->n_contexts = w;
-    }
-    free(dup);
-    return rc;
+    qsort(o->contexts, (size_t)o->n_contexts, sizeof *o->contexts, cmp_i64);
+    int w = 0;
+    for (int i = 0; i < o->n_contexts; i++)
+        if (w == 0 || o->contexts[w - 1] != o->contexts[i]) o->contexts[w++] = o->contexts[i];
+    o->n_contexts = w;
+    return 0;
 }
 
 /* Returns 0 to continue, 2 on a usage error, -1 after --help. */

@@ -86,27 +86,10 @@ static int usage_error(const char *fmt, ...) {
     return 2;
 }
 
-/* Integer with an optional binary K/M/G suffix. */
+/* A whole number with an optional binary K/M/G suffix (kvr_parse_size). */
 static int parse_size(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    char buf[64];
-    size_t n = strlen(s);
-    if (n == 0 || n >= sizeof buf) return usage_error("%s: bad number \"%s\"", flag, s);
-    memcpy(buf, s, n + 1);
-    int64_t mul = 1;
-    char c = buf[n - 1];
-    if (c == 'k' || c == 'K') mul = (int64_t)1 << 10;
-    if (c == 'm' || c == 'M') mul = (int64_t)1 << 20;
-    if (c == 'g' || c == 'G') mul = (int64_t)1 << 30;
-    if (mul > 1) buf[n - 1] = 0;
-    int64_t v;
     kvr_error e;
-    if (kvr_parse_i64(buf, 0, INT64_MAX / mul, &v, &e) != KVR_OK)
-        return usage_error("%s: \"%s\" is not a whole number (K/M/G suffixes allowed)", flag, s);
-    v *= mul;
-    if (v < lo || v > hi)
-        return usage_error("%s: %lld is out of range [%lld, %lld]", flag, (long long)v,
-                           (long long)lo, (long long)hi);
-    *out = v;
+    if (kvr_parse_size(s, lo, hi, out, &e) != KVR_OK) return usage_error("%s: %s", flag, e.msg);
     return 0;
 }
 
@@ -139,55 +122,20 @@ static int parse_ranks(kvr_search_opts *o) {
     return rc;
 }
 
-static int add_context(kvr_search_opts *o, int64_t v) {
-    if (o->n_contexts == KS_MAX_CONTEXTS)
-        return usage_error("--context: more than %d contexts", KS_MAX_CONTEXTS);
-    o->contexts[o->n_contexts++] = v;
-    return 0;
-}
-
+/* --context: N or FROM:TO:STEP, comma-separated (kvr_parse_size_list), in the given order. */
 static int parse_contexts(kvr_search_opts *o) {
     o->contexts = malloc(KS_MAX_CONTEXTS * sizeof *o->contexts);
-    char *dup = strdup(o->context_arg), *save = NULL;
-    if (!o->contexts || !dup) {
-        free(dup);
+    kvr_error e;
+    kvr_status st = o->contexts ? kvr_parse_size_list(o->context_arg, 1, (int64_t)1 << 40,
+                                                      o->contexts, KS_MAX_CONTEXTS,
+                                                      &o->n_contexts, &e)
+                                : KVR_ERR_NOMEM;
+    if (st == KVR_ERR_NOMEM) {
         fprintf(stderr, "kvr-search: out of memory\n");
         return 1;
     }
-    int rc = 0;
-    const int64_t cmax = (int64_t)1 << 40;
-    for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
-        char *c1 = strchr(t, ':');
-        if (!c1) {
-            int64_t v;
-            if (!(rc = parse_size("--context", t, 1, cmax, &v))) rc = add_context(o, v);
-            continue;
-        }
-        char *c2 = strchr(c1 + 1, ':');
-        if (!c2 || strchr(c2 + 1, ':')) {
-            rc = usage_error("--context: \"%s\" is neither N nor FROM:TO:STEP", t);
-            break;
-        }
-        *c1 = *c2 = 0;
-        int64_t from, to, step;
-        if ((rc = parse_size("--context FROM", t, 1, cmax, &from))) break;
-        if ((rc = parse_size("--context TO", c1 + 1, 1, cmax, &to))) break;
-        if ((rc = parse_size("--context STEP", c2 + 1, 1, cmax, &step))) break;
-        if (from > to) {
-            rc = usage_error("--context: FROM %lld is larger than TO %lld", (long long)from,
-                             (long long)to);
-            break;
-        }
-        if ((to - from) / step >= KS_MAX_CONTEXTS) {
-            rc = usage_error("--context: %lld:%lld:%lld gives more than %d contexts",
-                             (long long)from, (long long)to, (long long)step, KS_MAX_CONTEXTS);
-            break;
-        }
-        for (int64_t v = from; v <= to && !rc; v += step) rc = add_context(o, v);
-    }
-    if (!rc && o->n_contexts == 0) rc = usage_error("--context: empty \"%s\"", o->context_arg);
-    free(dup);
-    return rc;
+    if (st != KVR_OK) return usage_error("--context: %s", e.msg);
+    return 0;
 }
 
 static int parse_strategies(kvr_search_opts *o) {
