@@ -77,6 +77,13 @@ KVR_API _Noreturn void kvr_abort_(const char *file, int line, const char *fmt, .
 #define KVR_MAX(a, b)      ((a) > (b) ? (a) : (b))
 
 // ----------------------------------------------------------------------------
+// memory spaces: where a buffer lives, for the backend and transport seams (kvr_backend.h,
+// kvr_comm.h). HOST is ordinary process memory; DEVICE is a backend's own memory (CUDA global
+// memory), reachable only through that backend's copies or a device-capable transport (NCCL).
+
+typedef enum kvr_mem_space { KVR_MEM_HOST, KVR_MEM_DEVICE } kvr_mem_space;
+
+// ----------------------------------------------------------------------------
 // logging: library code never prints; it calls the hook (default: stderr for WARN/ERROR)
 
 typedef enum kvr_log_level {
