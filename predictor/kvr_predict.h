@@ -378,13 +378,12 @@ KVR_API kvr_status kvr_predictor_fit(const kvr_search_costs *m, const kvr_search
 KVR_API kvr_status kvr_predictor_predict(const kvr_predictor *kp, int p, int64_t C,
                                          int64_t *chunks_out, kvr_error *err);
 /* KVR-P followed by a bounded exact polish under the cost model m (the one the predictor was
- * fitted with, or the runtime's current one): from the predicted partition, repeatedly the best
- * move of one granularity unit across one boundary or, when none helps and p <= 16, between any
- * two ranks, by the closed-form KVR-chain TTFT (docs/search.md), while TTFT drops, at most
- * max_moves moves (0: 16). Never worse than kvr_predictor_predict under m. A step costs
- * O(p^2) cost-model calls (O(p^3) with the transfers): microseconds for p = 8, milliseconds for
- * p = 64 (bench_predict). ttft_us (may be NULL) receives the simulated TTFT. No allocation for
- * p <= 128. Errors: as kvr_predictor_predict; KVR_ERR_NOT_FOUND for a chain link m lacks. */
+ * fitted with, or the runtime's current one): the predicted partition through the search's
+ * kvr_search_polish -- repeatedly the best move of one granularity unit across one boundary or,
+ * when none helps and p <= 16, between any two ranks, while TTFT drops, at most max_moves moves
+ * (0: 16). Never worse than kvr_predictor_predict under m. Microseconds for p = 8, milliseconds
+ * for p = 64 (bench_predict). ttft_us (may be NULL) receives the simulated TTFT. No allocation
+ * for p <= 128. Errors: as kvr_predictor_predict; KVR_ERR_NOT_FOUND for a chain link m lacks. */
 KVR_API kvr_status kvr_predictor_predict_refined(const kvr_predictor *kp,
                                                  const kvr_search_costs *m, int p, int64_t C,
                                                  int max_moves, int64_t *chunks_out,

@@ -462,139 +462,6 @@ kvr_status kvr_predictor_predict(const kvr_predictor *kp, int p, int64_t C, int6
 }
 
 // ----------------------------------------------------------------------------
-// refinement: exact single-unit moves under a cost model
-
-/* Per-rank terms of the KVR chain (docs/search.md): pre_i, w_i = attn_i + post_i, the link
- * time x_i of K/V for [0, S_i) on i -> i+1. */
-typedef struct kvrp_chain {
-    const kvr_search_costs *m;
-    int p, L;
-    double kvb;
-    double *pre, *w, *x; /* p each; x[p-1] = 0 */
-} kvrp_chain;
-
-static kvr_status kvrp_chain_rank(const kvrp_chain *ch, int i, int64_t c, int64_t P, double *pre,
-                                  double *w, double *x, kvr_error *err) {
-    *pre = kvr_search_costs_pre_us(ch->m, c);
-    *w = kvr_search_costs_attn_us(ch->m, c, P) + kvr_search_costs_post_us(ch->m, c);
-    *x = 0;
-    if (i + 1 < ch->p) KVR_TRY(kvr_search_costs_link_us(ch->m, i, i + 1, ch->kvb * (double)(P + c), x, err));
-    return KVR_OK;
-}
-
-/* TTFT minus embed and head by the closed form: w_{p-1} + max_j [pre_j + sum_{k>=j} x_k +
- * (L-1) max(tau_j..tau_{p-1}, x_j..x_{p-2})], one backward scan. */
-static double kvrp_chain_ttft(const kvrp_chain *ch, const double *pre, const double *w,
-                              const double *x) {
-    const int p = ch->p;
-    double X = 0, M = pre[p - 1] + w[p - 1];
-    double best = pre[p - 1] + (ch->L - 1) * M;
-    for (int j = p - 2; j >= 0; j--) {
-        X += x[j];
-        double tau = pre[j] + w[j];
-        if (tau > M) M = tau;
-        if (x[j] > M) M = x[j];
-        double v = pre[j] + X + (ch->L - 1) * M;
-        if (v > best) best = v;
-    }
-    return w[p - 1] + best;
-}
-
-#define KVRP_STACK_REFINE 128 /* no allocation up to this many ranks */
-#define KVRP_PAIR_MAX 16      /* transfers between non-adjacent ranks up to this many ranks */
-
-/* TTFT (minus embed and head) after moving d units of g tokens from rank j to rank i (i < j; d
- * may be negative): ranks i..j change size or prefix, links i..j-1 carry different prefixes.
- * pfx[r] = tokens before rank r. With keep, the new terms stay; otherwise they are restored. */
-static kvr_status kvrp_transfer(kvrp_chain *ch, const int64_t *chunks, const int64_t *pfx, int i,
-                                int j, int64_t dtok, bool keep, double *save, double *T,
-                                kvr_error *err) {
-    kvr_status s = KVR_OK;
-    int r = i;
-    for (; r <= j && s == KVR_OK; r++) {
-        save[3 * (r - i)] = ch->pre[r];
-        save[3 * (r - i) + 1] = ch->w[r];
-        save[3 * (r - i) + 2] = ch->x[r];
-        int64_t c = chunks[r] + (r == i ? dtok : 0) - (r == j ? dtok : 0);
-        int64_t P = pfx[r] + (r > i ? dtok : 0);
-        s = kvrp_chain_rank(ch, r, c, P, &ch->pre[r], &ch->w[r], &ch->x[r], err);
-    }
-    if (s == KVR_OK) *T = kvrp_chain_ttft(ch, ch->pre, ch->w, ch->x);
-    if (!keep || s != KVR_OK)
-        for (int q = i; q < r; q++) {
-            ch->pre[q] = save[3 * (q - i)];
-            ch->w[q] = save[3 * (q - i) + 1];
-            ch->x[q] = save[3 * (q - i) + 2];
-        }
-    return s;
-}
-
-/* Polishes chunks (tokens; boundaries on the g grid) in place; see kvr_predictor_predict_refined:
- * each step takes the best one-unit move across one boundary; when none improves (and p is
- * small), the best one-unit transfer between any two ranks (which shifts every boundary in
- * between: the moves KVR-S also needs on ridges where two critical paths tie). */
-static kvr_status kvrp_refine(const kvr_search_costs *m, int p, int64_t C, int64_t g,
-                              int max_moves, int64_t *chunks, double *ttft_us, kvr_error *err) {
-    double sbuf[6 * KVRP_STACK_REFINE];
-    int64_t pbuf[KVRP_STACK_REFINE];
-    double *buf = p <= KVRP_STACK_REFINE ? sbuf : malloc((size_t)p * 6 * sizeof *buf);
-    int64_t *pfx = p <= KVRP_STACK_REFINE ? pbuf : malloc((size_t)p * sizeof *pfx);
-    if (!buf || !pfx) {
-        if (buf != sbuf) free(buf);
-        if (pfx != pbuf) free(pfx);
-        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (refine, %d ranks)", p);
-    }
-    kvrp_chain ch = {m, p, kvr_search_costs_n_layers(m), kvr_search_costs_kv_bytes_per_token(m),
-                     buf, buf + p, buf + 2 * p};
-    double *save = buf + 3 * p;
-    const int64_t rem = C % g; /* off-grid tokens of the last chunk */
-    kvr_status s = KVR_OK;
-    int64_t P = 0;
-    for (int i = 0; i < p && s == KVR_OK; i++) {
-        pfx[i] = P;
-        s = kvrp_chain_rank(&ch, i, chunks[i], P, &ch.pre[i], &ch.w[i], &ch.x[i], err);
-        P += chunks[i];
-    }
-    double T = s == KVR_OK ? kvrp_chain_ttft(&ch, ch.pre, ch.w, ch.x) : 0;
-    if (max_moves == 0) max_moves = 16;
-    for (int mv = 0; mv < max_moves && s == KVR_OK && p > 1; mv++) {
-        int bi = -1, bj = -1;
-        int64_t bd = 0;
-        double bT = T * (1 - 1e-12);
-        for (int pass = 0; pass < 2 && bi < 0 && s == KVR_OK; pass++) {
-            if (pass == 1 && p > KVRP_PAIR_MAX) break;
-            for (int i = 0; i + 1 < p && s == KVR_OK; i++)
-                for (int j = i + 1; j < p && s == KVR_OK; j++) {
-                    if ((pass == 0) != (j == i + 1)) continue; /* adjacent first, then the rest */
-                    for (int d = -1; d <= 1 && s == KVR_OK; d += 2) {
-                        int64_t dt = d * g; /* rank i gains dt, rank j loses it */
-                        if (chunks[i] + dt < g || chunks[j] - dt - (j == p - 1 ? rem : 0) < g)
-                            continue;
-                        double Tn = 0;
-                        s = kvrp_transfer(&ch, chunks, pfx, i, j, dt, false, save, &Tn, err);
-                        if (s == KVR_OK && Tn < bT) {
-                            bT = Tn;
-                            bi = i;
-                            bj = j;
-                            bd = dt;
-                        }
-                    }
-                }
-        }
-        if (s != KVR_OK || bi < 0) break;
-        s = kvrp_transfer(&ch, chunks, pfx, bi, bj, bd, true, save, &T, err);
-        chunks[bi] += bd;
-        chunks[bj] -= bd;
-        for (int r = bi + 1; r <= bj; r++) pfx[r] += bd;
-    }
-    if (s == KVR_OK && ttft_us)
-        *ttft_us = T + kvr_search_costs_embed_us(m) + kvr_search_costs_head_us(m);
-    if (buf != sbuf) free(buf);
-    if (pfx != pbuf) free(pfx);
-    return s;
-}
-
-// ----------------------------------------------------------------------------
 // the predictor object
 
 kvr_status kvr_predictor_create(int64_t granularity, const char *label, kvr_predictor **out,
@@ -653,7 +520,7 @@ kvr_status kvr_predictor_predict_refined(const kvr_predictor *kp, const kvr_sear
     if (max_moves < 0)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predict: max_moves must be >= 0");
     KVR_TRY(kvr_predictor_predict(kp, p, C, chunks_out, err));
-    return kvrp_refine(m, p, C, kp->g, max_moves, chunks_out, ttft_us, err);
+    return kvr_search_polish(m, p, C, kp->g, max_moves, chunks_out, ttft_us, err);
 }
 
 int64_t kvr_predictor_granularity(const kvr_predictor *kp) {

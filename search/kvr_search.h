@@ -294,6 +294,19 @@ KVR_API kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_
 KVR_API kvr_status kvr_search_partition_start(const kvr_search_costs *m, kvr_search_start which,
                                               int p, int64_t C, int64_t g, int64_t *chunks_out,
                                               kvr_error *err);
+/* Polish a given KVR chain partition in place (tokens: every chunk a multiple of g except the
+ * last, which carries C mod g; summing to C) with the optimiser's exact O(p) evaluation: each
+ * step takes the best move of one granularity unit across one boundary or, when none helps and
+ * p <= 16, between any two ranks, while the TTFT drops (relative 1e-12); at most max_moves
+ * moves (0: 16). Never worse than the given partition. A step costs O(p^2) cost-model calls
+ * (O(p^3) with the pair moves). ttft_us (may be NULL) receives the TTFT, equal to
+ * kvr_search_sim_kvr's. No allocation for p <= 128. This is KVR-P's refinement
+ * (kvr_predictor_predict_refined). Errors: KVR_ERR_INVALID_ARG (as kvr_search_partition, a
+ * partition off the grid or not summing to C, max_moves < 0), KVR_ERR_NOT_FOUND (a chain link
+ * missing), KVR_ERR_NOMEM. */
+KVR_API kvr_status kvr_search_polish(const kvr_search_costs *m, int p, int64_t C, int64_t g,
+                                     int max_moves, int64_t *chunks, double *ttft_us,
+                                     kvr_error *err);
 
 // ----------------------------------------------------------------------------
 // tables: for each rank count and context, the KVR-S partition and the TTFT of each strategy

@@ -51,27 +51,20 @@ typedef struct srch {
     int64_t *cu;
     double *cpre, *ctau, *cx, *cw;
     int64_t n_evals, n_moves, max_evals;
+    void *block; /* the per-rank arrays above, when malloc'd (NULL: the caller's buffer) */
 } srch;
 
+/* Bytes of srch's per-rank arrays for one rank: 11 doubles, 2 int64_t and a link. */
+#define SRCH_RANK_BYTES (11 * sizeof(double) + 2 * sizeof(int64_t) + sizeof(kvr_search_link))
+
 static void srch_free(srch *S) {
-    free(S->lk);
-    free(S->u);
-    free(S->pre);
-    free(S->tau);
-    free(S->x);
-    free(S->w);
-    free(S->sX);
-    free(S->sM);
-    free(S->sB);
-    free(S->cu);
-    free(S->cpre);
-    free(S->ctau);
-    free(S->cx);
-    free(S->cw);
+    free(S->block);
+    S->block = NULL;
 }
 
+/* buf: p * SRCH_RANK_BYTES bytes aligned for doubles, or NULL to allocate them. */
 static kvr_status srch_init(srch *S, const kvr_search_costs *m, int p, int64_t C, int64_t g,
-                            int64_t max_evals, kvr_error *err) {
+                            int64_t max_evals, void *buf, kvr_error *err) {
     memset(S, 0, sizeof *S);
     S->m = m;
     S->p = p;
@@ -84,20 +77,16 @@ static kvr_status srch_init(srch *S, const kvr_search_costs *m, int p, int64_t C
     S->kvb = m->kv_bytes_per_token;
     S->max_evals = max_evals;
     size_t np = (size_t)p;
-    S->lk = malloc(np * sizeof *S->lk);
-    S->u = malloc(np * sizeof *S->u);
-    S->cu = malloc(np * sizeof *S->cu);
+    if (!buf) buf = S->block = malloc(np * SRCH_RANK_BYTES);
+    if (!buf) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (search, %d ranks)", p);
+    /* one block: the doubles, then the int64_t, then the links (all 8-byte aligned) */
     double **d[] = {&S->pre, &S->tau, &S->x, &S->w, &S->sX, &S->sM, &S->sB,
                     &S->cpre, &S->ctau, &S->cx, &S->cw};
-    bool ok = S->lk && S->u && S->cu;
-    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
-        *d[i] = malloc(np * sizeof **d[i]);
-        ok = ok && *d[i];
-    }
-    if (!ok) {
-        srch_free(S);
-        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (search, %d ranks)", p);
-    }
+    double *dp = buf;
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++, dp += np) *d[i] = dp;
+    S->u = (int64_t *)dp;
+    S->cu = S->u + np;
+    S->lk = (kvr_search_link *)(S->cu + np);
     for (int i = 0; i + 1 < p; i++)
         if (!search_costs_link_find(m, i, i + 1, &S->lk[i])) {
             srch_free(S);
@@ -575,7 +564,7 @@ kvr_status kvr_search_partition_start(const kvr_search_costs *m, kvr_search_star
     if (!chunks_out || (unsigned)which >= KVR_SEARCH_START_COUNT)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "search: bad start or NULL output");
     srch S;
-    KVR_TRY(srch_init(&S, m, p, C, g, 0, err));
+    KVR_TRY(srch_init(&S, m, p, C, g, 0, NULL, err));
     int64_t *tmp = malloc((size_t)p * sizeof *tmp);
     double *bnd = malloc((size_t)p * sizeof *bnd);
     if (!tmp || !bnd) {
@@ -606,7 +595,7 @@ kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_t C,
     KVR_TRY(srch_check(m, p, C, sp.granularity, err));
     if (!chunks_out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "search: NULL chunks_out");
     srch S;
-    KVR_TRY(srch_init(&S, m, p, C, sp.granularity, sp.max_evals, err));
+    KVR_TRY(srch_init(&S, m, p, C, sp.granularity, sp.max_evals, NULL, err));
     /* starts: the three public ones, then "collapsed" min-max starts that leave the first p-q
      * ranks with one unit (fewer effective ranks; wins when links are slow) for q = 1, 2, 4, ..
      * below p, and q = p-1 */
@@ -694,6 +683,80 @@ kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_t C,
     free(bnd);
     free(st_t);
     free(order);
+    srch_free(&S);
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
+// polishing a given partition (KVR-P's refinement)
+
+#define SRCH_POLISH_STACK 128 /* no allocation up to this many ranks */
+#define SRCH_POLISH_PAIR_MAX 16 /* transfers between non-adjacent ranks up to this many ranks */
+
+/* Bounded steepest descent from a given partition; see kvr_search.h. */
+kvr_status kvr_search_polish(const kvr_search_costs *m, int p, int64_t C, int64_t g,
+                             int max_moves, int64_t *chunks, double *ttft_us, kvr_error *err) {
+    KVR_TRY(srch_check(m, p, C, g, err));
+    if (!chunks) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "polish: NULL chunks");
+    if (max_moves < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "polish: max_moves must be >= 0");
+    const int64_t r = C % g;
+    int64_t sum = 0;
+    for (int i = 0; i < p; i++) {
+        const int64_t c = chunks[i] - (i == p - 1 ? r : 0);
+        if (c < g || c % g != 0)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "polish: chunk %d (%lld tokens) is not a positive multiple of "
+                                 "the granularity %lld%s",
+                                 i, (long long)chunks[i], (long long)g,
+                                 i == p - 1 && r ? " plus C mod g" : "");
+        sum += chunks[i];
+    }
+    if (sum != C)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "polish: chunks sum to %lld, not the context %lld", (long long)sum,
+                             (long long)C);
+    _Alignas(double) unsigned char sbuf[SRCH_POLISH_STACK * SRCH_RANK_BYTES];
+    srch S;
+    KVR_TRY(srch_init(&S, m, p, C, g, 0, p <= SRCH_POLISH_STACK ? sbuf : NULL, err));
+    for (int i = 0; i < p; i++) S.u[i] = (chunks[i] - (i == p - 1 ? r : 0)) / g;
+    srch_full(&S);
+    if (max_moves == 0) max_moves = 16;
+    for (int mv = 0; mv < max_moves && p > 1; mv++) {
+        /* the best one-unit move across one boundary; when none improves (and p is small), the
+         * best between any two ranks (it shifts every boundary in between) */
+        int bi = -1, bj = -1;
+        int64_t bd = 0;
+        double bT = S.ttft - 1e-12 * fabs(S.ttft);
+        for (int pass = 0; pass < 2 && bi < 0; pass++) {
+            if (pass == 1 && p > SRCH_POLISH_PAIR_MAX) break;
+            for (int i = 0; i + 1 < p; i++)
+                for (int j = i + 1; j < p; j++) {
+                    if ((pass == 0) != (j == i + 1)) continue; /* adjacent first */
+                    for (int64_t d = -1; d <= 1; d += 2) {     /* rank i gains d units */
+                        if (S.u[i] + d < 1 || S.u[j] - d < 1) continue;
+                        for (int k = i; k <= j; k++) S.cu[k] = S.u[k];
+                        S.cu[i] += d;
+                        S.cu[j] -= d;
+                        const double t = srch_try_range(&S, i, j);
+                        if (t < bT) {
+                            bT = t;
+                            bi = i;
+                            bj = j;
+                            bd = d;
+                        }
+                    }
+                }
+        }
+        if (bi < 0) break;
+        for (int k = bi; k <= bj; k++) S.cu[k] = S.u[k];
+        S.cu[bi] += bd;
+        S.cu[bj] -= bd;
+        srch_try_range(&S, bi, bj); /* re-price the winner into the candidate arrays */
+        srch_accept_range(&S, bi, bj);
+    }
+    srch_units_to_tokens(&S, S.u, chunks);
+    if (ttft_us) *ttft_us = S.ttft;
     srch_free(&S);
     return KVR_OK;
 }

@@ -606,6 +606,52 @@ static void test_search_not_worse_than_starts(void) {
     }
 }
 
+/* polishing a start: never worse, on the grid, its TTFT the simulator's, a no-op from KVR-S's
+ * own local optimum; bad partitions are refused */
+static void test_search_polish(void) {
+    rng_state = 777;
+    for (int it = 0; it < 60; it++) {
+        kvr_search_costs *m = model_random(40);
+        if (!m) return;
+        int p = (int)rng_int(1, 16);
+        int64_t g = rng_int(1, 4) * 8;
+        int64_t C = rng_int(p * 4, 400) * g + rng_int(0, g - 1);
+        int64_t ch[16], cp[16];
+        kvr_error e;
+        double t0, t1, tp;
+        KVR_CHECK_OK(kvr_search_partition_start(m, KVR_SEARCH_START_EVEN, p, C, g, ch, &e), &e);
+        KVR_CHECK_OK(kvr_search_sim_kvr(m, p, ch, NULL, &t0, &e), &e);
+        memcpy(cp, ch, sizeof ch);
+        KVR_CHECK_OK(kvr_search_polish(m, p, C, g, 0, cp, &tp, &e), &e);
+        KVR_CHECK_OK(kvr_search_sim_kvr(m, p, cp, NULL, &t1, &e), &e);
+        KVR_CHECK_NEAR(tp, t1, 1e-9, 1e-11);
+        KVR_CHECK(t1 <= t0 * (1 + 1e-12));
+        int64_t sum = 0;
+        for (int i = 0; i < p; i++) {
+            KVR_CHECK((cp[i] - (i == p - 1 ? C % g : 0)) % g == 0 && cp[i] >= g);
+            sum += cp[i];
+        }
+        KVR_CHECK_EQ_INT(sum, C);
+        kvr_search_params sp = kvr_search_params_default();
+        sp.granularity = g;
+        kvr_search_stats st;
+        KVR_CHECK_OK(kvr_search_partition(m, p, C, &sp, ch, &st, &e), &e);
+        memcpy(cp, ch, sizeof ch);
+        KVR_CHECK_OK(kvr_search_polish(m, p, C, g, 0, cp, NULL, &e), &e);
+        KVR_CHECK(memcmp(cp, ch, (size_t)p * sizeof *ch) == 0);
+        kvr_search_costs_destroy(m);
+    }
+    kvr_search_costs *m = model_random(8);
+    if (!m) return;
+    int64_t bad[2] = {32, 32}, off[2] = {36, 28};
+    kvr_error e;
+    KVR_CHECK_EQ_INT(kvr_search_polish(m, 2, 48, 16, 0, bad, NULL, &e), KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "sum") != NULL);
+    KVR_CHECK_EQ_INT(kvr_search_polish(m, 2, 64, 16, 0, off, NULL, &e), KVR_ERR_INVALID_ARG);
+    KVR_CHECK_EQ_INT(kvr_search_polish(m, 2, 64, 16, -1, bad, NULL, &e), KVR_ERR_INVALID_ARG);
+    kvr_search_costs_destroy(m);
+}
+
 static void test_search_oracle_small(void) {
     /* KVR-S equals the exhaustive optimum on every instance: p <= 4, C/g <= 64 */
     rng_state = 20240601;
@@ -768,6 +814,7 @@ static const kvr_test_case cases[] = {
     {"search_partition_rules", test_search_partition_rules},
     {"search_starts", test_search_starts},
     {"search_not_worse_than_starts", test_search_not_worse_than_starts},
+    {"search_polish", test_search_polish},
     {"oracle_small", test_search_oracle_small},
     {"table_exports", test_table_exports},
     {"names", test_names},
