@@ -452,22 +452,25 @@ kvr_status kvr_db_runs_list(kvr_db *db, kvr_db_run **out, int64_t *n, kvr_error 
 kvr_status kvr_db_run_delete(kvr_db *db, int64_t id, kvr_error *err) {
     bool own;
     KVR_TRY(db_tx_begin(db, &own, err));
-    static const char *const sql[] = {
-        "DELETE FROM layer_samples WHERE run_id=?1",
-        "DELETE FROM transfer_samples WHERE run_id=?1",
-        "UPDATE measured_runs SET profile_run_id=NULL WHERE profile_run_id=?1",
-        "UPDATE fits SET run_id=NULL WHERE run_id=?1",
-        "UPDATE ptables SET run_id=NULL WHERE run_id=?1",
-        "UPDATE predictors SET run_id=NULL WHERE run_id=?1",
-        "DELETE FROM runs WHERE id=?1",
+    static const struct {
+        int32_t since; /* schema version that has the table or column */
+        const char *sql;
+    } sql[] = {
+        {1, "DELETE FROM layer_samples WHERE run_id=?1"},
+        {1, "DELETE FROM transfer_samples WHERE run_id=?1"},
+        {2, "UPDATE measured_runs SET profile_run_id=NULL WHERE profile_run_id=?1"},
+        {3, "UPDATE fits SET run_id=NULL WHERE run_id=?1"},
+        {3, "UPDATE ptables SET run_id=NULL WHERE run_id=?1"},
+        {4, "UPDATE ptables SET link_run_id=NULL WHERE link_run_id=?1"},
+        {3, "UPDATE predictors SET run_id=NULL WHERE run_id=?1"},
+        {1, "DELETE FROM runs WHERE id=?1"},
     };
     enum { N_SQL = (int)(sizeof sql / sizeof sql[0]) };
     kvr_status st = KVR_OK;
     for (int i = 0; i < N_SQL && st == KVR_OK; i++) {
-        if (i == 2 && db->version < 2) continue;
-        if (i >= 3 && i <= 5 && db->version < 3) continue;
+        if (db->version < sql[i].since) continue;
         sqlite3_stmt *s = NULL;
-        st = db_prepare(db, sql[i], &s, err);
+        st = db_prepare(db, sql[i].sql, &s, err);
         if (st != KVR_OK) break;
         sqlite3_bind_int64(s, 1, id);
         st = db_step_done(db, s, "delete run", err);

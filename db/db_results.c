@@ -159,7 +159,8 @@ kvr_status kvr_db_ptable_put(kvr_db *db, kvr_db_ptable *t, const kvr_db_ptable_r
     sqlite3_stmt *s = NULL;
     kvr_status st = db_prepare(db,
                                "INSERT INTO ptables(run_id, source, links, granularity, json, "
-                               "ts_utc, kvr_version, git_commit) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+                               "ts_utc, kvr_version, git_commit, cost_kind, link_run_id) "
+                               "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
                                &s, err);
     int64_t id = 0;
     if (st == KVR_OK) {
@@ -172,6 +173,8 @@ kvr_status kvr_db_ptable_put(kvr_db *db, kvr_db_ptable *t, const kvr_db_ptable_r
         db_bind_text(s, 6, t->ts_utc);
         db_bind_text(s, 7, t->kvr_version);
         db_bind_text(s, 8, t->git_commit);
+        db_bind_text(s, 9, t->cost_kind);
+        db_bind_id(s, 10, t->link_run_id);
         st = db_step_done(db, s, "insert partition table", err);
         if (st == KVR_OK) id = sqlite3_last_insert_rowid(db->h);
         sqlite3_finalize(s);
@@ -216,9 +219,13 @@ kvr_status kvr_db_ptables_list(kvr_db *db, kvr_db_ptable **out, int64_t *n, kvr_
     *n = 0;
     if (db->version < 3) return KVR_OK;
     sqlite3_stmt *s = NULL;
+    const bool v4 = db->version >= 4; /* a v3 file opened read-only lacks the v4 columns */
     KVR_TRY(db_prepare(db,
-                       "SELECT id, run_id, source, links, granularity, json, ts_utc, "
-                       "kvr_version, git_commit FROM ptables ORDER BY id",
+                       v4 ? "SELECT id, run_id, source, links, granularity, json, ts_utc, "
+                            "kvr_version, git_commit, cost_kind, link_run_id FROM ptables "
+                            "ORDER BY id"
+                          : "SELECT id, run_id, source, links, granularity, json, ts_utc, "
+                            "kvr_version, git_commit FROM ptables ORDER BY id",
                        &s, err));
     kvr_db_ptable *a = NULL;
     int64_t cnt = 0, cap = 0;
@@ -242,6 +249,10 @@ kvr_status kvr_db_ptables_list(kvr_db *db, kvr_db_ptable **out, int64_t *n, kvr_
         db_col_text(s, 6, x->ts_utc, sizeof x->ts_utc);
         db_col_text(s, 7, x->kvr_version, sizeof x->kvr_version);
         db_col_text(s, 8, x->git_commit, sizeof x->git_commit);
+        if (v4) {
+            db_col_text(s, 9, x->cost_kind, sizeof x->cost_kind);
+            x->link_run_id = sqlite3_column_int64(s, 10);
+        }
         cnt++;
         if (!x->json) {
             st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory reading tables", db->path);

@@ -132,11 +132,30 @@ static const char db_schema_v3[] =
     "  REFERENCES predictors(id) ON DELETE SET NULL;\n"
     "ALTER TABLE measured_runs ADD COLUMN drift INTEGER NOT NULL DEFAULT 0;\n";
 
+/* v4: what kvr-search wrote into ptables as prose and kvr-fit parsed back, as typed columns: the
+ * kind of the cost source (from the table's JSON export, "costs": {"kind": ...}) and the profile
+ * run whose transfer samples gave the links (from "run N: ..." that kvr-search wrote, or
+ * "fitted p2p links (run N)" that kvr-fit wrote; only when that run still exists). */
+static const char db_schema_v4[] =
+    "ALTER TABLE ptables ADD COLUMN cost_kind TEXT NOT NULL DEFAULT '';\n"
+    "ALTER TABLE ptables ADD COLUMN link_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL;\n"
+    "UPDATE ptables SET cost_kind = coalesce((SELECT CASE WHEN json_valid(json) AND\n"
+    "  json_type(json, '$.costs.kind') = 'text' THEN json_extract(json, '$.costs.kind') END),\n"
+    "  '');\n"
+    "UPDATE ptables SET link_run_id = (SELECT r.id FROM runs r WHERE r.id = CASE\n"
+    "    WHEN links GLOB 'run [0-9]*:*' AND\n"
+    "         substr(links, 5, instr(links, ':') - 5) NOT GLOB '*[^0-9]*'\n"
+    "      THEN CAST(substr(links, 5, instr(links, ':') - 5) AS INTEGER)\n"
+    "    WHEN links GLOB 'fitted p2p links (run [0-9]*)' AND\n"
+    "         substr(links, 23, length(links) - 23) NOT GLOB '*[^0-9]*'\n"
+    "      THEN CAST(substr(links, 23, length(links) - 23) AS INTEGER) END);\n";
+
 static const db_migration db_migrations[] = {
     {1, "devices, models, profile runs, layer and transfer samples", db_schema_v1},
     {2, "measured runs", db_schema_v2},
     {3, "fits, partition tables and rows, predictors; measured runs: partition source, "
         "predictor, drift", db_schema_v3},
+    {4, "partition tables: typed cost source kind and link run", db_schema_v4},
 };
 #define DB_N_MIGRATIONS ((int32_t)(sizeof db_migrations / sizeof db_migrations[0]))
 _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == KVR_DB_SCHEMA_VERSION,

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* The schema version this kvr writes; files with a higher user_version are refused. */
-#define KVR_DB_SCHEMA_VERSION 3
+#define KVR_DB_SCHEMA_VERSION 4
 
 typedef struct kvr_db kvr_db;
 
@@ -199,8 +199,12 @@ typedef struct kvr_db_fit {
 /* A KVR-S partition table (kvr-search). */
 typedef struct kvr_db_ptable {
     int64_t id, run_id;              /* run_id: profile run the costs came from; 0 = a cost file */
-    char source[256], links[256];    /* cost source description; link settings */
+    char source[256], links[256];    /* cost source description; link settings (prose, shown) */
     int32_t granularity;             /* tokens */
+    /* schema v4 (files upgraded from v3 get them from the old prose and JSON where it parses) */
+    char cost_kind[16];  /* the cost source's kind: "profile" | "fit" | "json" | ... | "" */
+    int64_t link_run_id; /* profile run whose transfer samples gave the links (0 = the table's
+                            own run, or links not from a profile) */
     char *json;                      /* the full self-describing JSON export (owned) */
     char ts_utc[32], kvr_version[32], git_commit[48]; /* "" on put = now / this build */
 } kvr_db_ptable;
@@ -295,7 +299,7 @@ KVR_API kvr_status kvr_db_measured_runs_list(kvr_db *db, kvr_db_measured_run **o
                                              kvr_error *err);
 
 // ----------------------------------------------------------------------------
-// fits, partition tables, predictors (schema v3)
+// fits, partition tables, predictors (schema v3; typed table provenance v4)
 //
 // Puts copy the record (json included) and set its id, and fill empty ts_utc / kvr_version /
 // git_commit with now / this build. Lists are oldest first; their records own their json: free

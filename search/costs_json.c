@@ -350,6 +350,9 @@ int kvr_search_costs_max_ranks(const kvr_search_costs *m) {
 const char *kvr_search_costs_source(const kvr_search_costs *m) {
     return m->source;
 }
+const char *kvr_search_costs_kind(const kvr_search_costs *m) {
+    return m->ops.kind ? m->ops.kind : "custom";
+}
 const char *kvr_search_costs_model_name(const kvr_search_costs *m) {
     return m->model_name;
 }

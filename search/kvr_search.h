@@ -160,6 +160,8 @@ KVR_API int kvr_search_costs_n_layers(const kvr_search_costs *m);
 /* Largest rank count the links support (INT32_MAX when a default link covers every pair). */
 KVR_API int kvr_search_costs_max_ranks(const kvr_search_costs *m);
 KVR_API const char *kvr_search_costs_source(const kvr_search_costs *m); /* e.g. a path */
+/* The cost source's kind (kvr_search_cost_ops.kind): "json", "profile", "fit", "custom", ... */
+KVR_API const char *kvr_search_costs_kind(const kvr_search_costs *m);
 /* One line describing the links as the text header shows it ("default 8 us + 250 GB/s; ..."). */
 KVR_API void kvr_search_costs_links_text(const kvr_search_costs *m, char *buf, size_t len);
 KVR_API const char *kvr_search_costs_model_name(const kvr_search_costs *m); /* "" if unknown */

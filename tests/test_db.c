@@ -442,7 +442,7 @@ static void test_results_roundtrip(void) {
 
 /* A version-2 file with a profile run, samples and a measured run opens read-only as version 2
  * (lists of v3 records empty, measured runs readable), then read-write: it is upgraded to
- * version 3 with every row intact and the new columns at their defaults. */
+ * the latest version with every row intact and the new columns at their defaults. */
 static void test_migrate_v2_data_intact(void) {
     const char *path = tmp_path("v2.db");
     rm_db(path);
@@ -496,7 +496,7 @@ static void test_migrate_v2_data_intact(void) {
 
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
     if (!db) return;
-    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), 3);
+    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), KVR_DB_SCHEMA_VERSION);
     kvr_db_run r;
     KVR_CHECK_OK(kvr_db_run_get(db, 1, &r, &err), &err);
     KVR_CHECK(!strcmp(r.git_commit, "v2c") && r.n_ranks == 2 && !strcmp(r.ops, "pre,attn"));
@@ -529,6 +529,104 @@ static void test_migrate_v2_data_intact(void) {
     row.n_ranks = 2;
     row.context = 2048;
     KVR_CHECK_OK(kvr_db_ptable_put(db, &t, &row, 1, &err), &err);
+    bool ok = false;
+    char rep[512];
+    KVR_CHECK_OK(kvr_db_check(db, &ok, rep, sizeof rep, &err), &err);
+    KVR_CHECK(ok);
+    kvr_db_close(db);
+}
+
+/* A version-3 file holding partition tables as kvr-search and kvr-fit wrote them (the cost kind
+ * only inside the JSON export, the link run only inside the links prose) reads read-only as
+ * version 3 (typed fields empty), then upgrades to 4 with the typed columns filled where the old
+ * text parses: "run N: ..." and "fitted p2p links (run N)" give link_run_id N when run N exists,
+ * "costs": {"kind": K} gives cost_kind K; anything else (a link run since deleted, prose without
+ * a run, JSON that is not JSON) is left at the defaults. The prose columns are kept as written;
+ * deleting the link run later clears link_run_id. */
+static void test_migrate_v3_typed_provenance(void) {
+    const char *path = tmp_path("v3.db");
+    rm_db(path);
+    sqlite3 *h = NULL;
+    KVR_CHECK(sqlite3_open(path, &h) == SQLITE_OK);
+    kvr_error err = {0};
+    KVR_CHECK_OK(db_migrate(h, path, 3, &err), &err);
+    static const char *const run_sql =
+        "INSERT INTO runs(kind,status,backend,dtype,transport,n_threads,n_ranks,kvr_version,"
+        "git_commit,build_type,host,device_name,blas,mpi_version,cuda_version,nccl_version,ts_utc,"
+        "ts_end_utc,n_warmup,n_iters_min,n_iters_max,grid,ops,params,source,pid,pid_start,note) "
+        "VALUES('profile','complete','cpu','f32','threads',1,2,'0.2.0','v3c','','h','cpu','','',"
+        "'','','2024-01-01T00:00:00Z','',1,3,30,'quick','','','kvr-profile',1,0,'');";
+    for (int i = 0; i < 3; i++) KVR_CHECK(sqlite3_exec(h, run_sql, NULL, NULL, NULL) == SQLITE_OK);
+    KVR_CHECK(sqlite3_exec(h,
+                           "INSERT INTO ptables(run_id,source,links,granularity,json,ts_utc,"
+                           "kvr_version,git_commit) VALUES"
+                           /* 1: kvr-search --run 1 --link-run 2 */
+                           "(1,'profile of run 1','run 2: p2p 0-1 12 us + 9.5 GB/s',16,"
+                           "'{\"format\":\"kvr-search\",\"costs\":{ \"kind\" : \"profile\","
+                           "\"source\":\"run 1\"},\"rows\":[]}','t','0.2.0','v3c'),"
+                           /* 2: kvr-search --run 1, links from the run itself */
+                           "(1,'profile of run 1','p2p 0-1 12 us + 9.5 GB/s',16,"
+                           "'{\"costs\":{\"kind\":\"profile\"}}','t','0.2.0','v3c'),"
+                           /* 3: kvr-fit --kvrp over run 1 with links from run 3 */
+                           "(1,'kvr-fit: cost model fit 4 of run 1','fitted p2p links (run 3)',16,"
+                           "'{\"costs\":{\"kind\":\"fit\"}}','t','0.2.0','v3c'),"
+                           /* 4: a cost file; 5: a link run that no longer exists; junk JSON */
+                           "(NULL,'costs.json','default 8 us + 250 GB/s',16,"
+                           "'{\"costs\":{\"kind\":\"json\"}}','t','0.2.0','v3c'),"
+                           "(1,'profile of run 1','run 99: p2p',16,'not json','t','0.2.0','v3c'),"
+                           "(1,'x','run 2x: p2p',16,'{\"costs\":{\"kind\":7}}','t','0.2.0','v3c')",
+                           NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(h);
+
+    kvr_db_open_params ro = kvr_db_open_params_default();
+    ro.read_only = true;
+    kvr_db *db = NULL;
+    kvr_db_ptable *t = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_open(path, &ro, &db, &err), &err);
+    if (db) {
+        KVR_CHECK_EQ_INT(kvr_db_schema_version(db), 3);
+        KVR_CHECK_OK(kvr_db_ptables_list(db, &t, &n, &err), &err);
+        KVR_CHECK(n == 6 && t && !t[0].cost_kind[0] && t[0].link_run_id == 0);
+        kvr_db_ptables_free(t, n);
+        kvr_db_close(db);
+    }
+
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+    if (!db) return;
+    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), 4);
+    KVR_CHECK_OK(kvr_db_ptables_list(db, &t, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 6);
+    if (n == 6) {
+        static const char *const kind[6] = {"profile", "profile", "fit", "json", "", ""};
+        static const int64_t lrun[6] = {2, 0, 3, 0, 0, 0};
+        for (int i = 0; i < 6; i++) {
+            KVR_CHECK(strcmp(t[i].cost_kind, kind[i]) == 0);
+            KVR_CHECK_EQ_INT(t[i].link_run_id, lrun[i]);
+        }
+        KVR_CHECK(strcmp(t[0].links, "run 2: p2p 0-1 12 us + 9.5 GB/s") == 0); /* prose kept */
+        KVR_CHECK(strcmp(t[2].links, "fitted p2p links (run 3)") == 0);
+    }
+    kvr_db_ptables_free(t, n);
+    /* typed columns round-trip on the upgraded file; the link run's deletion clears them */
+    kvr_db_ptable nt;
+    memset(&nt, 0, sizeof nt);
+    nt.run_id = 1;
+    nt.link_run_id = 3;
+    snprintf(nt.cost_kind, sizeof nt.cost_kind, "profile");
+    nt.granularity = 16;
+    nt.json = "{}";
+    KVR_CHECK_OK(kvr_db_ptable_put(db, &nt, NULL, 0, &err), &err);
+    KVR_CHECK_OK(kvr_db_run_delete(db, 3, &err), &err);
+    KVR_CHECK_OK(kvr_db_ptables_list(db, &t, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 7);
+    if (n == 7) {
+        KVR_CHECK(t[2].link_run_id == 0 && strcmp(t[2].cost_kind, "fit") == 0);
+        KVR_CHECK(t[6].id == nt.id && t[6].link_run_id == 0 && t[6].run_id == 1 &&
+                  strcmp(t[6].cost_kind, "profile") == 0);
+        KVR_CHECK(t[0].link_run_id == 2);
+    }
+    kvr_db_ptables_free(t, n);
     bool ok = false;
     char rep[512];
     KVR_CHECK_OK(kvr_db_check(db, &ok, rep, sizeof rep, &err), &err);
@@ -998,6 +1096,7 @@ static const kvr_test_case cases[] = {
     {"transaction_all_or_nothing", test_transaction_all_or_nothing},
     {"migrate_from_every_version", test_migrate_from_every_version},
     {"migrate_v2_data_intact", test_migrate_v2_data_intact},
+    {"migrate_v3_typed_provenance", test_migrate_v3_typed_provenance},
     {"results_roundtrip", test_results_roundtrip},
     {"newer_schema_refused", test_newer_schema_refused},
     {"foreign_files_refused", test_foreign_files_refused},

@@ -459,16 +459,6 @@ typedef struct kvrp_result {
     int64_t predictor_id;
 } kvrp_result;
 
-/* Whether a table's JSON export says "costs": {"kind": KIND ...} (whitespace-tolerant). */
-static bool json_kind_is(const char *json, const char *kind) {
-    const char *q = strstr(json, "\"kind\"");
-    if (!q) return false;
-    q += 6;
-    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ':') q++;
-    size_t n = strlen(kind);
-    return *q == '"' && strncmp(q + 1, kind, n) == 0 && q[1 + n] == '"';
-}
-
 /* Split "c0,c1,..." into p chunks. */
 static bool parse_partition(const char *s, int p, int64_t *out) {
     int i = 0;
@@ -517,9 +507,8 @@ static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, i
         snprintf(links, links_len, "%s", tab->links);
         int64_t trun = tab->run_id;
         table_run = trun;
-        const bool from_profile = tab->json && json_kind_is(tab->json, "profile");
-        long long lrun = 0;
-        if (sscanf(tab->links, "run %lld:", &lrun) != 1) lrun = 0;
+        const bool from_profile = strcmp(tab->cost_kind, "profile") == 0;
+        const int64_t lrun = tab->link_run_id;
         kvr_db_ptables_free(tabs, nt);
         if (o->costs_path) {
             if (kvr_search_costs_load_json(o->costs_path, &m, &err) != KVR_OK)
@@ -657,6 +646,8 @@ static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, i
         snprintf(tab.source, sizeof tab.source, "kvr-fit: cost model fit %lld of run %lld",
                  (long long)costs_id, (long long)rf->run_id);
         snprintf(tab.links, sizeof tab.links, "%s", links);
+        snprintf(tab.cost_kind, sizeof tab.cost_kind, "%s", kvr_search_costs_kind(m));
+        tab.link_run_id = rf->link_run_id;
         tab.granularity = (int32_t)g;
         tab.json = json;
         kvr_status st = kvr_db_ptable_put(db, &tab, rows, nr, &err);

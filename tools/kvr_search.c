@@ -409,6 +409,8 @@ static int store_table(kvr_db *db, const kvr_search_table *t, const kvr_search_o
     memset(&pt, 0, sizeof pt);
     pt.run_id = o->run;
     snprintf(pt.source, sizeof pt.source, "%s", kvr_search_costs_source(m));
+    snprintf(pt.cost_kind, sizeof pt.cost_kind, "%s", kvr_search_costs_kind(m));
+    pt.link_run_id = o->link_run;
     if (o->run_id && !(o->links || o->link_gbps >= 0 || o->link_us >= 0)) {
         char lr[32] = "";
         if (o->link_run) snprintf(lr, sizeof lr, "run %lld: ", (long long)o->link_run);
