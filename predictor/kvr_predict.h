@@ -14,7 +14,8 @@
  *   4. on the store (kvr_db.h): kvr_predict_fit_run fits a profile run's samples,
  *      kvr_predict_run_fit_store/_load keep cost models as fit rows, kvr_predict_costs_ttft
  *      predicts a runtime prefill's TTFT, predictor files carry KVR-P with its cost model
- *      (kvr-fit, kvr-run --partition auto), kvr_report_build renders the regression report.
+ *      (kvr-fit, kvr-run --partition auto). The regression report over all of it is its own
+ *      module: report/kvr_report.h.
  *
  * Usage:
  *     kvr_error err; kvr_search_costs *m; kvr_search_table *t; kvr_predictor *kp;
@@ -538,41 +539,6 @@ KVR_API kvr_status kvr_predictor_file_parse(const char *text, size_t len, const 
 KVR_API kvr_status kvr_predictor_file_load(const char *path, kvr_predictor **kp_out,
                                            kvr_predict_costs **costs_out,
                                            kvr_predictor_meta *meta, kvr_error *err);
-
-// ----------------------------------------------------------------------------
-// the regression report (predictor/report.c; kvr-report, docs/report.md)
-
-/* Renders one plot: script is a complete gnuplot script (SVG terminal, data inline); *svg
- * receives malloc'd SVG text (freed by the report). name is a short id ("residuals"). */
-typedef kvr_status (*kvr_report_plot_fn)(void *user, const char *name, const char *script,
-                                         char **svg, kvr_error *err);
-
-typedef struct kvr_report_options {
-    const char *title;        /* default "kvr report" */
-    int width;                /* plot width in pixels (default 960) */
-    int timeline_ranks;       /* timelines for this rank count (0: the largest predictor's, >= 2) */
-    int64_t timeline_context; /* at this context (0: the largest measured at that rank count,
-                               * else 4096) */
-} kvr_report_options;
-KVR_API kvr_report_options kvr_report_options_default(void);
-
-typedef struct kvr_report_summary {
-    int n_plots, n_fits, n_cost_models, n_tables, n_predictors, n_measured, n_predicted, n_drift;
-} kvr_report_summary;
-
-/* Build the report of everything in the store: *html is one self-contained HTML page (inline
- * CSS, every plot an inline <svg> from plot()), *md (may be NULL) a Markdown summary of the
- * same tables. Sections: cost-model fits (the newest three: statistics, coefficients with
- * standard errors, error band) with fitted curves and residual plots; predicted vs measured TTFT
- * (scatter with the error band and drift, accuracy per strategy, the newest 40 runs); KVR-P
- * predictors, TTFT vs context per strategy and rank count (the newest partition table, measured
- * runs as points) and partition boundaries vs context (KVR-S points, KVR-P lines); per-rank
- * timelines (KVR-P, KVR-E, TSP) simulated under the newest cost model. Missing data gives a
- * note instead of a plot. opt may be NULL; sum (may be NULL) counts what went in. Errors: the
- * store's, the renderer's (prefixed "plot NAME"), KVR_ERR_NOMEM. Strings are malloc'd: free(). */
-KVR_API kvr_status kvr_report_build(kvr_db *db, const kvr_report_options *opt,
-                                    kvr_report_plot_fn plot, void *user, char **html, char **md,
-                                    kvr_report_summary *sum, kvr_error *err);
 
 #ifdef __cplusplus
 }

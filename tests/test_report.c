@@ -1,10 +1,11 @@
-/* test_report.c -- the regression report (predictor/report.c) with a stand-in renderer: every
+/* test_report.c -- the regression report (report/report.c) with a stand-in renderer: every
  * section and plot is present for a store holding a fitted cost model, a partition table, a
  * KVR-P predictor and measured runs (one drifting); text is escaped; each plot script is a
  * complete gnuplot SVG script with its data inline; an empty store gives notes and no plots; a
  * failing renderer fails the build with the plot's name. The real gnuplot + headless Chromium
  * rendering is tests/cli/test_kvr_report.sh. */
 #include "kvr_predict.h"
+#include "kvr_report.h"
 #include "kvr_test.h"
 
 #include <math.h>

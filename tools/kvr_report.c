@@ -10,7 +10,7 @@
  * Exit codes: 0 ok, 1 runtime failure (no store, gnuplot missing or failing, cannot write),
  * 2 usage error.
  */
-#include "kvr_predict.h"
+#include "kvr_report.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,8 @@
  * Plots are gnuplot scripts (data inline as datablocks, SVG terminal) handed to a caller-supplied
  * renderer (kvr-report runs gnuplot as a subprocess); the SVG it returns is embedded inline.
  * This file only builds text: it never prints, spawns or touches files. */
-#include "predictor_internal.h"
+#include "kvr_report.h"
+#include "kvr_predict.h"
 
 #include <math.h>
 #include <stdarg.h>
