@@ -5,6 +5,7 @@
 #include "db_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -526,6 +527,79 @@ kvr_status kvr_db_run_counts(kvr_db *db, int64_t run_id, int64_t *n_layer, int64
     } else {
         st = DB_ERR(db, rc, "count samples", err);
     }
+    sqlite3_finalize(s);
+    return st;
+}
+
+kvr_status kvr_db_run_latest_with_ops(kvr_db *db, const char *const *ops, int n_ops,
+                                      int64_t *run_id, kvr_error *err) {
+    sqlite3_stmt *s = NULL, *q = NULL;
+    KVR_TRY(db_prepare(db, "SELECT id FROM runs WHERE status != 'failed' ORDER BY id DESC", &s,
+                       err));
+    kvr_status st = db_prepare(db,
+                               "SELECT EXISTS(SELECT 1 FROM layer_samples WHERE run_id=?1 AND "
+                               "op=?2)",
+                               &q, err);
+    int64_t found = 0;
+    int rc = SQLITE_DONE;
+    while (st == KVR_OK && !found && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const int64_t id = sqlite3_column_int64(s, 0);
+        kvr_db_run r;
+        st = kvr_db_run_get(db, id, &r, err);
+        if (st != KVR_OK) break;
+        if (r.status == KVR_RUN_RUNNING && kvr_db_run_owner_alive(&r)) continue;
+        bool all = true;
+        for (int k = 0; k < n_ops && all && st == KVR_OK; k++) {
+            sqlite3_bind_int64(q, 1, id);
+            db_bind_text(q, 2, ops[k]);
+            const int qrc = sqlite3_step(q);
+            if (qrc == SQLITE_ROW)
+                all = sqlite3_column_int(q, 0) != 0;
+            else
+                st = DB_ERR(db, qrc, "find a profile run", err);
+            sqlite3_reset(q);
+        }
+        if (st == KVR_OK && all) found = id;
+    }
+    if (st == KVR_OK && !found && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        st = DB_ERR(db, rc, "find a profile run", err);
+    sqlite3_finalize(q);
+    sqlite3_finalize(s);
+    if (st != KVR_OK) return st;
+    if (!found) {
+        char list[128] = "";
+        size_t len = 0;
+        for (int k = 0; k < n_ops && len < sizeof list; k++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k ? ", " : "", ops[k]);
+        return kvr_error_set(err, KVR_ERR_NOT_FOUND, "no profile run with %s samples in %s", list,
+                             db->path);
+    }
+    *run_id = found;
+    return KVR_OK;
+}
+
+kvr_status kvr_db_run_latest_with_transfers(kvr_db *db, int64_t model_id, int64_t device_id,
+                                            const char *pattern, int64_t *run_id,
+                                            kvr_error *err) {
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db,
+                       "SELECT r.id FROM runs r WHERE coalesce(r.model_id, 0) = ?1 AND "
+                       "coalesce(r.device_id, 0) = ?2 AND EXISTS(SELECT 1 FROM transfer_samples "
+                       "t WHERE t.run_id = r.id AND t.pattern = ?3) ORDER BY r.id DESC LIMIT 1",
+                       &s, err));
+    sqlite3_bind_int64(s, 1, model_id > 0 ? model_id : 0);
+    sqlite3_bind_int64(s, 2, device_id > 0 ? device_id : 0);
+    db_bind_text(s, 3, pattern);
+    const int rc = sqlite3_step(s);
+    kvr_status st = KVR_OK;
+    if (rc == SQLITE_ROW)
+        *run_id = sqlite3_column_int64(s, 0);
+    else if (rc == SQLITE_DONE)
+        st = kvr_error_set(err, KVR_ERR_NOT_FOUND,
+                           "no run of model %lld on device %lld with %s transfer samples in %s",
+                           (long long)model_id, (long long)device_id, pattern, db->path);
+    else
+        st = DB_ERR(db, rc, "find a transfer run", err);
     sqlite3_finalize(s);
     return st;
 }

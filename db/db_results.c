@@ -6,6 +6,7 @@
 #include "db_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,18 +88,33 @@ void kvr_db_fits_free(kvr_db_fit *f, int64_t n) {
     free(f);
 }
 
-kvr_status kvr_db_fits_list(kvr_db *db, int64_t run_id, kvr_db_fit **out, int64_t *n,
-                            kvr_error *err) {
-    *out = NULL;
-    *n = 0;
-    if (db->version < 3) return KVR_OK;
-    sqlite3_stmt *s = NULL;
-    KVR_TRY(db_prepare(db,
-                       "SELECT id, run_id, target, form, n_samples, r2, mape_in, mape_cv, "
-                       "max_err_cv, json, ts_utc, kvr_version, git_commit FROM fits "
-                       "WHERE ?1 = 0 OR run_id = ?1 ORDER BY id",
-                       &s, err));
-    sqlite3_bind_int64(s, 1, run_id);
+#define DB_FIT_COLS                                                                                \
+    "f.id, f.run_id, f.target, f.form, f.n_samples, f.r2, f.mape_in, f.mape_cv, f.max_err_cv, "   \
+    "f.json, f.ts_utc, f.kvr_version, f.git_commit"
+
+/* Columns DB_FIT_COLS; false when the json copy failed. */
+static bool db_fit_read(sqlite3_stmt *s, kvr_db_fit *x) {
+    memset(x, 0, sizeof *x);
+    x->id = sqlite3_column_int64(s, 0);
+    x->run_id = sqlite3_column_int64(s, 1);
+    db_col_text(s, 2, x->target, sizeof x->target);
+    db_col_text(s, 3, x->form, sizeof x->form);
+    x->n_samples = sqlite3_column_int64(s, 4);
+    x->r2 = db_col_real(s, 5);
+    if (!isfinite(x->r2)) x->r2 = -1;
+    x->mape_in = db_res_col_opt(s, 6);
+    x->mape_cv = db_res_col_opt(s, 7);
+    x->max_err_cv = db_res_col_opt(s, 8);
+    x->json = db_res_strdup((const char *)sqlite3_column_text(s, 9));
+    db_col_text(s, 10, x->ts_utc, sizeof x->ts_utc);
+    db_col_text(s, 11, x->kvr_version, sizeof x->kvr_version);
+    db_col_text(s, 12, x->git_commit, sizeof x->git_commit);
+    return x->json != NULL;
+}
+
+/* Step a prepared, bound SELECT of DB_FIT_COLS into a list (finalizes s). */
+static kvr_status db_fits_collect(kvr_db *db, sqlite3_stmt *s, kvr_db_fit **out, int64_t *n,
+                                  kvr_error *err) {
     kvr_db_fit *a = NULL;
     int64_t cnt = 0, cap = 0;
     int rc;
@@ -110,24 +126,7 @@ kvr_status kvr_db_fits_list(kvr_db *db, int64_t run_id, kvr_db_fit **out, int64_
             break;
         }
         a = g;
-        kvr_db_fit *x = &a[cnt];
-        memset(x, 0, sizeof *x);
-        x->id = sqlite3_column_int64(s, 0);
-        x->run_id = sqlite3_column_int64(s, 1);
-        db_col_text(s, 2, x->target, sizeof x->target);
-        db_col_text(s, 3, x->form, sizeof x->form);
-        x->n_samples = sqlite3_column_int64(s, 4);
-        x->r2 = db_col_real(s, 5);
-        if (!isfinite(x->r2)) x->r2 = -1;
-        x->mape_in = db_res_col_opt(s, 6);
-        x->mape_cv = db_res_col_opt(s, 7);
-        x->max_err_cv = db_res_col_opt(s, 8);
-        x->json = db_res_strdup((const char *)sqlite3_column_text(s, 9));
-        db_col_text(s, 10, x->ts_utc, sizeof x->ts_utc);
-        db_col_text(s, 11, x->kvr_version, sizeof x->kvr_version);
-        db_col_text(s, 12, x->git_commit, sizeof x->git_commit);
-        cnt++;
-        if (!x->json) {
+        if (!db_fit_read(s, &a[cnt++])) {
             st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory reading fits", db->path);
             break;
         }
@@ -141,6 +140,37 @@ kvr_status kvr_db_fits_list(kvr_db *db, int64_t run_id, kvr_db_fit **out, int64_
     *out = a;
     *n = cnt;
     return KVR_OK;
+}
+
+kvr_status kvr_db_fits_list(kvr_db *db, int64_t run_id, kvr_db_fit **out, int64_t *n,
+                            kvr_error *err) {
+    *out = NULL;
+    *n = 0;
+    if (db->version < 3) return KVR_OK;
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db,
+                       "SELECT " DB_FIT_COLS " FROM fits f WHERE ?1 = 0 OR f.run_id = ?1 "
+                       "ORDER BY f.id",
+                       &s, err));
+    sqlite3_bind_int64(s, 1, run_id);
+    return db_fits_collect(db, s, out, n, err);
+}
+
+kvr_status kvr_db_fits_list_for_model(kvr_db *db, const char *target, const kvr_db_model *model,
+                                      kvr_db_fit **out, int64_t *n, kvr_error *err) {
+    *out = NULL;
+    *n = 0;
+    if (db->version < 3) return KVR_OK;
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db,
+                       "SELECT " DB_FIT_COLS " FROM fits f JOIN runs r ON r.id = f.run_id "
+                       "JOIN models m ON m.id = r.model_id WHERE f.target = ?1 AND "
+                       "m.content_hash = ?2 AND m.n_layers = ?3 ORDER BY f.id DESC",
+                       &s, err));
+    db_bind_text(s, 1, target);
+    db_bind_text(s, 2, model->content_hash);
+    sqlite3_bind_int(s, 3, model->n_layers);
+    return db_fits_collect(db, s, out, n, err);
 }
 
 // ----------------------------------------------------------------------------
@@ -214,19 +244,41 @@ void kvr_db_ptables_free(kvr_db_ptable *t, int64_t n) {
     free(t);
 }
 
+/* The ptables columns of this file's version (v3 files opened read-only lack the v4 ones). */
+static const char *db_ptable_cols(const kvr_db *db) {
+    return db->version >= 4 ? "id, run_id, source, links, granularity, json, ts_utc, kvr_version, "
+                              "git_commit, cost_kind, link_run_id"
+                            : "id, run_id, source, links, granularity, json, ts_utc, kvr_version, "
+                              "git_commit";
+}
+
+/* Columns db_ptable_cols; false when the json copy failed. */
+static bool db_ptable_read(const kvr_db *db, sqlite3_stmt *s, kvr_db_ptable *x) {
+    memset(x, 0, sizeof *x);
+    x->id = sqlite3_column_int64(s, 0);
+    x->run_id = sqlite3_column_int64(s, 1);
+    db_col_text(s, 2, x->source, sizeof x->source);
+    db_col_text(s, 3, x->links, sizeof x->links);
+    x->granularity = sqlite3_column_int(s, 4);
+    x->json = db_res_strdup((const char *)sqlite3_column_text(s, 5));
+    db_col_text(s, 6, x->ts_utc, sizeof x->ts_utc);
+    db_col_text(s, 7, x->kvr_version, sizeof x->kvr_version);
+    db_col_text(s, 8, x->git_commit, sizeof x->git_commit);
+    if (db->version >= 4) {
+        db_col_text(s, 9, x->cost_kind, sizeof x->cost_kind);
+        x->link_run_id = sqlite3_column_int64(s, 10);
+    }
+    return x->json != NULL;
+}
+
 kvr_status kvr_db_ptables_list(kvr_db *db, kvr_db_ptable **out, int64_t *n, kvr_error *err) {
     *out = NULL;
     *n = 0;
     if (db->version < 3) return KVR_OK;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT %s FROM ptables ORDER BY id", db_ptable_cols(db));
     sqlite3_stmt *s = NULL;
-    const bool v4 = db->version >= 4; /* a v3 file opened read-only lacks the v4 columns */
-    KVR_TRY(db_prepare(db,
-                       v4 ? "SELECT id, run_id, source, links, granularity, json, ts_utc, "
-                            "kvr_version, git_commit, cost_kind, link_run_id FROM ptables "
-                            "ORDER BY id"
-                          : "SELECT id, run_id, source, links, granularity, json, ts_utc, "
-                            "kvr_version, git_commit FROM ptables ORDER BY id",
-                       &s, err));
+    KVR_TRY(db_prepare(db, sql, &s, err));
     kvr_db_ptable *a = NULL;
     int64_t cnt = 0, cap = 0;
     int rc;
@@ -238,23 +290,7 @@ kvr_status kvr_db_ptables_list(kvr_db *db, kvr_db_ptable **out, int64_t *n, kvr_
             break;
         }
         a = g;
-        kvr_db_ptable *x = &a[cnt];
-        memset(x, 0, sizeof *x);
-        x->id = sqlite3_column_int64(s, 0);
-        x->run_id = sqlite3_column_int64(s, 1);
-        db_col_text(s, 2, x->source, sizeof x->source);
-        db_col_text(s, 3, x->links, sizeof x->links);
-        x->granularity = sqlite3_column_int(s, 4);
-        x->json = db_res_strdup((const char *)sqlite3_column_text(s, 5));
-        db_col_text(s, 6, x->ts_utc, sizeof x->ts_utc);
-        db_col_text(s, 7, x->kvr_version, sizeof x->kvr_version);
-        db_col_text(s, 8, x->git_commit, sizeof x->git_commit);
-        if (v4) {
-            db_col_text(s, 9, x->cost_kind, sizeof x->cost_kind);
-            x->link_run_id = sqlite3_column_int64(s, 10);
-        }
-        cnt++;
-        if (!x->json) {
+        if (!db_ptable_read(db, s, &a[cnt++])) {
             st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory reading tables", db->path);
             break;
         }
@@ -268,6 +304,33 @@ kvr_status kvr_db_ptables_list(kvr_db *db, kvr_db_ptable **out, int64_t *n, kvr_
     *out = a;
     *n = cnt;
     return KVR_OK;
+}
+
+kvr_status kvr_db_ptable_get(kvr_db *db, int64_t id, kvr_db_ptable *out, kvr_error *err) {
+    if (db->version < 3)
+        return kvr_error_set(err, KVR_ERR_NOT_FOUND, "partition table %lld not found in %s",
+                             (long long)id, db->path);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT %s FROM ptables WHERE id = ?1", db_ptable_cols(db));
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db, sql, &s, err));
+    sqlite3_bind_int64(s, 1, id);
+    const int rc = sqlite3_step(s);
+    kvr_status st = KVR_OK;
+    if (rc == SQLITE_ROW) {
+        kvr_db_ptable x;
+        if (db_ptable_read(db, s, &x))
+            *out = x;
+        else
+            st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory reading a table", db->path);
+    } else if (rc == SQLITE_DONE) {
+        st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "partition table %lld not found in %s",
+                           (long long)id, db->path);
+    } else {
+        st = DB_ERR(db, rc, "read partition table", err);
+    }
+    sqlite3_finalize(s);
+    return st;
 }
 
 kvr_status kvr_db_ptable_rows_get(kvr_db *db, int64_t table_id, kvr_db_ptable_row **out,
@@ -423,6 +486,40 @@ kvr_status kvr_db_predictors_list(kvr_db *db, kvr_db_predictor **out, int64_t *n
     *out = a;
     *n = cnt;
     return KVR_OK;
+}
+
+kvr_status kvr_db_predictor_latest_for_model(kvr_db *db, int32_t n_ranks,
+                                             const kvr_db_model *model, kvr_db_predictor *out,
+                                             kvr_error *err) {
+    if (db->version < 3)
+        return kvr_error_set(err, KVR_ERR_NOT_FOUND, "no %d-rank KVR-P predictor for model %s in %s",
+                             n_ranks, model->name, db->path);
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db,
+                       "SELECT " DB_PRED_COLS " FROM predictors p JOIN runs r ON r.id = p.run_id "
+                       "JOIN models m ON m.id = r.model_id WHERE p.n_ranks = ?1 AND "
+                       "m.content_hash = ?2 AND m.n_layers = ?3 ORDER BY p.id DESC LIMIT 1",
+                       &s, err));
+    sqlite3_bind_int(s, 1, n_ranks);
+    db_bind_text(s, 2, model->content_hash);
+    sqlite3_bind_int(s, 3, model->n_layers);
+    const int rc = sqlite3_step(s);
+    kvr_status st = KVR_OK;
+    if (rc == SQLITE_ROW) {
+        kvr_db_predictor x;
+        if (db_pred_read(s, &x))
+            *out = x;
+        else
+            st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory reading a predictor",
+                               db->path);
+    } else if (rc == SQLITE_DONE) {
+        st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "no %d-rank KVR-P predictor for model %s in %s",
+                           n_ranks, model->name, db->path);
+    } else {
+        st = DB_ERR(db, rc, "find predictor", err);
+    }
+    sqlite3_finalize(s);
+    return st;
 }
 
 kvr_status kvr_db_predictor_latest(kvr_db *db, int32_t n_ranks, int64_t model_id,

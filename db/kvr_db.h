@@ -268,6 +268,17 @@ KVR_API bool kvr_db_run_owner_alive(const kvr_db_run *run);
 KVR_API void kvr_db_self_pid(int64_t *pid, int64_t *pid_start);
 KVR_API kvr_status kvr_db_run_counts(kvr_db *db, int64_t run_id, int64_t *n_layer,
                                      int64_t *n_transfer, kvr_error *err);
+/* The newest run not failed and not being written by a live process (complete, incomplete, or
+ * running with its writer gone) that has layer samples of every one of the n_ops ops (e.g. pre,
+ * attn, post: what a cost-model fit needs). Errors: KVR_ERR_NOT_FOUND when there is none. */
+KVR_API kvr_status kvr_db_run_latest_with_ops(kvr_db *db, const char *const *ops, int n_ops,
+                                              int64_t *run_id, kvr_error *err);
+/* The newest run (any status) of model_id on device_id (0 matches runs without one) that has
+ * transfer samples of the pattern (e.g. "p2p": the links of a cost model).
+ * Errors: KVR_ERR_NOT_FOUND when there is none. */
+KVR_API kvr_status kvr_db_run_latest_with_transfers(kvr_db *db, int64_t model_id,
+                                                    int64_t device_id, const char *pattern,
+                                                    int64_t *run_id, kvr_error *err);
 
 // ----------------------------------------------------------------------------
 // samples
@@ -313,6 +324,11 @@ KVR_API kvr_status kvr_db_fit_put(kvr_db *db, kvr_db_fit *f, kvr_error *err);
 /* Fits of one profile run (run_id > 0) or all of them (0). */
 KVR_API kvr_status kvr_db_fits_list(kvr_db *db, int64_t run_id, kvr_db_fit **out, int64_t *n,
                                     kvr_error *err);
+/* Fits with this target made from profile runs of a model with model's content_hash and
+ * n_layers, NEWEST first (empty list when none). */
+KVR_API kvr_status kvr_db_fits_list_for_model(kvr_db *db, const char *target,
+                                              const kvr_db_model *model, kvr_db_fit **out,
+                                              int64_t *n, kvr_error *err);
 KVR_API void kvr_db_fits_free(kvr_db_fit *f, int64_t n);
 
 /* Store a table and its n rows in one transaction (all or none); t->id is set (the rows'
@@ -322,6 +338,9 @@ KVR_API kvr_status kvr_db_ptable_put(kvr_db *db, kvr_db_ptable *t, const kvr_db_
                                      int64_t n, kvr_error *err);
 KVR_API kvr_status kvr_db_ptables_list(kvr_db *db, kvr_db_ptable **out, int64_t *n,
                                        kvr_error *err);
+/* One table; out->json is malloc'd: free it with kvr_db_free(out->json). Errors:
+ * KVR_ERR_NOT_FOUND (no such table). */
+KVR_API kvr_status kvr_db_ptable_get(kvr_db *db, int64_t id, kvr_db_ptable *out, kvr_error *err);
 /* A table's rows ordered by n_ranks, context (free with kvr_db_free). Errors: KVR_ERR_NOT_FOUND
  * (no such table). */
 KVR_API kvr_status kvr_db_ptable_rows_get(kvr_db *db, int64_t table_id, kvr_db_ptable_row **out,
@@ -338,6 +357,12 @@ KVR_API kvr_status kvr_db_predictors_list(kvr_db *db, kvr_db_predictor **out, in
  * and the command to make one. */
 KVR_API kvr_status kvr_db_predictor_latest(kvr_db *db, int32_t n_ranks, int64_t model_id,
                                            kvr_db_predictor *out, kvr_error *err);
+/* Newest predictor for n_ranks made from a profile run of a model with model's content_hash and
+ * n_layers (the same weights and depth, whatever the model's row id). *out as above.
+ * Errors: KVR_ERR_NOT_FOUND when there is none. */
+KVR_API kvr_status kvr_db_predictor_latest_for_model(kvr_db *db, int32_t n_ranks,
+                                                     const kvr_db_model *model,
+                                                     kvr_db_predictor *out, kvr_error *err);
 KVR_API void kvr_db_predictors_free(kvr_db_predictor *p, int64_t n);
 
 // ----------------------------------------------------------------------------

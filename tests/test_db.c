@@ -440,6 +440,121 @@ static void test_results_roundtrip(void) {
     kvr_db_close(db);
 }
 
+/* The typed queries the tools used to run by hand: the newest fittable run (not failed, not
+ * owned by a live writer, with every op asked for), the newest run of a model and device with
+ * transfer samples of a pattern, one table by id, and the newest predictor / the fits of a model
+ * found by its content hash and layer count. */
+static void test_queries(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    static const char *const ops[] = {"pre", "attn", "post"};
+    int64_t got = -1;
+    KVR_CHECK(kvr_db_run_latest_with_ops(db, ops, 3, &got, &err) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(got == -1 && strstr(err.msg, "pre, attn, post"));
+    const int64_t r1 = make_run(db), r2 = make_run(db), r3 = make_run(db), r4 = make_run(db);
+    const char *const op_of[4][3] = {{"pre", "attn", "post"}, {"pre", "attn", "post"},
+                                     {"pre", "attn", NULL}, {"pre", "attn", "post"}};
+    const int64_t ids[4] = {r1, r2, r3, r4};
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 3 && op_of[i][k]; k++) {
+            kvr_db_layer_sample ls = {.run_id = ids[i], .c = 64, .stats = stats_of(10)};
+            snprintf(ls.op, sizeof ls.op, "%s", op_of[i][k]);
+            KVR_CHECK_OK(kvr_db_layer_sample_put(db, &ls, &err), &err);
+        }
+    /* r4 is being written by this (live) process, r2 failed, r3 lacks post: r1 */
+    KVR_CHECK_OK(kvr_db_run_set_status(db, r1, KVR_RUN_INCOMPLETE, "stopped", &err), &err);
+    KVR_CHECK_OK(kvr_db_run_set_status(db, r2, KVR_RUN_FAILED, "bad", &err), &err);
+    KVR_CHECK_OK(kvr_db_run_set_status(db, r3, KVR_RUN_COMPLETE, NULL, &err), &err);
+    KVR_CHECK_OK(kvr_db_run_latest_with_ops(db, ops, 3, &got, &err), &err);
+    KVR_CHECK_EQ_INT(got, r1);
+    KVR_CHECK_OK(kvr_db_run_latest_with_ops(db, ops, 2, &got, &err), &err);
+    KVR_CHECK_EQ_INT(got, r3);
+    KVR_CHECK_OK(kvr_db_run_set_status(db, r4, KVR_RUN_COMPLETE, NULL, &err), &err);
+    KVR_CHECK_OK(kvr_db_run_latest_with_ops(db, ops, 3, &got, &err), &err);
+    KVR_CHECK_EQ_INT(got, r4);
+
+    kvr_db_run run;
+    KVR_CHECK_OK(kvr_db_run_get(db, r1, &run, &err), &err);
+    got = -1;
+    KVR_CHECK(kvr_db_run_latest_with_transfers(db, run.model_id, run.device_id, "p2p", &got,
+                                               &err) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK_EQ_INT(got, -1);
+    for (int i = 0; i < 3; i++) {
+        kvr_db_transfer_sample ts = {.run_id = i == 2 ? r3 : r2, .src = 0, .dst = 1, .n_ranks = 2,
+                                     .size_bytes = 4096 << i, .stats = stats_of(5)};
+        snprintf(ts.pattern, sizeof ts.pattern, "%s", i == 1 ? "allgather" : "p2p");
+        KVR_CHECK_OK(kvr_db_transfer_sample_put(db, &ts, &err), &err);
+    }
+    KVR_CHECK_OK(kvr_db_run_latest_with_transfers(db, run.model_id, run.device_id, "p2p", &got,
+                                                  &err), &err);
+    KVR_CHECK_EQ_INT(got, r3);
+    KVR_CHECK(kvr_db_run_latest_with_transfers(db, run.model_id + 1, run.device_id, "p2p", &got,
+                                               &err) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(kvr_db_run_latest_with_transfers(db, run.model_id, run.device_id, "chain", &got,
+                                               &err) == KVR_ERR_NOT_FOUND);
+
+    kvr_db_ptable t;
+    memset(&t, 0, sizeof t);
+    t.run_id = r1;
+    t.link_run_id = r3;
+    snprintf(t.cost_kind, sizeof t.cost_kind, "profile");
+    snprintf(t.links, sizeof t.links, "run %lld: p2p", (long long)r3);
+    t.granularity = 32;
+    t.json = "{\"x\":1}";
+    KVR_CHECK_OK(kvr_db_ptable_put(db, &t, NULL, 0, &err), &err);
+    kvr_db_ptable tg;
+    KVR_CHECK_OK(kvr_db_ptable_get(db, t.id, &tg, &err), &err);
+    KVR_CHECK(tg.id == t.id && tg.run_id == r1 && tg.link_run_id == r3 && tg.granularity == 32);
+    KVR_CHECK(!strcmp(tg.cost_kind, "profile") && !strcmp(tg.json, t.json));
+    kvr_db_free(tg.json);
+    KVR_CHECK(kvr_db_ptable_get(db, t.id + 1, &tg, &err) == KVR_ERR_NOT_FOUND);
+
+    /* a second model row with the same hash and depth (another source path) matches too */
+    kvr_db_model m;
+    KVR_CHECK_OK(kvr_db_model_get(db, run.model_id, &m, &err), &err);
+    kvr_db_model other = m;
+    snprintf(other.content_hash, sizeof other.content_hash, "def");
+    kvr_db_predictor pr;
+    KVR_CHECK(kvr_db_predictor_latest_for_model(db, 2, &m, &pr, &err) == KVR_ERR_NOT_FOUND);
+    for (int i = 0; i < 3; i++) {
+        kvr_db_predictor p;
+        memset(&p, 0, sizeof p);
+        p.run_id = i == 2 ? 0 : r1;
+        p.n_ranks = 2;
+        snprintf(p.form, sizeof p.form, "f%d", i);
+        p.json = "{}";
+        KVR_CHECK_OK(kvr_db_predictor_put(db, &p, &err), &err);
+    }
+    KVR_CHECK_OK(kvr_db_predictor_latest_for_model(db, 2, &m, &pr, &err), &err);
+    KVR_CHECK(!strcmp(pr.form, "f1")); /* f2 has no run, so no model */
+    kvr_db_free(pr.json);
+    KVR_CHECK(kvr_db_predictor_latest_for_model(db, 4, &m, &pr, &err) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(kvr_db_predictor_latest_for_model(db, 2, &other, &pr, &err) == KVR_ERR_NOT_FOUND);
+    other = m;
+    other.n_layers = m.n_layers + 1;
+    KVR_CHECK(kvr_db_predictor_latest_for_model(db, 2, &other, &pr, &err) == KVR_ERR_NOT_FOUND);
+
+    for (int i = 0; i < 4; i++) {
+        kvr_db_fit f;
+        memset(&f, 0, sizeof f);
+        f.run_id = i == 3 ? 0 : r1;
+        snprintf(f.target, sizeof f.target, "%s", i == 1 ? "attn" : "costs");
+        snprintf(f.form, sizeof f.form, "form%d", i);
+        f.json = "{}";
+        KVR_CHECK_OK(kvr_db_fit_put(db, &f, &err), &err);
+    }
+    kvr_db_fit *fl = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_fits_list_for_model(db, "costs", &m, &fl, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 2);
+    if (n == 2) KVR_CHECK(!strcmp(fl[0].form, "form2") && !strcmp(fl[1].form, "form0"));
+    kvr_db_fits_free(fl, n);
+    other.n_layers = m.n_layers + 1;
+    KVR_CHECK_OK(kvr_db_fits_list_for_model(db, "costs", &other, &fl, &n, &err), &err);
+    KVR_CHECK(n == 0 && fl == NULL);
+    kvr_db_close(db);
+}
+
 /* A version-2 file with a profile run, samples and a measured run opens read-only as version 2
  * (lists of v3 records empty, measured runs readable), then read-write: it is upgraded to
  * the latest version with every row intact and the new columns at their defaults. */
@@ -1095,6 +1210,7 @@ static const kvr_test_case cases[] = {
     {"samples_roundtrip", test_samples_roundtrip},
     {"transaction_all_or_nothing", test_transaction_all_or_nothing},
     {"migrate_from_every_version", test_migrate_from_every_version},
+    {"queries", test_queries},
     {"migrate_v2_data_intact", test_migrate_v2_data_intact},
     {"migrate_v3_typed_provenance", test_migrate_v3_typed_provenance},
     {"results_roundtrip", test_results_roundtrip},

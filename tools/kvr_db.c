@@ -554,16 +554,16 @@ static int cmd_table(kvr_db *db, int64_t id, const kvr_db_opts *o) {
         fprintf(stderr, "kvr-db: table: %s\n", err.msg);
         return 1;
     }
-    kvr_db_ptable *t = NULL;
-    int64_t nt = 0;
-    if (kvr_db_ptables_list(db, &t, &nt, &err) != KVR_OK) {
+    kvr_db_ptable t;
+    const kvr_db_ptable *me = &t;
+    kvr_status st = kvr_db_ptable_get(db, id, &t, &err);
+    if (st == KVR_ERR_NOT_FOUND) {
+        me = NULL;
+    } else if (st != KVR_OK) {
         fprintf(stderr, "kvr-db: table: %s\n", err.msg);
         kvr_db_free(rows);
         return 1;
     }
-    const kvr_db_ptable *me = NULL;
-    for (int64_t i = 0; i < nt; i++)
-        if (t[i].id == id) me = &t[i];
     if (o->json) {
         fputs(me && me->json[0] ? me->json : "{}", stdout);
         if (me && me->json[0] && me->json[strlen(me->json) - 1] != '\n') fputc('\n', stdout);
@@ -585,7 +585,7 @@ static int cmd_table(kvr_db *db, int64_t id, const kvr_db_opts *o) {
             printf(" %s\n", r->partition);
         }
     }
-    kvr_db_ptables_free(t, nt);
+    if (me) kvr_db_free(t.json);
     kvr_db_free(rows);
     return 0;
 }

@@ -318,52 +318,6 @@ static kvr_status open_db(const char *path, bool write, kvr_db **db, kvr_error *
     return kvr_db_open(path, &p, db, err);
 }
 
-/* The newest finished run (complete or incomplete) with pre, attn and post samples. */
-static int64_t find_latest_run(kvr_db *db) {
-    kvr_db_run *runs = NULL;
-    int64_t n = 0, best = 0;
-    kvr_error e;
-    if (kvr_db_runs_list(db, &runs, &n, &e) != KVR_OK) return 0;
-    for (int64_t i = n - 1; i >= 0 && !best; i--) {
-        if (runs[i].status == KVR_RUN_FAILED ||
-            (runs[i].status == KVR_RUN_RUNNING && kvr_db_run_owner_alive(&runs[i])))
-            continue;
-        kvr_db_layer_sample *ls = NULL;
-        int64_t nl = 0;
-        if (kvr_db_layer_samples_get(db, runs[i].id, &ls, &nl, &e) != KVR_OK) continue;
-        bool has[3] = {false, false, false};
-        for (int64_t j = 0; j < nl; j++) {
-            has[0] = has[0] || strcmp(ls[j].op, "pre") == 0;
-            has[1] = has[1] || strcmp(ls[j].op, "attn") == 0;
-            has[2] = has[2] || strcmp(ls[j].op, "post") == 0;
-        }
-        kvr_db_free(ls);
-        if (has[0] && has[1] && has[2]) best = runs[i].id;
-    }
-    kvr_db_free(runs);
-    return best;
-}
-
-/* The newest other run with p2p transfer samples of the same model and device. */
-static int64_t find_link_run(kvr_db *db, const kvr_db_run *run) {
-    kvr_db_run *runs = NULL;
-    int64_t n = 0, best = 0;
-    kvr_error e;
-    if (kvr_db_runs_list(db, &runs, &n, &e) != KVR_OK) return 0;
-    for (int64_t i = n - 1; i >= 0 && !best; i--) {
-        const kvr_db_run *r = &runs[i];
-        if (r->model_id != run->model_id || r->device_id != run->device_id) continue;
-        kvr_db_transfer_sample *ts = NULL;
-        int64_t nt = 0;
-        if (kvr_db_transfer_samples_get(db, r->id, &ts, &nt, &e) != KVR_OK) continue;
-        for (int64_t j = 0; j < nt && !best; j++)
-            if (strcmp(ts[j].pattern, "p2p") == 0) best = r->id;
-        kvr_db_free(ts);
-    }
-    kvr_db_free(runs);
-    return best;
-}
-
 // ----------------------------------------------------------------------------
 // 1. the cost model of a profile run
 
@@ -377,8 +331,9 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
         link_run = 0;
     else if (o->link_run)
         link_run = o->link_run;
-    else
-        link_run = find_link_run(db, &run);
+    else if (kvr_db_run_latest_with_transfers(db, run.model_id, run.device_id, "p2p", &link_run,
+                                              &err) != KVR_OK)
+        link_run = 0; /* none: ideal links */
     if (kvr_predict_fit_run(db, o->run, link_run, NULL, rf, &err) != KVR_OK)
         return fail("fit: %s; nothing was stored", err.msg);
     if (!o->dry_run && kvr_predict_run_fit_store(db, rf, costs_id, &err) != KVR_OK)
@@ -492,24 +447,19 @@ static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, i
 
     if (o->table) {
         /* a stored table: its rows, scored under the costs it was searched with */
-        kvr_db_ptable *tabs = NULL;
-        int64_t nt = 0;
-        if (kvr_db_ptables_list(db, &tabs, &nt, &err) != KVR_OK) return fail("--table: %s", err.msg);
-        const kvr_db_ptable *tab = NULL;
-        for (int64_t i = 0; i < nt; i++)
-            if (tabs[i].id == o->table) tab = &tabs[i];
-        if (!tab) {
-            kvr_db_ptables_free(tabs, nt);
+        kvr_db_ptable tab;
+        kvr_status tst = kvr_db_ptable_get(db, o->table, &tab, &err);
+        if (tst == KVR_ERR_NOT_FOUND)
             return fail("--table %lld: no such partition table in %s (kvr-db tables)",
                         (long long)o->table, kvr_db_path(db));
-        }
-        g = tab->granularity;
-        snprintf(links, links_len, "%s", tab->links);
-        int64_t trun = tab->run_id;
+        if (tst != KVR_OK) return fail("--table: %s", err.msg);
+        kvr_db_free(tab.json);
+        g = tab.granularity;
+        snprintf(links, links_len, "%s", tab.links);
+        int64_t trun = tab.run_id;
         table_run = trun;
-        const bool from_profile = strcmp(tab->cost_kind, "profile") == 0;
-        const int64_t lrun = tab->link_run_id;
-        kvr_db_ptables_free(tabs, nt);
+        const bool from_profile = strcmp(tab.cost_kind, "profile") == 0;
+        const int64_t lrun = tab.link_run_id;
         if (o->costs_path) {
             if (kvr_search_costs_load_json(o->costs_path, &m, &err) != KVR_OK)
                 return fail("--costs: %s", err.msg);
@@ -1024,7 +974,9 @@ int main(int argc, char **argv) {
     char links[256] = "";
     bool printed_json = false;
     rc = 0;
-    if (o.run_set && o.run == 0 && !(o.run = find_latest_run(db))) {
+    static const char *const fit_ops[] = {"pre", "attn", "post"};
+    if (o.run_set && o.run == 0 &&
+        kvr_db_run_latest_with_ops(db, fit_ops, 3, &o.run, &err) != KVR_OK) {
         fprintf(stderr, "kvr-fit: --run latest: no profile run with pre, attn and post samples in "
                         "%s (kvr-profile)\n", o.db);
         rc = 1;

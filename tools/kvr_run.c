@@ -227,17 +227,6 @@ static void run_pred_free(run_pred *rp) {
     kvr_db_close(rp->db);
 }
 
-/* Whether profile run run_id measured this model (same content hash and layer count). */
-static bool same_model(kvr_db *db, int64_t run_id, const kvr_db_model *me) {
-    kvr_db_run run;
-    kvr_db_model m;
-    kvr_error e;
-    if (run_id <= 0 || kvr_db_run_get(db, run_id, &run, &e) != KVR_OK || run.model_id <= 0 ||
-        kvr_db_model_get(db, run.model_id, &m, &e) != KVR_OK)
-        return false;
-    return strcmp(m.content_hash, me->content_hash) == 0 && m.n_layers == me->n_layers;
-}
-
 /* Open the store (the printing rank): read-write, or read-only where the file or its directory
  * cannot be written (then nothing is recorded). Returns 0, or 1 after a message. */
 static int pred_open_db(const kvr_run_opts *o, const kvr_model *model, run_pred *rp) {
@@ -286,32 +275,27 @@ static int pred_load_predictor(const kvr_run_opts *o, int32_t p, run_pred *rp) {
         rp->predictor_id = meta.predictor_id;
         snprintf(rp->kp_from, sizeof rp->kp_from, "predictor file %s", o->predictor);
     } else {
-        kvr_db_predictor *preds = NULL;
-        int64_t n = 0;
-        if (kvr_db_predictors_list(rp->db, &preds, &n, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-run: --partition auto: %s\n", err.msg);
-            return 1;
-        }
-        const kvr_db_predictor *row = NULL;
-        for (int64_t i = n - 1; i >= 0 && !row; i--)
-            if (preds[i].n_ranks == p && same_model(rp->db, preds[i].run_id, &rp->mrec))
-                row = &preds[i];
-        if (!row) {
+        kvr_db_predictor row;
+        kvr_status st = kvr_db_predictor_latest_for_model(rp->db, p, &rp->mrec, &row, &err);
+        if (st == KVR_ERR_NOT_FOUND) {
             fprintf(stderr,
                     "kvr-run: --partition auto: no %d-rank KVR-P predictor for model %s in %s; "
                     "make one with kvr-fit --db %s --run RUN --kvrp --ranks %d\n",
                     p, rp->mrec.name, o->db, o->db, p);
-            kvr_db_predictors_free(preds, n);
+            return 1;
+        }
+        if (st != KVR_OK) {
+            fprintf(stderr, "kvr-run: --partition auto: %s\n", err.msg);
             return 1;
         }
         char name[64];
-        snprintf(name, sizeof name, "%s: predictor %lld", o->db, (long long)row->id);
-        kvr_status st = kvr_predictor_file_parse(row->json, strlen(row->json), name, &rp->kp,
-                                                 &costs, &meta, &err);
-        rp->predictor_id = row->id;
-        snprintf(rp->kp_from, sizeof rp->kp_from, "predictor %lld in %s", (long long)row->id,
+        snprintf(name, sizeof name, "%s: predictor %lld", o->db, (long long)row.id);
+        st = kvr_predictor_file_parse(row.json, strlen(row.json), name, &rp->kp, &costs, &meta,
+                                      &err);
+        rp->predictor_id = row.id;
+        snprintf(rp->kp_from, sizeof rp->kp_from, "predictor %lld in %s", (long long)row.id,
                  o->db);
-        kvr_db_predictors_free(preds, n);
+        kvr_db_free(row.json);
         if (st != KVR_OK) {
             fprintf(stderr, "kvr-run: --partition auto: %s\n", err.msg);
             return 1;
@@ -333,21 +317,16 @@ static void pred_load_costs(const kvr_run_opts *o, run_pred *rp) {
     kvr_error err;
     kvr_db_fit *fits = NULL;
     int64_t n = 0;
-    if (kvr_db_fits_list(rp->db, 0, &fits, &n, &err) != KVR_OK) {
+    if (kvr_db_fits_list_for_model(rp->db, "costs", &rp->mrec, &fits, &n, &err) != KVR_OK) {
         snprintf(rp->no_pred, sizeof rp->no_pred, "%s", err.msg);
         return;
     }
     bool other_threads = false;
-    for (int64_t i = n - 1; i >= 0 && !rp->costs; i--) {
+    for (int64_t i = 0; i < n && !rp->costs; i++) { /* newest first */
         const kvr_db_fit *f = &fits[i];
-        if (strcmp(f->target, "costs") != 0 || !f->json) continue;
         kvr_predict_run_fit rf;
         if (kvr_predict_run_fit_from_json(f->json, strlen(f->json), "fit", &rf, &err) != KVR_OK)
             continue;
-        if (!same_model(rp->db, rf.run_id, &rp->mrec)) {
-            kvr_predict_run_fit_free(&rf);
-            continue;
-        }
         if (rf.n_threads != o->threads) {
             other_threads = true;
             kvr_predict_run_fit_free(&rf);
