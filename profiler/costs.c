@@ -1,6 +1,8 @@
 /* costs.c -- a profile run as a search cost model: the measured (c, prefix) grid and transfer
  * samples interpolated behind search's custom-source hook (kvr_search_costs_create and
- * kvr_search_costs_set_link_time), so the search module never sees the store. docs/search.md
+ * kvr_search_costs_set_link_time), so the search module never sees the store. The same curves
+ * read a profile back one op at a time (kvr_profile_interp, kvr_profile_predict_single_ms: the
+ * single-rank TTFT of kvr-profile and kvr-db): the profiler's one interpolator. docs/search.md
  * ("Cost source: a profile run") states the scheme and its behaviour outside the grid:
  *
  *   pre(c), post(c), embed(c), attn(c, 0): medians made non-decreasing in c (pool-adjacent-
@@ -339,6 +341,15 @@ static int pc_gather(const kvr_db_layer_sample *ls, int64_t n, const char *op, p
     return m;
 }
 
+/* The median of the head samples (normally one, at c = 1); n_head > 0. pt: scratch. */
+static double pc_head_us(const kvr_db_layer_sample *ls, int64_t n, pc_pt *pt) {
+    int nh = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (pc_is(&ls[i], "head")) pt[nh++] = (pc_pt){ls[i].stats.median_us, 0};
+    qsort(pt, (size_t)nh, sizeof *pt, pc_pt_cmp);
+    return nh % 2 ? pt[nh / 2].x : 0.5 * (pt[nh / 2 - 1].x + pt[nh / 2].x);
+}
+
 static int pc_col_cmp(const void *a, const void *b) {
     const double u = ((const pc_col *)a)->c, v = ((const pc_col *)b)->c;
     return (u > v) - (u < v);
@@ -534,14 +545,7 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
                            "--ops all",
                            name);
     if (st == KVR_OK) st = pc_build_attn(s, ls, n_ls, pt, name, err);
-    double head_us = 0; /* the median of the head samples (normally one, at c = 1) */
-    if (st == KVR_OK) {
-        int nh = 0;
-        for (int64_t i = 0; i < n_ls; i++)
-            if (pc_is(&ls[i], "head")) pt[nh++] = (pc_pt){ls[i].stats.median_us, 0};
-        qsort(pt, (size_t)nh, sizeof *pt, pc_pt_cmp);
-        head_us = nh % 2 ? pt[nh / 2].x : 0.5 * (pt[nh / 2 - 1].x + pt[nh / 2].x);
-    }
+    const double head_us = st == KVR_OK ? pc_head_us(ls, n_ls, pt) : 0;
     kvr_search_link dflt = {-1, -1, 0, 0};
     if (st == KVR_OK) st = pc_build_links(s, ts, n_ts, pt, links, &dflt, name, err);
     /* all-gather: t = A + B bytes for one collective of K (or V) */
@@ -623,6 +627,58 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
     }
     *out = mc;
     if (info) *info = inf;
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
+// reading a profile back: the same curves, one op at a time
+
+kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_prof_op op, int64_t c,
+                              int64_t prefix, double *time_us, kvr_error *err) {
+    const char *name = kvr_prof_op_name(op);
+    int64_t have = 0;
+    for (int64_t i = 0; i < n; i++) have += pc_is(&s[i], name);
+    if (have == 0)
+        return kvr_error_set(err, KVR_ERR_NOT_FOUND, "the profile has no %s samples", name);
+    pc_pt *pt = malloc((size_t)(n + 1) * sizeof *pt);
+    pc_src *src = calloc(1, sizeof *src);
+    if (!pt || !src) {
+        free(pt);
+        free(src);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "interpolation: out of memory");
+    }
+    kvr_status st = KVR_OK;
+    if (op == KVR_PROF_HEAD) {
+        *time_us = pc_head_us(s, n, pt);
+    } else {
+        pc_curve *k = op == KVR_PROF_ATTN ? &src->attn0 : &src->pre;
+        const int m = pc_gather(s, n, name, pt);
+        if (m == 0)
+            st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "the profile has no %s samples at prefix 0",
+                               name);
+        else if (!pc_curve_build(k, pt, m, op == KVR_PROF_ATTN))
+            st = kvr_error_set(err, KVR_ERR_NOMEM, "interpolation: out of memory");
+        if (st == KVR_OK && op == KVR_PROF_ATTN && prefix > 0)
+            st = pc_build_attn(src, s, n, pt, "the profile", err);
+        if (st == KVR_OK)
+            *time_us = pc_curve_at(k, (double)c) +
+                       (op == KVR_PROF_ATTN ? pc_delta(src, (double)c, (double)prefix) : 0);
+    }
+    pc_src_free(src);
+    free(pt);
+    return st;
+}
+
+kvr_status kvr_profile_predict_single_ms(const kvr_db_layer_sample *s, int64_t n,
+                                         int32_t n_layers, int64_t C, double *ttft_ms,
+                                         kvr_error *err) {
+    double e, pr, at, po, hd;
+    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_EMBED, C, 0, &e, err));
+    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_PRE, C, 0, &pr, err));
+    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_ATTN, C, 0, &at, err));
+    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_POST, C, 0, &po, err));
+    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_HEAD, 1, 0, &hd, err));
+    *ttft_ms = (e + (double)n_layers * (pr + at + po) + hd) * 1e-3;
     return KVR_OK;
 }
 

@@ -1,6 +1,6 @@
 /* grid.c -- the (c, prefix) grid: presets, log-spaced values, the base points per op, adaptive
- * refinement where a curve bends, the parameter string stored with a run (for --resume), and
- * reading a profile back by interpolation. */
+ * refinement where a curve bends, the parameter string stored with a run (for --resume). Reading
+ * a profile back (kvr_profile_interp) is costs.c's: the one interpolator of a profile. */
 #include "kvr_profiler.h"
 
 #include <errno.h>
@@ -487,78 +487,5 @@ kvr_status kvr_profile_params_parse(const char *s, kvr_profile_params *out, kvr_
     }
     if (!got_model) return kvr_error_set(err, KVR_ERR_FORMAT, "run parameters: no model");
     *out = p;
-    return KVR_OK;
-}
-
-// ----------------------------------------------------------------------------
-// interpolation
-
-/* Piecewise linear through the (c, t) points of one row; beyond the last point the time scales
- * with c from the last point (work grows linearly), below the first it is the first point's. */
-static double prof_row_at(prof_cp *v, int64_t m, int64_t c) {
-    if (m == 1) return c >= v[0].c ? v[0].t * (double)c / (double)v[0].c : v[0].t;
-    if (c <= v[0].c) return v[0].t;
-    if (c >= v[m - 1].c) {
-        /* extend along the last segment's slope (at least proportional growth) */
-        const double slope = (v[m - 1].t - v[m - 2].t) / (double)(v[m - 1].c - v[m - 2].c);
-        return v[m - 1].t + KVR_MAX(slope, 0.0) * (double)(c - v[m - 1].c);
-    }
-    int64_t i = 1;
-    while (v[i].c < c) i++;
-    const double f = (double)(c - v[i - 1].c) / (double)(v[i].c - v[i - 1].c);
-    return v[i - 1].t + f * (v[i].t - v[i - 1].t);
-}
-
-kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_prof_op op, int64_t c,
-                              int64_t prefix, double *time_us, kvr_error *err) {
-    const char *name = kvr_prof_op_name(op);
-    prof_cp *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
-    if (!v) {
-        return kvr_error_set(err, KVR_ERR_NOMEM, "interpolation: out of memory");
-    }
-    /* prefix rows that have this op, with the nearest below and above the asked prefix */
-    int64_t below = -1, above = -1;
-    for (int64_t i = 0; i < n; i++) {
-        if (strcmp(s[i].op, name) != 0 || !isfinite(s[i].stats.median_us)) continue;
-        const int64_t P = op == KVR_PROF_ATTN ? s[i].prefix : 0;
-        if (P <= prefix && P > below) below = P;
-        if (P >= prefix && (above < 0 || P < above)) above = P;
-    }
-    kvr_status st = KVR_OK;
-    if (below < 0 && above < 0) {
-        st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "the profile has no %s samples", name);
-    } else {
-        if (below < 0) below = above;
-        if (above < 0) above = below;
-        double t[2];
-        const int64_t rp[2] = {below, above};
-        for (int r = 0; r < 2; r++) {
-            int64_t m = 0;
-            for (int64_t i = 0; i < n; i++)
-                if (strcmp(s[i].op, name) == 0 && isfinite(s[i].stats.median_us) &&
-                    (op != KVR_PROF_ATTN || s[i].prefix == rp[r]))
-                    v[m++] = (prof_cp){s[i].c, s[i].stats.median_us};
-            qsort(v, (size_t)m, sizeof *v, prof_cp_cmp);
-            t[r] = op == KVR_PROF_HEAD ? v[0].t : prof_row_at(v, m, c);
-        }
-        if (above == below)
-            *time_us = t[0];
-        else
-            *time_us = t[0] + (t[1] - t[0]) * (double)(prefix - below) / (double)(above - below);
-    }
-    free(v);
-    return st;
-}
-
-kvr_status kvr_profile_predict_single_ms(const kvr_db_layer_sample *s, int64_t n,
-                                         int32_t n_layers, int64_t C, double *ttft_ms,
-                                         kvr_error *err) {
-    double e, pr, at, po, hd;
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_EMBED, C, 0, &e, err));
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_PRE, C, 0, &pr, err));
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_ATTN, C, 0, &at, err));
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_POST, C, 0, &po, err));
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_HEAD, 1, 0, &hd, err));
-    *ttft_ms = (e + (double)n_layers * (pr + at + po) + hd) * 1e-3;
     return KVR_OK;
 }

@@ -216,11 +216,16 @@ KVR_API kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_co
                                               kvr_profile_result *res, kvr_error *err);
 
 // ----------------------------------------------------------------------------
-// reading a profile back (raw interpolation; fitted models are the predictor's job)
+// reading a profile back (costs.c: the interpolation of the profile cost model below, one op
+// at a time; fitted models are the predictor's job)
 
-/* Median time (us) of op at (c, prefix) from a run's layer samples: piecewise linear in c along
- * each prefix row, linear in prefix between rows, scaled linearly in c beyond the last point.
- * Errors: KVR_ERR_NOT_FOUND when the op has no samples. */
+/* Time (us) of op at (c, prefix) from a run's layer samples, by the profile cost model's
+ * monotone interpolation (docs/search.md, "Cost source: a profile run"): the prefix-0 medians
+ * made non-decreasing in c, Steffen's monotone cubic in log c / log t between points, constant
+ * below the first, linear (attn: in c^2/2) beyond the last; attn at prefix > 0 adds the
+ * prefix increment interpolated over the profiled columns; head is the median of its samples.
+ * Errors: KVR_ERR_NOT_FOUND when the op has no samples (or none at prefix 0),
+ * KVR_ERR_INVALID_ARG for attn at prefix > 0 without prefix > 0 samples. */
 KVR_API kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_prof_op op,
                                       int64_t c, int64_t prefix, double *time_us,
                                       kvr_error *err);
