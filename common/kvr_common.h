@@ -1,5 +1,6 @@
-/* kvr_common.h -- status codes, error messages, logging hook, clocks and a progress bar
- * shared by every kvr module.
+/* kvr_common.h -- the vocabulary every kvr module shares: status codes and error messages, the
+ * rank limit and partitions, memory spaces, the logging hook, clocks, a progress bar and small
+ * parsers.
  *
  * Usage:   kvr_error err;
  *          if (kvr_something(..., &err) != KVR_OK) fprintf(stderr, "%s\n", err.msg);
@@ -82,6 +83,46 @@ KVR_API _Noreturn void kvr_abort_(const char *file, int line, const char *fmt, .
 // memory), reachable only through that backend's copies or a device-capable transport (NCCL).
 
 typedef enum kvr_mem_space { KVR_MEM_HOST, KVR_MEM_DEVICE } kvr_mem_space;
+
+// ----------------------------------------------------------------------------
+// ranks and partitions: a prompt of C tokens split over p ranks into chunk sizes c_0..c_{p-1}
+// in causal order (rank i holds tokens [c_0 + ... + c_{i-1}, ... + c_i)). Every chunk is >= 1
+// token and the chunks sum to C. KVR_MAX_RANKS bounds p wherever ranks run or are fitted (the
+// runtime, the predictor, the tools); the search module's simulator alone models larger device
+// counts. A granularity g puts the chunk boundaries on a grid of g tokens: every chunk is a
+// multiple of g and >= g, except that the remainder C mod g rides on the last chunk. The text
+// form is "c0,c1,..." (what the store, kvr-run and kvr-search write, and --partition reads).
+
+#define KVR_MAX_RANKS 256
+
+/* Chunk i of the even split of C tokens over p ranks (the first C % p chunks get one token
+ * more): the one formula, for callers that split more than KVR_MAX_RANKS ways (the search
+ * module's simulators) or split units of g tokens rather than tokens. */
+static inline int64_t kvr_partition_even_chunk(int64_t n_tokens, int32_t n_ranks, int32_t i) {
+    return n_tokens / n_ranks + (i < n_tokens % n_ranks ? 1 : 0);
+}
+/* Even split into out[0..p), checked: 1 <= p <= KVR_MAX_RANKS and C >= p. */
+KVR_API kvr_status kvr_partition_even(int64_t n_tokens, int32_t n_ranks, int64_t *out,
+                                      kvr_error *err);
+/* Check that p chunks are all >= 1 and sum to C. Messages name the offending chunk. */
+KVR_API kvr_status kvr_partition_check(const int64_t *part, int32_t n_ranks, int64_t n_tokens,
+                                       kvr_error *err);
+/* Parse "even" or "c0,c1,..." for p ranks and C tokens, then check it. */
+KVR_API kvr_status kvr_partition_parse(const char *s, int32_t n_ranks, int64_t n_tokens,
+                                       int64_t *out, kvr_error *err);
+/* Write "c0,c1,..." into buf[0..len) (NUL-terminated). KVR_ERR_INVALID_ARG, with buf left
+ * empty, when the text needs more than len bytes. */
+KVR_API kvr_status kvr_partition_format(const int64_t *part, int32_t n_ranks, char *buf,
+                                        size_t len, kvr_error *err);
+/* Round real-valued chunk sizes onto the granularity-g grid of a C-token prompt: units[i] is
+ * chunk i in units of g tokens, the units summing to C / g (real: the last one includes the
+ * fraction (C mod g) / g). Each chunk gets the floor of its units (at least one unit); the
+ * units the floors leave go to the largest remainders (first index on ties), excess units are
+ * taken from the smallest remainders of chunks above one unit; then out[i] = units x g with the
+ * remainder C mod g on the last chunk. The result sums to C with every chunk >= g. No
+ * allocation, O(p) for any p >= 1. KVR_ERR_INVALID_ARG when g < 1, p < 1 or C < p x g. */
+KVR_API kvr_status kvr_partition_round(const double *units, int32_t n_ranks, int64_t n_tokens,
+                                       int64_t g, int64_t *out, kvr_error *err);
 
 // ----------------------------------------------------------------------------
 // logging: library code never prints; it calls the hook (default: stderr for WARN/ERROR)

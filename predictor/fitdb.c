@@ -14,7 +14,6 @@
 #include <string.h>
 
 #define BAND_FLOOR 0.02
-#define KVR_PREDICT_MAX_RANKS 256
 #define BAND_MIN_C 256
 
 // ----------------------------------------------------------------------------
@@ -37,16 +36,16 @@ kvr_status kvr_predict_costs_ttft(const kvr_predict_costs *c, kvr_strategy s, in
                                   const int64_t *chunks, kvr_search_timeline *tl,
                                   double *ttft_us, kvr_error *err) {
     if (!c || !ttft_us) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "ttft: NULL argument");
-    if (p < 1 || p > KVR_PREDICT_MAX_RANKS || C < p)
+    if (p < 1 || p > KVR_MAX_RANKS || C < p)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "ttft: need 1 <= ranks <= %d and context >= ranks (%d ranks, %lld "
                              "tokens)",
-                             KVR_PREDICT_MAX_RANKS, p, (long long)C);
+                             KVR_MAX_RANKS, p, (long long)C);
     if (s == KVR_STRATEGY_SINGLE && p != 1)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "ttft: single runs on one rank, not %d",
                              p);
-    int64_t part[KVR_PREDICT_MAX_RANKS];
-    for (int i = 0; i < p; i++) part[i] = C / p + (i < C % p ? 1 : 0);
+    int64_t part[KVR_MAX_RANKS];
+    KVR_TRY(kvr_partition_even(C, p, part, err));
     if ((s == KVR_STRATEGY_KVR_S || s == KVR_STRATEGY_KVR_E) && chunks) {
         int64_t sum = 0;
         for (int i = 0; i < p; i++) {

@@ -277,7 +277,6 @@ kvr_status predict_kvrp_build(predict_kvrp_entry *e, kvr_error *err) {
 // prediction (the hot path)
 
 #define KVRP_STACK_RANKS 128 /* largest p rounded chunk-wise (scratch on the stack) */
-#define KVRP_HIST_BINS 64     /* remainder histogram of the chunk rounding */
 
 /* Boundary fractions f_0..f_{p-2} at C, rounded into chunks (see kvr_predictor_predict). */
 static void kvrp_predict_entry(const predict_kvrp_entry *e, int64_t C, int64_t g,
@@ -317,13 +316,12 @@ static void kvrp_predict_entry(const predict_kvrp_entry *e, int64_t C, int64_t g
     const double t2 = t * t, t3 = t2 * t;
     const double h00 = 2 * t3 - 3 * t2 + 1, h10 = t3 - 2 * t2 + t, h01 = -2 * t3 + 3 * t2,
                  h11 = t3 - t2;
-    /* boundary fractions -> target chunk sizes in units (the remainder C mod g is not part of
-     * any unit: it stays on the last chunk), then largest-remainder rounding of the chunks */
+    /* boundary fractions -> chunk sizes in units of g, then kvr_partition_round (largest
+     * remainders; the remainder C mod g stays on the last chunk) */
     double tgt_buf[KVRP_STACK_RANKS];
     double *tgt = p <= KVRP_STACK_RANKS ? tgt_buf : NULL;
-    const double r_units = (double)(C - n_units * g) / (double)g;
     double fprev = 0;
-    int64_t prev = 0, used = 0;
+    int64_t prev = 0;
     for (int i = 0; i < p; i++) {
         double f = 1;
         if (i + 1 < p) {
@@ -346,12 +344,7 @@ static void kvrp_predict_entry(const predict_kvrp_entry *e, int64_t C, int64_t g
             if (!isfinite(f)) f = (double)(i + 1) / p; /* cannot happen with checked data */
         }
         if (tgt) {
-            double c = (f - fprev) * units_per_frac - (i + 1 == p ? r_units : 0);
-            tgt[i] = c;
-            int64_t u = c >= 1 ? (int64_t)c : 1; /* floor, at least one unit */
-            if (c > 9e18) u = n_units;
-            chunks[i] = u;
-            used += u;
+            tgt[i] = (f - fprev) * units_per_frac;
             fprev = f;
             continue;
         }
@@ -373,59 +366,8 @@ static void kvrp_predict_entry(const predict_kvrp_entry *e, int64_t C, int64_t g
         if (p > 1) chunks[0] *= g;
         return;
     }
-    /* hand out the units the floors left to the chunks with the largest remainders: a
-     * histogram of the remainders (in [0, 1); chunks raised to one unit count as 0) finds the
-     * cut in O(p), ties inside the cut bucket go to the largest remainders first */
-    if (used < n_units && p > 16) {
-        int hist[KVRP_HIST_BINS] = {0};
-        for (int i = 0; i < p; i++) {
-            double v = tgt[i] - (double)chunks[i];
-            int b = v <= 0 ? 0 : (v >= 1 ? KVRP_HIST_BINS - 1 : (int)(v * KVRP_HIST_BINS));
-            hist[b]++;
-        }
-        int64_t need = n_units - used;
-        int cut = KVRP_HIST_BINS - 1;
-        for (; cut > 0 && need > hist[cut]; cut--) need -= hist[cut];
-        /* every chunk above the cut bucket gets a unit; `need` more come from the cut bucket */
-        for (int i = 0; i < p; i++) {
-            double v = tgt[i] - (double)chunks[i];
-            int b = v <= 0 ? 0 : (v >= 1 ? KVRP_HIST_BINS - 1 : (int)(v * KVRP_HIST_BINS));
-            if (b > cut) {
-                chunks[i]++;
-                used++;
-            }
-        }
-    }
-    /* the rest one at a time, largest remainder first (all of it for p <= 16: cheaper than the
-     * histogram; for more ranks the members of the cut bucket) */
-    while (used < n_units) {
-        int best = 0;
-        double bv = -INFINITY;
-        for (int i = 0; i < p; i++) {
-            double v = tgt[i] - (double)chunks[i];
-            if (v > bv) {
-                bv = v;
-                best = i;
-            }
-        }
-        chunks[best]++;
-        used++;
-    }
-    while (used > n_units) {
-        int best = -1;
-        double bv = INFINITY;
-        for (int i = 0; i < p; i++) {
-            double v = tgt[i] - (double)chunks[i];
-            if (chunks[i] > 1 && v < bv) {
-                bv = v;
-                best = i;
-            }
-        }
-        chunks[best]--;
-        used--;
-    }
-    for (int i = 0; i < p; i++) chunks[i] *= g;
-    chunks[p - 1] += C - n_units * g;
+    /* C >= p x g was checked by the caller */
+    kvr_partition_round(tgt, p, C, g, chunks, NULL);
 }
 
 static const predict_kvrp_entry *kvrp_find(const kvr_predictor *kp, int p) {

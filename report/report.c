@@ -783,8 +783,8 @@ static kvr_status rep_table_plots(rep *r) {
         if (kvr_predictor_stats_get(lp->kp, p, &ps, &e2) != KVR_OK) continue;
         int64_t lo = KVR_MAX((int64_t)p * kvr_predictor_granularity(lp->kp), ps.context_min / 2);
         int64_t hi = ps.context_max * 2;
-        int64_t chunks[256];
-        for (int b = 0; b < p - 1 && p <= 256; b++) {
+        int64_t chunks[KVR_MAX_RANKS];
+        for (int b = 0; b < p - 1 && p <= KVR_MAX_RANKS; b++) {
             rb_add(&g, "$fp%d_%d << EOD\n", k, b);
             for (int j = 0; j <= 96; j++) {
                 int64_t C = (int64_t)llround(exp(log((double)lo) +

@@ -27,24 +27,11 @@
 extern "C" {
 #endif
 
-#define KVR_MAX_RANKS 256
+/* KVR_MAX_RANKS and the partitions (kvr_partition_even/check/parse/format) are in kvr_common.h. */
 
 typedef enum kvr_mode { KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP, KVR_MODE_COUNT } kvr_mode;
 KVR_API const char *kvr_mode_name(kvr_mode m); /* "single", "kvr", "tsp" */
 KVR_API kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err);
-
-// ----------------------------------------------------------------------------
-// partitions: chunk sizes c_0..c_{p-1} of a C-token prompt, in causal order
-
-/* Even split (the first C % p chunks get one token more). */
-KVR_API kvr_status kvr_partition_even(int64_t n_tokens, int32_t n_ranks, int64_t *out,
-                                      kvr_error *err);
-/* Check that p chunks are all >= 1 and sum to C. Messages name the offending chunk. */
-KVR_API kvr_status kvr_partition_check(const int64_t *part, int32_t n_ranks, int64_t n_tokens,
-                                       kvr_error *err);
-/* Parse "even" or "c0,c1,..." for p ranks and C tokens, then check it. */
-KVR_API kvr_status kvr_partition_parse(const char *s, int32_t n_ranks, int64_t n_tokens,
-                                       int64_t *out, kvr_error *err);
 
 // ----------------------------------------------------------------------------
 // layer ops

@@ -425,7 +425,7 @@ static void srch_refine(srch *S) {
 
 static void srch_start_even(int p, int64_t n, int64_t *u) {
     /* extra units go to the first ranks: later ranks attend over longer prefixes */
-    for (int i = 0; i < p; i++) u[i] = n / p + (i < n % p);
+    for (int i = 0; i < p; i++) u[i] = kvr_partition_even_chunk(n, p, i);
 }
 
 /* Round token boundaries bnd[0..p-2] (doubles) to units, keeping every chunk >= 1 unit. */

@@ -271,9 +271,9 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
         s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (simulate)");
         goto done;
     }
-    int64_t base = C / p, extra = C % p, P = 0;
+    int64_t P = 0;
     for (int r = 0; r < p; r++) {
-        int64_t c = base + (r < extra);
+        int64_t c = kvr_partition_even_chunk(C, p, r);
         pre[r] = m->ops.pre_us(m->ctx, c);
         att[r] = m->ops.attn_us(m->ctx, c, P); /* rows [P, P+c) over causal keys [0, row] */
         post[r] = m->ops.post_us(m->ctx, c);
@@ -282,7 +282,7 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
     }
     double ag = 0;
     s = sim_allgather_us(m, p, m->kv_bytes_per_token * (double)C,
-                         m->kv_bytes_per_token * (double)(base + (extra > 0)), &ag, err);
+                         m->kv_bytes_per_token * (double)kvr_partition_even_chunk(C, p, 0), &ag, err);
     if (s != KVR_OK) goto done;
     if (tl) {
         search_tl_reset(tl, "tsp", p, L, C);

@@ -1,4 +1,5 @@
-/* test_common.c -- status strings, error formatting, integer, size and size-list parsing. */
+/* test_common.c -- status strings, error formatting, integer, size and size-list parsing,
+ * partitions (even, check, parse, format, granularity rounding). */
 #include "kvr_test.h"
 
 static void test_status_strings(void) {
@@ -77,6 +78,111 @@ static void test_parse_size_list(void) {
     KVR_CHECK_EQ_INT(n, 8);         /* untouched on failure */
 }
 
+static void test_partition_even(void) {
+    kvr_error e;
+    int64_t p[KVR_MAX_RANKS];
+    KVR_CHECK_OK(kvr_partition_even(10, 3, p, &e), &e);
+    KVR_CHECK(p[0] == 4 && p[1] == 3 && p[2] == 3);
+    for (int i = 0; i < 3; i++) KVR_CHECK_EQ_INT(kvr_partition_even_chunk(10, 3, i), p[i]);
+    KVR_CHECK_OK(kvr_partition_even(KVR_MAX_RANKS, KVR_MAX_RANKS, p, &e), &e);
+    KVR_CHECK(p[0] == 1 && p[KVR_MAX_RANKS - 1] == 1);
+    KVR_CHECK(kvr_partition_even(3, 4, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "4 ranks for 3 tokens: every rank needs at least one token") == 0);
+    KVR_CHECK(kvr_partition_even(1000, KVR_MAX_RANKS + 1, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "257 ranks (need 1..256)") == 0);
+    KVR_CHECK(kvr_partition_even(10, 0, p, &e) == KVR_ERR_INVALID_ARG);
+}
+
+static void test_partition_check(void) {
+    kvr_error e;
+    const int64_t ok[3] = {5, 3, 2}, zero[2] = {10, 0}, short_[3] = {5, 3, 1};
+    KVR_CHECK_OK(kvr_partition_check(ok, 3, 10, &e), &e);
+    KVR_CHECK(kvr_partition_check(zero, 2, 10, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "partition: chunk 1 has 0 tokens; every chunk needs >= 1") == 0);
+    KVR_CHECK(kvr_partition_check(short_, 3, 10, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "partition sums to 9 tokens but the context has 10") == 0);
+    KVR_CHECK(kvr_partition_check(ok, 0, 10, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "0 ranks (need 1..256)") == 0);
+}
+
+static void test_partition_parse(void) {
+    kvr_error e;
+    int64_t p[4];
+    KVR_CHECK_OK(kvr_partition_parse("even", 3, 10, p, &e), &e);
+    KVR_CHECK(p[0] == 4 && p[1] == 3 && p[2] == 3);
+    KVR_CHECK_OK(kvr_partition_parse("5,3,2", 3, 10, p, &e), &e);
+    KVR_CHECK(p[0] == 5 && p[1] == 3 && p[2] == 2);
+    KVR_CHECK(kvr_partition_parse("5,5", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "partition '5,5' has 2 chunks for 3 ranks") == 0);
+    KVR_CHECK(kvr_partition_parse("4,3,2,1", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "partition '4,3,2,1' has more than 3 chunks (one per rank)") == 0);
+    KVR_CHECK(kvr_partition_parse("5,", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "partition '5,': trailing comma") == 0);
+    KVR_CHECK(kvr_partition_parse(",5", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "partition ',5': bad chunk size") == 0);
+    KVR_CHECK(kvr_partition_parse("5,x", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "partition '5,x': 'x' is not an integer") == 0);
+    KVR_CHECK(kvr_partition_parse("-1,11", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_partition_parse("6,5", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "partition sums to 11 tokens but the context has 10") == 0);
+}
+
+static void test_partition_format(void) {
+    kvr_error e;
+    const int64_t p[3] = {512, 1024, 7};
+    char buf[64];
+    KVR_CHECK_OK(kvr_partition_format(p, 3, buf, sizeof buf, &e), &e);
+    KVR_CHECK(strcmp(buf, "512,1024,7") == 0);
+    KVR_CHECK_OK(kvr_partition_format(p, 3, buf, 11, &e), &e); /* exactly fits */
+    KVR_CHECK(strcmp(buf, "512,1024,7") == 0);
+    KVR_CHECK(kvr_partition_format(p, 3, buf, 10, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "a partition of 3 chunks does not fit in 10 bytes of text") == 0);
+    KVR_CHECK(buf[0] == 0);
+    /* round trip through the parser */
+    int64_t q[3];
+    KVR_CHECK_OK(kvr_partition_format(p, 3, buf, sizeof buf, &e), &e);
+    KVR_CHECK_OK(kvr_partition_parse(buf, 3, 1543, q, &e), &e);
+    for (int i = 0; i < 3; i++) KVR_CHECK_EQ_INT(q[i], p[i]);
+}
+
+static void test_partition_round(void) {
+    kvr_error e;
+    int64_t out[64];
+    /* 3 ranks, C = 100, g = 10: units 3.4, 3.3, 3.3 (+ nothing) -> 4, 3, 3 units */
+    const double a[3] = {3.4, 3.3, 3.3};
+    KVR_CHECK_OK(kvr_partition_round(a, 3, 100, 10, out, &e), &e);
+    KVR_CHECK(out[0] == 40 && out[1] == 30 && out[2] == 30);
+    /* the remainder C mod g stays on the last chunk: C = 105, units sum to 10.5 */
+    const double b[3] = {2.2, 3.6, 4.7};
+    KVR_CHECK_OK(kvr_partition_round(b, 3, 105, 10, out, &e), &e);
+    KVR_CHECK(out[0] == 20 && out[1] == 40 && out[2] == 45);
+    /* chunks below one unit are raised to one; the excess comes off a chunk above one unit */
+    const double c[3] = {0.5, 0.5, 9.0};
+    KVR_CHECK_OK(kvr_partition_round(c, 3, 100, 10, out, &e), &e);
+    KVR_CHECK(out[0] == 10 && out[1] == 10 && out[2] == 80);
+    /* ties go to the first index */
+    const double d[2] = {2.5, 2.5};
+    KVR_CHECK_OK(kvr_partition_round(d, 2, 50, 10, out, &e), &e);
+    KVR_CHECK(out[0] == 30 && out[1] == 20);
+    /* many ranks (the histogram path): sum and grid kept, every chunk >= g */
+    double m[64];
+    for (int i = 0; i < 64; i++) m[i] = 1000.0 / 64 * (0.5 + (double)i / 63);
+    m[63] += 0.5; /* C = 16008 with g = 16: 1000 units + 8 tokens */
+    KVR_CHECK_OK(kvr_partition_round(m, 64, 16008, 16, out, &e), &e);
+    int64_t sum = 0;
+    for (int i = 0; i < 64; i++) {
+        KVR_CHECK(out[i] >= 16);
+        KVR_CHECK_EQ_INT(i < 63 ? out[i] % 16 : (out[i] - 8) % 16, 0);
+        KVR_CHECK(fabs((double)out[i] / 16 - (m[i] - (i == 63 ? 0.5 : 0))) < 1);
+        sum += out[i];
+    }
+    KVR_CHECK_EQ_INT(sum, 16008);
+    KVR_CHECK(kvr_partition_round(a, 3, 29, 10, out, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "context 29 is smaller than ranks x granularity (3 x 10)") == 0);
+    KVR_CHECK(kvr_partition_round(a, 3, 100, 0, out, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "granularity must be >= 1, got 0") == 0);
+}
+
 static void test_clock_monotonic(void) {
     double a = kvr_time_us(), b = kvr_time_us();
     KVR_CHECK(b >= a);
@@ -89,6 +195,11 @@ static const kvr_test_case cases[] = {
     {"parse_i64", test_parse_i64},
     {"parse_size", test_parse_size},
     {"parse_size_list", test_parse_size_list},
+    {"partition_even", test_partition_even},
+    {"partition_check", test_partition_check},
+    {"partition_parse", test_partition_parse},
+    {"partition_format", test_partition_format},
+    {"partition_round", test_partition_round},
     {"clock_monotonic", test_clock_monotonic},
 };
 KVR_TEST_MAIN(cases)

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KF_MAX_RANKS    64
 #define KF_MAX_CONTEXTS 4096
 
 typedef struct kvr_fit_opts {
@@ -28,7 +27,7 @@ typedef struct kvr_fit_opts {
     bool run_set, link_run_set, link_run_none;
     bool kvrp, show, json, dry_run;
     const char *ranks_arg, *context_arg, *export_path, *costs_path;
-    int ranks[KF_MAX_RANKS];
+    int ranks[KVR_MAX_RANKS];
     int n_ranks;
     int64_t contexts[KF_MAX_CONTEXTS];
     int n_contexts;
@@ -104,10 +103,10 @@ static int parse_ranks(kvr_fit_opts *o) {
     o->n_ranks = 0;
     for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
         int64_t v;
-        if ((rc = parse_size("--ranks", t, 2, 256, &v))) break;
+        if ((rc = parse_size("--ranks", t, 2, KVR_MAX_RANKS, &v))) break;
         for (int i = 0; i < o->n_ranks; i++)
             if (o->ranks[i] == v) rc = usage_error("--ranks: %lld is listed twice", (long long)v);
-        if (!rc && o->n_ranks == KF_MAX_RANKS) rc = usage_error("--ranks: too many rank counts");
+        if (!rc && o->n_ranks == KVR_MAX_RANKS) rc = usage_error("--ranks: too many rank counts");
         if (!rc) o->ranks[o->n_ranks++] = (int)v;
     }
     if (!rc && o->n_ranks == 0) rc = usage_error("--ranks: empty list");
@@ -414,22 +413,6 @@ typedef struct kvrp_result {
     int64_t predictor_id;
 } kvrp_result;
 
-/* Split "c0,c1,..." into p chunks. */
-static bool parse_partition(const char *s, int p, int64_t *out) {
-    int i = 0;
-    const char *q = s;
-    while (*q && i < p) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(q, &end, 10);
-        if (end == q || errno || v < 1) return false;
-        out[i++] = v;
-        q = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return false;
-    }
-    return i == p && *q == 0;
-}
-
 static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, int64_t costs_id,
                    kvr_predictor **kp_out, kvrp_result *res, int *n_res, int64_t *table_id,
                    char *links, size_t links_len) {
@@ -502,7 +485,9 @@ static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, i
             bool bad = !ctx || !ch;
             for (int64_t i = 0; i < nr && !bad; i++) {
                 if (rows[i].n_ranks != p) continue;
-                if (!parse_partition(rows[i].partition, p, ch + (size_t)n * (size_t)p)) {
+                kvr_error pe;
+                if (kvr_partition_parse(rows[i].partition, p, rows[i].context,
+                                        ch + (size_t)n * (size_t)p, &pe) != KVR_OK) {
                     fail("--table %lld: row (%d ranks, %lld tokens): bad partition \"%s\"",
                          (long long)o->table, p, (long long)rows[i].context, rows[i].partition);
                     bad = true;
@@ -578,10 +563,15 @@ static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, i
             kvr_db_ptable_row *d = &rows[i];
             d->n_ranks = r->n_ranks;
             d->context = r->context;
-            size_t len = 0;
-            for (int j = 0; j < r->n_ranks && len < sizeof d->partition; j++)
-                len += (size_t)snprintf(d->partition + len, sizeof d->partition - len, "%s%lld",
-                                        j ? "," : "", (long long)r->partition[j]);
+            kvr_error fe;
+            if (kvr_partition_format(r->partition, r->n_ranks, d->partition,
+                                     sizeof d->partition, &fe) != KVR_OK) {
+                free(rows);
+                free(json);
+                fail("row (%d ranks, %lld tokens): %s", r->n_ranks, (long long)r->context,
+                     fe.msg);
+                goto out;
+            }
             const kvr_strategy order[5] = {KVR_STRATEGY_KVR_S, KVR_STRATEGY_KVR_E,
                                            KVR_STRATEGY_TSP, KVR_STRATEGY_RING,
                                            KVR_STRATEGY_SINGLE};
@@ -968,7 +958,7 @@ int main(int argc, char **argv) {
     kvr_predict_run_fit rf;
     memset(&rf, 0, sizeof rf);
     kvr_predictor *kp = NULL;
-    kvrp_result res[KF_MAX_RANKS];
+    kvrp_result res[KVR_MAX_RANKS];
     int n_res = 0;
     int64_t costs_id = 0, table_id = 0;
     char links[256] = "";

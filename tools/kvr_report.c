@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
             case 'M': o.no_md = true; break;
             case 't': o.title = optarg; break;
             case 'r':
-                if (kvr_parse_i64(optarg, 2, 256, &v, &e) != KVR_OK)
+                if (kvr_parse_i64(optarg, 2, KVR_MAX_RANKS, &v, &e) != KVR_OK)
                     return usage_error("--timeline-ranks: %s", e.msg);
                 o.timeline_ranks = (int)v;
                 break;

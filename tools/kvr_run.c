@@ -367,7 +367,7 @@ static int64_t pred_record(const kvr_run_opts *o, run_pred *rp, const kvr_prefil
     m.n_ranks = o->ranks;
     m.n_threads = o->threads;
     m.n_tokens = r->n_tokens;
-    snprintf(m.partition, sizeof m.partition, "%s", pstr);
+    snprintf(m.partition, sizeof m.partition, "%.*s", (int)sizeof m.partition - 1, pstr);
     snprintf(m.transport, sizeof m.transport, "%s", transport);
     m.ttft_ms = r->ttft_ms;
     m.predicted_ttft_ms = predicted_ms;
@@ -644,10 +644,8 @@ int main(int argc, char **argv) {
     }
 
     /* the prediction for this run, drift, and the record in the store */
-    char pstr[4096] = "";
-    for (int32_t i = 0, len = 0; i < r->n_ranks && len < (int32_t)sizeof pstr; i++)
-        len += snprintf(pstr + len, sizeof pstr - (size_t)len, "%s%lld", i ? "," : "",
-                        (long long)r->partition[i]);
+    char pstr[4096]; /* fits: at most KVR_MAX_RANKS chunks of a prompt's token count each */
+    kvr_partition_format(r->partition, r->n_ranks, pstr, sizeof pstr, NULL);
     double predicted_ms = -1, dev = NAN;
     bool drift = false;
     int64_t measured_id = 0;

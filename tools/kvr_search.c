@@ -22,14 +22,13 @@
 #include <string.h>
 
 #define KS_MAX_CONTEXTS 100000
-#define KS_MAX_RANKS    256
 
 typedef struct kvr_search_opts {
     const char *costs, *db, *run_id, *link_run_id, *links, *export_path;
     int64_t run, link_run;
     bool allow_incomplete;
     const char *ranks_arg, *context_arg, *strategies_arg;
-    int ranks[KS_MAX_RANKS];
+    int ranks[KVR_MAX_RANKS];
     int n_ranks;
     int64_t *contexts;
     int n_contexts;
@@ -113,8 +112,8 @@ static int parse_ranks(kvr_search_opts *o) {
         if ((rc = parse_size("--ranks", t, 1, 65536, &v))) break;
         for (int i = 0; i < o->n_ranks; i++)
             if (o->ranks[i] == v) rc = usage_error("--ranks: %lld is listed twice", (long long)v);
-        if (!rc && o->n_ranks == KS_MAX_RANKS)
-            rc = usage_error("--ranks: more than %d rank counts", KS_MAX_RANKS);
+        if (!rc && o->n_ranks == KVR_MAX_RANKS)
+            rc = usage_error("--ranks: more than %d rank counts", KVR_MAX_RANKS);
         if (!rc) o->ranks[o->n_ranks++] = (int)v;
     }
     if (!rc && o->n_ranks == 0) rc = usage_error("--ranks: empty list \"%s\"", o->ranks_arg);
@@ -396,10 +395,15 @@ static int store_table(kvr_db *db, const kvr_search_table *t, const kvr_search_o
         kvr_db_ptable_row *x = &rows[i];
         x->n_ranks = r->n_ranks;
         x->context = r->context;
-        size_t off = 0;
-        for (int k = 0; k < r->n_ranks && off < sizeof x->partition; k++)
-            off += (size_t)snprintf(x->partition + off, sizeof x->partition - off, "%s%lld",
-                                    k ? "," : "", (long long)r->partition[k]);
+        kvr_error fe;
+        if (kvr_partition_format(r->partition, r->n_ranks, x->partition, sizeof x->partition,
+                                 &fe) != KVR_OK) {
+            free(rows);
+            free(json);
+            fprintf(stderr, "kvr-search: row (%d ranks, %lld tokens): %s\n", r->n_ranks,
+                    (long long)r->context, fe.msg);
+            return 1;
+        }
         for (int k = 0; k < KVR_STRATEGY_COUNT && k < 5; k++)
             x->ttft_ms[k] = r->has[k] && !r->error[k] ? r->ttft_us[k] * 1e-3 : -1;
         snprintf(x->best, sizeof x->best, "%s", kvr_strategy_name(r->best));

@@ -1,0 +1,165 @@
+/* partition.c -- partitions of a prompt over ranks: even split, check, parse, format, and the
+ * rounding of real-valued chunk sizes onto a granularity grid (kvr_common.h). */
+#include "kvr_common.h"
+
+#include <math.h>
+#include <string.h>
+
+kvr_status kvr_partition_even(int64_t C, int32_t p, int64_t *out, kvr_error *err) {
+    if (p < 1 || p > KVR_MAX_RANKS)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%d ranks (need 1..%d)", p, KVR_MAX_RANKS);
+    if (C < p)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "%d ranks for %lld tokens: every rank needs at least one token", p,
+                             (long long)C);
+    for (int32_t i = 0; i < p; i++) out[i] = kvr_partition_even_chunk(C, p, i);
+    return KVR_OK;
+}
+
+kvr_status kvr_partition_check(const int64_t *part, int32_t p, int64_t C, kvr_error *err) {
+    if (p < 1 || p > KVR_MAX_RANKS)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%d ranks (need 1..%d)", p, KVR_MAX_RANKS);
+    int64_t sum = 0;
+    for (int32_t i = 0; i < p; i++) {
+        if (part[i] < 1)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "partition: chunk %d has %lld tokens; every chunk needs >= 1", i,
+                                 (long long)part[i]);
+        sum += part[i];
+    }
+    if (sum != C)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "partition sums to %lld tokens but the context has %lld",
+                             (long long)sum, (long long)C);
+    return KVR_OK;
+}
+
+kvr_status kvr_partition_parse(const char *s, int32_t p, int64_t C, int64_t *out, kvr_error *err) {
+    if (strcmp(s, "even") == 0) return kvr_partition_even(C, p, out, err);
+    int32_t n = 0;
+    const char *q = s;
+    while (*q) {
+        char tok[32];
+        size_t len = strcspn(q, ",");
+        if (len == 0 || len >= sizeof tok)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG, "partition '%s': bad chunk size", s);
+        memcpy(tok, q, len);
+        tok[len] = 0;
+        if (n >= p)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "partition '%s' has more than %d chunks (one per rank)", s, p);
+        int64_t v;
+        if (kvr_parse_i64(tok, 0, INT64_MAX / 2, &v, err) != KVR_OK)
+            return kvr_error_prefix(err, "partition '%s'", s);
+        out[n++] = v;
+        q += len;
+        if (*q == ',') {
+            q++;
+            if (!*q)
+                return kvr_error_set(err, KVR_ERR_INVALID_ARG, "partition '%s': trailing comma",
+                                     s);
+        }
+    }
+    if (n != p)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "partition '%s' has %d chunks for %d ranks",
+                             s, n, p);
+    return kvr_partition_check(out, p, C, err);
+}
+
+kvr_status kvr_partition_format(const int64_t *part, int32_t p, char *buf, size_t len,
+                                kvr_error *err) {
+    if (!buf || len == 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "partition text: no buffer");
+    size_t off = 0;
+    for (int32_t i = 0; i < p; i++) {
+        int w = snprintf(buf + off, len - off, "%s%lld", i ? "," : "", (long long)part[i]);
+        if (w < 0 || (size_t)w >= len - off) {
+            buf[0] = 0;
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "a partition of %d chunks does not fit in %zu bytes of text", p,
+                                 len);
+        }
+        off += (size_t)w;
+    }
+    if (p < 1) buf[0] = 0;
+    return KVR_OK;
+}
+
+#define PARTITION_HIST_BINS 64 /* remainder histogram of the rounding (p > 16) */
+
+/* Bucket of a remainder v in [0, 1) (<= 0 and >= 1 clamp to the end buckets). */
+static int partition_bin(double v) {
+    return v <= 0 ? 0 : (v >= 1 ? PARTITION_HIST_BINS - 1 : (int)(v * PARTITION_HIST_BINS));
+}
+
+kvr_status kvr_partition_round(const double *units, int32_t p, int64_t C, int64_t g, int64_t *out,
+                               kvr_error *err) {
+    if (g < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "granularity must be >= 1, got %lld",
+                             (long long)g);
+    if (p < 1 || C / p < g)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "context %lld is smaller than ranks x granularity (%d x %lld)",
+                             (long long)C, p, (long long)g);
+    const int64_t n_units = C / g;
+    /* the remainder C mod g is not part of any unit: it stays on the last chunk */
+    const double r_units = (double)(C - n_units * g) / (double)g;
+#define TGT(i) (units[i] - ((i) + 1 == p ? r_units : 0))
+    int64_t used = 0;
+    for (int32_t i = 0; i < p; i++) {
+        double c = TGT(i);
+        int64_t u = c >= 1 ? (int64_t)c : 1; /* floor, at least one unit */
+        if (c > 9e18) u = n_units;
+        out[i] = u;
+        used += u;
+    }
+    /* hand out the units the floors left to the chunks with the largest remainders: a
+     * histogram of the remainders (in [0, 1); chunks raised to one unit count as 0) finds the
+     * cut in O(p), ties inside the cut bucket go to the largest remainders first */
+    if (used < n_units && p > 16) {
+        int hist[PARTITION_HIST_BINS] = {0};
+        for (int32_t i = 0; i < p; i++) hist[partition_bin(TGT(i) - (double)out[i])]++;
+        int64_t need = n_units - used;
+        int cut = PARTITION_HIST_BINS - 1;
+        for (; cut > 0 && need > hist[cut]; cut--) need -= hist[cut];
+        /* every chunk above the cut bucket gets a unit; the rest come from the cut bucket */
+        for (int32_t i = 0; i < p; i++)
+            if (partition_bin(TGT(i) - (double)out[i]) > cut) {
+                out[i]++;
+                used++;
+            }
+    }
+    /* the rest one at a time, largest remainder first (all of it for p <= 16: cheaper than the
+     * histogram; for more ranks the members of the cut bucket) */
+    while (used < n_units) {
+        int32_t best = 0;
+        double bv = -INFINITY;
+        for (int32_t i = 0; i < p; i++) {
+            double v = TGT(i) - (double)out[i];
+            if (v > bv) {
+                bv = v;
+                best = i;
+            }
+        }
+        out[best]++;
+        used++;
+    }
+    while (used > n_units) {
+        int32_t best = -1;
+        double bv = INFINITY;
+        for (int32_t i = 0; i < p; i++) {
+            double v = TGT(i) - (double)out[i];
+            if (out[i] > 1 && v < bv) {
+                bv = v;
+                best = i;
+            }
+        }
+        if (best < 0) break; /* cannot happen: n_units >= p */
+        out[best]--;
+        used--;
+    }
+#undef TGT
+    for (int32_t i = 0; i < p; i++) out[i] *= g;
+    out[p - 1] += C - n_units * g;
+    return KVR_OK;
+}
