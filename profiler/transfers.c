@@ -29,8 +29,6 @@
 enum { PROF_P2P, PROF_CHAIN, PROF_CHAIN_COMPUTE, PROF_ALLGATHER };
 static const char *const prof_pattern_names[] = {"p2p", "chain", "chain_compute", "allgather"};
 
-enum { PROF_TAG_READY = 9000, PROF_TAG_DATA = 9001, PROF_TAG_K = 9002, PROF_TAG_V = 9003 };
-
 typedef struct prof_xpoint {
     int32_t pattern;
     int32_t src, dst;
@@ -58,11 +56,9 @@ typedef struct prof_xctx {
     int32_t *tokens;
 } prof_xctx;
 
-/* All-gather one double per rank into x->times. */
+/* All-gather one double per rank into x->times (control channel). */
 static kvr_status prof_gather(prof_xctx *x, double mine, kvr_error *err) {
-    size_t bytes[KVR_MAX_RANKS];
-    for (int32_t r = 0; r < x->n; r++) bytes[r] = sizeof(double);
-    return kvr_comm_allgatherv(x->comm, &mine, x->times, bytes, err);
+    return kvr_comm_ctrl_allgather(x->comm, &mine, sizeof mine, x->times, err);
 }
 
 static double prof_max(const double *v, int32_t n) {
@@ -76,18 +72,14 @@ static kvr_status prof_p2p_measure(void *user, int32_t it, double *time_us, kvr_
     prof_xctx *x = user;
     const prof_xpoint *pt = x->pt;
     double local = 0;
-    if (x->me == pt->dst) {
-        kvr_comm_request *rq = NULL;
-        KVR_TRY(kvr_comm_isend(x->comm, pt->src, PROF_TAG_READY, NULL, 0, &rq, err));
-        kvr_status st = kvr_comm_recv(x->comm, pt->src, PROF_TAG_DATA, x->rbuf, (size_t)pt->size, err);
-        kvr_status st2 = kvr_comm_wait(x->comm, rq, st == KVR_OK ? err : NULL);
-        KVR_TRY(st);
-        KVR_TRY(st2);
+    if (x->me == pt->dst) { /* ready (control channel), then the message */
+        KVR_TRY(kvr_comm_ctrl_send(x->comm, pt->src, NULL, 0, err));
+        KVR_TRY(kvr_comm_recv(x->comm, pt->src, x->rbuf, (size_t)pt->size, KVR_MEM_HOST, err));
     } else if (x->me == pt->src) {
-        KVR_TRY(kvr_comm_recv(x->comm, pt->dst, PROF_TAG_READY, NULL, 0, err));
+        KVR_TRY(kvr_comm_ctrl_recv(x->comm, pt->dst, NULL, 0, err));
         kvr_comm_request *rq = NULL;
         const double t0 = kvr_time_us();
-        KVR_TRY(kvr_comm_isend(x->comm, pt->dst, PROF_TAG_DATA, x->sbuf, (size_t)pt->size, &rq, err));
+        KVR_TRY(kvr_comm_isend(x->comm, pt->dst, x->sbuf, (size_t)pt->size, KVR_MEM_HOST, &rq, err));
         KVR_TRY(kvr_comm_wait(x->comm, rq, err));
         local = kvr_time_us() - t0;
     }
@@ -108,16 +100,17 @@ static kvr_status prof_chain_measure(void *user, int32_t it, double *time_us, kv
     if (compute) kvr_op_pre(x->ws, l);
     double arrive = 0, post = 0;
     if (me > 0) {
-        KVR_TRY(kvr_comm_recv(x->comm, me - 1, PROF_TAG_K, x->kbuf, pre_bytes, err));
-        KVR_TRY(kvr_comm_recv(x->comm, me - 1, PROF_TAG_V, x->vbuf, pre_bytes, err));
+        KVR_TRY(kvr_comm_recv(x->comm, me - 1, x->kbuf, pre_bytes, KVR_MEM_HOST, err));
+        KVR_TRY(kvr_comm_recv(x->comm, me - 1, x->vbuf, pre_bytes, KVR_MEM_HOST, err));
         arrive = kvr_time_us() - x->clock_offset_us;
     }
     kvr_comm_request *rk = NULL, *rv = NULL;
     kvr_status st = KVR_OK;
     if (me < n - 1) {
         post = kvr_time_us() - x->clock_offset_us;
-        st = kvr_comm_isend(x->comm, me + 1, PROF_TAG_K, x->kbuf, all_bytes, &rk, err);
-        if (st == KVR_OK) st = kvr_comm_isend(x->comm, me + 1, PROF_TAG_V, x->vbuf, all_bytes, &rv, err);
+        st = kvr_comm_isend(x->comm, me + 1, x->kbuf, all_bytes, KVR_MEM_HOST, &rk, err);
+        if (st == KVR_OK)
+            st = kvr_comm_isend(x->comm, me + 1, x->vbuf, all_bytes, KVR_MEM_HOST, &rv, err);
     }
     if (st == KVR_OK && compute) {
         kvr_op_attn(x->ws, l);
@@ -130,9 +123,7 @@ static kvr_status prof_chain_measure(void *user, int32_t it, double *time_us, kv
     KVR_TRY(s2);
     /* (post, arrive) of every rank on rank 0's clock */
     const double mine[2] = {post, arrive};
-    size_t bytes[KVR_MAX_RANKS];
-    for (int32_t r = 0; r < n; r++) bytes[r] = sizeof mine;
-    KVR_TRY(kvr_comm_allgatherv(x->comm, mine, x->times, bytes, err));
+    KVR_TRY(kvr_comm_ctrl_allgather(x->comm, mine, sizeof mine, x->times, err));
     if (it >= 0 && it < x->max_iters)
         memcpy(x->links + (size_t)it * 2 * (size_t)n, x->times, 2 * (size_t)n * sizeof(double));
     *time_us = x->times[2 * (n - 1) + 1] - x->times[0]; /* last arrival - first post */
@@ -140,8 +131,9 @@ static kvr_status prof_chain_measure(void *user, int32_t it, double *time_us, kv
 }
 
 /* MPI ranks may sit on machines whose clocks differ: estimate each rank's offset from rank 0's
- * clock by ping-pong (the exchange with the shortest round trip; offset = remote time - the
- * midpoint of the local send and receive). Threads share one clock: offset 0. */
+ * clock by ping-pong on the control channel (the exchange with the shortest round trip;
+ * offset = remote time - the midpoint of the local send and receive). Threads share one clock:
+ * offset 0. */
 static kvr_status prof_clock_offsets(prof_xctx *x, kvr_error *err) {
     x->clock_offset_us = 0;
     if (kvr_comm_transport(x->comm) == KVR_TRANSPORT_THREADS) return KVR_OK;
@@ -151,33 +143,25 @@ static kvr_status prof_clock_offsets(prof_xctx *x, kvr_error *err) {
         for (int k = 0; k < 16; k++) {
             if (x->me == 0) {
                 double tr = 0;
-                KVR_TRY(kvr_comm_recv(x->comm, r, PROF_TAG_READY, NULL, 0, err));
-                kvr_comm_request *rq = NULL;
+                KVR_TRY(kvr_comm_ctrl_recv(x->comm, r, NULL, 0, err));
                 double t0 = kvr_time_us();
-                KVR_TRY(kvr_comm_isend(x->comm, r, PROF_TAG_DATA, &t0, sizeof t0, &rq, err));
-                KVR_TRY(kvr_comm_wait(x->comm, rq, err));
-                KVR_TRY(kvr_comm_recv(x->comm, r, PROF_TAG_DATA, &tr, sizeof tr, err));
+                KVR_TRY(kvr_comm_ctrl_send(x->comm, r, &t0, sizeof t0, err));
+                KVR_TRY(kvr_comm_ctrl_recv(x->comm, r, &tr, sizeof tr, err));
                 const double t2 = kvr_time_us();
                 if (t2 - t0 < best_rtt) best_rtt = t2 - t0, best_off = tr - (t0 + t2) / 2;
             } else {
-                kvr_comm_request *rq = NULL;
                 double t0 = 0;
-                KVR_TRY(kvr_comm_isend(x->comm, 0, PROF_TAG_READY, NULL, 0, &rq, err));
-                KVR_TRY(kvr_comm_wait(x->comm, rq, err));
-                KVR_TRY(kvr_comm_recv(x->comm, 0, PROF_TAG_DATA, &t0, sizeof t0, err));
+                KVR_TRY(kvr_comm_ctrl_send(x->comm, 0, NULL, 0, err));
+                KVR_TRY(kvr_comm_ctrl_recv(x->comm, 0, &t0, sizeof t0, err));
                 double tr = kvr_time_us();
-                KVR_TRY(kvr_comm_isend(x->comm, 0, PROF_TAG_DATA, &tr, sizeof tr, &rq, err));
-                KVR_TRY(kvr_comm_wait(x->comm, rq, err));
+                KVR_TRY(kvr_comm_ctrl_send(x->comm, 0, &tr, sizeof tr, err));
             }
         }
-        if (x->me == 0) { /* tell rank r its offset */
-            kvr_comm_request *rq = NULL;
-            KVR_TRY(kvr_comm_isend(x->comm, r, PROF_TAG_DATA, &best_off, sizeof best_off, &rq, err));
-            KVR_TRY(kvr_comm_wait(x->comm, rq, err));
-        } else {
-            KVR_TRY(kvr_comm_recv(x->comm, 0, PROF_TAG_DATA, &x->clock_offset_us,
-                                  sizeof x->clock_offset_us, err));
-        }
+        if (x->me == 0) /* tell rank r its offset */
+            KVR_TRY(kvr_comm_ctrl_send(x->comm, r, &best_off, sizeof best_off, err));
+        else
+            KVR_TRY(kvr_comm_ctrl_recv(x->comm, 0, &x->clock_offset_us, sizeof x->clock_offset_us,
+                                       err));
     }
     return kvr_comm_barrier(x->comm, err);
 }
@@ -189,7 +173,7 @@ static kvr_status prof_allgather_measure(void *user, int32_t it, double *time_us
     for (int32_t r = 0; r < x->n; r++) bytes[r] = (size_t)x->part[r] * x->row_bytes;
     KVR_TRY(kvr_comm_barrier(x->comm, err));
     const double t0 = kvr_time_us();
-    KVR_TRY(kvr_comm_allgatherv(x->comm, x->sbuf, x->rbuf, bytes, err));
+    KVR_TRY(kvr_comm_allgatherv(x->comm, x->sbuf, x->rbuf, bytes, KVR_MEM_HOST, err));
     KVR_TRY(prof_gather(x, kvr_time_us() - t0, err));
     *time_us = prof_max(x->times, x->n);
     return KVR_OK;
@@ -355,25 +339,23 @@ kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_comm *comm
     int64_t npts = 0, total = 0;
     kvr_status st = KVR_OK;
     if (root) st = prof_xpoints(db, run_id, p, x.n, x.row_bytes, max_bytes, &pts, &npts, &total, err);
-    /* share the list: first its length, then the points */
-    int64_t hdr[2] = {st == KVR_OK ? npts : -1, total}, got[2] = {0, 0};
-    size_t bytes[KVR_MAX_RANKS] = {0};
-    bytes[0] = sizeof hdr;
-    kvr_status cs = kvr_comm_allgatherv(comm, root ? hdr : NULL, got, bytes, err);
+    /* share the list (control channel): first its length, then the points */
+    int64_t hdr[2] = {st == KVR_OK ? npts : -1, total};
+    kvr_status cs = kvr_comm_ctrl_bcast(comm, 0, hdr, sizeof hdr, err);
     if (st == KVR_OK) st = cs;
     if (st != KVR_OK) goto fail;
-    if (got[0] < 0) {
+    if (hdr[0] < 0) {
         st = kvr_error_set(err, KVR_ERR_COMM, "rank %d: rank 0 could not list the points", x.me);
         goto fail;
     }
-    npts = got[0];
-    total = got[1];
+    npts = hdr[0];
+    total = hdr[1];
     if (!root && !(pts = malloc((size_t)KVR_MAX(npts, 1) * sizeof *pts))) {
         st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", x.me);
         goto fail;
     }
-    bytes[0] = (size_t)npts * sizeof *pts; /* in place: rank 0's list sits at offset 0 */
-    if ((st = kvr_comm_allgatherv(comm, NULL, pts, bytes, err)) != KVR_OK) goto fail;
+    if ((st = kvr_comm_ctrl_bcast(comm, 0, pts, (size_t)npts * sizeof *pts, err)) != KVR_OK)
+        goto fail;
     res->n_points = total;
     res->n_skipped = total - npts;
 
@@ -504,22 +486,24 @@ kvr_status kvr_profile_transfers_threads(kvr_db *db, int64_t run_id, const kvr_m
     if (n < 2 || n > KVR_MAX_RANKS)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "transfers need 2..%d ranks, not %d",
                              KVR_MAX_RANKS, n);
-    kvr_comm_group *g;
-    KVR_TRY(kvr_comm_group_create(n, &g, err));
+    kvr_comm_params cp = kvr_comm_params_default();
+    cp.n_ranks = n;
+    kvr_comm_world *w;
+    KVR_TRY(kvr_comm_world_create(&cp, &w, err));
     prof_xthread *t = calloc((size_t)n, sizeof *t);
     pthread_t *th = calloc((size_t)n, sizeof *th);
     bool *started = calloc((size_t)n, sizeof *started);
     if (!t || !th || !started) {
         free(t), free(th), free(started);
-        kvr_comm_group_destroy(g);
+        kvr_comm_world_destroy(w);
         return kvr_error_set(err, KVR_ERR_NOMEM, "transfers: out of memory");
     }
     kvr_status st = KVR_OK;
     for (int32_t i = 0; i < n; i++) {
-        t[i] = (prof_xthread){i == 0 ? db : NULL, run_id, kvr_comm_group_rank(g, i), m, p, hooks,
+        t[i] = (prof_xthread){i == 0 ? db : NULL, run_id, kvr_comm_world_local(w, i), m, p, hooks,
                               {0}, {0}, KVR_OK};
         if (pthread_create(&th[i], NULL, prof_xthread_main, &t[i]) != 0) {
-            kvr_comm_fail(kvr_comm_group_rank(g, i), "could not start the rank's thread");
+            kvr_comm_fail(kvr_comm_world_local(w, i), "could not start the rank's thread");
             st = kvr_error_set(err, KVR_ERR_NOMEM, "transfers: cannot start thread for rank %d", i);
             break;
         }
@@ -540,6 +524,6 @@ kvr_status kvr_profile_transfers_threads(kvr_db *db, int64_t run_id, const kvr_m
     }
     *res = t[0].res;
     free(t), free(th), free(started);
-    kvr_comm_group_destroy(g);
+    kvr_comm_world_destroy(w);
     return st;
 }

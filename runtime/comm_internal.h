@@ -1,40 +1,84 @@
-/* comm_internal.h -- the transport vtable behind kvr_comm and the shared request type. */
+/* comm_internal.h -- what a transport implements behind kvr_comm.h (docs/transport.md): the
+ * vtable, the endpoint and world structs the front end (comm.c) shares with the transports, and
+ * the request pool. Tests include it on purpose (the pool counters). */
 #ifndef KVR_COMM_INTERNAL_H
 #define KVR_COMM_INTERNAL_H
 #include "kvr_comm.h"
 
+#include <stddef.h>
+
+/* A transport. The front end (comm.c) checks arguments (peers, memory spaces), hands isend a
+ * request slot of req_size bytes from the endpoint's pool and returns it after wait, and keeps
+ * the send-side accounting; recv accounts its own wait and transfer time, as only the transport
+ * knows where one ends and the other begins. Control calls are never accounted. */
 typedef struct kvr_comm_ops {
-    kvr_status (*isend)(kvr_comm *c, int32_t dst, int32_t tag, const void *buf, size_t bytes,
-                        kvr_comm_request **req, kvr_error *err);
-    kvr_status (*recv)(kvr_comm *c, int32_t src, int32_t tag, void *buf, size_t bytes,
+    const char *name;     /* "threads": for messages */
+    kvr_transport transport;
+    unsigned mem_spaces;  /* bit (1u << space) for every kvr_mem_space the data channel reaches */
+    size_t req_size;      /* bytes of the transport's private request (one pool slot) */
+    /* data channel: tagless, in order per (src, dst) */
+    kvr_status (*isend)(kvr_comm *c, int32_t dst, const void *buf, size_t bytes,
+                        kvr_mem_space space, void *req, kvr_error *err);
+    kvr_status (*recv)(kvr_comm *c, int32_t src, void *buf, size_t bytes, kvr_mem_space space,
                        kvr_error *err);
-    kvr_status (*wait)(kvr_comm *c, kvr_comm_request *req, kvr_error *err);
+    kvr_status (*wait)(kvr_comm *c, void *req, kvr_error *err);
     kvr_status (*allgatherv)(kvr_comm *c, const void *send, void *recv, const size_t *bytes,
-                             kvr_error *err);
+                             kvr_mem_space space, kvr_error *err);
+    /* control channel: host memory */
+    kvr_status (*ctrl_send)(kvr_comm *c, int32_t dst, const void *buf, size_t bytes,
+                            kvr_error *err);
+    kvr_status (*ctrl_recv)(kvr_comm *c, int32_t src, void *buf, size_t bytes, kvr_error *err);
+    kvr_status (*ctrl_bcast)(kvr_comm *c, int32_t root, void *buf, size_t bytes, kvr_error *err);
+    kvr_status (*ctrl_allgather)(kvr_comm *c, const void *mine, size_t bytes_each, void *all,
+                                 kvr_error *err);
     kvr_status (*barrier)(kvr_comm *c, kvr_error *err);
+    /* failure and teardown */
     void (*fail)(kvr_comm *c, const char *reason);
+    void (*abort)(kvr_comm *c, int code);
+    void (*world_destroy)(kvr_comm_world *w); /* the transport's part (w->impl) */
 } kvr_comm_ops;
+
+/* One request slot of an endpoint's pool; the public kvr_comm_request * points at it. */
+typedef struct comm_slot {
+    struct comm_slot *next_free; /* free list */
+    struct comm_slot *next_all;  /* every slot of the endpoint, for destroy */
+    bool in_use;
+    max_align_t data[]; /* the transport's request, ops->req_size bytes */
+} comm_slot;
 
 struct kvr_comm {
     const kvr_comm_ops *ops;
-    kvr_transport transport;
     int32_t rank, size;
     kvr_comm_stats stats;
-    void *impl; /* transport state: the thread group, or MPI data */
+    void *impl;                  /* the transport's shared state (thread group, MPI comms) */
+    comm_slot *free_reqs, *all_reqs;
+    int32_t n_reqs, n_reqs_out;  /* pool: slots allocated, handles held by the caller */
+    kvr_comm_request **ag_reqs;  /* (size) allgatherv's send handles */
 };
 
-/* One posted send (both transports). */
-struct kvr_comm_request {
-    /* threads transport: the posted message, queued until a receiver takes and copies it */
-    int32_t src, dst, tag;
-    const void *buf;
-    size_t bytes;
-    bool taken, done;
-    struct kvr_comm_request *next;
-    void *mpi; /* MPI transport: its own request storage (comm_mpi.c) */
+struct kvr_comm_world {
+    const kvr_comm_ops *ops;
+    int32_t size, n_local;
+    kvr_comm *local; /* (n_local) */
+    void *impl;
 };
 
-/* MPI transport entry points (comm_mpi.c). */
-extern const kvr_comm_ops comm_mpi_ops;
+/* Front end (comm.c): allocate a world with n_local endpoints of ranks first..first+n_local,
+ * each with impl set; the transport fills w->impl. */
+kvr_status comm_world_alloc(const kvr_comm_ops *ops, int32_t size, int32_t n_local,
+                            int32_t first_rank, void *impl, kvr_comm_world **out,
+                            kvr_error *err);
+/* The all-gather as grouped point-to-point over ops->isend/recv/wait, for transports whose
+ * isend does not block: post this rank's piece to ranks me+1, me+2, ... (mod n), receive from
+ * me-1, me-2, ... into place, wait for the sends. Zero-byte pieces send nothing. */
+kvr_status comm_allgatherv_p2p(kvr_comm *c, const void *send, void *recv, const size_t *bytes,
+                               kvr_mem_space space, kvr_error *err);
+
+/* Transports (threads in comm_threads.c, mpi in comm_mpi.c). */
+kvr_status comm_threads_world_create(const kvr_comm_params *p, kvr_comm_world **out,
+                                     kvr_error *err);
+kvr_status comm_mpi_world_create(const kvr_comm_params *p, kvr_comm_world **out,
+                                 kvr_error *err);
+bool comm_mpi_available(void);
 
 #endif

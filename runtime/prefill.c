@@ -129,22 +129,23 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
         kvr_op_pre(ws, l);
         compute_us += kvr_time_us() - t;
         if (tsp) {
-            if ((st = kvr_comm_allgatherv(comm, NULL, K, ag_bytes, err)) != KVR_OK) goto fail;
-            if ((st = kvr_comm_allgatherv(comm, NULL, V, ag_bytes, err)) != KVR_OK) goto fail;
+            if ((st = kvr_comm_allgatherv(comm, NULL, K, ag_bytes, KVR_MEM_HOST, err))) goto fail;
+            if ((st = kvr_comm_allgatherv(comm, NULL, V, ag_bytes, KVR_MEM_HOST, err))) goto fail;
         } else {
             const size_t pre_bytes = (size_t)(P * kvd) * sizeof(float);
             const size_t all_bytes = (size_t)(S * kvd) * sizeof(float);
             if (me > 0) {
-                if ((st = kvr_comm_recv(comm, me - 1, 2 * l, K, pre_bytes, err)) != KVR_OK)
+                if ((st = kvr_comm_recv(comm, me - 1, K, pre_bytes, KVR_MEM_HOST, err)))
                     goto fail;
-                if ((st = kvr_comm_recv(comm, me - 1, 2 * l + 1, V, pre_bytes, err)) != KVR_OK)
+                if ((st = kvr_comm_recv(comm, me - 1, V, pre_bytes, KVR_MEM_HOST, err)))
                     goto fail;
             }
             if (!last) { /* run ahead: forward [0, S) now, complete at the end */
-                if ((st = kvr_comm_isend(comm, me + 1, 2 * l, K, all_bytes, &reqs[2 * l], err)))
-                    goto fail;
-                if ((st = kvr_comm_isend(comm, me + 1, 2 * l + 1, V, all_bytes, &reqs[2 * l + 1],
+                if ((st = kvr_comm_isend(comm, me + 1, K, all_bytes, KVR_MEM_HOST, &reqs[2 * l],
                                          err)))
+                    goto fail;
+                if ((st = kvr_comm_isend(comm, me + 1, V, all_bytes, KVR_MEM_HOST,
+                                         &reqs[2 * l + 1], err)))
                     goto fail;
             }
         }
@@ -169,14 +170,10 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
             memcpy(out->logits, logits, (size_t)cfg->vocab_size * sizeof(float));
         }
     }
-    for (int32_t i = 0; reqs && i < 2 * L; i++) {
-        st = kvr_comm_wait(comm, reqs[i], err);
-        reqs[i] = NULL;
-        if (st != KVR_OK) goto fail;
-    }
+    if (reqs && (st = kvr_comm_waitall(comm, 2 * L, reqs, err)) != KVR_OK) goto fail;
     const double t_end = kvr_time_us();
 
-    /* Publish every rank's figures to every rank. */
+    /* Publish every rank's figures to every rank (control channel: host metadata). */
     const kvr_comm_stats *cs = kvr_comm_get_stats(comm);
     kvr_rank_report mine = {0};
     mine.stats.rank = me;
@@ -191,20 +188,17 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     mine.first_token = first;
     mine.ttft_ms = last ? (t_first - t0) * 1e-3 : 0;
     kvr_rank_report *all = calloc((size_t)p, sizeof *all);
-    size_t *rb = malloc((size_t)p * sizeof *rb);
-    if (!all || !rb) {
-        free(all), free(rb);
+    if (!all) {
         st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", me);
         goto fail;
     }
-    for (int32_t i = 0; i < p; i++) rb[i] = sizeof(kvr_rank_report);
-    st = kvr_comm_allgatherv(comm, &mine, all, rb, err);
+    st = kvr_comm_ctrl_allgather(comm, &mine, sizeof mine, all, err);
     if (st == KVR_OK) {
         for (int32_t i = 0; i < p; i++) out->ranks[i] = all[i].stats;
         out->first_token = all[p - 1].first_token;
         out->ttft_ms = all[p - 1].ttft_ms;
     }
-    free(all), free(rb);
+    free(all);
     if (st != KVR_OK) goto fail;
 
     if (last && pp->keep_kv) {
@@ -231,8 +225,7 @@ fail:
     /* Tell the peers first so none waits on us, then drain our own sends (they may still be
      * read by a peer that has already matched them) before freeing the buffers they point to. */
     kvr_comm_fail(comm, err ? err->msg : "error");
-    for (int32_t i = 0; reqs && i < 2 * L; i++)
-        if (reqs[i]) kvr_comm_wait(comm, reqs[i], NULL);
+    if (reqs) kvr_comm_waitall(comm, 2 * L, reqs, NULL);
     free(reqs);
     free(ag_bytes);
     kvr_layer_ws_destroy(ws);
@@ -274,21 +267,23 @@ kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t C,
     int64_t part[KVR_MAX_RANKS];
     KVR_TRY(kvr_check_params(m, pp, C, part, err)); /* fail fast before starting threads */
     const int32_t p = pp->n_ranks;
-    kvr_comm_group *g;
-    KVR_TRY(kvr_comm_group_create(p, &g, err));
+    kvr_comm_params cp = kvr_comm_params_default();
+    cp.n_ranks = p;
+    kvr_comm_world *w;
+    KVR_TRY(kvr_comm_world_create(&cp, &w, err));
     kvr_rank_thread *rt = calloc((size_t)p, sizeof *rt);
     pthread_t *th = calloc((size_t)p, sizeof *th);
     bool *started = calloc((size_t)p, sizeof *started);
     if (!rt || !th || !started) {
         free(rt), free(th), free(started);
-        kvr_comm_group_destroy(g);
+        kvr_comm_world_destroy(w);
         return kvr_error_set(err, KVR_ERR_NOMEM, "prefill: out of memory");
     }
     kvr_status st = KVR_OK;
     for (int32_t i = 0; i < p; i++) {
-        rt[i] = (kvr_rank_thread){m, kvr_comm_group_rank(g, i), tokens, C, pp, {0}, {0}, KVR_OK};
+        rt[i] = (kvr_rank_thread){m, kvr_comm_world_local(w, i), tokens, C, pp, {0}, {0}, KVR_OK};
         if (pthread_create(&th[i], NULL, kvr_rank_main, &rt[i]) != 0) {
-            kvr_comm_fail(kvr_comm_group_rank(g, i), "could not start the rank's thread");
+            kvr_comm_fail(kvr_comm_world_local(w, i), "could not start the rank's thread");
             st = kvr_error_set(err, KVR_ERR_NOMEM, "prefill: cannot start thread for rank %d", i);
             break;
         }
@@ -314,6 +309,6 @@ kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t C,
     }
     for (int32_t i = 0; i < p; i++) kvr_prefill_result_free(&rt[i].res);
     free(rt), free(th), free(started);
-    kvr_comm_group_destroy(g);
+    kvr_comm_world_destroy(w);
     return st;
 }

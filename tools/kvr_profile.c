@@ -606,22 +606,29 @@ int main(int argc, char **argv) {
         return 1;
     }
     kvr_error err = {0};
+    kvr_comm_world *world = NULL; /* MPI: this process's rank in the job */
     kvr_comm *mpi = NULL;
     if (o.transport == KVR_TRANSPORT_MPI) {
-        if (kvr_comm_mpi_init(&argc, &argv, &mpi, &err) != KVR_OK) {
+        kvr_comm_params cp = kvr_comm_params_default();
+        cp.transport = KVR_TRANSPORT_MPI;
+        cp.n_ranks = 0;
+        cp.argc = &argc;
+        cp.argv = &argv;
+        if (kvr_comm_world_create(&cp, &world, &err) != KVR_OK) {
             fprintf(stderr, "kvr-profile: --transport mpi: %s\n", err.msg);
             return 1;
         }
+        mpi = kvr_comm_world_local(world, 0);
         if (o.ranks_set && o.ranks != kvr_comm_size(mpi)) {
             fprintf(stderr, "kvr-profile: --ranks %d but the MPI job has %d processes\n", o.ranks,
                     kvr_comm_size(mpi));
-            kvr_comm_mpi_finalize(mpi);
+            kvr_comm_world_destroy(world);
             return 2;
         }
         o.ranks = kvr_comm_size(mpi);
         if (o.ranks < 2) {
             fprintf(stderr, "kvr-profile: --transport mpi needs at least 2 processes (mpirun -np 2)\n");
-            kvr_comm_mpi_finalize(mpi);
+            kvr_comm_world_destroy(world);
             return 2;
         }
     }
@@ -704,14 +711,10 @@ int main(int argc, char **argv) {
         if (mpi) { /* rank 0's choice of model and parameters reaches every rank */
             int64_t len = -1;
             if (root) len = (int64_t)strlen(msrc);
-            size_t b[KVR_MAX_RANKS] = {0};
-            b[0] = sizeof len;
-            int64_t got = 0;
-            if (kvr_comm_allgatherv(mpi, root ? &len : NULL, &got, b, &err) != KVR_OK) goto done;
-            if (got < 0 || got >= (int64_t)sizeof defpath) goto done;
+            if (kvr_comm_ctrl_bcast(mpi, 0, &len, sizeof len, &err) != KVR_OK) goto done;
+            if (len < 0 || len >= (int64_t)sizeof defpath) goto done;
             if (root) snprintf(defpath, sizeof defpath, "%s", msrc);
-            b[0] = (size_t)got + 1;
-            if (kvr_comm_allgatherv(mpi, NULL, defpath, b, &err) != KVR_OK) goto done;
+            if (kvr_comm_ctrl_bcast(mpi, 0, defpath, (size_t)len + 1, &err) != KVR_OK) goto done;
             msrc = defpath;
         }
         kvr_model_load_params lp = kvr_model_load_params_default();
@@ -778,12 +781,9 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     if (mpi) { /* every rank needs the parameters */
-        int64_t len = root ? (int64_t)strlen(params_str) : 0, got = 0;
-        size_t b[KVR_MAX_RANKS] = {0};
-        b[0] = sizeof len;
-        if (kvr_comm_allgatherv(mpi, root ? &len : NULL, &got, b, &err) != KVR_OK) goto done;
-        b[0] = (size_t)got + 1;
-        if (kvr_comm_allgatherv(mpi, NULL, params_str, b, &err) != KVR_OK) goto done;
+        int64_t len = root ? (int64_t)strlen(params_str) : 0;
+        if (kvr_comm_ctrl_bcast(mpi, 0, &len, sizeof len, &err) != KVR_OK) goto done;
+        if (kvr_comm_ctrl_bcast(mpi, 0, params_str, (size_t)len + 1, &err) != KVR_OK) goto done;
         if (!root && kvr_profile_params_parse(params_str, &pp, &err) != KVR_OK) goto done;
     }
 
@@ -858,9 +858,7 @@ done:
     }
     kvr_model_destroy(model);
     kvr_db_close(db);
-    if (mpi) {
-        if (exit_code == 1) kvr_comm_mpi_abort(mpi, 1);
-        kvr_comm_mpi_finalize(mpi);
-    }
+    if (mpi && exit_code == 1) kvr_comm_abort(mpi, 1);
+    kvr_comm_world_destroy(world);
     return exit_code;
 }

@@ -395,16 +395,23 @@ int main(int argc, char **argv) {
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc;
     kvr_error err = {0};
+    kvr_comm_world *world = NULL; /* MPI: this process's rank in the job */
     kvr_comm *mpi = NULL;
     if (o.transport == KVR_TRANSPORT_MPI) {
-        if (kvr_comm_mpi_init(&argc, &argv, &mpi, &err) != KVR_OK) {
+        kvr_comm_params cp = kvr_comm_params_default();
+        cp.transport = KVR_TRANSPORT_MPI;
+        cp.n_ranks = 0;
+        cp.argc = &argc;
+        cp.argv = &argv;
+        if (kvr_comm_world_create(&cp, &world, &err) != KVR_OK) {
             fprintf(stderr, "kvr-run: --transport mpi: %s\n", err.msg);
             return 1;
         }
+        mpi = kvr_comm_world_local(world, 0);
         int32_t size = kvr_comm_size(mpi);
         if (o.ranks_set && o.ranks != size) {
             fprintf(stderr, "kvr-run: --ranks %d but the MPI job has %d processes\n", o.ranks, size);
-            kvr_comm_mpi_finalize(mpi);
+            kvr_comm_world_destroy(world);
             return 2;
         }
         o.ranks = size;
@@ -498,7 +505,7 @@ int main(int argc, char **argv) {
         run_pred_free(&rp);
         free(ids);
         kvr_model_destroy(model);
-        if (mpi) kvr_comm_mpi_finalize(mpi);
+        kvr_comm_world_destroy(world);
         return 2;
     }
     if (o.auto_partition) {
@@ -506,7 +513,7 @@ int main(int argc, char **argv) {
         struct {
             int32_t ok;
             int64_t chunks[KVR_MAX_RANKS];
-        } mine, *all = NULL;
+        } mine;
         memset(&mine, 0, sizeof mine);
         if (printer) {
             if (o.ranks == 1) {
@@ -530,23 +537,15 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        if (mpi) {
-            size_t bytes[KVR_MAX_RANKS];
-            for (int32_t i = 0; i < o.ranks; i++) bytes[i] = sizeof mine;
-            all = calloc((size_t)o.ranks, sizeof *all);
-            if (!all || kvr_comm_allgatherv(mpi, &mine, all, bytes, &err) != KVR_OK) {
-                fprintf(stderr, "kvr-run: --partition auto: %s\n", all ? err.msg : "out of memory");
-                free(all);
-                goto fail_pred;
-            }
-            mine = all[0];
-            free(all);
+        if (mpi && kvr_comm_ctrl_bcast(mpi, 0, &mine, sizeof mine, &err) != KVR_OK) {
+            fprintf(stderr, "kvr-run: --partition auto: %s\n", err.msg);
+            goto fail_pred;
         }
         if (!mine.ok) {
             run_pred_free(&rp);
             free(ids);
             kvr_model_destroy(model);
-            if (mpi) kvr_comm_mpi_finalize(mpi);
+            kvr_comm_world_destroy(world);
             return 1;
         }
         memcpy(part, mine.chunks, (size_t)o.ranks * sizeof *part);
@@ -586,7 +585,7 @@ int main(int argc, char **argv) {
             run_pred_free(&rp);
             free(ids);
             kvr_model_destroy(model);
-            if (mpi) kvr_comm_mpi_finalize(mpi);
+            kvr_comm_world_destroy(world);
             return 2;
         }
         pp.partition = part;
@@ -597,7 +596,7 @@ int main(int argc, char **argv) {
         run_pred_free(&rp);
         free(ids);
         kvr_model_destroy(model);
-        if (mpi) kvr_comm_mpi_finalize(mpi);
+        kvr_comm_world_destroy(world);
         return 2;
     }
 
@@ -618,7 +617,7 @@ int main(int argc, char **argv) {
             free(runs), free(ttfts), free(ids);
             run_pred_free(&rp);
             kvr_model_destroy(model);
-            if (mpi) kvr_comm_mpi_abort(mpi, 1);
+            if (mpi) kvr_comm_abort(mpi, 1);
             return 1;
         }
         ttfts[i] = runs[i].ttft_ms;
@@ -782,7 +781,7 @@ int main(int argc, char **argv) {
     free(runs), free(ttfts), free(ids);
     run_pred_free(&rp);
     kvr_model_destroy(model);
-    if (mpi) kvr_comm_mpi_finalize(mpi);
+    kvr_comm_world_destroy(world);
     return rc_out;
 
 fail_pred:
@@ -792,6 +791,6 @@ fail_ids:
 fail_model:
     kvr_model_destroy(model);
 fail_early:
-    if (mpi) kvr_comm_mpi_abort(mpi, 1);
+    if (mpi) kvr_comm_abort(mpi, 1);
     return 1;
 }
