@@ -6,6 +6,7 @@
 #include "kvr_db.h"
 
 #include <sqlite3.h>
+#include <stddef.h>
 
 /* Cached prepared statements (prepared on first use, reset after each use). */
 typedef enum db_stmt_id {
@@ -67,6 +68,85 @@ double db_col_real(sqlite3_stmt *s, int i);
 void db_bind_id(sqlite3_stmt *s, int i, int64_t id);
 kvr_status db_step_done(kvr_db *db, sqlite3_stmt *s, const char *what, kvr_error *err);
 void *db_grow(void *p, int64_t n, int64_t *cap, size_t elem);
+/* Defined after the column tables below. */
+typedef struct db_col db_col;
+
+/* Records as column tables (db_cols.c). A record type's SQL is a static array of db_col, one per
+ * column, in the table's column order; the functions below build its SQL text, bind a record's
+ * fields and read a row into one. `since` is the schema version that added the column (files at
+ * an older version skip it: read as 0); `need` selects columns whose flags include every bit of
+ * it (0 = all). */
+typedef enum db_col_type {
+    DB_COL_TEXT,       /* char[cap]; NULL reads as "" */
+    DB_COL_OWNED_TEXT, /* char * (malloc'd on read; freed by db_cols_free_owned) */
+    DB_COL_INT,        /* int32_t */
+    DB_COL_INT64,      /* int64_t */
+    DB_COL_ID,         /* int64_t row reference: <= 0 stored as NULL, NULL reads as 0 */
+    DB_COL_BOOL,       /* bool as 0/1 */
+    DB_COL_REAL,       /* double: NaN/Inf stored as NULL, NULL reads as NaN */
+    DB_COL_REAL_NEG1,  /* double that may be negative: NaN stored as NULL, NULL reads as -1 */
+    DB_COL_OPT,        /* double, < 0 = not computed: stored as NULL, NULL reads as -1 */
+    DB_COL_RUN_STATUS, /* kvr_run_status as its name; an unknown name reads as failed */
+} db_col_type;
+
+enum {
+    DB_COL_F_ROWID = 1, /* the INTEGER PRIMARY KEY: read, never inserted */
+    DB_COL_F_KEY = 2,   /* part of a find-or-insert identity (the UNIQUE constraint) */
+};
+
+struct db_col {
+    const char *name;
+    db_col_type type;
+    size_t offset, cap; /* of the field in the record; cap: its size (text capacity) */
+    unsigned flags;
+    int32_t since;
+};
+
+#define DB_FIELD_SIZE(T, f) sizeof(((T *)0)->f)
+/* A column named as its field, or named explicitly (nested fields: "median_us", stats.median_us). */
+#define DB_COL(T, f, type) {#f, (type), offsetof(T, f), DB_FIELD_SIZE(T, f), 0, 1}
+#define DB_COLF(T, f, type, flags, since) {#f, (type), offsetof(T, f), DB_FIELD_SIZE(T, f), (flags), (since)}
+#define DB_COLN(T, name, f, type) {(name), (type), offsetof(T, f), DB_FIELD_SIZE(T, f), 0, 1}
+#define DB_NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* "a, b, c" (each with prefix, e.g. "p."), the columns present at version with flags need. */
+void db_cols_list(const db_col *c, int n, int32_t version, unsigned need, const char *prefix,
+                  char *buf, size_t cap);
+/* "VERB INTO table(cols[, extra]) VALUES(?1,...)[ tail]" (VERB "INSERT", "INSERT OR REPLACE") over the non-rowid columns; extra
+ * names columns the caller binds after them (e.g. "ts_utc"), tail e.g. "ON CONFLICT DO NOTHING". */
+void db_cols_insert_sql(const char *verb, const char *table, const db_col *c, int n,
+                        int32_t version, const char *extra, const char *tail, char *buf,
+                        size_t cap);
+/* "a=?1 AND b=?2 ..." over the columns with flags need. */
+void db_cols_where_sql(const db_col *c, int n, int32_t version, unsigned need, char *buf,
+                       size_t cap);
+/* Bind the non-rowid columns with flags need from rec, from parameter i0; returns the next
+ * parameter index. */
+int db_cols_bind(sqlite3_stmt *s, int i0, const db_col *c, int n, int32_t version, unsigned need,
+                 const void *rec);
+/* Read the columns present at version from result column i0 on into rec (not cleared first);
+ * false when an owned text could not be allocated. */
+bool db_cols_read(sqlite3_stmt *s, int i0, const db_col *c, int n, int32_t version, void *rec);
+void db_cols_free_owned(const db_col *c, int n, void *rec);
+/* Free an array of records and their owned texts (NULL is a no-op). */
+void db_rows_free(const db_col *c, int n, void *rows, int64_t n_rows, size_t elem);
+/* Step a bound SELECT of the columns (db_cols_list order) into a malloc'd array; finalizes s.
+ * Errors: KVR_ERR_NOMEM ("out of memory reading NOUN"), SQLite errors labelled what. */
+/* Insert rec (all non-rowid columns) with a fresh statement; *id (may be NULL) = the new rowid.
+ * The caller owns the transaction. */
+kvr_status db_row_insert(kvr_db *db, const char *table, const db_col *c, int n, const void *rec,
+                         const char *what, int64_t *id, kvr_error *err);
+/* Insert unless a row with the same DB_COL_F_KEY columns exists (ON CONFLICT DO NOTHING), then
+ * *id = that row's id; one transaction. Errors are labelled "insert NOUN" / "find NOUN". */
+kvr_status db_row_find_or_insert(kvr_db *db, const char *table, const db_col *c, int n,
+                                 const void *rec, const char *noun, int64_t *id, kvr_error *err);
+/* Read the row with this id into rec (cleared first; elem = its size), with the cached statement
+ * stmt_id (-1: a fresh one). Errors: KVR_ERR_NOT_FOUND "NOUN ID not found in PATH". */
+kvr_status db_row_get(kvr_db *db, int stmt_id, const char *table, const db_col *c, int n,
+                      size_t elem, int64_t id, const char *noun, void *rec, kvr_error *err);
+kvr_status db_rows_collect(kvr_db *db, sqlite3_stmt *s, const db_col *c, int n, size_t elem,
+                           const char *noun, const char *what, void **out, int64_t *n_out,
+                           kvr_error *err);
 
 /* Growable text buffer for exports; any allocation failure sets oom and stops appending. */
 typedef struct db_buf {

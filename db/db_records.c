@@ -18,12 +18,6 @@ const char *kvr_run_status_name(kvr_run_status s) {
     return (s >= 0 && s < KVR_RUN_STATUS_COUNT) ? kvr_run_status_names[s] : "unknown";
 }
 
-static kvr_run_status db_run_status_parse(const char *s) {
-    for (int i = 0; i < KVR_RUN_STATUS_COUNT; i++)
-        if (strcmp(s, kvr_run_status_names[i]) == 0) return (kvr_run_status)i;
-    return KVR_RUN_FAILED;
-}
-
 void db_bind_id(sqlite3_stmt *s, int i, int64_t id) {
     if (id > 0)
         sqlite3_bind_int64(s, i, id);
@@ -52,315 +46,116 @@ void *db_grow(void *p, int64_t n, int64_t *cap, size_t elem) {
 }
 
 // ----------------------------------------------------------------------------
-// devices
+// devices and models: found-or-inserted on the columns of their UNIQUE constraint (KEY)
+
+#define K DB_COL_F_KEY
+static const db_col db_device_cols[] = {
+    DB_COLF(kvr_db_device, id, DB_COL_INT64, DB_COL_F_ROWID, 1),
+    DB_COLF(kvr_db_device, kind, DB_COL_TEXT, K, 1),
+    DB_COLF(kvr_db_device, name, DB_COL_TEXT, K, 1),
+    DB_COLF(kvr_db_device, host, DB_COL_TEXT, K, 1),
+    DB_COLF(kvr_db_device, n_cores, DB_COL_INT, K, 1),
+    DB_COLF(kvr_db_device, n_sms, DB_COL_INT, K, 1),
+    DB_COL(kvr_db_device, clock_mhz, DB_COL_REAL),
+    DB_COLF(kvr_db_device, mem_bytes, DB_COL_INT64, K, 1),
+    DB_COLF(kvr_db_device, driver_version, DB_COL_TEXT, K, 1),
+    DB_COLF(kvr_db_device, cuda_version, DB_COL_TEXT, K, 1),
+    DB_COLF(kvr_db_device, nccl_version, DB_COL_TEXT, K, 1),
+    DB_COLF(kvr_db_device, blas, DB_COL_TEXT, K, 1),
+    DB_COLF(kvr_db_device, mpi_version, DB_COL_TEXT, K, 1),
+};
+
+static const db_col db_model_cols[] = {
+    DB_COLF(kvr_db_model, id, DB_COL_INT64, DB_COL_F_ROWID, 1),
+    DB_COLF(kvr_db_model, name, DB_COL_TEXT, K, 1),
+    DB_COL(kvr_db_model, arch, DB_COL_TEXT),
+    DB_COL(kvr_db_model, source, DB_COL_TEXT),
+    DB_COLF(kvr_db_model, n_layers, DB_COL_INT, K, 1),
+    DB_COLF(kvr_db_model, d_model, DB_COL_INT, K, 1),
+    DB_COLF(kvr_db_model, n_heads, DB_COL_INT, K, 1),
+    DB_COLF(kvr_db_model, n_kv_heads, DB_COL_INT, K, 1),
+    DB_COLF(kvr_db_model, head_dim, DB_COL_INT, K, 1),
+    DB_COLF(kvr_db_model, d_ff, DB_COL_INT, K, 1),
+    DB_COLF(kvr_db_model, vocab_size, DB_COL_INT, K, 1),
+    DB_COL(kvr_db_model, max_context, DB_COL_INT),
+    DB_COL(kvr_db_model, rope_theta, DB_COL_REAL),
+    DB_COL(kvr_db_model, tied_embeddings, DB_COL_BOOL),
+    DB_COLF(kvr_db_model, kv_bytes_per_token, DB_COL_INT64, K, 1),
+    DB_COLF(kvr_db_model, content_hash, DB_COL_TEXT, K, 1),
+};
+#undef K
 
 kvr_status kvr_db_device_put(kvr_db *db, const kvr_db_device *d, int64_t *id, kvr_error *err) {
-    bool own;
-    KVR_TRY(db_tx_begin(db, &own, err));
-    sqlite3_stmt *s = NULL;
-    kvr_status st = db_prepare(db,
-                               "INSERT INTO devices(kind, name, host, n_cores, n_sms, clock_mhz, "
-                               "mem_bytes, driver_version, cuda_version, nccl_version, blas, "
-                               "mpi_version) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12) "
-                               "ON CONFLICT DO NOTHING",
-                               &s, err);
-    if (st == KVR_OK) {
-        db_bind_text(s, 1, d->kind);
-        db_bind_text(s, 2, d->name);
-        db_bind_text(s, 3, d->host);
-        sqlite3_bind_int(s, 4, d->n_cores);
-        sqlite3_bind_int(s, 5, d->n_sms);
-        db_bind_real(s, 6, d->clock_mhz);
-        sqlite3_bind_int64(s, 7, d->mem_bytes);
-        db_bind_text(s, 8, d->driver_version);
-        db_bind_text(s, 9, d->cuda_version);
-        db_bind_text(s, 10, d->nccl_version);
-        db_bind_text(s, 11, d->blas);
-        db_bind_text(s, 12, d->mpi_version);
-        st = db_step_done(db, s, "insert device", err);
-        sqlite3_finalize(s);
-    }
-    if (st == KVR_OK)
-        st = db_prepare(db,
-                        "SELECT id FROM devices WHERE kind=?1 AND name=?2 AND host=?3 AND "
-                        "n_cores=?4 AND n_sms=?5 AND mem_bytes=?6 AND driver_version=?7 AND "
-                        "cuda_version=?8 AND nccl_version=?9 AND blas=?10 AND mpi_version=?11",
-                        &s, err);
-    if (st == KVR_OK) {
-        db_bind_text(s, 1, d->kind);
-        db_bind_text(s, 2, d->name);
-        db_bind_text(s, 3, d->host);
-        sqlite3_bind_int(s, 4, d->n_cores);
-        sqlite3_bind_int(s, 5, d->n_sms);
-        sqlite3_bind_int64(s, 6, d->mem_bytes);
-        db_bind_text(s, 7, d->driver_version);
-        db_bind_text(s, 8, d->cuda_version);
-        db_bind_text(s, 9, d->nccl_version);
-        db_bind_text(s, 10, d->blas);
-        db_bind_text(s, 11, d->mpi_version);
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW)
-            *id = sqlite3_column_int64(s, 0);
-        else
-            st = DB_ERR(db, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, "find device", err);
-        sqlite3_finalize(s);
-    }
-    return db_tx_end(db, own, st, err);
+    return db_row_find_or_insert(db, "devices", db_device_cols, DB_NCOLS(db_device_cols), d,
+                                 "device", id, err);
 }
 
 kvr_status kvr_db_device_get(kvr_db *db, int64_t id, kvr_db_device *out, kvr_error *err) {
-    sqlite3_stmt *s = NULL;
-    KVR_TRY(db_prepare(db,
-                       "SELECT id, kind, name, host, n_cores, n_sms, clock_mhz, mem_bytes, "
-                       "driver_version, cuda_version, nccl_version, blas, mpi_version FROM devices "
-                       "WHERE id=?1",
-                       &s, err));
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    kvr_status st = KVR_OK;
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof *out);
-        out->id = sqlite3_column_int64(s, 0);
-        db_col_text(s, 1, out->kind, sizeof out->kind);
-        db_col_text(s, 2, out->name, sizeof out->name);
-        db_col_text(s, 3, out->host, sizeof out->host);
-        out->n_cores = sqlite3_column_int(s, 4);
-        out->n_sms = sqlite3_column_int(s, 5);
-        out->clock_mhz = db_col_real(s, 6);
-        out->mem_bytes = sqlite3_column_int64(s, 7);
-        db_col_text(s, 8, out->driver_version, sizeof out->driver_version);
-        db_col_text(s, 9, out->cuda_version, sizeof out->cuda_version);
-        db_col_text(s, 10, out->nccl_version, sizeof out->nccl_version);
-        db_col_text(s, 11, out->blas, sizeof out->blas);
-        db_col_text(s, 12, out->mpi_version, sizeof out->mpi_version);
-    } else if (rc == SQLITE_DONE) {
-        st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "device %lld not found in %s", (long long)id,
-                           db->path);
-    } else {
-        st = DB_ERR(db, rc, "read device", err);
-    }
-    sqlite3_finalize(s);
-    return st;
+    return db_row_get(db, -1, "devices", db_device_cols, DB_NCOLS(db_device_cols), sizeof *out,
+                      id, "device", out, err);
 }
 
-// ----------------------------------------------------------------------------
-// models
-
 kvr_status kvr_db_model_put(kvr_db *db, const kvr_db_model *m, int64_t *id, kvr_error *err) {
-    bool own;
-    KVR_TRY(db_tx_begin(db, &own, err));
-    sqlite3_stmt *s = NULL;
-    kvr_status st = db_prepare(db,
-                               "INSERT INTO models(name, arch, source, n_layers, d_model, n_heads, "
-                               "n_kv_heads, head_dim, d_ff, vocab_size, max_context, rope_theta, "
-                               "tied_embeddings, kv_bytes_per_token, content_hash) "
-                               "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15) "
-                               "ON CONFLICT DO NOTHING",
-                               &s, err);
-    if (st == KVR_OK) {
-        db_bind_text(s, 1, m->name);
-        db_bind_text(s, 2, m->arch);
-        db_bind_text(s, 3, m->source);
-        sqlite3_bind_int(s, 4, m->n_layers);
-        sqlite3_bind_int(s, 5, m->d_model);
-        sqlite3_bind_int(s, 6, m->n_heads);
-        sqlite3_bind_int(s, 7, m->n_kv_heads);
-        sqlite3_bind_int(s, 8, m->head_dim);
-        sqlite3_bind_int(s, 9, m->d_ff);
-        sqlite3_bind_int(s, 10, m->vocab_size);
-        sqlite3_bind_int(s, 11, m->max_context);
-        db_bind_real(s, 12, m->rope_theta);
-        sqlite3_bind_int(s, 13, m->tied_embeddings ? 1 : 0);
-        sqlite3_bind_int64(s, 14, m->kv_bytes_per_token);
-        db_bind_text(s, 15, m->content_hash);
-        st = db_step_done(db, s, "insert model", err);
-        sqlite3_finalize(s);
-    }
-    if (st == KVR_OK)
-        st = db_prepare(db,
-                        "SELECT id FROM models WHERE content_hash=?1 AND name=?2 AND n_layers=?3 "
-                        "AND d_model=?4 AND n_heads=?5 AND n_kv_heads=?6 AND head_dim=?7 AND "
-                        "d_ff=?8 AND vocab_size=?9 AND kv_bytes_per_token=?10",
-                        &s, err);
-    if (st == KVR_OK) {
-        db_bind_text(s, 1, m->content_hash);
-        db_bind_text(s, 2, m->name);
-        sqlite3_bind_int(s, 3, m->n_layers);
-        sqlite3_bind_int(s, 4, m->d_model);
-        sqlite3_bind_int(s, 5, m->n_heads);
-        sqlite3_bind_int(s, 6, m->n_kv_heads);
-        sqlite3_bind_int(s, 7, m->head_dim);
-        sqlite3_bind_int(s, 8, m->d_ff);
-        sqlite3_bind_int(s, 9, m->vocab_size);
-        sqlite3_bind_int64(s, 10, m->kv_bytes_per_token);
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW)
-            *id = sqlite3_column_int64(s, 0);
-        else
-            st = DB_ERR(db, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, "find model", err);
-        sqlite3_finalize(s);
-    }
-    return db_tx_end(db, own, st, err);
+    return db_row_find_or_insert(db, "models", db_model_cols, DB_NCOLS(db_model_cols), m, "model",
+                                 id, err);
 }
 
 kvr_status kvr_db_model_get(kvr_db *db, int64_t id, kvr_db_model *out, kvr_error *err) {
-    sqlite3_stmt *s = NULL;
-    KVR_TRY(db_prepare(db,
-                       "SELECT id, name, arch, source, n_layers, d_model, n_heads, n_kv_heads, "
-                       "head_dim, d_ff, vocab_size, max_context, rope_theta, tied_embeddings, "
-                       "kv_bytes_per_token, content_hash FROM models WHERE id=?1",
-                       &s, err));
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    kvr_status st = KVR_OK;
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof *out);
-        out->id = sqlite3_column_int64(s, 0);
-        db_col_text(s, 1, out->name, sizeof out->name);
-        db_col_text(s, 2, out->arch, sizeof out->arch);
-        db_col_text(s, 3, out->source, sizeof out->source);
-        out->n_layers = sqlite3_column_int(s, 4);
-        out->d_model = sqlite3_column_int(s, 5);
-        out->n_heads = sqlite3_column_int(s, 6);
-        out->n_kv_heads = sqlite3_column_int(s, 7);
-        out->head_dim = sqlite3_column_int(s, 8);
-        out->d_ff = sqlite3_column_int(s, 9);
-        out->vocab_size = sqlite3_column_int(s, 10);
-        out->max_context = sqlite3_column_int(s, 11);
-        out->rope_theta = db_col_real(s, 12);
-        out->tied_embeddings = sqlite3_column_int(s, 13) != 0;
-        out->kv_bytes_per_token = sqlite3_column_int64(s, 14);
-        db_col_text(s, 15, out->content_hash, sizeof out->content_hash);
-    } else if (rc == SQLITE_DONE) {
-        st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "model %lld not found in %s", (long long)id,
-                           db->path);
-    } else {
-        st = DB_ERR(db, rc, "read model", err);
-    }
-    sqlite3_finalize(s);
-    return st;
+    return db_row_get(db, -1, "models", db_model_cols, DB_NCOLS(db_model_cols), sizeof *out, id,
+                      "model", out, err);
 }
 
 // ----------------------------------------------------------------------------
 // runs
 
-#define DB_RUN_COLS                                                                                \
-    "kind, status, device_id, model_id, backend, dtype, transport, n_threads, n_ranks, "          \
-    "kvr_version, git_commit, build_type, host, device_name, blas, mpi_version, cuda_version, "   \
-    "nccl_version, ts_utc, ts_end_utc, n_warmup, n_iters_min, n_iters_max, time_budget_s, "       \
-    "rel_tol, timer_overhead_us, grid, ops, params, source, pid, pid_start, note"
-
-static void db_run_bind(sqlite3_stmt *s, const kvr_db_run *r) {
-    db_bind_text(s, 1, r->kind);
-    db_bind_text(s, 2, kvr_run_status_name(r->status));
-    db_bind_id(s, 3, r->device_id);
-    db_bind_id(s, 4, r->model_id);
-    db_bind_text(s, 5, r->backend);
-    db_bind_text(s, 6, r->dtype);
-    db_bind_text(s, 7, r->transport);
-    sqlite3_bind_int(s, 8, r->n_threads);
-    sqlite3_bind_int(s, 9, r->n_ranks);
-    db_bind_text(s, 10, r->kvr_version);
-    db_bind_text(s, 11, r->git_commit);
-    db_bind_text(s, 12, r->build_type);
-    db_bind_text(s, 13, r->host);
-    db_bind_text(s, 14, r->device_name);
-    db_bind_text(s, 15, r->blas);
-    db_bind_text(s, 16, r->mpi_version);
-    db_bind_text(s, 17, r->cuda_version);
-    db_bind_text(s, 18, r->nccl_version);
-    db_bind_text(s, 19, r->ts_utc);
-    db_bind_text(s, 20, r->ts_end_utc);
-    sqlite3_bind_int(s, 21, r->n_warmup);
-    sqlite3_bind_int(s, 22, r->n_iters_min);
-    sqlite3_bind_int(s, 23, r->n_iters_max);
-    db_bind_real(s, 24, r->time_budget_s);
-    db_bind_real(s, 25, r->rel_tol);
-    db_bind_real(s, 26, r->timer_overhead_us);
-    db_bind_text(s, 27, r->grid);
-    db_bind_text(s, 28, r->ops);
-    db_bind_text(s, 29, r->params);
-    db_bind_text(s, 30, r->source);
-    sqlite3_bind_int64(s, 31, r->pid);
-    sqlite3_bind_int64(s, 32, r->pid_start);
-    db_bind_text(s, 33, r->note);
-}
-
-/* Columns: id, then DB_RUN_COLS. */
-static void db_run_read(sqlite3_stmt *s, kvr_db_run *r) {
-    char status[16];
-    memset(r, 0, sizeof *r);
-    r->id = sqlite3_column_int64(s, 0);
-    db_col_text(s, 1, r->kind, sizeof r->kind);
-    db_col_text(s, 2, status, sizeof status);
-    r->status = db_run_status_parse(status);
-    r->device_id = sqlite3_column_int64(s, 3);
-    r->model_id = sqlite3_column_int64(s, 4);
-    db_col_text(s, 5, r->backend, sizeof r->backend);
-    db_col_text(s, 6, r->dtype, sizeof r->dtype);
-    db_col_text(s, 7, r->transport, sizeof r->transport);
-    r->n_threads = sqlite3_column_int(s, 8);
-    r->n_ranks = sqlite3_column_int(s, 9);
-    db_col_text(s, 10, r->kvr_version, sizeof r->kvr_version);
-    db_col_text(s, 11, r->git_commit, sizeof r->git_commit);
-    db_col_text(s, 12, r->build_type, sizeof r->build_type);
-    db_col_text(s, 13, r->host, sizeof r->host);
-    db_col_text(s, 14, r->device_name, sizeof r->device_name);
-    db_col_text(s, 15, r->blas, sizeof r->blas);
-    db_col_text(s, 16, r->mpi_version, sizeof r->mpi_version);
-    db_col_text(s, 17, r->cuda_version, sizeof r->cuda_version);
-    db_col_text(s, 18, r->nccl_version, sizeof r->nccl_version);
-    db_col_text(s, 19, r->ts_utc, sizeof r->ts_utc);
-    db_col_text(s, 20, r->ts_end_utc, sizeof r->ts_end_utc);
-    r->n_warmup = sqlite3_column_int(s, 21);
-    r->n_iters_min = sqlite3_column_int(s, 22);
-    r->n_iters_max = sqlite3_column_int(s, 23);
-    r->time_budget_s = db_col_real(s, 24);
-    r->rel_tol = db_col_real(s, 25);
-    r->timer_overhead_us = db_col_real(s, 26);
-    db_col_text(s, 27, r->grid, sizeof r->grid);
-    db_col_text(s, 28, r->ops, sizeof r->ops);
-    db_col_text(s, 29, r->params, sizeof r->params);
-    db_col_text(s, 30, r->source, sizeof r->source);
-    r->pid = sqlite3_column_int64(s, 31);
-    r->pid_start = sqlite3_column_int64(s, 32);
-    db_col_text(s, 33, r->note, sizeof r->note);
-}
+static const db_col db_run_cols[] = {
+    DB_COLF(kvr_db_run, id, DB_COL_INT64, DB_COL_F_ROWID, 1),
+    DB_COL(kvr_db_run, kind, DB_COL_TEXT),
+    DB_COL(kvr_db_run, status, DB_COL_RUN_STATUS),
+    DB_COL(kvr_db_run, device_id, DB_COL_ID),
+    DB_COL(kvr_db_run, model_id, DB_COL_ID),
+    DB_COL(kvr_db_run, backend, DB_COL_TEXT),
+    DB_COL(kvr_db_run, dtype, DB_COL_TEXT),
+    DB_COL(kvr_db_run, transport, DB_COL_TEXT),
+    DB_COL(kvr_db_run, n_threads, DB_COL_INT),
+    DB_COL(kvr_db_run, n_ranks, DB_COL_INT),
+    DB_COL(kvr_db_run, kvr_version, DB_COL_TEXT),
+    DB_COL(kvr_db_run, git_commit, DB_COL_TEXT),
+    DB_COL(kvr_db_run, build_type, DB_COL_TEXT),
+    DB_COL(kvr_db_run, host, DB_COL_TEXT),
+    DB_COL(kvr_db_run, device_name, DB_COL_TEXT),
+    DB_COL(kvr_db_run, blas, DB_COL_TEXT),
+    DB_COL(kvr_db_run, mpi_version, DB_COL_TEXT),
+    DB_COL(kvr_db_run, cuda_version, DB_COL_TEXT),
+    DB_COL(kvr_db_run, nccl_version, DB_COL_TEXT),
+    DB_COL(kvr_db_run, ts_utc, DB_COL_TEXT),
+    DB_COL(kvr_db_run, ts_end_utc, DB_COL_TEXT),
+    DB_COL(kvr_db_run, n_warmup, DB_COL_INT),
+    DB_COL(kvr_db_run, n_iters_min, DB_COL_INT),
+    DB_COL(kvr_db_run, n_iters_max, DB_COL_INT),
+    DB_COL(kvr_db_run, time_budget_s, DB_COL_REAL),
+    DB_COL(kvr_db_run, rel_tol, DB_COL_REAL),
+    DB_COL(kvr_db_run, timer_overhead_us, DB_COL_REAL),
+    DB_COL(kvr_db_run, grid, DB_COL_TEXT),
+    DB_COL(kvr_db_run, ops, DB_COL_TEXT),
+    DB_COL(kvr_db_run, params, DB_COL_TEXT),
+    DB_COL(kvr_db_run, source, DB_COL_TEXT),
+    DB_COL(kvr_db_run, pid, DB_COL_INT64),
+    DB_COL(kvr_db_run, pid_start, DB_COL_INT64),
+    DB_COL(kvr_db_run, note, DB_COL_TEXT),
+};
 
 kvr_status kvr_db_run_insert(kvr_db *db, kvr_db_run *run, kvr_error *err) {
     bool own;
     KVR_TRY(db_tx_begin(db, &own, err));
-    sqlite3_stmt *s = NULL;
-    kvr_status st = db_prepare(db,
-                               "INSERT INTO runs(" DB_RUN_COLS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,"
-                               "?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,"
-                               "?25,?26,?27,?28,?29,?30,?31,?32,?33)",
-                               &s, err);
-    if (st == KVR_OK) {
-        db_run_bind(s, run);
-        st = db_step_done(db, s, "insert run", err);
-        if (st == KVR_OK) run->id = sqlite3_last_insert_rowid(db->h);
-        sqlite3_finalize(s);
-    }
+    kvr_status st = db_row_insert(db, "runs", db_run_cols, DB_NCOLS(db_run_cols), run,
+                                  "insert run", &run->id, err);
     return db_tx_end(db, own, st, err);
 }
 
 kvr_status kvr_db_run_get(kvr_db *db, int64_t id, kvr_db_run *out, kvr_error *err) {
-    sqlite3_stmt *s = NULL;
-    KVR_TRY(db_stmt(db, DB_STMT_RUN_GET, "SELECT id, " DB_RUN_COLS " FROM runs WHERE id=?1", &s,
-                    err));
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    kvr_status st = KVR_OK;
-    if (rc == SQLITE_ROW)
-        db_run_read(s, out);
-    else if (rc == SQLITE_DONE)
-        st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "run %lld not found in %s", (long long)id,
-                           db->path);
-    else
-        st = DB_ERR(db, rc, "read run", err);
-    sqlite3_reset(s);
-    return st;
+    return db_row_get(db, DB_STMT_RUN_GET, "runs", db_run_cols, DB_NCOLS(db_run_cols),
+                      sizeof *out, id, "run", out, err);
 }
 
 kvr_status kvr_db_run_set_status(kvr_db *db, int64_t id, kvr_run_status status, const char *note,
@@ -425,29 +220,13 @@ kvr_status kvr_db_run_claim(kvr_db *db, int64_t id, kvr_error *err) {
 kvr_status kvr_db_runs_list(kvr_db *db, kvr_db_run **out, int64_t *n, kvr_error *err) {
     *out = NULL;
     *n = 0;
+    char sql[1024], cols[800];
+    db_cols_list(db_run_cols, DB_NCOLS(db_run_cols), db->version, 0, NULL, cols, sizeof cols);
+    snprintf(sql, sizeof sql, "SELECT %s FROM runs ORDER BY id", cols);
     sqlite3_stmt *s = NULL;
-    KVR_TRY(db_prepare(db, "SELECT id, " DB_RUN_COLS " FROM runs ORDER BY id", &s, err));
-    kvr_db_run *a = NULL;
-    int64_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        kvr_db_run *g = db_grow(a, cnt, &cap, sizeof *a);
-        if (!g) {
-            free(a);
-            sqlite3_finalize(s);
-            return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory listing runs", db->path);
-        }
-        a = g;
-        db_run_read(s, &a[cnt++]);
-    }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) {
-        free(a);
-        return DB_ERR(db, rc, "list runs", err);
-    }
-    *out = a;
-    *n = cnt;
-    return KVR_OK;
+    KVR_TRY(db_prepare(db, sql, &s, err));
+    return db_rows_collect(db, s, db_run_cols, DB_NCOLS(db_run_cols), sizeof **out, "runs",
+                           "list runs", (void **)out, n, err);
 }
 
 kvr_status kvr_db_run_delete(kvr_db *db, int64_t id, kvr_error *err) {
@@ -607,52 +386,60 @@ kvr_status kvr_db_run_latest_with_transfers(kvr_db *db, int64_t model_id, int64_
 // ----------------------------------------------------------------------------
 // samples
 
-#define DB_STATS_COLS "n_warmup, n_iters, min_us, p10_us, median_us, p90_us, mean_us, stddev_us, max_us, is_stable"
+#define DB_STATS_COLS(T)                                                                           \
+    DB_COLN(T, "n_warmup", stats.n_warmup, DB_COL_INT),                                           \
+        DB_COLN(T, "n_iters", stats.n_iters, DB_COL_INT),                                         \
+        DB_COLN(T, "min_us", stats.min_us, DB_COL_REAL),                                          \
+        DB_COLN(T, "p10_us", stats.p10_us, DB_COL_REAL),                                          \
+        DB_COLN(T, "median_us", stats.median_us, DB_COL_REAL),                                    \
+        DB_COLN(T, "p90_us", stats.p90_us, DB_COL_REAL),                                          \
+        DB_COLN(T, "mean_us", stats.mean_us, DB_COL_REAL),                                        \
+        DB_COLN(T, "stddev_us", stats.stddev_us, DB_COL_REAL),                                    \
+        DB_COLN(T, "max_us", stats.max_us, DB_COL_REAL),                                          \
+        DB_COLN(T, "is_stable", stats.is_stable, DB_COL_BOOL)
 
-static void db_stats_bind(sqlite3_stmt *s, int i0, const kvr_timing_stats *t) {
-    sqlite3_bind_int(s, i0 + 0, t->n_warmup);
-    sqlite3_bind_int(s, i0 + 1, t->n_iters);
-    db_bind_real(s, i0 + 2, t->min_us);
-    db_bind_real(s, i0 + 3, t->p10_us);
-    db_bind_real(s, i0 + 4, t->median_us);
-    db_bind_real(s, i0 + 5, t->p90_us);
-    db_bind_real(s, i0 + 6, t->mean_us);
-    db_bind_real(s, i0 + 7, t->stddev_us);
-    db_bind_real(s, i0 + 8, t->max_us);
-    sqlite3_bind_int(s, i0 + 9, t->is_stable ? 1 : 0);
-}
+/* The samples' ts_utc (when it was written) is no field: put binds now after these columns. */
+static const db_col db_layer_cols[] = {
+    DB_COL(kvr_db_layer_sample, run_id, DB_COL_INT64),
+    DB_COL(kvr_db_layer_sample, op, DB_COL_TEXT),
+    DB_COL(kvr_db_layer_sample, c, DB_COL_INT64),
+    DB_COL(kvr_db_layer_sample, prefix, DB_COL_INT64),
+    DB_STATS_COLS(kvr_db_layer_sample),
+};
 
-static void db_stats_read(sqlite3_stmt *s, int i0, kvr_timing_stats *t) {
-    t->n_warmup = sqlite3_column_int(s, i0 + 0);
-    t->n_iters = sqlite3_column_int(s, i0 + 1);
-    t->min_us = db_col_real(s, i0 + 2);
-    t->p10_us = db_col_real(s, i0 + 3);
-    t->median_us = db_col_real(s, i0 + 4);
-    t->p90_us = db_col_real(s, i0 + 5);
-    t->mean_us = db_col_real(s, i0 + 6);
-    t->stddev_us = db_col_real(s, i0 + 7);
-    t->max_us = db_col_real(s, i0 + 8);
-    t->is_stable = sqlite3_column_int(s, i0 + 9) != 0;
+static const db_col db_transfer_cols[] = {
+    DB_COL(kvr_db_transfer_sample, run_id, DB_COL_INT64),
+    DB_COL(kvr_db_transfer_sample, pattern, DB_COL_TEXT),
+    DB_COL(kvr_db_transfer_sample, src, DB_COL_INT),
+    DB_COL(kvr_db_transfer_sample, dst, DB_COL_INT),
+    DB_COL(kvr_db_transfer_sample, n_ranks, DB_COL_INT),
+    DB_COL(kvr_db_transfer_sample, size_bytes, DB_COL_INT64),
+    DB_STATS_COLS(kvr_db_transfer_sample),
+    DB_COL(kvr_db_transfer_sample, algbw_gbps, DB_COL_REAL),
+    DB_COL(kvr_db_transfer_sample, busbw_gbps, DB_COL_REAL),
+    DB_COL(kvr_db_transfer_sample, busbw_factor, DB_COL_REAL),
+};
+
+/* Insert or replace one sample with its ts_utc = now (cached statement). */
+static kvr_status db_sample_put1(kvr_db *db, db_stmt_id sid, const char *table, const db_col *c,
+                                 int n, const void *x, const char *what, kvr_error *err) {
+    char sql[1024];
+    db_cols_insert_sql("INSERT OR REPLACE", table, c, n, db->version, "ts_utc", NULL, sql,
+                       sizeof sql);
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_stmt(db, sid, sql, &s, err));
+    char now[32];
+    db_now_utc(now, sizeof now);
+    db_bind_text(s, db_cols_bind(s, 1, c, n, db->version, 0, x), now);
+    return db_step_done(db, s, what, err);
 }
 
 static kvr_status db_layer_put1(kvr_db *db, const kvr_db_layer_sample *x, kvr_error *err) {
     if (!isfinite(x->stats.median_us))
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: layer sample %s c=%lld: no median",
                              db->path, x->op, (long long)x->c);
-    sqlite3_stmt *s = NULL;
-    KVR_TRY(db_stmt(db, DB_STMT_LAYER_PUT,
-                    "INSERT OR REPLACE INTO layer_samples(run_id, op, c, prefix, " DB_STATS_COLS
-                    ", ts_utc) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
-                    &s, err));
-    char now[32];
-    db_now_utc(now, sizeof now);
-    sqlite3_bind_int64(s, 1, x->run_id);
-    db_bind_text(s, 2, x->op);
-    sqlite3_bind_int64(s, 3, x->c);
-    sqlite3_bind_int64(s, 4, x->prefix);
-    db_stats_bind(s, 5, &x->stats);
-    db_bind_text(s, 15, now);
-    return db_step_done(db, s, "insert layer sample", err);
+    return db_sample_put1(db, DB_STMT_LAYER_PUT, "layer_samples", db_layer_cols,
+                          DB_NCOLS(db_layer_cols), x, "insert layer sample", err);
 }
 
 kvr_status kvr_db_layer_samples_put(kvr_db *db, const kvr_db_layer_sample *x, int64_t n,
@@ -672,68 +459,26 @@ kvr_status kvr_db_layer_samples_get(kvr_db *db, int64_t run_id, kvr_db_layer_sam
                                     int64_t *n, kvr_error *err) {
     *out = NULL;
     *n = 0;
+    char sql[1024], cols[512];
+    db_cols_list(db_layer_cols, DB_NCOLS(db_layer_cols), db->version, 0, NULL, cols, sizeof cols);
+    snprintf(sql, sizeof sql,
+             "SELECT %s FROM layer_samples WHERE run_id=?1 ORDER BY CASE op WHEN 'embed' THEN 0 "
+             "WHEN 'pre' THEN 1 WHEN 'attn' THEN 2 WHEN 'post' THEN 3 WHEN 'head' THEN 4 ELSE 5 "
+             "END, op, c, prefix",
+             cols);
     sqlite3_stmt *s = NULL;
-    KVR_TRY(db_prepare(db,
-                       "SELECT run_id, op, c, prefix, " DB_STATS_COLS " FROM layer_samples "
-                       "WHERE run_id=?1 ORDER BY CASE op WHEN 'embed' THEN 0 WHEN 'pre' THEN 1 "
-                       "WHEN 'attn' THEN 2 WHEN 'post' THEN 3 WHEN 'head' THEN 4 ELSE 5 END, op, "
-                       "c, prefix",
-                       &s, err));
+    KVR_TRY(db_prepare(db, sql, &s, err));
     sqlite3_bind_int64(s, 1, run_id);
-    kvr_db_layer_sample *a = NULL;
-    int64_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        kvr_db_layer_sample *g = db_grow(a, cnt, &cap, sizeof *a);
-        if (!g) {
-            free(a);
-            sqlite3_finalize(s);
-            return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory reading samples", db->path);
-        }
-        a = g;
-        kvr_db_layer_sample *x = &a[cnt++];
-        memset(x, 0, sizeof *x);
-        x->run_id = sqlite3_column_int64(s, 0);
-        db_col_text(s, 1, x->op, sizeof x->op);
-        x->c = sqlite3_column_int64(s, 2);
-        x->prefix = sqlite3_column_int64(s, 3);
-        db_stats_read(s, 4, &x->stats);
-    }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) {
-        free(a);
-        return DB_ERR(db, rc, "read layer samples", err);
-    }
-    *out = a;
-    *n = cnt;
-    return KVR_OK;
+    return db_rows_collect(db, s, db_layer_cols, DB_NCOLS(db_layer_cols), sizeof **out, "samples",
+                           "read layer samples", (void **)out, n, err);
 }
 
 static kvr_status db_transfer_put1(kvr_db *db, const kvr_db_transfer_sample *x, kvr_error *err) {
     if (!isfinite(x->stats.median_us))
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: transfer sample %s: no median",
                              db->path, x->pattern);
-    sqlite3_stmt *s = NULL;
-    KVR_TRY(db_stmt(db, DB_STMT_TRANSFER_PUT,
-                    "INSERT OR REPLACE INTO transfer_samples(run_id, pattern, src, dst, n_ranks, "
-                    "size_bytes, " DB_STATS_COLS ", algbw_gbps, busbw_gbps, busbw_factor, ts_utc) "
-                    "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,"
-                    "?20)",
-                    &s, err));
-    char now[32];
-    db_now_utc(now, sizeof now);
-    sqlite3_bind_int64(s, 1, x->run_id);
-    db_bind_text(s, 2, x->pattern);
-    sqlite3_bind_int(s, 3, x->src);
-    sqlite3_bind_int(s, 4, x->dst);
-    sqlite3_bind_int(s, 5, x->n_ranks);
-    sqlite3_bind_int64(s, 6, x->size_bytes);
-    db_stats_bind(s, 7, &x->stats);
-    db_bind_real(s, 17, x->algbw_gbps);
-    db_bind_real(s, 18, x->busbw_gbps);
-    db_bind_real(s, 19, x->busbw_factor);
-    db_bind_text(s, 20, now);
-    return db_step_done(db, s, "insert transfer sample", err);
+    return db_sample_put1(db, DB_STMT_TRANSFER_PUT, "transfer_samples", db_transfer_cols,
+                          DB_NCOLS(db_transfer_cols), x, "insert transfer sample", err);
 }
 
 kvr_status kvr_db_transfer_samples_put(kvr_db *db, const kvr_db_transfer_sample *x, int64_t n,
@@ -754,49 +499,45 @@ kvr_status kvr_db_transfer_samples_get(kvr_db *db, int64_t run_id, kvr_db_transf
                                        int64_t *n, kvr_error *err) {
     *out = NULL;
     *n = 0;
+    char sql[1024], cols[512];
+    db_cols_list(db_transfer_cols, DB_NCOLS(db_transfer_cols), db->version, 0, NULL, cols,
+                 sizeof cols);
+    snprintf(sql, sizeof sql,
+             "SELECT %s FROM transfer_samples WHERE run_id=?1 ORDER BY pattern, n_ranks, src, "
+             "dst, size_bytes",
+             cols);
     sqlite3_stmt *s = NULL;
-    KVR_TRY(db_prepare(db,
-                       "SELECT run_id, pattern, src, dst, n_ranks, size_bytes, " DB_STATS_COLS
-                       ", algbw_gbps, busbw_gbps, busbw_factor FROM transfer_samples WHERE "
-                       "run_id=?1 ORDER BY pattern, n_ranks, src, dst, size_bytes",
-                       &s, err));
+    KVR_TRY(db_prepare(db, sql, &s, err));
     sqlite3_bind_int64(s, 1, run_id);
-    kvr_db_transfer_sample *a = NULL;
-    int64_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        kvr_db_transfer_sample *g = db_grow(a, cnt, &cap, sizeof *a);
-        if (!g) {
-            free(a);
-            sqlite3_finalize(s);
-            return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory reading samples", db->path);
-        }
-        a = g;
-        kvr_db_transfer_sample *x = &a[cnt++];
-        memset(x, 0, sizeof *x);
-        x->run_id = sqlite3_column_int64(s, 0);
-        db_col_text(s, 1, x->pattern, sizeof x->pattern);
-        x->src = sqlite3_column_int(s, 2);
-        x->dst = sqlite3_column_int(s, 3);
-        x->n_ranks = sqlite3_column_int(s, 4);
-        x->size_bytes = sqlite3_column_int64(s, 5);
-        db_stats_read(s, 6, &x->stats);
-        x->algbw_gbps = db_col_real(s, 16);
-        x->busbw_gbps = db_col_real(s, 17);
-        x->busbw_factor = db_col_real(s, 18);
-    }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) {
-        free(a);
-        return DB_ERR(db, rc, "read transfer samples", err);
-    }
-    *out = a;
-    *n = cnt;
-    return KVR_OK;
+    return db_rows_collect(db, s, db_transfer_cols, DB_NCOLS(db_transfer_cols), sizeof **out,
+                           "samples", "read transfer samples", (void **)out, n, err);
 }
 
 // ----------------------------------------------------------------------------
 // measured runs
+
+static const db_col db_measured_cols[] = {
+    DB_COLF(kvr_db_measured_run, id, DB_COL_INT64, DB_COL_F_ROWID, 2),
+    DB_COLF(kvr_db_measured_run, ts_utc, DB_COL_TEXT, 0, 2),
+    DB_COLF(kvr_db_measured_run, model_id, DB_COL_ID, 0, 2),
+    DB_COLF(kvr_db_measured_run, device_id, DB_COL_ID, 0, 2),
+    DB_COLF(kvr_db_measured_run, profile_run_id, DB_COL_ID, 0, 2),
+    DB_COLF(kvr_db_measured_run, mode, DB_COL_TEXT, 0, 2),
+    DB_COLF(kvr_db_measured_run, n_ranks, DB_COL_INT, 0, 2),
+    DB_COLF(kvr_db_measured_run, n_threads, DB_COL_INT, 0, 2),
+    DB_COLF(kvr_db_measured_run, n_tokens, DB_COL_INT64, 0, 2),
+    DB_COLF(kvr_db_measured_run, partition, DB_COL_TEXT, 0, 2),
+    DB_COLF(kvr_db_measured_run, transport, DB_COL_TEXT, 0, 2),
+    DB_COLF(kvr_db_measured_run, ttft_ms, DB_COL_REAL, 0, 2),
+    DB_COLF(kvr_db_measured_run, predicted_ttft_ms, DB_COL_OPT, 0, 2),
+    DB_COLF(kvr_db_measured_run, kvr_version, DB_COL_TEXT, 0, 2),
+    DB_COLF(kvr_db_measured_run, git_commit, DB_COL_TEXT, 0, 2),
+    DB_COLF(kvr_db_measured_run, host, DB_COL_TEXT, 0, 2),
+    DB_COLF(kvr_db_measured_run, note, DB_COL_TEXT, 0, 2),
+    DB_COLF(kvr_db_measured_run, partition_source, DB_COL_TEXT, 0, 3),
+    DB_COLF(kvr_db_measured_run, predictor_id, DB_COL_ID, 0, 3),
+    DB_COLF(kvr_db_measured_run, drift, DB_COL_BOOL, 0, 3),
+};
 
 kvr_status kvr_db_measured_run_put(kvr_db *db, kvr_db_measured_run *r, kvr_error *err) {
     if (db->version < 2)
@@ -805,41 +546,14 @@ kvr_status kvr_db_measured_run_put(kvr_db *db, kvr_db_measured_run *r, kvr_error
                              "upgrade)", db->path, db->version);
     bool own;
     KVR_TRY(db_tx_begin(db, &own, err));
-    sqlite3_stmt *s = NULL;
     /* a v2 file opened read-write was upgraded on open; only a v2 file cannot be written */
-    kvr_status st = db_prepare(db,
-                               "INSERT INTO measured_runs(ts_utc, model_id, device_id, "
-                               "profile_run_id, mode, n_ranks, n_threads, n_tokens, partition, "
-                               "transport, ttft_ms, predicted_ttft_ms, kvr_version, git_commit, "
-                               "host, note, partition_source, predictor_id, drift) "
-                               "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
-                               "?17,?18,?19)",
-                               &s, err);
-    if (st == KVR_OK) {
-        if (!r->ts_utc[0]) db_now_utc(r->ts_utc, sizeof r->ts_utc);
-        db_bind_text(s, 1, r->ts_utc);
-        db_bind_id(s, 2, r->model_id);
-        db_bind_id(s, 3, r->device_id);
-        db_bind_id(s, 4, r->profile_run_id);
-        db_bind_text(s, 5, r->mode);
-        sqlite3_bind_int(s, 6, r->n_ranks);
-        sqlite3_bind_int(s, 7, r->n_threads);
-        sqlite3_bind_int64(s, 8, r->n_tokens);
-        db_bind_text(s, 9, r->partition);
-        db_bind_text(s, 10, r->transport);
-        db_bind_real(s, 11, r->ttft_ms);
-        db_bind_real(s, 12, r->predicted_ttft_ms >= 0 ? r->predicted_ttft_ms : NAN);
-        db_bind_text(s, 13, r->kvr_version[0] ? r->kvr_version : kvr_version());
-        db_bind_text(s, 14, r->git_commit[0] ? r->git_commit : kvr_build_commit());
-        db_bind_text(s, 15, r->host);
-        db_bind_text(s, 16, r->note);
-        db_bind_text(s, 17, r->partition_source);
-        db_bind_id(s, 18, r->predictor_id);
-        sqlite3_bind_int(s, 19, r->drift ? 1 : 0);
-        st = db_step_done(db, s, "insert measured run", err);
-        if (st == KVR_OK) r->id = sqlite3_last_insert_rowid(db->h);
-        sqlite3_finalize(s);
-    }
+    if (!r->ts_utc[0]) db_now_utc(r->ts_utc, sizeof r->ts_utc);
+    kvr_db_measured_run x = *r; /* empty provenance = this build (the caller's copy untouched) */
+    if (!x.kvr_version[0]) DB_COPY(x.kvr_version, kvr_version());
+    if (!x.git_commit[0]) DB_COPY(x.git_commit, kvr_build_commit());
+    kvr_status st = db_row_insert(db, "measured_runs", db_measured_cols,
+                                  DB_NCOLS(db_measured_cols), &x, "insert measured run", &r->id,
+                                  err);
     return db_tx_end(db, own, st, err);
 }
 
@@ -848,61 +562,13 @@ kvr_status kvr_db_measured_runs_list(kvr_db *db, kvr_db_measured_run **out, int6
     *out = NULL;
     *n = 0;
     if (db->version < 2) return KVR_OK;
+    /* a v2 file opened read-only lacks the v3 columns: they read as ""/0/false */
+    char sql[1024], cols[800];
+    db_cols_list(db_measured_cols, DB_NCOLS(db_measured_cols), db->version, 0, NULL, cols,
+                 sizeof cols);
+    snprintf(sql, sizeof sql, "SELECT %s FROM measured_runs ORDER BY id", cols);
     sqlite3_stmt *s = NULL;
-    const bool v3 = db->version >= 3; /* a v2 file opened read-only lacks the v3 columns */
-    KVR_TRY(db_prepare(db,
-                       v3 ? "SELECT id, ts_utc, model_id, device_id, profile_run_id, mode, "
-                            "n_ranks, n_threads, n_tokens, partition, transport, ttft_ms, "
-                            "predicted_ttft_ms, kvr_version, git_commit, host, note, "
-                            "partition_source, predictor_id, drift FROM measured_runs ORDER BY id"
-                          : "SELECT id, ts_utc, model_id, device_id, profile_run_id, mode, "
-                            "n_ranks, n_threads, n_tokens, partition, transport, ttft_ms, "
-                            "predicted_ttft_ms, kvr_version, git_commit, host, note "
-                            "FROM measured_runs ORDER BY id",
-                       &s, err));
-    kvr_db_measured_run *a = NULL;
-    int64_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        kvr_db_measured_run *g = db_grow(a, cnt, &cap, sizeof *a);
-        if (!g) {
-            free(a);
-            sqlite3_finalize(s);
-            return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", db->path);
-        }
-        a = g;
-        kvr_db_measured_run *x = &a[cnt++];
-        memset(x, 0, sizeof *x);
-        x->id = sqlite3_column_int64(s, 0);
-        db_col_text(s, 1, x->ts_utc, sizeof x->ts_utc);
-        x->model_id = sqlite3_column_int64(s, 2);
-        x->device_id = sqlite3_column_int64(s, 3);
-        x->profile_run_id = sqlite3_column_int64(s, 4);
-        db_col_text(s, 5, x->mode, sizeof x->mode);
-        x->n_ranks = sqlite3_column_int(s, 6);
-        x->n_threads = sqlite3_column_int(s, 7);
-        x->n_tokens = sqlite3_column_int64(s, 8);
-        db_col_text(s, 9, x->partition, sizeof x->partition);
-        db_col_text(s, 10, x->transport, sizeof x->transport);
-        x->ttft_ms = db_col_real(s, 11);
-        double p = db_col_real(s, 12);
-        x->predicted_ttft_ms = isfinite(p) ? p : -1;
-        db_col_text(s, 13, x->kvr_version, sizeof x->kvr_version);
-        db_col_text(s, 14, x->git_commit, sizeof x->git_commit);
-        db_col_text(s, 15, x->host, sizeof x->host);
-        db_col_text(s, 16, x->note, sizeof x->note);
-        if (v3) {
-            db_col_text(s, 17, x->partition_source, sizeof x->partition_source);
-            x->predictor_id = sqlite3_column_int64(s, 18);
-            x->drift = sqlite3_column_int(s, 19) != 0;
-        }
-    }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) {
-        free(a);
-        return DB_ERR(db, rc, "list measured runs", err);
-    }
-    *out = a;
-    *n = cnt;
-    return KVR_OK;
+    KVR_TRY(db_prepare(db, sql, &s, err));
+    return db_rows_collect(db, s, db_measured_cols, DB_NCOLS(db_measured_cols), sizeof **out,
+                           "measured runs", "list measured runs", (void **)out, n, err);
 }
