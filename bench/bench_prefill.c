@@ -51,28 +51,43 @@ static double prefill_flops(const kvr_model_config *c, int64_t C) {
 
 /* One single-rank prefill through the layer ops with per-op timers: share of attention. */
 static double attn_share(const kvr_model *m, const int32_t *ids, int64_t C, int nt) {
-    kvr_layer_ws *ws;
+    kvr_weights *w = NULL;
+    kvr_workspace *ws = NULL;
+    kvr_event *ev[5] = {0}; /* start, after pre, after attn, after post, end */
     kvr_error e;
-    if (kvr_layer_ws_create(m, C, C, nt, &ws, &e) != KVR_OK) return -1;
-    double t_pre = 0, t_attn = 0, t_post = 0, t0 = kvr_time_us(), a;
-    kvr_op_embed(ws, ids, C, 0, &e);
+    double share = -1;
+    if (kvr_weights_upload(kvr_backend_at(0), m, &w, &e) ||
+        kvr_workspace_create(w, C, C, nt, &ws, &e))
+        goto out;
+    for (int i = 0; i < 5; i++)
+        if (kvr_event_create(ws, &ev[i], &e)) goto out;
+    double t_pre = 0, t_attn = 0, t_post = 0, total = 0, a;
+    if (kvr_event_record(ev[0], &e) || kvr_op_embed(ws, ids, C, 0, &e)) goto out;
     for (int32_t l = 0; l < kvr_model_get_config(m)->n_layers; l++) {
-        a = kvr_time_us();
-        kvr_op_pre(ws, l);
-        t_pre += kvr_time_us() - a;
-        a = kvr_time_us();
-        kvr_op_attn(ws, l);
-        t_attn += kvr_time_us() - a;
-        a = kvr_time_us();
-        kvr_op_post(ws, l);
-        t_post += kvr_time_us() - a;
+        if (kvr_event_record(ev[1], &e) || kvr_op_pre(ws, l, &e) || kvr_event_record(ev[2], &e) ||
+            kvr_event_elapsed_us(ev[1], ev[2], &a, &e))
+            goto out;
+        t_pre += a;
+        if (kvr_op_attn(ws, l, NULL, &e) || kvr_event_record(ev[3], &e) ||
+            kvr_event_elapsed_us(ev[2], ev[3], &a, &e))
+            goto out;
+        t_attn += a;
+        if (kvr_op_post(ws, l, &e) || kvr_event_record(ev[4], &e) ||
+            kvr_event_elapsed_us(ev[3], ev[4], &a, &e))
+            goto out;
+        t_post += a;
     }
-    kvr_op_head(ws);
-    double total = kvr_time_us() - t0;
+    if (kvr_op_head(ws, NULL, &e) || kvr_event_record(ev[4], &e) ||
+        kvr_event_elapsed_us(ev[0], ev[4], &total, &e))
+        goto out;
     printf("#   %lld tokens: pre %.1f ms, attn %.1f ms, post %.1f ms, total %.1f ms\n",
            (long long)C, t_pre * 1e-3, t_attn * 1e-3, t_post * 1e-3, total * 1e-3);
-    kvr_layer_ws_destroy(ws);
-    return t_attn / total;
+    share = t_attn / total;
+out:
+    for (int i = 0; i < 5; i++) kvr_event_destroy(ev[i]);
+    kvr_workspace_destroy(ws);
+    kvr_weights_free(w);
+    return share;
 }
 
 static double run_ttft(const kvr_model *m, const int32_t *ids, int64_t C, kvr_mode mode, int p,

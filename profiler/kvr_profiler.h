@@ -3,8 +3,9 @@
  * runtime's comm layer, written point by point into the store (kvr_db.h).
  *
  * What is timed is exactly what the runtime runs (DESIGN.md section 8): kvr_op_embed, _pre,
- * _attn, _post and _head on a kvr_layer_ws, rotating the layer index across repetitions so the
- * weights come cold from memory as in a real prefill; and kvr_comm isend/recv/wait/allgatherv in
+ * _attn, _post and _head on a backend's workspace (kvr_backend.h), timed by the backend's
+ * events, rotating the layer index across repetitions so the weights come cold from memory as
+ * in a real prefill; and kvr_comm isend/recv/wait/allgatherv in
  * the patterns the schedules use (point-to-point per pair, the KV-Runahead chain, TSP's
  * all-gather). Statistics per point: min, p10, median, p90, mean, stddev, max over repetitions
  * that are added until the median is stable or the point's time budget is spent.
@@ -134,6 +135,8 @@ KVR_API kvr_status kvr_grid_refine(const kvr_grid_params *g, uint32_t ops,
 // profile parameters (stored with the run so --resume repeats them)
 
 typedef struct kvr_profile_params {
+    const kvr_backend *backend; /* whose ops are timed; NULL = cpu (not in the params text: the
+                                   run's backend column holds it) */
     kvr_grid_params grid;
     kvr_timing_params timing;
     uint32_t ops;          /* mask of kvr_prof_op to profile */
@@ -167,7 +170,7 @@ KVR_API void kvr_profile_device_cpu(kvr_db_device *out);
 KVR_API kvr_status kvr_profile_model_record(const kvr_model *m, const char *source,
                                             uint64_t seed, int32_t layers, kvr_db_model *out,
                                             kvr_error *err);
-/* Fill a run's provenance columns from a device and the parameters (backend cpu, dtype f32,
+/* Fill a run's provenance columns from a device and the parameters (the backend's name and dtype,
  * thread/rank counts, transport, BLAS and, with MPI transfers, the MPI library version). */
 KVR_API void kvr_profile_run_provenance(kvr_db_run *run, const kvr_db_device *dev,
                                         const kvr_profile_params *p);

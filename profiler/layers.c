@@ -18,7 +18,9 @@
 #include <unistd.h>
 
 typedef struct prof_layer_ctx {
-    kvr_layer_ws *ws;
+    kvr_weights *w;
+    kvr_workspace *ws;
+    kvr_event *ev0, *ev1; /* around each timed execution */
     const kvr_model_config *cfg;
     float *x_saved;   /* (c_max, D) hidden state after embedding */
     int32_t *tokens;  /* (c_max) */
@@ -33,42 +35,23 @@ static kvr_status prof_layer_measure(void *user, int32_t i_iter, double *time_us
     prof_layer_ctx *x = user;
     const int32_t l = x->layer;
     x->layer = (x->layer + 1) % x->cfg->n_layers;
-    const size_t D = (size_t)x->cfg->d_model;
-    float *hx = kvr_layer_ws_x(x->ws);
-    double t0, t1;
+    /* restore x (untimed) for the ops that read and modify it; the backend finishes the copy
+     * before the start event */
+    if (x->op == KVR_PROF_PRE || x->op == KVR_PROF_POST)
+        KVR_TRY(kvr_workspace_x_from_host(x->ws, x->x_saved, x->c, err));
+    else if (x->op == KVR_PROF_HEAD)
+        KVR_TRY(kvr_workspace_x_from_host(x->ws, x->x_saved, 1, err));
+    KVR_TRY(kvr_event_record(x->ev0, err));
     switch (x->op) {
-        case KVR_PROF_EMBED:
-            t0 = kvr_time_us();
-            KVR_TRY(kvr_op_embed(x->ws, x->tokens, x->c, 0, err));
-            t1 = kvr_time_us();
-            break;
-        case KVR_PROF_PRE:
-            memcpy(hx, x->x_saved, (size_t)x->c * D * sizeof(float));
-            t0 = kvr_time_us();
-            kvr_op_pre(x->ws, l);
-            t1 = kvr_time_us();
-            break;
-        case KVR_PROF_ATTN:
-            t0 = kvr_time_us();
-            kvr_op_attn(x->ws, l);
-            t1 = kvr_time_us();
-            break;
-        case KVR_PROF_POST:
-            memcpy(hx, x->x_saved, (size_t)x->c * D * sizeof(float));
-            t0 = kvr_time_us();
-            kvr_op_post(x->ws, l);
-            t1 = kvr_time_us();
-            break;
+        case KVR_PROF_EMBED: KVR_TRY(kvr_op_embed(x->ws, x->tokens, x->c, 0, err)); break;
+        case KVR_PROF_PRE: KVR_TRY(kvr_op_pre(x->ws, l, err)); break;
+        case KVR_PROF_ATTN: KVR_TRY(kvr_op_attn(x->ws, l, NULL, err)); break;
+        case KVR_PROF_POST: KVR_TRY(kvr_op_post(x->ws, l, err)); break;
         case KVR_PROF_HEAD:
-        default:
-            memcpy(hx, x->x_saved, D * sizeof(float));
-            t0 = kvr_time_us();
-            (void)kvr_op_head(x->ws);
-            t1 = kvr_time_us();
-            break;
+        default: KVR_TRY(kvr_op_head(x->ws, NULL, err)); break;
     }
-    *time_us = t1 - t0;
-    return KVR_OK;
+    KVR_TRY(kvr_event_record(x->ev1, err));
+    return kvr_event_elapsed_us(x->ev0, x->ev1, time_us, err);
 }
 
 static uint64_t prof_rng(uint64_t *s) {
@@ -210,17 +193,20 @@ kvr_status kvr_profile_layers(kvr_db *db, int64_t run_id, const kvr_model *m,
         st = kvr_error_set(err, KVR_ERR_NOMEM, "profile: out of memory");
         goto out;
     }
-    if ((st = kvr_layer_ws_create(m, c_max, ctx_max, p->n_threads, &x.ws, err)) != KVR_OK) goto out;
+    if ((st = kvr_weights_upload(p->backend ? p->backend : kvr_backend_at(0), m, &x.w, err)) ||
+        (st = kvr_workspace_create(x.w, c_max, ctx_max, p->n_threads, &x.ws, err)) ||
+        (st = kvr_event_create(x.ws, &x.ev0, err)) || (st = kvr_event_create(x.ws, &x.ev1, err)))
+        goto out;
     uint64_t rng = p->seed ? p->seed : 1;
     for (int64_t i = 0; i < c_max; i++)
         x.tokens[i] = (int32_t)(prof_rng(&rng) % (uint64_t)cfg->vocab_size);
     /* prime every buffer with real values (and fault in the workspace) */
-    if ((st = kvr_op_embed(x.ws, x.tokens, c_max, 0, err)) != KVR_OK) goto out;
-    memcpy(x.x_saved, kvr_layer_ws_x(x.ws), (size_t)c_max * (size_t)cfg->d_model * sizeof(float));
-    kvr_op_pre(x.ws, 0);
-    kvr_op_attn(x.ws, 0);
-    kvr_op_post(x.ws, 0);
-    memcpy(kvr_layer_ws_x(x.ws), x.x_saved, (size_t)c_max * (size_t)cfg->d_model * sizeof(float));
+    if ((st = kvr_op_embed(x.ws, x.tokens, c_max, 0, err)) ||
+        (st = kvr_workspace_x_to_host(x.ws, x.x_saved, c_max, err)) ||
+        (st = kvr_op_pre(x.ws, 0, err)) || (st = kvr_op_attn(x.ws, 0, NULL, err)) ||
+        (st = kvr_op_post(x.ws, 0, err)) ||
+        (st = kvr_workspace_x_from_host(x.ws, x.x_saved, c_max, err)))
+        goto out;
 
     if ((st = kvr_db_layer_samples_get(db, run_id, &done, &n_done, err)) != KVR_OK) goto out;
     /* seeded shuffle of the base points */
@@ -270,7 +256,9 @@ kvr_status kvr_profile_layers(kvr_db *db, int64_t run_id, const kvr_model *m,
         n_pts += n_more;
     }
 out:
-    kvr_layer_ws_destroy(x.ws);
+    kvr_event_destroy(x.ev0), kvr_event_destroy(x.ev1);
+    kvr_workspace_destroy(x.ws);
+    kvr_weights_free(x.w);
     free(scratch);
     free(x.x_saved);
     free(x.tokens);

@@ -6,7 +6,6 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "kvr_profiler.h"
 
-#include <cblas.h>
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +68,7 @@ void kvr_profile_device_cpu(kvr_db_device *d) {
         char mhz[64];
         if (prof_cpuinfo("cpu MHz", mhz, sizeof mhz)) d->clock_mhz = atof(mhz);
     }
-    prof_copy(d->blas, sizeof d->blas, openblas_get_config());
+    prof_copy(d->blas, sizeof d->blas, kvr_backend_get_info(kvr_backend_at(0)).library);
 }
 
 // ----------------------------------------------------------------------------
@@ -209,8 +208,9 @@ kvr_status kvr_profile_model_record(const kvr_model *m, const char *source, uint
 
 void kvr_profile_run_provenance(kvr_db_run *run, const kvr_db_device *dev,
                                 const kvr_profile_params *p) {
-    prof_copy(run->backend, sizeof run->backend, "cpu");
-    prof_copy(run->dtype, sizeof run->dtype, "f32");
+    const kvr_backend_info bi = kvr_backend_get_info(p->backend ? p->backend : kvr_backend_at(0));
+    prof_copy(run->backend, sizeof run->backend, bi.name);
+    prof_copy(run->dtype, sizeof run->dtype, bi.dtype);
     run->n_threads = p->n_threads;
     run->n_ranks = p->comm ? p->n_ranks : 1;
     prof_copy(run->transport, sizeof run->transport,

@@ -51,7 +51,8 @@ typedef struct prof_xctx {
     int64_t part[KVR_MAX_RANKS], P[KVR_MAX_RANKS];
     /* chain_compute */
     const kvr_model *model;
-    kvr_layer_ws *ws;
+    kvr_weights *w;
+    kvr_workspace *ws;
     int32_t layer;
     int32_t *tokens;
 } prof_xctx;
@@ -97,7 +98,7 @@ static kvr_status prof_chain_measure(void *user, int32_t it, double *time_us, kv
     const int32_t l = x->layer;
     if (compute) x->layer = (x->layer + 1) % x->cfg->n_layers;
     KVR_TRY(kvr_comm_barrier(x->comm, err));
-    if (compute) kvr_op_pre(x->ws, l);
+    if (compute) KVR_TRY(kvr_op_pre(x->ws, l, err));
     double arrive = 0, post = 0;
     if (me > 0) {
         KVR_TRY(kvr_comm_recv(x->comm, me - 1, x->kbuf, pre_bytes, KVR_MEM_HOST, err));
@@ -113,8 +114,8 @@ static kvr_status prof_chain_measure(void *user, int32_t it, double *time_us, kv
             st = kvr_comm_isend(x->comm, me + 1, x->vbuf, all_bytes, KVR_MEM_HOST, &rv, err);
     }
     if (st == KVR_OK && compute) {
-        kvr_op_attn(x->ws, l);
-        kvr_op_post(x->ws, l);
+        st = kvr_op_attn(x->ws, l, NULL, err);
+        if (st == KVR_OK) st = kvr_op_post(x->ws, l, err);
     }
     kvr_status s1 = kvr_comm_wait(x->comm, rk, st == KVR_OK ? err : NULL);
     kvr_status s2 = kvr_comm_wait(x->comm, rv, st == KVR_OK && s1 == KVR_OK ? err : NULL);
@@ -391,7 +392,10 @@ kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_comm *comm
         }
         if (any_compute) {
             /* chunk of this rank at the largest context, and the whole context of keys */
-            st = kvr_layer_ws_create(m, KVR_CEIL_DIV(ctx_max, x.n), ctx_max, p->n_threads, &x.ws, err);
+            st = kvr_weights_upload(p->backend ? p->backend : kvr_backend_at(0), m, &x.w, err);
+            if (st == KVR_OK)
+                st = kvr_workspace_create(x.w, KVR_CEIL_DIV(ctx_max, x.n), ctx_max, p->n_threads,
+                                          &x.ws, err);
             if (st != KVR_OK) {
                 free(scratch);
                 goto fail;
@@ -439,7 +443,8 @@ kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_comm *comm
     }
     if (st != KVR_OK) goto fail;
     free(pts);
-    kvr_layer_ws_destroy(x.ws);
+    kvr_workspace_destroy(x.ws);
+    kvr_weights_free(x.w);
     free(x.sbuf), free(x.rbuf), free(x.kbuf), free(x.vbuf), free(x.times), free(x.links),
         free(x.tokens);
     res->elapsed_s = (kvr_time_us() - t_start) * 1e-6;
@@ -448,7 +453,8 @@ fail:
     /* threads: wake the peers blocked on us; MPI: the tool reports and aborts the job */
     if (kvr_comm_transport(comm) == KVR_TRANSPORT_THREADS) kvr_comm_fail(comm, err ? err->msg : "error");
     free(pts);
-    kvr_layer_ws_destroy(x.ws);
+    kvr_workspace_destroy(x.ws);
+    kvr_weights_free(x.w);
     free(x.sbuf), free(x.rbuf), free(x.kbuf), free(x.vbuf), free(x.times), free(x.links),
         free(x.tokens);
     res->elapsed_s = (kvr_time_us() - t_start) * 1e-6;

@@ -1,13 +1,17 @@
-/* kvr_runtime.h -- the layer operations and the prefill schedules (single, kvr, tsp).
+/* kvr_runtime.h -- the prefill schedules (single, kvr, tsp) over the backend seam.
  *
  * Two levels:
- *   - layer ops on a workspace (kvr_layer_ws): embed, pre (norm, QKV, RoPE, K/V into the cache),
- *     attn (c queries over the P-token prefix plus the chunk itself, causal), post (O-proj,
- *     residual, norm, SwiGLU MLP, residual) and head (final norm + LM head, last token). The
+ *   - layer ops (kvr_backend.h): a backend (cpu; cuda when compiled in) runs embed, pre (norm,
+ *     QKV, RoPE, K/V into the cache), attn (c queries over the P-token prefix plus the chunk
+ *     itself, causal), post (O-proj, residual, norm, SwiGLU MLP, residual) and head (final norm
+ *     + LM head, last token) on a workspace whose buffers live in the backend's memory. The
  *     schedules are sequences of exactly these calls, and the profiler times exactly these
  *     calls, so a profile describes what runs.
  *   - schedules: kvr_prefill_run runs one prompt across n ranks as threads of this process;
- *     kvr_prefill_run_rank runs one rank's part over any kvr_comm (threads or MPI).
+ *     kvr_prefill_run_rank runs one rank's part over any kvr_comm (threads or MPI). Each rank
+ *     creates its workspace on params->backend, hands the workspace's K/V buffers (with their
+ *     memory space) to the transport, times compute with the backend's events, and copies only
+ *     what the result keeps (logits, KV) to host.
  *
  * Usage:   kvr_prefill_params pp = kvr_prefill_params_default();
  *          pp.mode = KVR_MODE_KVR; pp.n_ranks = 2;            // partition NULL = even
@@ -16,11 +20,12 @@
  *              printf("%d %.1f ms\n", r.first_token, r.ttft_ms);
  *          kvr_prefill_result_free(&r);
  * Ownership: the model and token arrays are borrowed; a result owns its logits/KV buffers until
- *            kvr_prefill_result_free. A workspace owns its activations and KV cache.
+ *            kvr_prefill_result_free.
  * Threads:  a model may be shared by all ranks; a workspace belongs to one rank.
  */
 #ifndef KVR_RUNTIME_H
 #define KVR_RUNTIME_H
+#include "kvr_backend.h"
 #include "kvr_comm.h"
 #include "kvr_model.h"
 #ifdef __cplusplus
@@ -34,41 +39,10 @@ KVR_API const char *kvr_mode_name(kvr_mode m); /* "single", "kvr", "tsp" */
 KVR_API kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err);
 
 // ----------------------------------------------------------------------------
-// layer ops
-
-typedef struct kvr_layer_ws kvr_layer_ws;
-
-/* Workspace for chunks of up to max_chunk tokens attending over up to max_ctx positions, with
- * n_threads threads for the ops. Allocates every activation and a KV cache of
- * L x max_ctx x NKV*HS floats for K and for V, once. */
-KVR_API kvr_status kvr_layer_ws_create(const kvr_model *m, int64_t max_chunk, int64_t max_ctx,
-                                       int32_t n_threads, kvr_layer_ws **out, kvr_error *err);
-KVR_API void kvr_layer_ws_destroy(kvr_layer_ws *ws);
-/* K or V cache of one layer: (max_ctx, NKV*HS) row-major; rows [0, S) are contiguous. */
-KVR_API float *kvr_layer_ws_k(kvr_layer_ws *ws, int32_t layer);
-KVR_API float *kvr_layer_ws_v(kvr_layer_ws *ws, int32_t layer);
-/* Hidden state of the current chunk: (c, D). */
-KVR_API float *kvr_layer_ws_x(kvr_layer_ws *ws);
-
-/* Embed c tokens that sit at global positions [pos0, pos0 + c) (also sets the RoPE tables).
- * Errors: KVR_ERR_INVALID_ARG for out-of-range ids or sizes. */
-KVR_API kvr_status kvr_op_embed(kvr_layer_ws *ws, const int32_t *tokens, int64_t c, int64_t pos0,
-                                kvr_error *err);
-/* Set the chunk (c tokens at pos0) without embedding, for timing harnesses: x keeps its data. */
-KVR_API kvr_status kvr_op_set_chunk(kvr_layer_ws *ws, int64_t c, int64_t pos0, kvr_error *err);
-KVR_API void kvr_op_pre(kvr_layer_ws *ws, int32_t layer);  /* K/V -> cache rows [pos0, pos0+c) */
-KVR_API void kvr_op_attn(kvr_layer_ws *ws, int32_t layer); /* over cache rows [0, pos0 + c) */
-KVR_API void kvr_op_post(kvr_layer_ws *ws, int32_t layer);
-/* Final norm + LM head on the chunk's last token; returns the logits (V), owned by ws. */
-KVR_API const float *kvr_op_head(kvr_layer_ws *ws);
-
-/* Index of the largest logit (first on ties). */
-KVR_API int32_t kvr_argmax(const float *x, int64_t n);
-
-// ----------------------------------------------------------------------------
 // schedules
 
 typedef struct kvr_prefill_params {
+    const kvr_backend *backend; /* where the ops run; NULL = cpu */
     kvr_mode mode;
     int32_t n_ranks;          /* p; single requires 1 */
     const int64_t *partition; /* p chunk sizes (kvr mode), NULL = even; borrowed */

@@ -31,7 +31,7 @@ kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err) {
 }
 
 kvr_prefill_params kvr_prefill_params_default(void) {
-    kvr_prefill_params p = {KVR_MODE_SINGLE, 1, NULL, 1, true, false};
+    kvr_prefill_params p = {NULL, KVR_MODE_SINGLE, 1, NULL, 1, true, false};
     return p;
 }
 
@@ -95,10 +95,16 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     /* kvr ranks hold [0, S); tsp ranks hold all C keys after each all-gather */
     const int64_t ctx = tsp ? C : S;
 
-    kvr_layer_ws *ws = NULL;
+    kvr_weights *wts = NULL;
+    kvr_workspace *ws = NULL;
+    kvr_event *ev_t0 = NULL, *ev_a = NULL, *ev_b = NULL;
     kvr_comm_request **reqs = NULL;
     size_t *ag_bytes = NULL;
-    kvr_status st = kvr_layer_ws_create(m, c, ctx, pp->n_threads, &ws, err);
+    kvr_status st = kvr_weights_upload(pp->backend ? pp->backend : kvr_backend_at(0), m, &wts, err);
+    if (st == KVR_OK) st = kvr_workspace_create(wts, c, ctx, pp->n_threads, &ws, err);
+    if (st == KVR_OK) st = kvr_event_create(ws, &ev_t0, err);
+    if (st == KVR_OK) st = kvr_event_create(ws, &ev_a, err);
+    if (st == KVR_OK) st = kvr_event_create(ws, &ev_b, err);
     if (st == KVR_OK && !tsp && !last) {
         reqs = calloc((size_t)2 * (size_t)L, sizeof *reqs);
         if (!reqs) st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", me);
@@ -118,16 +124,21 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     const double t0 = kvr_time_us();
     double compute_us = 0, t;
     int32_t first = -1;
+    if ((st = kvr_event_record(ev_t0, err)) != KVR_OK) goto fail;
 
-    t = kvr_time_us();
-    st = kvr_op_embed(ws, tokens + P, c, P, err);
-    compute_us += kvr_time_us() - t;
-    if (st != KVR_OK) goto fail;
+    if ((st = kvr_event_record(ev_a, err)) != KVR_OK) goto fail;
+    if ((st = kvr_op_embed(ws, tokens + P, c, P, err)) != KVR_OK) goto fail;
+    if ((st = kvr_event_record(ev_b, err)) != KVR_OK) goto fail;
+    if ((st = kvr_event_elapsed_us(ev_a, ev_b, &t, err)) != KVR_OK) goto fail;
+    compute_us += t;
     for (int32_t l = 0; l < L; l++) {
-        float *K = kvr_layer_ws_k(ws, l), *V = kvr_layer_ws_v(ws, l);
-        t = kvr_time_us();
-        kvr_op_pre(ws, l);
-        compute_us += kvr_time_us() - t;
+        void *K, *V;
+        (void)kvr_workspace_kv_buffers(ws, l, &K, &V);
+        if ((st = kvr_event_record(ev_a, err)) != KVR_OK) goto fail;
+        if ((st = kvr_op_pre(ws, l, err)) != KVR_OK) goto fail;
+        if ((st = kvr_event_record(ev_b, err)) != KVR_OK) goto fail;
+        if ((st = kvr_event_elapsed_us(ev_a, ev_b, &t, err)) != KVR_OK) goto fail;
+        compute_us += t;
         if (tsp) {
             if ((st = kvr_comm_allgatherv(comm, NULL, K, ag_bytes, KVR_MEM_HOST, err))) goto fail;
             if ((st = kvr_comm_allgatherv(comm, NULL, V, ag_bytes, KVR_MEM_HOST, err))) goto fail;
@@ -149,25 +160,29 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
                     goto fail;
             }
         }
-        t = kvr_time_us();
-        kvr_op_attn(ws, l);
-        kvr_op_post(ws, l);
-        compute_us += kvr_time_us() - t;
+        if ((st = kvr_event_record(ev_a, err)) != KVR_OK) goto fail;
+        if ((st = kvr_op_attn(ws, l, NULL, err)) != KVR_OK) goto fail;
+        if ((st = kvr_op_post(ws, l, err)) != KVR_OK) goto fail;
+        if ((st = kvr_event_record(ev_b, err)) != KVR_OK) goto fail;
+        if ((st = kvr_event_elapsed_us(ev_a, ev_b, &t, err)) != KVR_OK) goto fail;
+        compute_us += t;
     }
-    double t_first = 0;
+    double ttft_us = 0;
     if (last) {
-        t = kvr_time_us();
-        const float *logits = kvr_op_head(ws);
-        first = kvr_argmax(logits, cfg->vocab_size);
-        t_first = kvr_time_us();
-        compute_us += t_first - t;
+        /* the first token: head and its argmax on the backend, timed by its events */
+        if ((st = kvr_event_record(ev_a, err)) != KVR_OK) goto fail;
+        if ((st = kvr_op_head(ws, &first, err)) != KVR_OK) goto fail;
+        if ((st = kvr_event_record(ev_b, err)) != KVR_OK) goto fail;
+        if ((st = kvr_event_elapsed_us(ev_a, ev_b, &t, err)) != KVR_OK) goto fail;
+        compute_us += t;
+        if ((st = kvr_event_elapsed_us(ev_t0, ev_b, &ttft_us, err)) != KVR_OK) goto fail;
         if (pp->keep_logits) {
             out->logits = malloc((size_t)cfg->vocab_size * sizeof(float));
             if (!out->logits) {
                 st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", me);
                 goto fail;
             }
-            memcpy(out->logits, logits, (size_t)cfg->vocab_size * sizeof(float));
+            if ((st = kvr_workspace_logits_to_host(ws, out->logits, err)) != KVR_OK) goto fail;
         }
     }
     if (reqs && (st = kvr_comm_waitall(comm, 2 * L, reqs, err)) != KVR_OK) goto fail;
@@ -186,7 +201,7 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     mine.stats.bytes_sent = cs->bytes_sent;
     mine.stats.bytes_recv = cs->bytes_recv;
     mine.first_token = first;
-    mine.ttft_ms = last ? (t_first - t0) * 1e-3 : 0;
+    mine.ttft_ms = last ? ttft_us * 1e-3 : 0;
     kvr_rank_report *all = calloc((size_t)p, sizeof *all);
     if (!all) {
         st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", me);
@@ -209,16 +224,16 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
             st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory for the KV copy", me);
             goto fail;
         }
-        for (int32_t l = 0; l < L; l++) {
-            memcpy(out->k_cache + (size_t)l * C * kvd, kvr_layer_ws_k(ws, l),
-                   (size_t)(C * kvd) * sizeof(float));
-            memcpy(out->v_cache + (size_t)l * C * kvd, kvr_layer_ws_v(ws, l),
-                   (size_t)(C * kvd) * sizeof(float));
-        }
+        for (int32_t l = 0; l < L; l++)
+            if ((st = kvr_workspace_kv_to_host(ws, l, 0, C, out->k_cache + (size_t)l * C * kvd,
+                                               out->v_cache + (size_t)l * C * kvd, err)))
+                goto fail;
     }
     free(reqs);
     free(ag_bytes);
-    kvr_layer_ws_destroy(ws);
+    kvr_event_destroy(ev_t0), kvr_event_destroy(ev_a), kvr_event_destroy(ev_b);
+    kvr_workspace_destroy(ws);
+    kvr_weights_free(wts);
     return KVR_OK;
 
 fail:
@@ -228,7 +243,9 @@ fail:
     if (reqs) kvr_comm_waitall(comm, 2 * L, reqs, NULL);
     free(reqs);
     free(ag_bytes);
-    kvr_layer_ws_destroy(ws);
+    kvr_event_destroy(ev_t0), kvr_event_destroy(ev_a), kvr_event_destroy(ev_b);
+    kvr_workspace_destroy(ws);
+    kvr_weights_free(wts);
     kvr_prefill_result_free(out);
     return st;
 }

@@ -164,9 +164,12 @@ static int parse_opts(int argc, char **argv, kvr_profile_opts *o) {
         if (strchr("gcPCRoxrXBtswneLS", ch)) n_run_opts++; /* --transport mpi may resume */
         switch (ch) {
             case 'b':
-                if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
-                    return usage_error("--backend: unknown backend '%s' (cpu, cuda)", optarg);
+            {
+                const kvr_backend *be; /* known but not built in: reported (exit 1) by main */
+                if (kvr_backend_get(optarg, &be, &e) == KVR_ERR_INVALID_ARG)
+                    return usage_error("--backend: %s", e.msg);
                 o->backend = optarg;
+            }
                 break;
             case 'm': o->model = optarg; break;
             case 'd': o->db = optarg; break;
@@ -598,14 +601,13 @@ int main(int argc, char **argv) {
                           .warmup = -1, .iters_min = -1, .iters_max = -1, .tol = -1, .seed = 1234};
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc;
-    if (!strcmp(o.backend, "cuda")) {
-        fprintf(stderr,
-                "kvr-profile: --backend cuda: not available: this kvr was built without the CUDA "
-                "backend (the runtime has no CUDA layer ops yet), so no CUDA device is used; "
-                "profile with --backend cpu\n");
+    kvr_error err = {0};
+    const kvr_backend *backend;
+    if (kvr_backend_get(o.backend, &backend, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-profile: --backend %s: %s; profile with --backend cpu\n", o.backend,
+                err.msg);
         return 1;
     }
-    kvr_error err = {0};
     kvr_comm_world *world = NULL; /* MPI: this process's rank in the job */
     kvr_comm *mpi = NULL;
     if (o.transport == KVR_TRANSPORT_MPI) {
@@ -759,6 +761,7 @@ int main(int argc, char **argv) {
             kvr_db_device dev;
             kvr_profile_device_cpu(&dev);
             run = kvr_db_run_init("profile");
+            pp.backend = backend;
             kvr_profile_run_provenance(&run, &dev, &pp);
             run.timer_overhead_us = kvr_timer_overhead_us();
             if (kvr_profile_params_format(&pp, run.params, sizeof run.params, &err) != KVR_OK ||
@@ -786,6 +789,7 @@ int main(int argc, char **argv) {
         if (kvr_comm_ctrl_bcast(mpi, 0, params_str, (size_t)len + 1, &err) != KVR_OK) goto done;
         if (!root && kvr_profile_params_parse(params_str, &pp, &err) != KVR_OK) goto done;
     }
+    pp.backend = backend;
 
     kvr_profile_result lr = {0}, xr = {0};
     progress_ctx pc = {.on = root && !o.quiet};

@@ -42,6 +42,7 @@ typedef struct kvr_run_opts {
     const char *db;        /* --db, or "kvr.db" when it exists (db_default) */
     bool db_default, no_db;
     const char *predictor; /* --predictor FILE */
+    const char *backend;   /* --backend NAME (default cpu) */
 } kvr_run_opts;
 
 static void usage(FILE *f) {
@@ -59,6 +60,7 @@ static void usage(FILE *f) {
             "                            from --predictor FILE, else the newest in the store for\n"
             "                            this model and rank count: kvr-fit --kvrp)\n"
             "  -t, --threads N           threads per rank (default 1)\n"
+            "  -b, --backend NAME        cpu | cuda: where the layer ops run (default cpu)\n"
             "  -T, --transport NAME      threads | mpi (default threads; mpi under mpirun)\n"
             "  -n, --repeat N            run N times, report the median-TTFT run (default 1)\n"
             "  -s, --seed N              seed for --context ids and preset weights (default 1234)\n"
@@ -93,15 +95,23 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
         {"dump-logits", required_argument, 0, 'D'}, {"json", no_argument, 0, 'j'},
         {"db", required_argument, 0, 'd'},        {"predictor", required_argument, 0, 'E'},
         {"no-db", no_argument, 0, 'N'},           {"help", no_argument, 0, 'h'},
+        {"backend", required_argument, 0, 'b'},
         {0, 0, 0, 0}};
     bool mode_set = false;
     kvr_error e;
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":m:p:c:r:M:P:t:T:n:s:L:SD:jd:E:Nh", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":m:p:c:r:M:P:t:b:T:n:s:L:SD:jd:E:Nh", lo, NULL)) != -1) {
         int64_t v;
         switch (ch) {
             case 'm': o->model = optarg; break;
+            case 'b': {
+                const kvr_backend *be; /* known but not built in: reported (exit 1) by main */
+                if (kvr_backend_get(optarg, &be, &e) == KVR_ERR_INVALID_ARG)
+                    return usage_error("--backend: %s%s", e.msg, "");
+                o->backend = optarg;
+                break;
+            }
             case 'p': o->prompt = optarg; break;
             case 'c':
                 if (kvr_parse_i64(optarg, 1, (int64_t)1 << 26, &v, &e))
@@ -391,10 +401,15 @@ static int64_t pred_record(const kvr_run_opts *o, run_pred *rp, const kvr_prefil
 
 int main(int argc, char **argv) {
     kvr_run_opts o = {.ranks = 1, .threads = 1, .transport = KVR_TRANSPORT_THREADS, .seed = 1234,
-                      .repeat = 1, .special = true};
+                      .repeat = 1, .special = true, .backend = "cpu"};
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc;
     kvr_error err = {0};
+    const kvr_backend *backend;
+    if (kvr_backend_get(o.backend, &backend, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-run: --backend %s: %s\n", o.backend, err.msg);
+        return 1;
+    }
     kvr_comm_world *world = NULL; /* MPI: this process's rank in the job */
     kvr_comm *mpi = NULL;
     if (o.transport == KVR_TRANSPORT_MPI) {
@@ -483,6 +498,7 @@ int main(int argc, char **argv) {
 
     int64_t part[KVR_MAX_RANKS];
     kvr_prefill_params pp = kvr_prefill_params_default();
+    pp.backend = backend;
     pp.mode = o.mode;
     pp.n_ranks = o.ranks;
     pp.n_threads = o.threads;

@@ -35,6 +35,8 @@ check nothing_to_do 2 "nothing to profile" -- "$P" --model tiny --ops none --db 
 check resume_plus_grid 2 "--resume runs with the run's own parameters" -- "$P" --resume 1 --grid quick
 check bad_backend 2 "unknown backend 'tpu'" -- "$P" --backend tpu
 check cuda 1 "--backend cuda: not available: this kvr was built without the CUDA backend" -- "$P" --backend cuda
+check backend_cpu 0 "^head +1 +1\.\.1 " -- "$P" --backend cpu --model tiny --ops head --max-context 64 --iters 2 --db "$tmp/b.db" -q
+check backend_stored 0 "backend +cpu, dtype f32" -- "$D" --db "$tmp/b.db" show 1
 check no_model 1 "no-such.gguf" -- "$P" --model /nonexistent/no-such.gguf --db "$tmp/x.db"
 check no_db_dir 1 "directory /nonexistent-kvr does not exist" -- "$P" --model tiny --db /nonexistent-kvr/k.db
 check resume_no_db 1 "no such database file" -- "$P" --resume 1 --db "$tmp/none.db"

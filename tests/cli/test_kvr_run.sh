@@ -34,5 +34,8 @@ check dump_unwritable 1 "cannot write" -- "$BIN" --model tiny --context 8 --dump
 check json_fields 0 '"first_token":[0-9]+.*"ttft_ms":[0-9.]+.*"per_rank":\[\{"rank":0.*"compute_ms".*"wait_ms".*"comm_ms"' -- "$BIN" --model tiny --context 64 --ranks 3 --partition 30,20,14 --json
 check json_partition 0 '"mode":"kvr","ranks":3.*"context":64,"partition":\[30,20,14\]' -- "$BIN" --model tiny --context 64 --ranks 3 --partition 30,20,14 --json
 check table 0 "^kvr +2 +64 +32,32" -- "$BIN" --model tiny --context 64 --ranks 2
+check bad_backend 2 "--backend: unknown backend 'tpu' \(cpu, cuda\)" -- "$BIN" --model tiny --context 8 --backend tpu
+check cuda 1 "--backend cuda: not available: this kvr was built without the CUDA backend" -- "$BIN" --model tiny --context 8 --backend cuda
+check backend_cpu 0 "^kvr +2 +64 +32,32" -- "$BIN" --model tiny --context 64 --ranks 2 --backend cpu
 echo "kvr-run cli: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

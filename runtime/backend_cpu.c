@@ -1,10 +1,12 @@
-/* ops_cpu.c -- the CPU layer kernels: embedding, RMSNorm, RoPE at global positions, GEMMs
+/* backend_cpu.c -- the CPU backend: embedding, RMSNorm, RoPE at global positions, GEMMs
  * through CBLAS (OpenBLAS, single-threaded per call, split across this rank's OpenMP team so
  * several ranks can share one process), causal attention of c queries over a P-token prefix
- * plus the chunk (GQA/MQA, query blocks, numerically stable softmax), SwiGLU, residuals, and
- * the LM head on the last token. This file is the reference every GPU kernel is compared with.
+ * plus the chunk (GQA/MQA, query blocks, numerically stable softmax, optional per-row
+ * log-sum-exp), SwiGLU, residuals, and the LM head on the last token. Buffers are host memory;
+ * the weights are the model's own fp32 arena (borrowed); events read the host clock. This file
+ * is the reference every other backend is compared with (tests/test_backend_ops.c).
  * Compiled with -ffast-math: no code here relies on NaN/Inf semantics. */
-#include "kvr_runtime.h"
+#include "backend_internal.h"
 #include "runtime_internal.h"
 
 #include <cblas.h>
@@ -18,11 +20,8 @@
  * waste inside a block (QB/2 keys per row) and the scratch (QB x max_ctx floats) stay small. */
 #define KVR_ATTN_QB 128
 
-struct kvr_layer_ws {
-    const kvr_model *m;
-    int64_t max_chunk, max_ctx;
-    int32_t n_threads;
-    int64_t c, pos0;  /* current chunk */
+typedef struct cpu_ws {
+    kvr_workspace base; /* m, max_chunk, max_ctx, n_threads, current chunk (c, pos0) */
     float *x;         /* (c, D) hidden state */
     float *h;         /* (c, D) normed input */
     float *qkv;       /* (c, (NH+2NKV)*HS) */
@@ -37,10 +36,35 @@ struct kvr_layer_ws {
     float *hlast;     /* (D) */
     float *logits;    /* (V) */
     double *inv_freq; /* (HS/2) */
-};
+} cpu_ws;
+
+typedef struct cpu_event {
+    kvr_event base;
+    double t_us; /* host clock at record */
+} cpu_event;
 
 // ----------------------------------------------------------------------------
-// workspace
+// backend, weights, workspace
+
+static kvr_backend_info cpu_info(void) {
+    kvr_backend_info i = {"cpu", KVR_MEM_HOST, "host CPU", openblas_get_config(), "f32"};
+    return i;
+}
+
+/* The model's fp32 arena is already the CPU format: borrow it. */
+static kvr_status cpu_weights_upload(const kvr_backend *b, const kvr_model *m, kvr_weights **out,
+                                     kvr_error *err) {
+    kvr_weights *w = malloc(sizeof *w);
+    if (!w) return kvr_error_set(err, KVR_ERR_NOMEM, "weights: out of memory");
+    w->be = b;
+    w->m = m;
+    *out = w;
+    return KVR_OK;
+}
+
+static void cpu_weights_free(kvr_weights *w) {
+    free(w);
+}
 
 /* Our own threads split every GEMM, so OpenBLAS must not start its own pool underneath. */
 static pthread_once_t kvr_blas_once = PTHREAD_ONCE_INIT;
@@ -48,7 +72,8 @@ static void kvr_blas_single_thread(void) {
     openblas_set_num_threads(1);
 }
 
-void kvr_layer_ws_destroy(kvr_layer_ws *ws) {
+static void cpu_ws_destroy(kvr_workspace *base) {
+    cpu_ws *ws = (cpu_ws *)base;
     if (!ws) return;
     free(ws->x), free(ws->h), free(ws->qkv), free(ws->att), free(ws->gu), free(ws->act);
     free(ws->rope_cos), free(ws->rope_sin), free(ws->scratch), free(ws->kcache);
@@ -65,23 +90,12 @@ static float *kvr_ws_alloc(size_t n, bool *ok) {
     return p;
 }
 
-kvr_status kvr_layer_ws_create(const kvr_model *m, int64_t max_chunk, int64_t max_ctx,
-                               int32_t n_threads, kvr_layer_ws **out, kvr_error *err) {
-    *out = NULL;
+static kvr_status cpu_ws_create(const kvr_weights *w, int64_t max_chunk, int64_t max_ctx,
+                                int32_t n_threads, kvr_workspace **out, kvr_error *err) {
     pthread_once(&kvr_blas_once, kvr_blas_single_thread);
-    const kvr_model_config *cfg = &m->cfg;
-    if (max_chunk < 1 || max_ctx < max_chunk)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                             "workspace: need 1 <= max_chunk (%lld) <= max_ctx (%lld)",
-                             (long long)max_chunk, (long long)max_ctx);
-    if (n_threads < 1 || n_threads > 1024)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "workspace: %d threads", n_threads);
-    kvr_layer_ws *ws = calloc(1, sizeof *ws);
+    const kvr_model_config *cfg = &w->m->cfg;
+    cpu_ws *ws = calloc(1, sizeof *ws);
     if (!ws) return kvr_error_set(err, KVR_ERR_NOMEM, "workspace: out of memory");
-    ws->m = m;
-    ws->max_chunk = max_chunk;
-    ws->max_ctx = max_ctx;
-    ws->n_threads = n_threads;
     const size_t c = (size_t)max_chunk, D = (size_t)cfg->d_model, HS = (size_t)cfg->head_dim;
     const size_t NH = (size_t)cfg->n_heads, NKV = (size_t)cfg->n_kv_heads, FF = (size_t)cfg->d_ff;
     const size_t kvd = NKV * HS, L = (size_t)cfg->n_layers;
@@ -103,7 +117,7 @@ kvr_status kvr_layer_ws_create(const kvr_model *m, int64_t max_chunk, int64_t ma
     if (!ok || !ws->inv_freq) {
         double gib = (double)(2 * L * (size_t)max_ctx * kvd + c * (D * 2 + 4 * FF + 8 * NH * HS)) *
                      4 / (1 << 30);
-        kvr_layer_ws_destroy(ws);
+        cpu_ws_destroy(&ws->base);
         return kvr_error_set(err, KVR_ERR_NOMEM,
                              "workspace for %lld tokens over %lld positions: cannot allocate "
                              "about %.2f GiB",
@@ -114,20 +128,18 @@ kvr_status kvr_layer_ws_create(const kvr_model *m, int64_t max_chunk, int64_t ma
     memset(ws->vcache, 0, L * (size_t)max_ctx * kvd * sizeof(float));
     for (size_t i = 0; i < HS / 2; i++)
         ws->inv_freq[i] = pow((double)cfg->rope_theta, -2.0 * (double)i / (double)HS);
-    *out = ws;
+    *out = &ws->base;
     return KVR_OK;
 }
 
-float *kvr_layer_ws_k(kvr_layer_ws *ws, int32_t layer) {
-    return ws->kcache + (size_t)layer * (size_t)ws->max_ctx *
-                            (size_t)(ws->m->cfg.n_kv_heads * ws->m->cfg.head_dim);
+/* K or V cache of one layer: (max_ctx, NKV*HS) row-major. */
+static float *cpu_k(cpu_ws *ws, int32_t layer) {
+    return ws->kcache + (size_t)layer * (size_t)ws->base.max_ctx *
+                            (size_t)(ws->base.m->cfg.n_kv_heads * ws->base.m->cfg.head_dim);
 }
-float *kvr_layer_ws_v(kvr_layer_ws *ws, int32_t layer) {
-    return ws->vcache + (size_t)layer * (size_t)ws->max_ctx *
-                            (size_t)(ws->m->cfg.n_kv_heads * ws->m->cfg.head_dim);
-}
-float *kvr_layer_ws_x(kvr_layer_ws *ws) {
-    return ws->x;
+static float *cpu_v(cpu_ws *ws, int32_t layer) {
+    return ws->vcache + (size_t)layer * (size_t)ws->base.max_ctx *
+                            (size_t)(ws->base.m->cfg.n_kv_heads * ws->base.m->cfg.head_dim);
 }
 
 // ----------------------------------------------------------------------------
@@ -161,10 +173,11 @@ static void kvr_rmsnorm_row(float *y, const float *x, const float *w, int64_t n,
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * r * w[i];
 }
 
-static void kvr_rmsnorm(kvr_layer_ws *ws, float *y, const float *x, const float *w, int64_t rows) {
-    const int64_t D = ws->m->cfg.d_model;
-    const float eps = ws->m->cfg.norm_eps;
-#pragma omp parallel for num_threads(ws->n_threads) schedule(static) if (ws->n_threads > 1)
+static void kvr_rmsnorm(cpu_ws *ws, float *y, const float *x, const float *w, int64_t rows) {
+    const int64_t D = ws->base.m->cfg.d_model;
+    const float eps = ws->base.m->cfg.norm_eps;
+    const int32_t nt = ws->base.n_threads;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t r = 0; r < rows; r++) kvr_rmsnorm_row(y + r * D, x + r * D, w, D, eps);
 }
 
@@ -192,16 +205,11 @@ static void kvr_gemm_nt(int32_t nt, int64_t M, int64_t N, int64_t K, float alpha
 // ----------------------------------------------------------------------------
 // ops
 
-kvr_status kvr_op_set_chunk(kvr_layer_ws *ws, int64_t c, int64_t pos0, kvr_error *err) {
-    if (c < 1 || c > ws->max_chunk || pos0 < 0 || pos0 + c > ws->max_ctx)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                             "chunk of %lld tokens at %lld does not fit the workspace "
-                             "(max chunk %lld, max context %lld)",
-                             (long long)c, (long long)pos0, (long long)ws->max_chunk,
-                             (long long)ws->max_ctx);
-    ws->c = c;
-    ws->pos0 = pos0;
-    const int64_t half = ws->m->cfg.head_dim / 2;
+static kvr_status cpu_set_chunk(kvr_workspace *base, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const int64_t c = base->c, pos0 = base->pos0;
+    const int64_t half = base->m->cfg.head_dim / 2;
     for (int64_t r = 0; r < c; r++)
         for (int64_t i = 0; i < half; i++) {
             double th = (double)(pos0 + r) * ws->inv_freq[i];
@@ -211,25 +219,20 @@ kvr_status kvr_op_set_chunk(kvr_layer_ws *ws, int64_t c, int64_t pos0, kvr_error
     return KVR_OK;
 }
 
-kvr_status kvr_op_embed(kvr_layer_ws *ws, const int32_t *tokens, int64_t c, int64_t pos0,
-                        kvr_error *err) {
-    const kvr_model_config *cfg = &ws->m->cfg;
+static kvr_status cpu_embed(kvr_workspace *base, const int32_t *tokens, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const int64_t D = base->m->cfg.d_model, c = base->c;
     for (int64_t r = 0; r < c; r++)
-        if (tokens[r] < 0 || tokens[r] >= cfg->vocab_size)
-            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                                 "token id %d at position %lld is outside the vocabulary [0, %d)",
-                                 tokens[r], (long long)(pos0 + r), cfg->vocab_size);
-    KVR_TRY(kvr_op_set_chunk(ws, c, pos0, err));
-    const int64_t D = cfg->d_model;
-    for (int64_t r = 0; r < c; r++)
-        memcpy(ws->x + r * D, ws->m->tok_embd + (int64_t)tokens[r] * D, (size_t)D * sizeof(float));
+        memcpy(ws->x + r * D, base->m->tok_embd + (int64_t)tokens[r] * D, (size_t)D * sizeof(float));
     return KVR_OK;
 }
 
 /* Rotate interleaved pairs (x[2i], x[2i+1]) of each head by the row's angles. */
-static void kvr_rope_rows(kvr_layer_ws *ws, float *base, int64_t ld, int32_t n_heads) {
-    const int64_t HS = ws->m->cfg.head_dim, half = HS / 2, c = ws->c;
-#pragma omp parallel for num_threads(ws->n_threads) schedule(static) if (ws->n_threads > 1)
+static void kvr_rope_rows(cpu_ws *ws, float *base, int64_t ld, int32_t n_heads) {
+    const int64_t HS = ws->base.m->cfg.head_dim, half = HS / 2, c = ws->base.c;
+    const int32_t nt = ws->base.n_threads;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t r = 0; r < c; r++) {
         const float *cs = ws->rope_cos + r * half, *sn = ws->rope_sin + r * half;
         for (int32_t h = 0; h < n_heads; h++) {
@@ -243,38 +246,45 @@ static void kvr_rope_rows(kvr_layer_ws *ws, float *base, int64_t ld, int32_t n_h
     }
 }
 
-void kvr_op_pre(kvr_layer_ws *ws, int32_t layer) {
-    const kvr_model_config *cfg = &ws->m->cfg;
-    const kvr_layer_weights *w = &ws->m->layers[layer];
+static kvr_status cpu_pre(kvr_workspace *base, int32_t layer, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const kvr_model_config *cfg = &base->m->cfg;
+    const kvr_layer_weights *w = &base->m->layers[layer];
     const int64_t D = cfg->d_model, HS = cfg->head_dim, NH = cfg->n_heads, NKV = cfg->n_kv_heads;
-    const int64_t nqkv = (NH + 2 * NKV) * HS, kvd = NKV * HS, c = ws->c;
+    const int64_t nqkv = (NH + 2 * NKV) * HS, kvd = NKV * HS, c = base->c;
     kvr_rmsnorm(ws, ws->h, ws->x, w->attn_norm, c);
-    kvr_gemm_nt(ws->n_threads, c, nqkv, D, 1.0f, ws->h, D, w->wqkv, D, 0.0f, ws->qkv, nqkv);
+    kvr_gemm_nt(base->n_threads, c, nqkv, D, 1.0f, ws->h, D, w->wqkv, D, 0.0f, ws->qkv, nqkv);
     kvr_rope_rows(ws, ws->qkv, nqkv, (int32_t)NH);
     kvr_rope_rows(ws, ws->qkv + NH * HS, nqkv, (int32_t)NKV);
-    float *K = kvr_layer_ws_k(ws, layer) + ws->pos0 * kvd;
-    float *V = kvr_layer_ws_v(ws, layer) + ws->pos0 * kvd;
+    float *K = cpu_k(ws, layer) + base->pos0 * kvd;
+    float *V = cpu_v(ws, layer) + base->pos0 * kvd;
     for (int64_t r = 0; r < c; r++) {
         memcpy(K + r * kvd, ws->qkv + r * nqkv + NH * HS, (size_t)kvd * sizeof(float));
         memcpy(V + r * kvd, ws->qkv + r * nqkv + (NH + NKV) * HS, (size_t)kvd * sizeof(float));
     }
+    return KVR_OK;
 }
 
-void kvr_op_attn(kvr_layer_ws *ws, int32_t layer) {
-    const kvr_model_config *cfg = &ws->m->cfg;
+static kvr_status cpu_attn(kvr_workspace *base, int32_t layer, float *lse, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const kvr_model_config *cfg = &base->m->cfg;
     const int64_t HS = cfg->head_dim, NH = cfg->n_heads, NKV = cfg->n_kv_heads;
-    const int64_t nqkv = (NH + 2 * NKV) * HS, kvd = NKV * HS, c = ws->c, P = ws->pos0;
+    const int64_t nqkv = (NH + 2 * NKV) * HS, kvd = NKV * HS, c = base->c, P = base->pos0;
     const int64_t group = NH / NKV, n_qb = KVR_CEIL_DIV(c, KVR_ATTN_QB);
-    const float *K = kvr_layer_ws_k(ws, layer), *V = kvr_layer_ws_v(ws, layer);
+    const int64_t max_ctx = base->max_ctx;
+    const int32_t nt = base->n_threads;
+    const float *K = cpu_k(ws, layer), *V = cpu_v(ws, layer);
     const float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for num_threads(ws->n_threads) schedule(dynamic, 1) if (ws->n_threads > 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
     for (int64_t task = 0; task < NH * n_qb; task++) {
         /* Largest query blocks first (they see the most keys) for better load balance. */
         const int64_t h = task % NH, qb = n_qb - 1 - task / NH;
         const int64_t g = h / group;
         const int64_t r0 = qb * KVR_ATTN_QB, r1 = KVR_MIN(c, r0 + KVR_ATTN_QB), nr = r1 - r0;
         const int64_t nk = P + r1; /* keys any row of the block may see */
-        float *S = ws->scratch + (int64_t)omp_get_thread_num() * KVR_ATTN_QB * ws->max_ctx;
+        float *S = ws->scratch + (int64_t)omp_get_thread_num() * KVR_ATTN_QB * max_ctx;
         /* scores (nr, nk) = scale * Q_blk . K_g^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nk, (int)HS, scale,
                     ws->qkv + r0 * nqkv + h * HS, (int)nqkv, K + g * HS, (int)kvd, 0.0f, S,
@@ -290,6 +300,7 @@ void kvr_op_attn(kvr_layer_ws *ws, int32_t layer) {
                 row[j] = e;
                 sum += e;
             }
+            if (lse) lse[(r0 + i) * NH + h] = mx + logf(sum);
             const float inv = 1.0f / sum;
             for (int64_t j = 0; j < nv; j++) row[j] *= inv;
             for (int64_t j = nv; j < nk; j++) row[j] = 0.0f;
@@ -299,39 +310,134 @@ void kvr_op_attn(kvr_layer_ws *ws, int32_t layer) {
                     (int)nk, V + g * HS, (int)kvd, 0.0f, ws->att + r0 * NH * HS + h * HS,
                     (int)(NH * HS));
     }
+    return KVR_OK;
 }
 
-void kvr_op_post(kvr_layer_ws *ws, int32_t layer) {
-    const kvr_model_config *cfg = &ws->m->cfg;
-    const kvr_layer_weights *w = &ws->m->layers[layer];
+static kvr_status cpu_post(kvr_workspace *base, int32_t layer, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const kvr_model_config *cfg = &base->m->cfg;
+    const kvr_layer_weights *w = &base->m->layers[layer];
     const int64_t D = cfg->d_model, HS = cfg->head_dim, NH = cfg->n_heads, FF = cfg->d_ff;
-    const int64_t c = ws->c;
+    const int64_t c = base->c;
+    const int32_t nt = base->n_threads;
     /* x += att . Wo^T (residual folded into beta = 1) */
-    kvr_gemm_nt(ws->n_threads, c, D, NH * HS, 1.0f, ws->att, NH * HS, w->wo, NH * HS, 1.0f, ws->x,
-                D);
+    kvr_gemm_nt(nt, c, D, NH * HS, 1.0f, ws->att, NH * HS, w->wo, NH * HS, 1.0f, ws->x, D);
     kvr_rmsnorm(ws, ws->h, ws->x, w->ffn_norm, c);
-    kvr_gemm_nt(ws->n_threads, c, 2 * FF, D, 1.0f, ws->h, D, w->w_gate_up, D, 0.0f, ws->gu, 2 * FF);
-#pragma omp parallel for num_threads(ws->n_threads) schedule(static) if (ws->n_threads > 1)
+    kvr_gemm_nt(nt, c, 2 * FF, D, 1.0f, ws->h, D, w->w_gate_up, D, 0.0f, ws->gu, 2 * FF);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t r = 0; r < c; r++) {
         const float *gt = ws->gu + r * 2 * FF, *up = gt + FF;
         float *a = ws->act + r * FF;
         for (int64_t i = 0; i < FF; i++) a[i] = gt[i] / (1.0f + kvr_expf(-gt[i])) * up[i];
     }
-    kvr_gemm_nt(ws->n_threads, c, D, FF, 1.0f, ws->act, FF, w->w_down, FF, 1.0f, ws->x, D);
+    kvr_gemm_nt(nt, c, D, FF, 1.0f, ws->act, FF, w->w_down, FF, 1.0f, ws->x, D);
+    return KVR_OK;
 }
 
-const float *kvr_op_head(kvr_layer_ws *ws) {
-    const kvr_model_config *cfg = &ws->m->cfg;
+static kvr_status cpu_head(kvr_workspace *base, int32_t *top, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const kvr_model_config *cfg = &base->m->cfg;
     const int64_t D = cfg->d_model, V = cfg->vocab_size;
-    kvr_rmsnorm_row(ws->hlast, ws->x + (ws->c - 1) * D, ws->m->output_norm, D, cfg->norm_eps);
+    kvr_rmsnorm_row(ws->hlast, ws->x + (base->c - 1) * D, base->m->output_norm, D, cfg->norm_eps);
     /* logits (V) = W_out (V, D) . h: one GEMM row, N = V split across the threads */
-    kvr_gemm_nt(ws->n_threads, 1, V, D, 1.0f, ws->hlast, D, ws->m->output, D, 0.0f, ws->logits, V);
-    return ws->logits;
+    kvr_gemm_nt(base->n_threads, 1, V, D, 1.0f, ws->hlast, D, base->m->output, D, 0.0f,
+                ws->logits, V);
+    if (top) *top = kvr_argmax(ws->logits, V);
+    return KVR_OK;
 }
 
-int32_t kvr_argmax(const float *x, int64_t n) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return (int32_t)best;
+// ----------------------------------------------------------------------------
+// copies (host to host), events (host clock)
+
+static kvr_status cpu_kv_to_host(kvr_workspace *base, int32_t layer, int64_t r0, int64_t n,
+                                 float *k, float *v, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const size_t kvd = (size_t)base->m->cfg.n_kv_heads * (size_t)base->m->cfg.head_dim;
+    if (k) memcpy(k, cpu_k(ws, layer) + (size_t)r0 * kvd, (size_t)n * kvd * sizeof(float));
+    if (v) memcpy(v, cpu_v(ws, layer) + (size_t)r0 * kvd, (size_t)n * kvd * sizeof(float));
+    return KVR_OK;
 }
+
+static kvr_status cpu_logits_to_host(kvr_workspace *base, float *out, kvr_error *err) {
+    (void)err;
+    memcpy(out, ((cpu_ws *)base)->logits, (size_t)base->m->cfg.vocab_size * sizeof(float));
+    return KVR_OK;
+}
+
+static kvr_status cpu_x_from_host(kvr_workspace *base, const float *x, int64_t rows,
+                                  kvr_error *err) {
+    (void)err;
+    memcpy(((cpu_ws *)base)->x, x, (size_t)rows * (size_t)base->m->cfg.d_model * sizeof(float));
+    return KVR_OK;
+}
+
+static kvr_status cpu_x_to_host(kvr_workspace *base, float *x, int64_t rows, kvr_error *err) {
+    (void)err;
+    memcpy(x, ((cpu_ws *)base)->x, (size_t)rows * (size_t)base->m->cfg.d_model * sizeof(float));
+    return KVR_OK;
+}
+
+static void cpu_kv_buffers(kvr_workspace *base, int32_t layer, void **k, void **v) {
+    if (k) *k = cpu_k((cpu_ws *)base, layer);
+    if (v) *v = cpu_v((cpu_ws *)base, layer);
+}
+
+static kvr_status cpu_event_create(kvr_workspace *ws, kvr_event **out, kvr_error *err) {
+    (void)ws;
+    cpu_event *ev = calloc(1, sizeof *ev);
+    if (!ev) return kvr_error_set(err, KVR_ERR_NOMEM, "event: out of memory");
+    *out = &ev->base;
+    return KVR_OK;
+}
+
+static void cpu_event_destroy(kvr_event *ev) {
+    free(ev);
+}
+
+/* The ops ran synchronously on this thread: the host clock now is the point after them. */
+static kvr_status cpu_event_record(kvr_event *ev, kvr_error *err) {
+    (void)err;
+    ((cpu_event *)ev)->t_us = kvr_time_us();
+    return KVR_OK;
+}
+
+static kvr_status cpu_event_elapsed_us(const kvr_event *start, const kvr_event *end, double *us,
+                                       kvr_error *err) {
+    (void)err;
+    *us = ((const cpu_event *)end)->t_us - ((const cpu_event *)start)->t_us;
+    return KVR_OK;
+}
+
+static kvr_status cpu_sync(kvr_workspace *ws, kvr_error *err) {
+    (void)ws, (void)err;
+    return KVR_OK;
+}
+
+const kvr_backend backend_cpu = {
+    .name = "cpu",
+    .mem_space = KVR_MEM_HOST,
+    .info = cpu_info,
+    .weights_upload = cpu_weights_upload,
+    .weights_free = cpu_weights_free,
+    .ws_create = cpu_ws_create,
+    .ws_destroy = cpu_ws_destroy,
+    .set_chunk = cpu_set_chunk,
+    .embed = cpu_embed,
+    .pre = cpu_pre,
+    .attn = cpu_attn,
+    .post = cpu_post,
+    .head = cpu_head,
+    .kv_to_host = cpu_kv_to_host,
+    .logits_to_host = cpu_logits_to_host,
+    .x_from_host = cpu_x_from_host,
+    .x_to_host = cpu_x_to_host,
+    .kv_buffers = cpu_kv_buffers,
+    .event_create = cpu_event_create,
+    .event_destroy = cpu_event_destroy,
+    .event_record = cpu_event_record,
+    .event_elapsed_us = cpu_event_elapsed_us,
+    .sync = cpu_sync,
+};

@@ -1,0 +1,70 @@
+/* backend_internal.h -- the table of operations behind kvr_backend.h and the structs every
+ * backend's objects start with. The front end (backend.c) checks the arguments the contract
+ * states (layer index, chunk bounds, row ranges) and keeps the current chunk, so a backend's
+ * functions only compute. A backend registers by defining one `const kvr_backend` and adding it
+ * to the table in backend.c (under its KVR_USE_* macro). */
+#ifndef KVR_BACKEND_INTERNAL_H
+#define KVR_BACKEND_INTERNAL_H
+#include "kvr_backend.h"
+
+struct kvr_backend {
+    const char *name;
+    kvr_mem_space mem_space;
+    kvr_backend_info (*info)(void);
+    /* weights: a struct starting with kvr_weights (its be and m filled by the backend) */
+    kvr_status (*weights_upload)(const kvr_backend *b, const kvr_model *m, kvr_weights **out,
+                                 kvr_error *err);
+    void (*weights_free)(kvr_weights *w);
+    /* workspace: a struct starting with kvr_workspace; the front end fills the common fields */
+    kvr_status (*ws_create)(const kvr_weights *w, int64_t max_chunk, int64_t max_ctx,
+                            int32_t n_threads, kvr_workspace **out, kvr_error *err);
+    void (*ws_destroy)(kvr_workspace *ws);
+    /* ops: arguments already checked; ws->c and ws->pos0 hold the chunk */
+    kvr_status (*set_chunk)(kvr_workspace *ws, kvr_error *err); /* RoPE angles of the chunk */
+    kvr_status (*embed)(kvr_workspace *ws, const int32_t *tokens, kvr_error *err);
+    kvr_status (*pre)(kvr_workspace *ws, int32_t layer, kvr_error *err);
+    kvr_status (*attn)(kvr_workspace *ws, int32_t layer, float *lse, kvr_error *err);
+    kvr_status (*post)(kvr_workspace *ws, int32_t layer, kvr_error *err);
+    kvr_status (*head)(kvr_workspace *ws, int32_t *top, kvr_error *err);
+    /* copies: ranges already checked */
+    kvr_status (*kv_to_host)(kvr_workspace *ws, int32_t layer, int64_t r0, int64_t n, float *k,
+                             float *v, kvr_error *err);
+    kvr_status (*logits_to_host)(kvr_workspace *ws, float *out, kvr_error *err);
+    kvr_status (*x_from_host)(kvr_workspace *ws, const float *x, int64_t rows, kvr_error *err);
+    kvr_status (*x_to_host)(kvr_workspace *ws, float *x, int64_t rows, kvr_error *err);
+    void (*kv_buffers)(kvr_workspace *ws, int32_t layer, void **k, void **v);
+    /* events: a struct starting with kvr_event */
+    kvr_status (*event_create)(kvr_workspace *ws, kvr_event **out, kvr_error *err);
+    void (*event_destroy)(kvr_event *ev);
+    kvr_status (*event_record)(kvr_event *ev, kvr_error *err);
+    kvr_status (*event_elapsed_us)(const kvr_event *start, const kvr_event *end, double *us,
+                                   kvr_error *err);
+    kvr_status (*sync)(kvr_workspace *ws, kvr_error *err);
+};
+
+struct kvr_weights {
+    const kvr_backend *be;
+    const kvr_model *m;
+};
+
+struct kvr_workspace {
+    const kvr_backend *be;
+    const kvr_weights *w;
+    const kvr_model *m;
+    int64_t max_chunk, max_ctx;
+    int32_t n_threads;
+    int64_t c, pos0; /* current chunk; c = 0 before the first embed / set_chunk */
+};
+
+struct kvr_event {
+    kvr_workspace *ws;
+    bool recorded;
+};
+
+/* The CPU backend (backend_cpu.c). */
+extern const kvr_backend backend_cpu;
+#ifdef KVR_USE_CUDA
+extern const kvr_backend backend_cuda; /* runtime/cuda/ */
+#endif
+
+#endif
