@@ -132,30 +132,30 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     if ((st = kvr_event_elapsed_us(ev_a, ev_b, &t, err)) != KVR_OK) goto fail;
     compute_us += t;
     for (int32_t l = 0; l < L; l++) {
-        void *K, *V;
-        (void)kvr_workspace_kv_buffers(ws, l, &K, &V);
+        void *K, *V; /* the transport moves them in place, in the backend's memory */
+        const kvr_mem_space kv_mem = kvr_workspace_kv_buffers(ws, l, &K, &V);
         if ((st = kvr_event_record(ev_a, err)) != KVR_OK) goto fail;
         if ((st = kvr_op_pre(ws, l, err)) != KVR_OK) goto fail;
         if ((st = kvr_event_record(ev_b, err)) != KVR_OK) goto fail;
         if ((st = kvr_event_elapsed_us(ev_a, ev_b, &t, err)) != KVR_OK) goto fail;
         compute_us += t;
         if (tsp) {
-            if ((st = kvr_comm_allgatherv(comm, NULL, K, ag_bytes, KVR_MEM_HOST, err))) goto fail;
-            if ((st = kvr_comm_allgatherv(comm, NULL, V, ag_bytes, KVR_MEM_HOST, err))) goto fail;
+            if ((st = kvr_comm_allgatherv(comm, NULL, K, ag_bytes, kv_mem, err))) goto fail;
+            if ((st = kvr_comm_allgatherv(comm, NULL, V, ag_bytes, kv_mem, err))) goto fail;
         } else {
             const size_t pre_bytes = (size_t)(P * kvd) * sizeof(float);
             const size_t all_bytes = (size_t)(S * kvd) * sizeof(float);
             if (me > 0) {
-                if ((st = kvr_comm_recv(comm, me - 1, K, pre_bytes, KVR_MEM_HOST, err)))
+                if ((st = kvr_comm_recv(comm, me - 1, K, pre_bytes, kv_mem, err)))
                     goto fail;
-                if ((st = kvr_comm_recv(comm, me - 1, V, pre_bytes, KVR_MEM_HOST, err)))
+                if ((st = kvr_comm_recv(comm, me - 1, V, pre_bytes, kv_mem, err)))
                     goto fail;
             }
             if (!last) { /* run ahead: forward [0, S) now, complete at the end */
-                if ((st = kvr_comm_isend(comm, me + 1, K, all_bytes, KVR_MEM_HOST, &reqs[2 * l],
+                if ((st = kvr_comm_isend(comm, me + 1, K, all_bytes, kv_mem, &reqs[2 * l],
                                          err)))
                     goto fail;
-                if ((st = kvr_comm_isend(comm, me + 1, V, all_bytes, KVR_MEM_HOST,
+                if ((st = kvr_comm_isend(comm, me + 1, V, all_bytes, kv_mem,
                                          &reqs[2 * l + 1], err)))
                     goto fail;
             }
