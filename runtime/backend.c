@@ -203,6 +203,7 @@ kvr_status kvr_workspace_x_to_host(kvr_workspace *ws, float *x, int64_t rows, kv
 }
 
 kvr_mem_space kvr_workspace_kv_buffers(kvr_workspace *ws, int32_t layer, void **k, void **v) {
+    KVR_ASSERT(layer >= 0 && layer < ws->m->cfg.n_layers);
     ws->be->kv_buffers(ws, layer, k, v);
     return ws->be->mem_space;
 }

@@ -126,8 +126,9 @@ KVR_API kvr_status kvr_workspace_x_from_host(kvr_workspace *ws, const float *x, 
                                              kvr_error *err);
 KVR_API kvr_status kvr_workspace_x_to_host(kvr_workspace *ws, float *x, int64_t rows,
                                            kvr_error *err);
-/* Layer's K and V cache, (max_ctx, NKV*HS) fp32 row-major each, in the backend's memory space
- * (returned): what a transport sends and receives in place. Rows [0, S) are contiguous. */
+/* Layer's (0 <= layer < L) K and V cache, (max_ctx, NKV*HS) fp32 row-major each, in the
+ * backend's memory space (returned): what a transport sends and receives in place. Rows [0, S)
+ * are contiguous. Either of k, v may be NULL. */
 KVR_API kvr_mem_space kvr_workspace_kv_buffers(kvr_workspace *ws, int32_t layer, void **k,
                                                void **v);
 
