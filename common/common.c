@@ -62,6 +62,27 @@ void kvr_abort_(const char *file, int line, const char *fmt, ...) {
 }
 
 // ----------------------------------------------------------------------------
+// operations
+
+static const char *const kvr_op_names[] = {"embed", "pre", "attn", "post", "head", "link"};
+_Static_assert(sizeof kvr_op_names / sizeof kvr_op_names[0] == KVR_OP_COUNT, "op names");
+
+const char *kvr_op_name(kvr_op op) {
+    return ((int)op >= 0 && op < KVR_OP_COUNT) ? kvr_op_names[op] : "unknown";
+}
+
+kvr_status kvr_op_parse(const char *s, kvr_op *out, kvr_error *err) {
+    for (int i = 0; s && i < KVR_OP_COUNT; i++)
+        if (strcmp(s, kvr_op_names[i]) == 0) {
+            *out = (kvr_op)i;
+            return KVR_OK;
+        }
+    return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                         "unknown op \"%s\" (embed, pre, attn, post, head or link)",
+                         s ? s : "(null)");
+}
+
+// ----------------------------------------------------------------------------
 // logging
 
 static void kvr_log_default(kvr_log_level level, const char *msg, void *user) {

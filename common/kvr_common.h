@@ -78,6 +78,29 @@ KVR_API _Noreturn void kvr_abort_(const char *file, int line, const char *fmt, .
 #define KVR_MAX(a, b)      ((a) > (b) ? (a) : (b))
 
 // ----------------------------------------------------------------------------
+// operations: the five layer operations the runtime runs, the profiler times and the cost model
+// fits (embed, pre, attn, post, head: the schedules are sequences of exactly these calls), and
+// the point-to-point link a K/V transfer crosses, which the cost model fits beside them. The
+// names are the strings the store keeps in layer samples and fit targets and the predictor
+// files use as keys; they never change. Layer ops come first, so 0..KVR_OP_LAYER_COUNT-1 index
+// per-layer-op arrays and bit masks.
+
+typedef enum kvr_op {
+    KVR_OP_EMBED, /* token rows -> x, RoPE tables for the chunk: over c */
+    KVR_OP_PRE,   /* RMSNorm, QKV GEMM, RoPE, K/V into the cache: over c */
+    KVR_OP_ATTN,  /* c queries over prefix + c keys, causal: over (c, prefix) */
+    KVR_OP_POST,  /* O-proj + residual, RMSNorm, SwiGLU MLP + residual: over c */
+    KVR_OP_HEAD,  /* final RMSNorm + LM head on the last token */
+    KVR_OP_LINK,  /* a point-to-point transfer of n bytes (fits and costs; not a layer op) */
+    KVR_OP_COUNT
+} kvr_op;
+#define KVR_OP_LAYER_COUNT KVR_OP_LINK /* embed..head */
+
+KVR_API const char *kvr_op_name(kvr_op op); /* "embed", "pre", ..., "link"; "unknown" */
+/* The op named s. KVR_ERR_INVALID_ARG "unknown op "s" (embed, pre, attn, post, head or link)". */
+KVR_API kvr_status kvr_op_parse(const char *s, kvr_op *out, kvr_error *err);
+
+// ----------------------------------------------------------------------------
 // memory spaces: where a buffer lives, for the backend and transport seams (kvr_backend.h,
 // kvr_comm.h). HOST is ordinary process memory; DEVICE is a backend's own memory (CUDA global
 // memory), reachable only through that backend's copies or a device-capable transport (NCCL).

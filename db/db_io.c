@@ -393,7 +393,6 @@ static const char *const db_col_names[DB_N_COLS] = {
     "size_bytes", "n_warmup", "n_iters", "min_us", "p10_us", "median_us", "p90_us", "mean_us",
     "stddev_us",  "max_us",   "is_stable", "algbw_gbps", "busbw_gbps", "busbw_factor"};
 
-static const char *const db_layer_ops[] = {"embed", "pre", "attn", "post", "head"};
 static const char *const db_patterns[] = {"p2p", "chain", "chain_compute", "allgather"};
 
 typedef struct db_csv_ctx {
@@ -653,7 +652,8 @@ static kvr_status db_csv_parse_row(db_csv_ctx *x, kvr_db_csv *c, char (*f)[DB_CS
         kvr_db_layer_sample *s = &c->layers[c->n_layers];
         memset(s, 0, sizeof *s);
         const char *op = FIELD(DB_COL_OP);
-        if (db_find(db_layer_ops, 5, op) < 0)
+        kvr_op k;
+        if (kvr_op_parse(op, &k, NULL) != KVR_OK || k >= KVR_OP_LAYER_COUNT)
             return db_csv_fail(x, "op '%.40s' is not one of embed, pre, attn, post, head", op);
         db_copy(s->op, sizeof s->op, op);
         const char *cv = FIELD(DB_COL_C);

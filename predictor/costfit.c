@@ -15,25 +15,10 @@
 // ----------------------------------------------------------------------------
 // names
 
-static const char *const op_names[] = {"pre", "attn", "post", "head", "link", "embed"};
-_Static_assert(sizeof op_names / sizeof op_names[0] == KVR_PREDICT_OP_COUNT, "op names");
+const kvr_op kvr_predict_fit_order[KVR_OP_COUNT] = {KVR_OP_PRE,  KVR_OP_ATTN, KVR_OP_POST,
+                                                    KVR_OP_HEAD, KVR_OP_LINK, KVR_OP_EMBED};
 static const char *const form_names[] = {"attn", "hinge", "segments"};
 _Static_assert(sizeof form_names / sizeof form_names[0] == KVR_PREDICT_FORM_COUNT, "form names");
-
-const char *kvr_predict_op_name(kvr_predict_op op) {
-    return (unsigned)op < KVR_PREDICT_OP_COUNT ? op_names[op] : "?";
-}
-
-kvr_status kvr_predict_op_parse(const char *name, kvr_predict_op *out, kvr_error *err) {
-    for (int i = 0; name && i < KVR_PREDICT_OP_COUNT; i++)
-        if (strcmp(name, op_names[i]) == 0) {
-            *out = (kvr_predict_op)i;
-            return KVR_OK;
-        }
-    return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                         "unknown op \"%s\" (expected pre, attn, post, head, link or embed)",
-                         name ? name : "(null)");
-}
 
 const char *kvr_predict_form_name(kvr_predict_form f) {
     return (unsigned)f < KVR_PREDICT_FORM_COUNT ? form_names[f] : "?";
@@ -115,17 +100,17 @@ double kvr_predict_fit_eval(const kvr_predict_fit *f, double x, double prefix) {
 }
 
 kvr_status predict_fit_check(const kvr_predict_fit *f, const char *what, kvr_error *err) {
-    if ((unsigned)f->op >= KVR_PREDICT_OP_COUNT || (unsigned)f->form >= KVR_PREDICT_FORM_COUNT)
+    if ((unsigned)f->op >= KVR_OP_COUNT || (unsigned)f->form >= KVR_PREDICT_FORM_COUNT)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: unknown op or form", what);
     if (f->n_breaks < 0 || f->n_breaks > KVR_PREDICT_MAX_BREAKS ||
         (f->form == KVR_PREDICT_FORM_ATTN && f->n_breaks != 0))
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: %d breaks for form %s", what,
                              f->n_breaks, kvr_predict_form_name(f->form));
-    if ((f->op == KVR_PREDICT_OP_ATTN) != (f->form == KVR_PREDICT_FORM_ATTN))
+    if ((f->op == KVR_OP_ATTN) != (f->form == KVR_PREDICT_FORM_ATTN))
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "%s: op %s cannot have form %s (attention and only attention "
                              "uses the attention form)",
-                             what, kvr_predict_op_name(f->op), kvr_predict_form_name(f->form));
+                             what, kvr_op_name(f->op), kvr_predict_form_name(f->form));
     int nc = form_n_coef(f->form, f->n_breaks);
     if (f->n_coef != nc || nc > KVR_PREDICT_MAX_PARAMS)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: form %s with %d breaks has %d "
@@ -164,9 +149,9 @@ static int fit_folds(int n, int q, int want) {
 }
 
 /* Fit form with breaks to the data; with_cv also runs CV (its failure is an error). */
-static kvr_status fit_form(const fit_data *d, kvr_predict_op op, kvr_predict_form form,
-                           const double *br, int nb, const kvr_predict_fit_options *o,
-                           bool with_cv, kvr_predict_fit *out, kvr_error *err) {
+static kvr_status fit_form(const fit_data *d, kvr_op op, kvr_predict_form form, const double *br,
+                           int nb, const kvr_predict_fit_options *o, bool with_cv,
+                           kvr_predict_fit *out, kvr_error *err) {
     const int q = form_n_coef(form, nb);
     double *X = malloc((size_t)d->n * (size_t)q * sizeof *X);
     if (!X) return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", d->label);
@@ -209,7 +194,7 @@ static int cmp_dbl(const void *a, const void *b) {
 
 /* The piecewise forms: no break, then greedily the candidate break (a distinct x of the data)
  * with the lowest held-out MAPE, kept only when it beats the current form by min_gain. */
-static kvr_status fit_piecewise(const fit_data *d, kvr_predict_op op, kvr_predict_form form,
+static kvr_status fit_piecewise(const fit_data *d, kvr_op op, kvr_predict_form form,
                                 const kvr_predict_fit_options *o, kvr_predict_fit *out,
                                 kvr_error *err) {
     double *u = malloc((size_t)d->n * sizeof *u);
@@ -224,7 +209,7 @@ static kvr_status fit_piecewise(const fit_data *d, kvr_predict_op op, kvr_predic
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "%s: all %d observations at %s = %g: a line needs at least 2 "
                              "distinct values",
-                             d->label, d->n, op == KVR_PREDICT_OP_LINK ? "bytes" : "c", d->x[0]);
+                             d->label, d->n, op == KVR_OP_LINK ? "bytes" : "c", d->x[0]);
     }
     kvr_predict_fit best;
     kvr_status s = fit_form(d, op, form, NULL, 0, o, true, &best, err);
@@ -293,15 +278,15 @@ static kvr_status fit_check_time(double t, int row, const kvr_predict_fit_option
 }
 
 /* Fits one layer op; see kvr_predict.h. */
-kvr_status kvr_predict_fit_op(const kvr_predict_sample *rows, int n, kvr_predict_op op,
+kvr_status kvr_predict_fit_op(const kvr_predict_sample *rows, int n, kvr_op op,
                               const kvr_predict_fit_options *opt, kvr_predict_fit *out,
                               kvr_error *err) {
     kvr_predict_fit_options o = opt ? *opt : kvr_predict_fit_options_default();
     char label[32];
-    snprintf(label, sizeof label, "fit %s", kvr_predict_op_name(op));
+    snprintf(label, sizeof label, "fit %s", kvr_op_name(op));
     if (!out || (n > 0 && !rows) || n < 0)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: bad arguments", label);
-    if ((unsigned)op >= KVR_PREDICT_OP_COUNT || op == KVR_PREDICT_OP_LINK)
+    if ((unsigned)op >= KVR_OP_COUNT || op == KVR_OP_LINK)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "%s: op must be pre, attn, post, head or embed (links: "
                              "kvr_predict_fit_link)",
@@ -310,7 +295,7 @@ kvr_status kvr_predict_fit_op(const kvr_predict_sample *rows, int n, kvr_predict
     fit_data d = {0, NULL, NULL, NULL, label};
     int m = 0;
     for (int i = 0; i < n; i++) m += rows[i].op == op;
-    const int q_min = op == KVR_PREDICT_OP_ATTN ? 4 : 2;
+    const int q_min = op == KVR_OP_ATTN ? 4 : 2;
     if (m < q_min)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: %d observations < %d parameters",
                              label, m, q_min);
@@ -328,19 +313,19 @@ kvr_status kvr_predict_fit_op(const kvr_predict_sample *rows, int n, kvr_predict
         if (r->c < 1)
             s = kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: row %d: c must be >= 1, got %lld",
                               label, i, (long long)r->c);
-        else if (op == KVR_PREDICT_OP_ATTN && r->prefix < 0)
+        else if (op == KVR_OP_ATTN && r->prefix < 0)
             s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
                               "%s: row %d: prefix must be >= 0, got %lld", label, i,
                               (long long)r->prefix);
         else
             s = fit_check_time(r->time_us, i, &o, label, err);
         d.x[d.n] = (double)r->c;
-        d.P[d.n] = op == KVR_PREDICT_OP_ATTN ? (double)r->prefix : 0;
+        d.P[d.n] = op == KVR_OP_ATTN ? (double)r->prefix : 0;
         d.t[d.n] = r->time_us;
         d.n++;
     }
     if (s != KVR_OK) goto done;
-    if (op == KVR_PREDICT_OP_ATTN) {
+    if (op == KVR_OP_ATTN) {
         kvr_predict_fit f;
         s = fit_form(&d, op, KVR_PREDICT_FORM_ATTN, NULL, 0, &o, true, &f, err);
         if (s == KVR_OK) *out = f;
@@ -387,7 +372,7 @@ kvr_status kvr_predict_fit_link(const kvr_predict_link_sample *rows, int n,
     }
     d.n = n;
     if (s == KVR_OK)
-        s = fit_piecewise(&d, KVR_PREDICT_OP_LINK,
+        s = fit_piecewise(&d, KVR_OP_LINK,
                           o.link_hinge ? KVR_PREDICT_FORM_HINGE : KVR_PREDICT_FORM_SEGMENTS, &o,
                           out, err);
 done:
@@ -453,9 +438,9 @@ kvr_status kvr_predict_costs_set_link_fit(kvr_predict_costs *c, int src, int dst
                                           const kvr_predict_fit *f, kvr_error *err) {
     if (!c || !f) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
     KVR_TRY(predict_fit_check(f, "costs: link fit", err));
-    if (f->op != KVR_PREDICT_OP_LINK)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: link %d->%d: fit is for op %s",
-                             src, dst, kvr_predict_op_name(f->op));
+    if (f->op != KVR_OP_LINK)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: link %d->%d: fit is for op %s", src,
+                             dst, kvr_op_name(f->op));
     if (src < 0 || dst < 0 || src == dst || src >= 65536 || dst >= 65536)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: bad link %d->%d", src, dst);
     for (int i = 0; i < c->n_links; i++)
@@ -473,8 +458,8 @@ kvr_status kvr_predict_costs_set_link_fit(kvr_predict_costs *c, int src, int dst
     return KVR_OK;
 }
 
-const kvr_predict_fit *kvr_predict_costs_fit(const kvr_predict_costs *c, kvr_predict_op op) {
-    if (!c || (unsigned)op >= KVR_PREDICT_OP_COUNT || !c->has[op]) return NULL;
+const kvr_predict_fit *kvr_predict_costs_fit(const kvr_predict_costs *c, kvr_op op) {
+    if (!c || (unsigned)op >= KVR_OP_COUNT || !c->has[op]) return NULL;
     return &c->fit[op];
 }
 
@@ -488,13 +473,15 @@ kvr_status kvr_predict_costs_fit_samples(const kvr_predict_costs_info *info,
     kvr_predict_costs *c;
     KVR_TRY(kvr_predict_costs_create(info, &c, err));
     kvr_status s = KVR_OK;
-    for (int op = 0; op < KVR_PREDICT_OP_COUNT && s == KVR_OK; op++) {
-        if (op == KVR_PREDICT_OP_LINK) continue;
+    for (int k = 0; k < KVR_OP_COUNT && s == KVR_OK; k++) {
+        const kvr_op op = kvr_predict_fit_order[k];
+        if (op == KVR_OP_LINK) continue;
         bool any = false;
-        for (int i = 0; i < n && !any; i++) any = rows[i].op == (kvr_predict_op)op;
+        for (int i = 0; i < n && !any; i++)
+            any = rows[i].op == (kvr_op)op;
         if (!any) continue;
         kvr_predict_fit f;
-        s = kvr_predict_fit_op(rows, n, (kvr_predict_op)op, opt, &f, err);
+        s = kvr_predict_fit_op(rows, n, (kvr_op)op, opt, &f, err);
         if (s == KVR_OK) s = kvr_predict_costs_set_fit(c, &f, err);
     }
     if (s == KVR_OK && n_links > 0) {
@@ -589,27 +576,26 @@ static kvr_search_link link_nominal(const kvr_predict_fit *f, int src, int dst) 
 /* Classifies the fits: compute linear (one piece, coefficients >= 0) and links plain. */
 static kvr_status costs_classify(const kvr_predict_costs *c, bool ideal_links, bool *linear,
                                  bool *links_plain, double *head, kvr_error *err) {
-    const kvr_predict_op need[] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN, KVR_PREDICT_OP_POST};
+    const kvr_op need[] = {KVR_OP_PRE, KVR_OP_ATTN, KVR_OP_POST};
     for (int i = 0; i < 3; i++)
         if (!c->has[need[i]])
             return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                                  "costs: no %s fit (pre, attn and post are required)",
-                                 kvr_predict_op_name(need[i]));
-    if (!c->has[KVR_PREDICT_OP_LINK] && c->n_links == 0 && !ideal_links)
+                                 kvr_op_name(need[i]));
+    if (!c->has[KVR_OP_LINK] && c->n_links == 0 && !ideal_links)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "costs: no link fit (fit the transfers, or ask for ideal links)");
-    const kvr_predict_fit *att = &c->fit[KVR_PREDICT_OP_ATTN];
+    const kvr_predict_fit *att = &c->fit[KVR_OP_ATTN];
     *head = c->head_us;
-    if (c->has[KVR_PREDICT_OP_HEAD]) {
-        *head = kvr_predict_fit_eval(&c->fit[KVR_PREDICT_OP_HEAD], 1, 0);
+    if (c->has[KVR_OP_HEAD]) {
+        *head = kvr_predict_fit_eval(&c->fit[KVR_OP_HEAD], 1, 0);
         if (!(*head > 0)) *head = 0;
     }
-    bool lp = !c->has[KVR_PREDICT_OP_LINK] || fit_is_line(&c->fit[KVR_PREDICT_OP_LINK]);
+    bool lp = !c->has[KVR_OP_LINK] || fit_is_line(&c->fit[KVR_OP_LINK]);
     for (int i = 0; i < c->n_links; i++) lp = lp && fit_is_line(&c->links[i].fit);
     bool an = true;
     for (int j = 0; j < 4; j++) an = an && att->coef[j] >= 0;
-    *linear = fit_is_line(&c->fit[KVR_PREDICT_OP_PRE]) &&
-              fit_is_line(&c->fit[KVR_PREDICT_OP_POST]) && an;
+    *linear = fit_is_line(&c->fit[KVR_OP_PRE]) && fit_is_line(&c->fit[KVR_OP_POST]) && an;
     *links_plain = lp;
     return KVR_OK;
 }
@@ -628,8 +614,8 @@ static cJSON *costs_link_obj(const kvr_search_link *l, bool ends) {
 
 /* The search module's JSON cost file for linear compute fits (links: nominal numbers). */
 static cJSON *costs_search_doc(const kvr_predict_costs *c, bool ideal_links, double head) {
-    const kvr_predict_fit *pre = &c->fit[KVR_PREDICT_OP_PRE], *att = &c->fit[KVR_PREDICT_OP_ATTN],
-                          *post = &c->fit[KVR_PREDICT_OP_POST];
+    const kvr_predict_fit *pre = &c->fit[KVR_OP_PRE], *att = &c->fit[KVR_OP_ATTN],
+                          *post = &c->fit[KVR_OP_POST];
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     if (c->model[0]) cJSON_AddStringToObject(o, "model", c->model);
@@ -660,8 +646,8 @@ static cJSON *costs_search_doc(const kvr_predict_costs *c, bool ideal_links, dou
         predict_json_add_num(q, "k_us", post->coef[0]);
         predict_json_add_num(q, "per_token_us", post->coef[1]);
     }
-    if (c->has[KVR_PREDICT_OP_LINK]) {
-        kvr_search_link d = link_nominal(&c->fit[KVR_PREDICT_OP_LINK], -1, -1);
+    if (c->has[KVR_OP_LINK]) {
+        kvr_search_link d = link_nominal(&c->fit[KVR_OP_LINK], -1, -1);
         cJSON_AddItemToObject(o, "link", costs_link_obj(&d, false));
     } else if (ideal_links && c->n_links == 0) {
         kvr_search_link d = {-1, -1, 0, 0};
@@ -713,9 +699,9 @@ kvr_status kvr_predict_costs_to_search(const kvr_predict_costs *c, bool ideal_li
     } else {
         fit_src *fs = malloc(sizeof *fs);
         if (!fs) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (costs)");
-        fs->pre = c->fit[KVR_PREDICT_OP_PRE];
-        fs->attn = c->fit[KVR_PREDICT_OP_ATTN];
-        fs->post = c->fit[KVR_PREDICT_OP_POST];
+        fs->pre = c->fit[KVR_OP_PRE];
+        fs->attn = c->fit[KVR_OP_ATTN];
+        fs->post = c->fit[KVR_OP_POST];
         kvr_search_cost_ops ops;
         memset(&ops, 0, sizeof ops);
         ops.kind = "fit";
@@ -734,9 +720,9 @@ kvr_status kvr_predict_costs_to_search(const kvr_predict_costs *c, bool ideal_li
         info.embed_us = c->embed_us;
         info.head_us = head;
         info.source = src;
-        bool has_dflt = c->has[KVR_PREDICT_OP_LINK] || c->n_links == 0;
+        bool has_dflt = c->has[KVR_OP_LINK] || c->n_links == 0;
         kvr_search_link dflt = {-1, -1, 0, 0};
-        if (c->has[KVR_PREDICT_OP_LINK]) dflt = link_nominal(&c->fit[KVR_PREDICT_OP_LINK], -1, -1);
+        if (c->has[KVR_OP_LINK]) dflt = link_nominal(&c->fit[KVR_OP_LINK], -1, -1);
         s = kvr_search_costs_create(&ops, fs, &info, &dflt, &m, err); /* fs owned from here */
         if (s != KVR_OK) return s;
         if (c->n_links > 0) {
@@ -768,8 +754,8 @@ kvr_status kvr_predict_costs_to_search(const kvr_predict_costs *c, bool ideal_li
             kvr_search_costs_destroy(m);
             return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (costs)");
         }
-        L->has_dflt = c->has[KVR_PREDICT_OP_LINK];
-        if (L->has_dflt) L->dflt = c->fit[KVR_PREDICT_OP_LINK];
+        L->has_dflt = c->has[KVR_OP_LINK];
+        if (L->has_dflt) L->dflt = c->fit[KVR_OP_LINK];
         L->n = c->n_links;
         if (c->n_links) memcpy(L->links, c->links, (size_t)c->n_links * sizeof *L->links);
         s = kvr_search_costs_set_link_time(m, link_src_time, L, link_src_free,

@@ -24,11 +24,11 @@ kvr_status kvr_predict_costs_search_at(const kvr_predict_costs *c, int64_t chunk
     if (!c || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
     /* a shallow copy with another embedding time: to_search only reads the strings */
     kvr_predict_costs tmp = *c;
-    if (c->has[KVR_PREDICT_OP_EMBED]) {
-        double e = kvr_predict_fit_eval(&c->fit[KVR_PREDICT_OP_EMBED], (double)chunk, 0);
+    if (c->has[KVR_OP_EMBED]) {
+        double e = kvr_predict_fit_eval(&c->fit[KVR_OP_EMBED], (double)chunk, 0);
         tmp.embed_us = e > 0 && isfinite(e) ? e : 0;
     }
-    bool ideal = !c->has[KVR_PREDICT_OP_LINK] && c->n_links == 0;
+    bool ideal = !c->has[KVR_OP_LINK] && c->n_links == 0;
     return kvr_predict_costs_to_search(&tmp, ideal, out, err);
 }
 
@@ -87,24 +87,10 @@ void kvr_predict_run_fit_free(kvr_predict_run_fit *f) {
     memset(f, 0, sizeof *f);
 }
 
-static int op_of_name(const char *name) {
-    static const struct {
-        const char *name;
-        kvr_predict_op op;
-    } map[] = {{"pre", KVR_PREDICT_OP_PRE},
-               {"attn", KVR_PREDICT_OP_ATTN},
-               {"post", KVR_PREDICT_OP_POST},
-               {"head", KVR_PREDICT_OP_HEAD},
-               {"embed", KVR_PREDICT_OP_EMBED}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (strcmp(name, map[i].name) == 0) return (int)map[i].op;
-    return -1;
-}
-
 /* Held-out predictions of op's fit for its rows: k-fold (the fit's own fold count and seed),
  * each fold predicted by the fit (with its own break search) on the other folds. pred[i] is
  * set for the rows of op (NaN for rows of other ops or when a fold cannot be fitted). */
-static void heldout_pred(const kvr_predict_sample *rows, int n, kvr_predict_op op,
+static void heldout_pred(const kvr_predict_sample *rows, int n, kvr_op op,
                          const kvr_predict_fit_options *o, int k, double *pred) {
     int m = 0;
     for (int i = 0; i < n; i++) m += rows[i].op == op;
@@ -144,18 +130,17 @@ static double heldout_band(const kvr_predict_sample *rows, int n, const kvr_pred
     double *pred = malloc((size_t)(n ? n : 1) * sizeof *pred);
     if (!pred) return NAN;
     for (int i = 0; i < n; i++) pred[i] = NAN;
-    const kvr_predict_op comp[3] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN,
-                                    KVR_PREDICT_OP_POST};
+    const kvr_op comp[3] = {KVR_OP_PRE, KVR_OP_ATTN, KVR_OP_POST};
     for (int k = 0; k < 3; k++)
         heldout_pred(rows, n, comp[k], o, kvr_predict_costs_fit(c, comp[k])->cv.k, pred);
     double worst = NAN, worst_row = NAN;
     for (int i = 0; i < n; i++) {
-        if (rows[i].op != KVR_PREDICT_OP_PRE || rows[i].c < min_c) continue;
+        if (rows[i].op != KVR_OP_PRE || rows[i].c < min_c) continue;
         int ia = -1, ip = -1;
         for (int j = 0; j < n; j++) {
             if (rows[j].c != rows[i].c) continue;
-            if (rows[j].op == KVR_PREDICT_OP_ATTN && rows[j].prefix == 0) ia = j;
-            if (rows[j].op == KVR_PREDICT_OP_POST) ip = j;
+            if (rows[j].op == KVR_OP_ATTN && rows[j].prefix == 0) ia = j;
+            if (rows[j].op == KVR_OP_POST) ip = j;
         }
         if (ia < 0 || ip < 0) continue;
         double y = rows[i].time_us + rows[ia].time_us + rows[ip].time_us;
@@ -164,8 +149,8 @@ static double heldout_band(const kvr_predict_sample *rows, int n, const kvr_pred
         if (isfinite(r) && !(worst >= r)) worst = r;
     }
     for (int i = 0; i < n && isnan(worst); i++) {
-        bool comp_op = rows[i].op == KVR_PREDICT_OP_PRE || rows[i].op == KVR_PREDICT_OP_ATTN ||
-                       rows[i].op == KVR_PREDICT_OP_POST;
+        bool comp_op =
+            rows[i].op == KVR_OP_PRE || rows[i].op == KVR_OP_ATTN || rows[i].op == KVR_OP_POST;
         if (!comp_op || rows[i].c < min_c || !isfinite(pred[i])) continue;
         double r = fabs(pred[i] - rows[i].time_us) / rows[i].time_us;
         if (!(worst_row >= r)) worst_row = r;
@@ -228,8 +213,8 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
     int64_t head_c_min = INT64_MAX, head_c_max = 0;
     for (int64_t i = 0; i < nl; i++) {
         const kvr_db_layer_sample *x = &ls[i];
-        int op = op_of_name(x->op);
-        if (op < 0) continue;
+        kvr_op op;
+        if (kvr_op_parse(x->op, &op, NULL) != KVR_OK || op == KVR_OP_LINK) continue;
         double t = x->stats.median_us;
         if (!isfinite(t) || !(t > 0)) {
             s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
@@ -245,9 +230,9 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
                               x->op, (long long)x->c, (long long)x->prefix);
             goto done;
         }
-        rows[n++] = (kvr_predict_sample){(kvr_predict_op)op, x->c, x->prefix, t};
+        rows[n++] = (kvr_predict_sample){(kvr_op)op, x->c, x->prefix, t};
         r.n_samples[op]++;
-        if (op == KVR_PREDICT_OP_HEAD) {
+        if (op == KVR_OP_HEAD) {
             head_c_min = KVR_MIN(head_c_min, x->c);
             head_c_max = KVR_MAX(head_c_max, x->c);
         }
@@ -266,15 +251,14 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
         }
         links[n_links++] = (kvr_predict_link_sample){(double)x->size_bytes, t};
     }
-    r.n_samples[KVR_PREDICT_OP_LINK] = n_links;
+    r.n_samples[KVR_OP_LINK] = n_links;
     {
-        const kvr_predict_op need[] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN,
-                                       KVR_PREDICT_OP_POST};
+        const kvr_op need[] = {KVR_OP_PRE, KVR_OP_ATTN, KVR_OP_POST};
         char missing[64] = "";
         for (int i = 0; i < 3; i++)
             if (r.n_samples[need[i]] == 0)
                 snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s",
-                         missing[0] ? "," : "", kvr_predict_op_name(need[i]));
+                         missing[0] ? "," : "", kvr_op_name(need[i]));
         if (missing[0]) {
             s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
                               "run %lld has no %s samples (ops profiled: %s): the cost model "
@@ -294,11 +278,11 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
     kvr_predict_sample *fitrows = rows;
     int nfit = n;
     double head_us = 0;
-    if (r.n_samples[KVR_PREDICT_OP_HEAD] > 0 && head_c_min == head_c_max) {
+    if (r.n_samples[KVR_OP_HEAD] > 0 && head_c_min == head_c_max) {
         double sum = 0;
         int k = 0, w = 0;
         for (int i = 0; i < n; i++) {
-            if (rows[i].op == KVR_PREDICT_OP_HEAD) {
+            if (rows[i].op == KVR_OP_HEAD) {
                 sum += rows[i].time_us;
                 k++;
             } else {
@@ -330,12 +314,12 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
     if (r.head_constant) {
         kvr_predict_fit h;
         memset(&h, 0, sizeof h);
-        h.op = KVR_PREDICT_OP_HEAD;
+        h.op = KVR_OP_HEAD;
         h.form = KVR_PREDICT_FORM_HINGE;
         h.n_coef = 2;
         h.coef[0] = head_us;
         h.weighting = o.lsq.weighting;
-        h.lsq.n_obs = r.n_samples[KVR_PREDICT_OP_HEAD];
+        h.lsq.n_obs = r.n_samples[KVR_OP_HEAD];
         h.lsq.n_params = 1;
         h.lsq.r2 = NAN;
         h.lsq.sigma = NAN;
@@ -352,8 +336,7 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
     double band = heldout_band(fitrows, nfit, c, &o, BAND_MIN_C);
     if (isnan(band)) { /* no large chunk profiled: the fits' own held-out maxima */
         band = 0;
-        const kvr_predict_op comp[] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN,
-                                       KVR_PREDICT_OP_POST};
+        const kvr_op comp[] = {KVR_OP_PRE, KVR_OP_ATTN, KVR_OP_POST};
         for (int i = 0; i < 3; i++) {
             double h = kvr_predict_costs_fit(c, comp[i])->cv.max_rel_out;
             if (isfinite(h) && h > band) band = h;
@@ -701,9 +684,9 @@ kvr_status kvr_predict_run_fit_to_json(const kvr_predict_run_fit *f, char **out,
         cJSON_AddStringToObject(o, "device", f->device);
         cJSON_AddStringToObject(o, "dtype", f->dtype);
         cJSON *ns = cJSON_AddObjectToObject(o, "n_samples");
-        for (int op = 0; ns && op < KVR_PREDICT_OP_COUNT; op++)
-            cJSON_AddNumberToObject(ns, kvr_predict_op_name((kvr_predict_op)op),
-                                    f->n_samples[op]);
+        for (int i = 0; ns && i < KVR_OP_COUNT; i++)
+            cJSON_AddNumberToObject(ns, kvr_op_name(kvr_predict_fit_order[i]),
+                                    f->n_samples[kvr_predict_fit_order[i]]);
         cJSON_AddBoolToObject(o, "head_constant", f->head_constant);
         predict_json_add_num(o, "err_band", f->err_band);
         cJSON_AddNumberToObject(o, "band_min_c", (double)f->band_min_c);
@@ -763,8 +746,8 @@ kvr_status kvr_predict_run_fit_from_json(const char *text, size_t len, const cha
         rf_str(root, "dtype", r.dtype, sizeof r.dtype);
         r.head_constant = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "head_constant"));
         const cJSON *ns = cJSON_GetObjectItemCaseSensitive(root, "n_samples");
-        for (int op = 0; op < KVR_PREDICT_OP_COUNT; op++) {
-            const cJSON *it = cJSON_GetObjectItemCaseSensitive(ns, kvr_predict_op_name((kvr_predict_op)op));
+        for (int op = 0; op < KVR_OP_COUNT; op++) {
+            const cJSON *it = cJSON_GetObjectItemCaseSensitive(ns, kvr_op_name((kvr_op)op));
             r.n_samples[op] = cJSON_IsNumber(it) ? (int)it->valuedouble : 0;
         }
         char cname[300];
@@ -782,18 +765,19 @@ kvr_status kvr_predict_run_fit_store(kvr_db *db, const kvr_predict_run_fit *f, i
                                      kvr_error *err) {
     if (!db || !f || !f->costs) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "store fit: NULL argument");
     /* serialise everything first: nothing is written unless every row is ready */
-    kvr_db_fit rows[KVR_PREDICT_OP_COUNT + 1];
+    kvr_db_fit rows[KVR_OP_COUNT + 1];
     int n = 0;
     kvr_status s = KVR_OK;
     memset(rows, 0, sizeof rows);
-    for (int op = 0; op < KVR_PREDICT_OP_COUNT && s == KVR_OK; op++) {
-        const kvr_predict_fit *fit = kvr_predict_costs_fit(f->costs, (kvr_predict_op)op);
+    for (int k = 0; k < KVR_OP_COUNT && s == KVR_OK; k++) {
+        const kvr_op op = kvr_predict_fit_order[k];
+        const kvr_predict_fit *fit = kvr_predict_costs_fit(f->costs, (kvr_op)op);
         if (!fit) continue;
         kvr_db_fit *r = &rows[n++];
-        r->run_id = op == KVR_PREDICT_OP_LINK ? f->link_run_id : f->run_id;
-        snprintf(r->target, sizeof r->target, "%s", kvr_predict_op_name((kvr_predict_op)op));
+        r->run_id = op == KVR_OP_LINK ? f->link_run_id : f->run_id;
+        snprintf(r->target, sizeof r->target, "%s", kvr_op_name((kvr_op)op));
         snprintf(r->form, sizeof r->form, "%s", kvr_predict_form_name(fit->form));
-        if (op == KVR_PREDICT_OP_HEAD && f->head_constant) snprintf(r->form, sizeof r->form, "constant");
+        if (op == KVR_OP_HEAD && f->head_constant) snprintf(r->form, sizeof r->form, "constant");
         r->n_samples = f->n_samples[op];
         r->r2 = fit->lsq.r2;
         r->mape_in = isfinite(fit->cv.mape_in) ? fit->cv.mape_in : -1;
@@ -807,7 +791,8 @@ kvr_status kvr_predict_run_fit_store(kvr_db *db, const kvr_predict_run_fit *f, i
         snprintf(r->target, sizeof r->target, "costs");
         snprintf(r->form, sizeof r->form, "kvr-fit-costs");
         int tot = 0;
-        for (int op = 0; op < KVR_PREDICT_OP_COUNT; op++) tot += f->n_samples[op];
+        for (int op = 0; op < KVR_OP_COUNT; op++)
+            tot += f->n_samples[op];
         r->n_samples = tot;
         r->r2 = NAN;
         r->mape_in = r->mape_cv = -1;

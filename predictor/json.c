@@ -94,7 +94,7 @@ _Static_assert(sizeof weighting_names / sizeof weighting_names[0] == KVR_PREDICT
 static cJSON *fit_json_fill(cJSON *o, const kvr_predict_fit *f) {
     if (!o) return NULL;
     const kvr_predict_lsq *l = &f->lsq;
-    cJSON_AddStringToObject(o, "op", kvr_predict_op_name(f->op));
+    cJSON_AddStringToObject(o, "op", kvr_op_name(f->op));
     cJSON_AddStringToObject(o, "form", kvr_predict_form_name(f->form));
     cJSON_AddItemToObject(o, "breaks", predict_json_nums(f->breaks, f->n_breaks));
     cJSON_AddItemToObject(o, "coef", predict_json_nums(f->coef, f->n_coef));
@@ -259,8 +259,7 @@ kvr_status predict_fit_parse(const cJSON *o, const char *what, kvr_predict_fit *
     KVR_TRY(jrd_str(&r, o, "op", true, &op));
     KVR_TRY(jrd_str(&r, o, "form", true, &form));
     kvr_error tmp;
-    if (kvr_predict_op_parse(op, &f.op, &tmp) != KVR_OK)
-        return jrd_fail(&r, "unknown op \"%s\"%s", op, "");
+    if (kvr_op_parse(op, &f.op, &tmp) != KVR_OK) return jrd_fail(&r, "unknown op \"%s\"%s", op, "");
     int fi = -1;
     for (int i = 0; i < KVR_PREDICT_FORM_COUNT; i++)
         if (strcmp(form, kvr_predict_form_name((kvr_predict_form)i)) == 0) fi = i;
@@ -378,10 +377,11 @@ kvr_status kvr_predict_costs_to_json(const kvr_predict_costs *c, char **out, kvr
         predict_json_add_num(o, "embed_us", c->embed_us);
         predict_json_add_num(o, "head_us", c->head_us);
         cJSON *fits = cJSON_AddObjectToObject(o, "fits");
-        for (int op = 0; fits && op < KVR_PREDICT_OP_COUNT; op++)
+        for (int k = 0; fits && k < KVR_OP_COUNT; k++) {
+            const kvr_op op = kvr_predict_fit_order[k];
             if (c->has[op])
-                cJSON_AddItemToObject(fits, kvr_predict_op_name((kvr_predict_op)op),
-                                      predict_fit_json(&c->fit[op]));
+                cJSON_AddItemToObject(fits, kvr_op_name(op), predict_fit_json(&c->fit[op]));
+        }
         cJSON *ls = cJSON_AddArrayToObject(o, "links");
         for (int i = 0; ls && i < c->n_links; i++) {
             cJSON *l = cJSON_CreateObject();
@@ -437,9 +437,8 @@ kvr_status predict_costs_from_obj(const cJSON *root, const char *name, kvr_predi
         snprintf(what, sizeof what, "%s: fits.%s", r.name, it->string);
         kvr_predict_fit f;
         s = predict_fit_parse(it, what, &f, err);
-        if (s == KVR_OK && strcmp(it->string, kvr_predict_op_name(f.op)) != 0)
-            s = jrd_fail(&r, "fits.%s holds a fit for op %s", it->string,
-                         kvr_predict_op_name(f.op));
+        if (s == KVR_OK && strcmp(it->string, kvr_op_name(f.op)) != 0)
+            s = jrd_fail(&r, "fits.%s holds a fit for op %s", it->string, kvr_op_name(f.op));
         if (s == KVR_OK) s = kvr_predict_costs_set_fit(c, &f, err);
     }
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "links");

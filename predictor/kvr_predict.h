@@ -136,26 +136,18 @@ KVR_API kvr_status kvr_predict_lsq_cv(const double *X, const double *y, int n, i
 // ----------------------------------------------------------------------------
 // cost-model fits (DESIGN.md section 6)
 
-typedef enum kvr_predict_op {
-    KVR_PREDICT_OP_PRE,  /* norm, QKV, RoPE of c tokens (per layer) */
-    KVR_PREDICT_OP_ATTN, /* c queries after a prefix of P keys, causal (per layer) */
-    KVR_PREDICT_OP_POST, /* O-proj, residual, norm, MLP of c tokens (per layer) */
-    KVR_PREDICT_OP_HEAD, /* final norm + LM head of c tokens (the prompt pays c = 1) */
-    KVR_PREDICT_OP_LINK, /* a point-to-point transfer of n bytes */
-    /* token rows -> x and the RoPE tables of c tokens (once per prompt, on every rank for its
-     * own chunk); fitted like pre/post. The search module models it as one constant per prompt
-     * (embed_us): kvr_predict_costs_ttft evaluates this fit at the run's largest chunk. */
-    KVR_PREDICT_OP_EMBED,
-    KVR_PREDICT_OP_COUNT
-} kvr_predict_op;
-
-/* "pre", "attn", "post", "head", "link", "embed"; "?" out of range. */
-KVR_API const char *kvr_predict_op_name(kvr_predict_op op);
-KVR_API kvr_status kvr_predict_op_parse(const char *name, kvr_predict_op *out, kvr_error *err);
+/* The fits are over kvr_op (kvr_common.h): pre, attn, post, head and embed over c tokens (attn
+ * also over the prefix P; head is paid at c = 1 by a prompt) and link over n bytes. Embed (token
+ * rows -> x and the RoPE tables, once per prompt on every rank for its own chunk) is fitted like
+ * pre/post; the search module models it as one constant per prompt (embed_us):
+ * kvr_predict_costs_ttft evaluates this fit at the run's largest chunk.
+ * kvr_predict_fit_order lists the ops in the order fits are listed, stored and written (pre,
+ * attn, post, head, link, embed: embed came last, and the store and files keep that order). */
+KVR_API extern const kvr_op kvr_predict_fit_order[KVR_OP_COUNT];
 
 /* One profiled layer timing (a row of the store's layer samples). */
 typedef struct kvr_predict_sample {
-    kvr_predict_op op; /* PRE, ATTN, POST, HEAD or EMBED */
+    kvr_op op;         /* PRE, ATTN, POST, HEAD or EMBED */
     int64_t c;         /* tokens in the chunk, >= 1 */
     int64_t prefix;    /* ATTN: tokens before the chunk (>= 0); ignored otherwise */
     double time_us;    /* a robust statistic of repeated runs (the median), > 0 */
@@ -188,7 +180,7 @@ KVR_API const char *kvr_predict_form_name(kvr_predict_form f);
 /* One fitted cost function with its statistics and validation. A plain value (no pointers):
  * copy it, store it, serialise it with kvr_predict_fit_to_json. */
 typedef struct kvr_predict_fit {
-    kvr_predict_op op;
+    kvr_op op;
     kvr_predict_form form;
     int n_breaks;
     double breaks[KVR_PREDICT_MAX_BREAKS]; /* ascending, in tokens (c) or bytes (link) */
@@ -220,7 +212,7 @@ KVR_API kvr_predict_fit_options kvr_predict_fit_options_default(void);
  * error: each candidate is scored by k-fold CV and the best is kept only when it beats the form
  * without it by min_gain. opt may be NULL. Errors: KVR_ERR_INVALID_ARG (too few rows: the
  * message says "fit attn: 3 observations < 4 parameters"; bad values), KVR_ERR_NUMERIC. */
-KVR_API kvr_status kvr_predict_fit_op(const kvr_predict_sample *rows, int n, kvr_predict_op op,
+KVR_API kvr_status kvr_predict_fit_op(const kvr_predict_sample *rows, int n, kvr_op op,
                                       const kvr_predict_fit_options *opt, kvr_predict_fit *out,
                                       kvr_error *err);
 /* Fit a link: t = alpha + bytes / bandwidth, piecewise in bytes where the protocol changes. */
@@ -261,8 +253,7 @@ KVR_API kvr_status kvr_predict_costs_set_link_fit(kvr_predict_costs *c, int src,
                                                   const kvr_predict_fit *f, kvr_error *err);
 /* The fit for op (LINK: the default link), or NULL when unset. Valid until the next set or
  * destroy. */
-KVR_API const kvr_predict_fit *kvr_predict_costs_fit(const kvr_predict_costs *c,
-                                                     kvr_predict_op op);
+KVR_API const kvr_predict_fit *kvr_predict_costs_fit(const kvr_predict_costs *c, kvr_op op);
 /* Fit every op present in rows and, when n_links > 0, the default link; ops without rows stay
  * unset. opt may be NULL. */
 KVR_API kvr_status kvr_predict_costs_fit_samples(const kvr_predict_costs_info *info,
@@ -448,7 +439,7 @@ typedef struct kvr_predict_run_fit {
     int32_t n_threads;   /* threads per rank of the profile (predictions hold for runs alike) */
     char model[128], device[128], dtype[16];
     kvr_predict_costs *costs; /* owned: pre, attn, post (+ head, embed, link when profiled) */
-    int n_samples[KVR_PREDICT_OP_COUNT]; /* rows used per op (LINK: p2p transfer rows) */
+    int n_samples[KVR_OP_COUNT]; /* rows used per op (LINK: p2p transfer rows) */
     bool head_constant;  /* head profiled at one c only: a constant (coef {median, 0}) */
     /* The held-out error band of a TTFT prediction, as a fraction (kvr-run flags a run whose
      * measured TTFT is further than this from the prediction: drift): over every chunk size

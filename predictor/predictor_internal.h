@@ -30,8 +30,8 @@ struct kvr_predict_costs {
     int n_layers;
     double kv_bytes_per_token, embed_us, head_us;
     char *model, *device, *dtype, *source; /* never NULL */
-    bool has[KVR_PREDICT_OP_COUNT];
-    kvr_predict_fit fit[KVR_PREDICT_OP_COUNT]; /* [LINK]: the default link */
+    bool has[KVR_OP_COUNT];
+    kvr_predict_fit fit[KVR_OP_COUNT];         /* [LINK]: the default link */
     predict_link_entry *links;                 /* listed links */
     int n_links;
 };

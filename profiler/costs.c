@@ -498,20 +498,19 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: n_msgs must be >= 1", name);
     kvr_profile_costs_info inf;
     memset(&inf, 0, sizeof inf);
-    static const char *const need[] = {"pre", "attn", "post", "head"};
+    static const kvr_op need[] = {KVR_OP_PRE, KVR_OP_ATTN, KVR_OP_POST, KVR_OP_HEAD};
     for (int64_t i = 0; i < n_ls; i++) {
-        kvr_prof_op op;
-        if (kvr_prof_op_parse(ls[i].op, &op, NULL) == KVR_OK && pc_is(&ls[i], ls[i].op))
+        kvr_op op;
+        if (kvr_op_parse(ls[i].op, &op, NULL) == KVR_OK && op < KVR_OP_LAYER_COUNT &&
+            pc_is(&ls[i], ls[i].op))
             inf.n_samples[op]++;
     }
     for (int k = 0; k < 4; k++) {
-        kvr_prof_op op;
-        kvr_prof_op_parse(need[k], &op, NULL);
-        if (inf.n_samples[op] == 0)
+        if (inf.n_samples[need[k]] == 0)
             return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                                  "%s has no %s samples: the search needs pre, attn, post and "
                                  "head (kvr-profile --ops all)",
-                                 name, need[k]);
+                                 name, kvr_op_name(need[k]));
     }
     const int64_t nmax = (n_ls > n_ts ? n_ls : n_ts) + 1;
     pc_pt *pt = malloc((size_t)nmax * sizeof *pt);
@@ -633,9 +632,9 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
 // ----------------------------------------------------------------------------
 // reading a profile back: the same curves, one op at a time
 
-kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_prof_op op, int64_t c,
+kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_op op, int64_t c,
                               int64_t prefix, double *time_us, kvr_error *err) {
-    const char *name = kvr_prof_op_name(op);
+    const char *name = kvr_op_name(op);
     int64_t have = 0;
     for (int64_t i = 0; i < n; i++) have += pc_is(&s[i], name);
     if (have == 0)
@@ -648,21 +647,21 @@ kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_prof_
         return kvr_error_set(err, KVR_ERR_NOMEM, "interpolation: out of memory");
     }
     kvr_status st = KVR_OK;
-    if (op == KVR_PROF_HEAD) {
+    if (op == KVR_OP_HEAD) {
         *time_us = pc_head_us(s, n, pt);
     } else {
-        pc_curve *k = op == KVR_PROF_ATTN ? &src->attn0 : &src->pre;
+        pc_curve *k = op == KVR_OP_ATTN ? &src->attn0 : &src->pre;
         const int m = pc_gather(s, n, name, pt);
         if (m == 0)
             st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "the profile has no %s samples at prefix 0",
                                name);
-        else if (!pc_curve_build(k, pt, m, op == KVR_PROF_ATTN))
+        else if (!pc_curve_build(k, pt, m, op == KVR_OP_ATTN))
             st = kvr_error_set(err, KVR_ERR_NOMEM, "interpolation: out of memory");
-        if (st == KVR_OK && op == KVR_PROF_ATTN && prefix > 0)
+        if (st == KVR_OK && op == KVR_OP_ATTN && prefix > 0)
             st = pc_build_attn(src, s, n, pt, "the profile", err);
         if (st == KVR_OK)
             *time_us = pc_curve_at(k, (double)c) +
-                       (op == KVR_PROF_ATTN ? pc_delta(src, (double)c, (double)prefix) : 0);
+                       (op == KVR_OP_ATTN ? pc_delta(src, (double)c, (double)prefix) : 0);
     }
     pc_src_free(src);
     free(pt);
@@ -673,11 +672,11 @@ kvr_status kvr_profile_predict_single_ms(const kvr_db_layer_sample *s, int64_t n
                                          int32_t n_layers, int64_t C, double *ttft_ms,
                                          kvr_error *err) {
     double e, pr, at, po, hd;
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_EMBED, C, 0, &e, err));
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_PRE, C, 0, &pr, err));
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_ATTN, C, 0, &at, err));
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_POST, C, 0, &po, err));
-    KVR_TRY(kvr_profile_interp(s, n, KVR_PROF_HEAD, 1, 0, &hd, err));
+    KVR_TRY(kvr_profile_interp(s, n, KVR_OP_EMBED, C, 0, &e, err));
+    KVR_TRY(kvr_profile_interp(s, n, KVR_OP_PRE, C, 0, &pr, err));
+    KVR_TRY(kvr_profile_interp(s, n, KVR_OP_ATTN, C, 0, &at, err));
+    KVR_TRY(kvr_profile_interp(s, n, KVR_OP_POST, C, 0, &po, err));
+    KVR_TRY(kvr_profile_interp(s, n, KVR_OP_HEAD, 1, 0, &hd, err));
     *ttft_ms = (e + (double)n_layers * (pr + at + po) + hd) * 1e-3;
     return KVR_OK;
 }

@@ -8,24 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kvr_prof_op_names[] = {"embed", "pre", "attn", "post", "head"};
-_Static_assert(sizeof kvr_prof_op_names / sizeof kvr_prof_op_names[0] == KVR_PROF_OP_COUNT,
-               "op names");
-
-const char *kvr_prof_op_name(kvr_prof_op op) {
-    return (op >= 0 && op < KVR_PROF_OP_COUNT) ? kvr_prof_op_names[op] : "unknown";
-}
-
-kvr_status kvr_prof_op_parse(const char *s, kvr_prof_op *out, kvr_error *err) {
-    for (int i = 0; i < KVR_PROF_OP_COUNT; i++)
-        if (strcmp(s, kvr_prof_op_names[i]) == 0) {
-            *out = (kvr_prof_op)i;
-            return KVR_OK;
-        }
-    return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                         "unknown op '%s' (embed, pre, attn, post, head, all, none)", s);
-}
-
 kvr_status kvr_prof_ops_parse(const char *list, uint32_t *mask, kvr_error *err) {
     if (strcmp(list, "all") == 0) {
         *mask = KVR_PROF_OPS_ALL;
@@ -45,8 +27,10 @@ kvr_status kvr_prof_ops_parse(const char *list, uint32_t *mask, kvr_error *err) 
                                  list);
         memcpy(tok, p, len);
         tok[len] = 0;
-        kvr_prof_op op = KVR_PROF_EMBED;
-        KVR_TRY(kvr_prof_op_parse(tok, &op, err));
+        kvr_op op = KVR_OP_EMBED;
+        if (kvr_op_parse(tok, &op, NULL) != KVR_OK || op >= KVR_OP_LAYER_COUNT)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "unknown op '%s' (embed, pre, attn, post, head, all, none)", tok);
         m |= 1u << op;
         p += len;
         if (*p == ',') p++;
@@ -58,10 +42,10 @@ kvr_status kvr_prof_ops_parse(const char *list, uint32_t *mask, kvr_error *err) 
 void kvr_prof_ops_format(uint32_t mask, char *buf, size_t len) {
     if (!len) return;
     buf[0] = 0;
-    for (int i = 0; i < KVR_PROF_OP_COUNT; i++)
+    for (int i = 0; i < KVR_OP_LAYER_COUNT; i++)
         if (mask & (1u << i)) {
             size_t l = strlen(buf);
-            snprintf(buf + l, len - l, "%s%s", l ? "," : "", kvr_prof_op_names[i]);
+            snprintf(buf + l, len - l, "%s%s", l ? "," : "", kvr_op_name((kvr_op)i));
         }
 }
 
@@ -143,7 +127,7 @@ typedef struct prof_pts {
     bool oom;
 } prof_pts;
 
-static void prof_pts_add(prof_pts *p, kvr_prof_op op, int64_t c, int64_t prefix) {
+static void prof_pts_add(prof_pts *p, kvr_op op, int64_t c, int64_t prefix) {
     if (p->oom) return;
     if (p->n == p->cap) {
         int64_t nc = p->cap ? p->cap * 2 : 64;
@@ -202,30 +186,30 @@ kvr_status kvr_grid_points(const kvr_grid_params *g, uint32_t ops, kvr_prof_poin
         return st;
     }
     prof_pts P = {0};
-    for (int op = 0; op < KVR_PROF_OP_COUNT; op++) {
+    for (int op = 0; op < KVR_OP_LAYER_COUNT; op++) {
         if (!(ops & (1u << op))) continue;
-        if (op == KVR_PROF_HEAD) {
-            prof_pts_add(&P, KVR_PROF_HEAD, 1, 0);
+        if (op == KVR_OP_HEAD) {
+            prof_pts_add(&P, KVR_OP_HEAD, 1, 0);
             continue;
         }
         for (int32_t i = 0; i < nc; i++) {
             const int64_t c = cv[i];
-            if (op != KVR_PROF_ATTN) {
-                prof_pts_add(&P, (kvr_prof_op)op, c, 0);
+            if (op != KVR_OP_ATTN) {
+                prof_pts_add(&P, (kvr_op)op, c, 0);
                 continue;
             }
-            if (g->n_p_list == 0) prof_pts_add(&P, KVR_PROF_ATTN, c, 0);
+            if (g->n_p_list == 0) prof_pts_add(&P, KVR_OP_ATTN, c, 0);
             int64_t last = 0;
             for (int32_t j = 0; j < np; j++) {
                 if (pv[j] + c > g->ctx_max) break;
                 if (g->n_p_list == 0 && pv[j] == 0) continue;
-                prof_pts_add(&P, KVR_PROF_ATTN, c, pv[j]);
+                prof_pts_add(&P, KVR_OP_ATTN, c, pv[j]);
                 last = pv[j];
             }
             /* the diagonal: the longest prefix this chunk can follow in the largest context */
             const int64_t diag = g->ctx_max - c;
             if (g->n_p_list == 0 && diag > 0 && diag - last >= KVR_MAX(16, diag / 8))
-                prof_pts_add(&P, KVR_PROF_ATTN, c, diag);
+                prof_pts_add(&P, KVR_OP_ATTN, c, diag);
         }
     }
     free(cv);
@@ -259,7 +243,7 @@ static bool prof_has(const kvr_db_layer_sample *s, int64_t n, const char *op, in
     return false;
 }
 
-static void prof_refine_series(const kvr_grid_params *g, prof_cp *v, int64_t m, kvr_prof_op op,
+static void prof_refine_series(const kvr_grid_params *g, prof_cp *v, int64_t m, kvr_op op,
                                int64_t prefix, prof_pts *out) {
     if (m < 3) return;
     qsort(v, (size_t)m, sizeof *v, prof_cp_cmp);
@@ -296,9 +280,9 @@ kvr_status kvr_grid_refine(const kvr_grid_params *g, uint32_t ops,
         free(v), free(prefixes);
         return kvr_error_set(err, KVR_ERR_NOMEM, "refine: out of memory");
     }
-    for (int op = 0; op < KVR_PROF_OP_COUNT; op++) {
-        if (!(ops & (1u << op)) || op == KVR_PROF_HEAD) continue;
-        const char *name = kvr_prof_op_names[op];
+    for (int op = 0; op < KVR_OP_LAYER_COUNT; op++) {
+        if (!(ops & (1u << op)) || op == KVR_OP_HEAD) continue;
+        const char *name = kvr_op_name((kvr_op)op);
         /* the prefix rows of this op (just 0 except for attn) */
         int64_t np = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -313,7 +297,7 @@ kvr_status kvr_grid_refine(const kvr_grid_params *g, uint32_t ops,
                 if (s[i].prefix == prefixes[r] && strcmp(s[i].op, name) == 0 &&
                     isfinite(s[i].stats.median_us))
                     v[m++] = (prof_cp){s[i].c, s[i].stats.median_us};
-            prof_refine_series(g, v, m, (kvr_prof_op)op, prefixes[r], &cand);
+            prof_refine_series(g, v, m, (kvr_op)op, prefixes[r], &cand);
         }
     }
     free(v);
@@ -326,7 +310,7 @@ kvr_status kvr_grid_refine(const kvr_grid_params *g, uint32_t ops,
     int64_t k = 0;
     for (int64_t i = 0; i < cand.n; i++) {
         const kvr_prof_point *p = &cand.a[i];
-        if (prof_has(s, n, kvr_prof_op_names[p->op], p->c, p->prefix)) continue;
+        if (prof_has(s, n, kvr_op_name(p->op), p->c, p->prefix)) continue;
         bool dup = false;
         for (int64_t j = 0; j < k && !dup; j++)
             dup = cand.a[j].op == p->op && cand.a[j].c == p->c && cand.a[j].prefix == p->prefix;

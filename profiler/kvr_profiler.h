@@ -34,20 +34,10 @@ extern "C" {
 #endif
 
 // ----------------------------------------------------------------------------
-// operations
+// operations: the layer ops of kvr_common.h (kvr_op, KVR_OP_EMBED..KVR_OP_HEAD) as bit masks
 
-typedef enum kvr_prof_op {
-    KVR_PROF_EMBED, /* token rows -> x, RoPE tables for the chunk: over c */
-    KVR_PROF_PRE,   /* RMSNorm, QKV GEMM, RoPE, K/V into the cache: over c */
-    KVR_PROF_ATTN,  /* c queries over prefix + c keys, causal: over (c, prefix) */
-    KVR_PROF_POST,  /* O-proj + residual, RMSNorm, SwiGLU MLP + residual: over c */
-    KVR_PROF_HEAD,  /* final RMSNorm + LM head on one token */
-    KVR_PROF_OP_COUNT
-} kvr_prof_op;
-#define KVR_PROF_OPS_ALL ((1u << KVR_PROF_OP_COUNT) - 1u)
+#define KVR_PROF_OPS_ALL ((1u << KVR_OP_LAYER_COUNT) - 1u)
 
-KVR_API const char *kvr_prof_op_name(kvr_prof_op op); /* "embed", "pre", ... */
-KVR_API kvr_status kvr_prof_op_parse(const char *s, kvr_prof_op *out, kvr_error *err);
 /* "all", "none" or a comma list ("pre,attn,post") into a bit mask (1 << op). */
 KVR_API kvr_status kvr_prof_ops_parse(const char *list, uint32_t *mask, kvr_error *err);
 KVR_API void kvr_prof_ops_format(uint32_t mask, char *buf, size_t len);
@@ -116,7 +106,7 @@ KVR_API kvr_status kvr_grid_values(int64_t lo, int64_t hi, double per_octave, in
                                    int32_t *n, kvr_error *err);
 
 typedef struct kvr_prof_point {
-    kvr_prof_op op;
+    kvr_op op;
     int64_t c, prefix;
 } kvr_prof_point;
 
@@ -139,7 +129,7 @@ typedef struct kvr_profile_params {
                                    run's backend column holds it) */
     kvr_grid_params grid;
     kvr_timing_params timing;
-    uint32_t ops;          /* mask of kvr_prof_op to profile */
+    uint32_t ops;          /* mask of kvr_op to profile */
     int32_t n_threads;     /* threads per rank for the ops */
     bool comm;             /* profile transfers */
     int32_t n_ranks;       /* ranks for transfers */
@@ -229,9 +219,8 @@ KVR_API kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_co
  * prefix increment interpolated over the profiled columns; head is the median of its samples.
  * Errors: KVR_ERR_NOT_FOUND when the op has no samples (or none at prefix 0),
  * KVR_ERR_INVALID_ARG for attn at prefix > 0 without prefix > 0 samples. */
-KVR_API kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_prof_op op,
-                                      int64_t c, int64_t prefix, double *time_us,
-                                      kvr_error *err);
+KVR_API kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_op op, int64_t c,
+                                      int64_t prefix, double *time_us, kvr_error *err);
 /* Single-rank TTFT (ms) the profile predicts for a C-token prompt on an L-layer model:
  * embed(C) + L (pre(C) + attn(C, 0) + post(C)) + head. */
 KVR_API kvr_status kvr_profile_predict_single_ms(const kvr_db_layer_sample *s, int64_t n,
@@ -255,7 +244,7 @@ KVR_API kvr_profile_costs_params kvr_profile_costs_params_default(void);
 
 /* What a cost model was built from, for headers and checks. */
 typedef struct kvr_profile_costs_info {
-    int64_t n_samples[KVR_PROF_OP_COUNT]; /* layer samples per op */
+    int64_t n_samples[KVR_OP_LAYER_COUNT]; /* layer samples per op */
     int64_t c_min, c_max;                 /* profiled chunk range (pre/post) */
     int64_t ctx_max;                      /* largest c + prefix of the attention samples */
     int32_t n_attn_columns;               /* chunk sizes with prefix > 0 samples */

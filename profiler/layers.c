@@ -24,7 +24,7 @@ typedef struct prof_layer_ctx {
     const kvr_model_config *cfg;
     float *x_saved;   /* (c_max, D) hidden state after embedding */
     int32_t *tokens;  /* (c_max) */
-    kvr_prof_op op;
+    kvr_op op;
     int64_t c, prefix;
     int32_t layer;    /* next layer to run */
 } prof_layer_ctx;
@@ -37,17 +37,17 @@ static kvr_status prof_layer_measure(void *user, int32_t i_iter, double *time_us
     x->layer = (x->layer + 1) % x->cfg->n_layers;
     /* restore x (untimed) for the ops that read and modify it; the backend finishes the copy
      * before the start event */
-    if (x->op == KVR_PROF_PRE || x->op == KVR_PROF_POST)
+    if (x->op == KVR_OP_PRE || x->op == KVR_OP_POST)
         KVR_TRY(kvr_workspace_x_from_host(x->ws, x->x_saved, x->c, err));
-    else if (x->op == KVR_PROF_HEAD)
+    else if (x->op == KVR_OP_HEAD)
         KVR_TRY(kvr_workspace_x_from_host(x->ws, x->x_saved, 1, err));
     KVR_TRY(kvr_event_record(x->ev0, err));
     switch (x->op) {
-        case KVR_PROF_EMBED: KVR_TRY(kvr_op_embed(x->ws, x->tokens, x->c, 0, err)); break;
-        case KVR_PROF_PRE: KVR_TRY(kvr_op_pre(x->ws, l, err)); break;
-        case KVR_PROF_ATTN: KVR_TRY(kvr_op_attn(x->ws, l, NULL, err)); break;
-        case KVR_PROF_POST: KVR_TRY(kvr_op_post(x->ws, l, err)); break;
-        case KVR_PROF_HEAD:
+        case KVR_OP_EMBED: KVR_TRY(kvr_op_embed(x->ws, x->tokens, x->c, 0, err)); break;
+        case KVR_OP_PRE: KVR_TRY(kvr_op_pre(x->ws, l, err)); break;
+        case KVR_OP_ATTN: KVR_TRY(kvr_op_attn(x->ws, l, NULL, err)); break;
+        case KVR_OP_POST: KVR_TRY(kvr_op_post(x->ws, l, err)); break;
+        case KVR_OP_HEAD:
         default: KVR_TRY(kvr_op_head(x->ws, NULL, err)); break;
     }
     KVR_TRY(kvr_event_record(x->ev1, err));
@@ -60,7 +60,7 @@ static uint64_t prof_rng(uint64_t *s) {
 }
 
 static bool prof_done_has(const kvr_db_layer_sample *s, int64_t n, const kvr_prof_point *p) {
-    const char *name = kvr_prof_op_name(p->op);
+    const char *name = kvr_op_name(p->op);
     for (int64_t i = 0; i < n; i++)
         if (s[i].c == p->c && s[i].prefix == p->prefix && strcmp(s[i].op, name) == 0) return true;
     return false;
@@ -71,10 +71,10 @@ static kvr_status prof_prepare(prof_layer_ctx *x, const kvr_prof_point *pt, kvr_
     x->op = pt->op;
     x->c = pt->c;
     x->prefix = pt->prefix;
-    if (pt->op == KVR_PROF_PRE || pt->op == KVR_PROF_POST)
+    if (pt->op == KVR_OP_PRE || pt->op == KVR_OP_POST)
         return kvr_op_set_chunk(x->ws, pt->c, 0, err);
-    if (pt->op == KVR_PROF_ATTN) return kvr_op_set_chunk(x->ws, pt->c, pt->prefix, err);
-    if (pt->op == KVR_PROF_HEAD) return kvr_op_set_chunk(x->ws, 1, 0, err);
+    if (pt->op == KVR_OP_ATTN) return kvr_op_set_chunk(x->ws, pt->c, pt->prefix, err);
+    if (pt->op == KVR_OP_HEAD) return kvr_op_set_chunk(x->ws, 1, 0, err);
     return KVR_OK; /* embed sets its own chunk */
 }
 
@@ -102,7 +102,7 @@ static kvr_status prof_run_points(kvr_db *db, int64_t run_id, prof_layer_ctx *x,
             if (prof_done_has(done, n_done, &pts[next])) {
                 res->n_skipped++;
                 if (hooks && hooks->on_point)
-                    hooks->on_point(hooks->user, kvr_prof_op_name(pts[next].op), NULL,
+                    hooks->on_point(hooks->user, kvr_op_name(pts[next].op), NULL,
                                     res->n_skipped + res->n_measured, res->n_points);
                 continue;
             }
@@ -128,7 +128,7 @@ static kvr_status prof_run_points(kvr_db *db, int64_t run_id, prof_layer_ctx *x,
                 kvr_db_layer_sample s;
                 memset(&s, 0, sizeof s);
                 s.run_id = run_id;
-                snprintf(s.op, sizeof s.op, "%s", kvr_prof_op_name(pt->op));
+                snprintf(s.op, sizeof s.op, "%s", kvr_op_name(pt->op));
                 s.c = pt->c;
                 s.prefix = pt->prefix;
                 prof_timer_stats(&tm[j], &s.stats);
@@ -233,7 +233,7 @@ kvr_status kvr_profile_layers(kvr_db *db, int64_t run_id, const kvr_model *m,
         for (int64_t i = 0; i < n_done; i++)
             for (int64_t j = 0; j < n_pts; j++)
                 if (pts[j].c == done[i].c && pts[j].prefix == done[i].prefix &&
-                    strcmp(kvr_prof_op_name(pts[j].op), done[i].op) == 0) {
+                    strcmp(kvr_op_name(pts[j].op), done[i].op) == 0) {
                     known[n_known++] = done[i];
                     break;
                 }

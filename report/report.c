@@ -284,9 +284,8 @@ static void rep_note(rep *r, const char *text) {
 // ----------------------------------------------------------------------------
 // 1. fits
 
-static const kvr_predict_op rep_ops[] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN,
-                                         KVR_PREDICT_OP_POST, KVR_PREDICT_OP_HEAD,
-                                         KVR_PREDICT_OP_EMBED, KVR_PREDICT_OP_LINK};
+static const kvr_op rep_ops[] = {KVR_OP_PRE,  KVR_OP_ATTN,  KVR_OP_POST,
+                                 KVR_OP_HEAD, KVR_OP_EMBED, KVR_OP_LINK};
 
 static void fmt_pct(char *b, size_t n, double v) {
     if (isfinite(v) && v >= 0)
@@ -319,12 +318,11 @@ static void rep_fit_table(rep *r, const rep_costs *c) {
     rb_add(m, "| target | form | samples | R² | MAPE in (%%) | MAPE CV (%%) | max CV (%%) | "
               "coefficients |\n|---|---|---:|---:|---:|---:|---:|---|\n");
     for (size_t k = 0; k < sizeof rep_ops / sizeof rep_ops[0]; k++) {
-        const kvr_predict_op op = rep_ops[k];
+        const kvr_op op = rep_ops[k];
         const kvr_predict_fit *f = kvr_predict_costs_fit(c->rf.costs, op);
         if (!f) continue;
-        const char *form = op == KVR_PREDICT_OP_HEAD && c->rf.head_constant
-                               ? "constant"
-                               : kvr_predict_form_name(f->form);
+        const char *form =
+            op == KVR_OP_HEAD && c->rf.head_constant ? "constant" : kvr_predict_form_name(f->form);
         char r2[32], a[16], b[16], d[16], coef[512] = "";
         if (isfinite(f->lsq.r2))
             snprintf(r2, sizeof r2, "%.5f", f->lsq.r2);
@@ -345,12 +343,13 @@ static void rep_fit_table(rep *r, const rep_costs *c) {
             if (len < sizeof coef)
                 snprintf(coef + len, sizeof coef - len, "; break at %.0f", f->breaks[j]);
         }
-        rb_add(h, "<tr><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td>"
-                  "<td>%s</td><td class=\"coef\">",
-               kvr_predict_op_name(op), form, c->rf.n_samples[op], r2, a, b, d);
+        rb_add(h,
+               "<tr><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td>"
+               "<td>%s</td><td class=\"coef\">",
+               kvr_op_name(op), form, c->rf.n_samples[op], r2, a, b, d);
         rb_html(h, coef);
         rb_add(h, "</td></tr>\n");
-        rb_add(m, "| %s | %s | %d | %s | %s | %s | %s | %s |\n", kvr_predict_op_name(op), form,
+        rb_add(m, "| %s | %s | %d | %s | %s | %s | %s | %s |\n", kvr_op_name(op), form,
                c->rf.n_samples[op], r2, a, b, d, coef);
     }
     rb_add(h, "</table>\n");
@@ -360,7 +359,7 @@ static void rep_fit_table(rep *r, const rep_costs *c) {
 
 static int op_index(const char *name) {
     for (size_t k = 0; k < sizeof rep_ops / sizeof rep_ops[0]; k++)
-        if (strcmp(name, kvr_predict_op_name(rep_ops[k])) == 0) return (int)rep_ops[k];
+        if (strcmp(name, kvr_op_name(rep_ops[k])) == 0) return (int)rep_ops[k];
     return -1;
 }
 
@@ -376,8 +375,7 @@ static kvr_status rep_fit_plots(rep *r) {
     gp_head(&g, r, 460, "Per-layer op time: profile medians (points) and fits (lines)",
             "chunk c (tokens)", "time per layer (us)");
     rb_add(&g, "set logscale x 2\nset logscale y 10\nset format y '10^{%%L}'\n");
-    const kvr_predict_op show[] = {KVR_PREDICT_OP_PRE, KVR_PREDICT_OP_ATTN, KVR_PREDICT_OP_POST,
-                                   KVR_PREDICT_OP_EMBED};
+    const kvr_op show[] = {KVR_OP_PRE, KVR_OP_ATTN, KVR_OP_POST, KVR_OP_EMBED};
     int64_t cmax = 1;
     for (int64_t i = 0; i < r->n_samples; i++) cmax = KVR_MAX(cmax, r->samples[i].c);
     bool any[4] = {false};
@@ -386,7 +384,7 @@ static kvr_status rep_fit_plots(rep *r) {
         for (int64_t i = 0; i < r->n_samples; i++) {
             const kvr_db_layer_sample *s = &r->samples[i];
             if (op_index(s->op) != (int)show[k] || !(s->stats.median_us > 0)) continue;
-            if (show[k] == KVR_PREDICT_OP_ATTN && s->prefix != 0) continue;
+            if (show[k] == KVR_OP_ATTN && s->prefix != 0) continue;
             rb_add(&g, "%lld %.6g\n", (long long)s->c, s->stats.median_us);
             any[k] = true;
         }
@@ -403,11 +401,12 @@ static kvr_status rep_fit_plots(rep *r) {
     bool first = true;
     for (int k = 0; k < 4; k++) {
         if (!any[k] || !kvr_predict_costs_fit(c->rf.costs, show[k])) continue;
-        const char *nm = kvr_predict_op_name(show[k]);
-        rb_add(&g, "%s$m%d using 1:2 with points pt 7 ps 0.6 lc rgb '%s' title '%s%s', "
-                   "$f%d using 1:2 with lines lw 2 lc rgb '%s' title '%s fit'",
-               first ? "" : ", ", k, rep_colors[k], nm,
-               show[k] == KVR_PREDICT_OP_ATTN ? " (prefix 0)" : "", k, rep_colors[k], nm);
+        const char *nm = kvr_op_name(show[k]);
+        rb_add(&g,
+               "%s$m%d using 1:2 with points pt 7 ps 0.6 lc rgb '%s' title '%s%s', "
+               "$f%d using 1:2 with lines lw 2 lc rgb '%s' title '%s fit'",
+               first ? "" : ", ", k, rep_colors[k], nm, show[k] == KVR_OP_ATTN ? " (prefix 0)" : "",
+               k, rep_colors[k], nm);
         first = false;
     }
     rb_add(&g, "\n");
@@ -452,8 +451,7 @@ static kvr_status rep_fit_plots(rep *r) {
     for (size_t k = 0; k < sizeof rep_ops / sizeof rep_ops[0]; k++) {
         if (!anyr[k]) continue;
         rb_add(&g, "%s$r%d using 1:2 with points pt %d ps 0.7 lc rgb '%s' title '%s'",
-               first ? "" : ", ", (int)k, 5 + (int)k, rep_colors[k],
-               kvr_predict_op_name(rep_ops[k]));
+               first ? "" : ", ", (int)k, 5 + (int)k, rep_colors[k], kvr_op_name(rep_ops[k]));
         first = false;
     }
     rb_add(&g, "\n");

@@ -1,5 +1,5 @@
 /* test_common.c -- status strings, error formatting, integer, size and size-list parsing,
- * partitions (even, check, parse, format, granularity rounding). */
+ * partitions (even, check, parse, format, granularity rounding), op names. */
 #include "kvr_test.h"
 
 static void test_status_strings(void) {
@@ -183,6 +183,24 @@ static void test_partition_round(void) {
     KVR_CHECK(strcmp(e.msg, "granularity must be >= 1, got 0") == 0);
 }
 
+static void test_op_names(void) {
+    kvr_error e;
+    const char *want[KVR_OP_COUNT] = {"embed", "pre", "attn", "post", "head", "link"};
+    for (int i = 0; i < KVR_OP_COUNT; i++) {
+        KVR_CHECK(strcmp(kvr_op_name((kvr_op)i), want[i]) == 0); /* the stored strings */
+        kvr_op op = KVR_OP_COUNT;
+        KVR_CHECK_OK(kvr_op_parse(want[i], &op, &e), &e);
+        KVR_CHECK_EQ_INT(op, i);
+    }
+    KVR_CHECK_EQ_INT(KVR_OP_LAYER_COUNT, 5);
+    KVR_CHECK(strcmp(kvr_op_name(KVR_OP_COUNT), "unknown") == 0);
+    kvr_op op = KVR_OP_PRE;
+    KVR_CHECK(kvr_op_parse("mlp", &op, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "unknown op \"mlp\" (embed, pre, attn, post, head or link)") == 0);
+    KVR_CHECK_EQ_INT(op, KVR_OP_PRE); /* untouched on failure */
+    KVR_CHECK(kvr_op_parse(NULL, &op, &e) == KVR_ERR_INVALID_ARG);
+}
+
 static void test_clock_monotonic(void) {
     double a = kvr_time_us(), b = kvr_time_us();
     KVR_CHECK(b >= a);
@@ -200,6 +218,7 @@ static const kvr_test_case cases[] = {
     {"partition_parse", test_partition_parse},
     {"partition_format", test_partition_format},
     {"partition_round", test_partition_round},
+    {"op_names", test_op_names},
     {"clock_monotonic", test_clock_monotonic},
 };
 KVR_TEST_MAIN(cases)

@@ -209,12 +209,12 @@ static void test_fit_recovers_planted(void) {
     int64_t run = make_run(db, &good);
     kvr_predict_run_fit rf;
     KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
-    const kvr_predict_fit *pre = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_PRE);
-    const kvr_predict_fit *att = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_ATTN);
-    const kvr_predict_fit *post = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_POST);
-    const kvr_predict_fit *emb = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_EMBED);
-    const kvr_predict_fit *head = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_HEAD);
-    const kvr_predict_fit *link = kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_LINK);
+    const kvr_predict_fit *pre = kvr_predict_costs_fit(rf.costs, KVR_OP_PRE);
+    const kvr_predict_fit *att = kvr_predict_costs_fit(rf.costs, KVR_OP_ATTN);
+    const kvr_predict_fit *post = kvr_predict_costs_fit(rf.costs, KVR_OP_POST);
+    const kvr_predict_fit *emb = kvr_predict_costs_fit(rf.costs, KVR_OP_EMBED);
+    const kvr_predict_fit *head = kvr_predict_costs_fit(rf.costs, KVR_OP_HEAD);
+    const kvr_predict_fit *link = kvr_predict_costs_fit(rf.costs, KVR_OP_LINK);
     KVR_CHECK(pre && att && post && emb && head && link);
     if (!(pre && att && post && emb && head && link)) return;
     KVR_CHECK_NEAR(pre->coef[1], PRE_B, 0, 0.03);
@@ -226,8 +226,8 @@ static void test_fit_recovers_planted(void) {
     KVR_CHECK_NEAR(kvr_predict_fit_eval(link, 1 << 20, 0), LINK_A + (1 << 20) / (LINK_BW * 1000),
                    0, 1e-6);
     KVR_CHECK(rf.err_band >= 0.02 && rf.err_band < 0.1);
-    KVR_CHECK_EQ_INT(rf.n_samples[KVR_PREDICT_OP_ATTN], 36);
-    KVR_CHECK_EQ_INT(rf.n_samples[KVR_PREDICT_OP_LINK], 12);
+    KVR_CHECK_EQ_INT(rf.n_samples[KVR_OP_ATTN], 36);
+    KVR_CHECK_EQ_INT(rf.n_samples[KVR_OP_LINK], 12);
     KVR_CHECK_EQ_INT(rf.n_threads, 1);
     KVR_CHECK(strcmp(rf.model, "planted") == 0);
     kvr_predict_run_fit_free(&rf);
@@ -301,14 +301,14 @@ static void test_ttft_closed_form(void) {
     KVR_CHECK_OK(kvr_predict_costs_create(&info, &c, &e), &e);
     kvr_predict_fit f;
     memset(&f, 0, sizeof f);
-    f.op = KVR_PREDICT_OP_PRE, f.form = KVR_PREDICT_FORM_HINGE, f.n_coef = 2;
+    f.op = KVR_OP_PRE, f.form = KVR_PREDICT_FORM_HINGE, f.n_coef = 2;
     f.coef[0] = PRE_K, f.coef[1] = PRE_B;
     KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &f, &e), &e);
-    f.op = KVR_PREDICT_OP_POST, f.coef[0] = POST_K, f.coef[1] = POST_B;
+    f.op = KVR_OP_POST, f.coef[0] = POST_K, f.coef[1] = POST_B;
     KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &f, &e), &e);
-    f.op = KVR_PREDICT_OP_EMBED, f.coef[0] = 0, f.coef[1] = EMB_B;
+    f.op = KVR_OP_EMBED, f.coef[0] = 0, f.coef[1] = EMB_B;
     KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &f, &e), &e);
-    f.op = KVR_PREDICT_OP_ATTN, f.form = KVR_PREDICT_FORM_ATTN, f.n_coef = 4;
+    f.op = KVR_OP_ATTN, f.form = KVR_PREDICT_FORM_ATTN, f.n_coef = 4;
     f.coef[0] = ATT_K, f.coef[1] = ATT_B, f.coef[2] = ATT_G, f.coef[3] = ATT_A;
     KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &f, &e), &e);
     const int64_t C = 5000;
@@ -403,7 +403,7 @@ static void test_store_all_or_nothing(void) {
     int64_t run = make_run(db, &good);
     kvr_predict_run_fit rf;
     KVR_CHECK_OK(kvr_predict_fit_run(db, run, 0, NULL, &rf, &e), &e);
-    KVR_CHECK(rf.link_run_id == 0 && !kvr_predict_costs_fit(rf.costs, KVR_PREDICT_OP_LINK));
+    KVR_CHECK(rf.link_run_id == 0 && !kvr_predict_costs_fit(rf.costs, KVR_OP_LINK));
     kvr_db_close(db);
     const uint64_t before = dump_hash(path);
     kvr_db_open_params p = kvr_db_open_params_default();

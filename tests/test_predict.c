@@ -159,13 +159,13 @@ static void test_planted_attn(void) {
         for (int pi = 0; pi < 8; pi++) {
             int64_t c = (int64_t)64 << ci, P = pi == 0 ? 0 : (int64_t)256 << pi;
             double t = k + b * c + gg * P + a * (c * P + 0.5 * c * c);
-            rows[n++] = (kvr_predict_sample){KVR_PREDICT_OP_ATTN, c, P, t * (1 + 0.01 * rng_normal())};
+            rows[n++] = (kvr_predict_sample){KVR_OP_ATTN, c, P, t * (1 + 0.01 * rng_normal())};
         }
-    rows[n++] = (kvr_predict_sample){KVR_PREDICT_OP_PRE, 16, 0, 5}; /* other ops are skipped */
+    rows[n++] = (kvr_predict_sample){KVR_OP_PRE, 16, 0, 5}; /* other ops are skipped */
     kvr_predict_fit f;
     kvr_error e;
     kvr_predict_fit_options o = kvr_predict_fit_options_default();
-    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_PREDICT_OP_ATTN, &o, &f, &e), &e);
+    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_OP_ATTN, &o, &f, &e), &e);
     const double truth[4] = {k, b, gg, a};
     KVR_CHECK_EQ_INT(f.form, KVR_PREDICT_FORM_ATTN);
     KVR_CHECK_EQ_INT(f.lsq.n_obs, 64);
@@ -295,7 +295,8 @@ static void test_robust(void) {
     KVR_CHECK(rb.se[1] < ls.se[1] * 2);
     /* robust + relative weights + non-negative through the cost-fit path */
     kvr_predict_sample rows[60];
-    for (int i = 0; i < 60; i++) rows[i] = (kvr_predict_sample){KVR_PREDICT_OP_POST, 1 + i * 8, 0, 0};
+    for (int i = 0; i < 60; i++)
+        rows[i] = (kvr_predict_sample){KVR_OP_POST, 1 + i * 8, 0, 0};
     for (int i = 0; i < 60; i++) {
         rows[i].time_us = (25 + 1.55 * (double)rows[i].c) * (1 + 0.005 * rng_normal());
         if (i % 12 == 5) rows[i].time_us *= 2.5;
@@ -304,7 +305,7 @@ static void test_robust(void) {
     fo.lsq.robust = true;
     fo.max_breaks = 0;
     kvr_predict_fit f;
-    KVR_CHECK_OK(kvr_predict_fit_op(rows, 60, KVR_PREDICT_OP_POST, &fo, &f, &e), &e);
+    KVR_CHECK_OK(kvr_predict_fit_op(rows, 60, KVR_OP_POST, &fo, &f, &e), &e);
     KVR_CHECK_NEAR(f.coef[1], 1.55, 0, 0.01);
     KVR_CHECK_NEAR(f.coef[0], 25, 0, 0.1);
     KVR_CHECK_EQ_INT(f.lsq.n_outliers, 5);
@@ -346,31 +347,32 @@ static void test_bad_input(void) {
     kvr_error e;
     kvr_predict_fit f;
     kvr_predict_sample rows[8];
-    for (int i = 0; i < 8; i++) rows[i] = (kvr_predict_sample){KVR_PREDICT_OP_ATTN, 16 << i, 64 * i, 10 + i};
+    for (int i = 0; i < 8; i++)
+        rows[i] = (kvr_predict_sample){KVR_OP_ATTN, 16 << i, 64 * i, 10 + i};
     /* too few observations for the form */
-    KVR_CHECK(kvr_predict_fit_op(rows, 3, KVR_PREDICT_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_predict_fit_op(rows, 3, KVR_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(has(e.msg, "fit attn: 3 observations < 4 parameters"));
-    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_PREDICT_OP_PRE, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_OP_PRE, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(has(e.msg, "fit pre: 0 observations < 2 parameters"));
     /* rank-deficient: no prefix varies, so g cannot be told from the constant */
     for (int i = 0; i < 8; i++) rows[i].prefix = 0;
-    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_PREDICT_OP_ATTN, NULL, &f, &e) == KVR_ERR_NUMERIC);
+    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_OP_ATTN, NULL, &f, &e) == KVR_ERR_NUMERIC);
     KVR_CHECK(has(e.msg, "fit attn: rank-deficient design"));
     /* non-finite and non-positive timings */
     for (int i = 0; i < 8; i++) rows[i].prefix = 100 * i;
     rows[5].time_us = NAN;
-    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_PREDICT_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(has(e.msg, "fit attn: row 5: time_us is not finite"));
     rows[5].time_us = 0;
-    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_PREDICT_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(has(e.msg, "must be > 0 for relative-error weights"));
     rows[5].time_us = INFINITY;
-    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_PREDICT_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
     rows[5].time_us = 12;
     rows[2].c = 0;
-    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_PREDICT_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_OP_ATTN, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(has(e.msg, "row 2: c must be >= 1"));
-    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_PREDICT_OP_LINK, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_predict_fit_op(rows, 8, KVR_OP_LINK, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
     /* the wrapper: exactly collinear columns, NaN regressors, zero responses, bad weights */
     double X[6 * 3], y[6], w[6];
     for (int i = 0; i < 6; i++) {
@@ -447,8 +449,8 @@ static kvr_predict_sample *profile_rows(int *n_out) {
         double c = (double)cs[i];
         double pre = c <= 128 ? 15 + 0.05 * c : 15 + 0.05 * 128 + 0.55 * (c - 128);
         for (int rep = 0; rep < 1; rep++) {
-            r[n++] = (kvr_predict_sample){KVR_PREDICT_OP_PRE, cs[i], 0, pre * (1 + 0.003 * rng_normal())};
-            r[n++] = (kvr_predict_sample){KVR_PREDICT_OP_POST, cs[i], 0,
+            r[n++] = (kvr_predict_sample){KVR_OP_PRE, cs[i], 0, pre * (1 + 0.003 * rng_normal())};
+            r[n++] = (kvr_predict_sample){KVR_OP_POST, cs[i], 0,
                                           (25 + 1.55 * c) * (1 + 0.003 * rng_normal())};
         }
     }
@@ -456,10 +458,11 @@ static kvr_predict_sample *profile_rows(int *n_out) {
         for (int pi = 0; pi < 8; pi++) {
             int64_t c = (int64_t)16 << ci, P = pi ? (int64_t)512 << pi : 0;
             double t = 20 + 0.02 * c + 0.001 * P + 0.00011 * (c * P + 0.5 * c * c);
-            r[n++] = (kvr_predict_sample){KVR_PREDICT_OP_ATTN, c, P, t * (1 + 0.003 * rng_normal())};
+            r[n++] = (kvr_predict_sample){KVR_OP_ATTN, c, P, t * (1 + 0.003 * rng_normal())};
         }
     for (int i = 1; i <= 4; i++)
-        r[n++] = (kvr_predict_sample){KVR_PREDICT_OP_HEAD, i, 0, (180 + 0.5 * i) * (1 + 0.001 * rng_normal())};
+        r[n++] =
+            (kvr_predict_sample){KVR_OP_HEAD, i, 0, (180 + 0.5 * i) * (1 + 0.001 * rng_normal())};
     *n_out = n;
     return r;
 }
@@ -482,7 +485,7 @@ static void test_fit_ops(void) {
     kvr_predict_sample *rows = profile_rows(&n);
     kvr_predict_fit f;
     kvr_error e;
-    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_PREDICT_OP_PRE, NULL, &f, &e), &e);
+    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_OP_PRE, NULL, &f, &e), &e);
     KVR_CHECK_EQ_INT(f.form, KVR_PREDICT_FORM_HINGE);
     KVR_CHECK_EQ_INT(f.n_breaks, 1);
     KVR_CHECK_NEAR(f.breaks[0], 128, 0, 0);
@@ -490,16 +493,16 @@ static void test_fit_ops(void) {
     KVR_CHECK_NEAR(kvr_predict_fit_eval(&f, 1000, 0), 15 + 6.4 + 0.55 * 872, 0, 0.01);
     KVR_CHECK(f.cv.mape_out < 0.01);
     KVR_CHECK(f.nonneg && f.weighting == KVR_PREDICT_WEIGHT_RELATIVE);
-    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_PREDICT_OP_POST, NULL, &f, &e), &e);
+    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_OP_POST, NULL, &f, &e), &e);
     KVR_CHECK_EQ_INT(f.n_breaks, 0); /* noise alone does not buy a bend */
     KVR_CHECK_NEAR(f.coef[0], 25, 0, 0.02);
     KVR_CHECK_NEAR(f.coef[1], 1.55, 0, 0.005);
-    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_PREDICT_OP_HEAD, NULL, &f, &e), &e);
+    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_OP_HEAD, NULL, &f, &e), &e);
     KVR_CHECK_NEAR(kvr_predict_fit_eval(&f, 1, 0), 180.5, 0, 0.01);
     /* max_breaks 0: a single line even for pre */
     kvr_predict_fit_options o = kvr_predict_fit_options_default();
     o.max_breaks = 0;
-    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_PREDICT_OP_PRE, &o, &f, &e), &e);
+    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_OP_PRE, &o, &f, &e), &e);
     KVR_CHECK_EQ_INT(f.n_breaks, 0);
     KVR_CHECK(f.cv.mape_out > 0.05);
     /* links: the protocol change is found and each piece's bandwidth recovered */
@@ -532,9 +535,9 @@ static void test_costs_to_search(void) {
     KVR_CHECK_OK(kvr_predict_costs_fit_samples(&info, rows, n, ls, nl, &o, &c, &e), &e);
     kvr_search_costs *m;
     KVR_CHECK_OK(kvr_predict_costs_to_search(c, false, &m, &e), &e);
-    const kvr_predict_fit *pre = kvr_predict_costs_fit(c, KVR_PREDICT_OP_PRE),
-                          *att = kvr_predict_costs_fit(c, KVR_PREDICT_OP_ATTN);
-    KVR_CHECK(pre && att && kvr_predict_costs_fit(c, KVR_PREDICT_OP_LINK));
+    const kvr_predict_fit *pre = kvr_predict_costs_fit(c, KVR_OP_PRE),
+                          *att = kvr_predict_costs_fit(c, KVR_OP_ATTN);
+    KVR_CHECK(pre && att && kvr_predict_costs_fit(c, KVR_OP_LINK));
     KVR_CHECK_NEAR(kvr_search_costs_pre_us(m, 300), kvr_predict_fit_eval(pre, 300, 0), 0, 1e-14);
     KVR_CHECK_NEAR(kvr_search_costs_attn_us(m, 300, 7000), kvr_predict_fit_eval(att, 300, 7000), 0,
                    1e-14);
@@ -562,13 +565,13 @@ static void test_costs_to_search(void) {
     kvr_predict_costs_destroy(c);
     nl = link_rows(ls);
     KVR_CHECK_OK(kvr_predict_costs_fit_samples(&info, rows, n, ls, nl, NULL, &c, &e), &e);
-    KVR_CHECK_EQ_INT(kvr_predict_costs_fit(c, KVR_PREDICT_OP_PRE)->n_breaks, 1);
+    KVR_CHECK_EQ_INT(kvr_predict_costs_fit(c, KVR_OP_PRE)->n_breaks, 1);
     KVR_CHECK_OK(kvr_predict_costs_to_search(c, false, &m, &e), &e);
     KVR_CHECK(kvr_predict_costs_to_search_json(c, false, &txt, &e) == KVR_ERR_UNSUPPORTED);
-    pre = kvr_predict_costs_fit(c, KVR_PREDICT_OP_PRE);
+    pre = kvr_predict_costs_fit(c, KVR_OP_PRE);
     KVR_CHECK_NEAR(kvr_search_costs_pre_us(m, 50), kvr_predict_fit_eval(pre, 50, 0), 0, 1e-14);
     KVR_CHECK_NEAR(kvr_search_costs_pre_us(m, 3000), kvr_predict_fit_eval(pre, 3000, 0), 0, 1e-14);
-    const kvr_predict_fit *lf = kvr_predict_costs_fit(c, KVR_PREDICT_OP_LINK);
+    const kvr_predict_fit *lf = kvr_predict_costs_fit(c, KVR_OP_LINK);
     KVR_CHECK_OK(kvr_search_costs_link_us(m, 2, 3, 4096, &t, &e), &e);
     KVR_CHECK_NEAR(t, kvr_predict_fit_eval(lf, 4096, 0), 0, 1e-14);
     KVR_CHECK_NEAR(t, link_truth(4096), 0, 0.02);
@@ -590,7 +593,7 @@ static void test_costs_to_search(void) {
     KVR_CHECK_NEAR(t, kvr_predict_fit_eval(lf, 4096, 0), 0, 1e-14);
     kvr_search_costs_destroy(m);
     kvr_predict_fit bad = *lf;
-    bad.op = KVR_PREDICT_OP_PRE;
+    bad.op = KVR_OP_PRE;
     KVR_CHECK(kvr_predict_costs_set_link_fit(c, 3, 4, &bad, &e) == KVR_ERR_INVALID_ARG);
     kvr_predict_costs_destroy(c);
     KVR_CHECK_OK(kvr_predict_costs_fit_samples(&info, rows, n, NULL, 0, NULL, &c, &e), &e);
@@ -604,7 +607,7 @@ static void test_costs_to_search(void) {
     kvr_predict_sample only_attn[64];
     int na = 0;
     for (int i = 0; i < n; i++)
-        if (rows[i].op == KVR_PREDICT_OP_ATTN) only_attn[na++] = rows[i];
+        if (rows[i].op == KVR_OP_ATTN) only_attn[na++] = rows[i];
     KVR_CHECK_OK(kvr_predict_costs_fit_samples(&info, only_attn, na, NULL, 0, NULL, &c, &e), &e);
     KVR_CHECK(kvr_predict_costs_to_search(c, true, &m, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(has(e.msg, "no pre fit"));
@@ -621,11 +624,12 @@ static void test_json_fits(void) {
     kvr_predict_costs *c;
     kvr_error e;
     KVR_CHECK_OK(kvr_predict_costs_fit_samples(&info, rows, n, ls, nl, NULL, &c, &e), &e);
-    KVR_CHECK_OK(kvr_predict_costs_set_link_fit(c, 0, 1, kvr_predict_costs_fit(c, KVR_PREDICT_OP_LINK), &e), &e);
+    KVR_CHECK_OK(kvr_predict_costs_set_link_fit(c, 0, 1, kvr_predict_costs_fit(c, KVR_OP_LINK), &e),
+                 &e);
     /* one fit: exact round trip */
-    for (int op = 0; op < KVR_PREDICT_OP_COUNT; op++) {
-        if (op == KVR_PREDICT_OP_EMBED) continue; /* profile_rows has no embed rows */
-        const kvr_predict_fit *f = kvr_predict_costs_fit(c, (kvr_predict_op)op);
+    for (int op = 0; op < KVR_OP_COUNT; op++) {
+        if (op == KVR_OP_EMBED) continue; /* profile_rows has no embed rows */
+        const kvr_predict_fit *f = kvr_predict_costs_fit(c, (kvr_op)op);
         KVR_CHECK(f != NULL);
         if (!f) continue;
         char *txt;

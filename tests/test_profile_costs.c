@@ -59,20 +59,22 @@ static int64_t make_layers(kvr_db_layer_sample *s, double noise, uint32_t skip_o
     for (int64_t c = 16; c <= 4096; c *= 2) {
         const double f1 = 1 + noise * (2 * rng_u() - 1), f2 = 1 + noise * (2 * rng_u() - 1),
                      f3 = 1 + noise * (2 * rng_u() - 1);
-        if (!(skip_ops & 1u << KVR_PROF_PRE)) s[n++] = sample("pre", c, 0, pl_pre((double)c) * f1);
-        if (!(skip_ops & 1u << KVR_PROF_POST)) s[n++] = sample("post", c, 0, pl_post((double)c) * f2);
-        if (!(skip_ops & 1u << KVR_PROF_EMBED)) s[n++] = sample("embed", c, 0, pl_embed((double)c) * f3);
-        if (skip_ops & 1u << KVR_PROF_ATTN) continue;
+        if (!(skip_ops & 1u << KVR_OP_PRE)) s[n++] = sample("pre", c, 0, pl_pre((double)c) * f1);
+        if (!(skip_ops & 1u << KVR_OP_POST)) s[n++] = sample("post", c, 0, pl_post((double)c) * f2);
+        if (!(skip_ops & 1u << KVR_OP_EMBED))
+            s[n++] = sample("embed", c, 0, pl_embed((double)c) * f3);
+        if (skip_ops & 1u << KVR_OP_ATTN) continue;
         const int64_t Ps[4] = {0, 256, 1024, ctx - c};
         for (int k = 0; k < 4; k++) {
             if (c + Ps[k] > ctx || (k == 3 && (Ps[k] == 256 || Ps[k] == 1024 || Ps[k] == 0)))
                 continue;
-            if ((skip_ops & 1u << KVR_PROF_OP_COUNT) && Ps[k] > 0) continue; /* attn at P = 0 only */
+            if ((skip_ops & 1u << KVR_OP_LAYER_COUNT) && Ps[k] > 0)
+                continue; /* attn at P = 0 only */
             const double f = 1 + noise * (2 * rng_u() - 1);
             s[n++] = sample("attn", c, Ps[k], pl_attn((double)c, (double)Ps[k]) * f);
         }
     }
-    if (!(skip_ops & 1u << KVR_PROF_HEAD)) s[n++] = sample("head", 1, 0, PL_HEAD);
+    if (!(skip_ops & 1u << KVR_OP_HEAD)) s[n++] = sample("head", 1, 0, PL_HEAD);
     return n;
 }
 
@@ -346,17 +348,17 @@ static void expect_invalid(const kvr_db_layer_sample *ls, int64_t n, const char 
 
 static void test_missing_samples(void) {
     kvr_db_layer_sample ls[256];
-    int64_t n = make_layers(ls, 0, 1u << KVR_PROF_ATTN);
+    int64_t n = make_layers(ls, 0, 1u << KVR_OP_ATTN);
     expect_invalid(ls, n, "run 9 has no attn samples");
-    n = make_layers(ls, 0, 1u << KVR_PROF_OP_COUNT); /* attn at prefix 0 only */
+    n = make_layers(ls, 0, 1u << KVR_OP_LAYER_COUNT); /* attn at prefix 0 only */
     expect_invalid(ls, n, "only at prefix 0");
-    n = make_layers(ls, 0, 1u << KVR_PROF_HEAD);
+    n = make_layers(ls, 0, 1u << KVR_OP_HEAD);
     expect_invalid(ls, n, "no head samples");
-    n = make_layers(ls, 0, 1u << KVR_PROF_PRE);
+    n = make_layers(ls, 0, 1u << KVR_OP_PRE);
     expect_invalid(ls, n, "no pre samples");
     expect_invalid(ls, 0, "no pre samples");
     /* embed is optional */
-    n = make_layers(ls, 0, 1u << KVR_PROF_EMBED);
+    n = make_layers(ls, 0, 1u << KVR_OP_EMBED);
     kvr_search_costs *m = build(ls, n, NULL, 0, NULL);
     if (m) KVR_CHECK_NEAR(kvr_search_costs_embed_us(m), 0, 0, 0);
     kvr_search_costs_destroy(m);

@@ -146,28 +146,28 @@ static void test_grid_points(void) {
     int64_t n = 0;
     kvr_error err = {0};
     KVR_CHECK_OK(kvr_grid_points(&g, KVR_PROF_OPS_ALL, &p, &n, &err), &err);
-    int counts[KVR_PROF_OP_COUNT] = {0};
+    int counts[KVR_OP_LAYER_COUNT] = {0};
     bool diag_seen = false;
     for (int64_t i = 0; i < n; i++) {
         counts[p[i].op]++;
         KVR_CHECK(p[i].c + p[i].prefix <= g.ctx_max);
-        if (p[i].op != KVR_PROF_ATTN) KVR_CHECK_EQ_INT(p[i].prefix, 0);
-        if (p[i].op == KVR_PROF_ATTN && p[i].c == 16 && p[i].prefix == 496) diag_seen = true;
+        if (p[i].op != KVR_OP_ATTN) KVR_CHECK_EQ_INT(p[i].prefix, 0);
+        if (p[i].op == KVR_OP_ATTN && p[i].c == 16 && p[i].prefix == 496) diag_seen = true;
         for (int64_t j = 0; j < i; j++)
             KVR_CHECK(!(p[j].op == p[i].op && p[j].c == p[i].c && p[j].prefix == p[i].prefix));
     }
-    KVR_CHECK_EQ_INT(counts[KVR_PROF_PRE], 5); /* 16 32 64 128 256 */
-    KVR_CHECK_EQ_INT(counts[KVR_PROF_HEAD], 1);
+    KVR_CHECK_EQ_INT(counts[KVR_OP_PRE], 5); /* 16 32 64 128 256 */
+    KVR_CHECK_EQ_INT(counts[KVR_OP_HEAD], 1);
     KVR_CHECK(diag_seen); /* c = 16 after the longest prefix 512 - 16 */
     /* attn: c=16: 0,64,128,256,496; 32: 0,64,128,256,480; 64: 0,64,128,256,448; 128: 0,64,128,256,384
      * 256: 0,64,128,256 (diagonal 256 is already there) */
-    KVR_CHECK_EQ_INT(counts[KVR_PROF_ATTN], 24);
+    KVR_CHECK_EQ_INT(counts[KVR_OP_ATTN], 24);
     free(p);
     /* explicit lists, only two ops */
     kvr_grid_params l = g;
     l.n_c_list = 2, l.c_list[0] = 10, l.c_list[1] = 20;
     l.n_p_list = 2, l.p_list[0] = 0, l.p_list[1] = 100;
-    KVR_CHECK_OK(kvr_grid_points(&l, (1u << KVR_PROF_ATTN) | (1u << KVR_PROF_POST), &p, &n, &err),
+    KVR_CHECK_OK(kvr_grid_points(&l, (1u << KVR_OP_ATTN) | (1u << KVR_OP_POST), &p, &n, &err),
                  &err);
     KVR_CHECK_EQ_INT(n, 6);
     free(p);
@@ -199,7 +199,7 @@ static void test_grid_refine(void) {
     KVR_CHECK_OK(kvr_grid_refine(&g, KVR_PROF_OPS_ALL, s, n, &p, &np, &err), &err);
     bool got_64_128 = false;
     for (int64_t i = 0; i < np; i++) {
-        KVR_CHECK_EQ_INT(p[i].op, KVR_PROF_POST);
+        KVR_CHECK_EQ_INT(p[i].op, KVR_OP_POST);
         if (p[i].c > 64 && p[i].c < 128) got_64_128 = true;
         KVR_CHECK(p[i].c >= 32 && p[i].c <= 256); /* only around the bend */
     }
@@ -208,7 +208,7 @@ static void test_grid_refine(void) {
     int m = n;
     for (int64_t i = 0; i < np && m < 16; i++) s[m++] = sample("post", p[i].c, 0, 100 + 2.0 * (double)KVR_MAX(p[i].c - 64, 0));
     free(p);
-    KVR_CHECK_OK(kvr_grid_refine(&g, 1u << KVR_PROF_POST, s, m, &p, &np, &err), &err);
+    KVR_CHECK_OK(kvr_grid_refine(&g, 1u << KVR_OP_POST, s, m, &p, &np, &err), &err);
     for (int64_t i = 0; i < np; i++)
         for (int j = 0; j < m; j++) KVR_CHECK(!(s[j].c == p[i].c && !strcmp(s[j].op, "post")));
     free(p);
@@ -220,7 +220,7 @@ static void test_params_roundtrip(void) {
     kvr_grid_preset("quick", 2048, &p.grid, &p.timing, &err);
     p.grid.n_c_list = 3;
     p.grid.c_list[0] = 8, p.grid.c_list[1] = 16, p.grid.c_list[2] = 48;
-    p.ops = (1u << KVR_PROF_ATTN) | (1u << KVR_PROF_HEAD);
+    p.ops = (1u << KVR_OP_ATTN) | (1u << KVR_OP_HEAD);
     p.n_threads = 3;
     p.comm = true;
     p.n_ranks = 4;
@@ -251,7 +251,7 @@ static void test_params_roundtrip(void) {
     KVR_CHECK_OK(kvr_prof_ops_parse("none", &mask, &err), &err);
     KVR_CHECK_EQ_INT(mask, 0);
     KVR_CHECK_OK(kvr_prof_ops_parse("post,pre", &mask, &err), &err);
-    KVR_CHECK_EQ_INT(mask, (1u << KVR_PROF_PRE) | (1u << KVR_PROF_POST));
+    KVR_CHECK_EQ_INT(mask, (1u << KVR_OP_PRE) | (1u << KVR_OP_POST));
     char s[64];
     kvr_prof_ops_format(mask, s, sizeof s);
     KVR_CHECK(strcmp(s, "pre,post") == 0);
@@ -272,7 +272,7 @@ static void test_interp_and_ttft(void) {
     s[n++] = sample("head", 1, 0, 1000);
     double t = 0;
     kvr_error err = {0};
-    KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_PROF_PRE, 48, 0, &t, &err), &err);
+    KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_OP_PRE, 48, 0, &t, &err), &err);
     /* between 32 and 64 the profile cost model's monotone curve (Steffen in log c / log t), not
      * a straight line: within 0.02 % of the line through these 10 + c points */
     KVR_CHECK(t > 42 && t < 74);
@@ -291,20 +291,20 @@ static void test_interp_and_ttft(void) {
             double a;
             const int64_t cp[][2] = {{48, 0}, {48, 100}, {64, 128}, {100, 300}, {300, 1000}};
             for (int k = 0; k < 5; k++) {
-                KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_PROF_ATTN, cp[k][0], cp[k][1], &a, &err),
+                KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_OP_ATTN, cp[k][0], cp[k][1], &a, &err),
                              &err);
                 KVR_CHECK_NEAR(kvr_search_costs_attn_us(m, cp[k][0], cp[k][1]), a, 0, 0);
             }
-            KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_PROF_POST, 77, 0, &a, &err), &err);
+            KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_OP_POST, 77, 0, &a, &err), &err);
             KVR_CHECK_NEAR(kvr_search_costs_post_us(m, 77), a, 0, 0);
             kvr_search_costs_destroy(m);
         }
     }
-    KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_PROF_PRE, 512, 0, &t, &err), &err);
+    KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_OP_PRE, 512, 0, &t, &err), &err);
     KVR_CHECK_NEAR(t, 522, 0, 1e-12); /* extends the last segment */
-    KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_PROF_ATTN, 64, 128, &t, &err), &err);
+    KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_OP_ATTN, 64, 128, &t, &err), &err);
     KVR_CHECK_NEAR(t, 5 + 0.01 * 64 * (64 + 128), 0, 1e-12); /* halfway between rows */
-    KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_PROF_HEAD, 1, 0, &t, &err), &err);
+    KVR_CHECK_OK(kvr_profile_interp(s, n, KVR_OP_HEAD, 1, 0, &t, &err), &err);
     KVR_CHECK_NEAR(t, 1000, 0, 0);
     double ms = 0;
     KVR_CHECK_OK(kvr_profile_predict_single_ms(s, n, 10, 128, &ms, &err), &err);

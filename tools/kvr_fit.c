@@ -338,8 +338,6 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
     if (!o->dry_run && kvr_predict_run_fit_store(db, rf, costs_id, &err) != KVR_OK)
         return fail("store: %s; nothing was stored", err.msg);
 
-    const char *targets[KVR_PREDICT_OP_COUNT];
-    for (int op = 0; op < KVR_PREDICT_OP_COUNT; op++) targets[op] = kvr_predict_op_name(op);
     if (o->json) {
         printf("{\"db\":");
         json_str(stdout, kvr_db_path(db));
@@ -357,14 +355,15 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
         printf(",\"err_band\":%.9g,\"band_min_c\":%lld,\"fits\":[", rf->err_band,
                (long long)rf->band_min_c);
         bool first = true;
-        for (int op = 0; op < KVR_PREDICT_OP_COUNT; op++) {
-            const kvr_predict_fit *f = kvr_predict_costs_fit(rf->costs, (kvr_predict_op)op);
+        for (int k = 0; k < KVR_OP_COUNT; k++) {
+            const kvr_op op = kvr_predict_fit_order[k];
+            const kvr_predict_fit *f = kvr_predict_costs_fit(rf->costs, op);
             if (!f) continue;
             printf("%s", first ? "" : ",");
             first = false;
-            json_fit(stdout, targets[op],
-                     op == KVR_PREDICT_OP_HEAD && rf->head_constant ? "constant"
-                                                                     : kvr_predict_form_name(f->form),
+            json_fit(stdout, kvr_op_name(op),
+                     op == KVR_OP_HEAD && rf->head_constant ? "constant"
+                                                            : kvr_predict_form_name(f->form),
                      rf->n_samples[op], f);
         }
         printf("]");
@@ -384,12 +383,13 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
            "mape_cv", "max_cv", "coefficients ± se");
     printf("%-7s %-9s %7s %8s %8s %8s %8s  %s\n", "(-)", "(-)", "(-)", "(-)", "(%)", "(%)", "(%)",
            "(us; per token, per byte)");
-    for (int op = 0; op < KVR_PREDICT_OP_COUNT; op++) {
-        const kvr_predict_fit *f = kvr_predict_costs_fit(rf->costs, (kvr_predict_op)op);
+    for (int k = 0; k < KVR_OP_COUNT; k++) {
+        const kvr_op op = kvr_predict_fit_order[k];
+        const kvr_predict_fit *f = kvr_predict_costs_fit(rf->costs, op);
         if (!f) continue;
-        print_fit_row(targets[op],
-                      op == KVR_PREDICT_OP_HEAD && rf->head_constant ? "constant"
-                                                                      : kvr_predict_form_name(f->form),
+        print_fit_row(kvr_op_name(op),
+                      op == KVR_OP_HEAD && rf->head_constant ? "constant"
+                                                             : kvr_predict_form_name(f->form),
                       rf->n_samples[op], f);
     }
     printf("# TTFT error band (drift threshold): %.2f %% = the largest held-out error of one "

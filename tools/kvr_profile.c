@@ -355,12 +355,12 @@ typedef struct op_summary {
 } op_summary;
 
 static void summarize_ops(const kvr_db_layer_sample *s, int64_t n, op_summary *os) {
-    for (int op = 0; op < KVR_PROF_OP_COUNT; op++) {
+    for (int op = 0; op < KVR_OP_LAYER_COUNT; op++) {
         op_summary *o = &os[op];
         memset(o, 0, sizeof *o);
         o->c_lo = INT64_MAX;
         for (int64_t i = 0; i < n; i++) {
-            if (strcmp(s[i].op, kvr_prof_op_name((kvr_prof_op)op))) continue;
+            if (strcmp(s[i].op, kvr_op_name((kvr_op)op))) continue;
             o->points++;
             o->iters += s[i].stats.n_iters;
             o->n_stable += s[i].stats.is_stable;
@@ -417,7 +417,7 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
         kvr_db_free(ls);
         return 1;
     }
-    op_summary os[KVR_PROF_OP_COUNT];
+    op_summary os[KVR_OP_LAYER_COUNT];
     xfer_summary xs[4];
     summarize_ops(ls, nl, os);
     summarize_xfers(ts, nt, xs);
@@ -426,7 +426,7 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
     double ttft[4];
     int nc = 0;
     for (int k = 3; k >= 0; k--) {
-        const int64_t C = os[KVR_PROF_ATTN].c_hi >> k;
+        const int64_t C = os[KVR_OP_ATTN].c_hi >> k;
         if (C < 1 || (nc && ctxs[nc - 1] == C)) continue;
         if (kvr_profile_predict_single_ms(ls, nl, mrec->n_layers, C, &ttft[nc], &err) != KVR_OK) break;
         ctxs[nc++] = C;
@@ -447,12 +447,13 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
         print_num(stdout, run->timer_overhead_us);
         printf(",\"ops\":[");
         bool first = true;
-        for (int op = 0; op < KVR_PROF_OP_COUNT; op++) {
+        for (int op = 0; op < KVR_OP_LAYER_COUNT; op++) {
             const op_summary *o = &os[op];
             if (!o->points) continue;
-            printf("%s{\"op\":\"%s\",\"points\":%lld,\"c_min\":%lld,\"c_max\":%lld,\"prefix_max\":%lld,"
+            printf("%s{\"op\":\"%s\",\"points\":%lld,\"c_min\":%lld,\"c_max\":%lld,\"prefix_max\":%"
+                   "lld,"
                    "\"median_us_c_min\":",
-                   first ? "" : ",", kvr_prof_op_name((kvr_prof_op)op), (long long)o->points,
+                   first ? "" : ",", kvr_op_name((kvr_op)op), (long long)o->points,
                    (long long)(o->c_lo == INT64_MAX ? 0 : o->c_lo), (long long)o->c_hi,
                    (long long)o->p_hi);
             print_num(stdout, o->t_lo);
@@ -488,16 +489,16 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
                    "t(c min)", "t(c max)", "stable", "iters");
             printf("%-6s %6s %13s %11s %12s %12s %7s %7s\n", "", "", "(tokens)", "(max)", "(us)",
                    "(us)", "(%)", "(-)");
-            for (int op = 0; op < KVR_PROF_OP_COUNT; op++) {
+            for (int op = 0; op < KVR_OP_LAYER_COUNT; op++) {
                 const op_summary *o = &os[op];
                 if (!o->points) continue;
                 char cr[32];
                 snprintf(cr, sizeof cr, "%lld..%lld", (long long)(o->c_lo == INT64_MAX ? 0 : o->c_lo),
                          (long long)o->c_hi);
                 printf("%-6s %6lld %13s %11lld %12.2f %12.2f %7.0f %7lld\n",
-                       kvr_prof_op_name((kvr_prof_op)op), (long long)o->points, cr,
-                       (long long)o->p_hi, o->t_lo, o->t_hi,
-                       100.0 * (double)o->n_stable / (double)o->points, (long long)o->iters);
+                       kvr_op_name((kvr_op)op), (long long)o->points, cr, (long long)o->p_hi,
+                       o->t_lo, o->t_hi, 100.0 * (double)o->n_stable / (double)o->points,
+                       (long long)o->iters);
             }
         }
         if (nt) {

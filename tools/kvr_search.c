@@ -358,10 +358,10 @@ static void print_profile_notes(const kvr_search_opts *o, const kvr_profile_cost
     printf("# profile: %s run %lld: %lld pre, %lld attn (%d chunk columns with a prefix), %lld "
            "post, %lld head, %lld embed samples; chunks %lld..%lld, attention up to %lld tokens "
            "of context; head %.3f ms, embed %.3f ms per prompt\n",
-           o->db, (long long)o->run, (long long)pi->n_samples[KVR_PROF_PRE],
-           (long long)pi->n_samples[KVR_PROF_ATTN], pi->n_attn_columns,
-           (long long)pi->n_samples[KVR_PROF_POST], (long long)pi->n_samples[KVR_PROF_HEAD],
-           (long long)pi->n_samples[KVR_PROF_EMBED], (long long)pi->c_min, (long long)pi->c_max,
+           o->db, (long long)o->run, (long long)pi->n_samples[KVR_OP_PRE],
+           (long long)pi->n_samples[KVR_OP_ATTN], pi->n_attn_columns,
+           (long long)pi->n_samples[KVR_OP_POST], (long long)pi->n_samples[KVR_OP_HEAD],
+           (long long)pi->n_samples[KVR_OP_EMBED], (long long)pi->c_min, (long long)pi->c_max,
            (long long)pi->ctx_max, pi->head_us * 1e-3, pi->embed_us * 1e-3);
     printf("# profile links: %s%s\n", pi->links,
            (o->links || o->link_gbps >= 0 || o->link_us >= 0) ? " (replaced by the options)" : "");
