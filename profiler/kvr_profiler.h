@@ -209,6 +209,82 @@ KVR_API kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_co
                                               kvr_profile_result *res, kvr_error *err);
 
 // ----------------------------------------------------------------------------
+// a profile run's lifecycle (run.c): what kvr-profile does between parsing and printing
+
+/* Where kvr_profile_run stopped with an error (the message says why; tools prefix it). */
+typedef enum kvr_profile_stage {
+    KVR_PROFILE_STAGE_NONE,
+    KVR_PROFILE_STAGE_STORE,         /* reaping dead writers, or inserting the new run */
+    KVR_PROFILE_STAGE_RESUME,        /* the run to resume: missing, not a profile, complete,
+                                        other transport, other model, owned by a live writer */
+    KVR_PROFILE_STAGE_MODEL_DEFAULT, /* no model given and the default model is missing */
+    KVR_PROFILE_STAGE_MODEL,         /* loading the model (info.model_source names it) */
+    KVR_PROFILE_STAGE_PARAMS,        /* the caller's make_params refused (a usage error) */
+    KVR_PROFILE_STAGE_COMM,          /* sharing rank 0's choices with the other MPI ranks */
+    KVR_PROFILE_STAGE_PROFILE,       /* measuring: the run is left incomplete (resumable) or
+                                        failed (info.resumable) with the message as its note */
+    KVR_PROFILE_STAGE_FINISH,        /* recording the final status */
+} kvr_profile_stage;
+
+typedef struct kvr_profile_run_info kvr_profile_run_info;
+
+typedef struct kvr_profile_run_params {
+    kvr_db *db;             /* the open store; rank 0 only (NULL elsewhere) */
+    kvr_comm *comm;         /* this process's MPI endpoint (transfers over mpi); NULL = one
+                               process (layer ops, transfers over threads) */
+    int64_t resume;         /* > 0: finish this incomplete run with its own parameters */
+    const char *model;      /* path or preset; NULL = the resumed run's, else the default model
+                               (kvr_model_default_path) */
+    uint64_t seed;          /* new run: token ids, point order, preset weights (default 1234) */
+    int32_t layers;         /* new run: presets' layer override (0 = the preset's) */
+    kvr_transport transport; /* this process's transport: a resumed run that profiles
+                                transfers must use the one it was started with */
+    const kvr_backend *backend; /* whose ops are timed (params.backend); NULL = cpu */
+    /* New run, rank 0: fill the parameters (p arrives as kvr_profile_params_default()) once the
+     * model's configuration is known; an error ends the run at KVR_PROFILE_STAGE_PARAMS. */
+    kvr_status (*make_params)(void *user, const kvr_model_config *cfg, const char *model,
+                              kvr_profile_params *p, kvr_error *err);
+    /* Rank 0, once the run is created or claimed (info: run, model, params, resumed). */
+    void (*on_start)(void *user, const kvr_profile_run_info *info);
+    /* Rank 0, around each profile: phase "ops" or "transfers", begin true then false. */
+    void (*on_phase)(void *user, const char *phase, bool begin);
+    /* Checked between executions and points: nonzero ends the profile there (SIGINT); the run
+     * is left incomplete and resumable. May be NULL. */
+    volatile sig_atomic_t *stop;
+    /* After every point, as kvr_profile_hooks.on_point. May be NULL. */
+    void (*on_point)(void *user, const char *label, const kvr_timing_stats *stats,
+                     int64_t done, int64_t total);
+    void *user; /* passed to the callbacks */
+} kvr_profile_run_params;
+/* No store, no comm, a new run of the default model, seed 1234, threads, no callbacks. */
+KVR_API kvr_profile_run_params kvr_profile_run_params_default(void);
+
+struct kvr_profile_run_info {
+    kvr_db_run run;              /* rank 0: as stored at the end (status, ts_end_utc, note) */
+    kvr_db_model model;          /* rank 0: the model's record */
+    kvr_profile_params params;   /* every rank: what was profiled */
+    char model_source[1024];     /* the model as loaded (path or preset) */
+    kvr_profile_result layers, transfers;
+    bool resumed;
+    bool stopped;                /* interrupted by *stop: the run is incomplete, resumable */
+    bool resumable;              /* STAGE_PROFILE errors: the run was left incomplete (I/O, db,
+                                    comm errors) rather than failed */
+    kvr_profile_stage stage;     /* where an error happened (NONE on success) */
+    double elapsed_s;
+};
+
+/* Run a profile: on rank 0 reap runs whose writer died, then resume p->resume (checks, then
+ * claim) or create a new run (device and model records, provenance, p->make_params' parameters
+ * stored with it); load the model on every rank; under MPI share rank 0's model and parameters
+ * over the control channel; profile the layer ops (one process) and the transfers (threads, or
+ * this rank's part over p->comm); set the status complete, or incomplete when *stop ended it.
+ * On an error after the run was created or claimed, the run is left incomplete (or failed,
+ * for measuring errors resuming would not fix) with the message as its note. Every MPI rank
+ * calls it. *info is filled as far as the run got; info->stage says where an error happened. */
+KVR_API kvr_status kvr_profile_run(const kvr_profile_run_params *p, kvr_profile_run_info *info,
+                                   kvr_error *err);
+
+// ----------------------------------------------------------------------------
 // reading a profile back (costs.c: the interpolation of the profile cost model below, one op
 // at a time; fitted models are the predictor's job)
 

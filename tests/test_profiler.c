@@ -3,8 +3,9 @@
  * the base points and refinement where a curve bends, run parameters round trip, op lists,
  * interpolation and the single-rank TTFT sum, provenance, and real profiles of the tiny preset
  * into an in-memory db: layer ops (every point stored once; a second call skips them all; a stop
- * request ends after the current point and a rerun finishes only the rest) and transfers over
- * the threads transport (rows per pair and per chain link, nccl-tests bandwidth factors). */
+ * request ends after the current point and a rerun finishes only the rest), transfers over
+ * the threads transport (rows per pair and per chain link, nccl-tests bandwidth factors), and a
+ * run's lifecycle through kvr_profile_run (create, interrupt, resume, refusals). */
 #include "kvr_profiler.h"
 #include "kvr_search.h"
 #include "kvr_test.h"
@@ -479,6 +480,123 @@ static void test_profile_transfers_tiny(void) {
     kvr_model_destroy(m);
 }
 
+/* kvr_profile_run: a new run of the tiny preset (parameters from make_params) stopped by the
+ * stop flag is left incomplete and resumable; resuming it (its own parameters) completes it
+ * without redoing the stored points; resuming a complete run, an unknown run, or with another
+ * model is refused at the resume stage with the run left as it was; make_params' refusal ends
+ * at the params stage before any run is created. */
+typedef struct run_user {
+    stopper sp;
+    int n_start, n_phase;
+    bool refuse;
+} run_user;
+
+static kvr_status run_make_params(void *user, const kvr_model_config *cfg, const char *model,
+                                  kvr_profile_params *p, kvr_error *err) {
+    run_user *u = user;
+    KVR_CHECK(cfg->n_layers == 4 && strcmp(model, "tiny") == 0);
+    if (u->refuse) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "no thanks");
+    *p = tiny_params();
+    p->ops = (1u << KVR_PROF_PRE) | (1u << KVR_PROF_POST);
+    return KVR_OK;
+}
+
+static void run_on_start(void *user, const kvr_profile_run_info *in) {
+    run_user *u = user;
+    u->n_start++;
+    KVR_CHECK(in->run.id > 0 && in->run.status == KVR_RUN_RUNNING && in->model.n_layers == 4);
+}
+
+static void run_on_phase(void *user, const char *phase, bool begin) {
+    (void)begin;
+    run_user *u = user;
+    KVR_CHECK(strcmp(phase, "ops") == 0);
+    u->n_phase++;
+}
+
+static void run_on_point(void *user, const char *label, const kvr_timing_stats *st, int64_t done,
+                         int64_t total) {
+    stop_after(&((run_user *)user)->sp, label, st, done, total);
+}
+
+static void test_profile_run_lifecycle(void) {
+    kvr_db *db = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_db_open(":memory:", NULL, &db, &err), &err);
+    if (!db) return;
+    run_user u = {.sp = {0, 3, 0}};
+    kvr_profile_run_params rp = kvr_profile_run_params_default();
+    rp.db = db;
+    rp.model = "tiny";
+    rp.make_params = run_make_params;
+    rp.on_start = run_on_start;
+    rp.on_phase = run_on_phase;
+    rp.on_point = run_on_point;
+    rp.stop = &u.sp.flag;
+    rp.user = &u;
+    kvr_profile_run_info in;
+    KVR_CHECK_OK(kvr_profile_run(&rp, &in, &err), &err);
+    const int64_t id = in.run.id;
+    KVR_CHECK(in.stopped && !in.resumed && in.stage == KVR_PROFILE_STAGE_NONE);
+    KVR_CHECK(in.run.status == KVR_RUN_INCOMPLETE && strstr(in.run.note, "interrupted after 3"));
+    KVR_CHECK(strcmp(in.run.ops, "pre,post") == 0 && strcmp(in.model.name, "tiny") == 0);
+    KVR_CHECK(u.n_start == 1 && u.n_phase == 2 && in.layers.n_measured == 3);
+
+    /* resume: the rest of the points, none twice */
+    u.sp = (stopper){0, 1 << 30, 0};
+    rp.resume = id;
+    rp.model = NULL;
+    KVR_CHECK_OK(kvr_profile_run(&rp, &in, &err), &err);
+    KVR_CHECK(!in.stopped && in.resumed && in.run.id == id);
+    KVR_CHECK(in.run.status == KVR_RUN_COMPLETE && in.run.ts_end_utc[0]);
+    KVR_CHECK_EQ_INT(in.layers.n_skipped, 3);
+    KVR_CHECK_EQ_INT(in.layers.n_skipped + in.layers.n_measured, in.layers.n_points);
+    KVR_CHECK(in.params.ops == ((1u << KVR_PROF_PRE) | (1u << KVR_PROF_POST)));
+    int64_t nl = 0;
+    KVR_CHECK_OK(kvr_db_run_counts(db, id, &nl, NULL, &err), &err);
+    KVR_CHECK_EQ_INT(nl, in.layers.n_points);
+
+    /* refused resumes, the run untouched */
+    KVR_CHECK(kvr_profile_run(&rp, &in, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(in.stage == KVR_PROFILE_STAGE_RESUME && strstr(err.msg, "already complete"));
+    rp.resume = id + 7;
+    KVR_CHECK(kvr_profile_run(&rp, &in, &err) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(in.stage == KVR_PROFILE_STAGE_RESUME);
+    kvr_db_run r;
+    KVR_CHECK_OK(kvr_db_run_get(db, id, &r, &err), &err);
+    KVR_CHECK(r.status == KVR_RUN_COMPLETE);
+
+    /* another incomplete run resumed with a different model: refused, left incomplete */
+    u.sp = (stopper){0, 1, 0};
+    rp.resume = 0;
+    rp.model = "tiny";
+    KVR_CHECK_OK(kvr_profile_run(&rp, &in, &err), &err);
+    const int64_t id2 = in.run.id;
+    KVR_CHECK(in.stopped && id2 > id);
+    rp.resume = id2;
+    rp.layers = 0;
+    rp.model = "tiny-mqa";
+    KVR_CHECK(kvr_profile_run(&rp, &in, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(in.stage == KVR_PROFILE_STAGE_RESUME && strstr(err.msg, "is different"));
+    KVR_CHECK_OK(kvr_db_run_get(db, id2, &r, &err), &err);
+    KVR_CHECK(r.status == KVR_RUN_INCOMPLETE);
+
+    /* make_params refuses: no run is created */
+    int64_t n_before = 0, n_after = 0;
+    kvr_db_run *runs = NULL;
+    KVR_CHECK_OK(kvr_db_runs_list(db, &runs, &n_before, &err), &err);
+    kvr_db_free(runs);
+    u.refuse = true;
+    rp.resume = 0;
+    rp.model = "tiny";
+    KVR_CHECK(kvr_profile_run(&rp, &in, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(in.stage == KVR_PROFILE_STAGE_PARAMS && strstr(err.msg, "no thanks"));
+    KVR_CHECK_OK(kvr_db_runs_list(db, &runs, &n_after, &err), &err);
+    kvr_db_free(runs);
+    KVR_CHECK_EQ_INT(n_after, n_before);
+    kvr_db_close(db);
+}
+
 static const kvr_test_case cases[] = {
     {"stats_known", test_stats_known},
     {"median_stable", test_median_stable},
@@ -491,5 +609,6 @@ static const kvr_test_case cases[] = {
     {"provenance", test_provenance},
     {"profile_layers_tiny", test_profile_layers_tiny},
     {"profile_transfers_tiny", test_profile_transfers_tiny},
+    {"profile_run_lifecycle", test_profile_run_lifecycle},
 };
 KVR_TEST_MAIN(cases)

@@ -596,6 +596,53 @@ static int build_params(const kvr_profile_opts *o, const kvr_model_config *cfg, 
     return 0;
 }
 
+/* The tool's side of kvr_profile_run: its options, the progress bar, a usage error's exit code. */
+typedef struct profile_tool {
+    const kvr_profile_opts *o;
+    progress_ctx pc;
+    int usage_rc;
+} profile_tool;
+
+static kvr_status make_params(void *user, const kvr_model_config *cfg, const char *model,
+                              kvr_profile_params *p, kvr_error *err) {
+    profile_tool *t = user;
+    t->usage_rc = build_params(t->o, cfg, model, p);
+    return t->usage_rc ? kvr_error_set(err, KVR_ERR_INVALID_ARG, "usage error") : KVR_OK;
+}
+
+static void on_start(void *user, const kvr_profile_run_info *in) {
+    const profile_tool *t = user;
+    const kvr_profile_params *pp = &in->params;
+    if (!t->o->quiet && !t->o->json)
+        printf("# kvr-profile %s (%s): run %lld%s, model %s (%d layers), %s, %d thread(s), grid "
+               "%s, ops %s%s, db %s\n",
+               kvr_version(), kvr_build_commit(), (long long)in->run.id,
+               in->resumed ? " (resumed)" : "", in->model.name, in->model.n_layers,
+               in->run.device_name, pp->n_threads, pp->grid.name,
+               in->run.ops[0] ? in->run.ops : "none",
+               pp->comm ? (pp->transport == KVR_TRANSPORT_MPI ? ", transfers over mpi"
+                                                              : ", transfers over threads")
+                        : "",
+               t->o->db);
+    fflush(stdout);
+}
+
+static void on_phase(void *user, const char *phase, bool begin) {
+    profile_tool *t = user;
+    if (!t->pc.on) return;
+    if (!begin) {
+        kvr_progress_finish(&t->pc.bar);
+        return;
+    }
+    kvr_progress_start(&t->pc.bar, stderr,
+                       strcmp(phase, "ops") ? "kvr-profile transfers" : "kvr-profile ops", 1);
+}
+
+static void on_point_tool(void *user, const char *label, const kvr_timing_stats *st,
+                          int64_t done, int64_t total) {
+    on_point(&((profile_tool *)user)->pc, label, st, done, total);
+}
+
 int main(int argc, char **argv) {
     kvr_profile_opts o = {.backend = "cpu", .db = "kvr.db", .refine = -1, .ranks = 2,
                           .transport = KVR_TRANSPORT_THREADS, .threads = 1, .time_budget = -1,
@@ -646,21 +693,9 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    /* rank 0: open the store and decide the parameters (new or resumed run) */
-    kvr_db *db = NULL;
-    kvr_db_run run;
-    memset(&run, 0, sizeof run);
-    kvr_profile_params pp;
-    memset(&pp, 0, sizeof pp);
-    kvr_model *model = NULL;
-    kvr_db_model mrec;
-    memset(&mrec, 0, sizeof mrec);
     int exit_code = 1;
-    char defpath[1024];
-    char params_str[1024] = "";
-    bool run_claimed = false;
-
-    if (root) {
+    kvr_db *db = NULL;
+    if (root) { /* rank 0 keeps the store */
         kvr_db_open_params dp = kvr_db_open_params_default();
         if (o.resume) dp.create = false;
         dp.verify = true; /* never add to a damaged file */
@@ -668,200 +703,71 @@ int main(int argc, char **argv) {
             fprintf(stderr, "kvr-profile: --db %s: %s\n", o.db, err.msg);
             goto done;
         }
-        if (kvr_db_runs_reap(db, NULL, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-profile: --db %s: %s\n", o.db, err.msg);
-            goto done;
-        }
-        if (o.resume) {
-            if (kvr_db_run_get(db, o.resume, &run, &err) != KVR_OK) {
-                fprintf(stderr, "kvr-profile: --resume %lld: %s\n", (long long)o.resume, err.msg);
-                goto done;
-            }
-            if (strcmp(run.kind, "profile")) {
-                fprintf(stderr, "kvr-profile: --resume %lld: an %s run, not a profile\n",
-                        (long long)o.resume, run.kind);
-                goto done;
-            }
-            if (run.status == KVR_RUN_COMPLETE) {
-                fprintf(stderr, "kvr-profile: --resume %lld: the run is already complete\n",
-                        (long long)o.resume);
-                goto done;
-            }
-            if (kvr_profile_params_parse(run.params, &pp, &err) != KVR_OK) {
-                fprintf(stderr, "kvr-profile: --resume %lld: %s\n", (long long)o.resume, err.msg);
-                goto done;
-            }
-            if (o.model) snprintf(pp.model, sizeof pp.model, "%.511s", o.model);
-            if (pp.comm && pp.transport != o.transport) {
-                fprintf(stderr, "kvr-profile: --resume %lld: the run profiles transfers over %s; "
-                        "resume it the same way%s\n", (long long)o.resume,
-                        pp.transport == KVR_TRANSPORT_MPI ? "mpi" : "threads",
-                        pp.transport == KVR_TRANSPORT_MPI ? " (mpirun ... --transport mpi)" : "");
-                goto done;
-            }
-        }
     }
-    /* the model (every rank) */
-    {
-        const char *msrc = o.resume ? pp.model : o.model;
-        if (root && !msrc) {
-            if (kvr_model_default_path(defpath, sizeof defpath, &err) != KVR_OK) {
-                fprintf(stderr, "kvr-profile: --model not given and %s\n", err.msg);
-                goto done;
-            }
-            msrc = defpath;
-        }
-        if (mpi) { /* rank 0's choice of model and parameters reaches every rank */
-            int64_t len = -1;
-            if (root) len = (int64_t)strlen(msrc);
-            if (kvr_comm_ctrl_bcast(mpi, 0, &len, sizeof len, &err) != KVR_OK) goto done;
-            if (len < 0 || len >= (int64_t)sizeof defpath) goto done;
-            if (root) snprintf(defpath, sizeof defpath, "%s", msrc);
-            if (kvr_comm_ctrl_bcast(mpi, 0, defpath, (size_t)len + 1, &err) != KVR_OK) goto done;
-            msrc = defpath;
-        }
-        kvr_model_load_params lp = kvr_model_load_params_default();
-        lp.seed = o.resume ? pp.seed : o.seed;
-        lp.n_layers_override = o.resume ? pp.model_layers : o.layers;
-        lp.load_tokenizer = false;
-        if (kvr_model_load(msrc, &lp, &model, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-profile: --model %s: %s\n", msrc, err.msg);
-            goto done;
-        }
-        if (root) {
-            if (!o.resume && (rc = build_params(&o, kvr_model_get_config(model), msrc, &pp))) {
-                exit_code = rc;
-                goto done;
-            }
-            if (kvr_profile_model_record(model, msrc, lp.seed, lp.n_layers_override, &mrec, &err) != KVR_OK) {
-                fprintf(stderr, "kvr-profile: --model %s: %s\n", msrc, err.msg);
-                goto done;
-            }
-        }
-    }
-    if (root) {
-        if (o.resume) {
-            kvr_db_model old;
-            if (kvr_db_model_get(db, run.model_id, &old, &err) != KVR_OK) {
-                fprintf(stderr, "kvr-profile: --resume %lld: %s\n", (long long)o.resume, err.msg);
-                goto done;
-            }
-            if (strcmp(old.content_hash, mrec.content_hash) || old.n_layers != mrec.n_layers ||
-                old.d_model != mrec.d_model) {
-                fprintf(stderr, "kvr-profile: --resume %lld: the run profiled model %s (%s, hash "
-                        "%s) but %s is different (hash %s)\n", (long long)o.resume, old.name,
-                        old.source, old.content_hash, pp.model, mrec.content_hash);
-                goto done;
-            }
-            if (kvr_db_run_claim(db, run.id, &err) != KVR_OK) {
-                fprintf(stderr, "kvr-profile: --resume %lld: %s\n", (long long)o.resume, err.msg);
-                goto done;
-            }
-            run_claimed = true;
-        } else {
-            kvr_db_device dev;
-            kvr_profile_device_cpu(&dev);
-            run = kvr_db_run_init("profile");
-            pp.backend = backend;
-            kvr_profile_run_provenance(&run, &dev, &pp);
-            run.timer_overhead_us = kvr_timer_overhead_us();
-            if (kvr_profile_params_format(&pp, run.params, sizeof run.params, &err) != KVR_OK ||
-                kvr_db_device_put(db, &dev, &run.device_id, &err) != KVR_OK ||
-                kvr_db_model_put(db, &mrec, &run.model_id, &err) != KVR_OK ||
-                kvr_db_run_insert(db, &run, &err) != KVR_OK) {
-                fprintf(stderr, "kvr-profile: --db %s: %s\n", o.db, err.msg);
-                goto done;
-            }
-            run_claimed = true;
-        }
-        snprintf(params_str, sizeof params_str, "%s", run.params);
-        if (!o.quiet && !o.json)
-            printf("# kvr-profile %s (%s): run %lld%s, model %s (%d layers), %s, %d thread(s), grid "
-                   "%s, ops %s%s, db %s\n",
-                   kvr_version(), kvr_build_commit(), (long long)run.id, o.resume ? " (resumed)" : "",
-                   mrec.name, mrec.n_layers, run.device_name, pp.n_threads, pp.grid.name,
-                   run.ops[0] ? run.ops : "none", pp.comm ? (pp.transport == KVR_TRANSPORT_MPI ? ", transfers over mpi" : ", transfers over threads") : "",
-                   o.db);
-        fflush(stdout);
-    }
-    if (mpi) { /* every rank needs the parameters */
-        int64_t len = root ? (int64_t)strlen(params_str) : 0;
-        if (kvr_comm_ctrl_bcast(mpi, 0, &len, sizeof len, &err) != KVR_OK) goto done;
-        if (kvr_comm_ctrl_bcast(mpi, 0, params_str, (size_t)len + 1, &err) != KVR_OK) goto done;
-        if (!root && kvr_profile_params_parse(params_str, &pp, &err) != KVR_OK) goto done;
-    }
-    pp.backend = backend;
-
-    kvr_profile_result lr = {0}, xr = {0};
-    progress_ctx pc = {.on = root && !o.quiet};
-    kvr_profile_hooks hooks = {&g_stop, on_point, &pc};
-    kvr_status st = KVR_OK;
-    if (pp.ops && !mpi) {
-        if (pc.on) kvr_progress_start(&pc.bar, stderr, "kvr-profile ops", 1);
-        st = kvr_profile_layers(db, run.id, model, &pp, &hooks, &lr, &err);
-        if (pc.on) kvr_progress_finish(&pc.bar);
-    }
-    if (st == KVR_OK && !lr.stopped && pp.comm) {
-        if (pc.on) kvr_progress_start(&pc.bar, stderr, "kvr-profile transfers", 1);
-        if (mpi)
-            st = kvr_profile_transfers_rank(db, run.id, mpi, model, &pp, &hooks, &xr, &err);
-        else
-            st = kvr_profile_transfers_threads(db, run.id, model, &pp, &hooks, &xr, &err);
-        if (pc.on) kvr_progress_finish(&pc.bar);
-    }
+    profile_tool tool = {.o = &o, .pc = {.on = root && !o.quiet}};
+    kvr_profile_run_params rp = kvr_profile_run_params_default();
+    rp.db = db;
+    rp.comm = mpi;
+    rp.resume = o.resume;
+    rp.model = o.model;
+    rp.seed = o.seed;
+    rp.layers = o.layers;
+    rp.transport = o.transport;
+    rp.backend = backend;
+    rp.make_params = make_params;
+    rp.on_start = on_start;
+    rp.on_phase = on_phase;
+    rp.stop = &g_stop;
+    rp.on_point = on_point_tool;
+    rp.user = &tool;
+    kvr_profile_run_info info;
+    const kvr_status st = kvr_profile_run(&rp, &info, &err);
     const double elapsed = (kvr_time_us() - t_start) * 1e-6;
+    const long long id = (long long)info.run.id;
     if (st != KVR_OK) {
-        if (root) {
-            fprintf(stderr, "kvr-profile: run %lld: %s\n", (long long)run.id, err.msg);
-            const bool resumable = st == KVR_ERR_IO || st == KVR_ERR_DB || st == KVR_ERR_COMM;
-            kvr_error e2;
-            if (kvr_db_run_set_status(db, run.id, resumable ? KVR_RUN_INCOMPLETE : KVR_RUN_FAILED,
-                                      err.msg, &e2) == KVR_OK)
-                run_claimed = false;
-            if (resumable)
-                fprintf(stderr, "kvr-profile: run %lld left incomplete; the points stored so far "
-                        "are kept: finish it with --resume %lld\n", (long long)run.id,
-                        (long long)run.id);
+        switch (info.stage) {
+            case KVR_PROFILE_STAGE_PARAMS: exit_code = tool.usage_rc ? tool.usage_rc : 2; break;
+            case KVR_PROFILE_STAGE_MODEL_DEFAULT:
+                fprintf(stderr, "kvr-profile: --model not given and %s\n", err.msg);
+                break;
+            case KVR_PROFILE_STAGE_MODEL:
+                fprintf(stderr, "kvr-profile: --model %s: %s\n", info.model_source, err.msg);
+                break;
+            case KVR_PROFILE_STAGE_RESUME:
+                fprintf(stderr, "kvr-profile: --resume %lld: %s\n", (long long)o.resume, err.msg);
+                break;
+            case KVR_PROFILE_STAGE_STORE:
+                fprintf(stderr, "kvr-profile: --db %s: %s\n", o.db, err.msg);
+                break;
+            case KVR_PROFILE_STAGE_PROFILE:
+                if (!root) break;
+                fprintf(stderr, "kvr-profile: run %lld: %s\n", id, err.msg);
+                if (info.resumable)
+                    fprintf(stderr, "kvr-profile: run %lld left incomplete; the points stored so "
+                            "far are kept: finish it with --resume %lld\n", id, id);
+                break;
+            case KVR_PROFILE_STAGE_FINISH:
+                fprintf(stderr, "kvr-profile: run %lld: %s\n", id, err.msg);
+                break;
+            default: break; /* COMM: rank 0's failure, reported there */
         }
         goto done;
     }
     if (root) {
-        const bool stopped = lr.stopped || xr.stopped;
-        char note[128] = "";
-        if (stopped)
-            snprintf(note, sizeof note, "interrupted after %lld points",
-                     (long long)(lr.n_measured + lr.n_skipped + xr.n_measured + xr.n_skipped));
-        if (kvr_db_run_set_status(db, run.id, stopped ? KVR_RUN_INCOMPLETE : KVR_RUN_COMPLETE,
-                                  note, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-profile: run %lld: %s\n", (long long)run.id, err.msg);
+        if (print_summary(db, &info.run, &info.model, &info.layers, &info.transfers, o.json,
+                          info.stopped ? "incomplete" : "complete", elapsed))
             goto done;
-        }
-        run_claimed = false;
-        if (kvr_db_run_get(db, run.id, &run, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-profile: run %lld: %s\n", (long long)run.id, err.msg);
-            goto done;
-        }
-        if (print_summary(db, &run, &mrec, &lr, &xr, o.json, stopped ? "incomplete" : "complete",
-                          elapsed))
-            goto done;
-        if (stopped && mpi)
+        if (info.stopped && mpi)
             fprintf(stderr, "kvr-profile: interrupted: run %lld is incomplete; finish it with "
                     "mpirun -np %d kvr-profile --transport mpi --db %s --resume %lld\n",
-                    (long long)run.id, kvr_comm_size(mpi), o.db, (long long)run.id);
-        else if (stopped)
+                    id, kvr_comm_size(mpi), o.db, id);
+        else if (info.stopped)
             fprintf(stderr, "kvr-profile: interrupted: run %lld is incomplete; finish it with "
-                    "kvr-profile --db %s --resume %lld\n", (long long)run.id, o.db, (long long)run.id);
-        exit_code = stopped ? 130 : 0;
-    } else {
-        exit_code = (lr.stopped || xr.stopped) ? 130 : 0;
+                    "kvr-profile --db %s --resume %lld\n", id, o.db, id);
     }
+    exit_code = info.stopped ? 130 : 0;
 
 done:
-    if (root && run_claimed && db) {
-        /* an early failure after the run was created or claimed: leave it resumable */
-        kvr_db_run_set_status(db, run.id, KVR_RUN_INCOMPLETE, err.msg[0] ? err.msg : "stopped", NULL);
-    }
-    kvr_model_destroy(model);
     kvr_db_close(db);
     if (mpi && exit_code == 1) kvr_comm_abort(mpi, 1);
     kvr_comm_world_destroy(world);
