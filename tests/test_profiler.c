@@ -497,7 +497,7 @@ static kvr_status run_make_params(void *user, const kvr_model_config *cfg, const
     KVR_CHECK(cfg->n_layers == 4 && strcmp(model, "tiny") == 0);
     if (u->refuse) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "no thanks");
     *p = tiny_params();
-    p->ops = (1u << KVR_PROF_PRE) | (1u << KVR_PROF_POST);
+    p->ops = (1u << KVR_OP_PRE) | (1u << KVR_OP_POST);
     return KVR_OK;
 }
 
@@ -551,7 +551,7 @@ static void test_profile_run_lifecycle(void) {
     KVR_CHECK(in.run.status == KVR_RUN_COMPLETE && in.run.ts_end_utc[0]);
     KVR_CHECK_EQ_INT(in.layers.n_skipped, 3);
     KVR_CHECK_EQ_INT(in.layers.n_skipped + in.layers.n_measured, in.layers.n_points);
-    KVR_CHECK(in.params.ops == ((1u << KVR_PROF_PRE) | (1u << KVR_PROF_POST)));
+    KVR_CHECK(in.params.ops == ((1u << KVR_OP_PRE) | (1u << KVR_OP_POST)));
     int64_t nl = 0;
     KVR_CHECK_OK(kvr_db_run_counts(db, id, &nl, NULL, &err), &err);
     KVR_CHECK_EQ_INT(nl, in.layers.n_points);
