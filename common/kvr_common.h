@@ -199,6 +199,52 @@ KVR_API kvr_status kvr_parse_size(const char *s, int64_t lo, int64_t hi, int64_t
 KVR_API kvr_status kvr_parse_size_list(const char *s, int64_t lo, int64_t hi, int64_t *out,
                                        int max, int *n, kvr_error *err);
 
+// ----------------------------------------------------------------------------
+// output files (fileout.c): no output may destroy an input. Every tool checks each output path
+// against its inputs (the store, the model, cost files) before it opens anything for writing,
+// and writes whole files through kvr_atomic_file: a temporary file in the output's directory,
+// flushed to disk and renamed into place, so an interrupted or failed write leaves the old file
+// (or none) and never half a file. "-" is stdout and never the same as a file.
+
+/* True when a and b name the same existing file: the same device and inode after following
+ * symbolic links (hard links and "dir/../x" spellings included). A path that does not exist
+ * (or cannot be stat'ed) is never the same as anything. */
+KVR_API bool kvr_path_same_file(const char *a, const char *b);
+
+/* One input of a tool for kvr_output_check: what it is (the option, "--db") and its path
+ * (NULL or "" entries are skipped). */
+typedef struct kvr_path_role {
+    const char *what, *path;
+} kvr_path_role;
+
+/* KVR_ERR_INVALID_ARG when output path out (named out_what, "--export") is the same file as one
+ * of inputs[0..n): "--export d.db is the same file as --db d.db: refusing to overwrite an
+ * input". Also refuses an output that is an existing directory ("--export D: is a
+ * directory"). KVR_OK for out NULL, "" or "-". */
+KVR_API kvr_status kvr_output_check(const char *out_what, const char *out,
+                                    const kvr_path_role *inputs, int n_inputs, kvr_error *err);
+
+/* A whole-file write that lands atomically: kvr_atomic_open creates a temporary file beside
+ * path (same directory, so the rename cannot cross file systems) and gives its FILE*;
+ * kvr_atomic_commit flushes, fsyncs, closes and renames it over path (a symbolic link path
+ * writes through to its target; a path that is not a regular file, /dev/null or a FIFO, is
+ * written directly, no temporary). kvr_atomic_abort closes and removes the temporary; so does a
+ * failed commit, and so does SIGINT, SIGTERM, SIGHUP or SIGPIPE arriving while one is open (the
+ * handler removes it, then the signal's default action runs). Errors read "cannot write PATH:
+ * <the OS reason>". The file's mode is the old file's, or 0666 & ~umask for a new one. */
+typedef struct kvr_atomic_file {
+    FILE *f;
+    char *path; /* the final path (a link's target) */
+    char *tmp;  /* the temporary, NULL when writing directly */
+    int slot;   /* its entry in the signal-cleanup table, -1 if none */
+} kvr_atomic_file;
+KVR_API kvr_status kvr_atomic_open(kvr_atomic_file *af, const char *path, kvr_error *err);
+KVR_API kvr_status kvr_atomic_commit(kvr_atomic_file *af, kvr_error *err);
+KVR_API void kvr_atomic_abort(kvr_atomic_file *af);
+/* Open, write len bytes of data, commit. */
+KVR_API kvr_status kvr_write_file_atomic(const char *path, const void *data, size_t len,
+                                         kvr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,13 @@
 /* test_common.c -- status strings, error formatting, integer, size and size-list parsing,
- * partitions (even, check, parse, format, granularity rounding), op names. */
+ * partitions (even, check, parse, format, granularity rounding), op names, output files
+ * (same-file check, atomic writer). */
 #include "kvr_test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void test_status_strings(void) {
     for (int s = 0; s < KVR_STATUS_COUNT; s++) KVR_CHECK(strlen(kvr_status_str((kvr_status)s)) > 0);
@@ -207,6 +214,138 @@ static void test_clock_monotonic(void) {
     KVR_CHECK(a > 0);
 }
 
+
+// ----------------------------------------------------------------------------
+// output files
+
+static char tdir[256];
+
+static const char *tpath(char *buf, size_t n, const char *name) {
+    snprintf(buf, n, "%s/%s", tdir, name);
+    return buf;
+}
+
+static void put(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    KVR_CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void make_dir(void) {
+    const char *t = getenv("TMPDIR");
+    snprintf(tdir, sizeof tdir, "%s/kvr-test-XXXXXX", t && *t ? t : "/tmp");
+    KVR_CHECK(mkdtemp(tdir) != NULL);
+}
+
+static void remove_dir(void) {
+    const char *names[] = {"a.db", "b.db", "hard.db", "soft.db", "new.txt"};
+    char x[300];
+    for (int i = 0; i < 5; i++) unlink(tpath(x, sizeof x, names[i]));
+    KVR_CHECK(rmdir(tdir) == 0);
+}
+
+static bool has(const char *path, const char *text) {
+    char buf[256] = "";
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strcmp(buf, text) == 0;
+}
+
+/* files in tdir whose name starts with '.' (the writer's temporaries) */
+static int n_hidden(void) {
+    DIR *d = opendir(tdir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (d) closedir(d);
+    return n;
+}
+
+static void test_same_file(void) {
+    char a[300], b[300], l[300], s[300], dd[300], x[300];
+    make_dir();
+    put(tpath(a, sizeof a, "a.db"), "store");
+    put(tpath(b, sizeof b, "b.db"), "store");
+    KVR_CHECK(link(a, tpath(l, sizeof l, "hard.db")) == 0);
+    KVR_CHECK(symlink(a, tpath(s, sizeof s, "soft.db")) == 0);
+    snprintf(dd, sizeof dd, "%s/../%s/a.db", tdir, strrchr(tdir, '/') + 1);
+    KVR_CHECK(kvr_path_same_file(a, a));
+    KVR_CHECK(kvr_path_same_file(a, l));  /* hard link */
+    KVR_CHECK(kvr_path_same_file(s, a));  /* symbolic link */
+    KVR_CHECK(kvr_path_same_file(dd, a)); /* another spelling */
+    KVR_CHECK(!kvr_path_same_file(a, b)); /* same content, another file */
+    KVR_CHECK(!kvr_path_same_file(tpath(x, sizeof x, "none"), a));
+    KVR_CHECK(!kvr_path_same_file(x, x)); /* a nonexistent output is never the same */
+    KVR_CHECK(!kvr_path_same_file(NULL, a));
+    KVR_CHECK(!kvr_path_same_file("", ""));
+
+    kvr_error e;
+    const kvr_path_role in[] = {{"--model", NULL}, {"--costs", b}, {"--db", a}};
+    KVR_CHECK_OK(kvr_output_check("--export", x, in, 3, &e), &e);
+    KVR_CHECK_OK(kvr_output_check("--export", "-", in, 3, &e), &e);
+    KVR_CHECK_OK(kvr_output_check("--export", NULL, in, 3, &e), &e);
+    KVR_CHECK(kvr_output_check("--export", s, in, 3, &e) == KVR_ERR_INVALID_ARG);
+    char want[900];
+    snprintf(want, sizeof want,
+             "--export %s is the same file as --db %s: refusing to overwrite an input", s, a);
+    KVR_CHECK(strcmp(e.msg, want) == 0);
+    KVR_CHECK(kvr_output_check("-o", tdir, in, 3, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "is a directory") != NULL);
+    KVR_CHECK(has(a, "store") && has(b, "store"));
+    remove_dir();
+}
+
+static void test_atomic_write(void) {
+    char a[300], s[300], x[300], nd[300];
+    make_dir();
+    put(tpath(a, sizeof a, "a.db"), "store");
+    KVR_CHECK(symlink(a, tpath(s, sizeof s, "soft.db")) == 0);
+    kvr_error e;
+    /* a new file: content, mode from the umask, no temporary left */
+    KVR_CHECK_OK(kvr_write_file_atomic(tpath(x, sizeof x, "new.txt"), "hello", 5, &e), &e);
+    KVR_CHECK(has(x, "hello"));
+    struct stat st;
+    mode_t um = umask(022);
+    umask(um);
+    KVR_CHECK(stat(x, &st) == 0 && (st.st_mode & 0777) == (0666 & ~um));
+    KVR_CHECK_EQ_INT(n_hidden(), 0);
+    /* replacing a file keeps its mode */
+    KVR_CHECK(chmod(x, 0640) == 0);
+    KVR_CHECK_OK(kvr_write_file_atomic(x, "again", 5, &e), &e);
+    KVR_CHECK(has(x, "again"));
+    KVR_CHECK(stat(x, &st) == 0 && (st.st_mode & 0777) == 0640);
+    /* through a symbolic link: the target changes, the link stays a link */
+    KVR_CHECK_OK(kvr_write_file_atomic(s, "linked", 6, &e), &e);
+    KVR_CHECK(has(a, "linked"));
+    KVR_CHECK(lstat(s, &st) == 0 && S_ISLNK(st.st_mode));
+    /* an abort leaves the old file and no temporary; the half-written text is never seen */
+    kvr_atomic_file af;
+    KVR_CHECK_OK(kvr_atomic_open(&af, x, &e), &e);
+    fputs("half", af.f);
+    fflush(af.f);
+    KVR_CHECK(has(x, "again"));
+    KVR_CHECK_EQ_INT(n_hidden(), 1);
+    kvr_atomic_abort(&af);
+    KVR_CHECK(has(x, "again"));
+    KVR_CHECK_EQ_INT(n_hidden(), 0);
+    /* a device is written directly (never renamed onto) */
+    KVR_CHECK_OK(kvr_write_file_atomic("/dev/null", "x", 1, &e), &e);
+    KVR_CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
+    /* errors name the path and the OS reason */
+    snprintf(nd, sizeof nd, "%s/no/such/dir/f", tdir);
+    KVR_CHECK(kvr_write_file_atomic(nd, "x", 1, &e) == KVR_ERR_IO);
+    KVR_CHECK(strstr(e.msg, nd) && strstr(e.msg, strerror(ENOENT)));
+    KVR_CHECK(kvr_write_file_atomic(tdir, "x", 1, &e) == KVR_ERR_IO);
+    KVR_CHECK(strstr(e.msg, "is a directory") != NULL);
+    remove_dir();
+}
+
 static const kvr_test_case cases[] = {
     {"status_strings", test_status_strings},
     {"error_set_and_prefix", test_error_set_and_prefix},
@@ -220,5 +359,7 @@ static const kvr_test_case cases[] = {
     {"partition_round", test_partition_round},
     {"op_names", test_op_names},
     {"clock_monotonic", test_clock_monotonic},
+    {"same_file", test_same_file},
+    {"atomic_write", test_atomic_write},
 };
 KVR_TEST_MAIN(cases)
