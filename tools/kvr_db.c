@@ -276,11 +276,11 @@ static int cmd_export(kvr_db *db, int64_t id, const kvr_db_opts *o) {
         return 1;
     }
     int rc = 0;
-    if (o->output) {
-        FILE *f = fopen(o->output, "w");
-        if (!f || fputs(text, f) == EOF) rc = 1;
-        if (f && fclose(f) != 0) rc = 1;
-        if (rc) fprintf(stderr, "kvr-db: export: cannot write %s: %s\n", o->output, strerror(errno));
+    if (o->output) { /* a temporary beside it, renamed into place: never half a file */
+        if (kvr_write_file_atomic(o->output, text, strlen(text), &err) != KVR_OK) {
+            fprintf(stderr, "kvr-db: export: %s\n", err.msg);
+            rc = 1;
+        }
     } else {
         fputs(text, stdout);
     }
@@ -784,6 +784,12 @@ int main(int argc, char **argv) {
                                                        : "needs one RUN id");
     if (o.n_sets && which != 3) return usage_error("--set applies to import");
     if (o.output && which != 2) return usage_error("--output applies to export");
+    if (o.output) { /* before the store is opened: never overwrite it */
+        const kvr_path_role in[] = {{"--db", o.db}};
+        kvr_error e;
+        if (kvr_output_check("--output", o.output, in, 1, &e) != KVR_OK)
+            return usage_error("export: %s", e.msg);
+    }
     int64_t id = 0;
     if (n_args > 0 && which != 3) {
         int rc = parse_run_id(args[0], &id);

@@ -240,6 +240,12 @@ static int parse_opts(int argc, char **argv, kvr_search_opts *o) {
     if (o->links && (o->link_gbps >= 0 || o->link_us >= 0))
         return usage_error("--links replaces every link; do not combine it with --link-gbps or "
                            "--link-us");
+    if (o->export_path) { /* never overwrite an input: the store, the cost or links file */
+        const kvr_path_role in[] = {{"--db", o->db}, {"--costs", o->costs}, {"--links", o->links}};
+        kvr_error e;
+        if (kvr_output_check("--export", o->export_path, in, 3, &e) != KVR_OK)
+            return usage_error("%s", e.msg);
+    }
     if (o->format_set && !o->export_path && !o->timeline)
         return usage_error("--format applies to --export FILE or --timeline; neither is given");
     if (o->timeline && o->json)
@@ -264,16 +270,9 @@ static int parse_opts(int argc, char **argv, kvr_search_opts *o) {
 }
 
 static int write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "kvr-search: --export %s: %s\n", path, strerror(errno));
-        return 1;
-    }
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) {
-        fprintf(stderr, "kvr-search: --export %s: write failed\n", path);
+    kvr_error e; /* a temporary beside it, renamed into place: never half a file */
+    if (kvr_write_file_atomic(path, text, strlen(text), &e) != KVR_OK) {
+        fprintf(stderr, "kvr-search: --export %s: %s\n", path, e.msg);
         return 1;
     }
     return 0;

@@ -43,6 +43,15 @@ check export_csv 0 "^kind,op,c,prefix,pattern,src,dst,n_ranks,size_bytes" -- "$D
 check export_json 0 '"layer_samples":\[\{"op":"embed","c":8,"prefix":0,"n_warmup":[0-9]' -- "$D" --db "$db" --format json export 1
 check export_transfers 0 "^transfer,,,,p2p,0,1,2,1024," -- "$D" --db "$db" export 2
 check export_unwritable 1 "cannot write /nonexistent-kvr/x.csv" -- "$D" --db "$db" export 1 -o /nonexistent-kvr/x.csv
+# issue 17: export -o never overwrites the store (also through a symbolic link or a hard link)
+cp "$db" "$tmp/d.db"; ln -s d.db "$tmp/dlink.db"; ln "$tmp/d.db" "$tmp/dhard.db"
+check export_same_file 2 "--output .*d.db is the same file as --db .*d.db: refusing to overwrite an input" -- "$D" --db "$tmp/d.db" export 1 -o "$tmp/d.db"
+check export_same_symlink 2 "--output .*dlink.db is the same file as --db" -- "$D" --db "$tmp/d.db" export 1 -o "$tmp/dlink.db"
+check export_same_hardlink 2 "--output .*dhard.db is the same file as --db" -- "$D" --db "$tmp/d.db" --format json export 1 -o "$tmp/dhard.db"
+check export_same_intact 0 "^ok$" -- sqlite3 "$tmp/d.db" "pragma integrity_check"
+same export_same_bytes "$db" "$tmp/d.db"
+check export_dir 2 "--output $tmp: is a directory" -- "$D" --db "$db" export 1 -o "$tmp"
+check export_no_temp_left 0 "^$" -- bash -c "ls -A '$tmp' | grep '^\\.' || true"
 # export -> import -> export: the same samples
 "$D" --db "$db" export 1 -o "$tmp/r1.csv"
 check import_roundtrip 0 "imported run 3: [0-9]+ layer and 0 transfer samples of tiny" -- "$D" --db "$db" import "$tmp/r1.csv"

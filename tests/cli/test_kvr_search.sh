@@ -55,6 +55,11 @@ check context_small 2 "--context 100 is smaller than ranks x granularity \(8 x 1
 check context_range 2 "FROM 9000 is larger than TO 4096" -- "$BIN" --costs "$A100" --context 9000:4096:16
 check context_spec 2 "neither N nor FROM:TO:STEP" -- "$BIN" --costs "$A100" --context 1:2
 check granularity_zero 2 "--granularity: 0 is out of range" -- "$BIN" --costs "$A100" --granularity 0
+# issue 17: --export never overwrites an input (--costs, --links; --db in test_kvr_search_db.sh)
+cp "$A100" "$TMP/c.json"; cp "$TMP/c.json" "$TMP/c.orig"; ln -s c.json "$TMP/clink.json"
+check export_same_costs 2 "--export .*clink.json is the same file as --costs .*c.json: refusing to overwrite an input" -- "$BIN" --costs "$TMP/c.json" --ranks 2 --context 1K --export "$TMP/clink.json"
+check export_same_links 2 "--export .*links_bad.json is the same file as --links" -- "$BIN" --costs "$TMP/c.json" --links "$TMP/links_bad.json" --ranks 2 --context 1K --export "$TMP/links_bad.json"
+check export_same_intact 0 "" -- cmp "$TMP/c.json" "$TMP/c.orig"
 check format_unknown 2 "unknown format \"xml\"" -- "$BIN" --costs "$A100" --format xml --export x
 check format_alone 2 "--format applies to --export FILE or --timeline" -- "$BIN" --costs "$A100" --format csv
 check timeline_json 2 "--timeline cannot be combined with --json" -- "$BIN" --costs "$A100" --timeline --json

@@ -43,6 +43,12 @@ check json_stored_note 0 "^# stored as table [0-9]+" -- cat "$tmp/t.err"
 check json_valid 0 "^profile 1$" -- python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['costs']['kind'], len(d['results']))" "$tmp/t.json"
 check export_csv 0 "^# exported csv" -- "$S" --db "$db" --run 1 --ranks 2 --context 128 -g 8 --export "$tmp/t.csv" --format csv
 check export_csv_rows 0 "^2,128," -- cat "$tmp/t.csv"
+# issue 17: --export never overwrites the store (--run, or --costs with --db)
+cp "$db" "$tmp/d.db"
+check export_same_db 2 "--export .*d.db is the same file as --db .*d.db: refusing to overwrite an input" -- "$S" --db "$tmp/d.db" --run 1 --ranks 2 --context 128 -g 8 --export "$tmp/d.db"
+check export_same_db_costs 2 "--export .*d.db is the same file as --db" -- "$S" --costs "$A100" --db "$tmp/d.db" --ranks 2 --context 2K --export "$tmp/d.db"
+check export_same_db_intact 0 "^ok$" -- sqlite3 "$tmp/d.db" "pragma integrity_check"
+check export_same_db_bytes 0 "" -- cmp "$db" "$tmp/d.db"
 check link_run 0 "^# profile links: .*p2p samples" -- "$S" --db "$db" --run 3 --link-run 2 --ranks 2 --context 128 -g 8
 check link_options 0 "^# stored as table" -- "$S" --db "$db" --run 3 --link-gbps 10 --link-us 5 --ranks 2 --context 128 -g 8
 check default_db 0 "^# stored as table [0-9]+ in kvr.db" -- bash -c "cd '$tmp' && '$S' --db a.db --run 1 --export t.json --ranks 2 --context 128 -g 8 >/dev/null && mkdir d && cd d && '$P' --model tiny --chunks 8:64 --max-context 128 --iters 2 --comm --ranks 2 --bytes 1K:2K -q >/dev/null && '$S' --run 1 --ranks 2 --context 128 -g 8"
