@@ -15,17 +15,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <spawn.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 typedef struct kvr_report_opts {
     const char *db, *output, *md, *title, *gnuplot, *keep;
+    double gnuplot_timeout_s;
     int timeline_ranks;
     int64_t timeline_context;
     bool json, no_md;
@@ -44,6 +46,8 @@ static void usage(FILE *f) {
             "  -r, --timeline-ranks N    timelines for N ranks (default: the largest predictor's)\n"
             "  -c, --timeline-context N  timelines at N tokens (default: the largest measured)\n"
             "  -g, --gnuplot PATH        the gnuplot binary (default gnuplot, from PATH)\n"
+            "  -T, --gnuplot-timeout S   seconds one plot may take before gnuplot is killed\n"
+            "                            (default 60)\n"
             "  -k, --keep-scripts DIR    also write each plot's gnuplot script and SVG into DIR\n"
             "  -j, --json                print a JSON summary instead of text\n"
             "  -h, --help                this help\n"
@@ -63,8 +67,89 @@ static int usage_error(const char *fmt, const char *a) {
 typedef struct plotter {
     const char *gnuplot;
     const char *keep;
-    char dir[256]; /* scratch directory */
+    double timeout_s; /* each gnuplot run */
+    char dir[256];    /* scratch directory */
 } plotter;
+
+/* What a signal handler must clean up: the running renderer's process group and the scratch
+ * files of the plot in flight (the only ones that exist: each plot removes its own). Static
+ * buffers, so the handler needs nothing but async-signal-safe calls. */
+static volatile sig_atomic_t g_child_pgid;
+static char g_scratch_dir[256], g_scratch[3][600];
+static volatile sig_atomic_t g_scratch_n;
+static const int g_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+static void scratch_cleanup(void) {
+    for (int i = 0; i < g_scratch_n; i++) unlink(g_scratch[i]);
+    g_scratch_n = 0;
+    if (g_scratch_dir[0]) rmdir(g_scratch_dir);
+}
+
+static void on_signal(int sig) {
+    if (g_child_pgid > 0) kill(-(pid_t)g_child_pgid, SIGKILL);
+    scratch_cleanup();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void handlers(bool on) {
+    for (size_t i = 0; i < sizeof g_signals / sizeof g_signals[0]; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on ? on_signal : SIG_DFL;
+        sigemptyset(&sa.sa_mask);
+        sigaction(g_signals[i], &sa, NULL);
+    }
+}
+
+/* Run argv[0] with stdin /dev/null and stdout/stderr into the files out and errf, in its own
+ * process group, killed with this process (PR_SET_PDEATHSIG), its output files capped at
+ * KVR_REPORT_MAX_SVG bytes; the whole group is killed after timeout_s seconds. *status is
+ * waitpid's; returns 0, or -1 with errno (fork), or -2 on the timeout. */
+#define KVR_REPORT_MAX_SVG ((rlim_t)64 << 20)
+static int run_child(char *const argv[], const char *out, const char *errf, double timeout_s,
+                     int *status) {
+    const pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(126); /* the parent died before the line above */
+        for (size_t i = 0; i < sizeof g_signals / sizeof g_signals[0]; i++)
+            signal(g_signals[i], SIG_DFL);
+        struct rlimit rl = {KVR_REPORT_MAX_SVG, KVR_REPORT_MAX_SVG};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        int in = open("/dev/null", O_RDONLY);
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || o < 0 || e < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(o, STDOUT_FILENO) < 0 ||
+            dup2(e, STDERR_FILENO) < 0)
+            _exit(127);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    setpgid(pid, pid); /* also here: no window where the group does not exist yet */
+    g_child_pgid = pid;
+    const double t0 = kvr_time_us();
+    int rc = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, status, WNOHANG);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) break;
+        if ((kvr_time_us() - t0) * 1e-6 > timeout_s) {
+            kill(-pid, SIGKILL);
+            while (waitpid(pid, status, 0) < 0 && errno == EINTR) {}
+            rc = -2;
+            break;
+        }
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    kill(-pid, SIGKILL); /* anything it left behind in its group */
+    g_child_pgid = 0;
+    return rc;
+}
 
 static char *read_all(const char *path, size_t *len_out) {
     FILE *f = fopen(path, "rb");
@@ -107,26 +192,32 @@ static kvr_status run_gnuplot(void *user, const char *name, const char *script, 
     snprintf(gp, sizeof gp, "%s/%s.gp", P->dir, name);
     snprintf(out, sizeof out, "%s/%s.svg", P->dir, name);
     snprintf(errf, sizeof errf, "%s/%s.err", P->dir, name);
-    if (!write_all(gp, script))
-        return kvr_error_set(err, KVR_ERR_IO, "%s: %s", gp, strerror(errno));
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    snprintf(g_scratch[0], sizeof g_scratch[0], "%s", gp);
+    snprintf(g_scratch[1], sizeof g_scratch[1], "%s", out);
+    snprintf(g_scratch[2], sizeof g_scratch[2], "%s", errf);
+    g_scratch_n = 3;
+    kvr_status st = KVR_OK;
+    char *text = NULL;
+    if (!write_all(gp, script)) {
+        st = kvr_error_set(err, KVR_ERR_IO, "%s: %s", gp, strerror(errno));
+        goto done;
+    }
     char prog[512];
     snprintf(prog, sizeof prog, "%s", P->gnuplot);
     char *argv[] = {prog, gp, NULL};
-    pid_t pid;
-    int rc = posix_spawnp(&pid, P->gnuplot, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                             "cannot run %s: %s (install gnuplot: Debian package gnuplot-nox, "
-                             "scripts/deps)",
-                             P->gnuplot, strerror(rc));
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    int rc = run_child(argv, out, errf, P->timeout_s, &status);
+    if (rc == -1) {
+        st = kvr_error_set(err, KVR_ERR_INTERNAL, "cannot start %s: %s", P->gnuplot,
+                           strerror(errno));
+        goto done;
+    }
+    if (rc == -2) {
+        st = kvr_error_set(err, KVR_ERR_INTERNAL,
+                           "%s did not finish %s within %g s (killed; --gnuplot-timeout)",
+                           P->gnuplot, gp, P->timeout_s);
+        goto done;
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         char *msg = read_all(errf, NULL);
         char first[200] = "";
@@ -139,32 +230,48 @@ static kvr_status run_gnuplot(void *user, const char *name, const char *script, 
         }
         free(msg);
         if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-            return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                                 "cannot run %s (install gnuplot: Debian package gnuplot-nox)",
-                                 P->gnuplot);
-        return kvr_error_set(err, KVR_ERR_INTERNAL, "%s failed on %s (exit %d): %s", P->gnuplot,
-                             gp, WIFEXITED(status) ? WEXITSTATUS(status) : -1, first);
+            st = kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                               "cannot run %s (install gnuplot: Debian package gnuplot-nox, "
+                               "scripts/deps)",
+                               P->gnuplot);
+        else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ)
+            st = kvr_error_set(err, KVR_ERR_INTERNAL,
+                               "%s wrote more than %d MiB for %s (killed): not an SVG", P->gnuplot,
+                               (int)(KVR_REPORT_MAX_SVG >> 20), gp);
+        else if (WIFSIGNALED(status))
+            st = kvr_error_set(err, KVR_ERR_INTERNAL, "%s was killed by signal %d on %s",
+                               P->gnuplot, WTERMSIG(status), gp);
+        else
+            st = kvr_error_set(err, KVR_ERR_INTERNAL, "%s failed on %s (exit %d): %s",
+                               P->gnuplot, gp, WEXITSTATUS(status), first);
+        goto done;
     }
     size_t len = 0;
-    char *text = read_all(out, &len);
+    text = read_all(out, &len);
     if (!text || len == 0) {
-        free(text);
-        return kvr_error_set(err, KVR_ERR_INTERNAL, "%s wrote no SVG for %s", P->gnuplot, gp);
+        st = kvr_error_set(err, KVR_ERR_INTERNAL, "%s wrote no SVG for %s", P->gnuplot, gp);
+        goto done;
     }
     if (P->keep) {
         char k1[600], k2[600];
         snprintf(k1, sizeof k1, "%s/%s.gp", P->keep, name);
         snprintf(k2, sizeof k2, "%s/%s.svg", P->keep, name);
-        if (!write_all(k1, script) || !write_all(k2, text)) {
-            free(text);
-            return kvr_error_set(err, KVR_ERR_IO, "--keep-scripts %s: cannot write", P->keep);
+        if (kvr_write_file_atomic(k1, script, strlen(script), err) != KVR_OK ||
+            kvr_write_file_atomic(k2, text, len, err) != KVR_OK) {
+            st = kvr_error_prefix(err, "--keep-scripts %s", P->keep);
+            goto done;
         }
     }
+done:
     unlink(gp);
     unlink(out);
     unlink(errf);
-    *svg = text;
-    return KVR_OK;
+    g_scratch_n = 0;
+    if (st == KVR_OK)
+        *svg = text;
+    else
+        free(text);
+    return st;
 }
 
 // ----------------------------------------------------------------------------
@@ -176,17 +283,19 @@ int main(int argc, char **argv) {
     o.output = "report.html";
     o.title = "kvr report";
     o.gnuplot = "gnuplot";
+    o.gnuplot_timeout_s = 60;
     static const struct option lo[] = {
         {"db", required_argument, 0, 'd'},       {"output", required_argument, 0, 'o'},
         {"md", required_argument, 0, 'm'},       {"no-md", no_argument, 0, 'M'},
         {"title", required_argument, 0, 't'},    {"timeline-ranks", required_argument, 0, 'r'},
         {"timeline-context", required_argument, 0, 'c'},
         {"gnuplot", required_argument, 0, 'g'},  {"keep-scripts", required_argument, 0, 'k'},
+        {"gnuplot-timeout", required_argument, 0, 'T'},
         {"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":d:o:m:Mt:r:c:g:k:jh", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":d:o:m:Mt:r:c:g:T:k:jh", lo, NULL)) != -1) {
         int64_t v;
         kvr_error e;
         switch (ch) {
@@ -206,6 +315,11 @@ int main(int argc, char **argv) {
                 o.timeline_context = v;
                 break;
             case 'g': o.gnuplot = optarg; break;
+            case 'T':
+                if (kvr_parse_i64(optarg, 1, 86400, &v, &e) != KVR_OK)
+                    return usage_error("--gnuplot-timeout: %s", e.msg);
+                o.gnuplot_timeout_s = (double)v;
+                break;
             case 'k': o.keep = optarg; break;
             case 'j': o.json = true; break;
             case 'h': usage(stdout); return 0;
@@ -224,6 +338,15 @@ int main(int argc, char **argv) {
         snprintf(mdpath, sizeof mdpath, "%.*s.md", (int)n, o.output);
         o.md = mdpath;
     }
+    { /* no output may overwrite the store (kvr_output_check: device + inode) */
+        const kvr_path_role in[] = {{"--db", o.db}};
+        kvr_error e;
+        if (kvr_output_check("--output", o.output, in, 1, &e) != KVR_OK ||
+            (o.md && kvr_output_check("--md", o.md, in, 1, &e) != KVR_OK))
+            return usage_error("%s", e.msg);
+        if (o.md && (!strcmp(o.md, o.output) || kvr_path_same_file(o.md, o.output)))
+            return usage_error("--md %s is the same file as --output", o.md);
+    }
     if (o.keep && mkdir(o.keep, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "kvr-report: --keep-scripts %s: %s\n", o.keep, strerror(errno));
         return 1;
@@ -237,7 +360,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kvr-report: --db %s: %s\n", o.db, err.msg);
         return 1;
     }
-    plotter P = {o.gnuplot, o.keep, ""};
+    plotter P = {o.gnuplot, o.keep, o.gnuplot_timeout_s, ""};
     const char *tmp = getenv("TMPDIR");
     snprintf(P.dir, sizeof P.dir, "%s/kvr-report-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(P.dir)) {
@@ -246,6 +369,8 @@ int main(int argc, char **argv) {
         kvr_db_close(db);
         return 1;
     }
+    snprintf(g_scratch_dir, sizeof g_scratch_dir, "%s", P.dir);
+    handlers(true); /* a signal kills the renderer's group and removes the scratch files */
     kvr_report_options ro = kvr_report_options_default();
     ro.title = o.title;
     ro.timeline_ranks = o.timeline_ranks;
@@ -256,18 +381,19 @@ int main(int argc, char **argv) {
     kvr_status st = kvr_report_build(db, &ro, run_gnuplot, &P, &html, o.no_md ? NULL : &md, &sum,
                                      &err);
     kvr_db_close(db);
-    rmdir(P.dir);
+    scratch_cleanup(); /* the directory goes, whatever happened */
+    handlers(false);   /* the output writer's own clean-up takes over */
     if (st != KVR_OK) {
         fprintf(stderr, "kvr-report: %s\n", err.msg);
         return 1;
     }
     int rc = 0;
-    if (!write_all(o.output, html)) {
-        fprintf(stderr, "kvr-report: --output %s: cannot write: %s\n", o.output, strerror(errno));
+    if (kvr_write_file_atomic(o.output, html, strlen(html), &err) != KVR_OK) {
+        fprintf(stderr, "kvr-report: --output %s: %s\n", o.output, err.msg);
         rc = 1;
     }
-    if (!rc && md && !write_all(o.md, md)) {
-        fprintf(stderr, "kvr-report: --md %s: cannot write: %s\n", o.md, strerror(errno));
+    if (!rc && md && kvr_write_file_atomic(o.md, md, strlen(md), &err) != KVR_OK) {
+        fprintf(stderr, "kvr-report: --md %s: %s\n", o.md, err.msg);
         rc = 1;
     }
     const double secs = (kvr_time_us() - t0) * 1e-6;

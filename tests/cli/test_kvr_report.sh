@@ -41,6 +41,31 @@ for c in 128 256 384 512; do
 done
 "$P" --model tiny --chunks 8:64 --max-context 64 --iters 2 --db "$tmp/e.db" -q --ops pre >/dev/null 2>&1
 
+# issue 17: no output may overwrite the store (-o, --md; by device+inode, so also via a link)
+cp "$DB" "$tmp/d.db"; ln -s d.db "$tmp/link.db"
+check same_file_output 2 "--output .*d.db is the same file as --db .*d.db" -- "$REP" --db "$tmp/d.db" -o "$tmp/d.db"
+check same_file_md 2 "--md .*link.db is the same file as --db .*d.db" -- "$REP" --db "$tmp/d.db" --md "$tmp/link.db"
+check same_file_store_intact 0 "^ok$" -- sqlite3 "$tmp/d.db" "pragma integrity_check"
+check same_file_store_bytes 0 "" -- cmp "$DB" "$tmp/d.db"
+# the renderer: a runaway one is stopped (output cap, timeout), killed with kvr-report, and the
+# scratch directory always goes
+mkdir "$tmp/scratch"
+printf '#!/bin/sh\nexec sleep 3141\n' >"$tmp/slowplot"; chmod +x "$tmp/slowplot"
+t0=$(date +%s)
+check gnuplot_yes 1 "/usr/bin/yes wrote more than 64 MiB for .*fits.gp \(killed\)" -- env TMPDIR="$tmp/scratch" "$REP" --db "$DB" -o "$tmp/y.html" --gnuplot /usr/bin/yes --gnuplot-timeout 20
+check gnuplot_timeout 1 "slowplot did not finish .*fits.gp within 2 s \(killed; --gnuplot-timeout\)" -- env TMPDIR="$tmp/scratch" "$REP" --db "$DB" -o "$tmp/y.html" --gnuplot "$tmp/slowplot" --gnuplot-timeout 2
+check gnuplot_timeout_bounded 0 "" -- test $(( $(date +%s) - t0 )) -lt 15
+check gnuplot_timeout_child_gone 1 "" -- pgrep -f "sleep 3141"
+for sig in TERM KILL; do # TERM: the handler kills the group; KILL: PR_SET_PDEATHSIG does
+  [ "$sig" = KILL ] && mkdir "$tmp/scratch_kill"
+  TMPDIR="$tmp/scratch$([ "$sig" = KILL ] && echo _kill)" "$REP" --db "$DB" -o "$tmp/y.html" --gnuplot "$tmp/slowplot" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 50); do pgrep -f "sleep 3141" >/dev/null && break; sleep 0.1; done
+  kill -"$sig" "$pid"; wait "$pid" 2>/dev/null
+  for _ in $(seq 20); do pgrep -f "sleep 3141" >/dev/null || break; sleep 0.1; done
+  check "gnuplot_killed_with_parent_$sig" 1 "" -- pgrep -f "sleep 3141"
+done
+check scratch_removed 0 "^$" -- ls -A "$tmp/scratch"
 check missing_gnuplot 1 "cannot run /nonexistent/gnuplot.*gnuplot-nox" -- "$REP" --db "$DB" --gnuplot /nonexistent/gnuplot -o "$tmp/x.html"
 check empty_store 0 ": 0 plots" -- "$REP" --db "$tmp/e.db" -o "$tmp/empty.html"
 check report 0 "report.html \+ .*report.md: 8 plots; 1 cost model\(s\), 1 partition table\(s\), 1 predictor\(s\), 16 measured run\(s\) \(16 with a prediction" -- "$REP" --db "$DB" -o "$tmp/report.html" --keep-scripts "$tmp/plots"
