@@ -1,9 +1,8 @@
 /* fitdb.c -- the predictor on top of the store: cost-model fits from a profile run's samples
  * (everything read and validated before anything is fitted; fitting only reads the store), the
- * fit rows written in one transaction and read back, the TTFT those costs predict for a prefill
- * as the runtime runs it (through the search module's simulators), KVR-P's held-out gaps inside
- * and outside its table, and predictor files (a KVR-P predictor with its cost model) for
- * runtimes without a database. */
+ * fit rows written in one transaction and read back, KVR-P's held-out gaps inside and outside
+ * its table, and copying one rank count between predictors. (The TTFT the costs predict and
+ * predictor files are predict time: costs.c and files.c, in kvr_kvrp.) */
 #include "predictor_internal.h"
 
 #include <cjson/cJSON.h>
@@ -17,75 +16,7 @@
 #define BAND_MIN_C 256
 
 // ----------------------------------------------------------------------------
-// predicted TTFT
-
-kvr_status kvr_predict_costs_search_at(const kvr_predict_costs *c, int64_t chunk,
-                                       kvr_search_costs **out, kvr_error *err) {
-    if (!c || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
-    /* a shallow copy with another embedding time: to_search only reads the strings */
-    kvr_predict_costs tmp = *c;
-    if (c->has[KVR_OP_EMBED]) {
-        double e = kvr_predict_fit_eval(&c->fit[KVR_OP_EMBED], (double)chunk, 0);
-        tmp.embed_us = e > 0 && isfinite(e) ? e : 0;
-    }
-    bool ideal = !c->has[KVR_OP_LINK] && c->n_links == 0;
-    return kvr_predict_costs_to_search(&tmp, ideal, out, err);
-}
-
-kvr_status kvr_predict_costs_ttft(const kvr_predict_costs *c, kvr_strategy s, int p, int64_t C,
-                                  const int64_t *chunks, kvr_search_timeline *tl,
-                                  double *ttft_us, kvr_error *err) {
-    if (!c || !ttft_us) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "ttft: NULL argument");
-    if (p < 1 || p > KVR_MAX_RANKS || C < p)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                             "ttft: need 1 <= ranks <= %d and context >= ranks (%d ranks, %lld "
-                             "tokens)",
-                             KVR_MAX_RANKS, p, (long long)C);
-    if (s == KVR_STRATEGY_SINGLE && p != 1)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "ttft: single runs on one rank, not %d",
-                             p);
-    int64_t part[KVR_MAX_RANKS];
-    KVR_TRY(kvr_partition_even(C, p, part, err));
-    if ((s == KVR_STRATEGY_KVR_S || s == KVR_STRATEGY_KVR_E) && chunks) {
-        int64_t sum = 0;
-        for (int i = 0; i < p; i++) {
-            if (chunks[i] < 1)
-                return kvr_error_set(err, KVR_ERR_INVALID_ARG, "ttft: chunk %d has %lld tokens",
-                                     i, (long long)chunks[i]);
-            part[i] = chunks[i];
-            sum += chunks[i];
-        }
-        if (sum != C)
-            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                                 "ttft: the chunks sum to %lld tokens, not %lld", (long long)sum,
-                                 (long long)C);
-    }
-    int64_t biggest = s == KVR_STRATEGY_SINGLE ? C : part[0];
-    for (int i = 0; i < p && s != KVR_STRATEGY_SINGLE; i++) biggest = KVR_MAX(biggest, part[i]);
-    if (s == KVR_STRATEGY_RING) biggest = (C + p - 1) / p;
-    kvr_search_costs *m;
-    KVR_TRY(kvr_predict_costs_search_at(c, biggest, &m, err));
-    kvr_status st;
-    switch (s) {
-        case KVR_STRATEGY_SINGLE: st = kvr_search_sim_single(m, C, tl, ttft_us, err); break;
-        case KVR_STRATEGY_KVR_S:
-        case KVR_STRATEGY_KVR_E: st = kvr_search_sim_kvr(m, p, part, tl, ttft_us, err); break;
-        case KVR_STRATEGY_TSP: st = kvr_search_sim_tsp(m, p, C, tl, ttft_us, err); break;
-        case KVR_STRATEGY_RING: st = kvr_search_sim_ring(m, p, C, tl, ttft_us, err); break;
-        default: st = kvr_error_set(err, KVR_ERR_INVALID_ARG, "ttft: unknown strategy %d", (int)s);
-    }
-    kvr_search_costs_destroy(m);
-    return st;
-}
-
-// ----------------------------------------------------------------------------
 // fits from a profile run
-
-void kvr_predict_run_fit_free(kvr_predict_run_fit *f) {
-    if (!f) return;
-    kvr_predict_costs_destroy(f->costs);
-    memset(f, 0, sizeof *f);
-}
 
 /* Held-out predictions of op's fit for its rows: k-fold (the fit's own fold count and seed),
  * each fold predicted by the fit (with its own break search) on the other folds. pred[i] is
@@ -130,7 +61,8 @@ static double heldout_band(const kvr_predict_sample *rows, int n, const kvr_pred
     double *pred = malloc((size_t)(n ? n : 1) * sizeof *pred);
     if (!pred) return NAN;
     for (int i = 0; i < n; i++) pred[i] = NAN;
-    const kvr_op comp[3] = {KVR_OP_PRE, KVR_OP_ATTN, KVR_OP_POST};
+    const kvr_op comp[3] = {KVR_OP_PRE, KVR_OP_ATTN,
+                                    KVR_OP_POST};
     for (int k = 0; k < 3; k++)
         heldout_pred(rows, n, comp[k], o, kvr_predict_costs_fit(c, comp[k])->cv.k, pred);
     double worst = NAN, worst_row = NAN;
@@ -149,8 +81,8 @@ static double heldout_band(const kvr_predict_sample *rows, int n, const kvr_pred
         if (isfinite(r) && !(worst >= r)) worst = r;
     }
     for (int i = 0; i < n && isnan(worst); i++) {
-        bool comp_op =
-            rows[i].op == KVR_OP_PRE || rows[i].op == KVR_OP_ATTN || rows[i].op == KVR_OP_POST;
+        bool comp_op = rows[i].op == KVR_OP_PRE || rows[i].op == KVR_OP_ATTN ||
+                       rows[i].op == KVR_OP_POST;
         if (!comp_op || rows[i].c < min_c || !isfinite(pred[i])) continue;
         double r = fabs(pred[i] - rows[i].time_us) / rows[i].time_us;
         if (!(worst_row >= r)) worst_row = r;
@@ -442,169 +374,6 @@ done:
 }
 
 // ----------------------------------------------------------------------------
-// predictor files
-
-kvr_status kvr_predictor_file_format(const kvr_predictor *kp, const kvr_predict_costs *costs,
-                                     const kvr_predictor_meta *meta, char **out,
-                                     kvr_error *err) {
-    if (!kp || !out)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor file: NULL argument");
-    char *pj = NULL, *cj = NULL;
-    KVR_TRY(kvr_predictor_to_json(kp, &pj, err));
-    kvr_status s = costs ? kvr_predict_costs_to_json(costs, &cj, err) : KVR_OK;
-    if (s != KVR_OK) {
-        free(pj);
-        return s;
-    }
-    /* kvr_fit is built apart and spliced in as text: re-printing the predictor or the costs
-     * through cJSON could drop the last bit of a number (they are written with %.17g) */
-    cJSON *kf = cJSON_CreateObject();
-    if (kf) {
-        kvr_predictor_meta m0;
-        memset(&m0, 0, sizeof m0);
-        m0.err_band = -1;
-        const kvr_predictor_meta *m = meta ? meta : &m0;
-        cJSON_AddNumberToObject(kf, "predictor_id", (double)m->predictor_id);
-        cJSON_AddNumberToObject(kf, "run_id", (double)m->run_id);
-        cJSON_AddNumberToObject(kf, "link_run_id", (double)m->link_run_id);
-        cJSON_AddNumberToObject(kf, "table_id", (double)m->table_id);
-        cJSON_AddNumberToObject(kf, "model_id", (double)m->model_id);
-        cJSON_AddNumberToObject(kf, "n_threads", m->n_threads);
-        if (m->err_band >= 0)
-            predict_json_add_num(kf, "err_band", m->err_band);
-        else
-            cJSON_AddNullToObject(kf, "err_band");
-        cJSON_AddStringToObject(kf, "model", m->model);
-        if (cj)
-            cJSON_AddRawToObject(kf, "costs", cj);
-        else
-            cJSON_AddNullToObject(kf, "costs");
-    }
-    char *kt = kf ? cJSON_Print(kf) : NULL;
-    cJSON_Delete(kf);
-    free(cj);
-    char *end = pj ? strrchr(pj, '}') : NULL;
-    if (!kt || !end) {
-        free(pj);
-        free(kt);
-        return kvr_error_set(err, KVR_ERR_NOMEM, "predictor file: out of memory");
-    }
-    size_t head = (size_t)(end - pj), n = head + strlen(kt) + 32;
-    char *res = malloc(n);
-    if (res) snprintf(res, n, "%.*s,\n\"kvr_fit\": %s}\n", (int)head, pj, kt);
-    free(pj);
-    free(kt);
-    if (!res) return kvr_error_set(err, KVR_ERR_NOMEM, "predictor file: out of memory");
-    *out = res;
-    return KVR_OK;
-}
-
-static kvr_status file_fail(kvr_error *err, const char *name, const char *what) {
-    return kvr_error_set(err, KVR_ERR_FORMAT, "%s: kvr_fit: %s", name, what);
-}
-
-kvr_status kvr_predictor_file_parse(const char *text, size_t len, const char *name,
-                                    kvr_predictor **kp_out, kvr_predict_costs **costs_out,
-                                    kvr_predictor_meta *meta, kvr_error *err) {
-    if (!text || !kp_out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor file: NULL argument");
-    if (!name) name = "predictor file";
-    kvr_predictor *kp = NULL;
-    kvr_predict_costs *costs = NULL;
-    kvr_predictor_meta m;
-    memset(&m, 0, sizeof m);
-    m.err_band = -1;
-    KVR_TRY(kvr_predictor_from_json(text, len, name, &kp, err));
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    kvr_status s = KVR_OK;
-    const cJSON *kf = root ? cJSON_GetObjectItemCaseSensitive(root, "kvr_fit") : NULL;
-    if (kf && !cJSON_IsObject(kf)) s = file_fail(err, name, "must be an object");
-    if (s == KVR_OK && kf) {
-        const char *ids[] = {"predictor_id", "run_id", "link_run_id", "table_id", "model_id",
-                             "n_threads"};
-        int64_t thr = 0;
-        int64_t *dst[] = {&m.predictor_id, &m.run_id, &m.link_run_id, &m.table_id, &m.model_id,
-                          &thr};
-        for (int i = 0; i < 6 && s == KVR_OK; i++) {
-            const cJSON *it = cJSON_GetObjectItemCaseSensitive(kf, ids[i]);
-            if (!it) continue;
-            if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9e15) {
-                char w[64];
-                snprintf(w, sizeof w, "\"%s\" must be a non-negative integer", ids[i]);
-                s = file_fail(err, name, w);
-            } else {
-                *dst[i] = (int64_t)it->valuedouble;
-            }
-        }
-        m.n_threads = (int32_t)KVR_MIN(thr, 1 << 20);
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(kf, "err_band");
-        if (s == KVR_OK && b && !cJSON_IsNull(b)) {
-            if (!cJSON_IsNumber(b) || !isfinite(b->valuedouble) || b->valuedouble < 0)
-                s = file_fail(err, name, "\"err_band\" must be a number >= 0");
-            else
-                m.err_band = b->valuedouble;
-        }
-        const cJSON *mo = cJSON_GetObjectItemCaseSensitive(kf, "model");
-        if (s == KVR_OK && mo && cJSON_IsString(mo))
-            snprintf(m.model, sizeof m.model, "%s", mo->valuestring);
-        const cJSON *co = cJSON_GetObjectItemCaseSensitive(kf, "costs");
-        if (s == KVR_OK && co && !cJSON_IsNull(co) && costs_out) {
-            char cname[300];
-            snprintf(cname, sizeof cname, "%s: kvr_fit.costs", name);
-            s = predict_costs_from_obj(co, cname, &costs, err);
-        }
-    }
-    cJSON_Delete(root);
-    if (s != KVR_OK) {
-        kvr_predictor_destroy(kp);
-        kvr_predict_costs_destroy(costs);
-        return s;
-    }
-    *kp_out = kp;
-    if (costs_out)
-        *costs_out = costs;
-    else
-        kvr_predict_costs_destroy(costs);
-    if (meta) *meta = m;
-    return KVR_OK;
-}
-
-kvr_status kvr_predictor_file_load(const char *path, kvr_predictor **kp_out,
-                                   kvr_predict_costs **costs_out, kvr_predictor_meta *meta,
-                                   kvr_error *err) {
-    if (!path) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor file: NULL path");
-    FILE *f = fopen(path, "rb");
-    if (!f) return kvr_error_set(err, KVR_ERR_IO, "%s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    kvr_status s = KVR_OK;
-    for (;;) {
-        if (len + 65536 > cap) {
-            if (cap > ((size_t)1 << 30)) {
-                s = kvr_error_set(err, KVR_ERR_FORMAT, "%s: larger than 1 GiB", path);
-                break;
-            }
-            cap = cap ? 2 * cap : 65536 * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                s = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", path);
-                break;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) s = kvr_error_set(err, KVR_ERR_IO, "%s: read error", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (s == KVR_OK) s = kvr_predictor_file_parse(buf, len, path, kp_out, costs_out, meta, err);
-    free(buf);
-    return s;
-}
-
-// ----------------------------------------------------------------------------
 // copying one rank count between predictors
 
 static void *dup_mem(const void *p, size_t n) {
@@ -656,109 +425,6 @@ kvr_status kvr_predictor_copy_ranks(kvr_predictor *dst, const kvr_predictor *src
     kvr_status st = predict_kvrp_insert(dst, &e, err);
     if (st != KVR_OK) predict_kvrp_entry_free(&e);
     return st;
-}
-
-// ----------------------------------------------------------------------------
-// run fits in the store
-
-kvr_status kvr_predict_run_fit_to_json(const kvr_predict_run_fit *f, char **out,
-                                       kvr_error *err) {
-    if (!f || !f->costs || !out)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "run fit JSON: NULL argument");
-    char *cj;
-    KVR_TRY(kvr_predict_costs_to_json(f->costs, &cj, err));
-    cJSON *o = cJSON_CreateObject();
-    if (o) {
-        cJSON_AddStringToObject(o, "schema", "kvr-fit-costs/1");
-        cJSON *k = cJSON_AddObjectToObject(o, "kvr");
-        if (k) {
-            cJSON_AddStringToObject(k, "version", kvr_version());
-            cJSON_AddStringToObject(k, "commit", kvr_build_commit());
-        }
-        cJSON_AddNumberToObject(o, "run_id", (double)f->run_id);
-        cJSON_AddNumberToObject(o, "link_run_id", (double)f->link_run_id);
-        cJSON_AddNumberToObject(o, "model_id", (double)f->model_id);
-        cJSON_AddNumberToObject(o, "device_id", (double)f->device_id);
-        cJSON_AddNumberToObject(o, "n_threads", f->n_threads);
-        cJSON_AddStringToObject(o, "model", f->model);
-        cJSON_AddStringToObject(o, "device", f->device);
-        cJSON_AddStringToObject(o, "dtype", f->dtype);
-        cJSON *ns = cJSON_AddObjectToObject(o, "n_samples");
-        for (int i = 0; ns && i < KVR_OP_COUNT; i++)
-            cJSON_AddNumberToObject(ns, kvr_op_name(kvr_predict_fit_order[i]),
-                                    f->n_samples[kvr_predict_fit_order[i]]);
-        cJSON_AddBoolToObject(o, "head_constant", f->head_constant);
-        predict_json_add_num(o, "err_band", f->err_band);
-        cJSON_AddNumberToObject(o, "band_min_c", (double)f->band_min_c);
-        cJSON_AddRawToObject(o, "costs", cj);
-    }
-    free(cj);
-    return predict_json_finish(o, out, err);
-}
-
-static kvr_status rf_int(const cJSON *o, const char *key, const char *name, int64_t *v,
-                         kvr_error *err) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 9e15 ||
-        it->valuedouble != floor(it->valuedouble))
-        return kvr_error_set(err, KVR_ERR_FORMAT, "%s: \"%s\" must be a non-negative integer",
-                             name, key);
-    *v = (int64_t)it->valuedouble;
-    return KVR_OK;
-}
-
-static void rf_str(const cJSON *o, const char *key, char *dst, size_t n) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    snprintf(dst, n, "%s", cJSON_IsString(it) ? it->valuestring : "");
-}
-
-kvr_status kvr_predict_run_fit_from_json(const char *text, size_t len, const char *name,
-                                         kvr_predict_run_fit *out, kvr_error *err) {
-    if (!text || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "run fit JSON: NULL argument");
-    if (!name) name = "run fit JSON";
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return kvr_error_set(err, KVR_ERR_FORMAT, "%s: not a JSON object", name);
-    }
-    kvr_predict_run_fit r;
-    memset(&r, 0, sizeof r);
-    kvr_status s = KVR_OK;
-    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(root, "schema");
-    if (!cJSON_IsString(sc) || strcmp(sc->valuestring, "kvr-fit-costs/1") != 0)
-        s = kvr_error_set(err, KVR_ERR_FORMAT, "%s: schema is not \"kvr-fit-costs/1\"", name);
-    int64_t thr = 0, bmc = 0;
-    if (s == KVR_OK) s = rf_int(root, "run_id", name, &r.run_id, err);
-    if (s == KVR_OK) s = rf_int(root, "link_run_id", name, &r.link_run_id, err);
-    if (s == KVR_OK) s = rf_int(root, "model_id", name, &r.model_id, err);
-    if (s == KVR_OK) s = rf_int(root, "device_id", name, &r.device_id, err);
-    if (s == KVR_OK) s = rf_int(root, "n_threads", name, &thr, err);
-    if (s == KVR_OK) s = rf_int(root, "band_min_c", name, &bmc, err);
-    const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "err_band");
-    if (s == KVR_OK && (!cJSON_IsNumber(b) || !isfinite(b->valuedouble) || b->valuedouble < 0))
-        s = kvr_error_set(err, KVR_ERR_FORMAT, "%s: \"err_band\" must be a number >= 0", name);
-    if (s == KVR_OK) {
-        r.err_band = b->valuedouble;
-        r.n_threads = (int32_t)KVR_MIN(thr, INT32_MAX);
-        r.band_min_c = bmc;
-        rf_str(root, "model", r.model, sizeof r.model);
-        rf_str(root, "device", r.device, sizeof r.device);
-        rf_str(root, "dtype", r.dtype, sizeof r.dtype);
-        r.head_constant = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "head_constant"));
-        const cJSON *ns = cJSON_GetObjectItemCaseSensitive(root, "n_samples");
-        for (int op = 0; op < KVR_OP_COUNT; op++) {
-            const cJSON *it = cJSON_GetObjectItemCaseSensitive(ns, kvr_op_name((kvr_op)op));
-            r.n_samples[op] = cJSON_IsNumber(it) ? (int)it->valuedouble : 0;
-        }
-        char cname[300];
-        snprintf(cname, sizeof cname, "%s: costs", name);
-        s = predict_costs_from_obj(cJSON_GetObjectItemCaseSensitive(root, "costs"), cname,
-                                   &r.costs, err);
-    }
-    cJSON_Delete(root);
-    if (s != KVR_OK) return s;
-    *out = r;
-    return KVR_OK;
 }
 
 kvr_status kvr_predict_run_fit_store(kvr_db *db, const kvr_predict_run_fit *f, int64_t *costs_id,

@@ -6,7 +6,7 @@
  * so a round trip reproduces every coefficient, knot and slope exactly and a reloaded predictor
  * predicts identically. Readers are strict about what prediction needs (shapes, finiteness,
  * order) and lenient about statistics, which are informative. */
-#include "predictor_internal.h"
+#include "kvrp_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -672,7 +672,7 @@ kvr_status kvr_predictor_from_json(const char *text, size_t len, const char *nam
     kvr_status s = jrd_schema(&r, root, "kvr-predictor/1");
     if (s == KVR_OK) s = jrd_int(&r, root, "granularity", true, 1, INT64_C(1) << 40, &g);
     if (s == KVR_OK) s = jrd_str(&r, root, "label", false, &label);
-    if (s == KVR_OK) s = kvr_predictor_create(g, label, &kp, err);
+    if (s == KVR_OK) s = predict_kvrp_create(g, label, &kp, err);
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(root, "costs");
     if (s == KVR_OK && cJSON_IsObject(c)) {
         const char *src = NULL, *model = NULL;

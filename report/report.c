@@ -8,7 +8,7 @@
  * renderer (kvr-report runs gnuplot as a subprocess); the SVG it returns is embedded inline.
  * This file only builds text: it never prints, spawns or touches files. */
 #include "kvr_report.h"
-#include "kvr_predict.h"
+#include "kvr_kvrp.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -11,7 +11,7 @@
  *   build/tools/kvr-run --context 4096 --ranks 2 --partition auto --predictor kvrp.json --no-db
  *   mpirun -np 2 build/tools/kvr-run --transport mpi --mode kvr --context 1024
  */
-#include "kvr_predict.h"
+#include "kvr_kvrp.h"
 #include "kvr_profiler.h"
 #include "kvr_runtime.h"
 
