@@ -197,8 +197,8 @@ KVR_API kvr_status kvr_predict_costs_ttft(const kvr_predict_costs *c, kvr_strate
 KVR_API kvr_status kvr_predict_costs_search_at(const kvr_predict_costs *c, int64_t chunk,
                                                kvr_search_costs **out, kvr_error *err);
 
-
-/* A cost model fitted from one profile run of the store (kvr-profile, or an import). */
+/* A cost model fitted from one profile run of the store (kvr-profile, or an import):
+ * kvr_predict_fit_run (kvr_predict.h) makes it, the store keeps it as the JSON below. */
 typedef struct kvr_predict_run_fit {
     int64_t run_id;      /* the layer samples */
     int64_t link_run_id; /* the transfer samples (0: none, links ideal) */
