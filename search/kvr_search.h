@@ -5,8 +5,8 @@
  * either from a JSON cost file (kvr_search_costs_load_json) or from any other source through the
  * function table kvr_search_cost_ops (kvr_search_costs_create). Other sources plug in there:
  * interpolation of a profile run from the database (kvr_profile_costs_from_run in
- * profiler/kvr_profiler.h) and fitted coefficients (predictor/kvr_predict.h); search itself
- * never depends on where costs came from.
+ * profiler/kvr_profiler.h) and fitted coefficients (kvr_predict_costs_to_search in
+ * predictor/kvr_kvrp.h); search itself never depends on where costs came from.
  *
  * Usage:
  *     kvr_search_costs *m; kvr_error err;

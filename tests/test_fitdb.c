@@ -1,10 +1,10 @@
-/* test_fitdb.c -- the predictor on top of the store (predictor/fitdb.c): cost models fitted from
- * a profile run's samples recover planted coefficients and are stored in one transaction; bad
- * input (missing ops, too few samples for a form, a rank-deficient design, non-finite timings, a
- * missing model record or run) fails with a clear message and leaves the store byte-for-byte
- * unchanged (a logical dump of every table is compared); stored cost models load back and
- * predict identically; predicted TTFT matches the closed form; predictor files round-trip; the
- * KVR-P gaps inside and outside the range. */
+/* test_fitdb.c -- the predictor on top of the store (predictor/fitdb.c; predicted TTFT and
+ * predictor files: costs.c, files.c): cost models fitted from a profile run's samples recover
+ * planted coefficients and are stored in one transaction; bad input (missing ops, too few samples
+ * for a form, a rank-deficient design, non-finite timings, a missing model record or run) fails
+ * with a clear message and leaves the store byte-for-byte unchanged (a logical dump of every table
+ * is compared); stored cost models load back and predict identically; predicted TTFT matches the
+ * closed form; predictor files round-trip; the KVR-P gaps inside and outside the range. */
 #include "kvr_predict.h"
 #include "kvr_test.h"
 
