@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define COSTS_MAX_FILE_BYTES (16u << 20)
 
@@ -59,6 +60,12 @@ static bool costs_nonneg_finite(double x) {
     return isfinite(x) && x >= 0;
 }
 
+/* The largest value any cost number may take (us, bytes per token, GB/s): 1e12 us is 11.6
+ * days per token or per prompt, beyond anything measured, and keeps every price the search
+ * forms (a coefficient times up to 2^80 token-squared area, summed over layers and ranks)
+ * finite. Larger numbers overflow to infinity and leave the search nothing to choose. */
+#define COSTS_MAX_VALUE 1e12
+
 static kvr_status costs_check_link(const kvr_search_link *l, const char *what, kvr_error *err) {
     if (!costs_nonneg_finite(l->alpha_us))
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: alpha_us must be >= 0, got %g", what,
@@ -104,10 +111,16 @@ kvr_status kvr_search_costs_create_linear(const kvr_search_coeffs *co, const kvr
                            co->pre_per_token_us, co->attn_k_us, co->attn_per_token_us,
                            co->attn_per_prefix_us, co->attn_per_area_us, co->post_k_us,
                            co->post_per_token_us};
+    static const char *const names[] = {
+        "kv_bytes_per_token", "embed_us",           "head_us",          "pre.k_us",
+        "pre.per_token_us",   "attn.k_us",          "attn.per_token_us", "attn.per_prefix_us",
+        "attn.per_area_us",   "post.k_us",          "post.per_token_us"};
+    _Static_assert(sizeof vals / sizeof vals[0] == sizeof names / sizeof names[0], "names");
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
-        if (!costs_nonneg_finite(vals[i]))
+        if (!costs_nonneg_finite(vals[i]) || vals[i] > COSTS_MAX_VALUE)
             return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                                 "costs: coefficients must be finite and >= 0, got %g", vals[i]);
+                                 "costs: %s must be finite and in [0, %g], got %g", names[i],
+                                 COSTS_MAX_VALUE, vals[i]);
     if (link) KVR_TRY(costs_check_link(link, "costs: link", err));
     kvr_search_costs *m;
     KVR_TRY(costs_alloc(&m, err));
@@ -419,6 +432,11 @@ static kvr_status costs_get_num(costs_parse *cp, const cJSON *obj, const char *p
         return kvr_error_set(cp->err, KVR_ERR_FORMAT,
                              "%s: field \"%s%s\" must be >= 0 (costs cannot be negative), got %g",
                              cp->name, prefix, key, v);
+    if (v > COSTS_MAX_VALUE)
+        return kvr_error_set(cp->err, KVR_ERR_FORMAT,
+                             "%s: field \"%s%s\" is %g, larger than %g: a cost that large "
+                             "overflows the search (docs/search.md)",
+                             cp->name, prefix, key, v, COSTS_MAX_VALUE);
     *out = v;
     return KVR_OK;
 }
@@ -435,9 +453,21 @@ static kvr_status costs_get_int(costs_parse *cp, const cJSON *obj, const char *p
     return KVR_OK;
 }
 
-/* Fails on keys of obj outside allowed (NULL-terminated). */
+/* Fails on a key that appears twice in obj (JSON allows it; the reader would silently keep the
+ * first). */
+static kvr_status costs_check_dups(costs_parse *cp, const cJSON *obj, const char *prefix) {
+    for (const cJSON *it = obj->child; it; it = it->next)
+        for (const cJSON *jt = it->next; jt; jt = jt->next)
+            if (it->string && jt->string && !strcmp(it->string, jt->string))
+                return kvr_error_set(cp->err, KVR_ERR_FORMAT, "%s: duplicate field \"%s%s\"",
+                                     cp->name, prefix, it->string);
+    return KVR_OK;
+}
+
+/* Fails on keys of obj outside allowed (NULL-terminated) and on duplicate keys. */
 static kvr_status costs_check_keys(costs_parse *cp, const cJSON *obj, const char *prefix,
                                    const char *const *allowed) {
+    KVR_TRY(costs_check_dups(cp, obj, prefix));
     for (const cJSON *it = obj->child; it; it = it->next) {
         bool ok = false;
         for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(it->string, *a) == 0;
@@ -570,6 +600,7 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
         for (const char *const *a = k_top; *a && !ok; a++) ok = strcmp(it->string, *a) == 0;
         if (!ok) kvr_log(KVR_LOG_WARN, "%s: ignoring unknown field \"%s\"", cp->name, it->string);
     }
+    KVR_TRY(costs_check_dups(cp, root, ""));
     kvr_search_coeffs co;
     memset(&co, 0, sizeof co);
     KVR_TRY(costs_get_int(cp, root, "", "layers", 1, 100000, &co.n_layers));
@@ -656,6 +687,11 @@ kvr_status kvr_search_costs_parse_json(const char *text, size_t len, const char 
 static kvr_status costs_read_file(const char *path, char **text, size_t *len, kvr_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return kvr_error_set(err, KVR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return kvr_error_set(err, KVR_ERR_IO, "%s: is a directory, not a cost file", path);
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     kvr_status s = KVR_OK;
@@ -674,7 +710,8 @@ static kvr_status costs_read_file(const char *path, char **text, size_t *len, kv
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
         if (got == 0) {
-            if (ferror(f)) s = kvr_error_set(err, KVR_ERR_IO, "%s: read error", path);
+            if (ferror(f))
+                s = kvr_error_set(err, KVR_ERR_IO, "%s: read error: %s", path, strerror(errno));
             break;
         }
     }

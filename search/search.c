@@ -670,6 +670,19 @@ kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_t C,
         }
         if (!srch_budget_left(&S)) break;
     }
+    if (!isfinite(best_t)) { /* no candidate had a finite TTFT: nothing to return */
+        free(starts);
+        free(best);
+        free(tmp);
+        free(bnd);
+        free(st_t);
+        free(order);
+        srch_free(&S);
+        return kvr_error_set(err, KVR_ERR_NUMERIC,
+                             "kvr-s: no partition of %lld tokens over %d ranks has a finite TTFT: "
+                             "the cost model overflows or is not finite there",
+                             (long long)C, p);
+    }
     srch_units_to_tokens(&S, best, chunks_out);
     st.ttft_us = best_t;
     st.best_start = best_k < KVR_SEARCH_START_COUNT ? best_k : KVR_SEARCH_START_MINMAX;
@@ -721,6 +734,13 @@ kvr_status kvr_search_polish(const kvr_search_costs *m, int p, int64_t C, int64_
     KVR_TRY(srch_init(&S, m, p, C, g, 0, p <= SRCH_POLISH_STACK ? sbuf : NULL, err));
     for (int i = 0; i < p; i++) S.u[i] = (chunks[i] - (i == p - 1 ? r : 0)) / g;
     srch_full(&S);
+    if (!isfinite(S.ttft)) {
+        srch_free(&S);
+        return kvr_error_set(err, KVR_ERR_NUMERIC,
+                             "polish: the TTFT of the given partition of %lld tokens is not "
+                             "finite: the cost model overflows or is not finite there",
+                             (long long)C);
+    }
     if (max_moves == 0) max_moves = 16;
     for (int mv = 0; mv < max_moves && p > 1; mv++) {
         /* the best one-unit move across one boundary; when none improves (and p is small), the

@@ -6,6 +6,7 @@
  * from search_internal.h directly, with incremental re-evaluation. */
 #include "search_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,19 @@ static kvr_status sim_tl_finish(kvr_search_timeline *tl, double ttft_us, kvr_err
     tl->ttft_us = ttft_us;
     if (tl->oom) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (timeline)");
     return KVR_OK;
+}
+
+/* The TTFT out of a simulation: a non-finite one (costs that overflow, a source returning
+ * infinity or NaN) is an error, and *ttft_us is then left as it was. */
+static kvr_status sim_result(kvr_search_timeline *tl, const char *what, int64_t C, double ttft,
+                             double *ttft_us, kvr_error *err) {
+    if (!isfinite(ttft))
+        return kvr_error_set(err, KVR_ERR_NUMERIC,
+                             "%s: the simulated TTFT at context %lld is %s: the cost model "
+                             "overflows or is not finite there",
+                             what, (long long)C, isnan(ttft) ? "not a number" : "infinite");
+    *ttft_us = ttft;
+    return sim_tl_finish(tl, ttft, err);
 }
 
 // ----------------------------------------------------------------------------
@@ -182,8 +196,7 @@ kvr_status kvr_search_sim_kvr(const kvr_search_costs *m, int p, const int64_t *c
     /* prev now holds the last rank's ready times */
     double ttft = prev[L - 1] + cc[p - 1].w + m->head_us;
     if (tl) search_tl_add(tl, p - 1, L, -1, KVR_EVENT_HEAD, ttft - m->head_us, ttft);
-    *ttft_us = ttft;
-    s = sim_tl_finish(tl, ttft, err);
+    s = sim_result(tl, "kvr", C, ttft, ttft_us, err);
 done:
     free(cc);
     free(prev);
@@ -218,8 +231,7 @@ kvr_status kvr_search_sim_single(const kvr_search_costs *m, int64_t C, kvr_searc
     }
     if (tl) search_tl_add(tl, 0, L, -1, KVR_EVENT_HEAD, t, t + m->head_us);
     t += m->head_us;
-    *ttft_us = t;
-    return sim_tl_finish(tl, t, err);
+    return sim_result(tl, "single", C, t, ttft_us, err);
 }
 
 // ----------------------------------------------------------------------------
@@ -305,8 +317,7 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
     }
     double ttft = t[p - 1] + m->head_us;
     if (tl) search_tl_add(tl, p - 1, L, -1, KVR_EVENT_HEAD, t[p - 1], ttft);
-    *ttft_us = ttft;
-    s = sim_tl_finish(tl, ttft, err);
+    s = sim_result(tl, "tsp", C, ttft, ttft_us, err);
 done:
     free(pre);
     free(att);
@@ -416,8 +427,7 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
     /* the last token is in chunk 2p-1, which rank 0 holds */
     double ttft = done[0] + m->head_us;
     if (tl) search_tl_add(tl, 0, L, -1, KVR_EVENT_HEAD, done[0], ttft);
-    *ttft_us = ttft;
-    s = sim_tl_finish(tl, ttft, err);
+    s = sim_result(tl, "ring", C, ttft, ttft_us, err);
 out:
     free(ua);
     free(ub);

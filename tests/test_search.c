@@ -264,6 +264,18 @@ static void test_costs_bad_files(void) {
          "busbw_gbps\" must be > 0"},
         {MINIMAL_HEAD ", \"link\": {\"alpha_us\": 1, \"gbps\": 1}} trailing", "not valid JSON"},
         {MINIMAL_HEAD ", \"link\": {\"alpha_us\": 1, \"gbps\": 1e999}}", "not finite"},
+        /* issue 17: costs that overflow the search, duplicate keys */
+        {"{\"layers\": 2, \"kv_bytes_per_token\": 1, \"embed_us\": 0, \"head_us\": 0,"
+         " \"pre\": {\"k_us\": 1, \"per_token_us\": 1e308}}",
+         "field \"pre.per_token_us\" is 1e+308, larger than 1e+12"},
+        {"{\"layers\": 2, \"kv_bytes_per_token\": 1, \"embed_us\": 1e13, \"head_us\": 0}",
+         "field \"embed_us\" is 1e+13"},
+        {"{\"layers\": 2, \"layers\": 3, \"kv_bytes_per_token\": 1}", "duplicate field \"layers\""},
+        {"{\"layers\": 2, \"kv_bytes_per_token\": 1, \"embed_us\": 0, \"head_us\": 0,"
+         " \"pre\": {\"k_us\": 1, \"per_token_us\": 1, \"k_us\": 2}}",
+         "duplicate field \"pre.k_us\""},
+        {MINIMAL_HEAD ", \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1,\"gbps\":2}]}",
+         "duplicate field \"links[0].gbps\""},
         {MINIMAL_HEAD ", \"link\": {\"alpha_us\": 1, \"gbps\": 1}, \"model\": 7}",
          "\"model\" must be a string"},
     };
@@ -329,6 +341,82 @@ static void test_costs_custom_source(void) {
     info.n_layers = 0;
     KVR_CHECK(kvr_search_costs_create(&ops, &scale, &info, &l, &m, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK_EQ_INT(dummy_destroyed, 2);
+}
+
+/* issue 17: a cost source whose every price is infinite (or NaN): no strategy may return a
+ * result, and nothing is written to the caller's outputs */
+static double inf_us(const void *ctx, int64_t c) {
+    (void)c;
+    return *(const double *)ctx;
+}
+static double inf_attn_us(const void *ctx, int64_t c, int64_t P) {
+    (void)c;
+    (void)P;
+    return *(const double *)ctx;
+}
+
+static void test_costs_not_finite(void) {
+    static double vals[2];
+    vals[0] = INFINITY;
+    vals[1] = NAN;
+    for (int v = 0; v < 2; v++) {
+        kvr_search_cost_ops ops = {"inf", inf_us, inf_attn_us, inf_us, NULL, NULL};
+        kvr_search_cost_info info = {4, 100, 0, 0, "unit test"};
+        kvr_search_link l = {0, 0, 1, 10};
+        kvr_search_costs *m = NULL;
+        kvr_error e;
+        KVR_CHECK_OK(kvr_search_costs_create(&ops, &vals[v], &info, &l, &m, &e), &e);
+        if (!m) return;
+        const int p = 4;
+        const int64_t C = 2048;
+        int64_t ch[4] = {-7, -7, -7, -7}, even[4] = {512, 512, 512, 512};
+        double t = -7;
+        kvr_search_params sp = kvr_search_params_default();
+        kvr_search_stats st;
+        /* kvr-s */
+        KVR_CHECK(kvr_search_partition(m, p, C, &sp, ch, &st, &e) == KVR_ERR_NUMERIC);
+        KVR_CHECK(strstr(e.msg, "no partition of 2048 tokens over 4 ranks has a finite TTFT"));
+        for (int i = 0; i < p; i++) KVR_CHECK_EQ_INT(ch[i], -7); /* never an unfilled buffer */
+        sp.multi_start = false;
+        sp.refine = false;
+        KVR_CHECK(kvr_search_partition(m, p, C, &sp, ch, &st, &e) == KVR_ERR_NUMERIC);
+        /* kvr-e, tsp, ring, single and the chain with any partition */
+        KVR_CHECK(kvr_search_sim_kvr(m, p, even, NULL, &t, &e) == KVR_ERR_NUMERIC);
+        KVR_CHECK(strstr(e.msg, "kvr: the simulated TTFT at context 2048 is") != NULL);
+        KVR_CHECK(kvr_search_sim_tsp(m, p, C, NULL, &t, &e) == KVR_ERR_NUMERIC);
+        KVR_CHECK(strstr(e.msg, "tsp: ") == e.msg);
+        KVR_CHECK(kvr_search_sim_ring(m, p, C, NULL, &t, &e) == KVR_ERR_NUMERIC);
+        KVR_CHECK(strstr(e.msg, "ring: ") == e.msg);
+        KVR_CHECK(kvr_search_sim_single(m, C, NULL, &t, &e) == KVR_ERR_NUMERIC);
+        KVR_CHECK(strstr(e.msg, "single: ") == e.msg);
+        KVR_CHECK(t == -7);
+        /* with a timeline too */
+        kvr_search_timeline *tl = NULL;
+        KVR_CHECK_OK(kvr_search_timeline_create(&tl, &e), &e);
+        KVR_CHECK(kvr_search_sim_kvr(m, p, even, tl, &t, &e) == KVR_ERR_NUMERIC);
+        KVR_CHECK(t == -7);
+        kvr_search_timeline_destroy(tl);
+        /* KVR-P's polish */
+        int64_t pc[4] = {512, 512, 512, 512};
+        KVR_CHECK(kvr_search_polish(m, p, C, 16, 0, pc, &t, &e) == KVR_ERR_NUMERIC);
+        KVR_CHECK(t == -7 && pc[0] == 512);
+        /* the starting points are partitions whatever the costs */
+        for (int k = 0; k < KVR_SEARCH_START_COUNT; k++) {
+            KVR_CHECK_OK(kvr_search_partition_start(m, (kvr_search_start)k, p, C, 16, ch, &e), &e);
+            KVR_CHECK_OK(kvr_partition_check(ch, p, C, &e), &e);
+        }
+        /* the table: every strategy, one error, no table */
+        int ranks[1] = {p};
+        int64_t ctx[1] = {C};
+        kvr_search_table_config cfg = {ranks, 1, ctx, 1, kvr_search_params_default(), 0};
+        kvr_search_table *tab = NULL;
+        for (int k = 0; k < KVR_STRATEGY_COUNT; k++) {
+            cfg.strategies = 1u << k;
+            KVR_CHECK(kvr_search_table_create(m, &cfg, &tab, &e) == KVR_ERR_NUMERIC);
+            KVR_CHECK(tab == NULL);
+        }
+        kvr_search_costs_destroy(m);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -806,6 +894,7 @@ static const kvr_test_case cases[] = {
     {"costs_links_uneven", test_costs_links_uneven},
     {"costs_bad_files", test_costs_bad_files},
     {"costs_custom_source", test_costs_custom_source},
+    {"costs_not_finite", test_costs_not_finite},
     {"sim_single_known", test_sim_single_known},
     {"sim_kvr_known", test_sim_kvr_known},
     {"sim_tsp_known", test_sim_tsp_known},

@@ -60,6 +60,14 @@ cp "$A100" "$TMP/c.json"; cp "$TMP/c.json" "$TMP/c.orig"; ln -s c.json "$TMP/cli
 check export_same_costs 2 "--export .*clink.json is the same file as --costs .*c.json: refusing to overwrite an input" -- "$BIN" --costs "$TMP/c.json" --ranks 2 --context 1K --export "$TMP/clink.json"
 check export_same_links 2 "--export .*links_bad.json is the same file as --links" -- "$BIN" --costs "$TMP/c.json" --links "$TMP/links_bad.json" --ranks 2 --context 1K --export "$TMP/links_bad.json"
 check export_same_intact 0 "" -- cmp "$TMP/c.json" "$TMP/c.orig"
+# issue 17 item 2: costs that overflow are refused at load, naming the field; nothing stored
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['pre']['per_token_us']=1e308; d['post']['per_token_us']=1e308; json.dump(d, open(sys.argv[2],'w'))" "$A100" "$TMP/huge.json"
+check costs_overflow 2 "field \"pre.per_token_us\" is 1e\+308, larger than 1e\+12" -- "$BIN" --costs "$TMP/huge.json" --ranks 2,4 --context 2K --db "$TMP/huge.db"
+check costs_overflow_nothing_stored 0 "^0$" -- sqlite3 "$TMP/huge.db" "select count(*) from ptables"
+# issue 17 item 8: a directory, a duplicate key
+check costs_dir 2 "--costs: $TMP: is a directory" -- "$BIN" --costs "$TMP"
+printf '{"layers": 2, "layers": 4}' >"$TMP/dupkey.json"
+check costs_duplicate_key 2 "duplicate field \"layers\"" -- "$BIN" --costs "$TMP/dupkey.json"
 check format_unknown 2 "unknown format \"xml\"" -- "$BIN" --costs "$A100" --format xml --export x
 check format_alone 2 "--format applies to --export FILE or --timeline" -- "$BIN" --costs "$A100" --format csv
 check timeline_json 2 "--timeline cannot be combined with --json" -- "$BIN" --costs "$A100" --timeline --json
