@@ -70,8 +70,8 @@ KVR_API kvr_status kvr_error_prefix(kvr_error *err, const char *fmt, ...)
         if (!(x)) kvr_abort_(__FILE__, __LINE__, "assertion failed: %s", #x);                      \
     } while (0)
 #define KVR_ABORT(...) kvr_abort_(__FILE__, __LINE__, __VA_ARGS__)
-KVR_API _Noreturn void kvr_abort_(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+KVR_API void kvr_abort_(const char *file, int line, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 3, 4)));
 
 #define KVR_CEIL_DIV(a, b) (((a) + (b)-1) / (b))
 #define KVR_MIN(a, b)      ((a) < (b) ? (a) : (b))
