@@ -83,6 +83,63 @@ kvr_status kvr_op_parse(const char *s, kvr_op *out, kvr_error *err) {
 }
 
 // ----------------------------------------------------------------------------
+// modes and strategies
+
+static const char *const kvr_mode_names[] = {"single", "kvr", "tsp"};
+_Static_assert(sizeof kvr_mode_names / sizeof kvr_mode_names[0] == KVR_MODE_COUNT, "mode names");
+
+const char *kvr_mode_name(kvr_mode m) {
+    return ((int)m >= 0 && m < KVR_MODE_COUNT) ? kvr_mode_names[m] : "unknown";
+}
+
+kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err) {
+    for (int i = 0; s && i < KVR_MODE_COUNT; i++)
+        if (strcmp(s, kvr_mode_names[i]) == 0) {
+            *out = (kvr_mode)i;
+            return KVR_OK;
+        }
+    return kvr_error_set(err, KVR_ERR_INVALID_ARG, "unknown mode '%s' (single, kvr, tsp)",
+                         s ? s : "(null)");
+}
+
+static const char *const kvr_strategy_names[] = {"kvr-s", "kvr-e", "tsp", "ring", "single"};
+_Static_assert(sizeof kvr_strategy_names / sizeof kvr_strategy_names[0] == KVR_STRATEGY_COUNT,
+               "strategy names");
+
+const char *kvr_strategy_name(kvr_strategy s) {
+    return (unsigned)s < KVR_STRATEGY_COUNT ? kvr_strategy_names[s] : "?";
+}
+
+kvr_status kvr_strategy_parse(const char *name, kvr_strategy *out, kvr_error *err) {
+    for (int i = 0; name && i < KVR_STRATEGY_COUNT; i++)
+        if (strcmp(name, kvr_strategy_names[i]) == 0) {
+            *out = (kvr_strategy)i;
+            return KVR_OK;
+        }
+    return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                         "unknown strategy \"%s\" (expected kvr-s, kvr-e, tsp, ring or single)",
+                         name ? name : "(null)");
+}
+
+kvr_strategy kvr_mode_strategy(kvr_mode m, bool even_partition) {
+    switch (m) {
+        case KVR_MODE_SINGLE: return KVR_STRATEGY_SINGLE;
+        case KVR_MODE_TSP: return KVR_STRATEGY_TSP;
+        default: return even_partition ? KVR_STRATEGY_KVR_E : KVR_STRATEGY_KVR_S;
+    }
+}
+
+kvr_mode kvr_strategy_mode(kvr_strategy s) {
+    switch (s) {
+        case KVR_STRATEGY_KVR_S:
+        case KVR_STRATEGY_KVR_E: return KVR_MODE_KVR;
+        case KVR_STRATEGY_TSP: return KVR_MODE_TSP;
+        case KVR_STRATEGY_SINGLE: return KVR_MODE_SINGLE;
+        default: return KVR_MODE_COUNT;
+    }
+}
+
+// ----------------------------------------------------------------------------
 // logging
 
 static void kvr_log_default(kvr_log_level level, const char *msg, void *user) {

@@ -101,6 +101,39 @@ KVR_API const char *kvr_op_name(kvr_op op); /* "embed", "pre", ..., "link"; "unk
 KVR_API kvr_status kvr_op_parse(const char *s, kvr_op *out, kvr_error *err);
 
 // ----------------------------------------------------------------------------
+// modes and strategies: a mode is a schedule the runtime runs (single, kvr, tsp; kvr-run --mode,
+// the store's measured runs); a strategy is what the search module simulates and its tables
+// compare (kvr-s and kvr-e: KV-Runahead with the searched or the even partition, tsp, ring,
+// single). A run of a mode is one strategy (kvr with an even partition is kvr-e, with any other
+// kvr-s); ring has no runtime mode yet. The names are stored and printed as they are here, and
+// the order of kvr_strategy is the order of the store's per-strategy TTFT columns.
+
+typedef enum kvr_mode { KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP, KVR_MODE_COUNT } kvr_mode;
+KVR_API const char *kvr_mode_name(kvr_mode m); /* "single", "kvr", "tsp"; "unknown" */
+/* KVR_ERR_INVALID_ARG "unknown mode 's' (single, kvr, tsp)" for another name. */
+KVR_API kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err);
+
+typedef enum kvr_strategy {
+    KVR_STRATEGY_KVR_S,  /* KV-Runahead with the searched partition */
+    KVR_STRATEGY_KVR_E,  /* KV-Runahead with an even partition */
+    KVR_STRATEGY_TSP,    /* even split, per-layer K/V all-gather */
+    KVR_STRATEGY_RING,   /* ring pass-KV, zigzag load-balanced chunks */
+    KVR_STRATEGY_SINGLE, /* one rank */
+    KVR_STRATEGY_COUNT
+} kvr_strategy;
+
+/* "kvr-s", "kvr-e", "tsp", "ring", "single"; "?" for out-of-range values. */
+KVR_API const char *kvr_strategy_name(kvr_strategy s);
+/* Parse one name (as above). KVR_ERR_INVALID_ARG for an unknown name. */
+KVR_API kvr_status kvr_strategy_parse(const char *name, kvr_strategy *out, kvr_error *err);
+
+/* The strategy a run of mode m is: single, tsp, or for kvr kvr-e when its partition is the even
+ * split and kvr-s otherwise. */
+KVR_API kvr_strategy kvr_mode_strategy(kvr_mode m, bool even_partition);
+/* The mode that runs strategy s (kvr-s, kvr-e: kvr); KVR_MODE_COUNT for ring (simulated only). */
+KVR_API kvr_mode kvr_strategy_mode(kvr_strategy s);
+
+// ----------------------------------------------------------------------------
 // memory spaces: where a buffer lives, for the backend and transport seams (kvr_backend.h,
 // kvr_comm.h). HOST is ordinary process memory; DEVICE is a backend's own memory (CUDA global
 // memory), reachable only through that backend's copies or a device-capable transport (NCCL).

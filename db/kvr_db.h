@@ -215,11 +215,10 @@ typedef struct kvr_db_ptable_row {
     int32_t n_ranks;
     int64_t context;          /* tokens */
     char partition[4096];     /* KVR-S "c0,c1,..." */
-    double ttft_ms[5];        /* kvr-s, kvr-e, tsp, ring, single (KVR_DB_TTFT_*); < 0 = n/a */
+    double ttft_ms[KVR_STRATEGY_COUNT]; /* by kvr_strategy; < 0 = n/a */
     char best[16];            /* strategy name */
     double search_ms;         /* time the search took */
 } kvr_db_ptable_row;
-enum { KVR_DB_TTFT_KVRS, KVR_DB_TTFT_KVRE, KVR_DB_TTFT_TSP, KVR_DB_TTFT_RING, KVR_DB_TTFT_SINGLE };
 
 /* A KVR-P predictor (kvr-fit --kvrp). */
 typedef struct kvr_db_predictor {

@@ -677,13 +677,12 @@ static kvr_status rep_table_plots(rep *r) {
         for (int k = 0; k < nr; k++) seen = seen || ranks[k] == r->rows[i].n_ranks;
         if (!seen && nr < 32) ranks[nr++] = r->rows[i].n_ranks;
     }
-    static const char *const sname[5] = {"kvr-s", "kvr-e", "tsp", "ring", "single"};
     rbuf g = {0};
     gp_head(&g, r, 520, "TTFT vs context per strategy and rank count", "context (tokens)",
             "TTFT (ms)");
     rb_add(&g, "set logscale x 2\nset logscale y 10\nset format y '%%g'\n");
     for (int k = 0; k < nr; k++)
-        for (int s = 0; s < 5; s++) {
+        for (int s = 0; s < KVR_STRATEGY_COUNT; s++) {
             rb_add(&g, "$t%d_%d << EOD\n", k, s);
             for (int64_t i = 0; i < r->n_rows; i++)
                 if (r->rows[i].n_ranks == ranks[k] && r->rows[i].ttft_ms[s] > 0)
@@ -706,17 +705,18 @@ static kvr_status rep_table_plots(rep *r) {
     rb_add(&g, "plot ");
     bool first = true, single_done = false;
     for (int k = 0; k < nr; k++)
-        for (int s = 0; s < 5; s++) {
+        for (int s = 0; s < KVR_STRATEGY_COUNT; s++) {
             bool any = false;
             for (int64_t i = 0; i < r->n_rows; i++)
                 any = any || (r->rows[i].n_ranks == ranks[k] && r->rows[i].ttft_ms[s] > 0);
-            if (!any || (s == 4 && single_done)) continue;
-            if (s == 4) single_done = true;
+            if (!any || (s == KVR_STRATEGY_SINGLE && single_done)) continue;
+            if (s == KVR_STRATEGY_SINGLE) single_done = true;
             char title[64];
-            if (s == 4)
+            if (s == KVR_STRATEGY_SINGLE)
                 snprintf(title, sizeof title, "single (simulated)");
             else
-                snprintf(title, sizeof title, "%s, %d ranks (simulated)", sname[s], ranks[k]);
+                snprintf(title, sizeof title, "%s, %d ranks (simulated)", kvr_strategy_name(s),
+                         ranks[k]);
             rb_add(&g, "%s$t%d_%d using 1:2 with lines lw 2 dt %d lc rgb '%s' title '%s'",
                    first ? "" : ", ", k, s, 1 + k % 4, rep_colors[s], title);
             first = false;

@@ -32,11 +32,8 @@
 extern "C" {
 #endif
 
-/* KVR_MAX_RANKS and the partitions (kvr_partition_even/check/parse/format) are in kvr_common.h. */
-
-typedef enum kvr_mode { KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP, KVR_MODE_COUNT } kvr_mode;
-KVR_API const char *kvr_mode_name(kvr_mode m); /* "single", "kvr", "tsp" */
-KVR_API kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err);
+/* KVR_MAX_RANKS, the partitions (kvr_partition_even/check/parse/format) and the modes
+ * (kvr_mode, kvr_mode_name/parse) are in kvr_common.h. */
 
 // ----------------------------------------------------------------------------
 // schedules

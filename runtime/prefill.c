@@ -14,22 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kvr_mode_names[] = {"single", "kvr", "tsp"};
-_Static_assert(sizeof kvr_mode_names / sizeof kvr_mode_names[0] == KVR_MODE_COUNT, "mode names");
-
-const char *kvr_mode_name(kvr_mode m) {
-    return (m >= 0 && m < KVR_MODE_COUNT) ? kvr_mode_names[m] : "unknown";
-}
-
-kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err) {
-    for (int i = 0; i < KVR_MODE_COUNT; i++)
-        if (strcmp(s, kvr_mode_names[i]) == 0) {
-            *out = (kvr_mode)i;
-            return KVR_OK;
-        }
-    return kvr_error_set(err, KVR_ERR_INVALID_ARG, "unknown mode '%s' (single, kvr, tsp)", s);
-}
-
 kvr_prefill_params kvr_prefill_params_default(void) {
     kvr_prefill_params p = {NULL, KVR_MODE_SINGLE, 1, NULL, 1, true, false};
     return p;

@@ -194,9 +194,9 @@ static void ex_vllm(const kvr_search_table *t, search_buf *b) {
     bool kvrs = t->strategies & (1u << KVR_STRATEGY_KVR_S);
     for (int i = 0; i < t->n_rows; i++) {
         const kvr_search_row *r = &t->rows[i];
-        search_buf_printf(b, "# ranks=%d context=%lld %s", r->n_ranks, (long long)r->context,
-                          kvrs ? "kvr-s" : "kvr-e");
         kvr_strategy k = kvrs ? KVR_STRATEGY_KVR_S : KVR_STRATEGY_KVR_E;
+        search_buf_printf(b, "# ranks=%d context=%lld %s", r->n_ranks, (long long)r->context,
+                          kvr_strategy_name(k));
         if (r->has[k]) search_buf_printf(b, " ttft_ms=%.3f", r->ttft_us[k] * 1e-3);
         search_buf_printf(b, " partition=");
         for (int j = 0; j < r->n_ranks; j++)
@@ -262,7 +262,9 @@ static kvr_status ex_json(const kvr_search_table *t, const char *note, search_bu
         for (int j = 0; pa && j < r->n_ranks; j++)
             cJSON_AddItemToArray(pa, cJSON_CreateNumber((double)r->partition[j]));
         cJSON_AddStringToObject(o, "partition_of",
-                                (t->strategies & (1u << KVR_STRATEGY_KVR_S)) ? "kvr-s" : "kvr-e");
+                                kvr_strategy_name((t->strategies & (1u << KVR_STRATEGY_KVR_S))
+                                                      ? KVR_STRATEGY_KVR_S
+                                                      : KVR_STRATEGY_KVR_E));
         cJSON *so = cJSON_AddObjectToObject(o, "strategies");
         for (int k = 0; so && k < KVR_STRATEGY_COUNT; k++) {
             if (!(t->strategies & (1u << k))) continue;

@@ -180,19 +180,7 @@ KVR_API kvr_status kvr_search_costs_link_us(const kvr_search_costs *m, int src, 
 // ----------------------------------------------------------------------------
 // strategies and timelines
 
-typedef enum kvr_strategy {
-    KVR_STRATEGY_KVR_S,  /* KV-Runahead with the searched partition */
-    KVR_STRATEGY_KVR_E,  /* KV-Runahead with an even partition */
-    KVR_STRATEGY_TSP,    /* even split, per-layer K/V all-gather */
-    KVR_STRATEGY_RING,   /* ring pass-KV, zigzag load-balanced chunks */
-    KVR_STRATEGY_SINGLE, /* one rank */
-    KVR_STRATEGY_COUNT
-} kvr_strategy;
-
-/* "kvr-s", "kvr-e", "tsp", "ring", "single"; "?" for out-of-range values. */
-KVR_API const char *kvr_strategy_name(kvr_strategy s);
-/* Parse one name (as above). KVR_ERR_INVALID_ARG for an unknown name. */
-KVR_API kvr_status kvr_strategy_parse(const char *name, kvr_strategy *out, kvr_error *err);
+/* The strategies (kvr_strategy, kvr_strategy_name/parse) are in kvr_common.h. */
 
 typedef enum kvr_event_kind {
     KVR_EVENT_EMBED,     /* embedding lookup */

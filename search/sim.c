@@ -89,27 +89,6 @@ static kvr_status sim_result(kvr_search_timeline *tl, const char *what, int64_t 
 }
 
 // ----------------------------------------------------------------------------
-// strategy names
-
-static const char *const sim_strategy_names[KVR_STRATEGY_COUNT] = {"kvr-s", "kvr-e", "tsp", "ring",
-                                                                   "single"};
-
-const char *kvr_strategy_name(kvr_strategy s) {
-    return (unsigned)s < KVR_STRATEGY_COUNT ? sim_strategy_names[s] : "?";
-}
-
-kvr_status kvr_strategy_parse(const char *name, kvr_strategy *out, kvr_error *err) {
-    for (int i = 0; name && i < KVR_STRATEGY_COUNT; i++)
-        if (strcmp(name, sim_strategy_names[i]) == 0) {
-            *out = (kvr_strategy)i;
-            return KVR_OK;
-        }
-    return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                         "unknown strategy \"%s\" (expected kvr-s, kvr-e, tsp, ring or single)",
-                         name ? name : "(null)");
-}
-
-// ----------------------------------------------------------------------------
 // KVR chain
 
 /* Fills per-rank costs of a chain partition; the link i -> i+1 carries K/V of [0, S_i). */
@@ -164,7 +143,7 @@ kvr_status kvr_search_sim_kvr(const kvr_search_costs *m, int p, const int64_t *c
     if (!cc || !prev || !cur) s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (simulate)");
     if (s == KVR_OK) s = search_chain_costs_fill(m, p, chunks, cc, err);
     if (s != KVR_OK) goto done;
-    if (tl) search_tl_reset(tl, "kvr", p, L, C);
+    if (tl) search_tl_reset(tl, kvr_mode_name(KVR_MODE_KVR), p, L, C);
     for (int i = 0; i < p; i++) {
         double done = m->embed_us, linkfree = -1e300;
         const double x_in = i > 0 ? cc[i - 1].x : 0;
@@ -218,7 +197,7 @@ kvr_status kvr_search_sim_single(const kvr_search_costs *m, int64_t C, kvr_searc
            post = m->ops.post_us(m->ctx, C);
     double t = m->embed_us;
     if (tl) {
-        search_tl_reset(tl, "single", 1, L, C);
+        search_tl_reset(tl, kvr_strategy_name(KVR_STRATEGY_SINGLE), 1, L, C);
         search_tl_add(tl, 0, -1, -1, KVR_EVENT_EMBED, 0, t);
     }
     for (int l = 0; l < L; l++) {
@@ -297,7 +276,7 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
                          m->kv_bytes_per_token * (double)kvr_partition_even_chunk(C, p, 0), &ag, err);
     if (s != KVR_OK) goto done;
     if (tl) {
-        search_tl_reset(tl, "tsp", p, L, C);
+        search_tl_reset(tl, kvr_strategy_name(KVR_STRATEGY_TSP), p, L, C);
         for (int r = 0; r < p; r++) search_tl_add(tl, r, -1, -1, KVR_EVENT_EMBED, 0, m->embed_us);
     }
     for (int l = 0; l < L; l++) {
@@ -336,7 +315,8 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
     if (p == 1) {
         /* one rank: no ring; identical to single (kept so tables can list ring at p = 1) */
         kvr_status s = kvr_search_sim_single(m, C, tl, ttft_us, err);
-        if (s == KVR_OK && tl) snprintf(tl->strategy, sizeof tl->strategy, "ring");
+        if (s == KVR_OK && tl)
+            snprintf(tl->strategy, sizeof tl->strategy, "%s", kvr_strategy_name(KVR_STRATEGY_RING));
         return s;
     }
     if (C < 2 * (int64_t)p)
@@ -380,7 +360,7 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
         }
     }
     if (tl) {
-        search_tl_reset(tl, "ring", p, L, C);
+        search_tl_reset(tl, kvr_strategy_name(KVR_STRATEGY_RING), p, L, C);
         for (int r = 0; r < p; r++) search_tl_add(tl, r, -1, -1, KVR_EVENT_EMBED, 0, m->embed_us);
     }
     for (int l = 0; l < L; l++) {

@@ -1,6 +1,6 @@
 /* test_common.c -- status strings, error formatting, integer, size and size-list parsing,
- * partitions (even, check, parse, format, granularity rounding), op names, output files
- * (same-file check, atomic writer). */
+ * partitions (even, check, parse, format, granularity rounding), op, mode and strategy names,
+ * output files (same-file check, atomic writer). */
 #include "kvr_test.h"
 
 #include <dirent.h>
@@ -208,6 +208,43 @@ static void test_op_names(void) {
     KVR_CHECK(kvr_op_parse(NULL, &op, &e) == KVR_ERR_INVALID_ARG);
 }
 
+static void test_modes_and_strategies(void) {
+    kvr_error e;
+    const char *modes[KVR_MODE_COUNT] = {"single", "kvr", "tsp"};
+    for (int i = 0; i < KVR_MODE_COUNT; i++) {
+        KVR_CHECK(strcmp(kvr_mode_name((kvr_mode)i), modes[i]) == 0);
+        kvr_mode m = KVR_MODE_COUNT;
+        KVR_CHECK_OK(kvr_mode_parse(modes[i], &m, &e), &e);
+        KVR_CHECK_EQ_INT(m, i);
+    }
+    kvr_mode m = KVR_MODE_TSP;
+    KVR_CHECK(kvr_mode_parse("ring", &m, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "unknown mode 'ring' (single, kvr, tsp)") == 0);
+    KVR_CHECK_EQ_INT(m, KVR_MODE_TSP);
+    const char *strats[KVR_STRATEGY_COUNT] = {"kvr-s", "kvr-e", "tsp", "ring", "single"};
+    for (int i = 0; i < KVR_STRATEGY_COUNT; i++) {
+        KVR_CHECK(strcmp(kvr_strategy_name((kvr_strategy)i), strats[i]) == 0);
+        kvr_strategy s = KVR_STRATEGY_COUNT;
+        KVR_CHECK_OK(kvr_strategy_parse(strats[i], &s, &e), &e);
+        KVR_CHECK_EQ_INT(s, i);
+    }
+    kvr_strategy s;
+    KVR_CHECK(kvr_strategy_parse("kvr", &s, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "unknown strategy \"kvr\" (expected kvr-s, kvr-e, tsp, ring or "
+                            "single)") == 0);
+    KVR_CHECK(strcmp(kvr_strategy_name(KVR_STRATEGY_COUNT), "?") == 0);
+    /* mode <-> strategy */
+    KVR_CHECK_EQ_INT(kvr_mode_strategy(KVR_MODE_SINGLE, true), KVR_STRATEGY_SINGLE);
+    KVR_CHECK_EQ_INT(kvr_mode_strategy(KVR_MODE_TSP, false), KVR_STRATEGY_TSP);
+    KVR_CHECK_EQ_INT(kvr_mode_strategy(KVR_MODE_KVR, true), KVR_STRATEGY_KVR_E);
+    KVR_CHECK_EQ_INT(kvr_mode_strategy(KVR_MODE_KVR, false), KVR_STRATEGY_KVR_S);
+    KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_KVR_S), KVR_MODE_KVR);
+    KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_KVR_E), KVR_MODE_KVR);
+    KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_TSP), KVR_MODE_TSP);
+    KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_SINGLE), KVR_MODE_SINGLE);
+    KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_RING), KVR_MODE_COUNT);
+}
+
 static void test_clock_monotonic(void) {
     double a = kvr_time_us(), b = kvr_time_us();
     KVR_CHECK(b >= a);
@@ -358,6 +395,7 @@ static const kvr_test_case cases[] = {
     {"partition_format", test_partition_format},
     {"partition_round", test_partition_round},
     {"op_names", test_op_names},
+    {"modes_and_strategies", test_modes_and_strategies},
     {"clock_monotonic", test_clock_monotonic},
     {"same_file", test_same_file},
     {"atomic_write", test_atomic_write},

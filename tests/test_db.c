@@ -345,7 +345,7 @@ static void test_results_roundtrip(void) {
         rows[i].context = i == 1 ? 4096 : 2048;
         snprintf(rows[i].partition, sizeof rows[i].partition, i < 2 ? "1200,848" : "800,512,400,336");
         for (int k = 0; k < 5; k++) rows[i].ttft_ms[k] = 100 + 10 * k + i;
-        rows[i].ttft_ms[KVR_DB_TTFT_RING] = -1;
+        rows[i].ttft_ms[KVR_STRATEGY_RING] = -1;
         snprintf(rows[i].best, sizeof rows[i].best, "kvr-s");
         rows[i].search_ms = 0.25;
     }
@@ -357,8 +357,8 @@ static void test_results_roundtrip(void) {
     if (n == 3) {
         KVR_CHECK(rg[0].n_ranks == 2 && rg[0].context == 2048 && rg[1].context == 4096);
         KVR_CHECK(!strcmp(rg[2].partition, "800,512,400,336"));
-        KVR_CHECK_NEAR(rg[1].ttft_ms[KVR_DB_TTFT_TSP], 121, 0, 0);
-        KVR_CHECK_NEAR(rg[1].ttft_ms[KVR_DB_TTFT_RING], -1, 0, 0);
+        KVR_CHECK_NEAR(rg[1].ttft_ms[KVR_STRATEGY_TSP], 121, 0, 0);
+        KVR_CHECK_NEAR(rg[1].ttft_ms[KVR_STRATEGY_RING], -1, 0, 0);
         KVR_CHECK(!strcmp(rg[0].best, "kvr-s") && rg[0].table_id == t.id);
     }
     kvr_db_free(rg);

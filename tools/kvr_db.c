@@ -572,14 +572,15 @@ static int cmd_table(kvr_db *db, int64_t id, const kvr_db_opts *o) {
             printf("# table %lld: run %lld, %s; links %s; granularity %d; %s (kvr %s, %s)\n",
                    (long long)id, (long long)me->run_id, me->source, me->links, me->granularity,
                    me->ts_utc, me->kvr_version, me->git_commit);
-        printf("%5s %8s %10s %10s %10s %10s %10s %-7s %9s %s\n", "ranks", "context", "kvr-s",
-               "kvr-e", "tsp", "ring", "single", "best", "search", "partition");
+        printf("%5s %8s", "ranks", "context");
+        for (int k = 0; k < KVR_STRATEGY_COUNT; k++) printf(" %10s", kvr_strategy_name(k));
+        printf(" %-7s %9s %s\n", "best", "search", "partition");
         printf("%5s %8s %10s %10s %10s %10s %10s %-7s %9s %s\n", "", "(tokens)", "(ms)", "(ms)",
                "(ms)", "(ms)", "(ms)", "", "(ms)", "(tokens per rank)");
         for (int64_t i = 0; i < n; i++) {
             const kvr_db_ptable_row *r = &rows[i];
             printf("%5d %8lld", r->n_ranks, (long long)r->context);
-            for (int k = 0; k < 5; k++) opt_num(r->ttft_ms[k], 10, 2);
+            for (int k = 0; k < KVR_STRATEGY_COUNT; k++) opt_num(r->ttft_ms[k], 10, 2);
             printf(" %-7s", r->best);
             opt_num(r->search_ms, 9, 3);
             printf(" %s\n", r->partition);

@@ -572,11 +572,8 @@ static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, i
                      fe.msg);
                 goto out;
             }
-            const kvr_strategy order[5] = {KVR_STRATEGY_KVR_S, KVR_STRATEGY_KVR_E,
-                                           KVR_STRATEGY_TSP, KVR_STRATEGY_RING,
-                                           KVR_STRATEGY_SINGLE};
-            for (int j = 0; j < 5; j++)
-                d->ttft_ms[j] = r->has[order[j]] && !r->error[order[j]] ? r->ttft_us[order[j]] * 1e-3 : -1;
+            for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
+                d->ttft_ms[k] = r->has[k] && !r->error[k] ? r->ttft_us[k] * 1e-3 : -1;
             snprintf(d->best, sizeof d->best, "%s", kvr_strategy_name(r->best));
             d->search_ms = r->search_ms;
         }

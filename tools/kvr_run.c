@@ -665,10 +665,7 @@ int main(int argc, char **argv) {
     bool drift = false;
     int64_t measured_id = 0;
     if (printer && rp.costs) {
-        kvr_strategy strat = o.mode == KVR_MODE_SINGLE ? KVR_STRATEGY_SINGLE
-                             : o.mode == KVR_MODE_TSP  ? KVR_STRATEGY_TSP
-                             : strcmp(psource, "even") == 0 ? KVR_STRATEGY_KVR_E
-                                                            : KVR_STRATEGY_KVR_S;
+        kvr_strategy strat = kvr_mode_strategy(o.mode, strcmp(psource, "even") == 0);
         double us;
         if (kvr_predict_costs_ttft(rp.costs, strat, o.ranks, n_ids, r->partition, NULL, &us,
                                    &err) == KVR_OK) {

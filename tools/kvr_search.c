@@ -403,7 +403,7 @@ static int store_table(kvr_db *db, const kvr_search_table *t, const kvr_search_o
                     (long long)r->context, fe.msg);
             return 1;
         }
-        for (int k = 0; k < KVR_STRATEGY_COUNT && k < 5; k++)
+        for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
             x->ttft_ms[k] = r->has[k] && !r->error[k] ? r->ttft_us[k] * 1e-3 : -1;
         snprintf(x->best, sizeof x->best, "%s", kvr_strategy_name(r->best));
         x->search_ms = r->search_ms;
