@@ -253,6 +253,68 @@ KVR_API kvr_status kvr_predictor_gaps_get(const kvr_predictor *kp, const kvr_sea
                                           int p, int n_in, kvr_predictor_gaps *out,
                                           kvr_error *err);
 
+// ----------------------------------------------------------------------------
+// KVR-P as kvr-fit --kvrp fits it, end to end (predictor/kvrp_fit.c)
+
+typedef struct kvr_predict_kvrp_params {
+    int64_t table_id;       /* > 0: over this stored partition table (its rows, scored under the
+                               costs it was searched with); 0: over a KVR-S table built here from
+                               the fitted costs at `contexts` */
+    const char *costs_path; /* table_id: score under this cost file instead */
+    const int *ranks;       /* rank counts to fit */
+    int n_ranks;
+    const int64_t *contexts; /* built table: sorted, unique */
+    int n_contexts;
+    int64_t granularity;    /* built table (a stored one has its own); default 16 */
+    bool no_densify;        /* fit the table's contexts only */
+    int64_t costs_fit_id;   /* the stored fit row of rf's cost model (labels; 0: unknown) */
+    bool store;             /* store the built table and one predictor row per rank count (one
+                               transaction); default true */
+    /* A table kvr-search made from a profile run (cost kind "profile") is scored under that
+     * profile's interpolated costs, which the profiler builds: the caller provides them
+     * (kvr_profile_costs_from_run with link_run_id and allow_incomplete). */
+    kvr_status (*profile_costs)(void *user, kvr_db *db, int64_t run_id, int64_t link_run_id,
+                                kvr_search_costs **out, kvr_error *err);
+    void *user;
+} kvr_predict_kvrp_params;
+KVR_API kvr_predict_kvrp_params kvr_predict_kvrp_params_default(void);
+
+typedef struct kvr_predict_kvrp_rank {
+    int p;
+    kvr_predictor_stats st;
+    kvr_predictor_gaps gaps; /* 24 contexts inside the range, and outside */
+    int64_t predictor_id;    /* its stored row (0: not stored) */
+} kvr_predict_kvrp_rank;
+
+typedef struct kvr_predict_kvrp_result {
+    kvr_predictor *kp;             /* every rank count (owned) */
+    kvr_predict_kvrp_rank *ranks;  /* n_ranks, in the order asked (owned) */
+    int n_ranks;
+    int64_t table_id;              /* the table fitted over: the given or the stored one (0: a
+                                      built table not stored) */
+    char links[256];               /* the links as the table describes them */
+} kvr_predict_kvrp_result;
+
+/* Fit KVR-P per p->ranks and, with p->store, store it. rf is the cost model of the run (from
+ * kvr_predict_fit_run, or empty: then the newest stored one, or for a stored table its run's,
+ * is loaded into it). Errors name the table, run or rank count at fault (with kvr-fit's option
+ * names, as they are shown to users); nothing is stored on error. *out: free with
+ * kvr_predict_kvrp_result_free. */
+KVR_API kvr_status kvr_predict_kvrp_fit(kvr_db *db, const kvr_predict_kvrp_params *p,
+                                        kvr_predict_run_fit *rf, kvr_predict_kvrp_result *out,
+                                        kvr_error *err);
+KVR_API void kvr_predict_kvrp_result_free(kvr_predict_kvrp_result *r); /* NULL-safe; zeroes */
+/* The predictor file (kvr_predictor_file_format) of what kvr_predict_kvrp_fit fitted, with rf's
+ * cost model. *out: free(). */
+KVR_API kvr_status kvr_predict_kvrp_file_format(const kvr_predict_kvrp_result *r,
+                                                const kvr_predict_run_fit *rf, char **out,
+                                                kvr_error *err);
+/* The predictor file of stored predictors: predictor_id's (> 0), else the newest for each of
+ * ranks; the cost model of the first. Errors: KVR_ERR_NOT_FOUND naming what is missing. */
+KVR_API kvr_status kvr_predict_kvrp_file_from_store(kvr_db *db, int64_t predictor_id,
+                                                    const int *ranks, int n_ranks, char **out,
+                                                    kvr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

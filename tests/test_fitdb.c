@@ -511,6 +511,93 @@ static void test_predictor_file_and_gaps(void) {
     kvr_predict_run_fit_free(&rf);
 }
 
+/* The kvr-fit --kvrp flow (kvr_predict_kvrp_fit): a dry run stores nothing; a stored fit over
+ * a built table stores the table (typed cost kind "fit" and link run) and one predictor per
+ * rank count, its file round-trips and the store gives the same file back; a fit over that
+ * stored table reuses its rows; missing tables and rank counts are named. */
+static void test_kvrp_flow(void) {
+    const char *path = tmp_path("flow.db");
+    rm_db(path);
+    kvr_db *db;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    if (!db) return;
+    const int64_t run = make_run(db, &good);
+    kvr_predict_run_fit rf;
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
+    int64_t costs_id = 0;
+    KVR_CHECK_OK(kvr_predict_run_fit_store(db, &rf, &costs_id, &e), &e);
+    const int64_t tables0 = count_rows(path, "ptables");
+    int ranks[] = {2, 3};
+    int64_t ctx[8];
+    for (int i = 0; i < 8; i++) ctx[i] = 512 + 256 * i;
+    kvr_predict_kvrp_params kp = kvr_predict_kvrp_params_default();
+    kp.ranks = ranks, kp.n_ranks = 2, kp.contexts = ctx, kp.n_contexts = 8;
+    kp.costs_fit_id = costs_id;
+    kp.store = false;
+    kvr_predict_kvrp_result r;
+    KVR_CHECK_OK(kvr_predict_kvrp_fit(db, &kp, &rf, &r, &e), &e);
+    KVR_CHECK(r.kp && r.n_ranks == 2 && r.table_id == 0 && r.ranks[1].p == 3);
+    KVR_CHECK(r.ranks[0].predictor_id == 0 && r.ranks[0].gaps.n_in == 24);
+    KVR_CHECK(strstr(r.links, "fitted p2p links (run ") != NULL);
+    KVR_CHECK_EQ_INT(count_rows(path, "ptables"), tables0);
+    kvr_predict_kvrp_result_free(&r);
+
+    kp.store = true;
+    KVR_CHECK_OK(kvr_predict_kvrp_fit(db, &kp, &rf, &r, &e), &e);
+    KVR_CHECK(r.table_id > 0 && r.ranks[0].predictor_id > 0 && r.ranks[1].predictor_id > 0);
+    kvr_db_ptable tab;
+    KVR_CHECK_OK(kvr_db_ptable_get(db, r.table_id, &tab, &e), &e);
+    KVR_CHECK(!strcmp(tab.cost_kind, "fit") && tab.link_run_id == run && tab.run_id == run);
+    KVR_CHECK(!strcmp(tab.links, r.links) && tab.granularity == 16);
+    kvr_db_free(tab.json);
+    char *text = NULL, *stored = NULL;
+    KVR_CHECK_OK(kvr_predict_kvrp_file_format(&r, &rf, &text, &e), &e);
+    int two[] = {2};
+    KVR_CHECK_OK(kvr_predict_kvrp_file_from_store(db, 0, two, 1, &stored, &e), &e);
+    kvr_predictor *a = NULL, *b = NULL;
+    kvr_predictor_meta ma, mb;
+    KVR_CHECK_OK(kvr_predictor_file_parse(text, strlen(text), "a", &a, NULL, &ma, &e), &e);
+    KVR_CHECK_OK(kvr_predictor_file_parse(stored, strlen(stored), "b", &b, NULL, &mb, &e), &e);
+    KVR_CHECK(ma.run_id == run && ma.table_id == r.table_id && ma.predictor_id == 0);
+    KVR_CHECK(mb.predictor_id == r.ranks[0].predictor_id && mb.err_band == rf.err_band);
+    for (int64_t C = 600; C < 3000; C += 211) {
+        int64_t x[2], y[2];
+        KVR_CHECK_OK(kvr_predictor_predict(a, 2, C, x, &e), &e);
+        KVR_CHECK_OK(kvr_predictor_predict(b, 2, C, y, &e), &e);
+        KVR_CHECK(x[0] == y[0] && x[1] == y[1]);
+    }
+    kvr_predictor_destroy(a);
+    kvr_predictor_destroy(b);
+    free(text);
+    free(stored);
+    int five[] = {5};
+    KVR_CHECK(kvr_predict_kvrp_file_from_store(db, 0, five, 1, &stored, &e) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(strstr(e.msg, "no 5-rank predictor") != NULL);
+
+    /* over the stored table: its rows, its granularity, nothing stored in a dry run */
+    kvr_predict_kvrp_params kt = kvr_predict_kvrp_params_default();
+    kt.table_id = r.table_id;
+    kt.ranks = ranks, kt.n_ranks = 1;
+    kt.store = false;
+    kvr_predict_kvrp_result rt;
+    KVR_CHECK_OK(kvr_predict_kvrp_fit(db, &kt, &rf, &rt, &e), &e);
+    KVR_CHECK(rt.table_id == r.table_id && rt.n_ranks == 1 && !strcmp(rt.links, r.links));
+    KVR_CHECK_EQ_INT(rt.ranks[0].st.n_contexts, r.ranks[0].st.n_contexts);
+    kvr_predict_kvrp_result_free(&rt);
+    kt.table_id = r.table_id + 50;
+    KVR_CHECK(kvr_predict_kvrp_fit(db, &kt, &rf, &rt, &e) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(strstr(e.msg, "no such partition table") != NULL && rt.kp == NULL);
+    kt.table_id = r.table_id;
+    int four[] = {4};
+    kt.ranks = four;
+    KVR_CHECK(kvr_predict_kvrp_fit(db, &kt, &rf, &rt, &e) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(strstr(e.msg, "has no 4-rank rows") != NULL);
+    kvr_predict_kvrp_result_free(&r);
+    kvr_predict_run_fit_free(&rf);
+    kvr_db_close(db);
+}
+
 static const kvr_test_case cases[] = {
     {"fit_recovers_planted", test_fit_recovers_planted},
     {"store_and_load", test_store_and_load},
@@ -518,6 +605,7 @@ static const kvr_test_case cases[] = {
     {"bad_input", test_bad_input},
     {"store_all_or_nothing", test_store_all_or_nothing},
     {"predictor_file_and_gaps", test_predictor_file_and_gaps},
+    {"kvrp_flow", test_kvrp_flow},
 };
 
 int main(int argc, char **argv) {

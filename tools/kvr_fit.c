@@ -406,269 +406,41 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
 // ----------------------------------------------------------------------------
 // 2. KVR-P
 
-typedef struct kvrp_result {
-    int p;
-    kvr_predictor_stats st;
-    kvr_predictor_gaps gaps;
-    int64_t predictor_id;
-} kvrp_result;
-
-static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, int64_t costs_id,
-                   kvr_predictor **kp_out, kvrp_result *res, int *n_res, int64_t *table_id,
-                   char *links, size_t links_len) {
-    kvr_error err;
-    kvr_search_costs *m = NULL;
-    kvr_search_table *t = NULL;
-    kvr_predictor *kp = NULL;
-    int64_t g = o->granularity;
-    int rc = 1;
-    kvr_predictor_options popt = kvr_predictor_options_default();
-    if (o->no_densify) popt.densify_gap = 0;
-    char label[256];
-    popt.label = label;
-    int64_t table_run = 0; /* --table: the profile run behind the table */
-
-    if (o->table) {
-        /* a stored table: its rows, scored under the costs it was searched with */
-        kvr_db_ptable tab;
-        kvr_status tst = kvr_db_ptable_get(db, o->table, &tab, &err);
-        if (tst == KVR_ERR_NOT_FOUND)
-            return fail("--table %lld: no such partition table in %s (kvr-db tables)",
-                        (long long)o->table, kvr_db_path(db));
-        if (tst != KVR_OK) return fail("--table: %s", err.msg);
-        kvr_db_free(tab.json);
-        g = tab.granularity;
-        snprintf(links, links_len, "%s", tab.links);
-        int64_t trun = tab.run_id;
-        table_run = trun;
-        const bool from_profile = strcmp(tab.cost_kind, "profile") == 0;
-        const int64_t lrun = tab.link_run_id;
-        if (o->costs_path) {
-            if (kvr_search_costs_load_json(o->costs_path, &m, &err) != KVR_OK)
-                return fail("--costs: %s", err.msg);
-        } else if (from_profile && trun > 0) {
-            /* kvr-search --db --run: the same interpolated profile it searched under */
-            kvr_profile_costs_params cp = kvr_profile_costs_params_default();
-            cp.link_run_id = lrun;
-            cp.allow_incomplete = true;
-            if (kvr_profile_costs_from_run(db, trun, &cp, &m, NULL, &err) != KVR_OK)
-                return fail("--table %lld: the profile costs of run %lld: %s", (long long)o->table,
-                            (long long)trun, err.msg);
-            /* the run's fitted cost model, when there is one, rides along for predicted TTFTs */
-            kvr_error ignore;
-            if (!rf->costs && kvr_predict_run_fit_load(db, trun, 0, 0, rf, NULL, &ignore) != KVR_OK)
-                memset(rf, 0, sizeof *rf);
-        } else {
-            if (trun <= 0)
-                return fail("--table %lld came from a cost file: give that file with --costs FILE",
-                            (long long)o->table);
-            if (!rf->costs) {
-                if (kvr_predict_run_fit_load(db, trun, 0, 0, rf, NULL, &err) != KVR_OK)
-                    return fail("--table %lld: %s", (long long)o->table, err.msg);
-            }
-            if (kvr_predict_costs_search_at(rf->costs, 0, &m, &err) != KVR_OK)
-                return fail("--table: %s", err.msg);
-        }
-        kvr_db_ptable_row *rows = NULL;
-        int64_t nr = 0;
-        if (kvr_db_ptable_rows_get(db, o->table, &rows, &nr, &err) != KVR_OK) {
-            kvr_search_costs_destroy(m);
-            return fail("--table: %s", err.msg);
-        }
-        snprintf(label, sizeof label, "table %lld (%s)", (long long)o->table, links);
-        if (kvr_predictor_create(g, label, &kp, &err) != KVR_OK) goto table_fail;
-        for (int k = 0; k < o->n_ranks; k++) {
-            const int p = o->ranks[k];
-            int64_t *ctx = malloc((size_t)(nr ? nr : 1) * sizeof *ctx);
-            int64_t *ch = malloc((size_t)(nr ? nr : 1) * (size_t)p * sizeof *ch);
-            int n = 0;
-            bool bad = !ctx || !ch;
-            for (int64_t i = 0; i < nr && !bad; i++) {
-                if (rows[i].n_ranks != p) continue;
-                kvr_error pe;
-                if (kvr_partition_parse(rows[i].partition, p, rows[i].context,
-                                        ch + (size_t)n * (size_t)p, &pe) != KVR_OK) {
-                    fail("--table %lld: row (%d ranks, %lld tokens): bad partition \"%s\"",
-                         (long long)o->table, p, (long long)rows[i].context, rows[i].partition);
-                    bad = true;
-                    break;
-                }
-                ctx[n++] = rows[i].context;
-            }
-            if (!bad && n == 0) {
-                fail("--table %lld has no %d-rank rows", (long long)o->table, p);
-                bad = true;
-            }
-            if (!bad && kvr_predictor_add(kp, m, p, n, ctx, ch, &popt, &err) != KVR_OK) {
-                fail("KVR-P for %d ranks over table %lld: %s", p, (long long)o->table, err.msg);
-                bad = true;
-            }
-            free(ctx);
-            free(ch);
-            if (bad) goto table_fail;
-        }
-        kvr_db_free(rows);
-        *table_id = o->table;
-        goto fitted;
-    table_fail:
-        kvr_db_free(rows);
-        kvr_search_costs_destroy(m);
-        kvr_predictor_destroy(kp);
-        return 1;
-    }
-
-    /* built here: KVR-S over the fitted costs at the given contexts */
-    if (!rf->costs) {
-        int64_t fid = 0;
-        if (kvr_predict_run_fit_load(db, 0, 0, 0, rf, &fid, &err) != KVR_OK)
-            return fail("--kvrp: %s", err.msg);
-        costs_id = fid;
-    }
-    if (kvr_predict_costs_search_at(rf->costs, 0, &m, &err) != KVR_OK)
-        return fail("--kvrp: %s", err.msg);
-    if (rf->link_run_id)
-        snprintf(links, links_len, "fitted p2p links (run %lld)", (long long)rf->link_run_id);
-    else
-        snprintf(links, links_len, "ideal links (no transfer profile)");
-    kvr_search_table_config cfg = {o->ranks, o->n_ranks, o->contexts, o->n_contexts,
-                                   kvr_search_params_default(), 0};
-    cfg.params.granularity = g;
-    if (kvr_search_table_create(m, &cfg, &t, &err) != KVR_OK) {
-        fail("KVR-S table: %s", err.msg);
-        goto out;
-    }
-    snprintf(label, sizeof label, "cost model fit %lld of run %lld (%s)", (long long)costs_id,
-             (long long)rf->run_id, links);
-    if (kvr_predictor_fit(m, t, g, &popt, &kp, &err) != KVR_OK) {
-        fail("KVR-P: %s", err.msg);
-        goto out;
-    }
-    /* the table goes into the store too (the report draws it), with the predictors */
-    if (!o->dry_run) {
-        char note[320], *json = NULL;
-        snprintf(note, sizeof note, "kvr-fit --kvrp: KVR-S over %s", label);
-        if (kvr_search_table_format(t, KVR_SEARCH_FORMAT_JSON, note, &json, &err) != KVR_OK) {
-            fail("table JSON: %s", err.msg);
-            goto out;
-        }
-        const int nr = kvr_search_table_n_rows(t);
-        kvr_db_ptable_row *rows = calloc((size_t)nr, sizeof *rows);
-        if (!rows) {
-            free(json);
-            fail("out of memory");
-            goto out;
-        }
-        for (int i = 0; i < nr; i++) {
-            const kvr_search_row *r = kvr_search_table_row(t, i);
-            kvr_db_ptable_row *d = &rows[i];
-            d->n_ranks = r->n_ranks;
-            d->context = r->context;
-            kvr_error fe;
-            if (kvr_partition_format(r->partition, r->n_ranks, d->partition,
-                                     sizeof d->partition, &fe) != KVR_OK) {
-                free(rows);
-                free(json);
-                fail("row (%d ranks, %lld tokens): %s", r->n_ranks, (long long)r->context,
-                     fe.msg);
-                goto out;
-            }
-            for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
-                d->ttft_ms[k] = r->has[k] && !r->error[k] ? r->ttft_us[k] * 1e-3 : -1;
-            snprintf(d->best, sizeof d->best, "%s", kvr_strategy_name(r->best));
-            d->search_ms = r->search_ms;
-        }
-        kvr_db_ptable tab;
-        memset(&tab, 0, sizeof tab);
-        tab.run_id = rf->run_id;
-        snprintf(tab.source, sizeof tab.source, "kvr-fit: cost model fit %lld of run %lld",
-                 (long long)costs_id, (long long)rf->run_id);
-        snprintf(tab.links, sizeof tab.links, "%s", links);
-        snprintf(tab.cost_kind, sizeof tab.cost_kind, "%s", kvr_search_costs_kind(m));
-        tab.link_run_id = rf->link_run_id;
-        tab.granularity = (int32_t)g;
-        tab.json = json;
-        kvr_status st = kvr_db_ptable_put(db, &tab, rows, nr, &err);
-        free(rows);
-        free(json);
-        if (st != KVR_OK) {
-            fail("store table: %s; no predictor stored", err.msg);
-            goto out;
-        }
-        *table_id = tab.id;
-    }
-
-fitted:
-    *n_res = 0;
-    for (int k = 0; k < o->n_ranks; k++) {
-        kvrp_result *r = &res[(*n_res)++];
-        memset(r, 0, sizeof *r);
-        r->p = o->ranks[k];
-        if (kvr_predictor_stats_get(kp, r->p, &r->st, &err) != KVR_OK ||
-            kvr_predictor_gaps_get(kp, m, r->p, 24, &r->gaps, &err) != KVR_OK) {
-            fail("KVR-P %d ranks: %s", r->p, err.msg);
-            goto out;
-        }
-    }
-    /* one predictor row per rank count, each carrying the cost model (file format) */
-    if (!o->dry_run) {
-        if (kvr_db_begin(db, &err) != KVR_OK) {
-            fail("store predictors: %s", err.msg);
-            goto out;
-        }
-        kvr_status st = KVR_OK;
-        for (int k = 0; k < *n_res && st == KVR_OK; k++) {
-            kvrp_result *r = &res[k];
-            kvr_predictor *one = NULL;
-            char *json = NULL;
-            st = kvr_predictor_create(g, label, &one, &err);
-            if (st == KVR_OK) st = kvr_predictor_copy_ranks(one, kp, r->p, &err);
-            kvr_predictor_meta meta;
-            memset(&meta, 0, sizeof meta);
-            meta.run_id = rf->run_id ? rf->run_id : table_run;
-            meta.link_run_id = rf->link_run_id;
-            meta.table_id = *table_id;
-            meta.model_id = rf->model_id;
-            meta.n_threads = rf->n_threads;
-            meta.err_band = rf->costs ? rf->err_band : -1;
-            snprintf(meta.model, sizeof meta.model, "%s", rf->model);
-            if (st == KVR_OK)
-                st = kvr_predictor_file_format(one, rf->costs, &meta, &json, &err);
-            kvr_predictor_destroy(one);
-            if (st != KVR_OK) break;
-            kvr_db_predictor row;
-            memset(&row, 0, sizeof row);
-            row.table_id = *table_id;
-            row.run_id = rf->run_id ? rf->run_id : table_run;
-            row.n_ranks = r->p;
-            snprintf(row.links, sizeof row.links, "%s", links);
-            snprintf(row.form, sizeof row.form, "%s", kvr_predictor_form_name(r->st.form));
-            row.gap_mean = r->gaps.in_mean;
-            row.gap_max = r->gaps.in_max;
-            row.err_band = rf->costs ? rf->err_band : NAN;
-            row.json = json;
-            st = kvr_db_predictor_put(db, &row, &err);
-            free(json);
-            r->predictor_id = row.id;
-        }
-        if (st == KVR_OK) st = kvr_db_commit(db, &err);
-        if (st != KVR_OK) {
-            kvr_db_rollback(db);
-            fail("store predictors: %s; none stored", err.msg);
-            goto out;
-        }
-    }
-    *kp_out = kp;
-    kp = NULL;
-    rc = 0;
-out:
-    kvr_search_table_destroy(t);
-    kvr_search_costs_destroy(m);
-    kvr_predictor_destroy(kp);
-    return rc;
+/* kvr_predict_kvrp_params.profile_costs: a kvr-search table's interpolated profile. */
+static kvr_status profile_costs(void *user, kvr_db *db, int64_t run_id, int64_t link_run_id,
+                                kvr_search_costs **out, kvr_error *err) {
+    (void)user;
+    kvr_profile_costs_params cp = kvr_profile_costs_params_default();
+    cp.link_run_id = link_run_id;
+    cp.allow_incomplete = true;
+    return kvr_profile_costs_from_run(db, run_id, &cp, out, NULL, err);
 }
 
-static void print_kvrp(const kvr_fit_opts *o, const kvrp_result *res, int n, int64_t table_id,
-                       const char *links, bool json, bool *printed_json) {
+static int do_kvrp(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf, int64_t costs_id,
+                   kvr_predict_kvrp_result *res) {
+    kvr_predict_kvrp_params kp = kvr_predict_kvrp_params_default();
+    kp.table_id = o->table;
+    kp.costs_path = o->costs_path;
+    kp.ranks = o->ranks;
+    kp.n_ranks = o->n_ranks;
+    kp.contexts = o->contexts;
+    kp.n_contexts = o->n_contexts;
+    kp.granularity = o->granularity;
+    kp.no_densify = o->no_densify;
+    kp.costs_fit_id = costs_id;
+    kp.store = !o->dry_run;
+    kp.profile_costs = profile_costs;
+    kvr_error err;
+    if (kvr_predict_kvrp_fit(db, &kp, rf, res, &err) != KVR_OK) return fail("%s", err.msg);
+    return 0;
+}
+
+static void print_kvrp(const kvr_fit_opts *o, const kvr_predict_kvrp_result *kr, bool json,
+                       bool *printed_json) {
+    const kvr_predict_kvrp_rank *res = kr->ranks;
+    const int n = kr->n_ranks;
+    const int64_t table_id = kr->table_id;
+    const char *links = kr->links;
     if (json) {
         printf("%s\"kvrp\":{\"table_id\":", *printed_json ? "," : "{");
         if (table_id)
@@ -679,7 +451,7 @@ static void print_kvrp(const kvr_fit_opts *o, const kvrp_result *res, int n, int
         json_str(stdout, links);
         printf(",\"predictors\":[");
         for (int i = 0; i < n; i++) {
-            const kvrp_result *r = &res[i];
+            const kvr_predict_kvrp_rank *r = &res[i];
             printf("%s{\"ranks\":%d,\"id\":", i ? "," : "", r->p);
             if (r->predictor_id)
                 printf("%lld", (long long)r->predictor_id);
@@ -719,7 +491,7 @@ static void print_kvrp(const kvr_fit_opts *o, const kvrp_result *res, int n, int
     printf("%5s %-15s %9s %15s %17s %17s %9s\n", "(-)", "(-)", "(fit)", "(tokens)",
            "mean/max (%)", "mean/max (%)", "(id)");
     for (int i = 0; i < n; i++) {
-        const kvrp_result *r = &res[i];
+        const kvr_predict_kvrp_rank *r = &res[i];
         char rng[40], gi[40], go[40], id[24];
         snprintf(rng, sizeof rng, "%lld..%lld", (long long)r->st.context_min,
                  (long long)r->st.context_max);
@@ -835,91 +607,22 @@ static int write_file(const char *path, const char *text) {
     return 0;
 }
 
-/* Export: the predictor fitted now (kp), a stored one (--predictor), or the newest stored for
- * each of --ranks. */
-static int do_export(kvr_db *db, const kvr_fit_opts *o, kvr_predictor *kp,
-                     const kvr_predict_run_fit *rf, const kvrp_result *res, int n_res,
-                     int64_t table_id, bool *printed_json) {
+/* Export: the predictor fitted now, a stored one (--predictor), or the newest stored for each
+ * of --ranks. */
+static int do_export(kvr_db *db, const kvr_fit_opts *o, const kvr_predict_kvrp_result *kr,
+                     const kvr_predict_run_fit *rf, bool *printed_json) {
     kvr_error err;
     char *text = NULL;
-    kvr_predictor *built = NULL;
-    kvr_predict_costs *costs = NULL;
-    kvr_predictor_meta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.err_band = -1;
-    int rc = 1;
-    if (kp) {
-        meta.predictor_id = n_res == 1 ? res[0].predictor_id : 0;
-        meta.run_id = rf->run_id;
-        meta.link_run_id = rf->link_run_id;
-        meta.table_id = table_id;
-        meta.model_id = rf->model_id;
-        meta.n_threads = rf->n_threads;
-        meta.err_band = rf->costs ? rf->err_band : -1;
-        snprintf(meta.model, sizeof meta.model, "%s", rf->model);
-        if (kvr_predictor_file_format(kp, rf->costs, &meta, &text, &err) != KVR_OK) {
-            fail("--export: %s", err.msg);
-            goto out;
-        }
-    } else {
-        kvr_db_predictor *preds = NULL;
-        int64_t np = 0;
-        if (kvr_db_predictors_list(db, &preds, &np, &err) != KVR_OK) {
-            fail("--export: %s", err.msg);
-            goto out;
-        }
-        int want = o->predictor ? 1 : o->n_ranks;
-        for (int k = 0; k < want; k++) {
-            const kvr_db_predictor *row = NULL;
-            for (int64_t i = np - 1; i >= 0 && !row; i--)
-                if (o->predictor ? preds[i].id == o->predictor : preds[i].n_ranks == o->ranks[k])
-                    row = &preds[i];
-            if (!row) {
-                if (o->predictor)
-                    fail("--predictor %lld: no such predictor in %s (kvr-fit --show)",
-                         (long long)o->predictor, kvr_db_path(db));
-                else
-                    fail("--export: no %d-rank predictor in %s (kvr-fit --kvrp --ranks %d)",
-                         o->ranks[k], kvr_db_path(db), o->ranks[k]);
-                kvr_db_predictors_free(preds, np);
-                goto out;
-            }
-            char name[64];
-            snprintf(name, sizeof name, "predictor %lld", (long long)row->id);
-            kvr_predictor *one = NULL;
-            kvr_predict_costs *c1 = NULL;
-            kvr_predictor_meta m1;
-            kvr_status st = kvr_predictor_file_parse(row->json, strlen(row->json), name, &one,
-                                                     &c1, &m1, &err);
-            if (st == KVR_OK && !built)
-                st = kvr_predictor_create(kvr_predictor_granularity(one), kvr_predictor_label(one),
-                                          &built, &err);
-            if (st == KVR_OK)
-                st = kvr_predictor_copy_ranks(built, one, kvr_predictor_ranks(one, 0), &err);
-            if (st == KVR_OK && !costs) {
-                costs = c1;
-                c1 = NULL;
-                meta = m1;
-                meta.predictor_id = row->id;
-            } else if (st == KVR_OK && m1.run_id != meta.run_id) {
-                meta.predictor_id = 0; /* several predictors: the first one's costs */
-            }
-            kvr_predictor_destroy(one);
-            kvr_predict_costs_destroy(c1);
-            if (st != KVR_OK) {
-                fail("--export: %s", err.msg);
-                kvr_db_predictors_free(preds, np);
-                goto out;
-            }
-        }
-        if (want > 1) meta.predictor_id = 0;
-        kvr_db_predictors_free(preds, np);
-        if (kvr_predictor_file_format(built, costs, &meta, &text, &err) != KVR_OK) {
-            fail("--export: %s", err.msg);
-            goto out;
-        }
+    kvr_status st = kr->kp ? kvr_predict_kvrp_file_format(kr, rf, &text, &err)
+                           : kvr_predict_kvrp_file_from_store(db, o->predictor, o->ranks,
+                                                              o->n_ranks, &text, &err);
+    if (st != KVR_OK) {
+        fail("%s%s", kr->kp ? "--export: " : "", err.msg);
+        return 1;
     }
-    if (write_file(o->export_path, text)) goto out;
+    int rc = write_file(o->export_path, text);
+    free(text);
+    if (rc) return rc;
     if (o->json) {
         printf("%s\"export\":", *printed_json ? "," : "{");
         json_str(stdout, o->export_path);
@@ -928,12 +631,7 @@ static int do_export(kvr_db *db, const kvr_fit_opts *o, kvr_predictor *kp,
         printf("# predictor file %s written (kvr-run --partition auto --predictor %s)\n",
                o->export_path, o->export_path);
     }
-    rc = 0;
-out:
-    free(text);
-    kvr_predictor_destroy(built);
-    kvr_predict_costs_destroy(costs);
-    return rc;
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -954,11 +652,9 @@ int main(int argc, char **argv) {
 
     kvr_predict_run_fit rf;
     memset(&rf, 0, sizeof rf);
-    kvr_predictor *kp = NULL;
-    kvrp_result res[KVR_MAX_RANKS];
-    int n_res = 0;
-    int64_t costs_id = 0, table_id = 0;
-    char links[256] = "";
+    kvr_predict_kvrp_result kr;
+    memset(&kr, 0, sizeof kr);
+    int64_t costs_id = 0;
     bool printed_json = false;
     rc = 0;
     static const char *const fit_ops[] = {"pre", "attn", "post"};
@@ -970,14 +666,13 @@ int main(int argc, char **argv) {
     }
     if (!rc && o.run_set) rc = do_fit_run(db, &o, &rf, &costs_id, &printed_json);
     if (!rc && o.kvrp) {
-        rc = do_kvrp(db, &o, &rf, costs_id, &kp, res, &n_res, &table_id, links, sizeof links);
-        if (!rc) print_kvrp(&o, res, n_res, table_id, links, o.json, &printed_json);
+        rc = do_kvrp(db, &o, &rf, costs_id, &kr);
+        if (!rc) print_kvrp(&o, &kr, o.json, &printed_json);
     }
     if (!rc && o.show) rc = do_show(db, &o, &printed_json);
-    if (!rc && o.export_path)
-        rc = do_export(db, &o, kp, &rf, res, n_res, table_id, &printed_json);
+    if (!rc && o.export_path) rc = do_export(db, &o, &kr, &rf, &printed_json);
     if (o.json && printed_json) printf("}\n");
-    kvr_predictor_destroy(kp);
+    kvr_predict_kvrp_result_free(&kr);
     kvr_predict_run_fit_free(&rf);
     kvr_db_close(db);
     return rc;
