@@ -233,6 +233,43 @@ KVR_API kvr_status kvr_parse_size_list(const char *s, int64_t lo, int64_t hi, in
                                        int max, int *n, kvr_error *err);
 
 // ----------------------------------------------------------------------------
+// input files, strings and text (text.c): the loaders that parse a whole file at once (cost
+// files, predictor files, CSV imports, prompts) read it with kvr_read_file, or kvr_read_stream
+// when they opened it themselves (standard input, their own open and directory messages); the
+// writers that build text (exports, reports, JSON) append to a kvr_text, which stops at the
+// first failed allocation and reports it once, when the text is taken.
+
+/* Read f to its end into a malloc'd buffer with a NUL after the data (the data may hold NULs;
+ * *len is its size without that NUL); f stays open. name labels the messages. At most
+ * max_bytes (0: 1 GiB). Errors: KVR_ERR_FORMAT "NAME: larger than N bytes", KVR_ERR_IO "NAME:
+ * read error: REASON", KVR_ERR_NOMEM "NAME: out of memory"; *out is untouched on error. */
+KVR_API kvr_status kvr_read_stream(FILE *f, const char *name, size_t max_bytes, char **out,
+                                   size_t *len, kvr_error *err);
+/* kvr_read_stream on path ("-": standard input). Opening errors: KVR_ERR_IO "PATH: REASON",
+ * "PATH: is a directory". */
+KVR_API kvr_status kvr_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                                 kvr_error *err);
+
+/* A malloc'd copy of s (NULL: of ""); NULL only when out of memory. */
+KVR_API char *kvr_strdup(const char *s);
+
+/* Growable NUL-terminated text; zero-initialise (kvr_text t = {0}). */
+typedef struct kvr_text {
+    char *s;          /* the text so far (NULL before the first append) */
+    size_t len, cap;  /* bytes of text (no NUL), bytes allocated */
+    bool nomem;       /* an append failed: the text is incomplete, appends are ignored */
+} kvr_text;
+/* Append printf-style / n bytes of s. KVR_ERR_NOMEM (no message) once an allocation failed. */
+KVR_API kvr_status kvr_text_printf(kvr_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+KVR_API kvr_status kvr_text_vprintf(kvr_text *t, const char *fmt, va_list ap);
+KVR_API kvr_status kvr_text_append(kvr_text *t, const char *s, size_t n);
+/* Hand the text over (*out malloc'd, "" when nothing was appended) or, after a failed append,
+ * KVR_ERR_NOMEM "out of memory (WHAT)"; t is emptied either way. */
+KVR_API kvr_status kvr_text_take(kvr_text *t, char **out, const char *what, kvr_error *err);
+KVR_API void kvr_text_free(kvr_text *t);
+
+// ----------------------------------------------------------------------------
 // output files (fileout.c): no output may destroy an input. Every tool checks each output path
 // against its inputs (the store, the model, cost files) before it opens anything for writing,
 // and writes whole files through kvr_atomic_file: a temporary file in the output's directory,

@@ -22,15 +22,6 @@ const char *kvr_predict_form_name(kvr_predict_form f) {
     return (unsigned)f < KVR_PREDICT_FORM_COUNT ? form_names[f] : "?";
 }
 
-char *predict_strdup(const char *s) {
-    if (!s) s = "";
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
-
 // ----------------------------------------------------------------------------
 // design rows and evaluation
 
@@ -135,10 +126,10 @@ kvr_status kvr_predict_costs_create(const kvr_predict_costs_info *info, kvr_pred
     c->kv_bytes_per_token = info->kv_bytes_per_token;
     c->embed_us = info->embed_us;
     c->head_us = info->head_us;
-    c->model = predict_strdup(info->model);
-    c->device = predict_strdup(info->device);
-    c->dtype = predict_strdup(info->dtype);
-    c->source = predict_strdup(info->source);
+    c->model = kvr_strdup(info->model);
+    c->device = kvr_strdup(info->device);
+    c->dtype = kvr_strdup(info->dtype);
+    c->source = kvr_strdup(info->source);
     if (!c->model || !c->device || !c->dtype || !c->source) {
         kvr_predict_costs_destroy(c);
         return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (costs)");

@@ -4,7 +4,6 @@
 #include "kvrp_internal.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,33 +149,9 @@ kvr_status kvr_predictor_file_load(const char *path, kvr_predictor **kp_out,
                                    kvr_predict_costs **costs_out, kvr_predictor_meta *meta,
                                    kvr_error *err) {
     if (!path) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "predictor file: NULL path");
-    FILE *f = fopen(path, "rb");
-    if (!f) return kvr_error_set(err, KVR_ERR_IO, "%s: %s", path, strerror(errno));
     char *buf = NULL;
-    size_t len = 0, cap = 0;
-    kvr_status s = KVR_OK;
-    for (;;) {
-        if (len + 65536 > cap) {
-            if (cap > ((size_t)1 << 30)) {
-                s = kvr_error_set(err, KVR_ERR_FORMAT, "%s: larger than 1 GiB", path);
-                break;
-            }
-            cap = cap ? 2 * cap : 65536 * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                s = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", path);
-                break;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) s = kvr_error_set(err, KVR_ERR_IO, "%s: read error", path);
-            break;
-        }
-    }
-    fclose(f);
+    size_t len = 0;
+    kvr_status s = kvr_read_file(path, 0, &buf, &len, err);
     if (s == KVR_OK) s = kvr_predictor_file_parse(buf, len, path, kp_out, costs_out, meta, err);
     free(buf);
     return s;

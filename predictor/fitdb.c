@@ -409,7 +409,7 @@ kvr_status kvr_predictor_copy_ranks(kvr_predictor *dst, const kvr_predictor *src
         return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
     }
     if (dst->n_e == 0) { /* an empty predictor takes the source's provenance */
-        char *cs = predict_strdup(src->costs_source), *mo = predict_strdup(src->model);
+        char *cs = kvr_strdup(src->costs_source), *mo = kvr_strdup(src->model);
         if (!cs || !mo) {
             free(cs);
             free(mo);

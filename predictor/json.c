@@ -680,7 +680,7 @@ kvr_status kvr_predictor_from_json(const char *text, size_t len, const char *nam
         s = jrd_str(&r, c, "source", false, &src);
         if (s == KVR_OK) s = jrd_str(&r, c, "model", false, &model);
         if (s == KVR_OK) s = jrd_int(&r, c, "layers", false, 0, 1 << 20, &layers);
-        char *a = predict_strdup(src), *b = predict_strdup(model);
+        char *a = kvr_strdup(src), *b = kvr_strdup(model);
         if (s == KVR_OK && (!a || !b)) s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory");
         if (s == KVR_OK) {
             free(kp->costs_source);
@@ -722,30 +722,8 @@ kvr_status kvr_predictor_load(const char *path, kvr_predictor **out, kvr_error *
     FILE *fp = fopen(path, "rb");
     if (!fp) return kvr_error_set(err, KVR_ERR_IO, "open %s: %s", path, strerror(errno));
     char *buf = NULL;
-    size_t n = 0, cap = 0;
-    kvr_status s = KVR_OK;
-    for (;;) {
-        if (n + 65536 > cap) {
-            cap = cap ? cap * 2 : 131072;
-            if (cap > JSON_MAX_FILE_BYTES + 65536u) {
-                s = kvr_error_set(err, KVR_ERR_FORMAT, "%s: larger than %u bytes", path,
-                                  JSON_MAX_FILE_BYTES);
-                break;
-            }
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (reading %s)", path);
-                break;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0) {
-            if (ferror(fp)) s = kvr_error_set(err, KVR_ERR_IO, "read %s: %s", path, strerror(errno));
-            break;
-        }
-    }
+    size_t n = 0;
+    kvr_status s = kvr_read_stream(fp, path, JSON_MAX_FILE_BYTES, &buf, &n, err);
     fclose(fp);
     if (s == KVR_OK) s = kvr_predictor_from_json(buf, n, path, out, err);
     free(buf);

@@ -486,8 +486,8 @@ kvr_status kvr_predictor_add(kvr_predictor *kp, const kvr_search_costs *m, int p
     fin.st = st;
     if (kp->n_e == 0) {
         /* provenance of the first rank count fitted */
-        char *src = predict_strdup(kvr_search_costs_source(m));
-        char *mod = predict_strdup(kvr_search_costs_model_name(m));
+        char *src = kvr_strdup(kvr_search_costs_source(m));
+        char *mod = kvr_strdup(kvr_search_costs_model_name(m));
         if (!src || !mod) {
             free(src);
             free(mod);
@@ -501,7 +501,7 @@ kvr_status kvr_predictor_add(kvr_predictor *kp, const kvr_search_costs *m, int p
         kp->n_layers = kvr_search_costs_n_layers(m);
     }
     if (o.label && !kp->label[0]) {
-        char *l = predict_strdup(o.label);
+        char *l = kvr_strdup(o.label);
         if (l) {
             free(kp->label);
             kp->label = l;

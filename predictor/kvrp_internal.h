@@ -37,7 +37,6 @@ kvr_status predict_fit_check(const kvr_predict_fit *f, const char *what, kvr_err
 int predict_fit_n_coef(kvr_predict_form form, int nb);
 int predict_fit_row(kvr_predict_form form, const double *br, int nb, double x, double P,
                     double *row);
-char *predict_strdup(const char *s); /* NULL -> "" */
 
 // ----------------------------------------------------------------------------
 // KVR-P (predict.c; fitting: kvrp.c)

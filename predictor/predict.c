@@ -224,9 +224,9 @@ kvr_status predict_kvrp_create(int64_t granularity, const char *label, kvr_predi
     kvr_predictor *kp = calloc(1, sizeof *kp);
     if (!kp) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");
     kp->g = granularity;
-    kp->label = predict_strdup(label);
-    kp->costs_source = predict_strdup("");
-    kp->model = predict_strdup("");
+    kp->label = kvr_strdup(label);
+    kp->costs_source = kvr_strdup("");
+    kp->model = kvr_strdup("");
     if (!kp->label || !kp->costs_source || !kp->model) {
         kvr_predictor_destroy(kp);
         return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (predictor)");

@@ -16,12 +16,6 @@
 
 #define COSTS_MAX_FILE_BYTES (16u << 20)
 
-static char *costs_strdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
 
 // ----------------------------------------------------------------------------
 // the linear source
@@ -80,10 +74,10 @@ static kvr_status costs_check_link(const kvr_search_link *l, const char *what, k
 static kvr_status costs_alloc(kvr_search_costs **out, kvr_error *err) {
     kvr_search_costs *m = calloc(1, sizeof *m);
     if (!m) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (cost model)");
-    m->source = costs_strdup("");
-    m->model_name = costs_strdup("");
-    m->device = costs_strdup("");
-    m->dtype = costs_strdup("");
+    m->source = kvr_strdup("");
+    m->model_name = kvr_strdup("");
+    m->device = kvr_strdup("");
+    m->dtype = kvr_strdup("");
     if (!m->source || !m->model_name || !m->device || !m->dtype) {
         kvr_search_costs_destroy(m);
         return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (cost model)");
@@ -93,7 +87,7 @@ static kvr_status costs_alloc(kvr_search_costs **out, kvr_error *err) {
 }
 
 static kvr_status costs_set_str(char **dst, const char *s, kvr_error *err) {
-    char *d = costs_strdup(s ? s : "");
+    char *d = kvr_strdup(s ? s : "");
     if (!d) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (cost model)");
     free(*dst);
     *dst = d;
@@ -212,7 +206,7 @@ kvr_status kvr_search_costs_set_link_time(kvr_search_costs *m, kvr_search_link_t
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "link time: NULL model");
     }
     char *nm = NULL;
-    if (fn && name && !(nm = costs_strdup(name))) {
+    if (fn && name && !(nm = kvr_strdup(name))) {
         if (destroy && ctx) destroy(ctx);
         return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (link time)");
     }
@@ -692,38 +686,12 @@ static kvr_status costs_read_file(const char *path, char **text, size_t *len, kv
         fclose(f);
         return kvr_error_set(err, KVR_ERR_IO, "%s: is a directory, not a cost file", path);
     }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    kvr_status s = KVR_OK;
-    while (buf) {
-        if (n == cap) {
-            if (cap >= COSTS_MAX_FILE_BYTES) {
-                s = kvr_error_set(err, KVR_ERR_FORMAT, "%s: larger than %u MiB, not a cost file",
-                                  path, COSTS_MAX_FILE_BYTES >> 20);
-                break;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) break;
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f))
-                s = kvr_error_set(err, KVR_ERR_IO, "%s: read error: %s", path, strerror(errno));
-            break;
-        }
-    }
+    kvr_status s = kvr_read_stream(f, path, COSTS_MAX_FILE_BYTES, text, len, err);
     fclose(f);
-    if (!buf) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory reading %s", path);
-    if (s != KVR_OK) {
-        free(buf);
-        return s;
-    }
-    *text = buf;
-    *len = n;
-    return KVR_OK;
+    if (s == KVR_ERR_FORMAT)
+        return kvr_error_set(err, s, "%s: larger than %u MiB, not a cost file", path,
+                             COSTS_MAX_FILE_BYTES >> 20);
+    return s;
 }
 
 /* Loads a cost file; see kvr_search.h. */
@@ -775,7 +743,7 @@ kvr_status kvr_search_costs_load_links_json(kvr_search_costs *m, const char *pat
     cJSON_Delete(root);
     free(text);
     if (s == KVR_OK) {
-        char *d = costs_strdup(path);
+        char *d = kvr_strdup(path);
         if (!d) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory");
         free(m->links_source);
         m->links_source = d;

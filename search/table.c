@@ -8,13 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *table_strdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 /* Rows expose const pointers to callers; the table owns and frees them. */
 static void table_free_owned(const void *p) {
     union {
@@ -59,7 +52,7 @@ static kvr_status table_sim(const kvr_search_costs *m, kvr_search_row *row, kvr_
     }
     (void)m;
     if (s == KVR_ERR_NOT_FOUND) {
-        row->error[k] = table_strdup(e->msg);
+        row->error[k] = kvr_strdup(e->msg);
         if (!row->error[k]) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (table)");
         return KVR_OK;
     }

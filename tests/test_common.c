@@ -1,6 +1,6 @@
 /* test_common.c -- status strings, error formatting, integer, size and size-list parsing,
  * partitions (even, check, parse, format, granularity rounding), op, mode and strategy names,
- * output files (same-file check, atomic writer). */
+ * whole-file reads, strdup and the text buffer, output files (same-file check, atomic writer). */
 #include "kvr_test.h"
 
 #include <dirent.h>
@@ -245,6 +245,75 @@ static void test_modes_and_strategies(void) {
     KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_RING), KVR_MODE_COUNT);
 }
 
+static void test_read_file(void) {
+    kvr_error e;
+    char dir[] = "/tmp/kvr_test_read_XXXXXX";
+    KVR_CHECK(mkdtemp(dir) != NULL);
+    char path[128];
+    snprintf(path, sizeof path, "%s/f.txt", dir);
+    /* 200000 bytes with a NUL inside: several buffer growths, the data kept as is */
+    FILE *f = fopen(path, "wb");
+    KVR_CHECK(f != NULL);
+    for (int i = 0; i < 200000; i++) fputc(i == 7 ? 0 : 'a' + i % 26, f);
+    fclose(f);
+    char *buf = NULL;
+    size_t len = 0;
+    KVR_CHECK_OK(kvr_read_file(path, 0, &buf, &len, &e), &e);
+    KVR_CHECK_EQ_INT(len, 200000);
+    KVR_CHECK(buf[7] == 0 && buf[8] == 'i' && buf[199999] == 'a' + 199999 % 26 && buf[len] == 0);
+    free(buf);
+    buf = NULL;
+    KVR_CHECK(kvr_read_file(path, 1000, &buf, &len, &e) == KVR_ERR_FORMAT);
+    char want[256];
+    snprintf(want, sizeof want, "%s: larger than 1000 bytes", path);
+    KVR_CHECK(strcmp(e.msg, want) == 0);
+    KVR_CHECK(buf == NULL);
+    f = fopen(path, "wb"); /* empty: "" */
+    fclose(f);
+    KVR_CHECK_OK(kvr_read_file(path, 0, &buf, &len, &e), &e);
+    KVR_CHECK(len == 0 && buf && buf[0] == 0);
+    free(buf);
+    f = fopen(path, "rb"); /* a stream opened by the caller stays open */
+    KVR_CHECK_OK(kvr_read_stream(f, "x", 0, &buf, &len, &e), &e);
+    KVR_CHECK(fclose(f) == 0);
+    free(buf);
+    KVR_CHECK(kvr_read_file(dir, 0, &buf, &len, &e) == KVR_ERR_IO);
+    snprintf(want, sizeof want, "%s: is a directory", dir);
+    KVR_CHECK(strcmp(e.msg, want) == 0);
+    remove(path);
+    KVR_CHECK(kvr_read_file(path, 0, &buf, &len, &e) == KVR_ERR_IO);
+    snprintf(want, sizeof want, "%s: No such file or directory", path);
+    KVR_CHECK(strcmp(e.msg, want) == 0);
+    rmdir(dir);
+}
+
+static void test_strdup_and_text(void) {
+    char *d = kvr_strdup("abc");
+    KVR_CHECK(d && strcmp(d, "abc") == 0);
+    free(d);
+    d = kvr_strdup(NULL);
+    KVR_CHECK(d && d[0] == 0);
+    free(d);
+    kvr_error e;
+    kvr_text t = {0};
+    char *out = NULL;
+    KVR_CHECK_OK(kvr_text_take(&t, &out, "test", &e), &e); /* nothing appended: "" */
+    KVR_CHECK(out && out[0] == 0);
+    free(out);
+    for (int i = 0; i < 3000; i++) KVR_CHECK_EQ_INT(kvr_text_printf(&t, "%d,", i % 10), KVR_OK);
+    KVR_CHECK_EQ_INT(kvr_text_append(&t, "xyz", 2), KVR_OK);
+    KVR_CHECK_EQ_INT(t.len, 6002);
+    KVR_CHECK_OK(kvr_text_take(&t, &out, "test", &e), &e);
+    KVR_CHECK(strncmp(out, "0,1,2,", 6) == 0 && strcmp(out + 5998, "9,xy") == 0);
+    KVR_CHECK(t.s == NULL && t.len == 0); /* emptied */
+    free(out);
+    t.nomem = true; /* after a failed allocation: appends refused, take reports it once */
+    KVR_CHECK_EQ_INT(kvr_text_printf(&t, "x"), KVR_ERR_NOMEM);
+    KVR_CHECK(kvr_text_take(&t, &out, "export", &e) == KVR_ERR_NOMEM);
+    KVR_CHECK(strcmp(e.msg, "out of memory (export)") == 0);
+    KVR_CHECK(!t.nomem && t.s == NULL);
+}
+
 static void test_clock_monotonic(void) {
     double a = kvr_time_us(), b = kvr_time_us();
     KVR_CHECK(b >= a);
@@ -396,6 +465,8 @@ static const kvr_test_case cases[] = {
     {"partition_round", test_partition_round},
     {"op_names", test_op_names},
     {"modes_and_strategies", test_modes_and_strategies},
+    {"read_file", test_read_file},
+    {"strdup_and_text", test_strdup_and_text},
     {"clock_monotonic", test_clock_monotonic},
     {"same_file", test_same_file},
     {"atomic_write", test_atomic_write},

@@ -288,46 +288,6 @@ static int cmd_export(kvr_db *db, int64_t id, const kvr_db_opts *o) {
     return rc;
 }
 
-static char *read_all(const char *path, size_t *len, kvr_error *err) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        kvr_error_set(err, KVR_ERR_IO, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            if (cap >= (size_t)1 << 30) {
-                kvr_error_set(err, KVR_ERR_FORMAT, "%s: larger than 1 GiB", path);
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            char *q = realloc(buf, cap * 2);
-            if (!q) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = q;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (!buf && err && err->code != KVR_ERR_FORMAT) kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", path);
-    if (buf && ferror(f)) {
-        kvr_error_set(err, KVR_ERR_IO, "%s: read error", path);
-        free(buf);
-        buf = NULL;
-    }
-    if (f != stdin) fclose(f);
-    *len = n;
-    return buf;
-}
-
 /* --set KEY=VALUE: drop the file's "# KEY:" lines, prepend "# KEY: VALUE". */
 static char *apply_sets(const char *buf, size_t len, const kvr_db_opts *o, size_t *out_len) {
     size_t extra = 0;
@@ -367,8 +327,8 @@ static char *apply_sets(const char *buf, size_t len, const kvr_db_opts *o, size_
 static int cmd_import(kvr_db *db, const char *path, const kvr_db_opts *o) {
     kvr_error err = {0};
     size_t len = 0;
-    char *buf = read_all(path, &len, &err);
-    if (!buf) {
+    char *buf = NULL;
+    if (kvr_read_file(path, 0, &buf, &len, &err) != KVR_OK) {
         fprintf(stderr, "kvr-db: import: %s\n", err.msg);
         return 1;
     }

@@ -151,32 +151,6 @@ static int run_child(char *const argv[], const char *out, const char *errf, doub
     return rc;
 }
 
-static char *read_all(const char *path, size_t *len_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len + 4096 > cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0) break;
-    }
-    fclose(f);
-    if (buf) buf[len] = 0;
-    if (len_out) *len_out = len;
-    return buf;
-}
-
 static bool write_all(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     if (!f) return false;
@@ -219,7 +193,9 @@ static kvr_status run_gnuplot(void *user, const char *name, const char *script, 
         goto done;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        char *msg = read_all(errf, NULL);
+        char *msg = NULL;
+        size_t msg_len;
+        kvr_read_file(errf, 0, &msg, &msg_len, NULL);
         char first[200] = "";
         if (msg) {
             /* the last non-empty line says what went wrong */
@@ -247,8 +223,7 @@ static kvr_status run_gnuplot(void *user, const char *name, const char *script, 
         goto done;
     }
     size_t len = 0;
-    text = read_all(out, &len);
-    if (!text || len == 0) {
+    if (kvr_read_file(out, 0, &text, &len, NULL) != KVR_OK || len == 0) {
         st = kvr_error_set(err, KVR_ERR_INTERNAL, "%s wrote no SVG for %s", P->gnuplot, gp);
         goto done;
     }

@@ -107,33 +107,6 @@ static int encode_one(const kvr_tokenizer *tok, const kvr_tokenize_opts *o, cons
     return 0;
 }
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    bool bad = ferror(f) != 0;
-    if (f != stdin) fclose(f);
-    if (bad) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 int main(int argc, char **argv) {
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"special", no_argument, 0, 's'},
@@ -183,8 +156,8 @@ int main(int argc, char **argv) {
     for (int i = optind; i < argc && rc == 0; i++) rc = encode_one(tok, &o, argv[i], strlen(argv[i]));
     if (rc == 0 && o.file) {
         size_t len = 0;
-        char *text = read_all(o.file, &len);
-        if (!text) {
+        char *text = NULL;
+        if (kvr_read_file(o.file, 0, &text, &len, NULL) != KVR_OK) {
             fprintf(stderr, "kvr-tokenize: --file %s: cannot read\n", o.file);
             rc = 1;
         } else {
