@@ -11,9 +11,8 @@
  *   build/tools/kvr-run --context 4096 --ranks 2 --partition auto --predictor kvrp.json --no-db
  *   mpirun -np 2 build/tools/kvr-run --transport mpi --mode kvr --context 1024
  */
-#include "kvr_kvrp.h"
 #include "kvr_profiler.h"
-#include "kvr_runtime.h"
+#include "kvr_session.h"
 
 #include <math.h>
 #include <unistd.h>
@@ -205,198 +204,49 @@ static void print_escaped(FILE *f, const char *s) {
     }
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 // ----------------------------------------------------------------------------
-// the store, the predictor and the predicted TTFT (the printing rank only)
+// the store (the printing rank)
 
-typedef struct run_pred {
-    kvr_db *db;                /* NULL: no store */
-    bool db_writable;
-    kvr_db_model mrec;         /* this model's record (content hash) */
+typedef struct run_store {
+    kvr_db *db; /* NULL: no store */
+    bool writable;
+    kvr_db_model mrec; /* this model's record (content hash) */
     int64_t model_id, device_id;
-    kvr_predictor *kp;         /* --partition auto */
-    int64_t predictor_id;
-    char kp_from[600];
-    double predict_us, predict_warm_us, load_ms;
-    kvr_predict_costs *costs;  /* the cost model behind the predicted TTFT (NULL: none) */
-    int64_t fit_id, profile_run_id;
-    int32_t costs_threads;
-    double err_band;           /* < 0: unknown */
-    char costs_from[700];
-    char no_pred[1024];        /* why there is no predicted TTFT */
-    char db_note[1100];        /* why the run was not recorded */
-} run_pred;
-
-static void run_pred_free(run_pred *rp) {
-    kvr_predictor_destroy(rp->kp);
-    kvr_predict_costs_destroy(rp->costs);
-    kvr_db_close(rp->db);
-}
+    char note[1100]; /* why runs are not recorded */
+} run_store;
 
 /* Open the store (the printing rank): read-write, or read-only where the file or its directory
- * cannot be written (then nothing is recorded). Returns 0, or 1 after a message. */
-static int pred_open_db(const kvr_run_opts *o, const kvr_model *model, run_pred *rp) {
+ * cannot be written (then nothing is recorded); this model's and device's rows. Returns 0, or
+ * 1 after a message. */
+static int store_open(const kvr_run_opts *o, const kvr_model *model, run_store *rs) {
     kvr_error err;
     kvr_db_open_params p = kvr_db_open_params_default();
     p.create = !o->db_default;
-    kvr_status st = kvr_db_open(o->db, &p, &rp->db, &err);
-    rp->db_writable = st == KVR_OK;
+    kvr_status st = kvr_db_open(o->db, &p, &rs->db, &err);
+    rs->writable = st == KVR_OK;
     if (st == KVR_ERR_IO) {
-        snprintf(rp->db_note, sizeof rp->db_note, "%s is not writable: %s", o->db, err.msg);
+        snprintf(rs->note, sizeof rs->note, "%s is not writable: %s", o->db, err.msg);
         p.read_only = true;
-        st = kvr_db_open(o->db, &p, &rp->db, &err);
+        st = kvr_db_open(o->db, &p, &rs->db, &err);
     }
     if (st != KVR_OK) {
         fprintf(stderr, "kvr-run: --db %s: %s\n", o->db, err.msg);
         return 1;
     }
-    if (kvr_profile_model_record(model, o->model, o->seed, o->layers, &rp->mrec, &err) != KVR_OK) {
+    if (kvr_profile_model_record(model, o->model, o->seed, o->layers, &rs->mrec, &err) != KVR_OK) {
         fprintf(stderr, "kvr-run: --model %s: %s\n", o->model, err.msg);
         return 1;
     }
-    if (rp->db_writable) {
+    if (rs->writable) {
         kvr_db_device dev;
         kvr_profile_device_cpu(&dev);
-        if (kvr_db_model_put(rp->db, &rp->mrec, &rp->model_id, &err) != KVR_OK ||
-            kvr_db_device_put(rp->db, &dev, &rp->device_id, &err) != KVR_OK) {
+        if (kvr_db_model_put(rs->db, &rs->mrec, &rs->model_id, &err) != KVR_OK ||
+            kvr_db_device_put(rs->db, &dev, &rs->device_id, &err) != KVR_OK) {
             fprintf(stderr, "kvr-run: --db %s: %s\n", o->db, err.msg);
             return 1;
         }
     }
     return 0;
-}
-
-/* The predictor for --partition auto: the file, or the newest stored for p ranks and this
- * model. Its cost model (and error band) also serve the predicted TTFT. Returns 0 or 1. */
-static int pred_load_predictor(const kvr_run_opts *o, int32_t p, run_pred *rp) {
-    kvr_error err;
-    double t0 = kvr_time_us();
-    kvr_predict_costs *costs = NULL;
-    kvr_predictor_meta meta;
-    if (o->predictor) {
-        if (kvr_predictor_file_load(o->predictor, &rp->kp, &costs, &meta, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-run: --predictor: %s\n", err.msg);
-            return 1;
-        }
-        rp->predictor_id = meta.predictor_id;
-        snprintf(rp->kp_from, sizeof rp->kp_from, "predictor file %s", o->predictor);
-    } else {
-        kvr_db_predictor row;
-        kvr_status st = kvr_db_predictor_latest_for_model(rp->db, p, &rp->mrec, &row, &err);
-        if (st == KVR_ERR_NOT_FOUND) {
-            fprintf(stderr,
-                    "kvr-run: --partition auto: no %d-rank KVR-P predictor for model %s in %s; "
-                    "make one with kvr-fit --db %s --run RUN --kvrp --ranks %d\n",
-                    p, rp->mrec.name, o->db, o->db, p);
-            return 1;
-        }
-        if (st != KVR_OK) {
-            fprintf(stderr, "kvr-run: --partition auto: %s\n", err.msg);
-            return 1;
-        }
-        char name[64];
-        snprintf(name, sizeof name, "%s: predictor %lld", o->db, (long long)row.id);
-        st = kvr_predictor_file_parse(row.json, strlen(row.json), name, &rp->kp, &costs, &meta,
-                                      &err);
-        rp->predictor_id = row.id;
-        snprintf(rp->kp_from, sizeof rp->kp_from, "predictor %lld in %s", (long long)row.id,
-                 o->db);
-        kvr_db_free(row.json);
-        if (st != KVR_OK) {
-            fprintf(stderr, "kvr-run: --partition auto: %s\n", err.msg);
-            return 1;
-        }
-    }
-    rp->load_ms = (kvr_time_us() - t0) * 1e-3;
-    if (costs) {
-        rp->costs = costs;
-        rp->err_band = meta.err_band;
-        rp->costs_threads = meta.n_threads;
-        rp->profile_run_id = meta.run_id;
-        snprintf(rp->costs_from, sizeof rp->costs_from, "the cost model of %s", rp->kp_from);
-    }
-    return 0;
-}
-
-/* The newest stored cost model of this model profiled with n_threads threads per rank. */
-static void pred_load_costs(const kvr_run_opts *o, run_pred *rp) {
-    kvr_error err;
-    kvr_db_fit *fits = NULL;
-    int64_t n = 0;
-    if (kvr_db_fits_list_for_model(rp->db, "costs", &rp->mrec, &fits, &n, &err) != KVR_OK) {
-        snprintf(rp->no_pred, sizeof rp->no_pred, "%s", err.msg);
-        return;
-    }
-    bool other_threads = false;
-    for (int64_t i = 0; i < n && !rp->costs; i++) { /* newest first */
-        const kvr_db_fit *f = &fits[i];
-        kvr_predict_run_fit rf;
-        if (kvr_predict_run_fit_from_json(f->json, strlen(f->json), "fit", &rf, &err) != KVR_OK)
-            continue;
-        if (rf.n_threads != o->threads) {
-            other_threads = true;
-            kvr_predict_run_fit_free(&rf);
-            continue;
-        }
-        rp->costs = rf.costs;
-        rf.costs = NULL;
-        rp->err_band = rf.err_band;
-        rp->costs_threads = rf.n_threads;
-        rp->fit_id = f->id;
-        rp->profile_run_id = rf.run_id;
-        snprintf(rp->costs_from, sizeof rp->costs_from, "cost model fit %lld (profile run %lld)",
-                 (long long)f->id, (long long)rf.run_id);
-        kvr_predict_run_fit_free(&rf);
-    }
-    kvr_db_fits_free(fits, n);
-    if (!rp->costs && other_threads)
-        snprintf(rp->no_pred, sizeof rp->no_pred,
-                 "no cost model of this model profiled with %d thread(s) per rank (kvr-profile "
-                 "--threads %d, then kvr-fit --run RUN)",
-                 o->threads, o->threads);
-    else if (!rp->costs)
-        snprintf(rp->no_pred, sizeof rp->no_pred,
-                 "no cost model of this model in the store (kvr-profile, then kvr-fit --run RUN)");
-}
-
-/* Record the run in the store. Returns the measured run's id (0: not recorded). */
-static int64_t pred_record(const kvr_run_opts *o, run_pred *rp, const kvr_prefill_result *r,
-                           const char *transport, const char *source, double predicted_ms,
-                           bool drift, const char *pstr) {
-    if (!rp->db || !rp->db_writable) return 0;
-    kvr_db_measured_run m;
-    memset(&m, 0, sizeof m);
-    m.model_id = rp->model_id;
-    m.device_id = rp->device_id;
-    m.profile_run_id = rp->profile_run_id;
-    snprintf(m.mode, sizeof m.mode, "%s", kvr_mode_name(o->mode));
-    m.n_ranks = o->ranks;
-    m.n_threads = o->threads;
-    m.n_tokens = r->n_tokens;
-    snprintf(m.partition, sizeof m.partition, "%.*s", (int)sizeof m.partition - 1, pstr);
-    snprintf(m.transport, sizeof m.transport, "%s", transport);
-    m.ttft_ms = r->ttft_ms;
-    m.predicted_ttft_ms = predicted_ms;
-    snprintf(m.kvr_version, sizeof m.kvr_version, "%s", kvr_version());
-    snprintf(m.git_commit, sizeof m.git_commit, "%s", kvr_build_commit());
-    if (gethostname(m.host, sizeof m.host) != 0) m.host[0] = 0;
-    m.host[sizeof m.host - 1] = 0;
-    int k = snprintf(m.note, sizeof m.note, "kvr-run: median of %d run(s)", o->repeat);
-    if (rp->costs && k > 0 && (size_t)k < sizeof m.note)
-        snprintf(m.note + k, sizeof m.note - (size_t)k, "; predicted by %.180s", rp->costs_from);
-    snprintf(m.partition_source, sizeof m.partition_source, "%s", source);
-    m.predictor_id = rp->predictor_id;
-    m.drift = drift;
-    kvr_error err;
-    if (kvr_db_measured_run_put(rp->db, &m, &err) != KVR_OK) {
-        snprintf(rp->db_note, sizeof rp->db_note, "not recorded: %s", err.msg);
-        return 0;
-    }
-    return m.id;
 }
 
 int main(int argc, char **argv) {
@@ -434,50 +284,53 @@ int main(int argc, char **argv) {
     }
     const bool printer = !mpi || kvr_comm_rank(mpi) == 0;
     const bool holds_last = !mpi || kvr_comm_rank(mpi) == kvr_comm_size(mpi) - 1;
-    run_pred rp;
-    memset(&rp, 0, sizeof rp);
-    rp.err_band = -1;
+    run_store rs;
+    memset(&rs, 0, sizeof rs);
+    kvr_session_result res;
+    memset(&res, 0, sizeof res);
+    int exit_code = 1;
+    bool abort_job = true;
+    kvr_model *model = NULL;
+    int32_t *ids = NULL;
 
     char defpath[1024];
     if (!o.model) {
         if (kvr_model_default_path(defpath, sizeof defpath, &err) != KVR_OK) {
             fprintf(stderr, "kvr-run: --model not given and %s\n", err.msg);
-            goto fail_early;
+            goto done;
         }
         o.model = defpath;
     }
     kvr_model_load_params lp = kvr_model_load_params_default();
     lp.seed = o.seed;
     lp.n_layers_override = o.layers;
-    kvr_model *model = NULL;
     double tl = kvr_time_us();
     if (kvr_model_load(o.model, &lp, &model, &err) != KVR_OK) {
         fprintf(stderr, "kvr-run: --model %s: %s\n", o.model, err.msg);
-        goto fail_early;
+        goto done;
     }
     double load_ms = (kvr_time_us() - tl) * 1e-3;
     const kvr_model_config *cfg = kvr_model_get_config(model);
     const kvr_tokenizer *tok = kvr_model_get_tokenizer(model);
 
-    int32_t *ids = NULL;
     int64_t n_ids = 0;
     if (o.prompt) {
         if (!tok) {
             fprintf(stderr, "kvr-run: --prompt: model %s has no tokenizer; use --context N\n",
                     o.model);
-            goto fail_model;
+            goto done;
         }
         if (kvr_tokenizer_encode(tok, o.prompt, strlen(o.prompt), false, o.special, &ids, &n_ids,
                                  &err) != KVR_OK) {
             fprintf(stderr, "kvr-run: --prompt: %s\n", err.msg);
-            goto fail_model;
+            goto done;
         }
     } else {
         n_ids = o.context ? o.context : 512;
         ids = malloc((size_t)n_ids * sizeof *ids);
         if (!ids) {
             fprintf(stderr, "kvr-run: out of memory for %lld token ids\n", (long long)n_ids);
-            goto fail_model;
+            goto done;
         }
         uint64_t s = o.seed;
         for (int64_t i = 0; i < n_ids; i++) {
@@ -487,7 +340,7 @@ int main(int argc, char **argv) {
     }
     if (n_ids == 0) {
         fprintf(stderr, "kvr-run: --prompt: the prompt encodes to 0 tokens\n");
-        goto fail_ids;
+        goto done;
     }
 
     /* Fault injection for the MPI failure test (tests/cli/test_mpi.sh): KVR_FAULT_RANK=r gives
@@ -496,159 +349,54 @@ int main(int argc, char **argv) {
     if (mpi && fault && atoi(fault) == kvr_comm_rank(mpi))
         for (int64_t i = 0; i < n_ids; i++) ids[i] = -1;
 
-    int64_t part[KVR_MAX_RANKS];
-    kvr_prefill_params pp = kvr_prefill_params_default();
-    pp.backend = backend;
-    pp.mode = o.mode;
-    pp.n_ranks = o.ranks;
-    pp.n_threads = o.threads;
-    pp.keep_logits = o.dump_logits != NULL;
-    const char *psource = o.auto_partition                                  ? "auto"
-                          : o.partition && strcmp(o.partition, "even") != 0 ? "explicit"
-                                                                            : "even";
-
-    /* the store, the predictor and the cost model: on the printing rank */
-    if (printer && o.db && pred_open_db(&o, model, &rp)) {
+    /* the store: on the printing rank */
+    if (printer && o.db && store_open(&o, model, &rs)) {
         /* a named store must work; the implicit ./kvr.db only when auto needs it */
-        if (!o.db_default || (o.auto_partition && !o.predictor)) goto fail_pred;
+        if (!o.db_default || (o.auto_partition && !o.predictor)) goto done;
         fprintf(stderr, "kvr-run: not using ./kvr.db (see above); this run is not recorded\n");
-        kvr_db_close(rp.db);
-        rp.db = NULL;
-    }
-    if (o.auto_partition && o.ranks > n_ids) {
-        fprintf(stderr, "kvr-run: --ranks %d: more ranks than the %lld prompt tokens\n", o.ranks,
-                (long long)n_ids);
-        run_pred_free(&rp);
-        free(ids);
-        kvr_model_destroy(model);
-        kvr_comm_world_destroy(world);
-        return 2;
-    }
-    if (o.auto_partition) {
-        /* the printing rank predicts; every rank gets its answer (a failure ends all) */
-        struct {
-            int32_t ok;
-            int64_t chunks[KVR_MAX_RANKS];
-        } mine;
-        memset(&mine, 0, sizeof mine);
-        if (printer) {
-            if (o.ranks == 1) {
-                mine.chunks[0] = n_ids;
-                mine.ok = 1;
-                snprintf(rp.kp_from, sizeof rp.kp_from, "one rank (the whole prompt)");
-            } else if (!pred_load_predictor(&o, o.ranks, &rp)) {
-                double t0 = kvr_time_us();
-                kvr_status st = kvr_predictor_predict(rp.kp, o.ranks, n_ids, mine.chunks, &err);
-                rp.predict_us = kvr_time_us() - t0;
-                if (st != KVR_OK) {
-                    fprintf(stderr, "kvr-run: --partition auto (%s): %s\n", rp.kp_from, err.msg);
-                } else {
-                    mine.ok = 1;
-                    /* the same call warm: the mean of 1000 (what a server pays per request) */
-                    int64_t tmp[KVR_MAX_RANKS];
-                    t0 = kvr_time_us();
-                    for (int k = 0; k < 1000; k++)
-                        kvr_predictor_predict(rp.kp, o.ranks, n_ids - (k & 1), tmp, NULL);
-                    rp.predict_warm_us = (kvr_time_us() - t0) / 1000;
-                }
-            }
-        }
-        if (mpi && kvr_comm_ctrl_bcast(mpi, 0, &mine, sizeof mine, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-run: --partition auto: %s\n", err.msg);
-            goto fail_pred;
-        }
-        if (!mine.ok) {
-            run_pred_free(&rp);
-            free(ids);
-            kvr_model_destroy(model);
-            kvr_comm_world_destroy(world);
-            return 1;
-        }
-        memcpy(part, mine.chunks, (size_t)o.ranks * sizeof *part);
-        pp.partition = part;
-    }
-    /* the cost model: the predictor's (auto), else a --predictor file's, else the store's */
-    if (printer && !rp.costs && o.predictor && !o.auto_partition) {
-        kvr_predictor *kp = NULL;
-        kvr_predictor_meta meta;
-        if (kvr_predictor_file_load(o.predictor, &kp, &rp.costs, &meta, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-run: --predictor: %s\n", err.msg);
-            goto fail_pred;
-        }
-        kvr_predictor_destroy(kp);
-        rp.err_band = meta.err_band;
-        rp.costs_threads = meta.n_threads;
-        rp.profile_run_id = meta.run_id;
-        snprintf(rp.costs_from, sizeof rp.costs_from, "the cost model of predictor file %s",
-                 o.predictor);
-        if (!rp.costs)
-            snprintf(rp.no_pred, sizeof rp.no_pred, "predictor file %s has no cost model",
-                     o.predictor);
-    }
-    if (printer && rp.db && !rp.costs && !rp.no_pred[0]) pred_load_costs(&o, &rp);
-    if (printer && !rp.costs && !rp.no_pred[0])
-        snprintf(rp.no_pred, sizeof rp.no_pred, "no store or predictor file (--db, --predictor)");
-    if (printer && rp.costs && rp.costs_threads > 0 && rp.costs_threads != o.threads) {
-        snprintf(rp.no_pred, sizeof rp.no_pred,
-                 "%s was profiled with %d thread(s) per rank, this run uses %d", rp.costs_from,
-                 rp.costs_threads, o.threads);
-        kvr_predict_costs_destroy(rp.costs);
-        rp.costs = NULL;
-    }
-    if (o.partition && !o.auto_partition) {
-        if (kvr_partition_parse(o.partition, o.ranks, n_ids, part, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-run: --partition: %s\n", err.msg);
-            run_pred_free(&rp);
-            free(ids);
-            kvr_model_destroy(model);
-            kvr_comm_world_destroy(world);
-            return 2;
-        }
-        pp.partition = part;
-    }
-    if (o.ranks > n_ids) {
-        fprintf(stderr, "kvr-run: --ranks %d: more ranks than the %lld prompt tokens\n", o.ranks,
-                (long long)n_ids);
-        run_pred_free(&rp);
-        free(ids);
-        kvr_model_destroy(model);
-        kvr_comm_world_destroy(world);
-        return 2;
+        kvr_db_close(rs.db);
+        rs.db = NULL;
     }
 
-    kvr_prefill_result *runs = calloc((size_t)o.repeat, sizeof *runs);
-    double *ttfts = calloc((size_t)o.repeat, sizeof *ttfts);
-    if (!runs || !ttfts) {
-        fprintf(stderr, "kvr-run: out of memory\n");
-        goto fail_pred;
-    }
-    for (int32_t i = 0; i < o.repeat; i++) {
-        pp.keep_logits = o.dump_logits != NULL && i == o.repeat - 1;
-        kvr_status st = mpi ? kvr_prefill_run_rank(model, mpi, ids, n_ids, &pp, &runs[i], &err)
-                            : kvr_prefill_run(model, ids, n_ids, &pp, &runs[i], &err);
-        if (st != KVR_OK) {
-            fprintf(stderr, "kvr-run: prefill (%s, %d ranks, %lld tokens): %s\n",
-                    kvr_mode_name(o.mode), o.ranks, (long long)n_ids, err.msg);
-            for (int32_t j = 0; j < i; j++) kvr_prefill_result_free(&runs[j]);
-            free(runs), free(ttfts), free(ids);
-            run_pred_free(&rp);
-            kvr_model_destroy(model);
-            if (mpi) kvr_comm_abort(mpi, 1);
-            return 1;
+    kvr_session_params sp = kvr_session_params_default();
+    sp.model = model;
+    sp.backend = backend;
+    sp.comm = mpi;
+    sp.mode = o.mode;
+    sp.n_ranks = o.ranks;
+    sp.n_threads = o.threads;
+    sp.repeat = o.repeat;
+    sp.keep_logits = o.dump_logits != NULL;
+    sp.partition = o.auto_partition ? KVR_SESSION_PARTITION_AUTO
+                   : o.partition    ? KVR_SESSION_PARTITION_EXPLICIT
+                                    : KVR_SESSION_PARTITION_EVEN;
+    sp.partition_text = o.partition;
+    sp.predictor_path = o.predictor;
+    sp.db = rs.db;
+    sp.db_writable = rs.writable;
+    sp.model_record = &rs.mrec;
+    sp.model_id = rs.model_id;
+    sp.device_id = rs.device_id;
+    if (kvr_session_run(&sp, ids, n_ids, &res, &err) != KVR_OK) {
+        switch (res.stage) {
+            case KVR_SESSION_STAGE_INPUT: /* a usage error, on every rank */
+                fprintf(stderr, "kvr-run: %s\n", err.msg);
+                exit_code = 2;
+                abort_job = false;
+                break;
+            case KVR_SESSION_STAGE_PREDICTOR: /* the printing rank says why; all ranks stop */
+                if (printer) fprintf(stderr, "kvr-run: %s\n", err.msg);
+                abort_job = false;
+                break;
+            default: fprintf(stderr, "kvr-run: %s\n", err.msg); break;
         }
-        ttfts[i] = runs[i].ttft_ms;
+        goto done;
     }
-    /* the median run by TTFT */
-    qsort(ttfts, (size_t)o.repeat, sizeof *ttfts, cmp_double);
-    const double med = ttfts[(o.repeat - 1) / 2];
-    int32_t pick = 0;
-    for (int32_t i = 0; i < o.repeat; i++)
-        if (runs[i].ttft_ms == med) pick = i;
-    const kvr_prefill_result *r = &runs[pick];
+    const kvr_prefill_result *r = kvr_session_median(&res);
 
     int rc_out = 0;
     if (o.dump_logits && holds_last) {
-        const kvr_prefill_result *lr = &runs[o.repeat - 1];
+        const kvr_prefill_result *lr = &res.runs[res.n_runs - 1];
         FILE *f = fopen(o.dump_logits, "wb");
         if (!f || fwrite(lr->logits, sizeof(float), (size_t)cfg->vocab_size, f) !=
                       (size_t)cfg->vocab_size) {
@@ -658,26 +406,13 @@ int main(int argc, char **argv) {
         if (f && fclose(f) != 0) rc_out = 1;
     }
 
-    /* the prediction for this run, drift, and the record in the store */
     char pstr[4096]; /* fits: at most KVR_MAX_RANKS chunks of a prompt's token count each */
     kvr_partition_format(r->partition, r->n_ranks, pstr, sizeof pstr, NULL);
-    double predicted_ms = -1, dev = NAN;
-    bool drift = false;
-    int64_t measured_id = 0;
-    if (printer && rp.costs) {
-        kvr_strategy strat = kvr_mode_strategy(o.mode, strcmp(psource, "even") == 0);
-        double us;
-        if (kvr_predict_costs_ttft(rp.costs, strat, o.ranks, n_ids, r->partition, NULL, &us,
-                                   &err) == KVR_OK) {
-            predicted_ms = us * 1e-3;
-            dev = r->ttft_ms / predicted_ms - 1;
-            drift = rp.err_band >= 0 && fabs(dev) > rp.err_band;
-        } else {
-            snprintf(rp.no_pred, sizeof rp.no_pred, "%s", err.msg);
-        }
-    }
-    if (printer) measured_id = pred_record(&o, &rp, r, mpi ? "mpi" : "threads", psource,
-                                           predicted_ms, drift, pstr);
+    const char *psource = kvr_session_partition_name(res.partition_source);
+    const double predicted_ms = res.predicted_ttft_ms, dev = res.prediction_error;
+    const bool drift = res.drift;
+    const int64_t measured_id = res.measured_run_id;
+    const char *db_note = res.db_note[0] ? res.db_note : rs.note;
 
     char piece[256] = "";
     if (tok) kvr_tokenizer_decode_token(tok, r->first_token, piece, sizeof piece);
@@ -700,7 +435,7 @@ int main(int argc, char **argv) {
         }
         printf(",\"ttft_ms\":%.3f,\"repeat\":%d,\"ttft_ms_min\":%.3f,\"ttft_ms_max\":%.3f,"
                "\"load_ms\":%.1f,\"per_rank\":[",
-               r->ttft_ms, o.repeat, ttfts[0], ttfts[o.repeat - 1], load_ms);
+               r->ttft_ms, o.repeat, res.ttft_min_ms, res.ttft_max_ms, load_ms);
         for (int32_t i = 0; i < r->n_ranks; i++) {
             const kvr_rank_stats *s = &r->ranks[i];
             printf("%s{\"rank\":%d,\"chunk_start\":%lld,\"chunk\":%lld,\"compute_ms\":%.3f,"
@@ -718,18 +453,18 @@ int main(int argc, char **argv) {
         printf(",\"prediction_error\":");
         if (isfinite(dev)) printf("%.6f", dev); else printf("null");
         printf(",\"err_band\":");
-        if (predicted_ms >= 0 && rp.err_band >= 0) printf("%.6f", rp.err_band); else printf("null");
-        printf(",\"drift\":%s", predicted_ms >= 0 && rp.err_band >= 0 ? (drift ? "true" : "false") : "null");
+        if (predicted_ms >= 0 && res.err_band >= 0) printf("%.6f", res.err_band); else printf("null");
+        printf(",\"drift\":%s", predicted_ms >= 0 && res.err_band >= 0 ? (drift ? "true" : "false") : "null");
         printf(",\"predictor_id\":");
-        if (rp.predictor_id) printf("%lld", (long long)rp.predictor_id); else printf("null");
+        if (res.predictor_id) printf("%lld", (long long)res.predictor_id); else printf("null");
         printf(",\"predict_us\":");
-        if (o.auto_partition && rp.kp) printf("%.3f", rp.predict_us); else printf("null");
+        if (o.auto_partition && res.has_predictor) printf("%.3f", res.predict_us); else printf("null");
         printf(",\"predict_us_warm\":");
-        if (o.auto_partition && rp.kp) printf("%.4f", rp.predict_warm_us); else printf("null");
+        if (o.auto_partition && res.has_predictor) printf("%.4f", res.predict_warm_us); else printf("null");
         printf(",\"cost_model_fit_id\":");
-        if (predicted_ms >= 0 && rp.fit_id) printf("%lld", (long long)rp.fit_id); else printf("null");
+        if (predicted_ms >= 0 && res.cost_model_fit_id) printf("%lld", (long long)res.cost_model_fit_id); else printf("null");
         printf(",\"db\":");
-        if (rp.db) {
+        if (rs.db) {
             printf("\"");
             print_escaped(stdout, o.db);
             printf("\"");
@@ -746,12 +481,12 @@ int main(int argc, char **argv) {
                cfg->n_heads, cfg->n_kv_heads, cfg->vocab_size, load_ms);
         printf("# transport %s, %d thread(s) per rank, %d run(s), median shown\n",
                mpi ? "mpi" : "threads", o.threads, o.repeat);
-        if (o.auto_partition && rp.kp)
+        if (o.auto_partition && res.has_predictor)
             printf("# partition auto from %s in %.2f us (warm: %.3f us per call; predictor "
                    "loaded in %.1f ms)\n",
-                   rp.kp_from, rp.predict_us, rp.predict_warm_us, rp.load_ms);
+                   res.predictor_from, res.predict_us, res.predict_warm_us, res.predictor_load_ms);
         else if (o.auto_partition)
-            printf("# partition auto: %s\n", rp.kp_from);
+            printf("# partition auto: %s\n", res.predictor_from);
         printf("%-7s %5s %8s  %-24s %11s  %s\n", "mode", "ranks", "context", "partition",
                "ttft", "first token");
         printf("%-7s %5s %8s  %-24s %11s  %s\n", "", "", "(tok)", "(tokens)", "(ms)", "");
@@ -774,36 +509,31 @@ int main(int argc, char **argv) {
         }
         if (predicted_ms >= 0) {
             printf("\n# predicted TTFT %.2f ms (%s), measured %.2f ms: %+.2f %%", predicted_ms,
-                   rp.costs_from, r->ttft_ms, 100 * dev);
-            if (rp.err_band >= 0)
+                   res.cost_model_from, r->ttft_ms, 100 * dev);
+            if (res.err_band >= 0)
                 printf(" %s the error band of %.2f %%%s\n", drift ? "outside" : "within",
-                       100 * rp.err_band, drift ? ": DRIFT (the machine or the run changed since "
+                       100 * res.err_band, drift ? ": DRIFT (the machine or the run changed since "
                                                   "the profile; re-profile and re-fit)" : "");
             else
                 printf(" (no error band)\n");
         } else {
-            printf("\n# predicted TTFT: none (%s)\n", rp.no_pred);
+            printf("\n# predicted TTFT: none (%s)\n", res.no_prediction);
         }
         if (measured_id)
             printf("# recorded as measured run %lld in %s (partition %s)\n", (long long)measured_id,
                    o.db, psource);
-        else if (rp.db)
-            printf("# not recorded: %s\n", rp.db_note[0] ? rp.db_note : "read-only store");
+        else if (rs.db)
+            printf("# not recorded: %s\n", db_note[0] ? db_note : "read-only store");
     }
-    for (int32_t i = 0; i < o.repeat; i++) kvr_prefill_result_free(&runs[i]);
-    free(runs), free(ttfts), free(ids);
-    run_pred_free(&rp);
-    kvr_model_destroy(model);
-    kvr_comm_world_destroy(world);
-    return rc_out;
+    exit_code = rc_out;
+    abort_job = false;
 
-fail_pred:
-    run_pred_free(&rp);
-fail_ids:
+done:
+    kvr_session_result_free(&res);
+    kvr_db_close(rs.db);
     free(ids);
-fail_model:
     kvr_model_destroy(model);
-fail_early:
-    if (mpi) kvr_comm_abort(mpi, 1);
-    return 1;
+    if (mpi && abort_job) kvr_comm_abort(mpi, 1);
+    kvr_comm_world_destroy(world);
+    return exit_code;
 }

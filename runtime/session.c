@@ -1,0 +1,410 @@
+/* session.c -- kvr_session_run: partition choice (explicit, even, auto from a predictor file or
+ * the store), the repeated prefill, the predicted TTFT and drift, the measured run's record. */
+#include "kvr_kvrp.h"
+#include "kvr_session.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const session_partition_names[] = {"even", "explicit", "auto"};
+
+const char *kvr_session_partition_name(kvr_session_partition s) {
+    return s >= KVR_SESSION_PARTITION_EVEN && s <= KVR_SESSION_PARTITION_AUTO
+               ? session_partition_names[s]
+               : "unknown";
+}
+
+kvr_session_params kvr_session_params_default(void) {
+    kvr_session_params p;
+    memset(&p, 0, sizeof p);
+    p.mode = KVR_MODE_SINGLE;
+    p.n_ranks = 1;
+    p.n_threads = 1;
+    p.repeat = 1;
+    p.partition = KVR_SESSION_PARTITION_EVEN;
+    return p;
+}
+
+void kvr_session_result_free(kvr_session_result *r) {
+    if (!r) return;
+    for (int32_t i = 0; i < r->n_runs; i++) kvr_prefill_result_free(&r->runs[i]);
+    free(r->runs);
+    memset(r, 0, sizeof *r);
+}
+
+/* snprintf into a fixed field, truncating. */
+static void session_text(char *dst, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void session_text(char *dst, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+}
+
+static kvr_status session_fail(kvr_session_result *r, kvr_session_stage stage, kvr_status st) {
+    r->stage = stage;
+    return st;
+}
+
+/* What the printing rank holds between the steps. */
+typedef struct session_pred {
+    kvr_predictor *kp;
+    kvr_predict_costs *costs; /* the cost model behind the predicted TTFT (NULL: none) */
+    int32_t costs_threads;
+    int64_t profile_run_id;
+} session_pred;
+
+/* AUTO's predictor: the file, or the newest stored for p ranks and this model. Its cost model
+ * (and error band) also serve the predicted TTFT. */
+static kvr_status session_load_predictor(const kvr_session_params *p, session_pred *sp,
+                                         kvr_session_result *r, kvr_error *err) {
+    kvr_error e;
+    const double t0 = kvr_time_us();
+    kvr_predict_costs *costs = NULL;
+    kvr_predictor_meta meta;
+    kvr_status st;
+    if (p->predictor_path) {
+        if ((st = kvr_predictor_file_load(p->predictor_path, &sp->kp, &costs, &meta, &e)) != KVR_OK)
+            return kvr_error_set(err, st, "--predictor: %s", e.msg);
+        r->predictor_id = meta.predictor_id;
+        session_text(r->predictor_from, sizeof r->predictor_from, "predictor file %s",
+                     p->predictor_path);
+    } else {
+        const char *path = kvr_db_path(p->db);
+        kvr_db_predictor row;
+        st = kvr_db_predictor_latest_for_model(p->db, p->n_ranks, p->model_record, &row, &e);
+        if (st == KVR_ERR_NOT_FOUND)
+            return kvr_error_set(err, st,
+                                 "--partition auto: no %d-rank KVR-P predictor for model %s in "
+                                 "%s; make one with kvr-fit --db %s --run RUN --kvrp --ranks %d",
+                                 p->n_ranks, p->model_record->name, path, path, p->n_ranks);
+        if (st != KVR_OK) return kvr_error_set(err, st, "--partition auto: %s", e.msg);
+        char name[64];
+        session_text(name, sizeof name, "%s: predictor %lld", path, (long long)row.id);
+        st = kvr_predictor_file_parse(row.json, strlen(row.json), name, &sp->kp, &costs, &meta,
+                                      &e);
+        r->predictor_id = row.id;
+        session_text(r->predictor_from, sizeof r->predictor_from, "predictor %lld in %s",
+                     (long long)row.id, path);
+        kvr_db_free(row.json);
+        if (st != KVR_OK) return kvr_error_set(err, st, "--partition auto: %s", e.msg);
+    }
+    r->has_predictor = true;
+    r->predictor_load_ms = (kvr_time_us() - t0) * 1e-3;
+    if (costs) {
+        sp->costs = costs;
+        r->err_band = meta.err_band;
+        sp->costs_threads = meta.n_threads;
+        sp->profile_run_id = meta.run_id;
+        session_text(r->cost_model_from, sizeof r->cost_model_from, "the cost model of %s",
+                     r->predictor_from);
+    }
+    return KVR_OK;
+}
+
+/* AUTO: the printing rank predicts; every rank gets its answer (a failure ends all). */
+static kvr_status session_auto_partition(const kvr_session_params *p, int64_t n_tokens,
+                                         bool printer, session_pred *sp, kvr_session_result *r,
+                                         kvr_error *err) {
+    struct {
+        int32_t ok;
+        int64_t chunks[KVR_MAX_RANKS];
+    } mine;
+    memset(&mine, 0, sizeof mine);
+    kvr_error e = {0};
+    kvr_status why = KVR_OK; /* the printing rank's failure */
+    if (printer) {
+        if (p->n_ranks == 1) {
+            mine.chunks[0] = n_tokens;
+            mine.ok = 1;
+            session_text(r->predictor_from, sizeof r->predictor_from,
+                         "one rank (the whole prompt)");
+        } else if ((why = session_load_predictor(p, sp, r, &e)) == KVR_OK) {
+            double t0 = kvr_time_us();
+            why = kvr_predictor_predict(sp->kp, p->n_ranks, n_tokens, mine.chunks, &e);
+            r->predict_us = kvr_time_us() - t0;
+            if (why != KVR_OK) {
+                char msg[sizeof e.msg];
+                memcpy(msg, e.msg, sizeof msg);
+                kvr_error_set(&e, why, "--partition auto (%s): %s", r->predictor_from, msg);
+            } else {
+                mine.ok = 1;
+                /* the same call warm: the mean of 1000 (what a server pays per request) */
+                int64_t tmp[KVR_MAX_RANKS];
+                t0 = kvr_time_us();
+                for (int k = 0; k < 1000; k++)
+                    kvr_predictor_predict(sp->kp, p->n_ranks, n_tokens - (k & 1), tmp, NULL);
+                r->predict_warm_us = (kvr_time_us() - t0) / 1000;
+            }
+        }
+    }
+    if (p->comm) {
+        kvr_error ce;
+        kvr_status st = kvr_comm_ctrl_bcast(p->comm, 0, &mine, sizeof mine, &ce);
+        if (st != KVR_OK) {
+            kvr_error_set(err, st, "--partition auto: %s", ce.msg);
+            return session_fail(r, KVR_SESSION_STAGE_COMM, st);
+        }
+    }
+    if (!mine.ok) {
+        if (printer)
+            kvr_error_set(err, why != KVR_OK ? why : KVR_ERR_INTERNAL, "%s", e.msg);
+        else
+            kvr_error_set(err, KVR_ERR_NOT_FOUND, "--partition auto: rank 0 found no partition");
+        return session_fail(r, KVR_SESSION_STAGE_PREDICTOR, why != KVR_OK ? why : KVR_ERR_NOT_FOUND);
+    }
+    memcpy(r->partition, mine.chunks, (size_t)p->n_ranks * sizeof *r->partition);
+    return KVR_OK;
+}
+
+/* The newest stored cost model of this model profiled with n_threads threads per rank. */
+static void session_store_costs(const kvr_session_params *p, session_pred *sp,
+                                 kvr_session_result *r) {
+    kvr_error e;
+    kvr_db_fit *fits = NULL;
+    int64_t n = 0;
+    if (kvr_db_fits_list_for_model(p->db, "costs", p->model_record, &fits, &n, &e) != KVR_OK) {
+        session_text(r->no_prediction, sizeof r->no_prediction, "%s", e.msg);
+        return;
+    }
+    bool other_threads = false;
+    for (int64_t i = 0; i < n && !sp->costs; i++) { /* newest first */
+        const kvr_db_fit *f = &fits[i];
+        kvr_predict_run_fit rf;
+        if (kvr_predict_run_fit_from_json(f->json, strlen(f->json), "fit", &rf, &e) != KVR_OK)
+            continue;
+        if (rf.n_threads != p->n_threads) {
+            other_threads = true;
+            kvr_predict_run_fit_free(&rf);
+            continue;
+        }
+        sp->costs = rf.costs;
+        rf.costs = NULL;
+        r->err_band = rf.err_band;
+        sp->costs_threads = rf.n_threads;
+        r->cost_model_fit_id = f->id;
+        sp->profile_run_id = rf.run_id;
+        session_text(r->cost_model_from, sizeof r->cost_model_from,
+                     "cost model fit %lld (profile run %lld)", (long long)f->id,
+                     (long long)rf.run_id);
+        kvr_predict_run_fit_free(&rf);
+    }
+    kvr_db_fits_free(fits, n);
+    if (!sp->costs && other_threads)
+        session_text(r->no_prediction, sizeof r->no_prediction,
+                     "no cost model of this model profiled with %d thread(s) per rank "
+                     "(kvr-profile --threads %d, then kvr-fit --run RUN)",
+                     p->n_threads, p->n_threads);
+    else if (!sp->costs)
+        session_text(r->no_prediction, sizeof r->no_prediction,
+                     "no cost model of this model in the store (kvr-profile, then kvr-fit --run "
+                     "RUN)");
+}
+
+/* The cost model: the predictor's (auto), else a predictor file's, else the store's; none when
+ * it was profiled with another thread count. */
+static kvr_status session_costs(const kvr_session_params *p, session_pred *sp,
+                                kvr_session_result *r, kvr_error *err) {
+    if (!sp->costs && p->predictor_path && p->partition != KVR_SESSION_PARTITION_AUTO) {
+        kvr_predictor *kp = NULL;
+        kvr_predictor_meta meta;
+        kvr_error e;
+        kvr_status st = kvr_predictor_file_load(p->predictor_path, &kp, &sp->costs, &meta, &e);
+        if (st != KVR_OK) {
+            kvr_error_set(err, st, "--predictor: %s", e.msg);
+            return session_fail(r, KVR_SESSION_STAGE_COSTS, st);
+        }
+        kvr_predictor_destroy(kp);
+        r->err_band = meta.err_band;
+        sp->costs_threads = meta.n_threads;
+        sp->profile_run_id = meta.run_id;
+        session_text(r->cost_model_from, sizeof r->cost_model_from,
+                     "the cost model of predictor file %s", p->predictor_path);
+        if (!sp->costs)
+            session_text(r->no_prediction, sizeof r->no_prediction,
+                         "predictor file %s has no cost model", p->predictor_path);
+    }
+    if (p->db && !sp->costs && !r->no_prediction[0]) session_store_costs(p, sp, r);
+    if (!sp->costs && !r->no_prediction[0])
+        session_text(r->no_prediction, sizeof r->no_prediction,
+                     "no store or predictor file (--db, --predictor)");
+    if (sp->costs && sp->costs_threads > 0 && sp->costs_threads != p->n_threads) {
+        session_text(r->no_prediction, sizeof r->no_prediction,
+                     "%s was profiled with %d thread(s) per rank, this run uses %d",
+                     r->cost_model_from, sp->costs_threads, p->n_threads);
+        kvr_predict_costs_destroy(sp->costs);
+        sp->costs = NULL;
+    }
+    return KVR_OK;
+}
+
+static int session_cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The prefill, repeat times; the median run by TTFT. */
+static kvr_status session_prefill(const kvr_session_params *p, const int32_t *tokens,
+                                  int64_t n_tokens, const int64_t *partition,
+                                  kvr_session_result *r, kvr_error *err) {
+    const int32_t n = p->repeat > 0 ? p->repeat : 1;
+    double *ttfts = calloc((size_t)n, sizeof *ttfts);
+    r->runs = calloc((size_t)n, sizeof *r->runs);
+    if (!r->runs || !ttfts) {
+        free(ttfts);
+        kvr_error_set(err, KVR_ERR_NOMEM, "out of memory");
+        return session_fail(r, KVR_SESSION_STAGE_PREFILL, KVR_ERR_NOMEM);
+    }
+    kvr_prefill_params pp = kvr_prefill_params_default();
+    pp.backend = p->backend;
+    pp.mode = p->mode;
+    pp.n_ranks = p->n_ranks;
+    pp.n_threads = p->n_threads;
+    pp.partition = partition;
+    for (int32_t i = 0; i < n; i++) {
+        pp.keep_logits = p->keep_logits && i == n - 1;
+        kvr_error e;
+        kvr_status st = p->comm ? kvr_prefill_run_rank(p->model, p->comm, tokens, n_tokens, &pp,
+                                                       &r->runs[i], &e)
+                                : kvr_prefill_run(p->model, tokens, n_tokens, &pp, &r->runs[i], &e);
+        if (st != KVR_OK) {
+            free(ttfts);
+            kvr_error_set(err, st, "prefill (%s, %d ranks, %lld tokens): %s",
+                          kvr_mode_name(p->mode), p->n_ranks, (long long)n_tokens, e.msg);
+            return session_fail(r, KVR_SESSION_STAGE_PREFILL, st);
+        }
+        r->n_runs++;
+        ttfts[i] = r->runs[i].ttft_ms;
+    }
+    qsort(ttfts, (size_t)n, sizeof *ttfts, session_cmp_double);
+    const double med = ttfts[(n - 1) / 2];
+    for (int32_t i = 0; i < n; i++)
+        if (r->runs[i].ttft_ms == med) r->median = i;
+    r->ttft_min_ms = ttfts[0];
+    r->ttft_max_ms = ttfts[n - 1];
+    free(ttfts);
+    return KVR_OK;
+}
+
+/* Record the median run in the store. */
+static void session_record(const kvr_session_params *p, const session_pred *sp,
+                           kvr_session_result *r) {
+    if (!p->db || !p->db_writable) return;
+    const kvr_prefill_result *run = kvr_session_median(r);
+    kvr_db_measured_run m;
+    memset(&m, 0, sizeof m);
+    m.model_id = p->model_id;
+    m.device_id = p->device_id;
+    m.profile_run_id = sp->profile_run_id;
+    session_text(m.mode, sizeof m.mode, "%s", kvr_mode_name(p->mode));
+    m.n_ranks = p->n_ranks;
+    m.n_threads = p->n_threads;
+    m.n_tokens = run->n_tokens;
+    char pstr[4096]; /* fits: at most KVR_MAX_RANKS chunks of a prompt's token count each */
+    if (kvr_partition_format(run->partition, run->n_ranks, pstr, sizeof pstr, NULL) != KVR_OK)
+        pstr[0] = 0;
+    session_text(m.partition, sizeof m.partition, "%s", pstr); /* truncated past 1023 bytes */
+    session_text(m.transport, sizeof m.transport, "%s", p->comm ? "mpi" : "threads");
+    m.ttft_ms = run->ttft_ms;
+    m.predicted_ttft_ms = r->predicted_ttft_ms;
+    session_text(m.kvr_version, sizeof m.kvr_version, "%s", kvr_version());
+    session_text(m.git_commit, sizeof m.git_commit, "%s", kvr_build_commit());
+    if (gethostname(m.host, sizeof m.host) != 0) m.host[0] = 0;
+    m.host[sizeof m.host - 1] = 0;
+    int k = snprintf(m.note, sizeof m.note, "kvr-run: median of %d run(s)", r->n_runs);
+    if (sp->costs && k > 0 && (size_t)k < sizeof m.note)
+        snprintf(m.note + k, sizeof m.note - (size_t)k, "; predicted by %.180s",
+                 r->cost_model_from);
+    session_text(m.partition_source, sizeof m.partition_source, "%s",
+                 kvr_session_partition_name(r->partition_source));
+    m.predictor_id = r->predictor_id;
+    m.drift = r->drift;
+    kvr_error e;
+    if (kvr_db_measured_run_put(p->db, &m, &e) != KVR_OK) {
+        session_text(r->db_note, sizeof r->db_note, "not recorded: %s", e.msg);
+        return;
+    }
+    r->measured_run_id = m.id;
+}
+
+kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, int64_t n_tokens,
+                           kvr_session_result *out, kvr_error *err) {
+    kvr_session_result *r = out;
+    memset(r, 0, sizeof *r);
+    r->err_band = -1;
+    r->predicted_ttft_ms = -1;
+    r->prediction_error = NAN;
+    const bool printer = !p->comm || kvr_comm_rank(p->comm) == 0;
+    const bool auto_part = p->partition == KVR_SESSION_PARTITION_AUTO;
+    r->partition_source = p->partition;
+    if (p->partition == KVR_SESSION_PARTITION_EXPLICIT && p->partition_text &&
+        strcmp(p->partition_text, "even") == 0)
+        r->partition_source = KVR_SESSION_PARTITION_EVEN;
+    if (p->n_ranks < 1 || p->n_ranks > KVR_MAX_RANKS) {
+        kvr_error_set(err, KVR_ERR_INVALID_ARG, "--ranks %d: out of range", p->n_ranks);
+        return session_fail(r, KVR_SESSION_STAGE_INPUT, KVR_ERR_INVALID_ARG);
+    }
+    session_pred sp;
+    memset(&sp, 0, sizeof sp);
+    kvr_status st = KVR_OK;
+    const int64_t *partition = NULL;
+    if (auto_part && p->n_ranks > n_tokens) {
+        kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                      "--ranks %d: more ranks than the %lld prompt tokens", p->n_ranks,
+                      (long long)n_tokens);
+        return session_fail(r, KVR_SESSION_STAGE_INPUT, KVR_ERR_INVALID_ARG);
+    }
+    if (auto_part) {
+        if ((st = session_auto_partition(p, n_tokens, printer, &sp, r, err)) != KVR_OK) goto done;
+        partition = r->partition;
+    }
+    if (printer && (st = session_costs(p, &sp, r, err)) != KVR_OK) goto done;
+    if (p->partition == KVR_SESSION_PARTITION_EXPLICIT) {
+        kvr_error e;
+        st = kvr_partition_parse(p->partition_text ? p->partition_text : "even", p->n_ranks,
+                                 n_tokens, r->partition, &e);
+        if (st != KVR_OK) {
+            kvr_error_set(err, st, "--partition: %s", e.msg);
+            r->stage = KVR_SESSION_STAGE_INPUT;
+            goto done;
+        }
+        partition = r->partition;
+    }
+    if (p->n_ranks > n_tokens) {
+        st = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                           "--ranks %d: more ranks than the %lld prompt tokens", p->n_ranks,
+                           (long long)n_tokens);
+        r->stage = KVR_SESSION_STAGE_INPUT;
+        goto done;
+    }
+    if ((st = session_prefill(p, tokens, n_tokens, partition, r, err)) != KVR_OK) goto done;
+    const kvr_prefill_result *run = kvr_session_median(r);
+    if (!partition) memcpy(r->partition, run->partition, (size_t)run->n_ranks * sizeof *r->partition);
+
+    /* the prediction for this run, drift, and the record in the store */
+    if (printer && sp.costs) {
+        const kvr_strategy strat =
+            kvr_mode_strategy(p->mode, r->partition_source == KVR_SESSION_PARTITION_EVEN);
+        double us;
+        kvr_error e;
+        if (kvr_predict_costs_ttft(sp.costs, strat, p->n_ranks, n_tokens, run->partition, NULL,
+                                   &us, &e) == KVR_OK) {
+            r->predicted_ttft_ms = us * 1e-3;
+            r->prediction_error = run->ttft_ms / r->predicted_ttft_ms - 1;
+            r->drift = r->err_band >= 0 && fabs(r->prediction_error) > r->err_band;
+        } else {
+            session_text(r->no_prediction, sizeof r->no_prediction, "%s", e.msg);
+        }
+    }
+    if (r->predicted_ttft_ms < 0) r->cost_model_fit_id = 0;
+    if (printer) session_record(p, &sp, r);
+done:
+    kvr_predictor_destroy(sp.kp);
+    kvr_predict_costs_destroy(sp.costs);
+    return st;
+}

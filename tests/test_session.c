@@ -1,0 +1,200 @@
+/* test_session.c -- the inference session (kvr_session_run) on the tiny preset: the even split
+ * with repeats (median run, min/max), an explicit partition, the usage errors (bad partition,
+ * more ranks than tokens), auto from a predictor file (its partition, its cost model's
+ * predicted TTFT, drift against its error band, another thread count refusing the prediction),
+ * auto with a store but no predictor for the model (the printing rank's message), and the record
+ * in a writable store (partition source, predictor, drift) but none in a read-only one. */
+#include "kvr_kvrp.h"
+#include "kvr_session.h"
+#include "kvr_test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A 2-rank predictor (linear in C) with a cost model of lines: pre 10 + 0.05 c, attn
+ * 5 + 0.01 c + 0.001 P + 1e-5 (c P + c^2/2), post 20 + 0.1 c; error band err_band. */
+static const char *const predictor_json =
+    "{\"schema\": \"kvr-predictor/1\", \"label\": \"test\", \"granularity\": 16,"
+    " \"remainder\": \"last-chunk\", \"costs\": {\"source\": \"test\", \"model\": \"tiny\","
+    " \"layers\": 4}, \"ranks\": ["
+    "{\"ranks\": 2, \"form\": \"linear-c\", \"contexts\": [1024, 8192],"
+    " \"partitions\": [[576, 448], [4864, 3328]], \"x\": [1024, 8192],"
+    " \"fractions\": [[0.5625, 0.59375]]}]}";
+
+static kvr_predict_fit line(kvr_op op, double k, double s) {
+    kvr_predict_fit f;
+    memset(&f, 0, sizeof f);
+    f.op = op;
+    f.form = KVR_PREDICT_FORM_HINGE;
+    f.n_coef = 2;
+    f.coef[0] = k;
+    f.coef[1] = s;
+    return f;
+}
+
+/* Write the predictor file with its cost model; threads = the profile's threads per rank. */
+static void write_predictor(const char *path, double err_band, int32_t threads) {
+    kvr_error e;
+    kvr_predict_costs_info info = {4, 1024, 50, 200, "tiny", "cpu", "f32", "test_session"};
+    kvr_predict_costs *c = NULL;
+    KVR_CHECK_OK(kvr_predict_costs_create(&info, &c, &e), &e);
+    kvr_predict_fit fits[] = {line(KVR_OP_PRE, 10, 0.05), line(KVR_OP_POST, 20, 0.1)};
+    for (size_t i = 0; i < 2; i++) KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &fits[i], &e), &e);
+    kvr_predict_fit a;
+    memset(&a, 0, sizeof a);
+    a.op = KVR_OP_ATTN;
+    a.form = KVR_PREDICT_FORM_ATTN;
+    a.n_coef = 4;
+    a.coef[0] = 5, a.coef[1] = 0.01, a.coef[2] = 0.001, a.coef[3] = 1e-5;
+    KVR_CHECK_OK(kvr_predict_costs_set_fit(c, &a, &e), &e);
+    kvr_predictor *kp = NULL;
+    KVR_CHECK_OK(kvr_predictor_from_json(predictor_json, strlen(predictor_json), "t", &kp, &e),
+                 &e);
+    kvr_predictor_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.predictor_id = 42;
+    meta.n_threads = threads;
+    meta.err_band = err_band;
+    char *text = NULL;
+    KVR_CHECK_OK(kvr_predictor_file_format(kp, c, &meta, &text, &e), &e);
+    FILE *f = fopen(path, "wb");
+    KVR_CHECK(f && text && fwrite(text, 1, strlen(text), f) == strlen(text));
+    if (f) fclose(f);
+    free(text);
+    kvr_predictor_destroy(kp);
+    kvr_predict_costs_destroy(c);
+}
+
+static int32_t *ids_of(int64_t n) {
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)((i * 37 + 11) % 256);
+    return ids;
+}
+
+static void test_session(void) {
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    kvr_model *m = NULL;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_model_load("tiny", &lp, &m, &e), &e);
+    if (!m) return;
+    const int64_t n = 96;
+    int32_t *ids = ids_of(n);
+    kvr_session_params sp = kvr_session_params_default();
+    sp.model = m;
+    sp.mode = KVR_MODE_KVR;
+    sp.n_ranks = 2;
+    sp.repeat = 3;
+    kvr_session_result r;
+
+    /* even, three runs: the median and the spread */
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    KVR_CHECK(r.stage == KVR_SESSION_STAGE_NONE && r.n_runs == 3);
+    const kvr_prefill_result *med = kvr_session_median(&r);
+    KVR_CHECK(med->partition[0] == 48 && med->partition[1] == 48);
+    KVR_CHECK(r.ttft_min_ms <= med->ttft_ms && med->ttft_ms <= r.ttft_max_ms);
+    KVR_CHECK(r.partition_source == KVR_SESSION_PARTITION_EVEN && r.predicted_ttft_ms < 0);
+    KVR_CHECK(strstr(r.no_prediction, "no store or predictor file") && isnan(r.prediction_error));
+    KVR_CHECK(r.measured_run_id == 0 && !r.has_predictor);
+    const int32_t first = med->first_token;
+    kvr_session_result_free(&r);
+
+    /* explicit: the same first token; "even" as text is the even source */
+    sp.repeat = 1;
+    sp.partition = KVR_SESSION_PARTITION_EXPLICIT;
+    sp.partition_text = "70,26";
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    KVR_CHECK(kvr_session_median(&r)->partition[0] == 70 && r.partition_source ==
+                                                                 KVR_SESSION_PARTITION_EXPLICIT);
+    KVR_CHECK_EQ_INT(kvr_session_median(&r)->first_token, first);
+    kvr_session_result_free(&r);
+    sp.partition_text = "even";
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    KVR_CHECK(r.partition_source == KVR_SESSION_PARTITION_EVEN);
+    kvr_session_result_free(&r);
+
+    /* usage errors */
+    sp.partition_text = "70,x";
+    KVR_CHECK(kvr_session_run(&sp, ids, n, &r, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(r.stage == KVR_SESSION_STAGE_INPUT && strstr(e.msg, "--partition: "));
+    kvr_session_result_free(&r);
+    sp.partition = KVR_SESSION_PARTITION_AUTO;
+    KVR_CHECK(kvr_session_run(&sp, ids, 1, &r, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(r.stage == KVR_SESSION_STAGE_INPUT && strstr(e.msg, "more ranks than the 1"));
+    kvr_session_result_free(&r);
+
+    /* auto from a predictor file: its partition, its cost model, drift against a tiny band */
+    char path[] = "/tmp/kvr_test_session_XXXXXX";
+    int fd = mkstemp(path);
+    KVR_CHECK(fd >= 0);
+    if (fd >= 0) close(fd);
+    write_predictor(path, 1e-9, 1);
+    sp.predictor_path = path;
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    KVR_CHECK(r.has_predictor && r.predictor_id == 42 && strstr(r.predictor_from, path));
+    int64_t want[2];
+    kvr_predictor *kp = NULL;
+    KVR_CHECK_OK(kvr_predictor_load(path, &kp, &e), &e);
+    KVR_CHECK_OK(kvr_predictor_predict(kp, 2, n, want, &e), &e);
+    kvr_predictor_destroy(kp);
+    KVR_CHECK(kvr_session_median(&r)->partition[0] == want[0] && r.partition[1] == want[1]);
+    KVR_CHECK(r.predicted_ttft_ms > 0 && r.err_band == 1e-9 && r.drift);
+    KVR_CHECK(strstr(r.cost_model_from, "the cost model of predictor file"));
+    KVR_CHECK(r.predict_us > 0 && r.predict_warm_us > 0);
+    kvr_session_result_free(&r);
+    /* the cost model of a 2-thread profile does not predict a 1-thread run */
+    write_predictor(path, 0.5, 2);
+    sp.partition = KVR_SESSION_PARTITION_EVEN;
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    KVR_CHECK(r.predicted_ttft_ms < 0 && strstr(r.no_prediction, "profiled with 2 thread(s)"));
+    kvr_session_result_free(&r);
+
+    /* a store: auto without a predictor for this model; the record of an even run */
+    kvr_db *db = NULL;
+    KVR_CHECK_OK(kvr_db_open(":memory:", NULL, &db, &e), &e);
+    kvr_db_model rec;
+    memset(&rec, 0, sizeof rec);
+    snprintf(rec.name, sizeof rec.name, "tiny");
+    snprintf(rec.content_hash, sizeof rec.content_hash, "t1");
+    rec.n_layers = 4;
+    int64_t model_id = 0;
+    KVR_CHECK_OK(kvr_db_model_put(db, &rec, &model_id, &e), &e);
+    sp.db = db;
+    sp.db_writable = true;
+    sp.model_record = &rec;
+    sp.model_id = model_id;
+    sp.predictor_path = NULL;
+    sp.partition = KVR_SESSION_PARTITION_AUTO;
+    KVR_CHECK(kvr_session_run(&sp, ids, n, &r, &e) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(r.stage == KVR_SESSION_STAGE_PREDICTOR &&
+              strstr(e.msg, "no 2-rank KVR-P predictor for model tiny"));
+    kvr_session_result_free(&r);
+    sp.partition = KVR_SESSION_PARTITION_EVEN;
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    KVR_CHECK(r.measured_run_id > 0 && strstr(r.no_prediction, "no cost model of this model"));
+    kvr_db_measured_run *mr = NULL;
+    int64_t nm = 0;
+    KVR_CHECK_OK(kvr_db_measured_runs_list(db, &mr, &nm, &e), &e);
+    KVR_CHECK(nm == 1 && mr && !strcmp(mr[0].partition_source, "even") && mr[0].model_id == model_id);
+    KVR_CHECK(nm == 1 && mr && !strcmp(mr[0].partition, "48,48") && !strcmp(mr[0].mode, "kvr"));
+    KVR_CHECK(nm == 1 && mr && !strcmp(mr[0].transport, "threads") && mr[0].predicted_ttft_ms < 0);
+    kvr_db_free(mr);
+    kvr_session_result_free(&r);
+    sp.db_writable = false; /* a read-only store: nothing recorded */
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    KVR_CHECK(r.measured_run_id == 0);
+    kvr_session_result_free(&r);
+    kvr_session_result_free(NULL);
+    KVR_CHECK(!strcmp(kvr_session_partition_name(KVR_SESSION_PARTITION_AUTO), "auto"));
+
+    kvr_db_close(db);
+    unlink(path);
+    free(ids);
+    kvr_model_destroy(m);
+}
+
+static const kvr_test_case cases[] = {
+    {"session", test_session},
+};
+KVR_TEST_MAIN(cases)
