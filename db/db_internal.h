@@ -148,15 +148,9 @@ kvr_status db_rows_collect(kvr_db *db, sqlite3_stmt *s, const db_col *c, int n, 
                            const char *noun, const char *what, void **out, int64_t *n_out,
                            kvr_error *err);
 
-/* Growable text buffer for exports; any allocation failure sets oom and stops appending. */
-typedef struct db_buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} db_buf;
-void db_buf_printf(db_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void db_buf_json_str(db_buf *b, const char *s); /* a quoted, escaped JSON string */
-void db_buf_json_num(db_buf *b, double v);       /* a number, or null for NaN/Inf */
-void db_buf_csv_str(db_buf *b, const char *s);   /* a CSV field, quoted when needed */
+/* Export text goes into a kvr_text (kvr_common.h); these append one escaped value. */
+void db_buf_json_str(kvr_text *b, const char *s); /* a quoted, escaped JSON string */
+void db_buf_json_num(kvr_text *b, double v);      /* a number, or null for NaN/Inf */
+void db_buf_csv_str(kvr_text *b, const char *s);  /* a CSV field, quoted when needed */
 
 #endif /* KVR_DB_INTERNAL_H */

@@ -14,81 +14,48 @@
 #include <string.h>
 
 // ----------------------------------------------------------------------------
-// text buffer
+// export text
 
-void db_buf_printf(db_buf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->p && (size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc - b->len <= (size_t)n) nc *= 2;
-        char *q = realloc(b->p, nc);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
-}
-
-void db_buf_json_str(db_buf *b, const char *s) {
-    db_buf_printf(b, "\"");
+void db_buf_json_str(kvr_text *b, const char *s) {
+    kvr_text_printf(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\')
-            db_buf_printf(b, "\\%c", *p);
+            kvr_text_printf(b, "\\%c", *p);
         else if (*p < 0x20)
-            db_buf_printf(b, "\\u%04x", *p);
+            kvr_text_printf(b, "\\u%04x", *p);
         else
-            db_buf_printf(b, "%c", *p);
+            kvr_text_printf(b, "%c", *p);
     }
-    db_buf_printf(b, "\"");
+    kvr_text_printf(b, "\"");
 }
 
-void db_buf_json_num(db_buf *b, double v) {
+void db_buf_json_num(kvr_text *b, double v) {
     if (isfinite(v))
-        db_buf_printf(b, "%.9g", v);
+        kvr_text_printf(b, "%.9g", v);
     else
-        db_buf_printf(b, "null");
+        kvr_text_printf(b, "null");
 }
 
-void db_buf_csv_str(db_buf *b, const char *s) {
+void db_buf_csv_str(kvr_text *b, const char *s) {
     if (!strpbrk(s, ",\"\r\n")) {
-        db_buf_printf(b, "%s", s);
+        kvr_text_printf(b, "%s", s);
         return;
     }
-    db_buf_printf(b, "\"");
+    kvr_text_printf(b, "\"");
     for (const char *p = s; *p; p++) {
         if (*p == '\r' || *p == '\n') continue; /* the format keeps one record per line */
-        db_buf_printf(b, *p == '"' ? "\"\"" : "%c", *p);
+        kvr_text_printf(b, *p == '"' ? "\"\"" : "%c", *p);
     }
-    db_buf_printf(b, "\"");
+    kvr_text_printf(b, "\"");
 }
 
-static void db_buf_csv_num(db_buf *b, double v) {
-    if (isfinite(v)) db_buf_printf(b, "%.9g", v);
+static void db_buf_csv_num(kvr_text *b, double v) {
+    if (isfinite(v)) kvr_text_printf(b, "%.9g", v);
 }
 
-static kvr_status db_buf_finish(db_buf *b, const char *path, char **out, kvr_error *err) {
-    if (b->oom) {
-        free(b->p);
+static kvr_status db_buf_finish(kvr_text *b, const char *path, char **out, kvr_error *err) {
+    if (kvr_text_take(b, out, NULL, NULL) != KVR_OK)
         return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory exporting", path);
-    }
-    if (!b->p) db_buf_printf(b, "%s", "");
-    if (b->oom) return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory exporting", path);
-    *out = b->p;
     return KVR_OK;
 }
 
@@ -160,34 +127,34 @@ static const db_key db_keys[] = {
 };
 #define DB_N_KEYS (sizeof db_keys / sizeof db_keys[0])
 
-static void db_key_write(db_buf *b, const kvr_db_csv *c, const db_key *k) {
+static void db_key_write(kvr_text *b, const kvr_db_csv *c, const db_key *k) {
     const char *base = (const char *)c + k->off;
     switch (k->type) {
         case DB_KEY_STR:
-            if (*base) db_buf_printf(b, "# %s: %s\n", k->name, base);
+            if (*base) kvr_text_printf(b, "# %s: %s\n", k->name, base);
             break;
         case DB_KEY_I32: {
             int32_t v;
             memcpy(&v, base, sizeof v);
-            if (v) db_buf_printf(b, "# %s: %d\n", k->name, v);
+            if (v) kvr_text_printf(b, "# %s: %d\n", k->name, v);
             break;
         }
         case DB_KEY_I64: {
             int64_t v;
             memcpy(&v, base, sizeof v);
-            if (v) db_buf_printf(b, "# %s: %lld\n", k->name, (long long)v);
+            if (v) kvr_text_printf(b, "# %s: %lld\n", k->name, (long long)v);
             break;
         }
         case DB_KEY_F64: {
             double v;
             memcpy(&v, base, sizeof v);
-            if (isfinite(v) && v != 0) db_buf_printf(b, "# %s: %.9g\n", k->name, v);
+            if (isfinite(v) && v != 0) kvr_text_printf(b, "# %s: %.9g\n", k->name, v);
             break;
         }
         case DB_KEY_BOOL: {
             bool v;
             memcpy(&v, base, sizeof v);
-            db_buf_printf(b, "# %s: %d\n", k->name, v ? 1 : 0);
+            kvr_text_printf(b, "# %s: %d\n", k->name, v ? 1 : 0);
             break;
         }
     }
@@ -211,92 +178,93 @@ static kvr_status db_export_load(kvr_db *db, int64_t run_id, kvr_db_csv *c, kvr_
     return st;
 }
 
-static void db_csv_stats(db_buf *b, const kvr_timing_stats *t) {
-    db_buf_printf(b, "%d,%d,", t->n_warmup, t->n_iters);
+static void db_csv_stats(kvr_text *b, const kvr_timing_stats *t) {
+    kvr_text_printf(b, "%d,%d,", t->n_warmup, t->n_iters);
     const double v[7] = {t->min_us,  t->p10_us,    t->median_us, t->p90_us,
                          t->mean_us, t->stddev_us, t->max_us};
     for (int i = 0; i < 7; i++) {
         db_buf_csv_num(b, v[i]);
-        db_buf_printf(b, ",");
+        kvr_text_printf(b, ",");
     }
-    db_buf_printf(b, "%d", t->is_stable ? 1 : 0);
+    kvr_text_printf(b, "%d", t->is_stable ? 1 : 0);
 }
 
 kvr_status kvr_db_export_csv(kvr_db *db, int64_t run_id, char **out, kvr_error *err) {
     *out = NULL;
     kvr_db_csv c;
     KVR_TRY(db_export_load(db, run_id, &c, err));
-    db_buf b = {0};
-    db_buf_printf(&b, "# kvr-csv 1\n# exported from %s run %lld (%s, %s)\n", db->path,
-                  (long long)run_id, c.run.kind, kvr_run_status_name(c.run.status));
+    kvr_text b = {0};
+    kvr_text_printf(&b, "# kvr-csv 1\n# exported from %s run %lld (%s, %s)\n", db->path,
+                    (long long)run_id, c.run.kind, kvr_run_status_name(c.run.status));
     for (size_t i = 0; i < DB_N_KEYS; i++) {
         if (strncmp(db_keys[i].name, "model.", 6) == 0 && c.run.model_id <= 0) continue;
         if (strncmp(db_keys[i].name, "device.", 7) == 0 && c.run.device_id <= 0) continue;
         db_key_write(&b, &c, &db_keys[i]);
     }
-    db_buf_printf(&b, "%s\n", db_csv_header);
+    kvr_text_printf(&b, "%s\n", db_csv_header);
     for (int64_t i = 0; i < c.n_layers; i++) {
         const kvr_db_layer_sample *x = &c.layers[i];
-        db_buf_printf(&b, "layer,");
+        kvr_text_printf(&b, "layer,");
         db_buf_csv_str(&b, x->op);
-        db_buf_printf(&b, ",%lld,%lld,,,,,,", (long long)x->c, (long long)x->prefix);
+        kvr_text_printf(&b, ",%lld,%lld,,,,,,", (long long)x->c, (long long)x->prefix);
         db_csv_stats(&b, &x->stats);
-        db_buf_printf(&b, ",,,\n");
+        kvr_text_printf(&b, ",,,\n");
     }
     for (int64_t i = 0; i < c.n_transfers; i++) {
         const kvr_db_transfer_sample *x = &c.transfers[i];
-        db_buf_printf(&b, "transfer,,,,");
+        kvr_text_printf(&b, "transfer,,,,");
         db_buf_csv_str(&b, x->pattern);
-        db_buf_printf(&b, ",%d,%d,%d,%lld,", x->src, x->dst, x->n_ranks, (long long)x->size_bytes);
+        kvr_text_printf(&b, ",%d,%d,%d,%lld,", x->src, x->dst, x->n_ranks,
+                        (long long)x->size_bytes);
         db_csv_stats(&b, &x->stats);
-        db_buf_printf(&b, ",");
+        kvr_text_printf(&b, ",");
         db_buf_csv_num(&b, x->algbw_gbps);
-        db_buf_printf(&b, ",");
+        kvr_text_printf(&b, ",");
         db_buf_csv_num(&b, x->busbw_gbps);
-        db_buf_printf(&b, ",");
+        kvr_text_printf(&b, ",");
         db_buf_csv_num(&b, x->busbw_factor);
-        db_buf_printf(&b, "\n");
+        kvr_text_printf(&b, "\n");
     }
     free(c.layers);
     free(c.transfers);
     return db_buf_finish(&b, db->path, out, err);
 }
 
-static void db_json_stats(db_buf *b, const kvr_timing_stats *t) {
-    db_buf_printf(b, "\"n_warmup\":%d,\"n_iters\":%d", t->n_warmup, t->n_iters);
+static void db_json_stats(kvr_text *b, const kvr_timing_stats *t) {
+    kvr_text_printf(b, "\"n_warmup\":%d,\"n_iters\":%d", t->n_warmup, t->n_iters);
     const char *names[7] = {"min_us", "p10_us", "median_us", "p90_us", "mean_us", "stddev_us",
                             "max_us"};
     const double v[7] = {t->min_us,  t->p10_us,    t->median_us, t->p90_us,
                          t->mean_us, t->stddev_us, t->max_us};
     for (int i = 0; i < 7; i++) {
-        db_buf_printf(b, ",\"%s\":", names[i]);
+        kvr_text_printf(b, ",\"%s\":", names[i]);
         db_buf_json_num(b, v[i]);
     }
-    db_buf_printf(b, ",\"is_stable\":%s", t->is_stable ? "true" : "false");
+    kvr_text_printf(b, ",\"is_stable\":%s", t->is_stable ? "true" : "false");
 }
 
-static void db_json_section(db_buf *b, const kvr_db_csv *c, const char *prefix) {
+static void db_json_section(kvr_text *b, const kvr_db_csv *c, const char *prefix) {
     size_t plen = strlen(prefix);
     bool first = true;
-    db_buf_printf(b, "{");
+    kvr_text_printf(b, "{");
     for (size_t i = 0; i < DB_N_KEYS; i++) {
         const db_key *k = &db_keys[i];
         if (strncmp(k->name, prefix, plen) != 0) continue;
         const char *base = (const char *)c + k->off;
-        db_buf_printf(b, "%s\"%s\":", first ? "" : ",", k->name + plen);
+        kvr_text_printf(b, "%s\"%s\":", first ? "" : ",", k->name + plen);
         first = false;
         switch (k->type) {
             case DB_KEY_STR: db_buf_json_str(b, base); break;
             case DB_KEY_I32: {
                 int32_t v;
                 memcpy(&v, base, sizeof v);
-                db_buf_printf(b, "%d", v);
+                kvr_text_printf(b, "%d", v);
                 break;
             }
             case DB_KEY_I64: {
                 int64_t v;
                 memcpy(&v, base, sizeof v);
-                db_buf_printf(b, "%lld", (long long)v);
+                kvr_text_printf(b, "%lld", (long long)v);
                 break;
             }
             case DB_KEY_F64: {
@@ -308,7 +276,7 @@ static void db_json_section(db_buf *b, const kvr_db_csv *c, const char *prefix) 
             case DB_KEY_BOOL: {
                 bool v;
                 memcpy(&v, base, sizeof v);
-                db_buf_printf(b, "%s", v ? "true" : "false");
+                kvr_text_printf(b, "%s", v ? "true" : "false");
                 break;
             }
         }
@@ -319,56 +287,56 @@ kvr_status kvr_db_export_json(kvr_db *db, int64_t run_id, char **out, kvr_error 
     *out = NULL;
     kvr_db_csv c;
     KVR_TRY(db_export_load(db, run_id, &c, err));
-    db_buf b = {0};
-    db_buf_printf(&b, "{\"kvr_db_export\":1,\"run\":");
+    kvr_text b = {0};
+    kvr_text_printf(&b, "{\"kvr_db_export\":1,\"run\":");
     db_json_section(&b, &c, "run.");
-    db_buf_printf(&b, ",\"id\":%lld,\"kind\":", (long long)c.run.id);
+    kvr_text_printf(&b, ",\"id\":%lld,\"kind\":", (long long)c.run.id);
     db_buf_json_str(&b, c.run.kind);
-    db_buf_printf(&b, ",\"status\":\"%s\",\"ts_end_utc\":", kvr_run_status_name(c.run.status));
+    kvr_text_printf(&b, ",\"status\":\"%s\",\"ts_end_utc\":", kvr_run_status_name(c.run.status));
     db_buf_json_str(&b, c.run.ts_end_utc);
-    db_buf_printf(&b, ",\"params\":");
+    kvr_text_printf(&b, ",\"params\":");
     db_buf_json_str(&b, c.run.params);
-    db_buf_printf(&b, ",\"pid\":%lld}", (long long)c.run.pid);
-    db_buf_printf(&b, ",\"model\":");
+    kvr_text_printf(&b, ",\"pid\":%lld}", (long long)c.run.pid);
+    kvr_text_printf(&b, ",\"model\":");
     if (c.run.model_id > 0) {
         db_json_section(&b, &c, "model.");
-        db_buf_printf(&b, ",\"id\":%lld}", (long long)c.model.id);
+        kvr_text_printf(&b, ",\"id\":%lld}", (long long)c.model.id);
     } else {
-        db_buf_printf(&b, "null");
+        kvr_text_printf(&b, "null");
     }
-    db_buf_printf(&b, ",\"device\":");
+    kvr_text_printf(&b, ",\"device\":");
     if (c.run.device_id > 0) {
         db_json_section(&b, &c, "device.");
-        db_buf_printf(&b, ",\"id\":%lld}", (long long)c.device.id);
+        kvr_text_printf(&b, ",\"id\":%lld}", (long long)c.device.id);
     } else {
-        db_buf_printf(&b, "null");
+        kvr_text_printf(&b, "null");
     }
-    db_buf_printf(&b, ",\"layer_samples\":[");
+    kvr_text_printf(&b, ",\"layer_samples\":[");
     for (int64_t i = 0; i < c.n_layers; i++) {
         const kvr_db_layer_sample *x = &c.layers[i];
-        db_buf_printf(&b, "%s{\"op\":", i ? "," : "");
+        kvr_text_printf(&b, "%s{\"op\":", i ? "," : "");
         db_buf_json_str(&b, x->op);
-        db_buf_printf(&b, ",\"c\":%lld,\"prefix\":%lld,", (long long)x->c, (long long)x->prefix);
+        kvr_text_printf(&b, ",\"c\":%lld,\"prefix\":%lld,", (long long)x->c, (long long)x->prefix);
         db_json_stats(&b, &x->stats);
-        db_buf_printf(&b, "}");
+        kvr_text_printf(&b, "}");
     }
-    db_buf_printf(&b, "],\"transfer_samples\":[");
+    kvr_text_printf(&b, "],\"transfer_samples\":[");
     for (int64_t i = 0; i < c.n_transfers; i++) {
         const kvr_db_transfer_sample *x = &c.transfers[i];
-        db_buf_printf(&b, "%s{\"pattern\":", i ? "," : "");
+        kvr_text_printf(&b, "%s{\"pattern\":", i ? "," : "");
         db_buf_json_str(&b, x->pattern);
-        db_buf_printf(&b, ",\"src\":%d,\"dst\":%d,\"n_ranks\":%d,\"size_bytes\":%lld,", x->src,
-                      x->dst, x->n_ranks, (long long)x->size_bytes);
+        kvr_text_printf(&b, ",\"src\":%d,\"dst\":%d,\"n_ranks\":%d,\"size_bytes\":%lld,", x->src,
+                        x->dst, x->n_ranks, (long long)x->size_bytes);
         db_json_stats(&b, &x->stats);
-        db_buf_printf(&b, ",\"algbw_gbps\":");
+        kvr_text_printf(&b, ",\"algbw_gbps\":");
         db_buf_json_num(&b, x->algbw_gbps);
-        db_buf_printf(&b, ",\"busbw_gbps\":");
+        kvr_text_printf(&b, ",\"busbw_gbps\":");
         db_buf_json_num(&b, x->busbw_gbps);
-        db_buf_printf(&b, ",\"busbw_factor\":");
+        kvr_text_printf(&b, ",\"busbw_factor\":");
         db_buf_json_num(&b, x->busbw_factor);
-        db_buf_printf(&b, "}");
+        kvr_text_printf(&b, "}");
     }
-    db_buf_printf(&b, "]}\n");
+    kvr_text_printf(&b, "]}\n");
     free(c.layers);
     free(c.transfers);
     return db_buf_finish(&b, db->path, out, err);

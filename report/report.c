@@ -18,51 +18,18 @@
 #include <time.h>
 
 // ----------------------------------------------------------------------------
-// a growable string
+// text: the page and the plot scripts grow in kvr_text buffers (kvr_common.h)
 
-typedef struct rbuf {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} rbuf;
-
-static void rb_vadd(rbuf *b, const char *fmt, va_list ap) {
-    if (b->oom) return;
-    va_list ap2;
-    va_copy(ap2, ap);
-    int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-    if (k < 0) {
-        b->oom = true;
-        va_end(ap2);
-        return;
-    }
-    if (!b->s || b->n + (size_t)k + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->n + (size_t)k + 1) nc *= 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) {
-            b->oom = true;
-            va_end(ap2);
-            return;
-        }
-        b->s = ns;
-        b->cap = nc;
-        vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap2);
-    }
-    b->n += (size_t)k;
-    va_end(ap2);
-}
-
-static void rb_add(rbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void rb_add(rbuf *b, const char *fmt, ...) {
+static void rb_add(kvr_text *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rb_add(kvr_text *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    rb_vadd(b, fmt, ap);
+    kvr_text_vprintf(b, fmt, ap);
     va_end(ap);
 }
 
 /* Text with &, <, >, " escaped for HTML. */
-static void rb_html(rbuf *b, const char *s) {
+static void rb_html(kvr_text *b, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
             case '&': rb_add(b, "&amp;"); break;
@@ -75,7 +42,7 @@ static void rb_html(rbuf *b, const char *s) {
 }
 
 /* Text for a Markdown table cell (| escaped, newlines as spaces). */
-static void rb_md(rbuf *b, const char *s) {
+static void rb_md(kvr_text *b, const char *s) {
     for (; s && *s; s++) {
         if (*s == '|')
             rb_add(b, "\\|");
@@ -87,7 +54,7 @@ static void rb_md(rbuf *b, const char *s) {
 }
 
 /* A gnuplot single-quoted string (quotes doubled). */
-static void rb_gp(rbuf *b, const char *s) {
+static void rb_gp(kvr_text *b, const char *s) {
     rb_add(b, "'");
     for (; s && *s; s++) {
         if (*s == '\'')
@@ -96,11 +63,6 @@ static void rb_gp(rbuf *b, const char *s) {
             rb_add(b, "%c", *s);
     }
     rb_add(b, "'");
-}
-
-static void rb_free(rbuf *b) {
-    free(b->s);
-    memset(b, 0, sizeof *b);
 }
 
 // ----------------------------------------------------------------------------
@@ -140,7 +102,7 @@ typedef struct rep {
     int64_t n_meas;
     kvr_db_layer_sample *samples; /* of the newest cost model's run */
     int64_t n_samples;
-    rbuf html, md;
+    kvr_text html, md;
     kvr_report_summary sum;
     int fig;
 } rep;
@@ -226,8 +188,8 @@ static void rep_free(rep *r) {
     for (int i = 0; i < r->n_latest; i++) kvr_predictor_destroy(r->latest[i].kp);
     kvr_db_free(r->meas);
     kvr_db_free(r->samples);
-    rb_free(&r->html);
-    rb_free(&r->md);
+    kvr_text_free(&r->html);
+    kvr_text_free(&r->md);
 }
 
 // ----------------------------------------------------------------------------
@@ -236,7 +198,7 @@ static void rep_free(rep *r) {
 static const char *const rep_colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                          "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22"};
 
-static void gp_head(rbuf *g, const rep *r, int height, const char *title, const char *xlabel,
+static void gp_head(kvr_text *g, const rep *r, int height, const char *title, const char *xlabel,
                     const char *ylabel) {
     rb_add(g, "set terminal svg size %d,%d dynamic enhanced font 'Helvetica,12' "
               "background rgb 'white'\n",
@@ -252,8 +214,8 @@ static void gp_head(rbuf *g, const rep *r, int height, const char *title, const 
 }
 
 /* Render a script through the caller and embed the SVG as a figure. */
-static kvr_status rep_figure(rep *r, const char *name, const char *caption, rbuf *script) {
-    if (script->oom) return kvr_error_set(r->err, KVR_ERR_NOMEM, "report: out of memory");
+static kvr_status rep_figure(rep *r, const char *name, const char *caption, kvr_text *script) {
+    if (script->nomem) return kvr_error_set(r->err, KVR_ERR_NOMEM, "report: out of memory");
     char *svg = NULL;
     kvr_status st = r->plot(r->user, name, script->s, &svg, r->err);
     if (st != KVR_OK) return kvr_error_prefix(r->err, "plot %s", name);
@@ -295,7 +257,7 @@ static void fmt_pct(char *b, size_t n, double v) {
 }
 
 static void rep_fit_table(rep *r, const rep_costs *c) {
-    rbuf *h = &r->html, *m = &r->md;
+    kvr_text *h = &r->html, *m = &r->md;
     rb_add(h, "<h3>Cost model fit %lld — profile run %lld", (long long)c->id,
            (long long)c->rf.run_id);
     if (c->rf.link_run_id) rb_add(h, ", links from run %lld", (long long)c->rf.link_run_id);
@@ -371,7 +333,7 @@ static kvr_status rep_fit_plots(rep *r) {
                     "residual plots.");
         return KVR_OK;
     }
-    rbuf g = {0};
+    kvr_text g = {0};
     gp_head(&g, r, 460, "Per-layer op time: profile medians (points) and fits (lines)",
             "chunk c (tokens)", "time per layer (us)");
     rb_add(&g, "set logscale x 2\nset logscale y 10\nset format y '10^{%%L}'\n");
@@ -419,7 +381,7 @@ static kvr_status rep_fit_plots(rep *r) {
                  (long long)c->rf.run_id, (long long)c->id);
         st = rep_figure(r, "fits", cap, &g);
     }
-    rb_free(&g);
+    kvr_text_free(&g);
     if (st != KVR_OK) return st;
 
     /* residuals: fit / measured - 1 over every sample */
@@ -463,7 +425,7 @@ static kvr_status rep_fit_plots(rep *r) {
                  (long long)c->id, 100 * band);
         st = rep_figure(r, "residuals", cap, &g);
     }
-    rb_free(&g);
+    kvr_text_free(&g);
     return st;
 }
 
@@ -483,7 +445,7 @@ static int cmp_dbl(const void *a, const void *b) {
 }
 
 static kvr_status rep_measured(rep *r) {
-    rbuf *h = &r->html, *m = &r->md;
+    kvr_text *h = &r->html, *m = &r->md;
     int n_pred = 0;
     for (int64_t i = 0; i < r->n_meas; i++) n_pred += r->meas[i].predicted_ttft_ms > 0;
     r->sum.n_measured = (int)r->n_meas;
@@ -554,7 +516,7 @@ static kvr_status rep_measured(rep *r) {
     /* the scatter */
     kvr_status st = KVR_OK;
     if (n_pred > 0) {
-        rbuf g = {0};
+        kvr_text g = {0};
         gp_head(&g, r, 520, "Predicted vs measured TTFT", "predicted TTFT (ms)",
                 "measured TTFT (ms)");
         rb_add(&g, "set logscale xy 10\nset size ratio -1\n");
@@ -617,7 +579,7 @@ static kvr_status rep_measured(rep *r) {
                  "model's TTFT error band; red rings: runs flagged as drift.",
                  n_pred, (int)r->n_meas);
         st = rep_figure(r, "pred_vs_measured", cap, &g);
-        rb_free(&g);
+        kvr_text_free(&g);
     } else {
         rep_note(r, "No measured run has a predicted TTFT yet (fit a cost model with kvr-fit "
                     "--run RUN, then run kvr-run with the store).");
@@ -677,7 +639,7 @@ static kvr_status rep_table_plots(rep *r) {
         for (int k = 0; k < nr; k++) seen = seen || ranks[k] == r->rows[i].n_ranks;
         if (!seen && nr < 32) ranks[nr++] = r->rows[i].n_ranks;
     }
-    rbuf g = {0};
+    kvr_text g = {0};
     gp_head(&g, r, 520, "TTFT vs context per strategy and rank count", "context (tokens)",
             "TTFT (ms)");
     rb_add(&g, "set logscale x 2\nset logscale y 10\nset format y '%%g'\n");
@@ -738,7 +700,7 @@ static kvr_status rep_table_plots(rep *r) {
                  (long long)r->tab->id, r->tab->source, r->tab->links);
         st = rep_figure(r, "ttft_vs_context", cap, &g);
     }
-    rb_free(&g);
+    kvr_text_free(&g);
     r->sum.n_tables = (int)r->n_tabs;
     if (st != KVR_OK) return st;
 
@@ -747,7 +709,7 @@ static kvr_status rep_table_plots(rep *r) {
             "context (tokens)", "boundary S_i / C");
     rb_add(&g, "set logscale x 2\nset yrange [0:1]\n");
     int series = 0;
-    rbuf plot = {0};
+    kvr_text plot = {0};
     for (int k = 0; k < nr; k++) {
         const int p = ranks[k];
         if (p < 2) continue;
@@ -812,8 +774,8 @@ static kvr_status rep_table_plots(rep *r) {
                  (long long)r->tab->id);
         st = rep_figure(r, "fractions", cap, &g);
     }
-    rb_free(&g);
-    rb_free(&plot);
+    kvr_text_free(&g);
+    kvr_text_free(&plot);
     return st;
 }
 
@@ -834,7 +796,7 @@ static kvr_status rep_timeline(rep *r, const kvr_predict_costs *costs, kvr_strat
         kvr_search_timeline_destroy(tl);
         return kvr_error_prefix(r->err, "timeline %s", label);
     }
-    rbuf g = {0};
+    kvr_text g = {0};
     char title[200];
     snprintf(title, sizeof title, "%s: %d ranks, %lld tokens, simulated TTFT %.1f ms", label, p,
              (long long)C, ttft * 1e-3);
@@ -868,7 +830,7 @@ static kvr_status rep_timeline(rep *r, const kvr_predict_costs *costs, kvr_strat
     rb_add(&g, "\n");
     kvr_search_timeline_destroy(tl);
     if (first) {
-        rb_free(&g);
+        kvr_text_free(&g);
         return KVR_OK;
     }
     char cap[300];
@@ -877,7 +839,7 @@ static kvr_status rep_timeline(rep *r, const kvr_predict_costs *costs, kvr_strat
              "fitted cost model (compute per rank; thin bars below a rank: its K/V sends).",
              label);
     st = rep_figure(r, name, cap, &g);
-    rb_free(&g);
+    kvr_text_free(&g);
     return st;
 }
 
@@ -921,7 +883,7 @@ static kvr_status rep_timelines(rep *r) {
 // the page
 
 static void rep_predictors(rep *r) {
-    rbuf *h = &r->html, *m = &r->md;
+    kvr_text *h = &r->html, *m = &r->md;
     r->sum.n_predictors = (int)r->n_preds;
     if (r->n_preds == 0) {
         rep_note(r, "No KVR-P predictors yet (kvr-fit --kvrp --ranks LIST).");
@@ -990,7 +952,7 @@ kvr_status kvr_report_build(kvr_db *db, const kvr_report_options *opt, kvr_repor
     gmtime_r(&t, &tmv);
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tmv);
 
-    rbuf *h = &r.html, *m = &r.md;
+    kvr_text *h = &r.html, *m = &r.md;
     rb_add(h, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>");
     rb_html(h, r.opt.title);
     rb_add(h,
@@ -1052,7 +1014,7 @@ kvr_status kvr_report_build(kvr_db *db, const kvr_report_options *opt, kvr_repor
         st = rep_timelines(&r);
     }
     rb_add(h, "</body>\n</html>\n");
-    if (st == KVR_OK && (h->oom || m->oom))
+    if (st == KVR_OK && (h->nomem || m->nomem))
         st = kvr_error_set(r.err, KVR_ERR_NOMEM, "report: out of memory");
     if (st == KVR_OK) {
         *html = h->s;

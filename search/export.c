@@ -10,53 +10,6 @@
 #include <string.h>
 
 // ----------------------------------------------------------------------------
-// append buffer
-
-void search_buf_printf(search_buf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        size_t room = b->cap - b->n;
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, room, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = true;
-            return;
-        }
-        if ((size_t)k < room) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->n <= (size_t)k) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
-void search_buf_putc(search_buf *b, char c) {
-    search_buf_printf(b, "%c", c);
-}
-
-kvr_status search_buf_finish(search_buf *b, char **out, kvr_error *err) {
-    if (!b->oom && !b->p) search_buf_printf(b, "%s", "");
-    if (b->oom) {
-        free(b->p);
-        memset(b, 0, sizeof *b);
-        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (export)");
-    }
-    *out = b->p;
-    memset(b, 0, sizeof *b);
-    return KVR_OK;
-}
-
-// ----------------------------------------------------------------------------
 // formats
 
 kvr_status kvr_search_format_parse(const char *name, kvr_search_format *out, kvr_error *err) {
@@ -87,98 +40,100 @@ static void ex_strategy_list(unsigned mask, char *buf, size_t n) {
         }
 }
 
-static void ex_header_lines(const kvr_search_table *t, const char *note, search_buf *b,
+static void ex_header_lines(const kvr_search_table *t, const char *note, kvr_text *b,
                             const char *lead) {
     char strat[64];
     ex_strategy_list(t->strategies, strat, sizeof strat);
-    search_buf_printf(b, "%s kvr-search %s (commit %s)\n", lead, kvr_version(), kvr_build_commit());
-    search_buf_printf(b, "%s costs: %s%s%s; %d layers, %g KV bytes/token/layer\n", lead, t->source,
-                      t->model_name[0] ? "; model " : "", t->model_name, t->n_layers,
-                      t->kv_bytes_per_token);
-    search_buf_printf(b, "%s links: %s; TSP all-gather: %s\n", lead, t->links_desc,
-                      t->has_allgather ? "alpha-busbw model from the cost source" : "ring over links");
-    search_buf_printf(b,
-                      "%s granularity %lld tokens (boundaries on the grid, remainder on the last "
-                      "chunk); strategies %s\n",
-                      lead, (long long)t->granularity, strat);
-    if (note && note[0]) search_buf_printf(b, "%s %s\n", lead, note);
+    kvr_text_printf(b, "%s kvr-search %s (commit %s)\n", lead, kvr_version(), kvr_build_commit());
+    kvr_text_printf(b, "%s costs: %s%s%s; %d layers, %g KV bytes/token/layer\n", lead, t->source,
+                    t->model_name[0] ? "; model " : "", t->model_name, t->n_layers,
+                    t->kv_bytes_per_token);
+    kvr_text_printf(b, "%s links: %s; TSP all-gather: %s\n", lead, t->links_desc,
+                    t->has_allgather ? "alpha-busbw model from the cost source"
+                                     : "ring over links");
+    kvr_text_printf(b,
+                    "%s granularity %lld tokens (boundaries on the grid, remainder on the last "
+                    "chunk); strategies %s\n",
+                    lead, (long long)t->granularity, strat);
+    if (note && note[0]) kvr_text_printf(b, "%s %s\n", lead, note);
 }
 
 // ---------------------------------------------------------------------------- text
 
-static void ex_text(const kvr_search_table *t, const char *note, search_buf *b) {
+static void ex_text(const kvr_search_table *t, const char *note, kvr_text *b) {
     ex_header_lines(t, note, b, "#");
-    search_buf_printf(b, "%5s %9s", "ranks", "context");
+    kvr_text_printf(b, "%5s %9s", "ranks", "context");
     for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
-        if (t->strategies & (1u << k)) search_buf_printf(b, " %11s", kvr_strategy_name(k));
-    search_buf_printf(b, " %-6s %9s  %s\n", "best", "search", "partition");
-    search_buf_printf(b, "%5s %9s", "(-)", "(tokens)");
+        if (t->strategies & (1u << k)) kvr_text_printf(b, " %11s", kvr_strategy_name(k));
+    kvr_text_printf(b, " %-6s %9s  %s\n", "best", "search", "partition");
+    kvr_text_printf(b, "%5s %9s", "(-)", "(tokens)");
     for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
-        if (t->strategies & (1u << k)) search_buf_printf(b, " %11s", "(ms)");
-    search_buf_printf(b, " %-6s %9s  %s\n", "(-)", "(ms)", "(tokens)");
+        if (t->strategies & (1u << k)) kvr_text_printf(b, " %11s", "(ms)");
+    kvr_text_printf(b, " %-6s %9s  %s\n", "(-)", "(ms)", "(tokens)");
     for (int i = 0; i < t->n_rows; i++) {
         const kvr_search_row *r = &t->rows[i];
-        search_buf_printf(b, "%5d %9lld", r->n_ranks, (long long)r->context);
+        kvr_text_printf(b, "%5d %9lld", r->n_ranks, (long long)r->context);
         for (int k = 0; k < KVR_STRATEGY_COUNT; k++) {
             if (!(t->strategies & (1u << k))) continue;
             if (r->has[k])
-                search_buf_printf(b, " %11.3f", r->ttft_us[k] * 1e-3);
+                kvr_text_printf(b, " %11.3f", r->ttft_us[k] * 1e-3);
             else
-                search_buf_printf(b, " %11s", "n/a");
+                kvr_text_printf(b, " %11s", "n/a");
         }
-        search_buf_printf(b, " %-6s %9.3f  ", r->best < KVR_STRATEGY_COUNT ? kvr_strategy_name(r->best) : "-",
-                          r->search_ms);
+        kvr_text_printf(b, " %-6s %9.3f  ",
+                        r->best < KVR_STRATEGY_COUNT ? kvr_strategy_name(r->best) : "-",
+                        r->search_ms);
         for (int j = 0; j < r->n_ranks; j++)
-            search_buf_printf(b, "%s%lld", j ? "," : "", (long long)r->partition[j]);
-        search_buf_putc(b, '\n');
+            kvr_text_printf(b, "%s%lld", j ? "," : "", (long long)r->partition[j]);
+        kvr_text_printf(b, "%c", '\n');
     }
     for (int i = 0; i < t->n_rows; i++)
         for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
             if (t->rows[i].error[k])
-                search_buf_printf(b, "# n/a: %s at %d ranks, context %lld: %s\n",
-                                  kvr_strategy_name(k), t->rows[i].n_ranks,
-                                  (long long)t->rows[i].context, t->rows[i].error[k]);
+                kvr_text_printf(b, "# n/a: %s at %d ranks, context %lld: %s\n",
+                                kvr_strategy_name(k), t->rows[i].n_ranks,
+                                (long long)t->rows[i].context, t->rows[i].error[k]);
     for (int j = 0; j < t->n_recs; j++) {
         const kvr_search_rec *rc = &t->recs[j];
-        search_buf_printf(b, "# recommended for context %lld: %s on %d rank%s, %.3f ms", (long long)rc->context,
-                          kvr_strategy_name(rc->strategy), rc->n_ranks, rc->n_ranks == 1 ? "" : "s",
-                          rc->ttft_us * 1e-3);
+        kvr_text_printf(b, "# recommended for context %lld: %s on %d rank%s, %.3f ms",
+                        (long long)rc->context, kvr_strategy_name(rc->strategy), rc->n_ranks,
+                        rc->n_ranks == 1 ? "" : "s", rc->ttft_us * 1e-3);
         if (rc->speedup_vs_single > 0)
-            search_buf_printf(b, " (%.2fx vs single)", rc->speedup_vs_single);
-        search_buf_putc(b, '\n');
+            kvr_text_printf(b, " (%.2fx vs single)", rc->speedup_vs_single);
+        kvr_text_printf(b, "%c", '\n');
     }
 }
 
 // ---------------------------------------------------------------------------- csv
 
-static void ex_csv(const kvr_search_table *t, search_buf *b) {
-    search_buf_printf(b, "ranks,context");
+static void ex_csv(const kvr_search_table *t, kvr_text *b) {
+    kvr_text_printf(b, "ranks,context");
     for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
         if (t->strategies & (1u << k)) {
             char col[32];
             snprintf(col, sizeof col, "%s_ms", kvr_strategy_name(k));
             for (char *c = col; *c; c++)
                 if (*c == '-') *c = '_';
-            search_buf_printf(b, ",%s", col);
+            kvr_text_printf(b, ",%s", col);
         }
-    search_buf_printf(b, ",best,best_ms,search_ms,partition\n");
+    kvr_text_printf(b, ",best,best_ms,search_ms,partition\n");
     for (int i = 0; i < t->n_rows; i++) {
         const kvr_search_row *r = &t->rows[i];
-        search_buf_printf(b, "%d,%lld", r->n_ranks, (long long)r->context);
+        kvr_text_printf(b, "%d,%lld", r->n_ranks, (long long)r->context);
         for (int k = 0; k < KVR_STRATEGY_COUNT; k++) {
             if (!(t->strategies & (1u << k))) continue;
             if (r->has[k])
-                search_buf_printf(b, ",%.6f", r->ttft_us[k] * 1e-3);
+                kvr_text_printf(b, ",%.6f", r->ttft_us[k] * 1e-3);
             else
-                search_buf_printf(b, ",");
+                kvr_text_printf(b, ",");
         }
         bool hb = r->best < KVR_STRATEGY_COUNT;
-        search_buf_printf(b, ",%s,", hb ? kvr_strategy_name(r->best) : "");
-        if (hb) search_buf_printf(b, "%.6f", r->ttft_us[r->best] * 1e-3);
-        search_buf_printf(b, ",%.3f,", r->search_ms);
+        kvr_text_printf(b, ",%s,", hb ? kvr_strategy_name(r->best) : "");
+        if (hb) kvr_text_printf(b, "%.6f", r->ttft_us[r->best] * 1e-3);
+        kvr_text_printf(b, ",%.3f,", r->search_ms);
         for (int j = 0; j < r->n_ranks; j++)
-            search_buf_printf(b, "%s%lld", j ? ";" : "", (long long)r->partition[j]);
-        search_buf_putc(b, '\n');
+            kvr_text_printf(b, "%s%lld", j ? ";" : "", (long long)r->partition[j]);
+        kvr_text_printf(b, "%c", '\n');
     }
 }
 
@@ -186,22 +141,22 @@ static void ex_csv(const kvr_search_table *t, search_buf *b) {
 
 /* Weights w_i = c_i / C (rank 0 first), six decimals; the last is 1 - sum(others) so the printed
  * weights sum to exactly 1. */
-static void ex_vllm(const kvr_search_table *t, search_buf *b) {
-    search_buf_printf(b,
-                      "# kvr-search %s (commit %s): KVR-S partitions as vLLM run-ahead load "
-                      "weights (fraction of the prompt per rank, rank 0 first)\n",
-                      kvr_version(), kvr_build_commit());
+static void ex_vllm(const kvr_search_table *t, kvr_text *b) {
+    kvr_text_printf(b,
+                    "# kvr-search %s (commit %s): KVR-S partitions as vLLM run-ahead load "
+                    "weights (fraction of the prompt per rank, rank 0 first)\n",
+                    kvr_version(), kvr_build_commit());
     bool kvrs = t->strategies & (1u << KVR_STRATEGY_KVR_S);
     for (int i = 0; i < t->n_rows; i++) {
         const kvr_search_row *r = &t->rows[i];
         kvr_strategy k = kvrs ? KVR_STRATEGY_KVR_S : KVR_STRATEGY_KVR_E;
-        search_buf_printf(b, "# ranks=%d context=%lld %s", r->n_ranks, (long long)r->context,
-                          kvr_strategy_name(k));
-        if (r->has[k]) search_buf_printf(b, " ttft_ms=%.3f", r->ttft_us[k] * 1e-3);
-        search_buf_printf(b, " partition=");
+        kvr_text_printf(b, "# ranks=%d context=%lld %s", r->n_ranks, (long long)r->context,
+                        kvr_strategy_name(k));
+        if (r->has[k]) kvr_text_printf(b, " ttft_ms=%.3f", r->ttft_us[k] * 1e-3);
+        kvr_text_printf(b, " partition=");
         for (int j = 0; j < r->n_ranks; j++)
-            search_buf_printf(b, "%s%lld", j ? "," : "", (long long)r->partition[j]);
-        search_buf_printf(b, "\nVLLM_PCP_RUNAHEAD_LOAD_WEIGHTS=");
+            kvr_text_printf(b, "%s%lld", j ? "," : "", (long long)r->partition[j]);
+        kvr_text_printf(b, "\nVLLM_PCP_RUNAHEAD_LOAD_WEIGHTS=");
         long long sum_micro = 0;
         for (int j = 0; j < r->n_ranks; j++) {
             long long w;
@@ -211,15 +166,15 @@ static void ex_vllm(const kvr_search_table *t, search_buf *b) {
             } else {
                 w = 1000000 - sum_micro;
             }
-            search_buf_printf(b, "%s%lld.%06lld", j ? "," : "", w / 1000000, w % 1000000);
+            kvr_text_printf(b, "%s%lld.%06lld", j ? "," : "", w / 1000000, w % 1000000);
         }
-        search_buf_putc(b, '\n');
+        kvr_text_printf(b, "%c", '\n');
     }
 }
 
 // ---------------------------------------------------------------------------- json
 
-static kvr_status ex_json(const kvr_search_table *t, const char *note, search_buf *b,
+static kvr_status ex_json(const kvr_search_table *t, const char *note, kvr_text *b,
                           kvr_error *err) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (json)");
@@ -301,7 +256,7 @@ static kvr_status ex_json(const kvr_search_table *t, const char *note, search_bu
     char *s = cJSON_Print(root);
     cJSON_Delete(root);
     if (!s) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (json)");
-    search_buf_printf(b, "%s\n", s);
+    kvr_text_printf(b, "%s\n", s);
     cJSON_free(s);
     return KVR_OK;
 }
@@ -310,7 +265,7 @@ static kvr_status ex_json(const kvr_search_table *t, const char *note, search_bu
 kvr_status kvr_search_table_format(const kvr_search_table *t, kvr_search_format fmt,
                                    const char *note, char **out, kvr_error *err) {
     if (!t || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "format: NULL argument");
-    search_buf b = {0};
+    kvr_text b = {0};
     switch (fmt) {
         case KVR_SEARCH_FORMAT_TEXT: ex_text(t, note, &b); break;
         case KVR_SEARCH_FORMAT_CSV: ex_csv(t, &b); break;
@@ -318,14 +273,14 @@ kvr_status kvr_search_table_format(const kvr_search_table *t, kvr_search_format 
         case KVR_SEARCH_FORMAT_JSON: {
             kvr_status s = ex_json(t, note, &b, err);
             if (s != KVR_OK) {
-                free(b.p);
+                kvr_text_free(&b);
                 return s;
             }
             break;
         }
         default: return kvr_error_set(err, KVR_ERR_INVALID_ARG, "format: unknown format %d", (int)fmt);
     }
-    return search_buf_finish(&b, out, err);
+    return kvr_text_take(&b, out, "export", err);
 }
 
 // ----------------------------------------------------------------------------
@@ -342,15 +297,16 @@ double kvr_search_timeline_ttft_us(const kvr_search_timeline *tl) {
 kvr_status kvr_search_timeline_format_csv(const kvr_search_timeline *tl, bool header, char **out,
                                           kvr_error *err) {
     if (!tl || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "timeline: NULL argument");
-    search_buf b = {0};
-    if (header) search_buf_printf(&b, "strategy,ranks,context,rank,layer,kind,peer,start_us,end_us\n");
+    kvr_text b = {0};
+    if (header)
+        kvr_text_printf(&b, "strategy,ranks,context,rank,layer,kind,peer,start_us,end_us\n");
     for (size_t i = 0; i < tl->n; i++) {
         const kvr_event *e = &tl->ev[i];
-        search_buf_printf(&b, "%s,%d,%lld,%d,%d,%s,%d,%.3f,%.3f\n", tl->strategy, tl->n_ranks,
-                          (long long)tl->context, e->rank, e->layer, kvr_event_kind_name(e->kind),
-                          e->peer, e->start_us, e->end_us);
+        kvr_text_printf(&b, "%s,%d,%lld,%d,%d,%s,%d,%.3f,%.3f\n", tl->strategy, tl->n_ranks,
+                        (long long)tl->context, e->rank, e->layer, kvr_event_kind_name(e->kind),
+                        e->peer, e->start_us, e->end_us);
     }
-    return search_buf_finish(&b, out, err);
+    return kvr_text_take(&b, out, "export", err);
 }
 
 static const char ex_glyph[KVR_EVENT_KIND_COUNT] = {'e', 'p', 'A', 'm', '.', '>', 'g', 'H'};
@@ -388,15 +344,15 @@ kvr_status kvr_search_timeline_format_text(const kvr_search_timeline *tl, int wi
                 acc[(((size_t)e->rank * 2 + row) * W + c) * KVR_EVENT_KIND_COUNT + e->kind] += hi - lo;
         }
     }
-    search_buf b = {0};
-    search_buf_printf(&b,
-                      "# timeline %s: %d rank%s, context %lld, %d layers, TTFT %.3f ms; one column "
-                      "= %.3f ms\n",
-                      tl->strategy, p, p == 1 ? "" : "s", (long long)tl->context, tl->n_layers,
-                      tl->ttft_us * 1e-3, col_us * 1e-3);
-    search_buf_printf(&b,
-                      "# legend: e embed, p pre (norm+QKV+RoPE), A attention, m post (O-proj+MLP), "
-                      ". wait, g all-gather, H head; link rows: > K/V transfer to the next rank\n");
+    kvr_text b = {0};
+    kvr_text_printf(&b,
+                    "# timeline %s: %d rank%s, context %lld, %d layers, TTFT %.3f ms; one column "
+                    "= %.3f ms\n",
+                    tl->strategy, p, p == 1 ? "" : "s", (long long)tl->context, tl->n_layers,
+                    tl->ttft_us * 1e-3, col_us * 1e-3);
+    kvr_text_printf(&b,
+                    "# legend: e embed, p pre (norm+QKV+RoPE), A attention, m post (O-proj+MLP), "
+                    ". wait, g all-gather, H head; link rows: > K/V transfer to the next rank\n");
     for (int r = 0; r < p; r++) {
         for (int row = 0; row < 2; row++) {
             bool any = false;
@@ -404,7 +360,7 @@ kvr_status kvr_search_timeline_format_text(const kvr_search_timeline *tl, int wi
                 for (int k = 0; k < KVR_EVENT_KIND_COUNT && !any; k++)
                     any = acc[(((size_t)r * 2 + row) * W + c) * KVR_EVENT_KIND_COUNT + k] > 0;
             if (row == 1 && !any) continue;
-            search_buf_printf(&b, "r%-4d %-4s |", r, row ? "link" : "cmp");
+            kvr_text_printf(&b, "r%-4d %-4s |", r, row ? "link" : "cmp");
             for (int c = 0; c < W; c++) {
                 const double *a = &acc[(((size_t)r * 2 + row) * W + c) * KVR_EVENT_KIND_COUNT];
                 int bk = -1;
@@ -414,23 +370,23 @@ kvr_status kvr_search_timeline_format_text(const kvr_search_timeline *tl, int wi
                         bv = a[k];
                         bk = k;
                     }
-                search_buf_putc(&b, bk < 0 ? ' ' : ex_glyph[bk]);
+                kvr_text_printf(&b, "%c", bk < 0 ? ' ' : ex_glyph[bk]);
             }
-            search_buf_printf(&b, "|\n");
+            kvr_text_printf(&b, "|\n");
         }
     }
-    search_buf_printf(&b, "%-5s %10s %10s %10s %10s\n", "rank", "compute", "wait", "link", "idle");
-    search_buf_printf(&b, "%-5s %10s %10s %10s %10s\n", "(-)", "(ms)", "(ms)", "(ms)", "(ms)");
+    kvr_text_printf(&b, "%-5s %10s %10s %10s %10s\n", "rank", "compute", "wait", "link", "idle");
+    kvr_text_printf(&b, "%-5s %10s %10s %10s %10s\n", "(-)", "(ms)", "(ms)", "(ms)", "(ms)");
     for (int r = 0; r < p; r++) {
         const double *t = &tot[(size_t)r * KVR_EVENT_KIND_COUNT];
         double comp = t[KVR_EVENT_EMBED] + t[KVR_EVENT_PRE] + t[KVR_EVENT_ATTN] + t[KVR_EVENT_POST] +
                       t[KVR_EVENT_HEAD];
         double wait = t[KVR_EVENT_WAIT] + t[KVR_EVENT_ALLGATHER];
         double idle = tl->ttft_us - comp - wait;
-        search_buf_printf(&b, "r%-4d %10.3f %10.3f %10.3f %10.3f\n", r, comp * 1e-3, wait * 1e-3,
-                          t[KVR_EVENT_SEND] * 1e-3, (idle > 0 ? idle : 0) * 1e-3);
+        kvr_text_printf(&b, "r%-4d %10.3f %10.3f %10.3f %10.3f\n", r, comp * 1e-3, wait * 1e-3,
+                        t[KVR_EVENT_SEND] * 1e-3, (idle > 0 ? idle : 0) * 1e-3);
     }
     free(acc);
     free(tot);
-    return search_buf_finish(&b, out, err);
+    return kvr_text_take(&b, out, "export", err);
 }

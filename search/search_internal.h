@@ -133,18 +133,4 @@ struct kvr_search_table {
     bool has_allgather;
 };
 
-// ----------------------------------------------------------------------------
-// append buffer (kilo's abuf) for the exporters
-
-typedef struct search_buf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} search_buf;
-
-void search_buf_printf(search_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void search_buf_putc(search_buf *b, char c);
-/* Hand the text over (*out, malloc'd) or report KVR_ERR_NOMEM; the buffer is emptied. */
-kvr_status search_buf_finish(search_buf *b, char **out, kvr_error *err);
-
 #endif /* KVR_SEARCH_INTERNAL_H */
