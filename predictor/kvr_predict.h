@@ -253,6 +253,13 @@ KVR_API kvr_status kvr_predictor_gaps_get(const kvr_predictor *kp, const kvr_sea
                                           int p, int n_in, kvr_predictor_gaps *out,
                                           kvr_error *err);
 
+/* The run whose p2p transfer samples give the links when fitting profile run run_id:
+ * requested > 0 as given, < 0 none (ideal links: *link_run = 0), 0 the default -- the newest
+ * run of the same model and device with p2p samples (run_id itself included; 0 when there is
+ * none). Errors: KVR_ERR_NOT_FOUND (no run run_id), db errors. */
+KVR_API kvr_status kvr_predict_fit_links(kvr_db *db, int64_t run_id, int64_t requested,
+                                         int64_t *link_run, kvr_error *err);
+
 // ----------------------------------------------------------------------------
 // KVR-P as kvr-fit --kvrp fits it, end to end (predictor/kvrp_fit.c)
 

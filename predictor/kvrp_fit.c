@@ -2,7 +2,8 @@
  * table (scored under the cost model it was searched with) or over a KVR-S table built here from
  * a run's fitted costs (stored with its rows), the held-out gaps per rank count, one predictor
  * row per rank count carrying the cost model; and predictor files from what was fitted or
- * stored. The tool parses options, calls these and prints. */
+ * stored. Also the default link run of a cost-model fit. The tool parses options, calls these
+ * and prints. */
 #include "predictor_internal.h"
 
 #include <math.h>
@@ -19,6 +20,23 @@ static void kvrp_text(char *dst, size_t cap, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(dst, cap, fmt, ap);
     va_end(ap);
+}
+
+kvr_status kvr_predict_fit_links(kvr_db *db, int64_t run_id, int64_t requested,
+                                 int64_t *link_run, kvr_error *err) {
+    kvr_db_run run;
+    KVR_TRY(kvr_db_run_get(db, run_id, &run, err));
+    if (requested != 0) {
+        *link_run = requested > 0 ? requested : 0;
+        return KVR_OK;
+    }
+    int64_t id = 0;
+    kvr_error e;
+    const kvr_status st =
+        kvr_db_run_latest_with_transfers(db, run.model_id, run.device_id, "p2p", &id, &e);
+    if (st != KVR_OK && st != KVR_ERR_NOT_FOUND) return kvr_error_set(err, st, "%s", e.msg);
+    *link_run = st == KVR_OK ? id : 0; /* none: ideal links */
+    return KVR_OK;
 }
 
 kvr_predict_kvrp_params kvr_predict_kvrp_params_default(void) {

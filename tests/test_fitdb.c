@@ -511,7 +511,8 @@ static void test_predictor_file_and_gaps(void) {
     kvr_predict_run_fit_free(&rf);
 }
 
-/* The kvr-fit --kvrp flow (kvr_predict_kvrp_fit): a dry run stores nothing; a stored fit over
+/* The kvr-fit flow: the default link run of a fit (kvr_predict_fit_links); KVR-P
+ * (kvr_predict_kvrp_fit): a dry run stores nothing; a stored fit over
  * a built table stores the table (typed cost kind "fit" and link run) and one predictor per
  * rank count, its file round-trips and the store gives the same file back; a fit over that
  * stored table reuses its rows; missing tables and rank counts are named. */
@@ -523,6 +524,15 @@ static void test_kvrp_flow(void) {
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
     if (!db) return;
     const int64_t run = make_run(db, &good);
+    /* the links of a fit: as asked, none, or the newest p2p run of the model and device */
+    int64_t link = -1;
+    KVR_CHECK_OK(kvr_predict_fit_links(db, run, 0, &link, &e), &e);
+    KVR_CHECK_EQ_INT(link, run);
+    KVR_CHECK_OK(kvr_predict_fit_links(db, run, -1, &link, &e), &e);
+    KVR_CHECK_EQ_INT(link, 0);
+    KVR_CHECK_OK(kvr_predict_fit_links(db, run, 9, &link, &e), &e);
+    KVR_CHECK_EQ_INT(link, 9);
+    KVR_CHECK(kvr_predict_fit_links(db, run + 5, 0, &link, &e) == KVR_ERR_NOT_FOUND);
     kvr_predict_run_fit rf;
     KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
     int64_t costs_id = 0;

@@ -323,16 +323,10 @@ static kvr_status open_db(const char *path, bool write, kvr_db **db, kvr_error *
 static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf,
                       int64_t *costs_id, bool *printed_json) {
     kvr_error err;
-    kvr_db_run run;
-    if (kvr_db_run_get(db, o->run, &run, &err) != KVR_OK) return fail("--run: %s", err.msg);
     int64_t link_run = 0;
-    if (o->link_run_none)
-        link_run = 0;
-    else if (o->link_run)
-        link_run = o->link_run;
-    else if (kvr_db_run_latest_with_transfers(db, run.model_id, run.device_id, "p2p", &link_run,
-                                              &err) != KVR_OK)
-        link_run = 0; /* none: ideal links */
+    if (kvr_predict_fit_links(db, o->run, o->link_run_none ? -1 : o->link_run, &link_run, &err) !=
+        KVR_OK)
+        return fail("--run: %s", err.msg);
     if (kvr_predict_fit_run(db, o->run, link_run, NULL, rf, &err) != KVR_OK)
         return fail("fit: %s; nothing was stored", err.msg);
     if (!o->dry_run && kvr_predict_run_fit_store(db, rf, costs_id, &err) != KVR_OK)
