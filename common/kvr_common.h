@@ -315,6 +315,21 @@ KVR_API void kvr_atomic_abort(kvr_atomic_file *af);
 KVR_API kvr_status kvr_write_file_atomic(const char *path, const void *data, size_t len,
                                          kvr_error *err);
 
+// ----------------------------------------------------------------------------
+// UTF-8 (utf8.c): strings read from files (model names, CSV provenance, cost files) reach JSON
+// output; every JSON writer keeps it valid UTF-8.
+
+/* The length (1..4) of the well-formed UTF-8 sequence at s (s NUL-terminated), or 0 when the
+ * bytes there are not UTF-8 (a stray continuation byte, an overlong form, a surrogate, a code
+ * point above U+10FFFF, a truncated sequence) or s points at the NUL. */
+KVR_API int kvr_utf8_seq_len(const char *s);
+/* Replace in place every byte that is not part of well-formed UTF-8 by '?'; returns how many. */
+KVR_API size_t kvr_utf8_sanitize(char *s);
+/* Write s as a JSON string (quotes included): '"', '\\' and control characters escaped, bytes
+ * that are not UTF-8 written as \ufffd, so the output is valid JSON and valid UTF-8. NULL is
+ * written as "". */
+KVR_API void kvr_json_write_str(FILE *f, const char *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -830,6 +830,7 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
         gguf_sv_copy(cfg.name, sizeof cfg.name, gname);
     else
         gguf_basename_noext(fname, cfg.name, sizeof cfg.name);
+    kvr_utf8_sanitize(cfg.name); /* it reaches JSON and the store: no stray bytes */
 
     int64_t L, D, NH, NKV, FF, V, ctx_len, key_len, val_len, rope_dim;
     bool has_v, has_key_len, has_val_len, has_rope_dim;

@@ -170,6 +170,7 @@ static kvr_status hf_parse_config(const char *json, size_t len, const char *cnam
     snprintf(cfg->arch, sizeof cfg->arch, "llama");
     const char *base = model_name ? strrchr(model_name, '/') : NULL;
     snprintf(cfg->name, sizeof cfg->name, "%s", base && base[1] ? base + 1 : model_name ? model_name : "hf");
+    kvr_utf8_sanitize(cfg->name); /* it reaches JSON and the store: no stray bytes */
     cfg->n_layers = (int32_t)L;
     cfg->d_model = (int32_t)D;
     cfg->n_heads = (int32_t)NH;

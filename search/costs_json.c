@@ -89,6 +89,7 @@ static kvr_status costs_alloc(kvr_search_costs **out, kvr_error *err) {
 static kvr_status costs_set_str(char **dst, const char *s, kvr_error *err) {
     char *d = kvr_strdup(s ? s : "");
     if (!d) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (cost model)");
+    kvr_utf8_sanitize(d); /* names from a file reach JSON exports: valid UTF-8 only */
     free(*dst);
     *dst = d;
     return KVR_OK;

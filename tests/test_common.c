@@ -1,6 +1,7 @@
 /* test_common.c -- status strings, error formatting, integer, size and size-list parsing,
  * partitions (even, check, parse, format, granularity rounding), op, mode and strategy names,
- * whole-file reads, strdup and the text buffer, output files (same-file check, atomic writer). */
+ * whole-file reads, strdup and the text buffer, output files (same-file check, atomic writer),
+ * UTF-8 checks and the JSON string writer. */
 #include "kvr_test.h"
 
 #include <dirent.h>
@@ -452,6 +453,37 @@ static void test_atomic_write(void) {
     remove_dir();
 }
 
+
+static void test_utf8(void) {
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("a"), 1);
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len(""), 0);
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\xc3\xa9"), 2);         /* e acute */
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\xe2\x82\xac"), 3);     /* euro */
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\xf0\x9f\x98\x80"), 4); /* emoji */
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\xff"), 0);
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\x80"), 0);             /* stray continuation */
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\xc0\xaf"), 0);         /* overlong '/' */
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\xe0\x80\xaf"), 0);     /* overlong */
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\xed\xa0\x80"), 0);     /* surrogate D800 */
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\xf4\x90\x80\x80"), 0); /* above U+10FFFF */
+    KVR_CHECK_EQ_INT(kvr_utf8_seq_len("\xe2\x82"), 0);         /* truncated by the NUL */
+    char s[] = "bad\xff\xfename caf\xc3\xa9 \xe2\x82";
+    KVR_CHECK_EQ_INT(kvr_utf8_sanitize(s), 4);
+    KVR_CHECK(strcmp(s, "bad??name caf\xc3\xa9 ??") == 0);
+    /* the JSON writer: escapes, UTF-8 kept, other bytes as U+FFFD */
+    char buf[256] = "";
+    FILE *f = tmpfile();
+    KVR_CHECK(f != NULL);
+    if (!f) return;
+    kvr_json_write_str(f, "q\"b\\\n\x01\x7f caf\xc3\xa9 \xff");
+    kvr_json_write_str(f, NULL);
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    KVR_CHECK(strcmp(buf, "\"q\\\"b\\\\\\u000a\\u0001\\u007f caf\xc3\xa9 \\ufffd\"\"\"") == 0);
+}
+
 static const kvr_test_case cases[] = {
     {"status_strings", test_status_strings},
     {"error_set_and_prefix", test_error_set_and_prefix},
@@ -470,5 +502,6 @@ static const kvr_test_case cases[] = {
     {"clock_monotonic", test_clock_monotonic},
     {"same_file", test_same_file},
     {"atomic_write", test_atomic_write},
+    {"utf8", test_utf8},
 };
 KVR_TEST_MAIN(cases)

@@ -373,12 +373,18 @@ int main(int argc, char **argv) {
     }
     const double secs = (kvr_time_us() - t0) * 1e-6;
     if (!rc && o.json) {
-        printf("{\"html\":\"%s\",\"md\":%s%s%s,\"plots\":%d,\"fit_rows\":%d,\"cost_models\":%d,"
-               "\"tables\":%d,\"predictors\":%d,\"measured\":%d,\"predicted\":%d,\"drift\":%d,"
+        printf("{\"html\":"); /* paths escaped: any bytes stay valid JSON and UTF-8 */
+        kvr_json_write_str(stdout, o.output);
+        printf(",\"md\":");
+        if (md)
+            kvr_json_write_str(stdout, o.md);
+        else
+            printf("null");
+        printf(",\"plots\":%d,\"fit_rows\":%d,\"cost_models\":%d,\"tables\":%d,"
+               "\"predictors\":%d,\"measured\":%d,\"predicted\":%d,\"drift\":%d,"
                "\"seconds\":%.2f}\n",
-               o.output, md ? "\"" : "", md ? o.md : "null", md ? "\"" : "", sum.n_plots,
-               sum.n_fits, sum.n_cost_models, sum.n_tables, sum.n_predictors, sum.n_measured,
-               sum.n_predicted, sum.n_drift, secs);
+               sum.n_plots, sum.n_fits, sum.n_cost_models, sum.n_tables, sum.n_predictors,
+               sum.n_measured, sum.n_predicted, sum.n_drift, secs);
     } else if (!rc) {
         printf("# kvr-report %s (%s): %s%s%s: %d plots; %d cost model(s), %d partition table(s), "
                "%d predictor(s), %d measured run(s) (%d with a prediction, %d drift) in %.1f s\n",

@@ -4,14 +4,18 @@
 # usage errors (exit 2) and missing records (exit 1); the schema version.
 # Populated tables are checked in test_kvr_search_db.sh.
 set -u
+. "$(dirname "$0")/json_strict.sh"
 P="$1/kvr-profile"; D="$1/kvr-db"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fails=0; passes=0
 check() { # check NAME EXPECTED_RC PATTERN -- command...
   local name=$1 want=$2 pat=$3; shift 4
   local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+  local ef jbad; ef=$(mktemp)
+  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
+  local e; e=$(cat "$ef"); rm -f "$ef"
+  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
+  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
     echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
   else
     echo "ok   $name"; passes=$((passes+1))

@@ -6,14 +6,18 @@
 # predict-call cost and predicted TTFT in the output, partition_source/predicted_ttft_ms in JSON,
 # every run recorded when a store is in use (and none without one), drift flagged.
 set -u
+. "$(dirname "$0")/json_strict.sh"
 BIN="$1"; F="$BIN/kvr-fit"; R="$BIN/kvr-run"; P="$BIN/kvr-profile"; D="$BIN/kvr-db"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fails=0; passes=0
 check() { # check NAME EXPECTED_RC PATTERN -- command...
   local name=$1 want=$2 pat=$3; shift 4
   local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+  local ef jbad; ef=$(mktemp)
+  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
+  local e; e=$(cat "$ef"); rm -f "$ef"
+  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
+  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
     echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
   else
     echo "ok   $name"; passes=$((passes+1))

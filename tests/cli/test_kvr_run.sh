@@ -2,13 +2,17 @@
 # tests/cli/test_kvr_run.sh BINDIR -- kvr-run as a user meets it: help, JSON fields, exit codes
 # and messages for bad input (exit 2 for usage, 1 for runtime failures, never a crash).
 set -u
+. "$(dirname "$0")/json_strict.sh"
 BIN="$1/kvr-run"
 fails=0; passes=0
 check() { # check NAME EXPECTED_RC PATTERN -- command...
   local name=$1 want=$2 pat=$3; shift 4
   local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+  local ef jbad; ef=$(mktemp)
+  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
+  local e; e=$(cat "$ef"); rm -f "$ef"
+  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
+  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
     echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -5; fails=$((fails+1))
   else
     echo "ok   $name"; passes=$((passes+1))

@@ -2,6 +2,7 @@
 # tests/cli/test_kvr_search.sh BINDIR SRCDIR -- kvr-search as a user meets it: help, outputs and
 # exports, exit codes and messages for bad input (2 usage / bad input file, 1 runtime failure).
 set -u
+. "$(dirname "$0")/json_strict.sh"
 BIN="$1/kvr-search"
 EX="$2/docs/examples"
 TMP=$(mktemp -d)
@@ -10,8 +11,11 @@ fails=0; passes=0
 check() { # check NAME EXPECTED_RC PATTERN -- command...
   local name=$1 want=$2 pat=$3; shift 4
   local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+  local ef jbad; ef=$(mktemp)
+  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
+  local e; e=$(cat "$ef"); rm -f "$ef"
+  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
+  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
     echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -5; fails=$((fails+1))
   else
     echo "ok   $name"; passes=$((passes+1))

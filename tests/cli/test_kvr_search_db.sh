@@ -5,6 +5,7 @@
 # an incomplete run, a run without attention samples, a transfers-only run and a run without
 # links exit 1 with a message saying what to do.
 set -u
+. "$(dirname "$0")/json_strict.sh"
 bin=$(cd "$1" && pwd)
 S="$bin/kvr-search"; P="$bin/kvr-profile"; D="$bin/kvr-db"
 A100="$2/docs/examples/llama7b_a100.json"
@@ -13,8 +14,11 @@ fails=0; passes=0
 check() { # check NAME EXPECTED_RC PATTERN -- command...
   local name=$1 want=$2 pat=$3; shift 4
   local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+  local ef jbad; ef=$(mktemp)
+  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
+  local e; e=$(cat "$ef"); rm -f "$ef"
+  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
+  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
     echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
   else
     echo "ok   $name"; passes=$((passes+1))

@@ -10,6 +10,7 @@
 # non-root user (runuser) or `ulimit -f`; a case that has no way to run here says "skip".
 # KVR_TEST_NO_MOUNT=1 forces those fallbacks.
 set -u
+. "$(dirname "$0")/json_strict.sh"
 P="$1/kvr-profile"; D="$1/kvr-db"
 tmp=$(mktemp -d); chmod 755 "$tmp"
 mounts=()
@@ -21,8 +22,11 @@ bad() { echo "FAIL $1"; shift; for l in "$@"; do echo "  $l"; done; fails=$((fai
 check() { # check NAME EXPECTED_RC PATTERN -- command...
   local name=$1 want=$2 pat=$3; shift 4
   local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+  local ef jbad; ef=$(mktemp)
+  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
+  local e; e=$(cat "$ef"); rm -f "$ef"
+  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
+  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
     bad "$name: rc=$rc (want $want)" "$(echo "$out" | head -6)"
   else
     ok "$name"
