@@ -296,16 +296,47 @@ kvr_status kvr_db_open(const char *path, const kvr_db_open_params *params, kvr_d
     }
     memcpy(db->path, path, strlen(path) + 1);
     db->read_only = p.read_only;
-    const int flags = p.read_only ? SQLITE_OPEN_READONLY
-                                  : (SQLITE_OPEN_READWRITE | (p.create ? SQLITE_OPEN_CREATE : 0));
+    /* A SQLITE_OPEN_READONLY connection to a WAL store creates -wal and -shm files and leaves
+     * them behind, owned by the reader (another user's store then fails to open for its owner).
+     * So a read-only open of a file this process may write (in a writable directory) opens it
+     * read-write under PRAGMA query_only, and SQLite removes those files when it closes; one
+     * it may not write, with no -wal file (no writer connected), is read as immutable, which
+     * creates nothing; only with a live writer's -wal is it a plain read-only connection. */
+    bool ro_as_rw = false, ro_immutable = false;
+    if (p.read_only && !memory) {
+        char *wal = malloc(strlen(path) + 8), *dir = malloc(strlen(path) + 2);
+        if (wal && dir) {
+            sprintf(wal, "%s-wal", path);
+            strcpy(dir, path);
+            char *sl = strrchr(dir, '/');
+            if (!sl)
+                strcpy(dir, ".");
+            else
+                sl[sl == dir ? 1 : 0] = 0;
+            struct stat wb;
+            ro_as_rw = access(path, W_OK) == 0 && access(dir, W_OK) == 0;
+            ro_immutable = !ro_as_rw && stat(wal, &wb) != 0 && errno == ENOENT;
+        }
+        free(wal);
+        free(dir);
+    }
+    const int flags = p.read_only && !ro_as_rw
+                          ? SQLITE_OPEN_READONLY
+                          : (SQLITE_OPEN_READWRITE | (p.create ? SQLITE_OPEN_CREATE : 0));
     kvr_status st = KVR_OK;
-    int rc = sqlite3_open_v2(path, &db->h, flags, NULL);
+    char *imm_uri = ro_immutable ? db_file_uri(path) : NULL;
+    int rc = imm_uri ? sqlite3_open_v2(imm_uri, &db->h, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL)
+                     : sqlite3_open_v2(path, &db->h, flags, NULL);
+    free(imm_uri);
     if (rc != SQLITE_OK) {
         st = DB_ERR(db, rc, "open", err);
         goto fail;
     }
     sqlite3_extended_result_codes(db->h, 1);
     sqlite3_busy_timeout(db->h, p.busy_timeout_ms > 0 ? p.busy_timeout_ms : 0);
+    if (ro_as_rw &&
+        (st = db_exec(db->h, path, "PRAGMA query_only=1", "open read-only", err)) != KVR_OK)
+        goto fail;
     if (!p.read_only && sqlite3_db_readonly(db->h, "main") == 1) {
         st = kvr_error_set(err, KVR_ERR_IO,
                            "%s: not writable (a read-only file or location); nothing was changed",
@@ -345,13 +376,28 @@ kvr_status kvr_db_open(const char *path, const kvr_db_open_params *params, kvr_d
     sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
     if (st != KVR_OK) goto fail;
     const int32_t latest = db_schema_latest();
+    if (v < 0) {
+        st = kvr_error_set(err, KVR_ERR_FORMAT,
+                           "%s: schema version %d is not one kvr ever wrote (versions are 1..%d): "
+                           "a damaged or edited file; left untouched",
+                           path, v, latest);
+        goto fail;
+    }
     if (v > latest) {
-        char by[32];
+        /* the kvr_schema table names the writer's version; a development build of the same
+         * version number can carry a newer schema, so say so rather than "newer (0.1.0)" */
+        char by[32], who[96];
         db_writer_version(db, by, sizeof by);
+        if (!strcmp(by, "?"))
+            snprintf(who, sizeof who, "%s", "");
+        else if (!strcmp(by, kvr_version()))
+            snprintf(who, sizeof who, " (a build of %.31s with a newer schema)", by);
+        else
+            snprintf(who, sizeof who, " (%.31s)", by);
         st = kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                           "%s: schema version %d was written by a newer kvr (%s); this kvr %s "
-                           "reads versions up to %d: upgrade kvr to use this file",
-                           path, v, by, kvr_version(), latest);
+                           "%s: schema version %d was written by a newer kvr%s; this kvr %s "
+                           "(commit %s) reads versions up to %d: upgrade kvr to use this file",
+                           path, v, who, kvr_version(), kvr_build_commit(), latest);
         goto fail;
     }
     if (v == 0) { /* new, or somebody else's SQLite file */

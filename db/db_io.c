@@ -19,12 +19,21 @@
 void db_buf_json_str(kvr_text *b, const char *s) {
     kvr_text_printf(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
+        if (*p == '"' || *p == '\\') {
             kvr_text_printf(b, "\\%c", *p);
-        else if (*p < 0x20)
+        } else if (*p < 0x20 || *p == 0x7F) {
             kvr_text_printf(b, "\\u%04x", *p);
-        else
+        } else if (*p < 0x80) {
             kvr_text_printf(b, "%c", *p);
+        } else { /* UTF-8 as it is; any other byte (a store written before import checked) as
+                  * the replacement character, so the JSON stays valid UTF-8 */
+            const int n = kvr_utf8_seq_len((const char *)p);
+            if (n == 0)
+                kvr_text_printf(b, "\\ufffd");
+            else
+                kvr_text_printf(b, "%.*s", n, (const char *)p);
+            if (n > 1) p += n - 1;
+        }
     }
     kvr_text_printf(b, "\"");
 }
@@ -392,7 +401,10 @@ static kvr_status db_csv_split(db_csv_ctx *x, const char *s, size_t n, char (*f)
         if (i < n && s[i] == '"') {
             i++;
             for (;;) {
-                if (i >= n) return db_csv_fail(x, "field %d: unterminated quote", k + 1);
+                if (i >= n) /* lines are records: a quoted line break ends up here */
+                    return db_csv_fail(x, "field %d: unterminated quote (a quoted field cannot "
+                                          "hold a line break: one record per line)",
+                                       k + 1);
                 if (s[i] == '"') {
                     if (i + 1 < n && s[i + 1] == '"') {
                         i += 2;
@@ -820,6 +832,9 @@ kvr_status kvr_db_csv_parse(const char *buf, size_t len, const char *name, kvr_d
         kvr_db_csv_free(c);
         return st;
     }
+    /* text from the file reaches JSON output: bytes that are not UTF-8 become '?' */
+    for (size_t j = 0; j < DB_N_KEYS; j++)
+        if (db_keys[j].type == DB_KEY_STR) kvr_utf8_sanitize((char *)c + db_keys[j].off);
     /* defaults that make an import usable downstream */
     if (!c->model.arch[0]) db_copy(c->model.arch, sizeof c->model.arch, "llama");
     if (!c->device.name[0]) db_copy(c->device.name, sizeof c->device.name, "unknown");

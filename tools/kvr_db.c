@@ -71,20 +71,6 @@ static int usage_error(const char *fmt, ...) {
     return 2;
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 /* Open for writing when possible (so stale runs are marked and old schemas upgraded), else
  * read-only (a read-only file or location can still be listed and exported). */
 static kvr_status open_db(const char *path, bool need_write, bool create, kvr_db **db,
@@ -143,18 +129,18 @@ static int cmd_list(kvr_db *db, const kvr_db_opts *o) {
         }
         if (o->json) {
             printf("%s{\"id\":%lld,\"kind\":", i ? "," : "", (long long)r->id);
-            json_str(stdout, r->kind);
+            kvr_json_write_str(stdout, r->kind);
             printf(",\"status\":\"%s\",\"ts_utc\":", shown_status(r));
-            json_str(stdout, r->ts_utc);
+            kvr_json_write_str(stdout, r->ts_utc);
             printf(",\"model\":");
-            json_str(stdout, m.name);
+            kvr_json_write_str(stdout, m.name);
             printf(",\"device\":");
-            json_str(stdout, r->device_name);
+            kvr_json_write_str(stdout, r->device_name);
             printf(",\"grid\":");
-            json_str(stdout, r->grid);
+            kvr_json_write_str(stdout, r->grid);
             printf(",\"layer_samples\":%lld,\"transfer_samples\":%lld,\"git_commit\":",
                    (long long)nl, (long long)nt);
-            json_str(stdout, r->git_commit);
+            kvr_json_write_str(stdout, r->git_commit);
             printf("}");
         } else {
             printf("%5lld %-8.8s %-10s %-20.20s %-28.28s %-24.24s %-9.9s %7lld %7lld %s\n",
@@ -486,14 +472,14 @@ static int cmd_tables(kvr_db *db, const kvr_db_opts *o) {
         if (o->json) {
             printf("%s{\"id\":%lld,\"run_id\":%lld,\"ts_utc\":", i ? "," : "", (long long)t[i].id,
                    (long long)t[i].run_id);
-            json_str(stdout, t[i].ts_utc);
+            kvr_json_write_str(stdout, t[i].ts_utc);
             printf(",\"granularity\":%d,\"rows\":%lld,\"links\":", t[i].granularity,
                    (long long)nr);
-            json_str(stdout, t[i].links);
+            kvr_json_write_str(stdout, t[i].links);
             printf(",\"source\":");
-            json_str(stdout, t[i].source);
+            kvr_json_write_str(stdout, t[i].source);
             printf(",\"git_commit\":");
-            json_str(stdout, t[i].git_commit);
+            kvr_json_write_str(stdout, t[i].git_commit);
             printf("}");
         } else {
             printf("%5lld %5lld %-20.20s %5d %5lld %-28.28s %-36.36s %s\n", (long long)t[i].id,
@@ -568,9 +554,9 @@ static int cmd_fits(kvr_db *db, int64_t run_id, const kvr_db_opts *o) {
         if (o->json) {
             printf("%s{\"id\":%lld,\"run_id\":%lld,\"target\":", i ? "," : "", (long long)f[i].id,
                    (long long)f[i].run_id);
-            json_str(stdout, f[i].target);
+            kvr_json_write_str(stdout, f[i].target);
             printf(",\"form\":");
-            json_str(stdout, f[i].form);
+            kvr_json_write_str(stdout, f[i].form);
             printf(",\"n_samples\":%lld", (long long)f[i].n_samples);
             if (isfinite(f[i].r2)) printf(",\"r2\":%.9g", f[i].r2);
             else printf(",\"r2\":null");
@@ -578,9 +564,9 @@ static int cmd_fits(kvr_db *db, int64_t run_id, const kvr_db_opts *o) {
             json_opt("mape_cv", f[i].mape_cv);
             json_opt("max_err_cv", f[i].max_err_cv);
             printf(",\"ts_utc\":");
-            json_str(stdout, f[i].ts_utc);
+            kvr_json_write_str(stdout, f[i].ts_utc);
             printf(",\"git_commit\":");
-            json_str(stdout, f[i].git_commit);
+            kvr_json_write_str(stdout, f[i].git_commit);
             printf(",\"fit\":%s}", f[i].json[0] ? f[i].json : "null");
         } else {
             printf("%5lld %5lld %-12.12s %-16.16s %7lld %8.4f", (long long)f[i].id,
@@ -615,16 +601,16 @@ static int cmd_predictors(kvr_db *db, const kvr_db_opts *o) {
             printf("%s{\"id\":%lld,\"table_id\":%lld,\"run_id\":%lld,\"n_ranks\":%d,\"form\":",
                    i ? "," : "", (long long)p[i].id, (long long)p[i].table_id,
                    (long long)p[i].run_id, p[i].n_ranks);
-            json_str(stdout, p[i].form);
+            kvr_json_write_str(stdout, p[i].form);
             printf(",\"links\":");
-            json_str(stdout, p[i].links);
+            kvr_json_write_str(stdout, p[i].links);
             json_opt("gap_mean", p[i].gap_mean);
             json_opt("gap_max", p[i].gap_max);
             json_opt("err_band", p[i].err_band);
             printf(",\"ts_utc\":");
-            json_str(stdout, p[i].ts_utc);
+            kvr_json_write_str(stdout, p[i].ts_utc);
             printf(",\"git_commit\":");
-            json_str(stdout, p[i].git_commit);
+            kvr_json_write_str(stdout, p[i].git_commit);
             printf(",\"predictor\":%s}", p[i].json[0] ? p[i].json : "null");
         } else {
             printf("%5lld %5lld %5lld %5d %-12.12s", (long long)p[i].id, (long long)p[i].table_id,
@@ -657,16 +643,16 @@ static int cmd_measured(kvr_db *db, const kvr_db_opts *o) {
         const kvr_db_measured_run *x = &m[i];
         if (o->json) {
             printf("%s{\"id\":%lld,\"ts_utc\":", i ? "," : "", (long long)x->id);
-            json_str(stdout, x->ts_utc);
+            kvr_json_write_str(stdout, x->ts_utc);
             printf(",\"mode\":");
-            json_str(stdout, x->mode);
+            kvr_json_write_str(stdout, x->mode);
             printf(",\"n_ranks\":%d,\"n_threads\":%d,\"n_tokens\":%lld,\"partition\":", x->n_ranks,
                    x->n_threads, (long long)x->n_tokens);
-            json_str(stdout, x->partition);
+            kvr_json_write_str(stdout, x->partition);
             printf(",\"ttft_ms\":%.6g", x->ttft_ms);
             json_opt("predicted_ttft_ms", x->predicted_ttft_ms);
             printf(",\"partition_source\":");
-            json_str(stdout, x->partition_source);
+            kvr_json_write_str(stdout, x->partition_source);
             printf(",\"predictor_id\":%lld,\"drift\":%s,\"profile_run_id\":%lld}",
                    (long long)x->predictor_id, x->drift ? "true" : "false",
                    (long long)x->profile_run_id);
@@ -744,6 +730,13 @@ int main(int argc, char **argv) {
                                           : which == 3 ? "needs one FILE (or - for stdin)"
                                                        : "needs one RUN id");
     if (o.n_sets && which != 3) return usage_error("--set applies to import");
+    for (int i = 0; i < o.n_sets; i++) { /* the import would take "zz.yy:" for a comment */
+        const char *kv = o.sets[i];
+        if (strncmp(kv, "model.", 6) && strncmp(kv, "device.", 7) && strncmp(kv, "run.", 4))
+            return usage_error("--set: unknown key '%.*s' (model.*, device.* or run.*; see "
+                               "docs/db.md)",
+                               (int)(strchr(kv, '=') - kv), kv);
+    }
     if (o.output && which != 2) return usage_error("--output applies to export");
     if (o.output) { /* before the store is opened: never overwrite it */
         const kvr_path_role in[] = {{"--db", o.db}};

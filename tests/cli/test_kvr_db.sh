@@ -5,14 +5,18 @@
 # numbers, predicted TTFT, delete, check; foreign, damaged and newer-schema files refused with
 # the file left untouched.
 set -u
+. "$(dirname "$0")/json_strict.sh"
 P="$1/kvr-profile"; D="$1/kvr-db"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fails=0; passes=0
 check() { # check NAME EXPECTED_RC PATTERN -- command...
   local name=$1 want=$2 pat=$3; shift 4
   local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+  local ef jbad; ef=$(mktemp)
+  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
+  local e; e=$(cat "$ef"); rm -f "$ef"
+  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
+  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
     echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
   else
     echo "ok   $name"; passes=$((passes+1))
@@ -85,6 +89,25 @@ printf '# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,pre,16,
 check import_bad_number 1 "bad2.csv:5: median_us: 'x' is not a finite number" -- "$D" --db "$db" import "$tmp/bad2.csv"
 check import_missing_file 1 "nofile.csv: No such file" -- "$D" --db "$db" import "$tmp/nofile.csv"
 check import_creates_db 0 "imported run 1" -- "$D" --db "$tmp/new.db" import "$tmp/min.csv"
+# issue 17 item 6: bytes that are not UTF-8 in a header become '?' at import; a store that
+# already holds some (written before) still gives valid JSON (\ufffd); json_strict checks both
+printf '# model.name: bad\xff\xfename\n# model.n_layers: 2\n# run.note: caf\xc3\xa9 \xe2\x82\n' >"$tmp/utf8.csv"
+printf 'kind,op,c,prefix,median_us\nlayer,pre,16,0,5\n' >>"$tmp/utf8.csv"
+check import_not_utf8 0 "imported run 1: .* of bad\?\?name" -- "$D" --db "$tmp/u.db" import "$tmp/utf8.csv"
+check show_json_utf8 0 '"name":"bad\?\?name"' -- "$D" --db "$tmp/u.db" --json show 1
+check list_json_utf8 0 '"model":"bad\?\?name"' -- "$D" --db "$tmp/u.db" --json list
+python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('update models set name=CAST(? AS TEXT)', (b'old\xff\xfe',)); c.commit()" "$tmp/u.db"
+check show_json_old_bytes 0 '"name":"old\\ufffd\\ufffd"' -- "$D" --db "$tmp/u.db" --json show 1
+check list_json_old_bytes 0 '"model":"old\\ufffd\\ufffd"' -- "$D" --db "$tmp/u.db" --json list
+# issue 17 item 8: a directory, an unknown --set key, a quoted line break
+check import_dir 1 "import: $tmp: is a directory" -- "$D" --db "$tmp/u.db" import "$tmp"
+check set_unknown_key 2 "--set: unknown key 'zz.yy' \(model.\*, device.\* or run.\*" -- "$D" --db "$tmp/u.db" import "$tmp/min.csv" --set zz.yy=1
+printf '# model.name: m\n# model.n_layers: 2\nkind,op,c,prefix,median_us\nlayer,"pre\n",16,0,5\n' >"$tmp/qnl.csv"
+check import_quoted_newline 1 "qnl.csv:4: field 2: unterminated quote \(a quoted field cannot hold a line break" -- "$D" --db "$tmp/u.db" import "$tmp/qnl.csv"
+# reading a store leaves no -wal/-shm behind (also a store without write permission)
+mkdir "$tmp/ro"; cp "$db" "$tmp/ro/s.db"; chmod 444 "$tmp/ro/s.db"
+"$D" --db "$tmp/ro/s.db" list >/dev/null 2>&1; "$D" --db "$tmp/ro/s.db" --json show 1 >/dev/null 2>&1
+check read_leaves_no_wal 0 "^s.db$" -- ls -A "$tmp/ro"
 check ttft 0 "^ +32 +[0-9]+\.[0-9]+$" -- "$D" --db "$db" ttft 1 16 32
 check ttft_json 0 '^\{"run_id":1,"n_layers":4,"ttft_ms":\{"16":[0-9.]+,"32":[0-9.]+\}\}' -- "$D" --db "$db" --json ttft 1 16 32
 check ttft_incomplete_profile 1 "no embed samples" -- "$D" --db "$db" ttft 4 512
@@ -101,6 +124,12 @@ if command -v python3 >/dev/null; then
   python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=9'); c.commit(); c.close()" "$tmp/newer.db"
   cp "$tmp/newer.db" "$tmp/newer.orig"
   check newer_schema 1 "schema version 9 was written by a newer kvr .* upgrade kvr" -- "$D" --db "$tmp/newer.db" list
+  check newer_schema_same_version 1 "written by a newer kvr \(a build of [0-9.]+ with a newer schema\); this kvr [0-9.]+ \(commit " -- "$D" --db "$tmp/newer.db" list
+  cp "$db" "$tmp/neg.db"
+  python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=-1'); c.commit(); c.close()" "$tmp/neg.db"
+  cp "$tmp/neg.db" "$tmp/neg.orig"
+  check negative_schema 1 "schema version -1 is not one kvr ever wrote .*left untouched" -- "$D" --db "$tmp/neg.db" list
+  same negative_untouched "$tmp/neg.db" "$tmp/neg.orig"
   same newer_untouched "$tmp/newer.db" "$tmp/newer.orig"
   python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE t(x)'); c.commit(); c.close()" "$tmp/other.db"
   check foreign_sqlite 1 "an SQLite database but not a kvr one" -- "$D" --db "$tmp/other.db" list
