@@ -88,8 +88,64 @@ static int cmp_dbl(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Above KVR_PREDICT_FIT_MAX_ROWS rows: merge the rows at one grid point (x, P) into their
+ * median time, then, while more than that many points remain, keep every k-th in grid order
+ * plus the last (the range stays whole). O(n log n); d is compacted in place and what was
+ * done is written to reduce. */
+typedef struct fit_row {
+    double x, P, t;
+} fit_row;
+
+static int cmp_row(const void *a, const void *b) {
+    const fit_row *r = a, *s = b;
+    if (r->x != s->x) return (r->x > s->x) - (r->x < s->x);
+    if (r->P != s->P) return (r->P > s->P) - (r->P < s->P);
+    return (r->t > s->t) - (r->t < s->t);
+}
+
+static kvr_status fit_reduce(fit_data *d, char *reduce, size_t len, kvr_error *err) {
+    reduce[0] = 0;
+    if (d->n <= KVR_PREDICT_FIT_MAX_ROWS) return KVR_OK;
+    fit_row *r = malloc((size_t)d->n * sizeof *r);
+    if (!r) return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", d->label);
+    for (int i = 0; i < d->n; i++) r[i] = (fit_row){d->x[i], d->P[i], d->t[i]};
+    qsort(r, (size_t)d->n, sizeof *r, cmp_row); /* times ascending within a point */
+    int m = 0;
+    for (int i = 0; i < d->n;) {
+        int j = i;
+        while (j < d->n && r[j].x == r[i].x && r[j].P == r[i].P) j++;
+        const int g = j - i; /* the median of r[i..j) */
+        const double t = g % 2 ? r[i + g / 2].t : 0.5 * (r[i + g / 2 - 1].t + r[i + g / 2].t);
+        r[m++] = (fit_row){r[i].x, r[i].P, t};
+        i = j;
+    }
+    snprintf(reduce, len, "median per grid point");
+    int k = 1;
+    if (m > KVR_PREDICT_FIT_MAX_ROWS) {
+        k = (m + KVR_PREDICT_FIT_MAX_ROWS - 2) / (KVR_PREDICT_FIT_MAX_ROWS - 1);
+        snprintf(reduce, len, "median per grid point, every %d%s", k,
+                 k % 10 == 1 && k % 100 != 11   ? "st"
+                 : k % 10 == 2 && k % 100 != 12 ? "nd"
+                 : k % 10 == 3 && k % 100 != 13 ? "rd"
+                                                : "th");
+    }
+    int n = 0;
+    for (int i = 0; i < m; i++)
+        if (i % k == 0 || i == m - 1) {
+            d->x[n] = r[i].x;
+            d->P[n] = r[i].P;
+            d->t[n] = r[i].t;
+            n++;
+        }
+    d->n = n;
+    free(r);
+    return KVR_OK;
+}
+
 /* The piecewise forms: no break, then greedily the candidate break (a distinct x of the data)
- * with the lowest held-out MAPE, kept only when it beats the current form by min_gain. */
+ * with the lowest held-out MAPE, kept only when it beats the current form by min_gain. At most
+ * KVR_PREDICT_FIT_MAX_BREAK_CANDIDATES candidates, evenly spaced over the distinct x, are tried
+ * per round (all of them when there are fewer). */
 static kvr_status fit_piecewise(const fit_data *d, kvr_op op, kvr_predict_form form,
                                 const kvr_predict_fit_options *o, kvr_predict_fit *out,
                                 kvr_error *err) {
@@ -117,7 +173,11 @@ static kvr_status fit_piecewise(const fit_data *d, kvr_op op, kvr_predict_form f
     while (s == KVR_OK && best.cv.k >= 2 && best.n_breaks < max_breaks) {
         kvr_predict_fit cand_best;
         bool found = false;
-        for (int j = j_lo; j <= j_hi; j++) {
+        const int n_cand = j_hi - j_lo + 1;
+        const int step = n_cand > KVR_PREDICT_FIT_MAX_BREAK_CANDIDATES
+                             ? KVR_CEIL_DIV(n_cand, KVR_PREDICT_FIT_MAX_BREAK_CANDIDATES)
+                             : 1;
+        for (int j = j_lo; j <= j_hi; j += step) {
             double br[KVR_PREDICT_MAX_BREAKS];
             int nb = 0;
             bool dup = false;
@@ -221,12 +281,18 @@ kvr_status kvr_predict_fit_op(const kvr_predict_sample *rows, int n, kvr_op op,
         d.n++;
     }
     if (s != KVR_OK) goto done;
+    char reduce[sizeof out->reduce];
+    if ((s = fit_reduce(&d, reduce, sizeof reduce, err)) != KVR_OK) goto done;
     if (op == KVR_OP_ATTN) {
         kvr_predict_fit f;
         s = fit_form(&d, op, KVR_PREDICT_FORM_ATTN, NULL, 0, &o, true, &f, err);
         if (s == KVR_OK) *out = f;
     } else {
         s = fit_piecewise(&d, op, KVR_PREDICT_FORM_HINGE, &o, out, err);
+    }
+    if (s == KVR_OK) {
+        out->n_given = m;
+        memcpy(out->reduce, reduce, sizeof out->reduce);
     }
 done:
     free(d.x);
@@ -267,10 +333,16 @@ kvr_status kvr_predict_fit_link(const kvr_predict_link_sample *rows, int n,
         d.t[i] = rows[i].time_us;
     }
     d.n = n;
+    char reduce[sizeof out->reduce];
+    if (s == KVR_OK) s = fit_reduce(&d, reduce, sizeof reduce, err);
     if (s == KVR_OK)
         s = fit_piecewise(&d, KVR_OP_LINK,
                           o.link_hinge ? KVR_PREDICT_FORM_HINGE : KVR_PREDICT_FORM_SEGMENTS, &o,
                           out, err);
+    if (s == KVR_OK) {
+        out->n_given = n;
+        memcpy(out->reduce, reduce, sizeof out->reduce);
+    }
 done:
     free(d.x);
     free(d.P);

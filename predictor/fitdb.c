@@ -51,6 +51,30 @@ done:
     free(fold);
 }
 
+typedef struct band_key {
+    int64_t c;
+    int row;
+} band_key;
+
+static int band_key_cmp(const void *a, const void *b) {
+    const band_key *x = a, *y = b;
+    if (x->c != y->c) return (x->c > y->c) - (x->c < y->c);
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* The row of the last key with chunk c (keys sorted by c, then row), or -1. */
+static int band_last(const band_key *k, int n, int64_t c) {
+    int lo = 0, hi = n; /* first index with key.c > c */
+    while (lo < hi) {
+        const int mid = lo + (hi - lo) / 2;
+        if (k[mid].c <= c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && k[lo - 1].c == c ? k[lo - 1].row : -1;
+}
+
 /* The error band (see kvr_predict_run_fit): per chunk size c >= min_c profiled for pre, attn
  * at prefix 0 and post, the held-out relative error of one layer's single-rank time
  * pre(c) + attn(c, 0) + post(c) -- the sum a TTFT is made of; the largest over c. Without such
@@ -66,14 +90,22 @@ static double heldout_band(const kvr_predict_sample *rows, int n, const kvr_pred
     for (int k = 0; k < 3; k++)
         heldout_pred(rows, n, comp[k], o, kvr_predict_costs_fit(c, comp[k])->cv.k, pred);
     double worst = NAN, worst_row = NAN;
-    for (int i = 0; i < n; i++) {
+    /* the attn (prefix 0) and post rows by c, sorted, for a binary search per pre row (the
+     * last row of a c in file order, as a scan would find): O(n log n), not O(n^2) */
+    band_key *ka = malloc((size_t)(n ? n : 1) * sizeof *ka);
+    band_key *kp = malloc((size_t)(n ? n : 1) * sizeof *kp);
+    int na = 0, np = 0;
+    for (int i = 0; ka && kp && i < n; i++) {
+        if (rows[i].op == KVR_OP_ATTN && rows[i].prefix == 0) ka[na++] = (band_key){rows[i].c, i};
+        if (rows[i].op == KVR_OP_POST) kp[np++] = (band_key){rows[i].c, i};
+    }
+    if (ka && kp) {
+        qsort(ka, (size_t)na, sizeof *ka, band_key_cmp);
+        qsort(kp, (size_t)np, sizeof *kp, band_key_cmp);
+    }
+    for (int i = 0; ka && kp && i < n; i++) {
         if (rows[i].op != KVR_OP_PRE || rows[i].c < min_c) continue;
-        int ia = -1, ip = -1;
-        for (int j = 0; j < n; j++) {
-            if (rows[j].c != rows[i].c) continue;
-            if (rows[j].op == KVR_OP_ATTN && rows[j].prefix == 0) ia = j;
-            if (rows[j].op == KVR_OP_POST) ip = j;
-        }
+        const int ia = band_last(ka, na, rows[i].c), ip = band_last(kp, np, rows[i].c);
         if (ia < 0 || ip < 0) continue;
         double y = rows[i].time_us + rows[ia].time_us + rows[ip].time_us;
         double yh = pred[i] + pred[ia] + pred[ip];
@@ -88,6 +120,8 @@ static double heldout_band(const kvr_predict_sample *rows, int n, const kvr_pred
         if (!(worst_row >= r)) worst_row = r;
     }
     free(pred);
+    free(ka);
+    free(kp);
     return isnan(worst) ? worst_row : worst;
 }
 

@@ -136,6 +136,14 @@ static cJSON *fit_json_fill(cJSON *o, const kvr_predict_fit *f) {
         predict_json_add_num(rg, "x_max", f->x_max);
         predict_json_add_num(rg, "prefix_max", f->prefix_max);
     }
+    if (f->n_given > 0) { /* the rows given and what the fit made of them (issue 17) */
+        cJSON *dt = cJSON_AddObjectToObject(o, "data");
+        if (dt) {
+            json_add_int(dt, "given", f->n_given);
+            cJSON_AddNumberToObject(dt, "fitted", f->lsq.n_obs);
+            cJSON_AddStringToObject(dt, "reduce", f->reduce[0] ? f->reduce : "none");
+        }
+    }
     return o;
 }
 
@@ -337,6 +345,13 @@ kvr_status predict_fit_parse(const cJSON *o, const char *what, kvr_predict_fit *
         KVR_TRY(jrd_num(&r, rg, "x_min", false, true, &f.x_min));
         KVR_TRY(jrd_num(&r, rg, "x_max", false, true, &f.x_max));
         KVR_TRY(jrd_num(&r, rg, "prefix_max", false, true, &f.prefix_max));
+    }
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(o, "data");
+    if (cJSON_IsObject(dt)) {
+        KVR_TRY(jrd_int(&r, dt, "given", false, 0, INT64_MAX, &f.n_given));
+        const char *rd = NULL;
+        KVR_TRY(jrd_str(&r, dt, "reduce", false, &rd));
+        if (rd && strcmp(rd, "none") != 0) snprintf(f.reduce, sizeof f.reduce, "%s", rd);
     }
     kvr_status s = predict_fit_check(&f, what, err);
     if (s != KVR_OK) {

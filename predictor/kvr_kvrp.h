@@ -123,7 +123,21 @@ typedef struct kvr_predict_fit {
     kvr_predict_cv cv;   /* k-fold validation of the chosen form */
     double x_min, x_max; /* range of c (or bytes) in the data */
     double prefix_max;   /* ATTN: largest prefix in the data */
+    /* The data behind it: n_given rows were given, lsq.n_obs were fitted. They differ only
+     * above KVR_PREDICT_FIT_MAX_ROWS rows, where the samples at one grid point (c and prefix,
+     * or bytes) are merged into their median and, if more points than that remain, every k-th
+     * point in grid order is kept (first and last included); reduce names what was done ("" =
+     * nothing, "median per grid point", "median per grid point, every 3rd"). This keeps a fit
+     * near-linear in the sample count (docs/predictor.md). 0 / "" when not recorded. */
+    int64_t n_given;
+    char reduce[48];
 } kvr_predict_fit;
+
+/* Above this many rows a fit reduces its data (kvr_predict_fit.reduce); piecewise fits also
+ * try at most KVR_PREDICT_FIT_MAX_BREAK_CANDIDATES break positions, evenly spaced over the
+ * distinct x values. */
+#define KVR_PREDICT_FIT_MAX_ROWS 4096
+#define KVR_PREDICT_FIT_MAX_BREAK_CANDIDATES 64
 
 /* The fitted cost at x (tokens c, or bytes for links) and prefix (ATTN only). */
 KVR_API double kvr_predict_fit_eval(const kvr_predict_fit *f, double x, double prefix);

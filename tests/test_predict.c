@@ -184,6 +184,51 @@ static void test_planted_attn(void) {
                                                             a * (1000.0 * 5000 + 0.5e6), 0, 0.02);
 }
 
+/* issue 17: above KVR_PREDICT_FIT_MAX_ROWS rows a fit merges samples at one grid point into
+ * their median, then keeps every k-th point; the fit record says so, the planted model is still
+ * recovered, and the record survives JSON */
+static void test_fit_reduce(void) {
+    const int n = 30000;
+    kvr_predict_sample *rows = malloc((size_t)n * sizeof *rows);
+    KVR_CHECK(rows != NULL);
+    if (!rows) return;
+    kvr_predict_fit f;
+    kvr_error e;
+    /* 30000 repeats over 40 chunk sizes: one median each */
+    for (int i = 0; i < n; i++) {
+        const int64_t c = (int64_t)16 * (1 + i % 40);
+        rows[i] = (kvr_predict_sample){KVR_OP_POST, c, 0, (30 + 0.1 * c) * (1 + 0.02 * rng_normal())};
+    }
+    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_OP_POST, NULL, &f, &e), &e);
+    KVR_CHECK_EQ_INT(f.n_given, n);
+    KVR_CHECK_EQ_INT(f.lsq.n_obs, 40);
+    KVR_CHECK(strcmp(f.reduce, "median per grid point") == 0);
+    KVR_CHECK_NEAR(kvr_predict_fit_eval(&f, 320, 0), 30 + 32, 0, 0.01);
+    KVR_CHECK(f.x_min == 16 && f.x_max == 640);
+    /* 30000 distinct chunk sizes: every 8th of them (first and last kept) */
+    for (int i = 0; i < n; i++) {
+        const int64_t c = 1 + i;
+        rows[i] = (kvr_predict_sample){KVR_OP_PRE, c, 0, (20 + 0.05 * c) * (1 + 0.02 * rng_normal())};
+    }
+    KVR_CHECK_OK(kvr_predict_fit_op(rows, n, KVR_OP_PRE, NULL, &f, &e), &e);
+    KVR_CHECK_EQ_INT(f.n_given, n);
+    KVR_CHECK(f.lsq.n_obs <= KVR_PREDICT_FIT_MAX_ROWS && f.lsq.n_obs > KVR_PREDICT_FIT_MAX_ROWS / 2);
+    KVR_CHECK(strcmp(f.reduce, "median per grid point, every 8th") == 0);
+    KVR_CHECK(f.x_min == 1 && f.x_max == n);
+    KVR_CHECK_NEAR(kvr_predict_fit_eval(&f, 10000, 0), 520, 0, 0.01);
+    char *txt = NULL;
+    KVR_CHECK_OK(kvr_predict_fit_to_json(&f, &txt, &e), &e);
+    KVR_CHECK(txt && strstr(txt, "\"median per grid point, every 8th\""));
+    kvr_predict_fit g;
+    if (txt) KVR_CHECK_OK(kvr_predict_fit_from_json(txt, strlen(txt), &g, &e), &e);
+    KVR_CHECK(txt && g.n_given == n && strcmp(g.reduce, f.reduce) == 0);
+    free(txt);
+    /* below the limit nothing changes, and the record says so */
+    KVR_CHECK_OK(kvr_predict_fit_op(rows, 300, KVR_OP_PRE, NULL, &f, &e), &e);
+    KVR_CHECK(f.n_given == 300 && f.lsq.n_obs == 300 && f.reduce[0] == 0);
+    free(rows);
+}
+
 /* ordinary least squares with additive noise: planted line within 3 SE, many seeds */
 static void test_planted_ols(void) {
     int bad = 0;
@@ -1056,6 +1101,7 @@ static const kvr_test_case cases[] = {
     {"nist_norris", test_nist_norris},
     {"nist_longley", test_nist_longley},
     {"planted_attn", test_planted_attn},
+    {"fit_reduce", test_fit_reduce},
     {"planted_ols", test_planted_ols},
     {"nnls", test_nnls},
     {"robust", test_robust},
