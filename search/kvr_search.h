@@ -258,6 +258,12 @@ typedef struct kvr_search_params {
 
 KVR_API kvr_search_params kvr_search_params_default(void);
 
+/* The largest context the search plans, 2^24 = 16M tokens: beyond the longest context any model
+ * serves today, and the search's time grows with C / g (one rank count of the example costs:
+ * about 0.1 s per million tokens per strategy on one core), so a larger C only buys a long wait.
+ * The partition searches, the simulators' callers (tables) and KVR-P's polish refuse more. */
+#define KVR_SEARCH_MAX_CONTEXT ((int64_t)1 << 24)
+
 typedef enum kvr_search_start {
     KVR_SEARCH_START_EVEN,     /* KVR-E */
     KVR_SEARCH_START_BALANCED, /* c_i * S_i equal (attention area balanced) */
@@ -337,6 +343,14 @@ typedef struct kvr_search_table kvr_search_table;
 KVR_API kvr_status kvr_search_table_create(const kvr_search_costs *m,
                                            const kvr_search_table_config *cfg,
                                            kvr_search_table **out, kvr_error *err);
+/* The same, calling progress(user, rows done, rows in all) after each (rank count, context)
+ * row (a large table takes seconds; kvr-search draws a progress bar). */
+KVR_API kvr_status kvr_search_table_create_progress(const kvr_search_costs *m,
+                                                    const kvr_search_table_config *cfg,
+                                                    void (*progress)(void *user, int done,
+                                                                     int total),
+                                                    void *user, kvr_search_table **out,
+                                                    kvr_error *err);
 KVR_API void kvr_search_table_destroy(kvr_search_table *t);
 KVR_API int kvr_search_table_n_rows(const kvr_search_table *t);
 KVR_API const kvr_search_row *kvr_search_table_row(const kvr_search_table *t, int i);

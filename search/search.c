@@ -536,9 +536,11 @@ static kvr_status srch_check(const kvr_search_costs *m, int p, int64_t C, int64_
     if (g < 1)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "granularity must be >= 1, got %lld",
                              (long long)g);
-    if (C < 1 || C > ((int64_t)1 << 40))
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "context must be in [1, 2^40], got %lld",
-                             (long long)C);
+    if (C < 1 || C > KVR_SEARCH_MAX_CONTEXT)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "context must be in [1, %lld] (16M tokens, the largest the search "
+                             "plans), got %lld",
+                             (long long)KVR_SEARCH_MAX_CONTEXT, (long long)C);
     if (g > C / p)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "context %lld is smaller than ranks x granularity (%d x %lld = %lld): "

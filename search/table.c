@@ -116,6 +116,13 @@ static kvr_status table_row(const kvr_search_costs *m, const kvr_search_table_co
 /* Builds the table; see kvr_search.h. */
 kvr_status kvr_search_table_create(const kvr_search_costs *m, const kvr_search_table_config *cfg,
                                    kvr_search_table **out, kvr_error *err) {
+    return kvr_search_table_create_progress(m, cfg, NULL, NULL, out, err);
+}
+
+kvr_status kvr_search_table_create_progress(const kvr_search_costs *m,
+                                            const kvr_search_table_config *cfg,
+                                            void (*progress)(void *user, int done, int total),
+                                            void *user, kvr_search_table **out, kvr_error *err) {
     if (!m || !cfg || !out || cfg->n_ranks < 1 || cfg->n_contexts < 1 || !cfg->ranks ||
         !cfg->contexts)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
@@ -139,6 +146,11 @@ kvr_status kvr_search_table_create(const kvr_search_costs *m, const kvr_search_t
                                  kvr_search_costs_max_ranks(m));
         for (int j = 0; j < cfg->n_contexts; j++) {
             int64_t C = cfg->contexts[j];
+            if (C > KVR_SEARCH_MAX_CONTEXT)
+                return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                     "context %lld is larger than %lld (16M tokens, the largest "
+                                     "the search plans)",
+                                     (long long)C, (long long)KVR_SEARCH_MAX_CONTEXT);
             if (C < 1 || C / p < g)
                 return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                                      "context %lld is smaller than ranks x granularity (%d x %lld "
@@ -176,6 +188,7 @@ kvr_status kvr_search_table_create(const kvr_search_costs *m, const kvr_search_t
             row->n_ranks = cfg->ranks[i];
             row->context = cfg->contexts[j];
             s = table_row(m, cfg, mask, row, &single[j], err);
+            if (s == KVR_OK && progress) progress(user, t->n_rows, (int)nrows);
         }
     /* recommendations: per context, the fastest (strategy, degree); ties go to fewer ranks */
     for (int j = 0; s == KVR_OK && j < cfg->n_contexts; j++) {

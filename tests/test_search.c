@@ -611,6 +611,19 @@ static void test_search_partition_rules(void) {
         /* front-loaded at fine granularity: the first chunk is larger than the last */
         if (g <= 16) KVR_CHECK(ch[0] > ch[7]);
     }
+    { /* issue 17: the largest context is KVR_SEARCH_MAX_CONTEXT (16M tokens) */
+        int64_t ch[2];
+        kvr_search_params sp = kvr_search_params_default();
+        KVR_CHECK(kvr_search_partition(m, 2, KVR_SEARCH_MAX_CONTEXT + 1, &sp, ch, NULL, &e) ==
+                  KVR_ERR_INVALID_ARG);
+        KVR_CHECK(strstr(e.msg, "16M tokens, the largest the search plans") != NULL);
+        int r2[1] = {2};
+        int64_t cx[1] = {KVR_SEARCH_MAX_CONTEXT * 2};
+        kvr_search_table_config cfg = {r2, 1, cx, 1, kvr_search_params_default(), 0};
+        kvr_search_table *tab = NULL;
+        KVR_CHECK(kvr_search_table_create(m, &cfg, &tab, &e) == KVR_ERR_INVALID_ARG && !tab);
+        KVR_CHECK(strstr(e.msg, "larger than 16777216") != NULL);
+    }
     /* errors: context below ranks x g, g < 1, p < 1 */
     int64_t ch[8];
     kvr_search_params sp = kvr_search_params_default();

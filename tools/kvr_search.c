@@ -125,7 +125,7 @@ static int parse_ranks(kvr_search_opts *o) {
 static int parse_contexts(kvr_search_opts *o) {
     o->contexts = malloc(KS_MAX_CONTEXTS * sizeof *o->contexts);
     kvr_error e;
-    kvr_status st = o->contexts ? kvr_parse_size_list(o->context_arg, 1, (int64_t)1 << 40,
+    kvr_status st = o->contexts ? kvr_parse_size_list(o->context_arg, 1, KVR_SEARCH_MAX_CONTEXT,
                                                       o->contexts, KS_MAX_CONTEXTS,
                                                       &o->n_contexts, &e)
                                 : KVR_ERR_NOMEM;
@@ -133,7 +133,12 @@ static int parse_contexts(kvr_search_opts *o) {
         fprintf(stderr, "kvr-search: out of memory\n");
         return 1;
     }
-    if (st != KVR_OK) return usage_error("--context: %s", e.msg);
+    if (st != KVR_OK)
+        return usage_error("--context: %s%s", e.msg,
+                           strstr(e.msg, "out of range")
+                               ? " (16M = 16777216 tokens is the largest context kvr-search "
+                                 "plans: its time grows with the context; docs/search.md)"
+                               : "");
     return 0;
 }
 
@@ -276,6 +281,11 @@ static int write_file(const char *path, const char *text) {
         return 1;
     }
     return 0;
+}
+
+static void table_progress(void *user, int done, int total) {
+    (void)total;
+    kvr_progress_update(user, done);
 }
 
 /* Timelines of every selected strategy for every row (single once per context). */
@@ -510,7 +520,17 @@ int main(int argc, char **argv) {
     kvr_search_table_config cfg = {o.ranks, o.n_ranks, o.contexts, o.n_contexts,
                                    kvr_search_params_default(), o.strategies};
     cfg.params.granularity = o.granularity;
-    if (kvr_search_table_create(m, &cfg, &t, &e) != KVR_OK) {
+    /* progress on stderr when the table is big enough to take seconds: the search costs about
+     * C / g per strategy and rank count (KVR_SEARCH_MAX_CONTEXT) */
+    kvr_progress prog;
+    double work = 0;
+    for (int j = 0; j < o.n_contexts; j++) work += (double)o.contexts[j] * o.n_ranks;
+    const bool show = work >= (double)(1 << 23);
+    if (show) kvr_progress_start(&prog, stderr, "kvr-search", (int64_t)o.n_ranks * o.n_contexts);
+    const kvr_status ts = kvr_search_table_create_progress(m, &cfg, show ? table_progress : NULL,
+                                                           &prog, &t, &e);
+    if (show && ts == KVR_OK) kvr_progress_finish(&prog);
+    if (ts != KVR_OK) {
         fprintf(stderr, "kvr-search: %s\n", e.msg);
         rc = e.code == KVR_ERR_INVALID_ARG ? 2 : 1;
         goto out;

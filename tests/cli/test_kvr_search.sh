@@ -72,6 +72,10 @@ check costs_overflow_nothing_stored 0 "^0$" -- sqlite3 "$TMP/huge.db" "select co
 check costs_dir 2 "--costs: $TMP: is a directory" -- "$BIN" --costs "$TMP"
 printf '{"layers": 2, "layers": 4}' >"$TMP/dupkey.json"
 check costs_duplicate_key 2 "duplicate field \"layers\"" -- "$BIN" --costs "$TMP/dupkey.json"
+# issue 17 item 3: the largest context is enforced with a clear message; long tables show progress
+check context_too_large 2 "--context: 33554432 is out of range \[1, 16777216\] \(16M = 16777216 tokens is the largest context kvr-search plans" -- "$BIN" --costs "$A100" --ranks 2 --context 32M
+check context_2_40 2 "largest context kvr-search plans" -- "$BIN" --costs "$A100" --ranks 2 --context 1099511627776
+check context_progress 0 "^# kvr-search: 100% \(1/1\)" -- "$BIN" --costs "$A100" --ranks 2 --context 8M --strategies kvr-e
 check format_unknown 2 "unknown format \"xml\"" -- "$BIN" --costs "$A100" --format xml --export x
 check format_alone 2 "--format applies to --export FILE or --timeline" -- "$BIN" --costs "$A100" --format csv
 check timeline_json 2 "--timeline cannot be combined with --json" -- "$BIN" --costs "$A100" --timeline --json
