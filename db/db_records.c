@@ -310,6 +310,29 @@ kvr_status kvr_db_run_counts(kvr_db *db, int64_t run_id, int64_t *n_layer, int64
     return st;
 }
 
+kvr_status kvr_db_run_made_from(kvr_db *db, int64_t run_id, int64_t *n_fits, int64_t *n_tables,
+                                int64_t *n_predictors, kvr_error *err) {
+    int64_t c[3] = {0, 0, 0};
+    if (db->version >= 3) {
+        sqlite3_stmt *s = NULL;
+        KVR_TRY(db_prepare(db,
+                           "SELECT (SELECT count(*) FROM fits WHERE run_id=?1), "
+                           "(SELECT count(*) FROM ptables WHERE run_id=?1), "
+                           "(SELECT count(*) FROM predictors WHERE run_id=?1)",
+                           &s, err));
+        sqlite3_bind_int64(s, 1, run_id);
+        const int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            for (int i = 0; i < 3; i++) c[i] = sqlite3_column_int64(s, i);
+        sqlite3_finalize(s);
+        if (rc != SQLITE_ROW) return DB_ERR(db, rc, "count what was made from a run", err);
+    }
+    if (n_fits) *n_fits = c[0];
+    if (n_tables) *n_tables = c[1];
+    if (n_predictors) *n_predictors = c[2];
+    return KVR_OK;
+}
+
 kvr_status kvr_db_run_latest_with_ops(kvr_db *db, const char *const *ops, int n_ops,
                                       int64_t *run_id, kvr_error *err) {
     sqlite3_stmt *s = NULL, *q = NULL;

@@ -267,6 +267,10 @@ KVR_API bool kvr_db_run_owner_alive(const kvr_db_run *run);
 KVR_API void kvr_db_self_pid(int64_t *pid, int64_t *pid_start);
 KVR_API kvr_status kvr_db_run_counts(kvr_db *db, int64_t run_id, int64_t *n_layer,
                                      int64_t *n_transfer, kvr_error *err);
+/* What later stages made from a run: fits, partition tables and predictors whose run_id is it
+ * (zeros on a file at schema version < 3). Pointers may be NULL. */
+KVR_API kvr_status kvr_db_run_made_from(kvr_db *db, int64_t run_id, int64_t *n_fits,
+                                        int64_t *n_tables, int64_t *n_predictors, kvr_error *err);
 /* The newest run not failed and not being written by a live process (complete, incomplete, or
  * running with its writer gone) that has layer samples of every one of the n_ops ops (e.g. pre,
  * attn, post: what a cost-model fit needs). Errors: KVR_ERR_NOT_FOUND when there is none. */

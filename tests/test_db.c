@@ -493,6 +493,9 @@ static void test_queries(void) {
     KVR_CHECK(kvr_db_run_latest_with_transfers(db, run.model_id, run.device_id, "chain", &got,
                                                &err) == KVR_ERR_NOT_FOUND);
 
+    int64_t mf = -1, mt = -1, mp = -1;
+    KVR_CHECK_OK(kvr_db_run_made_from(db, r1, &mf, &mt, &mp, &err), &err);
+    KVR_CHECK(mf == 0 && mt == 0 && mp == 0);
     kvr_db_ptable t;
     memset(&t, 0, sizeof t);
     t.run_id = r1;
@@ -543,6 +546,10 @@ static void test_queries(void) {
         f.json = "{}";
         KVR_CHECK_OK(kvr_db_fit_put(db, &f, &err), &err);
     }
+    KVR_CHECK_OK(kvr_db_run_made_from(db, r1, &mf, &mt, &mp, &err), &err);
+    KVR_CHECK(mf == 3 && mt == 1 && mp == 2);
+    KVR_CHECK_OK(kvr_db_run_made_from(db, r2, &mf, NULL, NULL, &err), &err);
+    KVR_CHECK_EQ_INT(mf, 0);
     kvr_db_fit *fl = NULL;
     int64_t n = 0;
     KVR_CHECK_OK(kvr_db_fits_list_for_model(db, "costs", &m, &fl, &n, &err), &err);

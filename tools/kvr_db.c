@@ -211,23 +211,12 @@ static int cmd_show(kvr_db *db, int64_t id, const kvr_db_opts *o) {
     if (r.params[0]) printf("  parameters     %s\n", r.params);
     printf("  samples        %lld layer, %lld transfer\n", (long long)nl, (long long)nt);
     { /* what later stages made from this run (schema v3) */
-        kvr_db_fit *fits = NULL;
-        kvr_db_ptable *tabs = NULL;
-        kvr_db_predictor *preds = NULL;
-        int64_t nf = 0, ntab = 0, np = 0, mine_t = 0, mine_p = 0;
-        if (kvr_db_fits_list(db, id, &fits, &nf, &err) == KVR_OK &&
-            kvr_db_ptables_list(db, &tabs, &ntab, &err) == KVR_OK &&
-            kvr_db_predictors_list(db, &preds, &np, &err) == KVR_OK) {
-            for (int64_t i = 0; i < ntab; i++) mine_t += tabs[i].run_id == id;
-            for (int64_t i = 0; i < np; i++) mine_p += preds[i].run_id == id;
-            if (nf || mine_t || mine_p)
-                printf("  made from it   %lld fits, %lld partition tables, %lld predictors "
-                       "(kvr-db fits %lld; tables; predictors)\n",
-                       (long long)nf, (long long)mine_t, (long long)mine_p, (long long)id);
-        }
-        kvr_db_fits_free(fits, nf);
-        kvr_db_ptables_free(tabs, ntab);
-        kvr_db_predictors_free(preds, np);
+        int64_t nf = 0, mine_t = 0, mine_p = 0;
+        if (kvr_db_run_made_from(db, id, &nf, &mine_t, &mine_p, &err) == KVR_OK &&
+            (nf || mine_t || mine_p))
+            printf("  made from it   %lld fits, %lld partition tables, %lld predictors "
+                   "(kvr-db fits %lld; tables; predictors)\n",
+                   (long long)nf, (long long)mine_t, (long long)mine_p, (long long)id);
     }
     kvr_db_layer_sample *ls = NULL;
     int64_t n = 0;
