@@ -681,6 +681,23 @@ kvr_status kvr_profile_predict_single_ms(const kvr_db_layer_sample *s, int64_t n
     return KVR_OK;
 }
 
+void kvr_profile_predict_single_series(const kvr_db_layer_sample *s, int64_t n,
+                                       int32_t n_layers, int64_t ctx[4], double ttft_ms[4],
+                                       int *n_out) {
+    int64_t c_hi = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!strcmp(s[i].op, kvr_op_name(KVR_OP_ATTN)) && s[i].prefix == 0 && s[i].c > c_hi)
+            c_hi = s[i].c;
+    int nc = 0;
+    for (int k = 3; k >= 0; k--) {
+        const int64_t C = c_hi >> k;
+        if (C < 1 || (nc && ctx[nc - 1] == C)) continue;
+        if (kvr_profile_predict_single_ms(s, n, n_layers, C, &ttft_ms[nc], NULL) != KVR_OK) break;
+        ctx[nc++] = C;
+    }
+    *n_out = nc;
+}
+
 kvr_status kvr_profile_costs_from_run(kvr_db *db, int64_t run_id,
                                       const kvr_profile_costs_params *p, kvr_search_costs **out,
                                       kvr_profile_costs_info *info, kvr_error *err) {

@@ -302,6 +302,12 @@ KVR_API kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, k
 KVR_API kvr_status kvr_profile_predict_single_ms(const kvr_db_layer_sample *s, int64_t n,
                                                  int32_t n_layers, int64_t C, double *ttft_ms,
                                                  kvr_error *err);
+/* The same at up to four contexts, ascending: the largest chunk of the prefix-0 attention
+ * samples and 1/2, 1/4, 1/8 of it (distinct, >= 1), stopping at the first the samples cannot
+ * predict (kvr-profile's summary, kvr-db show). *n_out = how many (0: none). */
+KVR_API void kvr_profile_predict_single_series(const kvr_db_layer_sample *s, int64_t n,
+                                               int32_t n_layers, int64_t ctx[4],
+                                               double ttft_ms[4], int *n_out);
 
 // ----------------------------------------------------------------------------
 // a profile as a search cost model (costs.c; the scheme and its behaviour outside the grid:

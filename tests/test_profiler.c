@@ -312,6 +312,22 @@ static void test_interp_and_ttft(void) {
     const double want = 0.1 * 128 + 10 * ((10 + 128) + (5 + 0.01 * 128 * 128) + (20 + 3 * 128)) + 1000;
     KVR_CHECK_NEAR(ms, want * 1e-3, 0, 1e-12);
     KVR_CHECK_EQ_INT(kvr_profile_predict_single_ms(s, 1, 10, 128, &ms, &err), KVR_ERR_NOT_FOUND);
+    /* the series: the largest P = 0 attention chunk and 1/2, 1/4, 1/8 of it, each as above */
+    int64_t ctx[4];
+    double series[4];
+    int nc = -1;
+    kvr_profile_predict_single_series(s, n, 10, ctx, series, &nc);
+    int64_t c_hi = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (s[i].op[0] == 'a' && s[i].prefix == 0 && s[i].c > c_hi) c_hi = s[i].c;
+    KVR_CHECK(nc >= 1 && nc <= 4 && ctx[nc - 1] == c_hi);
+    for (int k = 0; k < nc; k++) {
+        KVR_CHECK(k == 0 || ctx[k] > ctx[k - 1]);
+        KVR_CHECK_OK(kvr_profile_predict_single_ms(s, n, 10, ctx[k], &ms, &err), &err);
+        KVR_CHECK(series[k] == ms);
+    }
+    kvr_profile_predict_single_series(s, 1, 10, ctx, series, &nc);
+    KVR_CHECK_EQ_INT(nc, 0);
 }
 
 static void test_provenance(void) {

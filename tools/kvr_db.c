@@ -222,19 +222,13 @@ static int cmd_show(kvr_db *db, int64_t id, const kvr_db_opts *o) {
     int64_t n = 0;
     if (kvr_db_layer_samples_get(db, id, &ls, &n, &err) == KVR_OK && n > 0 && m.n_layers > 0) {
         /* at the largest chunk of the P = 0 attention row and 1/2, 1/4, 1/8 of it */
-        int64_t c_hi = 0;
-        for (int64_t i = 0; i < n; i++)
-            if (!strcmp(ls[i].op, "attn") && ls[i].prefix == 0 && ls[i].c > c_hi) c_hi = ls[i].c;
+        int64_t ctx[4];
+        double ms[4];
+        int nc = 0;
+        kvr_profile_predict_single_series(ls, n, m.n_layers, ctx, ms, &nc);
         printf("  predicted single-rank TTFT:");
-        bool any = false;
-        for (int k = 3; k >= 0; k--) {
-            double ms;
-            const int64_t C = c_hi >> k;
-            if (C < 1 || (k < 3 && C == c_hi >> (k + 1))) continue;
-            if (kvr_profile_predict_single_ms(ls, n, m.n_layers, C, &ms, &err) != KVR_OK) break;
-            printf(" %lld tok %.1f ms;", (long long)C, ms);
-            any = true;
-        }
+        for (int k = 0; k < nc; k++) printf(" %lld tok %.1f ms;", (long long)ctx[k], ms[k]);
+        const bool any = nc > 0;
         printf("%s\n", any ? "" : " (needs embed, pre, attn (P = 0), post and head samples)");
     }
     kvr_db_free(ls);

@@ -425,12 +425,7 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
     int64_t ctxs[4];
     double ttft[4];
     int nc = 0;
-    for (int k = 3; k >= 0; k--) {
-        const int64_t C = os[KVR_OP_ATTN].c_hi >> k;
-        if (C < 1 || (nc && ctxs[nc - 1] == C)) continue;
-        if (kvr_profile_predict_single_ms(ls, nl, mrec->n_layers, C, &ttft[nc], &err) != KVR_OK) break;
-        ctxs[nc++] = C;
-    }
+    kvr_profile_predict_single_series(ls, nl, mrec->n_layers, ctxs, ttft, &nc);
     const int64_t points = lr->n_points + xr->n_points;
     const int64_t measured = lr->n_measured + xr->n_measured, skipped = lr->n_skipped + xr->n_skipped;
     if (json) {
