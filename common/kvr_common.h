@@ -236,6 +236,7 @@ KVR_API kvr_status kvr_parse_size_list(const char *s, int64_t lo, int64_t hi, in
 // input files, strings and text (text.c): the loaders that parse a whole file at once (cost
 // files, predictor files, CSV imports, prompts) read it with kvr_read_file, or kvr_read_stream
 // when they opened it themselves (standard input, their own open and directory messages); the
+// model loaders map theirs (kvr_file_map); the
 // writers that build text (exports, reports, JSON) append to a kvr_text, which stops at the
 // first failed allocation and reports it once, when the text is taken.
 
@@ -249,6 +250,22 @@ KVR_API kvr_status kvr_read_stream(FILE *f, const char *name, size_t max_bytes, 
  * "PATH: is a directory". */
 KVR_API kvr_status kvr_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                                  kvr_error *err);
+
+/* A whole file held read-only in memory for a loader that parses it in place (model files):
+ * mapped when possible, else read onto the heap; heap = true always reads (small files parsed
+ * and dropped). p is NULL for an empty file. Errors name the path: KVR_ERR_NOT_FOUND when it
+ * does not exist, KVR_ERR_IO for other open/read failures, "is a directory", "not a regular
+ * file" or "file too large"; KVR_ERR_FORMAT "file too large" over max_bytes (0: no limit);
+ * KVR_ERR_NOMEM "cannot read N bytes". f is zeroed on error. */
+typedef struct kvr_file_map {
+    const uint8_t *p;
+    size_t len;
+    void *map;  /* munmap on close */
+    void *heap; /* free on close */
+} kvr_file_map;
+KVR_API kvr_status kvr_file_map_open(const char *path, bool heap, size_t max_bytes,
+                                     kvr_file_map *f, kvr_error *err);
+KVR_API void kvr_file_map_close(kvr_file_map *f);
 
 /* A malloc'd copy of s (NULL: of ""); NULL only when out of memory. */
 KVR_API char *kvr_strdup(const char *s);

@@ -1,10 +1,14 @@
-/* text.c -- whole-file reads, string copies and the growable text buffer (kvr_common.h). */
+/* text.c -- whole-file reads and maps, string copies and the growable text buffer
+ * (kvr_common.h). */
 #include "kvr_common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define KVR_READ_MAX_DEFAULT ((size_t)1 << 30)
 
@@ -65,6 +69,78 @@ kvr_status kvr_read_file(const char *path, size_t max_bytes, char **out, size_t 
     kvr_status s = kvr_read_stream(f, path, max_bytes, out, len, err);
     if (!std_in) fclose(f);
     return s;
+}
+
+kvr_status kvr_file_map_open(const char *path, bool heap, size_t max_bytes, kvr_file_map *f,
+                             kvr_error *err) {
+    memset(f, 0, sizeof *f);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return kvr_error_set(err, e == ENOENT ? KVR_ERR_NOT_FOUND : KVR_ERR_IO, "%s: %s", path,
+                             strerror(e));
+    }
+    struct stat stt;
+    if (fstat(fd, &stt) != 0) {
+        int e = errno;
+        close(fd);
+        return kvr_error_set(err, KVR_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(stt.st_mode)) {
+        close(fd);
+        return kvr_error_set(err, KVR_ERR_IO, "%s: %s", path,
+                             S_ISDIR(stt.st_mode) ? "is a directory" : "not a regular file");
+    }
+    if ((uint64_t)stt.st_size > (uint64_t)SIZE_MAX / 2 ||
+        (max_bytes && (uint64_t)stt.st_size > max_bytes)) {
+        close(fd);
+        return kvr_error_set(err, max_bytes ? KVR_ERR_FORMAT : KVR_ERR_IO, "%s: file too large",
+                             path);
+    }
+    f->len = (size_t)stt.st_size;
+    if (f->len == 0) {
+        close(fd);
+        return KVR_OK;
+    }
+    if (!heap) {
+        void *p = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p != MAP_FAILED) {
+            f->map = p;
+            f->p = p;
+            close(fd);
+            return KVR_OK;
+        }
+    }
+    f->heap = malloc(f->len);
+    if (!f->heap) {
+        close(fd);
+        size_t n = f->len;
+        memset(f, 0, sizeof *f);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "%s: cannot read %zu bytes", path, n);
+    }
+    size_t got = 0;
+    while (got < f->len) {
+        ssize_t r = read(fd, (char *)f->heap + got, f->len - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            int e = errno;
+            close(fd);
+            free(f->heap);
+            memset(f, 0, sizeof *f);
+            return kvr_error_set(err, KVR_ERR_IO, "%s: read: %s", path,
+                                 r == 0 ? "file shrank while reading" : strerror(e));
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    f->p = f->heap;
+    return KVR_OK;
+}
+
+void kvr_file_map_close(kvr_file_map *f) {
+    if (f->map) munmap(f->map, f->len);
+    free(f->heap);
+    memset(f, 0, sizeof *f);
 }
 
 char *kvr_strdup(const char *s) {

@@ -14,14 +14,9 @@
  */
 #include "runtime_internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c assumes a little-endian host (GGUF tensor data is little-endian)"
@@ -997,88 +992,13 @@ fail:
     return st;
 }
 
-// ----------------------------------------------------------------------------
-// file access: read-only mmap, with a read() fallback
-
-typedef struct gguf_file {
-    const uint8_t *p;
-    size_t len;
-    void *map;  /* munmap on close */
-    void *heap; /* free on close */
-} gguf_file;
-
-static kvr_status gguf_file_open(const char *path, gguf_file *f, kvr_error *err) {
-    memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return kvr_error_set(err, e == ENOENT ? KVR_ERR_NOT_FOUND : KVR_ERR_IO, "%s: %s", path,
-                             strerror(e));
-    }
-    struct stat stt;
-    if (fstat(fd, &stt) != 0) {
-        int e = errno;
-        close(fd);
-        return kvr_error_set(err, KVR_ERR_IO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(stt.st_mode)) {
-        close(fd);
-        return kvr_error_set(err, KVR_ERR_IO, "%s: %s", path,
-                             S_ISDIR(stt.st_mode) ? "is a directory" : "not a regular file");
-    }
-    if ((uint64_t)stt.st_size > (uint64_t)SIZE_MAX / 2) {
-        close(fd);
-        return kvr_error_set(err, KVR_ERR_IO, "%s: file too large", path);
-    }
-    f->len = (size_t)stt.st_size;
-    if (f->len == 0) {
-        close(fd);
-        return KVR_OK;
-    }
-    void *p = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p != MAP_FAILED) {
-        f->map = p;
-        f->p = p;
-        close(fd);
-        return KVR_OK;
-    }
-    f->heap = malloc(f->len);
-    if (!f->heap) {
-        close(fd);
-        return kvr_error_set(err, KVR_ERR_NOMEM, "%s: cannot read %zu bytes", path, f->len);
-    }
-    size_t got = 0;
-    while (got < f->len) {
-        ssize_t r = read(fd, (char *)f->heap + got, f->len - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            int e = errno;
-            close(fd);
-            free(f->heap);
-            f->heap = NULL;
-            return kvr_error_set(err, KVR_ERR_IO, "%s: read: %s", path,
-                                 r == 0 ? "file shrank while reading" : strerror(e));
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    f->p = f->heap;
-    return KVR_OK;
-}
-
-static void gguf_file_close(gguf_file *f) {
-    if (f->map) munmap(f->map, f->len);
-    free(f->heap);
-    memset(f, 0, sizeof *f);
-}
-
 kvr_status kvr_model_load_gguf(const char *path, const kvr_model_load_params *params,
                                kvr_model **out, kvr_error *err) {
     *out = NULL;
     if (!path) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "gguf: NULL path");
-    gguf_file f;
-    KVR_TRY(gguf_file_open(path, &f, err));
+    kvr_file_map f; /* read-only mmap, with a read() fallback */
+    KVR_TRY(kvr_file_map_open(path, false, 0, &f, err));
     kvr_status st = gguf_load_from_memory(f.p, f.len, path, params, out, err);
-    gguf_file_close(&f);
+    kvr_file_map_close(&f);
     return st;
 }

@@ -16,12 +16,9 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define HF_MAX_HEADER      (100u << 20) /* safetensors' own limit is 100 MB */
 #define HF_MAX_CONFIG      (16u << 20)
@@ -536,82 +533,6 @@ fail:
 // ----------------------------------------------------------------------------
 // files
 
-typedef struct hf_file {
-    const uint8_t *p;
-    size_t len;
-    void *map;
-    void *heap;
-} hf_file;
-
-static kvr_status hf_file_open(const char *path, hf_file *f, bool want_heap, kvr_error *err) {
-    memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return kvr_error_set(err, e == ENOENT ? KVR_ERR_NOT_FOUND : KVR_ERR_IO, "%s: %s", path,
-                             strerror(e));
-    }
-    struct stat stt;
-    if (fstat(fd, &stt) != 0) {
-        int e = errno;
-        close(fd);
-        return kvr_error_set(err, KVR_ERR_IO, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(stt.st_mode)) {
-        close(fd);
-        return kvr_error_set(err, KVR_ERR_IO, "%s: %s", path,
-                             S_ISDIR(stt.st_mode) ? "is a directory" : "not a regular file");
-    }
-    if ((uint64_t)stt.st_size > (uint64_t)SIZE_MAX / 2 ||
-        (want_heap && (uint64_t)stt.st_size > HF_MAX_CONFIG)) {
-        close(fd);
-        return kvr_error_set(err, want_heap ? KVR_ERR_FORMAT : KVR_ERR_IO, "%s: file too large",
-                             path);
-    }
-    f->len = (size_t)stt.st_size;
-    if (f->len == 0) {
-        close(fd);
-        return KVR_OK;
-    }
-    if (!want_heap) {
-        void *p = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p != MAP_FAILED) {
-            f->map = p;
-            f->p = p;
-            close(fd);
-            return KVR_OK;
-        }
-    }
-    f->heap = malloc(f->len);
-    if (!f->heap) {
-        close(fd);
-        return kvr_error_set(err, KVR_ERR_NOMEM, "%s: cannot read %zu bytes", path, f->len);
-    }
-    size_t got = 0;
-    while (got < f->len) {
-        ssize_t r = read(fd, (char *)f->heap + got, f->len - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            int e = errno;
-            close(fd);
-            free(f->heap);
-            f->heap = NULL;
-            return kvr_error_set(err, KVR_ERR_IO, "%s: read: %s", path,
-                                 r == 0 ? "file shrank while reading" : strerror(e));
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    f->p = f->heap;
-    return KVR_OK;
-}
-
-static void hf_file_close(hf_file *f) {
-    if (f->map) munmap(f->map, f->len);
-    free(f->heap);
-    memset(f, 0, sizeof *f);
-}
-
 static int hf_cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -629,7 +550,7 @@ kvr_status kvr_model_load_hf(const char *dir_or_config, kvr_model **out, kvr_err
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "hf: empty path");
     kvr_status st = KVR_OK;
     char *dir = NULL, *cpath = NULL, **paths = NULL;
-    hf_file cfile = {0}, *files = NULL;
+    kvr_file_map cfile = {0}, *files = NULL;
     int n_paths = 0;
     struct stat stt;
     if (stat(dir_or_config, &stt) != 0)
@@ -651,7 +572,7 @@ kvr_status kvr_model_load_hf(const char *dir_or_config, kvr_model **out, kvr_err
     size_t dl = strlen(dir);
     while (dl > 1 && dir[dl - 1] == '/') dir[--dl] = '\0';
 
-    if ((st = hf_file_open(cpath, &cfile, true, err)) != KVR_OK) goto done;
+    if ((st = kvr_file_map_open(cpath, true, HF_MAX_CONFIG, &cfile, err)) != KVR_OK) goto done;
 
     DIR *dd = opendir(dir);
     if (!dd) {
@@ -698,7 +619,7 @@ kvr_status kvr_model_load_hf(const char *dir_or_config, kvr_model **out, kvr_err
     size_t *lens = calloc((size_t)n_paths, sizeof *lens);
     if (files && bufs && lens) {
         for (int i = 0; i < n_paths && st == KVR_OK; i++) {
-            st = hf_file_open(paths[i], &files[i], false, err);
+            st = kvr_file_map_open(paths[i], false, 0, &files[i], err);
             bufs[i] = files[i].p;
             lens[i] = files[i].len;
         }
@@ -711,11 +632,11 @@ kvr_status kvr_model_load_hf(const char *dir_or_config, kvr_model **out, kvr_err
     free(bufs);
     free(lens);
 done:
-    for (int i = 0; files && i < n_paths; i++) hf_file_close(&files[i]);
+    for (int i = 0; files && i < n_paths; i++) kvr_file_map_close(&files[i]);
     for (int i = 0; i < n_paths; i++) free(paths[i]);
     free(files);
     free(paths);
-    hf_file_close(&cfile);
+    kvr_file_map_close(&cfile);
     free(dir);
     free(cpath);
     return st;

@@ -1,7 +1,7 @@
 /* test_common.c -- status strings, error formatting, integer, size and size-list parsing,
  * partitions (even, check, parse, format, granularity rounding), op, mode and strategy names,
- * whole-file reads, strdup and the text buffer, output files (same-file check, atomic writer),
- * UTF-8 checks and the JSON string writer. */
+ * whole-file reads and maps, strdup and the text buffer, output files (same-file check,
+ * atomic writer), UTF-8 checks and the JSON string writer. */
 #include "kvr_test.h"
 
 #include <dirent.h>
@@ -278,6 +278,24 @@ static void test_read_file(void) {
     KVR_CHECK_OK(kvr_read_stream(f, "x", 0, &buf, &len, &e), &e);
     KVR_CHECK(fclose(f) == 0);
     free(buf);
+    /* the same bytes mapped and read onto the heap; a limit; an empty file has no data */
+    f = fopen(path, "wb");
+    fputs("gguf-ish", f);
+    fclose(f);
+    for (int heap = 0; heap < 2; heap++) {
+        kvr_file_map m;
+        KVR_CHECK_OK(kvr_file_map_open(path, heap, 0, &m, &e), &e);
+        KVR_CHECK(m.len == 8 && memcmp(m.p, "gguf-ish", 8) == 0);
+        KVR_CHECK(heap ? m.heap != NULL : m.map != NULL);
+        kvr_file_map_close(&m);
+        KVR_CHECK(m.p == NULL && m.len == 0);
+    }
+    kvr_file_map m;
+    KVR_CHECK(kvr_file_map_open(path, true, 4, &m, &e) == KVR_ERR_FORMAT);
+    snprintf(want, sizeof want, "%s: file too large", path);
+    KVR_CHECK(strcmp(e.msg, want) == 0);
+    KVR_CHECK(kvr_file_map_open(dir, false, 0, &m, &e) == KVR_ERR_IO);
+    KVR_CHECK(strstr(e.msg, ": is a directory") != NULL);
     KVR_CHECK(kvr_read_file(dir, 0, &buf, &len, &e) == KVR_ERR_IO);
     snprintf(want, sizeof want, "%s: is a directory", dir);
     KVR_CHECK(strcmp(e.msg, want) == 0);
@@ -285,6 +303,7 @@ static void test_read_file(void) {
     KVR_CHECK(kvr_read_file(path, 0, &buf, &len, &e) == KVR_ERR_IO);
     snprintf(want, sizeof want, "%s: No such file or directory", path);
     KVR_CHECK(strcmp(e.msg, want) == 0);
+    KVR_CHECK(kvr_file_map_open(path, false, 0, &m, &e) == KVR_ERR_NOT_FOUND);
     rmdir(dir);
 }
 
