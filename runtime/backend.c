@@ -237,6 +237,10 @@ kvr_status kvr_event_elapsed_us(const kvr_event *start, const kvr_event *end, do
     return end->ws->be->event_elapsed_us(start, end, us, err);
 }
 
+void *kvr_workspace_stream(kvr_workspace *ws) {
+    return ws->be->stream ? ws->be->stream(ws) : NULL;
+}
+
 kvr_status kvr_workspace_sync(kvr_workspace *ws, kvr_error *err) {
     return ws->be->sync(ws, err);
 }

@@ -40,6 +40,7 @@ struct kvr_backend {
     kvr_status (*event_elapsed_us)(const kvr_event *start, const kvr_event *end, double *us,
                                    kvr_error *err);
     kvr_status (*sync)(kvr_workspace *ws, kvr_error *err);
+    void *(*stream)(kvr_workspace *ws); /* the ops' stream for transports; NULL entry: none */
 };
 
 struct kvr_weights {

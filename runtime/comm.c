@@ -1,7 +1,8 @@
 /* comm.c -- the kvr_comm front end: transport choice, worlds, argument and memory-space checks,
  * the per-endpoint request pool, the data-channel accounting on the send side, and the
  * all-gather as grouped point-to-point that host transports share. The transports live in
- * comm_threads.c and comm_mpi.c (docs/transport.md). */
+ * comm_threads.c, comm_mpi.c and, with CUDA, cuda/comm_samedev.c and cuda/comm_nccl.c
+ * (docs/transport.md). */
 #include "comm_internal.h"
 
 #include <stdlib.h>
@@ -18,18 +19,55 @@ const char *kvr_comm_transport_name(kvr_transport t) {
     return (t >= 0 && t < KVR_TRANSPORT_COUNT) ? comm_transport_names[t] : "unknown";
 }
 
+kvr_status kvr_comm_transport_parse(const char *s, kvr_transport *out, kvr_error *err) {
+    for (int t = 0; t < KVR_TRANSPORT_COUNT; t++)
+        if (strcmp(s, comm_transport_names[t]) == 0) {
+            *out = (kvr_transport)t;
+            return KVR_OK;
+        }
+    return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                         "unknown transport '%s' (threads, mpi, nccl, same-device)", s);
+}
+
 bool kvr_comm_transport_available(kvr_transport t) {
     switch (t) {
         case KVR_TRANSPORT_THREADS: return true;
         case KVR_TRANSPORT_MPI: return comm_mpi_available();
+        case KVR_TRANSPORT_SAME_DEVICE: return comm_samedev_available();
+        case KVR_TRANSPORT_NCCL: return comm_nccl_available();
         default: return false;
     }
 }
 
 kvr_comm_params kvr_comm_params_default(void) {
-    kvr_comm_params p = {KVR_TRANSPORT_THREADS, 1, NULL, NULL};
+    kvr_comm_params p = {KVR_TRANSPORT_THREADS, 1, NULL, NULL, 0, false};
     return p;
 }
+
+#ifndef KVR_COMM_SAME_DEVICE
+bool comm_samedev_available(void) {
+    return false;
+}
+kvr_status comm_samedev_world_create(const kvr_comm_params *p, kvr_comm_world **out,
+                                     kvr_error *err) {
+    (void)p, (void)out;
+    return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                         "the same-device transport is not available: this kvr was built "
+                         "without CUDA (configure with nvcc on the PATH and -DKVR_CUDA=ON)");
+}
+#endif
+#ifndef KVR_USE_NCCL
+bool comm_nccl_available(void) {
+    return false;
+}
+kvr_status comm_nccl_world_create(const kvr_comm_params *p, kvr_comm_world **out,
+                                  kvr_error *err) {
+    (void)p, (void)out;
+    return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                         "the nccl transport is not available: this kvr was built without NCCL "
+                         "(needs CUDA and nccl.h/libnccl; -DKVR_NCCL=ON)");
+}
+#endif
 
 // ----------------------------------------------------------------------------
 // worlds
@@ -39,12 +77,8 @@ kvr_status kvr_comm_world_create(const kvr_comm_params *p, kvr_comm_world **out,
     switch (p->transport) {
         case KVR_TRANSPORT_THREADS: return comm_threads_world_create(p, out, err);
         case KVR_TRANSPORT_MPI: return comm_mpi_world_create(p, out, err);
-        case KVR_TRANSPORT_NCCL:
-        case KVR_TRANSPORT_SAME_DEVICE:
-            return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                                 "the %s transport is not built yet (this kvr has threads%s)",
-                                 comm_transport_names[p->transport],
-                                 comm_mpi_available() ? " and mpi" : "");
+        case KVR_TRANSPORT_SAME_DEVICE: return comm_samedev_world_create(p, out, err);
+        case KVR_TRANSPORT_NCCL: return comm_nccl_world_create(p, out, err);
         default:
             return kvr_error_set(err, KVR_ERR_INVALID_ARG, "comm: unknown transport %d",
                                  (int)p->transport);
@@ -124,6 +158,9 @@ bool kvr_comm_supports_space(const kvr_comm *c, kvr_mem_space space) {
 }
 const kvr_comm_stats *kvr_comm_get_stats(const kvr_comm *c) {
     return &c->stats;
+}
+void kvr_comm_set_stream(kvr_comm *c, void *stream) {
+    c->stream = stream;
 }
 void kvr_comm_reset_stats(kvr_comm *c) {
     memset(&c->stats, 0, sizeof c->stats);
@@ -244,9 +281,12 @@ kvr_status comm_allgatherv_p2p(kvr_comm *c, const void *send, void *recv, const 
     for (int32_t r = 0; r < me; r++) off_self += bytes[r];
     char *to = recv;
     const char *mine = send ? send : to + off_self;
-    if (send && bytes[me] && mine != to + off_self) { /* host transports only */
+    if (send && bytes[me] && mine != to + off_self) {
         double t0 = kvr_time_us();
-        memcpy(to + off_self, mine, bytes[me]);
+        if (c->ops->local_copy)
+            KVR_TRY(c->ops->local_copy(c, to + off_self, mine, bytes[me], space, err));
+        else
+            memcpy(to + off_self, mine, bytes[me]);
         c->stats.xfer_us += kvr_time_us() - t0;
     }
     kvr_comm_request **rq = c->ag_reqs; /* rq[k]: the send to me + k */

@@ -24,6 +24,10 @@ typedef struct kvr_comm_ops {
     kvr_status (*wait)(kvr_comm *c, void *req, kvr_error *err);
     kvr_status (*allgatherv)(kvr_comm *c, const void *send, void *recv, const size_t *bytes,
                              kvr_mem_space space, kvr_error *err);
+    /* copy bytes within this rank's space (the out-of-place all-gather's own piece); NULL:
+       memcpy (host) */
+    kvr_status (*local_copy)(kvr_comm *c, void *dst, const void *src, size_t bytes,
+                             kvr_mem_space space, kvr_error *err);
     /* control channel: host memory */
     kvr_status (*ctrl_send)(kvr_comm *c, int32_t dst, const void *buf, size_t bytes,
                             kvr_error *err);
@@ -54,6 +58,8 @@ struct kvr_comm {
     comm_slot *free_reqs, *all_reqs;
     int32_t n_reqs, n_reqs_out;  /* pool: slots allocated, handles held by the caller */
     kvr_comm_request **ag_reqs;  /* (size) allgatherv's send handles */
+    void *stream;                /* kvr_comm_set_stream: the rank's compute stream (or NULL) */
+    void *dev;                   /* a device transport's per-endpoint state */
 };
 
 struct kvr_comm_world {
@@ -74,11 +80,46 @@ kvr_status comm_world_alloc(const kvr_comm_ops *ops, int32_t size, int32_t n_loc
 kvr_status comm_allgatherv_p2p(kvr_comm *c, const void *send, void *recv, const size_t *bytes,
                                kvr_mem_space space, kvr_error *err);
 
-/* Transports (threads in comm_threads.c, mpi in comm_mpi.c). */
+/* Transports (threads in comm_threads.c, mpi in comm_mpi.c, same-device and nccl in cuda/). */
 kvr_status comm_threads_world_create(const kvr_comm_params *p, kvr_comm_world **out,
                                      kvr_error *err);
 kvr_status comm_mpi_world_create(const kvr_comm_params *p, kvr_comm_world **out,
                                  kvr_error *err);
 bool comm_mpi_available(void);
+
+/* The threads transport with a device copy engine: same-device is the threads world (queues,
+ * control channel, barriers, failure) whose data messages, when either side's buffer is in
+ * device memory, go through these hooks instead of memcpy (cuda/comm_samedev.c implements
+ * them; comm_threads.c stays free of CUDA). Every hook runs on the calling rank's thread. */
+typedef struct comm_thr_dev_ops {
+    /* sender, in isend of a device buffer: mark the point after the work issued so far on the
+       rank's stream (*ready, NULL when nothing needs marking) */
+    kvr_status (*post)(kvr_comm *c, void **ready, kvr_error *err);
+    /* receiver: copy bytes from the sender's src into dst once the sender's ready point is
+       reached; complete (visible to the host and to work issued later on the receiver's
+       stream) when it returns */
+    kvr_status (*copy)(kvr_comm *c, void *ready, void *dst, const void *src, size_t bytes,
+                       kvr_error *err);
+    void (*release)(kvr_comm *c, void *ready); /* sender: after wait, or on teardown */
+    kvr_status (*local_copy)(kvr_comm *c, void *dst, const void *src, size_t bytes,
+                             kvr_mem_space space, kvr_error *err);
+    void (*endpoint_destroy)(kvr_comm *c); /* c->dev; at world destroy */
+} comm_thr_dev_ops;
+/* A threads world of p->n_ranks whose data channel also reaches device memory through dev
+ * (transport same-device). */
+kvr_status comm_threads_world_create_dev(const kvr_comm_params *p, const comm_thr_dev_ops *dev,
+                                         kvr_comm_world **out, kvr_error *err);
+/* Built with CUDA: the same-device transport (cuda/comm_samedev.c); else answers false /
+ * KVR_ERR_UNSUPPORTED. */
+bool comm_samedev_available(void);
+kvr_status comm_samedev_world_create(const kvr_comm_params *p, kvr_comm_world **out,
+                                     kvr_error *err);
+/* Built with NCCL: the nccl transport (cuda/comm_nccl.c). */
+bool comm_nccl_available(void);
+kvr_status comm_nccl_world_create(const kvr_comm_params *p, kvr_comm_world **out,
+                                  kvr_error *err);
+/* nccl: a matched send to and receive from this rank itself in one group (what a one-GPU
+ * machine can check of NCCL's point-to-point), bytes compared. */
+kvr_status comm_nccl_self_check(kvr_comm *c, size_t bytes, kvr_error *err);
 
 #endif

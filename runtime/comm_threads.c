@@ -6,7 +6,9 @@
  *   control:  per destination, a queue of copied-in messages (a control send never waits), and
  *             the collectives over published pointers between two generation barriers;
  *   failure:  a world-wide flag that wakes every waiter on both channels.
- * Host memory only. */
+ * Host memory only -- except as the same-device transport (comm_threads_world_create_dev): the
+ * same world, whose data messages with a device buffer on either side are copied by the
+ * device hooks (cuda/comm_samedev.c: events and a device-to-device copy) instead of memcpy. */
 #include "comm_internal.h"
 
 #include <pthread.h>
@@ -21,6 +23,8 @@ typedef struct thr_msg {
     const void *buf;
     size_t bytes;
     bool taken, done;
+    kvr_mem_space space; /* of buf */
+    void *ready;         /* same-device: the sender's ready point (dev->post), or NULL */
 } thr_msg;
 
 typedef struct thr_queue {
@@ -39,6 +43,7 @@ typedef struct thr_world {
     bool failed;
     int32_t failed_rank;
     char reason[300];
+    const comm_thr_dev_ops *dev; /* same-device: the device copy hooks; NULL for threads */
 } thr_world;
 
 static void thr_queue_push(thr_queue *q, thr_msg *m) {
@@ -108,13 +113,15 @@ static void thr_abort(kvr_comm *c, int code) {
 
 static kvr_status thr_isend(kvr_comm *c, int32_t dst, const void *buf, size_t bytes,
                             kvr_mem_space space, void *req, kvr_error *err) {
-    (void)space;
     thr_world *g = c->impl;
     thr_msg *r = req;
-    r->src = c->rank, r->dst = dst, r->buf = buf, r->bytes = bytes;
+    r->src = c->rank, r->dst = dst, r->buf = buf, r->bytes = bytes, r->space = space;
+    if (g->dev && space == KVR_MEM_DEVICE) KVR_TRY(g->dev->post(c, &r->ready, err));
     pthread_mutex_lock(&g->mu);
     if (g->failed) {
         pthread_mutex_unlock(&g->mu);
+        if (r->ready) g->dev->release(c, r->ready);
+        r->ready = NULL;
         return thr_failed_error(g, c, err);
     }
     thr_queue_push(&g->data[dst], r);
@@ -125,7 +132,6 @@ static kvr_status thr_isend(kvr_comm *c, int32_t dst, const void *buf, size_t by
 
 static kvr_status thr_recv(kvr_comm *c, int32_t src, void *buf, size_t bytes, kvr_mem_space space,
                            kvr_error *err) {
-    (void)space;
     thr_world *g = c->impl;
     double t0 = kvr_time_us();
     pthread_mutex_lock(&g->mu);
@@ -145,6 +151,8 @@ static kvr_status thr_recv(kvr_comm *c, int32_t src, void *buf, size_t bytes, kv
         st = kvr_error_set(err, KVR_ERR_COMM,
                            "rank %d: message from rank %d has %zu bytes, expected %zu", c->rank,
                            src, r->bytes, bytes);
+    else if (bytes && g->dev && (space == KVR_MEM_DEVICE || r->space == KVR_MEM_DEVICE))
+        st = g->dev->copy(c, r->ready, buf, r->buf, bytes, err);
     else if (bytes)
         memcpy(buf, r->buf, bytes);
     double t2 = kvr_time_us();
@@ -174,6 +182,8 @@ static kvr_status thr_wait(kvr_comm *c, void *req, kvr_error *err) {
         done = true;
     }
     pthread_mutex_unlock(&g->mu);
+    if (r->ready) g->dev->release(c, r->ready); /* the copy has completed, or never will run */
+    r->ready = NULL;
     return done ? KVR_OK : thr_failed_error(g, c, err);
 }
 
@@ -303,6 +313,8 @@ static kvr_status thr_ctrl_allgather(kvr_comm *c, const void *mine, size_t bytes
 
 static void thr_world_destroy(kvr_comm_world *w) {
     thr_world *g = w->impl;
+    for (int32_t i = 0; g->dev && w->local && i < w->n_local; i++)
+        if (w->local[i].dev) g->dev->endpoint_destroy(&w->local[i]);
     for (int32_t i = 0; i < g->n; i++)
         for (thr_msg *m = g->ctrl[i].head, *nx; m; m = nx) {
             nx = m->next;
@@ -337,8 +349,37 @@ static const kvr_comm_ops comm_threads_ops = {
     .world_destroy = thr_world_destroy,
 };
 
-kvr_status comm_threads_world_create(const kvr_comm_params *p, kvr_comm_world **out,
-                                     kvr_error *err) {
+/* Same-device: the same functions, reaching device memory through the world's hooks. */
+static kvr_status thr_local_copy(kvr_comm *c, void *dst, const void *src, size_t bytes,
+                                 kvr_mem_space space, kvr_error *err) {
+    thr_world *g = c->impl;
+    if (space == KVR_MEM_DEVICE) return g->dev->local_copy(c, dst, src, bytes, space, err);
+    memcpy(dst, src, bytes);
+    return KVR_OK;
+}
+
+static const kvr_comm_ops comm_samedev_ops = {
+    .name = "same-device",
+    .transport = KVR_TRANSPORT_SAME_DEVICE,
+    .mem_spaces = (1u << KVR_MEM_HOST) | (1u << KVR_MEM_DEVICE),
+    .req_size = sizeof(thr_msg),
+    .isend = thr_isend,
+    .recv = thr_recv,
+    .wait = thr_wait,
+    .allgatherv = comm_allgatherv_p2p,
+    .local_copy = thr_local_copy,
+    .ctrl_send = thr_ctrl_send,
+    .ctrl_recv = thr_ctrl_recv,
+    .ctrl_bcast = thr_ctrl_bcast,
+    .ctrl_allgather = thr_ctrl_allgather,
+    .barrier = thr_barrier,
+    .fail = thr_fail,
+    .abort = thr_abort,
+    .world_destroy = thr_world_destroy,
+};
+
+static kvr_status thr_world_create(const kvr_comm_params *p, const comm_thr_dev_ops *dev,
+                                   kvr_comm_world **out, kvr_error *err) {
     *out = NULL;
     const int32_t n = p->n_ranks;
     if (n < 1 || n > 4096)
@@ -355,8 +396,10 @@ kvr_status comm_threads_world_create(const kvr_comm_params *p, kvr_comm_world **
     }
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
+    g->dev = dev;
     kvr_comm_world *w;
-    kvr_status st = comm_world_alloc(&comm_threads_ops, n, n, 0, g, &w, err);
+    kvr_status st =
+        comm_world_alloc(dev ? &comm_samedev_ops : &comm_threads_ops, n, n, 0, g, &w, err);
     if (st != KVR_OK) {
         kvr_comm_world tmp = {.impl = g};
         thr_world_destroy(&tmp);
@@ -364,4 +407,14 @@ kvr_status comm_threads_world_create(const kvr_comm_params *p, kvr_comm_world **
     }
     *out = w;
     return KVR_OK;
+}
+
+kvr_status comm_threads_world_create(const kvr_comm_params *p, kvr_comm_world **out,
+                                     kvr_error *err) {
+    return thr_world_create(p, NULL, out, err);
+}
+
+kvr_status comm_threads_world_create_dev(const kvr_comm_params *p, const comm_thr_dev_ops *dev,
+                                         kvr_comm_world **out, kvr_error *err) {
+    return thr_world_create(p, dev, out, err);
 }

@@ -143,6 +143,9 @@ KVR_API kvr_status kvr_event_record(kvr_event *ev, kvr_error *err);
 /* Microseconds from start to end (both recorded); waits for end's work to finish. */
 KVR_API kvr_status kvr_event_elapsed_us(const kvr_event *start, const kvr_event *end, double *us,
                                         kvr_error *err);
+/* The stream ws's ops run on, for a device transport to order its copies against
+ * (kvr_comm_set_stream): a cudaStream_t as void * for cuda; NULL for host backends. */
+KVR_API void *kvr_workspace_stream(kvr_workspace *ws);
 /* Wait until every op issued on ws has finished (cpu: nothing to wait for). */
 KVR_API kvr_status kvr_workspace_sync(kvr_workspace *ws, kvr_error *err);
 

@@ -3,8 +3,13 @@
  * A world is the set of ranks of one job; this process holds some of its endpoints (kvr_comm):
  *   threads:     every rank is a thread of this process (all n endpoints are local);
  *   mpi:         every rank is an MPI process (mpirun -np N ...), one endpoint per process;
- *   nccl, same-device: reserved names for the device transports (one GPU per rank, or several
- *                ranks on one GPU); not built yet: creating one answers KVR_ERR_UNSUPPORTED.
+ *   same-device: every rank is a thread of this process and all share one GPU: the threads
+ *                transport whose data channel also moves device buffers (device-to-device
+ *                copies ordered with events; built with CUDA);
+ *   nccl:        one GPU per rank: NCCL send/recv on device buffers, control over threads (ranks
+ *                as threads, GPUs 0..n-1) or MPI (one process per rank; built with NCCL).
+ *                NCCL refuses two ranks on one GPU: that is what same-device is for.
+ * Device transports order their copies against the rank's compute through kvr_comm_set_stream.
  * Every endpoint has two channels (docs/transport.md):
  *   data     kvr_comm_isend, kvr_comm_recv, kvr_comm_allgatherv move buffers that live in a
  *            memory space (kvr_mem_space); a transport refuses a space it cannot reach with
@@ -43,8 +48,8 @@ extern "C" {
 typedef enum kvr_transport {
     KVR_TRANSPORT_THREADS,     /* ranks are threads of one process (always built) */
     KVR_TRANSPORT_MPI,         /* ranks are MPI processes (built when MPI is found) */
-    KVR_TRANSPORT_NCCL,        /* reserved: one GPU per rank, NCCL send/recv (not built yet) */
-    KVR_TRANSPORT_SAME_DEVICE, /* reserved: several ranks on one GPU, device copies (not yet) */
+    KVR_TRANSPORT_NCCL,        /* one GPU per rank, NCCL send/recv (built with NCCL) */
+    KVR_TRANSPORT_SAME_DEVICE, /* several ranks on one GPU, device copies (built with CUDA) */
     KVR_TRANSPORT_COUNT
 } kvr_transport;
 
@@ -56,8 +61,12 @@ typedef struct kvr_comm_params {
     kvr_transport transport;
     int32_t n_ranks; /* threads: the number of ranks (1..4096); mpi: 0 (the job's size) or
                         exactly the job's size */
-    int *argc;       /* mpi: main's arguments, passed to MPI_Init_thread (may be NULL) */
+    int *argc;       /* mpi (and nccl over mpi): main's arguments, for MPI_Init_thread (may be
+                        NULL) */
     char ***argv;
+    int32_t device;  /* same-device: the GPU every rank uses; nccl: the first GPU (rank i of a
+                        threads world uses device + i; over mpi, device + rank % GPUs) */
+    bool over_mpi;   /* nccl: ranks are MPI processes (control over MPI) instead of threads */
 } kvr_comm_params;
 
 /* Time and traffic accounting of one endpoint's data channel, accumulated by every data call.
@@ -71,14 +80,19 @@ typedef struct kvr_comm_stats {
 // ----------------------------------------------------------------------------
 // transports and worlds
 
-KVR_API kvr_comm_params kvr_comm_params_default(void); /* threads, 1 rank */
+KVR_API kvr_comm_params kvr_comm_params_default(void); /* threads, 1 rank, device 0 */
 /* Whether this kvr was built with transport t. */
 KVR_API bool kvr_comm_transport_available(kvr_transport t);
 KVR_API const char *kvr_comm_transport_name(kvr_transport t); /* "threads", "mpi", ... */
+/* The transport named s; KVR_ERR_INVALID_ARG "unknown transport 's' (threads, mpi, nccl,
+ * same-device)" (built or not: kvr_comm_transport_available tells). */
+KVR_API kvr_status kvr_comm_transport_parse(const char *s, kvr_transport *out, kvr_error *err);
 
 /* Create the world of params->transport. mpi initialises MPI if nobody has (and then finalises
  * it in kvr_comm_world_destroy). Errors: KVR_ERR_UNSUPPORTED for a transport this kvr was built
- * without (the message says how to get it), KVR_ERR_INVALID_ARG, KVR_ERR_COMM, KVR_ERR_NOMEM. */
+ * without (the message says how to get it), KVR_ERR_CUDA (same-device, nccl: no usable GPU, or
+ * fewer GPUs than nccl ranks: the message says so), KVR_ERR_NCCL (NCCL's bootstrap failed),
+ * KVR_ERR_INVALID_ARG, KVR_ERR_COMM, KVR_ERR_NOMEM. */
 KVR_API kvr_status kvr_comm_world_create(const kvr_comm_params *params, kvr_comm_world **out,
                                          kvr_error *err);
 KVR_API void kvr_comm_world_destroy(kvr_comm_world *w); /* NULL is a no-op */
@@ -94,9 +108,15 @@ KVR_API kvr_comm *kvr_comm_world_local(kvr_comm_world *w, int32_t i);
 KVR_API int32_t kvr_comm_rank(const kvr_comm *c);
 KVR_API int32_t kvr_comm_size(const kvr_comm *c);
 KVR_API kvr_transport kvr_comm_transport(const kvr_comm *c);
-/* Whether the data channel moves buffers in space (threads, mpi: host only). A caller holding
+/* Whether the data channel moves buffers in space (threads, mpi: host only; same-device: host
+ * and device, either side of a message in either; nccl: device only). A caller holding
  * device buffers and a host-only transport stages through host memory. */
 KVR_API bool kvr_comm_supports_space(const kvr_comm *c, kvr_mem_space space);
+/* The stream the rank's compute runs on (a cudaStream_t as void *: kvr_workspace_stream; NULL
+ * = the device's default stream). Device transports start a send after the work issued on it
+ * so far and finish a receive before work issued on it afterwards; host transports ignore it.
+ * Call it before the first data call on the endpoint, from the rank's thread. */
+KVR_API void kvr_comm_set_stream(kvr_comm *c, void *stream);
 KVR_API const kvr_comm_stats *kvr_comm_get_stats(const kvr_comm *c);
 KVR_API void kvr_comm_reset_stats(kvr_comm *c);
 

@@ -46,6 +46,10 @@ typedef struct kvr_prefill_params {
     int32_t n_threads;        /* threads per rank for the ops */
     bool keep_logits;         /* copy the last-token logits into the result */
     bool keep_kv;             /* copy the last rank's full KV cache into the result */
+    /* kvr_prefill_run: the in-process transport between the ranks: threads (host K/V),
+       same-device (ranks share GPU `device`) or nccl (rank i on GPU device + i) */
+    kvr_transport transport;
+    int32_t device;
 } kvr_prefill_params;
 KVR_API kvr_prefill_params kvr_prefill_params_default(void);
 

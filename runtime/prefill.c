@@ -15,7 +15,8 @@
 #include <string.h>
 
 kvr_prefill_params kvr_prefill_params_default(void) {
-    kvr_prefill_params p = {NULL, KVR_MODE_SINGLE, 1, NULL, 1, true, false};
+    kvr_prefill_params p = {NULL, KVR_MODE_SINGLE, 1, NULL, 1, true, false,
+                            KVR_TRANSPORT_THREADS, 0};
     return p;
 }
 
@@ -86,6 +87,7 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     size_t *ag_bytes = NULL;
     kvr_status st = kvr_weights_upload(pp->backend ? pp->backend : kvr_backend_at(0), m, &wts, err);
     if (st == KVR_OK) st = kvr_workspace_create(wts, c, ctx, pp->n_threads, &ws, err);
+    if (st == KVR_OK) kvr_comm_set_stream(comm, kvr_workspace_stream(ws)); /* device transports */
     if (st == KVR_OK) st = kvr_event_create(ws, &ev_t0, err);
     if (st == KVR_OK) st = kvr_event_create(ws, &ev_a, err);
     if (st == KVR_OK) st = kvr_event_create(ws, &ev_b, err);
@@ -268,8 +270,14 @@ kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t C,
     int64_t part[KVR_MAX_RANKS];
     KVR_TRY(kvr_check_params(m, pp, C, part, err)); /* fail fast before starting threads */
     const int32_t p = pp->n_ranks;
+    if (pp->transport == KVR_TRANSPORT_MPI)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "prefill: ranks as threads cannot use the mpi transport (use "
+                             "kvr_prefill_run_rank in each MPI process)");
     kvr_comm_params cp = kvr_comm_params_default();
+    cp.transport = pp->transport;
     cp.n_ranks = p;
+    cp.device = pp->device;
     kvr_comm_world *w;
     KVR_TRY(kvr_comm_world_create(&cp, &w, err));
     kvr_rank_thread *rt = calloc((size_t)p, sizeof *rt);

@@ -4,8 +4,12 @@
  * outcome; a driver starts the ranks:
  *   test_transport [case...]                       threads: one world, a thread per rank;
  *   mpirun -np 3 test_transport --mpi [case...]    mpi: this process's rank (77 without MPI;
- *                                                  --mpi-available alone answers 0 or 77).
- * A new transport (nccl, same-device) adds a driver for its world and runs the same table.
+ *                                                  --mpi-available alone answers 0 or 77);
+ *   test_transport --same-device [case...]         same-device: threads on GPU 0, the host table
+ *                                                  and the device cases (77 without a GPU);
+ *   test_transport --nccl [case...]                nccl: one rank per GPU (up to 4), the device
+ *                                                  cases and NCCL's self send/recv (77 without).
+ * Device cases move cudaMalloc'd buffers (host <-> device mixes on same-device).
  * Checks: in-order tagless delivery under many outstanding isends, the KV chain, all-gather
  * with uneven and zero sizes (in place and not, with its accounting), the control channel
  * interleaved with data and never mixed with it or accounted, device buffers refused by
@@ -19,6 +23,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
+#ifdef KVR_TEST_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 /* One rank's outcome: the first failed check, or the first unexpected error. */
 typedef struct tt_rank {
@@ -50,6 +57,8 @@ typedef struct tt_case {
     int32_t n_threads;     /* ranks under the threads driver */
     int32_t min_ranks;     /* drivers with fewer ranks skip the case */
     bool needs_fail_wakes; /* only transports whose kvr_comm_fail wakes peers (threads) */
+    int device;            /* 0: host buffers (threads, mpi, same-device); 1: device buffers
+                              (same-device, nccl); 2: host and device mixed (same-device) */
 } tt_case;
 
 // ----------------------------------------------------------------------------
@@ -372,25 +381,175 @@ static void tt_failure_wakes(kvr_comm *c, tt_rank *r, int kind) {
 }
 
 // ----------------------------------------------------------------------------
+// device buffers (drivers --same-device, --nccl)
+
+#ifdef KVR_TEST_CUDA
+#define TT_CUDA(r, call)                                                                           \
+    do {                                                                                           \
+        cudaError_t tt_e_ = (call);                                                                \
+        if (tt_e_ != cudaSuccess) {                                                                \
+            tt_fail(r, __FILE__, __LINE__, #call, cudaGetErrorString(tt_e_));                      \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+static int tt_device = 0; /* this thread's GPU: rank i of an nccl threads world uses GPU i */
+static bool tt_nccl_driver = false;
+
+/* The KV chain on device buffers: host rows are uploaded, the prefix comes over the
+ * transport into device memory and is checked after a download. */
+static void tt_dev_chain(kvr_comm *c, tt_rank *r, int arg) {
+    (void)arg;
+    const int32_t me = kvr_comm_rank(c), n = kvr_comm_size(c);
+    const int64_t rows = 3 + 1000 * (int64_t)arg, P = me * rows, S = P + rows;
+    const size_t bytes = (size_t)S * sizeof(float);
+    float *h = malloc(bytes), *d = NULL;
+    kvr_comm_request *rq[2 * TT_CHAIN_LAYERS] = {0};
+    kvr_error e;
+    if (!h) {
+        tt_fail(r, __FILE__, __LINE__, "out of memory", NULL);
+        return;
+    }
+    TT_CUDA(r, cudaSetDevice(tt_nccl_driver ? me : tt_device));
+    TT_CUDA(r, cudaMalloc((void **)&d, 2 * TT_CHAIN_LAYERS * bytes));
+    kvr_comm_reset_stats(c);
+    for (int l = 0; l < TT_CHAIN_LAYERS; l++) {
+        float *K = d + (size_t)(2 * l) * S, *V = K + S;
+        for (int64_t t = P; t < S; t++) h[t] = (float)(1000 * l + t);
+        TT_CUDA(r, cudaMemcpy(K + P, h + P, (size_t)rows * sizeof(float), cudaMemcpyHostToDevice));
+        for (int64_t t = P; t < S; t++) h[t] = -(float)(1000 * l + t);
+        TT_CUDA(r, cudaMemcpy(V + P, h + P, (size_t)rows * sizeof(float), cudaMemcpyHostToDevice));
+        if (me > 0) {
+            if (kvr_comm_recv(c, me - 1, K, (size_t)P * sizeof *K, KVR_MEM_DEVICE, &e) ||
+                kvr_comm_recv(c, me - 1, V, (size_t)P * sizeof *V, KVR_MEM_DEVICE, &e)) {
+                tt_fail(r, __FILE__, __LINE__, "device chain recv", e.msg);
+                break;
+            }
+            TT_CUDA(r, cudaMemcpy(h, K, (size_t)P * sizeof *K, cudaMemcpyDeviceToHost));
+            for (int64_t t = 0; t < P; t++) TT_CHECK(r, h[t] == (float)(1000 * l + t));
+            TT_CUDA(r, cudaMemcpy(h, V, (size_t)P * sizeof *V, cudaMemcpyDeviceToHost));
+            for (int64_t t = 0; t < P; t++) TT_CHECK(r, h[t] == -(float)(1000 * l + t));
+        }
+        if (me < n - 1 &&
+            (kvr_comm_isend(c, me + 1, K, bytes, KVR_MEM_DEVICE, &rq[2 * l], &e) ||
+             kvr_comm_isend(c, me + 1, V, bytes, KVR_MEM_DEVICE, &rq[2 * l + 1], &e))) {
+            tt_fail(r, __FILE__, __LINE__, "device chain isend", e.msg);
+            break;
+        }
+    }
+out:
+    if (kvr_comm_waitall(c, 2 * TT_CHAIN_LAYERS, rq, &e) != KVR_OK)
+        tt_fail(r, __FILE__, __LINE__, "device chain waitall", e.msg);
+    if (!r->fails) {
+        const kvr_comm_stats *s = kvr_comm_get_stats(c);
+        TT_CHECK(r, s->bytes_recv == (int64_t)(2 * TT_CHAIN_LAYERS * P * sizeof(float)));
+        TT_CHECK(r, s->bytes_sent == (me < n - 1 ? (int64_t)(2 * TT_CHAIN_LAYERS * bytes) : 0));
+    }
+    cudaFree(d);
+    free(h);
+}
+
+/* All-gather with per-rank sizes (zeros included) on device buffers, in place and not. */
+static void tt_dev_allgatherv(kvr_comm *c, tt_rank *r, int arg) {
+    (void)arg;
+    const int32_t me = kvr_comm_rank(c), n = kvr_comm_size(c);
+    size_t bytes[64];
+    int32_t cnt[64], h[4096];
+    int32_t *d_all = NULL, *d_mine = NULL;
+    kvr_error e;
+    if (n > 64) return;
+    TT_CUDA(r, cudaSetDevice(tt_nccl_driver ? me : tt_device));
+    TT_CUDA(r, cudaMalloc((void **)&d_all, sizeof h));
+    TT_CUDA(r, cudaMalloc((void **)&d_mine, sizeof h));
+    for (int pat = 0; pat < 3; pat++) {
+        int64_t total = 0, off_me = 0;
+        for (int32_t q = 0; q < n; q++) {
+            cnt[q] = pat == 0 ? (q * 3 + 1) % 4 : pat == 1 ? (q == 0 ? 0 : 700 + q) : 1 + q;
+            bytes[q] = (size_t)cnt[q] * sizeof(int32_t);
+            if (q < me) off_me += cnt[q];
+            total += cnt[q];
+        }
+        if (total > 4096) return;
+        for (int in_place = 0; in_place < 2; in_place++) {
+            for (int64_t i = 0; i < total; i++) h[i] = -1;
+            for (int32_t i = 0; i < cnt[me]; i++) h[off_me + i] = 100000 * me + 10 * pat + i;
+            TT_CUDA(r, cudaMemcpy(d_mine, h + off_me, bytes[me] + 4, cudaMemcpyHostToDevice));
+            if (!in_place)
+                for (int32_t i = 0; i < cnt[me]; i++) h[off_me + i] = -1;
+            TT_CUDA(r, cudaMemcpy(d_all, h, (size_t)(total + 1) * 4, cudaMemcpyHostToDevice));
+            kvr_comm_reset_stats(c);
+            TT_OK(r, kvr_comm_allgatherv(c, in_place ? NULL : d_mine, d_all, bytes,
+                                         KVR_MEM_DEVICE, &e), &e);
+            TT_CUDA(r, cudaMemcpy(h, d_all, (size_t)(total + 1) * 4, cudaMemcpyDeviceToHost));
+            int64_t k = 0, others = 0;
+            for (int32_t q = 0; q < n; q++) {
+                for (int32_t i = 0; i < cnt[q]; i++, k++) TT_CHECK(r, h[k] == 100000 * q + 10 * pat + i);
+                if (q != me) others += (int64_t)bytes[q];
+            }
+            TT_CHECK(r, kvr_comm_get_stats(c)->bytes_recv == others);
+        }
+    }
+out:
+    cudaFree(d_all);
+    cudaFree(d_mine);
+}
+
+/* same-device: either side of a message may be host memory (staging for a host caller). */
+static void tt_dev_mixed(kvr_comm *c, tt_rank *r, int arg) {
+    (void)arg;
+    const int32_t me = kvr_comm_rank(c);
+    int32_t h[256], *d = NULL;
+    kvr_comm_request *rq = NULL;
+    kvr_error e;
+    TT_CUDA(r, cudaSetDevice(tt_device));
+    TT_CUDA(r, cudaMalloc((void **)&d, sizeof h));
+    if (me == 0) { /* device -> host, then host -> device */
+        for (int i = 0; i < 256; i++) h[i] = 7 * i;
+        TT_CUDA(r, cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice));
+        TT_OK(r, kvr_comm_isend(c, 1, d, sizeof h, KVR_MEM_DEVICE, &rq, &e), &e);
+        TT_OK(r, kvr_comm_wait(c, rq, &e), &e);
+        TT_OK(r, kvr_comm_recv(c, 1, d, sizeof h, KVR_MEM_DEVICE, &e), &e);
+        TT_CUDA(r, cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost));
+        for (int i = 0; i < 256; i++) TT_CHECK(r, h[i] == 7 * i + 1);
+    } else if (me == 1) {
+        TT_OK(r, kvr_comm_recv(c, 0, h, sizeof h, KVR_MEM_HOST, &e), &e);
+        for (int i = 0; i < 256; i++) {
+            TT_CHECK(r, h[i] == 7 * i);
+            h[i] += 1;
+        }
+        TT_OK(r, kvr_comm_isend(c, 0, h, sizeof h, KVR_MEM_HOST, &rq, &e), &e);
+        TT_OK(r, kvr_comm_wait(c, rq, &e), &e);
+    }
+out:
+    cudaFree(d);
+}
+#endif
+
+// ----------------------------------------------------------------------------
 // the table
 
 static const tt_case tt_cases[] = {
-    {"order", tt_order, 0, 4, 2, false},
-    {"chain", tt_chain, 0, 5, 1, false},
-    {"allgatherv", tt_allgatherv, 0, 5, 1, false},
-    {"allgatherv_one", tt_allgatherv, 0, 1, 1, false},
-    {"size_mismatch", tt_size_mismatch, 0, 2, 2, false},
-    {"bad_args", tt_bad_args, 0, 2, 2, false},
-    {"device_refused", tt_device_refused, 0, 2, 2, false},
-    {"requests_recycled", tt_requests_recycled, 0, 2, 2, false},
-    {"ctrl_separate", tt_ctrl_separate, 0, 3, 2, false},
-    {"fail_recv", tt_failure_wakes, TT_F_RECV, 3, 2, true},
-    {"fail_wait", tt_failure_wakes, TT_F_WAIT, 3, 2, true},
-    {"fail_barrier", tt_failure_wakes, TT_F_BARRIER, 3, 2, true},
-    {"fail_allgatherv", tt_failure_wakes, TT_F_ALLGATHERV, 3, 2, true},
-    {"fail_ctrl_recv", tt_failure_wakes, TT_F_CTRL_RECV, 3, 2, true},
-    {"fail_ctrl_bcast", tt_failure_wakes, TT_F_CTRL_BCAST, 3, 2, true},
-    {"fail_ctrl_allgather", tt_failure_wakes, TT_F_CTRL_ALLGATHER, 3, 2, true},
+    {"order", tt_order, 0, 4, 2, false, 0},
+    {"chain", tt_chain, 0, 5, 1, false, 0},
+    {"allgatherv", tt_allgatherv, 0, 5, 1, false, 0},
+    {"allgatherv_one", tt_allgatherv, 0, 1, 1, false, 0},
+    {"size_mismatch", tt_size_mismatch, 0, 2, 2, false, 0},
+    {"bad_args", tt_bad_args, 0, 2, 2, false, 0},
+    {"device_refused", tt_device_refused, 0, 2, 2, false, 0},
+    {"requests_recycled", tt_requests_recycled, 0, 2, 2, false, 0},
+    {"ctrl_separate", tt_ctrl_separate, 0, 3, 2, false, 0},
+    {"fail_recv", tt_failure_wakes, TT_F_RECV, 3, 2, true, 0},
+    {"fail_wait", tt_failure_wakes, TT_F_WAIT, 3, 2, true, 0},
+    {"fail_barrier", tt_failure_wakes, TT_F_BARRIER, 3, 2, true, 0},
+    {"fail_allgatherv", tt_failure_wakes, TT_F_ALLGATHERV, 3, 2, true, 0},
+    {"fail_ctrl_recv", tt_failure_wakes, TT_F_CTRL_RECV, 3, 2, true, 0},
+    {"fail_ctrl_bcast", tt_failure_wakes, TT_F_CTRL_BCAST, 3, 2, true, 0},
+    {"fail_ctrl_allgather", tt_failure_wakes, TT_F_CTRL_ALLGATHER, 3, 2, true, 0},
+#ifdef KVR_TEST_CUDA
+    {"dev_chain", tt_dev_chain, 0, 4, 1, false, 1},
+    {"dev_chain_large", tt_dev_chain, 64, 2, 1, false, 1}, /* 256 KiB per rank and layer */
+    {"dev_allgatherv", tt_dev_allgatherv, 0, 4, 1, false, 1},
+    {"dev_mixed", tt_dev_mixed, 0, 2, 2, false, 2},
+#endif
 };
 enum { TT_N_CASES = (int)(sizeof tt_cases / sizeof tt_cases[0]) };
 
@@ -405,20 +564,25 @@ typedef struct tt_thread {
 
 static void *tt_thread_main(void *arg) {
     tt_thread *t = arg;
+#ifdef KVR_TEST_CUDA
+    if (t->tc->device) cudaSetDevice(tt_nccl_driver ? kvr_comm_rank(t->c) : tt_device);
+#endif
     t->tc->fn(t->c, &t->out, t->tc->arg);
     if (t->out.fails) kvr_comm_fail(t->c, "a check failed"); /* never leave peers hanging */
     return NULL;
 }
 
-static void tt_run_threads(const tt_case *tc) {
+/* One world of transport t with n local ranks, a thread each. */
+static void tt_run_local(const tt_case *tc, kvr_transport tp, int32_t n_ranks) {
     kvr_comm_params cp = kvr_comm_params_default();
-    cp.n_ranks = tc->n_threads;
+    cp.transport = tp;
+    cp.n_ranks = n_ranks;
     kvr_comm_world *w;
     kvr_error e;
     KVR_CHECK_OK(kvr_comm_world_create(&cp, &w, &e), &e);
     if (kvr_test_fails) return;
     const int32_t n = kvr_comm_world_n_local(w);
-    KVR_CHECK_EQ_INT(n, tc->n_threads);
+    KVR_CHECK_EQ_INT(n, n_ranks);
     tt_thread t[8];
     pthread_t th[8];
     for (int32_t i = 0; i < n; i++) {
@@ -444,14 +608,34 @@ static void tt_world_api(void) {
     KVR_CHECK(kvr_comm_world_create(&cp, &w, &e) == KVR_ERR_INVALID_ARG && w == NULL);
     KVR_CHECK(strstr(e.msg, "0 ranks (need 1..4096)") != NULL);
     KVR_CHECK(kvr_comm_transport_available(KVR_TRANSPORT_THREADS));
-    KVR_CHECK(!kvr_comm_transport_available(KVR_TRANSPORT_NCCL));
-    KVR_CHECK(!kvr_comm_transport_available(KVR_TRANSPORT_SAME_DEVICE));
     KVR_CHECK(strcmp(kvr_comm_transport_name(KVR_TRANSPORT_MPI), "mpi") == 0);
     KVR_CHECK(strcmp(kvr_comm_transport_name(KVR_TRANSPORT_SAME_DEVICE), "same-device") == 0);
-    cp.transport = KVR_TRANSPORT_NCCL;
+    kvr_transport tp = KVR_TRANSPORT_THREADS;
+    KVR_CHECK(kvr_comm_transport_parse("same-device", &tp, &e) == KVR_OK &&
+              tp == KVR_TRANSPORT_SAME_DEVICE);
+    KVR_CHECK(kvr_comm_transport_parse("tcp", &tp, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "unknown transport 'tcp' (threads, mpi, nccl, same-device)") != NULL);
+    /* device transports: not built (UNSUPPORTED, saying why), or built: no device here is
+       KVR_ERR_CUDA naming the transport; a GPU machine makes the world (nccl: 2 GPUs) */
+    for (int t = KVR_TRANSPORT_NCCL; t <= KVR_TRANSPORT_SAME_DEVICE; t++) {
+        cp = kvr_comm_params_default();
+        cp.transport = (kvr_transport)t;
+        cp.n_ranks = 2;
+        w = (kvr_comm_world *)&e;
+        kvr_status st = kvr_comm_world_create(&cp, &w, &e);
+        if (!kvr_comm_transport_available((kvr_transport)t)) {
+            KVR_CHECK(st == KVR_ERR_UNSUPPORTED && w == NULL);
+            KVR_CHECK(strstr(e.msg, "was built without") != NULL);
+        } else if (st != KVR_OK) {
+            KVR_CHECK((st == KVR_ERR_CUDA || st == KVR_ERR_NCCL) && w == NULL);
+            KVR_CHECK(strstr(e.msg, kvr_comm_transport_name((kvr_transport)t)) != NULL);
+        } else {
+            KVR_CHECK(kvr_comm_world_size(w) == 2 && kvr_comm_transport(kvr_comm_world_local(w, 0)) == (kvr_transport)t);
+            kvr_comm_world_destroy(w);
+        }
+    }
+    cp = kvr_comm_params_default();
     cp.n_ranks = 2;
-    KVR_CHECK(kvr_comm_world_create(&cp, &w, &e) == KVR_ERR_UNSUPPORTED && w == NULL);
-    KVR_CHECK(strstr(e.msg, "nccl transport is not built yet") != NULL);
     if (!kvr_comm_transport_available(KVR_TRANSPORT_MPI)) {
         cp.transport = KVR_TRANSPORT_MPI;
         KVR_CHECK(kvr_comm_world_create(&cp, &w, &e) == KVR_ERR_UNSUPPORTED);
@@ -502,7 +686,7 @@ static int tt_run_mpi(int argc, char **argv, int first_case) {
         const tt_case *tc = &tt_cases[i];
         int want = first_case >= argc;
         for (int a = first_case; a < argc; a++) want |= strcmp(argv[a], tc->name) == 0;
-        if (!want) continue;
+        if (!want || tc->device) continue;
         if (tc->needs_fail_wakes || n < tc->min_ranks) {
             if (me == 0) printf("skip %s (%s)\n", tc->name,
                                 tc->needs_fail_wakes ? "mpi aborts the job on a failure"
@@ -529,21 +713,87 @@ static int tt_run_mpi(int argc, char **argv, int first_case) {
     return failed || ran == 0 ? 1 : 0;
 }
 
+// ----------------------------------------------------------------------------
+// device drivers: same-device (every rank a thread on GPU 0) and nccl (a thread per GPU)
+
+static int tt_run_device(int argc, char **argv, int first_case, kvr_transport t) {
+    const char *tn = kvr_comm_transport_name(t);
+    if (!kvr_comm_transport_available(t)) {
+        printf("skipped: this kvr was built without the %s transport\n", tn);
+        return 77;
+    }
+#ifndef KVR_TEST_CUDA
+    (void)argc, (void)argv, (void)first_case;
+    printf("skipped: this test was built without CUDA\n");
+    return 77;
+#else
+    int n_dev = 0;
+    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+        printf("skipped: no CUDA device (%s needs one)\n", tn);
+        return 77;
+    }
+    const bool nccl = t == KVR_TRANSPORT_NCCL;
+    tt_nccl_driver = nccl;
+    int ran = 0;
+    for (int i = 0; i <= TT_N_CASES; i++) {
+        const char *name = i < TT_N_CASES ? tt_cases[i].name : "nccl_self";
+        int want = first_case >= argc;
+        for (int a = first_case; a < argc; a++) want |= strcmp(argv[a], name) == 0;
+        if (!want) continue;
+        const int before = kvr_test_fails;
+        const int32_t n_gpu = n_dev < 4 ? n_dev : 4;
+        if (i == TT_N_CASES) { /* NCCL self send/recv on every rank's communicator */
+            if (!nccl) continue;
+            kvr_comm_params cp = kvr_comm_params_default();
+            cp.transport = t;
+            cp.n_ranks = n_gpu;
+            kvr_comm_world *w;
+            kvr_error e;
+            KVR_CHECK_OK(kvr_comm_world_create(&cp, &w, &e), &e);
+            if (kvr_test_fails != before) break;
+            for (int32_t q = 0; q < n_gpu; q++)
+                KVR_CHECK_OK(comm_nccl_self_check(kvr_comm_world_local(w, q), (size_t)3 << 20, &e), &e);
+            kvr_comm_world_destroy(w);
+        } else {
+            const tt_case *tc = &tt_cases[i];
+            const int32_t n = nccl ? n_gpu : tc->n_threads;
+            if (nccl && (tc->device != 1)) {
+                printf("skip %s (nccl moves device buffers only)\n", name);
+                continue;
+            }
+            if (n < tc->min_ranks) {
+                printf("skip %s (%d GPU%s)\n", name, n, n == 1 ? "" : "s");
+                continue;
+            }
+            tt_run_local(tc, t, n);
+        }
+        ran++;
+        printf("%s %s (%s)\n", kvr_test_fails == before ? "ok  " : "FAIL", name, tn);
+    }
+    printf("%d cases over %s, %d checks, %d failed\n", ran, tn, kvr_test_checks, kvr_test_fails);
+    return kvr_test_fails || ran == 0 ? 1 : 0;
+#endif
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--mpi-available") == 0)
         return kvr_comm_transport_available(KVR_TRANSPORT_MPI) ? 0 : 77;
     if (argc > 1 && strcmp(argv[1], "--mpi") == 0) return tt_run_mpi(argc, argv, 2);
+    if (argc > 1 && strcmp(argv[1], "--same-device") == 0)
+        return tt_run_device(argc, argv, 2, KVR_TRANSPORT_SAME_DEVICE);
+    if (argc > 1 && strcmp(argv[1], "--nccl") == 0)
+        return tt_run_device(argc, argv, 2, KVR_TRANSPORT_NCCL);
     int ran = 0;
     for (int i = -1; i < TT_N_CASES; i++) {
         const char *name = i < 0 ? "world_api" : tt_cases[i].name;
         int want = argc <= 1;
         for (int a = 1; a < argc; a++) want |= strcmp(argv[a], name) == 0;
-        if (!want) continue;
+        if (!want || (i >= 0 && tt_cases[i].device)) continue; /* device cases: own drivers */
         const int before = kvr_test_fails;
         if (i < 0)
             tt_world_api();
         else
-            tt_run_threads(&tt_cases[i]);
+            tt_run_local(&tt_cases[i], KVR_TRANSPORT_THREADS, tt_cases[i].n_threads);
         ran++;
         printf("%s %s\n", kvr_test_fails == before ? "ok  " : "FAIL", name);
     }
