@@ -43,6 +43,7 @@ typedef struct kvr_session_params {
     const kvr_model *model;
     const kvr_backend *backend; /* NULL = cpu */
     kvr_comm *comm;             /* this process's MPI endpoint; NULL = ranks as threads here */
+    kvr_transport transport;    /* ranks as threads: threads (default), same-device or nccl */
     kvr_mode mode;
     int32_t n_ranks, n_threads; /* n_ranks: the job size under MPI */
     int32_t repeat;             /* prefills run; the median-TTFT one is reported (default 1) */

@@ -266,6 +266,7 @@ static kvr_status session_prefill(const kvr_session_params *p, const int32_t *to
     pp.n_ranks = p->n_ranks;
     pp.n_threads = p->n_threads;
     pp.partition = partition;
+    if (!p->comm) pp.transport = p->transport;
     for (int32_t i = 0; i < n; i++) {
         pp.keep_logits = p->keep_logits && i == n - 1;
         kvr_error e;
@@ -309,7 +310,8 @@ static void session_record(const kvr_session_params *p, const session_pred *sp,
     if (kvr_partition_format(run->partition, run->n_ranks, pstr, sizeof pstr, NULL) != KVR_OK)
         pstr[0] = 0;
     session_text(m.partition, sizeof m.partition, "%s", pstr); /* truncated past 1023 bytes */
-    session_text(m.transport, sizeof m.transport, "%s", p->comm ? "mpi" : "threads");
+    session_text(m.transport, sizeof m.transport, "%s",
+                 p->comm ? "mpi" : kvr_comm_transport_name(p->transport));
     m.ttft_ms = run->ttft_ms;
     m.predicted_ttft_ms = r->predicted_ttft_ms;
     session_text(m.kvr_version, sizeof m.kvr_version, "%s", kvr_version());

@@ -203,12 +203,12 @@ static int parse_opts(int argc, char **argv, kvr_profile_opts *o) {
                 o->ranks_set = true;
                 break;
             case 'T':
-                if (!strcmp(optarg, "threads"))
-                    o->transport = KVR_TRANSPORT_THREADS;
-                else if (!strcmp(optarg, "mpi"))
-                    o->transport = KVR_TRANSPORT_MPI;
-                else
-                    return usage_error("--transport: unknown transport '%s' (threads, mpi)", optarg);
+                if (kvr_comm_transport_parse(optarg, &o->transport, &e))
+                    return usage_error("--transport: %s", e.msg);
+                if (o->transport == KVR_TRANSPORT_SAME_DEVICE || o->transport == KVR_TRANSPORT_NCCL)
+                    return usage_error("--transport %s: the transfer profiler moves host buffers "
+                                       "(threads, mpi); device copy sweeps are not built yet",
+                                       optarg);
                 o->transport_set = true;
                 break;
             case 'X': o->comm_compute = true; break;

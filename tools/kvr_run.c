@@ -60,7 +60,9 @@ static void usage(FILE *f) {
             "                            this model and rank count: kvr-fit --kvrp)\n"
             "  -t, --threads N           threads per rank (default 1)\n"
             "  -b, --backend NAME        cpu | cuda: where the layer ops run (default cpu)\n"
-            "  -T, --transport NAME      threads | mpi (default threads; mpi under mpirun)\n"
+            "  -T, --transport NAME      threads | mpi | same-device | nccl (default threads;\n"
+            "                            mpi under mpirun; same-device: every rank on one GPU;\n"
+            "                            nccl: rank i on GPU i, device K/V: --backend cuda)\n"
             "  -n, --repeat N            run N times, report the median-TTFT run (default 1)\n"
             "  -s, --seed N              seed for --context ids and preset weights (default 1234)\n"
             "  -L, --layers N            presets only: override the layer count\n"
@@ -134,13 +136,8 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
                 o->threads = (int32_t)v;
                 break;
             case 'T':
-                if (strcmp(optarg, "threads") == 0)
-                    o->transport = KVR_TRANSPORT_THREADS;
-                else if (strcmp(optarg, "mpi") == 0)
-                    o->transport = KVR_TRANSPORT_MPI;
-                else
-                    return usage_error("--transport: unknown transport '%s'%s (threads, mpi)",
-                                       optarg, "");
+                if (kvr_comm_transport_parse(optarg, &o->transport, &e))
+                    return usage_error("--transport: %s%s", e.msg, "");
                 break;
             case 'n':
                 if (kvr_parse_i64(optarg, 1, 1000, &v, &e))
@@ -260,6 +257,24 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kvr-run: --backend %s: %s\n", o.backend, err.msg);
         return 1;
     }
+    if (o.transport == KVR_TRANSPORT_SAME_DEVICE || o.transport == KVR_TRANSPORT_NCCL) {
+        /* a device transport: say now, before loading anything, if it cannot run here */
+        const char *tn = kvr_comm_transport_name(o.transport);
+        if (o.transport == KVR_TRANSPORT_NCCL && kvr_backend_mem_space(backend) != KVR_MEM_DEVICE) {
+            fprintf(stderr, "kvr-run: --transport nccl moves device buffers; --backend %s keeps "
+                            "K/V in host memory (use --backend cuda)\n", o.backend);
+            return 1;
+        }
+        kvr_comm_params cp = kvr_comm_params_default();
+        cp.transport = o.transport;
+        cp.n_ranks = o.ranks;
+        kvr_comm_world *probe;
+        if (kvr_comm_world_create(&cp, &probe, &err) != KVR_OK) {
+            fprintf(stderr, "kvr-run: --transport %s: %s\n", tn, err.msg);
+            return 1;
+        }
+        kvr_comm_world_destroy(probe);
+    }
     kvr_comm_world *world = NULL; /* MPI: this process's rank in the job */
     kvr_comm *mpi = NULL;
     if (o.transport == KVR_TRANSPORT_MPI) {
@@ -362,6 +377,7 @@ int main(int argc, char **argv) {
     sp.model = model;
     sp.backend = backend;
     sp.comm = mpi;
+    sp.transport = o.transport;
     sp.mode = o.mode;
     sp.n_ranks = o.ranks;
     sp.n_threads = o.threads;
@@ -421,7 +437,7 @@ int main(int argc, char **argv) {
         print_escaped(stdout, cfg->name);
         printf("\",\"mode\":\"%s\",\"ranks\":%d,\"threads\":%d,\"transport\":\"%s\","
                "\"context\":%lld,\"partition\":[",
-               kvr_mode_name(o.mode), o.ranks, o.threads, mpi ? "mpi" : "threads",
+               kvr_mode_name(o.mode), o.ranks, o.threads, kvr_comm_transport_name(o.transport),
                (long long)n_ids);
         for (int32_t i = 0; i < r->n_ranks; i++)
             printf("%s%lld", i ? "," : "", (long long)r->partition[i]);
@@ -480,7 +496,7 @@ int main(int argc, char **argv) {
                kvr_version(), kvr_build_commit(), cfg->name, cfg->n_layers, cfg->d_model,
                cfg->n_heads, cfg->n_kv_heads, cfg->vocab_size, load_ms);
         printf("# transport %s, %d thread(s) per rank, %d run(s), median shown\n",
-               mpi ? "mpi" : "threads", o.threads, o.repeat);
+               kvr_comm_transport_name(o.transport), o.threads, o.repeat);
         if (o.auto_partition && res.has_predictor)
             printf("# partition auto from %s in %.2f us (warm: %.3f us per call; predictor "
                    "loaded in %.1f ms)\n",

@@ -26,6 +26,16 @@ check zero_ranks 2 "--ranks: 0 is out of range" -- "$BIN" --model tiny --ranks 0
 check bad_mode 2 "unknown mode 'fast'" -- "$BIN" --model tiny --mode fast
 check bad_transport 2 "unknown transport 'tcp'" -- "$BIN" --model tiny --transport tcp
 check prompt_and_context 2 "not both" -- "$BIN" --model tiny --prompt hi --context 5
+check nccl_host_backend 1 "--transport nccl moves device buffers; --backend cpu keeps K/V in host memory" -- "$BIN" --model tiny --context 16 --ranks 2 --transport nccl
+# same-device: runs on a GPU machine (host K/V of the cpu backend go through it too); elsewhere
+# a clear message and exit 1
+out=$("$BIN" --model tiny --context 16 --ranks 2 --transport same-device 2>&1); rc=$?
+if [ $rc = 0 ] && grep -q "transport same-device" <<<"$out" ||
+   { [ $rc = 1 ] && grep -qE "same-device: .*(no CUDA device|built without CUDA)" <<<"$out"; }; then
+  echo "ok   same_device"; passes=$((passes+1))
+else
+  echo "FAIL same_device: rc=$rc, output:"; echo "$out" | head -5; fails=$((fails+1))
+fi
 check partition_sum 2 "sums to 9 tokens but the context has 10" -- "$BIN" --model tiny --context 10 --ranks 2 --partition 5,4
 check partition_zero 2 "chunk 1 has 0 tokens" -- "$BIN" --model tiny --context 10 --ranks 2 --partition 10,0
 check partition_count 2 "has more than 2 chunks" -- "$BIN" --model tiny --context 10 --ranks 2 --partition 4,3,3
