@@ -17,6 +17,9 @@
  *            wait on an NCCL event polls the flag and, once set, aborts this rank's
  *            communicator (ncclCommAbort) and returns KVR_ERR_COMM naming the failed rank.
  *            mpi: as the mpi transport (the tool calls kvr_comm_abort: MPI_Abort).
+ * The compute stream must be set (kvr_comm_set_stream) when the backend's stream does not
+ * synchronise with the legacy default stream (a cudaStreamNonBlocking stream): without it the
+ * transfers are ordered after the default stream only. prefill sets it.
  * NCCL refuses two ranks on one GPU ("Duplicate GPU detected"): several ranks on one GPU use
  * the same-device transport. */
 #include "comm_internal.h"

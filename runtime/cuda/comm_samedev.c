@@ -9,7 +9,10 @@
  *     marking the message done -- the analogue of threads' one memcpy, complete on return, so
  *     the sender's wait (the done flag) means its buffer may be reused;
  *   wait releases the event.
- * Failure behaviour is the threads transport's: every blocked peer wakes with KVR_ERR_COMM. */
+ * Failure behaviour is the threads transport's: every blocked peer wakes with KVR_ERR_COMM.
+ * Without a stream (kvr_comm_set_stream never called, or NULL) the transport cannot know where
+ * the rank's compute runs, so it synchronises the device instead of recording an event: correct
+ * for any stream, slower. */
 #include "comm_internal.h"
 
 #include <cuda_runtime_api.h>
@@ -36,6 +39,7 @@ static kvr_status sd_post(kvr_comm *c, void **ready, kvr_error *err) {
     sd_endpoint *ep = c->dev;
     cudaEvent_t ev;
     SD_TRY(c, "cudaSetDevice", cudaSetDevice(ep->device));
+    if (!c->stream) SD_TRY(c, "cudaDeviceSynchronize", cudaDeviceSynchronize());
     SD_TRY(c, "cudaEventCreate", cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
     cudaError_t e = cudaEventRecord(ev, (cudaStream_t)c->stream);
     if (e != cudaSuccess) {
@@ -51,6 +55,7 @@ static kvr_status sd_copy_sync(kvr_comm *c, void *ready, void *dst, const void *
                                kvr_error *err) {
     sd_endpoint *ep = c->dev;
     SD_TRY(c, "cudaSetDevice", cudaSetDevice(ep->device));
+    if (!c->stream) SD_TRY(c, "cudaDeviceSynchronize", cudaDeviceSynchronize());
     SD_TRY(c, "cudaEventRecord", cudaEventRecord(ep->mine, (cudaStream_t)c->stream));
     SD_TRY(c, "cudaStreamWaitEvent", cudaStreamWaitEvent(ep->copy, ep->mine, 0));
     if (ready)
