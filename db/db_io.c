@@ -637,7 +637,7 @@ static kvr_status db_csv_parse_row(db_csv_ctx *x, kvr_db_csv *c, char (*f)[DB_CS
             return db_csv_fail(x, "op '%.40s' is not one of embed, pre, attn, post, head", op);
         db_copy(s->op, sizeof s->op, op);
         const char *cv = FIELD(DB_COL_C);
-        if (!*cv && strcmp(op, "head") == 0) {
+        if (!*cv && k == KVR_OP_HEAD) {
             s->c = 1;
         } else {
             KVR_TRY(db_csv_i64(x, "c", cv, 1, (int64_t)1 << 31, &iv));

@@ -328,12 +328,13 @@ kvr_profile_costs_params kvr_profile_costs_params_default(void) {
     return p;
 }
 
-static bool pc_is(const kvr_db_layer_sample *s, const char *op) {
-    return strcmp(s->op, op) == 0 && isfinite(s->stats.median_us) && s->stats.median_us >= 0;
+static bool pc_is(const kvr_db_layer_sample *s, kvr_op op) {
+    return strcmp(s->op, kvr_op_name(op)) == 0 && isfinite(s->stats.median_us) &&
+           s->stats.median_us >= 0;
 }
 
 /* Points of one op at prefix 0 (x = c). */
-static int pc_gather(const kvr_db_layer_sample *ls, int64_t n, const char *op, pc_pt *pt) {
+static int pc_gather(const kvr_db_layer_sample *ls, int64_t n, kvr_op op, pc_pt *pt) {
     int m = 0;
     for (int64_t i = 0; i < n; i++)
         if (pc_is(&ls[i], op) && ls[i].prefix == 0 && ls[i].c >= 1)
@@ -345,7 +346,7 @@ static int pc_gather(const kvr_db_layer_sample *ls, int64_t n, const char *op, p
 static double pc_head_us(const kvr_db_layer_sample *ls, int64_t n, pc_pt *pt) {
     int nh = 0;
     for (int64_t i = 0; i < n; i++)
-        if (pc_is(&ls[i], "head")) pt[nh++] = (pc_pt){ls[i].stats.median_us, 0};
+        if (pc_is(&ls[i], KVR_OP_HEAD)) pt[nh++] = (pc_pt){ls[i].stats.median_us, 0};
     qsort(pt, (size_t)nh, sizeof *pt, pc_pt_cmp);
     return nh % 2 ? pt[nh / 2].x : 0.5 * (pt[nh / 2 - 1].x + pt[nh / 2].x);
 }
@@ -360,7 +361,7 @@ static kvr_status pc_build_attn(pc_src *s, const kvr_db_layer_sample *ls, int64_
     /* columns: distinct c with a prefix > 0 sample */
     int n_cols = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (!pc_is(&ls[i], "attn") || ls[i].prefix <= 0 || ls[i].c < 1) continue;
+        if (!pc_is(&ls[i], KVR_OP_ATTN) || ls[i].prefix <= 0 || ls[i].c < 1) continue;
         bool seen = false;
         for (int j = 0; j < n_cols && !seen; j++) seen = s->cols[j].c == (double)ls[i].c;
         if (seen) continue;
@@ -391,7 +392,7 @@ static kvr_status pc_build_attn(pc_src *s, const kvr_db_layer_sample *ls, int64_
         const double a0 = pc_curve_at(&s->attn0, col->c);
         int m = 0;
         for (int64_t i = 0; i < n; i++)
-            if (pc_is(&ls[i], "attn") && ls[i].prefix > 0 && (double)ls[i].c == col->c)
+            if (pc_is(&ls[i], KVR_OP_ATTN) && ls[i].prefix > 0 && (double)ls[i].c == col->c)
                 pt[m++] = (pc_pt){(double)ls[i].prefix, fmax(0, ls[i].stats.median_us - a0)};
         qsort(pt, (size_t)m, sizeof *pt, pc_pt_cmp);
         col->P = malloc((size_t)m * sizeof *col->P);
@@ -502,7 +503,7 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
     for (int64_t i = 0; i < n_ls; i++) {
         kvr_op op;
         if (kvr_op_parse(ls[i].op, &op, NULL) == KVR_OK && op < KVR_OP_LAYER_COUNT &&
-            pc_is(&ls[i], ls[i].op))
+            pc_is(&ls[i], op))
             inf.n_samples[op]++;
     }
     for (int k = 0; k < 4; k++) {
@@ -524,7 +525,7 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
     }
     s->n_msgs = pp.n_msgs;
     kvr_status st = KVR_OK;
-    int m = pc_gather(ls, n_ls, "attn", pt);
+    int m = pc_gather(ls, n_ls, KVR_OP_ATTN, pt);
     if (m == 0)
         st = kvr_error_set(err, KVR_ERR_INVALID_ARG,
                            "%s has no attention samples at prefix 0 (the chunk's own causal "
@@ -532,11 +533,11 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
                            name);
     bool ok = true;
     if (st == KVR_OK) ok = pc_curve_build(&s->attn0, pt, m, true);
-    if (st == KVR_OK && ok) ok = pc_curve_build(&s->pre, pt, pc_gather(ls, n_ls, "pre", pt), false);
+    if (st == KVR_OK && ok) ok = pc_curve_build(&s->pre, pt, pc_gather(ls, n_ls, KVR_OP_PRE, pt), false);
     if (st == KVR_OK && ok)
-        ok = pc_curve_build(&s->post, pt, pc_gather(ls, n_ls, "post", pt), false);
+        ok = pc_curve_build(&s->post, pt, pc_gather(ls, n_ls, KVR_OP_POST, pt), false);
     if (st == KVR_OK && ok)
-        ok = pc_curve_build(&s->embed, pt, pc_gather(ls, n_ls, "embed", pt), false);
+        ok = pc_curve_build(&s->embed, pt, pc_gather(ls, n_ls, KVR_OP_EMBED, pt), false);
     if (st == KVR_OK && !ok) st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", name);
     if (st == KVR_OK && (s->pre.n == 0 || s->post.n == 0))
         st = kvr_error_set(err, KVR_ERR_INVALID_ARG,
@@ -602,7 +603,7 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
             inf.c_max = (int64_t)src->pre.x[src->pre.n - 1];
             inf.n_attn_columns = src->n_cols;
             for (int64_t i = 0; i < n_ls; i++)
-                if (pc_is(&ls[i], "attn") && ls[i].c + ls[i].prefix > inf.ctx_max)
+                if (pc_is(&ls[i], KVR_OP_ATTN) && ls[i].c + ls[i].prefix > inf.ctx_max)
                     inf.ctx_max = ls[i].c + ls[i].prefix;
             char bw[32] = "no size dependence";
             if (dflt.gbps > 0) snprintf(bw, sizeof bw, "%.3g GB/s", dflt.gbps);
@@ -636,7 +637,7 @@ kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_op op
                               int64_t prefix, double *time_us, kvr_error *err) {
     const char *name = kvr_op_name(op);
     int64_t have = 0;
-    for (int64_t i = 0; i < n; i++) have += pc_is(&s[i], name);
+    for (int64_t i = 0; i < n; i++) have += pc_is(&s[i], op);
     if (have == 0)
         return kvr_error_set(err, KVR_ERR_NOT_FOUND, "the profile has no %s samples", name);
     pc_pt *pt = malloc((size_t)(n + 1) * sizeof *pt);
@@ -651,7 +652,7 @@ kvr_status kvr_profile_interp(const kvr_db_layer_sample *s, int64_t n, kvr_op op
         *time_us = pc_head_us(s, n, pt);
     } else {
         pc_curve *k = op == KVR_OP_ATTN ? &src->attn0 : &src->pre;
-        const int m = pc_gather(s, n, name, pt);
+        const int m = pc_gather(s, n, op, pt);
         if (m == 0)
             st = kvr_error_set(err, KVR_ERR_NOT_FOUND, "the profile has no %s samples at prefix 0",
                                name);

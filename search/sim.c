@@ -35,10 +35,17 @@ const kvr_event *kvr_search_timeline_event(const kvr_search_timeline *tl, size_t
 }
 
 const char *kvr_event_kind_name(kvr_event_kind k) {
-    static const char *const names[] = {"embed", "pre",       "attn", "post",
-                                        "wait",  "send", "allgather", "head"};
-    _Static_assert(sizeof names / sizeof names[0] == KVR_EVENT_KIND_COUNT, "event names");
-    return (unsigned)k < KVR_EVENT_KIND_COUNT ? names[k] : "?";
+    switch (k) { /* the layer ops by their kvr_op names */
+        case KVR_EVENT_EMBED: return kvr_op_name(KVR_OP_EMBED);
+        case KVR_EVENT_PRE: return kvr_op_name(KVR_OP_PRE);
+        case KVR_EVENT_ATTN: return kvr_op_name(KVR_OP_ATTN);
+        case KVR_EVENT_POST: return kvr_op_name(KVR_OP_POST);
+        case KVR_EVENT_WAIT: return "wait";
+        case KVR_EVENT_SEND: return "send";
+        case KVR_EVENT_ALLGATHER: return "allgather";
+        case KVR_EVENT_HEAD: return kvr_op_name(KVR_OP_HEAD);
+        default: return "?";
+    }
 }
 
 void search_tl_reset(kvr_search_timeline *tl, const char *strategy, int n_ranks, int n_layers,
@@ -175,7 +182,7 @@ kvr_status kvr_search_sim_kvr(const kvr_search_costs *m, int p, const int64_t *c
     /* prev now holds the last rank's ready times */
     double ttft = prev[L - 1] + cc[p - 1].w + m->head_us;
     if (tl) search_tl_add(tl, p - 1, L, -1, KVR_EVENT_HEAD, ttft - m->head_us, ttft);
-    s = sim_result(tl, "kvr", C, ttft, ttft_us, err);
+    s = sim_result(tl, kvr_mode_name(KVR_MODE_KVR), C, ttft, ttft_us, err);
 done:
     free(cc);
     free(prev);
@@ -210,7 +217,7 @@ kvr_status kvr_search_sim_single(const kvr_search_costs *m, int64_t C, kvr_searc
     }
     if (tl) search_tl_add(tl, 0, L, -1, KVR_EVENT_HEAD, t, t + m->head_us);
     t += m->head_us;
-    return sim_result(tl, "single", C, t, ttft_us, err);
+    return sim_result(tl, kvr_strategy_name(KVR_STRATEGY_SINGLE), C, t, ttft_us, err);
 }
 
 // ----------------------------------------------------------------------------
@@ -296,7 +303,7 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
     }
     double ttft = t[p - 1] + m->head_us;
     if (tl) search_tl_add(tl, p - 1, L, -1, KVR_EVENT_HEAD, t[p - 1], ttft);
-    s = sim_result(tl, "tsp", C, ttft, ttft_us, err);
+    s = sim_result(tl, kvr_strategy_name(KVR_STRATEGY_TSP), C, ttft, ttft_us, err);
 done:
     free(pre);
     free(att);
@@ -407,7 +414,7 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
     /* the last token is in chunk 2p-1, which rank 0 holds */
     double ttft = done[0] + m->head_us;
     if (tl) search_tl_add(tl, 0, L, -1, KVR_EVENT_HEAD, done[0], ttft);
-    s = sim_result(tl, "ring", C, ttft, ttft_us, err);
+    s = sim_result(tl, kvr_strategy_name(KVR_STRATEGY_RING), C, ttft, ttft_us, err);
 out:
     free(ua);
     free(ub);

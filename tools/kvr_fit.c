@@ -651,7 +651,8 @@ int main(int argc, char **argv) {
     int64_t costs_id = 0;
     bool printed_json = false;
     rc = 0;
-    static const char *const fit_ops[] = {"pre", "attn", "post"};
+    const char *const fit_ops[] = {kvr_op_name(KVR_OP_PRE), kvr_op_name(KVR_OP_ATTN),
+                                   kvr_op_name(KVR_OP_POST)};
     if (o.run_set && o.run == 0 &&
         kvr_db_run_latest_with_ops(db, fit_ops, 3, &o.run, &err) != KVR_OK) {
         fprintf(stderr, "kvr-fit: --run latest: no profile run with pre, attn and post samples in "
