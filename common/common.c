@@ -72,11 +72,11 @@ const char *kvr_op_name(kvr_op op) {
 }
 
 kvr_status kvr_op_parse(const char *s, kvr_op *out, kvr_error *err) {
-    for (int i = 0; s && i < KVR_OP_COUNT; i++)
-        if (strcmp(s, kvr_op_names[i]) == 0) {
-            *out = (kvr_op)i;
-            return KVR_OK;
-        }
+    int i = kvr_name_index(kvr_op_names, KVR_OP_COUNT, s);
+    if (i >= 0) {
+        *out = (kvr_op)i;
+        return KVR_OK;
+    }
     return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                          "unknown op \"%s\" (embed, pre, attn, post, head or link)",
                          s ? s : "(null)");
@@ -93,11 +93,11 @@ const char *kvr_mode_name(kvr_mode m) {
 }
 
 kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err) {
-    for (int i = 0; s && i < KVR_MODE_COUNT; i++)
-        if (strcmp(s, kvr_mode_names[i]) == 0) {
-            *out = (kvr_mode)i;
-            return KVR_OK;
-        }
+    int i = kvr_name_index(kvr_mode_names, KVR_MODE_COUNT, s);
+    if (i >= 0) {
+        *out = (kvr_mode)i;
+        return KVR_OK;
+    }
     return kvr_error_set(err, KVR_ERR_INVALID_ARG, "unknown mode '%s' (single, kvr, tsp)",
                          s ? s : "(null)");
 }
@@ -111,11 +111,11 @@ const char *kvr_strategy_name(kvr_strategy s) {
 }
 
 kvr_status kvr_strategy_parse(const char *name, kvr_strategy *out, kvr_error *err) {
-    for (int i = 0; name && i < KVR_STRATEGY_COUNT; i++)
-        if (strcmp(name, kvr_strategy_names[i]) == 0) {
-            *out = (kvr_strategy)i;
-            return KVR_OK;
-        }
+    int i = kvr_name_index(kvr_strategy_names, KVR_STRATEGY_COUNT, name);
+    if (i >= 0) {
+        *out = (kvr_strategy)i;
+        return KVR_OK;
+    }
     return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                          "unknown strategy \"%s\" (expected kvr-s, kvr-e, tsp, ring or single)",
                          name ? name : "(null)");
@@ -227,6 +227,12 @@ void kvr_progress_finish(kvr_progress *p) {
 
 // ----------------------------------------------------------------------------
 // parsing
+
+int kvr_name_index(const char *const *names, int n, const char *s) {
+    for (int i = 0; s && i < n; i++)
+        if (names[i] && strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
 
 kvr_status kvr_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out, kvr_error *err) {
     if (!s || !*s) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "empty number");

@@ -219,6 +219,10 @@ KVR_API void kvr_progress_finish(kvr_progress *p);
 // ----------------------------------------------------------------------------
 // small parsing helpers shared by the tools and the loaders
 
+/* Index of s in names[0..n) (exact match), or -1 (also for s NULL): the parse step of every
+ * enum's name table (ops, modes, strategies, formats, columns). */
+KVR_API int kvr_name_index(const char *const *names, int n, const char *s);
+
 /* Parse a decimal integer in [lo, hi]; whole string must be consumed. */
 KVR_API kvr_status kvr_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out,
                                  kvr_error *err);

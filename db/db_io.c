@@ -529,12 +529,6 @@ static kvr_status db_csv_meta(db_csv_ctx *x, kvr_db_csv *c, const char *line, si
     return db_csv_fail(x, "unknown provenance key '%s' (see docs/db.md)", key);
 }
 
-static int db_find(const char *const *list, int n, const char *s) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(list[i], s) == 0) return i;
-    return -1;
-}
-
 /* Statistics columns shared by both kinds. */
 static kvr_status db_csv_row_stats(db_csv_ctx *x, char (*f)[DB_CSV_MAX_FIELD], const int *col,
                                    kvr_timing_stats *t) {
@@ -666,7 +660,7 @@ static kvr_status db_csv_parse_row(db_csv_ctx *x, kvr_db_csv *c, char (*f)[DB_CS
         kvr_db_transfer_sample *s = &c->transfers[c->n_transfers];
         memset(s, 0, sizeof *s);
         const char *pat = FIELD(DB_COL_PATTERN);
-        int pi = db_find(db_patterns, 4, pat);
+        int pi = kvr_name_index(db_patterns, 4, pat);
         if (pi < 0)
             return db_csv_fail(x, "pattern '%.40s' is not one of p2p, chain, chain_compute, allgather",
                                pat);
@@ -768,7 +762,7 @@ kvr_status kvr_db_csv_parse(const char *buf, size_t len, const char *name, kvr_d
         if ((st = db_csv_split(&x, ls, n, f, &nf)) != KVR_OK) break;
         if (!n_header) {
             for (int i = 0; i < nf && st == KVR_OK; i++) {
-                int id = db_find(db_col_names, DB_N_COLS, f[i]);
+                int id = kvr_name_index(db_col_names, DB_N_COLS, f[i]);
                 if (id < 0)
                     st = db_csv_fail(&x, "unknown column '%.40s' (columns: kind, op, c, prefix, "
                                          "pattern, src, dst, n_ranks, size_bytes, n_warmup, "

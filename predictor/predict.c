@@ -20,11 +20,11 @@ const char *kvr_predictor_form_name(kvr_predictor_form f) {
 }
 
 kvr_status kvr_predictor_form_parse(const char *name, kvr_predictor_form *out, kvr_error *err) {
-    for (int i = 0; name && i < KVR_PREDICTOR_FORM_COUNT; i++)
-        if (strcmp(name, kvrp_form_names[i]) == 0) {
-            *out = (kvr_predictor_form)i;
-            return KVR_OK;
-        }
+    int i = kvr_name_index(kvrp_form_names, KVR_PREDICTOR_FORM_COUNT, name);
+    if (i >= 0) {
+        *out = (kvr_predictor_form)i;
+        return KVR_OK;
+    }
     return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                          "unknown predictor form \"%s\" (expected linear-c, linear-logc, "
                          "steffen-c, steffen-logc, reg2, reg3, reg4, balanced or "

@@ -14,11 +14,11 @@
 
 kvr_status kvr_search_format_parse(const char *name, kvr_search_format *out, kvr_error *err) {
     static const char *const names[KVR_SEARCH_FORMAT_COUNT] = {"text", "json", "csv", "vllm-env"};
-    for (int i = 0; name && i < KVR_SEARCH_FORMAT_COUNT; i++)
-        if (strcmp(name, names[i]) == 0) {
-            *out = (kvr_search_format)i;
-            return KVR_OK;
-        }
+    int i = kvr_name_index(names, KVR_SEARCH_FORMAT_COUNT, name);
+    if (i >= 0) {
+        *out = (kvr_search_format)i;
+        return KVR_OK;
+    }
     return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                          "unknown format \"%s\" (expected text, json, csv or vllm-env)",
                          name ? name : "(null)");

@@ -120,6 +120,10 @@ static void test_partition_parse(void) {
     KVR_CHECK(p[0] == 4 && p[1] == 3 && p[2] == 3);
     KVR_CHECK_OK(kvr_partition_parse("5,3,2", 3, 10, p, &e), &e);
     KVR_CHECK(p[0] == 5 && p[1] == 3 && p[2] == 2);
+    KVR_CHECK(kvr_partition_parse("5,3,1", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "sums to 9") != NULL);
+    KVR_CHECK(kvr_partition_parse("10,0", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "chunk 1") != NULL);
     KVR_CHECK(kvr_partition_parse("5,5", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(strcmp(e.msg, "partition '5,5' has 2 chunks for 3 ranks") == 0);
     KVR_CHECK(kvr_partition_parse("4,3,2,1", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
@@ -201,6 +205,9 @@ static void test_op_names(void) {
         KVR_CHECK_EQ_INT(op, i);
     }
     KVR_CHECK_EQ_INT(KVR_OP_LAYER_COUNT, 5);
+    KVR_CHECK_EQ_INT(kvr_name_index(want, KVR_OP_COUNT, "post"), KVR_OP_POST);
+    KVR_CHECK_EQ_INT(kvr_name_index(want, KVR_OP_COUNT, "Post"), -1);
+    KVR_CHECK_EQ_INT(kvr_name_index(want, KVR_OP_COUNT, NULL), -1);
     KVR_CHECK(strcmp(kvr_op_name(KVR_OP_COUNT), "unknown") == 0);
     kvr_op op = KVR_OP_PRE;
     KVR_CHECK(kvr_op_parse("mlp", &op, &e) == KVR_ERR_INVALID_ARG);

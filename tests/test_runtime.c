@@ -2,7 +2,8 @@
  * for any mode, rank count and partition, the last-token logits equal single-rank prefill
  * within 1e-4 relative, the first token is identical, and the last rank's KV cache equals the
  * single-rank cache. Runs on the tiny GQA and MQA presets and, when present, on the real model
- * (models/SmolLM2-135M-Instruct.Q4_1.gguf or $KVR_MODEL). Also partition parsing and bad runs. */
+ * (models/SmolLM2-135M-Instruct.Q4_1.gguf or $KVR_MODEL). Also bad runs (partition parsing is
+ * test_common's). */
 #include "kvr_runtime.h"
 #include "kvr_test.h"
 
@@ -167,26 +168,6 @@ static void test_logits_finite(void) {
     kvr_model_destroy(m);
 }
 
-static void test_partition_parse(void) {
-    kvr_error e;
-    int64_t p[4];
-    KVR_CHECK_OK(kvr_partition_parse("even", 3, 10, p, &e), &e);
-    KVR_CHECK(p[0] == 4 && p[1] == 3 && p[2] == 3);
-    KVR_CHECK_OK(kvr_partition_parse("5,3,2", 3, 10, p, &e), &e);
-    KVR_CHECK(p[0] == 5 && p[1] == 3 && p[2] == 2);
-    KVR_CHECK(kvr_partition_parse("5,3,1", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
-    KVR_CHECK(strstr(e.msg, "sums to 9") != NULL);
-    KVR_CHECK(kvr_partition_parse("10,0", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
-    KVR_CHECK(strstr(e.msg, "chunk 1") != NULL);
-    KVR_CHECK(kvr_partition_parse("5,5", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
-    KVR_CHECK(kvr_partition_parse("4,3,2,1", 3, 10, p, &e) == KVR_ERR_INVALID_ARG);
-    KVR_CHECK(kvr_partition_parse("5,x", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
-    KVR_CHECK(kvr_partition_parse("5,", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
-    KVR_CHECK(kvr_partition_parse(",5", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
-    KVR_CHECK(kvr_partition_parse("-1,11", 2, 10, p, &e) == KVR_ERR_INVALID_ARG);
-    KVR_CHECK(kvr_partition_even(3, 4, p, &e) == KVR_ERR_INVALID_ARG);
-}
-
 static void test_bad_runs(void) {
     kvr_model *m = load("tiny");
     if (!m) return;
@@ -227,7 +208,6 @@ static const kvr_test_case cases[] = {
     {"contract_tiny_mqa", test_contract_tiny_mqa},
     {"contract_real_model", test_contract_real_model},
     {"logits_finite", test_logits_finite},
-    {"partition_parse", test_partition_parse},
     {"bad_runs", test_bad_runs},
 };
 KVR_TEST_MAIN(cases)
