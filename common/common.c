@@ -1,6 +1,7 @@
 /* common.c -- status strings, error formatting, the log hook, clocks and the progress bar. */
 #include "kvr_common.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -172,6 +173,17 @@ double kvr_time_us(void) {
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
 }
 
+int64_t kvr_mem_available_bytes(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    long long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+    fclose(f);
+    return kb >= 0 ? (int64_t)kb * 1024 : -1;
+}
+
 const char *kvr_version(void) {
     return KVR_VERSION_STRING;
 }
@@ -236,6 +248,8 @@ int kvr_name_index(const char *const *names, int n, const char *s) {
 
 kvr_status kvr_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out, kvr_error *err) {
     if (!s || !*s) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "empty number");
+    if (isspace((unsigned char)s[0])) /* strtoll would skip it: " 12" is not what was meant */
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "'%s' is not an integer", s);
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);

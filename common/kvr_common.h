@@ -198,6 +198,9 @@ KVR_API void kvr_log(kvr_log_level level, const char *fmt, ...)
 // clocks and build provenance
 
 KVR_API double kvr_time_us(void); /* CLOCK_MONOTONIC in microseconds */
+/* MemAvailable of /proc/meminfo in bytes (what can be allocated without swapping); -1 when
+ * unknown (no /proc). */
+KVR_API int64_t kvr_mem_available_bytes(void);
 KVR_API const char *kvr_version(void);      /* "0.1.0" */
 KVR_API const char *kvr_build_commit(void); /* short git hash, "-dirty" suffix, or "unknown" */
 

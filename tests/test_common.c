@@ -30,6 +30,9 @@ static void test_parse_i64(void) {
     KVR_CHECK_OK(kvr_parse_i64("42", 0, 100, &v, &e), &e);
     KVR_CHECK_EQ_INT(v, 42);
     KVR_CHECK(kvr_parse_i64("42x", 0, 100, &v, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_parse_i64(" 12", 0, 100, &v, &e) == KVR_ERR_INVALID_ARG); /* issue 17 */
+    KVR_CHECK(strcmp(e.msg, "' 12' is not an integer") == 0);
+    KVR_CHECK(kvr_parse_i64("\t12", 0, 100, &v, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(kvr_parse_i64("", 0, 100, &v, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(kvr_parse_i64("101", 0, 100, &v, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(strstr(e.msg, "out of range") != NULL);
