@@ -66,6 +66,8 @@ KVR_API const kvr_model_config *kvr_model_get_config(const kvr_model *m);
 KVR_API const kvr_tokenizer *kvr_model_get_tokenizer(const kvr_model *m); /* NULL if none */
 /* Bytes of K plus V for one token in one layer at fp32: 2 * NKV * HS * 4. */
 KVR_API size_t kvr_model_kv_bytes_per_token(const kvr_model_config *cfg);
+/* Bytes of the loaded weights (the fp32 arena every tensor lives in). */
+KVR_API size_t kvr_model_weight_bytes(const kvr_model *m);
 /* Check a configuration for absurd or inconsistent values; message names the field. */
 KVR_API kvr_status kvr_model_config_validate(const kvr_model_config *cfg, kvr_error *err);
 

@@ -13,6 +13,10 @@ kvr_model_load_params kvr_model_load_params_default(void) {
     return p;
 }
 
+size_t kvr_model_weight_bytes(const kvr_model *m) {
+    return m ? m->arena_floats * sizeof(float) : 0;
+}
+
 size_t kvr_model_kv_bytes_per_token(const kvr_model_config *cfg) {
     return (size_t)2 * (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim * sizeof(float);
 }

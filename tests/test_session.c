@@ -194,7 +194,53 @@ static void test_session(void) {
     kvr_model_destroy(m);
 }
 
+/* issue 17: the memory a run needs, from the model's shape alone (the tiny preset: 4 layers,
+ * d 64, 4/2 heads x 16, ffn 256 (kvr_model_config), vocab 256) */
+static void test_memory_estimate(void) {
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    kvr_model *m = NULL;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_model_load("tiny", &lp, &m, &e), &e);
+    if (!m) return;
+    const kvr_model_config *cfg = kvr_model_get_config(m);
+    const double kv_tok = (double)kvr_model_kv_bytes_per_token(cfg) * cfg->n_layers;
+    kvr_session_params sp = kvr_session_params_default();
+    sp.model = m;
+    kvr_session_memory a, b, c;
+    /* single: the K/V cache of every layer for all positions */
+    KVR_CHECK_OK(kvr_session_memory_estimate(&sp, 1000, &a, &e), &e);
+    KVR_CHECK_EQ_INT(a.n_ranks_here, 1);
+    KVR_CHECK_NEAR(a.kv_cache, 1000 * kv_tok, 0, 1e-12);
+    KVR_CHECK(a.workspaces > 0 && a.weights == (double)kvr_model_weight_bytes(m) && a.weights > 0);
+    /* kvr on 4 ranks as threads here: rank i holds (i+1)/4 of the positions */
+    sp.mode = KVR_MODE_KVR;
+    sp.n_ranks = 4;
+    KVR_CHECK_OK(kvr_session_memory_estimate(&sp, 1000, &b, &e), &e);
+    KVR_CHECK_EQ_INT(b.n_ranks_here, 4);
+    KVR_CHECK_NEAR(b.kv_cache, (250 + 500 + 750 + 1000) * kv_tok, 0, 1e-12);
+    /* tsp: every rank holds all of them; an explicit partition is used when it parses */
+    sp.mode = KVR_MODE_TSP;
+    KVR_CHECK_OK(kvr_session_memory_estimate(&sp, 1000, &c, &e), &e);
+    KVR_CHECK_NEAR(c.kv_cache, 4 * 1000 * kv_tok, 0, 1e-12);
+    sp.mode = KVR_MODE_KVR;
+    sp.partition = KVR_SESSION_PARTITION_EXPLICIT;
+    sp.partition_text = "700,100,100,100";
+    KVR_CHECK_OK(kvr_session_memory_estimate(&sp, 1000, &c, &e), &e);
+    KVR_CHECK_NEAR(c.kv_cache, (700 + 800 + 900 + 1000) * kv_tok, 0, 1e-12);
+    /* linear in the context: 1M tokens need ~1000x what 1000 do */
+    sp.partition = KVR_SESSION_PARTITION_EVEN;
+    sp.mode = KVR_MODE_SINGLE;
+    sp.n_ranks = 1;
+    KVR_CHECK_OK(kvr_session_memory_estimate(&sp, 1000000, &c, &e), &e);
+    KVR_CHECK_NEAR(c.kv_cache + c.workspaces, 1000 * (a.kv_cache + a.workspaces), 0, 0.01);
+    KVR_CHECK(kvr_session_memory_estimate(&sp, 0, &c, &e) == KVR_ERR_INVALID_ARG);
+    /* what the machine has (Linux: /proc/meminfo) */
+    KVR_CHECK(kvr_mem_available_bytes() > 0);
+    kvr_model_destroy(m);
+}
+
 static const kvr_test_case cases[] = {
     {"session", test_session},
+    {"memory_estimate", test_memory_estimate},
 };
 KVR_TEST_MAIN(cases)
