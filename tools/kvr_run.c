@@ -21,9 +21,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* --prompt-file reads at most this much; prompts this long or longer, and contexts this large,
+ * get a line on stderr before their step (tokenisation: about 1 s per 100 KB) */
+#define KVR_RUN_MAX_PROMPT_BYTES ((size_t)256 << 20)
+#define KVR_RUN_LONG_PROMPT_BYTES ((size_t)64 << 10)
+#define KVR_RUN_LONG_CONTEXT 16384
+
 typedef struct kvr_run_opts {
     const char *model;
     const char *prompt;
+    const char *prompt_file; /* --prompt-file FILE ('-': standard input) */
+    bool force;              /* --force: run even when the memory estimate exceeds what is free */
     int64_t context;
     int32_t ranks;
     bool ranks_set;
@@ -51,6 +59,8 @@ static void usage(FILE *f) {
             "                            llama-2-7b, llama-3-8b, falcon-7b); default: the real\n"
             "                            SmolLM2-135M GGUF (see scripts/fetch-model)\n"
             "  -p, --prompt TEXT         prompt text (needs a model with a tokenizer)\n"
+            "  -F, --prompt-file FILE    the prompt text from FILE ('-': standard input), for\n"
+            "                            prompts longer than a command line holds\n"
             "  -c, --context N           N seeded random token ids instead of a prompt\n"
             "  -r, --ranks N             number of ranks (default 1; with mpi: the job size)\n"
             "  -M, --mode MODE           single | kvr | tsp (default: single for 1 rank, else kvr)\n"
@@ -74,6 +84,9 @@ static void usage(FILE *f) {
             "  -E, --predictor FILE      predictor file (kvr-fit --export) for --partition auto\n"
             "                            and the predicted TTFT, without a store\n"
             "  -N, --no-db               use no store (not even ./kvr.db): nothing is recorded\n"
+            "      --force               run even when the memory the run needs (weights,\n"
+            "                            workspaces, KV cache: estimated first) exceeds what the\n"
+            "                            machine has available\n"
             "  -j, --json                print one JSON object instead of the table\n"
             "  -h, --help                this help\n");
 }
@@ -83,6 +96,19 @@ static int usage_error(const char *fmt, const char *a, const char *b) {
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n(see kvr-run --help)\n");
     return 2;
+}
+
+/* --dump-logits must not overwrite an input: the model, the store, the predictor or prompt file
+ * (device + inode, after links: kvr_output_check). Exit 2 with both paths named. */
+static int check_outputs(const kvr_run_opts *o) {
+    const kvr_path_role in[] = {{"--model", o->model},
+                                {"--db", o->db},
+                                {"--predictor", o->predictor},
+                                {"--prompt-file", o->prompt_file}};
+    kvr_error e;
+    if (kvr_output_check("--dump-logits", o->dump_logits, in, 4, &e) != KVR_OK)
+        return usage_error("%s%s", e.msg, "");
+    return 0;
 }
 
 static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
@@ -96,16 +122,25 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
         {"dump-logits", required_argument, 0, 'D'}, {"json", no_argument, 0, 'j'},
         {"db", required_argument, 0, 'd'},        {"predictor", required_argument, 0, 'E'},
         {"no-db", no_argument, 0, 'N'},           {"help", no_argument, 0, 'h'},
-        {"backend", required_argument, 0, 'b'},
+        {"backend", required_argument, 0, 'b'},   {"prompt-file", required_argument, 0, 'F'},
+        {"force", no_argument, 0, 1001},
         {0, 0, 0, 0}};
     bool mode_set = false;
     kvr_error e;
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":m:p:c:r:M:P:t:b:T:n:s:L:SD:jd:E:Nh", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":m:p:F:c:r:M:P:t:b:T:n:s:L:SD:jd:E:Nh", lo, NULL)) != -1) {
         int64_t v;
         switch (ch) {
-            case 'm': o->model = optarg; break;
+            case 'm':
+                if (!*optarg) return usage_error("--model: empty path%s%s", "", "");
+                o->model = optarg;
+                break;
+            case 'F':
+                if (!*optarg) return usage_error("--prompt-file: empty path%s%s", "", "");
+                o->prompt_file = optarg;
+                break;
+            case 1001: o->force = true; break;
             case 'b': {
                 const kvr_backend *be; /* known but not built in: reported (exit 1) by main */
                 if (kvr_backend_get(optarg, &be, &e) == KVR_ERR_INVALID_ARG)
@@ -113,7 +148,12 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
                 o->backend = optarg;
                 break;
             }
-            case 'p': o->prompt = optarg; break;
+            case 'p':
+                if (!*optarg)
+                    return usage_error("--prompt: empty text (give the prompt, or --prompt-file "
+                                       "FILE)%s%s", "", "");
+                o->prompt = optarg;
+                break;
             case 'c':
                 if (kvr_parse_i64(optarg, 1, (int64_t)1 << 26, &v, &e))
                     return usage_error("--context: %s%s", e.msg, "");
@@ -167,6 +207,8 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
     }
     if (optind < argc) return usage_error("unexpected argument '%s'%s", argv[optind], "");
     if (o->prompt && o->context) return usage_error("give --prompt or --context, not both%s%s", "", "");
+    if (o->prompt_file && (o->prompt || o->context))
+        return usage_error("give one of --prompt-file, --prompt and --context%s%s", "", "");
     if (!mode_set) o->mode = (o->ranks > 1 || o->transport == KVR_TRANSPORT_MPI) ? KVR_MODE_KVR : KVR_MODE_SINGLE;
     if (o->partition && o->mode != KVR_MODE_KVR)
         return usage_error("--partition applies to --mode kvr, not %s%s", kvr_mode_name(o->mode), "");
@@ -185,7 +227,7 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
     if (o->auto_partition && !o->db && !o->predictor)
         return usage_error("--partition auto needs a predictor: --predictor FILE or --db PATH "
                            "(no ./kvr.db here)%s%s", "", "");
-    return 0;
+    return check_outputs(o);
 }
 
 /* Print a token's text as a JSON/terminal-safe string (escapes quotes, control bytes). */
@@ -307,6 +349,7 @@ int main(int argc, char **argv) {
     bool abort_job = true;
     kvr_model *model = NULL;
     int32_t *ids = NULL;
+    char *prompt_buf = NULL; /* --prompt-file */
 
     char defpath[1024];
     if (!o.model) {
@@ -315,6 +358,25 @@ int main(int argc, char **argv) {
             goto done;
         }
         o.model = defpath;
+        if (check_outputs(&o)) { /* the default model is an input too */
+            exit_code = 2;
+            abort_job = false;
+            goto done;
+        }
+    }
+    size_t prompt_len = 0;
+    if (o.prompt_file) { /* read before the model: a bad file fails fast */
+        if (kvr_read_file(o.prompt_file, KVR_RUN_MAX_PROMPT_BYTES, &prompt_buf, &prompt_len,
+                          &err) != KVR_OK) {
+            fprintf(stderr, "kvr-run: --prompt-file %s\n", err.msg);
+            goto done;
+        }
+        if (prompt_len == 0) {
+            fprintf(stderr, "kvr-run: --prompt-file %s: empty file\n", o.prompt_file);
+            exit_code = 2;
+            abort_job = false;
+            goto done;
+        }
     }
     kvr_model_load_params lp = kvr_model_load_params_default();
     lp.seed = o.seed;
@@ -329,17 +391,26 @@ int main(int argc, char **argv) {
     const kvr_tokenizer *tok = kvr_model_get_tokenizer(model);
 
     int64_t n_ids = 0;
-    if (o.prompt) {
+    if (o.prompt || o.prompt_file) {
+        const char *what = o.prompt ? "--prompt" : "--prompt-file";
         if (!tok) {
-            fprintf(stderr, "kvr-run: --prompt: model %s has no tokenizer; use --context N\n",
+            fprintf(stderr, "kvr-run: %s: model %s has no tokenizer; use --context N\n", what,
                     o.model);
             goto done;
         }
-        if (kvr_tokenizer_encode(tok, o.prompt, strlen(o.prompt), false, o.special, &ids, &n_ids,
-                                 &err) != KVR_OK) {
-            fprintf(stderr, "kvr-run: --prompt: %s\n", err.msg);
+        const size_t len = o.prompt ? strlen(o.prompt) : prompt_len;
+        const double t_tok = kvr_time_us();
+        const bool long_prompt = len >= KVR_RUN_LONG_PROMPT_BYTES && printer;
+        if (long_prompt)
+            fprintf(stderr, "# kvr-run: tokenizing %zu bytes of prompt ...\n", len);
+        if (kvr_tokenizer_encode(tok, o.prompt ? o.prompt : prompt_buf, len, false, o.special,
+                                 &ids, &n_ids, &err) != KVR_OK) {
+            fprintf(stderr, "kvr-run: %s: %s\n", what, err.msg);
             goto done;
         }
+        if (long_prompt)
+            fprintf(stderr, "# kvr-run: %lld tokens in %.1f s\n", (long long)n_ids,
+                    (kvr_time_us() - t_tok) * 1e-6);
     } else {
         n_ids = o.context ? o.context : 512;
         ids = malloc((size_t)n_ids * sizeof *ids);
@@ -354,7 +425,8 @@ int main(int argc, char **argv) {
         }
     }
     if (n_ids == 0) {
-        fprintf(stderr, "kvr-run: --prompt: the prompt encodes to 0 tokens\n");
+        fprintf(stderr, "kvr-run: %s: the prompt encodes to 0 tokens\n",
+                o.prompt_file ? "--prompt-file" : "--prompt");
         goto done;
     }
 
@@ -393,6 +465,29 @@ int main(int argc, char **argv) {
     sp.model_record = &rs.mrec;
     sp.model_id = rs.model_id;
     sp.device_id = rs.device_id;
+    if (printer && n_ids >= KVR_RUN_LONG_CONTEXT)
+        fprintf(stderr, "# kvr-run: prefill of %lld tokens on %d rank(s), mode %s ...\n",
+                (long long)n_ids, o.ranks, kvr_mode_name(o.mode));
+    { /* the memory the run needs, before it allocates: refuse what the machine cannot hold */
+        kvr_session_memory mem;
+        /* KVR_MEM_AVAILABLE=BYTES stands in for /proc/meminfo (tests/cli/test_kvr_run.sh) */
+        const char *fake = getenv("KVR_MEM_AVAILABLE");
+        const int64_t avail = fake && *fake ? strtoll(fake, NULL, 10) : kvr_mem_available_bytes();
+        if (kvr_session_memory_estimate(&sp, n_ids, &mem, NULL) == KVR_OK && avail >= 0) {
+            const double need = mem.workspaces + mem.kv_cache, gib = 1024.0 * 1024 * 1024;
+            if (need > (double)avail) {
+                fprintf(stderr,
+                        "kvr-run: %s: %lld tokens on %d rank(s) here need about %.2f GiB "
+                        "(workspaces %.2f GiB, KV cache %.2f GiB; the weights, %.2f GiB, are "
+                        "loaded) but %.2f GiB are available (MemAvailable, /proc/meminfo); "
+                        "use fewer tokens or more machines, or --force to try anyway\n",
+                        o.force ? "warning" : "not enough memory", (long long)n_ids,
+                        mem.n_ranks_here, need / gib, mem.workspaces / gib, mem.kv_cache / gib,
+                        mem.weights / gib, (double)avail / gib);
+                if (!o.force) goto done;
+            }
+        }
+    }
     if (kvr_session_run(&sp, ids, n_ids, &res, &err) != KVR_OK) {
         switch (res.stage) {
             case KVR_SESSION_STAGE_INPUT: /* a usage error, on every rank */
@@ -413,13 +508,12 @@ int main(int argc, char **argv) {
     int rc_out = 0;
     if (o.dump_logits && holds_last) {
         const kvr_prefill_result *lr = &res.runs[res.n_runs - 1];
-        FILE *f = fopen(o.dump_logits, "wb");
-        if (!f || fwrite(lr->logits, sizeof(float), (size_t)cfg->vocab_size, f) !=
-                      (size_t)cfg->vocab_size) {
-            fprintf(stderr, "kvr-run: --dump-logits %s: cannot write\n", o.dump_logits);
+        /* a temporary beside it, renamed into place: an interrupted write leaves no half file */
+        if (kvr_write_file_atomic(o.dump_logits, lr->logits,
+                                  (size_t)cfg->vocab_size * sizeof(float), &err) != KVR_OK) {
+            fprintf(stderr, "kvr-run: --dump-logits %s: %s\n", o.dump_logits, err.msg);
             rc_out = 1;
         }
-        if (f && fclose(f) != 0) rc_out = 1;
     }
 
     char pstr[4096]; /* fits: at most KVR_MAX_RANKS chunks of a prompt's token count each */
@@ -433,22 +527,19 @@ int main(int argc, char **argv) {
     char piece[256] = "";
     if (tok) kvr_tokenizer_decode_token(tok, r->first_token, piece, sizeof piece);
     if (printer && o.json) {
-        printf("{\"model\":\"");
-        print_escaped(stdout, cfg->name);
-        printf("\",\"mode\":\"%s\",\"ranks\":%d,\"threads\":%d,\"transport\":\"%s\","
+        printf("{\"model\":"); /* strings: valid JSON and UTF-8 whatever the bytes */
+        kvr_json_write_str(stdout, cfg->name);
+        printf(",\"mode\":\"%s\",\"ranks\":%d,\"threads\":%d,\"transport\":\"%s\","
                "\"context\":%lld,\"partition\":[",
                kvr_mode_name(o.mode), o.ranks, o.threads, kvr_comm_transport_name(o.transport),
                (long long)n_ids);
         for (int32_t i = 0; i < r->n_ranks; i++)
             printf("%s%lld", i ? "," : "", (long long)r->partition[i]);
         printf("],\"first_token\":%d,\"first_token_text\":", r->first_token);
-        if (tok) {
-            printf("\"");
-            print_escaped(stdout, piece);
-            printf("\"");
-        } else {
+        if (tok)
+            kvr_json_write_str(stdout, piece); /* a piece may be part of a UTF-8 character */
+        else
             printf("null");
-        }
         printf(",\"ttft_ms\":%.3f,\"repeat\":%d,\"ttft_ms_min\":%.3f,\"ttft_ms_max\":%.3f,"
                "\"load_ms\":%.1f,\"per_rank\":[",
                r->ttft_ms, o.repeat, res.ttft_min_ms, res.ttft_max_ms, load_ms);
@@ -481,9 +572,7 @@ int main(int argc, char **argv) {
         if (predicted_ms >= 0 && res.cost_model_fit_id) printf("%lld", (long long)res.cost_model_fit_id); else printf("null");
         printf(",\"db\":");
         if (rs.db) {
-            printf("\"");
-            print_escaped(stdout, o.db);
-            printf("\"");
+            kvr_json_write_str(stdout, o.db);
         } else {
             printf("null");
         }
@@ -545,6 +634,7 @@ int main(int argc, char **argv) {
     abort_job = false;
 
 done:
+    free(prompt_buf);
     kvr_session_result_free(&res);
     kvr_db_close(rs.db);
     free(ids);

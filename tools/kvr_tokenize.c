@@ -31,6 +31,7 @@ static void usage(FILE *f) {
             "  -b, --bos          prepend the BOS token\n"
             "  -d, --decode       print each token's piece (a quoted, escaped string) instead of ids\n"
             "  -f, --file PATH    encode the bytes of PATH ('-' = stdin) as one more TEXT\n"
+            "      --prompt-file PATH  the same (kvr-run's name for it)\n"
             "  -h, --help         this help\n"
             "Prints one line per TEXT: space-separated ids, or the pieces with --decode.\n");
 }
@@ -112,17 +113,24 @@ int main(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"special", no_argument, 0, 's'},
         {"bos", no_argument, 0, 'b'},         {"decode", no_argument, 0, 'd'},
         {"file", required_argument, 0, 'f'},  {"help", no_argument, 0, 'h'},
+        {"prompt-file", required_argument, 0, 'f'},
         {0, 0, 0, 0}};
     kvr_tokenize_opts o = {0};
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":m:sbdf:h", lo, NULL)) != -1) {
         switch (ch) {
-            case 'm': o.model = optarg; break;
+            case 'm':
+                if (!*optarg) return usage_error("--model: empty path", "");
+                o.model = optarg;
+                break;
             case 's': o.special = true; break;
             case 'b': o.bos = true; break;
             case 'd': o.decode = true; break;
-            case 'f': o.file = optarg; break;
+            case 'f':
+                if (!*optarg) return usage_error("--file: empty path", "");
+                o.file = optarg;
+                break;
             case 'h': usage(stdout); return 0;
             case ':': return usage_error("option needs a value: ", argv[optind - 1]);
             default: return usage_error("unknown option: ", argv[optind - 1]);
@@ -131,10 +139,18 @@ int main(int argc, char **argv) {
     if (optind >= argc && !o.file) return usage_error("give at least one TEXT or --file", "");
 
     kvr_error err;
+    size_t file_len = 0;
+    char *file_text = NULL;
+    if (o.file && kvr_read_file(o.file, 0, &file_text, &file_len, &err) != KVR_OK) {
+        /* before the model: a bad file fails fast, with the OS reason */
+        fprintf(stderr, "kvr-tokenize: --file %s\n", err.msg);
+        return 1;
+    }
     char defpath[4096];
     if (!o.model) {
         if (kvr_model_default_path(defpath, sizeof defpath, &err) != KVR_OK) {
             fprintf(stderr, "kvr-tokenize: %s\n", err.msg);
+            free(file_text);
             return 1;
         }
         o.model = defpath;
@@ -144,27 +160,20 @@ int main(int argc, char **argv) {
     kvr_model *model = NULL;
     if (kvr_model_load(o.model, &lp, &model, &err) != KVR_OK) {
         fprintf(stderr, "kvr-tokenize: --model %s: %s\n", o.model, err.msg);
+        free(file_text);
         return 1;
     }
     const kvr_tokenizer *tok = kvr_model_get_tokenizer(model);
     if (!tok) {
         fprintf(stderr, "kvr-tokenize: --model %s has no (supported) tokenizer\n", o.model);
         kvr_model_destroy(model);
+        free(file_text);
         return 1;
     }
     int rc = 0;
     for (int i = optind; i < argc && rc == 0; i++) rc = encode_one(tok, &o, argv[i], strlen(argv[i]));
-    if (rc == 0 && o.file) {
-        size_t len = 0;
-        char *text = NULL;
-        if (kvr_read_file(o.file, 0, &text, &len, NULL) != KVR_OK) {
-            fprintf(stderr, "kvr-tokenize: --file %s: cannot read\n", o.file);
-            rc = 1;
-        } else {
-            rc = encode_one(tok, &o, text, len);
-            free(text);
-        }
-    }
+    if (rc == 0 && o.file) rc = encode_one(tok, &o, file_text, file_len);
+    free(file_text);
     kvr_model_destroy(model);
     return rc;
 }

@@ -51,5 +51,45 @@ check table 0 "^kvr +2 +64 +32,32" -- "$BIN" --model tiny --context 64 --ranks 2
 check bad_backend 2 "--backend: unknown backend 'tpu' \(cpu, cuda\)" -- "$BIN" --model tiny --context 8 --backend tpu
 check cuda 1 "--backend cuda: not available: this kvr was built without the CUDA backend" -- "$BIN" --model tiny --context 8 --backend cuda
 check backend_cpu 0 "^kvr +2 +64 +32,32" -- "$BIN" --model tiny --context 64 --ranks 2 --backend cpu
+# issue 17: bad command lines exit 2; outputs never overwrite inputs; the memory a run needs
+# is estimated first; long prompts come from a file or standard input
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+check context_space 2 "--context: ' 12' is not an integer" -- "$BIN" --model tiny --context " 12"
+check prompt_empty 2 "--prompt: empty text" -- "$BIN" --model tiny --prompt ''
+check model_empty 2 "--model: empty path" -- "$BIN" --model '' --context 8
+check prompt_file_and_prompt 2 "give one of --prompt-file, --prompt and --context" -- "$BIN" --prompt-file x --prompt hi
+check prompt_file_missing 1 "--prompt-file $tmp/none.txt: No such file" -- "$BIN" --model tiny --prompt-file "$tmp/none.txt"
+check prompt_file_dir 1 "--prompt-file $tmp: is a directory" -- "$BIN" --model tiny --prompt-file "$tmp"
+: >"$tmp/empty.txt"
+check prompt_file_empty 2 "--prompt-file .*empty.txt: empty file" -- "$BIN" --model tiny --prompt-file "$tmp/empty.txt"
+"$BIN" --model tiny --context 8 --db "$tmp/d.db" >/dev/null 2>&1; cp "$tmp/d.db" "$tmp/d.orig"
+check dump_same_db 2 "--dump-logits .*d.db is the same file as --db .*d.db: refusing to overwrite an input" -- "$BIN" --model tiny --context 8 --db "$tmp/d.db" --dump-logits "$tmp/d.db"
+check dump_same_db_intact 0 "^ok$" -- sqlite3 "$tmp/d.db" "pragma integrity_check"
+check dump_same_db_bytes 0 "" -- cmp "$tmp/d.db" "$tmp/d.orig"
+check dump_atomic 0 "" -- "$BIN" --model tiny --context 8 --no-db --dump-logits "$tmp/l.bin"
+check dump_no_temp_left 0 "^l.bin$" -- bash -c "ls -A '$tmp' | grep 'l.bin'"
+check memory_refused 1 "not enough memory: 100000 tokens on 2 rank\(s\) here need about [0-9.]+ GiB \(workspaces [0-9.]+ GiB, KV cache [0-9.]+ GiB; the weights, [0-9.]+ GiB, are loaded\) but 0.00 GiB are available .*--force" -- env KVR_MEM_AVAILABLE=1000000 "$BIN" --model tiny --context 100000 --ranks 2 --no-db
+check memory_forced 0 "^kvr +2 +1000 " -- env KVR_MEM_AVAILABLE=1000 "$BIN" --model tiny --context 1000 --ranks 2 --no-db --force
+check prefill_progress 1 "^# kvr-run: prefill of 16384 tokens on 1 rank\(s\), mode single" -- env KVR_MEM_AVAILABLE=1 "$BIN" --model tiny --context 16384 --no-db
+# kvr-tokenize reads the same files: the OS reason, a directory, --prompt-file as kvr-run names it
+TOK="$1/kvr-tokenize"
+check tokenize_file_missing 1 "--file $tmp/none.txt: No such file or directory" -- "$TOK" --file "$tmp/none.txt"
+check tokenize_file_dir 1 "--file $tmp: is a directory" -- "$TOK" --prompt-file "$tmp"
+check tokenize_model_empty 2 "--model: empty path" -- "$TOK" --model '' hi
+MODEL=$(cd "$1/../.." && pwd)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$MODEL" ]; then
+  sz=$(stat -L -c %s "$MODEL"); ln -s "$MODEL" "$tmp/link.gguf"
+  check dump_same_model 2 "--dump-logits .*link.gguf is the same file as --model" -- "$BIN" --no-db --model "$MODEL" --context 8 --dump-logits "$tmp/link.gguf"
+  check dump_same_model_intact 0 "^$sz$" -- stat -L -c %s "$MODEL"
+  printf 'The capital of France is' >"$tmp/p.txt"
+  check prompt_file 0 '"context":5,.*"first_token_text":" Paris"' -- "$BIN" --no-db --model "$MODEL" --prompt-file "$tmp/p.txt" --json
+  check prompt_stdin 0 '"context":5,.*"first_token_text":" Paris"' -- bash -c "'$BIN' --no-db --model '$MODEL' --prompt-file - --json <'$tmp/p.txt'"
+  python3 -c "import sys; open(sys.argv[1],'w').write('word ' * 14000)" "$tmp/long.txt"
+  check tokenize_prompt_file 0 "^504 3575 282 4649 314$" -- "$TOK" --model "$MODEL" --prompt-file "$tmp/p.txt"
+  # the notice comes before tokenizing; the (fake) memory limit then stops the run
+  check prompt_long_progress 1 "^# kvr-run: tokenizing 70000 bytes of prompt" -- env KVR_MEM_AVAILABLE=1 "$BIN" --no-db --model "$MODEL" --prompt-file "$tmp/long.txt"
+else
+  echo "skip: $MODEL not fetched (scripts/fetch-model): the real-model checks"
+fi
 echo "kvr-run cli: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
