@@ -212,6 +212,12 @@ static int parse_opts(int argc, char **argv, kvr_fit_opts *o) {
     if (!o->kvrp && (ctx_set || g_set || o->no_densify))
         return usage_error("--context, --granularity and --no-densify need --kvrp");
     if (o->predictor && !o->export_path) return usage_error("--predictor needs --export");
+    if (o->export_path) { /* never overwrite an input (issue 17): the store, the cost file */
+        const kvr_path_role in[] = {{"--db", o->db}, {"--costs", o->costs_path}};
+        kvr_error e;
+        if (kvr_output_check("--export", o->export_path, in, 2, &e) != KVR_OK)
+            return usage_error("%s", e.msg);
+    }
     if (o->predictor && (o->kvrp || ranks_set))
         return usage_error("--predictor exports one stored predictor: drop --kvrp and --ranks");
     if (o->show && (o->run_set && !o->kvrp) && o->dry_run)
@@ -592,12 +598,9 @@ static int do_show(kvr_db *db, const kvr_fit_opts *o, bool *printed_json) {
 }
 
 static int write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return fail("--export %s: %s", path, strerror(errno));
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n;
-    if (fclose(f) != 0) ok = false;
-    if (!ok) return fail("--export %s: cannot write (%s)", path, strerror(errno));
+    kvr_error e; /* a temporary beside it, renamed into place: never half a file */
+    if (kvr_write_file_atomic(path, text, strlen(text), &e) != KVR_OK)
+        return fail("--export %s: %s", path, e.msg);
     return 0;
 }
 

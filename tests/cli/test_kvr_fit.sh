@@ -90,6 +90,9 @@ check export 0 "predictor file .*p2.json written" -- "$F" --db "$DB" --export "$
 check export_json_file 0 '"schema":[[:space:]]*"kvr-predictor/1"' -- cat "$tmp/p2.json"
 check export_has_costs 0 '"kvr_fit":' -- cat "$tmp/p2.json"
 check export_missing 1 "no 5-rank predictor" -- "$F" --db "$DB" --export "$tmp/p5.json" --ranks 5
+cp "$DB" "$tmp/same.db"; cp "$DB" "$tmp/same.orig"
+check export_same_db 2 "--export .*same.db is the same file as --db .*same.db: refusing to overwrite an input" -- "$F" --db "$tmp/same.db" --export "$tmp/same.db" --ranks 2
+check export_same_db_bytes 0 "" -- cmp "$tmp/same.db" "$tmp/same.orig"
 check export_bad_path 1 "--export /nonexistent/x.json" -- "$F" --db "$DB" --export /nonexistent/x.json --ranks 2
 check kvr_db_fits 0 "costs" -- "$D" --db "$DB" fits
 
