@@ -238,20 +238,6 @@ static int parse_opts(int argc, char **argv, kvr_fit_opts *o) {
 // ----------------------------------------------------------------------------
 // output helpers
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void json_num(FILE *f, double v, const char *fmt) {
     if (isfinite(v))
         fprintf(f, fmt, v);
@@ -293,9 +279,9 @@ static void print_fit_row(const char *target, const char *form, int64_t n,
 static void json_fit(FILE *o, const char *target, const char *form, int64_t n,
                      const kvr_predict_fit *f) {
     fprintf(o, "{\"target\":");
-    json_str(o, target);
+    kvr_json_write_str(o, target);
     fprintf(o, ",\"form\":");
-    json_str(o, form);
+    kvr_json_write_str(o, form);
     fprintf(o, ",\"n_samples\":%lld,\"r2\":", (long long)n);
     json_num(o, f->lsq.r2, "%.9g");
     fprintf(o, ",\"mape_in\":");
@@ -340,12 +326,12 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
 
     if (o->json) {
         printf("{\"db\":");
-        json_str(stdout, kvr_db_path(db));
+        kvr_json_write_str(stdout, kvr_db_path(db));
         printf(",\"run_id\":%lld,\"link_run_id\":%lld,\"model\":", (long long)rf->run_id,
                (long long)rf->link_run_id);
-        json_str(stdout, rf->model);
+        kvr_json_write_str(stdout, rf->model);
         printf(",\"device\":");
-        json_str(stdout, rf->device);
+        kvr_json_write_str(stdout, rf->device);
         printf(",\"n_threads\":%d,\"stored\":%s,\"costs_fit_id\":", rf->n_threads,
                o->dry_run ? "false" : "true");
         if (o->dry_run)
@@ -448,7 +434,7 @@ static void print_kvrp(const kvr_fit_opts *o, const kvr_predict_kvrp_result *kr,
         else
             printf("null");
         printf(",\"links\":");
-        json_str(stdout, links);
+        kvr_json_write_str(stdout, links);
         printf(",\"predictors\":[");
         for (int i = 0; i < n; i++) {
             const kvr_predict_kvrp_rank *r = &res[i];
@@ -525,9 +511,9 @@ static int do_show(kvr_db *db, const kvr_fit_opts *o, bool *printed_json) {
             const kvr_db_fit *f = &fits[i];
             printf("%s{\"id\":%lld,\"run_id\":%lld,\"target\":", i ? "," : "", (long long)f->id,
                    (long long)f->run_id);
-            json_str(stdout, f->target);
+            kvr_json_write_str(stdout, f->target);
             printf(",\"form\":");
-            json_str(stdout, f->form);
+            kvr_json_write_str(stdout, f->form);
             printf(",\"n_samples\":%lld,\"r2\":", (long long)f->n_samples);
             json_num(stdout, f->r2, "%.9g");
             printf(",\"mape_in\":");
@@ -537,7 +523,7 @@ static int do_show(kvr_db *db, const kvr_fit_opts *o, bool *printed_json) {
             printf(",\"max_err_cv\":");
             json_num(stdout, f->max_err_cv >= 0 ? f->max_err_cv : NAN, "%.9g");
             printf(",\"ts_utc\":");
-            json_str(stdout, f->ts_utc);
+            kvr_json_write_str(stdout, f->ts_utc);
             printf("}");
         }
         printf("],\"stored_predictors\":[");
@@ -548,9 +534,9 @@ static int do_show(kvr_db *db, const kvr_fit_opts *o, bool *printed_json) {
             printf("%s{\"id\":%lld,\"table_id\":%lld,\"run_id\":%lld,\"ranks\":%d,\"form\":",
                    k++ ? "," : "", (long long)p->id, (long long)p->table_id,
                    (long long)p->run_id, p->n_ranks);
-            json_str(stdout, p->form);
+            kvr_json_write_str(stdout, p->form);
             printf(",\"links\":");
-            json_str(stdout, p->links);
+            kvr_json_write_str(stdout, p->links);
             printf(",\"gap_mean\":");
             json_num(stdout, p->gap_mean, "%.9g");
             printf(",\"gap_max\":");
@@ -558,7 +544,7 @@ static int do_show(kvr_db *db, const kvr_fit_opts *o, bool *printed_json) {
             printf(",\"err_band\":");
             json_num(stdout, p->err_band, "%.9g");
             printf(",\"ts_utc\":");
-            json_str(stdout, p->ts_utc);
+            kvr_json_write_str(stdout, p->ts_utc);
             printf("}");
         }
         printf("]");
@@ -622,7 +608,7 @@ static int do_export(kvr_db *db, const kvr_fit_opts *o, const kvr_predict_kvrp_r
     if (rc) return rc;
     if (o->json) {
         printf("%s\"export\":", *printed_json ? "," : "{");
-        json_str(stdout, o->export_path);
+        kvr_json_write_str(stdout, o->export_path);
         *printed_json = true;
     } else {
         printf("# predictor file %s written (kvr-run --partition auto --predictor %s)\n",

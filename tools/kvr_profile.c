@@ -328,20 +328,6 @@ static void on_point(void *user, const char *label, const kvr_timing_stats *st, 
 // ----------------------------------------------------------------------------
 // summary
 
-static void print_json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void print_num(FILE *f, double v) {
     if (isfinite(v))
         fprintf(f, "%.6g", v);
@@ -430,11 +416,11 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
     const int64_t measured = lr->n_measured + xr->n_measured, skipped = lr->n_skipped + xr->n_skipped;
     if (json) {
         printf("{\"run_id\":%lld,\"status\":\"%s\",\"db\":", (long long)run->id, status);
-        print_json_str(stdout, kvr_db_path(db));
+        kvr_json_write_str(stdout, kvr_db_path(db));
         printf(",\"model\":");
-        print_json_str(stdout, mrec->name);
+        kvr_json_write_str(stdout, mrec->name);
         printf(",\"n_layers\":%d,\"grid\":", mrec->n_layers);
-        print_json_str(stdout, run->grid);
+        kvr_json_write_str(stdout, run->grid);
         printf(",\"points\":%lld,\"measured\":%lld,\"skipped\":%lld,\"elapsed_s\":%.3f,"
                "\"layer_samples\":%lld,\"transfer_samples\":%lld,\"timer_overhead_us\":",
                (long long)points, (long long)measured, (long long)skipped, elapsed_s,
