@@ -179,6 +179,14 @@ KVR_API kvr_status kvr_partition_format(const int64_t *part, int32_t n_ranks, ch
  * allocation, O(p) for any p >= 1. KVR_ERR_INVALID_ARG when g < 1, p < 1 or C < p x g. */
 KVR_API kvr_status kvr_partition_round(const double *units, int32_t n_ranks, int64_t n_tokens,
                                        int64_t g, int64_t *out, kvr_error *err);
+/* The other rounding, one boundary at a time, for callers with no room for every chunk's
+ * remainder (KVR-P beyond its stack scratch) or with boundaries as targets (the search's
+ * balanced start): boundary i (the end of chunk i, 0 <= i < p - 1) of n units split p ways,
+ * the nearest unit to the target units, clamped so that chunk i keeps at least one unit after
+ * the previous boundary prev and every later chunk one unit; a non-finite or out-of-range
+ * target falls back to the even boundary n (i + 1) / p. */
+KVR_API int64_t kvr_partition_round_bound(double units, int32_t i, int32_t n_ranks, int64_t prev,
+                                          int64_t n_units);
 
 // ----------------------------------------------------------------------------
 // logging: library code never prints; it calls the hook (default: stderr for WARN/ERROR)

@@ -85,6 +85,16 @@ kvr_status kvr_partition_format(const int64_t *part, int32_t p, char *buf, size_
     return KVR_OK;
 }
 
+int64_t kvr_partition_round_bound(double units, int32_t i, int32_t p, int64_t prev,
+                                  int64_t n_units) {
+    int64_t b = isfinite(units) && units < 9e18 && units > -9e18 ? (int64_t)llround(units)
+                                                                  : (n_units * (i + 1)) / p;
+    int64_t lo = prev + 1, hi = n_units - (p - 1 - i);
+    if (b < lo) b = lo;
+    if (b > hi) b = hi;
+    return b;
+}
+
 #define PARTITION_HIST_BINS 64 /* remainder histogram of the rounding (p > 16) */
 
 /* Bucket of a remainder v in [0, 1) (<= 0 and >= 1 clamp to the end buckets). */

@@ -158,14 +158,7 @@ void predict_kvrp_entry_predict(const predict_kvrp_entry *e, int64_t C, int64_t 
         }
         /* many ranks: round the boundaries (no scratch space for the chunk remainders) */
         if (i + 1 == p) break;
-        double uu = f * units_per_frac;
-        int64_t B = isfinite(uu) && uu < 9e18 && uu > -9e18 ? (int64_t)llround(uu)
-                                                            : (n_units * (i + 1)) / p;
-        int64_t lo = prev + 1, hi = n_units - (p - 1 - i);
-        if (B < lo) B = lo;
-        if (B > hi) B = hi;
-        chunks[i] = B;
-        prev = B;
+        chunks[i] = prev = kvr_partition_round_bound(f * units_per_frac, i, p, prev, n_units);
     }
     if (!tgt) {
         /* boundaries (units) -> chunks (tokens); the remainder stays on the last chunk */

@@ -432,11 +432,7 @@ static void srch_start_even(int p, int64_t n, int64_t *u) {
 static void srch_round_bounds(int p, int64_t n, int64_t g, const double *bnd, int64_t *u) {
     int64_t prev = 0;
     for (int i = 0; i + 1 < p; i++) {
-        double x = bnd[i] / (double)g;
-        int64_t b = (int64_t)llround(x);
-        int64_t lo = prev + 1, hi = n - (p - 1 - i);
-        if (b < lo) b = lo;
-        if (b > hi) b = hi;
+        int64_t b = kvr_partition_round_bound(bnd[i] / (double)g, i, p, prev, n);
         u[i] = b - prev;
         prev = b;
     }

@@ -192,6 +192,13 @@ static void test_partition_round(void) {
         sum += out[i];
     }
     KVR_CHECK_EQ_INT(sum, 16008);
+    /* one boundary at a time: nearest unit, clamped to leave every chunk a unit */
+    KVR_CHECK_EQ_INT(kvr_partition_round_bound(3.5, 0, 3, 0, 10), 4); /* half away from 0 */
+    KVR_CHECK_EQ_INT(kvr_partition_round_bound(3.4, 0, 3, 0, 10), 3);
+    KVR_CHECK_EQ_INT(kvr_partition_round_bound(0.2, 0, 3, 0, 10), 1);  /* chunk 0 >= 1 */
+    KVR_CHECK_EQ_INT(kvr_partition_round_bound(9.8, 1, 3, 4, 10), 9);  /* chunk 2 >= 1 */
+    KVR_CHECK_EQ_INT(kvr_partition_round_bound(4.2, 1, 3, 4, 10), 5);  /* chunk 1 >= 1 */
+    KVR_CHECK_EQ_INT(kvr_partition_round_bound(NAN, 1, 3, 0, 10), 6);  /* even: 10 x 2 / 3 */
     KVR_CHECK(kvr_partition_round(a, 3, 29, 10, out, &e) == KVR_ERR_INVALID_ARG);
     KVR_CHECK(strcmp(e.msg, "context 29 is smaller than ranks x granularity (3 x 10)") == 0);
     KVR_CHECK(kvr_partition_round(a, 3, 100, 0, out, &e) == KVR_ERR_INVALID_ARG);
