@@ -155,6 +155,11 @@ KVR_API kvr_status kvr_profile_params_parse(const char *s, kvr_profile_params *o
 
 /* This machine's CPU as a device: model name, logical CPUs, memory, max clock, host, BLAS. */
 KVR_API void kvr_profile_device_cpu(kvr_db_device *out);
+/* The device backend be runs on: the CPU (kvr_profile_device_cpu) for a host backend (or NULL);
+ * for a device backend the GPU it uses (device 0, kvr_device.h): kind "cuda", its name, SMs,
+ * peak clock, memory, driver, CUDA runtime and NCCL versions, the host, and as blas the
+ * backend's library string (CUDA runtime, cuBLAS, FlashInfer). */
+KVR_API void kvr_profile_device(kvr_db_device *out, const kvr_backend *be);
 /* A model record: configuration, kv bytes per token (fp32), source, and a content hash of the
  * file (GGUF), the config + safetensors files (HF directory) or "preset:NAME:seed:layers". */
 KVR_API kvr_status kvr_profile_model_record(const kvr_model *m, const char *source,

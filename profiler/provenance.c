@@ -4,6 +4,7 @@
  * transport, BLAS, MPI library when transfers go over MPI). Linux /proc and /sys are read when
  * present; anything unknown stays empty or zero. */
 #define _XOPEN_SOURCE 700 /* realpath */
+#include "kvr_device.h"
 #include "kvr_profiler.h"
 
 #include <dirent.h>
@@ -69,6 +70,30 @@ void kvr_profile_device_cpu(kvr_db_device *d) {
         if (prof_cpuinfo("cpu MHz", mhz, sizeof mhz)) d->clock_mhz = atof(mhz);
     }
     prof_copy(d->blas, sizeof d->blas, kvr_backend_get_info(kvr_backend_at(0)).library);
+}
+
+void kvr_profile_device(kvr_db_device *d, const kvr_backend *be) {
+    kvr_profile_device_cpu(d);
+    if (!be || kvr_backend_mem_space(be) != KVR_MEM_DEVICE) return;
+    const kvr_backend_info bi = kvr_backend_get_info(be);
+    char host[sizeof d->host];
+    prof_copy(host, sizeof host, d->host);
+    memset(d, 0, sizeof *d);
+    prof_copy(d->kind, sizeof d->kind, "cuda");
+    prof_copy(d->host, sizeof d->host, host);
+    prof_copy(d->name, sizeof d->name, bi.device[0] ? bi.device : "unknown GPU");
+    prof_copy(d->blas, sizeof d->blas, bi.library);
+    kvr_device_props gp;
+    kvr_error e;
+    if (kvr_device_count() > 0 && kvr_device_props_get(0, &gp, &e) == KVR_OK) {
+        prof_copy(d->name, sizeof d->name, gp.name);
+        d->n_sms = gp.n_sms;
+        d->clock_mhz = gp.clock_mhz;
+        d->mem_bytes = gp.mem_bytes;
+        prof_copy(d->driver_version, sizeof d->driver_version, gp.driver_version);
+        prof_copy(d->cuda_version, sizeof d->cuda_version, gp.cuda_version);
+        prof_copy(d->nccl_version, sizeof d->nccl_version, gp.nccl_version);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -217,6 +242,8 @@ void kvr_profile_run_provenance(kvr_db_run *run, const kvr_db_device *dev,
               !p->comm ? "" : (p->transport == KVR_TRANSPORT_MPI ? "mpi" : "threads"));
     prof_copy(run->device_name, sizeof run->device_name, dev->name);
     prof_copy(run->blas, sizeof run->blas, dev->blas);
+    prof_copy(run->cuda_version, sizeof run->cuda_version, dev->cuda_version);
+    prof_copy(run->nccl_version, sizeof run->nccl_version, dev->nccl_version);
     run->mpi_version[0] = 0;
 #ifdef KVR_USE_MPI
     if (p->comm && p->transport == KVR_TRANSPORT_MPI) {

@@ -75,7 +75,7 @@ static kvr_status prun_resume_claim(const kvr_profile_run_params *p, kvr_profile
 static kvr_status prun_create(const kvr_profile_run_params *p, kvr_profile_run_info *info,
                               kvr_error *err) {
     kvr_db_device dev;
-    kvr_profile_device_cpu(&dev);
+    kvr_profile_device(&dev, p->backend);
     info->run = kvr_db_run_init("profile");
     info->params.backend = p->backend;
     kvr_profile_run_provenance(&info->run, &dev, &info->params);

@@ -4,6 +4,7 @@
  * comm_threads.c, comm_mpi.c and, with CUDA, cuda/comm_samedev.c and cuda/comm_nccl.c
  * (docs/transport.md). */
 #include "comm_internal.h"
+#include "kvr_device.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,16 @@ kvr_status comm_samedev_world_create(const kvr_comm_params *p, kvr_comm_world **
     return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
                          "the same-device transport is not available: this kvr was built "
                          "without CUDA (configure with nvcc on the PATH and -DKVR_CUDA=ON)");
+}
+#endif
+#ifndef KVR_HAVE_CUDART /* no CUDA: kvr_device.h sees no devices (cuda/device_props.c) */
+int32_t kvr_device_count(void) {
+    return 0;
+}
+kvr_status kvr_device_props_get(int32_t device, kvr_device_props *out, kvr_error *err) {
+    memset(out, 0, sizeof *out);
+    return kvr_error_set(err, KVR_ERR_UNSUPPORTED, "device %d: this kvr was built without CUDA",
+                         device);
 }
 #endif
 #ifndef KVR_USE_NCCL

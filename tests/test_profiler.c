@@ -6,6 +6,7 @@
  * request ends after the current point and a rerun finishes only the rest), transfers over
  * the threads transport (rows per pair and per chain link, nccl-tests bandwidth factors), and a
  * run's lifecycle through kvr_profile_run (create, interrupt, resume, refusals). */
+#include "kvr_device.h"
 #include "kvr_profiler.h"
 #include "kvr_search.h"
 #include "kvr_test.h"
@@ -335,6 +336,21 @@ static void test_provenance(void) {
     kvr_profile_device_cpu(&d);
     KVR_CHECK(strcmp(d.kind, "cpu") == 0 && d.name[0] && d.n_cores >= 1 && d.mem_bytes > 0);
     KVR_CHECK(strstr(d.blas, "OpenBLAS") != NULL);
+    /* the device of a host backend (or none) is the CPU; GPUs answer through kvr_device.h */
+    kvr_db_device h, n;
+    kvr_profile_device(&h, kvr_backend_at(0));
+    kvr_profile_device(&n, NULL);
+    KVR_CHECK(memcmp(&h, &d, sizeof d) == 0 && memcmp(&n, &d, sizeof d) == 0);
+    kvr_device_props gp;
+    kvr_error ge;
+    KVR_CHECK(kvr_device_count() >= 0);
+    KVR_CHECK(kvr_device_props_get(kvr_device_count(), &gp, &ge) != KVR_OK); /* past the end */
+    for (int32_t i = 0; i < kvr_device_count(); i++) {
+        KVR_CHECK_OK(kvr_device_props_get(i, &gp, &ge), &ge);
+        KVR_CHECK(gp.name[0] && gp.n_sms > 0 && gp.mem_bytes > 0 && gp.cuda_version[0]);
+        printf("  GPU %d: %s, %d SMs, %.0f MHz, driver %s, CUDA %s, NCCL %s\n", i, gp.name,
+               gp.n_sms, gp.clock_mhz, gp.driver_version, gp.cuda_version, gp.nccl_version);
+    }
     kvr_model_load_params lp = kvr_model_load_params_default();
     kvr_model *m = NULL;
     kvr_error err = {0};

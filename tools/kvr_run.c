@@ -277,8 +277,10 @@ static int store_open(const kvr_run_opts *o, const kvr_model *model, run_store *
         return 1;
     }
     if (rs->writable) {
-        kvr_db_device dev;
-        kvr_profile_device_cpu(&dev);
+        kvr_db_device dev; /* what the ops run on: the CPU, or the GPU of --backend cuda */
+        const kvr_backend *be = NULL;
+        kvr_error be_err;
+        kvr_profile_device(&dev, kvr_backend_get(o->backend, &be, &be_err) == KVR_OK ? be : NULL);
         if (kvr_db_model_put(rs->db, &rs->mrec, &rs->model_id, &err) != KVR_OK ||
             kvr_db_device_put(rs->db, &dev, &rs->device_id, &err) != KVR_OK) {
             fprintf(stderr, "kvr-run: --db %s: %s\n", o->db, err.msg);

@@ -1,0 +1,39 @@
+/* kvr_device.h -- the GPUs of this machine, for provenance: the profiler's device record and
+ * gpu-check's versions. Name, SMs, clocks, memory, compute capability, and the versions of the
+ * driver, the CUDA runtime linked in and NCCL. A build without CUDA sees no devices.
+ *
+ * Usage:   for (int32_t i = 0; i < kvr_device_count(); i++) {
+ *              kvr_device_props p;
+ *              if (kvr_device_props_get(i, &p, &err) == KVR_OK) printf("%s\n", p.name);
+ *          }
+ */
+#ifndef KVR_DEVICE_H
+#define KVR_DEVICE_H
+#include "kvr_common.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kvr_device_props {
+    char name[256];           /* "NVIDIA H100 80GB HBM3" (cudaDeviceProp.name) */
+    int32_t n_sms;            /* streaming multiprocessors */
+    int32_t cc_major, cc_minor; /* compute capability */
+    double clock_mhz;         /* peak SM clock */
+    double mem_clock_mhz;     /* peak memory clock */
+    int64_t mem_bytes;        /* device memory */
+    char driver_version[64];  /* the kernel module's ("580.65.06"), else the driver's CUDA
+                                 version ("CUDA 13.0") */
+    char cuda_version[32];    /* the CUDA runtime linked in: "13.0" */
+    char nccl_version[32];    /* "2.28.9"; "" when built without NCCL */
+} kvr_device_props;
+
+/* GPUs visible to this process; 0 without CUDA, a driver or a device. */
+KVR_API int32_t kvr_device_count(void);
+/* Properties of GPU device (0 <= device < kvr_device_count()).
+ * Errors: KVR_ERR_UNSUPPORTED (built without CUDA), KVR_ERR_CUDA (no such device). */
+KVR_API kvr_status kvr_device_props_get(int32_t device, kvr_device_props *out, kvr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVR_DEVICE_H */
