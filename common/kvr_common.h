@@ -1,6 +1,7 @@
 /* kvr_common.h -- the vocabulary every kvr module shares: status codes and error messages, the
- * rank limit and partitions, memory spaces, the logging hook, clocks, a progress bar and small
- * parsers.
+ * operations, modes and strategies and their names, memory spaces, the rank limit and
+ * partitions, the logging hook, clocks, a progress bar, small parsers, input files and growable
+ * text, output files and UTF-8. One section per idea below.
  *
  * Usage:   kvr_error err;
  *          if (kvr_something(..., &err) != KVR_OK) fprintf(stderr, "%s\n", err.msg);
@@ -251,9 +252,9 @@ KVR_API kvr_status kvr_parse_size_list(const char *s, int64_t lo, int64_t hi, in
 // input files, strings and text (text.c): the loaders that parse a whole file at once (cost
 // files, predictor files, CSV imports, prompts) read it with kvr_read_file, or kvr_read_stream
 // when they opened it themselves (standard input, their own open and directory messages); the
-// model loaders map theirs (kvr_file_map); the
-// writers that build text (exports, reports, JSON) append to a kvr_text, which stops at the
-// first failed allocation and reports it once, when the text is taken.
+// model loaders map theirs (kvr_file_map). The writers that build text (exports, reports, JSON)
+// append to a kvr_text, which stops at the first failed allocation and reports it once, when
+// the text is taken.
 
 /* Read f to its end into a malloc'd buffer with a NUL after the data (the data may hold NULs;
  * *len is its size without that NUL); f stays open. name labels the messages. At most
