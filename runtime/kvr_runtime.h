@@ -50,6 +50,11 @@ typedef struct kvr_prefill_params {
        same-device (ranks share GPU `device`) or nccl (rank i on GPU device + i) */
     kvr_transport transport;
     int32_t device;
+    /* optional: called by the last rank after each of its layers (layer = 1..n_layers), for a
+     * progress line on long prompts; it runs on that rank's thread inside the timed prefill, so
+     * it must be cheap (kvr_progress_update is) */
+    void (*progress)(void *user, int32_t layer, int32_t n_layers);
+    void *progress_user;
 } kvr_prefill_params;
 KVR_API kvr_prefill_params kvr_prefill_params_default(void);
 

@@ -57,6 +57,9 @@ typedef struct kvr_session_params {
     kvr_db *db;
     bool db_writable;
     const kvr_db_model *model_record; /* the model's record (content hash, layers); with db */
+    /* optional: kvr_prefill_params.progress for every run (the last rank, after each layer) */
+    void (*progress)(void *user, int32_t layer, int32_t n_layers);
+    void *progress_user;
     int64_t model_id, device_id;      /* their rows, recorded with the run (writable db) */
 } kvr_session_params;
 /* cpu, one rank, one thread, one run, the even split, no store, no predictor. */

@@ -16,7 +16,7 @@
 
 kvr_prefill_params kvr_prefill_params_default(void) {
     kvr_prefill_params p = {NULL, KVR_MODE_SINGLE, 1, NULL, 1, true, false,
-                            KVR_TRANSPORT_THREADS, 0};
+                            KVR_TRANSPORT_THREADS, 0, NULL, NULL};
     return p;
 }
 
@@ -152,6 +152,7 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
         if ((st = kvr_event_record(ev_b, err)) != KVR_OK) goto fail;
         if ((st = kvr_event_elapsed_us(ev_a, ev_b, &t, err)) != KVR_OK) goto fail;
         compute_us += t;
+        if (last && pp->progress) pp->progress(pp->progress_user, l + 1, L);
     }
     double ttft_us = 0;
     if (last) {

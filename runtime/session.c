@@ -266,6 +266,8 @@ static kvr_status session_prefill(const kvr_session_params *p, const int32_t *to
     pp.n_ranks = p->n_ranks;
     pp.n_threads = p->n_threads;
     pp.partition = partition;
+    pp.progress = p->progress;
+    pp.progress_user = p->progress_user;
     if (!p->comm) pp.transport = p->transport;
     for (int32_t i = 0; i < n; i++) {
         pp.keep_logits = p->keep_logits && i == n - 1;

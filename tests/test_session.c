@@ -239,8 +239,40 @@ static void test_memory_estimate(void) {
     kvr_model_destroy(m);
 }
 
+/* issue 17: the prefill reports the last rank's layers to a progress hook, every run */
+static int n_progress, last_layer_seen, bad_sequence;
+static void count_progress(void *user, int32_t layer, int32_t n_layers) {
+    (void)user;
+    if (layer != last_layer_seen % n_layers + 1) bad_sequence++;
+    last_layer_seen = layer;
+    n_progress++;
+}
+
+static void test_progress(void) {
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    kvr_model *m = NULL;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_model_load("tiny", &lp, &m, &e), &e);
+    if (!m) return;
+    int32_t *ids = ids_of(64);
+    kvr_session_params sp = kvr_session_params_default();
+    sp.model = m;
+    sp.mode = KVR_MODE_KVR;
+    sp.n_ranks = 2;
+    sp.repeat = 2;
+    sp.progress = count_progress;
+    kvr_session_result r;
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, 64, &r, &e), &e);
+    KVR_CHECK_EQ_INT(n_progress, 2 * kvr_model_get_config(m)->n_layers);
+    KVR_CHECK_EQ_INT(bad_sequence, 0);
+    kvr_session_result_free(&r);
+    free(ids);
+    kvr_model_destroy(m);
+}
+
 static const kvr_test_case cases[] = {
     {"session", test_session},
     {"memory_estimate", test_memory_estimate},
+    {"progress", test_progress},
 };
 KVR_TEST_MAIN(cases)

@@ -230,6 +230,19 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
     return check_outputs(o);
 }
 
+/* Progress of long prefills: the last rank's layers over every run (--repeat). */
+typedef struct run_progress {
+    kvr_progress bar;
+    int32_t run, last_layer;
+} run_progress;
+
+static void prefill_progress(void *user, int32_t layer, int32_t n_layers) {
+    run_progress *rp = user;
+    if (layer <= rp->last_layer) rp->run++;
+    rp->last_layer = layer;
+    kvr_progress_update(&rp->bar, (int64_t)rp->run * n_layers + layer);
+}
+
 /* Print a token's text as a JSON/terminal-safe string (escapes quotes, control bytes). */
 static void print_escaped(FILE *f, const char *s) {
     for (; *s; s++) {
@@ -470,6 +483,14 @@ int main(int argc, char **argv) {
     if (printer && n_ids >= KVR_RUN_LONG_CONTEXT)
         fprintf(stderr, "# kvr-run: prefill of %lld tokens on %d rank(s), mode %s ...\n",
                 (long long)n_ids, o.ranks, kvr_mode_name(o.mode));
+    run_progress prog; /* the rank holding the last chunk reports its layers */
+    memset(&prog, 0, sizeof prog);
+    if (holds_last && n_ids >= KVR_RUN_LONG_CONTEXT) {
+        kvr_progress_start(&prog.bar, stderr, "kvr-run: prefill, layers of the last rank",
+                           (int64_t)cfg->n_layers * o.repeat);
+        sp.progress = prefill_progress;
+        sp.progress_user = &prog;
+    }
     { /* the memory the run needs, before it allocates: refuse what the machine cannot hold */
         kvr_session_memory mem;
         /* KVR_MEM_AVAILABLE=BYTES stands in for /proc/meminfo (tests/cli/test_kvr_run.sh) */
