@@ -4,9 +4,12 @@
  * plus the chunk (GQA/MQA, query blocks, numerically stable softmax, optional per-row
  * log-sum-exp), SwiGLU, residuals, and the LM head on the last token. Buffers are host memory;
  * the weights are the model's own fp32 arena (borrowed); events read the host clock. This file
- * is the reference every other backend is compared with (tests/test_backend_ops.c).
+ * is the reference every other backend is compared with (tests/test_backend_ops.c). Its
+ * per-element formulas (exp, RMSNorm scale, RoPE rotation, SwiGLU) are kvr_math.h's, which the
+ * CUDA kernels share.
  * Compiled with -ffast-math: no code here relies on NaN/Inf semantics. */
 #include "backend_internal.h"
+#include "kvr_math.h"
 #include "runtime_internal.h"
 
 #include <cblas.h>
@@ -145,31 +148,11 @@ static float *cpu_v(cpu_ws *ws, int32_t layer) {
 // ----------------------------------------------------------------------------
 // elementwise helpers
 
-/* exp(x) for x in [-87, 88] to ~2e-7 relative, written so the compiler vectorizes it:
- * 2^t = 2^floor(t) * 2^frac(t), the fraction by a degree-6 minimax polynomial. */
-static inline float kvr_expf(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float t = x * 1.44269504088896341f;
-    float fi = floorf(t);
-    float f = t - fi;
-    float p = 1.535336188319500e-4f;
-    p = p * f + 1.339887440266574e-3f;
-    p = p * f + 9.618437357674640e-3f;
-    p = p * f + 5.550332471162809e-2f;
-    p = p * f + 2.402264791363012e-1f;
-    p = p * f + 6.931472028550421e-1f;
-    p = p * f + 1.0f;
-    int32_t bits = ((int32_t)fi + 127) << 23;
-    float s;
-    memcpy(&s, &bits, sizeof s);
-    return p * s;
-}
-
 /* y = x / sqrt(mean(x^2) + eps) * w for one row of n */
 static void kvr_rmsnorm_row(float *y, const float *x, const float *w, int64_t n, float eps) {
     float ss = 0;
     for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
-    const float r = 1.0f / sqrtf(ss / (float)n + eps);
+    const float r = kvr_rmsnorm_scale(ss, n, eps);
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * r * w[i];
 }
 
@@ -237,11 +220,8 @@ static void kvr_rope_rows(cpu_ws *ws, float *base, int64_t ld, int32_t n_heads) 
         const float *cs = ws->rope_cos + r * half, *sn = ws->rope_sin + r * half;
         for (int32_t h = 0; h < n_heads; h++) {
             float *v = base + r * ld + (int64_t)h * HS;
-            for (int64_t i = 0; i < half; i++) {
-                float a = v[2 * i], b = v[2 * i + 1];
-                v[2 * i] = a * cs[i] - b * sn[i];
-                v[2 * i + 1] = a * sn[i] + b * cs[i];
-            }
+            for (int64_t i = 0; i < half; i++)
+                kvr_rope_rotate(&v[2 * i], &v[2 * i + 1], cs[i], sn[i]);
         }
     }
 }
@@ -329,7 +309,7 @@ static kvr_status cpu_post(kvr_workspace *base, int32_t layer, kvr_error *err) {
     for (int64_t r = 0; r < c; r++) {
         const float *gt = ws->gu + r * 2 * FF, *up = gt + FF;
         float *a = ws->act + r * FF;
-        for (int64_t i = 0; i < FF; i++) a[i] = gt[i] / (1.0f + kvr_expf(-gt[i])) * up[i];
+        for (int64_t i = 0; i < FF; i++) a[i] = kvr_silu_mul(gt[i], up[i]);
     }
     kvr_gemm_nt(nt, c, D, FF, 1.0f, ws->act, FF, w->w_down, FF, 1.0f, ws->x, D);
     return KVR_OK;
