@@ -26,6 +26,7 @@ kvr_status kvr_backend_get(const char *name, const kvr_backend **out, kvr_error 
     *out = NULL;
     for (int32_t i = 0; i < KVR_N_BACKENDS; i++)
         if (strcmp(name, kvr_backends[i]->name) == 0) {
+            if (kvr_backends[i]->available) KVR_TRY(kvr_backends[i]->available(err));
             *out = kvr_backends[i];
             return KVR_OK;
         }

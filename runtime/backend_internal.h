@@ -10,6 +10,9 @@
 struct kvr_backend {
     const char *name;
     kvr_mem_space mem_space;
+    /* NULL, or whether this machine can run the backend (cuda: a device is present); checked
+     * by kvr_backend_get, whose error it returns */
+    kvr_status (*available)(kvr_error *err);
     kvr_backend_info (*info)(void);
     /* weights: a struct starting with kvr_weights (its be and m filled by the backend) */
     kvr_status (*weights_upload)(const kvr_backend *b, const kvr_model *m, kvr_weights **out,
@@ -62,10 +65,16 @@ struct kvr_event {
     bool recorded;
 };
 
+#ifdef __cplusplus
+extern "C" {
+#endif
 /* The CPU backend (backend_cpu.c). */
 extern const kvr_backend backend_cpu;
 #ifdef KVR_USE_CUDA
-extern const kvr_backend backend_cuda; /* runtime/cuda/ */
+extern const kvr_backend backend_cuda; /* runtime/cuda/backend_cuda.cu */
+#endif
+#ifdef __cplusplus
+}
 #endif
 
 #endif

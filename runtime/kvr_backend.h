@@ -48,10 +48,12 @@ typedef struct kvr_event kvr_event;         /* a point in a workspace's stream o
 
 /* The backend called name ("cpu", "cuda").
  * Errors: KVR_ERR_UNSUPPORTED for a known backend this build does not contain ("cuda" without
- * KVR_USE_CUDA: "not available: this kvr was built without the CUDA backend");
+ * KVR_USE_CUDA: "not available: this kvr was built without the CUDA backend"); KVR_ERR_CUDA for
+ * one built in that this machine cannot run ("no CUDA device: <the CUDA runtime's reason>");
  * KVR_ERR_INVALID_ARG for an unknown name (the message lists the known names). */
 KVR_API kvr_status kvr_backend_get(const char *name, const kvr_backend **out, kvr_error *err);
-/* The backends compiled into this build, in registration order (0 is "cpu"); NULL past the end. */
+/* The backends compiled into this build, in registration order (0 is "cpu"); NULL past the end.
+ * A backend listed here may still be unusable on this machine: kvr_backend_get says. */
 KVR_API const kvr_backend *kvr_backend_at(int32_t i);
 KVR_API int32_t kvr_backend_count(void);
 KVR_API const char *kvr_backend_name(const kvr_backend *b);
