@@ -364,7 +364,7 @@ kvr_status kvr_profile_params_format(const kvr_profile_params *p, char *buf, siz
                      p->timing.n_warmup, p->timing.min_iters, p->timing.max_iters,
                      p->timing.budget_s, p->timing.rel_tol, ops[0] ? ops : "none", p->n_threads,
                      p->comm ? 1 : 0, p->n_ranks,
-                     p->transport == KVR_TRANSPORT_MPI ? "mpi" : "threads", p->comm_compute ? 1 : 0,
+                     kvr_comm_transport_name(p->transport), p->comm_compute ? 1 : 0,
                      (long long)p->comm_min_bytes, (long long)p->comm_max_bytes,
                      p->comm_per_octave, (unsigned long long)p->seed, p->model_layers, p->model);
     if (n < 0 || (size_t)n >= len)
@@ -449,8 +449,8 @@ kvr_status kvr_profile_params_parse(const char *s, kvr_profile_params *out, kvr_
             ok = sscanf(val, "%d", &i1) == 1;
             p.n_ranks = i1;
         } else if (!strcmp(key, "transport")) {
-            ok = sscanf(val, "%63s", sbuf) == 1;
-            p.transport = strcmp(sbuf, "mpi") == 0 ? KVR_TRANSPORT_MPI : KVR_TRANSPORT_THREADS;
+            ok = sscanf(val, "%63s", sbuf) == 1 &&
+                 kvr_comm_transport_parse(sbuf, &p.transport, NULL) == KVR_OK;
         } else if (!strcmp(key, "compute")) {
             ok = sscanf(val, "%d", &i1) == 1;
             p.comm_compute = i1 != 0;

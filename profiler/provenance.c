@@ -239,7 +239,7 @@ void kvr_profile_run_provenance(kvr_db_run *run, const kvr_db_device *dev,
     run->n_threads = p->n_threads;
     run->n_ranks = p->comm ? p->n_ranks : 1;
     prof_copy(run->transport, sizeof run->transport,
-              !p->comm ? "" : (p->transport == KVR_TRANSPORT_MPI ? "mpi" : "threads"));
+              !p->comm ? "" : kvr_comm_transport_name(p->transport));
     prof_copy(run->device_name, sizeof run->device_name, dev->name);
     prof_copy(run->blas, sizeof run->blas, dev->blas);
     prof_copy(run->cuda_version, sizeof run->cuda_version, dev->cuda_version);

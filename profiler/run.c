@@ -48,7 +48,7 @@ static kvr_status prun_resume_check(const kvr_profile_run_params *p, kvr_profile
         const bool mpi = info->params.transport == KVR_TRANSPORT_MPI;
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "the run profiles transfers over %s; resume it the same way%s",
-                             mpi ? "mpi" : "threads",
+                             kvr_comm_transport_name(info->params.transport),
                              mpi ? " (mpirun ... --transport mpi)" : "");
     }
     return KVR_OK;

@@ -1,5 +1,7 @@
 /* transfers.c -- profiling transfers through the runtime's comm layer (kvr_comm.h), so the
- * threads and MPI transports (and NCCL later) are measured by the same code:
+ * threads, MPI, same-device and NCCL transports are measured by the same code (the device
+ * transports on device buffers of the rank's GPU: device<->device copies on one GPU, NCCL
+ * between GPUs):
  *   p2p        one message src -> dst over a log-spaced size sweep, for every ordered pair (so
  *              uneven links show), timed on the sender from post to completion after the
  *              receiver said it is ready (a zero-byte message), as a one-way latency;
@@ -18,6 +20,7 @@
  * Every measurement is collective: each iteration's per-rank times are all-gathered and every
  * rank takes the same value, so the adaptive harness stops on every rank at the same iteration.
  * Rank 0 chooses the points (skipping those already stored), shares them, stores the samples. */
+#include "kvr_device.h"
 #include "kvr_profiler.h"
 
 #include <math.h>
@@ -39,6 +42,7 @@ typedef struct prof_xpoint {
 typedef struct prof_xctx {
     kvr_comm *comm;
     int32_t me, n;
+    kvr_mem_space space;    /* of the buffers: device for the device transports */
     const kvr_model_config *cfg;
     size_t row_bytes;       /* one token's K (or V) of one layer, fp32 */
     const prof_xpoint *pt;
@@ -56,6 +60,16 @@ typedef struct prof_xctx {
     int32_t layer;
     int32_t *tokens;
 } prof_xctx;
+
+static void prof_xfree(prof_xctx *x) {
+    if (x->space == KVR_MEM_DEVICE) {
+        kvr_device_free(x->sbuf), kvr_device_free(x->rbuf);
+        kvr_device_free(x->kbuf), kvr_device_free(x->vbuf);
+    } else {
+        free(x->sbuf), free(x->rbuf), free(x->kbuf), free(x->vbuf);
+    }
+    free(x->times), free(x->links), free(x->tokens);
+}
 
 /* All-gather one double per rank into x->times (control channel). */
 static kvr_status prof_gather(prof_xctx *x, double mine, kvr_error *err) {
@@ -75,12 +89,12 @@ static kvr_status prof_p2p_measure(void *user, int32_t it, double *time_us, kvr_
     double local = 0;
     if (x->me == pt->dst) { /* ready (control channel), then the message */
         KVR_TRY(kvr_comm_ctrl_send(x->comm, pt->src, NULL, 0, err));
-        KVR_TRY(kvr_comm_recv(x->comm, pt->src, x->rbuf, (size_t)pt->size, KVR_MEM_HOST, err));
+        KVR_TRY(kvr_comm_recv(x->comm, pt->src, x->rbuf, (size_t)pt->size, x->space, err));
     } else if (x->me == pt->src) {
         KVR_TRY(kvr_comm_ctrl_recv(x->comm, pt->dst, NULL, 0, err));
         kvr_comm_request *rq = NULL;
         const double t0 = kvr_time_us();
-        KVR_TRY(kvr_comm_isend(x->comm, pt->dst, x->sbuf, (size_t)pt->size, KVR_MEM_HOST, &rq, err));
+        KVR_TRY(kvr_comm_isend(x->comm, pt->dst, x->sbuf, (size_t)pt->size, x->space, &rq, err));
         KVR_TRY(kvr_comm_wait(x->comm, rq, err));
         local = kvr_time_us() - t0;
     }
@@ -101,17 +115,17 @@ static kvr_status prof_chain_measure(void *user, int32_t it, double *time_us, kv
     if (compute) KVR_TRY(kvr_op_pre(x->ws, l, err));
     double arrive = 0, post = 0;
     if (me > 0) {
-        KVR_TRY(kvr_comm_recv(x->comm, me - 1, x->kbuf, pre_bytes, KVR_MEM_HOST, err));
-        KVR_TRY(kvr_comm_recv(x->comm, me - 1, x->vbuf, pre_bytes, KVR_MEM_HOST, err));
+        KVR_TRY(kvr_comm_recv(x->comm, me - 1, x->kbuf, pre_bytes, x->space, err));
+        KVR_TRY(kvr_comm_recv(x->comm, me - 1, x->vbuf, pre_bytes, x->space, err));
         arrive = kvr_time_us() - x->clock_offset_us;
     }
     kvr_comm_request *rk = NULL, *rv = NULL;
     kvr_status st = KVR_OK;
     if (me < n - 1) {
         post = kvr_time_us() - x->clock_offset_us;
-        st = kvr_comm_isend(x->comm, me + 1, x->kbuf, all_bytes, KVR_MEM_HOST, &rk, err);
+        st = kvr_comm_isend(x->comm, me + 1, x->kbuf, all_bytes, x->space, &rk, err);
         if (st == KVR_OK)
-            st = kvr_comm_isend(x->comm, me + 1, x->vbuf, all_bytes, KVR_MEM_HOST, &rv, err);
+            st = kvr_comm_isend(x->comm, me + 1, x->vbuf, all_bytes, x->space, &rv, err);
     }
     if (st == KVR_OK && compute) {
         st = kvr_op_attn(x->ws, l, NULL, err);
@@ -137,7 +151,7 @@ static kvr_status prof_chain_measure(void *user, int32_t it, double *time_us, kv
  * offset 0. */
 static kvr_status prof_clock_offsets(prof_xctx *x, kvr_error *err) {
     x->clock_offset_us = 0;
-    if (kvr_comm_transport(x->comm) == KVR_TRANSPORT_THREADS) return KVR_OK;
+    if (kvr_comm_transport(x->comm) != KVR_TRANSPORT_MPI) return KVR_OK; /* one clock */
     for (int32_t r = 1; r < x->n; r++) {
         if (x->me != 0 && x->me != r) continue;
         double best_rtt = INFINITY, best_off = 0;
@@ -174,7 +188,7 @@ static kvr_status prof_allgather_measure(void *user, int32_t it, double *time_us
     for (int32_t r = 0; r < x->n; r++) bytes[r] = (size_t)x->part[r] * x->row_bytes;
     KVR_TRY(kvr_comm_barrier(x->comm, err));
     const double t0 = kvr_time_us();
-    KVR_TRY(kvr_comm_allgatherv(x->comm, x->sbuf, x->rbuf, bytes, KVR_MEM_HOST, err));
+    KVR_TRY(kvr_comm_allgatherv(x->comm, x->sbuf, x->rbuf, bytes, x->space, err));
     KVR_TRY(prof_gather(x, kvr_time_us() - t0, err));
     *time_us = prof_max(x->times, x->n);
     return KVR_OK;
@@ -316,6 +330,9 @@ kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_comm *comm
     prof_xctx x;
     memset(&x, 0, sizeof x);
     x.comm = comm;
+    x.space = kvr_comm_device(comm) >= 0 && kvr_comm_supports_space(comm, KVR_MEM_DEVICE)
+                  ? KVR_MEM_DEVICE
+                  : KVR_MEM_HOST;
     x.me = kvr_comm_rank(comm);
     x.n = kvr_comm_size(comm);
     x.cfg = kvr_model_get_config(m);
@@ -371,10 +388,21 @@ kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_comm *comm
         }
         const size_t ctx_bytes = (size_t)ctx_max * x.row_bytes;
         const size_t sb = KVR_MAX((size_t)need_p2p, any_chain ? ctx_bytes : 0);
-        x.sbuf = calloc(1, KVR_MAX(sb, 1));
-        x.rbuf = calloc(1, KVR_MAX(sb, 1));
-        x.kbuf = any_chain ? calloc(1, KVR_MAX(ctx_bytes, 1)) : NULL;
-        x.vbuf = any_chain ? calloc(1, KVR_MAX(ctx_bytes, 1)) : NULL;
+        if (x.space == KVR_MEM_DEVICE) {
+            const int32_t dev = kvr_comm_device(comm);
+            void *b[4] = {NULL, NULL, NULL, NULL};
+            st = kvr_device_alloc(dev, KVR_MAX(sb, 1), &b[0], err);
+            if (st == KVR_OK) st = kvr_device_alloc(dev, KVR_MAX(sb, 1), &b[1], err);
+            if (st == KVR_OK && any_chain) st = kvr_device_alloc(dev, KVR_MAX(ctx_bytes, 1), &b[2], err);
+            if (st == KVR_OK && any_chain) st = kvr_device_alloc(dev, KVR_MAX(ctx_bytes, 1), &b[3], err);
+            x.sbuf = b[0], x.rbuf = b[1], x.kbuf = b[2], x.vbuf = b[3];
+            if (st != KVR_OK) goto fail;
+        } else {
+            x.sbuf = calloc(1, KVR_MAX(sb, 1));
+            x.rbuf = calloc(1, KVR_MAX(sb, 1));
+            x.kbuf = any_chain ? calloc(1, KVR_MAX(ctx_bytes, 1)) : NULL;
+            x.vbuf = any_chain ? calloc(1, KVR_MAX(ctx_bytes, 1)) : NULL;
+        }
         x.times = calloc(2 * (size_t)x.n, sizeof *x.times);
         x.links = calloc((size_t)x.max_iters * 2 * (size_t)x.n, sizeof *x.links);
         x.tokens = any_compute ? calloc((size_t)ctx_max, sizeof *x.tokens) : NULL;
@@ -445,18 +473,16 @@ kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_comm *comm
     free(pts);
     kvr_workspace_destroy(x.ws);
     kvr_weights_free(x.w);
-    free(x.sbuf), free(x.rbuf), free(x.kbuf), free(x.vbuf), free(x.times), free(x.links),
-        free(x.tokens);
+    prof_xfree(&x);
     res->elapsed_s = (kvr_time_us() - t_start) * 1e-6;
     return KVR_OK;
 fail:
     /* threads: wake the peers blocked on us; MPI: the tool reports and aborts the job */
-    if (kvr_comm_transport(comm) == KVR_TRANSPORT_THREADS) kvr_comm_fail(comm, err ? err->msg : "error");
+    if (kvr_comm_transport(comm) != KVR_TRANSPORT_MPI) kvr_comm_fail(comm, err ? err->msg : "error");
     free(pts);
     kvr_workspace_destroy(x.ws);
     kvr_weights_free(x.w);
-    free(x.sbuf), free(x.rbuf), free(x.kbuf), free(x.vbuf), free(x.times), free(x.links),
-        free(x.tokens);
+    prof_xfree(&x);
     res->elapsed_s = (kvr_time_us() - t_start) * 1e-6;
     return st;
 }
@@ -494,6 +520,8 @@ kvr_status kvr_profile_transfers_threads(kvr_db *db, int64_t run_id, const kvr_m
                              KVR_MAX_RANKS, n);
     kvr_comm_params cp = kvr_comm_params_default();
     cp.n_ranks = n;
+    if (p->transport == KVR_TRANSPORT_SAME_DEVICE || p->transport == KVR_TRANSPORT_NCCL)
+        cp.transport = p->transport; /* ranks as threads on device buffers */
     kvr_comm_world *w;
     KVR_TRY(kvr_comm_world_create(&cp, &w, err));
     prof_xthread *t = calloc((size_t)n, sizeof *t);

@@ -61,6 +61,14 @@ kvr_status comm_samedev_world_create(const kvr_comm_params *p, kvr_comm_world **
 int32_t kvr_device_count(void) {
     return 0;
 }
+kvr_status kvr_device_alloc(int32_t device, size_t bytes, void **out, kvr_error *err) {
+    *out = NULL;
+    return kvr_error_set(err, KVR_ERR_UNSUPPORTED, "device %d: %zu bytes: this kvr was built "
+                         "without CUDA", device, bytes);
+}
+void kvr_device_free(void *p) {
+    (void)p;
+}
 kvr_status kvr_device_props_get(int32_t device, kvr_device_props *out, kvr_error *err) {
     memset(out, 0, sizeof *out);
     return kvr_error_set(err, KVR_ERR_UNSUPPORTED, "device %d: this kvr was built without CUDA",
@@ -114,6 +122,7 @@ kvr_status comm_world_alloc(const kvr_comm_ops *ops, int32_t size, int32_t n_loc
         c->rank = first_rank + i;
         c->size = size;
         c->impl = impl;
+        c->device = -1;
         ok = (c->ag_reqs = calloc((size_t)size, sizeof *c->ag_reqs)) != NULL;
     }
     if (!ok) {
@@ -172,6 +181,9 @@ const kvr_comm_stats *kvr_comm_get_stats(const kvr_comm *c) {
 }
 void kvr_comm_set_stream(kvr_comm *c, void *stream) {
     c->stream = stream;
+}
+int32_t kvr_comm_device(const kvr_comm *c) {
+    return c->device;
 }
 void kvr_comm_reset_stats(kvr_comm *c) {
     memset(&c->stats, 0, sizeof c->stats);

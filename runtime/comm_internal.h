@@ -60,6 +60,7 @@ struct kvr_comm {
     kvr_comm_request **ag_reqs;  /* (size) allgatherv's send handles */
     void *stream;                /* kvr_comm_set_stream: the rank's compute stream (or NULL) */
     void *dev;                   /* a device transport's per-endpoint state */
+    int32_t device;              /* the rank's GPU (device transports), else -1 */
 };
 
 struct kvr_comm_world {

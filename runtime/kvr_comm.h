@@ -117,6 +117,9 @@ KVR_API bool kvr_comm_supports_space(const kvr_comm *c, kvr_mem_space space);
  * so far and finish a receive before work issued on it afterwards; host transports ignore it.
  * Call it before the first data call on the endpoint, from the rank's thread. */
 KVR_API void kvr_comm_set_stream(kvr_comm *c, void *stream);
+/* The GPU this rank's device buffers live on (same-device: the shared one; nccl: the rank's);
+ * -1 for host transports. */
+KVR_API int32_t kvr_comm_device(const kvr_comm *c);
 KVR_API const kvr_comm_stats *kvr_comm_get_stats(const kvr_comm *c);
 KVR_API void kvr_comm_reset_stats(kvr_comm *c);
 

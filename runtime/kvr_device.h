@@ -27,6 +27,11 @@ typedef struct kvr_device_props {
     char nccl_version[32];    /* "2.28.9"; "" when built without NCCL */
 } kvr_device_props;
 
+/* Zeroed memory of bytes on GPU device (for harnesses that hand device buffers to a transport:
+ * the transfer profiler). Errors: KVR_ERR_UNSUPPORTED (no CUDA), KVR_ERR_CUDA (the message gives
+ * the size). kvr_device_free(NULL) is a no-op. */
+KVR_API kvr_status kvr_device_alloc(int32_t device, size_t bytes, void **out, kvr_error *err);
+KVR_API void kvr_device_free(void *p);
 /* GPUs visible to this process; 0 without CUDA, a driver or a device. */
 KVR_API int32_t kvr_device_count(void);
 /* Properties of GPU device (0 <= device < kvr_device_count()).

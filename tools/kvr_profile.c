@@ -59,7 +59,9 @@ static void usage(FILE *f) {
             "  -o, --ops LIST             all | none | embed,pre,attn,post,head (default all)\n"
             "  -x, --comm                 also profile transfers (p2p, chain, all-gather)\n"
             "  -r, --ranks N              ranks for --comm (default 2)\n"
-            "  -T, --transport NAME       threads | mpi (mpi: run under mpirun; transfers only)\n"
+            "  -T, --transport NAME       threads | mpi | same-device | nccl (mpi: run under\n"
+            "                             mpirun; transfers only; same-device: device-to-device\n"
+            "                             copies between ranks on GPU 0; nccl: rank i on GPU i)\n"
             "  -X, --comm-compute         also the chain with the layer ops running meanwhile\n"
             "  -B, --bytes LO:HI          p2p size sweep, K/M/G = KiB/MiB/GiB (default 4K up to one\n"
             "                             layer's K of the largest context)\n"
@@ -205,10 +207,6 @@ static int parse_opts(int argc, char **argv, kvr_profile_opts *o) {
             case 'T':
                 if (kvr_comm_transport_parse(optarg, &o->transport, &e))
                     return usage_error("--transport: %s", e.msg);
-                if (o->transport == KVR_TRANSPORT_SAME_DEVICE || o->transport == KVR_TRANSPORT_NCCL)
-                    return usage_error("--transport %s: the transfer profiler moves host buffers "
-                                       "(threads, mpi); device copy sweeps are not built yet",
-                                       optarg);
                 o->transport_set = true;
                 break;
             case 'X': o->comm_compute = true; break;
@@ -596,14 +594,13 @@ static void on_start(void *user, const kvr_profile_run_info *in) {
     const kvr_profile_params *pp = &in->params;
     if (!t->o->quiet && !t->o->json)
         printf("# kvr-profile %s (%s): run %lld%s, model %s (%d layers), %s, %d thread(s), grid "
-               "%s, ops %s%s, db %s\n",
+               "%s, ops %s%s%s, db %s\n",
                kvr_version(), kvr_build_commit(), (long long)in->run.id,
                in->resumed ? " (resumed)" : "", in->model.name, in->model.n_layers,
                in->run.device_name, pp->n_threads, pp->grid.name,
                in->run.ops[0] ? in->run.ops : "none",
-               pp->comm ? (pp->transport == KVR_TRANSPORT_MPI ? ", transfers over mpi"
-                                                              : ", transfers over threads")
-                        : "",
+               pp->comm ? ", transfers over " : "",
+               pp->comm ? kvr_comm_transport_name(pp->transport) : "",
                t->o->db);
     fflush(stdout);
 }
@@ -636,6 +633,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kvr-profile: --backend %s: %s; profile with --backend cpu\n", o.backend,
                 err.msg);
         return 1;
+    }
+    if (o.comm && (o.transport == KVR_TRANSPORT_SAME_DEVICE || o.transport == KVR_TRANSPORT_NCCL)) {
+        /* a device transport: say now, before any run is made, if it cannot run here */
+        kvr_comm_params cp = kvr_comm_params_default();
+        cp.transport = o.transport;
+        cp.n_ranks = o.ranks;
+        kvr_comm_world *probe;
+        if (kvr_comm_world_create(&cp, &probe, &err) != KVR_OK) {
+            fprintf(stderr, "kvr-profile: --transport %s: %s\n", kvr_comm_transport_name(o.transport),
+                    err.msg);
+            return 1;
+        }
+        kvr_comm_world_destroy(probe);
     }
     kvr_comm_world *world = NULL; /* MPI: this process's rank in the job */
     kvr_comm *mpi = NULL;

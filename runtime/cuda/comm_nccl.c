@@ -380,6 +380,7 @@ kvr_status comm_nccl_world_create(const kvr_comm_params *p, kvr_comm_world **out
         ep->ctrl = kvr_comm_world_local(g->ctrl, i);
         ep->device = p->over_mpi ? p->device + (w->local[i].rank % (n_dev - p->device))
                                  : p->device + i;
+        w->local[i].device = ep->device;
         if ((e = cudaSetDevice(ep->device)) != cudaSuccess ||
             (e = cudaStreamCreateWithFlags(&ep->stream, cudaStreamNonBlocking)) != cudaSuccess ||
             (e = cudaEventCreateWithFlags(&ep->mine, cudaEventDisableTiming)) != cudaSuccess)

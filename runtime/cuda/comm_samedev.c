@@ -131,6 +131,7 @@ kvr_status comm_samedev_world_create(const kvr_comm_params *p, kvr_comm_world **
         }
         ep->device = p->device;
         c->dev = ep;
+        c->device = p->device;
         if ((e = cudaStreamCreateWithFlags(&ep->copy, cudaStreamNonBlocking)) != cudaSuccess ||
             (e = cudaEventCreateWithFlags(&ep->mine, cudaEventDisableTiming)) != cudaSuccess)
             st = sd_error(err, c, "creating its copy stream", e);

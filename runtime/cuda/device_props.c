@@ -8,6 +8,24 @@
 #include <nccl.h>
 #endif
 
+kvr_status kvr_device_alloc(int32_t device, size_t bytes, void **out, kvr_error *err) {
+    *out = NULL;
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaMalloc(out, bytes ? bytes : 1);
+    if (e == cudaSuccess) e = cudaMemset(*out, 0, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        if (*out) cudaFree(*out);
+        *out = NULL;
+        return kvr_error_set(err, KVR_ERR_CUDA, "device %d: %zu bytes: %s", device, bytes,
+                             cudaGetErrorString(e));
+    }
+    return KVR_OK;
+}
+
+void kvr_device_free(void *p) {
+    if (p) cudaFree(p);
+}
+
 int32_t kvr_device_count(void) {
     int n = 0;
     return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;

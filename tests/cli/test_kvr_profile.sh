@@ -34,6 +34,14 @@ check bad_tol 2 "--tol: '2' is not a fraction" -- "$P" --tol 2
 check ranks_needs_comm 2 "apply to --comm" -- "$P" --ranks 4
 check bad_ranks 2 "--ranks: 1 is out of range" -- "$P" --comm --ranks 1
 check bad_transport 2 "unknown transport 'tcp'" -- "$P" --comm --transport tcp
+# device transports: a GPU machine sweeps device<->device transfers; elsewhere a clear message,
+# exit 1, and no run made
+out=$("$P" --model tiny --comm --transport same-device --ops none --bytes 4K:8K --db "$tmp/sd.db" 2>&1); rc=$?
+if [ $rc = 0 ] || { [ $rc = 1 ] && grep -qE "same-device: .*(no CUDA device|built without CUDA)" <<<"$out" && [ ! -e "$tmp/sd.db" ]; }; then
+  echo "ok   same_device"; passes=$((passes+1))
+else
+  echo "FAIL same_device: rc=$rc:"; echo "$out" | head -5; fails=$((fails+1))
+fi
 check bad_bytes 2 "--bytes: '4K' is not LO:HI" -- "$P" --comm --bytes 4K
 check nothing_to_do 2 "nothing to profile" -- "$P" --model tiny --ops none --db "$tmp/x.db"
 check resume_plus_grid 2 "--resume runs with the run's own parameters" -- "$P" --resume 1 --grid quick
