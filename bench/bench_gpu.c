@@ -2,7 +2,10 @@
  * cuda backend) in one run. Prints figures and ratios; asserts nothing about speed.
  *
  * Build: cmake --build build --target bench_gpu   (built when CUDA is; scripts/gpu-bundle)
- * Run:   bench_gpu [--quick] [SECTION...]   SECTION: attn gemm layer ttft kvr (default all)
+ * Run:   bench_gpu [--quick] [SECTION...]   SECTION: copy attn gemm layer ttft kvr (default all)
+ *   copy   cudaMemcpyAsync host->device, device->host (pinned host memory) and device->device
+ *          over 4 KiB..256 MiB: GB/s per size (the profiler's same-device transfer sweeps time
+ *          device->device between ranks through the transport).
  *   attn   kvr_op_attn of a Llama-3-8B-shaped layer (GQA 32/8, head dim 128, bf16 on the GPU) for
  *          chunks 512..8192 after prefixes 0..24k: TFLOP/s over the causal-valid area,
  *          4*NH*HS*(c*P + c*(c+1)/2) FLOPs. Lines "attn c=C P=P us=T tflops=F", which
@@ -84,6 +87,44 @@ static int32_t *bg_tokens(int64_t n, int32_t vocab) {
 
 // ----------------------------------------------------------------------------
 // sections
+
+static int bench_copy(void) {
+    const size_t max = (size_t)(quick ? 64 : 256) << 20;
+    void *h = NULL, *d0 = NULL, *d1 = NULL;
+    cudaEvent_t a = NULL, b = NULL;
+    int rc = 1;
+    if (cudaMallocHost(&h, max) || cudaMalloc(&d0, max) || cudaMalloc(&d1, max) ||
+        cudaEventCreate(&a) || cudaEventCreate(&b)) {
+        fprintf(stderr, "bench_gpu copy: cannot allocate %zu bytes\n", max);
+        goto out;
+    }
+    memset(h, 1, max);
+    static const char *const names[3] = {"h2d", "d2h", "d2d"};
+    for (size_t sz = 4096; sz <= max; sz *= 4) {
+        printf("copy bytes=%zu", sz);
+        for (int k = 0; k < 3; k++) {
+            void *dst = k == 0 ? d0 : k == 1 ? h : d1;
+            const void *src = k == 0 ? h : d0;
+            const int reps = sz < (1u << 20) ? 50 : 10;
+            cudaMemcpyAsync(dst, src, sz, cudaMemcpyDefault, 0); /* warm-up */
+            cudaEventRecord(a, 0);
+            for (int r = 0; r < reps; r++) cudaMemcpyAsync(dst, src, sz, cudaMemcpyDefault, 0);
+            cudaEventRecord(b, 0);
+            float ms = 0;
+            if (cudaEventSynchronize(b) != cudaSuccess || cudaEventElapsedTime(&ms, a, b))
+                goto out;
+            printf(" %s_gbps=%.2f", names[k], (double)sz * reps / (ms * 1e-3) / 1e9);
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+    rc = 0;
+out:
+    if (a) cudaEventDestroy(a);
+    if (b) cudaEventDestroy(b);
+    cudaFreeHost(h), cudaFree(d0), cudaFree(d1);
+    return rc;
+}
 
 static int bench_attn(const kvr_backend *be) {
     static const int64_t chunks[] = {512, 2048, 8192}, prefixes[] = {0, 8192, 24576};
@@ -281,23 +322,24 @@ out:
 }
 
 int main(int argc, char **argv) {
-    bool want[5] = {false}, any = false;
-    static const char *const names[5] = {"attn", "gemm", "layer", "ttft", "kvr"};
+    enum { NS = 6 };
+    bool want[NS] = {false}, any = false;
+    static const char *const names[NS] = {"attn", "gemm", "layer", "ttft", "kvr", "copy"};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = true;
             continue;
         }
         int k = 0;
-        while (k < 5 && strcmp(argv[i], names[k]) != 0) k++;
-        if (k == 5) {
-            fprintf(stderr, "usage: bench_gpu [--quick] [attn|gemm|layer|ttft|kvr ...]\n");
+        while (k < NS && strcmp(argv[i], names[k]) != 0) k++;
+        if (k == NS) {
+            fprintf(stderr, "usage: bench_gpu [--quick] [copy|attn|gemm|layer|ttft|kvr ...]\n");
             return 2;
         }
         want[k] = any = true;
     }
     if (!any)
-        for (int k = 0; k < 5; k++) want[k] = true;
+        for (int k = 0; k < NS; k++) want[k] = true;
     const kvr_backend *be;
     kvr_error e;
     if (kvr_backend_get("cuda", &be, &e) != KVR_OK) {
@@ -314,6 +356,7 @@ int main(int argc, char **argv) {
         printf("# bench_gpu on %s (%d SMs)%s\n", prop.name, prop.multiProcessorCount,
                quick ? ", quick" : "");
     int rc = 0;
+    if (want[5]) rc |= bench_copy();
     if (want[0]) rc |= bench_attn(be);
     if (want[1]) rc |= bench_gemm();
     if (want[2]) rc |= bench_layer(be);
