@@ -230,14 +230,16 @@ __global__ void __launch_bounds__(KVR_CU_BLOCK)
     for (int64_t i = threadIdx.x; i < kvd; i += blockDim.x) vc[pos * kvd + i] = src[nq + kvd + i];
 }
 
+/* act (rows, FF) = silu(gate) * up of gu (rows, 2FF: gate | up); a grid-stride loop over
+ * every element (a 2-D grid would cap rows at 65535). */
 template <typename T>
 __global__ void __launch_bounds__(KVR_CU_BLOCK)
-    k_swiglu(T *__restrict__ act, const float *__restrict__ gu, int64_t FF) {
-    const int64_t r = blockIdx.y;
-    const float *g = gu + r * 2 * FF;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < FF;
-         i += (int64_t)gridDim.x * blockDim.x)
-        act[r * FF + i] = cu_from_float<T>(kvr_silu_mul(g[i], g[FF + i]));
+    k_swiglu(T *__restrict__ act, const float *__restrict__ gu, int64_t FF, int64_t n) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = e / FF, i = e - r * FF;
+        act[e] = cu_from_float<T>(kvr_silu_mul(gu[r * 2 * FF + i], gu[r * 2 * FF + FF + i]));
+    }
 }
 
 /* Index of the largest of n floats, first on ties (kvr_argmax); one block. */
@@ -718,12 +720,13 @@ static kvr_status cuda_post(kvr_workspace *base, int32_t layer, kvr_error *err) 
     KVR_TRY(cu_gemm(ws, c, D, NHS, ws->att, w->wo, 1.0f, ws->x, err)); /* x += att.Wo^T */
     KVR_TRY(cu_rmsnorm(ws, ws->h, ws->x, D, w->ffn_norm, c, err));
     KVR_TRY(cu_gemm(ws, c, 2 * FF, D, ws->h, w->w_gate_up, 0.0f, ws->gu, err));
-    const dim3 grid((unsigned)((FF + KVR_CU_BLOCK - 1) / KVR_CU_BLOCK), (unsigned)c);
+    const int64_t n = c * FF, nb = (n + KVR_CU_BLOCK - 1) / KVR_CU_BLOCK;
+    const unsigned grid = (unsigned)(nb < 65536 ? nb : 65536);
     if (ws->f16)
-        k_swiglu<__half><<<grid, KVR_CU_BLOCK, 0, ws->stream>>>((__half *)ws->act, ws->gu, FF);
+        k_swiglu<__half><<<grid, KVR_CU_BLOCK, 0, ws->stream>>>((__half *)ws->act, ws->gu, FF, n);
     else
         k_swiglu<__nv_bfloat16>
-            <<<grid, KVR_CU_BLOCK, 0, ws->stream>>>((__nv_bfloat16 *)ws->act, ws->gu, FF);
+            <<<grid, KVR_CU_BLOCK, 0, ws->stream>>>((__nv_bfloat16 *)ws->act, ws->gu, FF, n);
     CU_LAUNCHED("swiglu");
     KVR_TRY(cu_gemm(ws, c, D, FF, ws->act, w->w_down, 1.0f, ws->x, err)); /* x += MLP */
     return KVR_OK;
