@@ -419,8 +419,10 @@ kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_comm *comm
             goto fail;
         }
         if (any_compute) {
-            /* chunk of this rank at the largest context, and the whole context of keys */
-            st = kvr_weights_upload(p->backend ? p->backend : kvr_backend_at(0), m, &x.w, err);
+            /* chunk of this rank at the largest context, and the whole context of keys, on the
+               rank's GPU under a device transport */
+            if (kvr_comm_device(comm) >= 0) st = kvr_device_use(kvr_comm_device(comm), err);
+            if (st == KVR_OK) st = kvr_weights_upload(p->backend ? p->backend : kvr_backend_at(0), m, &x.w, err);
             if (st == KVR_OK)
                 st = kvr_workspace_create(x.w, KVR_CEIL_DIV(ctx_max, x.n), ctx_max, p->n_threads,
                                           &x.ws, err);

@@ -69,6 +69,10 @@ kvr_status kvr_device_alloc(int32_t device, size_t bytes, void **out, kvr_error 
 void kvr_device_free(void *p) {
     (void)p;
 }
+kvr_status kvr_device_use(int32_t device, kvr_error *err) {
+    return kvr_error_set(err, KVR_ERR_UNSUPPORTED, "device %d: this kvr was built without CUDA",
+                         device);
+}
 kvr_status kvr_device_props_get(int32_t device, kvr_device_props *out, kvr_error *err) {
     memset(out, 0, sizeof *out);
     return kvr_error_set(err, KVR_ERR_UNSUPPORTED, "device %d: this kvr was built without CUDA",

@@ -32,6 +32,10 @@ typedef struct kvr_device_props {
  * the size). kvr_device_free(NULL) is a no-op. */
 KVR_API kvr_status kvr_device_alloc(int32_t device, size_t bytes, void **out, kvr_error *err);
 KVR_API void kvr_device_free(void *p);
+/* Make GPU device the calling thread's current one (cudaSetDevice): what a backend uploads
+ * weights to and runs on. A rank thread of a device transport calls it with kvr_comm_device
+ * before its weights are uploaded (prefill does). Errors: KVR_ERR_UNSUPPORTED, KVR_ERR_CUDA. */
+KVR_API kvr_status kvr_device_use(int32_t device, kvr_error *err);
 /* GPUs visible to this process; 0 without CUDA, a driver or a device. */
 KVR_API int32_t kvr_device_count(void);
 /* Properties of GPU device (0 <= device < kvr_device_count()).

@@ -7,6 +7,7 @@
  *           attends its rows, a global synchronisation per layer.
  * single is kvr with one rank: one code path. kvr_prefill_run starts the ranks as threads;
  * kvr_prefill_run_rank is one rank's part over any transport. */
+#include "kvr_device.h"
 #include "kvr_runtime.h"
 #include "runtime_internal.h"
 
@@ -85,7 +86,11 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     kvr_event *ev_t0 = NULL, *ev_a = NULL, *ev_b = NULL;
     kvr_comm_request **reqs = NULL;
     size_t *ag_bytes = NULL;
-    kvr_status st = kvr_weights_upload(pp->backend ? pp->backend : kvr_backend_at(0), m, &wts, err);
+    kvr_status st = KVR_OK;
+    /* a device transport's rank works on its GPU (nccl: rank i's; same-device: the shared one) */
+    if (kvr_comm_device(comm) >= 0) st = kvr_device_use(kvr_comm_device(comm), err);
+    if (st == KVR_OK)
+        st = kvr_weights_upload(pp->backend ? pp->backend : kvr_backend_at(0), m, &wts, err);
     if (st == KVR_OK) st = kvr_workspace_create(wts, c, ctx, pp->n_threads, &ws, err);
     if (st == KVR_OK) kvr_comm_set_stream(comm, kvr_workspace_stream(ws)); /* device transports */
     if (st == KVR_OK) st = kvr_event_create(ws, &ev_t0, err);

@@ -22,6 +22,13 @@ kvr_status kvr_device_alloc(int32_t device, size_t bytes, void **out, kvr_error 
     return KVR_OK;
 }
 
+kvr_status kvr_device_use(int32_t device, kvr_error *err) {
+    cudaError_t e = cudaSetDevice(device);
+    if (e != cudaSuccess)
+        return kvr_error_set(err, KVR_ERR_CUDA, "device %d: %s", device, cudaGetErrorString(e));
+    return KVR_OK;
+}
+
 void kvr_device_free(void *p) {
     if (p) cudaFree(p);
 }
