@@ -4,9 +4,8 @@
 # it; no results directory is exit 2. (The real bundle is scripts/gpu-bundle's; this checks the
 # script's own logic without building one.)
 set -u
+. "$(dirname "$0")/lib.sh"
 SRC=$1
-fails=0; passes=0
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 mk_bundle() { # a stub bundle in $1
   mkdir -p "$1/bin" "$1/lib"
   printf '#!/bin/sh\necho stub\n' >"$1/bin/kvr-bundle"
@@ -15,16 +14,6 @@ mk_bundle() { # a stub bundle in $1
   chmod +x "$1/bin/kvr-bundle" "$1/run"
   : >"$1/lib/libcjson.so.1"; : >"$1/sdpa_bench.py"
   echo "kvr gpu bundle: stub" >"$1/MANIFEST"
-}
-check() { # NAME WANT_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want):"; echo "$out" | head -5; fails=$((fails + 1))
-  else
-    echo "ok   $name"; passes=$((passes + 1))
-  fi
 }
 mk_bundle "$tmp/b"
 check dry_run 77 "layout ok; no GPU here \(dry run\)" -- env KVR_BUNDLE="$tmp/b" "$SRC/scripts/gpu-check" --dry-run "$tmp/res"
@@ -37,5 +26,4 @@ mk_bundle "$tmp/c"; sed -i '/bench_gpu/d' "$tmp/c/bin/PROGRAMS"
 check missing_program 1 "kvr-bundle lacks: bench_gpu" -- env KVR_BUNDLE="$tmp/c" "$SRC/scripts/gpu-check" --dry-run "$tmp/res"
 check no_bundle 1 "no bundle: run scripts/gpu-bundle" -- env KVR_BUNDLE="$tmp/none" "$SRC/scripts/gpu-check" --dry-run "$tmp/res"
 check usage 2 "usage: gpu-check" -- "$SRC/scripts/gpu-check"
-echo "gpu-check cli: $passes passed, $fails failed"
-[ $fails = 0 ]
+summary "gpu-check cli"

@@ -5,26 +5,8 @@
 # numbers, predicted TTFT, delete, check; foreign, damaged and newer-schema files refused with
 # the file left untouched.
 set -u
-. "$(dirname "$0")/json_strict.sh"
+. "$(dirname "$0")/lib.sh"
 P="$1/kvr-profile"; D="$1/kvr-db"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0; passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  local ef jbad; ef=$(mktemp)
-  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
-  local e; e=$(cat "$ef"); rm -f "$ef"
-  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
-  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
-  else
-    echo "ok   $name"; passes=$((passes+1))
-  fi
-}
-same() { # same NAME FILE_A FILE_B
-  if cmp -s "$2" "$3"; then echo "ok   $1"; passes=$((passes+1)); else echo "FAIL $1: $2 and $3 differ"; fails=$((fails+1)); fi
-}
 db="$tmp/a.db"
 "$P" --model tiny --chunks 8:32 --max-context 64 --iters 2:4 --db "$db" -q >/dev/null || { echo "FAIL: profile setup"; exit 1; }
 "$P" --model tiny --ops none --comm --bytes 1K:2K --max-context 64 --iters 2 --db "$db" -q >/dev/null || { echo "FAIL: comm setup"; exit 1; }
@@ -53,14 +35,14 @@ check export_same_file 2 "--output .*d.db is the same file as --db .*d.db: refus
 check export_same_symlink 2 "--output .*dlink.db is the same file as --db" -- "$D" --db "$tmp/d.db" export 1 -o "$tmp/dlink.db"
 check export_same_hardlink 2 "--output .*dhard.db is the same file as --db" -- "$D" --db "$tmp/d.db" --format json export 1 -o "$tmp/dhard.db"
 check export_same_intact 0 "^ok$" -- sqlite3 "$tmp/d.db" "pragma integrity_check"
-same export_same_bytes "$db" "$tmp/d.db"
+same_file export_same_bytes "$db" "$tmp/d.db"
 check export_dir 2 "--output $tmp: is a directory" -- "$D" --db "$db" export 1 -o "$tmp"
 check export_no_temp_left 0 "^$" -- bash -c "ls -A '$tmp' | grep '^\\.' || true"
 # export -> import -> export: the same samples
 "$D" --db "$db" export 1 -o "$tmp/r1.csv"
 check import_roundtrip 0 "imported run 3: [0-9]+ layer and 0 transfer samples of tiny" -- "$D" --db "$db" import "$tmp/r1.csv"
 "$D" --db "$db" export 3 | grep -v '^#' >"$tmp/r3.rows"; grep -v '^#' "$tmp/r1.csv" >"$tmp/r1.rows"
-same roundtrip_rows "$tmp/r1.rows" "$tmp/r3.rows"
+same_file roundtrip_rows "$tmp/r1.rows" "$tmp/r3.rows"
 check import_kind 0 "^ +3 import +complete" -- "$D" --db "$db" list
 # a file from another harness (e.g. PyTorch / vLLM timings): minimal columns
 cat >"$tmp/min.csv" <<'CSV'
@@ -118,7 +100,7 @@ check check_ok 0 ": ok \(schema version [0-9]+, 6 runs, 0 incomplete\)" -- "$D" 
 # files that are not kvr databases stay untouched
 printf 'just some text, not a database at all\n' >"$tmp/text.db"; cp "$tmp/text.db" "$tmp/text.orig"
 check not_sqlite 1 "not a kvr database \(not an SQLite file\); left untouched" -- "$D" --db "$tmp/text.db" list
-same not_sqlite_untouched "$tmp/text.db" "$tmp/text.orig"
+same_file not_sqlite_untouched "$tmp/text.db" "$tmp/text.orig"
 if command -v python3 >/dev/null; then
   cp "$db" "$tmp/newer.db"
   python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=9'); c.commit(); c.close()" "$tmp/newer.db"
@@ -129,8 +111,8 @@ if command -v python3 >/dev/null; then
   python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=-1'); c.commit(); c.close()" "$tmp/neg.db"
   cp "$tmp/neg.db" "$tmp/neg.orig"
   check negative_schema 1 "schema version -1 is not one kvr ever wrote .*left untouched" -- "$D" --db "$tmp/neg.db" list
-  same negative_untouched "$tmp/neg.db" "$tmp/neg.orig"
-  same newer_untouched "$tmp/newer.db" "$tmp/newer.orig"
+  same_file negative_untouched "$tmp/neg.db" "$tmp/neg.orig"
+  same_file newer_untouched "$tmp/newer.db" "$tmp/newer.orig"
   python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE t(x)'); c.commit(); c.close()" "$tmp/other.db"
   check foreign_sqlite 1 "an SQLite database but not a kvr one" -- "$D" --db "$tmp/other.db" list
   cp "$db" "$tmp/damaged.db"
@@ -144,7 +126,6 @@ PY
   cp "$tmp/damaged.db" "$tmp/damaged.orig"
   check damaged 1 "damaged|malformed" -- "$D" --db "$tmp/damaged.db" check
   check damaged_import 1 "damaged|malformed" -- "$D" --db "$tmp/damaged.db" import "$tmp/min.csv"
-  same damaged_untouched "$tmp/damaged.db" "$tmp/damaged.orig"
+  same_file damaged_untouched "$tmp/damaged.db" "$tmp/damaged.orig"
 fi
-echo "kvr-db cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "kvr-db cli"

@@ -4,23 +4,8 @@
 # usage errors (exit 2) and missing records (exit 1); the schema version.
 # Populated tables are checked in test_kvr_search_db.sh.
 set -u
-. "$(dirname "$0")/json_strict.sh"
+. "$(dirname "$0")/lib.sh"
 P="$1/kvr-profile"; D="$1/kvr-db"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0; passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  local ef jbad; ef=$(mktemp)
-  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
-  local e; e=$(cat "$ef"); rm -f "$ef"
-  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
-  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
-  else
-    echo "ok   $name"; passes=$((passes+1))
-  fi
-}
 db="$tmp/a.db"
 "$P" --model tiny --chunks 8:16 --max-context 32 --iters 2 --db "$db" -q >/dev/null || { echo "FAIL: profile setup"; exit 1; }
 
@@ -36,5 +21,4 @@ check table_no_arg 2 "table: needs one RUN id|table: needs" -- "$D" --db "$db" t
 check table_bad_id 2 "'x' is not an integer" -- "$D" --db "$db" table x
 check fits_two_args 2 "fits: takes at most one RUN id" -- "$D" --db "$db" fits 1 2
 check schema_v4 0 "schema version 4" -- "$D" --db "$db" check
-echo "kvr-db results cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "kvr-db results cli"

@@ -6,26 +6,8 @@
 # predict-call cost and predicted TTFT in the output, partition_source/predicted_ttft_ms in JSON,
 # every run recorded when a store is in use (and none without one), drift flagged.
 set -u
-. "$(dirname "$0")/json_strict.sh"
+. "$(dirname "$0")/lib.sh"
 BIN="$1"; F="$BIN/kvr-fit"; R="$BIN/kvr-run"; P="$BIN/kvr-profile"; D="$BIN/kvr-db"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0; passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  local ef jbad; ef=$(mktemp)
-  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
-  local e; e=$(cat "$ef"); rm -f "$ef"
-  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
-  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
-  else
-    echo "ok   $name"; passes=$((passes+1))
-  fi
-}
-same() { # same NAME A B
-  if [ "$2" == "$3" ]; then echo "ok   $1"; passes=$((passes+1)); else echo "FAIL $1: '$2' != '$3'"; fails=$((fails+1)); fi
-}
 dump() { python3 - "$1" <<'PY'
 import sqlite3, sys, hashlib
 h = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
@@ -82,7 +64,7 @@ check kvrp_json 0 '"kvrp":\{"table_id":[0-9]+,.*"predictors":\[\{"ranks":2,"id":
 check show 0 "^ +[0-9]+ +1 costs +kvr-fit-costs " -- "$F" --db "$DB" --show
 check show_preds 0 "KVR-P predictors" -- "$F" --db "$DB" --show --run 1
 check kvrp_table 0 "KVR-P over stored partition table 1" -- "$F" --db "$DB" --kvrp --table 1 --ranks 2
-"$BIN/kvr-search" --db "$DB" --run 1 --link-run 2 --ranks 2 --context 64:512:64 >/dev/null 2>&1 || { echo "FAIL setup: kvr-search --db"; fails=$((fails+1)); }
+"$BIN/kvr-search" --db "$DB" --run 1 --link-run 2 --ranks 2 --context 64:512:64 >/dev/null 2>&1 || bad "setup: kvr-search --db"
 t=$("$D" --db "$DB" tables --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
 check kvrp_search_table 0 "KVR-P over stored partition table $t; run 2: " -- "$F" --db "$DB" --kvrp --table "$t" --ranks 2
 check kvrp_search_table_json 0 '"kvrp":\{"table_id":'"$t"',.*"predictors":\[\{"ranks":2,"id":null,.*"gap_in_max":[0-9.e-]+' -- "$F" --db "$DB" --kvrp --table "$t" --ranks 2 --json --dry-run
@@ -119,7 +101,7 @@ same recorded_count 10 "$n"
 # ./kvr.db is the default store; --no-db and a missing ./kvr.db record nothing
 mkdir -p "$tmp/cwd" && cd "$tmp/cwd"
 check no_store_no_record 0 '"db":null,"measured_run_id":null' -- "$R" --model tiny --context 64 --json
-[ ! -e kvr.db ] && { echo "ok   no_store_created"; passes=$((passes+1)); } || { echo "FAIL no_store_created"; fails=$((fails+1)); }
+[ ! -e kvr.db ] && ok no_store_created || bad no_store_created
 cp "$DB" kvr.db
 check default_store 0 '"db":"kvr.db","measured_run_id":[0-9]+' -- "$R" --model tiny --context 256 --ranks 2 --partition auto --json
 check no_db_flag 0 '"db":null,"measured_run_id":null' -- "$R" --model tiny --context 64 --no-db --json
@@ -139,5 +121,4 @@ json.dump(d, open(sys.argv[2], "w"))
 PY
 check drift 0 "outside the error band of 5.00 %: DRIFT" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/fast.json" --no-db
 check drift_json 0 '"drift":true' -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast.json" --no-db --json
-echo "kvr-fit cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "kvr-fit cli"

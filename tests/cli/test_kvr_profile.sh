@@ -3,23 +3,8 @@
 # messages for bad input (2 usage, 1 runtime), tiny-preset profiles (table, JSON, resume of a
 # complete or unknown run), transfers over threads, and over MPI when mpirun is installed.
 set -u
-. "$(dirname "$0")/json_strict.sh"
+. "$(dirname "$0")/lib.sh"
 P="$1/kvr-profile"; D="$1/kvr-db"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0; passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  local ef jbad; ef=$(mktemp)
-  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
-  local e; e=$(cat "$ef"); rm -f "$ef"
-  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
-  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
-  else
-    echo "ok   $name"; passes=$((passes+1))
-  fi
-}
 TINY=(--model tiny --chunks 8:32 --max-context 64 --iters 2:4 --warmup 1)
 check help 0 "--time-budget" -- "$P" --help
 check unknown_flag 2 "unknown option '--bogus'" -- "$P" --bogus
@@ -79,5 +64,4 @@ elif command -v mpirun >/dev/null; then
 else
   echo "skip mpi: mpirun not found"
 fi
-echo "kvr-profile cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "kvr-profile cli"

@@ -6,26 +6,11 @@
 # frame with drawn content. Also: usage errors, a missing store, a missing gnuplot, an empty
 # store. Skips (77) only when gnuplot or chromium is not installed (scripts/deps installs both).
 set -u
-. "$(dirname "$0")/json_strict.sh"
+. "$(dirname "$0")/lib.sh"
 BIN="$1"; F="$BIN/kvr-fit"; R="$BIN/kvr-run"; P="$BIN/kvr-profile"; REP="$BIN/kvr-report"
 CHROME=$(command -v chromium || command -v chromium-browser || true)
 command -v gnuplot >/dev/null || { echo "skip: gnuplot not installed (scripts/deps: gnuplot-nox)"; exit 77; }
 [ -n "$CHROME" ] || { echo "skip: chromium not installed (scripts/deps: chromium)"; exit 77; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0; passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  local ef jbad; ef=$(mktemp)
-  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
-  local e; e=$(cat "$ef"); rm -f "$ef"
-  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
-  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
-  else
-    echo "ok   $name"; passes=$((passes+1))
-  fi
-}
 cd "$tmp"
 DB="$tmp/r.db"
 check help 0 "--output FILE" -- "$REP" --help
@@ -148,10 +133,9 @@ print(f"svg={n_svg} figures={len(ids)} png={w}x{h} nonwhite={nonwhite:.4f} boxes
 PY
 )
 echo "# $out"
-grep -qE "svg=8 figures=8 " <<<"$out" && { echo "ok   html_has_8_plots"; passes=$((passes+1)); } || { echo "FAIL html_has_8_plots: $out"; fails=$((fails+1)); }
+grep -qE "svg=8 figures=8 " <<<"$out" && { ok html_has_8_plots; } || bad "html_has_8_plots: $out"
 frac=$(sed -E 's/.*nonwhite=([0-9.]+).*/\1/' <<<"$out")
-python3 -c "import sys; sys.exit(0 if $frac > 0.02 else 1)" && { echo "ok   png_not_blank"; passes=$((passes+1)); } || { echo "FAIL png_not_blank: $out"; fails=$((fails+1)); }
-grep -qE "boxes=8 empty_boxes=0" <<<"$out" && { echo "ok   png_every_plot_drawn"; passes=$((passes+1)); } || { echo "FAIL png_every_plot_drawn: $out"; fails=$((fails+1)); }
+python3 -c "import sys; sys.exit(0 if $frac > 0.02 else 1)" && { ok png_not_blank; } || bad "png_not_blank: $out"
+grep -qE "boxes=8 empty_boxes=0" <<<"$out" && { ok png_every_plot_drawn; } || bad "png_every_plot_drawn: $out"
 [ -n "${KVR_REPORT_KEEP:-}" ] && cp "$tmp/report.png" "$tmp/report.html" "$KVR_REPORT_KEEP"/
-echo "kvr-report cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "kvr-report cli"

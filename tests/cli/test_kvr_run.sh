@@ -2,22 +2,8 @@
 # tests/cli/test_kvr_run.sh BINDIR -- kvr-run as a user meets it: help, JSON fields, exit codes
 # and messages for bad input (exit 2 for usage, 1 for runtime failures, never a crash).
 set -u
-. "$(dirname "$0")/json_strict.sh"
+. "$(dirname "$0")/lib.sh"
 BIN="$1/kvr-run"
-fails=0; passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  local ef jbad; ef=$(mktemp)
-  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
-  local e; e=$(cat "$ef"); rm -f "$ef"
-  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
-  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -5; fails=$((fails+1))
-  else
-    echo "ok   $name"; passes=$((passes+1))
-  fi
-}
 check help 0 "--partition" -- "$BIN" --help
 check unknown_flag 2 "unknown option '--bogus'" -- "$BIN" --bogus
 check missing_value 2 "needs a value" -- "$BIN" --model tiny --ranks
@@ -32,9 +18,9 @@ check nccl_host_backend 1 "--transport nccl moves device buffers; --backend cpu 
 out=$("$BIN" --model tiny --context 16 --ranks 2 --transport same-device 2>&1); rc=$?
 if [ $rc = 0 ] && grep -q "transport same-device" <<<"$out" ||
    { [ $rc = 1 ] && grep -qE "same-device: .*(no CUDA device|built without CUDA)" <<<"$out"; }; then
-  echo "ok   same_device"; passes=$((passes+1))
+  ok same_device
 else
-  echo "FAIL same_device: rc=$rc, output:"; echo "$out" | head -5; fails=$((fails+1))
+  bad "same_device: rc=$rc, output:"; echo "$out" | head -8
 fi
 check partition_sum 2 "sums to 9 tokens but the context has 10" -- "$BIN" --model tiny --context 10 --ranks 2 --partition 5,4
 check partition_zero 2 "chunk 1 has 0 tokens" -- "$BIN" --model tiny --context 10 --ranks 2 --partition 10,0
@@ -58,7 +44,6 @@ fi
 check backend_cpu 0 "^kvr +2 +64 +32,32" -- "$BIN" --model tiny --context 64 --ranks 2 --backend cpu
 # issue 17: bad command lines exit 2; outputs never overwrite inputs; the memory a run needs
 # is estimated first; long prompts come from a file or standard input
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 check context_space 2 "--context: ' 12' is not an integer" -- "$BIN" --model tiny --context " 12"
 check prompt_empty 2 "--prompt: empty text" -- "$BIN" --model tiny --prompt ''
 check model_empty 2 "--model: empty path" -- "$BIN" --model '' --context 8
@@ -96,5 +81,4 @@ if [ -f "$MODEL" ]; then
 else
   echo "skip: $MODEL not fetched (scripts/fetch-model): the real-model checks"
 fi
-echo "kvr-run cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "kvr-run cli"

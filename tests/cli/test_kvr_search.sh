@@ -2,36 +2,20 @@
 # tests/cli/test_kvr_search.sh BINDIR SRCDIR -- kvr-search as a user meets it: help, outputs and
 # exports, exit codes and messages for bad input (2 usage / bad input file, 1 runtime failure).
 set -u
-. "$(dirname "$0")/json_strict.sh"
+. "$(dirname "$0")/lib.sh"
 BIN="$1/kvr-search"
 EX="$2/docs/examples"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0; passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  local ef jbad; ef=$(mktemp)
-  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
-  local e; e=$(cat "$ef"); rm -f "$ef"
-  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
-  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -5; fails=$((fails+1))
-  else
-    echo "ok   $name"; passes=$((passes+1))
-  fi
-}
 A100="$EX/llama7b_a100.json"
 HEAD='"layers": 2, "kv_bytes_per_token": 1000, "embed_us": 1, "head_us": 2, "pre": {"k_us": 1, "per_token_us": 0.5}, "post": {"k_us": 3, "per_token_us": 1}'
 ATTN='"attn": {"k_us": 2, "per_token_us": 0.25, "per_prefix_us": 0.125, "per_area_us": 0.01}'
-echo "{$HEAD, $ATTN, \"link\": {\"alpha_us\": 1, \"gbps\": 10}" > "$TMP/truncated.json"
-echo "{$HEAD, \"attn\": {\"k_us\": -2, \"per_token_us\": 0.25, \"per_prefix_us\": 0.1, \"per_area_us\": 0.01}, \"link\": {\"alpha_us\": 1, \"gbps\": 10}}" > "$TMP/negative.json"
-echo "{$HEAD, \"attn\": {\"k_us\": 2, \"per_token_us\": 0.25, \"per_prefix_us\": 0.1}, \"link\": {\"alpha_us\": 1, \"gbps\": 10}}" > "$TMP/missing.json"
-echo "{$HEAD, $ATTN, \"link\": {\"alpha_us\": \"fast\", \"gbps\": 10}}" > "$TMP/nonnumeric.json"
-echo "{$HEAD, $ATTN, \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1}, {\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":2}]}" > "$TMP/duplicate.json"
-echo "{$HEAD, $ATTN, \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1}, {\"src\":2,\"dst\":3,\"alpha_us\":1,\"gbps\":2}]}" > "$TMP/gap.json"
-echo "{$HEAD, $ATTN, \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1}, {\"src\":1,\"dst\":2,\"alpha_us\":1,\"gbps\":2}]}" > "$TMP/three.json"
-echo '[{"src":0,"dst":1,"alpha_us":1,"gbps":1},{"src":1,"dst":2,"gbps":1}]' > "$TMP/links_bad.json"
+echo "{$HEAD, $ATTN, \"link\": {\"alpha_us\": 1, \"gbps\": 10}" > "$tmp/truncated.json"
+echo "{$HEAD, \"attn\": {\"k_us\": -2, \"per_token_us\": 0.25, \"per_prefix_us\": 0.1, \"per_area_us\": 0.01}, \"link\": {\"alpha_us\": 1, \"gbps\": 10}}" > "$tmp/negative.json"
+echo "{$HEAD, \"attn\": {\"k_us\": 2, \"per_token_us\": 0.25, \"per_prefix_us\": 0.1}, \"link\": {\"alpha_us\": 1, \"gbps\": 10}}" > "$tmp/missing.json"
+echo "{$HEAD, $ATTN, \"link\": {\"alpha_us\": \"fast\", \"gbps\": 10}}" > "$tmp/nonnumeric.json"
+echo "{$HEAD, $ATTN, \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1}, {\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":2}]}" > "$tmp/duplicate.json"
+echo "{$HEAD, $ATTN, \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1}, {\"src\":2,\"dst\":3,\"alpha_us\":1,\"gbps\":2}]}" > "$tmp/gap.json"
+echo "{$HEAD, $ATTN, \"links\": [{\"src\":0,\"dst\":1,\"alpha_us\":1,\"gbps\":1}, {\"src\":1,\"dst\":2,\"alpha_us\":1,\"gbps\":2}]}" > "$tmp/three.json"
+echo '[{"src":0,"dst":1,"alpha_us":1,"gbps":1},{"src":1,"dst":2,"gbps":1}]' > "$tmp/links_bad.json"
 
 check help 0 "--costs FILE" -- "$BIN" --help
 check unknown_flag 2 "unknown option --bogus" -- "$BIN" --bogus
@@ -40,15 +24,15 @@ check extra_arg 2 "unexpected argument \"foo\"" -- "$BIN" --costs "$A100" foo
 check no_costs 2 "a cost source is required: --costs FILE.json" -- "$BIN" --ranks 2
 check db_no_source 2 "a cost source is required: --costs FILE.json, or --run ID" -- "$BIN" --db kvr.db
 check costs_and_run 2 "--costs and --run are two cost sources" -- "$BIN" --costs "$A100" --run 7
-check costs_missing 2 "--costs: $TMP/nope.json: cannot open" -- "$BIN" --costs "$TMP/nope.json"
-check costs_truncated 2 "truncated.json: not valid JSON \(error near line 1, column [0-9]+" -- "$BIN" --costs "$TMP/truncated.json"
-check costs_negative 2 "negative.json: field \"attn.k_us\" must be >= 0 \(costs cannot be negative\)" -- "$BIN" --costs "$TMP/negative.json"
-check costs_missing_field 2 "missing.json: field \"attn.per_area_us\" is missing" -- "$BIN" --costs "$TMP/missing.json"
-check costs_nonnumeric 2 "nonnumeric.json: field \"link.alpha_us\" must be a number, got a string" -- "$BIN" --costs "$TMP/nonnumeric.json"
-check links_duplicate 2 "duplicate.json: links\[1\]: duplicate link 0->1" -- "$BIN" --costs "$TMP/duplicate.json"
-check links_gap 2 "gap.json: links: chain link 1->2 is missing" -- "$BIN" --costs "$TMP/gap.json"
-check links_too_few 2 "--ranks 4: the links of .*three.json cover only 3 devices" -- "$BIN" --costs "$TMP/three.json" --ranks 2,4 --context 256
-check links_file_bad 2 "--links: .*links_bad.json: field \"links\[1\].alpha_us\" is missing" -- "$BIN" --costs "$A100" --links "$TMP/links_bad.json"
+check costs_missing 2 "--costs: $tmp/nope.json: cannot open" -- "$BIN" --costs "$tmp/nope.json"
+check costs_truncated 2 "truncated.json: not valid JSON \(error near line 1, column [0-9]+" -- "$BIN" --costs "$tmp/truncated.json"
+check costs_negative 2 "negative.json: field \"attn.k_us\" must be >= 0 \(costs cannot be negative\)" -- "$BIN" --costs "$tmp/negative.json"
+check costs_missing_field 2 "missing.json: field \"attn.per_area_us\" is missing" -- "$BIN" --costs "$tmp/missing.json"
+check costs_nonnumeric 2 "nonnumeric.json: field \"link.alpha_us\" must be a number, got a string" -- "$BIN" --costs "$tmp/nonnumeric.json"
+check links_duplicate 2 "duplicate.json: links\[1\]: duplicate link 0->1" -- "$BIN" --costs "$tmp/duplicate.json"
+check links_gap 2 "gap.json: links: chain link 1->2 is missing" -- "$BIN" --costs "$tmp/gap.json"
+check links_too_few 2 "--ranks 4: the links of .*three.json cover only 3 devices" -- "$BIN" --costs "$tmp/three.json" --ranks 2,4 --context 256
+check links_file_bad 2 "--links: .*links_bad.json: field \"links\[1\].alpha_us\" is missing" -- "$BIN" --costs "$A100" --links "$tmp/links_bad.json"
 check links_and_override 2 "do not combine it with --link-gbps" -- "$BIN" --costs "$A100" --links "$EX/links_pcie_8.json" --link-gbps 10
 check bad_gbps 2 "--link-gbps: \"-3\" is not a non-negative number" -- "$BIN" --costs "$A100" --link-gbps -3
 check ranks_word 2 "--ranks: \"x\" is not a whole number" -- "$BIN" --costs "$A100" --ranks 2,x
@@ -60,18 +44,18 @@ check context_range 2 "FROM 9000 is larger than TO 4096" -- "$BIN" --costs "$A10
 check context_spec 2 "neither N nor FROM:TO:STEP" -- "$BIN" --costs "$A100" --context 1:2
 check granularity_zero 2 "--granularity: 0 is out of range" -- "$BIN" --costs "$A100" --granularity 0
 # issue 17: --export never overwrites an input (--costs, --links; --db in test_kvr_search_db.sh)
-cp "$A100" "$TMP/c.json"; cp "$TMP/c.json" "$TMP/c.orig"; ln -s c.json "$TMP/clink.json"
-check export_same_costs 2 "--export .*clink.json is the same file as --costs .*c.json: refusing to overwrite an input" -- "$BIN" --costs "$TMP/c.json" --ranks 2 --context 1K --export "$TMP/clink.json"
-check export_same_links 2 "--export .*links_bad.json is the same file as --links" -- "$BIN" --costs "$TMP/c.json" --links "$TMP/links_bad.json" --ranks 2 --context 1K --export "$TMP/links_bad.json"
-check export_same_intact 0 "" -- cmp "$TMP/c.json" "$TMP/c.orig"
+cp "$A100" "$tmp/c.json"; cp "$tmp/c.json" "$tmp/c.orig"; ln -s c.json "$tmp/clink.json"
+check export_same_costs 2 "--export .*clink.json is the same file as --costs .*c.json: refusing to overwrite an input" -- "$BIN" --costs "$tmp/c.json" --ranks 2 --context 1K --export "$tmp/clink.json"
+check export_same_links 2 "--export .*links_bad.json is the same file as --links" -- "$BIN" --costs "$tmp/c.json" --links "$tmp/links_bad.json" --ranks 2 --context 1K --export "$tmp/links_bad.json"
+check export_same_intact 0 "" -- cmp "$tmp/c.json" "$tmp/c.orig"
 # issue 17 item 2: costs that overflow are refused at load, naming the field; nothing stored
-python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['pre']['per_token_us']=1e308; d['post']['per_token_us']=1e308; json.dump(d, open(sys.argv[2],'w'))" "$A100" "$TMP/huge.json"
-check costs_overflow 2 "field \"pre.per_token_us\" is 1e\+308, larger than 1e\+12" -- "$BIN" --costs "$TMP/huge.json" --ranks 2,4 --context 2K --db "$TMP/huge.db"
-check costs_overflow_nothing_stored 0 "^0$" -- sqlite3 "$TMP/huge.db" "select count(*) from ptables"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['pre']['per_token_us']=1e308; d['post']['per_token_us']=1e308; json.dump(d, open(sys.argv[2],'w'))" "$A100" "$tmp/huge.json"
+check costs_overflow 2 "field \"pre.per_token_us\" is 1e\+308, larger than 1e\+12" -- "$BIN" --costs "$tmp/huge.json" --ranks 2,4 --context 2K --db "$tmp/huge.db"
+check costs_overflow_nothing_stored 0 "^0$" -- sqlite3 "$tmp/huge.db" "select count(*) from ptables"
 # issue 17 item 8: a directory, a duplicate key
-check costs_dir 2 "--costs: $TMP: is a directory" -- "$BIN" --costs "$TMP"
-printf '{"layers": 2, "layers": 4}' >"$TMP/dupkey.json"
-check costs_duplicate_key 2 "duplicate field \"layers\"" -- "$BIN" --costs "$TMP/dupkey.json"
+check costs_dir 2 "--costs: $tmp: is a directory" -- "$BIN" --costs "$tmp"
+printf '{"layers": 2, "layers": 4}' >"$tmp/dupkey.json"
+check costs_duplicate_key 2 "duplicate field \"layers\"" -- "$BIN" --costs "$tmp/dupkey.json"
 # issue 17 item 3: the largest context is enforced with a clear message; long tables show progress
 check context_too_large 2 "--context: 33554432 is out of range \[1, 16777216\] \(16M = 16777216 tokens is the largest context kvr-search plans" -- "$BIN" --costs "$A100" --ranks 2 --context 32M
 check context_2_40 2 "largest context kvr-search plans" -- "$BIN" --costs "$A100" --ranks 2 --context 1099511627776
@@ -87,10 +71,10 @@ check table_header 0 "^# kvr-search [0-9.]+ \(commit " -- "$BIN" --costs "$A100"
 check recommend 0 "# recommended for context 4096: kvr-s on 8 ranks" -- "$BIN" --costs "$A100" --ranks 2,4,8 --context 4K
 check recommend_single 0 "# recommended for context 1024: single on 1 rank" -- "$BIN" --costs "$A100" --ranks 2,4 --context 1K --link-gbps 0.1 --link-us 2000
 check strategies_subset 0 "^ranks +context +kvr-s +tsp +best" -- "$BIN" --costs "$A100" --ranks 2 --context 4K --strategies kvr-s,tsp
-check ring_link_missing 0 "# n/a: ring at 2 ranks, context 1024: ring with 2 ranks needs link 1->0" -- "$BIN" --costs "$TMP/three.json" --ranks 2 --context 1K
+check ring_link_missing 0 "# n/a: ring at 2 ranks, context 1024: ring with 2 ranks needs link 1->0" -- "$BIN" --costs "$tmp/three.json" --ranks 2 --context 1K
 check uneven_links 0 "^ +8 +16384 " -- "$BIN" --costs "$EX/llama7b_a100_2nodes.json" --ranks 4,8 --context 16K
 check links_file 0 "links: default 12 us \+ 22 GB/s; 2 listed links" -- "$BIN" --costs "$A100" --links "$EX/links_pcie_8.json" --ranks 8 --context 8K
-"$BIN" --costs "$A100" --ranks 2,4 --context 1K,4K --json > "$TMP/t.json" 2>&1
+"$BIN" --costs "$A100" --ranks 2,4 --context 1K,4K --json > "$tmp/t.json" 2>&1
 check json_fields 0 "ok 4" -- python3 -c '
 import json, sys
 t = json.load(open(sys.argv[1]))
@@ -104,10 +88,9 @@ for r in t["results"]:
     assert r["best"] in r["strategies"] and r["search_ms"] >= 0
     n += 1
 assert len(t["recommendations"]) == 2
-print("ok", n)' "$TMP/t.json"
-check export_csv 0 "^ranks,context,kvr_s_ms,kvr_e_ms,tsp_ms,ring_ms,single_ms,best,best_ms,search_ms,partition" -- bash -c "'$BIN' --costs '$A100' --ranks 4 --context 4K --export '$TMP/t.csv' --format csv >/dev/null && cat '$TMP/t.csv'"
-check export_vllm 0 "^VLLM_PCP_RUNAHEAD_LOAD_WEIGHTS=0\.[0-9]{6},0\.[0-9]{6},0\.[0-9]{6},0\.[0-9]{6}$" -- bash -c "'$BIN' --costs '$A100' --ranks 4 --context 4K --export '$TMP/t.env' --format vllm-env >/dev/null && cat '$TMP/t.env'"
+print("ok", n)' "$tmp/t.json"
+check export_csv 0 "^ranks,context,kvr_s_ms,kvr_e_ms,tsp_ms,ring_ms,single_ms,best,best_ms,search_ms,partition" -- bash -c "'$BIN' --costs '$A100' --ranks 4 --context 4K --export '$tmp/t.csv' --format csv >/dev/null && cat '$tmp/t.csv'"
+check export_vllm 0 "^VLLM_PCP_RUNAHEAD_LOAD_WEIGHTS=0\.[0-9]{6},0\.[0-9]{6},0\.[0-9]{6},0\.[0-9]{6}$" -- bash -c "'$BIN' --costs '$A100' --ranks 4 --context 4K --export '$tmp/t.env' --format vllm-env >/dev/null && cat '$tmp/t.env'"
 check timeline_text 0 "^# timeline kvr-s: 4 ranks, context 4096, 32 layers" -- "$BIN" --costs "$A100" --ranks 4 --context 4K --strategies kvr-s --timeline
 check timeline_csv 0 "^kvr-s,4,4096,3,31,post," -- "$BIN" --costs "$A100" --ranks 4 --context 4K --strategies kvr-s --timeline --format csv
-echo "kvr-search cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "kvr-search cli"

@@ -5,25 +5,10 @@
 # an incomplete run, a run without attention samples, a transfers-only run and a run without
 # links exit 1 with a message saying what to do.
 set -u
-. "$(dirname "$0")/json_strict.sh"
+. "$(dirname "$0")/lib.sh"
 bin=$(cd "$1" && pwd)
 S="$bin/kvr-search"; P="$bin/kvr-profile"; D="$bin/kvr-db"
 A100="$2/docs/examples/llama7b_a100.json"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0; passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  local ef jbad; ef=$(mktemp)
-  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
-  local e; e=$(cat "$ef"); rm -f "$ef"
-  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
-  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output:"; echo "$out" | head -8; fails=$((fails+1))
-  else
-    echo "ok   $name"; passes=$((passes+1))
-  fi
-}
 db="$tmp/a.db"
 prof() { "$P" --model tiny --chunks 8:64 --max-context 128 --iters 2:3 --db "$db" -q "$@" >/dev/null || { echo "FAIL: profile setup $*"; exit 1; }; }
 prof --comm --ranks 2 --bytes 1K:8K      # run 1: layers and transfers
@@ -85,5 +70,4 @@ if [ "$(id -u)" != 0 ]; then
   cp "$db" "$tmp/ro.db"; rm -f "$tmp/ro.db-wal"; chmod 444 "$tmp/ro.db"
   check read_only 1 "kvr-search stores its table there" -- "$S" --db "$tmp/ro.db" --run 3 --link-run 2 --ranks 2 --context 128 -g 8
 fi
-echo "kvr-search db cli: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "kvr-search db cli"

@@ -3,15 +3,14 @@
 # token and last-token logits as the threads transport for kvr and tsp, and a failing rank
 # ends the job with an error instead of a hang. Skips (77) when mpirun is absent.
 set -u
+. "$(dirname "$0")/lib.sh"
 BIN="$1/kvr-run"
 command -v mpirun >/dev/null || { echo "skipped: mpirun not found"; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0; passes=0
 for cfg in "kvr 2 --partition 90,60" "kvr 3" "tsp 2" "tsp 3"; do
   set -- $cfg; mode=$1; np=$2; shift 2
-  timeout 120 "$BIN" --model tiny --context 150 --mode "$mode" --ranks "$np" "$@" --dump-logits "$tmp/thr.bin" --json >"$tmp/thr.json" || { echo "FAIL threads $cfg"; fails=$((fails+1)); continue; }
-  timeout 120 mpirun -np "$np" "$BIN" --transport mpi --model tiny --context 150 --mode "$mode" "$@" --dump-logits "$tmp/mpi.bin" --json >"$tmp/mpi.json" 2>"$tmp/err" || { echo "FAIL mpi $cfg"; cat "$tmp/err"; fails=$((fails+1)); continue; }
+  timeout 120 "$BIN" --model tiny --context 150 --mode "$mode" --ranks "$np" "$@" --dump-logits "$tmp/thr.bin" --json >"$tmp/thr.json" || { bad "threads $cfg"; continue; }
+  timeout 120 mpirun -np "$np" "$BIN" --transport mpi --model tiny --context 150 --mode "$mode" "$@" --dump-logits "$tmp/mpi.bin" --json >"$tmp/mpi.json" 2>"$tmp/err" || { bad "mpi $cfg"; cat "$tmp/err"; continue; }
   if python3 - "$tmp" <<'PY'
 import json, struct, sys
 d = sys.argv[1]
@@ -25,18 +24,17 @@ ok = t["first_token"] == m["first_token"] and m["transport"] == "mpi" and len(fa
 print(f"  token {t['first_token']} vs {m['first_token']}, max rel logit diff {diff:.1e}")
 sys.exit(0 if ok else 1)
 PY
-  then echo "ok   mpi $cfg"; passes=$((passes+1)); else echo "FAIL mpi $cfg"; fails=$((fails+1)); fi
+  then ok "mpi $cfg"; else bad "mpi $cfg"; fi
 done
 # a rank that fails (bad partition reaches every rank equally; an unreadable model only some)
 out=$(timeout 60 mpirun -np 2 "$BIN" --transport mpi --model tiny --context 10 --partition 5,4 2>&1); rc=$?
-if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "sums to 9" <<<"$out"; then echo "ok   mpi bad partition"; passes=$((passes+1)); else echo "FAIL mpi bad partition rc=$rc"; fails=$((fails+1)); fi
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "sums to 9" <<<"$out"; then ok "mpi bad partition"; else bad "mpi bad partition rc=$rc"; fi
 out=$(timeout 60 mpirun -np 2 "$BIN" --transport mpi --ranks 3 --model tiny --context 10 2>&1); rc=$?
-if [ $rc -eq 2 ] || { [ $rc -ne 0 ] && [ $rc -ne 124 ]; } && grep -q "MPI job has 2 processes" <<<"$out"; then echo "ok   mpi rank mismatch"; passes=$((passes+1)); else echo "FAIL mpi rank mismatch rc=$rc"; fails=$((fails+1)); fi
+if [ $rc -eq 2 ] || { [ $rc -ne 0 ] && [ $rc -ne 124 ]; } && grep -q "MPI job has 2 processes" <<<"$out"; then ok "mpi rank mismatch"; else bad "mpi rank mismatch rc=$rc"; fi
 # one rank fails inside the prefill (invalid ids on that process only): the job must end with an
 # error naming the cause within the timeout, not hang in the peers' receives or sends
 for fr in 0 1; do
   out=$(KVR_FAULT_RANK=$fr timeout 60 mpirun -x KVR_FAULT_RANK -np 2 "$BIN" --transport mpi --model tiny --context 4096 2>&1); rc=$?
-  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "outside the vocabulary" <<<"$out"; then echo "ok   mpi rank $fr fails mid-prefill (rc $rc)"; passes=$((passes+1)); else echo "FAIL mpi rank $fr fails mid-prefill rc=$rc"; echo "$out" | tail -3; fails=$((fails+1)); fi
+  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "outside the vocabulary" <<<"$out"; then ok "mpi rank $fr fails mid-prefill (rc $rc)"; else bad "mpi rank $fr fails mid-prefill rc=$rc"; echo "$out" | tail -3; fi
 done
-echo "kvr-run mpi: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "kvr-run mpi"

@@ -10,28 +10,12 @@
 # non-root user (runuser) or `ulimit -f`; a case that has no way to run here says "skip".
 # KVR_TEST_NO_MOUNT=1 forces those fallbacks.
 set -u
-. "$(dirname "$0")/json_strict.sh"
+. "$(dirname "$0")/lib.sh"
 P="$1/kvr-profile"; D="$1/kvr-db"
-tmp=$(mktemp -d); chmod 755 "$tmp"
+chmod 755 "$tmp"
 mounts=()
 cleanup() { for m in "${mounts[@]}"; do umount "$m" 2>/dev/null; done; rm -rf "$tmp"; }
 trap cleanup EXIT
-fails=0; passes=0
-ok() { echo "ok   $1"; passes=$((passes+1)); }
-bad() { echo "FAIL $1"; shift; for l in "$@"; do echo "  $l"; done; fails=$((fails+1)); }
-check() { # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want=$2 pat=$3; shift 4
-  local out rc
-  local ef jbad; ef=$(mktemp)
-  out=$("$@" 2>"$ef"); rc=$?; jbad=$(json_strict "$rc" "$out" "$@") # stdout alone: --json checked
-  local e; e=$(cat "$ef"); rm -f "$ef"
-  [ -n "$e" ] && out="${out:+$out$'\n'}$e"; [ -n "$jbad" ] && out="${out:+$out$'\n'}$jbad"
-  if [ "$rc" != "$want" ] || [ -n "$jbad" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    bad "$name: rc=$rc (want $want)" "$(echo "$out" | head -6)"
-  else
-    ok "$name"
-  fi
-}
 samples() { "$D" --db "$1" --json list 2>/dev/null | grep -o "\"id\":${2:-1},[^}]*" | grep -o '"layer_samples":[0-9]*' | cut -d: -f2; }
 status() { "$D" --db "$1" --json list 2>/dev/null | grep -o "\"id\":${2:-1},[^}]*" | grep -o '"status":"[a-z]*"' | cut -d'"' -f4; }
 wait_samples() { # wait_samples DB N: until run 1 has >= N samples (10 s at most)
@@ -182,5 +166,4 @@ else
   "$D" --db "$db" export 1 >"$tmp/full_after.csv"
   cmp -s "$tmp/full_before.csv" "$tmp/full_after.csv" && ok "full_disk_data_intact" || bad "full_disk_data_intact"
 fi
-echo "profile robustness: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary "profile robustness"
