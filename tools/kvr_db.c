@@ -14,6 +14,7 @@
  * Exit codes: 0 ok, 1 runtime failure (or check found problems), 2 usage error.
  */
 #include "kvr_profiler.h"
+#include "tool_util.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -60,16 +61,7 @@ static void usage(FILE *f) {
             "Exit: 0 ok, 1 runtime failure or check problems, 2 usage error.\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "kvr-db: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(see kvr-db --help)\n");
-    return 2;
-}
+#define usage_error(...) tool_usage_error("kvr-db", __VA_ARGS__)
 
 /* Open for writing when possible (so stale runs are marked and old schemas upgraded), else
  * read-only (a read-only file or location can still be listed and exported). */

@@ -11,6 +11,7 @@
  * Exit codes: 0 ok, 1 runtime failure (bad or missing data, db errors), 2 usage error.
  */
 #include "kvr_predict.h"
+#include "tool_util.h"
 #include "kvr_profiler.h"
 
 #include <errno.h>
@@ -67,16 +68,7 @@ static void usage(FILE *f) {
             "Exit: 0 ok, 1 runtime failure (bad or missing data, db error), 2 usage error.\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "kvr-fit: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(see kvr-fit --help)\n");
-    return 2;
-}
+#define usage_error(...) tool_usage_error("kvr-fit", __VA_ARGS__)
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...) {

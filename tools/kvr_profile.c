@@ -11,6 +11,7 @@
  * Exit codes: 0 complete, 1 runtime failure, 2 usage error, 130 interrupted (run resumable).
  */
 #include "kvr_profiler.h"
+#include "tool_util.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -80,16 +81,7 @@ static void usage(FILE *f) {
             "Exit: 0 complete, 1 runtime failure, 2 usage error, 130 interrupted (resumable).\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "kvr-profile: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(see kvr-profile --help)\n");
-    return 2;
-}
+#define usage_error(...) tool_usage_error("kvr-profile", __VA_ARGS__)
 
 /* "4096", "4K", "3M", "1G" (binary). */
 static bool parse_size(const char *s, int64_t *out) {
@@ -650,23 +642,8 @@ int main(int argc, char **argv) {
     kvr_comm_world *world = NULL; /* MPI: this process's rank in the job */
     kvr_comm *mpi = NULL;
     if (o.transport == KVR_TRANSPORT_MPI) {
-        kvr_comm_params cp = kvr_comm_params_default();
-        cp.transport = KVR_TRANSPORT_MPI;
-        cp.n_ranks = 0;
-        cp.argc = &argc;
-        cp.argv = &argv;
-        if (kvr_comm_world_create(&cp, &world, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-profile: --transport mpi: %s\n", err.msg);
-            return 1;
-        }
-        mpi = kvr_comm_world_local(world, 0);
-        if (o.ranks_set && o.ranks != kvr_comm_size(mpi)) {
-            fprintf(stderr, "kvr-profile: --ranks %d but the MPI job has %d processes\n", o.ranks,
-                    kvr_comm_size(mpi));
-            kvr_comm_world_destroy(world);
-            return 2;
-        }
-        o.ranks = kvr_comm_size(mpi);
+        rc = tool_mpi_join("kvr-profile", &argc, &argv, o.ranks_set, &o.ranks, &world, &mpi);
+        if (rc) return rc;
         if (o.ranks < 2) {
             fprintf(stderr, "kvr-profile: --transport mpi needs at least 2 processes (mpirun -np 2)\n");
             kvr_comm_world_destroy(world);

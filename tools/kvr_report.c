@@ -11,6 +11,7 @@
  * 2 usage error.
  */
 #include "kvr_report.h"
+#include "tool_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,12 +55,7 @@ static void usage(FILE *f) {
             "Exit: 0 ok, 1 runtime failure (store, gnuplot, writing), 2 usage error.\n");
 }
 
-static int usage_error(const char *fmt, const char *a) {
-    fprintf(stderr, "kvr-report: ");
-    fprintf(stderr, fmt, a);
-    fprintf(stderr, "\n(see kvr-report --help)\n");
-    return 2;
-}
+#define usage_error(...) tool_usage_error("kvr-report", __VA_ARGS__)
 
 // ----------------------------------------------------------------------------
 // gnuplot as a subprocess
@@ -303,7 +299,7 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
-    if (o.md && o.no_md) return usage_error("give --md or --no-md, not both%s", "");
+    if (o.md && o.no_md) return usage_error("give --md or --no-md, not both");
     char mdpath[1024];
     if (!o.no_md && !o.md) {
         size_t n = strlen(o.output);

@@ -13,6 +13,7 @@
  */
 #include "kvr_profiler.h"
 #include "kvr_session.h"
+#include "tool_util.h"
 
 #include <math.h>
 #include <unistd.h>
@@ -91,12 +92,7 @@ static void usage(FILE *f) {
             "  -h, --help                this help\n");
 }
 
-static int usage_error(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, "kvr-run: ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, "\n(see kvr-run --help)\n");
-    return 2;
-}
+#define usage_error(...) tool_usage_error("kvr-run", __VA_ARGS__)
 
 /* --dump-logits must not overwrite an input: the model, the store, the predictor or prompt file
  * (device + inode, after links: kvr_output_check). Exit 2 with both paths named. */
@@ -107,7 +103,7 @@ static int check_outputs(const kvr_run_opts *o) {
                                 {"--prompt-file", o->prompt_file}};
     kvr_error e;
     if (kvr_output_check("--dump-logits", o->dump_logits, in, 4, &e) != KVR_OK)
-        return usage_error("%s%s", e.msg, "");
+        return usage_error("%s", e.msg);
     return 0;
 }
 
@@ -133,65 +129,65 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
         int64_t v;
         switch (ch) {
             case 'm':
-                if (!*optarg) return usage_error("--model: empty path%s%s", "", "");
+                if (!*optarg) return usage_error("--model: empty path");
                 o->model = optarg;
                 break;
             case 'F':
-                if (!*optarg) return usage_error("--prompt-file: empty path%s%s", "", "");
+                if (!*optarg) return usage_error("--prompt-file: empty path");
                 o->prompt_file = optarg;
                 break;
             case 1001: o->force = true; break;
             case 'b': {
                 const kvr_backend *be; /* known but not built in: reported (exit 1) by main */
                 if (kvr_backend_get(optarg, &be, &e) == KVR_ERR_INVALID_ARG)
-                    return usage_error("--backend: %s%s", e.msg, "");
+                    return usage_error("--backend: %s", e.msg);
                 o->backend = optarg;
                 break;
             }
             case 'p':
                 if (!*optarg)
                     return usage_error("--prompt: empty text (give the prompt, or --prompt-file "
-                                       "FILE)%s%s", "", "");
+                                       "FILE)");
                 o->prompt = optarg;
                 break;
             case 'c':
                 if (kvr_parse_i64(optarg, 1, (int64_t)1 << 26, &v, &e))
-                    return usage_error("--context: %s%s", e.msg, "");
+                    return usage_error("--context: %s", e.msg);
                 o->context = v;
                 break;
             case 'r':
                 if (kvr_parse_i64(optarg, 1, KVR_MAX_RANKS, &v, &e))
-                    return usage_error("--ranks: %s%s", e.msg, "");
+                    return usage_error("--ranks: %s", e.msg);
                 o->ranks = (int32_t)v;
                 o->ranks_set = true;
                 break;
             case 'M':
-                if (kvr_mode_parse(optarg, &o->mode, &e)) return usage_error("--mode: %s%s", e.msg, "");
+                if (kvr_mode_parse(optarg, &o->mode, &e)) return usage_error("--mode: %s", e.msg);
                 mode_set = true;
                 break;
             case 'P': o->partition = optarg; break;
             case 't':
                 if (kvr_parse_i64(optarg, 1, 1024, &v, &e))
-                    return usage_error("--threads: %s%s", e.msg, "");
+                    return usage_error("--threads: %s", e.msg);
                 o->threads = (int32_t)v;
                 break;
             case 'T':
                 if (kvr_comm_transport_parse(optarg, &o->transport, &e))
-                    return usage_error("--transport: %s%s", e.msg, "");
+                    return usage_error("--transport: %s", e.msg);
                 break;
             case 'n':
                 if (kvr_parse_i64(optarg, 1, 1000, &v, &e))
-                    return usage_error("--repeat: %s%s", e.msg, "");
+                    return usage_error("--repeat: %s", e.msg);
                 o->repeat = (int32_t)v;
                 break;
             case 's':
                 if (kvr_parse_i64(optarg, 0, INT64_MAX, &v, &e))
-                    return usage_error("--seed: %s%s", e.msg, "");
+                    return usage_error("--seed: %s", e.msg);
                 o->seed = (uint64_t)v;
                 break;
             case 'L':
                 if (kvr_parse_i64(optarg, 1, 1024, &v, &e))
-                    return usage_error("--layers: %s%s", e.msg, "");
+                    return usage_error("--layers: %s", e.msg);
                 o->layers = (int32_t)v;
                 break;
             case 'S': o->special = false; break;
@@ -201,32 +197,32 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
             case 'E': o->predictor = optarg; break;
             case 'N': o->no_db = true; break;
             case 'h': usage(stdout); exit(0);
-            case ':': return usage_error("option %s needs a value%s", argv[optind - 1], "");
-            default: return usage_error("unknown option '%s'%s", argv[optind - 1], "");
+            case ':': return usage_error("option %s needs a value", argv[optind - 1]);
+            default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc) return usage_error("unexpected argument '%s'%s", argv[optind], "");
-    if (o->prompt && o->context) return usage_error("give --prompt or --context, not both%s%s", "", "");
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->prompt && o->context) return usage_error("give --prompt or --context, not both");
     if (o->prompt_file && (o->prompt || o->context))
-        return usage_error("give one of --prompt-file, --prompt and --context%s%s", "", "");
+        return usage_error("give one of --prompt-file, --prompt and --context");
     if (!mode_set) o->mode = (o->ranks > 1 || o->transport == KVR_TRANSPORT_MPI) ? KVR_MODE_KVR : KVR_MODE_SINGLE;
     if (o->partition && o->mode != KVR_MODE_KVR)
-        return usage_error("--partition applies to --mode kvr, not %s%s", kvr_mode_name(o->mode), "");
+        return usage_error("--partition applies to --mode kvr, not %s", kvr_mode_name(o->mode));
     if (o->mode == KVR_MODE_SINGLE && o->ranks != 1)
-        return usage_error("--mode single runs on one rank; use --mode kvr or tsp for %s ranks%s",
-                           "several", "");
-    if (o->db && o->no_db) return usage_error("give --db or --no-db, not both%s%s", "", "");
+        return usage_error("--mode single runs on one rank; use --mode kvr or tsp for %s ranks",
+                           "several");
+    if (o->db && o->no_db) return usage_error("give --db or --no-db, not both");
     o->auto_partition = o->partition && strcmp(o->partition, "auto") == 0;
     if (o->auto_partition && o->no_db && !o->predictor)
         return usage_error("--partition auto needs a predictor: --predictor FILE, or a store "
-                           "(drop --no-db)%s%s", "", "");
+                           "(drop --no-db)");
     if (!o->db && !o->no_db && access("kvr.db", F_OK) == 0) {
         o->db = "kvr.db";
         o->db_default = true;
     }
     if (o->auto_partition && !o->db && !o->predictor)
         return usage_error("--partition auto needs a predictor: --predictor FILE or --db PATH "
-                           "(no ./kvr.db here)%s%s", "", "");
+                           "(no ./kvr.db here)");
     return check_outputs(o);
 }
 
@@ -335,24 +331,9 @@ int main(int argc, char **argv) {
     kvr_comm_world *world = NULL; /* MPI: this process's rank in the job */
     kvr_comm *mpi = NULL;
     if (o.transport == KVR_TRANSPORT_MPI) {
-        kvr_comm_params cp = kvr_comm_params_default();
-        cp.transport = KVR_TRANSPORT_MPI;
-        cp.n_ranks = 0;
-        cp.argc = &argc;
-        cp.argv = &argv;
-        if (kvr_comm_world_create(&cp, &world, &err) != KVR_OK) {
-            fprintf(stderr, "kvr-run: --transport mpi: %s\n", err.msg);
-            return 1;
-        }
-        mpi = kvr_comm_world_local(world, 0);
-        int32_t size = kvr_comm_size(mpi);
-        if (o.ranks_set && o.ranks != size) {
-            fprintf(stderr, "kvr-run: --ranks %d but the MPI job has %d processes\n", o.ranks, size);
-            kvr_comm_world_destroy(world);
-            return 2;
-        }
-        o.ranks = size;
-        if (o.mode == KVR_MODE_SINGLE && size != 1) o.mode = KVR_MODE_KVR;
+        rc = tool_mpi_join("kvr-run", &argc, &argv, o.ranks_set, &o.ranks, &world, &mpi);
+        if (rc) return rc;
+        if (o.mode == KVR_MODE_SINGLE && o.ranks != 1) o.mode = KVR_MODE_KVR;
     }
     const bool printer = !mpi || kvr_comm_rank(mpi) == 0;
     const bool holds_last = !mpi || kvr_comm_rank(mpi) == kvr_comm_size(mpi) - 1;

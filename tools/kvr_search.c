@@ -13,6 +13,7 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error (bad option, bad cost/links file).
  */
 #include "kvr_profiler.h"
+#include "tool_util.h"
 #include "kvr_search.h"
 
 #include <errno.h>
@@ -74,16 +75,7 @@ static void usage(FILE *f) {
             "without the samples the search needs), 2 usage error or bad input file.\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "kvr-search: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(see kvr-search --help)\n");
-    return 2;
-}
+#define usage_error(...) tool_usage_error("kvr-search", __VA_ARGS__)
 
 /* A whole number with an optional binary K/M/G suffix (kvr_parse_size). */
 static int parse_size(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {

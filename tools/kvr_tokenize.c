@@ -8,6 +8,7 @@
  * Used by tests/ref/reference_llamacpp.py to compare against llama.cpp.
  */
 #include "kvr_model.h"
+#include "tool_util.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -36,10 +37,7 @@ static void usage(FILE *f) {
             "Prints one line per TEXT: space-separated ids, or the pieces with --decode.\n");
 }
 
-static int usage_error(const char *msg, const char *arg) {
-    fprintf(stderr, "kvr-tokenize: %s%s\n(see kvr-tokenize --help)\n", msg, arg);
-    return 2;
-}
+#define usage_error(...) tool_usage_error("kvr-tokenize", __VA_ARGS__)
 
 static bool utf8_valid(const unsigned char *s, size_t n) {
     for (size_t i = 0; i < n;) {
@@ -121,22 +119,22 @@ int main(int argc, char **argv) {
     while ((ch = getopt_long(argc, argv, ":m:sbdf:h", lo, NULL)) != -1) {
         switch (ch) {
             case 'm':
-                if (!*optarg) return usage_error("--model: empty path", "");
+                if (!*optarg) return usage_error("--model: empty path");
                 o.model = optarg;
                 break;
             case 's': o.special = true; break;
             case 'b': o.bos = true; break;
             case 'd': o.decode = true; break;
             case 'f':
-                if (!*optarg) return usage_error("--file: empty path", "");
+                if (!*optarg) return usage_error("--file: empty path");
                 o.file = optarg;
                 break;
             case 'h': usage(stdout); return 0;
-            case ':': return usage_error("option needs a value: ", argv[optind - 1]);
-            default: return usage_error("unknown option: ", argv[optind - 1]);
+            case ':': return usage_error("option needs a value: %s", argv[optind - 1]);
+            default: return usage_error("unknown option: %s", argv[optind - 1]);
         }
     }
-    if (optind >= argc && !o.file) return usage_error("give at least one TEXT or --file", "");
+    if (optind >= argc && !o.file) return usage_error("give at least one TEXT or --file");
 
     kvr_error err;
     size_t file_len = 0;
