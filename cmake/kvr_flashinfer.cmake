@@ -18,7 +18,8 @@ if(KVR_FLASHINFER)
     if(Python3_Interpreter_FOUND)
       execute_process(
         COMMAND ${Python3_EXECUTABLE} -m pip download flashinfer-python==${KVR_FLASHINFER_VERSION}
-                --no-deps --disable-pip-version-check -q -d ${_fi_dir}/wheel
+                --no-deps --disable-pip-version-check --timeout 20 --retries 1 -q
+                -d ${_fi_dir}/wheel
         RESULT_VARIABLE _fi_rc OUTPUT_QUIET ERROR_VARIABLE _fi_err TIMEOUT 300)
       if(_fi_rc EQUAL 0)
         execute_process(
@@ -36,6 +37,7 @@ for n in z.namelist():
     endif()
     if(NOT EXISTS ${_fi_dir}/include/flashinfer/attention/prefill.cuh)
       string(STRIP "${_fi_err}" _fi_err)
+      string(REGEX MATCH "[^\n]*$" _fi_err "${_fi_err}") # pip's last line says why
       message(STATUS "FlashInfer ${KVR_FLASHINFER_VERSION}: headers NOT available (${_fi_err}); "
                      "building the CUDA backend without it")
     endif()
