@@ -33,7 +33,7 @@ check resume_plus_grid 2 "--resume runs with the run's own parameters" -- "$P" -
 check bad_backend 2 "unknown backend 'tpu'" -- "$P" --backend tpu
 # cuda: not built, or built and no device here (with a device, profiling on it is gpu-check's)
 if "$1/kvr-run" --model tiny --context 8 --backend cuda -N >/dev/null 2>&1; then
-  echo "ok   cuda (a device is present: not profiled here)"; passes=$((passes+1))
+  ok "cuda (a device is present: not profiled here)"
 else
   check cuda 1 "--backend cuda: (not available: this kvr was built without the CUDA backend|no CUDA device: .+)" -- "$P" --backend cuda
 fi
