@@ -58,6 +58,22 @@ static void ex_header_lines(const kvr_search_table *t, const char *note, kvr_tex
     if (note && note[0]) kvr_text_printf(b, "%s %s\n", lead, note);
 }
 
+/* The row's partition as kvr_partition_format writes it, "c0,c1,...", with sep between the
+ * chunks (the CSV's ';': its fields are separated by ','). Out of memory marks b incomplete. */
+static void ex_partition(const kvr_search_row *r, char sep, kvr_text *b) {
+    const size_t len = (size_t)r->n_ranks * 21 + 1; /* at most "-9223372036854775808," a chunk */
+    char *s = malloc(len);
+    if (!s || kvr_partition_format(r->partition, r->n_ranks, s, len, NULL) != KVR_OK) {
+        free(s);
+        b->nomem = true;
+        return;
+    }
+    for (char *c = s; sep != ',' && *c; c++)
+        if (*c == ',') *c = sep;
+    kvr_text_append(b, s, strlen(s));
+    free(s);
+}
+
 // ---------------------------------------------------------------------------- text
 
 static void ex_text(const kvr_search_table *t, const char *note, kvr_text *b) {
@@ -83,8 +99,7 @@ static void ex_text(const kvr_search_table *t, const char *note, kvr_text *b) {
         kvr_text_printf(b, " %-6s %9.3f  ",
                         r->best < KVR_STRATEGY_COUNT ? kvr_strategy_name(r->best) : "-",
                         r->search_ms);
-        for (int j = 0; j < r->n_ranks; j++)
-            kvr_text_printf(b, "%s%lld", j ? "," : "", (long long)r->partition[j]);
+        ex_partition(r, ',', b);
         kvr_text_printf(b, "%c", '\n');
     }
     for (int i = 0; i < t->n_rows; i++)
@@ -131,8 +146,7 @@ static void ex_csv(const kvr_search_table *t, kvr_text *b) {
         kvr_text_printf(b, ",%s,", hb ? kvr_strategy_name(r->best) : "");
         if (hb) kvr_text_printf(b, "%.6f", r->ttft_us[r->best] * 1e-3);
         kvr_text_printf(b, ",%.3f,", r->search_ms);
-        for (int j = 0; j < r->n_ranks; j++)
-            kvr_text_printf(b, "%s%lld", j ? ";" : "", (long long)r->partition[j]);
+        ex_partition(r, ';', b);
         kvr_text_printf(b, "%c", '\n');
     }
 }
@@ -154,8 +168,7 @@ static void ex_vllm(const kvr_search_table *t, kvr_text *b) {
                         kvr_strategy_name(k));
         if (r->has[k]) kvr_text_printf(b, " ttft_ms=%.3f", r->ttft_us[k] * 1e-3);
         kvr_text_printf(b, " partition=");
-        for (int j = 0; j < r->n_ranks; j++)
-            kvr_text_printf(b, "%s%lld", j ? "," : "", (long long)r->partition[j]);
+        ex_partition(r, ',', b);
         kvr_text_printf(b, "\nVLLM_PCP_RUNAHEAD_LOAD_WEIGHTS=");
         long long sum_micro = 0;
         for (int j = 0; j < r->n_ranks; j++) {

@@ -534,12 +534,9 @@ int main(int argc, char **argv) {
         printf("{\"model\":"); /* strings: valid JSON and UTF-8 whatever the bytes */
         kvr_json_write_str(stdout, cfg->name);
         printf(",\"mode\":\"%s\",\"ranks\":%d,\"threads\":%d,\"transport\":\"%s\","
-               "\"context\":%lld,\"partition\":[",
+               "\"context\":%lld,\"partition\":[%s],\"first_token\":%d,\"first_token_text\":",
                kvr_mode_name(o.mode), o.ranks, o.threads, kvr_comm_transport_name(o.transport),
-               (long long)n_ids);
-        for (int32_t i = 0; i < r->n_ranks; i++)
-            printf("%s%lld", i ? "," : "", (long long)r->partition[i]);
-        printf("],\"first_token\":%d,\"first_token_text\":", r->first_token);
+               (long long)n_ids, pstr, r->first_token);
         if (tok)
             kvr_json_write_str(stdout, piece); /* a piece may be part of a UTF-8 character */
         else
