@@ -288,6 +288,16 @@ static kvr_status nc_barrier(kvr_comm *c, kvr_error *err) {
 
 static void nc_world_destroy(kvr_comm_world *w) {
     nc_world *g = w->impl;
+    /* several communicators managed by this one thread: finalize them in one group (an
+       intra-node collective), then destroy each; after a failure, abort instead */
+    if (!g->failed && w->local) {
+        ncclGroupStart();
+        for (int32_t i = 0; i < w->n_local; i++) {
+            nc_endpoint *ep = w->local[i].dev;
+            if (ep && ep->comm && !ep->aborted) ncclCommFinalize(ep->comm);
+        }
+        ncclGroupEnd();
+    }
     for (int32_t i = 0; w->local && i < w->n_local; i++) {
         nc_endpoint *ep = w->local[i].dev;
         if (!ep) continue;
