@@ -5,6 +5,8 @@
 #                                             --json must print strict JSON (json_strict.sh)
 #   same NAME A B / same_file NAME FILE_A FILE_B   two strings / two files are equal
 #   ok NAME / bad NAME [LINE...]             a pass / a failure (each LINE indented under it)
+#   damage_db FILE                           64 bytes overwritten in every other 4 KiB page from
+#                                            the third on: a damaged SQLite file
 #   summary TITLE                            the closing "TITLE: N passed, N failed" line CI
 #                                            reads; its status (0 when none failed) is the script's
 . "$(dirname "${BASH_SOURCE[0]}")/json_strict.sh"
@@ -31,4 +33,13 @@ check() {
 }
 same() { if [ "$2" == "$3" ]; then ok "$1"; else bad "$1: '$2' != '$3'"; fi; }
 same_file() { if cmp -s "$2" "$3"; then ok "$1"; else bad "$1: $2 and $3 differ"; fi; }
+damage_db() {
+  python3 - "$1" <<'PY'
+import os, sys
+p = sys.argv[1]; n = os.path.getsize(p) // 4096
+with open(p, "r+b") as f:
+    for pg in range(2, n, 2):
+        f.seek(4096 * pg); f.write(b"\xa5" * 64)
+PY
+}
 summary() { echo "$1: $passes passed, $fails failed"; [ "$fails" -eq 0 ]; }

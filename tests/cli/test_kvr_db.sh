@@ -116,13 +116,7 @@ if command -v python3 >/dev/null; then
   python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE t(x)'); c.commit(); c.close()" "$tmp/other.db"
   check foreign_sqlite 1 "an SQLite database but not a kvr one" -- "$D" --db "$tmp/other.db" list
   cp "$db" "$tmp/damaged.db"
-  python3 - "$tmp/damaged.db" <<'PY'
-import os, sys
-p = sys.argv[1]; n = os.path.getsize(p) // 4096
-with open(p, "r+b") as f:
-    for pg in range(2, n, 2):
-        f.seek(4096 * pg); f.write(b"\xa5" * 64)
-PY
+  damage_db "$tmp/damaged.db"
   cp "$tmp/damaged.db" "$tmp/damaged.orig"
   check damaged 1 "damaged|malformed" -- "$D" --db "$tmp/damaged.db" check
   check damaged_import 1 "damaged|malformed" -- "$D" --db "$tmp/damaged.db" import "$tmp/min.csv"

@@ -91,13 +91,7 @@ printf 'a text file that happens to be called kvr.db\n' >"$tmp/text.db"; cp "$tm
 check not_sqlite 1 "not a kvr database \(not an SQLite file\); left untouched" -- "$P" "${TINY[@]}" --db "$tmp/text.db"
 cmp -s "$tmp/text.db" "$tmp/text.orig" && ok "not_sqlite_untouched" || bad "not_sqlite_untouched"
 cp "$tmp/two.db" "$tmp/damaged.db"
-python3 - "$tmp/damaged.db" <<'PY'
-import os, sys
-p = sys.argv[1]; n = os.path.getsize(p) // 4096
-with open(p, "r+b") as f:
-    for pg in range(2, n, 2):
-        f.seek(4096 * pg); f.write(b"\xa5" * 64)
-PY
+damage_db "$tmp/damaged.db"
 cp "$tmp/damaged.db" "$tmp/damaged.orig"
 check damaged 1 "damaged|malformed" -- "$P" "${TINY[@]}" --db "$tmp/damaged.db"
 cmp -s "$tmp/damaged.db" "$tmp/damaged.orig" && ok "damaged_untouched" || bad "damaged_untouched"
