@@ -411,19 +411,17 @@ static void gguf_sv_copy(char *dst, size_t cap, gguf_sv s) {
 // ----------------------------------------------------------------------------
 // tensor slots: the tensors a Llama model needs
 
-enum { GGUF_SLOT_TOK_EMBD, GGUF_SLOT_OUTPUT_NORM, GGUF_SLOT_OUTPUT, GGUF_N_GLOBAL };
-#define GGUF_N_PER_LAYER 9
-static const char *const gguf_global_names[GGUF_N_GLOBAL] = {"token_embd", "output_norm", "output"};
-static const char *const gguf_layer_names[GGUF_N_PER_LAYER] = {
+static const char *const gguf_global_names[MODEL_N_GLOBAL] = {"token_embd", "output_norm", "output"};
+static const char *const gguf_layer_names[MODEL_N_PER_LAYER] = {
     "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
     "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
 
 static void gguf_slot_name(int slot, char *buf, size_t len) {
-    if (slot < GGUF_N_GLOBAL)
+    if (slot < MODEL_N_GLOBAL)
         snprintf(buf, len, "%s.weight", gguf_global_names[slot]);
     else
-        snprintf(buf, len, "blk.%d.%s.weight", (slot - GGUF_N_GLOBAL) / GGUF_N_PER_LAYER,
-                 gguf_layer_names[(slot - GGUF_N_GLOBAL) % GGUF_N_PER_LAYER]);
+        snprintf(buf, len, "blk.%d.%s.weight", (slot - MODEL_N_GLOBAL) / MODEL_N_PER_LAYER,
+                 gguf_layer_names[(slot - MODEL_N_GLOBAL) % MODEL_N_PER_LAYER]);
 }
 
 /* Slot of a tensor name, or -1 for a tensor the model does not use. */
@@ -432,7 +430,7 @@ static int gguf_slot_of(gguf_sv s, int32_t n_layers) {
     const size_t ns = sizeof suf - 1;
     if (s.n <= ns || memcmp(s.s + s.n - ns, suf, ns) != 0) return -1;
     const size_t n = s.n - ns;
-    for (int i = 0; i < GGUF_N_GLOBAL; i++)
+    for (int i = 0; i < MODEL_N_GLOBAL; i++)
         if (strlen(gguf_global_names[i]) == n && memcmp(s.s, gguf_global_names[i], n) == 0) return i;
     if (n < 6 || memcmp(s.s, "blk.", 4) != 0) return -1;
     size_t i = 4;
@@ -445,48 +443,19 @@ static int gguf_slot_of(gguf_sv s, int32_t n_layers) {
     if (s.s[4] == '0' && i > 5) return -1; /* no leading zeros: one name per slot */
     const char *rest = s.s + i + 1;
     const size_t nr = n - i - 1;
-    for (int k = 0; k < GGUF_N_PER_LAYER; k++)
+    for (int k = 0; k < MODEL_N_PER_LAYER; k++)
         if (strlen(gguf_layer_names[k]) == nr && memcmp(rest, gguf_layer_names[k], nr) == 0)
-            return GGUF_N_GLOBAL + (int)layer * GGUF_N_PER_LAYER + k;
+            return MODEL_N_GLOBAL + (int)layer * MODEL_N_PER_LAYER + k;
     return -1;
 }
 
-/* Expected GGUF shape [ne0 = inputs, ne1 = outputs]; returns the number of dims. */
+/* Expected GGUF shape [ne0 = inputs, ne1 = outputs]: model_slot_shape reversed; the dims. */
 static int gguf_slot_shape(const kvr_model_config *c, int slot, int64_t ne[2]) {
-    const int64_t D = c->d_model, V = c->vocab_size, FF = c->d_ff;
-    const int64_t Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
-    if (slot < GGUF_N_GLOBAL) {
-        if (slot == GGUF_SLOT_OUTPUT_NORM) return ne[0] = D, 1;
-        return ne[0] = D, ne[1] = V, 2;
-    }
-    switch ((slot - GGUF_N_GLOBAL) % GGUF_N_PER_LAYER) {
-    case 0: case 5: return ne[0] = D, 1;          /* norms */
-    case 1: return ne[0] = D, ne[1] = Q, 2;       /* attn_q */
-    case 2: case 3: return ne[0] = D, ne[1] = KV, 2; /* attn_k, attn_v */
-    case 4: return ne[0] = Q, ne[1] = D, 2;       /* attn_output */
-    case 6: case 7: return ne[0] = D, ne[1] = FF, 2; /* ffn_gate, ffn_up */
-    default: return ne[0] = FF, ne[1] = D, 2;     /* ffn_down */
-    }
-}
-
-static float *gguf_slot_dst(kvr_model *m, int slot) {
-    if (slot == GGUF_SLOT_TOK_EMBD) return m->tok_embd;
-    if (slot == GGUF_SLOT_OUTPUT_NORM) return m->output_norm;
-    if (slot == GGUF_SLOT_OUTPUT) return m->output;
-    const kvr_model_config *c = &m->cfg;
-    const size_t D = (size_t)c->d_model, HS = (size_t)c->head_dim, FF = (size_t)c->d_ff;
-    kvr_layer_weights *w = &m->layers[(slot - GGUF_N_GLOBAL) / GGUF_N_PER_LAYER];
-    switch ((slot - GGUF_N_GLOBAL) % GGUF_N_PER_LAYER) {
-    case 0: return w->attn_norm;
-    case 1: return w->wqkv;
-    case 2: return w->wqkv + (size_t)c->n_heads * HS * D;
-    case 3: return w->wqkv + (size_t)(c->n_heads + c->n_kv_heads) * HS * D;
-    case 4: return w->wo;
-    case 5: return w->ffn_norm;
-    case 6: return w->w_gate_up;
-    case 7: return w->w_gate_up + FF * D;
-    default: return w->w_down;
-    }
+    int64_t sh[2];
+    const int nd = model_slot_shape(c, slot, sh);
+    ne[0] = sh[nd - 1];
+    if (nd == 2) ne[1] = sh[0];
+    return nd;
 }
 
 static void gguf_fmt_shape(char *buf, size_t len, const int64_t *ne, int n) {
@@ -902,7 +871,7 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
     }
 
     // tensor infos
-    const int n_slots = GGUF_N_GLOBAL + GGUF_N_PER_LAYER * cfg.n_layers;
+    const int n_slots = MODEL_N_GLOBAL + MODEL_N_PER_LAYER * cfg.n_layers;
     slots = calloc((size_t)n_slots, sizeof *slots);
     if (!slots) {
         st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", fname);
@@ -914,10 +883,10 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
 
     if (has_v) {
         cfg.vocab_size = (int32_t)V;
-    } else if (slots[GGUF_SLOT_TOK_EMBD].present && slots[GGUF_SLOT_TOK_EMBD].n_dims >= 2 &&
-               slots[GGUF_SLOT_TOK_EMBD].ne[1] <= INT32_MAX) {
-        cfg.vocab_size = (int32_t)slots[GGUF_SLOT_TOK_EMBD].ne[1];
-    } else if (!slots[GGUF_SLOT_TOK_EMBD].present) {
+    } else if (slots[MODEL_SLOT_TOK_EMBD].present && slots[MODEL_SLOT_TOK_EMBD].n_dims >= 2 &&
+               slots[MODEL_SLOT_TOK_EMBD].ne[1] <= INT32_MAX) {
+        cfg.vocab_size = (int32_t)slots[MODEL_SLOT_TOK_EMBD].ne[1];
+    } else if (!slots[MODEL_SLOT_TOK_EMBD].present) {
         st = kvr_error_set(err, KVR_ERR_FORMAT, "%s: missing tensor token_embd.weight", fname);
         goto fail;
     } else {
@@ -925,7 +894,7 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
                            "%s: tensor token_embd.weight does not give a vocabulary size", fname);
         goto fail;
     }
-    cfg.tied_embeddings = !slots[GGUF_SLOT_OUTPUT].present;
+    cfg.tied_embeddings = !slots[MODEL_SLOT_OUTPUT].present;
     if ((st = kvr_model_config_validate(&cfg, err)) != KVR_OK) {
         kvr_error_prefix(err, "%s", fname);
         goto fail;
@@ -940,7 +909,7 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
     int n_present = 0;
     for (int s = 0; s < n_slots && st == KVR_OK; s++) {
         if (!slots[s].present) {
-            if (s == GGUF_SLOT_OUTPUT) continue;
+            if (s == MODEL_SLOT_OUTPUT) continue;
             char name[64];
             gguf_slot_name(s, name, sizeof name);
             st = kvr_error_set(err, KVR_ERR_FORMAT, "%s: missing tensor %s", fname, name);
@@ -973,7 +942,7 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
         const gguf_tinfo *ti = &slots[s];
         if (!ti->present) continue;
         const int64_t numel = ti->ne[0] * (ti->n_dims >= 2 ? ti->ne[1] : 1);
-        if ((st = gguf_dequantize((int32_t)ti->type, ti->data, gguf_slot_dst(m, s), numel, err)) !=
+        if ((st = gguf_dequantize((int32_t)ti->type, ti->data, model_slot_dst(m, s), numel, err)) !=
             KVR_OK) {
             kvr_error_prefix(err, "%s", fname);
             goto fail;

@@ -103,6 +103,43 @@ kvr_status model_alloc(const kvr_model_config *cfg, kvr_model **out, kvr_error *
     return KVR_OK;
 }
 
+float *model_slot_dst(kvr_model *m, int slot) {
+    if (slot == MODEL_SLOT_TOK_EMBD) return m->tok_embd;
+    if (slot == MODEL_SLOT_OUTPUT_NORM) return m->output_norm;
+    if (slot == MODEL_SLOT_OUTPUT) return m->output;
+    const kvr_model_config *c = &m->cfg;
+    const size_t D = (size_t)c->d_model, HS = (size_t)c->head_dim, FF = (size_t)c->d_ff;
+    kvr_layer_weights *w = &m->layers[(slot - MODEL_N_GLOBAL) / MODEL_N_PER_LAYER];
+    switch ((slot - MODEL_N_GLOBAL) % MODEL_N_PER_LAYER) {
+    case 0: return w->attn_norm;
+    case 1: return w->wqkv;
+    case 2: return w->wqkv + (size_t)c->n_heads * HS * D;
+    case 3: return w->wqkv + (size_t)(c->n_heads + c->n_kv_heads) * HS * D;
+    case 4: return w->wo;
+    case 5: return w->ffn_norm;
+    case 6: return w->w_gate_up;
+    case 7: return w->w_gate_up + FF * D;
+    default: return w->w_down;
+    }
+}
+
+int model_slot_shape(const kvr_model_config *c, int slot, int64_t sh[2]) {
+    const int64_t D = c->d_model, V = c->vocab_size, FF = c->d_ff;
+    const int64_t Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    if (slot < MODEL_N_GLOBAL) {
+        if (slot == MODEL_SLOT_OUTPUT_NORM) return sh[0] = D, 1;
+        return sh[0] = V, sh[1] = D, 2;
+    }
+    switch ((slot - MODEL_N_GLOBAL) % MODEL_N_PER_LAYER) {
+    case 0: case 5: return sh[0] = D, 1;             /* norms */
+    case 1: return sh[0] = Q, sh[1] = D, 2;          /* q */
+    case 2: case 3: return sh[0] = KV, sh[1] = D, 2; /* k, v */
+    case 4: return sh[0] = D, sh[1] = Q, 2;          /* o */
+    case 6: case 7: return sh[0] = FF, sh[1] = D, 2; /* gate, up */
+    default: return sh[0] = D, sh[1] = FF, 2;        /* down */
+    }
+}
+
 void kvr_model_destroy(kvr_model *m) {
     if (!m) return;
     tokenizer_destroy(m->tok);

@@ -33,6 +33,16 @@ struct kvr_model {
  * Errors: KVR_ERR_INVALID_ARG (bad config), KVR_ERR_NOMEM (message gives the size). */
 kvr_status model_alloc(const kvr_model_config *cfg, kvr_model **out, kvr_error *err);
 
+/* The tensors a Llama model needs, numbered as every loader numbers them (each names them in
+ * its own format): the token embedding, the output norm and the output, then per layer
+ * attn_norm, q, k, v, o, ffn_norm, gate, up, down, MODEL_N_PER_LAYER slots each. */
+enum { MODEL_SLOT_TOK_EMBD, MODEL_SLOT_OUTPUT_NORM, MODEL_SLOT_OUTPUT, MODEL_N_GLOBAL };
+#define MODEL_N_PER_LAYER 9
+/* Where slot's fp32 data goes in m's arena (q, k, v into wqkv; gate, up into w_gate_up). */
+float *model_slot_dst(kvr_model *m, int slot);
+/* Slot's shape [outputs, inputs] (a norm: [D]); returns the number of dims. */
+int model_slot_shape(const kvr_model_config *c, int slot, int64_t sh[2]);
+
 /* Tokenizer construction from GGUF metadata. tokens: n strings (byte-level BPE alphabet, as
  * stored), token_types: n llama.cpp token types (1 normal, 2 unknown, 3 control, 4 user-defined,
  * 5 unused, 6 byte) or NULL; merges: n_merges strings "a b"; pre: tokenizer.ggml.pre value

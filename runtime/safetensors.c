@@ -187,13 +187,11 @@ done:
 }
 
 // ----------------------------------------------------------------------------
-// tensor slots (same order as gguf.c: the per-layer weights of runtime_internal.h)
+// tensor slots: HF names for runtime_internal.h's MODEL_SLOT_* numbering
 
-enum { HF_SLOT_EMBED, HF_SLOT_NORM, HF_SLOT_LM_HEAD, HF_N_GLOBAL };
-#define HF_N_PER_LAYER 9
-static const char *const hf_global_names[HF_N_GLOBAL] = {"model.embed_tokens", "model.norm",
+static const char *const hf_global_names[MODEL_N_GLOBAL] = {"model.embed_tokens", "model.norm",
                                                          "lm_head"};
-static const char *const hf_layer_names[HF_N_PER_LAYER] = {
+static const char *const hf_layer_names[MODEL_N_PER_LAYER] = {
     "input_layernorm",          "self_attn.q_proj", "self_attn.k_proj",
     "self_attn.v_proj",         "self_attn.o_proj", "post_attention_layernorm",
     "mlp.gate_proj",            "mlp.up_proj",      "mlp.down_proj"};
@@ -208,11 +206,11 @@ typedef struct hf_tinfo {
 } hf_tinfo;
 
 static void hf_slot_name(int slot, char *buf, size_t len) {
-    if (slot < HF_N_GLOBAL)
+    if (slot < MODEL_N_GLOBAL)
         snprintf(buf, len, "%s.weight", hf_global_names[slot]);
     else
-        snprintf(buf, len, "model.layers.%d.%s.weight", (slot - HF_N_GLOBAL) / HF_N_PER_LAYER,
-                 hf_layer_names[(slot - HF_N_GLOBAL) % HF_N_PER_LAYER]);
+        snprintf(buf, len, "model.layers.%d.%s.weight", (slot - MODEL_N_GLOBAL) / MODEL_N_PER_LAYER,
+                 hf_layer_names[(slot - MODEL_N_GLOBAL) % MODEL_N_PER_LAYER]);
 }
 
 static int hf_slot_of(const char *s, int32_t n_layers) {
@@ -220,7 +218,7 @@ static int hf_slot_of(const char *s, int32_t n_layers) {
     const size_t ns = sizeof suf - 1, len = strlen(s);
     if (len <= ns || strcmp(s + len - ns, suf) != 0) return -1;
     const size_t n = len - ns;
-    for (int i = 0; i < HF_N_GLOBAL; i++)
+    for (int i = 0; i < MODEL_N_GLOBAL; i++)
         if (strlen(hf_global_names[i]) == n && memcmp(s, hf_global_names[i], n) == 0) return i;
     static const char pre[] = "model.layers.";
     const size_t np = sizeof pre - 1;
@@ -232,48 +230,10 @@ static int hf_slot_of(const char *s, int32_t n_layers) {
     if (s[np] == '0' && i > np + 1) return -1;
     const char *rest = s + i + 1;
     const size_t nr = n - i - 1;
-    for (int k = 0; k < HF_N_PER_LAYER; k++)
+    for (int k = 0; k < MODEL_N_PER_LAYER; k++)
         if (strlen(hf_layer_names[k]) == nr && memcmp(rest, hf_layer_names[k], nr) == 0)
-            return HF_N_GLOBAL + (int)layer * HF_N_PER_LAYER + k;
+            return MODEL_N_GLOBAL + (int)layer * MODEL_N_PER_LAYER + k;
     return -1;
-}
-
-/* Expected HF (PyTorch) shape [out, in]; returns the number of dims. */
-static int hf_slot_shape(const kvr_model_config *c, int slot, int64_t sh[2]) {
-    const int64_t D = c->d_model, V = c->vocab_size, FF = c->d_ff;
-    const int64_t Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
-    if (slot < HF_N_GLOBAL) {
-        if (slot == HF_SLOT_NORM) return sh[0] = D, 1;
-        return sh[0] = V, sh[1] = D, 2;
-    }
-    switch ((slot - HF_N_GLOBAL) % HF_N_PER_LAYER) {
-    case 0: case 5: return sh[0] = D, 1;
-    case 1: return sh[0] = Q, sh[1] = D, 2;
-    case 2: case 3: return sh[0] = KV, sh[1] = D, 2;
-    case 4: return sh[0] = D, sh[1] = Q, 2;
-    case 6: case 7: return sh[0] = FF, sh[1] = D, 2;
-    default: return sh[0] = D, sh[1] = FF, 2;
-    }
-}
-
-static float *hf_slot_dst(kvr_model *m, int slot) {
-    if (slot == HF_SLOT_EMBED) return m->tok_embd;
-    if (slot == HF_SLOT_NORM) return m->output_norm;
-    if (slot == HF_SLOT_LM_HEAD) return m->output;
-    const kvr_model_config *c = &m->cfg;
-    const size_t D = (size_t)c->d_model, HS = (size_t)c->head_dim, FF = (size_t)c->d_ff;
-    kvr_layer_weights *w = &m->layers[(slot - HF_N_GLOBAL) / HF_N_PER_LAYER];
-    switch ((slot - HF_N_GLOBAL) % HF_N_PER_LAYER) {
-    case 0: return w->attn_norm;
-    case 1: return w->wqkv;
-    case 2: return w->wqkv + (size_t)c->n_heads * HS * D;
-    case 3: return w->wqkv + (size_t)(c->n_heads + c->n_kv_heads) * HS * D;
-    case 4: return w->wo;
-    case 5: return w->ffn_norm;
-    case 6: return w->w_gate_up;
-    case 7: return w->w_gate_up + FF * D;
-    default: return w->w_down;
-    }
 }
 
 // ----------------------------------------------------------------------------
@@ -374,7 +334,7 @@ static kvr_status hf_parse_entry(const cJSON *e, const uint8_t *data, size_t dat
                              "%s: tensor %s: dtype %s is not supported; supported: F32 F16 BF16",
                              fname, sname, dt->name);
     int64_t want[2];
-    const int wn = hf_slot_shape(cfg, slot, want);
+    const int wn = model_slot_shape(cfg, slot, want);
     if (nd != wn || sh[0] != want[0] || (wn == 2 && sh[1] != want[1])) {
         char got[128], exp[64];
         hf_fmt_shape(got, sizeof got, sh, nd);
@@ -488,7 +448,7 @@ kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const
     *out = NULL;
     kvr_model_config cfg;
     KVR_TRY(hf_parse_config(config_json, config_len, config_name, model_name, &cfg, err));
-    const int n_slots = HF_N_GLOBAL + HF_N_PER_LAYER * cfg.n_layers;
+    const int n_slots = MODEL_N_GLOBAL + MODEL_N_PER_LAYER * cfg.n_layers;
     hf_tinfo *slots = calloc((size_t)n_slots, sizeof *slots);
     if (!slots) return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", config_name);
     kvr_model *m = NULL;
@@ -497,11 +457,11 @@ kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const
         st = hf_parse_safetensors(bufs[f], lens[f], fnames[f], f, &cfg, slots, n_slots, err);
     if (st != KVR_OK) goto fail;
     for (int s = 0; s < n_slots; s++) {
-        if (slots[s].present || (s == HF_SLOT_LM_HEAD && cfg.tied_embeddings)) continue;
+        if (slots[s].present || (s == MODEL_SLOT_OUTPUT && cfg.tied_embeddings)) continue;
         char name[96];
         hf_slot_name(s, name, sizeof name);
         st = kvr_error_set(err, KVR_ERR_FORMAT, "%s: missing tensor %s%s", model_name, name,
-                           s == HF_SLOT_LM_HEAD ? " (and tie_word_embeddings is false)" : "");
+                           s == MODEL_SLOT_OUTPUT ? " (and tie_word_embeddings is false)" : "");
         goto fail;
     }
     if ((st = model_alloc(&cfg, &m, err)) != KVR_OK) {
@@ -510,9 +470,9 @@ kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const
     }
     for (int s = 0; s < n_slots && st == KVR_OK; s++) {
         const hf_tinfo *t = &slots[s];
-        if (!t->present || (s == HF_SLOT_LM_HEAD && cfg.tied_embeddings)) continue;
-        float *dst = hf_slot_dst(m, s);
-        const int kind = s < HF_N_GLOBAL ? -1 : (s - HF_N_GLOBAL) % HF_N_PER_LAYER;
+        if (!t->present || (s == MODEL_SLOT_OUTPUT && cfg.tied_embeddings)) continue;
+        float *dst = model_slot_dst(m, s);
+        const int kind = s < MODEL_N_GLOBAL ? -1 : (s - MODEL_N_GLOBAL) % MODEL_N_PER_LAYER;
         if (kind == 1 || kind == 2)
             st = hf_copy_permuted(t, dst, kind == 1 ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim,
                                   cfg.d_model, err);
