@@ -4,7 +4,9 @@
 #define KVR_TEST_H
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "kvr_common.h"
 
 static int kvr_test_fails, kvr_test_checks;
@@ -73,6 +75,39 @@ static inline int kvr_test_main(const kvr_test_case *cases, int n, int argc, cha
     }
     return kvr_test_fails ? 1 : 0;
 }
+/* Scratch files: kvr_test_tmp_path(name) is name inside a directory made under /tmp on first
+ * use, kvr_test_tmpdir (the last four paths returned stay valid); kvr_test_rm_db removes an
+ * SQLite file with its -wal and -shm; kvr_test_tmp_cleanup(rc) removes the directory and all in
+ * it, and returns rc, or 1 when that failed. */
+static char kvr_test_tmpdir[256];
+static inline const char *kvr_test_tmp_path(const char *name) {
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    if (!kvr_test_tmpdir[0]) {
+        snprintf(kvr_test_tmpdir, sizeof kvr_test_tmpdir, "/tmp/kvr_test_XXXXXX");
+        if (!mkdtemp(kvr_test_tmpdir)) abort();
+    }
+    snprintf(buf[k], sizeof buf[k], "%s/%s", kvr_test_tmpdir, name);
+    return buf[k];
+}
+static inline void kvr_test_rm_db(const char *path) {
+    char b[600];
+    unlink(path);
+    snprintf(b, sizeof b, "%s-wal", path);
+    unlink(b);
+    snprintf(b, sizeof b, "%s-shm", path);
+    unlink(b);
+}
+static inline int kvr_test_tmp_cleanup(int rc) {
+    if (!kvr_test_tmpdir[0]) return rc;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", kvr_test_tmpdir);
+    if (system(cmd) == 0) return rc;
+    fprintf(stderr, "could not remove %s\n", kvr_test_tmpdir);
+    return rc ? rc : 1;
+}
+
 #define KVR_TEST_MAIN(cases)                                                                       \
     int main(int argc, char **argv) {                                                              \
         return kvr_test_main(cases, (int)(sizeof(cases) / sizeof(cases[0])), argc, argv);         \

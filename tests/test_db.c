@@ -15,28 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/kvr_test_db_XXXXXX");
-        if (!mkdtemp(tmpdir)) abort();
-    }
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void rm_db(const char *path) {
-    char b[600];
-    unlink(path);
-    snprintf(b, sizeof b, "%s-wal", path);
-    unlink(b);
-    snprintf(b, sizeof b, "%s-shm", path);
-    unlink(b);
-}
+static char kvr_test_tmpdir[256];
 
 static kvr_db *open_mem(void) {
     kvr_db *db = NULL;
@@ -237,8 +216,8 @@ static void test_transaction_all_or_nothing(void) {
 /* A file at every older schema version opens and upgrades; its rows survive. */
 static void test_migrate_from_every_version(void) {
     for (int32_t v = 0; v < KVR_DB_SCHEMA_VERSION; v++) {
-        const char *path = tmp_path("migrate.db");
-        rm_db(path);
+        const char *path = kvr_test_tmp_path("migrate.db");
+        kvr_test_rm_db(path);
         sqlite3 *h = NULL;
         KVR_CHECK(sqlite3_open(path, &h) == SQLITE_OK);
         kvr_error err = {0};
@@ -566,8 +545,8 @@ static void test_queries(void) {
  * (lists of v3 records empty, measured runs readable), then read-write: it is upgraded to
  * the latest version with every row intact and the new columns at their defaults. */
 static void test_migrate_v2_data_intact(void) {
-    const char *path = tmp_path("v2.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("v2.db");
+    kvr_test_rm_db(path);
     sqlite3 *h = NULL;
     KVR_CHECK(sqlite3_open(path, &h) == SQLITE_OK);
     kvr_error err = {0};
@@ -666,8 +645,8 @@ static void test_migrate_v2_data_intact(void) {
  * a run, JSON that is not JSON) is left at the defaults. The prose columns are kept as written;
  * deleting the link run later clears link_run_id. */
 static void test_migrate_v3_typed_provenance(void) {
-    const char *path = tmp_path("v3.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("v3.db");
+    kvr_test_rm_db(path);
     sqlite3 *h = NULL;
     KVR_CHECK(sqlite3_open(path, &h) == SQLITE_OK);
     kvr_error err = {0};
@@ -777,8 +756,8 @@ static char *slurp(const char *path, size_t *n) {
 }
 
 static void test_newer_schema_refused(void) {
-    const char *path = tmp_path("newer.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("newer.db");
+    kvr_test_rm_db(path);
     kvr_db *db = NULL;
     kvr_error err = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
@@ -801,7 +780,7 @@ static void test_foreign_files_refused(void) {
     kvr_error err = {0};
     kvr_db *db = NULL;
     /* not SQLite at all */
-    const char *path = tmp_path("text.db");
+    const char *path = kvr_test_tmp_path("text.db");
     const char text[] = "this is not a database, just some text that is long enough\n";
     FILE *f = fopen(path, "wb");
     fwrite(text, 1, sizeof text - 1, f);
@@ -810,8 +789,8 @@ static void test_foreign_files_refused(void) {
     KVR_CHECK(strstr(err.msg, "not a kvr database") != NULL);
     KVR_CHECK(file_equals(path, text, sizeof text - 1));
     /* someone else's SQLite database */
-    path = tmp_path("other.db");
-    rm_db(path);
+    path = kvr_test_tmp_path("other.db");
+    kvr_test_rm_db(path);
     sqlite3 *h = NULL;
     sqlite3_open(path, &h);
     sqlite3_exec(h, "CREATE TABLE foo(x); INSERT INTO foo VALUES(1)", NULL, NULL, NULL);
@@ -823,7 +802,7 @@ static void test_foreign_files_refused(void) {
     KVR_CHECK(before && file_equals(path, before, n));
     free(before);
     /* an SQLite header over garbage */
-    path = tmp_path("corrupt.db");
+    path = kvr_test_tmp_path("corrupt.db");
     f = fopen(path, "wb");
     char junk[8192];
     memset(junk, 0x5a, sizeof junk);
@@ -834,17 +813,18 @@ static void test_foreign_files_refused(void) {
     KVR_CHECK(st == KVR_ERR_FORMAT || st == KVR_ERR_DB);
     KVR_CHECK(file_equals(path, junk, sizeof junk));
     /* a directory */
-    KVR_CHECK_EQ_INT(kvr_db_open(tmpdir, NULL, &db, &err), KVR_ERR_FORMAT);
+    KVR_CHECK_EQ_INT(kvr_db_open(kvr_test_tmpdir, NULL, &db, &err), KVR_ERR_FORMAT);
     /* missing directory */
     KVR_CHECK_EQ_INT(kvr_db_open("/nonexistent-dir-kvr/x.db", NULL, &db, &err), KVR_ERR_NOT_FOUND);
     KVR_CHECK(strstr(err.msg, "does not exist") != NULL);
     /* read-only open of a missing file */
     kvr_db_open_params p = kvr_db_open_params_default();
     p.read_only = true;
-    KVR_CHECK_EQ_INT(kvr_db_open(tmp_path("missing.db"), &p, &db, &err), KVR_ERR_NOT_FOUND);
+    KVR_CHECK_EQ_INT(kvr_db_open(kvr_test_tmp_path("missing.db"), &p, &db, &err),
+                     KVR_ERR_NOT_FOUND);
     /* an empty file becomes a database */
-    path = tmp_path("empty.db");
-    rm_db(path);
+    path = kvr_test_tmp_path("empty.db");
+    kvr_test_rm_db(path);
     f = fopen(path, "wb");
     fclose(f);
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
@@ -852,8 +832,8 @@ static void test_foreign_files_refused(void) {
 }
 
 static void test_wal_and_read_only(void) {
-    const char *path = tmp_path("wal.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("wal.db");
+    kvr_test_rm_db(path);
     kvr_db *db = NULL;
     kvr_error err = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
@@ -1152,8 +1132,8 @@ static void test_json_export(void) {
 
 /* Several processes insert into one file at once: every write waits its turn, none fails. */
 static void test_concurrent_writers(void) {
-    const char *path = tmp_path("conc.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("conc.db");
+    kvr_test_rm_db(path);
     enum { N_PROC = 3, N_ROWS = 150 };
     pid_t kids[N_PROC];
     for (int k = 0; k < N_PROC; k++) {
@@ -1204,13 +1184,6 @@ static void test_concurrent_writers(void) {
     kvr_db_close(db);
 }
 
-static void cleanup(void) {
-    if (!tmpdir[0]) return;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-}
-
 static const kvr_test_case cases[] = {
     {"open_memory", test_open_memory},
     {"records_roundtrip", test_records_roundtrip},
@@ -1235,6 +1208,5 @@ static const kvr_test_case cases[] = {
 
 int main(int argc, char **argv) {
     int rc = kvr_test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
-    cleanup();
-    return rc;
+    return kvr_test_tmp_cleanup(rc);
 }

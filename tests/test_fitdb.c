@@ -15,28 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/kvr_test_fitdb_XXXXXX");
-        if (!mkdtemp(tmpdir)) abort();
-    }
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void rm_db(const char *path) {
-    char b[600];
-    unlink(path);
-    snprintf(b, sizeof b, "%s-wal", path);
-    unlink(b);
-    snprintf(b, sizeof b, "%s-shm", path);
-    unlink(b);
-}
+static char kvr_test_tmpdir[256];
 
 static uint64_t rng_state = 12345;
 static double rng_u(void) {
@@ -201,8 +180,8 @@ static int64_t count_rows(const char *path, const char *table) {
 // ----------------------------------------------------------------------------
 
 static void test_fit_recovers_planted(void) {
-    const char *path = tmp_path("good.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("good.db");
+    kvr_test_rm_db(path);
     kvr_db *db;
     kvr_error e = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
@@ -235,8 +214,8 @@ static void test_fit_recovers_planted(void) {
 }
 
 static void test_store_and_load(void) {
-    const char *path = tmp_path("store.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("store.db");
+    kvr_test_rm_db(path);
     kvr_db *db;
     kvr_error e = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
@@ -333,8 +312,8 @@ static void test_ttft_closed_form(void) {
 /* Every kind of bad input: a clear error, and the store exactly as it was. */
 static void bad_case(const char *name, const run_spec *sp, int64_t link_run, kvr_status want,
                      const char *msg) {
-    const char *path = tmp_path("bad.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("bad.db");
+    kvr_test_rm_db(path);
     kvr_db *db;
     kvr_error e = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
@@ -395,8 +374,8 @@ static void test_bad_input(void) {
 
 /* The store step is all or nothing: on a read-only handle nothing is written. */
 static void test_store_all_or_nothing(void) {
-    const char *path = tmp_path("ro.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("ro.db");
+    kvr_test_rm_db(path);
     kvr_db *db;
     kvr_error e = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
@@ -416,8 +395,8 @@ static void test_store_all_or_nothing(void) {
 }
 
 static void test_predictor_file_and_gaps(void) {
-    const char *path = tmp_path("kvrp.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("kvrp.db");
+    kvr_test_rm_db(path);
     kvr_db *db;
     kvr_error e = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
@@ -517,8 +496,8 @@ static void test_predictor_file_and_gaps(void) {
  * rank count, its file round-trips and the store gives the same file back; a fit over that
  * stored table reuses its rows; missing tables and rank counts are named. */
 static void test_kvrp_flow(void) {
-    const char *path = tmp_path("flow.db");
-    rm_db(path);
+    const char *path = kvr_test_tmp_path("flow.db");
+    kvr_test_rm_db(path);
     kvr_db *db;
     kvr_error e = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
@@ -620,10 +599,5 @@ static const kvr_test_case cases[] = {
 
 int main(int argc, char **argv) {
     int rc = kvr_test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
-    if (tmpdir[0]) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) rc = rc ? rc : 1;
-    }
-    return rc;
+    return kvr_test_tmp_cleanup(rc);
 }

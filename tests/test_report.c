@@ -13,17 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[512];
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/kvr_test_report_XXXXXX");
-        if (!mkdtemp(tmpdir)) abort();
-    }
-    snprintf(buf, sizeof buf, "%s/%s", tmpdir, name);
-    return buf;
-}
+static char kvr_test_tmpdir[256];
 
 static int count(const char *hay, const char *needle) {
     int n = 0;
@@ -179,7 +169,7 @@ static void fill_store(kvr_db *db) {
 }
 
 static void test_full_report(void) {
-    const char *path = tmp_path("full.db");
+    const char *path = kvr_test_tmp_path("full.db");
     kvr_db *db;
     kvr_error e = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
@@ -234,7 +224,7 @@ static void test_full_report(void) {
 }
 
 static void test_empty_store(void) {
-    const char *path = tmp_path("empty.db");
+    const char *path = kvr_test_tmp_path("empty.db");
     kvr_db *db;
     kvr_error e = {0};
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
@@ -260,10 +250,5 @@ static const kvr_test_case cases[] = {
 
 int main(int argc, char **argv) {
     int rc = kvr_test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
-    if (tmpdir[0]) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) rc = rc ? rc : 1;
-    }
-    return rc;
+    return kvr_test_tmp_cleanup(rc);
 }
