@@ -606,15 +606,10 @@ kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_t C,
     int64_t *best = malloc(np * sizeof *best), *tmp = malloc(np * sizeof *tmp);
     double *bnd = malloc(np * sizeof *bnd), *st_t = malloc((size_t)(n_starts + 1) * sizeof *st_t);
     int *order = malloc((size_t)(n_starts + 1) * sizeof *order);
+    kvr_status rc = KVR_OK;
     if (!starts || !best || !tmp || !bnd || !st_t || !order) {
-        free(starts);
-        free(best);
-        free(tmp);
-        free(bnd);
-        free(st_t);
-        free(order);
-        srch_free(&S);
-        return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (search)");
+        rc = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (search)");
+        goto done;
     }
     srch_start_even(p, S.n, starts);
     srch_start_balanced(p, S.n, S.g, C, starts + np, bnd);
@@ -669,17 +664,11 @@ kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_t C,
         if (!srch_budget_left(&S)) break;
     }
     if (!isfinite(best_t)) { /* no candidate had a finite TTFT: nothing to return */
-        free(starts);
-        free(best);
-        free(tmp);
-        free(bnd);
-        free(st_t);
-        free(order);
-        srch_free(&S);
-        return kvr_error_set(err, KVR_ERR_NUMERIC,
-                             "kvr-s: no partition of %lld tokens over %d ranks has a finite TTFT: "
-                             "the cost model overflows or is not finite there",
-                             (long long)C, p);
+        rc = kvr_error_set(err, KVR_ERR_NUMERIC,
+                           "kvr-s: no partition of %lld tokens over %d ranks has a finite TTFT: "
+                           "the cost model overflows or is not finite there",
+                           (long long)C, p);
+        goto done;
     }
     srch_units_to_tokens(&S, best, chunks_out);
     st.ttft_us = best_t;
@@ -688,6 +677,7 @@ kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_t C,
     st.n_moves = S.n_moves;
     st.elapsed_us = kvr_time_us() - t0;
     if (stats) *stats = st;
+done:
     free(starts);
     free(best);
     free(tmp);
@@ -695,7 +685,7 @@ kvr_status kvr_search_partition(const kvr_search_costs *m, int p, int64_t C,
     free(st_t);
     free(order);
     srch_free(&S);
-    return KVR_OK;
+    return rc;
 }
 
 // ----------------------------------------------------------------------------
