@@ -140,6 +140,19 @@ kvr_mode kvr_strategy_mode(kvr_strategy s) {
     }
 }
 
+bool kvr_strategy_runnable(kvr_strategy s, const char *backend, const char *transport) {
+    (void)backend; /* every backend and transport runs every mode the runtime has */
+    (void)transport;
+    return s >= 0 && s < KVR_STRATEGY_COUNT && kvr_strategy_mode(s) != KVR_MODE_COUNT;
+}
+
+unsigned kvr_strategy_runnable_mask(const char *backend, const char *transport) {
+    unsigned m = 0;
+    for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
+        if (kvr_strategy_runnable((kvr_strategy)k, backend, transport)) m |= 1u << k;
+    return m;
+}
+
 // ----------------------------------------------------------------------------
 // logging
 

@@ -133,6 +133,14 @@ KVR_API kvr_status kvr_strategy_parse(const char *name, kvr_strategy *out, kvr_e
 KVR_API kvr_strategy kvr_mode_strategy(kvr_mode m, bool even_partition);
 /* The mode that runs strategy s (kvr-s, kvr-e: kvr); KVR_MODE_COUNT for ring (simulated only). */
 KVR_API kvr_mode kvr_strategy_mode(kvr_strategy s);
+/* Whether the runtime can run strategy s on the named backend ("cpu", "cuda"; NULL: cpu) and
+ * transport ("threads", "same-device", "nccl", "mpi"; NULL: threads): the one place that says
+ * so, for kvr-search's marks and recommendations and kvr-run --mode auto's choice. A strategy
+ * runs when a runtime mode runs it (kvr_strategy_mode); a backend or transport that cannot run
+ * a mode is listed here. */
+KVR_API bool kvr_strategy_runnable(kvr_strategy s, const char *backend, const char *transport);
+/* The bit mask (1u << kvr_strategy) of the strategies kvr_strategy_runnable accepts. */
+KVR_API unsigned kvr_strategy_runnable_mask(const char *backend, const char *transport);
 
 // ----------------------------------------------------------------------------
 // memory spaces: where a buffer lives, for the backend and transport seams (kvr_backend.h,

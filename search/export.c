@@ -76,11 +76,32 @@ static void ex_partition(const kvr_search_row *r, char sep, kvr_text *b) {
 
 // ---------------------------------------------------------------------------- text
 
+/* The strategies marked as not runnable, "ring" or "ring;tsp" (sep between), "" for none. */
+static void ex_unrunnable(const kvr_search_table *t, char sep, char *buf, size_t n) {
+    ex_strategy_list(t->unrunnable, buf, n);
+    for (char *c = buf; *c; c++)
+        if (*c == ',') *c = sep;
+}
+
 static void ex_text(const kvr_search_table *t, const char *note, kvr_text *b) {
     ex_header_lines(t, note, b, "#");
+    if (t->unrunnable) {
+        char un[64];
+        ex_unrunnable(t, ',', un, sizeof un);
+        kvr_text_printf(b,
+                        "# * %s: %s cannot run it (simulated only); %s\n", un, t->runtime,
+                        t->recommend_unrunnable ? "recommended anyway (--include-unrunnable)"
+                                                : "never best or recommended "
+                                                  "(--include-unrunnable to allow)");
+    }
     kvr_text_printf(b, "%5s %9s", "ranks", "context");
     for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
-        if (t->strategies & (1u << k)) kvr_text_printf(b, " %11s", kvr_strategy_name(k));
+        if (t->strategies & (1u << k)) {
+            char col[16];
+            snprintf(col, sizeof col, "%s%s", kvr_strategy_name(k),
+                     t->unrunnable & (1u << k) ? "*" : "");
+            kvr_text_printf(b, " %11s", col);
+        }
     kvr_text_printf(b, " %-6s %9s  %s\n", "best", "search", "partition");
     kvr_text_printf(b, "%5s %9s", "(-)", "(tokens)");
     for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
@@ -115,6 +136,7 @@ static void ex_text(const kvr_search_table *t, const char *note, kvr_text *b) {
                         rc->n_ranks == 1 ? "" : "s", rc->ttft_us * 1e-3);
         if (rc->speedup_vs_single > 0)
             kvr_text_printf(b, " (%.2fx vs single)", rc->speedup_vs_single);
+        if (t->unrunnable & (1u << rc->strategy)) kvr_text_printf(b, " [not runnable]");
         kvr_text_printf(b, "%c", '\n');
     }
 }
@@ -131,7 +153,10 @@ static void ex_csv(const kvr_search_table *t, kvr_text *b) {
                 if (*c == '-') *c = '_';
             kvr_text_printf(b, ",%s", col);
         }
-    kvr_text_printf(b, ",best,best_ms,search_ms,partition\n");
+    kvr_text_printf(b, ",best,best_ms,search_ms,partition,recommended,recommended_ranks,"
+                       "recommended_ms,unrunnable\n");
+    char un[64];
+    ex_unrunnable(t, ';', un, sizeof un);
     for (int i = 0; i < t->n_rows; i++) {
         const kvr_search_row *r = &t->rows[i];
         kvr_text_printf(b, "%d,%lld", r->n_ranks, (long long)r->context);
@@ -147,7 +172,15 @@ static void ex_csv(const kvr_search_table *t, kvr_text *b) {
         if (hb) kvr_text_printf(b, "%.6f", r->ttft_us[r->best] * 1e-3);
         kvr_text_printf(b, ",%.3f,", r->search_ms);
         ex_partition(r, ';', b);
-        kvr_text_printf(b, "%c", '\n');
+        const kvr_search_rec *rc = NULL; /* the context's recommendation: the strategy table */
+        for (int j = 0; j < t->n_recs && !rc; j++)
+            if (t->recs[j].context == r->context) rc = &t->recs[j];
+        if (rc)
+            kvr_text_printf(b, ",%s,%d,%.6f", kvr_strategy_name(rc->strategy), rc->n_ranks,
+                            rc->ttft_us * 1e-3);
+        else
+            kvr_text_printf(b, ",,,");
+        kvr_text_printf(b, ",%s\n", un);
     }
 }
 
@@ -183,6 +216,19 @@ static void ex_vllm(const kvr_search_table *t, kvr_text *b) {
         }
         kvr_text_printf(b, "%c", '\n');
     }
+    /* the strategy table: per context the (strategy, degree) to run, as comments */
+    for (int j = 0; j < t->n_recs; j++) {
+        const kvr_search_rec *rc = &t->recs[j];
+        kvr_text_printf(b, "# recommended context=%lld strategy=%s ranks=%d ttft_ms=%.3f\n",
+                        (long long)rc->context, kvr_strategy_name(rc->strategy), rc->n_ranks,
+                        rc->ttft_us * 1e-3);
+    }
+    if (t->unrunnable) {
+        char un[64];
+        ex_unrunnable(t, ',', un, sizeof un);
+        kvr_text_printf(b, "# unrunnable=%s (%s cannot run it; simulated only)\n", un,
+                        t->runtime);
+    }
 }
 
 // ---------------------------------------------------------------------------- json
@@ -211,6 +257,12 @@ static kvr_status ex_json(const kvr_search_table *t, const char *note, kvr_text 
     for (int k = 0; sl && k < KVR_STRATEGY_COUNT; k++)
         if (t->strategies & (1u << k))
             cJSON_AddItemToArray(sl, cJSON_CreateString(kvr_strategy_name(k)));
+    cJSON_AddStringToObject(root, "runtime", t->runtime);
+    cJSON *ur = cJSON_AddArrayToObject(root, "unrunnable");
+    for (int k = 0; ur && k < KVR_STRATEGY_COUNT; k++)
+        if (t->unrunnable & (1u << k))
+            cJSON_AddItemToArray(ur, cJSON_CreateString(kvr_strategy_name(k)));
+    cJSON_AddBoolToObject(root, "include_unrunnable", t->recommend_unrunnable);
     cJSON *un = cJSON_AddObjectToObject(root, "units");
     if (un) {
         cJSON_AddStringToObject(un, "ttft_ms", "milliseconds");
@@ -238,6 +290,7 @@ static kvr_status ex_json(const kvr_search_table *t, const char *note, kvr_text 
             if (!(t->strategies & (1u << k))) continue;
             cJSON *e = cJSON_AddObjectToObject(so, kvr_strategy_name(k));
             if (!e) continue;
+            cJSON_AddBoolToObject(e, "runnable", !(t->unrunnable & (1u << k)));
             if (r->has[k]) {
                 cJSON_AddNumberToObject(e, "ttft_ms", ex_ms(r->ttft_us[k]));
             } else {
@@ -263,6 +316,7 @@ static kvr_status ex_json(const kvr_search_table *t, const char *note, kvr_text 
         cJSON_AddStringToObject(o, "strategy", kvr_strategy_name(rc->strategy));
         cJSON_AddNumberToObject(o, "ranks", rc->n_ranks);
         cJSON_AddNumberToObject(o, "ttft_ms", ex_ms(rc->ttft_us));
+        cJSON_AddBoolToObject(o, "runnable", !(t->unrunnable & (1u << rc->strategy)));
         if (rc->speedup_vs_single > 0)
             cJSON_AddNumberToObject(o, "speedup_vs_single", round(rc->speedup_vs_single * 1e4) * 1e-4);
     }

@@ -323,7 +323,7 @@ typedef struct kvr_search_row {
     bool has[KVR_STRATEGY_COUNT];     /* selected and simulated */
     double ttft_us[KVR_STRATEGY_COUNT];
     const char *error[KVR_STRATEGY_COUNT]; /* selected but not simulable (e.g. missing link) */
-    kvr_strategy best;                     /* fastest of the simulated strategies */
+    kvr_strategy best; /* fastest of the simulated strategies (runnable: set_runnable) */
     double search_ms;                      /* wall time of the KVR-S search */
 } kvr_search_row;
 
@@ -356,6 +356,17 @@ KVR_API int kvr_search_table_n_rows(const kvr_search_table *t);
 KVR_API const kvr_search_row *kvr_search_table_row(const kvr_search_table *t, int i);
 KVR_API int kvr_search_table_n_recs(const kvr_search_table *t);
 KVR_API const kvr_search_rec *kvr_search_table_rec(const kvr_search_table *t, int i);
+/* Mark the strategies the runtime cannot run (unrunnable: a mask of 1u << kvr_strategy, the
+ * complement of kvr_strategy_runnable_mask; 0 = none, what a new table has): they stay
+ * simulated and every format marks them, but unless recommend_unrunnable (kvr-search
+ * --include-unrunnable) they are never a row's best nor a recommendation -- both are chosen
+ * again among the others. runtime names the backend and transport in the formats ("cpu/threads";
+ * NULL: "the runtime"). KVR_ERR_NOT_FOUND when a context is left without any strategy to
+ * recommend (the table is then unchanged). */
+KVR_API kvr_status kvr_search_table_set_runnable(kvr_search_table *t, unsigned unrunnable,
+                                                 bool recommend_unrunnable, const char *runtime,
+                                                 kvr_error *err);
+KVR_API unsigned kvr_search_table_unrunnable(const kvr_search_table *t);
 
 typedef enum kvr_search_format {
     KVR_SEARCH_FORMAT_TEXT,     /* fixed-width table with '#' header lines and a units row */

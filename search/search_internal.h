@@ -125,6 +125,10 @@ struct kvr_search_table {
     int n_recs;
     int64_t granularity;
     unsigned strategies; /* mask actually used */
+    unsigned unrunnable; /* marked: the runtime cannot run them (kvr_search_table_set_runnable) */
+    bool recommend_unrunnable;
+    char runtime[64];  /* the mark's legend: "cpu/threads" */
+    double *single_us; /* per context (n_recs): the single-rank TTFT */
     kvr_search_params params;
     struct cJSON *costs_json; /* search_costs_describe_json of the model at build time */
     char source[512], model_name[128], links_desc[512];

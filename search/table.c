@@ -25,6 +25,7 @@ void kvr_search_table_destroy(kvr_search_table *t) {
     }
     free(t->rows);
     free(t->recs);
+    free(t->single_us);
     cJSON_Delete(t->costs_json);
     free(t);
 }
@@ -59,6 +60,23 @@ static kvr_status table_sim(const kvr_search_costs *m, kvr_search_row *row, kvr_
     if (err) *err = *e;
     return kvr_error_prefix(err, "%s, %d ranks, context %lld", kvr_strategy_name(k), row->n_ranks,
                             (long long)row->context);
+}
+
+/* The row's fastest strategy outside skip; near-ties (1e-9 relative, e.g. every strategy at
+ * p = 1) go to the simplest. KVR_STRATEGY_COUNT when none. */
+static kvr_strategy table_best(const kvr_search_row *row, unsigned skip) {
+    static const kvr_strategy pref[KVR_STRATEGY_COUNT] = {KVR_STRATEGY_SINGLE, KVR_STRATEGY_KVR_E,
+                                                          KVR_STRATEGY_KVR_S, KVR_STRATEGY_TSP,
+                                                          KVR_STRATEGY_RING};
+    kvr_strategy best = KVR_STRATEGY_COUNT;
+    for (int i = 0; i < KVR_STRATEGY_COUNT; i++) {
+        kvr_strategy k = pref[i];
+        if (skip & (1u << k)) continue;
+        if (row->has[k] &&
+            (best == KVR_STRATEGY_COUNT || row->ttft_us[k] < row->ttft_us[best] * (1 - 1e-9)))
+            best = k;
+    }
+    return best;
 }
 
 static kvr_status table_row(const kvr_search_costs *m, const kvr_search_table_config *cfg,
@@ -99,18 +117,79 @@ static kvr_status table_row(const kvr_search_costs *m, const kvr_search_table_co
         row->has[KVR_STRATEGY_SINGLE] = true;
         row->ttft_us[KVR_STRATEGY_SINGLE] = *single_us;
     }
-    /* fastest; near-ties (1e-9 relative, e.g. every strategy at p = 1) go to the simplest */
-    static const kvr_strategy pref[KVR_STRATEGY_COUNT] = {KVR_STRATEGY_SINGLE, KVR_STRATEGY_KVR_E,
-                                                          KVR_STRATEGY_KVR_S, KVR_STRATEGY_TSP,
-                                                          KVR_STRATEGY_RING};
-    row->best = KVR_STRATEGY_COUNT;
-    for (int i = 0; i < KVR_STRATEGY_COUNT; i++) {
-        kvr_strategy k = pref[i];
-        if (row->has[k] && (row->best == KVR_STRATEGY_COUNT ||
-                            row->ttft_us[k] < row->ttft_us[row->best] * (1 - 1e-9)))
-            row->best = k;
+    row->best = table_best(row, 0);
+    return KVR_OK;
+}
+
+/* Per context, the fastest (strategy, degree) over the rows among those not in skip; ties go to
+ * fewer ranks. KVR_ERR_NOT_FOUND when a context has none. */
+static kvr_status table_recs(const kvr_search_table *t, unsigned skip, kvr_search_rec *recs,
+                             kvr_error *err) {
+    for (int j = 0; j < t->n_recs; j++) {
+        kvr_search_rec *rc = &recs[j];
+        rc->context = t->recs[j].context;
+        rc->strategy = KVR_STRATEGY_COUNT;
+        rc->n_ranks = 0;
+        rc->ttft_us = INFINITY;
+        for (int r = 0; r < t->n_rows; r++) {
+            const kvr_search_row *row = &t->rows[r];
+            if (row->context != rc->context) continue;
+            for (int k = 0; k < KVR_STRATEGY_COUNT; k++) {
+                if (!row->has[k] || (skip & (1u << k))) continue;
+                int deg = k == KVR_STRATEGY_SINGLE ? 1 : row->n_ranks;
+                double v = row->ttft_us[k];
+                bool better = v < rc->ttft_us * (1 - 1e-9) ||
+                              (v <= rc->ttft_us * (1 + 1e-9) && deg < rc->n_ranks);
+                if (rc->strategy == KVR_STRATEGY_COUNT || better) {
+                    rc->strategy = (kvr_strategy)k;
+                    rc->n_ranks = deg;
+                    rc->ttft_us = v;
+                }
+            }
+        }
+        if (rc->n_ranks == 1) rc->strategy = KVR_STRATEGY_SINGLE; /* p = 1 of any kind */
+        rc->speedup_vs_single = (t->strategies & (1u << KVR_STRATEGY_SINGLE)) && rc->ttft_us > 0
+                                    ? t->single_us[j] / rc->ttft_us
+                                    : 0;
+        if (rc->strategy == KVR_STRATEGY_COUNT) {
+            const char *why = skip & t->strategies ? "no runnable strategy selected (the others: "
+                                                     "--include-unrunnable)"
+                                                   : "no strategy selected";
+            for (int r = 0; r < t->n_rows; r++)
+                for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
+                    if (t->rows[r].context == rc->context && t->rows[r].error[k])
+                        why = t->rows[r].error[k];
+            return kvr_error_set(err, KVR_ERR_NOT_FOUND,
+                                 "context %lld: no selected strategy could be simulated: %s",
+                                 (long long)rc->context, why);
+        }
     }
     return KVR_OK;
+}
+
+kvr_status kvr_search_table_set_runnable(kvr_search_table *t, unsigned unrunnable,
+                                         bool recommend_unrunnable, const char *runtime,
+                                         kvr_error *err) {
+    if (!t) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "table: NULL argument");
+    const unsigned skip = recommend_unrunnable ? 0 : unrunnable & t->strategies;
+    kvr_search_rec *recs = calloc((size_t)(t->n_recs ? t->n_recs : 1), sizeof *recs);
+    if (!recs) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (table)");
+    kvr_status s = table_recs(t, skip, recs, err);
+    if (s != KVR_OK) {
+        free(recs);
+        return s;
+    }
+    memcpy(t->recs, recs, (size_t)t->n_recs * sizeof *recs);
+    free(recs);
+    for (int i = 0; i < t->n_rows; i++) t->rows[i].best = table_best(&t->rows[i], skip);
+    t->unrunnable = unrunnable & t->strategies;
+    t->recommend_unrunnable = recommend_unrunnable;
+    snprintf(t->runtime, sizeof t->runtime, "%s", runtime ? runtime : "the runtime");
+    return KVR_OK;
+}
+
+unsigned kvr_search_table_unrunnable(const kvr_search_table *t) {
+    return t ? t->unrunnable : 0;
 }
 
 /* Builds the table; see kvr_search.h. */
@@ -170,6 +249,7 @@ kvr_status kvr_search_table_create_progress(const kvr_search_costs *m,
         s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (table)");
     t->granularity = g;
     t->strategies = mask;
+    snprintf(t->runtime, sizeof t->runtime, "the runtime");
     t->params = cfg->params;
     snprintf(t->source, sizeof t->source, "%s", m->source);
     snprintf(t->model_name, sizeof t->model_name, "%s", m->model_name);
@@ -191,41 +271,11 @@ kvr_status kvr_search_table_create_progress(const kvr_search_costs *m,
             if (s == KVR_OK && progress) progress(user, t->n_rows, (int)nrows);
         }
     /* recommendations: per context, the fastest (strategy, degree); ties go to fewer ranks */
-    for (int j = 0; s == KVR_OK && j < cfg->n_contexts; j++) {
-        kvr_search_rec *rc = &t->recs[t->n_recs++];
-        rc->context = cfg->contexts[j];
-        rc->strategy = KVR_STRATEGY_COUNT;
-        rc->ttft_us = INFINITY;
-        for (int r = 0; r < t->n_rows; r++) {
-            const kvr_search_row *row = &t->rows[r];
-            if (row->context != rc->context) continue;
-            for (int k = 0; k < KVR_STRATEGY_COUNT; k++) {
-                if (!row->has[k]) continue;
-                int deg = k == KVR_STRATEGY_SINGLE ? 1 : row->n_ranks;
-                double v = row->ttft_us[k];
-                bool better = v < rc->ttft_us * (1 - 1e-9) ||
-                              (v <= rc->ttft_us * (1 + 1e-9) && deg < rc->n_ranks);
-                if (rc->strategy == KVR_STRATEGY_COUNT || better) {
-                    rc->strategy = (kvr_strategy)k;
-                    rc->n_ranks = deg;
-                    rc->ttft_us = v;
-                }
-            }
-        }
-        if (rc->n_ranks == 1) rc->strategy = KVR_STRATEGY_SINGLE; /* p = 1 of any kind */
-        rc->speedup_vs_single =
-            (mask & (1u << KVR_STRATEGY_SINGLE)) && rc->ttft_us > 0 ? single[j] / rc->ttft_us : 0;
-        if (rc->strategy == KVR_STRATEGY_COUNT) {
-            const char *why = "no strategy selected";
-            for (int r = 0; r < t->n_rows; r++)
-                for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
-                    if (t->rows[r].context == rc->context && t->rows[r].error[k])
-                        why = t->rows[r].error[k];
-            s = kvr_error_set(err, KVR_ERR_NOT_FOUND,
-                              "context %lld: no selected strategy could be simulated: %s",
-                              (long long)rc->context, why);
-        }
-    }
+    for (int j = 0; s == KVR_OK && j < cfg->n_contexts; j++)
+        t->recs[t->n_recs++].context = cfg->contexts[j];
+    t->single_us = single;
+    single = NULL;
+    if (s == KVR_OK) s = table_recs(t, 0, t->recs, err);
     free(single);
     if (s != KVR_OK) {
         kvr_search_table_destroy(t);

@@ -39,6 +39,8 @@ typedef struct kvr_search_opts {
     bool json, timeline, format_set;
     kvr_search_format format;
     int width;
+    const char *backend, *transport; /* what the runtime would run on: the runnable marks */
+    bool include_unrunnable;
 } kvr_search_opts;
 
 static void usage(FILE *f) {
@@ -70,6 +72,10 @@ static void usage(FILE *f) {
             "                          with --timeline, csv prints the timelines as CSV\n"
             "  -t, --timeline          per-rank timelines (text Gantt, or CSV with --format csv)\n"
             "  -w, --width N           Gantt width in columns (default 100)\n"
+            "  -b, --backend NAME      the backend the runtime would use: cpu | cuda (default\n"
+            "                          cpu); a strategy it cannot run is marked (*)\n"
+            "  -T, --transport NAME    threads | same-device | nccl | mpi (default threads)\n"
+            "  -U, --include-unrunnable  also recommend strategies the runtime cannot run\n"
             "  -h, --help              this help\n"
             "Exit status: 0 ok, 1 runtime failure (also: --db/--run missing, incomplete or\n"
             "without the samples the search needs), 2 usage error or bad input file.\n");
@@ -165,10 +171,12 @@ static int parse_opts(int argc, char **argv, kvr_search_opts *o) {
         {"format", required_argument, 0, 'f'},     {"timeline", no_argument, 0, 't'},
         {"width", required_argument, 0, 'w'},      {"help", no_argument, 0, 'h'},
         {"link-run", required_argument, 0, 'L'},   {"allow-incomplete", no_argument, 0, 'I'},
+        {"backend", required_argument, 0, 'b'},    {"transport", required_argument, 0, 'T'},
+        {"include-unrunnable", no_argument, 0, 'U'},
         {0, 0, 0, 0}};
     int ch, rc;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":c:d:R:r:n:g:B:A:l:s:jo:f:tw:hL:I", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":c:d:R:r:n:g:B:A:l:s:jo:f:tw:hL:Ib:T:U", lo, NULL)) != -1) {
         int64_t v;
         kvr_error e;
         switch (ch) {
@@ -203,6 +211,20 @@ static int parse_opts(int argc, char **argv, kvr_search_opts *o) {
                 if ((rc = parse_size("--width", optarg, 10, 1000, &v))) return rc;
                 o->width = (int)v;
                 break;
+            case 'b':
+                if (kvr_name_index((const char *const[]){"cpu", "cuda"}, 2, optarg) < 0)
+                    return usage_error("--backend: unknown backend \"%s\" (cpu or cuda)", optarg);
+                o->backend = optarg;
+                break;
+            case 'T':
+                if (kvr_name_index((const char *const[]){"threads", "same-device", "nccl", "mpi"},
+                                   4, optarg) < 0)
+                    return usage_error("--transport: unknown transport \"%s\" (threads, "
+                                       "same-device, nccl or mpi)",
+                                       optarg);
+                o->transport = optarg;
+                break;
+            case 'U': o->include_unrunnable = true; break;
             case 'h': usage(stdout); return -1;
             case ':': return usage_error("%s needs a value", argv[optind - 1]);
             default:
@@ -448,6 +470,8 @@ int main(int argc, char **argv) {
     o.link_gbps = o.link_us = -1;
     o.format = KVR_SEARCH_FORMAT_JSON;
     o.width = 100;
+    o.backend = "cpu";
+    o.transport = "threads";
     int rc = parse_opts(argc, argv, &o);
     if (rc) {
         free(o.contexts);
@@ -525,6 +549,14 @@ int main(int argc, char **argv) {
     if (ts != KVR_OK) {
         fprintf(stderr, "kvr-search: %s\n", e.msg);
         rc = e.code == KVR_ERR_INVALID_ARG ? 2 : 1;
+        goto out;
+    }
+    char runtime[64];
+    snprintf(runtime, sizeof runtime, "%s/%s", o.backend, o.transport);
+    if (kvr_search_table_set_runnable(t, ~kvr_strategy_runnable_mask(o.backend, o.transport),
+                                      o.include_unrunnable, runtime, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-search: %s\n", e.msg);
+        rc = 1;
         goto out;
     }
     char note[1024];
