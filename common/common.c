@@ -86,7 +86,7 @@ kvr_status kvr_op_parse(const char *s, kvr_op *out, kvr_error *err) {
 // ----------------------------------------------------------------------------
 // modes and strategies
 
-static const char *const kvr_mode_names[] = {"single", "kvr", "tsp"};
+static const char *const kvr_mode_names[] = {"single", "kvr", "tsp", "ring"};
 _Static_assert(sizeof kvr_mode_names / sizeof kvr_mode_names[0] == KVR_MODE_COUNT, "mode names");
 
 const char *kvr_mode_name(kvr_mode m) {
@@ -99,7 +99,7 @@ kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err) {
         *out = (kvr_mode)i;
         return KVR_OK;
     }
-    return kvr_error_set(err, KVR_ERR_INVALID_ARG, "unknown mode '%s' (single, kvr, tsp)",
+    return kvr_error_set(err, KVR_ERR_INVALID_ARG, "unknown mode '%s' (single, kvr, tsp, ring)",
                          s ? s : "(null)");
 }
 
@@ -126,6 +126,7 @@ kvr_strategy kvr_mode_strategy(kvr_mode m, bool even_partition) {
     switch (m) {
         case KVR_MODE_SINGLE: return KVR_STRATEGY_SINGLE;
         case KVR_MODE_TSP: return KVR_STRATEGY_TSP;
+        case KVR_MODE_RING: return KVR_STRATEGY_RING;
         default: return even_partition ? KVR_STRATEGY_KVR_E : KVR_STRATEGY_KVR_S;
     }
 }
@@ -136,6 +137,7 @@ kvr_mode kvr_strategy_mode(kvr_strategy s) {
         case KVR_STRATEGY_KVR_E: return KVR_MODE_KVR;
         case KVR_STRATEGY_TSP: return KVR_MODE_TSP;
         case KVR_STRATEGY_SINGLE: return KVR_MODE_SINGLE;
+        case KVR_STRATEGY_RING: return KVR_MODE_RING;
         default: return KVR_MODE_COUNT;
     }
 }

@@ -102,16 +102,22 @@ KVR_API const char *kvr_op_name(kvr_op op); /* "embed", "pre", ..., "link"; "unk
 KVR_API kvr_status kvr_op_parse(const char *s, kvr_op *out, kvr_error *err);
 
 // ----------------------------------------------------------------------------
-// modes and strategies: a mode is a schedule the runtime runs (single, kvr, tsp; kvr-run --mode,
+// modes and strategies: a mode is a schedule the runtime runs (single, kvr, tsp, ring; kvr-run --mode,
 // the store's measured runs); a strategy is what the search module simulates and its tables
 // compare (kvr-s and kvr-e: KV-Runahead with the searched or the even partition, tsp, ring,
 // single). A run of a mode is one strategy (kvr with an even partition is kvr-e, with any other
-// kvr-s); ring has no runtime mode yet. The names are stored and printed as they are here, and
+// kvr-s; ring is ring). The names are stored and printed as they are here, and
 // the order of kvr_strategy is the order of the store's per-strategy TTFT columns.
 
-typedef enum kvr_mode { KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP, KVR_MODE_COUNT } kvr_mode;
-KVR_API const char *kvr_mode_name(kvr_mode m); /* "single", "kvr", "tsp"; "unknown" */
-/* KVR_ERR_INVALID_ARG "unknown mode 's' (single, kvr, tsp)" for another name. */
+typedef enum kvr_mode {
+    KVR_MODE_SINGLE,
+    KVR_MODE_KVR,
+    KVR_MODE_TSP,
+    KVR_MODE_RING, /* ring pass-KV over 2p zigzag chunks */
+    KVR_MODE_COUNT
+} kvr_mode;
+KVR_API const char *kvr_mode_name(kvr_mode m); /* "single", "kvr", "tsp", "ring"; "unknown" */
+/* KVR_ERR_INVALID_ARG "unknown mode 's' (single, kvr, tsp, ring)" for another name. */
 KVR_API kvr_status kvr_mode_parse(const char *s, kvr_mode *out, kvr_error *err);
 
 typedef enum kvr_strategy {
@@ -128,10 +134,10 @@ KVR_API const char *kvr_strategy_name(kvr_strategy s);
 /* Parse one name (as above). KVR_ERR_INVALID_ARG for an unknown name. */
 KVR_API kvr_status kvr_strategy_parse(const char *name, kvr_strategy *out, kvr_error *err);
 
-/* The strategy a run of mode m is: single, tsp, or for kvr kvr-e when its partition is the even
+/* The strategy a run of mode m is: single, tsp, ring, or for kvr kvr-e when its partition is the even
  * split and kvr-s otherwise. */
 KVR_API kvr_strategy kvr_mode_strategy(kvr_mode m, bool even_partition);
-/* The mode that runs strategy s (kvr-s, kvr-e: kvr); KVR_MODE_COUNT for ring (simulated only). */
+/* The mode that runs strategy s (kvr-s, kvr-e: kvr); KVR_MODE_COUNT for an out-of-range s. */
 KVR_API kvr_mode kvr_strategy_mode(kvr_strategy s);
 /* Whether the runtime can run strategy s on the named backend ("cpu", "cuda"; NULL: cpu) and
  * transport ("threads", "same-device", "nccl", "mpi"; NULL: threads): the one place that says

@@ -147,6 +147,21 @@ kvr_status kvr_op_attn(kvr_workspace *ws, int32_t layer, float *lse, kvr_error *
     return ws->be->attn(ws, layer, lse, err);
 }
 
+kvr_status kvr_op_attn_block(kvr_workspace *ws, const void *k, const void *v, int64_t kpos0,
+                             int64_t kn, bool first, kvr_error *err) {
+    if (ws->c < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "attn_block before any chunk was set");
+    if (!k || !v || kpos0 < 0 || kn < 0 || kn > ws->max_ctx)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "attn_block: %lld keys at %lld (need buffers, 0 <= keys <= %lld)",
+                             (long long)kn, (long long)kpos0, (long long)ws->max_ctx);
+    if (!ws->be->attn_block)
+        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                             "backend %s has no blockwise attention (needed by mode ring)",
+                             ws->be->name);
+    return ws->be->attn_block(ws, k, v, kpos0, kn, first, err);
+}
+
 kvr_status kvr_op_post(kvr_workspace *ws, int32_t layer, kvr_error *err) {
     KVR_TRY(kvr_ws_check_layer(ws, layer, err));
     return ws->be->post(ws, layer, err);

@@ -34,6 +34,8 @@ typedef struct cpu_ws {
     float *rope_cos;  /* (c, HS/2) */
     float *rope_sin;  /* (c, HS/2) */
     float *scratch;   /* (n_threads, QB, max_ctx) attention scores */
+    float *blk_out;   /* (n_threads, QB, HS) attn_block's partial output */
+    float *lse_run;   /* (c, NH) attn_block's running log-sum-exp */
     float *kcache;    /* (L, max_ctx, NKV*HS) */
     float *vcache;    /* (L, max_ctx, NKV*HS) */
     float *hlast;     /* (D) */
@@ -80,6 +82,7 @@ static void cpu_ws_destroy(kvr_workspace *base) {
     if (!ws) return;
     free(ws->x), free(ws->h), free(ws->qkv), free(ws->att), free(ws->gu), free(ws->act);
     free(ws->rope_cos), free(ws->rope_sin), free(ws->scratch), free(ws->kcache);
+    free(ws->blk_out), free(ws->lse_run);
     free(ws->vcache), free(ws->hlast), free(ws->logits), free(ws->inv_freq);
     free(ws);
 }
@@ -112,6 +115,8 @@ static kvr_status cpu_ws_create(const kvr_weights *w, int64_t max_chunk, int64_t
     ws->rope_cos = kvr_ws_alloc(c * HS / 2, &ok);
     ws->rope_sin = kvr_ws_alloc(c * HS / 2, &ok);
     ws->scratch = kvr_ws_alloc((size_t)n_threads * KVR_ATTN_QB * (size_t)max_ctx, &ok);
+    ws->blk_out = kvr_ws_alloc((size_t)n_threads * KVR_ATTN_QB * HS, &ok);
+    ws->lse_run = kvr_ws_alloc(c * NH, &ok);
     ws->kcache = kvr_ws_alloc(L * (size_t)max_ctx * kvd, &ok);
     ws->vcache = kvr_ws_alloc(L * (size_t)max_ctx * kvd, &ok);
     ws->hlast = kvr_ws_alloc(D, &ok);
@@ -293,6 +298,76 @@ static kvr_status cpu_attn(kvr_workspace *base, int32_t layer, float *lse, kvr_e
     return KVR_OK;
 }
 
+/* cpu_attn over an external block of kn keys at positions [kpos0, kpos0 + kn), then the
+ * log-sum-exp merge of each (row, head) into att and lse_run. Separate code: cpu_attn's
+ * arithmetic stays as it is. */
+static kvr_status cpu_attn_block(kvr_workspace *base, const void *kp, const void *vp,
+                                 int64_t kpos0, int64_t kn, bool first, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const kvr_model_config *cfg = &base->m->cfg;
+    const int64_t HS = cfg->head_dim, NH = cfg->n_heads, NKV = cfg->n_kv_heads;
+    const int64_t nqkv = (NH + 2 * NKV) * HS, kvd = NKV * HS, c = base->c, q0 = base->pos0;
+    const int64_t group = NH / NKV, n_qb = KVR_CEIL_DIV(c, KVR_ATTN_QB);
+    const int64_t max_ctx = base->max_ctx;
+    const int32_t nt = base->n_threads;
+    const float *K = kp, *V = vp;
+    const float scale = 1.0f / sqrtf((float)HS);
+    if (first) { /* -1e30, not -inf: -ffast-math; exp(-1e30 - m) is 0 */
+        memset(ws->att, 0, (size_t)(c * NH * HS) * sizeof(float));
+        for (int64_t i = 0; i < c * NH; i++) ws->lse_run[i] = -1e30f;
+    }
+    if (kn == 0 || kpos0 > q0 + c - 1) return KVR_OK; /* every key later than every row */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (int64_t task = 0; task < NH * n_qb; task++) {
+        const int64_t h = task % NH, qb = n_qb - 1 - task / NH;
+        const int64_t g = h / group;
+        const int64_t r0 = qb * KVR_ATTN_QB, r1 = KVR_MIN(c, r0 + KVR_ATTN_QB), nr = r1 - r0;
+        /* keys any row of the block may see */
+        const int64_t nk = KVR_MIN(kn, q0 + r1 - kpos0);
+        if (nk <= 0) continue;
+        float *S = ws->scratch + (int64_t)omp_get_thread_num() * KVR_ATTN_QB * max_ctx;
+        float *O = ws->blk_out + (int64_t)omp_get_thread_num() * KVR_ATTN_QB * HS;
+        float lse_b[KVR_ATTN_QB];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nk, (int)HS, scale,
+                    ws->qkv + r0 * nqkv + h * HS, (int)nqkv, K + g * HS, (int)kvd, 0.0f, S,
+                    (int)nk);
+        for (int64_t i = 0; i < nr; i++) {
+            float *row = S + i * nk;
+            const int64_t nv = KVR_MIN(nk, q0 + r0 + i - kpos0 + 1); /* keys [0, nv) */
+            if (nv <= 0) {
+                lse_b[i] = -1e30f;
+                for (int64_t j = 0; j < nk; j++) row[j] = 0.0f;
+                continue;
+            }
+            float mx = row[0];
+            for (int64_t j = 1; j < nv; j++) mx = row[j] > mx ? row[j] : mx;
+            float sum = 0;
+            for (int64_t j = 0; j < nv; j++) {
+                float e = kvr_expf(row[j] - mx);
+                row[j] = e;
+                sum += e;
+            }
+            lse_b[i] = mx + logf(sum);
+            const float inv = 1.0f / sum;
+            for (int64_t j = 0; j < nv; j++) row[j] *= inv;
+            for (int64_t j = nv; j < nk; j++) row[j] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)HS, (int)nk, 1.0f, S,
+                    (int)nk, V + g * HS, (int)kvd, 0.0f, O, (int)HS);
+        for (int64_t i = 0; i < nr; i++) {
+            if (lse_b[i] <= -1e29f) continue; /* the row sees no key of this block */
+            float *run = ws->lse_run + (r0 + i) * NH + h;
+            float *out = ws->att + (r0 + i) * NH * HS + h * HS;
+            const float m = *run > lse_b[i] ? *run : lse_b[i];
+            const float a = kvr_expf(*run - m), b = kvr_expf(lse_b[i] - m), inv = 1.0f / (a + b);
+            for (int64_t d = 0; d < HS; d++) out[d] = (out[d] * a + O[i * HS + d] * b) * inv;
+            *run = m + logf(a + b);
+        }
+    }
+    return KVR_OK;
+}
+
 static kvr_status cpu_post(kvr_workspace *base, int32_t layer, kvr_error *err) {
     (void)err;
     cpu_ws *ws = (cpu_ws *)base;
@@ -408,6 +483,7 @@ const kvr_backend backend_cpu = {
     .embed = cpu_embed,
     .pre = cpu_pre,
     .attn = cpu_attn,
+    .attn_block = cpu_attn_block,
     .post = cpu_post,
     .head = cpu_head,
     .kv_to_host = cpu_kv_to_host,

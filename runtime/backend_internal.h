@@ -27,6 +27,9 @@ struct kvr_backend {
     kvr_status (*embed)(kvr_workspace *ws, const int32_t *tokens, kvr_error *err);
     kvr_status (*pre)(kvr_workspace *ws, int32_t layer, kvr_error *err);
     kvr_status (*attn)(kvr_workspace *ws, int32_t layer, float *lse, kvr_error *err);
+    /* NULL: the backend has no blockwise attention (KVR_ERR_UNSUPPORTED) */
+    kvr_status (*attn_block)(kvr_workspace *ws, const void *k, const void *v, int64_t kpos0,
+                             int64_t kn, bool first, kvr_error *err);
     kvr_status (*post)(kvr_workspace *ws, int32_t layer, kvr_error *err);
     kvr_status (*head)(kvr_workspace *ws, int32_t *top, kvr_error *err);
     /* copies: ranges already checked */

@@ -6,7 +6,8 @@
  *     activation, and a KV cache of L x max_ctx rows of NKV*HS floats for K and for V;
  *   - the layer ops on a workspace: embed, pre (norm, QKV, RoPE, K/V into the cache), attn (c
  *     queries over the P-token prefix plus the chunk, causal; optionally the per-row log-sum-exp
- *     of the softmax), post (O-proj, residual, norm, SwiGLU MLP, residual) and head (final norm +
+ *     of the softmax), attn_block (the same over an external K/V block, merged by log-sum-exp:
+ *     ring schedules), post (O-proj, residual, norm, SwiGLU MLP, residual) and head (final norm +
  *     LM head on the last token, optionally its argmax);
  *   - copies between the workspace and host memory (KV rows, logits, the hidden state) and the
  *     raw K/V buffers with their memory space, for a transport to move;
@@ -105,6 +106,18 @@ KVR_API kvr_status kvr_op_pre(kvr_workspace *ws, int32_t layer, kvr_error *err);
  * host array (c, NH) receiving, per row and head, the natural log of the sum of exp of the
  * scaled scores (1/sqrt(HS) Q.K) over the keys the row sees. */
 KVR_API kvr_status kvr_op_attn(kvr_workspace *ws, int32_t layer, float *lse, kvr_error *err);
+/* Blockwise attention for ring schedules: the chunk's rows attend over kn K/V rows (NKV*HS
+ * floats each, row-major, in the backend's memory space -- this or another workspace's
+ * kvr_workspace_kv_buffers rows on the same backend) sitting at global positions
+ * [kpos0, kpos0 + kn), causally by position (row r sees keys at positions <= pos0 + r), and
+ * merge the result into the attention output with the per-row, per-head log-sum-exp the
+ * workspace keeps (online softmax). first: start afresh (output 0, no keys seen yet). Rows that
+ * see no key of the block are unchanged. After the blocks covering [0, pos0 + r] for every row,
+ * the output equals kvr_op_attn's up to rounding (the CPU arithmetic differs in summation
+ * order). Errors: KVR_ERR_INVALID_ARG (kn < 0, kpos0 < 0, NULL buffers), KVR_ERR_UNSUPPORTED for
+ * a backend without it. */
+KVR_API kvr_status kvr_op_attn_block(kvr_workspace *ws, const void *k, const void *v,
+                                     int64_t kpos0, int64_t kn, bool first, kvr_error *err);
 /* x += att.Wo^T; x += MLP(RMSNorm(x)) (SwiGLU). */
 KVR_API kvr_status kvr_op_post(kvr_workspace *ws, int32_t layer, kvr_error *err);
 /* Final RMSNorm + LM head on the chunk's last row: logits (V) stay in the workspace. top (NULL

@@ -1,4 +1,4 @@
-/* kvr_runtime.h -- the prefill schedules (single, kvr, tsp) over the backend seam.
+/* kvr_runtime.h -- the prefill schedules (single, kvr, tsp, ring) over the backend seam.
  *
  * Two levels:
  *   - layer ops (kvr_backend.h): a backend (cpu; cuda when compiled in) runs embed, pre (norm,
@@ -42,15 +42,15 @@ typedef struct kvr_prefill_params {
     const kvr_backend *backend; /* where the ops run; NULL = cpu */
     kvr_mode mode;
     int32_t n_ranks;          /* p; single requires 1 */
-    const int64_t *partition; /* p chunk sizes (kvr mode), NULL = even; borrowed */
+    const int64_t *partition; /* p chunk sizes (kvr mode), NULL = even (ring: must be NULL) */
     int32_t n_threads;        /* threads per rank for the ops */
     bool keep_logits;         /* copy the last-token logits into the result */
-    bool keep_kv;             /* copy the last rank's full KV cache into the result */
+    bool keep_kv;             /* copy the emitting rank's full KV cache into the result */
     /* kvr_prefill_run: the in-process transport between the ranks: threads (host K/V),
        same-device (ranks share GPU `device`) or nccl (rank i on GPU device + i) */
     kvr_transport transport;
     int32_t device;
-    /* optional: called by the last rank after each of its layers (layer = 1..n_layers), for a
+    /* optional: called by the emitting rank (kvr_prefill_emitter) after each of its layers (layer = 1..n_layers), for a
      * progress line on long prompts; it runs on that rank's thread inside the timed prefill, so
      * it must be cheap (kvr_progress_update is) */
     void (*progress)(void *user, int32_t layer, int32_t n_layers);
@@ -76,13 +76,19 @@ typedef struct kvr_prefill_result {
     kvr_rank_stats ranks[KVR_MAX_RANKS];
     int32_t first_token; /* argmax of the last token's logits */
     double ttft_ms;      /* prefill start (all ranks released) to first token on the last rank */
-    float *logits;       /* (V) when keep_logits, on the process holding the last rank; else NULL */
-    float *k_cache, *v_cache; /* (L, C, NKV*HS) when keep_kv, last rank only; else NULL */
+    /* ring: partition[i] = the tokens of rank i's two zigzag chunks; ranks[i].chunk_start is
+     * its first chunk's */
+    float *logits;       /* (V) when keep_logits, on the process holding the emitting rank
+                            (kvr_prefill_emitter: the last, or 0 for ring); else NULL */
+    float *k_cache, *v_cache; /* (L, C, NKV*HS) when keep_kv, emitting rank only; else NULL */
 } kvr_prefill_result;
 
 /* Run one prompt across params->n_ranks threads of this process.
  * Errors: KVR_ERR_INVALID_ARG (bad partition, more ranks than tokens, bad ids), KVR_ERR_NOMEM,
  * KVR_ERR_COMM. On error every rank stops; none hangs. */
+/* The rank that holds the last token and emits the first (logits, keep_kv): p-1, or 0 for
+ * ring (chunk 2p-1 is rank 0's second zigzag chunk). */
+KVR_API int32_t kvr_prefill_emitter(kvr_mode mode, int32_t n_ranks);
 KVR_API kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t n_tokens,
                                    const kvr_prefill_params *params, kvr_prefill_result *out,
                                    kvr_error *err);

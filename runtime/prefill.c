@@ -4,11 +4,13 @@
  *           the layer's K/V for [0, P_i) from rank i-1, forwards [0, S_i) to rank i+1 without
  *           waiting, attends over [0, S_i) and runs the MLP; the last rank emits the token;
  *   tsp:    even split, per-layer all-gather of K/V so every rank holds all C keys, each rank
- *           attends its rows, a global synchronisation per layer.
+ *           attends its rows, a global synchronisation per layer;
+ *   ring:   ring pass-KV over 2p zigzag chunks (ring.c); rank 0 emits the token.
  * single is kvr with one rank: one code path. kvr_prefill_run starts the ranks as threads;
  * kvr_prefill_run_rank is one rank's part over any transport. */
 #include "kvr_device.h"
 #include "kvr_runtime.h"
+#include "prefill_internal.h"
 #include "runtime_internal.h"
 
 #include <pthread.h>
@@ -21,6 +23,10 @@ kvr_prefill_params kvr_prefill_params_default(void) {
     return p;
 }
 
+int32_t kvr_prefill_emitter(kvr_mode mode, int32_t n_ranks) {
+    return mode == KVR_MODE_RING ? 0 : n_ranks - 1;
+}
+
 // ----------------------------------------------------------------------------
 // one rank
 
@@ -30,6 +36,32 @@ typedef struct kvr_rank_report {
     int32_t first_token;
     double ttft_ms;
 } kvr_rank_report;
+
+kvr_status prefill_publish(kvr_comm *comm, const kvr_rank_stats *mine_stats, int32_t first,
+                           double ttft_ms, int32_t emitter, kvr_prefill_result *out,
+                           kvr_error *err) {
+    const int32_t p = kvr_comm_size(comm);
+    const kvr_comm_stats *cs = kvr_comm_get_stats(comm);
+    kvr_rank_report mine = {0};
+    mine.stats = *mine_stats;
+    mine.stats.wait_ms = cs->wait_us * 1e-3;
+    mine.stats.comm_ms = cs->xfer_us * 1e-3;
+    mine.stats.bytes_sent = cs->bytes_sent;
+    mine.stats.bytes_recv = cs->bytes_recv;
+    mine.first_token = first;
+    mine.ttft_ms = ttft_ms;
+    /* control channel: host metadata */
+    kvr_rank_report *all = calloc((size_t)p, sizeof *all);
+    if (!all) return kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", kvr_comm_rank(comm));
+    kvr_status st = kvr_comm_ctrl_allgather(comm, &mine, sizeof mine, all, err);
+    if (st == KVR_OK) {
+        for (int32_t i = 0; i < p; i++) out->ranks[i] = all[i].stats;
+        out->first_token = all[emitter].first_token;
+        out->ttft_ms = all[emitter].ttft_ms;
+    }
+    free(all);
+    return st;
+}
 
 static kvr_status kvr_check_params(const kvr_model *m, const kvr_prefill_params *pp,
                                    int64_t C, int64_t *part, kvr_error *err) {
@@ -51,6 +83,23 @@ static kvr_status kvr_check_params(const kvr_model *m, const kvr_prefill_params 
     if (pp->partition && pp->mode == KVR_MODE_TSP)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "mode tsp always splits evenly; a partition applies to kvr only");
+    if (pp->mode == KVR_MODE_RING) {
+        if (pp->partition)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "mode ring takes no partition: it cuts the prompt into 2 x %d "
+                                 "zigzag chunks (rank i holds chunks i and %d-i), which balances "
+                                 "the causal attention by itself; a partition applies to kvr only",
+                                 pp->n_ranks, 2 * pp->n_ranks - 1);
+        if (C < 2 * (int64_t)pp->n_ranks)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "mode ring on %d ranks needs at least %d tokens (2 zigzag chunks "
+                                 "per rank), the prompt has %lld: use at most %lld ranks",
+                                 pp->n_ranks, 2 * pp->n_ranks, (long long)C, (long long)(C / 2));
+        for (int32_t i = 0; i < pp->n_ranks; i++)
+            part[i] = kvr_ring_chunk_len(C, pp->n_ranks, i) +
+                      kvr_ring_chunk_len(C, pp->n_ranks, 2 * pp->n_ranks - 1 - i);
+        return KVR_OK;
+    }
     if (pp->partition) {
         KVR_TRY(kvr_partition_check(pp->partition, pp->n_ranks, C, err));
         memcpy(part, pp->partition, (size_t)pp->n_ranks * sizeof *part);
@@ -71,6 +120,7 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     out->mode = pp->mode;
     out->n_ranks = p;
     out->n_tokens = C;
+    if (pp->mode == KVR_MODE_RING) return prefill_ring_rank(m, comm, tokens, C, pp, out, err);
     const kvr_model_config *cfg = &m->cfg;
     const int64_t kvd = (int64_t)cfg->n_kv_heads * cfg->head_dim;
     const int32_t L = cfg->n_layers;
@@ -180,33 +230,14 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     if (reqs && (st = kvr_comm_waitall(comm, 2 * L, reqs, err)) != KVR_OK) goto fail;
     const double t_end = kvr_time_us();
 
-    /* Publish every rank's figures to every rank (control channel: host metadata). */
-    const kvr_comm_stats *cs = kvr_comm_get_stats(comm);
-    kvr_rank_report mine = {0};
-    mine.stats.rank = me;
-    mine.stats.chunk_start = P;
-    mine.stats.chunk_len = c;
-    mine.stats.compute_ms = compute_us * 1e-3;
-    mine.stats.wait_ms = cs->wait_us * 1e-3;
-    mine.stats.comm_ms = cs->xfer_us * 1e-3;
-    mine.stats.total_ms = (t_end - t0) * 1e-3;
-    mine.stats.bytes_sent = cs->bytes_sent;
-    mine.stats.bytes_recv = cs->bytes_recv;
-    mine.first_token = first;
-    mine.ttft_ms = last ? ttft_us * 1e-3 : 0;
-    kvr_rank_report *all = calloc((size_t)p, sizeof *all);
-    if (!all) {
-        st = kvr_error_set(err, KVR_ERR_NOMEM, "rank %d: out of memory", me);
+    kvr_rank_stats mine = {0};
+    mine.rank = me;
+    mine.chunk_start = P;
+    mine.chunk_len = c;
+    mine.compute_ms = compute_us * 1e-3;
+    mine.total_ms = (t_end - t0) * 1e-3;
+    if ((st = prefill_publish(comm, &mine, first, last ? ttft_us * 1e-3 : 0, p - 1, out, err)))
         goto fail;
-    }
-    st = kvr_comm_ctrl_allgather(comm, &mine, sizeof mine, all, err);
-    if (st == KVR_OK) {
-        for (int32_t i = 0; i < p; i++) out->ranks[i] = all[i].stats;
-        out->first_token = all[p - 1].first_token;
-        out->ttft_ms = all[p - 1].ttft_ms;
-    }
-    free(all);
-    if (st != KVR_OK) goto fail;
 
     if (last && pp->keep_kv) {
         const size_t n = (size_t)L * (size_t)C * (size_t)kvd;
@@ -319,8 +350,9 @@ kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t C,
         }
     }
     if (st == KVR_OK) {
-        *out = rt[p - 1].res; /* the last rank holds logits and KV */
-        rt[p - 1].res.logits = rt[p - 1].res.k_cache = rt[p - 1].res.v_cache = NULL;
+        const int32_t e = kvr_prefill_emitter(pp->mode, p); /* it holds logits and KV */
+        *out = rt[e].res;
+        rt[e].res.logits = rt[e].res.k_cache = rt[e].res.v_cache = NULL;
     }
     for (int32_t i = 0; i < p; i++) kvr_prefill_result_free(&rt[i].res);
     free(rt), free(th), free(started);

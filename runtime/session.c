@@ -386,6 +386,15 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
         r->stage = KVR_SESSION_STAGE_INPUT;
         goto done;
     }
+    if (p->mode == KVR_MODE_RING && 2 * (int64_t)p->n_ranks > n_tokens) {
+        st = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                           "--mode ring on %d ranks needs at least %d prompt tokens (2 zigzag "
+                           "chunks per rank), the prompt has %lld: use at most %lld ranks",
+                           p->n_ranks, 2 * p->n_ranks, (long long)n_tokens,
+                           (long long)(n_tokens / 2));
+        r->stage = KVR_SESSION_STAGE_INPUT;
+        goto done;
+    }
     if ((st = session_prefill(p, tokens, n_tokens, partition, r, err)) != KVR_OK) goto done;
     const kvr_prefill_result *run = kvr_session_median(r);
     if (!partition) memcpy(r->partition, run->partition, (size_t)run->n_ranks * sizeof *r->partition);

@@ -36,11 +36,15 @@ kvr_status kvr_session_memory_estimate(const kvr_session_params *sp, int64_t n_t
     for (int32_t i = 0; i < p; i++) {
         S += part[i];
         if (me >= 0 && i != me) continue;
-        const double ctx = sp->mode == KVR_MODE_TSP ? (double)n_tokens : (double)S;
+        /* ring: two workspaces (its zigzag chunks, about half the rank's even share each), both
+         * caches over all positions */
+        const bool ring = sp->mode == KVR_MODE_RING;
+        const double ctx = sp->mode == KVR_MODE_TSP || ring ? (double)n_tokens : (double)S;
         double act, kv;
-        ws_floats(cfg, (double)part[i], ctx, n_threads, &act, &kv);
-        out->workspaces += act * sizeof(float);
-        out->kv_cache += kv * sizeof(float);
+        ws_floats(cfg, ring ? (double)part[i] / 2 + 1 : (double)part[i], ctx, n_threads, &act,
+                  &kv);
+        out->workspaces += act * sizeof(float) * (ring ? 2 : 1);
+        out->kv_cache += kv * sizeof(float) * (ring ? 2 : 1);
         out->n_ranks_here++;
     }
     out->weights = (double)kvr_model_weight_bytes(sp->model);

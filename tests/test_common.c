@@ -228,7 +228,7 @@ static void test_op_names(void) {
 
 static void test_modes_and_strategies(void) {
     kvr_error e;
-    const char *modes[KVR_MODE_COUNT] = {"single", "kvr", "tsp"};
+    const char *modes[KVR_MODE_COUNT] = {"single", "kvr", "tsp", "ring"};
     for (int i = 0; i < KVR_MODE_COUNT; i++) {
         KVR_CHECK(strcmp(kvr_mode_name((kvr_mode)i), modes[i]) == 0);
         kvr_mode m = KVR_MODE_COUNT;
@@ -236,8 +236,8 @@ static void test_modes_and_strategies(void) {
         KVR_CHECK_EQ_INT(m, i);
     }
     kvr_mode m = KVR_MODE_TSP;
-    KVR_CHECK(kvr_mode_parse("ring", &m, &e) == KVR_ERR_INVALID_ARG);
-    KVR_CHECK(strcmp(e.msg, "unknown mode 'ring' (single, kvr, tsp)") == 0);
+    KVR_CHECK(kvr_mode_parse("zigzag", &m, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strcmp(e.msg, "unknown mode 'zigzag' (single, kvr, tsp, ring)") == 0);
     KVR_CHECK_EQ_INT(m, KVR_MODE_TSP);
     const char *strats[KVR_STRATEGY_COUNT] = {"kvr-s", "kvr-e", "tsp", "ring", "single"};
     for (int i = 0; i < KVR_STRATEGY_COUNT; i++) {
@@ -260,7 +260,8 @@ static void test_modes_and_strategies(void) {
     KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_KVR_E), KVR_MODE_KVR);
     KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_TSP), KVR_MODE_TSP);
     KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_SINGLE), KVR_MODE_SINGLE);
-    KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_RING), KVR_MODE_COUNT);
+    KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_RING), KVR_MODE_RING);
+    KVR_CHECK_EQ_INT(kvr_mode_strategy(KVR_MODE_RING, true), KVR_STRATEGY_RING);
 }
 
 static void test_read_file(void) {

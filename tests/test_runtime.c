@@ -2,7 +2,8 @@
  * for any mode, rank count and partition, the last-token logits equal single-rank prefill
  * within 1e-4 relative, the first token is identical, and the last rank's KV cache equals the
  * single-rank cache. Runs on the tiny GQA and MQA presets and, when present, on the real model
- * (models/SmolLM2-135M-Instruct.Q4_1.gguf or $KVR_MODEL). Also bad runs (partition parsing is
+ * (models/SmolLM2-135M-Instruct.Q4_1.gguf or $KVR_MODEL). Ring (zigzag chunks, rank 0 emits
+ * and assembles the KV cache) is held to the same contract. Also bad runs (partition parsing is
  * test_common's). */
 #include "kvr_runtime.h"
 #include "kvr_test.h"
@@ -58,7 +59,10 @@ static void check_against_single(const kvr_model *m, const int32_t *ids, int64_t
     KVR_CHECK_EQ_INT(r.n_ranks, p);
     int64_t sum = 0;
     for (int32_t i = 0; i < p; i++) {
-        KVR_CHECK_EQ_INT(r.ranks[i].chunk_start, sum);
+        /* ring: rank i's first zigzag chunk is chunk i, 2p chunks differing by at most one */
+        const int64_t ring_start = C / (2 * p) * i + KVR_MIN(i, C % (2 * p));
+        KVR_CHECK_EQ_INT(r.ranks[i].chunk_start, mode == KVR_MODE_RING ? ring_start : sum);
+        KVR_CHECK_EQ_INT(r.partition[i], r.ranks[i].chunk_len);
         sum += r.ranks[i].chunk_len;
     }
     KVR_CHECK_EQ_INT(sum, C);
@@ -79,6 +83,7 @@ static void run_contract(const kvr_model *m, int64_t C, const char *label) {
         int64_t part[8];
         check_against_single(m, ids, C, &ref, KVR_MODE_KVR, p, NULL, 1, label);
         check_against_single(m, ids, C, &ref, KVR_MODE_TSP, p, NULL, 1, label);
+        if (2 * p <= C) check_against_single(m, ids, C, &ref, KVR_MODE_RING, p, NULL, 1, label);
         /* front-loaded: geometric-ish */
         int64_t left = C;
         for (int32_t i = 0; i < p; i++) {
@@ -97,6 +102,7 @@ static void run_contract(const kvr_model *m, int64_t C, const char *label) {
     check_against_single(m, ids, C, &ref, KVR_MODE_SINGLE, 1, NULL, 3, label);
     check_against_single(m, ids, C, &ref, KVR_MODE_KVR, 2, NULL, 2, label);
     check_against_single(m, ids, C, &ref, KVR_MODE_TSP, 2, NULL, 2, label);
+    if (C >= 6) check_against_single(m, ids, C, &ref, KVR_MODE_RING, 3, NULL, 2, label);
     kvr_prefill_result_free(&ref);
     free(ids);
 }
@@ -114,6 +120,7 @@ static void test_contract_tiny_gqa(void) {
     if (!m) return;
     run_contract(m, 300, "tiny"); /* > one attention block of 128 queries per rank */
     run_contract(m, 7, "tiny");
+    run_contract(m, 301, "tiny"); /* odd: zigzag chunks of unequal length */
     kvr_model_destroy(m);
 }
 
@@ -121,6 +128,7 @@ static void test_contract_tiny_mqa(void) {
     kvr_model *m = load("tiny-mqa");
     if (!m) return;
     run_contract(m, 200, "tiny-mqa");
+    run_contract(m, 11, "tiny-mqa");
     kvr_model_destroy(m);
 }
 
@@ -140,11 +148,16 @@ static void test_contract_real_model(void) {
     pp.keep_kv = true;
     kvr_prefill_result ref;
     KVR_CHECK_OK(kvr_prefill_run(m, ids, 160, &pp, &ref, &e), &e);
+    kvr_prefill_result ref159; /* odd context for ring */
+    KVR_CHECK_OK(kvr_prefill_run(m, ids, 159, &pp, &ref159, &e), &e);
     int64_t p3[3] = {90, 50, 20}, p4[4] = {1, 100, 40, 19};
     check_against_single(m, ids, 160, &ref, KVR_MODE_KVR, 2, NULL, 1, "real");
     check_against_single(m, ids, 160, &ref, KVR_MODE_KVR, 3, p3, 1, "real");
     check_against_single(m, ids, 160, &ref, KVR_MODE_KVR, 4, p4, 1, "real");
     check_against_single(m, ids, 160, &ref, KVR_MODE_TSP, 3, NULL, 1, "real");
+    for (int32_t p = 1; p <= 5; p++)
+        check_against_single(m, ids, 159, &ref159, KVR_MODE_RING, p, NULL, 1, "real");
+    kvr_prefill_result_free(&ref159);
     kvr_prefill_result_free(&ref);
     free(ids);
     kvr_model_destroy(m);
@@ -200,6 +213,22 @@ static void test_bad_runs(void) {
     pp.mode = KVR_MODE_KVR;
     pp.n_ranks = 4;
     KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    /* ring: more ranks than half the tokens; any partition (zigzag fixes it) */
+    ids[0] = 1;
+    pp.mode = KVR_MODE_RING;
+    pp.n_ranks = 5;
+    KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "needs at least 10 tokens") != NULL);
+    pp.n_ranks = 2;
+    int64_t even[2] = {4, 4};
+    pp.partition = even;
+    KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "zigzag") != NULL);
+    pp.partition = NULL;
+    /* a bad id in rank 1's second chunk (chunk 2 of 4): the ring must not hang */
+    ids[4] = 100000;
+    KVR_CHECK(kvr_prefill_run(m, ids, 8, &pp, &r, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "outside the vocabulary") != NULL);
     kvr_model_destroy(m);
 }
 

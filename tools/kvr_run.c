@@ -64,7 +64,8 @@ static void usage(FILE *f) {
             "                            prompts longer than a command line holds\n"
             "  -c, --context N           N seeded random token ids instead of a prompt\n"
             "  -r, --ranks N             number of ranks (default 1; with mpi: the job size)\n"
-            "  -M, --mode MODE           single | kvr | tsp (default: single for 1 rank, else kvr)\n"
+            "  -M, --mode MODE           single | kvr | tsp | ring (default: single for 1 rank, else\n"
+            "                            kvr; ring: 2 x ranks zigzag chunks, rank 0 emits)\n"
             "  -P, --partition SPEC      kvr chunk sizes: even | auto | c0,c1,... (default even);\n"
             "                            auto: the KVR-P partition for this context (predictor\n"
             "                            from --predictor FILE, else the newest in the store for\n"
@@ -206,6 +207,10 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
     if (o->prompt_file && (o->prompt || o->context))
         return usage_error("give one of --prompt-file, --prompt and --context");
     if (!mode_set) o->mode = (o->ranks > 1 || o->transport == KVR_TRANSPORT_MPI) ? KVR_MODE_KVR : KVR_MODE_SINGLE;
+    if (o->partition && o->mode == KVR_MODE_RING)
+        return usage_error("--partition does not apply to --mode ring: ring cuts the prompt into "
+                           "2 x ranks zigzag chunks (rank i holds chunks i and 2 x ranks - 1 - i), "
+                           "which balances the causal attention by itself");
     if (o->partition && o->mode != KVR_MODE_KVR)
         return usage_error("--partition applies to --mode kvr, not %s", kvr_mode_name(o->mode));
     if (o->mode == KVR_MODE_SINGLE && o->ranks != 1)
@@ -336,7 +341,9 @@ int main(int argc, char **argv) {
         if (o.mode == KVR_MODE_SINGLE && o.ranks != 1) o.mode = KVR_MODE_KVR;
     }
     const bool printer = !mpi || kvr_comm_rank(mpi) == 0;
-    const bool holds_last = !mpi || kvr_comm_rank(mpi) == kvr_comm_size(mpi) - 1;
+    /* the rank holding the last token (ring: rank 0) */
+    const bool holds_last =
+        !mpi || kvr_comm_rank(mpi) == kvr_prefill_emitter(o.mode, kvr_comm_size(mpi));
     run_store rs;
     memset(&rs, 0, sizeof rs);
     kvr_session_result res;

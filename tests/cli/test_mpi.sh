@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # tests/cli/test_mpi.sh BINDIR -- the MPI transport: mpirun -np N kvr-run gives the same first
-# token and last-token logits as the threads transport for kvr and tsp, and a failing rank
+# token and last-token logits as the threads transport for kvr, tsp and ring (rank 0 dumps the
+# logits there), and a failing rank
 # ends the job with an error instead of a hang. Skips (77) when mpirun is absent.
 set -u
 . "$(dirname "$0")/lib.sh"
 BIN="$1/kvr-run"
 command -v mpirun >/dev/null || { echo "skipped: mpirun not found"; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-for cfg in "kvr 2 --partition 90,60" "kvr 3" "tsp 2" "tsp 3"; do
+for cfg in "kvr 2 --partition 90,60" "kvr 3" "tsp 2" "tsp 3" "ring 2" "ring 3"; do
   set -- $cfg; mode=$1; np=$2; shift 2
   timeout 120 "$BIN" --model tiny --context 150 --mode "$mode" --ranks "$np" "$@" --dump-logits "$tmp/thr.bin" --json >"$tmp/thr.json" || { bad "threads $cfg"; continue; }
   timeout 120 mpirun -np "$np" "$BIN" --transport mpi --model tiny --context 150 --mode "$mode" "$@" --dump-logits "$tmp/mpi.bin" --json >"$tmp/mpi.json" 2>"$tmp/err" || { bad "mpi $cfg"; cat "$tmp/err"; continue; }
@@ -31,10 +32,15 @@ out=$(timeout 60 mpirun -np 2 "$BIN" --transport mpi --model tiny --context 10 -
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "sums to 9" <<<"$out"; then ok "mpi bad partition"; else bad "mpi bad partition rc=$rc"; fi
 out=$(timeout 60 mpirun -np 2 "$BIN" --transport mpi --ranks 3 --model tiny --context 10 2>&1); rc=$?
 if [ $rc -eq 2 ] || { [ $rc -ne 0 ] && [ $rc -ne 124 ]; } && grep -q "MPI job has 2 processes" <<<"$out"; then ok "mpi rank mismatch"; else bad "mpi rank mismatch rc=$rc"; fi
+# ring with more ranks than half the tokens: a usage error on every rank, exit 2, no hang
+out=$(timeout 60 mpirun -np 4 "$BIN" --transport mpi --mode ring --model tiny --context 7 2>&1); rc=$?
+if [ $rc -eq 2 ] && grep -q "needs at least 8 prompt tokens" <<<"$out"; then ok "mpi ring too many ranks"; else bad "mpi ring too many ranks rc=$rc"; echo "$out" | tail -3; fi
 # one rank fails inside the prefill (invalid ids on that process only): the job must end with an
 # error naming the cause within the timeout, not hang in the peers' receives or sends
 for fr in 0 1; do
   out=$(KVR_FAULT_RANK=$fr timeout 60 mpirun -x KVR_FAULT_RANK -np 2 "$BIN" --transport mpi --model tiny --context 4096 2>&1); rc=$?
   if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "outside the vocabulary" <<<"$out"; then ok "mpi rank $fr fails mid-prefill (rc $rc)"; else bad "mpi rank $fr fails mid-prefill rc=$rc"; echo "$out" | tail -3; fi
+  out=$(KVR_FAULT_RANK=$fr timeout 60 mpirun -x KVR_FAULT_RANK -np 2 "$BIN" --transport mpi --mode ring --model tiny --context 4096 2>&1); rc=$?
+  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "outside the vocabulary" <<<"$out"; then ok "mpi ring rank $fr fails mid-prefill (rc $rc)"; else bad "mpi ring rank $fr fails mid-prefill rc=$rc"; echo "$out" | tail -3; fi
 done
 summary "kvr-run mpi"
