@@ -143,8 +143,9 @@ kvr_mode kvr_strategy_mode(kvr_strategy s) {
 }
 
 bool kvr_strategy_runnable(kvr_strategy s, const char *backend, const char *transport) {
-    (void)backend; /* every backend and transport runs every mode the runtime has */
-    (void)transport;
+    (void)transport; /* every transport runs every mode the runtime has */
+    /* ring needs the backend's blockwise attention (kvr_op_attn_block): cpu has it, cuda not */
+    if (s == KVR_STRATEGY_RING && backend && strcmp(backend, "cpu") != 0) return false;
     return s >= 0 && s < KVR_STRATEGY_COUNT && kvr_strategy_mode(s) != KVR_MODE_COUNT;
 }
 

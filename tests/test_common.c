@@ -262,6 +262,10 @@ static void test_modes_and_strategies(void) {
     KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_SINGLE), KVR_MODE_SINGLE);
     KVR_CHECK_EQ_INT(kvr_strategy_mode(KVR_STRATEGY_RING), KVR_MODE_RING);
     KVR_CHECK_EQ_INT(kvr_mode_strategy(KVR_MODE_RING, true), KVR_STRATEGY_RING);
+    KVR_CHECK(kvr_strategy_runnable(KVR_STRATEGY_RING, "cpu", "mpi"));
+    KVR_CHECK(kvr_strategy_runnable(KVR_STRATEGY_RING, NULL, NULL));
+    KVR_CHECK(!kvr_strategy_runnable(KVR_STRATEGY_RING, "cuda", "threads"));
+    KVR_CHECK(kvr_strategy_runnable(KVR_STRATEGY_KVR_E, "cuda", "nccl"));
 }
 
 static void test_read_file(void) {
