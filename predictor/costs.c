@@ -472,7 +472,21 @@ kvr_status kvr_predict_costs_search_at(const kvr_predict_costs *c, int64_t chunk
         tmp.embed_us = e > 0 && isfinite(e) ? e : 0;
     }
     bool ideal = !c->has[KVR_OP_LINK] && c->n_links == 0;
-    return kvr_predict_costs_to_search(&tmp, ideal, out, err);
+    KVR_TRY(kvr_predict_costs_to_search(&tmp, ideal, out, err));
+    /* ring's merges: the embedding rate per row, as the profile source models them
+     * (docs/search.md) */
+    if (c->has[KVR_OP_EMBED]) {
+        double e = kvr_predict_fit_eval(&c->fit[KVR_OP_EMBED], 1024.0, 0) / 1024.0;
+        kvr_status s = kvr_search_costs_set_merge(*out, 0, e > 0 && isfinite(e) ? e : 0,
+                                                  "modelled: the fitted embedding rate per row",
+                                                  err);
+        if (s != KVR_OK) {
+            kvr_search_costs_destroy(*out);
+            *out = NULL;
+            return s;
+        }
+    }
+    return KVR_OK;
 }
 
 kvr_status kvr_predict_costs_ttft(const kvr_predict_costs *c, kvr_strategy s, int p, int64_t C,

@@ -578,6 +578,14 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
         pc_src *src = s;
         s = NULL;
         if (st == KVR_OK) st = kvr_search_costs_set_names(mc, model->name, NULL, NULL, err);
+        /* ring's log-sum-exp merges are not an op of their own (kvr_op_attn_block ends with
+         * them): modelled from the measured embedding rate -- a merge reads and writes about
+         * the bytes of one embedding row per query row (D floats each way, plus an exp and a
+         * log per head) -- so per row embed(1024) / 1024, no fixed part (docs/search.md) */
+        if (st == KVR_OK && src->embed.n)
+            st = kvr_search_costs_set_merge(mc, 0, pc_curve_at(&src->embed, 1024.0) / 1024.0,
+                                            "modelled: the profile's embedding rate per row",
+                                            err);
         if (st == KVR_OK && src->n_pairs > 0) {
             st = kvr_search_costs_set_links(mc, &dflt, links, src->n_pairs, err);
             char lname[160];

@@ -322,6 +322,23 @@ kvr_status kvr_search_costs_set_allgather(kvr_search_costs *m, double alpha_us, 
     return KVR_OK;
 }
 
+/* Sets the ring merge cost; see kvr_search.h. */
+kvr_status kvr_search_costs_set_merge(kvr_search_costs *m, double k_us, double per_row_us,
+                                      const char *how, kvr_error *err) {
+    if (!m) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "merge: NULL model");
+    if (!costs_nonneg_finite(k_us) || !costs_nonneg_finite(per_row_us))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "merge: k_us and per_row_us must be finite and >= 0");
+    m->merge_k_us = k_us;
+    m->merge_per_row_us = per_row_us;
+    snprintf(m->merge_how, sizeof m->merge_how, "%s", how ? how : "given");
+    return KVR_OK;
+}
+
+double kvr_search_costs_merge_us(const kvr_search_costs *m, int64_t rows) {
+    return rows > 0 ? m->merge_k_us + m->merge_per_row_us * (double)rows : 0;
+}
+
 /* Looks up src -> dst: an explicit link first, then the default. */
 bool search_costs_link_find(const kvr_search_costs *m, int src, int dst, kvr_search_link *out) {
     for (int i = 0; i < m->n_links; i++)
@@ -583,10 +600,11 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
     static const char *const k_attn[] = {"k_us", "per_token_us", "per_prefix_us", "per_area_us",
                                          NULL};
     static const char *const k_ag[] = {"alpha_us", "busbw_gbps", NULL};
+    static const char *const k_merge[] = {"k_us", "per_row_us", NULL};
     static const char *const k_top[] = {"layers", "kv_bytes_per_token", "embed_us", "head_us",
                                         "pre", "attn", "post", "link", "links", "allgather",
-                                        "model", "device", "dtype", "source", "notes", "comment",
-                                        NULL};
+                                        "merge", "model", "device", "dtype", "source", "notes",
+                                        "comment", NULL};
     if (!cJSON_IsObject(root))
         return kvr_error_set(cp->err, KVR_ERR_FORMAT, "%s: the top level must be a JSON object",
                              cp->name);
@@ -627,6 +645,13 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
                                  "%s: field \"allgather.busbw_gbps\" must be > 0", cp->name);
         has_ag = true;
     }
+    double mg_k = 0, mg_row = 0;
+    const bool has_mg = cJSON_GetObjectItemCaseSensitive(root, "merge") != NULL;
+    if (has_mg) {
+        KVR_TRY(costs_get_obj(cp, root, "merge", k_merge, &o));
+        KVR_TRY(costs_get_num(cp, o, "merge.", "k_us", &mg_k, NULL));
+        KVR_TRY(costs_get_num(cp, o, "merge.", "per_row_us", &mg_row, NULL));
+    }
     const char *strs[4] = {NULL, NULL, NULL, NULL};
     static const char *const str_keys[4] = {"model", "device", "dtype", "source"};
     for (int i = 0; i < 4; i++) {
@@ -643,6 +668,8 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
     kvr_status s = costs_parse_links(cp, cJSON_GetObjectItemCaseSensitive(root, "link"),
                                      cJSON_GetObjectItemCaseSensitive(root, "links"), m);
     if (s == KVR_OK && has_ag) s = kvr_search_costs_set_allgather(m, ag_alpha, ag_bw, cp->err);
+    if (s == KVR_OK && has_mg)
+        s = kvr_search_costs_set_merge(m, mg_k, mg_row, "cost file", cp->err);
     if (s == KVR_OK) s = costs_set_str(&m->source, strs[3] ? strs[3] : cp->name, cp->err);
     if (s == KVR_OK && strs[0]) s = costs_set_str(&m->model_name, strs[0], cp->err);
     if (s == KVR_OK && strs[1]) s = costs_set_str(&m->device, strs[1], cp->err);
@@ -829,6 +856,16 @@ cJSON *search_costs_describe_json(const kvr_search_costs *m) {
     } else {
         cJSON *ag = cJSON_AddObjectToObject(o, "allgather");
         if (ag) cJSON_AddStringToObject(ag, "model", "ring-over-links");
+    }
+    if (m->merge_how[0]) {
+        cJSON *mg = cJSON_AddObjectToObject(o, "merge");
+        if (mg) {
+            cJSON_AddNumberToObject(mg, "k_us", m->merge_k_us);
+            cJSON_AddNumberToObject(mg, "per_row_us", m->merge_per_row_us);
+            cJSON_AddStringToObject(mg, "source", m->merge_how);
+        }
+    } else {
+        cJSON_AddNullToObject(o, "merge");
     }
     return o;
 }

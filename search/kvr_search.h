@@ -156,6 +156,18 @@ KVR_API kvr_status kvr_search_costs_set_link_time(kvr_search_costs *m, kvr_searc
 KVR_API kvr_status kvr_search_costs_set_allgather(kvr_search_costs *m, double alpha_us,
                                                   double busbw_gbps, kvr_error *err);
 
+/* Ring pass-KV's partial-softmax merges: folding one block's partial attention of n rows into
+ * the running result by log-sum-exp costs k_us + per_row_us * n per layer and merge (a JSON cost
+ * file's optional "merge": {"k_us", "per_row_us"}; the profile source derives per_row_us from
+ * the measured embedding rate, docs/search.md). how (copied, may be NULL) says where the numbers
+ * came from, for exports. Without it merges cost 0. Errors: KVR_ERR_INVALID_ARG (negative or
+ * non-finite numbers). */
+KVR_API kvr_status kvr_search_costs_set_merge(kvr_search_costs *m, double k_us,
+                                              double per_row_us, const char *how,
+                                              kvr_error *err);
+/* The merge cost of n rows (0 for n <= 0). */
+KVR_API double kvr_search_costs_merge_us(const kvr_search_costs *m, int64_t rows);
+
 KVR_API int kvr_search_costs_n_layers(const kvr_search_costs *m);
 /* Largest rank count the links support (INT32_MAX when a default link covers every pair). */
 KVR_API int kvr_search_costs_max_ranks(const kvr_search_costs *m);
@@ -191,6 +203,7 @@ typedef enum kvr_event_kind {
     KVR_EVENT_SEND,      /* a transfer on link rank -> peer (occupies the link) */
     KVR_EVENT_ALLGATHER, /* TSP all-gather (every rank) */
     KVR_EVENT_HEAD,      /* final norm + LM head on the rank holding the last token */
+    KVR_EVENT_MERGE,     /* ring: merging a block's partial attention by log-sum-exp */
     KVR_EVENT_KIND_COUNT
 } kvr_event_kind;
 
@@ -234,8 +247,10 @@ KVR_API kvr_status kvr_search_sim_kvr(const kvr_search_costs *m, int p, const in
  * rank's rows, all-gather of K/V (a global sync), causal attention of its rows, post. */
 KVR_API kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C,
                                       kvr_search_timeline *tl, double *ttft_us, kvr_error *err);
-/* Ring pass-KV: C in 2p zigzag chunks (rank i holds chunks i and 2p-1-i), per layer p-1 ring
- * steps passing K/V blocks i -> i+1 mod p, overlapped with the attention block of each step. */
+/* Ring pass-KV as kvr-run --mode ring runs it: C in 2p zigzag chunks (rank i holds chunks i
+ * and 2p-1-i), per layer p-1 ring steps passing K/V blocks i -> i+1 mod p; each step's block
+ * attention (full or skipped per chunk pair) is followed by its log-sum-exp merge
+ * (kvr_search_costs_set_merge); one block in flight per link (docs/search.md). p = 1: single. */
 KVR_API kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C,
                                        kvr_search_timeline *tl, double *ttft_us, kvr_error *err);
 /* One rank does everything. */

@@ -41,6 +41,8 @@ struct kvr_search_costs {
     void *link_ctx;
     void (*link_destroy)(void *ctx);
     char *link_name; /* description of the link-time source, or NULL */
+    double merge_k_us, merge_per_row_us; /* ring's LSE merges (0: not charged) */
+    char merge_how[160];                 /* where they came from ("" = not set) */
 };
 
 /* Link parameters for src -> dst: listed link first, then the default. false if none. */

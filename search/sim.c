@@ -44,6 +44,7 @@ const char *kvr_event_kind_name(kvr_event_kind k) {
         case KVR_EVENT_SEND: return "send";
         case KVR_EVENT_ALLGATHER: return "allgather";
         case KVR_EVENT_HEAD: return kvr_op_name(KVR_OP_HEAD);
+        case KVR_EVENT_MERGE: return "merge";
         default: return "?";
     }
 }
@@ -315,6 +316,29 @@ done:
 // ----------------------------------------------------------------------------
 // ring pass-KV, zigzag
 
+/* What kvr-run --mode ring does per layer on rank r (runtime/ring.c), step by step. Rank r holds
+ * chunks A = r and B = 2p-1-r (a and b tokens) in two workspaces, so pre and post run once per
+ * chunk: pre(a) + pre(b), post(a) + post(b). Every attention piece is one kvr_op_attn_block call
+ * of one own chunk's rows over one chunk of the block held -- causal on the diagonal (the same
+ * chunk: attn(c, 0)), full when the block's chunk is entirely earlier (block(c, k), the prefix
+ * increment of attn), skipped when it is entirely later -- and each call ends by merging its
+ * partial result into the running one by log-sum-exp (kvr_search_costs_merge_us of its rows):
+ *   step 0 (its own K/V):  A x A causal, B x A full, B x B causal;
+ *   step s = 1..p-1, the block of rank o = (r - s) mod p (chunks o and 2p-1-o):
+ *     o < r: A x o_A, B x o_A full (o's chunk B is later than both of r's chunks);
+ *     o > r: B x o_A, B x o_B full (both later than r's chunk A, earlier than its chunk B).
+ * Transfers: r posts the block it holds to r+1 before computing on it and receives the next one
+ * from r-1 after (a blocking receive into its cache): the block of step s moves over link
+ * (r-1) -> r once the sender holds it (its step s-1 began) and r has consumed the previous one
+ * (finished step s-1) -- one block in flight per link, nothing queued -- and r computes on it
+ * when it has arrived. */
+typedef struct ring_rank {
+    int64_t a, b;   /* zigzag chunk sizes */
+    double pre, post, own_attn, own_merge;
+    double cs, ce;  /* current step: compute start (= block usable), end (attention + merges) */
+    double nav;     /* next step's arrival */
+} ring_rank;
+
 kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_search_timeline *tl,
                                double *ttft_us, kvr_error *err) {
     KVR_TRY(sim_check_ranks(m, p, err));
@@ -333,30 +357,27 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
                              (long long)C, p);
     const int L = m->n_layers;
     size_t np = (size_t)p;
-    int64_t *ua = malloc(np * sizeof *ua), *ub = malloc(np * sizeof *ub);
-    double *pre = malloc(np * sizeof *pre), *post = malloc(np * sizeof *post),
-           *step0 = malloc(np * sizeof *step0), *done = calloc(np, sizeof *done),
-           *avail = malloc(np * sizeof *avail), *nav = malloc(np * sizeof *nav),
-           *cend = malloc(np * sizeof *cend), *lfree = malloc(np * sizeof *lfree);
+    ring_rank *rk = calloc(np, sizeof *rk);
+    double *done = calloc(np, sizeof *done);
     kvr_search_link *lk = malloc(np * sizeof *lk); /* lk[r]: link (r-1) -> r */
     kvr_status s = KVR_OK;
-    if (!ua || !ub || !pre || !post || !step0 || !done || !avail || !nav || !cend || !lfree ||
-        !lk) {
+    if (!rk || !done || !lk) {
         s = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (simulate)");
         goto out;
     }
     /* 2p chunks differing by at most one token, larger first; rank i: chunks i and 2p-1-i */
     int64_t base = C / (2 * p), extra = C % (2 * p);
     for (int i = 0; i < p; i++) {
-        ua[i] = base + (i < extra);
-        ub[i] = base + (2 * p - 1 - i < extra);
-        int64_t c = ua[i] + ub[i];
-        pre[i] = m->ops.pre_us(m->ctx, c);
-        post[i] = m->ops.post_us(m->ctx, c);
-        /* own K/V: chunk A causal, chunk B after (fully visible) chunk A, causal inside */
-        step0[i] = m->ops.attn_us(m->ctx, ua[i], 0) + m->ops.attn_us(m->ctx, ub[i], ua[i]);
+        rk[i].a = base + (i < extra);
+        rk[i].b = base + (2 * p - 1 - i < extra);
+        rk[i].pre = m->ops.pre_us(m->ctx, rk[i].a) + m->ops.pre_us(m->ctx, rk[i].b);
+        rk[i].post = m->ops.post_us(m->ctx, rk[i].a) + m->ops.post_us(m->ctx, rk[i].b);
+        rk[i].own_attn = m->ops.attn_us(m->ctx, rk[i].a, 0) +
+                         search_costs_block_us(m, rk[i].b, rk[i].a) +
+                         m->ops.attn_us(m->ctx, rk[i].b, 0);
+        rk[i].own_merge = kvr_search_costs_merge_us(m, rk[i].a) +
+                          2 * kvr_search_costs_merge_us(m, rk[i].b);
         done[i] = m->embed_us;
-        lfree[i] = -1e300;
         int src = (i - 1 + p) % p;
         if (!search_costs_link_find(m, src, i, &lk[i])) {
             s = kvr_error_set(err, KVR_ERR_NOT_FOUND,
@@ -372,43 +393,53 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
     }
     for (int l = 0; l < L; l++) {
         for (int r = 0; r < p; r++) {
-            double own = done[r] + pre[r];
+            rk[r].cs = done[r] + rk[r].pre;
+            const double ae = rk[r].cs + rk[r].own_attn;
+            rk[r].ce = ae + rk[r].own_merge;
             if (tl) {
-                search_tl_add(tl, r, l, -1, KVR_EVENT_PRE, done[r], own);
-                search_tl_add(tl, r, l, -1, KVR_EVENT_ATTN, own, own + step0[r]);
+                search_tl_add(tl, r, l, -1, KVR_EVENT_PRE, done[r], rk[r].cs);
+                search_tl_add(tl, r, l, -1, KVR_EVENT_ATTN, rk[r].cs, ae);
+                if (rk[r].own_merge > 0) search_tl_add(tl, r, l, -1, KVR_EVENT_MERGE, ae, rk[r].ce);
             }
-            avail[r] = own;
-            cend[r] = own + step0[r];
         }
         for (int st = 1; st < p; st++) {
+            /* transfers of step st: sender (r-1) holds its step st-1 block since that step began;
+             * the receiver takes it once it has consumed its own step st-1 block */
             for (int r = 0; r < p; r++) {
-                int from = (r - 1 + p) % p, owner = ((r - st) % p + p) % p;
-                double start = avail[from] > lfree[r] ? avail[from] : lfree[r];
-                double bytes = m->kv_bytes_per_token * (double)(ua[owner] + ub[owner]);
-                nav[r] = start + search_link_time_us(m, &lk[r], bytes);
-                lfree[r] = nav[r];
-                if (tl) search_tl_add(tl, from, l, r, KVR_EVENT_SEND, start, nav[r]);
+                const int from = (r - 1 + p) % p, owner = ((r - st) % p + p) % p;
+                const double start = KVR_MAX(rk[from].cs, rk[r].ce);
+                const double bytes = m->kv_bytes_per_token * (double)(rk[owner].a + rk[owner].b);
+                rk[r].nav = start + search_link_time_us(m, &lk[r], bytes);
+                if (tl) search_tl_add(tl, from, l, r, KVR_EVENT_SEND, start, rk[r].nav);
             }
             for (int r = 0; r < p; r++) {
-                int owner = ((r - st) % p + p) % p;
-                /* zigzag: an earlier owner's chunk A is seen by both of r's chunks; a later
-                 * owner's chunks are seen by r's chunk B only; equal areas either way */
-                double blk = owner < r ? search_costs_block_us(m, ua[r] + ub[r], ua[owner])
-                                       : search_costs_block_us(m, ub[r], ua[owner] + ub[owner]);
-                double cs = cend[r] > nav[r] ? cend[r] : nav[r];
-                if (tl) {
-                    if (nav[r] > cend[r]) search_tl_add(tl, r, l, -1, KVR_EVENT_WAIT, cend[r], cs);
-                    search_tl_add(tl, r, l, -1, KVR_EVENT_ATTN, cs, cs + blk);
+                const ring_rank *o = &rk[((r - st) % p + p) % p];
+                double blk, mg;
+                if (o < &rk[r]) { /* both of r's chunks see o's chunk A */
+                    blk = search_costs_block_us(m, rk[r].a, o->a) +
+                          search_costs_block_us(m, rk[r].b, o->a);
+                    mg = kvr_search_costs_merge_us(m, rk[r].a) +
+                         kvr_search_costs_merge_us(m, rk[r].b);
+                } else { /* r's chunk B sees both of o's chunks */
+                    blk = search_costs_block_us(m, rk[r].b, o->a) +
+                          search_costs_block_us(m, rk[r].b, o->b);
+                    mg = 2 * kvr_search_costs_merge_us(m, rk[r].b);
                 }
-                cend[r] = cs + blk;
+                if (tl) {
+                    if (rk[r].nav > rk[r].ce)
+                        search_tl_add(tl, r, l, -1, KVR_EVENT_WAIT, rk[r].ce, rk[r].nav);
+                    search_tl_add(tl, r, l, -1, KVR_EVENT_ATTN, rk[r].nav, rk[r].nav + blk);
+                    if (mg > 0)
+                        search_tl_add(tl, r, l, -1, KVR_EVENT_MERGE, rk[r].nav + blk,
+                                      rk[r].nav + blk + mg);
+                }
+                rk[r].cs = KVR_MAX(rk[r].nav, rk[r].ce);
+                rk[r].ce = rk[r].cs + blk + mg;
             }
-            double *t = avail;
-            avail = nav;
-            nav = t;
         }
         for (int r = 0; r < p; r++) {
-            done[r] = cend[r] + post[r];
-            if (tl) search_tl_add(tl, r, l, -1, KVR_EVENT_POST, cend[r], done[r]);
+            done[r] = rk[r].ce + rk[r].post;
+            if (tl) search_tl_add(tl, r, l, -1, KVR_EVENT_POST, rk[r].ce, done[r]);
         }
     }
     /* the last token is in chunk 2p-1, which rank 0 holds */
@@ -416,16 +447,8 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
     if (tl) search_tl_add(tl, 0, L, -1, KVR_EVENT_HEAD, done[0], ttft);
     s = sim_result(tl, kvr_strategy_name(KVR_STRATEGY_RING), C, ttft, ttft_us, err);
 out:
-    free(ua);
-    free(ub);
-    free(pre);
-    free(post);
-    free(step0);
+    free(rk);
     free(done);
-    free(avail);
-    free(nav);
-    free(cend);
-    free(lfree);
     free(lk);
     return s;
 }

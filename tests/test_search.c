@@ -567,6 +567,141 @@ static void test_sim_ring_balance(void) {
     kvr_search_costs_destroy(m);
 }
 
+/* Ring pass-KV as the runtime runs it, on model_simple: rank r holds chunks of a = b = 1 token
+ * (C = 4, p = 2), link 1 us + 1 GB/s, 2000 bytes per block -> 3 us per transfer.
+ * pre = pre(1) + pre(1) = 4, post = 2 + 2 = 4; step 0: A x A causal 0.5 + B x A full 1 + B x B
+ * causal 0.5 = 2; step 1: two full 1 x 1 blocks = 2 (either rank).
+ * Layer 0: step 0 from 3 + 4 = 7 to 9; the block moves when the receiver has consumed its own
+ * (9, not when the sender holds it at 7): 9..12; step 1 12..14; post to 18.
+ * Layer 1: 22..24, transfer 24..27, 27..29, post to 33. TTFT 33 + head 5 = 38 (an unbounded
+ * forwarding buffer would give 34). */
+static void test_sim_ring_known(void) {
+    kvr_search_costs *m = model_simple(1, 1);
+    kvr_error e;
+    kvr_search_timeline *tl = NULL;
+    KVR_CHECK_OK(kvr_search_timeline_create(&tl, &e), &e);
+    double t;
+    KVR_CHECK_OK(kvr_search_sim_ring(m, 2, 4, tl, &t, &e), &e);
+    KVR_CHECK_NEAR(t, 38, 1e-12, 0);
+    int sends = 0;
+    for (size_t i = 0; i < kvr_search_timeline_n_events(tl); i++) {
+        const kvr_event *ev = kvr_search_timeline_event(tl, i);
+        if (ev->kind != KVR_EVENT_SEND) continue;
+        sends++;
+        KVR_CHECK_EQ_INT(ev->peer, 1 - ev->rank);
+        KVR_CHECK_NEAR(ev->start_us, ev->layer == 0 ? 9 : 24, 1e-12, 0);
+        KVR_CHECK_NEAR(ev->end_us - ev->start_us, 3, 1e-12, 0);
+    }
+    KVR_CHECK_EQ_INT(sends, 4);
+    kvr_search_timeline_destroy(tl);
+    kvr_search_costs_destroy(m);
+}
+
+/* The log-sum-exp merges: every kvr_op_attn_block call merges its rows. On the symmetric case
+ * above with ideal links each rank makes 3 calls over 1 + 2 * 1 = 3 rows at step 0 and 2 calls
+ * over 2 rows at step 1: merge 0.25 us per call + 0.5 us per row adds 5 * 0.25 + 5 * 0.5 =
+ * 3.75 us per layer, 7.5 us in all. p = 1 stays single (no ring, no merges). */
+static void test_sim_ring_merges(void) {
+    kvr_search_costs *m = model_simple(0, 0);
+    kvr_error e;
+    double t0, t1, ts;
+    KVR_CHECK_OK(kvr_search_sim_ring(m, 2, 4, NULL, &t0, &e), &e);
+    KVR_CHECK_NEAR(kvr_search_costs_merge_us(m, 100), 0, 0, 0); /* not set: free */
+    KVR_CHECK_OK(kvr_search_costs_set_merge(m, 0.25, 0.5, "test", &e), &e);
+    KVR_CHECK_NEAR(kvr_search_costs_merge_us(m, 4), 2.25, 1e-12, 0);
+    KVR_CHECK_NEAR(kvr_search_costs_merge_us(m, 0), 0, 0, 0);
+    kvr_search_timeline *tl = NULL;
+    KVR_CHECK_OK(kvr_search_timeline_create(&tl, &e), &e);
+    KVR_CHECK_OK(kvr_search_sim_ring(m, 2, 4, tl, &t1, &e), &e);
+    KVR_CHECK(t1 > t0);
+    KVR_CHECK_NEAR(t1 - t0, 2 * 3.75, 1e-12, 0);
+    double merged[2] = {0, 0};
+    for (size_t i = 0; i < kvr_search_timeline_n_events(tl); i++) {
+        const kvr_event *ev = kvr_search_timeline_event(tl, i);
+        if (ev->kind == KVR_EVENT_MERGE) merged[ev->rank] += ev->end_us - ev->start_us;
+    }
+    KVR_CHECK_NEAR(merged[0], 7.5, 1e-12, 0);
+    KVR_CHECK_NEAR(merged[1], 7.5, 1e-12, 0);
+    char *txt = NULL;
+    KVR_CHECK_OK(kvr_search_timeline_format_text(tl, 60, &txt, &e), &e);
+    KVR_CHECK(txt && strstr(txt, "M merge") != NULL);
+    free(txt);
+    /* more ranks, longer prompt: merges still only add */
+    for (int p = 2; p <= 5; p++) {
+        kvr_search_costs *m0 = model_simple(2, 5);
+        double a, b;
+        KVR_CHECK_OK(kvr_search_sim_ring(m0, p, 101, NULL, &a, &e), &e);
+        KVR_CHECK_OK(kvr_search_costs_set_merge(m0, 0, 0.01, NULL, &e), &e);
+        KVR_CHECK_OK(kvr_search_sim_ring(m0, p, 101, NULL, &b, &e), &e);
+        KVR_CHECK(b > a);
+        kvr_search_costs_destroy(m0);
+    }
+    /* p = 1: ring is single, merges or not */
+    KVR_CHECK_OK(kvr_search_sim_ring(m, 1, 4, NULL, &t1, &e), &e);
+    KVR_CHECK_OK(kvr_search_sim_single(m, 4, NULL, &ts, &e), &e);
+    KVR_CHECK_NEAR(t1, ts, 1e-12, 0);
+    KVR_CHECK(kvr_search_costs_set_merge(m, -1, 0, NULL, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_search_costs_set_merge(m, 0, NAN, NULL, &e) == KVR_ERR_INVALID_ARG);
+    kvr_search_timeline_destroy(tl);
+    kvr_search_costs_destroy(m);
+    /* from a cost file: "merge" is optional, its fields checked like the others */
+    m = parse(MINIMAL_HEAD ", \"link\": {\"alpha_us\": 0, \"gbps\": 0},"
+                           " \"merge\": {\"k_us\": 0.25, \"per_row_us\": 0.5}}",
+              &e);
+    KVR_CHECK(m != NULL);
+    if (m) KVR_CHECK_NEAR(kvr_search_costs_merge_us(m, 2), 1.25, 1e-12, 0);
+    kvr_search_costs_destroy(m);
+    KVR_CHECK(parse(MINIMAL_HEAD ", \"link\": {\"alpha_us\": 0, \"gbps\": 0},"
+                                 " \"merge\": {\"k_us\": 0, \"per_rows_us\": 0.5}}",
+                    &e) == NULL);
+    KVR_CHECK(strstr(e.msg, "per_row") != NULL);
+    KVR_CHECK(parse(MINIMAL_HEAD ", \"link\": {\"alpha_us\": 0, \"gbps\": 0},"
+                                 " \"merge\": {\"k_us\": -1, \"per_row_us\": 0.5}}",
+                    &e) == NULL);
+}
+
+/* The buffering bound on a ring with a slow link and uneven ranks: the block of step s enters
+ * rank r only after r finished step s-1 (attention and merges), and r starts a step only when
+ * its block has arrived. */
+static void test_sim_ring_buffering(void) {
+    for (int p = 2; p <= 5; p++) {
+        kvr_search_costs *m = model_simple(3, 0.05);
+        kvr_error e;
+        KVR_CHECK_OK(kvr_search_costs_set_merge(m, 0.5, 0.01, NULL, &e), &e);
+        kvr_search_timeline *tl = NULL;
+        KVR_CHECK_OK(kvr_search_timeline_create(&tl, &e), &e);
+        double t;
+        KVR_CHECK_OK(kvr_search_sim_ring(m, p, 37 * p + 3, tl, &t, &e), &e);
+        const size_t n = kvr_search_timeline_n_events(tl);
+        int checked = 0;
+        for (int r = 0; r < p; r++)
+            for (int l = 0; l < 2; l++) {
+                /* r's compute steps in layer l (attention, then its merge) and sends into r */
+                double step_end[8];
+                int ns = 0, nr = 0;
+                for (size_t i = 0; i < n; i++) {
+                    const kvr_event *ev = kvr_search_timeline_event(tl, i);
+                    if (ev->layer != l) continue;
+                    const bool mine = ev->rank == r;
+                    if (mine && ev->kind == KVR_EVENT_ATTN && ns < 8) step_end[ns++] = ev->end_us;
+                    if (mine && ev->kind == KVR_EVENT_MERGE && ns > 0)
+                        step_end[ns - 1] = ev->end_us;
+                    if (ev->kind == KVR_EVENT_SEND && ev->peer == r && nr < 8) {
+                        KVR_CHECK(nr + 1 <= ns); /* after the step it follows */
+                        if (nr + 1 <= ns) KVR_CHECK(ev->start_us >= step_end[nr] - 1e-9);
+                        nr++;
+                        checked++;
+                    }
+                }
+                KVR_CHECK_EQ_INT(ns, p);
+                KVR_CHECK_EQ_INT(nr, p - 1);
+            }
+        KVR_CHECK_EQ_INT(checked, 2 * p * (p - 1));
+        kvr_search_timeline_destroy(tl);
+        kvr_search_costs_destroy(m);
+    }
+}
+
 static void test_sim_bad_args(void) {
     kvr_search_costs *m = model_simple(1, 1);
     double t;
@@ -912,6 +1047,9 @@ static const kvr_test_case cases[] = {
     {"sim_kvr_known", test_sim_kvr_known},
     {"sim_tsp_known", test_sim_tsp_known},
     {"sim_ring_balance", test_sim_ring_balance},
+    {"sim_ring_known", test_sim_ring_known},
+    {"sim_ring_merges", test_sim_ring_merges},
+    {"sim_ring_buffering", test_sim_ring_buffering},
     {"sim_bad_args", test_sim_bad_args},
     {"search_partition_rules", test_search_partition_rules},
     {"search_starts", test_search_starts},
