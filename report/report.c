@@ -117,7 +117,12 @@ static double rep_band(const rep *r) {
     return c ? c->rf.err_band : -1;
 }
 
-/* The category of a measured run: single, kvr-e, kvr-p, kvr (explicit), tsp. */
+/* The categories of measured runs, as the plots list them: a mode, kvr split by where its
+ * partition came from (kvr-p: KVR-P, kvr-e: even, kvr: given). */
+static const char *const rep_cats[] = {"single", "kvr-e", "kvr-p", "kvr", "tsp", "ring"};
+#define REP_N_CATS ((int)(sizeof rep_cats / sizeof rep_cats[0]))
+
+/* The category of a measured run: single, kvr-e, kvr-p, kvr (explicit), tsp, ring. */
 static const char *rep_category(const kvr_db_measured_run *m) {
     if (strcmp(m->mode, "kvr") == 0) {
         if (strcmp(m->partition_source, "auto") == 0) return "kvr-p";
@@ -530,8 +535,8 @@ static kvr_status rep_measured(rep *r) {
         lo *= 0.8;
         hi *= 1.25;
         rb_add(&g, "set xrange [%.6g:%.6g]\nset yrange [%.6g:%.6g]\n", lo, hi, lo, hi);
-        const char *catn[] = {"single", "kvr-e", "kvr-p", "kvr", "tsp"};
-        for (int k = 0; k < 5; k++) {
+        const char *const *catn = rep_cats;
+        for (int k = 0; k < REP_N_CATS; k++) {
             rb_add(&g, "$s%d << EOD\n", k);
             for (int64_t i = 0; i < r->n_meas; i++) {
                 const kvr_db_measured_run *x = &r->meas[i];
@@ -555,7 +560,7 @@ static kvr_status rep_measured(rep *r) {
             rb_add(&g, ", x*%.6g with lines dt 2 lc rgb '#888888' title 'error band ±%.2f %%', "
                        "x*%.6g with lines dt 2 lc rgb '#888888' notitle",
                    1 + band, 100 * band, 1 - band > 0.01 ? 1 - band : 0.01);
-        for (int k = 0; k < 5; k++) {
+        for (int k = 0; k < REP_N_CATS; k++) {
             bool has = false, drift = false;
             for (int64_t i = 0; i < r->n_meas; i++) {
                 const kvr_db_measured_run *x = &r->meas[i];
@@ -652,9 +657,10 @@ static kvr_status rep_table_plots(rep *r) {
                            r->rows[i].ttft_ms[s]);
             rb_add(&g, "EOD\n");
         }
-    const char *catn[] = {"single", "kvr-e", "kvr-p", "kvr", "tsp"};
-    bool has_meas[5] = {false};
-    for (int k = 0; k < 5; k++) {
+    const char *const *catn = rep_cats;
+    bool has_meas[REP_N_CATS];
+    memset(has_meas, 0, sizeof has_meas);
+    for (int k = 0; k < REP_N_CATS; k++) {
         rb_add(&g, "$me%d << EOD\n", k);
         for (int64_t i = 0; i < r->n_meas; i++) {
             const kvr_db_measured_run *x = &r->meas[i];
@@ -683,11 +689,14 @@ static kvr_status rep_table_plots(rep *r) {
                    first ? "" : ", ", k, s, 1 + k % 4, rep_colors[s], title);
             first = false;
         }
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < REP_N_CATS; k++)
         if (has_meas[k]) {
+            /* ring's points in the colour of ring's simulated curves */
+            const char *col = !strcmp(catn[k], "ring") ? rep_colors[KVR_STRATEGY_RING]
+                                                       : rep_colors[(k + 5) % 10];
             rb_add(&g, "%s$me%d using 1:2 with points pt %d ps 1.1 lc rgb '%s' title '%s "
                        "(measured)'",
-                   first ? "" : ", ", k, 5 + 2 * k, rep_colors[(k + 5) % 10], catn[k]);
+                   first ? "" : ", ", k, 5 + 2 * k, col, catn[k]);
             first = false;
         }
     rb_add(&g, "\n");
@@ -783,11 +792,27 @@ static kvr_status rep_table_plots(rep *r) {
 // 4. timelines
 
 static const char *const ev_color[KVR_EVENT_KIND_COUNT] = {
-    "#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#eeeeee", "#ff7f0e", "#9467bd", "#000000"};
+    "#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#eeeeee", "#ff7f0e", "#9467bd", "#000000",
+    "#e377c2"};
+
+/* The measured runs of category cat on p ranks at C tokens drawn into a timeline: a dashed
+ * vertical line at each one's TTFT. Returns how many. */
+static int rep_timeline_measured(const rep *r, kvr_text *g, const char *cat, int p, int64_t C) {
+    int n = 0;
+    rb_add(g, "$meas << EOD\n");
+    for (int64_t i = 0; i < r->n_meas; i++) {
+        const kvr_db_measured_run *x = &r->meas[i];
+        if (x->n_ranks != p || x->n_tokens != C || strcmp(rep_category(x), cat) != 0) continue;
+        rb_add(g, "%.6g %g\n%.6g %g\n\n", x->ttft_ms, -0.7, x->ttft_ms, p - 0.3);
+        n++;
+    }
+    rb_add(g, "EOD\n");
+    return n;
+}
 
 static kvr_status rep_timeline(rep *r, const kvr_predict_costs *costs, kvr_strategy s, int p,
-                               int64_t C, const int64_t *chunks, const char *label,
-                               const char *name) {
+                               int64_t C, const int64_t *chunks, const char *cat,
+                               const char *label, const char *name) {
     kvr_search_timeline *tl = NULL;
     KVR_TRY(kvr_search_timeline_create(&tl, r->err));
     double ttft;
@@ -819,6 +844,7 @@ static kvr_status rep_timeline(rep *r, const kvr_predict_costs *costs, kvr_strat
         }
         rb_add(&g, "EOD\n");
     }
+    const int n_meas = rep_timeline_measured(r, &g, cat, p, C);
     rb_add(&g, "plot ");
     bool first = true;
     for (int k = 0; k < KVR_EVENT_KIND_COUNT; k++) {
@@ -827,17 +853,24 @@ static kvr_status rep_timeline(rep *r, const kvr_predict_costs *costs, kvr_strat
                first ? "" : ", ", k, ev_color[k], kvr_event_kind_name((kvr_event_kind)k));
         first = false;
     }
+    if (!first && n_meas > 0)
+        rb_add(&g, ", $meas using 1:2 with lines lw 2 dt 2 lc rgb '#000000' title 'measured "
+                   "TTFT (%d run%s)'",
+               n_meas, n_meas > 1 ? "s" : "");
     rb_add(&g, "\n");
     kvr_search_timeline_destroy(tl);
     if (first) {
         kvr_text_free(&g);
         return KVR_OK;
     }
-    char cap[300];
+    char cap[400];
     snprintf(cap, sizeof cap,
              "Per-rank timeline of %s from the search module's simulator under the newest "
-             "fitted cost model (compute per rank; thin bars below a rank: its K/V sends).",
-             label);
+             "fitted cost model (compute per rank; thin bars below a rank: its K/V sends)%s.",
+             label,
+             n_meas > 0 ? "; dashed: the measured TTFT of the store's runs of this strategy at "
+                          "this rank count and context"
+                        : "");
     st = rep_figure(r, name, cap, &g);
     kvr_text_free(&g);
     return st;
@@ -870,12 +903,20 @@ static kvr_status rep_timelines(rep *r) {
     char label[96];
     if (lp && p <= 256 && kvr_predictor_predict(lp->kp, p, C, chunks, &e2) == KVR_OK) {
         snprintf(label, sizeof label, "KVR-P (predictor %lld)", (long long)lp->row.id);
-        KVR_TRY(rep_timeline(r, c->rf.costs, KVR_STRATEGY_KVR_S, p, C, chunks, label,
+        KVR_TRY(rep_timeline(r, c->rf.costs, KVR_STRATEGY_KVR_S, p, C, chunks, "kvr-p", label,
                              "timeline_kvrp"));
     }
-    KVR_TRY(rep_timeline(r, c->rf.costs, KVR_STRATEGY_KVR_E, p, C, NULL, "KVR-E (even)",
-                         "timeline_kvre"));
-    KVR_TRY(rep_timeline(r, c->rf.costs, KVR_STRATEGY_TSP, p, C, NULL, "TSP", "timeline_tsp"));
+    KVR_TRY(rep_timeline(r, c->rf.costs, KVR_STRATEGY_KVR_E, p, C, NULL, "kvr-e",
+                         "KVR-E (even)", "timeline_kvre"));
+    KVR_TRY(rep_timeline(r, c->rf.costs, KVR_STRATEGY_TSP, p, C, NULL, "tsp", "TSP",
+                         "timeline_tsp"));
+    /* ring (kvr-run --mode ring): drawn when the store has measured ring runs on p ranks */
+    bool ring = false;
+    for (int64_t i = 0; i < r->n_meas && !ring; i++)
+        ring = r->meas[i].n_ranks == p && !strcmp(rep_category(&r->meas[i]), "ring");
+    if (ring && C >= 2 * (int64_t)p)
+        KVR_TRY(rep_timeline(r, c->rf.costs, KVR_STRATEGY_RING, p, C, NULL, "ring",
+                             "Ring pass-KV (zigzag)", "timeline_ring"));
     return KVR_OK;
 }
 
