@@ -549,6 +549,7 @@ kvr_status kvr_predictor_to_json(const kvr_predictor *kp, char **out, kvr_error 
             }
             cJSON_AddItemToArray(ra, r);
         }
+        if (kp->plan) cJSON_AddItemToObject(o, "strategy_table", predict_plan_json(kp->plan));
     }
     return predict_json_finish(o, out, err);
 }
@@ -723,6 +724,8 @@ kvr_status kvr_predictor_from_json(const char *text, size_t len, const char *nam
         if (s == KVR_OK) s = predict_kvrp_insert(kp, &e, err);
         if (s != KVR_OK) predict_kvrp_entry_free(&e);
     }
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "strategy_table");
+    if (s == KVR_OK && pt && !cJSON_IsNull(pt)) s = predict_plan_parse(pt, r.name, &kp->plan, err);
     cJSON_Delete(root);
     if (s != KVR_OK) {
         kvr_predictor_destroy(kp);

@@ -321,6 +321,78 @@ KVR_API kvr_status kvr_predictor_from_json(const char *text, size_t len, const c
 /* Read an exported predictor file (the runtime's entry point). */
 KVR_API kvr_status kvr_predictor_load(const char *path, kvr_predictor **out, kvr_error *err);
 
+// ----------------------------------------------------------------------------
+// the strategy table (plan.c): per context range, the strategy and degree to run and the
+// predicted TTFT of every (strategy, degree) the KVR-S table compared -- what kvr-run --mode
+// auto asks. kvr-fit builds it from the table it fits KVR-P over and a predictor carries it
+// (member "strategy_table" of "kvr-predictor/1"; docs/predictor.md).
+
+typedef struct kvr_strategy_option {
+    kvr_strategy strategy;
+    int n_ranks; /* 1 for single */
+    double ttft_us;
+} kvr_strategy_option;
+
+/* One context of the table: it answers for contexts in [context_min, context_max] (the
+ * geometric midpoints to its neighbours; the first from 1, the last to KVR_SEARCH_MAX_CONTEXT).
+ * best is the fastest option (ties: fewer ranks); options are ordered by TTFT. */
+typedef struct kvr_strategy_entry {
+    int64_t context, context_min, context_max;
+    kvr_strategy_option best;
+    int n_options;
+    const kvr_strategy_option *options;
+} kvr_strategy_entry;
+
+/* One row of a KVR-S table: ttft_us[k] < 0 or NaN when strategy k was not simulated. */
+typedef struct kvr_strategy_row {
+    int n_ranks;
+    int64_t context;
+    double ttft_us[KVR_STRATEGY_COUNT];
+} kvr_strategy_row;
+
+typedef struct kvr_strategy_table kvr_strategy_table;
+
+/* Build from rows (any order; several rank counts per context; single at any row counts as
+ * degree 1). KVR_ERR_INVALID_ARG for no rows or a row with nothing simulated. */
+KVR_API kvr_status kvr_strategy_table_build(const kvr_strategy_row *rows, int n,
+                                            kvr_strategy_table **out, kvr_error *err);
+/* From a search table (every simulated strategy of every row, whatever it marks). */
+KVR_API kvr_status kvr_strategy_table_from_search(const kvr_search_table *t,
+                                                  kvr_strategy_table **out, kvr_error *err);
+KVR_API kvr_status kvr_strategy_table_copy(const kvr_strategy_table *st,
+                                           kvr_strategy_table **out, kvr_error *err);
+KVR_API void kvr_strategy_table_destroy(kvr_strategy_table *st);
+KVR_API int kvr_strategy_table_n_entries(const kvr_strategy_table *st);
+KVR_API const kvr_strategy_entry *kvr_strategy_table_entry(const kvr_strategy_table *st, int i);
+
+/* The choice for a prompt of C tokens: the entry whose range holds C, then the fastest of its
+ * options with n_ranks <= max_ranks and <= C and strategy in runnable (a mask of 1u <<
+ * kvr_strategy: kvr_strategy_runnable_mask; 0 = any); ties to fewer ranks. in_range says
+ * whether C lies between the table's smallest and largest contexts. No allocation; well under a
+ * microsecond. KVR_ERR_NOT_FOUND when no option qualifies. */
+typedef struct kvr_strategy_choice {
+    kvr_strategy strategy;
+    int n_ranks;
+    double ttft_us;  /* the table's prediction at `context` */
+    int64_t context; /* the entry that answered */
+    bool in_range;
+} kvr_strategy_choice;
+KVR_API kvr_status kvr_strategy_table_choose(const kvr_strategy_table *st, int64_t C,
+                                             int max_ranks, unsigned runnable,
+                                             kvr_strategy_choice *out, kvr_error *err);
+/* JSON ("kvr-strategy-table/1", exact numbers) and back. */
+KVR_API kvr_status kvr_strategy_table_to_json(const kvr_strategy_table *st, char **out,
+                                              kvr_error *err);
+KVR_API kvr_status kvr_strategy_table_from_json(const char *text, size_t len, const char *name,
+                                                kvr_strategy_table **out, kvr_error *err);
+
+/* A predictor's strategy table (a copy; NULL removes it), and the one it carries (NULL: none --
+ * a predictor made before kvr-fit built them). */
+KVR_API kvr_status kvr_predictor_set_strategy_table(kvr_predictor *kp,
+                                                    const kvr_strategy_table *st,
+                                                    kvr_error *err);
+KVR_API const kvr_strategy_table *kvr_predictor_strategy_table(const kvr_predictor *kp);
+
 /* Predictor files (what `kvr-fit --export` writes and `kvr-run --predictor` reads): a
  * "kvr-predictor/1" document (kvr_predictor_to_json) with one more member, "kvr_fit": the
  * fitted cost model (a "kvr-predict-costs/1" document, so the runtime can also predict TTFT),

@@ -69,6 +69,19 @@ static kvr_predictor_meta kvrp_meta(const kvr_predict_run_fit *rf, int64_t run_i
     return meta;
 }
 
+/* The strategy table (rows, or the search table t) onto the predictor. */
+static kvr_status kvrp_set_plan(kvr_predictor *kp, const kvr_strategy_row *rows, int n,
+                                const kvr_search_table *t, kvr_error *err) {
+    kvr_strategy_table *plan = NULL;
+    kvr_error e;
+    kvr_status st = t ? kvr_strategy_table_from_search(t, &plan, &e)
+                      : kvr_strategy_table_build(rows, n, &plan, &e);
+    if (st == KVR_OK) st = kvr_predictor_set_strategy_table(kp, plan, &e);
+    kvr_strategy_table_destroy(plan);
+    if (st != KVR_OK) return kvr_error_set(err, st, "strategy table: %s", e.msg);
+    return KVR_OK;
+}
+
 /* A stored table: its search costs (a cost file, the interpolated profile it was searched
  * under through the caller's profile_costs, or its run's fitted costs) and its rows added to a
  * new predictor per rank count. rf gets the run's fitted cost model when there is one. */
@@ -149,7 +162,23 @@ static kvr_status kvrp_over_table(kvr_db *db, const kvr_predict_kvrp_params *p,
         free(ctx);
         free(ch);
     }
+    /* the strategy table over the same rows, the rank counts fitted (and single) */
+    kvr_strategy_row *sr = calloc((size_t)(nr ? nr : 1), sizeof *sr);
+    int ns = 0;
+    if (st == KVR_OK && !sr) st = kvr_error_set(err, KVR_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; st == KVR_OK && i < nr; i++) {
+        bool fitted = false;
+        for (int k = 0; k < p->n_ranks; k++) fitted |= rows[i].n_ranks == p->ranks[k];
+        if (!fitted) continue;
+        sr[ns].n_ranks = rows[i].n_ranks;
+        sr[ns].context = rows[i].context;
+        for (int k = 0; k < KVR_STRATEGY_COUNT; k++)
+            sr[ns].ttft_us[k] = rows[i].ttft_ms[k] >= 0 ? rows[i].ttft_ms[k] * 1e3 : -1;
+        ns++;
+    }
     kvr_db_free(rows);
+    if (st == KVR_OK) st = kvrp_set_plan(r->kp, sr, ns, NULL, err);
+    free(sr);
     if (st == KVR_OK) r->table_id = p->table_id;
     return st;
 }
@@ -223,6 +252,9 @@ static kvr_status kvrp_store_predictors(kvr_db *db, kvr_predict_kvrp_result *r,
         char *json = NULL;
         st = kvr_predictor_create(g, label, &one, &e);
         if (st == KVR_OK) st = kvr_predictor_copy_ranks(one, r->kp, x->p, &e);
+        /* every row carries the whole strategy table: kvr-run --mode auto reads any of them */
+        if (st == KVR_OK)
+            st = kvr_predictor_set_strategy_table(one, kvr_predictor_strategy_table(r->kp), &e);
         const kvr_predictor_meta meta = kvrp_meta(rf, run_id, r->table_id);
         if (st == KVR_OK) st = kvr_predictor_file_format(one, rf->costs, &meta, &json, &e);
         kvr_predictor_destroy(one);
@@ -296,6 +328,7 @@ kvr_status kvr_predict_kvrp_fit(kvr_db *db, const kvr_predict_kvrp_params *p,
                   (long long)costs_id, (long long)rf->run_id, r.links);
         if (st == KVR_OK && (st = kvr_predictor_fit(m, t, g, &popt, &r.kp, &e)) != KVR_OK)
             kvr_error_set(err, st, "KVR-P: %s", e.msg);
+        if (st == KVR_OK) st = kvrp_set_plan(r.kp, NULL, 0, t, err);
         /* the table goes into the store too (the report draws it), with the predictors */
         if (st == KVR_OK && p->store) {
             char source[256];
@@ -372,6 +405,8 @@ kvr_status kvr_predict_kvrp_file_from_store(kvr_db *db, int64_t predictor_id, co
             st = kvr_predictor_create(kvr_predictor_granularity(one), kvr_predictor_label(one),
                                       &built, &e);
         if (st == KVR_OK) st = kvr_predictor_copy_ranks(built, one, kvr_predictor_ranks(one, 0), &e);
+        if (st == KVR_OK && !kvr_predictor_strategy_table(built)) /* the newest row's */
+            st = kvr_predictor_set_strategy_table(built, kvr_predictor_strategy_table(one), &e);
         if (st == KVR_OK && !costs) {
             costs = c1;
             c1 = NULL;

@@ -66,6 +66,7 @@ struct kvr_predictor {
     int n_layers;
     predict_kvrp_entry *e; /* ascending p */
     int n_e;
+    kvr_strategy_table *plan; /* the strategy table (NULL: none) */
 };
 
 /* Does the form keep knots (x, f) / interpolate in log C / use Steffen slopes / the balanced
@@ -114,5 +115,10 @@ kvr_status predict_fit_parse(const struct cJSON *o, const char *what, kvr_predic
 /* A cost model from a parsed "kvr-predict-costs/1" object (numbers exactly as parsed). */
 kvr_status predict_costs_from_obj(const struct cJSON *root, const char *name,
                                   kvr_predict_costs **out, kvr_error *err);
+
+/* The strategy table <-> its cJSON object (plan.c; json.c embeds it in a predictor). */
+struct cJSON *predict_plan_json(const kvr_strategy_table *st);
+kvr_status predict_plan_parse(const struct cJSON *o, const char *name, kvr_strategy_table **out,
+                              kvr_error *err);
 
 #endif /* KVR_KVRP_INTERNAL_H */

@@ -235,6 +235,7 @@ void kvr_predictor_destroy(kvr_predictor *kp) {
     free(kp->label);
     free(kp->costs_source);
     free(kp->model);
+    kvr_strategy_table_destroy(kp->plan);
     free(kp);
 }
 

@@ -50,6 +50,13 @@ typedef struct kvr_session_params {
     bool keep_logits;           /* the last run keeps the last token's logits (last rank) */
     kvr_session_partition partition;
     const char *partition_text; /* EXPLICIT */
+    /* kvr-run --mode auto: the strategy table of the predictor (predictor_path, else the
+     * store's newest for this model) picks the strategy, the degree (<= n_ranks, the most the
+     * caller offers; 1 = single: do not parallelise) and the partition (kvr-s: KVR-P; the
+     * others: the runtime's own split) among the strategies the runtime can run on this
+     * backend and transport (kvr_strategy_runnable); mode and partition are then ignored.
+     * Ranks as threads only (an MPI job's size is fixed). */
+    bool auto_mode;
     const char *predictor_path; /* a predictor file (kvr-fit --export): AUTO's predictor, and its
                                    cost model predicts the TTFT; NULL = the store's */
     /* The printing rank's store (NULL: none): predictors and cost models by the model's content
@@ -71,7 +78,8 @@ typedef enum kvr_session_stage {
     KVR_SESSION_STAGE_NONE,
     KVR_SESSION_STAGE_INPUT,     /* the request cannot run: more ranks than tokens, a bad
                                     explicit partition (a usage error) */
-    KVR_SESSION_STAGE_PREDICTOR, /* AUTO: no predictor, or it could not predict; every rank
+    KVR_SESSION_STAGE_PREDICTOR, /* AUTO, auto_mode: no predictor (auto_mode: or no strategy
+                                    table), or it could not predict; every rank
                                     stops, the printing rank has the message */
     KVR_SESSION_STAGE_COMM,      /* sending the partition to the other ranks */
     KVR_SESSION_STAGE_COSTS,     /* the predictor file's cost model could not be read */
@@ -91,6 +99,15 @@ typedef struct kvr_session_result {
     char predictor_from[600];       /* "predictor file F", "predictor N in DB", "one rank ..." */
     double predict_us, predict_warm_us; /* the call, and the mean of 1000 warm calls */
     double predictor_load_ms;
+    /* auto_mode: what the strategy table chose (the run used mode and n_ranks) */
+    kvr_strategy strategy;
+    kvr_mode mode;
+    int32_t n_ranks;
+    int64_t plan_context;           /* the table's context whose entry answered */
+    bool plan_in_range;             /* the prompt lies within the table's contexts */
+    double plan_ttft_ms;            /* the table's TTFT of the choice at plan_context */
+    double plan_us, plan_warm_us;   /* the choice with its partition, once and warm (mean) */
+    char plan_note[256];            /* e.g. a kvr-s degree KVR-P has no fit for: even split */
     /* the prediction (the printing rank) */
     double predicted_ttft_ms;       /* < 0: none (no_prediction says why) */
     double prediction_error;        /* measured / predicted - 1; NaN without a prediction */

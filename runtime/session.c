@@ -54,6 +54,7 @@ static kvr_status session_fail(kvr_session_result *r, kvr_session_stage stage, k
 /* What the printing rank holds between the steps. */
 typedef struct session_pred {
     kvr_predictor *kp;
+    kvr_predictor *kp_deg;    /* --mode auto: the store's KVR-P of the chosen degree */
     kvr_predict_costs *costs; /* the cost model behind the predicted TTFT (NULL: none) */
     int32_t costs_threads;
     int64_t profile_run_id;
@@ -104,6 +105,167 @@ static kvr_status session_load_predictor(const kvr_session_params *p, session_pr
         session_text(r->cost_model_from, sizeof r->cost_model_from, "the cost model of %s",
                      r->predictor_from);
     }
+    return KVR_OK;
+}
+
+/* The newest stored predictor of n ranks for this model (its file form: predictor, cost model,
+ * meta). KVR_ERR_NOT_FOUND when there is none. */
+static kvr_status session_store_row(const kvr_session_params *p, int32_t n, kvr_predictor **kp,
+                                    kvr_predict_costs **costs, kvr_predictor_meta *meta,
+                                    int64_t *id, kvr_error *err) {
+    kvr_db_predictor row;
+    KVR_TRY(kvr_db_predictor_latest_for_model(p->db, n, p->model_record, &row, err));
+    char name[64];
+    session_text(name, sizeof name, "%s: predictor %lld", kvr_db_path(p->db), (long long)row.id);
+    kvr_status st = kvr_predictor_file_parse(row.json, strlen(row.json), name, kp, costs, meta, err);
+    *id = row.id;
+    kvr_db_free(row.json);
+    return st;
+}
+
+/* --mode auto's predictor from the store: the newest of the most ranks offered (n_ranks down to
+ * 2) that carries a strategy table (else the first found, to say it has none). */
+static kvr_status session_load_store_any(const kvr_session_params *p, session_pred *sp,
+                                         kvr_session_result *r, kvr_error *err) {
+    kvr_error e;
+    const char *path = kvr_db_path(p->db);
+    for (int32_t n = p->n_ranks; n >= 2 && !kvr_predictor_strategy_table(sp->kp); n--) {
+        kvr_predictor *kp = NULL;
+        kvr_predict_costs *costs = NULL;
+        kvr_predictor_meta meta;
+        int64_t id = 0;
+        kvr_status st = session_store_row(p, n, &kp, &costs, &meta, &id, &e);
+        if (st == KVR_ERR_NOT_FOUND) continue;
+        if (st != KVR_OK) return kvr_error_set(err, st, "--mode auto: %s", e.msg);
+        if (sp->kp && !kvr_predictor_strategy_table(kp)) { /* keep the first found */
+            kvr_predictor_destroy(kp);
+            kvr_predict_costs_destroy(costs);
+            continue;
+        }
+        kvr_predictor_destroy(sp->kp);
+        kvr_predict_costs_destroy(sp->costs);
+        sp->kp = kp;
+        sp->costs = costs;
+        r->err_band = meta.err_band;
+        sp->costs_threads = meta.n_threads;
+        sp->profile_run_id = meta.run_id;
+        r->predictor_id = id;
+        session_text(r->predictor_from, sizeof r->predictor_from, "predictor %lld in %s",
+                     (long long)id, path);
+    }
+    if (!sp->kp)
+        return kvr_error_set(err, KVR_ERR_NOT_FOUND,
+                             "--mode auto: no KVR-P predictor of 2..%d ranks for model %s in %s; "
+                             "make one with kvr-fit --db %s --run RUN --kvrp --ranks 2,4,8",
+                             p->n_ranks, p->model_record->name, path, path);
+    r->has_predictor = true;
+    if (sp->costs)
+        session_text(r->cost_model_from, sizeof r->cost_model_from, "the cost model of %s",
+                     r->predictor_from);
+    return KVR_OK;
+}
+
+/* --mode auto: the strategy table's choice for this prompt within n_ranks ranks among the
+ * strategies the runtime runs here, and its partition; q becomes the run's parameters. */
+static kvr_status session_auto_mode(const kvr_session_params *p, int64_t n_tokens,
+                                    session_pred *sp, kvr_session_result *r,
+                                    kvr_session_params *q, kvr_error *err) {
+    kvr_error e;
+    const double t_load = kvr_time_us();
+    kvr_status st;
+    if (p->n_ranks == 1) { /* nothing to choose: one rank runs single */
+        session_text(r->predictor_from, sizeof r->predictor_from, "one rank offered (single)");
+        r->strategy = KVR_STRATEGY_SINGLE;
+        r->mode = KVR_MODE_SINGLE;
+        r->n_ranks = 1;
+        r->plan_in_range = true;
+        r->plan_ttft_ms = -1;
+        *q = *p;
+        q->mode = KVR_MODE_SINGLE;
+        q->auto_mode = false;
+        q->partition = KVR_SESSION_PARTITION_EVEN;
+        q->partition_text = NULL;
+        r->partition_source = q->partition;
+        return KVR_OK;
+    }
+    if (p->predictor_path) {
+        st = session_load_predictor(p, sp, r, &e);
+        if (st != KVR_OK) {
+            kvr_error_set(err, st, "%s", e.msg);
+            return session_fail(r, KVR_SESSION_STAGE_PREDICTOR, st);
+        }
+    } else if (!p->db) {
+        kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                      "--mode auto needs a predictor: --predictor FILE or --db PATH");
+        return session_fail(r, KVR_SESSION_STAGE_INPUT, KVR_ERR_INVALID_ARG);
+    } else if ((st = session_load_store_any(p, sp, r, err)) != KVR_OK) {
+        return session_fail(r, KVR_SESSION_STAGE_PREDICTOR, st);
+    }
+    r->predictor_load_ms = (kvr_time_us() - t_load) * 1e-3;
+    const kvr_strategy_table *plan = kvr_predictor_strategy_table(sp->kp);
+    if (!plan) {
+        kvr_error_set(err, KVR_ERR_NOT_FOUND,
+                      "--mode auto: %s has no strategy table (it was made before kvr-fit built "
+                      "one): fit again with kvr-fit --kvrp --ranks 2,4,8 (and --export FILE), or "
+                      "choose the mode yourself (--mode kvr --partition auto)",
+                      r->predictor_from);
+        return session_fail(r, KVR_SESSION_STAGE_PREDICTOR, KVR_ERR_NOT_FOUND);
+    }
+    const unsigned runnable = kvr_strategy_runnable_mask(
+        p->backend ? kvr_backend_name(p->backend) : "cpu", kvr_comm_transport_name(p->transport));
+    kvr_strategy_choice ch;
+    int64_t chunks[KVR_MAX_RANKS];
+    const double t0 = kvr_time_us();
+    st = kvr_strategy_table_choose(plan, n_tokens, p->n_ranks, runnable, &ch, &e);
+    bool kvrs = st == KVR_OK && ch.strategy == KVR_STRATEGY_KVR_S;
+    const kvr_predictor *kp = sp->kp;
+    if (kvrs && kvr_predictor_predict(kp, ch.n_ranks, n_tokens, chunks, NULL) != KVR_OK) {
+        kvrs = false; /* KVR-P has no fit for that degree here: the store's, else even */
+        kvr_predict_costs *c2 = NULL;
+        kvr_predictor_meta m2;
+        int64_t id2 = 0;
+        if (p->db && !p->predictor_path &&
+            session_store_row(p, ch.n_ranks, &sp->kp_deg, &c2, &m2, &id2, NULL) == KVR_OK) {
+            kp = sp->kp_deg;
+            kvrs = kvr_predictor_predict(kp, ch.n_ranks, n_tokens, chunks, NULL) == KVR_OK;
+        }
+        kvr_predict_costs_destroy(c2);
+    }
+    r->plan_us = kvr_time_us() - t0;
+    if (st != KVR_OK) {
+        kvr_error_set(err, st, "--mode auto (%s): %s", r->predictor_from, e.msg);
+        return session_fail(r, KVR_SESSION_STAGE_PREDICTOR, st);
+    }
+    /* the same call warm: the mean of 1000 (what a server pays per request) */
+    const double t1 = kvr_time_us();
+    for (int k = 0; k < 1000; k++) {
+        kvr_strategy_choice c2;
+        int64_t tmp[KVR_MAX_RANKS];
+        if (kvr_strategy_table_choose(plan, n_tokens - (k & 1), p->n_ranks, runnable, &c2,
+                                      NULL) == KVR_OK &&
+            c2.strategy == KVR_STRATEGY_KVR_S)
+            kvr_predictor_predict(kp, c2.n_ranks, n_tokens - (k & 1), tmp, NULL);
+    }
+    r->plan_warm_us = (kvr_time_us() - t1) / 1000;
+    if (ch.strategy == KVR_STRATEGY_KVR_S && !kvrs) {
+        ch.strategy = KVR_STRATEGY_KVR_E;
+        session_text(r->plan_note, sizeof r->plan_note,
+                     "KVR-P has no %d-rank fit: kvr-s ran with the even split", ch.n_ranks);
+    }
+    r->strategy = ch.strategy;
+    r->mode = kvr_strategy_mode(ch.strategy);
+    r->n_ranks = ch.n_ranks;
+    r->plan_context = ch.context;
+    r->plan_in_range = ch.in_range;
+    r->plan_ttft_ms = ch.ttft_us * 1e-3;
+    *q = *p;
+    q->mode = r->mode;
+    q->n_ranks = ch.n_ranks;
+    q->auto_mode = false;
+    q->partition = kvrs ? KVR_SESSION_PARTITION_AUTO : KVR_SESSION_PARTITION_EVEN;
+    q->partition_text = NULL;
+    if (kvrs) memcpy(r->partition, chunks, (size_t)ch.n_ranks * sizeof *chunks);
+    r->partition_source = q->partition;
     return KVR_OK;
 }
 
@@ -344,7 +506,7 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
     r->predicted_ttft_ms = -1;
     r->prediction_error = NAN;
     const bool printer = !p->comm || kvr_comm_rank(p->comm) == 0;
-    const bool auto_part = p->partition == KVR_SESSION_PARTITION_AUTO;
+    bool auto_part = p->partition == KVR_SESSION_PARTITION_AUTO;
     r->partition_source = p->partition;
     if (p->partition == KVR_SESSION_PARTITION_EXPLICIT && p->partition_text &&
         strcmp(p->partition_text, "even") == 0)
@@ -357,7 +519,22 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
     memset(&sp, 0, sizeof sp);
     kvr_status st = KVR_OK;
     const int64_t *partition = NULL;
-    if (auto_part && p->n_ranks > n_tokens) {
+    r->mode = p->mode;
+    r->n_ranks = p->n_ranks;
+    r->strategy = KVR_STRATEGY_COUNT;
+    kvr_session_params q;
+    if (p->auto_mode) {
+        if (p->comm) {
+            kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                          "--mode auto runs ranks as threads (an MPI job's size is fixed): give "
+                          "--mode with --transport mpi");
+            return session_fail(r, KVR_SESSION_STAGE_INPUT, KVR_ERR_INVALID_ARG);
+        }
+        if ((st = session_auto_mode(p, n_tokens, &sp, r, &q, err)) != KVR_OK) goto done;
+        p = &q;
+        auto_part = false; /* chosen above */
+        if (p->partition == KVR_SESSION_PARTITION_AUTO) partition = r->partition;
+    } else if (auto_part && p->n_ranks > n_tokens) {
         kvr_error_set(err, KVR_ERR_INVALID_ARG,
                       "--ranks %d: more ranks than the %lld prompt tokens", p->n_ranks,
                       (long long)n_tokens);
@@ -418,6 +595,7 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
     if (printer) session_record(p, &sp, r);
 done:
     kvr_predictor_destroy(sp.kp);
+    kvr_predictor_destroy(sp.kp_deg);
     kvr_predict_costs_destroy(sp.costs);
     return st;
 }

@@ -201,8 +201,116 @@ static void test_errors(void) {
     kvr_predictor_destroy(kp);
 }
 
+/* The strategy table (issue 14): built from a search table over make_costs (2 and 4 ranks, three
+ * contexts), its ranges, the choice within a rank budget and the runnable strategies, its JSON
+ * round trip alone and inside a predictor file, and an old file without one. */
+static void test_strategy_table(void) {
+    kvr_error e;
+    kvr_predict_costs *costs = make_costs();
+    kvr_search_costs *m = NULL;
+    KVR_CHECK_OK(kvr_predict_costs_to_search(costs, false, &m, &e), &e);
+    const int ranks[] = {2, 4};
+    const int64_t ctx[] = {1024, 4096, 16384};
+    kvr_search_table_config cfg = {ranks, 2, ctx, 3, kvr_search_params_default(), 0};
+    kvr_search_table *t = NULL;
+    KVR_CHECK_OK(kvr_search_table_create(m, &cfg, &t, &e), &e);
+    kvr_strategy_table *st = NULL;
+    KVR_CHECK_OK(kvr_strategy_table_from_search(t, &st, &e), &e);
+    KVR_CHECK_EQ_INT(kvr_strategy_table_n_entries(st), 3);
+    /* every entry: single once, four strategies at 2 and 4 ranks; best = the fastest, the
+     * search table's recommendation; ranges tile 1 .. max */
+    for (int i = 0; i < 3; i++) {
+        const kvr_strategy_entry *en = kvr_strategy_table_entry(st, i);
+        KVR_CHECK(en->context == ctx[i]);
+        KVR_CHECK_EQ_INT(en->n_options, 1 + 4 * 2);
+        for (int k = 1; k < en->n_options; k++)
+            KVR_CHECK(en->options[k].ttft_us >= en->options[k - 1].ttft_us);
+        const kvr_search_rec *rc = kvr_search_table_rec(t, i);
+        KVR_CHECK_EQ_INT(en->best.strategy, rc->strategy);
+        KVR_CHECK_EQ_INT(en->best.n_ranks, rc->n_ranks);
+        KVR_CHECK(en->context_min <= en->context && en->context <= en->context_max);
+        if (i > 0) KVR_CHECK(en->context_min == kvr_strategy_table_entry(st, i - 1)->context_max + 1);
+    }
+    KVR_CHECK(kvr_strategy_table_entry(st, 0)->context_min == 1);
+    KVR_CHECK(kvr_strategy_table_entry(st, 2)->context_max == KVR_SEARCH_MAX_CONTEXT);
+    /* choose: inside the range, degree capped, runnable only, outside the range */
+    kvr_strategy_choice ch;
+    KVR_CHECK_OK(kvr_strategy_table_choose(st, 4000, 4, 0, &ch, &e), &e);
+    KVR_CHECK(ch.context == 4096 && ch.in_range);
+    KVR_CHECK_EQ_INT(ch.strategy, kvr_strategy_table_entry(st, 1)->best.strategy);
+    KVR_CHECK_OK(kvr_strategy_table_choose(st, 4000, 2, 0, &ch, &e), &e);
+    KVR_CHECK(ch.n_ranks <= 2);
+    KVR_CHECK_OK(kvr_strategy_table_choose(st, 4000, 1, 0, &ch, &e), &e);
+    KVR_CHECK(ch.n_ranks == 1 && ch.strategy == KVR_STRATEGY_SINGLE);
+    const unsigned no_ring = ((1u << KVR_STRATEGY_COUNT) - 1) & ~(1u << KVR_STRATEGY_RING);
+    for (int64_t C = 100; C <= 40000; C += 997) {
+        KVR_CHECK_OK(kvr_strategy_table_choose(st, C, 4, no_ring, &ch, &e), &e);
+        KVR_CHECK(ch.strategy != KVR_STRATEGY_RING && ch.n_ranks <= 4);
+    }
+    const unsigned only_tsp = 1u << KVR_STRATEGY_TSP;
+    KVR_CHECK_OK(kvr_strategy_table_choose(st, 16384, 4, only_tsp, &ch, &e), &e);
+    KVR_CHECK(ch.strategy == KVR_STRATEGY_TSP);
+    KVR_CHECK_EQ_INT(kvr_strategy_table_choose(st, 16384, 1, only_tsp, &ch, &e), KVR_ERR_NOT_FOUND);
+    KVR_CHECK_OK(kvr_strategy_table_choose(st, 100, 4, 0, &ch, &e), &e);
+    KVR_CHECK(ch.context == 1024 && !ch.in_range);
+    KVR_CHECK_OK(kvr_strategy_table_choose(st, 1000000, 4, 0, &ch, &e), &e);
+    KVR_CHECK(ch.context == 16384 && !ch.in_range);
+    KVR_CHECK_OK(kvr_strategy_table_choose(st, 3, 4, 0, &ch, &e), &e);
+    KVR_CHECK(ch.n_ranks <= 3);
+    /* JSON round trip: the same entries, exactly */
+    char *js = NULL;
+    KVR_CHECK_OK(kvr_strategy_table_to_json(st, &js, &e), &e);
+    kvr_strategy_table *back = NULL;
+    KVR_CHECK_OK(kvr_strategy_table_from_json(js, strlen(js), "st", &back, &e), &e);
+    KVR_CHECK_EQ_INT(kvr_strategy_table_n_entries(back), 3);
+    for (int i = 0; back && i < 3; i++) {
+        const kvr_strategy_entry *a = kvr_strategy_table_entry(st, i),
+                                 *b = kvr_strategy_table_entry(back, i);
+        KVR_CHECK(a->context == b->context && a->context_min == b->context_min &&
+                  a->context_max == b->context_max && a->n_options == b->n_options);
+        for (int k = 0; k < a->n_options && k < b->n_options; k++)
+            KVR_CHECK(a->options[k].strategy == b->options[k].strategy &&
+                      a->options[k].n_ranks == b->options[k].n_ranks &&
+                      a->options[k].ttft_us == b->options[k].ttft_us);
+    }
+    free(js);
+    kvr_strategy_table_destroy(back);
+    /* inside a predictor file, and a file without one (made before: still loads) */
+    kvr_predictor *kp = NULL, *kp2 = NULL;
+    KVR_CHECK_OK(kvr_predictor_from_json(predictor_json, strlen(predictor_json), "t", &kp, &e), &e);
+    KVR_CHECK(kvr_predictor_strategy_table(kp) == NULL);
+    KVR_CHECK_OK(kvr_predictor_set_strategy_table(kp, st, &e), &e);
+    char *file = NULL;
+    KVR_CHECK_OK(kvr_predictor_file_format(kp, costs, NULL, &file, &e), &e);
+    KVR_CHECK(file && strstr(file, "\"strategy_table\"") != NULL);
+    kvr_predict_costs *c2 = NULL;
+    KVR_CHECK_OK(kvr_predictor_file_parse(file, strlen(file), "f", &kp2, &c2, NULL, &e), &e);
+    const kvr_strategy_table *st2 = kvr_predictor_strategy_table(kp2);
+    KVR_CHECK(st2 != NULL);
+    KVR_CHECK_OK(kvr_strategy_table_choose(st2, 4000, 4, no_ring, &ch, &e), &e);
+    kvr_strategy_choice ch1;
+    KVR_CHECK_OK(kvr_strategy_table_choose(st, 4000, 4, no_ring, &ch1, &e), &e);
+    KVR_CHECK(ch.strategy == ch1.strategy && ch.n_ranks == ch1.n_ranks && ch.ttft_us == ch1.ttft_us);
+    free(file);
+    /* bad tables are format errors naming the member */
+    const char badt[] = "{\"schema\": \"kvr-predictor/1\", \"granularity\": 16, \"ranks\": [],"
+                        " \"strategy_table\": {\"entries\": [{\"context\": 64, \"options\":"
+                        " [{\"strategy\": \"warp\", \"ranks\": 2, \"ttft_us\": 1}]}]}}";
+    kvr_predictor *kb = NULL;
+    KVR_CHECK_EQ_INT(kvr_predictor_from_json(badt, strlen(badt), "b.json", &kb, &e), KVR_ERR_FORMAT);
+    KVR_CHECK(strstr(e.msg, "b.json: strategy_table: entries[0]") != NULL);
+    kvr_predictor_destroy(kp);
+    kvr_predictor_destroy(kp2);
+    kvr_predict_costs_destroy(c2);
+    kvr_strategy_table_destroy(st);
+    kvr_search_table_destroy(t);
+    kvr_search_costs_destroy(m);
+    kvr_predict_costs_destroy(costs);
+}
+
 static const kvr_test_case cases[] = {
     {"file_round_trip", test_file_round_trip},
     {"errors", test_errors},
+    {"strategy_table", test_strategy_table},
 };
 KVR_TEST_MAIN(cases)

@@ -47,6 +47,7 @@ typedef struct kvr_run_opts {
     int32_t repeat;
     bool special;
     bool auto_partition;
+    bool auto_mode; /* --mode auto: the strategy table chooses strategy, degree, partition */
     const char *db;        /* --db, or "kvr.db" when it exists (db_default) */
     bool db_default, no_db;
     const char *predictor; /* --predictor FILE */
@@ -63,9 +64,13 @@ static void usage(FILE *f) {
             "  -F, --prompt-file FILE    the prompt text from FILE ('-': standard input), for\n"
             "                            prompts longer than a command line holds\n"
             "  -c, --context N           N seeded random token ids instead of a prompt\n"
-            "  -r, --ranks N             number of ranks (default 1; with mpi: the job size)\n"
-            "  -M, --mode MODE           single | kvr | tsp | ring (default: single for 1 rank, else\n"
-            "                            kvr; ring: 2 x ranks zigzag chunks, rank 0 emits)\n"
+            "  -r, --ranks N             number of ranks (default 1; with mpi: the job size;\n"
+            "                            with --mode auto: the most offered)\n"
+            "  -M, --mode MODE           single | kvr | tsp | ring | auto (default: single for 1\n"
+            "                            rank, else kvr; ring: 2 x ranks zigzag chunks, rank 0\n"
+            "                            emits); auto: the predictor's strategy table picks\n"
+            "                            strategy, degree (<= --ranks, 1 = single) and partition\n"
+            "                            for this context among what the runtime can run\n"
             "  -P, --partition SPEC      kvr chunk sizes: even | auto | c0,c1,... (default even);\n"
             "                            auto: the KVR-P partition for this context (predictor\n"
             "                            from --predictor FILE, else the newest in the store for\n"
@@ -163,7 +168,11 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
                 o->ranks_set = true;
                 break;
             case 'M':
-                if (kvr_mode_parse(optarg, &o->mode, &e)) return usage_error("--mode: %s", e.msg);
+                o->auto_mode = strcmp(optarg, "auto") == 0;
+                if (o->auto_mode)
+                    o->mode = KVR_MODE_KVR; /* until the strategy table chooses */
+                else if (kvr_mode_parse(optarg, &o->mode, &e))
+                    return usage_error("--mode: %s", e.msg);
                 mode_set = true;
                 break;
             case 'P': o->partition = optarg; break;
@@ -217,6 +226,15 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
         return usage_error("--mode single runs on one rank; use --mode kvr or tsp for %s ranks",
                            "several");
     if (o->db && o->no_db) return usage_error("give --db or --no-db, not both");
+    if (o->auto_mode && o->partition)
+        return usage_error("--mode auto chooses the partition too (from the strategy table and "
+                           "KVR-P): drop --partition");
+    if (o->auto_mode && o->transport == KVR_TRANSPORT_MPI)
+        return usage_error("--mode auto runs ranks as threads (an MPI job's size is fixed): give "
+                           "--mode with --transport mpi");
+    if (o->auto_mode && o->no_db && !o->predictor)
+        return usage_error("--mode auto needs a predictor: --predictor FILE, or a store (drop "
+                           "--no-db)");
     o->auto_partition = o->partition && strcmp(o->partition, "auto") == 0;
     if (o->auto_partition && o->no_db && !o->predictor)
         return usage_error("--partition auto needs a predictor: --predictor FILE, or a store "
@@ -225,6 +243,9 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
         o->db = "kvr.db";
         o->db_default = true;
     }
+    if (o->auto_mode && !o->db && !o->predictor)
+        return usage_error("--mode auto needs a predictor: --predictor FILE or --db PATH (no "
+                           "./kvr.db here)");
     if (o->auto_partition && !o->db && !o->predictor)
         return usage_error("--partition auto needs a predictor: --predictor FILE or --db PATH "
                            "(no ./kvr.db here)");
@@ -442,7 +463,7 @@ int main(int argc, char **argv) {
     /* the store: on the printing rank */
     if (printer && o.db && store_open(&o, model, &rs)) {
         /* a named store must work; the implicit ./kvr.db only when auto needs it */
-        if (!o.db_default || (o.auto_partition && !o.predictor)) goto done;
+        if (!o.db_default || ((o.auto_partition || o.auto_mode) && !o.predictor)) goto done;
         fprintf(stderr, "kvr-run: not using ./kvr.db (see above); this run is not recorded\n");
         kvr_db_close(rs.db);
         rs.db = NULL;
@@ -463,6 +484,7 @@ int main(int argc, char **argv) {
                                     : KVR_SESSION_PARTITION_EVEN;
     sp.partition_text = o.partition;
     sp.predictor_path = o.predictor;
+    sp.auto_mode = o.auto_mode;
     sp.db = rs.db;
     sp.db_writable = rs.writable;
     sp.model_record = &rs.mrec;
@@ -533,6 +555,8 @@ int main(int argc, char **argv) {
     const double predicted_ms = res.predicted_ttft_ms, dev = res.prediction_error;
     const bool drift = res.drift;
     const int64_t measured_id = res.measured_run_id;
+    const char *mname = kvr_mode_name(res.mode); /* --mode auto: what the table chose */
+    const int32_t n_ranks = res.n_ranks;
     const char *db_note = res.db_note[0] ? res.db_note : rs.note;
 
     char piece[256] = "";
@@ -542,7 +566,7 @@ int main(int argc, char **argv) {
         kvr_json_write_str(stdout, cfg->name);
         printf(",\"mode\":\"%s\",\"ranks\":%d,\"threads\":%d,\"transport\":\"%s\","
                "\"context\":%lld,\"partition\":[%s],\"first_token\":%d,\"first_token_text\":",
-               kvr_mode_name(o.mode), o.ranks, o.threads, kvr_comm_transport_name(o.transport),
+               mname, n_ranks, o.threads, kvr_comm_transport_name(o.transport),
                (long long)n_ids, pstr, r->first_token);
         if (tok)
             kvr_json_write_str(stdout, piece); /* a piece may be part of a UTF-8 character */
@@ -586,6 +610,22 @@ int main(int argc, char **argv) {
         }
         printf(",\"measured_run_id\":");
         if (measured_id) printf("%lld", (long long)measured_id); else printf("null");
+        printf(",\"auto\":");
+        if (o.auto_mode) {
+            printf("{\"strategy\":\"%s\",\"ranks\":%d,\"max_ranks\":%d,\"table_context\":",
+                   kvr_strategy_name(res.strategy), n_ranks, o.ranks);
+            if (res.plan_context) printf("%lld", (long long)res.plan_context); else printf("null");
+            printf(",\"in_range\":%s,\"table_ttft_ms\":", res.plan_in_range ? "true" : "false");
+            if (res.plan_ttft_ms >= 0) printf("%.3f", res.plan_ttft_ms); else printf("null");
+            printf(",\"plan_us\":%.3f,\"plan_us_warm\":%.4f,\"predictor\":", res.plan_us,
+                   res.plan_warm_us);
+            kvr_json_write_str(stdout, res.predictor_from);
+            printf(",\"note\":");
+            if (res.plan_note[0]) kvr_json_write_str(stdout, res.plan_note); else printf("null");
+            printf("}");
+        } else {
+            printf("null");
+        }
         printf(",\"kvr_version\":\"%s\",\"git_commit\":\"%s\"}\n", kvr_version(),
                kvr_build_commit());
     } else if (printer) {
@@ -600,10 +640,21 @@ int main(int argc, char **argv) {
                    res.predictor_from, res.predict_us, res.predict_warm_us, res.predictor_load_ms);
         else if (o.auto_partition)
             printf("# partition auto: %s\n", res.predictor_from);
+        if (o.auto_mode && !res.plan_context)
+            printf("# mode auto: single on 1 rank (%s)\n", res.predictor_from);
+        else if (o.auto_mode)
+            printf("# mode auto: %s on %d rank%s (at most %d offered) from %s in %.2f us (warm: "
+                   "%.3f us per call; predictor loaded in %.1f ms); the strategy table at %lld "
+                   "tokens predicts %.2f ms%s%s%s\n",
+                   kvr_strategy_name(res.strategy), n_ranks, n_ranks == 1 ? "" : "s", o.ranks,
+                   res.predictor_from, res.plan_us, res.plan_warm_us, res.predictor_load_ms,
+                   (long long)res.plan_context, res.plan_ttft_ms,
+                   res.plan_in_range ? "" : " (this prompt lies outside its contexts)",
+                   res.plan_note[0] ? "; " : "", res.plan_note);
         printf("%-7s %5s %8s  %-24s %11s  %s\n", "mode", "ranks", "context", "partition",
                "ttft", "first token");
         printf("%-7s %5s %8s  %-24s %11s  %s\n", "", "", "(tok)", "(tokens)", "(ms)", "");
-        printf("%-7s %5d %8lld  %-24s %11.2f  %d", kvr_mode_name(o.mode), o.ranks,
+        printf("%-7s %5d %8lld  %-24s %11.2f  %d", mname, n_ranks,
                (long long)n_ids, pstr, r->ttft_ms, r->first_token);
         if (tok) {
             printf(" \"");

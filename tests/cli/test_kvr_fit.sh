@@ -98,6 +98,23 @@ check db_and_no_db 2 "not both" -- "$R" --model tiny --db "$DB" --no-db
 check other_model 1 "no 2-rank KVR-P predictor for model tiny-mqa" -- "$R" --model tiny-mqa --context 256 --ranks 2 --partition auto --db "$DB"
 n=$("$D" --db "$DB" measured --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 same recorded_count 10 "$n"
+# kvr-run --mode auto (issue 14 item 3): the strategy table kvr-fit stored with the predictors
+# (and exported with them) picks strategy, degree <= --ranks and partition
+check export_has_table 0 '"strategy_table":' -- cat "$tmp/p2.json"
+check mode_auto_file 0 "^# mode auto: [a-z-]+ on [1-3] ranks? \(at most 3 offered\) from predictor file .*p2.json in [0-9.]+ us" -- "$R" --model tiny --context 256 --ranks 3 --mode auto --predictor "$tmp/p2.json" --no-db
+check mode_auto_file_json 0 '"auto":\{"strategy":"[a-z-]+","ranks":[12],"max_ranks":2,"table_context":[0-9]+,"in_range":true,"table_ttft_ms":[0-9.]+,"plan_us":[0-9.]+' -- "$R" --model tiny --context 256 --ranks 2 --mode auto --predictor "$tmp/p2.json" --no-db --json
+check mode_auto_db 0 "^# mode auto: [a-z-]+ on [1-4] ranks? \(at most 4 offered\) from predictor [0-9]+ in .*k.db" -- "$R" --model tiny --context 256 --ranks 4 --mode auto --db "$DB"
+check mode_auto_outside 0 '"in_range":false' -- "$R" --model tiny --context 40 --ranks 2 --mode auto --db "$DB" --json
+check mode_auto_one_rank 0 '"mode":"single","ranks":1,.*"auto":\{"strategy":"single","ranks":1,"max_ranks":1' -- "$R" --model tiny --context 256 --ranks 1 --mode auto --db "$DB" --json
+python3 - "$tmp/p2.json" "$tmp/old.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); del d["strategy_table"]; json.dump(d, open(sys.argv[2], "w"))
+PY
+check mode_auto_no_table 1 "--mode auto: predictor file .*old.json has no strategy table \(it was made before kvr-fit built one\): fit again with kvr-fit --kvrp" -- "$R" --model tiny --context 256 --ranks 2 --mode auto --predictor "$tmp/old.json" --no-db
+check old_file_partition_auto 0 "^# partition auto from predictor file .*old.json" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/old.json" --no-db
+check mode_auto_partition 2 "--mode auto chooses the partition too" -- "$R" --model tiny --context 256 --ranks 2 --mode auto --partition 128,128 --no-db
+check mode_auto_no_predictor 2 "--mode auto needs a predictor" -- "$R" --model tiny --context 256 --ranks 2 --mode auto --no-db
+check mode_auto_other_model 1 "--mode auto: no KVR-P predictor of 2..2 ranks for model tiny-mqa" -- "$R" --model tiny-mqa --context 256 --ranks 2 --mode auto --db "$DB"
 # ./kvr.db is the default store; --no-db and a missing ./kvr.db record nothing
 mkdir -p "$tmp/cwd" && cd "$tmp/cwd"
 check no_store_no_record 0 '"db":null,"measured_run_id":null' -- "$R" --model tiny --context 64 --json
