@@ -366,7 +366,7 @@ KVR_API int kvr_strategy_table_n_entries(const kvr_strategy_table *st);
 KVR_API const kvr_strategy_entry *kvr_strategy_table_entry(const kvr_strategy_table *st, int i);
 
 /* The choice for a prompt of C tokens: the entry whose range holds C, then the fastest of its
- * options with n_ranks <= max_ranks and <= C and strategy in runnable (a mask of 1u <<
+ * options with n_ranks <= max_ranks and <= C (ring: 2 n_ranks <= C) and strategy in runnable (a mask of 1u <<
  * kvr_strategy: kvr_strategy_runnable_mask; 0 = any); ties to fewer ranks. in_range says
  * whether C lies between the table's smallest and largest contexts. No allocation; well under a
  * microsecond. KVR_ERR_NOT_FOUND when no option qualifies. */

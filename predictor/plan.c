@@ -199,6 +199,7 @@ kvr_status kvr_strategy_table_choose(const kvr_strategy_table *st, int64_t C, in
     for (int i = 0; i < e->n_options; i++) { /* ordered by TTFT: the first that qualifies */
         const kvr_strategy_option *o = &e->options[i];
         if (o->n_ranks > max_ranks || o->n_ranks > C) continue;
+        if (o->strategy == KVR_STRATEGY_RING && 2 * (int64_t)o->n_ranks > C) continue; /* 2p chunks */
         if (runnable && !(runnable & (1u << o->strategy))) continue;
         out->strategy = o->strategy;
         out->n_ranks = o->n_ranks;
