@@ -138,4 +138,18 @@ frac=$(sed -E 's/.*nonwhite=([0-9.]+).*/\1/' <<<"$out")
 python3 -c "import sys; sys.exit(0 if $frac > 0.02 else 1)" && { ok png_not_blank; } || bad "png_not_blank: $out"
 grep -qE "boxes=8 empty_boxes=0" <<<"$out" && { ok png_every_plot_drawn; } || bad "png_every_plot_drawn: $out"
 [ -n "${KVR_REPORT_KEEP:-}" ] && cp "$tmp/report.png" "$tmp/report.html" "$KVR_REPORT_KEEP"/
+
+# issue 14: recorded ring runs (kvr-run --mode ring) appear beside the simulated ring curves, in
+# the accuracy table, and as the measured TTFT in a ring timeline (drawn once ring runs exist)
+cp "$DB" "$tmp/ring.db"
+for c in 256 512; do
+  "$R" --model tiny --context $c --ranks 2 --mode ring --db "$tmp/ring.db" >/dev/null 2>&1 || bad "kvr-run --mode ring --context $c"
+done
+check ring_report 0 "9 plots; .* 18 measured run\(s\)" -- "$REP" --db "$tmp/ring.db" -o "$tmp/ring.html" --keep-scripts "$tmp/rplots"
+check ring_measured_points 0 '\$me5 using 1:2 with points .* title .ring \(measured\).' -- cat "$tmp/rplots/ttft_vs_context.gp"
+check ring_simulated_curve 0 "title 'ring, 2 ranks \(simulated\)'" -- cat "$tmp/rplots/ttft_vs_context.gp"
+check ring_timeline 0 "title 'measured TTFT \(1 run\)'" -- cat "$tmp/rplots/timeline_ring.gp"
+check ring_timeline_merges 0 "title 'merge'" -- cat "$tmp/rplots/timeline_ring.gp"
+check ring_md_runs 0 "^\| [0-9]+ \| ring \| " -- cat "$tmp/ring.md"
+check ring_md_accuracy 0 "^\| ring \| threads \| 2 \| 2 \|" -- cat "$tmp/ring.md"
 summary "kvr-report cli"
