@@ -34,8 +34,15 @@ static kvr_predict_fit line(kvr_op op, double k, double s) {
     return f;
 }
 
-/* Write the predictor file with its cost model; threads = the profile's threads per rank. */
+/* Write the predictor file with its cost model; threads = the profile's threads per rank;
+ * plan (may be NULL) its strategy table. */
+static void write_predictor_plan(const char *path, double err_band, int32_t threads,
+                                 const kvr_strategy_table *plan);
 static void write_predictor(const char *path, double err_band, int32_t threads) {
+    write_predictor_plan(path, err_band, threads, NULL);
+}
+static void write_predictor_plan(const char *path, double err_band, int32_t threads,
+                                 const kvr_strategy_table *plan) {
     kvr_error e;
     kvr_predict_costs_info info = {4, 1024, 50, 200, "tiny", "cpu", "f32", "test_session"};
     kvr_predict_costs *c = NULL;
@@ -52,6 +59,7 @@ static void write_predictor(const char *path, double err_band, int32_t threads) 
     kvr_predictor *kp = NULL;
     KVR_CHECK_OK(kvr_predictor_from_json(predictor_json, strlen(predictor_json), "t", &kp, &e),
                  &e);
+    if (plan) KVR_CHECK_OK(kvr_predictor_set_strategy_table(kp, plan, &e), &e);
     kvr_predictor_meta meta;
     memset(&meta, 0, sizeof meta);
     meta.predictor_id = 42;
@@ -194,6 +202,85 @@ static void test_session(void) {
     kvr_model_destroy(m);
 }
 
+/* issue 14: --mode auto -- the strategy table's choice within the ranks offered among what the
+ * runtime runs, KVR-P's partition for kvr-s, single on one rank, and a file without a table. */
+static void test_auto_mode(void) {
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    kvr_model *m = NULL;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_model_load("tiny", &lp, &m, &e), &e);
+    if (!m) return;
+    const int64_t n = 96;
+    int32_t *ids = ids_of(n);
+    /* one context (96): ring on 4 ranks, then kvr-s on 2, tsp on 4, single */
+    kvr_strategy_row rows[3];
+    for (int i = 0; i < 3; i++) {
+        rows[i].context = 96;
+        for (int k = 0; k < KVR_STRATEGY_COUNT; k++) rows[i].ttft_us[k] = -1;
+    }
+    rows[0].n_ranks = 4, rows[0].ttft_us[KVR_STRATEGY_RING] = 100;
+    rows[0].ttft_us[KVR_STRATEGY_TSP] = 300;
+    rows[1].n_ranks = 2, rows[1].ttft_us[KVR_STRATEGY_KVR_S] = 200;
+    rows[2].n_ranks = 1, rows[2].ttft_us[KVR_STRATEGY_SINGLE] = 400;
+    kvr_strategy_table *plan = NULL;
+    KVR_CHECK_OK(kvr_strategy_table_build(rows, 3, &plan, &e), &e);
+    char path[] = "/tmp/kvr_test_auto_XXXXXX";
+    int fd = mkstemp(path);
+    KVR_CHECK(fd >= 0);
+    if (fd >= 0) close(fd);
+    write_predictor_plan(path, 0.5, 1, plan);
+    kvr_session_params sp = kvr_session_params_default();
+    sp.model = m;
+    sp.auto_mode = true;
+    sp.predictor_path = path;
+    kvr_session_result r;
+    const bool ring_runs = kvr_strategy_runnable(KVR_STRATEGY_RING, "cpu", "threads");
+    sp.n_ranks = 4;
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    if (ring_runs) {
+        KVR_CHECK(r.strategy == KVR_STRATEGY_RING && r.n_ranks == 4 && r.mode == KVR_MODE_RING);
+        KVR_CHECK(kvr_session_median(&r)->n_ranks == 4);
+    } else {
+        KVR_CHECK(r.strategy == KVR_STRATEGY_KVR_S && r.n_ranks == 2);
+    }
+    KVR_CHECK(r.plan_us > 0 && r.plan_warm_us > 0 && r.plan_context == 96 && r.plan_in_range);
+    KVR_CHECK(r.predicted_ttft_ms > 0 && strstr(r.predictor_from, path));
+    kvr_session_result_free(&r);
+    /* at most 3 ranks: kvr-s on 2 with KVR-P's partition */
+    sp.n_ranks = 3;
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    KVR_CHECK(r.strategy == KVR_STRATEGY_KVR_S && r.n_ranks == 2 && r.mode == KVR_MODE_KVR);
+    KVR_CHECK(r.partition_source == KVR_SESSION_PARTITION_AUTO);
+    int64_t want[2];
+    kvr_predictor *kp = NULL;
+    KVR_CHECK_OK(kvr_predictor_load(path, &kp, &e), &e);
+    KVR_CHECK_OK(kvr_predictor_predict(kp, 2, n, want, &e), &e);
+    kvr_predictor_destroy(kp);
+    KVR_CHECK(kvr_session_median(&r)->partition[0] == want[0] &&
+              kvr_session_median(&r)->partition[1] == want[1]);
+    kvr_session_result_free(&r);
+    /* one rank offered: single, no table needed */
+    sp.n_ranks = 1;
+    KVR_CHECK_OK(kvr_session_run(&sp, ids, n, &r, &e), &e);
+    KVR_CHECK(r.strategy == KVR_STRATEGY_SINGLE && r.n_ranks == 1 && r.mode == KVR_MODE_SINGLE);
+    kvr_session_result_free(&r);
+    /* a file made before strategy tables: said, at the predictor stage */
+    write_predictor(path, 0.5, 1);
+    sp.n_ranks = 2;
+    KVR_CHECK(kvr_session_run(&sp, ids, n, &r, &e) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(r.stage == KVR_SESSION_STAGE_PREDICTOR && strstr(e.msg, "has no strategy table"));
+    kvr_session_result_free(&r);
+    /* no predictor at all */
+    sp.predictor_path = NULL;
+    KVR_CHECK(kvr_session_run(&sp, ids, n, &r, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(r.stage == KVR_SESSION_STAGE_INPUT && strstr(e.msg, "--mode auto needs a predictor"));
+    kvr_session_result_free(&r);
+    kvr_strategy_table_destroy(plan);
+    unlink(path);
+    free(ids);
+    kvr_model_destroy(m);
+}
+
 /* issue 17: the memory a run needs, from the model's shape alone (the tiny preset: 4 layers,
  * d 64, 4/2 heads x 16, ffn 256 (kvr_model_config), vocab 256) */
 static void test_memory_estimate(void) {
@@ -271,6 +358,7 @@ static void test_progress(void) {
 }
 
 static const kvr_test_case cases[] = {
+    {"auto_mode", test_auto_mode},
     {"session", test_session},
     {"memory_estimate", test_memory_estimate},
     {"progress", test_progress},
