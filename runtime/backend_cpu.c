@@ -251,6 +251,23 @@ static kvr_status cpu_pre(kvr_workspace *base, int32_t layer, kvr_error *err) {
     return KVR_OK;
 }
 
+/* One row of attention scores in place: the max-subtracted softmax over keys [0, nv) (nv >= 1),
+ * zeros over [nv, nk); returns the row's log-sum-exp. Shared by cpu_attn and cpu_attn_block. */
+static inline float cpu_softmax_row(float *row, int64_t nv, int64_t nk) {
+    float mx = row[0];
+    for (int64_t j = 1; j < nv; j++) mx = row[j] > mx ? row[j] : mx;
+    float sum = 0;
+    for (int64_t j = 0; j < nv; j++) {
+        float e = kvr_expf(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    const float l = mx + logf(sum), inv = 1.0f / sum;
+    for (int64_t j = 0; j < nv; j++) row[j] *= inv;
+    for (int64_t j = nv; j < nk; j++) row[j] = 0.0f;
+    return l;
+}
+
 static kvr_status cpu_attn(kvr_workspace *base, int32_t layer, float *lse, kvr_error *err) {
     (void)err;
     cpu_ws *ws = (cpu_ws *)base;
@@ -275,20 +292,8 @@ static kvr_status cpu_attn(kvr_workspace *base, int32_t layer, float *lse, kvr_e
                     ws->qkv + r0 * nqkv + h * HS, (int)nqkv, K + g * HS, (int)kvd, 0.0f, S,
                     (int)nk);
         for (int64_t i = 0; i < nr; i++) {
-            float *row = S + i * nk;
-            const int64_t nv = P + r0 + i + 1; /* causal: keys [0, nv) */
-            float mx = row[0];
-            for (int64_t j = 1; j < nv; j++) mx = row[j] > mx ? row[j] : mx;
-            float sum = 0;
-            for (int64_t j = 0; j < nv; j++) {
-                float e = kvr_expf(row[j] - mx);
-                row[j] = e;
-                sum += e;
-            }
-            if (lse) lse[(r0 + i) * NH + h] = mx + logf(sum);
-            const float inv = 1.0f / sum;
-            for (int64_t j = 0; j < nv; j++) row[j] *= inv;
-            for (int64_t j = nv; j < nk; j++) row[j] = 0.0f;
+            const float l = cpu_softmax_row(S + i * nk, P + r0 + i + 1, nk); /* keys [0, P+r0+i] */
+            if (lse) lse[(r0 + i) * NH + h] = l;
         }
         /* out (nr, HS) = probs (nr, nk) . V_g (nk, HS) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)HS, (int)nk, 1.0f, S,
@@ -340,18 +345,7 @@ static kvr_status cpu_attn_block(kvr_workspace *base, const void *kp, const void
                 for (int64_t j = 0; j < nk; j++) row[j] = 0.0f;
                 continue;
             }
-            float mx = row[0];
-            for (int64_t j = 1; j < nv; j++) mx = row[j] > mx ? row[j] : mx;
-            float sum = 0;
-            for (int64_t j = 0; j < nv; j++) {
-                float e = kvr_expf(row[j] - mx);
-                row[j] = e;
-                sum += e;
-            }
-            lse_b[i] = mx + logf(sum);
-            const float inv = 1.0f / sum;
-            for (int64_t j = 0; j < nv; j++) row[j] *= inv;
-            for (int64_t j = nv; j < nk; j++) row[j] = 0.0f;
+            lse_b[i] = cpu_softmax_row(row, nv, nk);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)HS, (int)nk, 1.0f, S,
                     (int)nk, V + g * HS, (int)kvd, 0.0f, O, (int)HS);
