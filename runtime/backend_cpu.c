@@ -304,8 +304,8 @@ static kvr_status cpu_attn(kvr_workspace *base, int32_t layer, float *lse, kvr_e
 }
 
 /* cpu_attn over an external block of kn keys at positions [kpos0, kpos0 + kn), then the
- * log-sum-exp merge of each (row, head) into att and lse_run. Separate code: cpu_attn's
- * arithmetic stays as it is. */
+ * log-sum-exp merge of each (row, head) into att and lse_run. The same row softmax as cpu_attn
+ * (cpu_softmax_row); its own loop so cpu_attn's arithmetic stays as it is. */
 static kvr_status cpu_attn_block(kvr_workspace *base, const void *kp, const void *vp,
                                  int64_t kpos0, int64_t kn, bool first, kvr_error *err) {
     (void)err;
