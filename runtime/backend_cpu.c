@@ -252,8 +252,11 @@ static kvr_status cpu_pre(kvr_workspace *base, int32_t layer, kvr_error *err) {
 }
 
 /* One row of attention scores in place: the max-subtracted softmax over keys [0, nv) (nv >= 1),
- * zeros over [nv, nk); returns the row's log-sum-exp. Shared by cpu_attn and cpu_attn_block. */
-static inline float cpu_softmax_row(float *row, int64_t nv, int64_t nk) {
+ * zeros over [nv, nk); returns the row's log-sum-exp. Shared by cpu_attn and cpu_attn_block.
+ * Not inlined: compiled once, its exp loop is vectorised; inlined into cpu_attn_block's row loop
+ * GCC 12 left that loop scalar ("latch block not empty"), which made the block kernel 1.4-1.8x
+ * slower per area than cpu_attn (bench/bench_attn_block). A call per row is noise next to it. */
+__attribute__((noinline)) static float cpu_softmax_row(float *row, int64_t nv, int64_t nk) {
     float mx = row[0];
     for (int64_t j = 1; j < nv; j++) mx = row[j] > mx ? row[j] : mx;
     float sum = 0;
