@@ -143,9 +143,9 @@ kvr_mode kvr_strategy_mode(kvr_strategy s) {
 }
 
 bool kvr_strategy_runnable(kvr_strategy s, const char *backend, const char *transport) {
-    (void)transport; /* every transport runs every mode the runtime has */
-    /* ring needs the backend's blockwise attention (kvr_op_attn_block): cpu has it, cuda not */
-    if (s == KVR_STRATEGY_RING && backend && strcmp(backend, "cpu") != 0) return false;
+    /* every transport runs every mode the runtime has; ring needs the backend's blockwise
+     * attention (kvr_op_attn_block), which both backends (cpu, cuda) have */
+    (void)backend, (void)transport;
     return s >= 0 && s < KVR_STRATEGY_COUNT && kvr_strategy_mode(s) != KVR_MODE_COUNT;
 }
 

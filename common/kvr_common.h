@@ -143,7 +143,8 @@ KVR_API kvr_mode kvr_strategy_mode(kvr_strategy s);
  * transport ("threads", "same-device", "nccl", "mpi"; NULL: threads): the one place that says
  * so, for kvr-search's marks and recommendations and kvr-run --mode auto's choice. A strategy
  * runs when a runtime mode runs it (kvr_strategy_mode); a backend or transport that cannot run
- * a mode is listed here: ring only on cpu (the backend needs kvr_op_attn_block). */
+ * a mode would be listed here (none today: ring needs the backend's kvr_op_attn_block, which cpu
+ * and cuda both have). */
 KVR_API bool kvr_strategy_runnable(kvr_strategy s, const char *backend, const char *transport);
 /* The bit mask (1u << kvr_strategy) of the strategies kvr_strategy_runnable accepts. */
 KVR_API unsigned kvr_strategy_runnable_mask(const char *backend, const char *transport);

@@ -90,12 +90,6 @@ static kvr_status kvr_check_params(const kvr_model *m, const kvr_prefill_params 
                                  "zigzag chunks (rank i holds chunks i and %d-i), which balances "
                                  "the causal attention by itself; a partition applies to kvr only",
                                  pp->n_ranks, 2 * pp->n_ranks - 1);
-        const char *be = kvr_backend_name(pp->backend ? pp->backend : kvr_backend_at(0));
-        if (!kvr_strategy_runnable(KVR_STRATEGY_RING, be, NULL))
-            return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                                 "mode ring needs blockwise attention (kvr_op_attn_block), which "
-                                 "backend %s does not have: use the cpu backend or another mode",
-                                 be);
         if (C < 2 * (int64_t)pp->n_ranks)
             return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                                  "mode ring on %d ranks needs at least %d tokens (2 zigzag chunks "

@@ -13,8 +13,11 @@
  * (A's cache every chunk but the rank's own B, B's cache that one). O-projection and MLP then
  * run on the rank's own rows. The last token sits in chunk 2p-1, rank 0's chunk B: rank 0
  * emits the first token, keeps the logits and, with keep_kv, assembles the full KV cache from
- * its two workspaces. The backend needs kvr_op_attn_block (cpu); both workspaces share its
- * memory space and the transport moves K/V rows in place. */
+ * its two workspaces. The backend needs kvr_op_attn_block (cpu, cuda); both workspaces share its
+ * memory space and the transport moves K/V rows in place. On a device the two workspaces have
+ * their own streams: every timed group ends with both drained (RING_TIMED), and after the
+ * receives of a step workspace A's stream (the transport's) is drained before B's attention
+ * reads the rows they wrote. On the CPU these syncs are no-ops. */
 #include "kvr_device.h"
 #include "kvr_runtime.h"
 #include "prefill_internal.h"
@@ -145,6 +148,7 @@ kvr_status prefill_ring_rank(const kvr_model *m, kvr_comm *comm, const int32_t *
                     if ((st = kvr_comm_recv(comm, prev, K, bytes, mem, err))) goto fail;
                     if ((st = kvr_comm_recv(comm, prev, V, bytes, mem, err))) goto fail;
                 }
+                if ((st = kvr_workspace_sync(r.ws[0], err)) != KVR_OK) goto fail;
             }
         }
         RING_TIMED(for (int j = 0; j < 2; j++) if ((st = kvr_op_post(r.ws[j], l, err))) goto fail);

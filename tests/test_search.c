@@ -1020,6 +1020,75 @@ static void test_table_exports(void) {
     kvr_search_costs_destroy(m);
 }
 
+/* Runnable marks (issue 14 item 4), with an explicit mask: which strategies the runtime lacks is
+ * kvr_strategy_runnable's business (today none); the table's marking must work for any. */
+static void test_table_unrunnable(void) {
+    kvr_search_coeffs co = coeffs_example();
+    kvr_search_link l = {0, 0, 1, 1000}; /* fast links: parallel prefill pays */
+    kvr_search_costs *m = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_search_costs_create_linear(&co, &l, &m, &e), &e);
+    if (!m) return;
+    const int ranks[] = {2};
+    const int64_t ctx[] = {16384};
+    const unsigned sel = 1u << KVR_STRATEGY_RING | 1u << KVR_STRATEGY_SINGLE;
+    kvr_search_table_config cfg = {ranks, 1, ctx, 1, kvr_search_params_default(), sel};
+    kvr_search_table *t = NULL;
+    KVR_CHECK_OK(kvr_search_table_create(m, &cfg, &t, &e), &e);
+    if (!t) {
+        kvr_search_costs_destroy(m);
+        return;
+    }
+    /* the example costs make ring the fastest: the premise of the marks below */
+    KVR_CHECK(kvr_search_table_row(t, 0)->best == KVR_STRATEGY_RING);
+    KVR_CHECK(kvr_search_table_rec(t, 0)->strategy == KVR_STRATEGY_RING);
+    const unsigned ring = 1u << KVR_STRATEGY_RING;
+    /* marked, never best or recommended */
+    KVR_CHECK_OK(kvr_search_table_set_runnable(t, ring, false, "cuda/threads", &e), &e);
+    KVR_CHECK_EQ_INT(kvr_search_table_unrunnable(t), ring);
+    KVR_CHECK(kvr_search_table_row(t, 0)->best == KVR_STRATEGY_SINGLE);
+    KVR_CHECK(kvr_search_table_rec(t, 0)->strategy == KVR_STRATEGY_SINGLE);
+    KVR_CHECK_EQ_INT(kvr_search_table_rec(t, 0)->n_ranks, 1);
+    char *s = NULL;
+    KVR_CHECK_OK(kvr_search_table_format(t, KVR_SEARCH_FORMAT_TEXT, NULL, &s, &e), &e);
+    KVR_CHECK(s && strstr(s, "ring*") && strstr(s, "# * ring: cuda/threads cannot run it"));
+    free(s);
+    KVR_CHECK_OK(kvr_search_table_format(t, KVR_SEARCH_FORMAT_JSON, NULL, &s, &e), &e);
+    cJSON *root = s ? cJSON_Parse(s) : NULL;
+    KVR_CHECK(root != NULL);
+    if (root) {
+        cJSON *u = cJSON_GetObjectItem(root, "unrunnable");
+        KVR_CHECK(cJSON_GetArraySize(u) == 1 &&
+                  strcmp(cJSON_GetArrayItem(u, 0)->valuestring, "ring") == 0);
+        KVR_CHECK(strcmp(cJSON_GetObjectItem(root, "runtime")->valuestring, "cuda/threads") == 0);
+        KVR_CHECK(cJSON_IsFalse(cJSON_GetObjectItem(root, "include_unrunnable")));
+        cJSON *sts = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "results"), 0),
+                                         "strategies");
+        KVR_CHECK(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(sts, "ring"), "runnable")));
+        KVR_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(sts, "single"), "runnable")));
+        cJSON_Delete(root);
+    }
+    free(s);
+    KVR_CHECK_OK(kvr_search_table_format(t, KVR_SEARCH_FORMAT_CSV, NULL, &s, &e), &e);
+    KVR_CHECK(s && strstr(s, ",single,1,") && strstr(s, ",ring\n"));
+    free(s);
+    /* allowed on request: recommended again, flagged */
+    KVR_CHECK_OK(kvr_search_table_set_runnable(t, ring, true, "cuda/threads", &e), &e);
+    KVR_CHECK(kvr_search_table_rec(t, 0)->strategy == KVR_STRATEGY_RING);
+    KVR_CHECK_OK(kvr_search_table_format(t, KVR_SEARCH_FORMAT_TEXT, NULL, &s, &e), &e);
+    KVR_CHECK(s && strstr(s, "[not runnable]"));
+    free(s);
+    /* nothing left to recommend: NOT_FOUND, the table unchanged */
+    KVR_CHECK(kvr_search_table_set_runnable(t, sel, false, "x/y", &e) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(kvr_search_table_rec(t, 0)->strategy == KVR_STRATEGY_RING);
+    /* and back: nothing marked */
+    KVR_CHECK_OK(kvr_search_table_set_runnable(t, 0, false, "cpu/threads", &e), &e);
+    KVR_CHECK_EQ_INT(kvr_search_table_unrunnable(t), 0);
+    KVR_CHECK(kvr_search_table_rec(t, 0)->strategy == KVR_STRATEGY_RING);
+    kvr_search_table_destroy(t);
+    kvr_search_costs_destroy(m);
+}
+
 static void test_names(void) {
     kvr_strategy s;
     kvr_error e;
@@ -1057,6 +1126,7 @@ static const kvr_test_case cases[] = {
     {"search_polish", test_search_polish},
     {"oracle_small", test_search_oracle_small},
     {"table_exports", test_table_exports},
+    {"table_unrunnable", test_table_unrunnable},
     {"names", test_names},
 };
 KVR_TEST_MAIN(cases)

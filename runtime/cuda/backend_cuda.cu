@@ -90,6 +90,8 @@ typedef struct cuda_ws {
     float *rope_sin;
     float *logits;   /* (V) */
     float *lse;      /* (c, NH) */
+    float *o32;      /* (c, NH*HS) attn_block's running output, fp32 */
+    float *lse_run;  /* (c, NH) attn_block's running log-sum-exp */
     int32_t *tokens; /* (c) */
     int32_t *top;    /* (1) */
     cuda_fi_scratch fi; /* FlashInfer's 16-bit copies (empty without it) */
@@ -267,19 +269,26 @@ __global__ void __launch_bounds__(1024) k_argmax(int32_t *__restrict__ top,
     if (threadIdx.x == 0) *top = (int32_t)(bi[0] == n ? 0 : bi[0]);
 }
 
-/* The tiled causal attention: a block of KVR_ATT_WARPS warps takes as many consecutive chunk rows
- * of one query head; K/V tiles of 32 keys of its KV head are staged in shared memory and read by
- * every warp. Lane l of a warp scores key l of the tile; the online softmax (running max m, sum
- * l) rescales the output each lane holds for dims lane + 32 i. Row r sees keys [0, P + r]
- * (bottom-right aligned causal). lse: natural-log LSE of the scaled scores. */
+/* The tiled attention: a block of KVR_ATT_WARPS warps takes as many consecutive chunk rows of one
+ * query head; K/V tiles of 32 keys of its KV head are staged in shared memory and read by every
+ * warp. Lane l of a warp scores key l of the tile; the online softmax (running max m, sum l)
+ * rescales the output each lane holds for dims lane + 32 i. The keys are kn rows of K/V at global
+ * positions [kpos0, kpos0 + kn); row r, at position q0 + r, sees those at positions <= q0 + r.
+ * Causal attention over the cache (kvr_op_attn) is the block q0 = P, kpos0 = 0, kn = P + c: row r
+ * sees keys [0, P + r] (bottom-right aligned causal); out gets the result, lse (if not NULL) the
+ * natural-log LSE of the scaled scores. MERGE (kvr_op_attn_block): the row's result over this
+ * block is merged by log-sum-exp into the running fp32 output o32 and LSE lse (first: start
+ * afresh: output 0, LSE -1e30 as backend_cpu.c keeps it) and out gets the merged value; a row
+ * that sees no key of the block keeps its running values. */
 #define KVR_ATT_WARPS 8
 #define KVR_ATT_KT 32
 
-template <int HS, typename T>
+template <int HS, typename T, bool MERGE>
 __global__ void __launch_bounds__(KVR_ATT_WARPS * 32)
-    k_attn(T *__restrict__ out, float *__restrict__ lse, const float *__restrict__ q,
-           const float *__restrict__ K, const float *__restrict__ V, int32_t c, int64_t P,
-           int32_t NH, int32_t group, float scale) {
+    k_attn(T *__restrict__ out, float *__restrict__ lse, float *__restrict__ o32,
+           const float *__restrict__ q, const float *__restrict__ K, const float *__restrict__ V,
+           int32_t c, int64_t q0, int64_t kpos0, int64_t kn, int32_t NH, int32_t group,
+           float scale, bool first) {
     constexpr int NC = (HS + 31) / 32;        /* dims per lane: lane + 32 i */
     constexpr int LW = HS < 32 ? HS : 32;     /* lanes holding dims (HS 16: half the warp) */
     extern __shared__ float smem[];
@@ -290,8 +299,9 @@ __global__ void __launch_bounds__(KVR_ATT_WARPS * 32)
     const int64_t kvd = (int64_t)(NH / group) * HS;
     const int r = blockIdx.x * KVR_ATT_WARPS + warp;
     const int rlast = min(c, (int)(blockIdx.x + 1) * KVR_ATT_WARPS) - 1;
-    const int64_t nk = P + rlast + 1;         /* keys the block stages */
-    const int64_t nv = r < c ? P + r + 1 : 0; /* keys this warp's row sees */
+    /* keys the block stages, keys this warp's row sees: [0, n) of the block, n in [0, kn] */
+    const int64_t nk = max((int64_t)0, min(kn, q0 + rlast - kpos0 + 1));
+    const int64_t nv = r < c ? max((int64_t)0, min(kn, q0 + r - kpos0 + 1)) : 0;
     const bool holds = lane < LW;
     float qr[NC], acc[NC];
 #pragma unroll
@@ -339,46 +349,80 @@ __global__ void __launch_bounds__(KVR_ATT_WARPS * 32)
         m = mnew;
     }
     if (r >= c) return;
-    const float inv = 1.0f / l;
+    const int64_t o = (int64_t)r * NH * HS + (int64_t)h * HS;
+    if (!MERGE) {
+        const float inv = 1.0f / l;
+        if (holds) {
+#pragma unroll
+            for (int i = 0; i < NC; i++) out[o + lane + 32 * i] = cu_from_float<T>(acc[i] * inv);
+        }
+        if (lse && lane == 0) lse[(int64_t)r * NH + h] = m + logf(l);
+        return;
+    }
+    /* merge: weights a (running) and b (this block) relative to the larger LSE */
+    float *run = lse + (int64_t)r * NH + h;
+    if (nv == 0 && !first) return; /* sees no key of this block: unchanged */
+    const float lb = nv > 0 ? m + logf(l) : -1e30f;
+    const float lp = first ? -1e30f : *run;
+    const float mx = fmaxf(lp, lb);
+    const float a = first ? 0.0f : kvr_expf(lp - mx), b = nv > 0 ? kvr_expf(lb - mx) : 0.0f;
+    const float sum = a + b, inv = sum > 0.0f ? 1.0f / sum : 0.0f, bl = nv > 0 ? b / l : 0.0f;
     if (holds) {
 #pragma unroll
-        for (int i = 0; i < NC; i++)
-            out[(int64_t)r * NH * HS + (int64_t)h * HS + lane + 32 * i] =
-                cu_from_float<T>(acc[i] * inv);
+        for (int i = 0; i < NC; i++) {
+            const int64_t d = o + lane + 32 * i;
+            const float v = ((first ? 0.0f : o32[d]) * a + acc[i] * bl) * inv;
+            o32[d] = v;
+            out[d] = cu_from_float<T>(v);
+        }
     }
-    if (lse && lane == 0) lse[(int64_t)r * NH + h] = m + logf(l);
+    __syncwarp(); /* every lane has read the running LSE */
+    if (lane == 0) *run = sum > 0.0f ? mx + logf(sum) : -1e30f;
 }
 
-template <int HS, typename T>
-static cudaError_t cu_attn_launch(cudaStream_t st, T *out, float *lse, const float *q,
-                                  const float *K, const float *V, int32_t c, int64_t P, int32_t NH,
-                                  int32_t group, float scale) {
+template <int HS, typename T, bool MERGE>
+static cudaError_t cu_attn_launch(cudaStream_t st, T *out, float *lse, float *o32, const float *q,
+                                  const float *K, const float *V, int32_t c, int64_t q0,
+                                  int64_t kpos0, int64_t kn, int32_t NH, int32_t group, float scale,
+                                  bool first) {
     const size_t shm = (size_t)KVR_ATT_KT * (2 * HS + 1) * sizeof(float);
     dim3 grid((unsigned)((c + KVR_ATT_WARPS - 1) / KVR_ATT_WARPS), (unsigned)NH);
-    k_attn<HS, T><<<grid, KVR_ATT_WARPS * 32, shm, st>>>(out, lse, q, K, V, c, P, NH, group, scale);
+    k_attn<HS, T, MERGE><<<grid, KVR_ATT_WARPS * 32, shm, st>>>(out, lse, o32, q, K, V, c, q0,
+                                                                kpos0, kn, NH, group, scale, first);
     return cudaGetLastError();
 }
 
+/* One dispatch for both uses: o32 NULL = causal attention over the cache (q0 = P, keys [0, P + c)),
+ * else the merged block. */
 template <typename T>
-static cudaError_t cu_attn_dispatch(cudaStream_t st, T *out, float *lse, const float *q,
-                                    const float *K, const float *V, int32_t c, int64_t P,
-                                    int32_t NH, int32_t group, int32_t HS) {
+static cudaError_t cu_attn_dispatch(cudaStream_t st, T *out, float *lse, float *o32,
+                                    const float *q, const float *K, const float *V, int32_t c,
+                                    int64_t q0, int64_t kpos0, int64_t kn, int32_t NH,
+                                    int32_t group, int32_t HS, bool first) {
     const float scale = 1.0f / sqrtf((float)HS);
+#define KVR_ATT_CASE(hs)                                                                           \
+    case hs:                                                                                       \
+        return o32 ? cu_attn_launch<hs, T, true>(st, out, lse, o32, q, K, V, c, q0, kpos0, kn, NH, \
+                                                 group, scale, first)                              \
+                   : cu_attn_launch<hs, T, false>(st, out, lse, o32, q, K, V, c, q0, kpos0, kn,    \
+                                                  NH, group, scale, first)
     switch (HS) {
-        case 16: return cu_attn_launch<16, T>(st, out, lse, q, K, V, c, P, NH, group, scale);
-        case 32: return cu_attn_launch<32, T>(st, out, lse, q, K, V, c, P, NH, group, scale);
-        case 64: return cu_attn_launch<64, T>(st, out, lse, q, K, V, c, P, NH, group, scale);
-        case 96: return cu_attn_launch<96, T>(st, out, lse, q, K, V, c, P, NH, group, scale);
-        case 128: return cu_attn_launch<128, T>(st, out, lse, q, K, V, c, P, NH, group, scale);
+        KVR_ATT_CASE(16);
+        KVR_ATT_CASE(32);
+        KVR_ATT_CASE(64);
+        KVR_ATT_CASE(96);
+        KVR_ATT_CASE(128);
         default: return cudaErrorInvalidValue;
     }
+#undef KVR_ATT_CASE
 }
 
 /* The tiled kernel on plain device buffers, for the on-device cross-check (cuda_internal.h). */
 cudaError_t cuda_attn_tiled_bf16(cudaStream_t st, __nv_bfloat16 *out, float *lse, const float *q,
                                  const float *K, const float *V, int32_t c, int64_t P, int32_t NH,
                                  int32_t NKV, int32_t HS) {
-    return cu_attn_dispatch<__nv_bfloat16>(st, out, lse, q, K, V, c, P, NH, NH / NKV, HS);
+    return cu_attn_dispatch<__nv_bfloat16>(st, out, lse, NULL, q, K, V, c, P, 0, P + c, NH,
+                                           NH / NKV, HS, false);
 }
 
 // ----------------------------------------------------------------------------
@@ -514,7 +558,8 @@ static void cuda_ws_destroy(kvr_workspace *base) {
     if (ws->stream) cudaStreamSynchronize(ws->stream);
     void *bufs[] = {ws->x,      ws->h,      ws->qkv,    ws->q,      ws->att,
                     ws->gu,     ws->act,    ws->kcache, ws->vcache, ws->rope_cos,
-                    ws->rope_sin, ws->logits, ws->lse,  ws->tokens, ws->top};
+                    ws->rope_sin, ws->logits, ws->lse,  ws->o32,    ws->lse_run,
+                    ws->tokens, ws->top};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     cuda_fi_scratch_free(&ws->fi);
     if (ws->blas) cublasDestroy(ws->blas);
@@ -540,7 +585,8 @@ static kvr_status cuda_ws_fill(cuda_ws *ws, const kvr_model_config *cfg, int64_t
         {&ws->act, c * FF * 2},                {(void **)&ws->kcache, L * S * kvd * 4},
         {(void **)&ws->vcache, L * S * kvd * 4}, {(void **)&ws->rope_cos, S * half * 4},
         {(void **)&ws->rope_sin, S * half * 4}, {(void **)&ws->logits, (size_t)cfg->vocab_size * 4},
-        {(void **)&ws->lse, c * NH * 4},       {(void **)&ws->tokens, c * 4},
+        {(void **)&ws->lse, c * NH * 4},       {(void **)&ws->o32, c * NH * HS * 4},
+        {(void **)&ws->lse_run, c * NH * 4},   {(void **)&ws->tokens, c * 4},
         {(void **)&ws->top, 4},
     };
     size_t total = 0;
@@ -687,6 +733,7 @@ static kvr_status cuda_attn(kvr_workspace *base, int32_t layer, float *lse, kvr_
     const kvr_model_config *cfg = &base->m->cfg;
     const int32_t c = (int32_t)base->c, NH = cfg->n_heads, NKV = cfg->n_kv_heads;
     const int32_t HS = cfg->head_dim;
+    const int64_t P = base->pos0;
     CU_TRY(cudaSetDevice(ws->dev), "device");
     float *dlse = lse ? ws->lse : NULL;
     cudaError_t e;
@@ -694,12 +741,13 @@ static kvr_status cuda_attn(kvr_workspace *base, int32_t layer, float *lse, kvr_
         e = cuda_fi_attn(ws->stream, &ws->fi, (__nv_bfloat16 *)ws->att, dlse, ws->q,
                          cu_k(ws, layer), cu_v(ws, layer), c, base->pos0, NH, NKV, HS);
     else if (ws->f16)
-        e = cu_attn_dispatch<__half>(ws->stream, (__half *)ws->att, dlse, ws->q, cu_k(ws, layer),
-                                     cu_v(ws, layer), c, base->pos0, NH, NH / NKV, HS);
+        e = cu_attn_dispatch<__half>(ws->stream, (__half *)ws->att, dlse, NULL, ws->q,
+                                     cu_k(ws, layer), cu_v(ws, layer), c, P, 0, P + c, NH,
+                                     NH / NKV, HS, false);
     else
-        e = cu_attn_dispatch<__nv_bfloat16>(ws->stream, (__nv_bfloat16 *)ws->att, dlse, ws->q,
-                                            cu_k(ws, layer), cu_v(ws, layer), c, base->pos0, NH,
-                                            NH / NKV, HS);
+        e = cu_attn_dispatch<__nv_bfloat16>(ws->stream, (__nv_bfloat16 *)ws->att, dlse, NULL,
+                                            ws->q, cu_k(ws, layer), cu_v(ws, layer), c, P, 0,
+                                            P + c, NH, NH / NKV, HS, false);
     if (e != cudaSuccess) return cu_fail(err, e, "attention");
     if (lse) {
         CU_TRY(cudaMemcpyAsync(lse, ws->lse, (size_t)c * (size_t)NH * sizeof(float),
@@ -707,6 +755,31 @@ static kvr_status cuda_attn(kvr_workspace *base, int32_t layer, float *lse, kvr_
                "log-sum-exp to host");
         CU_TRY(cudaStreamSynchronize(ws->stream), "attention");
     }
+    return KVR_OK;
+}
+
+/* The tiled kernel over the block, merged into the workspace's fp32 running output and LSE
+ * (o32, lse_run); att gets the merged value in the 16-bit dtype after every block, so post reads
+ * the result whichever block came last. k and v: device rows (this or another workspace's cache
+ * on the same device). FlashInfer is not used here: its single prefill has no merge into a
+ * running output. */
+static kvr_status cuda_attn_block(kvr_workspace *base, const void *k, const void *v,
+                                  int64_t kpos0, int64_t kn, bool first, kvr_error *err) {
+    cuda_ws *ws = (cuda_ws *)base;
+    const kvr_model_config *cfg = &base->m->cfg;
+    const int32_t c = (int32_t)base->c, NH = cfg->n_heads, NKV = cfg->n_kv_heads;
+    const int32_t HS = cfg->head_dim;
+    CU_TRY(cudaSetDevice(ws->dev), "device");
+    cudaError_t e;
+    if (ws->f16)
+        e = cu_attn_dispatch<__half>(ws->stream, (__half *)ws->att, ws->lse_run, ws->o32, ws->q,
+                                     (const float *)k, (const float *)v, c, base->pos0, kpos0, kn,
+                                     NH, NH / NKV, HS, first);
+    else
+        e = cu_attn_dispatch<__nv_bfloat16>(ws->stream, (__nv_bfloat16 *)ws->att, ws->lse_run,
+                                            ws->o32, ws->q, (const float *)k, (const float *)v, c,
+                                            base->pos0, kpos0, kn, NH, NH / NKV, HS, first);
+    if (e != cudaSuccess) return cu_fail(err, e, "blockwise attention");
     return KVR_OK;
 }
 
@@ -870,6 +943,7 @@ static kvr_backend cuda_table(void) {
     b.embed = cuda_embed;
     b.pre = cuda_pre;
     b.attn = cuda_attn;
+    b.attn_block = cuda_attn_block;
     b.post = cuda_post;
     b.head = cuda_head;
     b.kv_to_host = cuda_kv_to_host;

@@ -94,28 +94,16 @@ check export_vllm 0 "^VLLM_PCP_RUNAHEAD_LOAD_WEIGHTS=0\.[0-9]{6},0\.[0-9]{6},0\.
 check timeline_text 0 "^# timeline kvr-s: 4 ranks, context 4096, 32 layers" -- "$BIN" --costs "$A100" --ranks 4 --context 4K --strategies kvr-s --timeline
 check timeline_csv 0 "^kvr-s,4,4096,3,31,post," -- "$BIN" --costs "$A100" --ranks 4 --context 4K --strategies kvr-s --timeline --format csv
 # runnable marks (issue 14 item 4): a strategy the runtime cannot run on --backend/--transport is
-# marked and never recommended unless --include-unrunnable. Which strategies those are follows the
-# runtime (kvr_strategy_runnable): ring on cuda (no blockwise attention there); on cpu ring runs.
+# marked and never recommended unless --include-unrunnable (kvr_strategy_runnable; the marking
+# itself: test_search's table_unrunnable). Both backends run ring today: recommended on cuda too.
 check backend_unknown 2 "--backend: unknown backend \"tpu\"" -- "$BIN" --costs "$A100" --backend tpu
 check transport_unknown 2 "--transport: unknown transport \"carrier-pigeon\"" -- "$BIN" --costs "$A100" --transport carrier-pigeon
 check ring_runnable_cpu 0 "# recommended for context 16384: ring on 2 ranks" -- "$BIN" --costs "$A100" --ranks 2 --context 16K --strategies ring,single
-RS=(--costs "$A100" --ranks 2 --context 16K --strategies ring,single --backend cuda)
-if "$BIN" "${RS[@]}" | grep -q '^# \* ring: cuda/threads cannot run it'; then
-    check unrunnable_marked 0 "^ranks +context +ring\* +single +best" -- "$BIN" "${RS[@]}"
-    check unrunnable_not_recommended 0 "# recommended for context 16384: single on 1 rank" -- "$BIN" "${RS[@]}"
-    check unrunnable_included 0 "# recommended for context 16384: ring on 2 ranks, [0-9.]+ ms \([0-9.]+x vs single\) \[not runnable\]" -- "$BIN" "${RS[@]}" --include-unrunnable
-    check unrunnable_only 1 "no runnable strategy selected \(the others: --include-unrunnable\)" -- "$BIN" --costs "$A100" --ranks 2 --context 16K --strategies ring --backend cuda
-    check unrunnable_json 0 "ok" -- bash -c "'$BIN' ${RS[*]} --json | python3 -c '
+check ring_runnable_cuda 0 "# recommended for context 16384: ring on 2 ranks" -- "$BIN" --costs "$A100" --ranks 2 --context 16K --strategies ring,single --backend cuda --transport nccl
+check ring_runnable_json 0 "ok" -- bash -c "'$BIN' --costs '$A100' --ranks 2 --context 16K --strategies ring,single --backend cuda --json | python3 -c '
 import json, sys
 t = json.load(sys.stdin)
-assert t[\"unrunnable\"] == [\"ring\"] and t[\"runtime\"] == \"cuda/threads\" and not t[\"include_unrunnable\"]
-r = t[\"results\"][0]
-assert r[\"strategies\"][\"ring\"][\"runnable\"] is False and r[\"strategies\"][\"single\"][\"runnable\"] is True
-assert r[\"best\"] == \"single\" and t[\"recommendations\"][0][\"runnable\"] is True
+assert t[\"unrunnable\"] == [] and t[\"recommendations\"][0][\"strategy\"] == \"ring\"
 print(\"ok\")'"
-    check unrunnable_csv 0 ",single,1,[0-9.]+,ring$" -- bash -c "'$BIN' ${RS[*]} --export '$tmp/u.csv' --format csv >/dev/null && cat '$tmp/u.csv'"
-else
-    bad "ring on cuda is not marked unrunnable"
-fi
 check vllm_recommended 0 "^# recommended context=4096 strategy=[a-z-]+ ranks=[0-9]+ ttft_ms=[0-9.]+$" -- bash -c "'$BIN' --costs '$A100' --ranks 4 --context 4K --export '$tmp/r.env' --format vllm-env >/dev/null && cat '$tmp/r.env'"
 summary "kvr-search cli"
