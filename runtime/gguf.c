@@ -1,6 +1,7 @@
 /* gguf.c -- GGUF (versions 2 and 3) reader for Llama-family models: header, metadata (every value
- * type, nested arrays skipped), tensor infos, alignment, dequantization of F32 / F16 / BF16 /
- * Q8_0 / Q4_0 / Q4_1 into the fp32 arena, and the byte-level BPE tokenizer metadata.
+ * type, nested arrays skipped), tensor infos, alignment, dequantization of every type in
+ * quant_internal.h's table (F32, F16, BF16, the 32-element quants, the K-quants, IQ4_NL/IQ4_XS)
+ * into the fp32 arena, and the byte-level BPE tokenizer metadata.
  *
  * One parsing path: kvr_model_load_gguf maps the file read-only and hands the bytes to
  * gguf_load_from_memory, which the fuzz target (tests/fuzz/fuzz_gguf.c) calls directly.
@@ -9,9 +10,11 @@
  * every read is bounds-checked against the buffer, sizes use overflow-checked arithmetic, and the
  * tensors the model needs must have the shape the metadata implies, a supported type, an aligned
  * offset, data inside the file and no overlap with one another. The last rule bounds the fp32
- * arena by about 7x the file size, so a small corrupt file can never request gigabytes.
+ * arena by about 12x the file size (Q2_K, the densest type, stores 256 weights in 84 bytes), so a
+ * small corrupt file can never request gigabytes.
  * Layout reference: ggml docs/gguf.md. Format notes and validation rules: docs/model-formats.md.
  */
+#include "quant_internal.h"
 #include "runtime_internal.h"
 
 #include <limits.h>
@@ -20,13 +23,6 @@
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c assumes a little-endian host (GGUF tensor data is little-endian)"
-#endif
-
-/* Large tensors are converted by all OpenMP threads (the variable `par` is in scope). */
-#ifdef _OPENMP
-#define GGUF_OMP_FOR _Pragma("omp parallel for schedule(static) if (par)")
-#else
-#define GGUF_OMP_FOR
 #endif
 
 #define GGUF_MAX_TENSORS   100000
@@ -59,53 +55,13 @@ static const char *const gguf_value_names[GGUF_T_COUNT] = {
     "uint8", "int8", "uint16", "int16", "uint32", "int32",  "float32",
     "bool",  "string", "array", "uint64", "int64", "float64"};
 
-/* GGML tensor types by id (names for messages; block size and bytes for the supported ones). */
-typedef struct ggml_type_desc {
-    const char *name;
-    int32_t blck;  /* elements per block; 0 = not loadable here */
-    int32_t bytes; /* bytes per block */
-} ggml_type_desc;
-static const ggml_type_desc ggml_types[] = {
-    [0] = {"F32", 1, 4},      [1] = {"F16", 1, 2},       [2] = {"Q4_0", 32, 18},
-    [3] = {"Q4_1", 32, 20},   [6] = {"Q5_0", 0, 0},      [7] = {"Q5_1", 0, 0},
-    [8] = {"Q8_0", 32, 34},   [9] = {"Q8_1", 0, 0},      [10] = {"Q2_K", 0, 0},
-    [11] = {"Q3_K", 0, 0},    [12] = {"Q4_K", 0, 0},     [13] = {"Q5_K", 0, 0},
-    [14] = {"Q6_K", 0, 0},    [15] = {"Q8_K", 0, 0},     [16] = {"IQ2_XXS", 0, 0},
-    [17] = {"IQ2_XS", 0, 0},  [18] = {"IQ3_XXS", 0, 0},  [19] = {"IQ1_S", 0, 0},
-    [20] = {"IQ4_NL", 0, 0},  [21] = {"IQ3_S", 0, 0},    [22] = {"IQ2_S", 0, 0},
-    [23] = {"IQ4_XS", 0, 0},  [24] = {"I8", 0, 0},       [25] = {"I16", 0, 0},
-    [26] = {"I32", 0, 0},     [27] = {"I64", 0, 0},      [28] = {"F64", 0, 0},
-    [29] = {"IQ1_M", 0, 0},   [30] = {"BF16", 1, 2},     [34] = {"TQ1_0", 0, 0},
-    [35] = {"TQ2_0", 0, 0},   [39] = {"MXFP4", 0, 0},
-};
-#define GGML_N_TYPES ((int64_t)(sizeof ggml_types / sizeof ggml_types[0]))
-#define GGUF_SUPPORTED_TYPES "F32 F16 BF16 Q4_0 Q4_1 Q8_0"
-
-static const char *ggml_type_name(int64_t t) {
-    return (t >= 0 && t < GGML_N_TYPES && ggml_types[t].name) ? ggml_types[t].name : "unknown";
-}
-static bool ggml_type_supported(int64_t t) {
-    return t >= 0 && t < GGML_N_TYPES && ggml_types[t].blck > 0;
-}
-
 // ----------------------------------------------------------------------------
-// fp16 / bf16 -> fp32 (portable, no F16C)
+// little-endian readers
 
 static inline float gguf_f32_from_bits(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
-}
-
-static inline float gguf_half_to_float(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-    if (exp == 0) { /* zero or subnormal: mant * 2^-24 */
-        float f = (float)mant * 5.9604644775390625e-08f;
-        return sign ? -f : f;
-    }
-    if (exp == 31) return gguf_f32_from_bits(sign | 0x7f800000u | (mant << 13)); /* inf, nan */
-    return gguf_f32_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
 static inline uint16_t gguf_le16(const uint8_t *b) {
@@ -116,75 +72,6 @@ static inline uint32_t gguf_le32(const uint8_t *b) {
 }
 static inline uint64_t gguf_le64(const uint8_t *b) {
     return (uint64_t)gguf_le32(b) | (uint64_t)gguf_le32(b + 4) << 32;
-}
-
-// ----------------------------------------------------------------------------
-// dequantization (ggml block layouts)
-
-kvr_status gguf_dequantize(int32_t type, const void *src_v, float *dst, int64_t n, kvr_error *err) {
-    const uint8_t *src = src_v;
-    if (!ggml_type_supported(type))
-        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                             "type %s (%d) is not supported; supported: " GGUF_SUPPORTED_TYPES,
-                             ggml_type_name(type), type);
-    const int64_t blck = ggml_types[type].blck;
-    if (n < 0 || n % blck != 0)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                             "dequantize %s: %lld elements is not a multiple of the block size %lld",
-                             ggml_types[type].name, (long long)n, (long long)blck);
-    const int64_t nb = n / blck;
-    const bool par = n >= (1 << 18);
-    (void)par;
-    switch (type) {
-    case 0: /* F32 */
-        memcpy(dst, src, (size_t)n * sizeof(float));
-        break;
-    case 1: /* F16 */
-        GGUF_OMP_FOR
-        for (int64_t i = 0; i < n; i++) dst[i] = gguf_half_to_float(gguf_le16(src + 2 * i));
-        break;
-    case 30: /* BF16: the top half of an fp32 */
-        GGUF_OMP_FOR
-        for (int64_t i = 0; i < n; i++) dst[i] = gguf_f32_from_bits((uint32_t)gguf_le16(src + 2 * i) << 16);
-        break;
-    case 8: /* Q8_0: f16 d, int8 q[32]; x = q * d */
-        GGUF_OMP_FOR
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *blk = src + 34 * b;
-            const float d = gguf_half_to_float(gguf_le16(blk));
-            float *y = dst + 32 * b;
-            for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)blk[2 + j] * d;
-        }
-        break;
-    case 2: /* Q4_0: f16 d, 16 bytes; element j = low nibble of byte j, j+16 = high nibble */
-        GGUF_OMP_FOR
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *blk = src + 18 * b;
-            const float d = gguf_half_to_float(gguf_le16(blk));
-            float *y = dst + 32 * b;
-            for (int j = 0; j < 16; j++) {
-                y[j] = (float)((int)(blk[2 + j] & 0x0f) - 8) * d;
-                y[j + 16] = (float)((int)(blk[2 + j] >> 4) - 8) * d;
-            }
-        }
-        break;
-    case 3: /* Q4_1: f16 d, f16 m, 16 bytes; x = q * d + m */
-        GGUF_OMP_FOR
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *blk = src + 20 * b;
-            const float d = gguf_half_to_float(gguf_le16(blk));
-            const float m = gguf_half_to_float(gguf_le16(blk + 2));
-            float *y = dst + 32 * b;
-            for (int j = 0; j < 16; j++) {
-                y[j] = (float)(blk[4 + j] & 0x0f) * d + m;
-                y[j + 16] = (float)(blk[4 + j] >> 4) * d + m;
-            }
-        }
-        break;
-    default:
-        KVR_ABORT("gguf_dequantize: type %d marked supported but not handled", type);
-    }
-    return KVR_OK;
 }
 
 // ----------------------------------------------------------------------------
@@ -671,12 +558,12 @@ static kvr_status gguf_check_tensor(gguf_ctx *c, const kvr_model_config *cfg, in
         return kvr_error_set(c->err, KVR_ERR_FORMAT, "%s: tensor %s has shape [%s], expected [%s]",
                              c->fname, name, got, want);
     }
-    if (!ggml_type_supported(ti->type))
+    const quant_type_traits *td = quant_type_get(ti->type);
+    if (!td->dequant)
         return kvr_error_set(c->err, KVR_ERR_UNSUPPORTED,
                              "%s: tensor %s: type %s (%u) is not supported; supported: "
-                             GGUF_SUPPORTED_TYPES,
-                             c->fname, name, ggml_type_name(ti->type), ti->type);
-    const ggml_type_desc *td = &ggml_types[ti->type];
+                             QUANT_SUPPORTED_TYPES,
+                             c->fname, name, td->name, ti->type);
     if (ne[0] % td->blck != 0)
         return kvr_error_set(c->err, KVR_ERR_FORMAT,
                              "%s: tensor %s: row length %lld is not a multiple of the %s block "
@@ -942,7 +829,7 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
         const gguf_tinfo *ti = &slots[s];
         if (!ti->present) continue;
         const int64_t numel = ti->ne[0] * (ti->n_dims >= 2 ? ti->ne[1] : 1);
-        if ((st = gguf_dequantize((int32_t)ti->type, ti->data, model_slot_dst(m, s), numel, err)) !=
+        if ((st = quant_dequantize((int32_t)ti->type, ti->data, model_slot_dst(m, s), numel, err)) !=
             KVR_OK) {
             kvr_error_prefix(err, "%s", fname);
             goto fail;

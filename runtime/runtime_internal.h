@@ -53,11 +53,6 @@ kvr_status tokenizer_create_bpe(const char *const *tokens, const int32_t *token_
                                 int32_t bos, int32_t eos, kvr_tokenizer **out, kvr_error *err);
 void tokenizer_destroy(kvr_tokenizer *t);
 
-/* Dequantize n elements of a GGML-typed block stream to fp32. type is the GGML type id
- * (0 F32, 1 F16, 2 Q4_0, 3 Q4_1, 8 Q8_0, 30 BF16). n must be a multiple of the block size.
- * Errors: KVR_ERR_UNSUPPORTED for other types. */
-kvr_status gguf_dequantize(int32_t type, const void *src, float *dst, int64_t n, kvr_error *err);
-
 /* The loaders' parsers over images held in memory: the only parsing path. The file loaders map
  * their files read-only and call these; the fuzz targets call them directly. Names are used in
  * messages only; buffers are borrowed for the call. */

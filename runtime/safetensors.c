@@ -11,6 +11,7 @@
  * file before use, needed tensors must match the config and must not overlap (which bounds the
  * fp32 arena by 2x the weight bytes). Format notes: docs/model-formats.md.
  */
+#include "quant_internal.h"
 #include "runtime_internal.h"
 
 #include <cjson/cJSON.h>
@@ -435,7 +436,7 @@ static kvr_status hf_copy_permuted(const hf_tinfo *t, float *dst, int32_t n_head
     for (int32_t h = 0; h < n_heads; h++)
         for (int32_t r = 0; r < HS; r++) {
             const size_t src_row = (size_t)h * HS + (size_t)(r % 2 == 0 ? r / 2 : HS / 2 + r / 2);
-            KVR_TRY(gguf_dequantize(t->type, t->data + src_row * (size_t)D * esz,
+            KVR_TRY(quant_dequant_row(t->type, t->data + src_row * (size_t)D * esz,
                                     dst + ((size_t)h * HS + (size_t)r) * (size_t)D, D, err));
         }
     return KVR_OK;
@@ -477,7 +478,7 @@ kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const
             st = hf_copy_permuted(t, dst, kind == 1 ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim,
                                   cfg.d_model, err);
         else
-            st = gguf_dequantize(t->type, t->data, dst,
+            st = quant_dequantize(t->type, t->data, dst,
                                  (int64_t)(t->nbytes / (t->type == 0 ? 4 : 2)), err);
     }
     if (st != KVR_OK) goto fail;

@@ -10,6 +10,7 @@
  * package (reference numbers from tools/gen_test_models.py smollm2-ref).
  */
 #include "kvr_test.h"
+#include "quant_internal.h"
 #include "runtime_internal.h"
 
 #include <dirent.h>
@@ -125,7 +126,30 @@ static int rng_int(uint64_t *s, int lo, int hi) { /* [lo, hi] */
     return lo + (int)(rng_next(s) % (uint64_t)(hi - lo + 1));
 }
 
-enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_BF16 = 30 };
+enum {
+    T_F32 = QUANT_F32, T_F16 = QUANT_F16, T_Q4_0 = QUANT_Q4_0, T_Q4_1 = QUANT_Q4_1,
+    T_Q5_0 = QUANT_Q5_0, T_Q5_1 = QUANT_Q5_1, T_Q8_0 = QUANT_Q8_0, T_Q2_K = QUANT_Q2_K,
+    T_Q3_K = QUANT_Q3_K, T_Q4_K = QUANT_Q4_K, T_Q5_K = QUANT_Q5_K, T_Q6_K = QUANT_Q6_K,
+    T_Q8_K = QUANT_Q8_K, T_IQ4_NL = QUANT_IQ4_NL, T_IQ4_XS = QUANT_IQ4_XS, T_BF16 = QUANT_BF16
+};
+
+/* ggml's IQ4_NL grid (a constant of the format, copied from the spec) */
+static const int8_t iq4nl_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                      1,    13,   25,  38,  53,  69,  89,  113};
+
+/* Byte offsets of the fp16 scale fields in the 256-element types whose random blocks gen_tensor
+ * writes (a random fp16 there could be inf or NaN). */
+static void k_half_fields(int type, int *off, int *n) {
+    *n = 1;
+    switch (type) {
+    case T_Q2_K: off[0] = 80, off[1] = 82, *n = 2; break;
+    case T_Q3_K: off[0] = 108; break;
+    case T_Q4_K: case T_Q5_K: off[0] = 0, off[1] = 2, *n = 2; break;
+    case T_Q6_K: off[0] = 208; break;
+    case T_IQ4_XS: off[0] = 0; break;
+    default: KVR_ABORT("k_half_fields: type %d", type);
+    }
+}
 
 /* Random values of the given type, exactly representable, as reference floats and GGUF bytes. */
 static void gen_tensor(int type, int64_t n, uint64_t *s, float *ref, tb *out) {
@@ -164,6 +188,72 @@ static void gen_tensor(int type, int64_t n, uint64_t *s, float *ref, tb *out) {
                 ref[32 * b + j] = type == T_Q4_0 ? (float)(q[j] - 8) * d : (float)q[j] * d + m;
         }
         break;
+    case T_Q5_0:
+    case T_Q5_1:
+        for (int64_t b = 0; b < n / 32; b++) {
+            const float d = (float)rng_int(s, 1, 64) / 1024.0f * (rng_int(s, 0, 1) ? 1.0f : -1.0f);
+            const float m = type == T_Q5_1 ? (float)rng_int(s, -128, 127) / 256.0f : 0.0f;
+            tb_u16(out, half_exact(d));
+            if (type == T_Q5_1) tb_u16(out, half_exact(m));
+            int q[32];
+            uint32_t qh = 0;
+            for (int j = 0; j < 32; j++) q[j] = rng_int(s, 0, 31), qh |= (uint32_t)(q[j] >> 4) << j;
+            tb_u32(out, qh);
+            for (int j = 0; j < 16; j++) tb_u8(out, (uint8_t)((q[j] & 15) | (q[j + 16] & 15) << 4));
+            for (int j = 0; j < 32; j++)
+                ref[32 * b + j] = type == T_Q5_0 ? (float)(q[j] - 16) * d : (float)q[j] * d + m;
+        }
+        break;
+    case T_IQ4_NL:
+        for (int64_t b = 0; b < n / 32; b++) {
+            const float d = (float)rng_int(s, 1, 64) / 4096.0f;
+            tb_u16(out, half_exact(d));
+            int q[32];
+            for (int j = 0; j < 32; j++) q[j] = rng_int(s, 0, 15);
+            for (int j = 0; j < 16; j++) tb_u8(out, (uint8_t)(q[j] | q[j + 16] << 4));
+            for (int j = 0; j < 32; j++) ref[32 * b + j] = d * (float)iq4nl_grid[q[j]];
+        }
+        break;
+    case T_Q8_K:
+        for (int64_t b = 0; b < n / 256; b++) {
+            const float d = (float)rng_int(s, 1, 255) / 65536.0f;
+            tb_f32(out, d);
+            int16_t sums[16] = {0};
+            for (int j = 0; j < 256; j++) {
+                const int q = rng_int(s, -127, 127);
+                tb_u8(out, (uint8_t)(int8_t)q);
+                sums[j / 16] = (int16_t)(sums[j / 16] + q);
+                ref[256 * b + j] = d * (float)q;
+            }
+            for (int j = 0; j < 16; j++) tb_u16(out, (uint16_t)sums[j]);
+        }
+        break;
+    case T_Q2_K:
+    case T_Q3_K:
+    case T_Q4_K:
+    case T_Q5_K:
+    case T_Q6_K:
+    case T_IQ4_XS: {
+        /* random bytes with finite fp16 scales; the reference values come from the dequantizer,
+         * which test_dequant_k_known and tests/ref/reference_quants.py check independently:
+         * these tensors test where the loader puts the values, not the values themselves */
+        const quant_type_traits *t = quant_type_get(type);
+        int off[2], n_off;
+        k_half_fields(type, off, &n_off);
+        const size_t at = out->n;
+        for (int64_t b = 0; b < n / t->blck; b++) {
+            uint8_t blk[256];
+            for (int j = 0; j < t->bytes; j++) blk[j] = (uint8_t)rng_int(s, 0, 255);
+            for (int k = 0; k < n_off; k++) {
+                const uint16_t h = half_exact((float)rng_int(s, -64, 64) / 8192.0f);
+                blk[off[k]] = (uint8_t)h, blk[off[k] + 1] = (uint8_t)(h >> 8);
+            }
+            tb_put(out, blk, (size_t)t->bytes);
+        }
+        kvr_error e;
+        KVR_CHECK_OK(quant_dequant_row(type, out->p + at, ref, n, &e), &e);
+        break;
+    }
     default: KVR_ABORT("gen_tensor: type %d", type);
     }
 }
@@ -193,13 +283,20 @@ typedef struct ref_model {
     ref_tensor t[T_NT];
     int n;
     bool tied;
+    int64_t D, FF; /* T_D, T_FF; the wide model: 256, 512 */
 } ref_model;
 
 static const char *const layer_names[9] = {"attn_norm", "attn_q",   "attn_k", "attn_v",  "attn_output",
                                            "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
 static const int layer_types[2][9] = {
-    {T_F32, T_Q4_0, T_Q4_1, T_BF16, T_F16, T_F32, T_Q4_1, T_Q8_0, T_F32},
-    {T_F32, T_BF16, T_F16, T_Q8_0, T_Q4_1, T_F32, T_Q4_0, T_F32, T_Q4_0},
+    {T_F32, T_Q4_0, T_Q4_1, T_BF16, T_F16, T_F32, T_Q5_0, T_Q8_0, T_F32},
+    {T_F32, T_BF16, T_IQ4_NL, T_Q8_0, T_Q4_1, T_F32, T_Q4_0, T_Q5_1, T_Q4_0},
+};
+/* The wide model (D 256, FF 512) holds every 256-element type; attn_output's rows are
+ * NH * HS = 32 long, so it takes a 32-element type. */
+static const int layer_types_wide[2][9] = {
+    {T_F32, T_Q2_K, T_Q3_K, T_Q4_K, T_Q5_0, T_F32, T_Q5_K, T_Q6_K, T_Q8_K},
+    {T_F32, T_IQ4_XS, T_Q4_K, T_Q6_K, T_IQ4_NL, T_F32, T_Q3_K, T_Q2_K, T_IQ4_XS},
 };
 
 static void ref_add(ref_model *rm, const char *name, int nd, int64_t ne0, int64_t ne1, int type,
@@ -215,22 +312,33 @@ static void ref_add(ref_model *rm, const char *name, int nd, int64_t ne0, int64_
     gen_tensor(type, t->ne[0] * t->ne[1], s, t->ref, &t->q);
 }
 
-static void ref_build(ref_model *rm, bool tied, uint64_t seed) {
+static void ref_build_shaped(ref_model *rm, bool tied, uint64_t seed, int64_t D, int64_t FF,
+                             const int types[2][9], int embd_type, int out_type) {
     memset(rm, 0, sizeof *rm);
     rm->tied = tied;
+    rm->D = D, rm->FF = FF;
     uint64_t s = seed;
-    ref_add(rm, "token_embd.weight", 2, T_D, T_V, T_Q8_0, &s);
-    ref_add(rm, "output_norm.weight", 1, T_D, 1, T_F32, &s);
-    if (!tied) ref_add(rm, "output.weight", 2, T_D, T_V, T_F16, &s);
+    ref_add(rm, "token_embd.weight", 2, D, T_V, embd_type, &s);
+    ref_add(rm, "output_norm.weight", 1, D, 1, T_F32, &s);
+    if (!tied) ref_add(rm, "output.weight", 2, D, T_V, out_type, &s);
     const int64_t Q = T_NH * T_HS, KV = T_NKV * T_HS;
-    const int64_t shapes[9][2] = {{T_D, 1}, {T_D, Q}, {T_D, KV}, {T_D, KV}, {Q, T_D},
-                                  {T_D, 1}, {T_D, T_FF}, {T_D, T_FF}, {T_FF, T_D}};
+    const int64_t shapes[9][2] = {{D, 1}, {D, Q}, {D, KV}, {D, KV}, {Q, D},
+                                  {D, 1}, {D, FF}, {D, FF}, {FF, D}};
     for (int l = 0; l < T_L; l++)
         for (int k = 0; k < 9; k++) {
             char name[48];
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, layer_names[k]);
-            ref_add(rm, name, shapes[k][1] == 1 ? 1 : 2, shapes[k][0], shapes[k][1], layer_types[l][k], &s);
+            ref_add(rm, name, shapes[k][1] == 1 ? 1 : 2, shapes[k][0], shapes[k][1], types[l][k], &s);
         }
+}
+
+static void ref_build(ref_model *rm, bool tied, uint64_t seed) {
+    ref_build_shaped(rm, tied, seed, T_D, T_FF, layer_types, T_Q8_0, T_F16);
+}
+
+/* every 256-element type: token_embd Q4_K, output Q6_K, the layers as layer_types_wide */
+static void ref_build_wide(ref_model *rm, uint64_t seed) {
+    ref_build_shaped(rm, false, seed, 256, 512, layer_types_wide, T_Q4_K, T_Q6_K);
 }
 
 static void ref_free(ref_model *rm) {
@@ -243,7 +351,7 @@ static void ref_free(ref_model *rm) {
 /* Where a GGUF-named tensor must land in the model, from the layout documented in
  * runtime_internal.h (written independently of the loaders' own tables). */
 static const float *model_dst(const kvr_model *m, const char *name) {
-    const size_t D = T_D, HS = T_HS;
+    const size_t D = (size_t)m->cfg.d_model, HS = T_HS, FF = (size_t)m->cfg.d_ff;
     if (strcmp(name, "token_embd.weight") == 0) return m->tok_embd;
     if (strcmp(name, "output_norm.weight") == 0) return m->output_norm;
     if (strcmp(name, "output.weight") == 0) return m->output;
@@ -258,7 +366,7 @@ static const float *model_dst(const kvr_model *m, const char *name) {
     if (!strcmp(what, "attn_output")) return w->wo;
     if (!strcmp(what, "ffn_norm")) return w->ffn_norm;
     if (!strcmp(what, "ffn_gate")) return w->w_gate_up;
-    if (!strcmp(what, "ffn_up")) return w->w_gate_up + T_FF * D;
+    if (!strcmp(what, "ffn_up")) return w->w_gate_up + FF * D;
     if (!strcmp(what, "ffn_down")) return w->w_down;
     return NULL;
 }
@@ -267,11 +375,11 @@ static const float *model_dst(const kvr_model *m, const char *name) {
 static void check_model_matches(const kvr_model *m, const ref_model *rm) {
     const kvr_model_config *c = kvr_model_get_config(m);
     KVR_CHECK_EQ_INT(c->n_layers, T_L);
-    KVR_CHECK_EQ_INT(c->d_model, T_D);
+    KVR_CHECK_EQ_INT(c->d_model, rm->D);
     KVR_CHECK_EQ_INT(c->n_heads, T_NH);
     KVR_CHECK_EQ_INT(c->n_kv_heads, T_NKV);
     KVR_CHECK_EQ_INT(c->head_dim, T_HS);
-    KVR_CHECK_EQ_INT(c->d_ff, T_FF);
+    KVR_CHECK_EQ_INT(c->d_ff, rm->FF);
     KVR_CHECK_EQ_INT(c->vocab_size, T_V);
     KVR_CHECK_EQ_INT(c->tied_embeddings, rm->tied);
     if (rm->tied) KVR_CHECK(m->output == m->tok_embd);
@@ -355,13 +463,14 @@ static void gguf_build(const ref_model *rm, const gguf_opts *o, tb *out, gguf_la
     KV_STR("general.name", "Test Tiny");
     KV_U32("llama.block_count", o->block_count ? o->block_count : T_L);
     KV_U32("llama.context_length", 1024);
-    KV_U32("llama.embedding_length", T_D);
-    KV_U32("llama.feed_forward_length", T_FF);
+    KV_U32("llama.embedding_length", (uint32_t)rm->D);
+    KV_U32("llama.feed_forward_length", (uint32_t)rm->FF);
     KV_U32("llama.attention.head_count", T_NH);
     KV_U32("llama.attention.head_count_kv", T_NKV);
     KV_F32("llama.rope.freq_base", 50000.0f);
     KV_F32("llama.attention.layer_norm_rms_epsilon", 1e-6f);
     KV_U32("llama.rope.dimension_count", T_HS);
+    KV_U32("llama.attention.key_length", T_HS); /* D / NH in the tiny model, not in the wide one */
     /* a bool and an int64 that nobody reads */
     tb_str(&kv, "tokenizer.ggml.add_bos_token"), tb_u32(&kv, 7), tb_u8(&kv, 1), n_kv++;
     tb_str(&kv, "general.some_i64"), tb_u32(&kv, 11), tb_u64(&kv, (uint64_t)-5), n_kv++;
@@ -505,17 +614,17 @@ static void test_dequant_f16_bf16(void) {
     const float want[] = {1.0f, -2.0f, 65504.0f, 6.103515625e-05f, 5.9604644775390625e-08f,
                           6.09755516052246094e-05f, -0.0f, INFINITY, -INFINITY, 0.333251953125f};
     float out[10];
-    KVR_CHECK_OK(gguf_dequantize(T_F16, h, out, 10, &e), &e);
+    KVR_CHECK_OK(quant_dequantize(T_F16, h, out, 10, &e), &e);
     for (int i = 0; i < 10; i++) KVR_CHECK(memcmp(&out[i], &want[i], 4) == 0 || out[i] == want[i]);
     KVR_CHECK(signbit(out[6]));
     const uint16_t nan16 = 0x7e00;
-    KVR_CHECK_OK(gguf_dequantize(T_F16, &nan16, out, 1, &e), &e);
+    KVR_CHECK_OK(quant_dequantize(T_F16, &nan16, out, 1, &e), &e);
     KVR_CHECK(isnan(out[0]));
     const uint16_t bf[] = {0x3f80, 0xc0a0, 0x4049, 0x0000};
-    KVR_CHECK_OK(gguf_dequantize(T_BF16, bf, out, 4, &e), &e);
+    KVR_CHECK_OK(quant_dequantize(T_BF16, bf, out, 4, &e), &e);
     KVR_CHECK(out[0] == 1.0f && out[1] == -5.0f && out[2] == 3.140625f && out[3] == 0.0f);
     const float f[2] = {1.5f, -7.25f};
-    KVR_CHECK_OK(gguf_dequantize(T_F32, f, out, 2, &e), &e);
+    KVR_CHECK_OK(quant_dequantize(T_F32, f, out, 2, &e), &e);
     KVR_CHECK(out[0] == 1.5f && out[1] == -7.25f);
 }
 
@@ -529,7 +638,7 @@ static void test_dequant_q8_0(void) {
     memset(blk + 36, 0, 32);
     blk[36] = 0x80, blk[37] = 0x7f, blk[67] = 0xff;
     float out[64];
-    KVR_CHECK_OK(gguf_dequantize(T_Q8_0, blk, out, 64, &e), &e);
+    KVR_CHECK_OK(quant_dequantize(T_Q8_0, blk, out, 64, &e), &e);
     KVR_CHECK(out[0] == -8.0f && out[16] == 0.0f && out[31] == 7.5f);
     KVR_CHECK(out[32] == 32.0f && out[33] == -31.75f && out[34] == 0.0f && out[63] == 0.25f);
 }
@@ -541,7 +650,7 @@ static void test_dequant_q4_0(void) {
     blk[3] = 0x80;                  /* x1 = (0-8)*-1 = 8,  x17 = (8-8)*-1 = 0 */
     for (int j = 2; j < 16; j++) blk[2 + j] = 0x9a; /* x = (10-8)*-1 = -2, x+16 = (9-8)*-1 = -1 */
     float out[32];
-    KVR_CHECK_OK(gguf_dequantize(T_Q4_0, blk, out, 32, &e), &e);
+    KVR_CHECK_OK(quant_dequantize(T_Q4_0, blk, out, 32, &e), &e);
     KVR_CHECK(out[0] == -7.0f && out[16] == 8.0f && out[1] == 8.0f && out[17] == 0.0f);
     KVR_CHECK(out[2] == -2.0f && out[15] == -2.0f && out[18] == -1.0f && out[31] == -1.0f);
 }
@@ -552,25 +661,144 @@ static void test_dequant_q4_1(void) {
     blk[4] = 0x3a;                              /* x0 = 10*.25-2 = 0.5, x16 = 3*.25-2 = -1.25 */
     for (int j = 1; j < 16; j++) blk[4 + j] = 0xf0; /* x = -2, x+16 = 15*.25-2 = 1.75 */
     float out[32];
-    KVR_CHECK_OK(gguf_dequantize(T_Q4_1, blk, out, 32, &e), &e);
+    KVR_CHECK_OK(quant_dequantize(T_Q4_1, blk, out, 32, &e), &e);
     KVR_CHECK(out[0] == 0.5f && out[16] == -1.25f && out[1] == -2.0f && out[17] == 1.75f);
     KVR_CHECK(out[15] == -2.0f && out[31] == 1.75f);
+}
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+
+/* The 32-element additions: hand-computed values at the bit-packing edges. */
+static void test_dequant_q5_iq4nl(void) {
+    kvr_error e;
+    float out[32];
+    uint8_t q50[22] = {0};
+    put16(q50, 0x3800);       /* d = 0.5 */
+    patch_u32(q50 + 2, 0x80000001u); /* fifth bits of elements 0 and 31 */
+    q50[6 + 0] = 0x3f;        /* x0 = (15 + 16 - 16) * .5 = 7.5, x16 = (3 - 16) * .5 = -6.5 */
+    q50[6 + 15] = 0xa0;       /* x15 = (0 - 16) * .5 = -8, x31 = (10 + 16 - 16) * .5 = 5 */
+    KVR_CHECK_OK(quant_dequantize(T_Q5_0, q50, out, 32, &e), &e);
+    KVR_CHECK(out[0] == 7.5f && out[16] == -6.5f && out[15] == -8.0f && out[31] == 5.0f);
+    KVR_CHECK(out[1] == -8.0f && out[30] == -8.0f);
+    uint8_t q51[24] = {0};
+    put16(q51, 0x3400), put16(q51 + 2, 0xbc00); /* d = 0.25, m = -1 */
+    patch_u32(q51 + 4, 0x00010002u);             /* fifth bits of elements 1 and 16 */
+    q51[8 + 0] = 0xf0; /* x0 = 0 * .25 - 1 = -1, x16 = (15 + 16) * .25 - 1 = 6.75 */
+    q51[8 + 1] = 0x21; /* x1 = (1 + 16) * .25 - 1 = 3.25, x17 = 2 * .25 - 1 = -0.5 */
+    KVR_CHECK_OK(quant_dequantize(T_Q5_1, q51, out, 32, &e), &e);
+    KVR_CHECK(out[0] == -1.0f && out[16] == 6.75f && out[1] == 3.25f && out[17] == -0.5f);
+    uint8_t nl[18] = {0};
+    put16(nl, 0x4000); /* d = 2 */
+    nl[2 + 0] = 0xf0;  /* x0 = 2 * -127, x16 = 2 * 113 */
+    nl[2 + 5] = 0x78;  /* x5 = 2 * 1, x21 = 2 * -10 */
+    KVR_CHECK_OK(quant_dequantize(T_IQ4_NL, nl, out, 32, &e), &e);
+    KVR_CHECK(out[0] == -254.0f && out[16] == 226.0f && out[5] == 2.0f && out[21] == -20.0f);
+    KVR_CHECK(out[1] == -254.0f);
+}
+
+/* The 256-element types: one block each, scales and bits placed by hand from the ggml layouts
+ * (quant.c's header), expected values worked out in the comments. */
+static void test_dequant_k_known(void) {
+    kvr_error e;
+    float y[256];
+    uint8_t b[292];
+    /* Q2_K: scales[16] | qs[64] | d | dmin; scales[i] = min << 4 | scale */
+    memset(b, 0, sizeof b);
+    put16(b + 80, 0x3c00), put16(b + 82, 0x3800); /* d = 1, dmin = 0.5 */
+    b[0] = 0x23;       /* sub-block 0: scale 3, min 2 -> 3 q - 1 */
+    b[5] = 0x04;       /* sub-block 5: 4 q */
+    b[15] = 0xf1;      /* sub-block 15: q - 7.5 */
+    b[16 + 0] = 0x03;  /* x0: q 3 -> 8 */
+    b[16 + 17] = 0x20; /* x81 = 2-bit group 2 of qs[17]: q 2 -> 8; x17 (sub-block 1) = 0 */
+    b[16 + 63] = 0xc0; /* x255 = group 3 of qs[63]: q 3 -> -4.5 */
+    KVR_CHECK_OK(quant_dequantize(T_Q2_K, b, y, 256, &e), &e);
+    KVR_CHECK(y[0] == 8.0f && y[1] == -1.0f && y[81] == 8.0f && y[17] == 0.0f);
+    KVR_CHECK(y[255] == -4.5f && y[240] == -7.5f);
+    /* Q3_K: hmask[32] | qs[64] | scales[12] | d; 6-bit scales - 32 */
+    memset(b, 0, sizeof b);
+    put16(b + 108, 0x3800); /* d = 0.5 */
+    b[96 + 0] = 0x05;       /* scale 0: low 5 ... */
+    b[96 + 8] = 0x02;       /* ... high 2 -> 37 - 32 = 5 -> 2.5 */
+    b[96 + 5] = 0xa0;       /* scale 13: low 10 (high nibble of byte 5) ... */
+    b[96 + 9] = 0xc0;       /* ... high 3 (bits 6-7 of byte 9) -> 58 - 32 = 26 -> 13 */
+    b[32 + 0] = 0x01, b[0] = 0x01;   /* x0: low 1, hmask set -> q 1 -> 2.5 */
+    b[32 + 50] = 0x30, b[18] = 0x40; /* x210 (h 1, group 2, l 18): low 3, hmask bit 6 -> 39 */
+    KVR_CHECK_OK(quant_dequantize(T_Q3_K, b, y, 256, &e), &e);
+    KVR_CHECK(y[0] == 2.5f && y[1] == -10.0f && y[210] == 39.0f && y[211] == -52.0f);
+    KVR_CHECK(y[16] == 64.0f); /* scale 1 = 0 - 32 -> -16, q = 0 - 4 */
+    /* Q4_K and Q5_K share the 12-byte 6-bit scale/min packing */
+    for (int t5 = 0; t5 < 2; t5++) {
+        memset(b, 0, sizeof b);
+        put16(b, 0x3c00), put16(b + 2, 0x3400); /* d = 1, dmin = 0.25 */
+        uint8_t *sc = b + 4, *qs = b + (t5 ? 48 : 16), *qh = b + 16;
+        sc[0] = 0xc3;  /* sub-block 0: scale 3; top bits -> sub-block 4's scale */
+        sc[4] = 0x42;  /* sub-block 0: min 2; top bits -> sub-block 4's min */
+        sc[8] = 0x25;  /* sub-block 4: scale 5 | 3 << 4 = 53, min 2 | 1 << 4 = 18 */
+        sc[11] = 0xf1; /* sub-block 7: scale 1, min 15 */
+        qs[0] = 0x09;   /* x0 = 3 * 9 - 0.5 = 26.5 (Q5_K: fifth bit -> 3 * 25 - 0.5 = 74.5) */
+        qs[69] = 0x0f;  /* x133 (sub-block 4, low nibble) = 53 * 15 - 4.5 = 790.5 */
+        qs[127] = 0xe0; /* x255 (sub-block 7, high nibble) = 14 - 3.75 (Q5_K: 30 - 3.75) */
+        if (t5) qh[0] = 0x01, qh[31] = 0x80;
+        KVR_CHECK_OK(quant_dequantize(t5 ? T_Q5_K : T_Q4_K, b, y, 256, &e), &e);
+        KVR_CHECK(y[0] == (t5 ? 74.5f : 26.5f) && y[1] == -0.5f && y[133] == 790.5f);
+        KVR_CHECK(y[255] == (t5 ? 26.25f : 10.25f) && y[224] == -3.75f && y[32] == 0.0f);
+    }
+    /* Q6_K: ql[128] | qh[64] | int8 scales[16] | d; q = 6 bits - 32 */
+    memset(b, 0, sizeof b);
+    put16(b + 208, 0x3800); /* d = 0.5 */
+    b[192 + 0] = 0xfd, b[192 + 6] = 4, b[192 + 15] = 2; /* scales -3, 4, 2 */
+    b[0] = 0x07, b[128 + 0] = 0x02;     /* x0 = 7 | 2 << 4 = 39 - 32 = 7 -> -1.5 * 7 */
+    b[127] = 0xf0, b[128 + 63] = 0xc0;  /* x255 = 15 | 3 << 4 = 63 - 32 -> 1.0 * 31 */
+    b[36] = 0x50, b[128 + 4] = 0x40;    /* x100 = 5 | 1 << 4 = 21 - 32 -> 2.0 * -11 */
+    KVR_CHECK_OK(quant_dequantize(T_Q6_K, b, y, 256, &e), &e);
+    KVR_CHECK(y[0] == -10.5f && y[255] == 31.0f && y[100] == -22.0f && y[1] == 48.0f);
+    KVR_CHECK(y[4] == 48.0f && y[36] == 0.0f);
+    /* Q8_K: f32 d | int8 qs[256] | int16 bsums[16] */
+    memset(b, 0, sizeof b);
+    const float d8 = 0.125f;
+    memcpy(b, &d8, 4);
+    b[4] = 0x80, b[4 + 255] = 0x7f;
+    KVR_CHECK_OK(quant_dequantize(T_Q8_K, b, y, 256, &e), &e);
+    KVR_CHECK(y[0] == -16.0f && y[255] == 15.875f && y[1] == 0.0f);
+    /* IQ4_XS: d | u16 scales_h | scales_l[4] | qs[128]; 6-bit scales - 32 */
+    memset(b, 0, sizeof b);
+    put16(b, 0x3400);     /* d = 0.25 */
+    put16(b + 2, 0xc002); /* high bits: sub-block 0 -> 2, sub-block 7 -> 3 */
+    b[4] = 0x03;          /* sub-block 0: 3 | 2 << 4 = 35 - 32 -> 0.75; sub-block 1: -32 -> -8 */
+    b[7] = 0x90;          /* sub-block 7: 9 | 3 << 4 = 57 - 32 -> 6.25 */
+    b[8 + 0] = 0xf0;      /* x0 = 0.75 * -127, x16 = 0.75 * 113 */
+    b[8 + 127] = 0x80;    /* x255 = 6.25 * 1, x239 = 6.25 * -127 */
+    KVR_CHECK_OK(quant_dequantize(T_IQ4_XS, b, y, 256, &e), &e);
+    KVR_CHECK(y[0] == -95.25f && y[16] == 84.75f && y[255] == 6.25f && y[239] == -793.75f);
+    KVR_CHECK(y[32] == 1016.0f);
 }
 
 static void test_dequant_errors(void) {
     kvr_error e;
     uint8_t blk[64] = {0};
     float out[64];
-    KVR_CHECK(gguf_dequantize(13, blk, out, 256, &e) == KVR_ERR_UNSUPPORTED);
-    KVR_CHECK(strstr(e.msg, "Q5_K (13)") != NULL);
-    KVR_CHECK(strstr(e.msg, "supported: F32 F16 BF16 Q4_0 Q4_1 Q8_0") != NULL);
-    KVR_CHECK(gguf_dequantize(99, blk, out, 1, &e) == KVR_ERR_UNSUPPORTED);
-    KVR_CHECK(gguf_dequantize(T_Q8_0, blk, out, 33, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(quant_supported_types_ok());
+    KVR_CHECK(quant_dequantize(16, blk, out, 256, &e) == KVR_ERR_UNSUPPORTED);
+    KVR_CHECK(strstr(e.msg, "IQ2_XXS (16)") != NULL);
+    KVR_CHECK(strstr(e.msg, "supported: " QUANT_SUPPORTED_TYPES) != NULL);
+    KVR_CHECK(quant_dequantize(99, blk, out, 1, &e) == KVR_ERR_UNSUPPORTED);
+    KVR_CHECK(strstr(e.msg, "unknown (99)") != NULL);
+    KVR_CHECK(quant_dequantize(-1, blk, out, 1, &e) == KVR_ERR_UNSUPPORTED);
+    KVR_CHECK(quant_dequantize(T_Q8_0, blk, out, 33, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(quant_dequant_row(T_Q4_K, blk, out, 255, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "Q4_K") != NULL && strstr(e.msg, "256") != NULL);
+    /* every readable type has a layout; the others none */
+    for (int t = -2; t < 64; t++) {
+        const quant_type_traits *tt = quant_type_get(t);
+        KVR_CHECK(tt != NULL && tt->name != NULL);
+        KVR_CHECK((tt->dequant != NULL) == (tt->blck > 0 && tt->bytes > 0));
+    }
+    KVR_CHECK(quant_type_get(T_IQ4_XS)->bytes == 136 && quant_type_get(T_Q3_K)->bytes == 110);
 }
 
 /* The random encoders of gen_tensor against the dequantizer, many blocks of every type. */
 static void test_dequant_random_blocks(void) {
-    const int types[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_1};
+    const int types[] = {T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1, T_IQ4_NL, T_Q8_K};
     uint64_t s = 42;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         const int64_t n = 32 * 1024; /* above the parallel threshold for F16/BF16? no: small */
@@ -578,7 +806,7 @@ static void test_dequant_random_blocks(void) {
         tb q = {0};
         gen_tensor(types[i], n, &s, ref, &q);
         kvr_error e;
-        KVR_CHECK_OK(gguf_dequantize(types[i], q.p, out, n, &e), &e);
+        KVR_CHECK_OK(quant_dequantize(types[i], q.p, out, n, &e), &e);
         KVR_CHECK(memcmp(ref, out, n * sizeof(float)) == 0);
         tb_free(&q);
         free(ref);
@@ -590,7 +818,7 @@ static void test_dequant_random_blocks(void) {
     tb q = {0};
     gen_tensor(T_Q4_1, n, &s, ref, &q);
     kvr_error e;
-    KVR_CHECK_OK(gguf_dequantize(T_Q4_1, q.p, out, n, &e), &e);
+    KVR_CHECK_OK(quant_dequantize(T_Q4_1, q.p, out, n, &e), &e);
     KVR_CHECK(memcmp(ref, out, n * sizeof(float)) == 0);
     tb_free(&q);
     free(ref);
@@ -805,9 +1033,13 @@ static void test_gguf_bad_tensors(void) {
                       "tensor blk.0.attn_k.weight has shape [32, 8], expected [32, 16]", NULL);
     /* unsupported and unknown types */
     COPY();
-    patch_u32(b.p + lo.info_type[i], 13);
+    patch_u32(b.p + lo.info_type[i], 16);
     expect_gguf_error(&b, "type.gguf", KVR_ERR_UNSUPPORTED, "blk.0.attn_k.weight",
-                      "type Q5_K (13) is not supported; supported: F32 F16 BF16 Q4_0 Q4_1 Q8_0");
+                      "type IQ2_XXS (16) is not supported; supported: " QUANT_SUPPORTED_TYPES);
+    COPY();
+    patch_u32(b.p + lo.info_type[i], T_Q5_K); /* readable, but not on rows of 32 */
+    expect_gguf_error(&b, "type_k.gguf", KVR_ERR_FORMAT, "blk.0.attn_k.weight",
+                      "row length 32 is not a multiple of the Q5_K block size 256");
     COPY();
     patch_u32(b.p + lo.info_type[i], 0xdeadbeef);
     expect_gguf_error(&b, "type2.gguf", KVR_ERR_UNSUPPORTED, "unknown", NULL);
@@ -857,6 +1089,116 @@ static void test_gguf_truncated_everywhere(void) {
            buf.n, buf.n - lo.data_end);
     if (fd >= 0) close(fd);
     tb_free(&buf);
+    ref_free(&rm);
+}
+
+// ----------------------------------------------------------------------------
+// GGUF: the 256-element types (D 256, FF 512: every K-quant, Q8_K and IQ4_XS)
+
+static void test_gguf_load_wide(void) {
+    ref_model rm;
+    ref_build_wide(&rm, 11);
+    gguf_opts o = {.extra_tensor = true};
+    char path[512];
+    gguf_write(&rm, &o, "wide.gguf", path, sizeof path, NULL, NULL);
+    kvr_model *m = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(load_gguf(path, false, &m, &e), &e);
+    if (m) {
+        check_model_matches(m, &rm);
+        kvr_model_destroy(m);
+    }
+    ref_free(&rm);
+}
+
+static void test_gguf_wide_bad(void) {
+    ref_model rm;
+    ref_build_wide(&rm, 12);
+    gguf_opts o = {0};
+    tb good, b = {0};
+    gguf_layout lo;
+    gguf_build(&rm, &o, &good, &lo);
+#define COPY() (b.n = 0, tb_put(&b, good.p, good.n))
+    /* a 256-element type on rows of 32: the message names the tensor, the type and both sizes */
+    const int k_types[] = {T_Q2_K, T_Q3_K, T_Q4_K, T_Q5_K, T_Q6_K, T_Q8_K, T_IQ4_XS};
+    int i = layout_find(&lo, "blk.0.attn_output.weight");
+    for (size_t k = 0; k < sizeof k_types / sizeof k_types[0]; k++) {
+        char want[128];
+        snprintf(want, sizeof want, "row length 32 is not a multiple of the %s block size 256",
+                 quant_type_get(k_types[k])->name);
+        COPY();
+        patch_u32(b.p + lo.info_type[i], (uint32_t)k_types[k]);
+        expect_gguf_error(&b, "wide_rowlen.gguf", KVR_ERR_FORMAT, "blk.0.attn_output.weight", want);
+    }
+    /* a K tensor past the end, one alignment unit past it, misaligned, overlapping */
+    i = layout_find(&lo, "blk.1.ffn_down.weight"); /* IQ4_XS */
+    COPY();
+    patch_u64(b.p + lo.info_offset[i], (uint64_t)(good.n - lo.data_start + 32) / 32 * 32);
+    expect_gguf_error(&b, "wide_off_eof.gguf", KVR_ERR_FORMAT, "blk.1.ffn_down.weight", "past the end");
+    const int te = layout_find(&lo, "token_embd.weight"); /* Q4_K, stored last in the file */
+    COPY();
+    uint64_t off = 0;
+    for (int j = 0; j < 8; j++) off |= (uint64_t)good.p[lo.info_offset[te] + j] << 8 * j;
+    patch_u64(b.p + lo.info_offset[te], off + 32);
+    expect_gguf_error(&b, "wide_off_short.gguf", KVR_ERR_FORMAT, "token_embd.weight", "past the end");
+    COPY();
+    patch_u64(b.p + lo.info_offset[te], off + 16);
+    expect_gguf_error(&b, "wide_off_align.gguf", KVR_ERR_FORMAT, "token_embd.weight", "alignment");
+    COPY();
+    /* blk.0.ffn_gate (Q5_K) moved onto offset 0, where blk.1.ffn_down (IQ4_XS) lies: the tensors
+     * are written in reverse order */
+    patch_u64(b.p + lo.info_offset[layout_find(&lo, "blk.0.ffn_gate.weight")], 0);
+    expect_gguf_error(&b, "wide_overlap.gguf", KVR_ERR_FORMAT, "overlap", "blk.1.ffn_down.weight");
+    /* wrong row count on a K tensor */
+    COPY();
+    i = layout_find(&lo, "blk.0.ffn_up.weight"); /* Q6_K, [256, 512] */
+    patch_u64(b.p + lo.info_ndims[i] + 12, 256);
+    expect_gguf_error(&b, "wide_shape.gguf", KVR_ERR_FORMAT,
+                      "tensor blk.0.ffn_up.weight has shape [256, 256], expected [256, 512]", NULL);
+#undef COPY
+    tb_free(&b);
+
+    /* truncation: every byte of the header and tensor infos, then every 251st data byte and the
+     * bytes around each tensor's end; cuts into the trailing padding still load */
+    char path[512];
+    tmp_path(path, sizeof path, "wide_trunc.gguf");
+    write_file(path, good.p, good.n);
+    int fd = open(path, O_RDWR);
+    KVR_CHECK(fd >= 0);
+    long bad = 0, first_bad = -1, n_cuts = 0;
+    char first_msg[512] = "";
+    for (long len = (long)good.n - 1; fd >= 0 && len >= 0; len--) {
+        bool near_end = false;
+        for (int j = 0; j < rm.n; j++) {
+            const ref_tensor *t = &rm.t[j];
+            int li = layout_find(&lo, t->name);
+            uint64_t oj = 0;
+            for (int k = 0; k < 8; k++) oj |= (uint64_t)good.p[lo.info_offset[li] + k] << 8 * k;
+            const long end = (long)(lo.data_start + oj + t->q.n);
+            if (len >= end - 2 && len <= end) near_end = true;
+        }
+        if ((size_t)len > lo.data_start && len % 251 != 0 && !near_end) continue;
+        if (ftruncate(fd, len) != 0) abort();
+        n_cuts++;
+        kvr_model *m = (kvr_model *)0x1;
+        kvr_error e = {0};
+        kvr_status st = load_gguf(path, false, &m, &e);
+        if ((size_t)len >= lo.data_end) {
+            KVR_CHECK_OK(st, &e);
+            kvr_model_destroy(m);
+            continue;
+        }
+        if (st != KVR_ERR_FORMAT || m != NULL || !strstr(e.msg, path)) {
+            if (!bad++) first_bad = len, snprintf(first_msg, sizeof first_msg, "%s", e.msg);
+            if (st == KVR_OK) kvr_model_destroy(m);
+        }
+    }
+    if (bad) fprintf(stderr, "  first bad prefix %ld: %s\n", first_bad, first_msg);
+    KVR_CHECK_EQ_INT(bad, 0);
+    printf("  %ld cuts of a %zu-byte GGUF with every 256-element type rejected or padding-only\n",
+           n_cuts, good.n);
+    if (fd >= 0) close(fd);
+    tb_free(&good);
     ref_free(&rm);
 }
 
@@ -1451,6 +1793,8 @@ static const kvr_test_case cases[] = {
     {"dequant_q8_0", test_dequant_q8_0},
     {"dequant_q4_0", test_dequant_q4_0},
     {"dequant_q4_1", test_dequant_q4_1},
+    {"dequant_q5_iq4nl", test_dequant_q5_iq4nl},
+    {"dequant_k_known", test_dequant_k_known},
     {"dequant_errors", test_dequant_errors},
     {"dequant_random_blocks", test_dequant_random_blocks},
     {"gguf_load_untied", test_gguf_load_untied},
@@ -1459,6 +1803,8 @@ static const kvr_test_case cases[] = {
     {"gguf_bad_header", test_gguf_bad_header},
     {"gguf_bad_tensors", test_gguf_bad_tensors},
     {"gguf_truncated_everywhere", test_gguf_truncated_everywhere},
+    {"gguf_load_wide", test_gguf_load_wide},
+    {"gguf_wide_bad", test_gguf_wide_bad},
     {"hf_load_matches_gguf", test_hf_load_matches_gguf},
     {"hf_load_sharded_tied", test_hf_load_sharded_tied},
     {"hf_bad_config", test_hf_bad_config},
