@@ -96,6 +96,11 @@ KVR_API int64_t kvr_tokenizer_decode_token(const kvr_tokenizer *t, int32_t id, c
 KVR_API int32_t kvr_tokenizer_n_vocab(const kvr_tokenizer *t);
 KVR_API int32_t kvr_tokenizer_bos(const kvr_tokenizer *t); /* -1 if none */
 KVR_API int32_t kvr_tokenizer_eos(const kvr_tokenizer *t); /* -1 if none */
+/* The end-of-generation ids, as llama.cpp's llama_vocab_is_eog: the EOS id and the tokens whose
+ * text ends a turn or a text in the chat templates llama.cpp knows (<|im_end|>, <|eot_id|>,
+ * <|end|>, <end_of_turn>, <|endoftext|>, ...). Writes at most cap ids (16 hold them all), EOS
+ * first; returns how many. */
+KVR_API int32_t kvr_tokenizer_eog(const kvr_tokenizer *t, int32_t *ids, int32_t cap);
 
 #ifdef __cplusplus
 }

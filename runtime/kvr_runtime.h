@@ -27,6 +27,7 @@
 #define KVR_RUNTIME_H
 #include "kvr_backend.h"
 #include "kvr_comm.h"
+#include "kvr_decode.h"
 #include "kvr_model.h"
 #ifdef __cplusplus
 extern "C" {
@@ -55,6 +56,11 @@ typedef struct kvr_prefill_params {
      * it must be cheap (kvr_progress_update is) */
     void (*progress)(void *user, int32_t layer, int32_t n_layers);
     void *progress_user;
+    /* > 0: decode follows. The emitting rank's workspace gets room for this many positions
+     * past the prompt, ends holding the whole KV cache (ring: rank 0 copies its second chunk's
+     * rows into its first workspace; host backends only) and is handed over to the result as a
+     * kvr_decoder (kvr_decode.h) instead of being freed */
+    int64_t decode_reserve;
 } kvr_prefill_params;
 KVR_API kvr_prefill_params kvr_prefill_params_default(void);
 
@@ -81,6 +87,8 @@ typedef struct kvr_prefill_result {
     float *logits;       /* (V) when keep_logits, on the process holding the emitting rank
                             (kvr_prefill_emitter: the last, or 0 for ring); else NULL */
     float *k_cache, *v_cache; /* (L, C, NKV*HS) when keep_kv, emitting rank only; else NULL */
+    kvr_decoder *decoder; /* decode_reserve > 0, the emitting rank: its workspace, all C
+                             positions cached, room for decode_reserve more (owned) */
 } kvr_prefill_result;
 
 /* Run one prompt across params->n_ranks threads of this process.

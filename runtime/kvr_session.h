@@ -16,6 +16,8 @@
  * Where it sits: runtime/ (library kvr_session) on top of the runtime, the store (kvr_db.h) and
  * the predict-time predictor (kvr_kvrp.h: no GSL); the model and device records it stores
  * come from the caller (kvr_profile_model_record, kvr_profile_device_cpu).
+ * With params.generate.n_predict > 0 the last run's emitting rank then generates tokens
+ * (kvr_decode.h) from the KV cache it holds: result.gen.
  * Under MPI every process calls it with its kvr_comm; the printing rank (rank 0) alone holds
  * the store and the predictor: it predicts, sends the partition to the others over the control
  * channel, compares and records.
@@ -68,6 +70,13 @@ typedef struct kvr_session_params {
     void (*progress)(void *user, int32_t layer, int32_t n_layers);
     void *progress_user;
     int64_t model_id, device_id;      /* their rows, recorded with the run (writable db) */
+    /* decode after the prefill (generate.n_predict > 0; 0: prefill only): the last run's
+     * emitting rank (kvr_prefill_emitter: the last rank; rank 0 for ring) keeps its workspace,
+     * which holds the whole KV cache, and generates (kvr_generate: sampling, stop ids, the
+     * streaming callback, which runs on that rank's process). Under MPI the tokens and step
+     * times then go to every rank (result.gen). The prompt plus n_predict must fit the model's
+     * context length (max_context, when the source states one). */
+    kvr_generate_params generate;
 } kvr_session_params;
 /* cpu, one rank, one thread, one run, the even split, no store, no predictor. */
 KVR_API kvr_session_params kvr_session_params_default(void);
@@ -84,6 +93,7 @@ typedef enum kvr_session_stage {
     KVR_SESSION_STAGE_COMM,      /* sending the partition to the other ranks */
     KVR_SESSION_STAGE_COSTS,     /* the predictor file's cost model could not be read */
     KVR_SESSION_STAGE_PREFILL,   /* the prefill failed (every rank stops; none hangs) */
+    KVR_SESSION_STAGE_DECODE,    /* the decode after it failed */
 } kvr_session_stage;
 
 typedef struct kvr_session_result {
@@ -119,6 +129,9 @@ typedef struct kvr_session_result {
     /* the record (the printing rank) */
     int64_t measured_run_id;        /* 0: not recorded (db_note says why when it failed) */
     char db_note[1100];
+    /* decode (generate.n_predict > 0): the generated tokens, their text and the time per
+     * output token, on every rank */
+    kvr_generate_result gen;
 } kvr_session_result;
 
 /* Choose the partition, run the prefill params->repeat times, predict the median run's TTFT,

@@ -19,7 +19,7 @@
 
 kvr_prefill_params kvr_prefill_params_default(void) {
     kvr_prefill_params p = {NULL, KVR_MODE_SINGLE, 1, NULL, 1, true, false,
-                            KVR_TRANSPORT_THREADS, 0, NULL, NULL};
+                            KVR_TRANSPORT_THREADS, 0, NULL, NULL, 0};
     return p;
 }
 
@@ -69,6 +69,9 @@ static kvr_status kvr_check_params(const kvr_model *m, const kvr_prefill_params 
     if (pp->n_ranks < 1 || pp->n_ranks > KVR_MAX_RANKS)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "--ranks %d: need 1..%d", pp->n_ranks,
                              KVR_MAX_RANKS);
+    if (pp->decode_reserve < 0 || pp->decode_reserve > ((int64_t)1 << 40))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "decode_reserve %lld: out of range",
+                             (long long)pp->decode_reserve);
     if (pp->n_threads < 1 || pp->n_threads > 1024)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "--threads %d: need 1..1024",
                              pp->n_threads);
@@ -128,8 +131,9 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     for (int32_t i = 0; i < me; i++) P += out->partition[i];
     const int64_t c = out->partition[me], S = P + c;
     const bool tsp = pp->mode == KVR_MODE_TSP, last = me == p - 1;
-    /* kvr ranks hold [0, S); tsp ranks hold all C keys after each all-gather */
-    const int64_t ctx = tsp ? C : S;
+    /* kvr ranks hold [0, S); tsp ranks hold all C keys after each all-gather; the last rank
+     * holds all C and, when decode follows, room for the tokens it will append */
+    const int64_t ctx = (tsp ? C : S) + (last ? pp->decode_reserve : 0);
 
     kvr_weights *wts = NULL;
     kvr_workspace *ws = NULL;
@@ -252,9 +256,16 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
                                                out->v_cache + (size_t)l * C * kvd, err)))
                 goto fail;
     }
+    kvr_event_destroy(ev_t0), kvr_event_destroy(ev_a), kvr_event_destroy(ev_b);
+    ev_t0 = ev_a = ev_b = NULL;
+    if (last && pp->decode_reserve > 0) { /* hand the workspace over: it holds [0, C) */
+        if ((st = kvr_decoder_create(wts, ws, C, kvr_comm_device(comm), &out->decoder, err)))
+            goto fail;
+        ws = NULL;
+        wts = NULL;
+    }
     free(reqs);
     free(ag_bytes);
-    kvr_event_destroy(ev_t0), kvr_event_destroy(ev_a), kvr_event_destroy(ev_b);
     kvr_workspace_destroy(ws);
     kvr_weights_free(wts);
     return KVR_OK;
@@ -279,6 +290,8 @@ void kvr_prefill_result_free(kvr_prefill_result *r) {
     free(r->k_cache);
     free(r->v_cache);
     r->logits = r->k_cache = r->v_cache = NULL;
+    kvr_decoder_destroy(r->decoder);
+    r->decoder = NULL;
 }
 
 // ----------------------------------------------------------------------------
@@ -353,6 +366,7 @@ kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t C,
         const int32_t e = kvr_prefill_emitter(pp->mode, p); /* it holds logits and KV */
         *out = rt[e].res;
         rt[e].res.logits = rt[e].res.k_cache = rt[e].res.v_cache = NULL;
+        rt[e].res.decoder = NULL;
     }
     for (int32_t i = 0; i < p; i++) kvr_prefill_result_free(&rt[i].res);
     free(rt), free(th), free(started);

@@ -77,8 +77,10 @@ kvr_status prefill_ring_rank(const kvr_model *m, kvr_comm *comm, const int32_t *
     if (kvr_comm_device(comm) >= 0) st = kvr_device_use(kvr_comm_device(comm), err);
     if (st == KVR_OK)
         st = kvr_weights_upload(pp->backend ? pp->backend : kvr_backend_at(0), m, &wts, err);
+    /* decode follows: workspace A gets the room for the tokens decode appends */
     for (int j = 0; st == KVR_OK && j < 2; j++)
-        st = kvr_workspace_create(wts, len[j], C, pp->n_threads, &r.ws[j], err);
+        st = kvr_workspace_create(wts, len[j], C + (emitter && j == 0 ? pp->decode_reserve : 0),
+                                  pp->n_threads, &r.ws[j], err);
     if (st == KVR_OK) kvr_comm_set_stream(comm, kvr_workspace_stream(r.ws[0]));
     if (st == KVR_OK) st = kvr_event_create(r.ws[0], &ev_t0, err);
     if (st == KVR_OK) st = kvr_event_create(r.ws[0], &ev_a, err);
@@ -195,6 +197,34 @@ kvr_status prefill_ring_rank(const kvr_model *m, kvr_comm *comm, const int32_t *
                                                v + pos[1] * r.kvd, err)))
                 goto fail;
         }
+    }
+    if (emitter && pp->decode_reserve > 0) {
+        /* the whole cache in workspace A for decode: chunk 2p-1's rows from B (host memory;
+         * a device backend would need a device-to-device copy in the seam) */
+        for (int32_t l = 0; l < L; l++) {
+            char *ka, *va, *kb, *vb;
+            const kvr_mem_space ma = kvr_workspace_kv_buffers(r.ws[0], l, (void **)&ka,
+                                                              (void **)&va);
+            const kvr_mem_space mb = kvr_workspace_kv_buffers(r.ws[1], l, (void **)&kb,
+                                                              (void **)&vb);
+            if (ma != KVR_MEM_HOST || mb != KVR_MEM_HOST) {
+                st = kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                                   "decode after mode ring: rank 0 assembles the KV cache "
+                                   "of its two workspaces in host memory, and backend %s "
+                                   "keeps it on the device",
+                                   kvr_backend_name(kvr_workspace_backend(r.ws[0])));
+                goto fail;
+            }
+            const size_t off = (size_t)(pos[1] * r.kvd) * sizeof(float);
+            const size_t n = (size_t)(len[1] * r.kvd) * sizeof(float);
+            memcpy(ka + off, kb + off, n);
+            memcpy(va + off, vb + off, n);
+        }
+        if ((st = kvr_decoder_create(wts, r.ws[0], C, kvr_comm_device(comm), &out->decoder,
+                                     err)))
+            goto fail;
+        r.ws[0] = NULL;
+        wts = NULL;
     }
     free(reqs);
     kvr_event_destroy(ev_t0), kvr_event_destroy(ev_a), kvr_event_destroy(ev_b);

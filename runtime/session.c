@@ -26,6 +26,7 @@ kvr_session_params kvr_session_params_default(void) {
     p.n_threads = 1;
     p.repeat = 1;
     p.partition = KVR_SESSION_PARTITION_EVEN;
+    p.generate = kvr_generate_params_default();
     return p;
 }
 
@@ -33,6 +34,7 @@ void kvr_session_result_free(kvr_session_result *r) {
     if (!r) return;
     for (int32_t i = 0; i < r->n_runs; i++) kvr_prefill_result_free(&r->runs[i]);
     free(r->runs);
+    kvr_generate_result_free(&r->gen);
     memset(r, 0, sizeof *r);
 }
 
@@ -431,8 +433,11 @@ static kvr_status session_prefill(const kvr_session_params *p, const int32_t *to
     pp.progress = p->progress;
     pp.progress_user = p->progress_user;
     if (!p->comm) pp.transport = p->transport;
+    const int32_t n_predict = p->generate.n_predict;
     for (int32_t i = 0; i < n; i++) {
-        pp.keep_logits = p->keep_logits && i == n - 1;
+        /* decode follows the last run: its emitting rank keeps the logits and its workspace */
+        pp.keep_logits = (p->keep_logits || n_predict > 0) && i == n - 1;
+        pp.decode_reserve = n_predict > 0 && i == n - 1 ? n_predict : 0;
         kvr_error e;
         kvr_status st = p->comm ? kvr_prefill_run_rank(p->model, p->comm, tokens, n_tokens, &pp,
                                                        &r->runs[i], &e)
@@ -453,6 +458,78 @@ static kvr_status session_prefill(const kvr_session_params *p, const int32_t *to
     r->ttft_min_ms = ttfts[0];
     r->ttft_max_ms = ttfts[n - 1];
     free(ttfts);
+    return KVR_OK;
+}
+
+/* Decode after the last run: its emitting rank generates; under MPI it then sends the tokens
+ * and step times (or its error) to every rank. */
+static kvr_status session_decode(const kvr_session_params *p, kvr_session_result *r,
+                                 kvr_error *err) {
+    kvr_prefill_result *last = &r->runs[r->n_runs - 1];
+    const int32_t n_predict = p->generate.n_predict;
+    kvr_error e = {0};
+    kvr_status st = KVR_OK;
+    if (last->decoder) {
+        st = kvr_generate(last->decoder, last->logits, &p->generate, &r->gen, &e);
+        kvr_decoder_destroy(last->decoder); /* the cache is not needed any more */
+        last->decoder = NULL;
+    } else if (!p->comm) {
+        st = kvr_error_set(&e, KVR_ERR_INTERNAL, "the emitting rank kept no decoder");
+    }
+    if (p->comm) {
+        struct {
+            int32_t st, n_ids, n_steps, stop;
+            char msg[sizeof e.msg];
+        } h;
+        memset(&h, 0, sizeof h);
+        const int32_t root = kvr_prefill_emitter(p->mode, p->n_ranks);
+        const bool mine = kvr_comm_rank(p->comm) == root;
+        if (mine) {
+            h.st = st, h.n_ids = r->gen.n_ids, h.n_steps = r->gen.n_steps, h.stop = r->gen.stop;
+            memcpy(h.msg, e.msg, sizeof h.msg);
+        }
+        const size_t body = (size_t)n_predict * (sizeof(int32_t) + sizeof(double));
+        char *buf = malloc(body);
+        kvr_error ce;
+        kvr_status cs = buf ? kvr_comm_ctrl_bcast(p->comm, root, &h, sizeof h, &ce)
+                            : kvr_error_set(&ce, KVR_ERR_NOMEM, "out of memory");
+        if (cs == KVR_OK && mine && h.st == KVR_OK) {
+            memcpy(buf, r->gen.ids, (size_t)h.n_ids * sizeof(int32_t));
+            memcpy(buf + (size_t)n_predict * sizeof(int32_t), r->gen.step_ms,
+                   (size_t)h.n_steps * sizeof(double));
+        }
+        if (cs == KVR_OK && h.st == KVR_OK) cs = kvr_comm_ctrl_bcast(p->comm, root, buf, body, &ce);
+        if (cs == KVR_OK && !mine && h.st == KVR_OK) {
+            kvr_generate_result *g = &r->gen;
+            g->ids = malloc((size_t)n_predict * sizeof *g->ids);
+            g->step_ms = malloc((size_t)n_predict * sizeof *g->step_ms);
+            if (!g->ids || !g->step_ms) {
+                cs = kvr_error_set(&ce, KVR_ERR_NOMEM, "out of memory");
+            } else {
+                memcpy(g->ids, buf, (size_t)h.n_ids * sizeof(int32_t));
+                memcpy(g->step_ms, buf + (size_t)n_predict * sizeof(int32_t),
+                       (size_t)h.n_steps * sizeof(double));
+                g->n_ids = h.n_ids, g->n_steps = h.n_steps, g->stop = (kvr_stop_reason)h.stop;
+                kvr_generate_stats(g->step_ms, g->n_steps, g);
+                if (p->generate.tok)
+                    cs = kvr_generate_text(p->generate.tok, g->ids, g->n_ids, g->stop, &g->text,
+                                           &g->text_len, &ce);
+            }
+        }
+        free(buf);
+        if (cs != KVR_OK) {
+            kvr_error_set(err, cs, "decode: %s", ce.msg);
+            return session_fail(r, KVR_SESSION_STAGE_DECODE, cs);
+        }
+        if (!mine && h.st != KVR_OK) {
+            st = (kvr_status)h.st;
+            kvr_error_set(&e, st, "rank %d: %s", root, h.msg);
+        }
+    }
+    if (st != KVR_OK) {
+        kvr_error_set(err, st, "decode: %s", e.msg);
+        return session_fail(r, KVR_SESSION_STAGE_DECODE, st);
+    }
     return KVR_OK;
 }
 
@@ -483,6 +560,11 @@ static void session_record(const kvr_session_params *p, const session_pred *sp,
     if (gethostname(m.host, sizeof m.host) != 0) m.host[0] = 0;
     m.host[sizeof m.host - 1] = 0;
     int k = snprintf(m.note, sizeof m.note, "kvr-run: median of %d run(s)", r->n_runs);
+    if (r->gen.n_ids > 0 && k > 0 && (size_t)k < sizeof m.note) /* the schema has no columns
+                                                                   for decode: the note */
+        k += snprintf(m.note + k, sizeof m.note - (size_t)k,
+                      "; decoded %d token(s) after the last run, stop %s, TPOT %.3f ms",
+                      r->gen.n_ids, kvr_stop_reason_name(r->gen.stop), r->gen.tpot_ms);
     if (sp->costs && k > 0 && (size_t)k < sizeof m.note)
         snprintf(m.note + k, sizeof m.note - (size_t)k, "; predicted by %.180s",
                  r->cost_model_from);
@@ -563,6 +645,29 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
         r->stage = KVR_SESSION_STAGE_INPUT;
         goto done;
     }
+    if (p->generate.n_predict < 0 ||
+        (p->generate.n_predict > 0 &&
+         kvr_sampler_params_check(&p->generate.sampling, err) != KVR_OK)) {
+        if (p->generate.n_predict < 0)
+            kvr_error_set(err, KVR_ERR_INVALID_ARG, "--n-predict %d: need >= 0",
+                          p->generate.n_predict);
+        st = KVR_ERR_INVALID_ARG;
+        r->stage = KVR_SESSION_STAGE_INPUT;
+        goto done;
+    }
+    const int32_t max_ctx = kvr_model_get_config(p->model)->max_context;
+    if (p->generate.n_predict > 0 && max_ctx > 0 &&
+        n_tokens + p->generate.n_predict > max_ctx) {
+        st = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                           "--n-predict %d: the prompt's %lld tokens and %d generated ones make "
+                           "%lld, more than the model's context length of %d tokens: generate "
+                           "at most %lld",
+                           p->generate.n_predict, (long long)n_tokens, p->generate.n_predict,
+                           (long long)(n_tokens + p->generate.n_predict), max_ctx,
+                           (long long)(max_ctx > n_tokens ? max_ctx - n_tokens : 0));
+        r->stage = KVR_SESSION_STAGE_INPUT;
+        goto done;
+    }
     if (p->mode == KVR_MODE_RING && 2 * (int64_t)p->n_ranks > n_tokens) {
         st = kvr_error_set(err, KVR_ERR_INVALID_ARG,
                            "--mode ring on %d ranks needs at least %d prompt tokens (2 zigzag "
@@ -573,6 +678,7 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
         goto done;
     }
     if ((st = session_prefill(p, tokens, n_tokens, partition, r, err)) != KVR_OK) goto done;
+    if (p->generate.n_predict > 0 && (st = session_decode(p, r, err)) != KVR_OK) goto done;
     const kvr_prefill_result *run = kvr_session_median(r);
     if (!partition) memcpy(r->partition, run->partition, (size_t)run->n_ranks * sizeof *r->partition);
 

@@ -39,12 +39,20 @@ kvr_status kvr_session_memory_estimate(const kvr_session_params *sp, int64_t n_t
         /* ring: two workspaces (its zigzag chunks, about half the rank's even share each), both
          * caches over all positions */
         const bool ring = sp->mode == KVR_MODE_RING;
+        /* the emitting rank's (ring: its first workspace's) cache also holds what decode
+         * appends */
+        const double gen = i == kvr_prefill_emitter(sp->mode, p) && sp->generate.n_predict > 0
+                               ? (double)sp->generate.n_predict
+                               : 0;
         const double ctx = sp->mode == KVR_MODE_TSP || ring ? (double)n_tokens : (double)S;
+        double act2, kv2; /* ring: the second workspace, without decode's room */
+        ws_floats(cfg, ring ? (double)part[i] / 2 + 1 : (double)part[i], ctx, n_threads, &act2,
+                  &kv2);
         double act, kv;
-        ws_floats(cfg, ring ? (double)part[i] / 2 + 1 : (double)part[i], ctx, n_threads, &act,
-                  &kv);
-        out->workspaces += act * sizeof(float) * (ring ? 2 : 1);
-        out->kv_cache += kv * sizeof(float) * (ring ? 2 : 1);
+        ws_floats(cfg, ring ? (double)part[i] / 2 + 1 : (double)part[i], ctx + gen, n_threads,
+                  &act, &kv);
+        out->workspaces += (act + (ring ? act2 : 0)) * sizeof(float);
+        out->kv_cache += (kv + (ring ? kv2 : 0)) * sizeof(float);
         out->n_ranks_here++;
     }
     out->weights = (double)kvr_model_weight_bytes(sp->model);

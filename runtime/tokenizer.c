@@ -945,3 +945,21 @@ int64_t kvr_tokenizer_decode_token(const kvr_tokenizer *t, int32_t id, char *buf
 int32_t kvr_tokenizer_n_vocab(const kvr_tokenizer *t) { return t ? t->n_vocab : 0; }
 int32_t kvr_tokenizer_bos(const kvr_tokenizer *t) { return t ? t->bos : -1; }
 int32_t kvr_tokenizer_eos(const kvr_tokenizer *t) { return t ? t->eos : -1; }
+
+int32_t kvr_tokenizer_eog(const kvr_tokenizer *t, int32_t *ids, int32_t cap) {
+    /* llama.cpp's end-of-generation texts (llama-vocab.cpp): chat templates' end-of-turn
+     * tokens and end-of-text markers */
+    static const char *const names[] = {"<|eot_id|>", "<|im_end|>",  "<|end|>",
+                                        "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
+                                        "<EOT>", "_<EOT>", "<|end_of_text|>"};
+    int32_t n = 0;
+    if (!t) return 0;
+    if (t->eos >= 0 && n < cap) ids[n++] = t->eos;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        const int32_t id = tok_lookup(t, names[i], strlen(names[i]));
+        bool seen = id < 0;
+        for (int32_t j = 0; j < n && !seen; j++) seen = ids[j] == id;
+        if (!seen && n < cap) ids[n++] = id;
+    }
+    return n;
+}

@@ -1,5 +1,7 @@
 /* kvr_run.c -- kvr-run: run one prompt through a Llama-family model with the single, kvr
- * (KV-Runahead) or tsp prefill schedule and report the first token and TTFT. With a store
+ * (KV-Runahead), tsp or ring prefill schedule and report the first token and TTFT; with
+ * --n-predict N, generate N tokens after it (decode on the rank holding the KV cache: greedy,
+ * or --temp/--top-k/--top-p with --seed), streaming their text, and report the TPOT. With a store
  * (--db, or ./kvr.db when it exists) or a predictor file (--predictor), --partition auto takes
  * the KVR-P partition for the prompt's length, the TTFT the fitted cost model predicts is shown
  * beside the measured one (a run further off than the fit's error band is flagged: drift), and
@@ -52,6 +54,9 @@ typedef struct kvr_run_opts {
     bool db_default, no_db;
     const char *predictor; /* --predictor FILE */
     const char *backend;   /* --backend NAME (default cpu) */
+    int32_t n_predict;     /* --n-predict N: tokens to generate after the prefill (0: none) */
+    kvr_sampler_params sampling; /* --temp, --top-k, --top-p (and --seed) */
+    bool sampling_set;
 } kvr_run_opts;
 
 static void usage(FILE *f) {
@@ -81,7 +86,8 @@ static void usage(FILE *f) {
             "                            mpi under mpirun; same-device: every rank on one GPU;\n"
             "                            nccl: rank i on GPU i, device K/V: --backend cuda)\n"
             "  -n, --repeat N            run N times, report the median-TTFT run (default 1)\n"
-            "  -s, --seed N              seed for --context ids and preset weights (default 1234)\n"
+            "  -s, --seed N              seed for --context ids, preset weights and sampling\n"
+            "                            (default 1234)\n"
             "  -L, --layers N            presets only: override the layer count\n"
             "  -S, --no-special          do not parse special tokens (<|im_start|>) in --prompt\n"
             "  -D, --dump-logits FILE    write last-token logits (float32 LE, vocab entries)\n"
@@ -91,6 +97,14 @@ static void usage(FILE *f) {
             "  -E, --predictor FILE      predictor file (kvr-fit --export) for --partition auto\n"
             "                            and the predicted TTFT, without a store\n"
             "  -N, --no-db               use no store (not even ./kvr.db): nothing is recorded\n"
+            "      --n-predict N         generate N tokens after the prefill (default 0: none) on\n"
+            "                            the rank holding the KV cache, print their text as it\n"
+            "                            comes, then TTFT and the time per output token (TPOT);\n"
+            "                            stops early at the model's end-of-generation tokens\n"
+            "      --temp T              sampling temperature (default 0: greedy)\n"
+            "      --top-k K             sample among the K most likely tokens (default 0: all)\n"
+            "      --top-p P             sample among the most likely tokens holding P of the\n"
+            "                            probability, 0 < P <= 1 (default 1: all)\n"
             "      --force               run even when the memory the run needs (weights,\n"
             "                            workspaces, KV cache: estimated first) exceeds what the\n"
             "                            machine has available\n"
@@ -125,7 +139,9 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
         {"db", required_argument, 0, 'd'},        {"predictor", required_argument, 0, 'E'},
         {"no-db", no_argument, 0, 'N'},           {"help", no_argument, 0, 'h'},
         {"backend", required_argument, 0, 'b'},   {"prompt-file", required_argument, 0, 'F'},
-        {"force", no_argument, 0, 1001},
+        {"force", no_argument, 0, 1001},   {"n-predict", required_argument, 0, 1002},
+        {"temp", required_argument, 0, 1003}, {"top-k", required_argument, 0, 1004},
+        {"top-p", required_argument, 0, 1005},
         {0, 0, 0, 0}};
     bool mode_set = false;
     kvr_error e;
@@ -143,6 +159,34 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
                 o->prompt_file = optarg;
                 break;
             case 1001: o->force = true; break;
+            case 1002:
+                if (kvr_parse_i64(optarg, INT32_MIN, INT32_MAX, &v, &e))
+                    return usage_error("--n-predict: %s", e.msg);
+                if (v < 0)
+                    return usage_error("--n-predict %lld: need >= 0 (tokens to generate; 0: "
+                                       "prefill only)", (long long)v);
+                o->n_predict = (int32_t)v;
+                break;
+            case 1003:
+            case 1005: {
+                char *end;
+                const double d = strtod(optarg, &end);
+                if (!*optarg || *end)
+                    return usage_error("%s: '%s' is not a number", ch == 1003 ? "--temp" : "--top-p",
+                                       optarg);
+                if (ch == 1003)
+                    o->sampling.temperature = (float)d;
+                else
+                    o->sampling.top_p = (float)d;
+                o->sampling_set = true;
+                break;
+            }
+            case 1004:
+                if (kvr_parse_i64(optarg, INT32_MIN, INT32_MAX, &v, &e))
+                    return usage_error("--top-k: %s", e.msg);
+                o->sampling.top_k = (int32_t)v;
+                o->sampling_set = true;
+                break;
             case 'b': {
                 const kvr_backend *be; /* known but not built in: reported (exit 1) by main */
                 if (kvr_backend_get(optarg, &be, &e) == KVR_ERR_INVALID_ARG)
@@ -212,6 +256,9 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (kvr_sampler_params_check(&o->sampling, &e) != KVR_OK) return usage_error("%s", e.msg);
+    if (o->sampling_set && o->n_predict == 0)
+        return usage_error("--temp, --top-k and --top-p apply to decode: give --n-predict N");
     if (o->prompt && o->context) return usage_error("give --prompt or --context, not both");
     if (o->prompt_file && (o->prompt || o->context))
         return usage_error("give one of --prompt-file, --prompt and --context");
@@ -263,6 +310,23 @@ static void prefill_progress(void *user, int32_t layer, int32_t n_layers) {
     if (layer <= rp->last_layer) rp->run++;
     rp->last_layer = layer;
     kvr_progress_update(&rp->bar, (int64_t)rp->run * n_layers + layer);
+}
+
+/* Decode's streaming: each token's text as it comes (whole UTF-8 characters), on the printing
+ * rank when it is the one that generates. */
+typedef struct run_stream {
+    bool printed; /* some text went out */
+} run_stream;
+
+static bool stream_token(void *user, int32_t id, const char *text, size_t len) {
+    (void)id;
+    run_stream *rs = user;
+    if (len > 0) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+        rs->printed = true;
+    }
+    return true;
 }
 
 /* Print a token's text as a JSON/terminal-safe string (escapes quotes, control bytes). */
@@ -327,7 +391,8 @@ static int store_open(const kvr_run_opts *o, const kvr_model *model, run_store *
 
 int main(int argc, char **argv) {
     kvr_run_opts o = {.ranks = 1, .threads = 1, .transport = KVR_TRANSPORT_THREADS, .seed = 1234,
-                      .repeat = 1, .special = true, .backend = "cpu"};
+                      .repeat = 1, .special = true, .backend = "cpu",
+                      .sampling = {0.0f, 0, 1.0f, 0}};
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc;
     kvr_error err = {0};
@@ -490,6 +555,20 @@ int main(int argc, char **argv) {
     sp.model_record = &rs.mrec;
     sp.model_id = rs.model_id;
     sp.device_id = rs.device_id;
+    int32_t eog[16];
+    run_stream stream = {false};
+    if (o.n_predict > 0) {
+        sp.generate.n_predict = o.n_predict;
+        sp.generate.sampling = o.sampling;
+        sp.generate.sampling.seed = o.seed;
+        sp.generate.tok = tok;
+        sp.generate.n_stop = tok ? kvr_tokenizer_eog(tok, eog, 16) : 0;
+        sp.generate.stop_ids = eog;
+        if (printer && holds_last && !o.json && tok) { /* the text as it comes */
+            sp.generate.on_token = stream_token;
+            sp.generate.user = &stream;
+        }
+    }
     if (printer && n_ids >= KVR_RUN_LONG_CONTEXT)
         fprintf(stderr, "# kvr-run: prefill of %lld tokens on %d rank(s), mode %s ...\n",
                 (long long)n_ids, o.ranks, kvr_mode_name(o.mode));
@@ -626,9 +705,34 @@ int main(int argc, char **argv) {
         } else {
             printf("null");
         }
+        if (o.n_predict > 0) {
+            const kvr_generate_result *g = &res.gen;
+            printf(",\"n_predict\":%d,\"generated\":[", o.n_predict);
+            for (int32_t i = 0; i < g->n_ids; i++) printf("%s%d", i ? "," : "", g->ids[i]);
+            printf("],\"generated_text\":");
+            if (g->text)
+                kvr_json_write_str(stdout, g->text);
+            else
+                printf("null");
+            printf(",\"stop\":\"%s\",\"decode_steps\":%d,\"decode_ms\":%.3f,\"tpot_ms\":",
+                   kvr_stop_reason_name(g->stop), g->n_steps, g->decode_ms);
+            if (g->n_steps > 0)
+                printf("%.3f,\"tpot_ms_p50\":%.3f,\"tpot_ms_p90\":%.3f", g->tpot_ms,
+                       g->tpot_p50_ms, g->tpot_p90_ms);
+            else
+                printf("null,\"tpot_ms_p50\":null,\"tpot_ms_p90\":null");
+            printf(",\"sampling\":{\"temp\":%g,\"top_k\":%d,\"top_p\":%g,\"seed\":%llu}",
+                   (double)o.sampling.temperature, o.sampling.top_k, (double)o.sampling.top_p,
+                   (unsigned long long)o.seed);
+        }
         printf(",\"kvr_version\":\"%s\",\"git_commit\":\"%s\"}\n", kvr_version(),
                kvr_build_commit());
     } else if (printer) {
+        if (o.n_predict > 0) { /* the text streamed during the run, or here when another rank
+                                  generated it (MPI) */
+            if (!stream.printed && res.gen.text) fwrite(res.gen.text, 1, res.gen.text_len, stdout);
+            printf("\n\n");
+        }
         printf("# kvr-run %s (%s)  model %s: %d layers, d %d, %d/%d heads, vocab %d (load %.0f ms)\n",
                kvr_version(), kvr_build_commit(), cfg->name, cfg->n_layers, cfg->d_model,
                cfg->n_heads, cfg->n_kv_heads, cfg->vocab_size, load_ms);
@@ -682,6 +786,17 @@ int main(int argc, char **argv) {
                 printf(" (no error band)\n");
         } else {
             printf("\n# predicted TTFT: none (%s)\n", res.no_prediction);
+        }
+        if (o.n_predict > 0) {
+            const kvr_generate_result *g = &res.gen;
+            printf("# decode: %d token(s) on rank %d, stop %s; TTFT %.2f ms, ", g->n_ids,
+                   kvr_prefill_emitter(res.mode, n_ranks), kvr_stop_reason_name(g->stop),
+                   r->ttft_ms);
+            if (g->n_steps > 0)
+                printf("TPOT %.2f ms (mean of %d step(s); p50 %.2f, p90 %.2f), decode %.1f ms\n",
+                       g->tpot_ms, g->n_steps, g->tpot_p50_ms, g->tpot_p90_ms, g->decode_ms);
+            else
+                printf("no decode step\n");
         }
         if (measured_id)
             printf("# recorded as measured run %lld in %s (partition %s)\n", (long long)measured_id,

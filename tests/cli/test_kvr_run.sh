@@ -61,6 +61,24 @@ check dump_no_temp_left 0 "^l.bin$" -- bash -c "ls -A '$tmp' | grep 'l.bin'"
 check memory_refused 1 "not enough memory: 100000 tokens on 2 rank\(s\) here need about [0-9.]+ GiB \(workspaces [0-9.]+ GiB, KV cache [0-9.]+ GiB; the weights, [0-9.]+ GiB, are loaded\) but 0.00 GiB are available .*--force" -- env KVR_MEM_AVAILABLE=1000000 "$BIN" --model tiny --context 100000 --ranks 2 --no-db
 check memory_forced 0 "^kvr +2 +1000 " -- env KVR_MEM_AVAILABLE=1000 "$BIN" --model tiny --context 1000 --ranks 2 --no-db --force
 check prefill_progress 1 "^# kvr-run: prefill of 16384 tokens on 1 rank\(s\), mode single" -- env KVR_MEM_AVAILABLE=1 "$BIN" --model tiny --context 16384 --no-db
+# issue 12: decode after prefill (--n-predict), sampling flags
+check n_predict_negative 2 "--n-predict -1: need >= 0" -- "$BIN" --model tiny --context 8 --n-predict -1
+check n_predict_text 2 "--n-predict: 'x' is not an integer" -- "$BIN" --model tiny --context 8 --n-predict x
+check top_p_zero 2 "--top-p 0: need a value in \(0, 1\]" -- "$BIN" --model tiny --context 8 --n-predict 2 --top-p 0
+check top_p_big 2 "--top-p 1.5: need a value in \(0, 1\]" -- "$BIN" --model tiny --context 8 --n-predict 2 --top-p 1.5
+check top_p_text 2 "--top-p: 'most' is not a number" -- "$BIN" --model tiny --context 8 --n-predict 2 --top-p most
+check temp_negative 2 "--temp -0.5: need a finite temperature >= 0" -- "$BIN" --model tiny --context 8 --n-predict 2 --temp -0.5
+check temp_nan 2 "--temp nan: need a finite temperature" -- "$BIN" --model tiny --context 8 --n-predict 2 --temp nan
+check top_k_negative 2 "--top-k -3: need >= 0" -- "$BIN" --model tiny --context 8 --n-predict 2 --top-k -3
+check sampling_without_decode 2 "apply to decode: give --n-predict N" -- "$BIN" --model tiny --context 8 --temp 0.7
+check decode_json 0 '"n_predict":5,"generated":\[[0-9]+(,[0-9]+){4}\],"generated_text":null,"stop":"max","decode_steps":4,"decode_ms":[0-9.]+,"tpot_ms":[0-9.]+,"tpot_ms_p50":[0-9.]+,"tpot_ms_p90":[0-9.]+,"sampling":\{"temp":0,"top_k":0,"top_p":1,"seed":1234\}' -- "$BIN" --model tiny --context 16 --ranks 2 --n-predict 5 --json --no-db
+check decode_table 0 "^# decode: 5 token\(s\) on rank 1, stop max; TTFT [0-9.]+ ms, TPOT [0-9.]+ ms \(mean of 4 step\(s\); p50" -- "$BIN" --model tiny --context 16 --ranks 2 --n-predict 5 --no-db
+check decode_ring 0 "^# decode: 3 token\(s\) on rank 0, stop max" -- "$BIN" --model tiny --context 16 --ranks 2 --mode ring --n-predict 3 --no-db
+# --n-predict 0 is the prefill alone: no decode fields or lines
+out=$("$BIN" --model tiny --context 16 --n-predict 0 --json --no-db 2>&1)
+if grep -q '"first_token"' <<<"$out" && ! grep -q 'n_predict\|generated\|tpot' <<<"$out"; then ok n_predict_zero_json; else bad n_predict_zero_json "$out"; fi
+out=$("$BIN" --model tiny --context 16 --n-predict 0 --no-db 2>&1)
+if grep -q '^single ' <<<"$out" && ! grep -q 'decode' <<<"$out"; then ok n_predict_zero_table; else bad n_predict_zero_table "$out"; fi
 # kvr-tokenize reads the same files: the OS reason, a directory, --prompt-file as kvr-run names it
 TOK="$1/kvr-tokenize"
 check tokenize_file_missing 1 "--file $tmp/none.txt: No such file or directory" -- "$TOK" --file "$tmp/none.txt"
@@ -77,6 +95,15 @@ if [ -f "$MODEL" ]; then
   python3 -c "import sys; open(sys.argv[1],'w').write('word ' * 14000)" "$tmp/long.txt"
   check tokenize_prompt_file 0 "^504 3575 282 4649 314$" -- "$TOK" --model "$MODEL" --prompt-file "$tmp/p.txt"
   # the notice comes before tokenizing; the (fake) memory limit then stops the run
+  check decode_context_limit 2 "--n-predict 5: the prompt's 8190 tokens and 5 generated ones make 8195, more than the model's context length of 8192 tokens: generate at most 2" -- "$BIN" --no-db --model "$MODEL" --context 8190 --n-predict 5
+  check decode_stream 0 "^ Paris\.\$" -- "$BIN" --no-db --model "$MODEL" --prompt-file "$tmp/p.txt" --n-predict 2
+  a=$("$BIN" --no-db --model "$MODEL" --prompt-file "$tmp/p.txt" --n-predict 12 --temp 0.9 --top-p 0.95 --seed 7 --json | grep -o '"generated":\[[0-9,]*\]')
+  b=$("$BIN" --no-db --model "$MODEL" --prompt-file "$tmp/p.txt" --n-predict 12 --temp 0.9 --top-p 0.95 --seed 7 --json | grep -o '"generated":\[[0-9,]*\]')
+  same decode_seeded_repeats "$a" "$b"
+  g=$("$BIN" --no-db --model "$MODEL" --prompt-file "$tmp/p.txt" --n-predict 12 --json | grep -o '"generated":\[[0-9,]*\]')
+  k=$("$BIN" --no-db --model "$MODEL" --prompt-file "$tmp/p.txt" --n-predict 12 --temp 1.3 --top-k 1 --json | grep -o '"generated":\[[0-9,]*\]')
+  same decode_top_k1_greedy "$g" "$k"
+  if [ -n "$g" ] && [ "$a" != "$g" ]; then ok decode_sampled_differs; else bad decode_sampled_differs "$a" "$g"; fi
   check prompt_long_progress 1 "^# kvr-run: tokenizing 70000 bytes of prompt" -- env KVR_MEM_AVAILABLE=1 "$BIN" --no-db --model "$MODEL" --prompt-file "$tmp/long.txt"
 else
   echo "skip: $MODEL not fetched (scripts/fetch-model): the real-model checks"

@@ -27,6 +27,13 @@ sys.exit(0 if ok else 1)
 PY
   then ok "mpi $cfg"; else bad "mpi $cfg"; fi
 done
+# decode after the prefill (issue 12): the emitting rank generates, rank 0 prints the same tokens
+for cfg in "kvr 2" "ring 2"; do
+  set -- $cfg
+  t=$(timeout 120 "$BIN" --model tiny --context 40 --mode "$1" --ranks "$2" --n-predict 6 --json --no-db | grep -o '"generated":\[[0-9,]*\]')
+  m=$(timeout 120 mpirun -np "$2" "$BIN" --transport mpi --model tiny --context 40 --mode "$1" --n-predict 6 --json --no-db 2>/dev/null | grep -o '"generated":\[[0-9,]*\]')
+  if [ -n "$t" ] && [ "$t" = "$m" ]; then ok "mpi decode $cfg"; else bad "mpi decode $cfg: threads $t, mpi $m"; fi
+done
 # a rank that fails (bad partition reaches every rank equally; an unreadable model only some)
 out=$(timeout 60 mpirun -np 2 "$BIN" --transport mpi --model tiny --context 10 --partition 5,4 2>&1); rc=$?
 if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "sums to 9" <<<"$out"; then ok "mpi bad partition"; else bad "mpi bad partition rc=$rc"; fi
