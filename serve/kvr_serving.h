@@ -1,0 +1,235 @@
+/* kvr_serving.h -- serving: the scheduler that the engine and the serving simulator share, the
+ * discrete-event serving simulator, and the per-request records and summary both produce
+ * (docs/serving.md; DESIGN.md section 9).
+ *
+ * The scheduler is the policy, nothing else: it owns the request queue, the paged KV pool's
+ * accounting (blocks of block_tokens tokens) and the choice of what runs in each iteration;
+ * the caller executes the iteration (the engine on the model, the simulator on a clock and the
+ * fitted costs) and reports back which requests finished. One vocabulary for both: a request
+ * knows len tokens (prompt + generated so far) of which computed are in the KV cache; its next
+ * work is len - computed tokens: more than one is a prefill (the prompt; after a preemption by
+ * recompute, the prompt and what it had generated), exactly one a decode step. An item that
+ * brings computed up to len samples a token (len grows by one) unless the request is done.
+ *
+ * Policies (kvr_serving_policy):
+ *   vllm     vLLM's V0 scheduler with chunked prefill off. Waiting requests are admitted in FCFS
+ *            order while their whole prompt's blocks fit with the watermark (a fraction of the
+ *            pool) left free, within max_seqs running and max_batched_tokens prompt tokens per
+ *            iteration; the first that does not fit stops admission (no overtaking). An
+ *            iteration that admits prefills runs only those; otherwise every running request
+ *            decodes one token. A decode that needs a new block when none is free preempts the
+ *            most recently admitted running request (recompute: its blocks are freed and it goes
+ *            back to the front of the queue), itself last.
+ *   chunked  vLLM's V0 chunked-prefill scheduler: each iteration has a budget of
+ *            max_batched_tokens tokens; running requests come first (decodes, one token each,
+ *            and the next chunk of unfinished prefills), then waiting requests are admitted in
+ *            FCFS order (whole-prompt blocks above the watermark, as vllm) with a chunk of what
+ *            is left of the budget. Decodes and prefill chunks share an iteration.
+ * A request that can never finish (prompt + output above max_model_len; its cache -- prompt and
+ * output but the last token, all of it after a preemption by recompute -- needing more blocks
+ * than the pool minus the watermark; under vllm, more than max_batched_tokens to prefill in one
+ * iteration) is refused by kvr_sched_add with a message; nothing is queued.
+ *
+ * Usage (what the engine and the simulator both do):
+ *          kvr_sched_params sp = kvr_sched_params_default();  sp.pool_blocks = 4096;
+ *          kvr_sched *s;  kvr_sched_create(&sp, &s, &err);
+ *          kvr_sched_add(s, prompt_tokens, max_output_tokens, &id, &err);   // on each arrival
+ *          kvr_sched_batch b;
+ *          while (kvr_sched_next(s, &b, &err) == KVR_OK && b.n_items > 0) {
+ *              ... run b.items (the engine) or advance the clock (the simulator) ...
+ *              kvr_sched_complete(s, &b, stop, &err);   // stop[i]: item i's request hit EOS
+ *          }
+ * Ownership: a kvr_sched owns its requests; a batch's items stay valid until the next
+ *            kvr_sched_next or kvr_sched_destroy.
+ * Threads:  a kvr_sched belongs to one thread at a time. */
+#ifndef KVR_SERVING_H
+#define KVR_SERVING_H
+
+#include "kvr_common.h"
+#include "kvr_search.h"
+#include "kvr_trace.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ----------------------------------------------------------------------------
+// policies and parameters
+
+typedef enum kvr_serving_policy {
+    KVR_POLICY_VLLM,    /* vLLM V0, chunked prefill off */
+    KVR_POLICY_CHUNKED, /* vLLM V0 chunked prefill */
+    KVR_POLICY_COUNT
+} kvr_serving_policy;
+KVR_API const char *kvr_serving_policy_name(kvr_serving_policy p); /* "vllm", "chunked"; "?" */
+/* KVR_ERR_INVALID_ARG "unknown policy 'S' (vllm, chunked)". */
+KVR_API kvr_status kvr_serving_policy_parse(const char *s, kvr_serving_policy *out,
+                                            kvr_error *err);
+
+typedef struct kvr_sched_params {
+    kvr_serving_policy policy;
+    int32_t block_tokens;       /* tokens per KV block (16) */
+    int64_t pool_blocks;        /* the pool's capacity in blocks (>= 1) */
+    double watermark;           /* fraction of the pool admission keeps free, [0, 1) (0.01) */
+    int32_t max_seqs;           /* most requests running at once (256) */
+    int64_t max_batched_tokens; /* tokens per iteration: vllm, the prompt tokens admitted in one
+                                 * iteration (0: max(max_model_len, 2048), so any prompt fits);
+                                 * chunked, the iteration's budget (0: 512) */
+    int64_t max_model_len;      /* most tokens (prompt + output) per request (0: the pool's) */
+} kvr_sched_params;
+
+/* block_tokens 16, watermark 0.01, max_seqs 256, the rest 0 (pool_blocks must be set). */
+KVR_API kvr_sched_params kvr_sched_params_default(void);
+
+// ----------------------------------------------------------------------------
+// the scheduler
+
+typedef enum kvr_req_state {
+    KVR_REQ_WAITING,  /* queued: new, or preempted */
+    KVR_REQ_RUNNING,  /* holds blocks; prefilling or decoding */
+    KVR_REQ_FINISHED, /* produced its tokens or was stopped; blocks freed */
+    KVR_REQ_STATE_COUNT
+} kvr_req_state;
+
+typedef struct kvr_sched_req {
+    kvr_req_state state;
+    int64_t prompt_tokens, max_output_tokens;
+    int64_t generated;  /* tokens sampled so far */
+    int64_t computed;   /* tokens in the KV cache */
+    int64_t blocks;     /* blocks held now */
+    int64_t max_blocks; /* most blocks held at once */
+    int32_t preemptions;
+    int64_t first_iter; /* iteration it was first scheduled in (-1: not yet) */
+} kvr_sched_req;
+
+typedef struct kvr_sched_item {
+    int32_t req;      /* request id (kvr_sched_add's) */
+    int64_t n_past;   /* tokens of the request in the KV cache before this item */
+    int64_t n_tokens; /* tokens computed by this item: a prefill (chunk) or 1 for a decode */
+    bool prefill;     /* a prompt (chunk) or a recompute: more than one token, not sampling, or
+                       * before the first token; else a decode step */
+    bool samples;     /* the item ends with a sampled token (computed reaches len) */
+} kvr_sched_item;
+
+typedef struct kvr_sched_batch {
+    int64_t iter;            /* iteration number, from 0 */
+    int32_t n_items;         /* 0: nothing can run now (no request, or all waiting for blocks) */
+    const kvr_sched_item *items;
+    int64_t n_tokens;        /* sum of the items' n_tokens */
+    int32_t n_prefill, n_decode;
+    int32_t n_preempted;     /* requests preempted while planning this iteration */
+    int64_t blocks_used;     /* pool blocks held after planning */
+} kvr_sched_batch;
+
+typedef struct kvr_sched kvr_sched;
+
+/* Errors: KVR_ERR_INVALID_ARG naming the bad field (block_tokens >= 1, pool_blocks >= 1,
+ * watermark in [0, 1), max_seqs >= 1, max_batched_tokens and max_model_len >= 0), NOMEM. */
+KVR_API kvr_status kvr_sched_create(const kvr_sched_params *p, kvr_sched **out, kvr_error *err);
+KVR_API void kvr_sched_destroy(kvr_sched *s); /* NULL is a no-op */
+KVR_API const kvr_sched_params *kvr_sched_get_params(const kvr_sched *s); /* defaults resolved */
+
+/* Queue a request (it arrives now, in the caller's time). *id: its index, 0, 1, 2, ...
+ * Errors: KVR_ERR_INVALID_ARG for token counts < 1, or a request that can never run: prompt +
+ * output above max_model_len, or a prompt needing more blocks than the pool minus the
+ * watermark (the message gives both numbers); the request is not queued. NOMEM. */
+KVR_API kvr_status kvr_sched_add(kvr_sched *s, int64_t prompt_tokens, int64_t max_output_tokens,
+                                 int32_t *id, kvr_error *err);
+
+/* Plan the next iteration by the policy: admissions, block allocation, preemptions. */
+KVR_API kvr_status kvr_sched_next(kvr_sched *s, kvr_sched_batch *out, kvr_error *err);
+
+/* The planned iteration ran: every item's tokens are now in the cache, sampling items produced
+ * a token. A request finishes when it has max_output_tokens tokens, or when stop (NULL: none)
+ * is true at its item (the engine's EOS); a finished request's blocks are freed.
+ * Errors: KVR_ERR_INVALID_ARG for a batch that is not the last one planned. */
+KVR_API kvr_status kvr_sched_complete(kvr_sched *s, const kvr_sched_batch *b, const bool *stop,
+                                      kvr_error *err);
+
+KVR_API int32_t kvr_sched_n_requests(const kvr_sched *s);
+KVR_API const kvr_sched_req *kvr_sched_request(const kvr_sched *s, int32_t id); /* NULL past */
+KVR_API int32_t kvr_sched_n_waiting(const kvr_sched *s);
+KVR_API int32_t kvr_sched_n_running(const kvr_sched *s);
+KVR_API int64_t kvr_sched_blocks_used(const kvr_sched *s);
+/* Blocks a request with n tokens in the cache holds: ceil(n / block_tokens). */
+KVR_API int64_t kvr_sched_blocks_for(const kvr_sched *s, int64_t tokens);
+
+// ----------------------------------------------------------------------------
+// per-request records and their summary (the engine and the simulator both produce them)
+
+typedef struct kvr_serving_record {
+    double arrival_s;       /* seconds from the trace's start */
+    double admitted_s;      /* start of the first iteration that scheduled it (-1: never) */
+    double first_token_s;   /* end of the iteration that sampled its first token (-1: none) */
+    double finish_s;        /* end of the iteration that sampled its last token (-1: none) */
+    int64_t prompt_tokens;
+    int64_t output_tokens;  /* produced */
+    int64_t max_blocks;     /* most KV blocks held at once */
+    int32_t preemptions;
+    bool refused;           /* kvr_sched_add refused it: it can never run (no times) */
+} kvr_serving_record;
+
+/* Over the finished requests: TTFT = first_token - arrival, queue time = admitted - arrival,
+ * TPOT = (finish - first_token) / (output - 1) over requests with output > 1; percentiles by
+ * linear interpolation between order statistics (GSL). SLO attainment: the fraction of all
+ * requests (refused ones count as misses) with TTFT <= slo_ttft_s and TPOT <= slo_tpot_s (a
+ * target <= 0 is not checked). Throughput: output tokens per second between the first arrival
+ * and the last finish. */
+typedef struct kvr_serving_summary {
+    int64_t n, n_finished, n_refused, n_preemptions;
+    double ttft_s[3], tpot_s[3], queue_s[3]; /* p50, p90, p99 */
+    double ttft_mean_s, tpot_mean_s, queue_mean_s;
+    double slo_ttft_s, slo_tpot_s, slo_attainment;
+    double duration_s, output_tok_per_s, req_per_s;
+} kvr_serving_summary;
+
+/* Errors: KVR_ERR_INVALID_ARG (n < 0), NOMEM. */
+KVR_API kvr_status kvr_serving_summarize(const kvr_serving_record *r, int64_t n,
+                                         double slo_ttft_s, double slo_tpot_s,
+                                         kvr_serving_summary *out, kvr_error *err);
+
+// ----------------------------------------------------------------------------
+// the serving simulator: the trace through the same scheduler, each iteration's time from the
+// fitted costs
+
+/* One decode iteration of B requests with T tokens of context in all (each decoding request's
+ * cache plus its new token): k_us + per_seq_us * B + per_ctx_token_us * T microseconds, the
+ * whole model (layers, head, sampling) -- the form fitted from profiled batched decode steps.
+ * All zero: derived from the prefill ops instead: per layer pre(B) + post(B) and one batched
+ * attention call, attn(1, 0) plus each request's increment attn(1, its cache) - attn(1, 0); the
+ * head once (one GEMM over the sampled rows) (docs/serving.md). */
+typedef struct kvr_serving_decode_costs {
+    double k_us, per_seq_us, per_ctx_token_us;
+} kvr_serving_decode_costs;
+
+typedef struct kvr_serving_sim_params {
+    kvr_sched_params sched;
+    const kvr_search_costs *costs;   /* the prefill ops (search/), borrowed */
+    kvr_serving_decode_costs decode; /* all zero: from costs */
+} kvr_serving_sim_params;
+
+typedef struct kvr_serving_sim_stats {
+    int64_t iterations;
+    double busy_s;           /* time with an iteration running */
+    double end_s;            /* the last iteration's end */
+    int64_t peak_blocks;     /* most pool blocks in use after planning an iteration */
+    double mean_blocks;      /* pool blocks in use, averaged over busy time */
+    bool decode_from_ops;    /* decode costs derived from the prefill ops */
+} kvr_serving_sim_stats;
+
+/* Replay the trace (arrival times as they are, no sleeping) through a kvr_sched with the
+ * parameters, each iteration taking the costs' time: a prefill item of n tokens after n_past
+ * costs per layer attn(n, n_past) plus its share of pre(Tp) + post(Tp) (Tp: the iteration's
+ * prefill tokens, their GEMMs batched), embed once per prompt item; the head once per
+ * iteration that samples; decode items as kvr_serving_decode_costs says (fitted costs include
+ * the head); an iteration with both pays both. out has one
+ * record per trace request, in trace order (refused requests marked). stats may be NULL.
+ * Errors: KVR_ERR_INVALID_ARG (parameters, as kvr_sched_create), NOMEM. */
+KVR_API kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params *p,
+                                        kvr_serving_record *out, kvr_serving_sim_stats *stats,
+                                        kvr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

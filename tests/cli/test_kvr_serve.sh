@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# tests/cli/test_kvr_serve.sh BINDIR SRCDIR -- kvr-serve --simulate as a user meets it: usage
+# errors (exit 2: what is not built yet, missing or conflicting sources, the pool, policies,
+# decode costs), a bad trace (file:line, exit 2), the text table and strict JSON for both
+# policies (every request finished or refused), the per-request CSV, a request that can never
+# run refused and counted, a pool given in GB, and the engine's time pricing visible in the
+# records (a request alone on an idle engine: admitted at its arrival).
+set -u
+. "$(dirname "$0")/lib.sh"
+S="$1/kvr-serve"
+T="$1/kvr-trace"
+A100="$2/docs/examples/llama7b_a100.json"
+"$T" gen --rate 2 --count 200 --prompt-tokens lognormal:1024,0.8 --output-tokens uniform:1,64 -o "$tmp/t.csv" >/dev/null
+SIM=(--simulate --trace "$tmp/t.csv" --costs "$A100")
+
+check help 0 "usage: kvr-serve --simulate --trace FILE" -- "$S" --help
+check not_built 2 "only --simulate is built so far" -- "$S" --trace "$tmp/t.csv" --costs "$A100" --pool-blocks 100
+check no_trace 2 "--trace FILE is required" -- "$S" --simulate --costs "$A100" --pool-blocks 100
+check no_costs 2 "a cost source is required" -- "$S" --simulate --trace "$tmp/t.csv" --pool-blocks 100
+check two_costs 2 "--costs and --run are two cost sources" -- "$S" "${SIM[@]}" --run 1 --pool-blocks 100
+check db_without_run 2 "--db and --allow-incomplete apply to --run" -- "$S" "${SIM[@]}" --db x.db --pool-blocks 100
+check no_pool 2 "the KV pool is required" -- "$S" "${SIM[@]}"
+check two_pools 2 "give the KV pool once" -- "$S" "${SIM[@]}" --pool-blocks 100 --pool-gb 4
+check bad_policy 2 "--policy: unknown policy 'sjf' \(vllm, chunked\)" -- "$S" "${SIM[@]}" --pool-blocks 100 --policy vllm,sjf
+check twice_policy 2 "--policy: 'vllm' given twice" -- "$S" "${SIM[@]}" --pool-blocks 100 --policy vllm,vllm
+check bad_decode 2 "--decode-costs '1,2': need K,S,T" -- "$S" "${SIM[@]}" --pool-blocks 100 --decode-costs 1,2
+check bad_watermark 2 "--watermark 1: need a fraction in \[0, 1\)" -- "$S" "${SIM[@]}" --pool-blocks 100 --watermark 1
+check bad_pool 2 "--pool-blocks: " -- "$S" "${SIM[@]}" --pool-blocks 0
+check tiny_pool 2 "the KV pool holds less than one block of 16 tokens" -- "$S" "${SIM[@]}" --pool-tokens 8
+check unknown_option 2 "unknown option --bogus" -- "$S" "${SIM[@]}" --bogus
+check missing_trace 1 "--trace: .*nothere.csv" -- "$S" --simulate --trace "$tmp/nothere.csv" --costs "$A100" --pool-blocks 100
+printf 'arrival_s,prompt_tokens,output_tokens\n0,10,5\n1,x,5\n' >"$tmp/bad.csv"
+check bad_trace 2 "bad.csv:3: column 'prompt_tokens'" -- "$S" --simulate --trace "$tmp/bad.csv" --costs "$A100" --pool-blocks 100
+check bad_costs 2 "--costs: " -- "$S" --simulate --trace "$tmp/t.csv" --costs "$tmp/t.csv" --pool-blocks 100
+check records_over_input 2 "--records .* is the same file as --trace" -- "$S" "${SIM[@]}" --pool-blocks 100 --records "$tmp/t.csv"
+
+check table 0 "^vllm +200 +0 " -- "$S" "${SIM[@]}" --pool-gb 8 --policy vllm,chunked
+check table_chunked 0 "^chunked +200 +0 " -- "$S" "${SIM[@]}" --pool-gb 8 --policy vllm,chunked
+check table_decode_note 0 "# decode iterations: from the prefill ops" -- "$S" "${SIM[@]}" --pool-gb 8
+check table_decode_fitted 0 "# decode iterations: 5000 \+ 100 x requests \+ 0.5 x cached tokens us" -- "$S" "${SIM[@]}" --pool-gb 8 --decode-costs 5000,100,0.5
+check json 0 "ok" -- bash -c "'$S' ${SIM[*]} --pool-blocks 2000 --policy vllm,chunked --slo-ttft 500 --slo-tpot 50 --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d[\"schema\"] == \"kvr-serve-sim/1\" and d[\"requests\"] == 200 and d[\"pool_blocks\"] == 2000
+assert [p[\"policy\"] for p in d[\"policies\"]] == [\"vllm\", \"chunked\"]
+for p in d[\"policies\"]:
+    assert p[\"finished\"] == 200 and p[\"refused\"] == 0
+    assert 0 < p[\"ttft_ms\"][\"p50\"] <= p[\"ttft_ms\"][\"p90\"] <= p[\"ttft_ms\"][\"p99\"]
+    assert 0 <= p[\"slo_attainment\"] <= 1 and p[\"peak_blocks\"] <= 2000
+print(\"ok\")'"
+# a request alone on an idle engine is admitted at its arrival; one that can never fit is refused
+printf 'arrival_s,prompt_tokens,output_tokens\n0,100,4\n50,100000,4\n100,200,8\n' >"$tmp/r.csv"
+check refused 0 "^vllm +2 +1 " -- "$S" --simulate --trace "$tmp/r.csv" --costs "$A100" --pool-blocks 1000 --records "$tmp/rec.csv"
+check records 0 "ok" -- python3 -c "
+import csv
+rows = list(csv.DictReader(open('$tmp/rec.csv')))
+assert [r['request'] for r in rows] == ['0', '1', '2'] and rows[1]['refused'] == '1'
+for i in (0, 2):
+    r = rows[i]
+    assert float(r['admitted_s']) == float(r['arrival_s'])
+    assert float(r['arrival_s']) < float(r['first_token_s']) < float(r['finish_s'])
+    assert r['output_tokens'] == ('4' if i == 0 else '8') and r['preemptions'] == '0'
+print('ok')"
+summary "kvr-serve cli"

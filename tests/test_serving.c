@@ -1,0 +1,417 @@
+/* test_serving.c -- the serving scheduler (vllm and chunked policies: admission, watermark, FCFS,
+ * preemption by recompute, chunking), the serving simulator against hand-computed times, and
+ * the summary. */
+#include "kvr_serving.h"
+#include "kvr_test.h"
+
+static kvr_sched *mk(kvr_serving_policy pol, int64_t pool_blocks, double watermark,
+                     int64_t budget) {
+    kvr_sched_params p = kvr_sched_params_default();
+    p.policy = pol;
+    p.pool_blocks = pool_blocks;
+    p.watermark = watermark;
+    p.max_batched_tokens = budget;
+    kvr_sched *s = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_sched_create(&p, &s, &e), &e);
+    return s;
+}
+
+static int32_t add(kvr_sched *s, int64_t prompt, int64_t out) {
+    int32_t id = -1;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_sched_add(s, prompt, out, &id, &e), &e);
+    return id;
+}
+
+/* plan and complete one iteration; returns the batch (items valid until the next plan) */
+static kvr_sched_batch step(kvr_sched *s) {
+    kvr_sched_batch b;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_sched_next(s, &b, &e), &e);
+    if (b.n_items > 0) KVR_CHECK_OK(kvr_sched_complete(s, &b, NULL, &e), &e);
+    return b;
+}
+
+static void test_vllm_basic(void) {
+    kvr_sched *s = mk(KVR_POLICY_VLLM, 100, 0.01, 0);
+    if (!s) return;
+    for (int i = 0; i < 3; i++) KVR_CHECK_EQ_INT(add(s, 10 + i, 3), i);
+    kvr_sched_batch b = step(s); /* all three prompts in one iteration, each samples */
+    KVR_CHECK_EQ_INT(b.iter, 0);
+    KVR_CHECK_EQ_INT(b.n_items, 3);
+    KVR_CHECK_EQ_INT(b.n_prefill, 3);
+    KVR_CHECK_EQ_INT(b.n_tokens, 33);
+    for (int i = 0; i < 3; i++) {
+        KVR_CHECK_EQ_INT(b.items[i].req, i);
+        KVR_CHECK(b.items[i].prefill && b.items[i].samples && b.items[i].n_past == 0);
+        KVR_CHECK_EQ_INT(kvr_sched_request(s, i)->generated, 1);
+        KVR_CHECK_EQ_INT(kvr_sched_request(s, i)->blocks, 1);
+    }
+    for (int k = 0; k < 2; k++) { /* two decode iterations: 1 token each, past = prompt + k */
+        b = step(s);
+        KVR_CHECK_EQ_INT(b.n_decode, 3);
+        KVR_CHECK_EQ_INT(b.n_prefill, 0);
+        for (int i = 0; i < 3; i++) {
+            KVR_CHECK_EQ_INT(b.items[i].n_tokens, 1);
+            KVR_CHECK_EQ_INT(b.items[i].n_past, 10 + i + k);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        const kvr_sched_req *r = kvr_sched_request(s, i);
+        KVR_CHECK(r->state == KVR_REQ_FINISHED);
+        KVR_CHECK_EQ_INT(r->generated, 3);
+        KVR_CHECK_EQ_INT(r->computed, 10 + i + 2); /* the last token is never cached */
+        KVR_CHECK_EQ_INT(r->blocks, 0);
+    }
+    KVR_CHECK_EQ_INT(kvr_sched_blocks_used(s), 0);
+    KVR_CHECK_EQ_INT(kvr_sched_n_running(s), 0);
+    KVR_CHECK_EQ_INT(step(s).n_items, 0);
+    kvr_sched_destroy(s);
+}
+
+/* Admission keeps the watermark free and never lets a later request overtake; decodes wait
+ * while an iteration admits prefills. */
+static void test_vllm_watermark_fcfs(void) {
+    kvr_sched *s = mk(KVR_POLICY_VLLM, 10, 0.1, 0); /* 10 blocks of 16, watermark 1 block */
+    if (!s) return;
+    add(s, 100, 2); /* 7 blocks */
+    add(s, 40, 2);  /* 3 blocks: 10 - 7 - 3 = 0 < 1 left: waits */
+    add(s, 5, 2);   /* 1 block would fit, but it is behind the waiting one */
+    kvr_sched_batch b = step(s);
+    KVR_CHECK_EQ_INT(b.n_items, 1);
+    KVR_CHECK_EQ_INT(b.items[0].req, 0);
+    KVR_CHECK_EQ_INT(kvr_sched_n_waiting(s), 2);
+    KVR_CHECK_EQ_INT(kvr_sched_blocks_used(s), 7);
+    b = step(s); /* request 0 decodes its second token and finishes: nothing else admitted */
+    KVR_CHECK_EQ_INT(b.n_decode, 1);
+    KVR_CHECK(kvr_sched_request(s, 0)->state == KVR_REQ_FINISHED);
+    b = step(s); /* now both fit: 3 + 1 blocks, 6 left */
+    KVR_CHECK_EQ_INT(b.n_prefill, 2);
+    KVR_CHECK_EQ_INT(b.items[0].req, 1);
+    KVR_CHECK_EQ_INT(b.items[1].req, 2);
+    /* a new arrival is admitted ahead of the running decodes: that iteration has no decode */
+    add(s, 20, 2);
+    b = step(s);
+    KVR_CHECK_EQ_INT(b.n_prefill, 1);
+    KVR_CHECK_EQ_INT(b.n_decode, 0);
+    b = step(s);
+    KVR_CHECK_EQ_INT(b.n_decode, 3);
+    KVR_CHECK_EQ_INT(kvr_sched_blocks_used(s), 0);
+    kvr_sched_destroy(s);
+}
+
+/* max_batched_tokens and max_seqs bound an iteration's admissions. */
+static void test_vllm_budgets(void) {
+    kvr_sched_params p = kvr_sched_params_default();
+    p.pool_blocks = 1000;
+    p.max_batched_tokens = 100;
+    p.max_seqs = 2;
+    kvr_sched *s = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_sched_create(&p, &s, &e), &e);
+    if (!s) return;
+    add(s, 60, 4);
+    add(s, 30, 4);
+    add(s, 30, 4);
+    kvr_sched_batch b = step(s); /* 60 + 30 = 90; the third would be 120 > 100 */
+    KVR_CHECK_EQ_INT(b.n_items, 2);
+    b = step(s); /* max_seqs 2: the third waits for a slot, the two decode */
+    KVR_CHECK_EQ_INT(b.n_decode, 2);
+    KVR_CHECK_EQ_INT(kvr_sched_n_waiting(s), 1);
+    kvr_sched_destroy(s);
+}
+
+/* A decode that needs a block when none is free preempts the most recently admitted request by
+ * recompute; it comes back first, prefilling its prompt and what it had generated. */
+static void test_vllm_preemption(void) {
+    kvr_sched *s = mk(KVR_POLICY_VLLM, 4, 0, 0); /* 4 blocks of 16 tokens */
+    if (!s) return;
+    add(s, 16, 20); /* 1 block now, 3 at the end (16 + 19 cached tokens) */
+    add(s, 16, 20);
+    add(s, 16, 20);
+    add(s, 16, 20);
+    kvr_sched_batch b = step(s); /* all four fit: 4 blocks */
+    KVR_CHECK_EQ_INT(b.n_prefill, 4);
+    KVR_CHECK_EQ_INT(kvr_sched_blocks_used(s), 4);
+    /* the first decode (past 16) needs a second block: request 0 preempts 3, 1 preempts 2 */
+    b = step(s);
+    KVR_CHECK_EQ_INT(b.n_preempted, 2);
+    KVR_CHECK_EQ_INT(b.n_decode, 2);
+    KVR_CHECK_EQ_INT(b.items[0].req, 0);
+    KVR_CHECK_EQ_INT(b.items[1].req, 1);
+    const kvr_sched_req *r3 = kvr_sched_request(s, 3), *r2 = kvr_sched_request(s, 2);
+    KVR_CHECK(r3->state == KVR_REQ_WAITING && r3->preemptions == 1 && r3->computed == 0);
+    KVR_CHECK_EQ_INT(r3->generated, 1);
+    KVR_CHECK_EQ_INT(r2->preemptions, 1);
+    /* run to the end: every request finishes with all its tokens, the pool never overflows */
+    int guard = 0;
+    bool recompute_seen = false;
+    for (;;) {
+        b = step(s);
+        if (b.n_items == 0 || ++guard > 1000) break;
+        KVR_CHECK(b.blocks_used <= 4);
+        for (int32_t i = 0; i < b.n_items; i++)
+            if (b.items[i].req == 2 && b.items[i].prefill && b.items[i].n_tokens > 16) {
+                recompute_seen = true; /* prompt 16 + what it had generated */
+                KVR_CHECK(b.items[i].samples);
+            }
+    }
+    KVR_CHECK(recompute_seen);
+    for (int i = 0; i < 4; i++) {
+        KVR_CHECK(kvr_sched_request(s, i)->state == KVR_REQ_FINISHED);
+        KVR_CHECK_EQ_INT(kvr_sched_request(s, i)->generated, 20);
+        KVR_CHECK(kvr_sched_request(s, i)->max_blocks <= 3);
+    }
+    KVR_CHECK_EQ_INT(kvr_sched_blocks_used(s), 0);
+    kvr_sched_destroy(s);
+}
+
+static void test_chunked(void) {
+    kvr_sched *s = mk(KVR_POLICY_CHUNKED, 100, 0, 8);
+    if (!s) return;
+    add(s, 3, 4); /* fits in the first iteration with a token to spare... */
+    add(s, 20, 2); /* ...which starts this prompt: chunks 5, 7 (after one decode), 8 */
+    kvr_sched_batch b = step(s);
+    KVR_CHECK_EQ_INT(b.n_items, 2);
+    KVR_CHECK(b.items[0].samples && b.items[0].n_tokens == 3);
+    KVR_CHECK(b.items[1].prefill && !b.items[1].samples && b.items[1].n_tokens == 5);
+    KVR_CHECK_EQ_INT(kvr_sched_request(s, 1)->blocks, 2); /* the whole prompt at admission */
+    b = step(s); /* the decode comes first, then the chunk takes what is left */
+    KVR_CHECK_EQ_INT(b.n_decode, 1);
+    KVR_CHECK_EQ_INT(b.items[0].req, 0);
+    KVR_CHECK_EQ_INT(b.items[1].n_past, 5);
+    KVR_CHECK_EQ_INT(b.items[1].n_tokens, 7);
+    KVR_CHECK_EQ_INT(b.n_tokens, 8);
+    b = step(s);
+    KVR_CHECK_EQ_INT(b.items[1].n_tokens, 7); /* 20 - 12 = 8 left, 7 of budget after the decode */
+    KVR_CHECK(!b.items[1].samples);
+    b = step(s); /* request 0's last token, request 1's last prompt token: its first token */
+    KVR_CHECK(kvr_sched_request(s, 0)->state == KVR_REQ_FINISHED);
+    KVR_CHECK(b.items[1].samples && b.items[1].n_tokens == 1 && b.items[1].prefill);
+    KVR_CHECK_EQ_INT(kvr_sched_request(s, 1)->generated, 1);
+    b = step(s);
+    KVR_CHECK(kvr_sched_request(s, 1)->state == KVR_REQ_FINISHED);
+    KVR_CHECK_EQ_INT(kvr_sched_blocks_used(s), 0);
+    kvr_sched_destroy(s);
+}
+
+static void test_refusals_and_stop(void) {
+    kvr_sched *s = mk(KVR_POLICY_VLLM, 10, 0.1, 64);
+    if (!s) return;
+    int32_t id;
+    kvr_error e;
+    KVR_CHECK(kvr_sched_add(s, 0, 5, &id, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_sched_add(s, 150, 20, &id, &e) == KVR_ERR_INVALID_ARG); /* > 160 tokens */
+    KVR_CHECK(strstr(e.msg, "model length 160") != NULL);
+    KVR_CHECK(kvr_sched_add(s, 140, 10, &id, &e) == KVR_ERR_INVALID_ARG); /* 10 blocks > 9 */
+    KVR_CHECK(strstr(e.msg, "can never run") != NULL);
+    KVR_CHECK(kvr_sched_add(s, 60, 10, &id, &e) == KVR_ERR_INVALID_ARG); /* 69 > 64 budget */
+    KVR_CHECK(strstr(e.msg, "max_batched_tokens") != NULL);
+    KVR_CHECK_EQ_INT(kvr_sched_n_requests(s), 0);
+    KVR_CHECK_EQ_INT(add(s, 10, 50), 0); /* fits: refused ones took no id */
+    kvr_sched_batch b;
+    KVR_CHECK_OK(kvr_sched_next(s, &b, &e), &e);
+    const bool stop[1] = {true}; /* the engine's EOS */
+    KVR_CHECK_OK(kvr_sched_complete(s, &b, stop, &e), &e);
+    KVR_CHECK(kvr_sched_request(s, 0)->state == KVR_REQ_FINISHED);
+    KVR_CHECK_EQ_INT(kvr_sched_request(s, 0)->generated, 1);
+    KVR_CHECK(kvr_sched_complete(s, &b, NULL, &e) == KVR_ERR_INVALID_ARG); /* twice */
+    kvr_sched_destroy(s);
+    kvr_sched_params p = kvr_sched_params_default();
+    kvr_sched *bad = NULL;
+    KVR_CHECK(kvr_sched_create(&p, &bad, &e) == KVR_ERR_INVALID_ARG && !bad); /* pool 0 */
+    KVR_CHECK(strstr(e.msg, "pool_blocks") != NULL);
+    p.pool_blocks = 10;
+    p.watermark = 1;
+    KVR_CHECK(kvr_sched_create(&p, &bad, &e) == KVR_ERR_INVALID_ARG);
+    kvr_serving_policy pol;
+    KVR_CHECK_OK(kvr_serving_policy_parse("chunked", &pol, &e), &e);
+    KVR_CHECK(pol == KVR_POLICY_CHUNKED);
+    KVR_CHECK(kvr_serving_policy_parse("sjf", &pol, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "vllm, chunked") != NULL);
+}
+
+/* Random traces through both policies with a tight pool: every request finishes with all its
+ * tokens and the pool is never over-committed. */
+static void test_sched_random(void) {
+    unsigned seed = 12345;
+    for (int pol = 0; pol < KVR_POLICY_COUNT; pol++) {
+        kvr_sched *s = mk((kvr_serving_policy)pol, 40, 0.05, pol == KVR_POLICY_VLLM ? 0 : 48);
+        if (!s) return;
+        int64_t want[200];
+        int n = 0, guard = 0;
+        for (;;) {
+            if (n < 200 && (seed = seed * 1103515245u + 12345u) % 3 == 0) {
+                const int64_t prompt = 1 + (seed >> 8) % 200, out = 1 + (seed >> 16) % 60;
+                want[n] = out;
+                KVR_CHECK_EQ_INT(add(s, prompt, out), n);
+                n++;
+            }
+            kvr_sched_batch b = step(s);
+            KVR_CHECK(b.blocks_used <= 40);
+            int64_t held = 0;
+            for (int32_t i = 0; i < kvr_sched_n_requests(s); i++) held += kvr_sched_request(s, i)->blocks;
+            KVR_CHECK_EQ_INT(held, kvr_sched_blocks_used(s));
+            if (b.n_items == 0 && n == 200) break;
+            if (++guard > 100000) break;
+        }
+        KVR_CHECK(guard <= 100000);
+        for (int i = 0; i < n; i++) {
+            KVR_CHECK(kvr_sched_request(s, i)->state == KVR_REQ_FINISHED);
+            KVR_CHECK_EQ_INT(kvr_sched_request(s, i)->generated, want[i]);
+        }
+        kvr_sched_destroy(s);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// simulator
+
+static kvr_search_costs *linear_costs(void) {
+    kvr_search_coeffs co;
+    memset(&co, 0, sizeof co);
+    co.n_layers = 2;
+    co.kv_bytes_per_token = 1024;
+    co.embed_us = 5, co.head_us = 50;
+    co.pre_k_us = 10, co.pre_per_token_us = 1;
+    co.attn_k_us = 4, co.attn_per_token_us = 0.5, co.attn_per_area_us = 0.01;
+    co.post_k_us = 20, co.post_per_token_us = 2;
+    kvr_search_costs *m = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_search_costs_create_linear(&co, NULL, &m, &e), &e);
+    return m;
+}
+/* the same formulas, by hand */
+static double pre(double c) { return 10 + c; }
+static double post(double c) { return 20 + 2 * c; }
+static double attn(double c, double P) { return 4 + 0.5 * c + 0.01 * (c * P + c * c / 2); }
+
+static kvr_trace *trace_of(int n, const double *arr, const int64_t *prompt, const int64_t *out) {
+    kvr_trace *t = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_trace_create(&t, &e), &e);
+    for (int i = 0; t && i < n; i++)
+        KVR_CHECK_OK(kvr_trace_append(t, arr[i], prompt[i], out[i], NULL, &e), &e);
+    return t;
+}
+
+static void test_sim_one_request(void) {
+    kvr_search_costs *m = linear_costs();
+    const double arr[] = {1.5};
+    const int64_t prompt[] = {100}, out[] = {3};
+    kvr_trace *t = trace_of(1, arr, prompt, out);
+    if (!m || !t) return;
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}};
+    p.sched.pool_blocks = 64;
+    kvr_serving_record r;
+    kvr_serving_sim_stats st;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, &r, &st, &e), &e);
+    const double prefill = 5 + 2 * (pre(100) + attn(100, 0) + post(100)) + 50;
+    const double dec1 = 2 * (pre(1) + post(1) + attn(1, 100)) + 50; /* from the ops */
+    const double dec2 = 2 * (pre(1) + post(1) + attn(1, 101)) + 50;
+    KVR_CHECK(st.decode_from_ops);
+    KVR_CHECK_EQ_INT(st.iterations, 3);
+    KVR_CHECK_NEAR(r.admitted_s, 1.5, 1e-12, 0);
+    KVR_CHECK_NEAR(r.first_token_s - r.arrival_s, prefill * 1e-6, 1e-12, 1e-9);
+    KVR_CHECK_NEAR(r.finish_s - r.first_token_s, (dec1 + dec2) * 1e-6, 1e-12, 1e-9);
+    KVR_CHECK_EQ_INT(r.output_tokens, 3);
+    KVR_CHECK_EQ_INT(r.max_blocks, 7); /* 102 cached tokens */
+    /* fitted decode costs instead: k + per_seq * B + per_ctx * T */
+    p.decode = (kvr_serving_decode_costs){100, 10, 0.5};
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, &r, &st, &e), &e);
+    KVR_CHECK(!st.decode_from_ops);
+    KVR_CHECK_NEAR(r.finish_s - r.first_token_s, (110 + 0.5 * 101 + 110 + 0.5 * 102) * 1e-6,
+                   1e-12, 1e-9);
+    kvr_trace_destroy(t);
+    /* two at once: one prefill iteration (GEMMs over 200 tokens, a head), then batched decodes:
+     * pre/post over 2 rows, one attention call plus each request's cache increment */
+    const double arr2[] = {0, 0};
+    const int64_t prompt2[] = {100, 100}, out2[] = {2, 2};
+    t = trace_of(2, arr2, prompt2, out2);
+    if (!t) return;
+    p.decode = (kvr_serving_decode_costs){0, 0, 0};
+    kvr_serving_record r2[2];
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, r2, &st, &e), &e);
+    const double pf2 = 2 * 5 + 2 * (pre(200) + post(200) + 2 * attn(100, 0)) + 50;
+    const double dc2 = 2 * (pre(2) + post(2) + attn(1, 0) + 2 * (attn(1, 100) - attn(1, 0))) + 50;
+    KVR_CHECK_EQ_INT(st.iterations, 2);
+    KVR_CHECK_NEAR(r2[1].first_token_s, pf2 * 1e-6, 1e-12, 1e-9);
+    KVR_CHECK_NEAR(r2[1].finish_s, (pf2 + dc2) * 1e-6, 1e-12, 1e-9);
+    kvr_trace_destroy(t);
+    kvr_search_costs_destroy(m);
+}
+
+/* Two long prompts at once and a pool that holds one: the second queues until the first ends;
+ * a prompt that can never fit is refused and counted. */
+static void test_sim_queueing(void) {
+    kvr_search_costs *m = linear_costs();
+    const double arr[] = {0, 0, 0.001};
+    const int64_t prompt[] = {300, 300, 5000}, out[] = {4, 4, 2};
+    kvr_trace *t = trace_of(3, arr, prompt, out);
+    if (!m || !t) return;
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}};
+    p.sched.pool_blocks = 25; /* 400 tokens: one request of 303 cached tokens at a time */
+    p.sched.watermark = 0;
+    kvr_serving_record r[3];
+    kvr_serving_sim_stats st;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, r, &st, &e), &e);
+    KVR_CHECK(r[2].refused);
+    KVR_CHECK(!r[0].refused && !r[1].refused);
+    KVR_CHECK_NEAR(r[1].admitted_s, r[0].finish_s, 1e-12, 0);
+    KVR_CHECK(r[1].first_token_s > r[0].finish_s);
+    KVR_CHECK(st.peak_blocks <= 25);
+    KVR_CHECK_NEAR(st.end_s, r[1].finish_s, 1e-12, 0);
+    kvr_serving_summary sum;
+    KVR_CHECK_OK(kvr_serving_summarize(r, 3, 0, 0, &sum, &e), &e);
+    KVR_CHECK_EQ_INT(sum.n_finished, 2);
+    KVR_CHECK_EQ_INT(sum.n_refused, 1);
+    KVR_CHECK_NEAR(sum.slo_attainment, 2.0 / 3.0, 1e-12, 0);
+    /* chunked prefill on the same trace: the same two finish, the refused one still refused */
+    p.sched.policy = KVR_POLICY_CHUNKED;
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, r, &st, &e), &e);
+    KVR_CHECK(r[2].refused && r[0].output_tokens == 4 && r[1].output_tokens == 4);
+    kvr_trace_destroy(t);
+    kvr_search_costs_destroy(m);
+}
+
+static void test_summary(void) {
+    kvr_serving_record r[5];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 5; i++) {
+        r[i].arrival_s = i;
+        r[i].admitted_s = i + 0.5 * i;              /* queue 0, .5, 1, 1.5, 2 */
+        r[i].first_token_s = r[i].admitted_s + 1;   /* ttft 1, 1.5, ..., 3 */
+        r[i].output_tokens = 11;
+        r[i].finish_s = r[i].first_token_s + 0.1 * (i + 1) * 10; /* tpot .1 .. .5 */
+    }
+    kvr_serving_summary s;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_serving_summarize(r, 5, 2.0, 0.35, &s, &e), &e);
+    KVR_CHECK_EQ_INT(s.n_finished, 5);
+    KVR_CHECK_NEAR(s.ttft_s[0], 2.0, 1e-12, 0);
+    KVR_CHECK_NEAR(s.ttft_s[1], 2.8, 1e-12, 0); /* 2.5 + 0.6 * 0.5 */
+    KVR_CHECK_NEAR(s.queue_s[0], 1.0, 1e-12, 0);
+    KVR_CHECK_NEAR(s.tpot_s[0], 0.3, 1e-12, 0);
+    KVR_CHECK_NEAR(s.tpot_mean_s, 0.3, 1e-12, 0);
+    KVR_CHECK_NEAR(s.slo_attainment, 3.0 / 5.0, 1e-12, 0); /* ttft <= 2 and tpot <= .35 */
+    KVR_CHECK_NEAR(s.duration_s, r[4].finish_s, 1e-12, 0);
+    KVR_CHECK_NEAR(s.output_tok_per_s, 55 / r[4].finish_s, 1e-12, 1e-12);
+    KVR_CHECK(kvr_serving_summarize(r, -1, 0, 0, &s, &e) == KVR_ERR_INVALID_ARG);
+}
+
+static const kvr_test_case cases[] = {
+    {"vllm_basic", test_vllm_basic},
+    {"vllm_watermark_fcfs", test_vllm_watermark_fcfs},
+    {"vllm_budgets", test_vllm_budgets},
+    {"vllm_preemption", test_vllm_preemption},
+    {"chunked", test_chunked},
+    {"refusals_and_stop", test_refusals_and_stop},
+    {"sched_random", test_sched_random},
+    {"sim_one_request", test_sim_one_request},
+    {"sim_queueing", test_sim_queueing},
+    {"summary", test_summary},
+};
+KVR_TEST_MAIN(cases)
