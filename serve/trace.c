@@ -195,10 +195,12 @@ kvr_status kvr_trace_load(const char *path, kvr_trace **out, kvr_error *err) {
 // ----------------------------------------------------------------------------
 // writer
 
-/* The shortest %.Ng that reads back as v. */
+/* The shortest %.Ng that reads back as v. %.15g is already the shortest when v has a decimal
+ * form of at most 15 digits (%g drops the trailing zeros, and the 15-digit decimals are over
+ * four times further apart than v is from its short form); otherwise 16 or 17 digits. */
 static void trace_fmt_double(kvr_text *b, double v) {
     char s[40];
-    for (int p = 1; p <= 17; p++) {
+    for (int p = 15; p <= 17; p++) {
         snprintf(s, sizeof s, "%.*g", p, v);
         if (strtod(s, NULL) == v) break;
     }

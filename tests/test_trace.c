@@ -99,6 +99,19 @@ static void test_roundtrip(void) {
     free(text);
     kvr_trace_destroy(w);
     kvr_trace_destroy(t);
+    /* generated arrival times (random doubles) write and read back exactly */
+    kvr_trace_gen_params g = kvr_trace_gen_params_default();
+    g.arrival = KVR_TRACE_ARRIVAL_GAMMA;
+    g.cv = 3;
+    g.rate_per_s = 1000;
+    g.n_requests = 20000;
+    KVR_CHECK_OK(kvr_trace_generate(&g, &w, &err), &err);
+    KVR_CHECK_OK(kvr_trace_format(w, NULL, &text, &err), &err);
+    kvr_trace *x = text ? parse_ok(text, strlen(text)) : NULL;
+    KVR_CHECK(x && same_trace(w, x));
+    kvr_trace_destroy(x);
+    kvr_trace_destroy(w);
+    free(text);
     /* an empty trace is a header */
     KVR_CHECK_OK(kvr_trace_create(&w, &err), &err);
     KVR_CHECK_OK(kvr_trace_format(w, NULL, &text, &err), &err);
