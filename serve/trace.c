@@ -112,7 +112,7 @@ kvr_status kvr_trace_parse(const char *buf, size_t len, const char *name, kvr_tr
     kvr_status st = kvr_trace_create(&t, err);
     if (st != KVR_OK) return st;
     bool got = false;
-    int col[TRACE_N_COLS];
+    int col[TRACE_N_COLS] = {-1, -1, -1, -1};
     int n_header = 0;
     st = trace_csv_next(&c, &got);
     if (st == KVR_OK && !got)

@@ -150,7 +150,7 @@ kvr_status kvr_trace_import_parse(const char *buf, size_t len, const char *name,
     int64_t cap = 0;
     kvr_trace *t = NULL;
     bool got = false;
-    int col[BG_N];
+    int col[BG_N] = {-1, -1, -1, -1, -1};
     int n_header = 0;
     kvr_status st = trace_csv_next(&c, &got);
     if (st == KVR_OK && !got)
