@@ -8,12 +8,14 @@ independent oracle: its reader and gguf.quants.dequantize / quantize.
       tests/test_loaders.c (test_real_smollm2).
   python3 tools/gen_test_models.py seeds-ref tests/fuzz/corpus_gguf
       Prints whole-model checksums of the GGUF seeds (pasted into tests/test_loaders.c,
-      test_gguf_seeds_match_python): an oracle check of Q4_0, F16 and BF16 too.
+      test_gguf_seeds_match_python): an oracle check of every seed type (Q8_K through ggml's C
+      dequantize_row_q8_K from llama-cpp-python, which gguf-py lacks).
   python3 tools/gen_test_models.py corpus tests/fuzz
       Writes tests/fuzz/corpus_gguf/*.gguf and tests/fuzz/corpus_safetensors/*.bin: tiny Llama
-      models (1 layer, d 32) in every supported tensor type. A safetensors seed is
-      [u16 LE config length][config.json][safetensors file], the input format of
-      tests/fuzz/fuzz_safetensors.c.
+      models (1 layer, d 32; d 256 for the 256-element types) in every supported tensor type. A
+      safetensors seed is [u16 LE config length][config.json][safetensors file], the input format
+      of tests/fuzz/fuzz_safetensors.c. Types gguf-py cannot quantize (the K-quants, IQ4_NL,
+      IQ4_XS, Q8_K) are written as random blocks with finite fp16/fp32 scales.
 """
 import json
 import os
@@ -61,13 +63,31 @@ def smollm2_ref(path):
           % (s1, s2, len(tensors)))
 
 
+def dequantize(data, qtype):
+    """gguf-py's dequantization; Q8_K, which gguf-py lacks, through ggml's own C code
+    (dequantize_row_q8_K in llama-cpp-python's libggml-base)."""
+    import gguf
+
+    if qtype != gguf.GGMLQuantizationType.Q8_K:
+        return np.asarray(gguf.quants.dequantize(data, qtype), dtype=np.float32)
+    import ctypes
+    import llama_cpp
+
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-base.so"))
+    lib.dequantize_row_q8_K.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    raw = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+    out = np.zeros(raw.size // 292 * 256, dtype=np.float32)
+    lib.dequantize_row_q8_K(raw.ctypes.data, out.ctypes.data, out.size)
+    return out
+
+
 def model_checksums(path):
     """sum |x| and sum x^2 (float64) over every tensor of a GGUF, as gguf.quants dequantizes it."""
     import gguf
 
     s1 = s2 = 0.0
     for t in gguf.GGUFReader(path).tensors:
-        x = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        x = dequantize(t.data, t.tensor_type)
         x = x.astype(np.float64).reshape(-1)
         s1 += float(np.abs(x).sum())
         s2 += float((x * x).sum())
@@ -86,11 +106,29 @@ def seeds_ref(gdir):
 # ----------------------------------------------------------------------------- fuzz seeds
 
 TINY = dict(L=1, D=32, NH=2, NKV=1, HS=16, FF=32, V=8)
+WIDE = dict(TINY, D=256)  # rows of 256 for the K-quants (attn_output and ffn_down stay 32 long)
+
+# byte offsets of the fp16 scale fields of the types written as random blocks
+RANDOM_BLOCK_HALVES = {"Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2],
+                       "Q6_K": [208], "IQ4_XS": [0], "IQ4_NL": [0]}
 
 
-def tiny_weights(seed, tied):
+def random_blocks(qt, n, rng):
+    """n elements of type qt as random bytes with finite, moderate scales."""
+    import gguf
+
+    bs, ts = gguf.GGML_QUANT_SIZES[qt]
+    nb = n // bs
+    raw = rng.integers(0, 256, size=(nb, ts), dtype=np.uint8)
+    if qt == gguf.GGMLQuantizationType.Q8_K:
+        raw[:, 0:4] = (rng.standard_normal(nb) * 0.01).astype("<f4").view(np.uint8).reshape(nb, 4)
+    for o in RANDOM_BLOCK_HALVES.get(qt.name, []):
+        raw[:, o:o + 2] = (rng.standard_normal(nb) * 0.01).astype("<f2").view(np.uint8).reshape(nb, 2)
+    return raw
+
+
+def tiny_weights(seed, tied, c=TINY):
     rng = np.random.default_rng(seed)
-    c = TINY
     D, FF, V = c["D"], c["FF"], c["V"]
     Q, KV = c["NH"] * c["HS"], c["NKV"] * c["HS"]
     w = {"token_embd.weight": (V, D), "output_norm.weight": (D,)}
@@ -105,10 +143,13 @@ def tiny_weights(seed, tied):
     return {k: (rng.standard_normal(s) * 0.5).astype(np.float32) for k, s in w.items()}
 
 
-def write_gguf(path, types, tied, tokenizer, seed):
+def write_gguf(path, types, tied, tokenizer, seed, c=TINY, per_matrix=False):
+    """types cycle over the tensors in order (per_matrix: over the matrices whose rows hold whole
+    blocks of the next type; the others take Q8_0); 1-D tensors are always F32."""
     import gguf
 
-    c = TINY
+    T = gguf.GGMLQuantizationType
+    rng = np.random.default_rng(seed + 100)
     w = gguf.GGUFWriter(path, "llama")
     w.add_name("fuzz tiny")
     w.add_block_count(c["L"])
@@ -117,6 +158,9 @@ def write_gguf(path, types, tied, tokenizer, seed):
     w.add_feed_forward_length(c["FF"])
     w.add_head_count(c["NH"])
     w.add_head_count_kv(c["NKV"])
+    if c["D"] != c["NH"] * c["HS"]:
+        w.add_key_length(c["HS"])
+        w.add_value_length(c["HS"])
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     if tokenizer:
@@ -127,12 +171,22 @@ def write_gguf(path, types, tied, tokenizer, seed):
         w.add_token_merges(["a b", "b c", "ab c"])
         w.add_bos_token_id(7)
         w.add_eos_token_id(7)
-    for i, (name, x) in enumerate(tiny_weights(seed, tied).items()):
-        qt = types[i % len(types)] if x.ndim == 2 else gguf.GGMLQuantizationType.F32
-        if qt == gguf.GGMLQuantizationType.F32:
+    k = 0
+    for i, (name, x) in enumerate(tiny_weights(seed, tied, c).items()):
+        qt = T.F32
+        if x.ndim == 2 and not per_matrix:
+            qt = types[i % len(types)]
+        elif x.ndim == 2:
+            qt = T.Q8_0
+            if x.shape[1] % gguf.GGML_QUANT_SIZES[types[k % len(types)]][0] == 0:
+                qt = types[k % len(types)]
+                k += 1
+        if qt == T.F32:
             w.add_tensor(name, x)
-        elif qt == gguf.GGMLQuantizationType.F16:
+        elif qt == T.F16:
             w.add_tensor(name, x.astype(np.float16))
+        elif qt.name in RANDOM_BLOCK_HALVES or qt == T.Q8_K:
+            w.add_tensor(name, random_blocks(qt, x.size, rng).reshape(x.shape[0], -1), raw_dtype=qt)
         else:
             w.add_tensor(name, gguf.quants.quantize(x, qt), raw_dtype=qt)
     w.write_header_to_file()
@@ -194,6 +248,10 @@ def corpus(outdir):
     write_gguf(os.path.join(gdir, "tiny_f32_tok.gguf"), [T.F32], False, True, 1)
     write_gguf(os.path.join(gdir, "tiny_q4_0_q8_0_tied.gguf"), [T.Q4_0, T.Q8_0], True, False, 2)
     write_gguf(os.path.join(gdir, "tiny_q4_1_f16_bf16.gguf"), [T.Q4_1, T.F16, T.BF16], False, True, 3)
+    write_gguf(os.path.join(gdir, "tiny_q5_0_q5_1_iq4_nl.gguf"), [T.Q5_0, T.Q5_1, T.IQ4_NL], False, True, 5)
+    write_gguf(os.path.join(gdir, "wide_k_quants.gguf"),
+               [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.Q8_K, T.IQ4_XS], False, False, 6, WIDE,
+               per_matrix=True)
     for name, tied, dts in [("tiny_f32_tied", True, ["F32"]), ("tiny_mixed", False, ["F16", "BF16", "F32"])]:
         w = {k: v for k, v in tiny_weights(4, tied).items()}
         cfg = hf_config(tied)
