@@ -197,17 +197,18 @@ kvr_status kvr_generate(kvr_decoder *d, const float *logits, const kvr_generate_
     const bool greedy = kvr_sampler_params_greedy(&p->sampling);
     kvr_sampler *s = NULL;
     KVR_TRY(kvr_sampler_create(&p->sampling, V, &s, err));
-    float *lg = greedy ? NULL : malloc((size_t)V * sizeof *lg);
+    float *lg = greedy && !p->logits_out ? NULL : malloc((size_t)V * sizeof *lg);
     out->ids = malloc((size_t)p->n_predict * sizeof *out->ids);
     out->step_ms = malloc((size_t)p->n_predict * sizeof *out->step_ms);
     gen_buf text = {0}; /* every piece but a stop token's */
     size_t sent = 0;    /* bytes of text passed to the callback */
     kvr_status st = KVR_OK;
-    if ((!greedy && !lg) || !out->ids || !out->step_ms)
+    if ((!greedy && !lg) || (p->logits_out && !lg) || !out->ids || !out->step_ms)
         st = kvr_error_set(err, KVR_ERR_NOMEM, "generate: out of memory for %d tokens",
                            p->n_predict);
     if (st == KVR_OK && p->tok) st = gen_buf_reserve(&text, 0, err);
     int32_t id = st == KVR_OK ? kvr_sampler_sample(s, logits) : -1;
+    if (st == KVR_OK && p->logits_out) memcpy(p->logits_out, logits, (size_t)V * sizeof *lg);
     while (st == KVR_OK) {
         out->ids[out->n_ids++] = id;
         const bool stop = generate_is_stop(p, id);
@@ -235,6 +236,8 @@ kvr_status kvr_generate(kvr_decoder *d, const float *logits, const kvr_generate_
         if ((st = kvr_decoder_step(d, id, greedy ? &top : NULL, lg, err)) != KVR_OK) break;
         id = greedy ? top : kvr_sampler_sample(s, lg);
         out->step_ms[out->n_steps++] = (kvr_time_us() - t0) * 1e-3;
+        if (p->logits_out) /* outside the timed step */
+            memcpy(p->logits_out + (size_t)out->n_ids * (size_t)V, lg, (size_t)V * sizeof *lg);
     }
     if (st == KVR_OK && p->on_token && text.n > sent) p->on_token(p->user, -1, text.p + sent,
                                                                    text.n - sent);

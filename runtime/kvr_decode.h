@@ -71,6 +71,9 @@ typedef struct kvr_generate_params {
      * stop (KVR_STOP_CALLER). */
     bool (*on_token)(void *user, int32_t id, const char *text, size_t len);
     void *user;
+    /* optional (NULL: not kept): n_predict x V host floats receiving, row i, the logits token i
+     * was drawn from (row 0: the prefill's); rows past n_ids are left alone */
+    float *logits_out;
 } kvr_generate_params;
 /* n_predict 0 (set it), greedy, no stop ids, no tokenizer, no callback. */
 KVR_API kvr_generate_params kvr_generate_params_default(void);

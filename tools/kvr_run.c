@@ -90,7 +90,8 @@ static void usage(FILE *f) {
             "                            (default 1234)\n"
             "  -L, --layers N            presets only: override the layer count\n"
             "  -S, --no-special          do not parse special tokens (<|im_start|>) in --prompt\n"
-            "  -D, --dump-logits FILE    write last-token logits (float32 LE, vocab entries)\n"
+            "  -D, --dump-logits FILE    write last-token logits (float32 LE, vocab entries); with\n"
+            "                            --n-predict, those of every generated token in turn\n"
             "  -d, --db PATH             the store: KVR-P predictors, fitted cost models, and\n"
             "                            where every run is recorded (default ./kvr.db when it\n"
             "                            exists; a given PATH is created when missing)\n"
@@ -439,6 +440,7 @@ int main(int argc, char **argv) {
     kvr_model *model = NULL;
     int32_t *ids = NULL;
     char *prompt_buf = NULL; /* --prompt-file */
+    float *gen_logits = NULL; /* --dump-logits with --n-predict: each token's logits */
 
     char defpath[1024];
     if (!o.model) {
@@ -564,6 +566,15 @@ int main(int argc, char **argv) {
         sp.generate.tok = tok;
         sp.generate.n_stop = tok ? kvr_tokenizer_eog(tok, eog, 16) : 0;
         sp.generate.stop_ids = eog;
+        if (o.dump_logits && holds_last) {
+            gen_logits = malloc((size_t)o.n_predict * (size_t)cfg->vocab_size * sizeof(float));
+            if (!gen_logits) {
+                fprintf(stderr, "kvr-run: --dump-logits: out of memory for %d x %d logits\n",
+                        o.n_predict, cfg->vocab_size);
+                goto done;
+            }
+            sp.generate.logits_out = gen_logits;
+        }
         if (printer && holds_last && !o.json && tok) { /* the text as it comes */
             sp.generate.on_token = stream_token;
             sp.generate.user = &stream;
@@ -621,8 +632,10 @@ int main(int argc, char **argv) {
     if (o.dump_logits && holds_last) {
         const kvr_prefill_result *lr = &res.runs[res.n_runs - 1];
         /* a temporary beside it, renamed into place: an interrupted write leaves no half file */
-        if (kvr_write_file_atomic(o.dump_logits, lr->logits,
-                                  (size_t)cfg->vocab_size * sizeof(float), &err) != KVR_OK) {
+        const float *rows = gen_logits ? gen_logits : lr->logits;
+        const size_t n_rows = gen_logits ? (size_t)res.gen.n_ids : 1;
+        if (kvr_write_file_atomic(o.dump_logits, rows,
+                                  n_rows * (size_t)cfg->vocab_size * sizeof(float), &err) != KVR_OK) {
             fprintf(stderr, "kvr-run: --dump-logits %s: %s\n", o.dump_logits, err.msg);
             rc_out = 1;
         }
@@ -808,6 +821,7 @@ int main(int argc, char **argv) {
     abort_job = false;
 
 done:
+    free(gen_logits);
     free(prompt_buf);
     kvr_session_result_free(&res);
     kvr_db_close(rs.db);

@@ -74,6 +74,9 @@ check sampling_without_decode 2 "apply to decode: give --n-predict N" -- "$BIN" 
 check decode_json 0 '"n_predict":5,"generated":\[[0-9]+(,[0-9]+){4}\],"generated_text":null,"stop":"max","decode_steps":4,"decode_ms":[0-9.]+,"tpot_ms":[0-9.]+,"tpot_ms_p50":[0-9.]+,"tpot_ms_p90":[0-9.]+,"sampling":\{"temp":0,"top_k":0,"top_p":1,"seed":1234\}' -- "$BIN" --model tiny --context 16 --ranks 2 --n-predict 5 --json --no-db
 check decode_table 0 "^# decode: 5 token\(s\) on rank 1, stop max; TTFT [0-9.]+ ms, TPOT [0-9.]+ ms \(mean of 4 step\(s\); p50" -- "$BIN" --model tiny --context 16 --ranks 2 --n-predict 5 --no-db
 check decode_ring 0 "^# decode: 3 token\(s\) on rank 0, stop max" -- "$BIN" --model tiny --context 16 --ranks 2 --mode ring --n-predict 3 --no-db
+"$BIN" --model tiny --context 16 --no-db --dump-logits "$tmp/l1.bin" >/dev/null 2>&1
+"$BIN" --model tiny --context 16 --no-db --n-predict 3 --dump-logits "$tmp/l3.bin" >/dev/null 2>&1
+same decode_dump_logits_rows "$(( $(stat -c %s "$tmp/l1.bin") * 3 ))" "$(stat -c %s "$tmp/l3.bin" 2>/dev/null)"
 # --n-predict 0 is the prefill alone: no decode fields or lines
 out=$("$BIN" --model tiny --context 16 --n-predict 0 --json --no-db 2>&1)
 if grep -q '"first_token"' <<<"$out" && ! grep -q 'n_predict\|generated\|tpot' <<<"$out"; then ok n_predict_zero_json; else bad n_predict_zero_json "$out"; fi
