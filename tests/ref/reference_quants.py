@@ -87,10 +87,13 @@ def ggml_lib():
     import llama_cpp
 
     path = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-base.so")
-    lib = ctypes.CDLL(path)
-    for f in ("quantize_row_q8_K_ref", "dequantize_row_q8_K"):
-        getattr(lib, f).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-        getattr(lib, f).restype = None
+    try:
+        lib = ctypes.CDLL(path)
+        for f in ("quantize_row_q8_K_ref", "dequantize_row_q8_K"):
+            getattr(lib, f).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+            getattr(lib, f).restype = None
+    except (OSError, AttributeError) as e:
+        raise RuntimeError("ggml's Q8_K reference functions not found in %s: %s" % (path, e))
     return lib
 
 
