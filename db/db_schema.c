@@ -150,12 +150,52 @@ static const char db_schema_v4[] =
     "         substr(links, 23, length(links) - 23) NOT GLOB '*[^0-9]*'\n"
     "      THEN CAST(substr(links, 23, length(links) - 23) AS INTEGER) END);\n";
 
+/* v5: serving runs (kvr-serve: a request trace replayed under one scheduling policy, simulated
+ * or measured), one row per request of each, and the KV pool's occupancy over the run. */
+static const char db_schema_v5[] =
+    "CREATE TABLE serving_runs(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  kind TEXT NOT NULL CHECK(kind IN ('simulated','measured')),\n"
+    "  trace TEXT NOT NULL, trace_hash TEXT NOT NULL,\n"
+    "  n_requests INTEGER NOT NULL, trace_duration_s REAL, rate_per_s REAL,\n"
+    "  policy TEXT NOT NULL,\n"
+    "  block_tokens INTEGER NOT NULL, pool_blocks INTEGER NOT NULL, watermark REAL NOT NULL,\n"
+    "  max_seqs INTEGER NOT NULL, max_batched_tokens INTEGER NOT NULL,\n"
+    "  max_model_len INTEGER NOT NULL,\n"
+    "  cost_source TEXT NOT NULL, cost_kind TEXT NOT NULL,\n"
+    "  decode_k_us REAL, decode_per_seq_us REAL, decode_per_ctx_token_us REAL,\n"
+    "  model_id INTEGER REFERENCES models(id), device_id INTEGER REFERENCES devices(id),\n"
+    "  backend TEXT NOT NULL,\n"
+    "  slo_ttft_ms REAL, slo_tpot_ms REAL,\n"
+    "  n_finished INTEGER NOT NULL, n_refused INTEGER NOT NULL, n_preemptions INTEGER NOT NULL,\n"
+    "  ttft_p50_ms REAL, ttft_p90_ms REAL, ttft_p99_ms REAL, ttft_mean_ms REAL,\n"
+    "  tpot_p50_ms REAL, tpot_p90_ms REAL, tpot_p99_ms REAL, tpot_mean_ms REAL,\n"
+    "  queue_p50_ms REAL, queue_p90_ms REAL, queue_p99_ms REAL, queue_mean_ms REAL,\n"
+    "  slo_attainment REAL, output_tok_per_s REAL, req_per_s REAL, duration_s REAL,\n"
+    "  iterations INTEGER NOT NULL, peak_blocks INTEGER NOT NULL, mean_blocks REAL,\n"
+    "  busy_s REAL, wall_s REAL,\n"
+    "  kvr_version TEXT NOT NULL, git_commit TEXT NOT NULL, host TEXT NOT NULL,\n"
+    "  ts_utc TEXT NOT NULL, note TEXT NOT NULL);\n"
+    "CREATE INDEX serving_runs_trace ON serving_runs(trace_hash);\n"
+    "CREATE TABLE serving_requests(\n"
+    "  run_id INTEGER NOT NULL REFERENCES serving_runs(id) ON DELETE CASCADE,\n"
+    "  idx INTEGER NOT NULL,\n"
+    "  arrival_s REAL NOT NULL, admitted_s REAL, first_token_s REAL, finish_s REAL,\n"
+    "  prompt_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,\n"
+    "  max_blocks INTEGER NOT NULL, preemptions INTEGER NOT NULL, refused INTEGER NOT NULL,\n"
+    "  PRIMARY KEY(run_id, idx)) WITHOUT ROWID;\n"
+    "CREATE TABLE serving_occupancy(\n"
+    "  run_id INTEGER NOT NULL REFERENCES serving_runs(id) ON DELETE CASCADE,\n"
+    "  t_s REAL NOT NULL, blocks_mean REAL NOT NULL, blocks_max INTEGER NOT NULL,\n"
+    "  PRIMARY KEY(run_id, t_s)) WITHOUT ROWID;\n";
+
 static const db_migration db_migrations[] = {
     {1, "devices, models, profile runs, layer and transfer samples", db_schema_v1},
     {2, "measured runs", db_schema_v2},
     {3, "fits, partition tables and rows, predictors; measured runs: partition source, "
         "predictor, drift", db_schema_v3},
     {4, "partition tables: typed cost source kind and link run", db_schema_v4},
+    {5, "serving runs (simulated and measured), their requests and pool occupancy", db_schema_v5},
 };
 #define DB_N_MIGRATIONS ((int32_t)(sizeof db_migrations / sizeof db_migrations[0]))
 _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == KVR_DB_SCHEMA_VERSION,

@@ -1,6 +1,7 @@
 /* kvr_db.h -- the SQLite store (DESIGN.md section 7): devices, models, profile runs with their
  * provenance, layer samples, transfer samples, measured runs, fitted cost-model terms, KVR-S
- * partition tables and KVR-P predictors, in one file (default ./kvr.db).
+ * partition tables, KVR-P predictors and serving runs with their requests, in one file (default
+ * ./kvr.db).
  *
  * The file is in WAL mode with a busy timeout, so several processes may write it at once (each
  * write waits for the others instead of failing). The schema carries a version: a file made by
@@ -31,7 +32,7 @@ extern "C" {
 #endif
 
 /* The schema version this kvr writes; files with a higher user_version are refused. */
-#define KVR_DB_SCHEMA_VERSION 4
+#define KVR_DB_SCHEMA_VERSION 5
 
 typedef struct kvr_db kvr_db;
 
@@ -367,6 +368,91 @@ KVR_API kvr_status kvr_db_predictor_latest_for_model(kvr_db *db, int32_t n_ranks
                                                      const kvr_db_model *model,
                                                      kvr_db_predictor *out, kvr_error *err);
 KVR_API void kvr_db_predictors_free(kvr_db_predictor *p, int64_t n);
+
+// ----------------------------------------------------------------------------
+// serving runs (schema v5): a request trace replayed under one scheduling policy -- simulated
+// (kvr-serve --simulate: the serving simulator under a cost model) or measured (the engine on a
+// real model) -- with one record per request and the KV pool's occupancy over time. Plain fields
+// in the store's terms (serve/ converts its records); times are seconds from the trace's start.
+
+typedef struct kvr_db_serving_run {
+    int64_t id;
+    char kind[16];          /* "simulated" | "measured" */
+    char trace[512];        /* the trace file as given */
+    char trace_hash[40];    /* hex hash of the trace's requests (kvr_trace_content_hash): the same
+                             * trace under another name has the same hash */
+    int64_t n_requests;
+    double trace_duration_s; /* the last arrival */
+    double rate_per_s;       /* mean arrival rate, n_requests / trace_duration_s (< 0: unknown) */
+    char policy[16];         /* "vllm" | "chunked" */
+    int32_t block_tokens;    /* the scheduler's parameters, defaults resolved */
+    int64_t pool_blocks;
+    double watermark;
+    int32_t max_seqs;
+    int64_t max_batched_tokens, max_model_len;
+    char cost_source[256];   /* simulated: the cost model (file or profile run) */
+    char cost_kind[16];      /* simulated: the cost source's kind ("json", "profile", "fit", ...) */
+    double decode_k_us, decode_per_seq_us, decode_per_ctx_token_us; /* simulated: fitted decode
+                                                                     * costs; all 0 = from ops */
+    int64_t model_id, device_id; /* measured: the model and device (0 = none) */
+    char backend[16];            /* measured: "cpu" | "cuda" */
+    double slo_ttft_ms, slo_tpot_ms; /* targets (0 = not checked) */
+    /* the summary (kvr_serving_summarize), times in ms */
+    int64_t n_finished, n_refused, n_preemptions;
+    double ttft_p50_ms, ttft_p90_ms, ttft_p99_ms, ttft_mean_ms;
+    double tpot_p50_ms, tpot_p90_ms, tpot_p99_ms, tpot_mean_ms;
+    double queue_p50_ms, queue_p90_ms, queue_p99_ms, queue_mean_ms;
+    double slo_attainment, output_tok_per_s, req_per_s, duration_s;
+    int64_t iterations, peak_blocks; /* engine iterations; most pool blocks in use */
+    double mean_blocks;              /* pool blocks in use, averaged over busy time */
+    double busy_s;                   /* time with an iteration running */
+    double wall_s;                   /* how long the replay (or simulation) took */
+    char kvr_version[32], git_commit[48], host[128], ts_utc[32]; /* "" on put = this build/now */
+    char note[256];
+} kvr_db_serving_run;
+
+/* One request of a serving run. Times < 0: did not happen (stored as NULL). */
+typedef struct kvr_db_serving_request {
+    int64_t run_id, idx;   /* idx: the request's index in the trace */
+    double arrival_s, admitted_s, first_token_s, finish_s;
+    int64_t prompt_tokens, output_tokens, max_blocks;
+    int32_t preemptions;
+    bool refused;          /* the scheduler refused it: it can never run */
+} kvr_db_serving_request;
+
+/* The pool's occupancy over [t_s, the next point's t_s) (the last: to the run's end). */
+typedef struct kvr_db_serving_occupancy {
+    int64_t run_id;
+    double t_s;
+    double blocks_mean; /* time-weighted mean of blocks held */
+    int64_t blocks_max;
+} kvr_db_serving_occupancy;
+
+/* Store a run, its n_req requests and n_occ occupancy points in one transaction (all or none;
+ * run->id is set, the rows' run_id ignored). Empty kvr_version / git_commit / host / ts_utc are
+ * filled with this build, this host and now. Errors: KVR_ERR_INVALID_ARG (kind not simulated or
+ * measured, empty policy, a request index repeated or outside [0, n_requests), occupancy times
+ * not increasing), KVR_ERR_UNSUPPORTED (a file below version 5 opened read-only). */
+KVR_API kvr_status kvr_db_serving_run_put(kvr_db *db, kvr_db_serving_run *run,
+                                          const kvr_db_serving_request *req, int64_t n_req,
+                                          const kvr_db_serving_occupancy *occ, int64_t n_occ,
+                                          kvr_error *err);
+/* Every serving run, oldest first (free with kvr_db_free; empty below version 5). */
+KVR_API kvr_status kvr_db_serving_runs_list(kvr_db *db, kvr_db_serving_run **out, int64_t *n,
+                                            kvr_error *err);
+/* Errors: KVR_ERR_NOT_FOUND ("serving run 7 not found in PATH"). */
+KVR_API kvr_status kvr_db_serving_run_get(kvr_db *db, int64_t id, kvr_db_serving_run *out,
+                                          kvr_error *err);
+/* A run's requests by index, its occupancy by time (free with kvr_db_free).
+ * Errors: KVR_ERR_NOT_FOUND (no such run). */
+KVR_API kvr_status kvr_db_serving_requests_get(kvr_db *db, int64_t run_id,
+                                               kvr_db_serving_request **out, int64_t *n,
+                                               kvr_error *err);
+KVR_API kvr_status kvr_db_serving_occupancy_get(kvr_db *db, int64_t run_id,
+                                                kvr_db_serving_occupancy **out, int64_t *n,
+                                                kvr_error *err);
+/* Delete a serving run with its requests and occupancy. Errors: KVR_ERR_NOT_FOUND. */
+KVR_API kvr_status kvr_db_serving_run_delete(kvr_db *db, int64_t id, kvr_error *err);
 
 // ----------------------------------------------------------------------------
 // export and import (formats in docs/db.md)

@@ -202,10 +202,28 @@ typedef struct kvr_serving_decode_costs {
     double k_us, per_seq_us, per_ctx_token_us;
 } kvr_serving_decode_costs;
 
+/* The KV pool's occupancy over a replay as a step function: blocks[i] pool blocks are held from
+ * t_s[i] until t_s[i + 1] (the last point: until the replay's end); a point is added only where
+ * the value changes. Zero-initialise; the producer grows the arrays (malloc'd). */
+typedef struct kvr_serving_occupancy {
+    double *t_s;
+    int64_t *blocks;
+    int64_t n, cap;
+} kvr_serving_occupancy;
+KVR_API void kvr_serving_occupancy_free(kvr_serving_occupancy *o); /* frees and zeroes; NULL ok */
+/* The step function over [0, end_s] in n_bins equal intervals: t0_s[i] the start of bin i, mean[i]
+ * the time-weighted mean of blocks held, max[i] the most held. Arrays of n_bins, the caller's.
+ * Errors: KVR_ERR_INVALID_ARG (n_bins < 1, end_s not > 0). */
+KVR_API kvr_status kvr_serving_occupancy_bins(const kvr_serving_occupancy *o, double end_s,
+                                              int64_t n_bins, double *t0_s, double *mean,
+                                              int64_t *max, kvr_error *err);
+
 typedef struct kvr_serving_sim_params {
     kvr_sched_params sched;
     const kvr_search_costs *costs;   /* the prefill ops (search/), borrowed */
     kvr_serving_decode_costs decode; /* all zero: from costs */
+    kvr_serving_occupancy *occupancy; /* optional output (NULL: none): emptied, then filled with
+                                       * the blocks held in each iteration (idle time: 0) */
 } kvr_serving_sim_params;
 
 typedef struct kvr_serving_sim_stats {

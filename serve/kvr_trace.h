@@ -65,6 +65,11 @@ KVR_API void kvr_trace_destroy(kvr_trace *t); /* NULL is a no-op */
 KVR_API kvr_status kvr_trace_append(kvr_trace *t, double arrival_s, int64_t prompt_tokens,
                                     int64_t output_tokens, const char *prompt, kvr_error *err);
 
+/* A 64-bit FNV-1a hash of the requests (each arrival's IEEE bits, prompt and output tokens, the
+ * prompt text when present): the same schedule gives the same hash whatever the file's name,
+ * comments or number formatting; written as 16 hex digits into buf (>= 17 bytes). */
+KVR_API void kvr_trace_content_hash(const kvr_trace *t, char *buf, size_t len);
+
 // ----------------------------------------------------------------------------
 // the kvr trace CSV format (docs/serving.md): an optional UTF-8 byte order mark, '#' comment
 // lines and blank lines anywhere between records, one header row naming the columns

@@ -5,6 +5,7 @@
 
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,69 @@ static double iteration_us(const kvr_sched_batch *b, const kvr_serving_sim_param
     return us;
 }
 
+// ----------------------------------------------------------------------------
+// pool occupancy
+
+void kvr_serving_occupancy_free(kvr_serving_occupancy *o) {
+    if (!o) return;
+    free(o->t_s);
+    free(o->blocks);
+    memset(o, 0, sizeof *o);
+}
+
+/* Add a step at t (a later value at the same time replaces the earlier); false: out of memory. */
+static bool occ_push(kvr_serving_occupancy *o, double t, int64_t blocks) {
+    if (!o) return true;
+    if (o->n > 0 && o->t_s[o->n - 1] == t) {
+        o->n--;
+        if (o->n > 0 && o->blocks[o->n - 1] == blocks) return true;
+    } else if (o->n > 0 && o->blocks[o->n - 1] == blocks)
+        return true;
+    if (o->n == o->cap) {
+        const int64_t cap = o->cap ? 2 * o->cap : 256;
+        double *t2 = realloc(o->t_s, (size_t)cap * sizeof *t2);
+        if (!t2) return false;
+        o->t_s = t2;
+        int64_t *b2 = realloc(o->blocks, (size_t)cap * sizeof *b2);
+        if (!b2) return false;
+        o->blocks = b2;
+        o->cap = cap;
+    }
+    o->t_s[o->n] = t;
+    o->blocks[o->n++] = blocks;
+    return true;
+}
+
+kvr_status kvr_serving_occupancy_bins(const kvr_serving_occupancy *o, double end_s,
+                                      int64_t n_bins, double *t0_s, double *mean, int64_t *max,
+                                      kvr_error *err) {
+    if (!o || n_bins < 1 || !(end_s > 0) || !isfinite(end_s))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "occupancy bins: %lld bins over %g s (need >= 1 over > 0 s)",
+                             (long long)n_bins, end_s);
+    const double w = end_s / (double)n_bins;
+    for (int64_t k = 0; k < n_bins; k++) t0_s[k] = w * (double)k, mean[k] = 0, max[k] = 0;
+    for (int64_t i = 0; i < o->n; i++) {
+        const double a = KVR_MAX(o->t_s[i], 0.0);
+        const double b = KVR_MIN(i + 1 < o->n ? o->t_s[i + 1] : end_s, end_s);
+        if (!(b > a)) continue;
+        int64_t k0 = (int64_t)(a / w), k1 = (int64_t)(b / w);
+        if (k1 >= n_bins) k1 = n_bins - 1;
+        if (k0 > k1) k0 = k1;
+        for (int64_t k = k0; k <= k1; k++) {
+            const double lo = KVR_MAX(a, w * (double)k);
+            const double hi = KVR_MIN(b, k + 1 == n_bins ? end_s : w * (double)(k + 1));
+            if (!(hi > lo)) continue;
+            mean[k] += (double)o->blocks[i] * (hi - lo) / w;
+            if (o->blocks[i] > max[k]) max[k] = o->blocks[i];
+        }
+    }
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
+// the simulator
+
 kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params *p,
                                 kvr_serving_record *out, kvr_serving_sim_stats *stats,
                                 kvr_error *err) {
@@ -64,6 +128,8 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
         kvr_sched_destroy(s);
         return kvr_error_set(err, KVR_ERR_NOMEM, "serving simulator: out of memory");
     }
+    kvr_serving_occupancy *occ = p->occupancy;
+    if (occ) occ->n = 0;
     kvr_serving_sim_stats st = {0, 0, 0, 0, 0, from_ops};
     kvr_status rc = KVR_OK;
     double now = 0, block_s = 0;
@@ -92,6 +158,7 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
         kvr_sched_batch b;
         if ((rc = kvr_sched_next(s, &b, err)) != KVR_OK) goto out;
         if (b.n_items == 0) {
+            if (!occ_push(occ, now, kvr_sched_blocks_used(s))) goto nomem;
             if (next < n) {
                 now = KVR_MAX(now, t->requests[next].arrival_s);
                 continue;
@@ -109,6 +176,7 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
             kvr_serving_record *r = &out[rec_of[b.items[i].req]];
             if (r->admitted_s < 0) r->admitted_s = now;
         }
+        if (!occ_push(occ, now, b.blocks_used)) goto nomem;
         const double dt = iteration_us(&b, p, from_ops) * 1e-6;
         st.iterations++;
         st.busy_s += dt;
@@ -132,7 +200,11 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
     }
     st.end_s = now;
     st.mean_blocks = st.busy_s > 0 ? block_s / st.busy_s : 0;
+    if (!occ_push(occ, now, kvr_sched_blocks_used(s))) goto nomem;
     if (stats) *stats = st;
+    goto out;
+nomem:
+    rc = kvr_error_set(err, KVR_ERR_NOMEM, "serving simulator: out of memory for the occupancy");
 out:
     free(rec_of);
     kvr_sched_destroy(s);

@@ -304,3 +304,27 @@ kvr_status kvr_trace_stats_compute(const kvr_trace *t, kvr_trace_stats *out, kvr
     *out = s;
     return KVR_OK;
 }
+
+// ----------------------------------------------------------------------------
+// content hash
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+void kvr_trace_content_hash(const kvr_trace *t, char *buf, size_t len) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int64_t i = 0; t && i < t->n_requests; i++) {
+        const kvr_trace_request *q = &t->requests[i];
+        uint64_t bits;
+        memcpy(&bits, &q->arrival_s, sizeof bits);
+        h = fnv1a(h, &bits, sizeof bits);
+        h = fnv1a(h, &q->prompt_tokens, sizeof q->prompt_tokens);
+        h = fnv1a(h, &q->output_tokens, sizeof q->output_tokens);
+        if (q->prompt) h = fnv1a(h, q->prompt, strlen(q->prompt) + 1);
+        else h = fnv1a(h, "", 1);
+    }
+    if (len) snprintf(buf, len, "%016llx", (unsigned long long)h);
+}

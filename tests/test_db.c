@@ -2,12 +2,14 @@
  * forward migration from every older schema version, newer schemas and foreign files refused
  * with the file untouched, WAL mode, stale-run reaping and claiming, deletion, the integrity
  * check, CSV export -> import round trip and the CSV parser's error messages, JSON export,
- * concurrent writers from several processes. */
+ * concurrent writers from several processes; serving runs (v5): round trip of a 10,000-request
+ * run, refused records, the upgrade from version 4, a writer killed mid-insert. */
 #include "db_internal.h"
 #include "kvr_test.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -695,7 +697,7 @@ static void test_migrate_v3_typed_provenance(void) {
 
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
     if (!db) return;
-    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), 4);
+    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), KVR_DB_SCHEMA_VERSION);
     KVR_CHECK_OK(kvr_db_ptables_list(db, &t, &n, &err), &err);
     KVR_CHECK_EQ_INT(n, 6);
     if (n == 6) {
@@ -1184,6 +1186,255 @@ static void test_concurrent_writers(void) {
     kvr_db_close(db);
 }
 
+// ----------------------------------------------------------------------------
+// serving runs (schema v5)
+
+static kvr_db_serving_run serving_run_of(const char *policy, int64_t n) {
+    kvr_db_serving_run r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.kind, sizeof r.kind, "simulated");
+    snprintf(r.trace, sizeof r.trace, "traces/light.csv");
+    snprintf(r.trace_hash, sizeof r.trace_hash, "0123456789abcdef");
+    snprintf(r.policy, sizeof r.policy, "%s", policy);
+    snprintf(r.cost_source, sizeof r.cost_source, "docs/examples/llama7b_a100.json");
+    snprintf(r.cost_kind, sizeof r.cost_kind, "json");
+    r.n_requests = n, r.trace_duration_s = 10, r.rate_per_s = n / 10.0;
+    r.block_tokens = 16, r.pool_blocks = 4096, r.watermark = 0.01, r.max_seqs = 256;
+    r.max_batched_tokens = 2048, r.max_model_len = 65536;
+    r.decode_k_us = 5000, r.decode_per_seq_us = 100, r.decode_per_ctx_token_us = 0.5;
+    r.slo_ttft_ms = 2000, r.slo_tpot_ms = 100;
+    r.n_finished = n - 1, r.n_refused = 1, r.n_preemptions = 3;
+    r.ttft_p50_ms = 80.5, r.ttft_p90_ms = 277, r.ttft_p99_ms = 676, r.ttft_mean_ms = 120;
+    r.tpot_p50_ms = 3.25, r.tpot_p90_ms = 9.8, r.tpot_p99_ms = 20, r.tpot_mean_ms = 4;
+    r.queue_p50_ms = 1.5, r.queue_p90_ms = 97, r.queue_p99_ms = 300, r.queue_mean_ms = 20;
+    r.slo_attainment = 0.97, r.output_tok_per_s = 320, r.req_per_s = 4.9, r.duration_s = 12;
+    r.iterations = 12345, r.peak_blocks = 4000, r.mean_blocks = 1800.5, r.busy_s = 11;
+    r.wall_s = 0.04;
+    return r;
+}
+
+static kvr_db_serving_request *serving_requests_of(int64_t n) {
+    kvr_db_serving_request *q = calloc((size_t)n, sizeof *q);
+    for (int64_t i = 0; q && i < n; i++) {
+        q[i].idx = i;
+        q[i].arrival_s = 0.25 * (double)i;
+        q[i].prompt_tokens = 100 + i;
+        q[i].output_tokens = 1 + i % 7;
+        if (i == 1) { /* refused: no times */
+            q[i].refused = true;
+            q[i].admitted_s = q[i].first_token_s = q[i].finish_s = -1;
+            q[i].output_tokens = 0;
+            continue;
+        }
+        q[i].admitted_s = q[i].arrival_s + 0.001 * (double)(i % 5);
+        q[i].first_token_s = q[i].admitted_s + 0.05;
+        q[i].finish_s = q[i].first_token_s + 0.01 * (double)q[i].output_tokens;
+        q[i].max_blocks = 7 + i % 3;
+        q[i].preemptions = (int32_t)(i % 2);
+    }
+    return q;
+}
+
+/* A run, its requests and occupancy round-trip field by field; bad records are refused whole. */
+static void test_serving_roundtrip(void) {
+    kvr_db *db = open_mem();
+    kvr_error err = {0};
+    enum { N = 10000 };
+    kvr_db_serving_request *q = serving_requests_of(N);
+    kvr_db_serving_occupancy occ[3] = {{0, 0, 0, 0}, {0, 1.5, 812.25, 900}, {0, 3, 10, 40}};
+    kvr_db_serving_run r = serving_run_of("vllm", N);
+    KVR_CHECK_OK(kvr_db_serving_run_put(db, &r, q, N, occ, 3, &err), &err);
+    KVR_CHECK(r.id > 0 && r.kvr_version[0] && r.git_commit[0] && r.host[0] && r.ts_utc[0]);
+    kvr_db_serving_run r2 = serving_run_of("chunked", 3);
+    snprintf(r2.kind, sizeof r2.kind, "measured");
+    r2.rate_per_s = -1, r2.model_id = 0;
+    KVR_CHECK_OK(kvr_db_serving_run_put(db, &r2, q, 3, NULL, 0, &err), &err);
+
+    kvr_db_serving_run *list = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_serving_runs_list(db, &list, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        /* every field as stored (id and provenance filled on put) */
+        KVR_CHECK(memcmp(&list[0], &r, sizeof r) == 0 || (list[0].id == r.id &&
+                  strcmp(list[0].trace, r.trace) == 0 && strcmp(list[0].policy, "vllm") == 0));
+        KVR_CHECK_EQ_INT(list[0].id, r.id);
+        KVR_CHECK(strcmp(list[0].kind, "simulated") == 0 && strcmp(list[1].kind, "measured") == 0);
+        KVR_CHECK(strcmp(list[0].trace_hash, "0123456789abcdef") == 0);
+        KVR_CHECK(strcmp(list[0].cost_kind, "json") == 0);
+        KVR_CHECK_EQ_INT(list[0].pool_blocks, 4096);
+        KVR_CHECK_EQ_INT(list[0].max_model_len, 65536);
+        KVR_CHECK_EQ_INT(list[0].iterations, 12345);
+        KVR_CHECK_EQ_INT(list[0].n_refused, 1);
+        KVR_CHECK(list[0].ttft_p90_ms == 277 && list[0].tpot_p50_ms == 3.25 &&
+                  list[0].mean_blocks == 1800.5 && list[0].decode_per_ctx_token_us == 0.5 &&
+                  list[0].slo_attainment == 0.97 && list[0].rate_per_s == N / 10.0);
+        KVR_CHECK(list[1].rate_per_s == -1);
+        KVR_CHECK(strcmp(list[0].ts_utc, r.ts_utc) == 0 && strcmp(list[0].host, r.host) == 0);
+    }
+    kvr_db_free(list);
+    kvr_db_serving_run g;
+    KVR_CHECK_OK(kvr_db_serving_run_get(db, r2.id, &g, &err), &err);
+    KVR_CHECK(strcmp(g.policy, "chunked") == 0);
+    KVR_CHECK(kvr_db_serving_run_get(db, 99, &g, &err) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(strstr(err.msg, "serving run 99 not found") != NULL);
+
+    kvr_db_serving_request *back = NULL;
+    KVR_CHECK_OK(kvr_db_serving_requests_get(db, r.id, &back, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, N);
+    int bad = 0;
+    for (int64_t i = 0; back && i < n && i < N; i++) {
+        kvr_db_serving_request want = q[i];
+        want.run_id = r.id;
+        bad += memcmp(&back[i], &want, sizeof want) != 0;
+    }
+    KVR_CHECK_EQ_INT(bad, 0);
+    if (back && n > 1) KVR_CHECK(back[1].refused && back[1].first_token_s == -1);
+    kvr_db_free(back);
+    kvr_db_serving_occupancy *ob = NULL;
+    KVR_CHECK_OK(kvr_db_serving_occupancy_get(db, r.id, &ob, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 3);
+    if (ob && n == 3) KVR_CHECK(ob[1].t_s == 1.5 && ob[1].blocks_mean == 812.25 && ob[1].blocks_max == 900);
+    kvr_db_free(ob);
+    KVR_CHECK(kvr_db_serving_requests_get(db, 99, &back, &n, &err) == KVR_ERR_NOT_FOUND);
+
+    /* refused whole: bad kind, an index out of range, a repeated index, occupancy out of order */
+    kvr_db_serving_run x = serving_run_of("vllm", 3);
+    snprintf(x.kind, sizeof x.kind, "guessed");
+    KVR_CHECK(kvr_db_serving_run_put(db, &x, q, 3, NULL, 0, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(err.msg, "kind 'guessed'") != NULL);
+    x = serving_run_of("vllm", 2);
+    KVR_CHECK(kvr_db_serving_run_put(db, &x, q, 3, NULL, 0, &err) == KVR_ERR_INVALID_ARG);
+    x = serving_run_of("vllm", 3);
+    q[2].idx = 0;
+    KVR_CHECK(kvr_db_serving_run_put(db, &x, q, 3, NULL, 0, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(err.msg, "two rows") != NULL);
+    q[2].idx = 2;
+    occ[2].t_s = 1.5;
+    KVR_CHECK(kvr_db_serving_run_put(db, &x, q, 3, occ, 3, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK_OK(kvr_db_serving_runs_list(db, &list, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 2); /* nothing of the refused runs stayed */
+    kvr_db_free(list);
+
+    /* delete takes the requests and occupancy with it */
+    KVR_CHECK_OK(kvr_db_serving_run_delete(db, r.id, &err), &err);
+    KVR_CHECK(kvr_db_serving_run_delete(db, r.id, &err) == KVR_ERR_NOT_FOUND);
+    sqlite3_stmt *s = NULL;
+    sqlite3_prepare_v2(db->h, "SELECT (SELECT count(*) FROM serving_requests WHERE run_id=?1) + "
+                              "(SELECT count(*) FROM serving_occupancy WHERE run_id=?1)", -1, &s,
+                       NULL);
+    sqlite3_bind_int64(s, 1, r.id);
+    KVR_CHECK(sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 0);
+    sqlite3_finalize(s);
+    bool ok = false;
+    KVR_CHECK_OK(kvr_db_check(db, &ok, NULL, 0, &err), &err);
+    KVR_CHECK(ok);
+    free(q);
+    kvr_db_close(db);
+}
+
+/* A version-4 file (profile run and measured run in it) read read-only has no serving runs and
+ * refuses to store one; opened read-write it upgrades to 5, keeps its rows and stores them. */
+static void test_migrate_v4_serving(void) {
+    const char *path = kvr_test_tmp_path("v4.db");
+    kvr_test_rm_db(path);
+    sqlite3 *h = NULL;
+    KVR_CHECK(sqlite3_open(path, &h) == SQLITE_OK);
+    kvr_error err = {0};
+    KVR_CHECK_OK(db_migrate(h, path, 4, &err), &err);
+    KVR_CHECK(sqlite3_exec(h,
+                           "INSERT INTO measured_runs(ts_utc,mode,n_ranks,n_threads,n_tokens,"
+                           "partition,transport,ttft_ms,kvr_version,git_commit,host,note) "
+                           "VALUES('2024-01-01T00:00:00Z','single',1,2,512,'','',1900,'0.0.9',"
+                           "'old','h','')",
+                           NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(h);
+    kvr_db_open_params ro = kvr_db_open_params_default();
+    ro.read_only = true;
+    kvr_db *db = NULL;
+    KVR_CHECK_OK(kvr_db_open(path, &ro, &db, &err), &err);
+    if (!db) return;
+    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), 4);
+    kvr_db_serving_run *list = NULL;
+    int64_t n = -1;
+    KVR_CHECK_OK(kvr_db_serving_runs_list(db, &list, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 0);
+    kvr_db_serving_run r = serving_run_of("vllm", 4);
+    kvr_db_serving_request *q = serving_requests_of(4);
+    KVR_CHECK(kvr_db_serving_run_put(db, &r, q, 4, NULL, 0, &err) == KVR_ERR_UNSUPPORTED);
+    KVR_CHECK(strstr(err.msg, "schema version 4 has no serving runs") != NULL);
+    kvr_db_close(db);
+    db = NULL;
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+    if (!db) return;
+    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), 5);
+    kvr_db_measured_run *m = NULL;
+    KVR_CHECK_OK(kvr_db_measured_runs_list(db, &m, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 1);
+    if (m && n == 1) KVR_CHECK(m[0].ttft_ms == 1900 && strcmp(m[0].git_commit, "old") == 0);
+    kvr_db_free(m);
+    KVR_CHECK_OK(kvr_db_serving_run_put(db, &r, q, 4, NULL, 0, &err), &err);
+    kvr_db_serving_request *back = NULL;
+    KVR_CHECK_OK(kvr_db_serving_requests_get(db, r.id, &back, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 4);
+    if (back && n == 4) KVR_CHECK(back[3].finish_s == q[3].finish_s && back[1].refused);
+    kvr_db_free(back);
+    free(q);
+    kvr_db_close(db);
+}
+
+/* A process killed (SIGKILL) in the middle of storing a serving run -- its rows written, the
+ * transaction not committed -- leaves none of that run, and the runs committed before it intact. */
+static void test_serving_killed_mid_insert(void) {
+    const char *path = kvr_test_tmp_path("killed.db");
+    kvr_test_rm_db(path);
+    enum { N = 5000 };
+    pid_t kid = fork();
+    if (kid == 0) {
+        kvr_db *db = NULL;
+        kvr_error err = {0};
+        kvr_db_serving_request *q = serving_requests_of(N);
+        kvr_db_serving_run r = serving_run_of("vllm", N);
+        if (!q || kvr_db_open(path, NULL, &db, &err) != KVR_OK ||
+            kvr_db_serving_run_put(db, &r, q, N, NULL, 0, &err) != KVR_OK) /* committed */
+            _exit(1);
+        r = serving_run_of("chunked", N);
+        if (kvr_db_begin(db, &err) != KVR_OK ||
+            kvr_db_serving_run_put(db, &r, q, N, NULL, 0, &err) != KVR_OK) /* in the open tx */
+            _exit(1);
+        raise(SIGKILL); /* before the commit */
+        _exit(2);
+    }
+    int status = 0;
+    waitpid(kid, &status, 0);
+    KVR_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    kvr_db *db = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+    if (!db) return;
+    kvr_db_serving_run *list = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_serving_runs_list(db, &list, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 1);
+    if (list && n == 1) {
+        KVR_CHECK(strcmp(list[0].policy, "vllm") == 0);
+        kvr_db_serving_request *back = NULL;
+        int64_t nb = 0;
+        KVR_CHECK_OK(kvr_db_serving_requests_get(db, list[0].id, &back, &nb, &err), &err);
+        KVR_CHECK_EQ_INT(nb, N);
+        kvr_db_free(back);
+    }
+    kvr_db_free(list);
+    sqlite3_stmt *s = NULL;
+    sqlite3_prepare_v2(db->h, "SELECT count(*) FROM serving_requests", -1, &s, NULL);
+    KVR_CHECK(sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == N);
+    sqlite3_finalize(s);
+    bool ok = false;
+    KVR_CHECK_OK(kvr_db_check(db, &ok, NULL, 0, &err), &err);
+    KVR_CHECK(ok);
+    kvr_db_close(db);
+}
+
 static const kvr_test_case cases[] = {
     {"open_memory", test_open_memory},
     {"records_roundtrip", test_records_roundtrip},
@@ -1204,6 +1455,9 @@ static const kvr_test_case cases[] = {
     {"csv_errors", test_csv_errors},
     {"json_export", test_json_export},
     {"concurrent_writers", test_concurrent_writers},
+    {"serving_roundtrip", test_serving_roundtrip},
+    {"migrate_v4_serving", test_migrate_v4_serving},
+    {"serving_killed_mid_insert", test_serving_killed_mid_insert},
 };
 
 int main(int argc, char **argv) {

@@ -302,7 +302,7 @@ static void test_sim_one_request(void) {
     const int64_t prompt[] = {100}, out[] = {3};
     kvr_trace *t = trace_of(1, arr, prompt, out);
     if (!m || !t) return;
-    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}};
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL};
     p.sched.pool_blocks = 64;
     kvr_serving_record r;
     kvr_serving_sim_stats st;
@@ -351,7 +351,7 @@ static void test_sim_queueing(void) {
     const int64_t prompt[] = {300, 300, 5000}, out[] = {4, 4, 2};
     kvr_trace *t = trace_of(3, arr, prompt, out);
     if (!m || !t) return;
-    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}};
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL};
     p.sched.pool_blocks = 25; /* 400 tokens: one request of 303 cached tokens at a time */
     p.sched.watermark = 0;
     kvr_serving_record r[3];
@@ -373,6 +373,64 @@ static void test_sim_queueing(void) {
     p.sched.policy = KVR_POLICY_CHUNKED;
     KVR_CHECK_OK(kvr_serving_simulate(t, &p, r, &st, &e), &e);
     KVR_CHECK(r[2].refused && r[0].output_tokens == 4 && r[1].output_tokens == 4);
+    kvr_trace_destroy(t);
+    kvr_search_costs_destroy(m);
+}
+
+/* The optional occupancy output: asking for it changes no record; it is a step function whose
+ * integral is the blocks x busy time the stats average, whose peak is the stats' peak, that
+ * falls to 0 while the engine idles and at the end; binned, it keeps the integral and peak. */
+static void test_sim_occupancy(void) {
+    kvr_search_costs *m = linear_costs();
+    const double arr[] = {0, 0, 0.001, 50};
+    const int64_t prompt[] = {300, 300, 5000, 100}, out[] = {4, 4, 2, 30};
+    kvr_trace *t = trace_of(4, arr, prompt, out);
+    if (!m || !t) return;
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL};
+    p.sched.pool_blocks = 25;
+    p.sched.watermark = 0;
+    kvr_serving_record r0[4], r1[4];
+    kvr_serving_sim_stats s0, s1;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, r0, &s0, &e), &e);
+    kvr_serving_occupancy occ = {0};
+    p.occupancy = &occ;
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, r1, &s1, &e), &e);
+    KVR_CHECK(memcmp(r0, r1, sizeof r0) == 0); /* the simulator clears each record */
+    KVR_CHECK(s0.iterations == s1.iterations && s0.busy_s == s1.busy_s && s0.end_s == s1.end_s &&
+              s0.peak_blocks == s1.peak_blocks && s0.mean_blocks == s1.mean_blocks);
+    KVR_CHECK(occ.n >= 4);
+    double area = 0;
+    int64_t peak = 0;
+    bool idle = false, increasing = true;
+    for (int64_t i = 0; i < occ.n; i++) {
+        const double t1 = i + 1 < occ.n ? occ.t_s[i + 1] : s1.end_s;
+        increasing = increasing && t1 >= occ.t_s[i] && (i + 1 == occ.n || t1 > occ.t_s[i]);
+        area += (double)occ.blocks[i] * (t1 - occ.t_s[i]);
+        peak = KVR_MAX(peak, occ.blocks[i]);
+        idle = idle || (occ.blocks[i] == 0 && occ.t_s[i] < 50 && t1 >= 50);
+    }
+    KVR_CHECK(increasing && idle);
+    KVR_CHECK_EQ_INT(occ.blocks[occ.n - 1], 0);
+    KVR_CHECK_EQ_INT(peak, s1.peak_blocks);
+    KVR_CHECK_NEAR(area, s1.mean_blocks * s1.busy_s, 1e-12, 1e-9);
+    enum { NB = 37 };
+    double t0[NB], mean[NB];
+    int64_t mx[NB];
+    KVR_CHECK_OK(kvr_serving_occupancy_bins(&occ, s1.end_s, NB, t0, mean, mx, &e), &e);
+    double barea = 0;
+    int64_t bpeak = 0;
+    for (int k = 0; k < NB; k++) barea += mean[k] * s1.end_s / NB, bpeak = KVR_MAX(bpeak, mx[k]);
+    KVR_CHECK_NEAR(barea, area, 1e-12, 1e-9);
+    KVR_CHECK_EQ_INT(bpeak, peak);
+    KVR_CHECK(t0[0] == 0 && t0[NB - 1] < s1.end_s);
+    KVR_CHECK(kvr_serving_occupancy_bins(&occ, 0, NB, t0, mean, mx, &e) == KVR_ERR_INVALID_ARG);
+    /* a second run reuses (empties) the series */
+    const int64_t n1 = occ.n;
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, r1, &s1, &e), &e);
+    KVR_CHECK_EQ_INT(occ.n, n1);
+    kvr_serving_occupancy_free(&occ);
+    KVR_CHECK(occ.n == 0 && !occ.t_s);
     kvr_trace_destroy(t);
     kvr_search_costs_destroy(m);
 }
@@ -412,6 +470,7 @@ static const kvr_test_case cases[] = {
     {"sched_random", test_sched_random},
     {"sim_one_request", test_sim_one_request},
     {"sim_queueing", test_sim_queueing},
+    {"sim_occupancy", test_sim_occupancy},
     {"summary", test_summary},
 };
 KVR_TEST_MAIN(cases)

@@ -819,6 +819,27 @@ static void test_import_load(void) {
     KVR_CHECK(kvr_trace_load(kvr_test_tmp_path("none.csv"), &t, &err) == KVR_ERR_NOT_FOUND);
 }
 
+/* The content hash names the schedule, not the file: formatting and comments do not change it,
+ * any arrival, length or prompt text does. */
+static void test_content_hash(void) {
+    static const char *const texts[] = {
+        "arrival_s,prompt_tokens,output_tokens\n0,10,5\n1.5,20,6\n",
+        "# a comment\nprompt_tokens , output_tokens, arrival_s\n10,5,0.0\n20,6,1.50\n",
+        "arrival_s,prompt_tokens,output_tokens\n0,10,5\n1.5,21,6\n",
+        "arrival_s,prompt_tokens,output_tokens\n0,10,5\n1.5000001,20,6\n",
+        "arrival_s,prompt_tokens,output_tokens,prompt\n0,10,5,\n1.5,20,6,hi\n",
+    };
+    char h[5][24];
+    for (int i = 0; i < 5; i++) {
+        kvr_trace *t = parse_ok(texts[i], strlen(texts[i]));
+        kvr_trace_content_hash(t, h[i], sizeof h[i]);
+        KVR_CHECK(strlen(h[i]) == 16);
+        kvr_trace_destroy(t);
+    }
+    KVR_CHECK(strcmp(h[0], h[1]) == 0);
+    for (int i = 2; i < 5; i++) KVR_CHECK(strcmp(h[0], h[i]) != 0);
+}
+
 static const kvr_test_case cases[] = {
     {"roundtrip", test_roundtrip},
     {"parse_variants", test_parse_variants},
@@ -838,6 +859,7 @@ static const kvr_test_case cases[] = {
     {"import_burstgpt", test_import_burstgpt},
     {"import_burstgpt_errors", test_import_burstgpt_errors},
     {"import_load", test_import_load},
+    {"content_hash", test_content_hash},
 };
 
 int main(int argc, char **argv) {

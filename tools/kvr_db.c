@@ -1,7 +1,8 @@
 /* kvr_db.c -- kvr-db: look into and maintain the SQLite store: list and show runs, export a
  * run's samples as CSV or JSON, import samples measured elsewhere (CSV, docs/db.md), delete a
  * run, check integrity, the single-rank TTFT a profile predicts, and list the partition tables
- * (kvr-search), fits and predictors (kvr-fit) and measured runs (kvr-run) stored with them.
+ * (kvr-search), fits and predictors (kvr-fit), measured runs (kvr-run) and serving runs
+ * (kvr-serve --db) stored with them.
  *
  * Build: cmake -B build && cmake --build build      Run: build/tools/kvr-db --help
  *   build/tools/kvr-db list
@@ -49,6 +50,8 @@ static void usage(FILE *f) {
             "  fits [RUN]                fitted cost-model terms (kvr-fit), of one run or all\n"
             "  predictors                KVR-P predictors (kvr-fit --kvrp)\n"
             "  measured                  measured TTFTs (kvr-run --db)\n"
+            "  serving [ID]              serving runs (kvr-serve --db); with ID, that run's\n"
+            "                            requests (CSV, or --json)\n"
             "options:\n"
             "  -d, --db PATH             the store (default ./kvr.db)\n"
             "  -f, --format csv|json     export format (default csv)\n"
@@ -56,7 +59,7 @@ static void usage(FILE *f) {
             "  -s, --set KEY=VALUE       import: provenance override, e.g. model.name=Llama-2-7b,\n"
             "                            model.n_layers=32, device.name=A100, run.backend=cuda\n"
             "  -j, --json                list, show, ttft, tables, table, fits, predictors,\n"
-            "                            measured: JSON output\n"
+            "                            measured, serving: JSON output\n"
             "  -h, --help                this help\n"
             "Exit: 0 ok, 1 runtime failure or check problems, 2 usage error.\n");
 }
@@ -644,6 +647,121 @@ static int cmd_measured(kvr_db *db, const kvr_db_opts *o) {
     return 0;
 }
 
+// serving runs (kvr-serve --db): the list, or one run's requests
+
+static int cmd_serving_list(kvr_db *db, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_serving_run *r = NULL;
+    int64_t n = 0;
+    if (kvr_db_serving_runs_list(db, &r, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: serving: %s\n", err.msg);
+        return 1;
+    }
+    if (o->json) printf("[");
+    else
+        printf("%5s %-20s %-9s %-8s %8s %7s %8s %8s %9s %9s %8s %6s %8s %s\n", "id", "time (UTC)",
+               "kind", "policy", "requests", "req/s", "finished", "refused", "ttft_p50",
+               "ttft_p90", "tpot_p50", "slo", "pool", "trace");
+    for (int64_t i = 0; i < n; i++) {
+        const kvr_db_serving_run *x = &r[i];
+        if (o->json) {
+            printf("%s{\"id\":%lld,\"ts_utc\":", i ? "," : "", (long long)x->id);
+            kvr_json_write_str(stdout, x->ts_utc);
+            printf(",\"kind\":");
+            kvr_json_write_str(stdout, x->kind);
+            printf(",\"policy\":");
+            kvr_json_write_str(stdout, x->policy);
+            printf(",\"trace\":");
+            kvr_json_write_str(stdout, x->trace);
+            printf(",\"trace_hash\":");
+            kvr_json_write_str(stdout, x->trace_hash);
+            printf(",\"n_requests\":%lld", (long long)x->n_requests);
+            json_opt("rate_per_s", x->rate_per_s);
+            printf(",\"pool_blocks\":%lld,\"block_tokens\":%d,\"cost_source\":",
+                   (long long)x->pool_blocks, x->block_tokens);
+            kvr_json_write_str(stdout, x->cost_source);
+            printf(",\"n_finished\":%lld,\"n_refused\":%lld,\"n_preemptions\":%lld",
+                   (long long)x->n_finished, (long long)x->n_refused, (long long)x->n_preemptions);
+            json_opt("ttft_p50_ms", x->ttft_p50_ms);
+            json_opt("ttft_p90_ms", x->ttft_p90_ms);
+            json_opt("ttft_p99_ms", x->ttft_p99_ms);
+            json_opt("tpot_p50_ms", x->tpot_p50_ms);
+            json_opt("queue_p50_ms", x->queue_p50_ms);
+            json_opt("slo_attainment", x->slo_attainment);
+            json_opt("output_tok_per_s", x->output_tok_per_s);
+            printf(",\"git_commit\":");
+            kvr_json_write_str(stdout, x->git_commit);
+            printf("}");
+        } else {
+            printf("%5lld %-20.20s %-9.9s %-8.8s %8lld", (long long)x->id, x->ts_utc, x->kind,
+                   x->policy, (long long)x->n_requests);
+            opt_num(x->rate_per_s, 7, 2);
+            printf(" %8lld %8lld %9.1f %9.1f %8.2f %6.3f %8lld %s\n", (long long)x->n_finished,
+                   (long long)x->n_refused, x->ttft_p50_ms, x->ttft_p90_ms, x->tpot_p50_ms,
+                   x->slo_attainment, (long long)x->pool_blocks, x->trace);
+        }
+    }
+    if (o->json) printf("]\n");
+    kvr_db_free(r);
+    return 0;
+}
+
+static void csv_time(double v) {
+    if (v < 0) printf(",");
+    else printf(",%.9g", v);
+}
+
+static int cmd_serving_run(kvr_db *db, int64_t id, const kvr_db_opts *o) {
+    kvr_error err;
+    kvr_db_serving_run r;
+    kvr_db_serving_request *q = NULL;
+    int64_t n = 0;
+    if (kvr_db_serving_run_get(db, id, &r, &err) != KVR_OK ||
+        kvr_db_serving_requests_get(db, id, &q, &n, &err) != KVR_OK) {
+        fprintf(stderr, "kvr-db: serving %lld: %s%s\n", (long long)id, err.msg,
+                err.code == KVR_ERR_NOT_FOUND ? " (kvr-db serving lists them)" : "");
+        return 1;
+    }
+    if (o->json) {
+        printf("{\"id\":%lld,\"kind\":", (long long)r.id);
+        kvr_json_write_str(stdout, r.kind);
+        printf(",\"policy\":");
+        kvr_json_write_str(stdout, r.policy);
+        printf(",\"trace\":");
+        kvr_json_write_str(stdout, r.trace);
+        printf(",\"n_requests\":%lld,\"requests\":[", (long long)r.n_requests);
+        for (int64_t i = 0; i < n; i++) {
+            const kvr_db_serving_request *x = &q[i];
+            printf("%s{\"index\":%lld,\"arrival_s\":%.9g", i ? "," : "", (long long)x->idx,
+                   x->arrival_s);
+            json_opt("admitted_s", x->admitted_s);
+            json_opt("first_token_s", x->first_token_s);
+            json_opt("finish_s", x->finish_s);
+            printf(",\"prompt_tokens\":%lld,\"output_tokens\":%lld,\"max_blocks\":%lld,"
+                   "\"preemptions\":%d,\"refused\":%s}",
+                   (long long)x->prompt_tokens, (long long)x->output_tokens,
+                   (long long)x->max_blocks, x->preemptions, x->refused ? "true" : "false");
+        }
+        printf("]}\n");
+    } else {
+        printf("# serving run %lld: %s, policy %s, trace %s\n", (long long)r.id, r.kind, r.policy,
+               r.trace);
+        printf("request,arrival_s,prompt_tokens,output_tokens,refused,admitted_s,first_token_s,"
+               "finish_s,max_blocks,preemptions\n");
+        for (int64_t i = 0; i < n; i++) {
+            const kvr_db_serving_request *x = &q[i];
+            printf("%lld,%.9g,%lld,%lld,%d", (long long)x->idx, x->arrival_s,
+                   (long long)x->prompt_tokens, (long long)x->output_tokens, x->refused ? 1 : 0);
+            csv_time(x->admitted_s);
+            csv_time(x->first_token_s);
+            csv_time(x->finish_s);
+            printf(",%lld,%d\n", (long long)x->max_blocks, x->preemptions);
+        }
+    }
+    kvr_db_free(q);
+    return 0;
+}
+
 // ----------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
@@ -678,7 +796,7 @@ int main(int argc, char **argv) {
             default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
-#define KVR_DB_COMMANDS "list, show, export, import, delete, check, ttft, tables, table, fits, predictors, measured"
+#define KVR_DB_COMMANDS "list, show, export, import, delete, check, ttft, tables, table, fits, predictors, measured, serving"
     if (optind >= argc) return usage_error("no command (" KVR_DB_COMMANDS ")");
     const char *cmd = argv[optind];
     char **args = argv + optind + 1;
@@ -691,7 +809,7 @@ int main(int argc, char **argv) {
                       {"import", 1, 1, true},  {"delete", 1, 1, true},  {"check", 0, 0, false},
                       {"ttft", 2, 1000, false}, {"tables", 0, 0, false}, {"table", 1, 1, false},
                       {"fits", 0, 1, false},    {"predictors", 0, 0, false},
-                      {"measured", 0, 0, false}};
+                      {"measured", 0, 0, false}, {"serving", 0, 1, false}};
     int which = -1;
     for (int i = 0; i < (int)(sizeof cmds / sizeof cmds[0]); i++)
         if (!strcmp(cmd, cmds[i].name)) which = i;
@@ -699,6 +817,7 @@ int main(int argc, char **argv) {
         return usage_error("unknown command '%s' (" KVR_DB_COMMANDS ")", cmd);
     if (n_args < cmds[which].min_args || n_args > cmds[which].max_args)
         return usage_error("%s: %s", cmd, which == 9 ? "takes at most one RUN id"
+                                          : which == 12 ? "takes at most one serving run id"
                                           : which == 8 ? "needs one table ID"
                                           : cmds[which].min_args == 0 ? "takes no arguments"
                                           : which == 6 ? "needs RUN and at least one context"
@@ -743,7 +862,8 @@ int main(int argc, char **argv) {
         case 8: rc = cmd_table(db, id, &o); break;
         case 9: rc = cmd_fits(db, id, &o); break;
         case 10: rc = cmd_predictors(db, &o); break;
-        default: rc = cmd_measured(db, &o); break;
+        case 11: rc = cmd_measured(db, &o); break;
+        default: rc = id ? cmd_serving_run(db, id, &o) : cmd_serving_list(db, &o); break;
     }
     kvr_db_close(db);
     return rc;

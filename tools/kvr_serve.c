@@ -2,8 +2,9 @@
  * serving scheduler (vLLM V0 and chunked-prefill policies, a paged KV pool) on a virtual clock
  * priced by a cost model -- a JSON cost file or a profile run in the store -- and prints TTFT,
  * TPOT and queue-time percentiles, SLO attainment and throughput per policy, in well under a
- * second for 10,000 requests. Replaying against the real engine and the HTTP server come with
- * the engine (docs/serving.md says what is built).
+ * second for 10,000 requests. With --db every policy's run and each of its requests is stored
+ * (a serving run: kvr-db serving, kvr-report's serving section). Replaying against the real engine
+ * and the HTTP server come with the engine (docs/serving.md says what is built).
  *
  * Build: cmake -B build && cmake --build build      Run: build/tools/kvr-serve --help
  *   build/tools/kvr-trace gen --rate 2 --count 1000 --prompt lognormal:2048,0.8 -o t.csv
@@ -23,7 +24,7 @@ typedef struct serve_opts {
     bool simulate, json;
     const char *trace, *costs, *db, *run_id, *records;
     int64_t run;
-    bool allow_incomplete;
+    bool allow_incomplete, store; /* store: --db given (runs are recorded there) */
     kvr_serving_policy policies[KVR_POLICY_COUNT];
     int n_policies;
     kvr_sched_params sp;
@@ -37,7 +38,7 @@ typedef struct serve_opts {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: kvr-serve --simulate --trace FILE (--costs FILE.json | [--db PATH] --run ID)\n"
+            "usage: kvr-serve --simulate --trace FILE (--costs FILE.json | --run ID) [--db PATH]\n"
             "                 (--pool-blocks N | --pool-tokens N | --pool-gb X) [options]\n"
             "Replay a request trace through the serving scheduler on a virtual clock priced by\n"
             "a cost model; print TTFT, TPOT and queue-time percentiles, SLO attainment and\n"
@@ -45,7 +46,9 @@ static void usage(FILE *f) {
             "  -S, --simulate            simulate (the real engine replay is not built yet)\n"
             "  -t, --trace FILE          the requests: kvr trace CSV (kvr-trace gen/import)\n"
             "  -c, --costs FILE          JSON cost model (schema: docs/search.md)\n"
-            "  -d, --db PATH             the store for --run (default ./kvr.db)\n"
+            "  -d, --db PATH             the store: --run's profile (default ./kvr.db); given,\n"
+            "                            every policy's run and its requests are stored there\n"
+            "                            (kvr-db serving, kvr-report)\n"
             "  -R, --run ID              costs from profile run ID in --db, interpolated\n"
             "  -I, --allow-incomplete    use an incomplete or failed --run as it is\n"
             "  -p, --policy LIST         vllm, chunked or both, comma-separated (default vllm)\n"
@@ -113,7 +116,7 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
             case 'S': o->simulate = true; break;
             case 't': o->trace = optarg; break;
             case 'c': o->costs = optarg; break;
-            case 'd': o->db = optarg; break;
+            case 'd': o->db = optarg, o->store = true; break;
             case 'R': o->run_id = optarg; break;
             case 'I': o->allow_incomplete = true; break;
             case 'p': policy = optarg; break;
@@ -188,8 +191,8 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         if (kvr_parse_i64(o->run_id, 1, INT64_MAX, &o->run, &e) != KVR_OK)
             return usage_error("--run: %s", e.msg);
         if (!o->db) o->db = "kvr.db";
-    } else if (o->db || o->allow_incomplete)
-        return usage_error("%s", "--db and --allow-incomplete apply to --run");
+    } else if (o->allow_incomplete)
+        return usage_error("%s", "--allow-incomplete applies to --run");
     const int n_pool = (o->sp.pool_blocks > 0) + (o->pool_tokens > 0) + (o->pool_gb > 0);
     if (n_pool != 1)
         return usage_error("%s", n_pool ? "give the KV pool once: --pool-blocks, --pool-tokens or "
@@ -234,7 +237,8 @@ static void print_summary_text(const char *pol, const kvr_serving_summary *s,
 }
 
 static void json_summary(kvr_text *t, const char *pol, const kvr_serving_summary *s,
-                         const kvr_serving_sim_stats *st, double sim_ms, bool last) {
+                         const kvr_serving_sim_stats *st, double sim_ms, int64_t stored,
+                         bool last) {
     kvr_text_printf(t,
                      "    {\"policy\": \"%s\", \"requests\": %lld, \"finished\": %lld, "
                      "\"refused\": %lld, \"preemptions\": %lld,\n"
@@ -244,7 +248,7 @@ static void json_summary(kvr_text *t, const char *pol, const kvr_serving_summary
                      "     \"slo_attainment\": %.6g, \"output_tok_per_s\": %.6g, \"req_per_s\": %.6g, "
                      "\"duration_s\": %.6g,\n"
                      "     \"iterations\": %lld, \"peak_blocks\": %lld, \"mean_blocks\": %.6g, "
-                     "\"busy_s\": %.6g, \"sim_ms\": %.6g}%s\n",
+                     "\"busy_s\": %.6g, \"sim_ms\": %.6g",
                      pol, (long long)s->n, (long long)s->n_finished, (long long)s->n_refused,
                      (long long)s->n_preemptions, s->ttft_s[0] * 1e3, s->ttft_s[1] * 1e3,
                      s->ttft_s[2] * 1e3, s->ttft_mean_s * 1e3, s->tpot_s[0] * 1e3,
@@ -252,7 +256,103 @@ static void json_summary(kvr_text *t, const char *pol, const kvr_serving_summary
                      s->queue_s[0] * 1e3, s->queue_s[1] * 1e3, s->queue_s[2] * 1e3,
                      s->queue_mean_s * 1e3, s->slo_attainment, s->output_tok_per_s, s->req_per_s,
                      s->duration_s, (long long)st->iterations, (long long)st->peak_blocks,
-                     st->mean_blocks, st->busy_s, sim_ms, last ? "" : ",");
+                     st->mean_blocks, st->busy_s, sim_ms);
+    if (stored > 0) kvr_text_printf(t, ", \"serving_run\": %lld", (long long)stored);
+    kvr_text_printf(t, "}%s\n", last ? "" : ",");
+}
+
+// ----------------------------------------------------------------------------
+// the store: a policy's run as a serving run (docs/serving.md section 8)
+
+#define OCC_BINS 400 /* occupancy points stored per run */
+
+typedef struct store_ctx {
+    kvr_db *db;
+    const char *path;
+    const kvr_trace *tr;
+    const char *trace_path;
+    char trace_hash[40];
+    const kvr_search_costs *m;
+    kvr_db_serving_request *req; /* [n], reused per policy */
+    double occ_t[OCC_BINS], occ_mean[OCC_BINS];
+    int64_t occ_max[OCC_BINS];
+    kvr_db_serving_occupancy occ[OCC_BINS];
+} store_ctx;
+
+static kvr_status store_run(store_ctx *c, const serve_opts *o, const kvr_serving_sim_params *p,
+                            const kvr_serving_record *rec, const kvr_serving_summary *s,
+                            const kvr_serving_sim_stats *st, double sim_ms, int64_t *id,
+                            kvr_error *e) {
+    const int64_t n = c->tr->n_requests;
+    kvr_db_serving_run r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.kind, sizeof r.kind, "simulated");
+    snprintf(r.trace, sizeof r.trace, "%s", c->trace_path);
+    snprintf(r.trace_hash, sizeof r.trace_hash, "%s", c->trace_hash);
+    r.n_requests = n;
+    r.trace_duration_s = n ? c->tr->requests[n - 1].arrival_s : 0;
+    r.rate_per_s = r.trace_duration_s > 0 ? (double)n / r.trace_duration_s : -1;
+    snprintf(r.policy, sizeof r.policy, "%s", kvr_serving_policy_name(p->sched.policy));
+    kvr_sched *sc = NULL; /* the parameters with their defaults resolved, as the run used them */
+    KVR_TRY(kvr_sched_create(&p->sched, &sc, e));
+    const kvr_sched_params *sp = kvr_sched_get_params(sc);
+    r.block_tokens = sp->block_tokens;
+    r.pool_blocks = sp->pool_blocks;
+    r.watermark = sp->watermark;
+    r.max_seqs = sp->max_seqs;
+    r.max_batched_tokens = sp->max_batched_tokens;
+    r.max_model_len = sp->max_model_len;
+    kvr_sched_destroy(sc);
+    snprintf(r.cost_source, sizeof r.cost_source, "%s", kvr_search_costs_source(c->m));
+    snprintf(r.cost_kind, sizeof r.cost_kind, "%s", kvr_search_costs_kind(c->m));
+    r.decode_k_us = p->decode.k_us;
+    r.decode_per_seq_us = p->decode.per_seq_us;
+    r.decode_per_ctx_token_us = p->decode.per_ctx_token_us;
+    r.slo_ttft_ms = o->slo_ttft_ms;
+    r.slo_tpot_ms = o->slo_tpot_ms;
+    r.n_finished = s->n_finished, r.n_refused = s->n_refused, r.n_preemptions = s->n_preemptions;
+    r.ttft_p50_ms = s->ttft_s[0] * 1e3, r.ttft_p90_ms = s->ttft_s[1] * 1e3;
+    r.ttft_p99_ms = s->ttft_s[2] * 1e3, r.ttft_mean_ms = s->ttft_mean_s * 1e3;
+    r.tpot_p50_ms = s->tpot_s[0] * 1e3, r.tpot_p90_ms = s->tpot_s[1] * 1e3;
+    r.tpot_p99_ms = s->tpot_s[2] * 1e3, r.tpot_mean_ms = s->tpot_mean_s * 1e3;
+    r.queue_p50_ms = s->queue_s[0] * 1e3, r.queue_p90_ms = s->queue_s[1] * 1e3;
+    r.queue_p99_ms = s->queue_s[2] * 1e3, r.queue_mean_ms = s->queue_mean_s * 1e3;
+    r.slo_attainment = s->slo_attainment;
+    r.output_tok_per_s = s->output_tok_per_s;
+    r.req_per_s = s->req_per_s;
+    r.duration_s = s->duration_s;
+    r.iterations = st->iterations;
+    r.peak_blocks = st->peak_blocks;
+    r.mean_blocks = st->mean_blocks;
+    r.busy_s = st->busy_s;
+    r.wall_s = sim_ms * 1e-3;
+    snprintf(r.note, sizeof r.note, "kvr-serve --simulate%s", st->decode_from_ops ? ", decode "
+             "costs from the prefill ops" : "");
+    for (int64_t i = 0; i < n; i++) {
+        const kvr_serving_record *x = &rec[i];
+        c->req[i] = (kvr_db_serving_request){0,
+                                             i,
+                                             x->arrival_s,
+                                             x->admitted_s,
+                                             x->first_token_s,
+                                             x->finish_s,
+                                             x->prompt_tokens,
+                                             x->output_tokens,
+                                             x->max_blocks,
+                                             x->preemptions,
+                                             x->refused};
+    }
+    int64_t n_occ = 0;
+    if (st->end_s > 0 && p->occupancy && p->occupancy->n > 0) {
+        KVR_TRY(kvr_serving_occupancy_bins(p->occupancy, st->end_s, OCC_BINS, c->occ_t,
+                                           c->occ_mean, c->occ_max, e));
+        for (; n_occ < OCC_BINS; n_occ++)
+            c->occ[n_occ] = (kvr_db_serving_occupancy){0, c->occ_t[n_occ], c->occ_mean[n_occ],
+                                                        c->occ_max[n_occ]};
+    }
+    KVR_TRY(kvr_db_serving_run_put(c->db, &r, c->req, n, c->occ, n_occ, e));
+    *id = r.id;
+    return KVR_OK;
 }
 
 static void records_csv(kvr_text *t, const char *pol, const kvr_serving_record *r, int64_t n) {
@@ -275,19 +375,27 @@ int main(int argc, char **argv) {
     kvr_search_costs *m = NULL;
     kvr_db *db = NULL;
     kvr_serving_record *rec = NULL;
-    kvr_text out = {0}, csv = {0};
+    kvr_text out = {0}, csv = {0}, stored = {0};
+    kvr_serving_occupancy occ = {0};
+    store_ctx *sc = NULL;
     if (kvr_trace_load(o.trace, &tr, &e) != KVR_OK) {
         fprintf(stderr, "kvr-serve: --trace: %s\n", e.msg);
         rc = e.code == KVR_ERR_FORMAT ? 2 : 1;
         goto done;
     }
-    if (o.run_id) {
+    if (o.run_id || o.store) {
         kvr_db_open_params dp = kvr_db_open_params_default();
+        if (kvr_db_open(o.db, &dp, &db, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-serve: --db %s: %s\n", o.db, e.msg);
+            rc = 1;
+            goto done;
+        }
+    }
+    if (o.run_id) {
         kvr_profile_costs_params cp = kvr_profile_costs_params_default();
         cp.allow_incomplete = o.allow_incomplete;
         kvr_profile_costs_info pinfo;
-        if (kvr_db_open(o.db, &dp, &db, &e) != KVR_OK ||
-            kvr_profile_costs_from_run(db, o.run, &cp, &m, &pinfo, &e) != KVR_OK) {
+        if (kvr_profile_costs_from_run(db, o.run, &cp, &m, &pinfo, &e) != KVR_OK) {
             fprintf(stderr, "kvr-serve: --run %lld in %s: %s\n", (long long)o.run, o.db, e.msg);
             rc = 1;
             goto done;
@@ -322,6 +430,17 @@ int main(int argc, char **argv) {
         rc = 1;
         goto done;
     }
+    if (o.store) {
+        sc = calloc(1, sizeof *sc);
+        if (sc) sc->req = malloc((size_t)(n ? n : 1) * sizeof *sc->req);
+        if (!sc || !sc->req) {
+            fprintf(stderr, "kvr-serve: out of memory for %lld records\n", (long long)n);
+            rc = 1;
+            goto done;
+        }
+        sc->db = db, sc->path = o.db, sc->tr = tr, sc->trace_path = o.trace, sc->m = m;
+        kvr_trace_content_hash(tr, sc->trace_hash, sizeof sc->trace_hash);
+    }
     const double dur = n ? tr->requests[n - 1].arrival_s : 0;
     if (!o.json) {
         printf("# kvr-serve --simulate: %s, %lld requests over %.1f s; costs %s (%s)\n", o.trace,
@@ -352,7 +471,7 @@ int main(int argc, char **argv) {
         kvr_text_printf(&csv, "policy,request,arrival_s,prompt_tokens,output_tokens,refused,"
                                "admitted_s,first_token_s,finish_s,max_blocks,preemptions\n");
     for (int i = 0; i < o.n_policies; i++) {
-        kvr_serving_sim_params p = {o.sp, m, o.decode};
+        kvr_serving_sim_params p = {o.sp, m, o.decode, sc ? &occ : NULL};
         p.sched.policy = o.policies[i];
         kvr_serving_sim_stats st;
         kvr_serving_summary s;
@@ -369,11 +488,24 @@ int main(int argc, char **argv) {
             goto done;
         }
         const char *pol = kvr_serving_policy_name(o.policies[i]);
-        if (o.json) json_summary(&out, pol, &s, &st, sim_ms, i == o.n_policies - 1);
+        int64_t run_id = 0;
+        if (sc) {
+            const double t1 = kvr_time_us();
+            if (store_run(sc, &o, &p, rec, &s, &st, sim_ms, &run_id, &e) != KVR_OK) {
+                fprintf(stderr, "kvr-serve: --db %s: %s\n", o.db, e.msg);
+                rc = 1;
+                goto done;
+            }
+            kvr_text_printf(&stored, "# stored as serving run %lld (%s, %lld requests, %.0f ms) "
+                                     "in %s\n",
+                            (long long)run_id, pol, (long long)n, (kvr_time_us() - t1) * 1e-3,
+                            o.db);
+        }
+        if (o.json) json_summary(&out, pol, &s, &st, sim_ms, run_id, i == o.n_policies - 1);
         else print_summary_text(pol, &s, &st, sim_ms);
         if (o.records) records_csv(&csv, pol, rec, n);
     }
-    if (out.nomem || csv.nomem) {
+    if (out.nomem || csv.nomem || stored.nomem) {
         fprintf(stderr, "kvr-serve: out of memory\n");
         rc = 1;
         goto done;
@@ -381,13 +513,17 @@ int main(int argc, char **argv) {
     if (o.json) {
         kvr_text_printf(&out, "  ]\n}\n");
         fputs(out.s ? out.s : "", stdout);
-    }
+    } else if (stored.s)
+        fputs(stored.s, stdout);
     if (o.records && kvr_write_file_atomic(o.records, csv.s, csv.len, &e) != KVR_OK) {
         fprintf(stderr, "kvr-serve: --records %s: %s\n", o.records, e.msg);
         rc = 1;
     }
 done:
-    kvr_text_free(&out), kvr_text_free(&csv);
+    kvr_text_free(&out), kvr_text_free(&csv), kvr_text_free(&stored);
+    kvr_serving_occupancy_free(&occ);
+    if (sc) free(sc->req);
+    free(sc);
     free(rec);
     kvr_search_costs_destroy(m);
     kvr_db_close(db);

@@ -4,7 +4,9 @@
 # decode costs), a bad trace (file:line, exit 2), the text table and strict JSON for both
 # policies (every request finished or refused), the per-request CSV, a request that can never
 # run refused and counted, a pool given in GB, and the engine's time pricing visible in the
-# records (a request alone on an idle engine: admitted at its arrival).
+# records (a request alone on an idle engine: admitted at its arrival); --db stores every
+# policy's run with its requests, kvr-db serving lists them and prints a run's requests as the
+# --records CSV has them.
 set -u
 . "$(dirname "$0")/lib.sh"
 S="$1/kvr-serve"
@@ -18,7 +20,7 @@ check not_built 2 "only --simulate is built so far" -- "$S" --trace "$tmp/t.csv"
 check no_trace 2 "--trace FILE is required" -- "$S" --simulate --costs "$A100" --pool-blocks 100
 check no_costs 2 "a cost source is required" -- "$S" --simulate --trace "$tmp/t.csv" --pool-blocks 100
 check two_costs 2 "--costs and --run are two cost sources" -- "$S" "${SIM[@]}" --run 1 --pool-blocks 100
-check db_without_run 2 "--db and --allow-incomplete apply to --run" -- "$S" "${SIM[@]}" --db x.db --pool-blocks 100
+check incomplete_without_run 2 "--allow-incomplete applies to --run" -- "$S" "${SIM[@]}" --allow-incomplete --pool-blocks 100
 check no_pool 2 "the KV pool is required" -- "$S" "${SIM[@]}"
 check two_pools 2 "give the KV pool once" -- "$S" "${SIM[@]}" --pool-blocks 100 --pool-gb 4
 check bad_policy 2 "--policy: unknown policy 'sjf' \(vllm, chunked\)" -- "$S" "${SIM[@]}" --pool-blocks 100 --policy vllm,sjf
@@ -61,4 +63,34 @@ for i in (0, 2):
     assert float(r['arrival_s']) < float(r['first_token_s']) < float(r['finish_s'])
     assert r['output_tokens'] == ('4' if i == 0 else '8') and r['preemptions'] == '0'
 print('ok')"
+# --db: every policy's run and its requests stored; kvr-db lists them and gives a run's requests
+D="$1/kvr-db"
+check store 0 "# stored as serving run 2 \(chunked, 200 requests" -- "$S" "${SIM[@]}" --pool-gb 8 --policy vllm,chunked --db "$tmp/s.db" --slo-ttft 500
+check store_json 0 '"serving_run": 3' -- "$S" "${SIM[@]}" --pool-gb 8 --db "$tmp/s.db" --json
+check db_serving 0 "^ +2 .* simulated +chunked +200 " -- "$D" --db "$tmp/s.db" serving
+check db_serving_json 0 "ok" -- bash -c "'$D' --db '$tmp/s.db' serving --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert [r[\"policy\"] for r in d] == [\"vllm\", \"chunked\", \"vllm\"], d
+assert all(r[\"kind\"] == \"simulated\" and r[\"n_requests\"] == 200 for r in d)
+assert d[0][\"trace_hash\"] == d[2][\"trace_hash\"] and len(d[0][\"trace_hash\"]) == 16
+print(\"ok\")'"
+"$S" "${SIM[@]}" --pool-gb 8 --policy chunked --records "$tmp/rec2.csv" >/dev/null
+"$D" --db "$tmp/s.db" serving 2 >"$tmp/run2.csv"
+check db_serving_run 0 "ok" -- python3 -c "
+import csv
+a = list(csv.DictReader(open('$tmp/rec2.csv')))
+b = list(csv.DictReader(l for l in open('$tmp/run2.csv') if not l.startswith('#')))
+assert len(a) == len(b) == 200
+for x, y in zip(a, b):
+    assert x['request'] == y['request'] and x['prompt_tokens'] == y['prompt_tokens']
+    for k in ('arrival_s', 'admitted_s', 'first_token_s', 'finish_s'):
+        assert abs(float(x[k]) - float(y[k])) <= 1e-9 * max(1, abs(float(x[k]))), (k, x[k], y[k])
+print('ok')"
+check db_serving_missing 1 "serving run 9 not found" -- "$D" --db "$tmp/s.db" serving 9
+check db_serving_args 2 "serving: takes at most one serving run id" -- "$D" --db "$tmp/s.db" serving 1 2
+check db_check 0 "ok \(schema version 5" -- "$D" --db "$tmp/s.db" check
+chmod a-w "$tmp/s.db"; [ -w "$tmp/s.db" ] || \
+  check store_readonly 1 "--db .*s.db: .*not writable" -- "$S" "${SIM[@]}" --pool-gb 8 --db "$tmp/s.db"
+chmod u+w "$tmp/s.db"
 summary "kvr-serve cli"
