@@ -214,9 +214,9 @@ kvr_status kvr_generate(kvr_decoder *d, const float *logits, const kvr_generate_
         const bool stop = generate_is_stop(p, id);
         if (!stop && p->tok && (st = gen_buf_piece(&text, p->tok, id, err)) != KVR_OK) break;
         if (p->on_token) {
-            const size_t upto = stop ? sent : sent + kvr_utf8_complete_len(text.p + sent,
-                                                                            text.n - sent);
-            const bool go = p->on_token(p->user, id, text.p ? text.p + sent : "", upto - sent);
+            const char *rest = text.p ? text.p + sent : ""; /* no tokenizer: no text */
+            const size_t upto = stop ? sent : sent + kvr_utf8_complete_len(rest, text.n - sent);
+            const bool go = p->on_token(p->user, id, rest, upto - sent);
             sent = upto;
             if (!go) {
                 out->stop = KVR_STOP_CALLER;
@@ -239,8 +239,8 @@ kvr_status kvr_generate(kvr_decoder *d, const float *logits, const kvr_generate_
         if (p->logits_out) /* outside the timed step */
             memcpy(p->logits_out + (size_t)out->n_ids * (size_t)V, lg, (size_t)V * sizeof *lg);
     }
-    if (st == KVR_OK && p->on_token && text.n > sent) p->on_token(p->user, -1, text.p + sent,
-                                                                   text.n - sent);
+    if (st == KVR_OK && p->on_token && out->stop != KVR_STOP_CALLER && text.n > sent)
+        p->on_token(p->user, -1, text.p + sent, text.n - sent); /* the bytes still held */
     kvr_generate_stats(out->step_ms, out->n_steps, out);
     out->text = text.p;
     out->text_len = text.n;

@@ -6,7 +6,8 @@
  *   - greedy decode on the tiny preset equals, token for token, the argmax of a fresh prefill
  *     of the prompt plus the tokens so far (an independent path: no decode step), and decode
  *     after kvr on 2 and 3 ranks, tsp on 2 and ring on 2 gives the single-rank tokens;
- *   - stop ids end generation (the stop token last, no text), the KV room is checked, seeded
+ *   - stop ids end generation (the stop token last, no text), so does the callback, the KV
+ *     room is checked, seeded
  *     sampling through kvr_generate repeats, and the session runs decode after its last run;
  *   - on the real model (when present): the streamed text is whole UTF-8 characters and equals
  *     the pieces' concatenation, and the chat template's end token stops generation. */
@@ -213,6 +214,11 @@ static kvr_status gen(const kvr_model *m, const int32_t *ids, int64_t C, kvr_mod
     return st;
 }
 
+static bool stop_after_three(void *user, int32_t id, const char *text, size_t len) {
+    (void)id, (void)text, (void)len;
+    return ++*(int *)user < 3;
+}
+
 static void test_decode_matches_prefill(void) {
     kvr_model *m = load("tiny");
     if (!m) return;
@@ -274,6 +280,16 @@ static void test_decode_matches_prefill(void) {
     KVR_CHECK_EQ_INT(s.n_ids, first + 1);
     KVR_CHECK_EQ_INT(s.ids[s.n_ids - 1], stop);
     KVR_CHECK_EQ_INT(s.n_steps, first);
+    kvr_generate_result_free(&s);
+    /* the callback stops it: three calls, three tokens, no more calls */
+    int calls = 0;
+    gp.n_stop = 0;
+    gp.on_token = stop_after_three;
+    gp.user = &calls;
+    KVR_CHECK_OK(gen(m, ids, C, KVR_MODE_SINGLE, 1, NULL, &gp, &s, &e), &e);
+    KVR_CHECK(s.stop == KVR_STOP_CALLER);
+    KVR_CHECK_EQ_INT(s.n_ids, 3);
+    KVR_CHECK_EQ_INT(calls, 3);
     kvr_generate_result_free(&s);
     kvr_generate_result_free(&g);
     free(ids);

@@ -29,6 +29,8 @@
 #define KVR_RUN_MAX_PROMPT_BYTES ((size_t)256 << 20)
 #define KVR_RUN_LONG_PROMPT_BYTES ((size_t)64 << 10)
 #define KVR_RUN_LONG_CONTEXT 16384
+/* --n-predict: at most this many tokens (the model's context length bounds it further) */
+#define KVR_RUN_MAX_PREDICT (1 << 24)
 
 typedef struct kvr_run_opts {
     const char *model;
@@ -163,9 +165,9 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
             case 1002:
                 if (kvr_parse_i64(optarg, INT32_MIN, INT32_MAX, &v, &e))
                     return usage_error("--n-predict: %s", e.msg);
-                if (v < 0)
-                    return usage_error("--n-predict %lld: need >= 0 (tokens to generate; 0: "
-                                       "prefill only)", (long long)v);
+                if (v < 0 || v > KVR_RUN_MAX_PREDICT)
+                    return usage_error("--n-predict %lld: need 0..%d (tokens to generate; 0: "
+                                       "prefill only)", (long long)v, KVR_RUN_MAX_PREDICT);
                 o->n_predict = (int32_t)v;
                 break;
             case 1003:

@@ -62,7 +62,8 @@ check memory_refused 1 "not enough memory: 100000 tokens on 2 rank\(s\) here nee
 check memory_forced 0 "^kvr +2 +1000 " -- env KVR_MEM_AVAILABLE=1000 "$BIN" --model tiny --context 1000 --ranks 2 --no-db --force
 check prefill_progress 1 "^# kvr-run: prefill of 16384 tokens on 1 rank\(s\), mode single" -- env KVR_MEM_AVAILABLE=1 "$BIN" --model tiny --context 16384 --no-db
 # issue 12: decode after prefill (--n-predict), sampling flags
-check n_predict_negative 2 "--n-predict -1: need >= 0" -- "$BIN" --model tiny --context 8 --n-predict -1
+check n_predict_negative 2 "--n-predict -1: need 0..16777216" -- "$BIN" --model tiny --context 8 --n-predict -1
+check n_predict_huge 2 "--n-predict 2000000000: need 0..16777216" -- "$BIN" --model tiny --context 8 --n-predict 2000000000
 check n_predict_text 2 "--n-predict: 'x' is not an integer" -- "$BIN" --model tiny --context 8 --n-predict x
 check top_p_zero 2 "--top-p 0: need a value in \(0, 1\]" -- "$BIN" --model tiny --context 8 --n-predict 2 --top-p 0
 check top_p_big 2 "--top-p 1.5: need a value in \(0, 1\]" -- "$BIN" --model tiny --context 8 --n-predict 2 --top-p 1.5
