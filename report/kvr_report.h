@@ -43,6 +43,7 @@ KVR_API kvr_report_options kvr_report_options_default(void);
 
 typedef struct kvr_report_summary {
     int n_plots, n_fits, n_cost_models, n_tables, n_predictors, n_measured, n_predicted, n_drift;
+    int n_serving_runs, n_serving_traces;
 } kvr_report_summary;
 
 /* Build the report of everything in the store: *html is one self-contained HTML page (inline
@@ -52,7 +53,10 @@ typedef struct kvr_report_summary {
  * (scatter with the error band and drift, accuracy per strategy, the newest 40 runs); KVR-P
  * predictors, TTFT vs context per strategy and rank count (the newest partition table, measured
  * runs as points) and partition boundaries vs context (KVR-S points, KVR-P lines); per-rank
- * timelines (KVR-P, KVR-E, TSP) simulated under the newest cost model. Missing data gives a
+ * timelines (KVR-P, KVR-E, TSP) simulated under the newest cost model; serving runs (a table,
+ * and for the newest three traces TTFT and TPOT CDFs -- simulated solid, measured dashed --,
+ * queue time vs prompt length, pool occupancy over time; TTFT p50/p90 vs arrival rate per family
+ * of traces). Missing data gives a
  * note instead of a plot. opt may be NULL; sum (may be NULL) counts what went in. Errors: the
  * store's, the renderer's (prefixed "plot NAME"), KVR_ERR_NOMEM. Strings are malloc'd: free(). */
 KVR_API kvr_status kvr_report_build(kvr_db *db, const kvr_report_options *opt,

@@ -1,8 +1,9 @@
 /* report.c -- the regression report behind kvr-report: one self-contained HTML page (and a
  * Markdown summary) from the store -- cost-model fit tables with their statistics, residuals,
  * predicted vs measured TTFT with the error band, TTFT vs context per strategy and rank count,
- * KVR-S and KVR-P partition fractions vs context, and per-rank timelines from the search
- * module's simulators under the fitted costs.
+ * KVR-S and KVR-P partition fractions vs context, per-rank timelines from the search
+ * module's simulators under the fitted costs, and serving runs (TTFT/TPOT CDFs simulated and
+ * measured, queue time vs prompt length, pool occupancy, TTFT vs arrival rate).
  *
  * Plots are gnuplot scripts (data inline as datablocks, SVG terminal) handed to a caller-supplied
  * renderer (kvr-report runs gnuplot as a subprocess); the SVG it returns is embedded inline.
@@ -102,6 +103,8 @@ typedef struct rep {
     int64_t n_meas;
     kvr_db_layer_sample *samples; /* of the newest cost model's run */
     int64_t n_samples;
+    kvr_db_serving_run *srv; /* serving runs, oldest first */
+    int64_t n_srv;
     kvr_text html, md;
     kvr_report_summary sum;
     int fig;
@@ -171,6 +174,7 @@ static kvr_status rep_load(rep *r) {
         r->n_latest++;
     }
     KVR_TRY(kvr_db_measured_runs_list(r->db, &r->meas, &r->n_meas, err));
+    KVR_TRY(kvr_db_serving_runs_list(r->db, &r->srv, &r->n_srv, err));
     const rep_costs *c = rep_newest(r);
     if (c && c->rf.run_id > 0) {
         kvr_error e2;
@@ -193,6 +197,7 @@ static void rep_free(rep *r) {
     for (int i = 0; i < r->n_latest; i++) kvr_predictor_destroy(r->latest[i].kp);
     kvr_db_free(r->meas);
     kvr_db_free(r->samples);
+    kvr_db_free(r->srv);
     kvr_text_free(&r->html);
     kvr_text_free(&r->md);
 }
@@ -921,6 +926,495 @@ static kvr_status rep_timelines(rep *r) {
 }
 
 // ----------------------------------------------------------------------------
+// 5. serving: runs of kvr-serve (simulated) and of the engine (measured) from the store
+
+#define SRV_MAX_TRACES 3  /* traces drawn (the newest) */
+#define SRV_MAX_CURVES 8  /* runs drawn per trace: the newest of each (kind, policy) */
+#define SRV_CDF_POINTS 300
+#define SRV_SCATTER_POINTS 1500
+
+/* A run's curve: its requests (and occupancy) loaded for the plots. */
+typedef struct srv_curve {
+    const kvr_db_serving_run *run;
+    kvr_db_serving_request *req;
+    int64_t n_req;
+    kvr_db_serving_occupancy *occ;
+    int64_t n_occ;
+} srv_curve;
+
+static int srv_policy_color(const char *policy) {
+    if (strcmp(policy, "vllm") == 0) return 0;
+    if (strcmp(policy, "chunked") == 0) return 2;
+    return 4;
+}
+
+static bool srv_measured(const kvr_db_serving_run *x) {
+    return strcmp(x->kind, "measured") == 0;
+}
+
+/* A legend title for a run: "vllm, simulated (run 3)". */
+static void srv_title(kvr_text *g, const kvr_db_serving_run *x) {
+    char t[128];
+    snprintf(t, sizeof t, "%s, %s (run %lld)", x->policy, x->kind, (long long)x->id);
+    rb_gp(g, t);
+    rb_add(g, " noenhanced");
+}
+
+/* gp_head with a title shown as it is (trace names hold '_', which enhanced text subscripts). */
+static void srv_head(kvr_text *g, const rep *r, const char *title, const char *xlabel,
+                     const char *ylabel) {
+    gp_head(g, r, 420, title, xlabel, ylabel);
+    rb_add(g, "set title ");
+    rb_gp(g, title);
+    rb_add(g, " noenhanced\n");
+}
+
+static void srv_style(kvr_text *g, const kvr_db_serving_run *x) {
+    rb_add(g, " lw 2 lc rgb '%s' dt %d", rep_colors[srv_policy_color(x->policy) + srv_measured(x)],
+           srv_measured(x) ? 2 : 1);
+}
+
+/* The trace's key: its content hash, else its path. */
+static const char *srv_key(const kvr_db_serving_run *x) {
+    return x->trace_hash[0] ? x->trace_hash : x->trace;
+}
+
+/* A CDF datablock of v[0..n) (sorted here) in at most SRV_CDF_POINTS points; false: empty. */
+static bool srv_cdf(kvr_text *g, int k, double *v, int64_t n) {
+    rb_add(g, "$c%d << EOD\n", k);
+    if (n > 0) {
+        qsort(v, (size_t)n, sizeof *v, cmp_dbl);
+        const int64_t m = n < SRV_CDF_POINTS ? n : SRV_CDF_POINTS;
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t i = m == 1 ? n - 1 : j * (n - 1) / (m - 1);
+            rb_add(g, "%.6g %.6g\n", v[i], (double)(i + 1) / (double)n);
+        }
+    }
+    rb_add(g, "EOD\n");
+    return n > 0;
+}
+
+/* TTFT (which 0) or TPOT (1) CDFs of the curves, in ms. */
+static kvr_status srv_cdf_plot(rep *r, int t, const char *tn, int64_t n_req, const srv_curve *c,
+                               int nc, int which) {
+    kvr_text g = {0};
+    const char *what = which ? "TPOT" : "TTFT";
+    char title[600], name[48], cap[1024];
+    snprintf(title, sizeof title, "%s CDF: %s", what, tn);
+    srv_head(&g, r, title, which ? "time per output token (ms)" : "time to first token (ms)",
+             "fraction of finished requests");
+    rb_add(&g, "set yrange [0:1]\n");
+    double *v = malloc((size_t)(c[0].n_req > 0 ? c[0].n_req : 1) * sizeof *v);
+    int64_t cap_v = c[0].n_req > 0 ? c[0].n_req : 1;
+    bool drawn[SRV_MAX_CURVES] = {false}, any = false;
+    double lo = INFINITY, hi = 0;
+    for (int k = 0; k < nc && v; k++) {
+        if (c[k].n_req > cap_v) {
+            double *nv = realloc(v, (size_t)c[k].n_req * sizeof *nv);
+            if (!nv) break;
+            v = nv, cap_v = c[k].n_req;
+        }
+        int64_t n = 0;
+        for (int64_t i = 0; i < c[k].n_req; i++) {
+            const kvr_db_serving_request *q = &c[k].req[i];
+            if (q->refused || q->finish_s < 0 || q->first_token_s < 0) continue;
+            if (which == 0) v[n++] = 1e3 * (q->first_token_s - q->arrival_s);
+            else if (q->output_tokens > 1)
+                v[n++] = 1e3 * (q->finish_s - q->first_token_s) / (double)(q->output_tokens - 1);
+        }
+        for (int64_t i = 0; i < n; i++)
+            if (v[i] > 0) lo = fmin(lo, v[i]), hi = fmax(hi, v[i]);
+        drawn[k] = srv_cdf(&g, k, v, n);
+        any = any || drawn[k];
+    }
+    if (!v) return kvr_error_set(r->err, KVR_ERR_NOMEM, "report: out of memory");
+    free(v);
+    kvr_status st = KVR_OK;
+    if (any) {
+        if (hi > 0 && hi / lo > 100) rb_add(&g, "set logscale x 10\n");
+        rb_add(&g, "plot");
+        bool first = true;
+        for (int k = 0; k < nc; k++) {
+            if (!drawn[k]) continue;
+            rb_add(&g, "%s $c%d using 1:2 with lines", first ? "" : ",", k);
+            srv_style(&g, c[k].run);
+            rb_add(&g, " title ");
+            srv_title(&g, c[k].run);
+            first = false;
+        }
+        rb_add(&g, "\n");
+        snprintf(name, sizeof name, "serving_%s_cdf_%d", which ? "tpot" : "ttft", t + 1);
+        snprintf(cap, sizeof cap,
+                 "%s of every finished request of trace %s (%lld requests): the newest run of "
+                 "each policy and kind; solid: simulated (kvr-serve --simulate), dashed: "
+                 "measured (the engine).%s",
+                 what, tn, (long long)n_req,
+                 which ? " TPOT = (finish − first token) / (output tokens − 1), requests with "
+                         "two or more output tokens."
+                       : "");
+        st = rep_figure(r, name, cap, &g);
+    }
+    kvr_text_free(&g);
+    return st;
+}
+
+/* Queue time (admitted − arrival) against prompt length, every request (at most
+ * SRV_SCATTER_POINTS per run, evenly by index). */
+static kvr_status srv_queue_plot(rep *r, int t, const char *tn, const srv_curve *c, int nc) {
+    kvr_text g = {0};
+    char title[600], name[48], cap[1024];
+    snprintf(title, sizeof title, "Queue time vs prompt length: %s", tn);
+    srv_head(&g, r, title, "prompt tokens", "queue time (ms)");
+    bool drawn[SRV_MAX_CURVES] = {false}, any = false;
+    for (int k = 0; k < nc; k++) {
+        rb_add(&g, "$q%d << EOD\n", k);
+        const int64_t step = c[k].n_req > SRV_SCATTER_POINTS ? c[k].n_req / SRV_SCATTER_POINTS + 1 : 1;
+        for (int64_t i = 0; i < c[k].n_req; i += step) {
+            const kvr_db_serving_request *q = &c[k].req[i];
+            if (q->refused || q->admitted_s < 0) continue;
+            rb_add(&g, "%lld %.6g\n", (long long)q->prompt_tokens,
+                   1e3 * (q->admitted_s - q->arrival_s));
+            drawn[k] = any = true;
+        }
+        rb_add(&g, "EOD\n");
+    }
+    kvr_status st = KVR_OK;
+    if (any) {
+        rb_add(&g, "plot");
+        bool first = true;
+        for (int k = 0; k < nc; k++) {
+            if (!drawn[k]) continue;
+            rb_add(&g, "%s $q%d using 1:2 with points pt %d ps 0.5 lc rgb '%s' title ",
+                   first ? "" : ",", k, srv_measured(c[k].run) ? 6 : 7,
+                   rep_colors[srv_policy_color(c[k].run->policy) + srv_measured(c[k].run)]);
+            srv_title(&g, c[k].run);
+            first = false;
+        }
+        rb_add(&g, "\n");
+        snprintf(name, sizeof name, "serving_queue_%d", t + 1);
+        snprintf(cap, sizeof cap,
+                 "Time from arrival to admission (the first iteration that scheduled the "
+                 "request) against its prompt length, trace %s; filled: simulated, rings: "
+                 "measured.",
+                 tn);
+        st = rep_figure(r, name, cap, &g);
+    }
+    kvr_text_free(&g);
+    return st;
+}
+
+typedef struct srv_ev {
+    double t;
+    int64_t d;
+} srv_ev;
+
+static int cmp_ev(const void *a, const void *b) {
+    const srv_ev *x = a, *y = b;
+    return (x->t > y->t) - (x->t < y->t);
+}
+
+/* Pool occupancy over time: the stored series (blocks_mean per interval), or, for a run stored
+ * without one, an upper bound from the requests: max_blocks held from admission to finish. */
+static kvr_status srv_occupancy_plot(rep *r, int t, const char *tn, const srv_curve *c,
+                                     int nc) {
+    kvr_text g = {0};
+    char title[600], name[48], cap[1280];
+    snprintf(title, sizeof title, "KV pool occupancy: %s", tn);
+    srv_head(&g, r, title, "time from the trace's start (s)", "KV blocks held");
+    bool drawn[SRV_MAX_CURVES] = {false}, any = false, approx = false;
+    int64_t pool = 0;
+    kvr_status st = KVR_OK;
+    for (int k = 0; k < nc && st == KVR_OK; k++) {
+        rb_add(&g, "$o%d << EOD\n", k);
+        pool = KVR_MAX(pool, c[k].run->pool_blocks);
+        if (c[k].n_occ > 0) {
+            for (int64_t i = 0; i < c[k].n_occ; i++)
+                rb_add(&g, "%.6g %.6g\n", c[k].occ[i].t_s, c[k].occ[i].blocks_mean);
+            drawn[k] = true;
+        } else if (c[k].n_req > 0) {
+            srv_ev *ev = malloc(2 * (size_t)c[k].n_req * sizeof *ev);
+            if (!ev) {
+                st = kvr_error_set(r->err, KVR_ERR_NOMEM, "report: out of memory");
+                break;
+            }
+            int64_t ne = 0;
+            for (int64_t i = 0; i < c[k].n_req; i++) {
+                const kvr_db_serving_request *q = &c[k].req[i];
+                if (q->refused || q->admitted_s < 0 || q->finish_s < 0) continue;
+                ev[ne++] = (srv_ev){q->admitted_s, q->max_blocks};
+                ev[ne++] = (srv_ev){q->finish_s, -q->max_blocks};
+            }
+            qsort(ev, (size_t)ne, sizeof *ev, cmp_ev);
+            int64_t held = 0;
+            const int64_t step = ne > 4000 ? ne / 4000 + 1 : 1;
+            for (int64_t i = 0; i < ne; i++) {
+                held += ev[i].d;
+                if (i % step == 0 || i == ne - 1) rb_add(&g, "%.6g %lld\n", ev[i].t, (long long)held);
+            }
+            free(ev);
+            drawn[k] = ne > 0;
+            approx = approx || ne > 0;
+        }
+        any = any || drawn[k];
+        rb_add(&g, "EOD\n");
+    }
+    if (st == KVR_OK && any) {
+        rb_add(&g, "set yrange [0:%lld]\nplot %lld with lines lw 1 lc rgb '#333333' dt 3 "
+                   "title 'pool'",
+               (long long)(pool + pool / 10 + 1), (long long)pool);
+        for (int k = 0; k < nc; k++) {
+            if (!drawn[k]) continue;
+            rb_add(&g, ", $o%d using 1:2 with steps", k);
+            srv_style(&g, c[k].run);
+            rb_add(&g, " title ");
+            srv_title(&g, c[k].run);
+        }
+        rb_add(&g, "\n");
+        snprintf(name, sizeof name, "serving_occupancy_%d", t + 1);
+        snprintf(cap, sizeof cap,
+                 "KV-cache blocks held over time, trace %s: the stored occupancy series (the "
+                 "time-weighted mean over each of its intervals)%s; dotted: the largest pool.",
+                 tn,
+                 approx ? "; runs stored without one are approximated from their requests (each "
+                          "holding its most blocks from admission to finish: an upper bound)"
+                        : "");
+        st = rep_figure(r, name, cap, &g);
+    }
+    kvr_text_free(&g);
+    return st;
+}
+
+/* A trace's family: its file name with every number replaced by '#' ("light_r2.csv" and
+ * "light_r0.5.csv" are both "light_r#.csv"). */
+static void srv_family(const char *trace, char *out, size_t cap) {
+    const char *b = strrchr(trace, '/');
+    b = b ? b + 1 : trace;
+    size_t n = 0;
+    for (const char *p = b; *p && n + 1 < cap;) {
+        if (*p >= '0' && *p <= '9') {
+            while ((*p >= '0' && *p <= '9') || (*p == '.' && p[1] >= '0' && p[1] <= '9')) p++;
+            out[n++] = '#';
+        } else
+            out[n++] = *p++;
+    }
+    out[n] = 0;
+}
+
+/* Two runs are points of one rate curve: one family, kind, policy, pool and cost source. */
+static bool srv_same_family(const kvr_db_serving_run *a, const kvr_db_serving_run *b) {
+    char fa[256], fb[256];
+    srv_family(a->trace, fa, sizeof fa);
+    srv_family(b->trace, fb, sizeof fb);
+    return strcmp(fa, fb) == 0 && strcmp(a->kind, b->kind) == 0 &&
+           strcmp(a->policy, b->policy) == 0 && a->pool_blocks == b->pool_blocks &&
+           a->block_tokens == b->block_tokens && strcmp(a->cost_source, b->cost_source) == 0;
+}
+
+typedef struct srv_pt {
+    double rate, p50, p90;
+} srv_pt;
+
+static int cmp_pt(const void *a, const void *b) {
+    const srv_pt *x = a, *y = b;
+    return (x->rate > y->rate) - (x->rate < y->rate);
+}
+
+/* TTFT p50 and p90 against the arrival rate, per family with runs at two or more rates. */
+static kvr_status srv_rate_plot(rep *r) {
+    const int64_t n = r->n_srv;
+    int *fam = malloc((size_t)(n ? n : 1) * sizeof *fam);
+    srv_pt *pt = malloc((size_t)(n ? n : 1) * sizeof *pt);
+    if (!fam || !pt) {
+        free(fam), free(pt);
+        return kvr_error_set(r->err, KVR_ERR_NOMEM, "report: out of memory");
+    }
+    int nf = 0;
+    for (int64_t i = 0; i < n; i++) {
+        fam[i] = -1;
+        for (int64_t j = 0; j < i && fam[i] < 0; j++)
+            if (srv_same_family(&r->srv[i], &r->srv[j])) fam[i] = fam[j];
+        if (fam[i] < 0) fam[i] = nf++;
+    }
+    kvr_text g = {0};
+    gp_head(&g, r, 460, "TTFT vs arrival rate", "arrival rate (requests/s)", "TTFT (ms)");
+    int drawn[10], nd = 0;
+    for (int f = 0; f < nf && nd < 10; f++) {
+        /* the newest run at each rate */
+        int np = 0;
+        for (int64_t i = n - 1; i >= 0; i--) {
+            const kvr_db_serving_run *x = &r->srv[i];
+            if (fam[i] != f || !(x->rate_per_s > 0) || x->n_finished == 0) continue;
+            bool seen = false;
+            for (int k = 0; k < np; k++) seen = seen || pt[k].rate == x->rate_per_s;
+            if (!seen) pt[np++] = (srv_pt){x->rate_per_s, x->ttft_p50_ms, x->ttft_p90_ms};
+        }
+        if (np < 2) continue;
+        qsort(pt, (size_t)np, sizeof *pt, cmp_pt);
+        rb_add(&g, "$r%d << EOD\n", nd);
+        for (int k = 0; k < np; k++) rb_add(&g, "%.6g %.6g %.6g\n", pt[k].rate, pt[k].p50, pt[k].p90);
+        rb_add(&g, "EOD\n");
+        drawn[nd++] = f;
+    }
+    kvr_status st = KVR_OK;
+    if (nd > 0) {
+        rb_add(&g, "set logscale y 10\nplot");
+        for (int k = 0; k < nd; k++) {
+            const kvr_db_serving_run *x = NULL;
+            for (int64_t i = n - 1; i >= 0 && !x; i--)
+                if (fam[i] == drawn[k]) x = &r->srv[i];
+            char fname[256], t[400];
+            srv_family(x->trace, fname, sizeof fname);
+            snprintf(t, sizeof t, "%s, %s, %s: p50", fname, x->policy, x->kind);
+            rb_add(&g, "%s $r%d using 1:2 with linespoints pt 7 lw 2 lc rgb '%s' title ",
+                   k ? "," : "", k, rep_colors[k % 10]);
+            rb_gp(&g, t);
+            t[strlen(t) - 3] = 0;
+            strcat(t, "p90");
+            rb_add(&g, " noenhanced, $r%d using 1:3 with linespoints pt 6 lw 2 dt 2 lc rgb '%s' "
+                       "title ",
+                   k, rep_colors[k % 10]);
+            rb_gp(&g, t);
+            rb_add(&g, " noenhanced");
+        }
+        rb_add(&g, "\n");
+        st = rep_figure(r, "serving_ttft_vs_rate",
+                        "TTFT p50 (solid) and p90 (dashed) against the trace's mean arrival rate, "
+                        "for each family of runs at two or more rates: traces whose file names "
+                        "differ only in their numbers (light_r1.csv, light_r2.csv), under one "
+                        "kind, policy, pool and cost source; the newest run at each rate.",
+                        &g);
+    } else
+        rep_note(r, "TTFT vs arrival rate: no family of runs at two or more rates yet (replay "
+                    "traces whose names differ only in a number, e.g. kvr-trace gen --rate R -o "
+                    "light_rR.csv for a few R, with the same pool and costs).");
+    kvr_text_free(&g);
+    free(fam);
+    free(pt);
+    return st;
+}
+
+static kvr_status rep_serving(rep *r) {
+    kvr_text *h = &r->html, *m = &r->md;
+    r->sum.n_serving_runs = (int)r->n_srv;
+    if (r->n_srv == 0) {
+        rep_note(r, "No serving runs yet (kvr-serve --simulate ... --db PATH stores every "
+                    "policy's run and its requests).");
+        return KVR_OK;
+    }
+    /* the newest 40 runs as a table */
+    const int64_t first = r->n_srv > 40 ? r->n_srv - 40 : 0;
+    rb_add(h, "<h3>Serving runs%s</h3>\n<table><tr><th>id</th><th>kind</th><th>trace</th>"
+              "<th>policy</th><th>requests</th><th>rate (req/s)</th><th>pool (blocks)</th>"
+              "<th>refused</th><th>preempted</th><th>TTFT p50 / p90 / p99 (ms)</th>"
+              "<th>TPOT p50 (ms)</th><th>queue p50 (ms)</th><th>SLO</th><th>tok/s</th>"
+              "<th>costs / model</th></tr>\n",
+           first ? " (the newest 40)" : "");
+    rb_add(m, "### Serving runs%s\n\n| id | kind | trace | policy | requests | rate (req/s) | "
+              "pool | refused | TTFT p50 (ms) | TTFT p90 (ms) | TPOT p50 (ms) | queue p50 (ms) | "
+              "SLO |\n|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+           first ? " (the newest 40)" : "");
+    for (int64_t i = first; i < r->n_srv; i++) {
+        const kvr_db_serving_run *x = &r->srv[i];
+        char rate[32] = "–";
+        if (x->rate_per_s > 0) snprintf(rate, sizeof rate, "%.3g", x->rate_per_s);
+        rb_add(h, "<tr><td>%lld</td><td>%s</td><td>", (long long)x->id, x->kind);
+        rb_html(h, x->trace);
+        rb_add(h, "</td><td>");
+        rb_html(h, x->policy);
+        rb_add(h, "</td><td>%lld</td><td>%s</td><td>%lld</td><td>%lld</td><td>%lld</td>"
+                  "<td>%.1f / %.1f / %.1f</td><td>%.2f</td><td>%.1f</td><td>%.3f</td>"
+                  "<td>%.1f</td><td>",
+               (long long)x->n_requests, rate, (long long)x->pool_blocks, (long long)x->n_refused,
+               (long long)x->n_preemptions, x->ttft_p50_ms, x->ttft_p90_ms, x->ttft_p99_ms,
+               x->tpot_p50_ms, x->queue_p50_ms, x->slo_attainment, x->output_tok_per_s);
+        rb_html(h, srv_measured(x) ? x->backend : x->cost_source);
+        rb_add(h, "</td></tr>\n");
+        rb_add(m, "| %lld | %s | ", (long long)x->id, x->kind);
+        rb_md(m, x->trace);
+        rb_add(m, " | ");
+        rb_md(m, x->policy);
+        rb_add(m, " | %lld | %s | %lld | %lld | %.1f | %.1f | %.2f | %.1f | %.3f |\n",
+               (long long)x->n_requests, rate, (long long)x->pool_blocks, (long long)x->n_refused,
+               x->ttft_p50_ms, x->ttft_p90_ms, x->tpot_p50_ms, x->queue_p50_ms,
+               x->slo_attainment);
+    }
+    rb_add(h, "</table>\n");
+    rb_add(m, "\n");
+
+    /* the newest traces, each with the newest run of every (kind, policy) */
+    const kvr_db_serving_run *traces[SRV_MAX_TRACES];
+    int nt = 0, n_more = 0;
+    for (int64_t i = r->n_srv - 1; i >= 0; i--) {
+        bool seen = false;
+        for (int k = 0; k < nt; k++) seen = seen || strcmp(srv_key(traces[k]), srv_key(&r->srv[i])) == 0;
+        if (seen) continue;
+        if (nt < SRV_MAX_TRACES) traces[nt++] = &r->srv[i];
+        else {
+            bool counted = false; /* a trace beyond the drawn ones, counted once */
+            for (int64_t j = r->n_srv - 1; j > i && !counted; j--)
+                counted = strcmp(srv_key(&r->srv[j]), srv_key(&r->srv[i])) == 0;
+            n_more += !counted;
+        }
+    }
+    kvr_status st = KVR_OK;
+    r->sum.n_serving_traces = nt + n_more;
+    for (int t = 0; t < nt && st == KVR_OK; t++) {
+        srv_curve c[SRV_MAX_CURVES];
+        int nc = 0;
+        memset(c, 0, sizeof c);
+        for (int64_t i = r->n_srv - 1; i >= 0 && nc < SRV_MAX_CURVES; i--) {
+            const kvr_db_serving_run *x = &r->srv[i];
+            if (strcmp(srv_key(x), srv_key(traces[t])) != 0) continue;
+            bool seen = false;
+            for (int k = 0; k < nc; k++)
+                seen = seen || (strcmp(c[k].run->kind, x->kind) == 0 &&
+                                strcmp(c[k].run->policy, x->policy) == 0);
+            if (seen) continue;
+            c[nc].run = x;
+            st = kvr_db_serving_requests_get(r->db, x->id, &c[nc].req, &c[nc].n_req, r->err);
+            if (st == KVR_OK)
+                st = kvr_db_serving_occupancy_get(r->db, x->id, &c[nc].occ, &c[nc].n_occ, r->err);
+            nc++;
+            if (st != KVR_OK) break;
+        }
+        if (st == KVR_OK) {
+            /* simulated before measured, then by policy: the legend reads the same everywhere */
+            for (int a = 1; a < nc; a++)
+                for (int b = a; b > 0; b--) {
+                    const kvr_db_serving_run *p = c[b - 1].run, *q = c[b].run;
+                    const int cmp = srv_measured(p) != srv_measured(q)
+                                        ? srv_measured(p) - srv_measured(q)
+                                        : strcmp(p->policy, q->policy);
+                    if (cmp <= 0) break;
+                    const srv_curve tmp = c[b - 1];
+                    c[b - 1] = c[b], c[b] = tmp;
+                }
+            rb_add(h, "<h3>Trace ");
+            rb_html(h, traces[t]->trace);
+            rb_add(h, "</h3>\n");
+            const char *tn = traces[t]->trace;
+            const int64_t nq = traces[t]->n_requests;
+            st = srv_cdf_plot(r, t, tn, nq, c, nc, 0);
+            if (st == KVR_OK) st = srv_cdf_plot(r, t, tn, nq, c, nc, 1);
+            if (st == KVR_OK) st = srv_queue_plot(r, t, tn, c, nc);
+            if (st == KVR_OK) st = srv_occupancy_plot(r, t, tn, c, nc);
+        }
+        for (int k = 0; k < nc; k++) kvr_db_free(c[k].req), kvr_db_free(c[k].occ);
+    }
+    if (st == KVR_OK && n_more > 0) {
+        char note[160];
+        snprintf(note, sizeof note, "%d older trace(s) not drawn (kvr-db serving lists their runs).",
+                 n_more);
+        rep_note(r, note);
+    }
+    if (st == KVR_OK) {
+        rb_add(h, "<h3>TTFT vs arrival rate</h3>\n");
+        st = srv_rate_plot(r);
+    }
+    return st;
+}
+
+// ----------------------------------------------------------------------------
 // the page
 
 static void rep_predictors(rep *r) {
@@ -1018,9 +1512,10 @@ kvr_status kvr_report_build(kvr_db *db, const kvr_report_options *opt, kvr_repor
     rb_add(h, "</h1>\n<p class=\"meta\">Store <code>");
     rb_html(h, kvr_db_path(db));
     rb_add(h, "</code>; generated %s by kvr %s (%s). %lld fit rows, %d cost model(s), %lld "
-              "partition table(s), %lld KVR-P predictor(s), %lld measured run(s).</p>\n",
+              "partition table(s), %lld KVR-P predictor(s), %lld measured run(s), %lld serving "
+              "run(s).</p>\n",
            now, kvr_version(), kvr_build_commit(), (long long)r.n_fits, r.n_costs,
-           (long long)r.n_tabs, (long long)r.n_preds, (long long)r.n_meas);
+           (long long)r.n_tabs, (long long)r.n_preds, (long long)r.n_meas, (long long)r.n_srv);
     rb_add(m, "# %s\n\nStore `%s`; generated %s by kvr %s (%s). Plots: the HTML report.\n\n",
            r.opt.title, kvr_db_path(db), now, kvr_version(), kvr_build_commit());
 
@@ -1053,6 +1548,11 @@ kvr_status kvr_report_build(kvr_db *db, const kvr_report_options *opt, kvr_repor
         rb_add(h, "<h2>4. Per-rank timelines</h2>\n");
         rb_add(m, "## 4. Per-rank timelines\n\nIn the HTML report.\n\n");
         st = rep_timelines(&r);
+    }
+    if (st == KVR_OK) {
+        rb_add(h, "<h2>5. Serving</h2>\n");
+        rb_add(m, "## 5. Serving\n\n");
+        st = rep_serving(&r);
     }
     rb_add(h, "</body>\n</html>\n");
     if (st == KVR_OK && (h->nomem || m->nomem))

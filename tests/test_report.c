@@ -2,7 +2,8 @@
  * section and plot is present for a store holding a fitted cost model, a partition table, a
  * KVR-P predictor and measured runs (one drifting); text is escaped; each plot script is a
  * complete gnuplot SVG script with its data inline; an empty store gives notes and no plots; a
- * failing renderer fails the build with the plot's name. The real gnuplot + headless Chromium
+ * failing renderer fails the build with the plot's name; serving runs give the serving section's
+ * table and plots. The real gnuplot + headless Chromium
  * rendering is tests/cli/test_kvr_report.sh. */
 #include "kvr_predict.h"
 #include "kvr_report.h"
@@ -235,7 +236,7 @@ static void test_empty_store(void) {
     KVR_CHECK_EQ_INT(sum.n_plots, 0);
     KVR_CHECK_EQ_INT(f.calls, 0);
     KVR_CHECK(html && strstr(html, "No fitted cost model yet") && strstr(html, "</html>"));
-    KVR_CHECK(md && strstr(md, "No measured runs yet"));
+    KVR_CHECK(md && strstr(md, "No measured runs yet") && strstr(md, "No serving runs yet"));
     free(html);
     free(md);
     KVR_CHECK(kvr_report_build(NULL, NULL, fake_plot, &f, &html, NULL, NULL, &e) ==
@@ -243,9 +244,120 @@ static void test_empty_store(void) {
     kvr_db_close(db);
 }
 
+/* A renderer that keeps every script (for the serving section's checks). */
+typedef struct keep {
+    int n;
+    char names[32][48];
+    char *scripts[32];
+} keep;
+
+static kvr_status keep_plot(void *user, const char *name, const char *script, char **svg,
+                            kvr_error *err) {
+    keep *k = user;
+    if (k->n < 32) {
+        snprintf(k->names[k->n], sizeof k->names[0], "%s", name);
+        k->scripts[k->n] = kvr_strdup(script);
+        k->n++;
+    }
+    return fake_plot(&(fake){0, 0, {{0}}, true}, name, script, svg, err);
+}
+
+static const char *kept(const keep *k, const char *name) {
+    for (int i = 0; i < k->n; i++)
+        if (!strcmp(k->names[i], name)) return k->scripts[i];
+    return NULL;
+}
+
+static void put_serving(kvr_db *db, const char *kind, const char *trace, const char *hash,
+                        const char *policy, double rate, bool with_occ) {
+    enum { N = 50 };
+    kvr_db_serving_run r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.kind, sizeof r.kind, "%s", kind);
+    snprintf(r.trace, sizeof r.trace, "%s", trace);
+    snprintf(r.trace_hash, sizeof r.trace_hash, "%s", hash);
+    snprintf(r.policy, sizeof r.policy, "%s", policy);
+    snprintf(r.cost_source, sizeof r.cost_source, "%s", strcmp(kind, "measured") ? "costs.json" : "");
+    snprintf(r.backend, sizeof r.backend, "cpu");
+    r.n_requests = N, r.trace_duration_s = N / rate, r.rate_per_s = rate;
+    r.block_tokens = 16, r.pool_blocks = 100, r.max_seqs = 8;
+    r.n_finished = N - 1, r.n_refused = 1;
+    r.ttft_p50_ms = 100 * rate, r.ttft_p90_ms = 300 * rate;
+    kvr_db_serving_request q[N];
+    memset(q, 0, sizeof q);
+    for (int i = 0; i < N; i++) {
+        q[i].idx = i;
+        q[i].arrival_s = i / rate;
+        q[i].prompt_tokens = 100 + 37 * i;
+        q[i].output_tokens = 1 + i % 9;
+        q[i].max_blocks = 1 + i % 5;
+        if (i == 7) {
+            q[i].refused = true;
+            q[i].admitted_s = q[i].first_token_s = q[i].finish_s = -1;
+            continue;
+        }
+        q[i].admitted_s = q[i].arrival_s + 0.002 * (i % 4);
+        q[i].first_token_s = q[i].admitted_s + 0.05 + 0.001 * i;
+        q[i].finish_s = q[i].first_token_s + 0.02 * q[i].output_tokens;
+    }
+    kvr_db_serving_occupancy o[3] = {{0, 0, 10, 12}, {0, 1, 40.5, 60}, {0, 2, 0, 0}};
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_serving_run_put(db, &r, q, N, with_occ ? o : NULL, with_occ ? 3 : 0, &e),
+                 &e);
+}
+
+/* Serving runs: the table, per trace TTFT/TPOT CDFs (simulated solid, measured dashed), queue
+ * time vs prompt length, occupancy (stored, or approximated from the requests: said so), and
+ * TTFT vs rate for a family of traces at two rates. */
+static void test_serving_section(void) {
+    const char *path = kvr_test_tmp_path("serving.db");
+    kvr_db *db;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    put_serving(db, "simulated", "fam_r1.csv", "aaaa", "vllm", 1, true);
+    put_serving(db, "simulated", "fam_r2.csv", "bbbb", "vllm", 2, true);
+    put_serving(db, "simulated", "load_test.csv", "cccc", "vllm", 4, true);
+    put_serving(db, "simulated", "renamed.csv", "cccc", "chunked", 4, true); /* same trace */
+    put_serving(db, "measured", "load_test.csv", "cccc", "vllm", 4, false);
+    keep k = {0, {{0}}, {0}};
+    char *html = NULL, *md = NULL;
+    kvr_report_summary sum;
+    KVR_CHECK_OK(kvr_report_build(db, NULL, keep_plot, &k, &html, &md, &sum, &e), &e);
+    if (!html || !md) return;
+    KVR_CHECK_EQ_INT(sum.n_serving_runs, 5);
+    KVR_CHECK_EQ_INT(sum.n_serving_traces, 3);
+    KVR_CHECK_EQ_INT(sum.n_plots, 13);
+    static const char *const want[] = {"serving_ttft_cdf_1", "serving_tpot_cdf_1",
+                                       "serving_queue_1",    "serving_occupancy_1",
+                                       "serving_ttft_cdf_3", "serving_occupancy_3",
+                                       "serving_ttft_vs_rate"};
+    for (int i = 0; i < 7; i++) KVR_CHECK(kept(&k, want[i]) != NULL);
+    const char *cdf = kept(&k, "serving_ttft_cdf_1"); /* the newest trace: 3 runs, one measured */
+    if (cdf) {
+        KVR_CHECK(strstr(cdf, "'vllm, simulated (run 3)' noenhanced") != NULL);
+        KVR_CHECK(strstr(cdf, "'chunked, simulated (run 4)' noenhanced") != NULL);
+        KVR_CHECK(strstr(cdf, "dt 2 title 'vllm, measured (run 5)'") != NULL);
+        KVR_CHECK(count(cdf, " << EOD\n") == 3);
+        KVR_CHECK(strstr(cdf, "set title 'TTFT CDF: load_test.csv' noenhanced") != NULL);
+    }
+    const char *occ = kept(&k, "serving_occupancy_1");
+    KVR_CHECK(occ && strstr(occ, "\n1 40.5\n") && strstr(occ, "with steps"));
+    KVR_CHECK(strstr(html, "approximated from their requests") != NULL);
+    const char *rate = kept(&k, "serving_ttft_vs_rate"); /* fam_r1 + fam_r2: one family */
+    KVR_CHECK(rate && strstr(rate, "'fam_r#.csv, vllm, simulated: p50'") &&
+              strstr(rate, "\n1 100 300\n2 200 600\nEOD") && count(rate, " << EOD\n") == 1);
+    KVR_CHECK(strstr(html, "<h2>5. Serving</h2>") && strstr(html, "<h3>Trace load_test.csv</h3>"));
+    KVR_CHECK(strstr(md, "### Serving runs") && strstr(md, "| 5 | measured | load_test.csv | vllm |"));
+    for (int i = 0; i < k.n; i++) free(k.scripts[i]);
+    free(html);
+    free(md);
+    kvr_db_close(db);
+}
+
 static const kvr_test_case cases[] = {
     {"full_report", test_full_report},
     {"empty_store", test_empty_store},
+    {"serving_section", test_serving_section},
 };
 
 int main(int argc, char **argv) {

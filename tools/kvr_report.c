@@ -378,15 +378,17 @@ int main(int argc, char **argv) {
             printf("null");
         printf(",\"plots\":%d,\"fit_rows\":%d,\"cost_models\":%d,\"tables\":%d,"
                "\"predictors\":%d,\"measured\":%d,\"predicted\":%d,\"drift\":%d,"
-               "\"seconds\":%.2f}\n",
+               "\"serving_runs\":%d,\"serving_traces\":%d,\"seconds\":%.2f}\n",
                sum.n_plots, sum.n_fits, sum.n_cost_models, sum.n_tables, sum.n_predictors,
-               sum.n_measured, sum.n_predicted, sum.n_drift, secs);
+               sum.n_measured, sum.n_predicted, sum.n_drift, sum.n_serving_runs,
+               sum.n_serving_traces, secs);
     } else if (!rc) {
         printf("# kvr-report %s (%s): %s%s%s: %d plots; %d cost model(s), %d partition table(s), "
-               "%d predictor(s), %d measured run(s) (%d with a prediction, %d drift) in %.1f s\n",
+               "%d predictor(s), %d measured run(s) (%d with a prediction, %d drift), %d serving "
+               "run(s) of %d trace(s) in %.1f s\n",
                kvr_version(), kvr_build_commit(), o.output, md ? " + " : "", md ? o.md : "",
                sum.n_plots, sum.n_cost_models, sum.n_tables, sum.n_predictors, sum.n_measured,
-               sum.n_predicted, sum.n_drift, secs);
+               sum.n_predicted, sum.n_drift, sum.n_serving_runs, sum.n_serving_traces, secs);
     }
     free(html);
     free(md);

@@ -4,9 +4,11 @@
 # Chromium renders it to PNG; the PNG (decoded here with zlib, no imaging library) must not be
 # blank and must show every plot: as many figure frames as the HTML has <svg> elements, each
 # frame with drawn content. Also: usage errors, a missing store, a missing gnuplot, an empty
-# store. Skips (77) only when gnuplot or chromium is not installed (scripts/deps installs both).
+# store; a store of serving runs (kvr-serve --db) gives the serving section and its plot files.
+# Skips (77) only when gnuplot or chromium is not installed (scripts/deps installs both).
 set -u
 . "$(dirname "$0")/lib.sh"
+A100="$(cd "$(dirname "$0")/../.." && pwd)/docs/examples/llama7b_a100.json"
 BIN="$1"; F="$BIN/kvr-fit"; R="$BIN/kvr-run"; P="$BIN/kvr-profile"; REP="$BIN/kvr-report"
 CHROME=$(command -v chromium || command -v chromium-browser || true)
 command -v gnuplot >/dev/null || { echo "skip: gnuplot not installed (scripts/deps: gnuplot-nox)"; exit 77; }
@@ -152,4 +154,24 @@ check ring_timeline 0 "title 'measured TTFT \(1 run\)'" -- cat "$tmp/rplots/time
 check ring_timeline_merges 0 "title 'merge'" -- cat "$tmp/rplots/timeline_ring.gp"
 check ring_md_runs 0 "^\| [0-9]+ \| ring \| " -- cat "$tmp/ring.md"
 check ring_md_accuracy 0 "^\| ring \| threads \| 2 \| 2 \|" -- cat "$tmp/ring.md"
+
+# issue 12: serving runs (kvr-serve --simulate --db) give section 5 and its plot files: per trace
+# TTFT and TPOT CDFs, queue time vs prompt length, pool occupancy; TTFT vs rate for the family
+S="$BIN/kvr-serve"; TG="$BIN/kvr-trace"
+for r in 1 3; do
+  "$TG" gen --rate $r --count 150 --prompt-tokens lognormal:1024,0.8 --output-tokens uniform:1,64 --seed 5 -o "$tmp/srv_r$r.csv" >/dev/null &&
+  "$S" --simulate --trace "$tmp/srv_r$r.csv" --costs "$A100" --pool-gb 2 --policy vllm,chunked --db "$tmp/srv.db" >/dev/null ||
+    bad "kvr-serve --db (rate $r)"
+done
+check serving_report 0 "9 plots; .* 4 serving run\(s\) of 2 trace\(s\)" -- "$REP" --db "$tmp/srv.db" -o "$tmp/srv.html" --keep-scripts "$tmp/splots"
+check serving_section 0 "<h2>5. Serving</h2>" -- cat "$tmp/srv.html"
+missing=""
+for t in 1 2; do for p in ttft_cdf tpot_cdf queue occupancy; do
+  f="$tmp/splots/serving_${p}_$t"
+  { [ -s "$f.gp" ] && grep -q "<svg" "$f.svg" && grep -q "<path" "$f.svg"; } || missing="$missing ${p}_$t"
+done; done
+{ [ -s "$tmp/splots/serving_ttft_vs_rate.gp" ] && grep -q "<svg" "$tmp/splots/serving_ttft_vs_rate.svg"; } || missing="$missing ttft_vs_rate"
+same serving_plot_files "$missing" ""
+check serving_rate_family 0 "'srv_r#.csv, chunked, simulated: p90'" -- cat "$tmp/splots/serving_ttft_vs_rate.gp"
+check serving_md 0 "^\| 4 \| simulated \| .*srv_r3.csv \| chunked \| 150 \|" -- cat "$tmp/srv.md"
 summary "kvr-report cli"
