@@ -1011,8 +1011,9 @@ static kvr_status srv_cdf_plot(rep *r, int t, const char *tn, int64_t n_req, con
     for (int k = 0; k < nc && v; k++) {
         if (c[k].n_req > cap_v) {
             double *nv = realloc(v, (size_t)c[k].n_req * sizeof *nv);
-            if (!nv) break;
+            if (!nv) free(v);
             v = nv, cap_v = c[k].n_req;
+            if (!v) break;
         }
         int64_t n = 0;
         for (int64_t i = 0; i < c[k].n_req; i++) {
@@ -1027,7 +1028,10 @@ static kvr_status srv_cdf_plot(rep *r, int t, const char *tn, int64_t n_req, con
         drawn[k] = srv_cdf(&g, k, v, n);
         any = any || drawn[k];
     }
-    if (!v) return kvr_error_set(r->err, KVR_ERR_NOMEM, "report: out of memory");
+    if (!v) {
+        kvr_text_free(&g);
+        return kvr_error_set(r->err, KVR_ERR_NOMEM, "report: out of memory");
+    }
     free(v);
     kvr_status st = KVR_OK;
     if (any) {
