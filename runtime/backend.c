@@ -195,6 +195,26 @@ kvr_status kvr_workspace_kv_to_host(kvr_workspace *ws, int32_t layer, int64_t r0
     return ws->be->kv_to_host(ws, layer, r0, n, k, v, err);
 }
 
+kvr_status kvr_workspace_kv_copy(kvr_workspace *dst, kvr_workspace *src, int32_t layer,
+                                 int64_t r0, int64_t n, kvr_error *err) {
+    if (dst->be != src->be || dst->m != src->m)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "KV copy: the workspaces belong to other backends or models");
+    if (layer < 0 || layer >= dst->m->cfg.n_layers || r0 < 0 || n < 0 ||
+        r0 + n > dst->max_ctx || r0 + n > src->max_ctx)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "KV copy of rows [%lld, %lld) of layer %d: outside %d layers x %lld "
+                             "rows (destination) or %lld rows (source)",
+                             (long long)r0, (long long)(r0 + n), layer, dst->m->cfg.n_layers,
+                             (long long)dst->max_ctx, (long long)src->max_ctx);
+    if (!dst->be->kv_copy)
+        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                             "backend %s cannot copy K/V rows between workspaces",
+                             dst->be->name);
+    if (n == 0 || dst == src) return KVR_OK;
+    return dst->be->kv_copy(dst, src, layer, r0, n, err);
+}
+
 kvr_status kvr_workspace_logits_to_host(kvr_workspace *ws, float *out, kvr_error *err) {
     return ws->be->logits_to_host(ws, out, err);
 }

@@ -413,6 +413,17 @@ static kvr_status cpu_kv_to_host(kvr_workspace *base, int32_t layer, int64_t r0,
     return KVR_OK;
 }
 
+static kvr_status cpu_kv_copy(kvr_workspace *dst, kvr_workspace *src, int32_t layer, int64_t r0,
+                              int64_t n, kvr_error *err) {
+    (void)err;
+    cpu_ws *d = (cpu_ws *)dst, *s = (cpu_ws *)src;
+    const size_t kvd = (size_t)dst->m->cfg.n_kv_heads * (size_t)dst->m->cfg.head_dim;
+    const size_t off = (size_t)r0 * kvd, bytes = (size_t)n * kvd * sizeof(float);
+    memcpy(cpu_k(d, layer) + off, cpu_k(s, layer) + off, bytes);
+    memcpy(cpu_v(d, layer) + off, cpu_v(s, layer) + off, bytes);
+    return KVR_OK;
+}
+
 static kvr_status cpu_logits_to_host(kvr_workspace *base, float *out, kvr_error *err) {
     (void)err;
     memcpy(out, ((cpu_ws *)base)->logits, (size_t)base->m->cfg.vocab_size * sizeof(float));
@@ -484,6 +495,7 @@ const kvr_backend backend_cpu = {
     .post = cpu_post,
     .head = cpu_head,
     .kv_to_host = cpu_kv_to_host,
+    .kv_copy = cpu_kv_copy,
     .logits_to_host = cpu_logits_to_host,
     .x_from_host = cpu_x_from_host,
     .x_to_host = cpu_x_to_host,

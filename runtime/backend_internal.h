@@ -35,6 +35,9 @@ struct kvr_backend {
     /* copies: ranges already checked */
     kvr_status (*kv_to_host)(kvr_workspace *ws, int32_t layer, int64_t r0, int64_t n, float *k,
                              float *v, kvr_error *err);
+    /* rows of src's cache into dst's (same backend and model); NULL: KVR_ERR_UNSUPPORTED */
+    kvr_status (*kv_copy)(kvr_workspace *dst, kvr_workspace *src, int32_t layer, int64_t r0,
+                          int64_t n, kvr_error *err);
     kvr_status (*logits_to_host)(kvr_workspace *ws, float *out, kvr_error *err);
     kvr_status (*x_from_host)(kvr_workspace *ws, const float *x, int64_t rows, kvr_error *err);
     kvr_status (*x_to_host)(kvr_workspace *ws, float *x, int64_t rows, kvr_error *err);

@@ -134,6 +134,13 @@ KVR_API int32_t kvr_argmax(const float *x, int64_t n);
  * (either may be NULL). Synchronises. Errors: KVR_ERR_INVALID_ARG for rows outside max_ctx. */
 KVR_API kvr_status kvr_workspace_kv_to_host(kvr_workspace *ws, int32_t layer, int64_t r0,
                                             int64_t n, float *k, float *v, kvr_error *err);
+/* Rows [r0, r0 + n) of layer's K and V cache from src into the same rows of dst, two
+ * workspaces of the same backend and model (ring's decode assembles rank 0's cache with it),
+ * after the work issued on src; dst's later ops see them. Errors: KVR_ERR_INVALID_ARG (another
+ * backend or model, a bad layer, rows outside either cache), KVR_ERR_UNSUPPORTED for a backend
+ * without it. */
+KVR_API kvr_status kvr_workspace_kv_copy(kvr_workspace *dst, kvr_workspace *src, int32_t layer,
+                                         int64_t r0, int64_t n, kvr_error *err);
 /* The head's logits (V floats) into a host array. Synchronises. */
 KVR_API kvr_status kvr_workspace_logits_to_host(kvr_workspace *ws, float *out, kvr_error *err);
 /* The first rows rows of the hidden state x (rows, D) from / to host (timing harnesses). */

@@ -199,27 +199,10 @@ kvr_status prefill_ring_rank(const kvr_model *m, kvr_comm *comm, const int32_t *
         }
     }
     if (emitter && pp->decode_reserve > 0) {
-        /* the whole cache in workspace A for decode: chunk 2p-1's rows from B (host memory;
-         * a device backend would need a device-to-device copy in the seam) */
-        for (int32_t l = 0; l < L; l++) {
-            char *ka, *va, *kb, *vb;
-            const kvr_mem_space ma = kvr_workspace_kv_buffers(r.ws[0], l, (void **)&ka,
-                                                              (void **)&va);
-            const kvr_mem_space mb = kvr_workspace_kv_buffers(r.ws[1], l, (void **)&kb,
-                                                              (void **)&vb);
-            if (ma != KVR_MEM_HOST || mb != KVR_MEM_HOST) {
-                st = kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                                   "decode after mode ring: rank 0 assembles the KV cache "
-                                   "of its two workspaces in host memory, and backend %s "
-                                   "keeps it on the device",
-                                   kvr_backend_name(kvr_workspace_backend(r.ws[0])));
+        /* the whole cache in workspace A for decode: chunk 2p-1's rows from B */
+        for (int32_t l = 0; l < L; l++)
+            if ((st = kvr_workspace_kv_copy(r.ws[0], r.ws[1], l, pos[1], len[1], err)))
                 goto fail;
-            }
-            const size_t off = (size_t)(pos[1] * r.kvd) * sizeof(float);
-            const size_t n = (size_t)(len[1] * r.kvd) * sizeof(float);
-            memcpy(ka + off, kb + off, n);
-            memcpy(va + off, vb + off, n);
-        }
         if ((st = kvr_decoder_create(wts, r.ws[0], C, kvr_comm_device(comm), &out->decoder,
                                      err)))
             goto fail;

@@ -499,6 +499,65 @@ static void test_contract_errors(void) {
     kvr_model_destroy(m);
 }
 
+/* kvr_workspace_kv_copy: rows of one workspace's cache into another's (ring's decode), exact,
+ * nothing else touched; rows outside either cache, bad layers and another model refused. */
+static void test_kv_copy(void) {
+    kvr_model *m = bo_model_create(&bo_models[0], 5), *m2 = bo_model_create(&bo_models[1], 6);
+    KVR_CHECK(m != NULL && m2 != NULL);
+    if (!m || !m2) {
+        kvr_model_destroy(m), kvr_model_destroy(m2);
+        return;
+    }
+    const int64_t kvd = (int64_t)bo_models[0].NKV * bo_models[0].HS;
+    for (int32_t b = 0; b < kvr_backend_count(); b++) {
+        const kvr_backend *be = kvr_backend_at(b);
+        if (!bo_usable(be)) continue;
+        kvr_error e;
+        kvr_weights *w = NULL, *w2 = NULL;
+        kvr_workspace *src = NULL, *dst = NULL, *other = NULL;
+        KVR_CHECK_OK(kvr_weights_upload(be, m, &w, &e), &e);
+        KVR_CHECK_OK(kvr_weights_upload(be, m2, &w2, &e), &e);
+        if (w) KVR_CHECK_OK(kvr_workspace_create(w, 4, 8, 1, &src, &e), &e);
+        if (w) KVR_CHECK_OK(kvr_workspace_create(w, 2, 12, 1, &dst, &e), &e);
+        if (w2) KVR_CHECK_OK(kvr_workspace_create(w2, 2, 12, 1, &other, &e), &e);
+        if (src && dst && other) {
+            const int32_t ids[4] = {3, 1, 4, 1};
+            KVR_CHECK_OK(kvr_op_embed(src, ids, 4, 2, &e), &e);
+            KVR_CHECK_OK(kvr_op_pre(src, 1, &e), &e); /* rows 2..5 of layer 1 */
+            KVR_CHECK_OK(kvr_workspace_kv_copy(dst, src, 1, 2, 4, &e), &e);
+            float *ks = calloc((size_t)(12 * kvd), sizeof(float));
+            float *vs = calloc((size_t)(12 * kvd), sizeof(float));
+            float *kd = calloc((size_t)(12 * kvd), sizeof(float));
+            float *vd = calloc((size_t)(12 * kvd), sizeof(float));
+            KVR_CHECK_OK(kvr_workspace_kv_to_host(src, 1, 0, 8, ks, vs, &e), &e);
+            KVR_CHECK_OK(kvr_workspace_kv_to_host(dst, 1, 0, 12, kd, vd, &e), &e);
+            bool same = true, zero = true, nonzero = false;
+            for (int64_t i = 0; i < 12 * kvd; i++) {
+                const int64_t row = i / kvd;
+                if (row >= 2 && row < 6) {
+                    same = same && kd[i] == ks[i] && vd[i] == vs[i];
+                    nonzero = nonzero || ks[i] != 0;
+                } else {
+                    zero = zero && kd[i] == 0 && vd[i] == 0;
+                }
+            }
+            KVR_CHECK(same && zero && nonzero);
+            KVR_CHECK_OK(kvr_workspace_kv_to_host(dst, 0, 0, 12, kd, vd, &e), &e);
+            for (int64_t i = 0; i < 12 * kvd; i++) zero = zero && kd[i] == 0 && vd[i] == 0;
+            KVR_CHECK(zero); /* layer 0 untouched */
+            free(ks), free(vs), free(kd), free(vd);
+            KVR_CHECK_EQ_INT(kvr_workspace_kv_copy(dst, src, 1, 6, 4, &e), KVR_ERR_INVALID_ARG);
+            KVR_CHECK(strstr(e.msg, "outside") != NULL);
+            KVR_CHECK_EQ_INT(kvr_workspace_kv_copy(dst, src, BO_LAYERS, 0, 1, &e),
+                             KVR_ERR_INVALID_ARG);
+            KVR_CHECK_EQ_INT(kvr_workspace_kv_copy(other, src, 0, 0, 1, &e), KVR_ERR_INVALID_ARG);
+        }
+        kvr_workspace_destroy(src), kvr_workspace_destroy(dst), kvr_workspace_destroy(other);
+        kvr_weights_free(w), kvr_weights_free(w2);
+    }
+    kvr_model_destroy(m), kvr_model_destroy(m2);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "-v") == 0) {
         g_verbose = true;
@@ -508,6 +567,7 @@ int main(int argc, char **argv) {
         {"registry", test_registry},
         {"contract_errors", test_contract_errors},
         {"ops_grid", test_ops_grid},
+        {"kv_copy", test_kv_copy},
     };
     return kvr_test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
 }

@@ -841,6 +841,25 @@ static kvr_status cuda_kv_to_host(kvr_workspace *base, int32_t layer, int64_t r0
     return KVR_OK;
 }
 
+/* Device to device on dst's stream, after src's stream has finished the rows. */
+static kvr_status cuda_kv_copy(kvr_workspace *dst, kvr_workspace *src, int32_t layer, int64_t r0,
+                               int64_t n, kvr_error *err) {
+    cuda_ws *d = (cuda_ws *)dst, *s = (cuda_ws *)src;
+    if (d->dev != s->dev)
+        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                             "KV copy between workspaces on GPUs %d and %d", s->dev, d->dev);
+    const size_t kvd = cu_kvd(d), off = (size_t)r0 * kvd, bytes = (size_t)n * kvd * sizeof(float);
+    CU_TRY(cudaSetDevice(d->dev), "device");
+    CU_TRY(cudaStreamSynchronize(s->stream), "KV copy (source)");
+    CU_TRY(cudaMemcpyAsync(cu_k(d, layer) + off, cu_k(s, layer) + off, bytes,
+                           cudaMemcpyDeviceToDevice, d->stream),
+           "K rows between workspaces");
+    CU_TRY(cudaMemcpyAsync(cu_v(d, layer) + off, cu_v(s, layer) + off, bytes,
+                           cudaMemcpyDeviceToDevice, d->stream),
+           "V rows between workspaces");
+    return KVR_OK;
+}
+
 static kvr_status cuda_logits_to_host(kvr_workspace *base, float *out, kvr_error *err) {
     cuda_ws *ws = (cuda_ws *)base;
     CU_TRY(cudaSetDevice(ws->dev), "device");
@@ -947,6 +966,7 @@ static kvr_backend cuda_table(void) {
     b.post = cuda_post;
     b.head = cuda_head;
     b.kv_to_host = cuda_kv_to_host;
+    b.kv_copy = cuda_kv_copy;
     b.logits_to_host = cuda_logits_to_host;
     b.x_from_host = cuda_x_from_host;
     b.x_to_host = cuda_x_to_host;
