@@ -560,6 +560,8 @@ static const db_col db_measured_cols[] = {
     DB_COLF(kvr_db_measured_run, partition_source, DB_COL_TEXT, 0, 3),
     DB_COLF(kvr_db_measured_run, predictor_id, DB_COL_ID, 0, 3),
     DB_COLF(kvr_db_measured_run, drift, DB_COL_BOOL, 0, 3),
+    DB_COLF(kvr_db_measured_run, calibrated_ttft_ms, DB_COL_OPT, 0, 6),
+    DB_COLF(kvr_db_measured_run, calibration_id, DB_COL_ID, 0, 6),
 };
 
 kvr_status kvr_db_measured_run_put(kvr_db *db, kvr_db_measured_run *r, kvr_error *err) {
@@ -594,4 +596,102 @@ kvr_status kvr_db_measured_runs_list(kvr_db *db, kvr_db_measured_run **out, int6
     KVR_TRY(db_prepare(db, sql, &s, err));
     return db_rows_collect(db, s, db_measured_cols, DB_NCOLS(db_measured_cols), sizeof **out,
                            "measured runs", "list measured runs", (void **)out, n, err);
+}
+
+// ----------------------------------------------------------------------------
+// calibrations (schema v6)
+
+static const db_col db_calib_cols[] = {
+    DB_COLF(kvr_db_calibration, id, DB_COL_INT64, DB_COL_F_ROWID, 6),
+    DB_COLF(kvr_db_calibration, model_id, DB_COL_ID, 0, 6),
+    DB_COLF(kvr_db_calibration, profile_run_id, DB_COL_ID, 0, 6),
+    DB_COLF(kvr_db_calibration, strategy, DB_COL_TEXT, 0, 6),
+    DB_COLF(kvr_db_calibration, n_ranks, DB_COL_INT, 0, 6),
+    DB_COLF(kvr_db_calibration, n_threads, DB_COL_INT, 0, 6),
+    DB_COLF(kvr_db_calibration, transport, DB_COL_TEXT, 0, 6),
+    DB_COLF(kvr_db_calibration, a, DB_COL_REAL, 0, 6),
+    DB_COLF(kvr_db_calibration, b, DB_COL_REAL, 0, 6),
+    DB_COLF(kvr_db_calibration, n_runs, DB_COL_INT, 0, 6),
+    DB_COLF(kvr_db_calibration, raw_med_err, DB_COL_REAL, 0, 6),
+    DB_COLF(kvr_db_calibration, raw_max_err, DB_COL_REAL, 0, 6),
+    DB_COLF(kvr_db_calibration, cv_med_err, DB_COL_REAL, 0, 6),
+    DB_COLF(kvr_db_calibration, cv_max_err, DB_COL_REAL, 0, 6),
+    DB_COLF(kvr_db_calibration, cv_q90_err, DB_COL_REAL, 0, 6),
+    DB_COLF(kvr_db_calibration, spread, DB_COL_REAL, 0, 6),
+    DB_COLF(kvr_db_calibration, n_repeat_sets, DB_COL_INT, 0, 6),
+    DB_COLF(kvr_db_calibration, band, DB_COL_REAL, 0, 6),
+    DB_COLF(kvr_db_calibration, ts_utc, DB_COL_TEXT, 0, 6),
+    DB_COLF(kvr_db_calibration, kvr_version, DB_COL_TEXT, 0, 6),
+    DB_COLF(kvr_db_calibration, git_commit, DB_COL_TEXT, 0, 6),
+};
+#define DB_CALIB_N DB_NCOLS(db_calib_cols)
+
+kvr_status kvr_db_calibration_put(kvr_db *db, kvr_db_calibration *c, kvr_error *err) {
+    if (db->version < 6)
+        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                             "%s: schema version %d has no calibrations (open it read-write to "
+                             "upgrade)", db->path, db->version);
+    if (!(c->a >= 0) || !(c->b >= 0) || c->n_ranks < 1 || !c->strategy[0])
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "calibration: a %g, b %g (need >= 0), %d ranks, strategy '%s'", c->a,
+                             c->b, c->n_ranks, c->strategy);
+    kvr_db_calibration x = *c;
+    if (!x.ts_utc[0]) db_now_utc(x.ts_utc, sizeof x.ts_utc);
+    if (!x.kvr_version[0]) DB_COPY(x.kvr_version, kvr_version());
+    if (!x.git_commit[0]) DB_COPY(x.git_commit, kvr_build_commit());
+    return db_row_insert(db, "calibrations", db_calib_cols, DB_CALIB_N, &x, "insert calibration",
+                         &c->id, err);
+}
+
+kvr_status kvr_db_calibrations_list(kvr_db *db, kvr_db_calibration **out, int64_t *n,
+                                    kvr_error *err) {
+    *out = NULL;
+    *n = 0;
+    if (db->version < 6) return KVR_OK;
+    char sql[1536], cols[1200];
+    db_cols_list(db_calib_cols, DB_CALIB_N, db->version, 0, NULL, cols, sizeof cols);
+    snprintf(sql, sizeof sql, "SELECT %s FROM calibrations ORDER BY id", cols);
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db, sql, &s, err));
+    return db_rows_collect(db, s, db_calib_cols, DB_CALIB_N, sizeof **out, "calibrations",
+                           "list calibrations", (void **)out, n, err);
+}
+
+kvr_status kvr_db_calibration_latest(kvr_db *db, const kvr_db_calibration *key,
+                                     kvr_db_calibration *out, kvr_error *err) {
+    char msg[320];
+    snprintf(msg, sizeof msg,
+             "no calibration for %s on %d rank(s) x %d thread(s) over %s (model %lld, profile "
+             "run %lld) in %s",
+             key->strategy, key->n_ranks, key->n_threads, key->transport,
+             (long long)key->model_id, (long long)key->profile_run_id, db->path);
+    if (db->version < 6) return kvr_error_set(err, KVR_ERR_NOT_FOUND, "%s", msg);
+    char sql[1800], cols[1200];
+    db_cols_list(db_calib_cols, DB_CALIB_N, db->version, 0, NULL, cols, sizeof cols);
+    snprintf(sql, sizeof sql,
+             "SELECT %s FROM calibrations WHERE model_id IS ?1 AND profile_run_id IS ?2 AND "
+             "strategy = ?3 AND n_ranks = ?4 AND n_threads = ?5 AND transport = ?6 "
+             "ORDER BY id DESC LIMIT 1",
+             cols);
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db, sql, &s, err));
+    if (key->model_id > 0) sqlite3_bind_int64(s, 1, key->model_id);
+    else sqlite3_bind_null(s, 1);
+    if (key->profile_run_id > 0) sqlite3_bind_int64(s, 2, key->profile_run_id);
+    else sqlite3_bind_null(s, 2);
+    db_bind_text(s, 3, key->strategy);
+    sqlite3_bind_int(s, 4, key->n_ranks);
+    sqlite3_bind_int(s, 5, key->n_threads);
+    db_bind_text(s, 6, key->transport);
+    kvr_db_calibration *rows = NULL;
+    int64_t n = 0;
+    KVR_TRY(db_rows_collect(db, s, db_calib_cols, DB_CALIB_N, sizeof *rows, "calibrations",
+                            "find calibration", (void **)&rows, &n, err));
+    if (n == 0) {
+        kvr_db_free(rows);
+        return kvr_error_set(err, KVR_ERR_NOT_FOUND, "%s", msg);
+    }
+    *out = rows[0];
+    kvr_db_free(rows);
+    return KVR_OK;
 }

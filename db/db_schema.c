@@ -189,6 +189,26 @@ static const char db_schema_v5[] =
     "  t_s REAL NOT NULL, blocks_mean REAL NOT NULL, blocks_max INTEGER NOT NULL,\n"
     "  PRIMARY KEY(run_id, t_s)) WITHOUT ROWID;\n";
 
+/* v6: calibrations of end-to-end TTFT predictions (kvr-fit --calibrate: per model, profile run,
+ * strategy, ranks, threads and transport, measured = a * predicted + b from the recorded runs,
+ * with held-out errors and the run-to-run spread), and on measured runs the calibrated
+ * prediction beside the raw one. */
+static const char db_schema_v6[] =
+    "CREATE TABLE calibrations(\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  model_id INTEGER REFERENCES models(id) ON DELETE SET NULL,\n"
+    "  profile_run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,\n"
+    "  strategy TEXT NOT NULL, n_ranks INTEGER NOT NULL, n_threads INTEGER NOT NULL,\n"
+    "  transport TEXT NOT NULL,\n"
+    "  a REAL NOT NULL, b REAL NOT NULL, n_runs INTEGER NOT NULL,\n"
+    "  raw_med_err REAL, raw_max_err REAL, cv_med_err REAL, cv_max_err REAL, cv_q90_err REAL,\n"
+    "  spread REAL, n_repeat_sets INTEGER NOT NULL, band REAL,\n"
+    "  ts_utc TEXT NOT NULL, kvr_version TEXT NOT NULL, git_commit TEXT NOT NULL);\n"
+    "CREATE INDEX calibrations_key ON calibrations(model_id, profile_run_id, strategy, n_ranks);\n"
+    "ALTER TABLE measured_runs ADD COLUMN calibrated_ttft_ms REAL;\n"
+    "ALTER TABLE measured_runs ADD COLUMN calibration_id INTEGER\n"
+    "  REFERENCES calibrations(id) ON DELETE SET NULL;\n";
+
 static const db_migration db_migrations[] = {
     {1, "devices, models, profile runs, layer and transfer samples", db_schema_v1},
     {2, "measured runs", db_schema_v2},
@@ -196,6 +216,8 @@ static const db_migration db_migrations[] = {
         "predictor, drift", db_schema_v3},
     {4, "partition tables: typed cost source kind and link run", db_schema_v4},
     {5, "serving runs (simulated and measured), their requests and pool occupancy", db_schema_v5},
+    {6, "calibrations of TTFT predictions; measured runs: the calibrated prediction",
+     db_schema_v6},
 };
 #define DB_N_MIGRATIONS ((int32_t)(sizeof db_migrations / sizeof db_migrations[0]))
 _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == KVR_DB_SCHEMA_VERSION,

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 /* The schema version this kvr writes; files with a higher user_version are refused. */
-#define KVR_DB_SCHEMA_VERSION 5
+#define KVR_DB_SCHEMA_VERSION 6
 
 typedef struct kvr_db kvr_db;
 
@@ -184,7 +184,32 @@ typedef struct kvr_db_measured_run {
     char partition_source[16]; /* "auto" | "even" | "explicit" | "" (unknown) */
     int64_t predictor_id;      /* the KVR-P predictor that chose the partition (0 = none) */
     bool drift;                /* measured TTFT left the predictor's error band (err_band) */
+    /* schema v6 */
+    double calibrated_ttft_ms; /* the prediction after the calibration (< 0 = none) */
+    int64_t calibration_id;    /* that calibration (0 = none) */
 } kvr_db_measured_run;
+
+/* A calibration of end-to-end TTFT predictions (kvr-fit --calibrate, schema v6): for one model,
+ * profile run (whose cost model predicted), strategy, rank count, threads per rank and
+ * transport, measured = a * predicted + b (a, b >= 0) fitted on the recorded runs. Errors are
+ * |prediction / measured - 1|: raw_* of the uncalibrated predictions, cv_* of the calibrated
+ * ones held out (leave-one-out); spread: the run-to-run noise of repeated identical runs (median
+ * over sets of (max - min) / median; n_repeat_sets sets; 0 sets: unknown, 0); band: the error
+ * a run may have before it counts as drift, cv_q90_err + spread. */
+typedef struct kvr_db_calibration {
+    int64_t id;
+    int64_t model_id, profile_run_id; /* 0 = none */
+    char strategy[16];                /* "kvr-s", "kvr-e", "tsp", "ring", "single" */
+    int32_t n_ranks, n_threads;
+    char transport[16];
+    double a, b;
+    int32_t n_runs;
+    double raw_med_err, raw_max_err, cv_med_err, cv_max_err, cv_q90_err;
+    double spread;
+    int32_t n_repeat_sets;
+    double band;
+    char ts_utc[32], kvr_version[32], git_commit[48];
+} kvr_db_calibration;
 
 /* A fitted cost-model term (kvr-fit). */
 typedef struct kvr_db_fit {
@@ -310,6 +335,14 @@ KVR_API kvr_status kvr_db_transfer_samples_get(kvr_db *db, int64_t run_id,
 // measured runs (kvr-run TTFTs, with the prediction they are compared against)
 
 KVR_API kvr_status kvr_db_measured_run_put(kvr_db *db, kvr_db_measured_run *r, kvr_error *err);
+/* Calibrations (schema v6): insert (r->id set; empty provenance = now and this build); list all,
+ * oldest first; the newest for a key (strategy, ranks, threads, transport and the model and
+ * profile run as ids; KVR_ERR_NOT_FOUND when none). A file below v6 has none (list: empty). */
+KVR_API kvr_status kvr_db_calibration_put(kvr_db *db, kvr_db_calibration *c, kvr_error *err);
+KVR_API kvr_status kvr_db_calibrations_list(kvr_db *db, kvr_db_calibration **out, int64_t *n,
+                                            kvr_error *err);
+KVR_API kvr_status kvr_db_calibration_latest(kvr_db *db, const kvr_db_calibration *key,
+                                             kvr_db_calibration *out, kvr_error *err);
 KVR_API kvr_status kvr_db_measured_runs_list(kvr_db *db, kvr_db_measured_run **out, int64_t *n,
                                              kvr_error *err);
 

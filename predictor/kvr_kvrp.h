@@ -421,6 +421,36 @@ KVR_API kvr_status kvr_predictor_file_load(const char *path, kvr_predictor **kp_
                                            kvr_predict_costs **costs_out,
                                            kvr_predictor_meta *meta, kvr_error *err);
 
+// ----------------------------------------------------------------------------
+// calibrated predictions at run time (the fit: kvr_predict.h, kvr-fit --calibrate)
+
+/* measured ~ a * predicted + b (a stored calibration). */
+static inline double kvr_calib_apply(double a, double b, double predicted) {
+    return a * predicted + b;
+}
+
+/* Online refit for a long-lived runtime: an exponentially weighted factor on the (calibrated)
+ * prediction, following the machine as SGLang's dynamic chunking refits its latency model.
+ * After each run: factor <- (1 - alpha) * factor + alpha * measured / predicted (the prediction
+ * before the factor); the next prediction is factor * predicted. alpha in (0, 1]; factor 1 at
+ * the start (the calibration trusted). */
+typedef struct kvr_calib_online {
+    double alpha, factor;
+    int64_t n; /* updates so far */
+} kvr_calib_online;
+static inline kvr_calib_online kvr_calib_online_init(double alpha) {
+    kvr_calib_online o = {alpha, 1.0, 0};
+    return o;
+}
+static inline double kvr_calib_online_predict(const kvr_calib_online *o, double predicted) {
+    return o->factor * predicted;
+}
+static inline void kvr_calib_online_update(kvr_calib_online *o, double predicted, double measured) {
+    if (!(predicted > 0) || !(measured > 0)) return; /* nothing to learn from */
+    o->factor = (1 - o->alpha) * o->factor + o->alpha * measured / predicted;
+    o->n++;
+}
+
 #ifdef __cplusplus
 }
 #endif

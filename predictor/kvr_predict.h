@@ -322,6 +322,44 @@ KVR_API kvr_status kvr_predict_kvrp_file_from_store(kvr_db *db, int64_t predicto
                                                     const int *ranks, int n_ranks, char **out,
                                                     kvr_error *err);
 
+// ----------------------------------------------------------------------------
+// calibration of end-to-end predictions (kvr-fit --calibrate; docs/predictor.md)
+//
+// The cost model sums ops; a schedule also pays what lies between them (rank start, barriers,
+// thread-team wake-ups, first touches), which the op model misses most for small models and
+// short prompts. A calibration fits, per (model, profile run, strategy, ranks, threads,
+// transport), measured = a * predicted + b with a, b >= 0 over the recorded runs -- b is the
+// schedule's fixed overhead, a its proportional miss -- and judges it held out.
+
+typedef struct kvr_calib_point {
+    double predicted_ms, measured_ms; /* both > 0 */
+    int64_t set; /* > 0: points of one set are repeats of one identical run (the noise); 0 none */
+} kvr_calib_point;
+
+typedef struct kvr_calib_fit {
+    double a, b;
+    int32_t n;
+    double raw_med_err, raw_max_err;            /* |predicted / measured - 1| */
+    double cv_med_err, cv_max_err, cv_q90_err;  /* the calibrated prediction, leave-one-out */
+    double spread;                              /* median over sets of (max - min) / median */
+    int32_t n_sets;                             /* repeat sets with >= 2 points */
+    double band;                                /* cv_q90_err + spread */
+} kvr_calib_fit;
+
+/* Fit n >= 3 points (non-negative least squares on the two parameters; the leave-one-out fits
+ * use the same rule on n - 1). Errors: KVR_ERR_INVALID_ARG (n < 3, a non-positive or
+ * non-finite time), NOMEM. */
+KVR_API kvr_status kvr_calib_fit_points(const kvr_calib_point *pts, int n, kvr_calib_fit *out,
+                                        kvr_error *err);
+
+/* Every group of the store's measured runs with a raw prediction (model, profile run, strategy
+ * -- kvr with an even partition is kvr-e, else kvr-s --, ranks, threads, transport) with at
+ * least min_runs (>= 3) runs, fitted: *out (kvr_db_free) holds n rows ready for
+ * kvr_db_calibration_put (id 0, provenance empty); groups with fewer runs are counted in
+ * *n_small (may be NULL). Runs of one set: the same tokens count and partition. */
+KVR_API kvr_status kvr_calib_from_store(kvr_db *db, int min_runs, kvr_db_calibration **out,
+                                        int64_t *n, int64_t *n_small, kvr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

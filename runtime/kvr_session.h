@@ -49,6 +49,9 @@ typedef struct kvr_session_params {
     kvr_mode mode;
     int32_t n_ranks, n_threads; /* n_ranks: the job size under MPI */
     int32_t repeat;             /* prefills run; the median-TTFT one is reported (default 1) */
+    /* online refit of the (calibrated) prediction over the runs, in order: an exponentially
+     * weighted factor with this weight, (0, 1]; 0 = off (default). kvr_calib_online. */
+    double online_alpha;
     bool keep_logits;           /* the last run keeps the last token's logits (last rank) */
     kvr_session_partition partition;
     const char *partition_text; /* EXPLICIT */
@@ -119,9 +122,17 @@ typedef struct kvr_session_result {
     double plan_us, plan_warm_us;   /* the choice with its partition, once and warm (mean) */
     char plan_note[256];            /* e.g. a kvr-s degree KVR-P has no fit for: even split */
     /* the prediction (the printing rank) */
-    double predicted_ttft_ms;       /* < 0: none (no_prediction says why) */
+    double predicted_ttft_ms;       /* < 0: none (no_prediction says why); calibrated when a
+                                     * calibration applies, else the cost model's */
+    double predicted_raw_ms;        /* the cost model's alone (< 0: none) */
+    int64_t calibration_id;         /* the store's calibration applied (0: none) */
+    double calib_a, calib_b;        /* its measured = a * predicted + b */
     double prediction_error;        /* measured / predicted - 1; NaN without a prediction */
-    double err_band;                /* the cost model's error band (< 0: unknown) */
+    double err_band;                /* the calibration's band (held-out error + run-to-run
+                                     * spread), else the cost model's error band (< 0: unknown) */
+    /* online refit (params online_alpha > 0): the factor after every run, the last run's
+     * online prediction and its error */
+    double online_factor, online_predicted_ms, online_error;
     bool drift;                     /* |prediction_error| > err_band */
     int64_t cost_model_fit_id;      /* the store's fit row behind the prediction (0: other) */
     char cost_model_from[700];

@@ -533,6 +533,29 @@ static kvr_status session_decode(const kvr_session_params *p, kvr_session_result
     return KVR_OK;
 }
 
+/* The store's newest calibration for this model, profile run, strategy, ranks, threads and
+ * transport (kvr-fit --calibrate): the prediction becomes a * raw + b, the band the
+ * calibration's. None found: the raw prediction and the cost model's band stay. */
+static void session_calibrate(const kvr_session_params *p, const session_pred *sp,
+                              kvr_strategy strat, kvr_session_result *r) {
+    if (!p->db) return;
+    kvr_db_calibration key, c;
+    memset(&key, 0, sizeof key);
+    key.model_id = p->model_id;
+    key.profile_run_id = sp->profile_run_id;
+    session_text(key.strategy, sizeof key.strategy, "%s", kvr_strategy_name(strat));
+    key.n_ranks = p->n_ranks;
+    key.n_threads = p->n_threads;
+    session_text(key.transport, sizeof key.transport, "%s",
+                 p->comm ? "mpi" : kvr_comm_transport_name(p->transport));
+    if (kvr_db_calibration_latest(p->db, &key, &c, NULL) != KVR_OK) return;
+    r->calibration_id = c.id;
+    r->calib_a = c.a;
+    r->calib_b = c.b;
+    r->predicted_ttft_ms = kvr_calib_apply(c.a, c.b, r->predicted_raw_ms);
+    r->err_band = c.band;
+}
+
 /* Record the median run in the store. */
 static void session_record(const kvr_session_params *p, const session_pred *sp,
                            kvr_session_result *r) {
@@ -554,7 +577,9 @@ static void session_record(const kvr_session_params *p, const session_pred *sp,
     session_text(m.transport, sizeof m.transport, "%s",
                  p->comm ? "mpi" : kvr_comm_transport_name(p->transport));
     m.ttft_ms = run->ttft_ms;
-    m.predicted_ttft_ms = r->predicted_ttft_ms;
+    m.predicted_ttft_ms = r->predicted_raw_ms; /* raw: what the next calibration fits */
+    m.calibrated_ttft_ms = r->calibration_id ? r->predicted_ttft_ms : -1;
+    m.calibration_id = r->calibration_id;
     session_text(m.kvr_version, sizeof m.kvr_version, "%s", kvr_version());
     session_text(m.git_commit, sizeof m.git_commit, "%s", kvr_build_commit());
     if (gethostname(m.host, sizeof m.host) != 0) m.host[0] = 0;
@@ -585,14 +610,20 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
     kvr_session_result *r = out;
     memset(r, 0, sizeof *r);
     r->err_band = -1;
-    r->predicted_ttft_ms = -1;
-    r->prediction_error = NAN;
+    r->predicted_ttft_ms = r->predicted_raw_ms = -1;
+    r->prediction_error = r->online_error = NAN;
+    r->online_predicted_ms = -1;
     const bool printer = !p->comm || kvr_comm_rank(p->comm) == 0;
     bool auto_part = p->partition == KVR_SESSION_PARTITION_AUTO;
     r->partition_source = p->partition;
     if (p->partition == KVR_SESSION_PARTITION_EXPLICIT && p->partition_text &&
         strcmp(p->partition_text, "even") == 0)
         r->partition_source = KVR_SESSION_PARTITION_EVEN;
+    if (!(p->online_alpha >= 0 && p->online_alpha <= 1)) {
+        kvr_error_set(err, KVR_ERR_INVALID_ARG, "--online-refit %g: need a weight in (0, 1]",
+                      p->online_alpha);
+        return session_fail(r, KVR_SESSION_STAGE_INPUT, KVR_ERR_INVALID_ARG);
+    }
     if (p->n_ranks < 1 || p->n_ranks > KVR_MAX_RANKS) {
         kvr_error_set(err, KVR_ERR_INVALID_ARG, "--ranks %d: out of range", p->n_ranks);
         return session_fail(r, KVR_SESSION_STAGE_INPUT, KVR_ERR_INVALID_ARG);
@@ -690,7 +721,17 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
         kvr_error e;
         if (kvr_predict_costs_ttft(sp.costs, strat, p->n_ranks, n_tokens, run->partition, NULL,
                                    &us, &e) == KVR_OK) {
-            r->predicted_ttft_ms = us * 1e-3;
+            r->predicted_raw_ms = r->predicted_ttft_ms = us * 1e-3;
+            session_calibrate(p, &sp, strat, r);
+            if (p->online_alpha > 0) { /* the runs in order, each predicted before it counts */
+                kvr_calib_online on = kvr_calib_online_init(p->online_alpha);
+                for (int32_t i = 0; i < r->n_runs; i++) {
+                    r->online_predicted_ms = kvr_calib_online_predict(&on, r->predicted_ttft_ms);
+                    r->online_error = r->runs[i].ttft_ms / r->online_predicted_ms - 1;
+                    kvr_calib_online_update(&on, r->predicted_ttft_ms, r->runs[i].ttft_ms);
+                }
+                r->online_factor = on.factor;
+            }
             r->prediction_error = run->ttft_ms / r->predicted_ttft_ms - 1;
             r->drift = r->err_band >= 0 && fabs(r->prediction_error) > r->err_band;
         } else {

@@ -1367,7 +1367,7 @@ static void test_migrate_v4_serving(void) {
     db = NULL;
     KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
     if (!db) return;
-    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), 5);
+    KVR_CHECK_EQ_INT(kvr_db_schema_version(db), KVR_DB_SCHEMA_VERSION);
     kvr_db_measured_run *m = NULL;
     KVR_CHECK_OK(kvr_db_measured_runs_list(db, &m, &n, &err), &err);
     KVR_CHECK_EQ_INT(n, 1);

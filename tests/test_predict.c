@@ -1097,6 +1097,105 @@ static void test_kvrp_load(void) {
     kvr_search_costs_destroy(m);
 }
 
+/* Calibration: an exact line is recovered and predicts held-out points exactly; a line that
+ * would need a negative intercept is clamped to b = 0 (and a negative slope to the mean); the
+ * spread of repeats; the online factor; too few points. */
+static void test_calib(void) {
+    kvr_calib_point p[6];
+    for (int i = 0; i < 6; i++) p[i] = (kvr_calib_point){10.0 * (i + 1), 2.0 * 10 * (i + 1) + 3, 0};
+    kvr_calib_fit f;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_calib_fit_points(p, 6, &f, &e), &e);
+    KVR_CHECK_NEAR(f.a, 2, 1e-12, 1e-12);
+    KVR_CHECK_NEAR(f.b, 3, 1e-9, 1e-12);
+    KVR_CHECK(f.cv_max_err < 1e-12 && f.cv_q90_err < 1e-12);
+    KVR_CHECK_NEAR(f.raw_max_err, 1 - 10.0 / 23, 1e-12, 1e-12); /* the smallest: 10 vs 23 ms */
+    KVR_CHECK_EQ_INT(f.n_sets, 0);
+    KVR_CHECK_NEAR(f.band, f.cv_q90_err, 0, 0);
+    /* measured = 3 x predicted - 5: the unconstrained b < 0; the best line through 0 instead */
+    for (int i = 0; i < 6; i++) p[i].measured_ms = 3 * p[i].predicted_ms - 5;
+    KVR_CHECK_OK(kvr_calib_fit_points(p, 6, &f, &e), &e);
+    KVR_CHECK(f.b == 0 && f.a > 2.7 && f.a < 3);
+    /* decreasing: a = 0, b = the mean */
+    for (int i = 0; i < 6; i++) p[i].measured_ms = 100 - p[i].predicted_ms;
+    KVR_CHECK_OK(kvr_calib_fit_points(p, 6, &f, &e), &e);
+    KVR_CHECK(f.a == 0);
+    KVR_CHECK_NEAR(f.b, 65, 1e-12, 1e-12);
+    /* repeats: two sets, spreads (12 - 10) / 11 and (21 - 20) / 20.5... medians of 3 */
+    kvr_calib_point q[6] = {{10, 10, 1}, {10, 12, 1}, {10, 11, 1},
+                            {20, 20, 2}, {20, 21, 2}, {20, 20.5, 2}};
+    KVR_CHECK_OK(kvr_calib_fit_points(q, 6, &f, &e), &e);
+    KVR_CHECK_EQ_INT(f.n_sets, 2);
+    KVR_CHECK_NEAR(f.spread, (2.0 / 11 + 1.0 / 20.5) / 2, 1e-12, 1e-12);
+    KVR_CHECK_NEAR(f.band, f.cv_q90_err + f.spread, 1e-15, 0);
+    KVR_CHECK(kvr_calib_fit_points(q, 2, &f, &e) == KVR_ERR_INVALID_ARG);
+    q[0].measured_ms = 0;
+    KVR_CHECK(kvr_calib_fit_points(q, 6, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "run 0") != NULL);
+    /* online: the factor moves toward measured / predicted by alpha each run */
+    kvr_calib_online on = kvr_calib_online_init(0.5);
+    KVR_CHECK_NEAR(kvr_calib_online_predict(&on, 10), 10, 0, 0);
+    kvr_calib_online_update(&on, 10, 20); /* ratio 2: factor 1.5 */
+    KVR_CHECK_NEAR(on.factor, 1.5, 1e-15, 0);
+    kvr_calib_online_update(&on, 10, 20); /* 1.75 */
+    KVR_CHECK_NEAR(kvr_calib_online_predict(&on, 10), 17.5, 1e-12, 0);
+    kvr_calib_online_update(&on, 0, 20); /* nothing to learn */
+    KVR_CHECK_EQ_INT(on.n, 2);
+    KVR_CHECK_NEAR(kvr_calib_apply(2, 3, 10), 23, 0, 0);
+}
+
+/* The store's measured runs grouped (strategy from mode and partition source, ranks, threads,
+ * transport, profile run), fitted, stored, and found again by kvr-run's key. */
+static void test_calib_store(void) {
+    kvr_db *db = NULL;
+    kvr_error e;
+    kvr_db_open_params op = kvr_db_open_params_default();
+    KVR_CHECK_OK(kvr_db_open(":memory:", &op, &db, &e), &e);
+    if (!db) return;
+    for (int i = 0; i < 8; i++) { /* kvr even (kvr-e): 5 runs; kvr auto (kvr-s): 3 runs */
+        kvr_db_measured_run m;
+        memset(&m, 0, sizeof m);
+        snprintf(m.mode, sizeof m.mode, "kvr");
+        snprintf(m.transport, sizeof m.transport, "threads");
+        snprintf(m.partition_source, sizeof m.partition_source, i < 5 ? "even" : "auto");
+        snprintf(m.partition, sizeof m.partition, "%d,%d", 100 * (i % 3 + 1), 100 * (i % 3 + 1));
+        m.n_ranks = 2, m.n_threads = 1, m.n_tokens = 200 * (i % 3 + 1);
+        m.predicted_ttft_ms = 10.0 * (i % 3 + 1);
+        m.ttft_ms = 1.5 * m.predicted_ttft_ms + 2 + 0.01 * i;
+        m.calibrated_ttft_ms = -1;
+        KVR_CHECK_OK(kvr_db_measured_run_put(db, &m, &e), &e);
+    }
+    kvr_db_calibration *c = NULL;
+    int64_t n = 0, small = 0;
+    KVR_CHECK_OK(kvr_calib_from_store(db, 4, &c, &n, &small, &e), &e);
+    KVR_CHECK_EQ_INT(n, 1);
+    KVR_CHECK_EQ_INT(small, 1); /* the 3 kvr-s runs */
+    if (n == 1) {
+        KVR_CHECK(!strcmp(c[0].strategy, "kvr-e") && c[0].n_runs == 5 && c[0].n_ranks == 2);
+        KVR_CHECK_NEAR(c[0].a, 1.5, 0.01, 0);
+        KVR_CHECK_EQ_INT(c[0].n_repeat_sets, 2); /* runs 0,3 and 1,4 repeat */
+        KVR_CHECK_OK(kvr_db_calibration_put(db, &c[0], &e), &e);
+        KVR_CHECK(c[0].id > 0);
+        kvr_db_calibration key, got;
+        memset(&key, 0, sizeof key);
+        snprintf(key.strategy, sizeof key.strategy, "kvr-e");
+        snprintf(key.transport, sizeof key.transport, "threads");
+        key.n_ranks = 2, key.n_threads = 1;
+        KVR_CHECK_OK(kvr_db_calibration_latest(db, &key, &got, &e), &e);
+        KVR_CHECK(got.id == c[0].id && got.a == c[0].a && got.band == c[0].band);
+        key.n_threads = 2;
+        KVR_CHECK(kvr_db_calibration_latest(db, &key, &got, &e) == KVR_ERR_NOT_FOUND);
+        KVR_CHECK(strstr(e.msg, "kvr-e on 2 rank(s) x 2 thread(s)") != NULL);
+    }
+    kvr_db_free(c);
+    c = NULL;
+    KVR_CHECK_OK(kvr_db_calibrations_list(db, &c, &n, &e), &e);
+    KVR_CHECK_EQ_INT(n, 1);
+    kvr_db_free(c);
+    KVR_CHECK(kvr_calib_from_store(db, 2, &c, &n, NULL, &e) == KVR_ERR_INVALID_ARG);
+    kvr_db_close(db);
+}
+
 static const kvr_test_case cases[] = {
     {"nist_norris", test_nist_norris},
     {"nist_longley", test_nist_longley},
@@ -1117,6 +1216,8 @@ static const kvr_test_case cases[] = {
     {"kvrp_balanced", test_kvrp_balanced},
     {"kvrp_bad_input", test_kvrp_bad_input},
     {"kvrp_load", test_kvrp_load},
+    {"calib", test_calib},
+    {"calib_store", test_calib_store},
 };
 
 KVR_TEST_MAIN(cases)

@@ -8,6 +8,7 @@
  *   build/tools/kvr-fit --run 1 --kvrp --ranks 2,4 --context 512:8192:256 --export kvrp.json
  *   build/tools/kvr-fit --kvrp --table 3 --ranks 2                # KVR-P over stored table 3
  *   build/tools/kvr-fit --show                                    # stored fits and predictors
+ *   build/tools/kvr-fit --calibrate                               # from kvr-run's recorded runs
  * Exit codes: 0 ok, 1 runtime failure (bad or missing data, db errors), 2 usage error.
  */
 #include "kvr_predict.h"
@@ -26,7 +27,8 @@ typedef struct kvr_fit_opts {
     const char *db;
     int64_t run, link_run, table, predictor;
     bool run_set, link_run_set, link_run_none;
-    bool kvrp, show, json, dry_run;
+    bool kvrp, show, json, dry_run, calibrate;
+    int64_t min_runs;
     const char *ranks_arg, *context_arg, *export_path, *costs_path;
     int ranks[KVR_MAX_RANKS];
     int n_ranks;
@@ -58,6 +60,11 @@ static void usage(FILE *f) {
             "  -c, --costs FILE        with --table: score under this cost file instead\n"
             "  -g, --granularity G     KVR-P granularity in tokens (default 16; --table: its own)\n"
             "  -N, --no-densify        KVR-P: fit the table's contexts only\n"
+            "  -C, --calibrate         calibrate end-to-end predictions from kvr-run's recorded\n"
+            "                          runs: per model, profile run, strategy, ranks, threads\n"
+            "                          and transport, measured = a * predicted + b (a, b >= 0),\n"
+            "                          held-out error and run-to-run spread; stored for kvr-run\n"
+            "  -m, --min-runs N        --calibrate: runs a group needs (default 5, at least 3)\n"
             "  -s, --show              list stored fits and predictors (of --run, or all)\n"
             "  -e, --export FILE       write a predictor file (the one fitted now, else the\n"
             "                          newest stored for each of --ranks, or --predictor ID)\n"
@@ -138,11 +145,13 @@ static int parse_opts(int argc, char **argv, kvr_fit_opts *o) {
         {"show", no_argument, 0, 's'},            {"export", required_argument, 0, 'e'},
         {"predictor", required_argument, 0, 'p'}, {"dry-run", no_argument, 0, 'D'},
         {"json", no_argument, 0, 'j'},            {"help", no_argument, 0, 'h'},
+        {"calibrate", no_argument, 0, 'C'},       {"min-runs", required_argument, 0, 'm'},
         {0, 0, 0, 0}};
     int ch, rc;
     bool ranks_set = false, ctx_set = false, g_set = false;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":d:r:l:kR:n:t:c:g:Nse:p:Djh", lo, NULL)) != -1) {
+    bool min_set = false;
+    while ((ch = getopt_long(argc, argv, ":d:r:l:kR:n:t:c:g:Nse:p:DjhCm:", lo, NULL)) != -1) {
         int64_t v;
         switch (ch) {
             case 'd': o->db = optarg; break;
@@ -185,6 +194,14 @@ static int parse_opts(int argc, char **argv, kvr_fit_opts *o) {
                 o->predictor = v;
                 break;
             case 'D': o->dry_run = true; break;
+            case 'C': o->calibrate = true; break;
+            case 'm': {
+                kvr_error e;
+                if (kvr_parse_i64(optarg, 3, 1000000, &o->min_runs, &e) != KVR_OK)
+                    return usage_error("--min-runs: %s", e.msg);
+                min_set = true;
+                break;
+            }
             case 'j': o->json = true; break;
             case 'h': usage(stdout); return -1;
             case ':': return usage_error("%s needs a value", argv[optind - 1]);
@@ -194,8 +211,10 @@ static int parse_opts(int argc, char **argv, kvr_fit_opts *o) {
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
     if ((rc = parse_ranks(o))) return rc;
     if ((rc = parse_contexts(o))) return rc;
-    if (!o->run_set && !o->kvrp && !o->show && !o->export_path)
-        return usage_error("nothing to do: give --run ID, --kvrp, --show or --export FILE");
+    if (min_set && !o->calibrate) return usage_error("--min-runs needs --calibrate");
+    if (!o->run_set && !o->kvrp && !o->show && !o->export_path && !o->calibrate)
+        return usage_error("nothing to do: give --run ID, --kvrp, --calibrate, --show or "
+                           "--export FILE");
     if (o->link_run_set && !o->run_set) return usage_error("--link-run needs --run");
     if (o->table && !o->kvrp) return usage_error("--table needs --kvrp");
     if (o->costs_path && !o->table) return usage_error("--costs needs --table");
@@ -609,6 +628,66 @@ static int do_export(kvr_db *db, const kvr_fit_opts *o, const kvr_predict_kvrp_r
     return 0;
 }
 
+/* --calibrate: fit every group of recorded runs, store (unless --dry-run), print. */
+static int do_calibrate(kvr_db *db, const kvr_fit_opts *o, bool *printed_json) {
+    kvr_error e;
+    kvr_db_calibration *c = NULL;
+    int64_t n = 0, n_small = 0;
+    if (kvr_calib_from_store(db, (int)o->min_runs, &c, &n, &n_small, &e) != KVR_OK)
+        return fail("--calibrate: %s", e.msg);
+    for (int64_t i = 0; i < n && !o->dry_run; i++)
+        if (kvr_db_calibration_put(db, &c[i], &e) != KVR_OK) {
+            kvr_db_free(c);
+            return fail("--calibrate: %s", e.msg);
+        }
+    if (o->json) {
+        printf("%s\"calibrations\":[", *printed_json ? "," : "{");
+        for (int64_t i = 0; i < n; i++) {
+            const kvr_db_calibration *x = &c[i];
+            printf("%s{\"id\":%lld,\"model_id\":%lld,\"profile_run_id\":%lld,\"strategy\":",
+                   i ? "," : "", (long long)x->id, (long long)x->model_id,
+                   (long long)x->profile_run_id);
+            kvr_json_write_str(stdout, x->strategy);
+            printf(",\"n_ranks\":%d,\"n_threads\":%d,\"transport\":", x->n_ranks, x->n_threads);
+            kvr_json_write_str(stdout, x->transport);
+            printf(",\"a\":%.9g,\"b_ms\":%.9g,\"n_runs\":%d,\"raw_med_err\":%.6g,"
+                   "\"raw_max_err\":%.6g,\"cv_med_err\":%.6g,\"cv_max_err\":%.6g,"
+                   "\"cv_q90_err\":%.6g,\"spread\":%.6g,\"repeat_sets\":%d,\"band\":%.6g}",
+                   x->a, x->b, x->n_runs, x->raw_med_err, x->raw_max_err, x->cv_med_err,
+                   x->cv_max_err, x->cv_q90_err, x->spread, x->n_repeat_sets, x->band);
+        }
+        printf("],\"calibration_groups_too_small\":%lld", (long long)n_small);
+        *printed_json = true;
+    } else {
+        printf("# calibration of end-to-end TTFT predictions from %s's recorded runs: measured = "
+               "a x predicted + b;\n# errors |predicted/measured - 1|: raw (the cost model alone) "
+               "and calibrated held out (leave-one-out);\n# band = calibrated q90 + run-to-run "
+               "spread: kvr-run flags a run outside it as drift%s\n",
+               kvr_db_path(db), o->dry_run ? " (dry run: nothing stored)" : "");
+        printf("%4s %-7s %5s %7s %-8s %6s %5s %9s %8s %8s %8s %8s %8s %7s %7s\n", "id", "strat",
+               "ranks", "threads", "transp", "prof", "runs", "a", "b_ms", "raw_med", "raw_max",
+               "cal_med", "cal_max", "spread", "band");
+        for (int64_t i = 0; i < n; i++) {
+            const kvr_db_calibration *x = &c[i];
+            printf("%4lld %-7s %5d %7d %-8s %6lld %5d %9.4f %8.3f %7.2f%% %7.2f%% %7.2f%% %7.2f%% "
+                   "%6.2f%% %6.2f%%\n",
+                   (long long)x->id, x->strategy, x->n_ranks, x->n_threads, x->transport,
+                   (long long)x->profile_run_id, x->n_runs, x->a, x->b, 100 * x->raw_med_err,
+                   100 * x->raw_max_err, 100 * x->cv_med_err, 100 * x->cv_max_err,
+                   100 * x->spread, 100 * x->band);
+        }
+        if (n == 0)
+            printf("# no group of recorded runs has %lld runs with a prediction (kvr-run --db "
+                   "with a fitted cost model records them)\n",
+                   (long long)o->min_runs);
+        if (n_small)
+            printf("# %lld group(s) with fewer than %lld runs left out (--min-runs)\n",
+                   (long long)n_small, (long long)o->min_runs);
+    }
+    kvr_db_free(c);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     kvr_fit_opts o;
     memset(&o, 0, sizeof o);
@@ -616,13 +695,14 @@ int main(int argc, char **argv) {
     o.ranks_arg = "2";
     o.context_arg = "512:8192:256";
     o.granularity = 16;
+    o.min_runs = 5;
     int rc = parse_opts(argc, argv, &o);
     if (rc == -1) return 0;
     if (rc) return rc;
 
     kvr_error err;
     kvr_db *db = NULL;
-    const bool write = !o.dry_run && (o.run_set || o.kvrp);
+    const bool write = !o.dry_run && (o.run_set || o.kvrp || o.calibrate);
     if (open_db(o.db, write, &db, &err) != KVR_OK) return fail("--db %s: %s", o.db, err.msg);
 
     kvr_predict_run_fit rf;
@@ -645,6 +725,7 @@ int main(int argc, char **argv) {
         rc = do_kvrp(db, &o, &rf, costs_id, &kr);
         if (!rc) print_kvrp(&o, &kr, o.json, &printed_json);
     }
+    if (!rc && o.calibrate) rc = do_calibrate(db, &o, &printed_json);
     if (!rc && o.show) rc = do_show(db, &o, &printed_json);
     if (!rc && o.export_path) rc = do_export(db, &o, &kr, &rf, &printed_json);
     if (o.json && printed_json) printf("}\n");

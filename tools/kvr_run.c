@@ -49,6 +49,7 @@ typedef struct kvr_run_opts {
     uint64_t seed;
     int32_t layers;
     int32_t repeat;
+    double online_alpha; /* --online-refit */
     bool special;
     bool auto_partition;
     bool auto_mode; /* --mode auto: the strategy table chooses strategy, degree, partition */
@@ -88,6 +89,9 @@ static void usage(FILE *f) {
             "                            mpi under mpirun; same-device: every rank on one GPU;\n"
             "                            nccl: rank i on GPU i, device K/V: --backend cuda)\n"
             "  -n, --repeat N            run N times, report the median-TTFT run (default 1)\n"
+            "      --online-refit A      refit the prediction online over the --repeat runs: an\n"
+            "                            exponentially weighted factor of weight A in (0, 1]\n"
+            "                            (a long-lived runtime following the machine; off)\n"
             "  -s, --seed N              seed for --context ids, preset weights and sampling\n"
             "                            (default 1234)\n"
             "  -L, --layers N            presets only: override the layer count\n"
@@ -144,7 +148,7 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
         {"backend", required_argument, 0, 'b'},   {"prompt-file", required_argument, 0, 'F'},
         {"force", no_argument, 0, 1001},   {"n-predict", required_argument, 0, 1002},
         {"temp", required_argument, 0, 1003}, {"top-k", required_argument, 0, 1004},
-        {"top-p", required_argument, 0, 1005},
+        {"top-p", required_argument, 0, 1005}, {"online-refit", required_argument, 0, 1006},
         {0, 0, 0, 0}};
     bool mode_set = false;
     kvr_error e;
@@ -171,6 +175,14 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
                 o->n_predict = (int32_t)v;
                 break;
             case 1003:
+            case 1006: {
+                char *end;
+                const double d = strtod(optarg, &end);
+                if (!*optarg || *end || !(d > 0 && d <= 1))
+                    return usage_error("--online-refit: '%s' is not a weight in (0, 1]", optarg);
+                o->online_alpha = d;
+                break;
+            }
             case 1005: {
                 char *end;
                 const double d = strtod(optarg, &end);
@@ -547,6 +559,7 @@ int main(int argc, char **argv) {
     sp.n_ranks = o.ranks;
     sp.n_threads = o.threads;
     sp.repeat = o.repeat;
+    sp.online_alpha = o.online_alpha;
     sp.keep_logits = o.dump_logits != NULL;
     sp.partition = o.auto_partition ? KVR_SESSION_PARTITION_AUTO
                    : o.partition    ? KVR_SESSION_PARTITION_EXPLICIT
@@ -683,6 +696,20 @@ int main(int argc, char **argv) {
             printf("%.3f", predicted_ms);
         else
             printf("null");
+        printf(",\"predicted_raw_ms\":");
+        if (res.predicted_raw_ms >= 0) printf("%.3f", res.predicted_raw_ms); else printf("null");
+        printf(",\"calibration\":");
+        if (res.calibration_id)
+            printf("{\"id\":%lld,\"a\":%.9g,\"b_ms\":%.9g}", (long long)res.calibration_id,
+                   res.calib_a, res.calib_b);
+        else
+            printf("null");
+        printf(",\"online\":");
+        if (o.online_alpha > 0 && res.online_predicted_ms > 0)
+            printf("{\"alpha\":%g,\"factor\":%.6f,\"last_predicted_ms\":%.3f,\"last_error\":%.6f}",
+                   o.online_alpha, res.online_factor, res.online_predicted_ms, res.online_error);
+        else
+            printf("null");
         printf(",\"prediction_error\":");
         if (isfinite(dev)) printf("%.6f", dev); else printf("null");
         printf(",\"err_band\":");
@@ -791,14 +818,26 @@ int main(int argc, char **argv) {
                    s->comm_ms, s->total_ms);
         }
         if (predicted_ms >= 0) {
-            printf("\n# predicted TTFT %.2f ms (%s), measured %.2f ms: %+.2f %%", predicted_ms,
-                   res.cost_model_from, r->ttft_ms, 100 * dev);
+            if (res.calibration_id)
+                printf("\n# predicted TTFT %.2f ms raw (%s) -> %.2f ms calibrated (calibration "
+                       "%lld: %.4f x raw + %.3f ms), measured %.2f ms: %+.2f %%",
+                       res.predicted_raw_ms, res.cost_model_from, predicted_ms,
+                       (long long)res.calibration_id, res.calib_a, res.calib_b, r->ttft_ms,
+                       100 * dev);
+            else
+                printf("\n# predicted TTFT %.2f ms (%s), measured %.2f ms: %+.2f %%", predicted_ms,
+                       res.cost_model_from, r->ttft_ms, 100 * dev);
             if (res.err_band >= 0)
                 printf(" %s the error band of %.2f %%%s\n", drift ? "outside" : "within",
                        100 * res.err_band, drift ? ": DRIFT (the machine or the run changed since "
                                                   "the profile; re-profile and re-fit)" : "");
             else
                 printf(" (no error band)\n");
+            if (o.online_alpha > 0 && res.online_predicted_ms > 0)
+                printf("# online refit (weight %g) over %d run(s): factor %.4f; the last run "
+                       "predicted %.2f ms, measured %.2f ms: %+.2f %%\n",
+                       o.online_alpha, res.n_runs, res.online_factor, res.online_predicted_ms,
+                       res.runs[res.n_runs - 1].ttft_ms, 100 * res.online_error);
         } else {
             printf("\n# predicted TTFT: none (%s)\n", res.no_prediction);
         }

@@ -138,4 +138,40 @@ json.dump(d, open(sys.argv[2], "w"))
 PY
 check drift 0 "outside the error band of 5.00 %: DRIFT" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/fast.json" --no-db
 check drift_json 0 '"drift":true' -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast.json" --no-db --json
+# calibration (issue 16): kvr-run's recorded runs -> kvr-fit --calibrate -> calibrated predictions
+check min_runs_alone 2 "--min-runs needs --calibrate" -- "$F" --db "$DB" --min-runs 4
+check min_runs_small 2 "--min-runs: " -- "$F" --db "$DB" --calibrate --min-runs 2
+check online_bad 2 "--online-refit: '1.5' is not a weight in \(0, 1\]" -- "$R" --model tiny --context 64 --online-refit 1.5
+cp "$DB" cal.db  # its fits and profile, none of its recorded runs
+python3 -c "import sqlite3; h = sqlite3.connect('cal.db'); h.execute('DELETE FROM measured_runs'); h.commit()"
+check calibrate_none 0 "# no group of recorded runs has 5 runs with a prediction" -- "$F" --db cal.db --calibrate
+for c in 128 192 256 320 384 256; do
+  "$R" --model tiny --context $c --ranks 2 --partition even --db cal.db >/dev/null 2>&1 || bad "calibration run $c"
+done
+check calibrate_dry 0 "^ +0 kvr-e +2 +1 threads +[0-9]+ +6 " -- "$F" --db cal.db --calibrate --dry-run
+check calibrate_dry_note 0 "\\(dry run: nothing stored\\)" -- "$F" --db cal.db --calibrate --dry-run
+check calibrate 0 "^ +[0-9]+ kvr-e +2 +1 threads +[0-9]+ +6 " -- "$F" --db cal.db --calibrate
+check calibrate_json 0 "ok" -- bash -c "'$F' --db cal.db --calibrate --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+c = [x for x in d[\"calibrations\"] if x[\"strategy\"] == \"kvr-e\"][0]
+assert c[\"n_runs\"] == 6 and c[\"a\"] >= 0 and c[\"b_ms\"] >= 0 and c[\"repeat_sets\"] == 1
+assert abs(c[\"band\"] - c[\"cv_q90_err\"] - c[\"spread\"]) <= 1e-4 * c[\"band\"] + 1e-9
+print(\"ok\")'"
+check calibrated_run 0 "raw \(cost model fit [0-9]+ \(profile run [0-9]+\)\) -> [0-9.]+ ms calibrated \(calibration [0-9]+: " -- "$R" --model tiny --context 300 --ranks 2 --partition even --db cal.db
+check calibrated_json 0 "ok" -- bash -c "'$R' --model tiny --context 300 --ranks 2 --partition even --db cal.db --repeat 3 --online-refit 0.5 --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+c = d[\"calibration\"]
+assert abs(d[\"predicted_ttft_ms\"] - (c[\"a\"] * d[\"predicted_raw_ms\"] + c[\"b_ms\"])) < 0.01 + 1e-3 * d[\"predicted_ttft_ms\"]
+o = d[\"online\"]
+assert o[\"alpha\"] == 0.5 and o[\"factor\"] > 0 and o[\"last_predicted_ms\"] > 0
+print(\"ok\")'"
+check calibration_recorded 0 "ok" -- python3 -c "
+import sqlite3
+h = sqlite3.connect('cal.db')
+r = h.execute('SELECT predicted_ttft_ms, calibrated_ttft_ms, calibration_id FROM measured_runs ORDER BY id DESC LIMIT 1').fetchone()
+assert r[0] > 0 and r[1] > 0 and r[2] > 0, r
+print('ok')"
+check uncalibrated_strategy 0 "^# predicted TTFT [0-9.]+ ms \(cost model fit [0-9]+ \(profile run [0-9]+\)\), measured" -- "$R" --model tiny --context 300 --ranks 2 --mode tsp --db cal.db
 summary "kvr-fit cli"
