@@ -3,13 +3,19 @@
  * several ranks can share one process), causal attention of c queries over a P-token prefix
  * plus the chunk (GQA/MQA, query blocks, numerically stable softmax, optional per-row
  * log-sum-exp), SwiGLU, residuals, and the LM head on the last token. Buffers are host memory;
- * the weights are the model's own fp32 arena (borrowed); events read the host clock. This file
+ * the weights are the model's own arena (borrowed) in their stored types: an F32 matrix is
+ * multiplied in place; any other is dequantized (quant_dequant_row's block functions, threads
+ * splitting the rows) into the workspace's fp32 scratch just before its GEMM, or -- for chunks
+ * of at most KVR_ROWDOT_MAX tokens (decode steps) -- multiplied row by row in its stored type
+ * (each row dequantized into a thread's buffer, then dotted with the chunk's rows). Events read
+ * the host clock. This file
  * is the reference every other backend is compared with (tests/test_backend_ops.c). Its
  * per-element formulas (exp, RMSNorm scale, RoPE rotation, SwiGLU) are kvr_math.h's, which the
  * CUDA kernels share.
  * Compiled with -ffast-math: no code here relies on NaN/Inf semantics. */
 #include "backend_internal.h"
 #include "kvr_math.h"
+#include "quant_internal.h"
 #include "runtime_internal.h"
 
 #include <cblas.h>
@@ -22,6 +28,14 @@
 /* Query rows per attention task: big enough for efficient GEMMs, small enough that the causal
  * waste inside a block (QB/2 keys per row) and the scratch (QB x max_ctx floats) stay small. */
 #define KVR_ATTN_QB 128
+
+/* The LM head of a non-F32 output is dequantized in blocks of at least this many rows. */
+#define KVR_HEAD_BLOCK 4096
+
+/* Chunks of at most this many tokens multiply non-F32 weights row by row in their stored type
+ * (a weight row is read once per chunk, never expanded whole); larger chunks dequantize the
+ * matrix into the scratch and run sgemm (bench/bench_dequant measures both). */
+#define KVR_ROWDOT_MAX 8
 
 typedef struct cpu_ws {
     kvr_workspace base; /* m, max_chunk, max_ctx, n_threads, current chunk (c, pos0) */
@@ -41,6 +55,10 @@ typedef struct cpu_ws {
     float *hlast;     /* (D) */
     float *logits;    /* (V) */
     double *inv_freq; /* (HS/2) */
+    float *wbuf;      /* fp32 scratch for one dequantized weight matrix (NULL: all F32) */
+    size_t wbuf_n;    /* its floats */
+    float *rowbuf;    /* (n_threads, max cols) one dequantized weight row per thread */
+    int64_t row_max;  /* the widest matrix row (cols) */
 } cpu_ws;
 
 typedef struct cpu_event {
@@ -56,7 +74,7 @@ static kvr_backend_info cpu_info(void) {
     return i;
 }
 
-/* The model's fp32 arena is already the CPU format: borrow it. */
+/* The model's arena is the CPU format (stored types, dequantized per GEMM): borrow it. */
 static kvr_status cpu_weights_upload(const kvr_backend *b, const kvr_model *m, kvr_weights **out,
                                      kvr_error *err) {
     kvr_weights *w = malloc(sizeof *w);
@@ -84,6 +102,7 @@ static void cpu_ws_destroy(kvr_workspace *base) {
     free(ws->rope_cos), free(ws->rope_sin), free(ws->scratch), free(ws->kcache);
     free(ws->blk_out), free(ws->lse_run);
     free(ws->vcache), free(ws->hlast), free(ws->logits), free(ws->inv_freq);
+    free(ws->wbuf), free(ws->rowbuf);
     free(ws);
 }
 
@@ -122,6 +141,32 @@ static kvr_status cpu_ws_create(const kvr_weights *w, int64_t max_chunk, int64_t
     ws->hlast = kvr_ws_alloc(D, &ok);
     ws->logits = kvr_ws_alloc((size_t)cfg->vocab_size, &ok);
     ws->inv_freq = malloc(HS / 2 * sizeof(double));
+    /* the weight scratch: the largest matrix (or fused group) not stored as F32; the LM head is
+     * dequantized in blocks of rows that fit it (at least KVR_HEAD_BLOCK rows) */
+    {
+        const kvr_model *m = w->m;
+        size_t need = 0;
+        int64_t row_max = 0;
+        for (int32_t l = 0; l < cfg->n_layers; l++) {
+            const kvr_layer_weights *lw = &m->layers[l];
+            const size_t g[4] = {lw->wqkv ? 0 : (NH + 2 * NKV) * HS * D, lw->wo ? 0 : D * NH * HS,
+                                 lw->w_gate_up ? 0 : 2 * FF * D, lw->w_down ? 0 : D * FF};
+            for (int i = 0; i < 4; i++) need = g[i] > need ? g[i] : need;
+        }
+        if (!m->output) {
+            const size_t hb = (size_t)KVR_MIN(cfg->vocab_size, KVR_HEAD_BLOCK) * D;
+            need = hb > need ? hb : need;
+        }
+        for (int s = 0; s < m->n_slots; s++)
+            if (m->tensors[s].type != QUANT_F32 && m->tensors[s].cols > row_max)
+                row_max = m->tensors[s].cols;
+        if (need) {
+            ws->wbuf = kvr_ws_alloc(need, &ok);
+            ws->wbuf_n = need;
+            ws->rowbuf = kvr_ws_alloc((size_t)n_threads * (size_t)row_max, &ok);
+            ws->row_max = row_max;
+        }
+    }
     if (!ok || !ws->inv_freq) {
         double gib = (double)(2 * L * (size_t)max_ctx * kvd + c * (D * 2 + 4 * FF + 8 * NH * HS)) *
                      4 / (1 << 30);
@@ -190,6 +235,67 @@ static void kvr_gemm_nt(int32_t nt, int64_t M, int64_t N, int64_t K, float alpha
     }
 }
 
+/* Y (M, N; ldc) = X (M, K; lda) . W^T + beta * Y for a weight W of N = sum of the tensors' rows
+ * (n_t stored tensors stacked, all with K columns) or its fp32 view f32 (non-NULL: used in
+ * place). Non-F32: M <= KVR_ROWDOT_MAX multiplies row by row in the stored type; else the
+ * tensors are dequantized into ws->wbuf (timed into base.dequant_us) and one sgemm runs. */
+static kvr_status cpu_linear(cpu_ws *ws, const float *f32, const model_tensor *const *ts, int n_t,
+                             int64_t M, const float *X, int64_t lda, float beta, float *Y,
+                             int64_t ldc, kvr_error *err) {
+    const int32_t nt = ws->base.n_threads;
+    const int64_t K = ts[0]->cols;
+    int64_t N = 0;
+    for (int i = 0; i < n_t; i++) N += ts[i]->rows;
+    if (f32) {
+        kvr_gemm_nt(nt, M, N, K, 1.0f, X, lda, f32, K, beta, Y, ldc);
+        return KVR_OK;
+    }
+    if (M <= KVR_ROWDOT_MAX) {
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            float *row = ws->rowbuf + (int64_t)omp_get_thread_num() * ws->row_max;
+            int64_t base = 0;
+            for (int i = 0; i < n_t; i++) {
+                const model_tensor *t = ts[i];
+                const quant_type_traits *tt = quant_type_get(t->type);
+                const int64_t nb = K / tt->blck;
+#pragma omp for schedule(static)
+                for (int64_t n = 0; n < t->rows; n++) {
+                    const float *wr = (const float *)(const void *)(t->data + (size_t)n * t->row_bytes);
+                    if (t->type != QUANT_F32) {
+                        tt->dequant(t->data + (size_t)n * t->row_bytes, row, nb);
+                        wr = row;
+                    }
+                    for (int64_t m = 0; m < M; m++) {
+                        const float *x = X + m * lda;
+                        float acc = 0.0f;
+                        for (int64_t k = 0; k < K; k++) acc += wr[k] * x[k];
+                        float *y = Y + m * ldc + base + n;
+                        *y = beta == 0.0f ? acc : acc + beta * *y;
+                    }
+                }
+                base += t->rows;
+            }
+        }
+        return KVR_OK;
+    }
+    const double t0 = kvr_time_us();
+    float *dst = ws->wbuf;
+    for (int i = 0; i < n_t; i++) {
+        KVR_TRY(model_tensor_rows_f32(ts[i], 0, ts[i]->rows, dst, nt, err));
+        dst += ts[i]->rows * K;
+    }
+    ws->base.dequant_us += kvr_time_us() - t0;
+    kvr_gemm_nt(nt, M, N, K, 1.0f, X, lda, ws->wbuf, K, beta, Y, ldc);
+    return KVR_OK;
+}
+
+/* The stored tensors of layer's slots [k0, k0 + n). */
+static void cpu_layer_tensors(const kvr_model *m, int32_t layer, int k0, int n,
+                              const model_tensor **ts) {
+    for (int i = 0; i < n; i++) ts[i] = model_slot_tensor(m, model_layer_slot(layer, k0 + i));
+}
+
 // ----------------------------------------------------------------------------
 // ops
 
@@ -208,11 +314,11 @@ static kvr_status cpu_set_chunk(kvr_workspace *base, kvr_error *err) {
 }
 
 static kvr_status cpu_embed(kvr_workspace *base, const int32_t *tokens, kvr_error *err) {
-    (void)err;
     cpu_ws *ws = (cpu_ws *)base;
     const int64_t D = base->m->cfg.d_model, c = base->c;
-    for (int64_t r = 0; r < c; r++)
-        memcpy(ws->x + r * D, base->m->tok_embd + (int64_t)tokens[r] * D, (size_t)D * sizeof(float));
+    const model_tensor *te = model_slot_tensor(base->m, MODEL_SLOT_TOK_EMBD);
+    for (int64_t r = 0; r < c; r++) /* one row per token, dequantized when not F32 */
+        KVR_TRY(model_tensor_rows_f32(te, tokens[r], 1, ws->x + r * D, 1, err));
     return KVR_OK;
 }
 
@@ -232,14 +338,15 @@ static void kvr_rope_rows(cpu_ws *ws, float *base, int64_t ld, int32_t n_heads) 
 }
 
 static kvr_status cpu_pre(kvr_workspace *base, int32_t layer, kvr_error *err) {
-    (void)err;
     cpu_ws *ws = (cpu_ws *)base;
     const kvr_model_config *cfg = &base->m->cfg;
     const kvr_layer_weights *w = &base->m->layers[layer];
     const int64_t D = cfg->d_model, HS = cfg->head_dim, NH = cfg->n_heads, NKV = cfg->n_kv_heads;
     const int64_t nqkv = (NH + 2 * NKV) * HS, kvd = NKV * HS, c = base->c;
     kvr_rmsnorm(ws, ws->h, ws->x, w->attn_norm, c);
-    kvr_gemm_nt(base->n_threads, c, nqkv, D, 1.0f, ws->h, D, w->wqkv, D, 0.0f, ws->qkv, nqkv);
+    const model_tensor *ts[3];
+    cpu_layer_tensors(base->m, layer, MODEL_L_Q, 3, ts);
+    KVR_TRY(cpu_linear(ws, w->wqkv, ts, 3, c, ws->h, D, 0.0f, ws->qkv, nqkv, err));
     kvr_rope_rows(ws, ws->qkv, nqkv, (int32_t)NH);
     kvr_rope_rows(ws, ws->qkv + NH * HS, nqkv, (int32_t)NKV);
     float *K = cpu_k(ws, layer) + base->pos0 * kvd;
@@ -366,7 +473,6 @@ static kvr_status cpu_attn_block(kvr_workspace *base, const void *kp, const void
 }
 
 static kvr_status cpu_post(kvr_workspace *base, int32_t layer, kvr_error *err) {
-    (void)err;
     cpu_ws *ws = (cpu_ws *)base;
     const kvr_model_config *cfg = &base->m->cfg;
     const kvr_layer_weights *w = &base->m->layers[layer];
@@ -374,28 +480,43 @@ static kvr_status cpu_post(kvr_workspace *base, int32_t layer, kvr_error *err) {
     const int64_t c = base->c;
     const int32_t nt = base->n_threads;
     /* x += att . Wo^T (residual folded into beta = 1) */
-    kvr_gemm_nt(nt, c, D, NH * HS, 1.0f, ws->att, NH * HS, w->wo, NH * HS, 1.0f, ws->x, D);
+    const model_tensor *ts[2];
+    cpu_layer_tensors(base->m, layer, MODEL_L_O, 1, ts);
+    KVR_TRY(cpu_linear(ws, w->wo, ts, 1, c, ws->att, NH * HS, 1.0f, ws->x, D, err));
     kvr_rmsnorm(ws, ws->h, ws->x, w->ffn_norm, c);
-    kvr_gemm_nt(nt, c, 2 * FF, D, 1.0f, ws->h, D, w->w_gate_up, D, 0.0f, ws->gu, 2 * FF);
+    cpu_layer_tensors(base->m, layer, MODEL_L_GATE, 2, ts);
+    KVR_TRY(cpu_linear(ws, w->w_gate_up, ts, 2, c, ws->h, D, 0.0f, ws->gu, 2 * FF, err));
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t r = 0; r < c; r++) {
         const float *gt = ws->gu + r * 2 * FF, *up = gt + FF;
         float *a = ws->act + r * FF;
         for (int64_t i = 0; i < FF; i++) a[i] = kvr_silu_mul(gt[i], up[i]);
     }
-    kvr_gemm_nt(nt, c, D, FF, 1.0f, ws->act, FF, w->w_down, FF, 1.0f, ws->x, D);
-    return KVR_OK;
+    cpu_layer_tensors(base->m, layer, MODEL_L_DOWN, 1, ts);
+    return cpu_linear(ws, w->w_down, ts, 1, c, ws->act, FF, 1.0f, ws->x, D, err);
 }
 
 static kvr_status cpu_head(kvr_workspace *base, int32_t *top, kvr_error *err) {
-    (void)err;
     cpu_ws *ws = (cpu_ws *)base;
     const kvr_model_config *cfg = &base->m->cfg;
     const int64_t D = cfg->d_model, V = cfg->vocab_size;
     kvr_rmsnorm_row(ws->hlast, ws->x + (base->c - 1) * D, base->m->output_norm, D, cfg->norm_eps);
     /* logits (V) = W_out (V, D) . h: one GEMM row, N = V split across the threads */
-    kvr_gemm_nt(base->n_threads, 1, V, D, 1.0f, ws->hlast, D, base->m->output, D, 0.0f,
-                ws->logits, V);
+    const model_tensor *out = model_slot_tensor(base->m, MODEL_SLOT_OUTPUT);
+    if (base->m->output || base->c <= KVR_ROWDOT_MAX) {
+        KVR_TRY(cpu_linear(ws, base->m->output, &out, 1, 1, ws->hlast, D, 0.0f, ws->logits, V,
+                           err));
+    } else { /* blocks of rows through the scratch: each logit is the same sgemm column */
+        const int64_t blk = (int64_t)(ws->wbuf_n / (size_t)D) / 16 * 16;
+        for (int64_t r0 = 0; r0 < V; r0 += blk) {
+            const int64_t n = KVR_MIN(blk, V - r0);
+            const double t0 = kvr_time_us();
+            KVR_TRY(model_tensor_rows_f32(out, r0, n, ws->wbuf, base->n_threads, err));
+            base->dequant_us += kvr_time_us() - t0;
+            kvr_gemm_nt(base->n_threads, 1, n, D, 1.0f, ws->hlast, D, ws->wbuf, D, 0.0f,
+                        ws->logits + r0, V);
+        }
+    }
     if (top) *top = kvr_argmax(ws->logits, V);
     return KVR_OK;
 }

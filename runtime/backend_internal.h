@@ -64,6 +64,7 @@ struct kvr_workspace {
     int64_t max_chunk, max_ctx;
     int32_t n_threads;
     int64_t c, pos0; /* current chunk; c = 0 before the first embed / set_chunk */
+    double dequant_us; /* cpu: time spent dequantizing weights for GEMMs, summed (benches) */
 };
 
 struct kvr_event {

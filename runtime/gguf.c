@@ -1,7 +1,8 @@
 /* gguf.c -- GGUF (versions 2 and 3) reader for Llama-family models: header, metadata (every value
- * type, nested arrays skipped), tensor infos, alignment, dequantization of every type in
- * quant_internal.h's table (F32, F16, BF16, the 32-element quants, the K-quants, IQ4_NL/IQ4_XS)
- * into the fp32 arena, and the byte-level BPE tokenizer metadata.
+ * type, nested arrays skipped), tensor infos, alignment, the tensors copied into the model's
+ * arena in their stored types (every type in quant_internal.h's table: F32, F16, BF16, the
+ * 32-element quants, the K-quants, IQ4_NL/IQ4_XS; the norms converted to fp32), and the
+ * byte-level BPE tokenizer metadata.
  *
  * One parsing path: kvr_model_load_gguf maps the file read-only and hands the bytes to
  * gguf_load_from_memory, which the fuzz target (tests/fuzz/fuzz_gguf.c) calls directly.
@@ -9,9 +10,9 @@
  * Every value read from the file is checked before use: counts are bounded by the bytes left,
  * every read is bounds-checked against the buffer, sizes use overflow-checked arithmetic, and the
  * tensors the model needs must have the shape the metadata implies, a supported type, an aligned
- * offset, data inside the file and no overlap with one another. The last rule bounds the fp32
- * arena by about 12x the file size (Q2_K, the densest type, stores 256 weights in 84 bytes), so a
- * small corrupt file can never request gigabytes.
+ * offset, data inside the file and no overlap with one another. The last rule bounds the arena
+ * by the file size (plus the norms' fp32 expansion and 3 bytes of padding per tensor), so a small
+ * corrupt file can never request gigabytes.
  * Layout reference: ggml docs/gguf.md. Format notes and validation rules: docs/model-formats.md.
  */
 #include "quant_internal.h"
@@ -820,17 +821,32 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
     free(order);
     if (st != KVR_OK) goto fail;
 
-    // allocate and dequantize
-    if ((st = model_alloc(&cfg, &m, err)) != KVR_OK) {
+    // allocate and copy: every matrix stays in its stored type; norms become fp32
+    {
+        int32_t *types = malloc((size_t)n_slots * sizeof *types);
+        if (!types) {
+            st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", fname);
+            goto fail;
+        }
+        for (int s = 0; s < n_slots; s++) types[s] = slots[s].present ? (int32_t)slots[s].type : 0;
+        st = model_alloc(&cfg, types, &m, err);
+        free(types);
+    }
+    if (st != KVR_OK) {
         kvr_error_prefix(err, "%s", fname);
         goto fail;
     }
     for (int s = 0; s < n_slots; s++) {
         const gguf_tinfo *ti = &slots[s];
         if (!ti->present) continue;
-        const int64_t numel = ti->ne[0] * (ti->n_dims >= 2 ? ti->ne[1] : 1);
-        if ((st = quant_dequantize((int32_t)ti->type, ti->data, model_slot_dst(m, s), numel, err)) !=
-            KVR_OK) {
+        const model_tensor *t = model_slot_tensor(m, s);
+        if (t->type == (int32_t)ti->type) {
+            memcpy(model_slot_dst(m, s), ti->data, ti->nbytes);
+            continue;
+        }
+        const int64_t numel = ti->ne[0] * (ti->n_dims >= 2 ? ti->ne[1] : 1); /* a norm */
+        if ((st = quant_dequantize((int32_t)ti->type, ti->data, model_slot_dst(m, s), numel,
+                                   err)) != KVR_OK) {
             kvr_error_prefix(err, "%s", fname);
             goto fail;
         }

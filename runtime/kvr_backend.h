@@ -1,7 +1,8 @@
 /* kvr_backend.h -- the backend seam: where the layer ops run and where their buffers live.
  *
  * A backend (cpu; cuda when compiled in) is a table of operations behind these functions:
- *   - weights: a model's weights in the backend's format (cpu borrows the model's fp32 arena);
+ *   - weights: a model's weights in the backend's format (cpu borrows the model's arena, in the
+ *     stored types, and dequantizes per GEMM into its workspace's scratch);
  *   - a workspace for chunks of up to max_chunk tokens over up to max_ctx positions: every
  *     activation, and a KV cache of L x max_ctx rows of NKV*HS floats for K and for V;
  *   - the layer ops on a workspace: embed, pre (norm, QKV, RoPE, K/V into the cache), attn (c
@@ -74,7 +75,7 @@ KVR_API kvr_backend_info kvr_backend_get_info(const kvr_backend *b);
 // ----------------------------------------------------------------------------
 // weights and workspaces
 
-/* The model's weights in the backend's format (cpu: borrows the model's fp32 arena, no copy).
+/* The model's weights in the backend's format (cpu: borrows the model's arena, no copy).
  * Errors: KVR_ERR_NOMEM, KVR_ERR_CUDA. */
 KVR_API kvr_status kvr_weights_upload(const kvr_backend *b, const kvr_model *m, kvr_weights **out,
                                       kvr_error *err);

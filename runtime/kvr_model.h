@@ -1,9 +1,11 @@
 /* kvr_model.h -- Llama-family model configuration, weights and tokenizer.
  *
- * A kvr_model holds a decoder configuration, its weights dequantized to fp32 in one arena, and
- * (when the source has one) a byte-level BPE tokenizer. Three sources:
- *   - GGUF v3 files (F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors; tokenizer from metadata),
- *   - Hugging Face directories (config.json + *.safetensors, F32/F16/BF16),
+ * A kvr_model holds a decoder configuration, its weights in one arena, and (when the source has
+ * one) a byte-level BPE tokenizer. Three sources:
+ *   - GGUF v2/v3 files: every matrix kept in its stored type (F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+ *     Q5_1, Q8_0, the K-quants, IQ4_NL, IQ4_XS; backends dequantize per GEMM), the norms as fp32;
+ *     tokenizer from metadata,
+ *   - Hugging Face directories (config.json + *.safetensors, F32/F16/BF16; expanded to fp32),
  *   - built-in shape presets with seeded random weights ("tiny", "llama-2-7b", "llama-3-8b",
  *     "falcon-7b"), with an optional layer-count override, for tests and profiling.
  *
@@ -66,7 +68,7 @@ KVR_API const kvr_model_config *kvr_model_get_config(const kvr_model *m);
 KVR_API const kvr_tokenizer *kvr_model_get_tokenizer(const kvr_model *m); /* NULL if none */
 /* Bytes of K plus V for one token in one layer at fp32: 2 * NKV * HS * 4. */
 KVR_API size_t kvr_model_kv_bytes_per_token(const kvr_model_config *cfg);
-/* Bytes of the loaded weights (the fp32 arena every tensor lives in). */
+/* Bytes of the loaded weights (the arena every tensor lives in, in its stored type). */
 KVR_API size_t kvr_model_weight_bytes(const kvr_model *m);
 /* Check a configuration for absurd or inconsistent values; message names the field. */
 KVR_API kvr_status kvr_model_config_validate(const kvr_model_config *cfg, kvr_error *err);

@@ -1,9 +1,11 @@
 /* model.c -- model configuration checks, the weight arena, built-in shape presets with seeded
  * random weights, load dispatch (preset / GGUF / HF) and the default real-model path. */
+#include "quant_internal.h"
 #include "runtime_internal.h"
 
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,7 +16,7 @@ kvr_model_load_params kvr_model_load_params_default(void) {
 }
 
 size_t kvr_model_weight_bytes(const kvr_model *m) {
-    return m ? m->arena_floats * sizeof(float) : 0;
+    return m ? m->arena_bytes : 0;
 }
 
 size_t kvr_model_kv_bytes_per_token(const kvr_model_config *cfg) {
@@ -62,65 +64,126 @@ kvr_status kvr_model_config_validate(const kvr_model_config *c, kvr_error *err) 
 // ----------------------------------------------------------------------------
 // arena
 
-kvr_status model_alloc(const kvr_model_config *cfg, kvr_model **out, kvr_error *err) {
+kvr_status model_alloc(const kvr_model_config *cfg, const int32_t *types, kvr_model **out,
+                       kvr_error *err) {
     *out = NULL;
     KVR_TRY(kvr_model_config_validate(cfg, err));
-    const size_t D = (size_t)cfg->d_model, L = (size_t)cfg->n_layers, V = (size_t)cfg->vocab_size;
-    const size_t HS = (size_t)cfg->head_dim, NH = (size_t)cfg->n_heads,
-                 NKV = (size_t)cfg->n_kv_heads, FF = (size_t)cfg->d_ff;
-    const size_t per_layer = D + (NH + 2 * NKV) * HS * D + D * NH * HS + D + 2 * FF * D + D * FF;
-    const size_t total = V * D + D + (cfg->tied_embeddings ? 0 : V * D) + L * per_layer;
+    const int32_t L = cfg->n_layers, n_slots = MODEL_N_GLOBAL + MODEL_N_PER_LAYER * L;
     kvr_model *m = calloc(1, sizeof *m);
     if (!m) return kvr_error_set(err, KVR_ERR_NOMEM, "model: out of memory");
     m->cfg = *cfg;
-    m->layers = calloc(L, sizeof *m->layers);
-    m->arena = calloc(total, sizeof(float));
-    if (!m->layers || !m->arena) {
+    m->n_slots = n_slots;
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    m->tensors = calloc((size_t)n_slots, sizeof *m->tensors);
+    if (!m->layers || !m->tensors) {
         kvr_model_destroy(m);
-        return kvr_error_set(err, KVR_ERR_NOMEM, "model: cannot allocate %.2f GiB of fp32 weights",
-                             (double)total * 4 / (1 << 30));
+        return kvr_error_set(err, KVR_ERR_NOMEM, "model: out of memory");
     }
-    m->arena_floats = total;
-    float *p = m->arena;
-    m->tok_embd = p, p += V * D;
-    m->output_norm = p, p += D;
-    if (cfg->tied_embeddings) {
-        m->output = m->tok_embd;
-    } else {
-        m->output = p, p += V * D;
+    /* shapes, types and offsets first, then one allocation */
+    size_t total = 0;
+    for (int s = 0; s < n_slots; s++) {
+        model_tensor *t = &m->tensors[s];
+        int64_t sh[2];
+        const int nd = model_slot_shape(cfg, s, sh);
+        t->rows = nd == 2 ? sh[0] : 1;
+        t->cols = sh[nd - 1];
+        t->type = nd == 1 || !types ? QUANT_F32 : types[s];
+        if (s == MODEL_SLOT_OUTPUT && cfg->tied_embeddings) continue;
+        const quant_type_traits *tt = quant_type_get(t->type);
+        if (!tt->dequant) {
+            kvr_model_destroy(m);
+            return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                                 "model: slot %d: type %s (%d) is not supported; supported: "
+                                 QUANT_SUPPORTED_TYPES, s, tt->name, t->type);
+        }
+        if (t->cols % tt->blck != 0) {
+            kvr_model_destroy(m);
+            return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                                 "model: slot %d: row length %lld is not a multiple of the %s "
+                                 "block size %d", s, (long long)t->cols, tt->name, tt->blck);
+        }
+        t->row_bytes = (size_t)(t->cols / tt->blck) * (size_t)tt->bytes;
+        total = (total + 3) & ~(size_t)3;
+        t->data = (uint8_t *)(uintptr_t)total; /* an offset until the arena exists */
+        total += (size_t)t->rows * t->row_bytes;
     }
-    for (size_t l = 0; l < L; l++) {
+    m->arena = calloc(total ? total : 1, 1);
+    if (!m->arena) {
+        kvr_model_destroy(m);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "model: cannot allocate %.2f GiB of weights",
+                             (double)total / (1 << 30));
+    }
+    m->arena_bytes = total;
+    for (int s = 0; s < n_slots; s++) m->tensors[s].data = m->arena + (uintptr_t)m->tensors[s].data;
+    if (cfg->tied_embeddings) m->tensors[MODEL_SLOT_OUTPUT] = m->tensors[MODEL_SLOT_TOK_EMBD];
+    /* fp32 views */
+#define KVR_F32(s) (m->tensors[s].type == QUANT_F32 ? (float *)(void *)m->tensors[s].data : NULL)
+    m->tok_embd = KVR_F32(MODEL_SLOT_TOK_EMBD);
+    m->output_norm = KVR_F32(MODEL_SLOT_OUTPUT_NORM);
+    m->output = KVR_F32(MODEL_SLOT_OUTPUT);
+    for (int32_t l = 0; l < L; l++) {
         kvr_layer_weights *w = &m->layers[l];
-        w->attn_norm = p, p += D;
-        w->wqkv = p, p += (NH + 2 * NKV) * HS * D;
-        w->wo = p, p += D * NH * HS;
-        w->ffn_norm = p, p += D;
-        w->w_gate_up = p, p += 2 * FF * D;
-        w->w_down = p, p += D * FF;
+        const int s0 = model_layer_slot(l, 0);
+        w->attn_norm = KVR_F32(s0 + MODEL_L_ATTN_NORM);
+        w->ffn_norm = KVR_F32(s0 + MODEL_L_FFN_NORM);
+        w->wo = KVR_F32(s0 + MODEL_L_O);
+        w->w_down = KVR_F32(s0 + MODEL_L_DOWN);
+        if (KVR_F32(s0 + MODEL_L_Q) && KVR_F32(s0 + MODEL_L_K) && KVR_F32(s0 + MODEL_L_V))
+            w->wqkv = KVR_F32(s0 + MODEL_L_Q);
+        if (KVR_F32(s0 + MODEL_L_GATE) && KVR_F32(s0 + MODEL_L_UP))
+            w->w_gate_up = KVR_F32(s0 + MODEL_L_GATE);
     }
-    KVR_ASSERT((size_t)(p - m->arena) == total);
+#undef KVR_F32
     *out = m;
     return KVR_OK;
 }
 
-float *model_slot_dst(kvr_model *m, int slot) {
-    if (slot == MODEL_SLOT_TOK_EMBD) return m->tok_embd;
-    if (slot == MODEL_SLOT_OUTPUT_NORM) return m->output_norm;
-    if (slot == MODEL_SLOT_OUTPUT) return m->output;
-    const kvr_model_config *c = &m->cfg;
-    const size_t D = (size_t)c->d_model, HS = (size_t)c->head_dim, FF = (size_t)c->d_ff;
-    kvr_layer_weights *w = &m->layers[(slot - MODEL_N_GLOBAL) / MODEL_N_PER_LAYER];
-    switch ((slot - MODEL_N_GLOBAL) % MODEL_N_PER_LAYER) {
-    case 0: return w->attn_norm;
-    case 1: return w->wqkv;
-    case 2: return w->wqkv + (size_t)c->n_heads * HS * D;
-    case 3: return w->wqkv + (size_t)(c->n_heads + c->n_kv_heads) * HS * D;
-    case 4: return w->wo;
-    case 5: return w->ffn_norm;
-    case 6: return w->w_gate_up;
-    case 7: return w->w_gate_up + FF * D;
-    default: return w->w_down;
+void *model_slot_dst(kvr_model *m, int slot) {
+    return m->tensors[slot].data;
+}
+
+kvr_status model_tensor_rows_f32(const model_tensor *t, int64_t r0, int64_t n, float *dst,
+                                 int32_t nt, kvr_error *err) {
+    if (t->type == QUANT_F32) { /* a copy; the backends use an F32 tensor in place */
+        memcpy(dst, t->data + (size_t)r0 * t->row_bytes, (size_t)n * t->row_bytes);
+        return KVR_OK;
     }
+    const quant_type_traits *tt = quant_type_get(t->type);
+    if (!tt->dequant)
+        return kvr_error_set(err, KVR_ERR_UNSUPPORTED, "model: tensor type %s (%d) is not readable",
+                             tt->name, t->type);
+    const int64_t nb = t->cols / tt->blck;
+    /* the type was checked at model_alloc: every row is whole blocks */
+#pragma omp parallel for num_threads(nt > 0 ? nt : omp_get_max_threads()) schedule(static) if (nt != 1 && n > 1)
+    for (int64_t r = 0; r < n; r++)
+        tt->dequant(t->data + (size_t)(r0 + r) * t->row_bytes, dst + r * t->cols, nb);
+    return KVR_OK;
+}
+
+kvr_status model_dequant_all(const kvr_model *m, float **out, size_t *n, kvr_error *err) {
+    *out = NULL;
+    *n = 0;
+    size_t total = 0;
+    for (int s = 0; s < m->n_slots; s++) {
+        if (s == MODEL_SLOT_OUTPUT && m->cfg.tied_embeddings) continue;
+        total += (size_t)(m->tensors[s].rows * m->tensors[s].cols);
+    }
+    float *buf = malloc((total ? total : 1) * sizeof(float));
+    if (!buf) return kvr_error_set(err, KVR_ERR_NOMEM, "model: cannot allocate %zu floats", total);
+    size_t at = 0;
+    for (int s = 0; s < m->n_slots; s++) {
+        if (s == MODEL_SLOT_OUTPUT && m->cfg.tied_embeddings) continue;
+        const model_tensor *t = &m->tensors[s];
+        kvr_status st = model_tensor_rows_f32(t, 0, t->rows, buf + at, 1, err);
+        if (st != KVR_OK) {
+            free(buf);
+            return st;
+        }
+        at += (size_t)(t->rows * t->cols);
+    }
+    *out = buf;
+    *n = total;
+    return KVR_OK;
 }
 
 int model_slot_shape(const kvr_model_config *c, int slot, int64_t sh[2]) {
@@ -144,6 +207,7 @@ void kvr_model_destroy(kvr_model *m) {
     if (!m) return;
     tokenizer_destroy(m->tok);
     free(m->arena);
+    free(m->tensors);
     free(m->layers);
     free(m);
 }
@@ -216,7 +280,7 @@ kvr_status kvr_model_create_preset(const char *name, const kvr_model_load_params
                              params->n_layers_override);
     if (params->n_layers_override > 0) cfg.n_layers = params->n_layers_override;
     kvr_model *m;
-    KVR_TRY(model_alloc(&cfg, &m, err));
+    KVR_TRY(model_alloc(&cfg, NULL, &m, err));
     /* Uniform weights scaled like a 1/sqrt(fan_in) init keep activations O(1) through depth. */
     uint64_t s = params->seed;
     const size_t D = (size_t)cfg.d_model, HS = (size_t)cfg.head_dim, FF = (size_t)cfg.d_ff;

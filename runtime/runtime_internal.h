@@ -5,43 +5,80 @@
 #define KVR_RUNTIME_INTERNAL_H
 #include "kvr_model.h"
 
-/* Per-layer weights, fp32, row-major with one row per output feature (the GGUF/HF layout:
- * y = W x with W of shape (out, in)). Q and K rows are in "interleaved pair" RoPE order (the
- * order llama.cpp's GGUF converter writes; HF weights are permuted into it at load), so one RoPE
- * kernel serves every source. */
+/* One stored tensor: its GGML type (quant_internal.h), shape and bytes inside the model's arena.
+ * A matrix has rows = outputs and cols = inputs (the GGUF/HF layout: y = W x with W (out, in));
+ * a norm has rows = 1. Rows are whole blocks (cols is a multiple of the type's block size). */
+typedef struct model_tensor {
+    int32_t type;
+    int64_t rows, cols;
+    size_t row_bytes; /* bytes of one row in the stored type */
+    uint8_t *data;    /* rows * row_bytes bytes */
+} model_tensor;
+
+/* Per-layer fp32 views, row-major with one row per output feature. Q and K rows are in
+ * "interleaved pair" RoPE order (the order llama.cpp's GGUF converter writes; HF weights are
+ * permuted into it at load), so one RoPE kernel serves every source. The norms are always fp32.
+ * A matrix view is non-NULL only when the tensor is stored as F32 (wqkv: Q, K and V all F32;
+ * w_gate_up: gate and up both F32 -- the arena keeps them adjacent); otherwise a backend reads
+ * the stored tensors (kvr_model.tensors) and dequantizes them itself. */
 typedef struct kvr_layer_weights {
     float *attn_norm; /* (D) */
-    float *wqkv;      /* ((NH + 2*NKV)*HS, D): Q rows, then K rows, then V rows */
-    float *wo;        /* (D, NH*HS) */
+    float *wqkv;      /* ((NH + 2*NKV)*HS, D): Q rows, then K rows, then V rows; or NULL */
+    float *wo;        /* (D, NH*HS) or NULL */
     float *ffn_norm;  /* (D) */
-    float *w_gate_up; /* (2*FF, D): gate rows, then up rows */
-    float *w_down;    /* (D, FF) */
+    float *w_gate_up; /* (2*FF, D): gate rows, then up rows; or NULL */
+    float *w_down;    /* (D, FF) or NULL */
 } kvr_layer_weights;
 
 struct kvr_model {
     kvr_model_config cfg;
-    float *arena;       /* one allocation holding every tensor below */
-    size_t arena_floats;
-    float *tok_embd;    /* (V, D) */
-    float *output_norm; /* (D) */
-    float *output;      /* (V, D); == tok_embd when cfg.tied_embeddings */
+    uint8_t *arena;     /* one allocation holding every tensor in its stored type, slot order */
+    size_t arena_bytes;
+    model_tensor *tensors; /* (n_slots), indexed by slot; OUTPUT == TOK_EMBD's when tied */
+    int32_t n_slots;
+    float *tok_embd;    /* (V, D) fp32 view or NULL */
+    float *output_norm; /* (D), fp32 */
+    float *output;      /* (V, D) fp32 view or NULL; == tok_embd when cfg.tied_embeddings */
     kvr_layer_weights *layers; /* (L) */
     kvr_tokenizer *tok; /* NULL when the source has none */
 };
 
-/* Validate cfg, allocate the arena and point every tensor into it (zero-filled).
- * Errors: KVR_ERR_INVALID_ARG (bad config), KVR_ERR_NOMEM (message gives the size). */
-kvr_status model_alloc(const kvr_model_config *cfg, kvr_model **out, kvr_error *err);
+/* Validate cfg, allocate the arena and point every tensor into it (zero-filled). types: the
+ * stored GGML type of each slot (MODEL_N_GLOBAL + MODEL_N_PER_LAYER * L entries), or NULL for
+ * all F32; norms are always F32 (the entry is ignored); the output slot's entry is ignored when
+ * cfg->tied_embeddings. Each tensor starts at a 4-byte boundary, in slot order, so runs of F32
+ * tensors are contiguous (an all-F32 model's arena is exactly its fp32 weights).
+ * Errors: KVR_ERR_INVALID_ARG (bad config), KVR_ERR_UNSUPPORTED (a type kvr cannot read, or a
+ * row length that is not a multiple of its block), KVR_ERR_NOMEM (message gives the size). */
+kvr_status model_alloc(const kvr_model_config *cfg, const int32_t *types, kvr_model **out,
+                       kvr_error *err);
 
 /* The tensors a Llama model needs, numbered as every loader numbers them (each names them in
  * its own format): the token embedding, the output norm and the output, then per layer
  * attn_norm, q, k, v, o, ffn_norm, gate, up, down, MODEL_N_PER_LAYER slots each. */
 enum { MODEL_SLOT_TOK_EMBD, MODEL_SLOT_OUTPUT_NORM, MODEL_SLOT_OUTPUT, MODEL_N_GLOBAL };
 #define MODEL_N_PER_LAYER 9
-/* Where slot's fp32 data goes in m's arena (q, k, v into wqkv; gate, up into w_gate_up). */
-float *model_slot_dst(kvr_model *m, int slot);
+enum { /* a slot's place within its layer */
+    MODEL_L_ATTN_NORM, MODEL_L_Q, MODEL_L_K, MODEL_L_V, MODEL_L_O,
+    MODEL_L_FFN_NORM, MODEL_L_GATE, MODEL_L_UP, MODEL_L_DOWN
+};
+static inline int model_layer_slot(int32_t layer, int k) {
+    return MODEL_N_GLOBAL + layer * MODEL_N_PER_LAYER + k;
+}
+/* Where slot's bytes go in m's arena (its stored type: model_slot_tensor). */
+void *model_slot_dst(kvr_model *m, int slot);
+static inline const model_tensor *model_slot_tensor(const kvr_model *m, int slot) {
+    return &m->tensors[slot];
+}
 /* Slot's shape [outputs, inputs] (a norm: [D]); returns the number of dims. */
 int model_slot_shape(const kvr_model_config *c, int slot, int64_t sh[2]);
+/* Rows [r0, r0 + n) of t as fp32 into dst (n * t->cols floats), split over nt OpenMP threads
+ * (nt == 1: this thread; nt <= 0: the OpenMP default team). */
+kvr_status model_tensor_rows_f32(const model_tensor *t, int64_t r0, int64_t n, float *dst,
+                                 int32_t nt, kvr_error *err);
+/* Every tensor of m as fp32 in slot order (the output skipped when tied): *out (malloc'd) holds
+ * *n floats. For tests and reference dumps. */
+kvr_status model_dequant_all(const kvr_model *m, float **out, size_t *n, kvr_error *err);
 
 /* Tokenizer construction from GGUF metadata. tokens: n strings (byte-level BPE alphabet, as
  * stored), token_types: n llama.cpp token types (1 normal, 2 unknown, 3 control, 4 user-defined,

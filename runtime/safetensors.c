@@ -465,14 +465,14 @@ kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const
                            s == MODEL_SLOT_OUTPUT ? " (and tie_word_embeddings is false)" : "");
         goto fail;
     }
-    if ((st = model_alloc(&cfg, &m, err)) != KVR_OK) {
+    if ((st = model_alloc(&cfg, NULL, &m, err)) != KVR_OK) {
         kvr_error_prefix(err, "%s", model_name);
         goto fail;
     }
     for (int s = 0; s < n_slots && st == KVR_OK; s++) {
         const hf_tinfo *t = &slots[s];
         if (!t->present || (s == MODEL_SLOT_OUTPUT && cfg.tied_embeddings)) continue;
-        float *dst = model_slot_dst(m, s);
+        float *dst = model_slot_dst(m, s); /* all F32: the HF path expands at load */
         const int kind = s < MODEL_N_GLOBAL ? -1 : (s - MODEL_N_GLOBAL) % MODEL_N_PER_LAYER;
         if (kind == 1 || kind == 2)
             st = hf_copy_permuted(t, dst, kind == 1 ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim,

@@ -15,6 +15,7 @@
 #include "kvr_test.h"
 #include "runtime_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 static bool g_verbose;
@@ -67,7 +68,7 @@ static kvr_model *bo_model_create(const bo_model_shape *sh, uint64_t seed) {
     cfg.norm_eps = 1e-5f;
     kvr_model *m = NULL;
     kvr_error e;
-    if (model_alloc(&cfg, &m, &e) != KVR_OK) {
+    if (model_alloc(&cfg, NULL, &m, &e) != KVR_OK) {
         fprintf(stderr, "model %s: %s\n", sh->name, e.msg);
         return NULL;
     }
@@ -558,6 +559,92 @@ static void test_kv_copy(void) {
     kvr_model_destroy(m), kvr_model_destroy(m2);
 }
 
+// ----------------------------------------------------------------------------
+// stored types: a quantized model against its own fp32 expansion on the cpu backend
+
+/* Run a whole prefill of c tokens (every layer, then the head) and return the logits. */
+static float *bo_prefill_logits(const kvr_model *m, int64_t c, int32_t nt) {
+    const kvr_backend *be = NULL;
+    kvr_weights *w = NULL;
+    kvr_workspace *ws = NULL;
+    kvr_error e;
+    const int32_t V = m->cfg.vocab_size;
+    float *logits = malloc((size_t)V * sizeof(float));
+    int32_t *ids = malloc((size_t)c * sizeof(int32_t));
+    KVR_CHECK_OK(kvr_backend_get("cpu", &be, &e), &e);
+    KVR_CHECK_OK(kvr_weights_upload(be, m, &w, &e), &e);
+    KVR_CHECK_OK(kvr_workspace_create(w, c, c, nt, &ws, &e), &e);
+    for (int64_t i = 0; i < c; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
+    KVR_CHECK_OK(kvr_op_embed(ws, ids, c, 0, &e), &e);
+    for (int32_t l = 0; l < m->cfg.n_layers; l++) {
+        KVR_CHECK_OK(kvr_op_pre(ws, l, &e), &e);
+        KVR_CHECK_OK(kvr_op_attn(ws, l, NULL, &e), &e);
+        KVR_CHECK_OK(kvr_op_post(ws, l, &e), &e);
+    }
+    KVR_CHECK_OK(kvr_op_head(ws, NULL, &e), &e);
+    KVR_CHECK_OK(kvr_workspace_logits_to_host(ws, logits, &e), &e);
+    kvr_workspace_destroy(ws);
+    kvr_weights_free(w);
+    free(ids);
+    return logits;
+}
+
+/* The fuzz seeds hold every readable type (F16, BF16, the 32-element quants, the K-quants,
+ * IQ4_*); the cpu backend keeps them stored and dequantizes per GEMM. A chunk above
+ * KVR_ROWDOT_MAX (8) takes the scratch + sgemm path: logits bit-identical to the same model
+ * expanded to fp32 at load (the same values, the same sgemm). A chunk of at most 8 multiplies row
+ * by row in the stored type: the same values summed in another order. */
+static void test_stored_types(void) {
+    static const char *const seeds[] = {"tiny_q4_1_f16_bf16.gguf", "tiny_q4_0_q8_0_tied.gguf",
+                                        "tiny_q5_0_q5_1_iq4_nl.gguf", "wide_k_quants.gguf"};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/tests/fuzz/corpus_gguf/%s", KVR_SOURCE_DIR, seeds[i]);
+        kvr_model_load_params lp = kvr_model_load_params_default();
+        lp.load_tokenizer = false;
+        kvr_model *q = NULL, *f = NULL;
+        kvr_error e;
+        KVR_CHECK_OK(kvr_model_load_gguf(path, &lp, &q, &e), &e);
+        if (!q) continue;
+        bool quantized = false;
+        for (int s = 0; s < q->n_slots; s++) quantized |= q->tensors[s].type != 0;
+        KVR_CHECK(quantized);
+        float *all = NULL;
+        size_t n = 0;
+        KVR_CHECK_OK(model_dequant_all(q, &all, &n, &e), &e);
+        KVR_CHECK_OK(model_alloc(&q->cfg, NULL, &f, &e), &e);
+        if (!f || !all) {
+            free(all);
+            kvr_model_destroy(q);
+            continue;
+        }
+        KVR_CHECK_EQ_INT(f->arena_bytes, n * sizeof(float));
+        memcpy(f->arena, all, n * sizeof(float));
+        free(all);
+        const int64_t chunks[2] = {40, 5};
+        for (int k = 0; k < 2; k++)
+            for (int32_t nt = 1; nt <= 2; nt++) {
+                float *a = bo_prefill_logits(q, chunks[k], nt), *b = bo_prefill_logits(f, chunks[k], nt);
+                double md = 0, mx = 0;
+                for (int32_t v = 0; v < q->cfg.vocab_size; v++) {
+                    md = fmax(md, fabs((double)a[v] - b[v]));
+                    mx = fmax(mx, fabs((double)b[v]));
+                }
+                if (g_verbose)
+                    printf("  %s c=%lld t=%d: max |stored - fp32| = %.3g (max |logit| %.3g)\n",
+                           seeds[i], (long long)chunks[k], nt, md, mx);
+                if (chunks[k] > 8)
+                    KVR_CHECK(memcmp(a, b, (size_t)q->cfg.vocab_size * sizeof(float)) == 0);
+                else
+                    KVR_CHECK(md <= 1e-4 * mx && mx > 0);
+                free(a);
+                free(b);
+            }
+        kvr_model_destroy(f);
+        kvr_model_destroy(q);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "-v") == 0) {
         g_verbose = true;
@@ -568,6 +655,7 @@ int main(int argc, char **argv) {
         {"contract_errors", test_contract_errors},
         {"ops_grid", test_ops_grid},
         {"kv_copy", test_kv_copy},
+        {"stored_types", test_stored_types},
     };
     return kvr_test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
 }

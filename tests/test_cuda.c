@@ -73,7 +73,7 @@ static kvr_model *tc_model(int32_t D, int32_t NH, int32_t NKV, int32_t HS, uint6
     cfg.rope_theta = 10000.0f, cfg.norm_eps = 1e-5f;
     kvr_model *m = NULL;
     kvr_error e;
-    KVR_CHECK_OK(model_alloc(&cfg, &m, &e), &e);
+    KVR_CHECK_OK(model_alloc(&cfg, NULL, &m, &e), &e);
     if (!m) return NULL;
     const size_t nqkv = (size_t)(NH + 2 * NKV) * (size_t)HS, FF = 256;
     const float sd = 1.0f / sqrtf((float)D);

@@ -348,31 +348,55 @@ static void ref_free(ref_model *rm) {
     }
 }
 
-/* Where a GGUF-named tensor must land in the model, from the layout documented in
- * runtime_internal.h (written independently of the loaders' own tables). */
-static const float *model_dst(const kvr_model *m, const char *name) {
-    const size_t D = (size_t)m->cfg.d_model, HS = T_HS, FF = (size_t)m->cfg.d_ff;
-    if (strcmp(name, "token_embd.weight") == 0) return m->tok_embd;
-    if (strcmp(name, "output_norm.weight") == 0) return m->output_norm;
-    if (strcmp(name, "output.weight") == 0) return m->output;
+/* The slot of a GGUF tensor name, from the slot order documented in runtime_internal.h
+ * (written independently of the loaders' own tables); -1 if none. */
+static int name_slot(const kvr_model *m, const char *name) {
+    if (strcmp(name, "token_embd.weight") == 0) return MODEL_SLOT_TOK_EMBD;
+    if (strcmp(name, "output_norm.weight") == 0) return MODEL_SLOT_OUTPUT_NORM;
+    if (strcmp(name, "output.weight") == 0) return MODEL_SLOT_OUTPUT;
+    static const char *const k[9] = {"attn_norm", "attn_q",   "attn_k", "attn_v",  "attn_output",
+                                     "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
     int l;
     char what[32];
-    if (sscanf(name, "blk.%d.%31[a-z_]", &l, what) != 2) return NULL;
-    const kvr_layer_weights *w = &m->layers[l];
-    if (!strcmp(what, "attn_norm")) return w->attn_norm;
-    if (!strcmp(what, "attn_q")) return w->wqkv;
-    if (!strcmp(what, "attn_k")) return w->wqkv + T_NH * HS * D;
-    if (!strcmp(what, "attn_v")) return w->wqkv + (T_NH + T_NKV) * HS * D;
-    if (!strcmp(what, "attn_output")) return w->wo;
-    if (!strcmp(what, "ffn_norm")) return w->ffn_norm;
-    if (!strcmp(what, "ffn_gate")) return w->w_gate_up;
-    if (!strcmp(what, "ffn_up")) return w->w_gate_up + FF * D;
-    if (!strcmp(what, "ffn_down")) return w->w_down;
-    return NULL;
+    if (sscanf(name, "blk.%d.%31[a-z_]", &l, what) != 2 || l < 0 || l >= m->cfg.n_layers) return -1;
+    for (int i = 0; i < 9; i++)
+        if (!strcmp(what, k[i])) return MODEL_N_GLOBAL + l * MODEL_N_PER_LAYER + i;
+    return -1;
 }
 
-/* Every reference tensor equals the loaded one bit for bit, and together they fill the arena. */
-static void check_model_matches(const kvr_model *m, const ref_model *rm) {
+/* A GGUF-named tensor of the model as fp32 (malloc'd), dequantized from its stored type. */
+static float *model_dst(const kvr_model *m, const char *name) {
+    const int s = name_slot(m, name);
+    if (s < 0) return NULL;
+    const model_tensor *t = model_slot_tensor(m, s);
+    float *buf = malloc((size_t)(t->rows * t->cols) * sizeof(float));
+    kvr_error e;
+    if (buf && model_tensor_rows_f32(t, 0, t->rows, buf, 1, &e) != KVR_OK) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Sum |x| and sum x^2 over every tensor of the model, dequantized (the output once when tied). */
+static void model_sums(const kvr_model *m, double *s1, double *s2, size_t *n_out) {
+    float *all = NULL;
+    size_t n = 0;
+    kvr_error e;
+    *s1 = *s2 = 0;
+    KVR_CHECK_OK(model_dequant_all(m, &all, &n, &e), &e);
+    for (size_t i = 0; i < n; i++) {
+        const double v = all[i];
+        *s1 += fabs(v);
+        *s2 += v * v;
+    }
+    if (n_out) *n_out = n;
+    free(all);
+}
+
+/* Every reference tensor equals the loaded one bit for bit, and together they cover the model.
+ * stored: the loader keeps matrices in their stored type (GGUF; the HF path expands to F32). */
+static void check_model_matches_as(const kvr_model *m, const ref_model *rm, bool stored) {
     const kvr_model_config *c = kvr_model_get_config(m);
     KVR_CHECK_EQ_INT(c->n_layers, T_L);
     KVR_CHECK_EQ_INT(c->d_model, rm->D);
@@ -382,14 +406,28 @@ static void check_model_matches(const kvr_model *m, const ref_model *rm) {
     KVR_CHECK_EQ_INT(c->d_ff, rm->FF);
     KVR_CHECK_EQ_INT(c->vocab_size, T_V);
     KVR_CHECK_EQ_INT(c->tied_embeddings, rm->tied);
-    if (rm->tied) KVR_CHECK(m->output == m->tok_embd);
-    size_t covered = 0;
+    if (rm->tied)
+        KVR_CHECK(m->output == m->tok_embd &&
+                  m->tensors[MODEL_SLOT_OUTPUT].data == m->tensors[MODEL_SLOT_TOK_EMBD].data);
+    size_t covered = 0, stored_bytes = 0;
     for (int i = 0; i < rm->n; i++) {
         const ref_tensor *t = &rm->t[i];
-        const float *dst = model_dst(m, t->name);
+        float *dst = model_dst(m, t->name);
         KVR_CHECK(dst != NULL);
         if (!dst) continue;
         const size_t n = (size_t)(t->ne[0] * t->ne[1]);
+        /* matrices keep their stored type and bytes; norms (1-D) become F32 */
+        const model_tensor *mt = model_slot_tensor(m, name_slot(m, t->name));
+        if (!stored) {
+            KVR_CHECK_EQ_INT(mt->type, T_F32);
+        } else if (t->ne[1] > 1) {
+            KVR_CHECK_EQ_INT(mt->type, t->type);
+            KVR_CHECK(t->q.n == (size_t)mt->rows * mt->row_bytes &&
+                      memcmp(mt->data, t->q.p, t->q.n) == 0);
+        } else {
+            KVR_CHECK_EQ_INT(mt->type, T_F32);
+        }
+        stored_bytes += (size_t)mt->rows * mt->row_bytes;
         size_t bad = 0, first = 0;
         for (size_t j = 0; j < n; j++)
             if (memcmp(&dst[j], &t->ref[j], sizeof(float)) != 0 && !bad++) first = j;
@@ -398,8 +436,17 @@ static void check_model_matches(const kvr_model *m, const ref_model *rm) {
                     bad, n, first, (double)dst[first], (double)t->ref[first]);
         KVR_CHECK_EQ_INT(bad, 0);
         covered += n;
+        free(dst);
     }
-    KVR_CHECK_EQ_INT(covered, m->arena_floats);
+    size_t n_all = 0;
+    double s1, s2;
+    model_sums(m, &s1, &s2, &n_all);
+    KVR_CHECK_EQ_INT(covered, n_all);
+    /* the arena is the stored bytes plus at most 3 bytes of padding per tensor */
+    KVR_CHECK(m->arena_bytes >= stored_bytes && m->arena_bytes <= stored_bytes + 3 * (size_t)rm->n);
+}
+static void check_model_matches(const kvr_model *m, const ref_model *rm) {
+    check_model_matches_as(m, rm, true);
 }
 
 // ----------------------------------------------------------------------------
@@ -1362,9 +1409,15 @@ static void test_hf_load_matches_gguf(void) {
     gguf_write(&rm, &go, "hf_twin.gguf", gpath, sizeof gpath, NULL, NULL);
     KVR_CHECK_OK(load_gguf(gpath, false, &g, &e), &e);
     if (m && g) {
-        check_model_matches(m, &rm); /* q/k permuted back into GGUF order */
-        KVR_CHECK_EQ_INT(m->arena_floats, g->arena_floats);
-        KVR_CHECK(memcmp(m->arena, g->arena, m->arena_floats * sizeof(float)) == 0);
+        check_model_matches_as(m, &rm, false); /* q/k permuted back into GGUF order */
+        float *ma = NULL, *ga = NULL;
+        size_t mn = 0, gn = 0;
+        KVR_CHECK_OK(model_dequant_all(m, &ma, &mn, &e), &e);
+        KVR_CHECK_OK(model_dequant_all(g, &ga, &gn, &e), &e);
+        KVR_CHECK_EQ_INT(mn, gn);
+        KVR_CHECK(ma && ga && mn == gn && memcmp(ma, ga, mn * sizeof(float)) == 0);
+        free(ma);
+        free(ga);
         const kvr_model_config *c = kvr_model_get_config(m);
         KVR_CHECK(strcmp(c->name, "hf_untied") == 0);
         KVR_CHECK(c->rope_theta == 50000.0f && c->norm_eps == 1e-6f);
@@ -1391,7 +1444,7 @@ static void test_hf_load_sharded_tied(void) {
     kvr_model *m = NULL;
     kvr_error e;
     KVR_CHECK_OK(kvr_model_load_hf(dir, &m, &e), &e);
-    if (m) check_model_matches(m, &rm);
+    if (m) check_model_matches_as(m, &rm, false);
     kvr_model_destroy(m);
     /* minimal config: architectures only, defaults for kv heads, theta, head_dim, context */
     char cfg[512];
@@ -1403,7 +1456,7 @@ static void test_hf_load_sharded_tied(void) {
     hf_write_dir(&rm, &o, cfg, "hf_minimal", dir, sizeof dir);
     KVR_CHECK_OK(kvr_model_load_hf(dir, &m, &e), &e);
     if (m) {
-        check_model_matches(m, &rm);
+        check_model_matches_as(m, &rm, false);
         KVR_CHECK(m->cfg.rope_theta == 10000.0f);
     }
     kvr_model_destroy(m);
@@ -1695,7 +1748,8 @@ static void test_real_smollm2(void) {
     KVR_CHECK_OK(kvr_model_load_gguf(path, &lp, &m, &e), &e);
     const double ms = (kvr_time_us() - t0) / 1e3;
     if (!m) return;
-    printf("  loaded %s in %.0f ms (%zu fp32 weights)\n", path, ms, m->arena_floats);
+    printf("  loaded %s in %.0f ms (%zu bytes of weights in their stored types)\n", path, ms,
+           m->arena_bytes);
     const kvr_model_config *c = kvr_model_get_config(m);
     KVR_CHECK_EQ_INT(c->n_layers, 30);
     KVR_CHECK_EQ_INT(c->d_model, 576);
@@ -1716,27 +1770,10 @@ static void test_real_smollm2(void) {
         KVR_CHECK_EQ_INT(kvr_tokenizer_eos(t), 2);
     }
     /* point values */
-    const size_t D = 576, HS = 64, FF = 1536;
     int bad = 0;
     for (size_t i = 0; i < sizeof smol_refs / sizeof smol_refs[0]; i++) {
         const smol_ref *r = &smol_refs[i];
-        const float *base = NULL;
-        int l;
-        char what[32];
-        if (!strcmp(r->tensor, "token_embd.weight")) base = m->tok_embd;
-        else if (!strcmp(r->tensor, "output_norm.weight")) base = m->output_norm;
-        else if (sscanf(r->tensor, "blk.%d.%31[a-z_]", &l, what) == 2) {
-            const kvr_layer_weights *w = &m->layers[l];
-            if (!strcmp(what, "attn_norm")) base = w->attn_norm;
-            else if (!strcmp(what, "attn_q")) base = w->wqkv;
-            else if (!strcmp(what, "attn_k")) base = w->wqkv + 9 * HS * D;
-            else if (!strcmp(what, "attn_v")) base = w->wqkv + 12 * HS * D;
-            else if (!strcmp(what, "attn_output")) base = w->wo;
-            else if (!strcmp(what, "ffn_norm")) base = w->ffn_norm;
-            else if (!strcmp(what, "ffn_gate")) base = w->w_gate_up;
-            else if (!strcmp(what, "ffn_up")) base = w->w_gate_up + FF * D;
-            else if (!strcmp(what, "ffn_down")) base = w->w_down;
-        }
+        float *base = model_dst(m, r->tensor);
         KVR_CHECK(base != NULL);
         if (!base) continue;
         if (base[r->index] != r->value) {
@@ -1744,15 +1781,12 @@ static void test_real_smollm2(void) {
                 fprintf(stderr, "  %s[%lld] = %.9g, gguf says %.9g\n", r->tensor,
                         (long long)r->index, (double)base[r->index], (double)r->value);
         }
+        free(base);
     }
     KVR_CHECK_EQ_INT(bad, 0);
     /* whole-arena checksums against the same package: sum |x| and sum x^2 over every tensor */
     double s1 = 0, s2 = 0;
-    for (size_t i = 0; i < m->arena_floats; i++) {
-        const double v = m->arena[i];
-        s1 += fabs(v);
-        s2 += v * v;
-    }
+    model_sums(m, &s1, &s2, NULL);
     KVR_CHECK_NEAR(s1, smol_sum_abs, 0, 1e-9);
     KVR_CHECK_NEAR(s2, smol_sum_sq, 0, 1e-9);
     kvr_model_destroy(m);
@@ -1780,11 +1814,7 @@ static void test_gguf_seeds_match_python(void) {
         KVR_CHECK_OK(load_gguf(path, true, &m, &e), &e);
         if (!m) continue;
         double s1 = 0, s2 = 0;
-        for (size_t j = 0; j < m->arena_floats; j++) {
-            const double v = m->arena[j];
-            s1 += fabs(v);
-            s2 += v * v;
-        }
+        model_sums(m, &s1, &s2, NULL);
         KVR_CHECK_NEAR(s1, seed_refs[i].sum_abs, 0, 1e-12);
         KVR_CHECK_NEAR(s2, seed_refs[i].sum_sq, 0, 1e-12);
         kvr_model_destroy(m);

@@ -26,8 +26,8 @@ static void test_preset_seed_determinism(void) {
     KVR_CHECK_OK(kvr_model_create_preset("tiny", &lp, &b, &e), &e);
     lp.seed = 99;
     KVR_CHECK_OK(kvr_model_create_preset("tiny", &lp, &c, &e), &e);
-    KVR_CHECK(memcmp(a->arena, b->arena, a->arena_floats * sizeof(float)) == 0);
-    KVR_CHECK(memcmp(a->arena, c->arena, a->arena_floats * sizeof(float)) != 0);
+    KVR_CHECK(memcmp(a->arena, b->arena, a->arena_bytes) == 0);
+    KVR_CHECK(memcmp(a->arena, c->arena, a->arena_bytes) != 0);
     kvr_model_destroy(a);
     kvr_model_destroy(b);
     kvr_model_destroy(c);

@@ -18,6 +18,7 @@
 #include "tool_util.h"
 
 #include <math.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <getopt.h>
@@ -371,6 +372,13 @@ typedef struct run_store {
 /* Open the store (the printing rank): read-write, or read-only where the file or its directory
  * cannot be written (then nothing is recorded); this model's and device's rows. Returns 0, or
  * 1 after a message. */
+/* This process's peak resident set so far (getrusage's ru_maxrss: KiB on Linux), in MiB. */
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
 static int store_open(const kvr_run_opts *o, const kvr_model *model, run_store *rs) {
     kvr_error err;
     kvr_db_open_params p = kvr_db_open_params_default();
@@ -767,6 +775,8 @@ int main(int argc, char **argv) {
                    (double)o.sampling.temperature, o.sampling.top_k, (double)o.sampling.top_p,
                    (unsigned long long)o.seed);
         }
+        printf(",\"weights_mb\":%.1f,\"peak_rss_mb\":%.1f",
+               (double)kvr_model_weight_bytes(model) / (1 << 20), peak_rss_mb());
         printf(",\"kvr_version\":\"%s\",\"git_commit\":\"%s\"}\n", kvr_version(),
                kvr_build_commit());
     } else if (printer) {
@@ -778,6 +788,8 @@ int main(int argc, char **argv) {
         printf("# kvr-run %s (%s)  model %s: %d layers, d %d, %d/%d heads, vocab %d (load %.0f ms)\n",
                kvr_version(), kvr_build_commit(), cfg->name, cfg->n_layers, cfg->d_model,
                cfg->n_heads, cfg->n_kv_heads, cfg->vocab_size, load_ms);
+        printf("# weights %.1f MiB in their stored types; peak RSS %.1f MiB\n",
+               (double)kvr_model_weight_bytes(model) / (1 << 20), peak_rss_mb());
         printf("# transport %s, %d thread(s) per rank, %d run(s), median shown\n",
                kvr_comm_transport_name(o.transport), o.threads, o.repeat);
         if (o.auto_partition && res.has_predictor)

@@ -436,22 +436,33 @@ static size_t cu_round(size_t n) { /* elements, to 256-byte boundaries for any e
     return (n + 127) / 128 * 128;
 }
 
-/* Convert n host floats into the 16-bit tensor dst through the device staging buffer. */
-static kvr_status cu_upload16(cuda_weights *w, void *dst, const float *src, size_t n,
-                              float *stage, size_t stage_n, kvr_error *err) {
-    for (size_t o = 0; o < n; o += stage_n) {
-        const size_t k = n - o < stage_n ? n - o : stage_n;
-        CU_TRY(cudaMemcpy(stage, src + o, k * sizeof(float), cudaMemcpyHostToDevice),
-               "weights upload");
-        const unsigned blocks = (unsigned)((k + KVR_CU_BLOCK - 1) / KVR_CU_BLOCK < 65536
-                                               ? (k + KVR_CU_BLOCK - 1) / KVR_CU_BLOCK
-                                               : 65536);
-        if (w->f16)
-            k_convert<__half><<<blocks, KVR_CU_BLOCK>>>((__half *)dst + o, stage, (int64_t)k);
-        else
-            k_convert<__nv_bfloat16>
-                <<<blocks, KVR_CU_BLOCK>>>((__nv_bfloat16 *)dst + o, stage, (int64_t)k);
-        CU_LAUNCHED("weights conversion");
+/* Convert the stored tensors ts[0..n_t) (their rows stacked: the model's layout) into the 16-bit
+ * tensor dst: rows are dequantized on the host (model_tensor_rows_f32: quant.c's block
+ * functions; an F32 tensor is copied) into hstage, copied to the device staging buffer and
+ * converted there. Both buffers hold stage_n floats, at least one row. */
+static kvr_status cu_upload16(cuda_weights *w, void *dst, const model_tensor *const *ts, int n_t,
+                              float *hstage, float *stage, size_t stage_n, kvr_error *err) {
+    size_t o = 0;
+    for (int i = 0; i < n_t; i++) {
+        const model_tensor *t = ts[i];
+        const int64_t per = (int64_t)(stage_n / (size_t)t->cols);
+        for (int64_t r0 = 0; r0 < t->rows; r0 += per) {
+            const int64_t nr = t->rows - r0 < per ? t->rows - r0 : per;
+            const size_t k = (size_t)(nr * t->cols);
+            KVR_TRY(model_tensor_rows_f32(t, r0, nr, hstage, 0, err));
+            CU_TRY(cudaMemcpy(stage, hstage, k * sizeof(float), cudaMemcpyHostToDevice),
+                   "weights upload");
+            const unsigned blocks = (unsigned)((k + KVR_CU_BLOCK - 1) / KVR_CU_BLOCK < 65536
+                                                   ? (k + KVR_CU_BLOCK - 1) / KVR_CU_BLOCK
+                                                   : 65536);
+            if (w->f16)
+                k_convert<__half><<<blocks, KVR_CU_BLOCK>>>((__half *)dst + o, stage, (int64_t)k);
+            else
+                k_convert<__nv_bfloat16>
+                    <<<blocks, KVR_CU_BLOCK>>>((__nv_bfloat16 *)dst + o, stage, (int64_t)k);
+            CU_LAUNCHED("weights conversion");
+            o += k;
+        }
     }
     return KVR_OK;
 }
@@ -483,43 +494,75 @@ static kvr_status cuda_weights_fill(cuda_weights *w, const kvr_model *m, kvr_err
                              (double)(n16 * es + n32 * 4) / (1 << 30), cudaGetErrorString(e));
     w->layers = (cuda_layer *)calloc(L, sizeof *w->layers);
     if (!w->layers) return kvr_error_set(err, KVR_ERR_NOMEM, "cuda weights: out of memory");
-    /* fp32: embeddings and norms, copied as they are */
-    float *p32 = w->f32;
-    w->tok_embd = p32, p32 += cu_round(V * D);
-    w->output_norm = p32, p32 += cu_round(D);
-    CU_TRY(cudaMemcpy(w->tok_embd, m->tok_embd, V * D * 4, cudaMemcpyHostToDevice), "upload");
-    CU_TRY(cudaMemcpy(w->output_norm, m->output_norm, D * 4, cudaMemcpyHostToDevice), "upload");
-    for (size_t l = 0; l < L; l++) {
-        w->layers[l].attn_norm = p32, p32 += cu_round(D);
-        w->layers[l].ffn_norm = p32, p32 += cu_round(D);
-        CU_TRY(cudaMemcpy(w->layers[l].attn_norm, m->layers[l].attn_norm, D * 4,
-                          cudaMemcpyHostToDevice), "upload");
-        CU_TRY(cudaMemcpy(w->layers[l].ffn_norm, m->layers[l].ffn_norm, D * 4,
-                          cudaMemcpyHostToDevice), "upload");
-    }
-    /* 16-bit: every GEMM matrix, converted on the device through a staging buffer */
+    /* staging: host rows dequantized from the stored types, then the device conversion */
     size_t stage_n = n_out;
     if (n_qkv > stage_n) stage_n = n_qkv;
     if (n_gu > stage_n) stage_n = n_gu;
     if (stage_n > ((size_t)64 << 20)) stage_n = (size_t)64 << 20; /* 256 MiB at most */
     float *stage = NULL;
     CU_TRY(cudaMalloc((void **)&stage, stage_n * sizeof(float)), "weights staging buffer");
-    char *p16 = (char *)w->h16;
+    float *hstage = (float *)malloc(stage_n * sizeof(float));
+    if (!hstage) {
+        cudaFree(stage);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "cuda weights: cannot allocate %.1f MiB of host "
+                             "staging", (double)stage_n * 4 / (1 << 20));
+    }
     kvr_status s = KVR_OK;
+    /* fp32: the embedding (dequantized from its stored type) and the norms (fp32 already) */
+    float *p32 = w->f32;
+    w->tok_embd = p32, p32 += cu_round(V * D);
+    w->output_norm = p32, p32 += cu_round(D);
+    {
+        const model_tensor *te = model_slot_tensor(m, MODEL_SLOT_TOK_EMBD);
+        const int64_t per = (int64_t)(stage_n / D);
+        for (int64_t r0 = 0; r0 < (int64_t)V && s == KVR_OK; r0 += per) {
+            const int64_t nr = (int64_t)V - r0 < per ? (int64_t)V - r0 : per;
+            s = model_tensor_rows_f32(te, r0, nr, hstage, 0, err);
+            cudaError_t ce = cudaSuccess;
+            if (s == KVR_OK)
+                ce = cudaMemcpy(w->tok_embd + r0 * (int64_t)D, hstage, (size_t)nr * D * 4,
+                                cudaMemcpyHostToDevice);
+            if (ce != cudaSuccess) s = cu_fail(err, ce, "upload");
+        }
+    }
+    cudaError_t ce = cudaSuccess;
+    if (s == KVR_OK)
+        ce = cudaMemcpy(w->output_norm, m->output_norm, D * 4, cudaMemcpyHostToDevice);
+    for (size_t l = 0; l < L && s == KVR_OK && ce == cudaSuccess; l++) {
+        w->layers[l].attn_norm = p32, p32 += cu_round(D);
+        w->layers[l].ffn_norm = p32, p32 += cu_round(D);
+        ce = cudaMemcpy(w->layers[l].attn_norm, m->layers[l].attn_norm, D * 4,
+                        cudaMemcpyHostToDevice);
+        if (ce == cudaSuccess)
+            ce = cudaMemcpy(w->layers[l].ffn_norm, m->layers[l].ffn_norm, D * 4,
+                            cudaMemcpyHostToDevice);
+    }
+    if (s == KVR_OK && ce != cudaSuccess) s = cu_fail(err, ce, "upload");
+    /* 16-bit: every GEMM matrix, fused groups stacked as the CPU layout */
+    char *p16 = (char *)w->h16;
     for (size_t l = 0; l < L && s == KVR_OK; l++) {
         cuda_layer *cl = &w->layers[l];
-        const kvr_layer_weights *ml = &m->layers[l];
+        const model_tensor *ts[3];
         cl->wqkv = p16, p16 += n_qkv * es;
         cl->wo = p16, p16 += n_o * es;
         cl->w_gate_up = p16, p16 += n_gu * es;
         cl->w_down = p16, p16 += n_dn * es;
-        s = cu_upload16(w, cl->wqkv, ml->wqkv, nqkv * D, stage, stage_n, err);
-        if (s == KVR_OK) s = cu_upload16(w, cl->wo, ml->wo, D * NH * HS, stage, stage_n, err);
-        if (s == KVR_OK) s = cu_upload16(w, cl->w_gate_up, ml->w_gate_up, 2 * FF * D, stage, stage_n, err);
-        if (s == KVR_OK) s = cu_upload16(w, cl->w_down, ml->w_down, D * FF, stage, stage_n, err);
+#define CU_SLOTS(k0, n)                                                                            \
+    for (int i_ = 0; i_ < (n); i_++) ts[i_] = model_slot_tensor(m, model_layer_slot((int32_t)l, (k0) + i_))
+        CU_SLOTS(MODEL_L_Q, 3);
+        s = cu_upload16(w, cl->wqkv, ts, 3, hstage, stage, stage_n, err);
+        CU_SLOTS(MODEL_L_O, 1);
+        if (s == KVR_OK) s = cu_upload16(w, cl->wo, ts, 1, hstage, stage, stage_n, err);
+        CU_SLOTS(MODEL_L_GATE, 2);
+        if (s == KVR_OK) s = cu_upload16(w, cl->w_gate_up, ts, 2, hstage, stage, stage_n, err);
+        CU_SLOTS(MODEL_L_DOWN, 1);
+        if (s == KVR_OK) s = cu_upload16(w, cl->w_down, ts, 1, hstage, stage, stage_n, err);
+#undef CU_SLOTS
     }
     w->output = p16;
-    if (s == KVR_OK) s = cu_upload16(w, w->output, m->output, V * D, stage, stage_n, err);
+    const model_tensor *to = model_slot_tensor(m, MODEL_SLOT_OUTPUT);
+    if (s == KVR_OK) s = cu_upload16(w, w->output, &to, 1, hstage, stage, stage_n, err);
+    free(hstage);
     cudaError_t e2 = cudaDeviceSynchronize();
     cudaFree(stage);
     if (s == KVR_OK && e2 != cudaSuccess) return cu_fail(err, e2, "weights conversion");

@@ -36,10 +36,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&e, 0, sizeof e);
     kvr_status st = gguf_load_from_memory(data, size, "fuzz.gguf", &lp, &m, &e);
     if (st == KVR_OK) {
-        /* touch the whole arena so a mis-sized allocation shows up under ASan */
-        volatile float acc = 0;
-        for (size_t i = 0; i < m->arena_floats; i++) acc += m->arena[i];
-        (void)acc;
+        /* dequantize every stored tensor (what the backends do per GEMM), so a mis-sized
+         * allocation or a tensor read past its bytes shows up under ASan */
+        float *all = NULL;
+        size_t n_all = 0;
+        if (model_dequant_all(m, &all, &n_all, &e) == KVR_OK) {
+            volatile float acc = 0;
+            for (size_t i = 0; i < n_all; i++) acc += all[i];
+            (void)acc;
+        }
+        free(all);
         kvr_model_destroy(m);
     } else {
         if (m != NULL || e.code != st || strlen(e.msg) == 0 || strncmp(e.msg, "fuzz.gguf", 9) != 0)

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                         names, &m, &e);
     if (st == KVR_OK) {
         volatile float acc = 0;
-        for (size_t i = 0; i < m->arena_floats; i++) acc += m->arena[i];
+        for (size_t i = 0; i < m->arena_bytes; i++) acc += m->arena[i];
         (void)acc;
         kvr_model_destroy(m);
     } else if (m != NULL || e.code != st || strlen(e.msg) == 0) {

@@ -99,7 +99,17 @@ static int dump_model(const char *path, const char *out) {
         const int nd = model_slot_shape(&m->cfg, s, sh);
         const size_t n = (size_t)(nd == 2 ? sh[0] * sh[1] : sh[0]);
         printf("%d %zu\n", s, n);
-        rc = write_all(o, out, model_slot_dst(m, s), n);
+        float *buf = malloc(n * sizeof(float));
+        kvr_error de;
+        if (!buf || model_tensor_rows_f32(model_slot_tensor(m, s), 0,
+                                          model_slot_tensor(m, s)->rows, buf, 1, &de) != KVR_OK) {
+            fprintf(stderr, "quant_dump: cannot dequantize slot %d\n", s);
+            free(buf);
+            rc = 1;
+            break;
+        }
+        rc = write_all(o, out, buf, n);
+        free(buf);
     }
     if (fclose(o) != 0) rc = 1;
     kvr_model_destroy(m);
