@@ -522,6 +522,172 @@ static kvr_status cpu_head(kvr_workspace *base, int32_t *top, kvr_error *err) {
 }
 
 // ----------------------------------------------------------------------------
+// the paged KV pool (kvr_batch.h): blocks in host memory, K/V placement, paged attention
+
+typedef struct cpu_pool {
+    kvr_kv_pool base;
+    float *k, *v;        /* (L, n_blocks * block_tokens, NKV*HS) each */
+    float *gk, *gv;      /* attn_paged: each sequence's keys gathered in position order */
+    float *scores;       /* attn_paged: (n_threads, QB, longest sequence) */
+    int64_t *off;        /* attn_paged: (n + 1) first gathered key of each sequence; tasks */
+    size_t gk_cap, gv_cap, s_cap, off_cap; /* floats (off: entries) */
+} cpu_pool;
+
+static void cpu_pool_destroy(kvr_kv_pool *base) {
+    cpu_pool *p = (cpu_pool *)base;
+    if (!p) return;
+    free(p->k), free(p->v), free(p->gk), free(p->gv), free(p->scores), free(p->off);
+    free(p);
+}
+
+static kvr_status cpu_pool_create(const kvr_weights *w, int64_t n_blocks, int32_t block_tokens,
+                                  kvr_kv_pool **out, kvr_error *err) {
+    const kvr_model_config *cfg = &w->m->cfg;
+    const size_t n = (size_t)cfg->n_layers * (size_t)n_blocks * (size_t)block_tokens *
+                     (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
+    cpu_pool *p = calloc(1, sizeof *p);
+    bool ok = p != NULL;
+    if (ok) p->k = kvr_ws_alloc(n, &ok);
+    if (ok) p->v = kvr_ws_alloc(n, &ok);
+    if (!ok) {
+        cpu_pool_destroy(p ? &p->base : NULL);
+        return kvr_error_set(err, KVR_ERR_NOMEM,
+                             "KV pool of %lld blocks of %d tokens: cannot allocate %.2f GiB",
+                             (long long)n_blocks, block_tokens,
+                             (double)n * 2 * sizeof(float) / (1 << 30));
+    }
+    memset(p->k, 0, n * sizeof(float));
+    memset(p->v, 0, n * sizeof(float));
+    *out = &p->base;
+    return KVR_OK;
+}
+
+static float *cpu_pool_k(cpu_pool *p, int32_t layer) {
+    const kvr_model_config *cfg = &p->base.m->cfg;
+    return p->k + (size_t)layer * (size_t)p->base.n_blocks * (size_t)p->base.block_tokens *
+                      (size_t)(cfg->n_kv_heads * cfg->head_dim);
+}
+static float *cpu_pool_v(cpu_pool *p, int32_t layer) {
+    const kvr_model_config *cfg = &p->base.m->cfg;
+    return p->v + (size_t)layer * (size_t)p->base.n_blocks * (size_t)p->base.block_tokens *
+                      (size_t)(cfg->n_kv_heads * cfg->head_dim);
+}
+
+/* grow *buf to at least n floats (contents dropped) */
+static bool cpu_grow(float **buf, size_t *cap, size_t n) {
+    if (n <= *cap) return true;
+    free(*buf);
+    bool ok = true;
+    *buf = kvr_ws_alloc(n, &ok);
+    *cap = ok ? n : 0;
+    return ok;
+}
+
+static kvr_status cpu_set_rows(kvr_workspace *base, const int64_t *pos, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const int64_t half = base->m->cfg.head_dim / 2;
+    for (int64_t r = 0; r < base->c; r++)
+        for (int64_t i = 0; i < half; i++) {
+            double th = (double)pos[r] * ws->inv_freq[i];
+            ws->rope_cos[r * half + i] = (float)cos(th);
+            ws->rope_sin[r * half + i] = (float)sin(th);
+        }
+    return KVR_OK;
+}
+
+static kvr_status cpu_kv_store(kvr_workspace *base, kvr_kv_pool *pb, int32_t layer,
+                               const int64_t *slots, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    cpu_pool *p = (cpu_pool *)pb;
+    const size_t kvd = (size_t)base->m->cfg.n_kv_heads * (size_t)base->m->cfg.head_dim;
+    const float *K = cpu_k(ws, layer), *V = cpu_v(ws, layer);
+    float *PK = cpu_pool_k(p, layer), *PV = cpu_pool_v(p, layer);
+    for (int64_t r = 0; r < base->c; r++) {
+        memcpy(PK + (size_t)slots[r] * kvd, K + (size_t)r * kvd, kvd * sizeof(float));
+        memcpy(PV + (size_t)slots[r] * kvd, V + (size_t)r * kvd, kvd * sizeof(float));
+    }
+    return KVR_OK;
+}
+
+/* Each sequence's keys are first gathered from its blocks into position order (one copy of
+ * what attention reads anyway), then attended exactly as cpu_attn does for a chunk of n_rows
+ * rows after an n_past prefix: the same query blocks, GEMMs and row softmax, so a sequence's
+ * rows get cpu_attn's arithmetic. Tasks (sequence, head, query block) share the team. */
+static kvr_status cpu_attn_paged(kvr_workspace *base, kvr_kv_pool *pb, int32_t layer,
+                                 const kvr_paged_seq *seqs, int32_t n, kvr_error *err) {
+    cpu_ws *ws = (cpu_ws *)base;
+    cpu_pool *p = (cpu_pool *)pb;
+    const kvr_model_config *cfg = &base->m->cfg;
+    const int64_t HS = cfg->head_dim, NH = cfg->n_heads, NKV = cfg->n_kv_heads;
+    const int64_t nqkv = (NH + 2 * NKV) * HS, kvd = NKV * HS, group = NH / NKV;
+    const int64_t bt = pb->block_tokens;
+    const int32_t nt = base->n_threads;
+    const float scale = 1.0f / sqrtf((float)HS);
+    int64_t total = 0, longest = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const int64_t nk = seqs[i].n_past + seqs[i].n_rows;
+        total += nk;
+        longest = KVR_MAX(longest, nk);
+    }
+    const size_t need_off = 2 * ((size_t)n + 1);
+    if (need_off > p->off_cap) {
+        int64_t *o = realloc(p->off, need_off * sizeof *o);
+        if (!o) return kvr_error_set(err, KVR_ERR_NOMEM, "paged attention: out of memory");
+        p->off = o, p->off_cap = need_off;
+    }
+    int64_t *off = p->off, *tasks = p->off + n + 1; /* first key; first task of each sequence */
+    off[0] = tasks[0] = 0;
+    for (int32_t i = 0; i < n; i++) {
+        off[i + 1] = off[i] + seqs[i].n_past + seqs[i].n_rows;
+        tasks[i + 1] = tasks[i] + NH * KVR_CEIL_DIV(seqs[i].n_rows, KVR_ATTN_QB);
+    }
+    if (!cpu_grow(&p->gk, &p->gk_cap, (size_t)total * (size_t)kvd) ||
+        !cpu_grow(&p->gv, &p->gv_cap, (size_t)total * (size_t)kvd) ||
+        !cpu_grow(&p->scores, &p->s_cap, (size_t)nt * KVR_ATTN_QB * (size_t)longest))
+        return kvr_error_set(err, KVR_ERR_NOMEM,
+                             "paged attention: cannot allocate the gather buffers for %lld keys",
+                             (long long)total);
+    const float *PK = cpu_pool_k(p, layer), *PV = cpu_pool_v(p, layer);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (int32_t i = 0; i < n; i++) {
+        const int64_t nk = seqs[i].n_past + seqs[i].n_rows;
+        for (int64_t b = 0; b * bt < nk; b++) {
+            const size_t rows = (size_t)KVR_MIN(bt, nk - b * bt);
+            const size_t src = (size_t)seqs[i].blocks[b] * (size_t)bt * (size_t)kvd;
+            const size_t dst = (size_t)(off[i] + b * bt) * (size_t)kvd;
+            memcpy(p->gk + dst, PK + src, rows * (size_t)kvd * sizeof(float));
+            memcpy(p->gv + dst, PV + src, rows * (size_t)kvd * sizeof(float));
+        }
+    }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (int64_t task = 0; task < tasks[n]; task++) {
+        int32_t i = 0; /* the sequence: the last whose first task is <= task */
+        for (int32_t lo = 0, hi = n - 1; lo <= hi;) {
+            const int32_t mid = (lo + hi) / 2;
+            if (tasks[mid] <= task) i = mid, lo = mid + 1;
+            else hi = mid - 1;
+        }
+        const kvr_paged_seq *sq = &seqs[i];
+        const int64_t t = task - tasks[i], h = t % NH, qb = t / NH, g = h / group;
+        const int64_t P = sq->n_past;
+        const int64_t r0 = qb * KVR_ATTN_QB, r1 = KVR_MIN(sq->n_rows, r0 + KVR_ATTN_QB);
+        const int64_t nr = r1 - r0, nk = P + r1;
+        const float *K = p->gk + off[i] * kvd, *V = p->gv + off[i] * kvd;
+        const float *Q = ws->qkv + (sq->row0 + r0) * nqkv + h * HS;
+        float *S = p->scores + (int64_t)omp_get_thread_num() * KVR_ATTN_QB * longest;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nk, (int)HS, scale, Q,
+                    (int)nqkv, K + g * HS, (int)kvd, 0.0f, S, (int)nk);
+        for (int64_t j = 0; j < nr; j++) cpu_softmax_row(S + j * nk, P + r0 + j + 1, nk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)HS, (int)nk, 1.0f, S,
+                    (int)nk, V + g * HS, (int)kvd, 0.0f,
+                    ws->att + (sq->row0 + r0) * NH * HS + h * HS, (int)(NH * HS));
+    }
+    return KVR_OK;
+}
+
+// ----------------------------------------------------------------------------
 // copies (host to host), events (host clock)
 
 static kvr_status cpu_kv_to_host(kvr_workspace *base, int32_t layer, int64_t r0, int64_t n,
@@ -626,4 +792,9 @@ const kvr_backend backend_cpu = {
     .event_record = cpu_event_record,
     .event_elapsed_us = cpu_event_elapsed_us,
     .sync = cpu_sync,
+    .pool_create = cpu_pool_create,
+    .pool_destroy = cpu_pool_destroy,
+    .set_rows = cpu_set_rows,
+    .kv_store = cpu_kv_store,
+    .attn_paged = cpu_attn_paged,
 };

@@ -6,6 +6,7 @@
 #ifndef KVR_BACKEND_INTERNAL_H
 #define KVR_BACKEND_INTERNAL_H
 #include "kvr_backend.h"
+#include "kvr_batch.h"
 
 struct kvr_backend {
     const char *name;
@@ -50,6 +51,24 @@ struct kvr_backend {
                                    kvr_error *err);
     kvr_status (*sync)(kvr_workspace *ws, kvr_error *err);
     void *(*stream)(kvr_workspace *ws); /* the ops' stream for transports; NULL entry: none */
+    /* the paged KV pool and its ops (kvr_batch.h); NULL: KVR_ERR_UNSUPPORTED. pool: a struct
+     * starting with kvr_kv_pool (the front end fills the common fields) */
+    kvr_status (*pool_create)(const kvr_weights *w, int64_t n_blocks, int32_t block_tokens,
+                              kvr_kv_pool **out, kvr_error *err);
+    void (*pool_destroy)(kvr_kv_pool *p);
+    /* RoPE angles of rows [0, ws->c) at positions pos (ws->pos0 is 0) */
+    kvr_status (*set_rows)(kvr_workspace *ws, const int64_t *pos, kvr_error *err);
+    kvr_status (*kv_store)(kvr_workspace *ws, kvr_kv_pool *p, int32_t layer, const int64_t *slots,
+                           kvr_error *err);
+    kvr_status (*attn_paged)(kvr_workspace *ws, kvr_kv_pool *p, int32_t layer,
+                             const kvr_paged_seq *seqs, int32_t n, kvr_error *err);
+};
+
+struct kvr_kv_pool {
+    const kvr_backend *be;
+    const kvr_model *m;
+    int64_t n_blocks;
+    int32_t block_tokens;
 };
 
 struct kvr_weights {
