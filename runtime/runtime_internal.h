@@ -4,6 +4,9 @@
 #ifndef KVR_RUNTIME_INTERNAL_H
 #define KVR_RUNTIME_INTERNAL_H
 #include "kvr_model.h"
+#ifdef __cplusplus
+extern "C" { /* the CUDA backend (C++) calls model_tensor_rows_f32 */
+#endif
 
 /* One stored tensor: its GGML type (quant_internal.h), shape and bytes inside the model's arena.
  * A matrix has rows = outputs and cols = inputs (the GGUF/HF layout: y = W x with W (out, in));
@@ -103,4 +106,7 @@ kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const
                                const size_t *lens, const char *const *fnames, kvr_model **out,
                                kvr_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
