@@ -43,6 +43,7 @@ void kvr_kv_pool_destroy(kvr_kv_pool *p) {
 
 int64_t kvr_kv_pool_blocks(const kvr_kv_pool *p) { return p->n_blocks; }
 int32_t kvr_kv_pool_block_tokens(const kvr_kv_pool *p) { return p->block_tokens; }
+const kvr_model_config *kvr_kv_pool_config(const kvr_kv_pool *p) { return &p->m->cfg; }
 
 // ----------------------------------------------------------------------------
 // seam ops

@@ -48,6 +48,7 @@ KVR_API kvr_status kvr_kv_pool_create(const kvr_weights *w, int64_t n_blocks, in
 KVR_API void kvr_kv_pool_destroy(kvr_kv_pool *p); /* NULL is a no-op */
 KVR_API int64_t kvr_kv_pool_blocks(const kvr_kv_pool *p);
 KVR_API int32_t kvr_kv_pool_block_tokens(const kvr_kv_pool *p);
+KVR_API const kvr_model_config *kvr_kv_pool_config(const kvr_kv_pool *p); /* its model's */
 
 // ----------------------------------------------------------------------------
 // the seam ops behind kvr_batch_run (a workspace of rows, not of one chunk)
