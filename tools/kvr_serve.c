@@ -1,4 +1,8 @@
-/* kvr_serve.c -- kvr-serve: serving under load. --simulate replays a request trace through the
+/* kvr_serve.c -- kvr-serve: serving under load. --trace FILE without --simulate replays the trace
+ * against the serving engine (kvr_engine.h) on a real model (the CPU backend): arrivals in real
+ * time, or with --no-sleep as soon as their time has passed on a virtual clock that follows the
+ * real iterations; with --db it is stored as a 'measured' serving run.
+ * --simulate replays a request trace through the
  * serving scheduler (vLLM V0 and chunked-prefill policies, a paged KV pool) on a virtual clock
  * priced by a cost model -- a JSON cost file or a profile run in the store -- and prints TTFT,
  * TPOT and queue-time percentiles, SLO attainment and throughput per policy, in well under a
@@ -12,6 +16,7 @@
  *       --pool-gb 40 --policy vllm,chunked --slo-ttft 2000 --slo-tpot 100
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error (bad option, bad trace or cost file).
  */
+#include "kvr_engine.h"
 #include "kvr_profiler.h"
 #include "kvr_serving.h"
 #include "tool_util.h"
@@ -19,6 +24,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct serve_opts {
     bool simulate, json;
@@ -32,6 +38,11 @@ typedef struct serve_opts {
     double pool_gb;
     kvr_serving_decode_costs decode;
     double slo_ttft_ms, slo_tpot_ms;
+    /* the real replay (without --simulate) */
+    const char *model;
+    int64_t threads, seed;
+    bool no_sleep, stop_eos;
+    kvr_sampler_params sampling;
 } serve_opts;
 
 #define usage_error(...) tool_usage_error("kvr-serve", __VA_ARGS__)
@@ -40,10 +51,13 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: kvr-serve --simulate --trace FILE (--costs FILE.json | --run ID) [--db PATH]\n"
             "                 (--pool-blocks N | --pool-tokens N | --pool-gb X) [options]\n"
+            "       kvr-serve --trace FILE [--model PATH|PRESET] [--no-sleep] [--db PATH]\n"
+            "                 (--pool-blocks N | --pool-tokens N | --pool-gb X) [options]\n"
             "Replay a request trace through the serving scheduler on a virtual clock priced by\n"
-            "a cost model; print TTFT, TPOT and queue-time percentiles, SLO attainment and\n"
+            "a cost model (--simulate), or against the serving engine on the real model (CPU\n"
+            "backend); print TTFT, TPOT and queue-time percentiles, SLO attainment and\n"
             "throughput per policy (docs/serving.md).\n"
-            "  -S, --simulate            simulate (the real engine replay is not built yet)\n"
+            "  -S, --simulate            simulate instead of running the model\n"
             "  -t, --trace FILE          the requests: kvr trace CSV (kvr-trace gen/import)\n"
             "  -c, --costs FILE          JSON cost model (schema: docs/search.md)\n"
             "  -d, --db PATH             the store: --run's profile (default ./kvr.db); given,\n"
@@ -54,7 +68,8 @@ static void usage(FILE *f) {
             "  -p, --policy LIST         vllm, chunked or both, comma-separated (default vllm)\n"
             "  -P, --pool-blocks N       the KV pool: N blocks of --block-tokens tokens\n"
             "      --pool-tokens N       the KV pool in tokens (rounded down to whole blocks)\n"
-            "      --pool-gb X           the KV pool in GB of K/V (the cost model's bytes/token)\n"
+            "      --pool-gb X           the KV pool in GB of K/V (the cost model's bytes/token;\n"
+            "                            real replay: this model's fp32 K/V)\n"
             "  -b, --block-tokens N      tokens per KV block (default 16)\n"
             "  -w, --watermark F         fraction of the pool admission keeps free (0.01)\n"
             "  -m, --max-seqs N          most requests running at once (256)\n"
@@ -70,11 +85,27 @@ static void usage(FILE *f) {
             "  -o, --records FILE        every request's times as CSV (one row per request and\n"
             "                            policy)\n"
             "  -j, --json                the summaries as JSON\n"
+            "real replay (without --simulate):\n"
+            "      --model PATH|PRESET   GGUF file, HF directory or preset (default: the\n"
+            "                            SmolLM2-135M GGUF, as kvr-run)\n"
+            "      --threads N           threads of the ops (default 1)\n"
+            "      --no-sleep            arrivals as soon as their time has passed on a virtual\n"
+            "                            clock that follows the real iterations (idle time\n"
+            "                            skipped); default: arrivals in real time\n"
+            "      --stop-eos            end a request at the model's end-of-generation tokens\n"
+            "                            (default: each produces the trace's output tokens)\n"
+            "      --seed N              prompts: seeded random token ids of the trace's lengths\n"
+            "                            (a request with prompt text: the text, tokenized);\n"
+            "                            sampling: request i draws with seed N + i (1234)\n"
+            "      --temp T, --top-p P   sampling (default greedy)\n"
             "  -h, --help                this text\n"
             "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n");
 }
 
-enum { OPT_POOL_TOKENS = 256, OPT_POOL_GB, OPT_SLO_TTFT, OPT_SLO_TPOT };
+enum {
+    OPT_POOL_TOKENS = 256, OPT_POOL_GB, OPT_SLO_TTFT, OPT_SLO_TPOT, OPT_MODEL, OPT_THREADS,
+    OPT_NO_SLEEP, OPT_STOP_EOS, OPT_SEED, OPT_TEMP, OPT_TOP_P
+};
 
 static int parse_num(const char *flag, const char *s, double lo, double *out) {
     char *end;
@@ -106,7 +137,13 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         {"slo-ttft", required_argument, 0, OPT_SLO_TTFT},
         {"slo-tpot", required_argument, 0, OPT_SLO_TPOT},
         {"records", required_argument, 0, 'o'},     {"json", no_argument, 0, 'j'},
+        {"model", required_argument, 0, OPT_MODEL}, {"threads", required_argument, 0, OPT_THREADS},
+        {"no-sleep", no_argument, 0, OPT_NO_SLEEP}, {"stop-eos", no_argument, 0, OPT_STOP_EOS},
+        {"seed", required_argument, 0, OPT_SEED},   {"temp", required_argument, 0, OPT_TEMP},
+        {"top-p", required_argument, 0, OPT_TOP_P},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+    bool replay_opt = false; /* an option of the real replay */
+    double num;
     const char *policy = "vllm";
     int ch, rc;
     int64_t v;
@@ -169,6 +206,28 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
                 break;
             case 'o': o->records = optarg; break;
             case 'j': o->json = true; break;
+            case OPT_MODEL:
+                if (!*optarg) return usage_error("%s", "--model: empty path");
+                o->model = optarg, replay_opt = true;
+                break;
+            case OPT_THREADS:
+                if ((rc = parse_int("--threads", optarg, 1, 1024, &o->threads))) return rc;
+                replay_opt = true;
+                break;
+            case OPT_NO_SLEEP: o->no_sleep = replay_opt = true; break;
+            case OPT_STOP_EOS: o->stop_eos = replay_opt = true; break;
+            case OPT_SEED:
+                if ((rc = parse_int("--seed", optarg, 0, INT64_MAX / 2, &o->seed))) return rc;
+                replay_opt = true;
+                break;
+            case OPT_TEMP:
+                if ((rc = parse_num("--temp", optarg, 0, &num))) return rc;
+                o->sampling.temperature = (float)num, replay_opt = true;
+                break;
+            case OPT_TOP_P:
+                if ((rc = parse_num("--top-p", optarg, 0, &num))) return rc;
+                o->sampling.top_p = (float)num, replay_opt = true;
+                break;
             case 'h': usage(stdout); return -1;
             case ':': return usage_error("%s needs a value", argv[optind - 1]);
             default:
@@ -177,13 +236,21 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         }
     }
     if (optind < argc) return usage_error("unexpected argument \"%s\"", argv[optind]);
-    if (!o->simulate)
-        return usage_error("%s", "only --simulate is built so far: replaying a trace against the "
-                                 "real engine (--trace without --simulate) and the HTTP server "
-                                 "(--http) come with the engine (docs/serving.md)");
     if (!o->trace) return usage_error("%s", "--trace FILE is required (kvr-trace gen or import)");
+    if (o->simulate && replay_opt)
+        return usage_error("%s", "--model, --threads, --no-sleep, --stop-eos, --seed, --temp and "
+                                 "--top-p apply to the real replay (without --simulate)");
+    if (!o->simulate && (o->costs || o->run_id || o->allow_incomplete ||
+                         o->decode.k_us + o->decode.per_seq_us + o->decode.per_ctx_token_us > 0))
+        return usage_error("%s", "--costs, --run, --allow-incomplete and --decode-costs price the "
+                                 "simulator: add --simulate, or drop them to replay the trace on "
+                                 "the real model");
+    if (!o->simulate) {
+        kvr_error e;
+        if (kvr_sampler_params_check(&o->sampling, &e) != KVR_OK) return usage_error("%s", e.msg);
+    }
     if (o->costs && o->run_id) return usage_error("%s", "--costs and --run are two cost sources: give one");
-    if (!o->costs && !o->run_id)
+    if (o->simulate && !o->costs && !o->run_id)
         return usage_error("%s", "a cost source is required: --costs FILE.json, or --run ID (a "
                                  "profile run in --db, default ./kvr.db)");
     if (o->run_id) {
@@ -218,9 +285,10 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
     free(list);
     if (o->n_policies == 0) return usage_error("--policy '%s': no policy named", policy);
     if (o->records) {
-        const kvr_path_role in[] = {{"--trace", o->trace}, {"--costs", o->costs}, {"--db", o->db}};
+        const kvr_path_role in[] = {{"--trace", o->trace}, {"--costs", o->costs}, {"--db", o->db},
+                                    {"--model", o->model}};
         kvr_error e;
-        if (kvr_output_check("--records", o->records, in, 3, &e) != KVR_OK)
+        if (kvr_output_check("--records", o->records, in, 4, &e) != KVR_OK)
             return usage_error("%s", e.msg);
     }
     return 0;
@@ -272,7 +340,9 @@ typedef struct store_ctx {
     const kvr_trace *tr;
     const char *trace_path;
     char trace_hash[40];
-    const kvr_search_costs *m;
+    const kvr_search_costs *m;   /* simulated runs: the costs; NULL: a measured run */
+    int64_t model_id, device_id; /* measured runs */
+    const char *note;            /* measured runs */
     kvr_db_serving_request *req; /* [n], reused per policy */
     double occ_t[OCC_BINS], occ_mean[OCC_BINS];
     int64_t occ_max[OCC_BINS];
@@ -286,7 +356,7 @@ static kvr_status store_run(store_ctx *c, const serve_opts *o, const kvr_serving
     const int64_t n = c->tr->n_requests;
     kvr_db_serving_run r;
     memset(&r, 0, sizeof r);
-    snprintf(r.kind, sizeof r.kind, "simulated");
+    snprintf(r.kind, sizeof r.kind, "%s", c->m ? "simulated" : "measured");
     snprintf(r.trace, sizeof r.trace, "%s", c->trace_path);
     snprintf(r.trace_hash, sizeof r.trace_hash, "%s", c->trace_hash);
     r.n_requests = n;
@@ -303,8 +373,13 @@ static kvr_status store_run(store_ctx *c, const serve_opts *o, const kvr_serving
     r.max_batched_tokens = sp->max_batched_tokens;
     r.max_model_len = sp->max_model_len;
     kvr_sched_destroy(sc);
-    snprintf(r.cost_source, sizeof r.cost_source, "%s", kvr_search_costs_source(c->m));
-    snprintf(r.cost_kind, sizeof r.cost_kind, "%s", kvr_search_costs_kind(c->m));
+    if (c->m) {
+        snprintf(r.cost_source, sizeof r.cost_source, "%s", kvr_search_costs_source(c->m));
+        snprintf(r.cost_kind, sizeof r.cost_kind, "%s", kvr_search_costs_kind(c->m));
+    } else {
+        r.model_id = c->model_id, r.device_id = c->device_id;
+        snprintf(r.backend, sizeof r.backend, "cpu");
+    }
     r.decode_k_us = p->decode.k_us;
     r.decode_per_seq_us = p->decode.per_seq_us;
     r.decode_per_ctx_token_us = p->decode.per_ctx_token_us;
@@ -326,8 +401,11 @@ static kvr_status store_run(store_ctx *c, const serve_opts *o, const kvr_serving
     r.mean_blocks = st->mean_blocks;
     r.busy_s = st->busy_s;
     r.wall_s = sim_ms * 1e-3;
-    snprintf(r.note, sizeof r.note, "kvr-serve --simulate%s", st->decode_from_ops ? ", decode "
-             "costs from the prefill ops" : "");
+    if (c->m)
+        snprintf(r.note, sizeof r.note, "kvr-serve --simulate%s", st->decode_from_ops ? ", decode "
+                 "costs from the prefill ops" : "");
+    else
+        snprintf(r.note, sizeof r.note, "%s", c->note ? c->note : "kvr-serve");
     for (int64_t i = 0; i < n; i++) {
         const kvr_serving_record *x = &rec[i];
         c->req[i] = (kvr_db_serving_request){0,
@@ -364,10 +442,273 @@ static void records_csv(kvr_text *t, const char *pol, const kvr_serving_record *
                          r[i].preemptions);
 }
 
+// ----------------------------------------------------------------------------
+// the real replay: the trace against the serving engine on the model
+
+/* request i's prompt: the trace's text tokenized (with a tokenizer), else prompt_tokens seeded
+ * random ids; *ids malloc'd */
+static kvr_status replay_prompt(const kvr_trace_request *q, int64_t i, uint64_t seed,
+                                const kvr_tokenizer *tok, int32_t V, int32_t **ids, int64_t *n,
+                                kvr_error *e) {
+    if (q->prompt && tok)
+        return kvr_tokenizer_encode(tok, q->prompt, strlen(q->prompt), false, false, ids, n, e);
+    *ids = malloc((size_t)q->prompt_tokens * sizeof **ids);
+    if (!*ids) return kvr_error_set(e, KVR_ERR_NOMEM, "out of memory for a prompt");
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + (uint64_t)i * 0xbf58476d1ce4e5b9ull + 1;
+    for (int64_t k = 0; k < q->prompt_tokens; k++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        (*ids)[k] = (int32_t)((x >> 33) % (uint64_t)V);
+    }
+    *n = q->prompt_tokens;
+    return KVR_OK;
+}
+
+static void sleep_s(double s) {
+    if (!(s > 0)) return;
+    if (s > 1) s = 1; /* wake up now and then; the caller loops */
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* One policy's replay into rec (one record per trace request). */
+static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const kvr_weights *w,
+                                kvr_kv_pool *pool, const kvr_tokenizer *tok,
+                                kvr_serving_policy pol, kvr_serving_record *rec,
+                                kvr_serving_sim_stats *stats, kvr_sched_params *used,
+                                kvr_error *e) {
+    const kvr_model_config *cfg = kvr_kv_pool_config(pool);
+    kvr_engine_params ep = kvr_engine_params_default();
+    ep.sched = o->sp;
+    ep.sched.policy = pol;
+    ep.n_threads = (int32_t)o->threads;
+    ep.clock = o->no_sleep ? KVR_ENGINE_CLOCK_VIRTUAL : KVR_ENGINE_CLOCK_REAL;
+    int32_t eog[16];
+    const int32_t n_eog = o->stop_eos && tok ? kvr_tokenizer_eog(tok, eog, 16) : 0;
+    kvr_engine *eng = NULL;
+    KVR_TRY(kvr_engine_create(w, pool, &ep, &eng, e));
+    *used = *kvr_engine_sched_params(eng);
+    const int64_t n = tr->n_requests;
+    int32_t *eid = malloc((size_t)(n ? n : 1) * sizeof *eid);
+    kvr_status st = eid ? KVR_OK : kvr_error_set(e, KVR_ERR_NOMEM, "out of memory");
+    int64_t next = 0;
+    while (st == KVR_OK && (next < n || kvr_engine_n_unfinished(eng) > 0)) {
+        for (; st == KVR_OK && next < n && tr->requests[next].arrival_s <= kvr_engine_now(eng);
+             next++) {
+            const kvr_trace_request *q = &tr->requests[next];
+            int32_t *ids = NULL;
+            int64_t n_ids = 0;
+            st = replay_prompt(q, next, (uint64_t)o->seed, tok, cfg->vocab_size, &ids, &n_ids, e);
+            if (st != KVR_OK) break;
+            kvr_engine_request rq = kvr_engine_request_default();
+            rq.prompt = ids, rq.n_prompt = n_ids, rq.max_tokens = q->output_tokens;
+            rq.sampling = o->sampling;
+            rq.sampling.seed = (uint64_t)o->seed + (uint64_t)next;
+            rq.stop_ids = eog, rq.n_stop = n_eog;
+            kvr_error re;
+            eid[next] = -1;
+            const kvr_status sub = n_ids > 0 ? kvr_engine_submit(eng, &rq, q->arrival_s,
+                                                                 &eid[next], &re)
+                                             : KVR_ERR_INVALID_ARG;
+            free(ids);
+            if (sub == KVR_ERR_INVALID_ARG) /* the scheduler refuses it: it can never run */
+                rec[next] = (kvr_serving_record){q->arrival_s, -1, -1, -1, n_ids, 0, 0, 0, true};
+            else if (sub != KVR_OK)
+                st = kvr_error_set(e, sub, "request %lld: %s", (long long)next, re.msg);
+        }
+        bool ran = false;
+        if (st == KVR_OK) st = kvr_engine_step(eng, &ran, e);
+        if (st != KVR_OK || ran) continue;
+        if (next < n) {
+            const double wait = tr->requests[next].arrival_s - kvr_engine_now(eng);
+            if (o->no_sleep) kvr_engine_advance_to(eng, tr->requests[next].arrival_s);
+            else sleep_s(wait);
+        } else if (kvr_engine_n_unfinished(eng) > 0)
+            st = kvr_error_set(e, KVR_ERR_INVALID_ARG, "the engine stalled with %d requests "
+                               "unfinished", kvr_engine_n_unfinished(eng));
+    }
+    double end = 0;
+    for (int64_t i = 0; st == KVR_OK && i < n; i++)
+        if (eid[i] >= 0) {
+            rec[i] = *kvr_engine_record(eng, eid[i]);
+            end = KVR_MAX(end, rec[i].finish_s);
+        }
+    const kvr_engine_stats es = kvr_engine_get_stats(eng);
+    *stats = (kvr_serving_sim_stats){es.iterations, es.busy_s, end, es.peak_blocks,
+                                     es.mean_blocks, false};
+    free(eid);
+    kvr_engine_destroy(eng);
+    return st;
+}
+
+static int replay_main(serve_opts *o, const kvr_trace *tr, kvr_db *db) {
+    kvr_error e;
+    int rc = 1;
+    char defpath[1024];
+    kvr_model *model = NULL;
+    kvr_weights *w = NULL;
+    kvr_kv_pool *pool = NULL;
+    kvr_serving_record *rec = NULL;
+    store_ctx *sc = NULL;
+    kvr_text out = {0}, csv = {0}, stored = {0};
+    char note[256];
+    if (!o->model) {
+        if (kvr_model_default_path(defpath, sizeof defpath, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-serve: --model not given and %s\n", e.msg);
+            return 1;
+        }
+        o->model = defpath;
+    }
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    lp.seed = (uint64_t)o->seed;
+    const kvr_backend *be = NULL;
+    if (kvr_model_load(o->model, &lp, &model, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-serve: --model %s: %s\n", o->model, e.msg);
+        goto done;
+    }
+    const kvr_model_config *cfg = kvr_model_get_config(model);
+    const int64_t bb = kvr_kv_block_bytes(cfg, o->sp.block_tokens);
+    if (o->pool_tokens) o->sp.pool_blocks = o->pool_tokens / o->sp.block_tokens;
+    if (o->pool_gb > 0) o->sp.pool_blocks = (int64_t)(o->pool_gb * 1e9 / (double)bb);
+    if (o->sp.pool_blocks < 1 || o->sp.pool_blocks > INT32_MAX / o->sp.block_tokens) {
+        fprintf(stderr, "kvr-serve: the KV pool holds %lld blocks of %d tokens (need 1 to %d "
+                        "tokens)\n(see kvr-serve --help)\n",
+                (long long)o->sp.pool_blocks, o->sp.block_tokens, INT32_MAX);
+        rc = 2;
+        goto done;
+    }
+    if (kvr_backend_get("cpu", &be, &e) != KVR_OK || kvr_weights_upload(be, model, &w, &e) != KVR_OK ||
+        kvr_kv_pool_create(w, o->sp.pool_blocks, o->sp.block_tokens, &pool, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-serve: %s\n", e.msg);
+        goto done;
+    }
+    const kvr_tokenizer *tok = kvr_model_get_tokenizer(model);
+    const int64_t n = tr->n_requests;
+    rec = malloc((size_t)(n ? n : 1) * sizeof *rec);
+    if (!rec) {
+        fprintf(stderr, "kvr-serve: out of memory for %lld records\n", (long long)n);
+        goto done;
+    }
+    int64_t n_text = 0;
+    for (int64_t i = 0; i < n; i++) n_text += tr->requests[i].prompt != NULL;
+    snprintf(note, sizeof note, "kvr-serve --trace: %s, %lld threads, arrivals %s, prompts %s, "
+             "%s", o->model, (long long)o->threads, o->no_sleep ? "on a virtual clock (--no-sleep)"
+             : "in real time", n_text && tok ? "tokenized text or seeded ids" : "seeded ids",
+             o->stop_eos ? "stop at EOS" : "EOS ignored");
+    if (o->store) {
+        sc = calloc(1, sizeof *sc);
+        if (sc) sc->req = malloc((size_t)(n ? n : 1) * sizeof *sc->req);
+        if (!sc || !sc->req) {
+            fprintf(stderr, "kvr-serve: out of memory for %lld records\n", (long long)n);
+            goto done;
+        }
+        sc->db = db, sc->path = o->db, sc->tr = tr, sc->trace_path = o->trace, sc->note = note;
+        kvr_trace_content_hash(tr, sc->trace_hash, sizeof sc->trace_hash);
+        kvr_db_model mrec;
+        kvr_db_device dev;
+        kvr_profile_device(&dev, be);
+        if (kvr_profile_model_record(model, o->model, (uint64_t)o->seed, 0, &mrec, &e) != KVR_OK ||
+            kvr_db_model_put(db, &mrec, &sc->model_id, &e) != KVR_OK ||
+            kvr_db_device_put(db, &dev, &sc->device_id, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-serve: --db %s: %s\n", o->db, e.msg);
+            goto done;
+        }
+    }
+    const double dur = n ? tr->requests[n - 1].arrival_s : 0;
+    const double kv_gb = (double)bb * (double)o->sp.pool_blocks * 1e-9;
+    if (!o->json) {
+        printf("# kvr-serve: %s, %lld requests over %.1f s, replayed on %s (cpu, %lld threads); "
+               "arrivals %s\n",
+               o->trace, (long long)n, dur, o->model, (long long)o->threads,
+               o->no_sleep ? "as soon as due on a virtual clock that follows the real iterations "
+                             "(--no-sleep)"
+                           : "in real time");
+        printf("# pool %lld blocks x %d tokens (%lld tokens, %.3f GB of fp32 K/V), watermark %g, "
+               "max_seqs %d\n",
+               (long long)o->sp.pool_blocks, o->sp.block_tokens,
+               (long long)(o->sp.pool_blocks * o->sp.block_tokens), kv_gb, o->sp.watermark,
+               o->sp.max_seqs);
+        printf("# prompts: %s (seed %lld); outputs: the trace's lengths, %s; sampling %s\n",
+               n_text && tok ? "the trace's text tokenized, else seeded random ids"
+                             : "seeded random ids of the trace's lengths",
+               (long long)o->seed, o->stop_eos ? "ending early at EOS" : "EOS ignored",
+               kvr_sampler_params_greedy(&o->sampling) ? "greedy" : "seeded");
+        printf("# SLO: TTFT <= %g ms, TPOT <= %g ms (0: not checked)\n", o->slo_ttft_ms, o->slo_tpot_ms);
+        printf("%-8s %8s %7s %7s %9s %9s %9s %8s %8s %9s %9s %6s %9s %6s %7s\n", "policy",
+               "finished", "refused", "preempt", "ttft_p50", "ttft_p90", "ttft_p99", "tpot_p50",
+               "tpot_p90", "queue_p50", "queue_p90", "slo", "tok/s", "peak", "wall_s");
+        printf("%-8s %8s %7s %7s %9s %9s %9s %8s %8s %9s %9s %6s %9s %6s %7s\n", "", "", "", "",
+               "(ms)", "(ms)", "(ms)", "(ms)", "(ms)", "(ms)", "(ms)", "", "", "blocks", "");
+    } else
+        kvr_text_printf(&out, "{\n  \"schema\": \"kvr-serve-replay/1\",\n  \"requests\": %lld,\n"
+                               "  \"model\": \"%s\", \"no_sleep\": %s,\n"
+                               "  \"pool_blocks\": %lld, \"block_tokens\": %d,\n  \"policies\": [\n",
+                         (long long)n, o->model, o->no_sleep ? "true" : "false",
+                         (long long)o->sp.pool_blocks, o->sp.block_tokens);
+    if (o->records)
+        kvr_text_printf(&csv, "policy,request,arrival_s,prompt_tokens,output_tokens,refused,"
+                               "admitted_s,first_token_s,finish_s,max_blocks,preemptions\n");
+    for (int i = 0; i < o->n_policies; i++) {
+        kvr_serving_sim_stats st;
+        kvr_serving_summary s;
+        kvr_serving_sim_params p = {o->sp, NULL, {0, 0, 0}, NULL};
+        const double t0 = kvr_time_us();
+        if (replay_policy(o, tr, w, pool, tok, o->policies[i], rec, &st, &p.sched, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-serve: %s\n", e.msg);
+            goto done;
+        }
+        const double wall_ms = (kvr_time_us() - t0) * 1e-3;
+        if (kvr_serving_summarize(rec, n, o->slo_ttft_ms * 1e-3, o->slo_tpot_ms * 1e-3, &s, &e)) {
+            fprintf(stderr, "kvr-serve: %s\n", e.msg);
+            goto done;
+        }
+        const char *pol = kvr_serving_policy_name(o->policies[i]);
+        int64_t run_id = 0;
+        if (sc) {
+            if (store_run(sc, o, &p, rec, &s, &st, wall_ms, &run_id, &e) != KVR_OK) {
+                fprintf(stderr, "kvr-serve: --db %s: %s\n", o->db, e.msg);
+                goto done;
+            }
+            kvr_text_printf(&stored, "# stored as serving run %lld (measured, %s, %lld requests) "
+                                     "in %s\n",
+                            (long long)run_id, pol, (long long)n, o->db);
+        }
+        if (o->json) json_summary(&out, pol, &s, &st, wall_ms, run_id, i == o->n_policies - 1);
+        else print_summary_text(pol, &s, &st, wall_ms * 1e-3);
+        if (o->records) records_csv(&csv, pol, rec, n);
+        fflush(stdout);
+    }
+    if (out.nomem || csv.nomem || stored.nomem) {
+        fprintf(stderr, "kvr-serve: out of memory\n");
+        goto done;
+    }
+    if (o->json) {
+        kvr_text_printf(&out, "  ]\n}\n");
+        fputs(out.s ? out.s : "", stdout);
+    } else if (stored.s)
+        fputs(stored.s, stdout);
+    rc = 0;
+    if (o->records && kvr_write_file_atomic(o->records, csv.s, csv.len, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-serve: --records %s: %s\n", o->records, e.msg);
+        rc = 1;
+    }
+done:
+    kvr_text_free(&out), kvr_text_free(&csv), kvr_text_free(&stored);
+    if (sc) free(sc->req);
+    free(sc);
+    free(rec);
+    kvr_kv_pool_destroy(pool);
+    kvr_weights_free(w);
+    kvr_model_destroy(model);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     serve_opts o;
     memset(&o, 0, sizeof o);
     o.sp = kvr_sched_params_default();
+    o.sampling = kvr_sampler_params_default();
+    o.seed = 1234;
+    o.threads = 1;
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
     kvr_error e;
@@ -390,6 +731,10 @@ int main(int argc, char **argv) {
             rc = 1;
             goto done;
         }
+    }
+    if (!o.simulate) {
+        rc = replay_main(&o, tr, db);
+        goto done;
     }
     if (o.run_id) {
         kvr_profile_costs_params cp = kvr_profile_costs_params_default();

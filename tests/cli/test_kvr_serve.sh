@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# tests/cli/test_kvr_serve.sh BINDIR SRCDIR -- kvr-serve --simulate as a user meets it: usage
+# tests/cli/test_kvr_serve.sh BINDIR SRCDIR -- kvr-serve as a user meets it: usage
 # errors (exit 2: what is not built yet, missing or conflicting sources, the pool, policies,
 # decode costs), a bad trace (file:line, exit 2), the text table and strict JSON for both
 # policies (every request finished or refused), the per-request CSV, a request that can never
 # run refused and counted, a pool given in GB, and the engine's time pricing visible in the
 # records (a request alone on an idle engine: admitted at its arrival); --db stores every
 # policy's run with its requests, kvr-db serving lists them and prints a run's requests as the
-# --records CSV has them.
+# --records CSV has them; the real replay (--trace without --simulate) on the tiny preset with
+# --no-sleep prints the same table with every request finished, and with --db stores a
+# 'measured' run with its requests.
 set -u
 . "$(dirname "$0")/lib.sh"
 S="$1/kvr-serve"
@@ -16,7 +18,9 @@ A100="$2/docs/examples/llama7b_a100.json"
 SIM=(--simulate --trace "$tmp/t.csv" --costs "$A100")
 
 check help 0 "usage: kvr-serve --simulate --trace FILE" -- "$S" --help
-check not_built 2 "only --simulate is built so far" -- "$S" --trace "$tmp/t.csv" --costs "$A100" --pool-blocks 100
+check replay_costs 2 "price the simulator: add --simulate" -- "$S" --trace "$tmp/t.csv" --costs "$A100" --pool-blocks 100
+check sim_model 2 "apply to the real replay" -- "$S" --simulate --trace "$tmp/t.csv" --costs "$A100" --pool-blocks 100 --model tiny
+check replay_bad_temp 2 "--temp" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 100 --temp -1
 check no_trace 2 "--trace FILE is required" -- "$S" --simulate --costs "$A100" --pool-blocks 100
 check no_costs 2 "a cost source is required" -- "$S" --simulate --trace "$tmp/t.csv" --pool-blocks 100
 check two_costs 2 "--costs and --run are two cost sources" -- "$S" "${SIM[@]}" --run 1 --pool-blocks 100
@@ -94,3 +98,19 @@ chmod a-w "$tmp/s.db"; [ -w "$tmp/s.db" ] || \
   check store_readonly 1 "--db .*s.db: .*not writable" -- "$S" "${SIM[@]}" --pool-gb 8 --db "$tmp/s.db"
 chmod u+w "$tmp/s.db"
 summary "kvr-serve cli"
+
+# the real replay on the tiny preset: every request finished, a measured run stored
+"$T" gen --rate 1000 --count 10 --prompt-tokens uniform:4,40 --output-tokens uniform:1,8 -o "$tmp/small.csv" >/dev/null
+check replay 0 "^vllm +10 +0 +0 " -- "$S" --trace "$tmp/small.csv" --model tiny --no-sleep --pool-blocks 32 --db "$tmp/m.db" --records "$tmp/mrec.csv"
+check replay_db 0 "^ +1 .* measured +vllm +10 +[0-9.]+ +10 +0 " -- "$D" --db "$tmp/m.db" serving
+check replay_records 0 "ok" -- python3 -c "
+import csv
+rows = list(csv.DictReader(open('$tmp/mrec.csv')))
+want = list(csv.DictReader(l for l in open('$tmp/small.csv') if not l.startswith('#')))
+assert len(rows) == len(want) == 10
+for r, w in zip(rows, want):
+    assert r['refused'] == '0' and r['output_tokens'] == w['output_tokens'], (r, w)
+    assert r['prompt_tokens'] == w['prompt_tokens']
+    assert float(r['arrival_s']) <= float(r['admitted_s']) < float(r['first_token_s']) <= float(r['finish_s'])
+print('ok')"
+check replay_preempt 0 "^chunked +10 +0 +[1-9]" -- "$S" --trace "$tmp/small.csv" --model tiny --no-sleep --pool-blocks 7 --block-tokens 8 --policy chunked --max-batched-tokens 16
