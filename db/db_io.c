@@ -529,9 +529,10 @@ static kvr_status db_csv_meta(db_csv_ctx *x, kvr_db_csv *c, const char *line, si
     return db_csv_fail(x, "unknown provenance key '%s' (see docs/db.md)", key);
 }
 
-/* Statistics columns shared by both kinds. */
+/* Statistics columns shared by both kinds (allow_negative: overhead rows hold signed excesses;
+ * stddev stays >= 0). */
 static kvr_status db_csv_row_stats(db_csv_ctx *x, char (*f)[DB_CSV_MAX_FIELD], const int *col,
-                                   kvr_timing_stats *t) {
+                                   bool allow_negative, kvr_timing_stats *t) {
     int64_t iv = 0;
     t->n_warmup = 0;
     t->n_iters = 1;
@@ -549,7 +550,8 @@ static kvr_status db_csv_row_stats(db_csv_ctx *x, char (*f)[DB_CSV_MAX_FIELD], c
         const int ci = col[DB_COL_MIN + i];
         *dst[i] = NAN;
         if (ci >= 0 && f[ci][0])
-            KVR_TRY(db_csv_f64(x, db_col_names[DB_COL_MIN + i], f[ci], 0, 1e15, dst[i]));
+            KVR_TRY(db_csv_f64(x, db_col_names[DB_COL_MIN + i], f[ci],
+                               allow_negative && i != 5 ? -1e15 : 0, 1e15, dst[i]));
     }
     if (!isfinite(t->median_us)) return db_csv_fail(x, "median_us is empty");
     /* order: min <= p10 <= median <= p90 <= max, mean within [min, max] */
@@ -626,9 +628,16 @@ static kvr_status db_csv_parse_row(db_csv_ctx *x, kvr_db_csv *c, char (*f)[DB_CS
         kvr_db_layer_sample *s = &c->layers[c->n_layers];
         memset(s, 0, sizeof *s);
         const char *op = FIELD(DB_COL_OP);
-        kvr_op k;
-        if (kvr_op_parse(op, &k, NULL) != KVR_OK || k >= KVR_OP_LAYER_COUNT)
-            return db_csv_fail(x, "op '%.40s' is not one of embed, pre, attn, post, head", op);
+        kvr_op k = KVR_OP_COUNT;
+        kvr_mode md;
+        /* ovh_<schedule>: a profile's fixed-overhead rows (c = layers, prefix = ranks; signed
+         * excess times, docs/profiler.md) */
+        const bool ovh = !strncmp(op, "ovh_", 4) && kvr_mode_parse(op + 4, &md, NULL) == KVR_OK;
+        if (!ovh && (kvr_op_parse(op, &k, NULL) != KVR_OK || k >= KVR_OP_LAYER_COUNT))
+            return db_csv_fail(x,
+                               "op '%.40s' is not one of embed, pre, attn, post, head, "
+                               "ovh_single, ovh_kvr, ovh_tsp, ovh_ring",
+                               op);
         db_copy(s->op, sizeof s->op, op);
         const char *cv = FIELD(DB_COL_C);
         if (!*cv && k == KVR_OP_HEAD) {
@@ -642,7 +651,7 @@ static kvr_status db_csv_parse_row(db_csv_ctx *x, kvr_db_csv *c, char (*f)[DB_CS
             KVR_TRY(db_csv_i64(x, "prefix", FIELD(DB_COL_PREFIX), 0, (int64_t)1 << 40, &iv));
             s->prefix = iv;
         }
-        KVR_TRY(db_csv_row_stats(x, f, col, &s->stats));
+        KVR_TRY(db_csv_row_stats(x, f, col, ovh, &s->stats));
         (*lines_l)[c->n_layers] = x->line;
         c->n_layers++;
         return KVR_OK;
@@ -689,7 +698,7 @@ static kvr_status db_csv_parse_row(db_csv_ctx *x, kvr_db_csv *c, char (*f)[DB_CS
                                s->n_ranks);
         KVR_TRY(db_csv_i64(x, "size_bytes", FIELD(DB_COL_SIZE), 0, (int64_t)1 << 50, &iv));
         s->size_bytes = iv;
-        KVR_TRY(db_csv_row_stats(x, f, col, &s->stats));
+        KVR_TRY(db_csv_row_stats(x, f, col, false, &s->stats));
         s->busbw_factor = collective ? (double)(s->n_ranks - 1) / s->n_ranks : 1.0;
         if (*FIELD(DB_COL_FACTOR))
             KVR_TRY(db_csv_f64(x, "busbw_factor", FIELD(DB_COL_FACTOR), 0, 1e6, &s->busbw_factor));

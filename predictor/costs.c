@@ -157,6 +157,30 @@ kvr_status kvr_predict_costs_set_fit(kvr_predict_costs *c, const kvr_predict_fit
     return KVR_OK;
 }
 
+kvr_status kvr_predict_costs_set_overhead(kvr_predict_costs *c, kvr_mode mode, double run_us,
+                                          double layer_us, kvr_error *err) {
+    if (!c) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
+    if ((int)mode < 0 || mode >= KVR_MODE_COUNT)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: unknown schedule %d", (int)mode);
+    if (!isfinite(run_us) || run_us < 0 || !isfinite(layer_us) || layer_us < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "costs: overheads.%s: run_us and layer_us must be finite and >= 0 "
+                             "(got %g, %g)",
+                             kvr_mode_name(mode), run_us, layer_us);
+    c->ovh[mode] = (kvr_search_overhead){run_us, layer_us};
+    c->has_ovh = true;
+    return KVR_OK;
+}
+
+kvr_search_overhead kvr_predict_costs_overhead(const kvr_predict_costs *c, kvr_mode mode) {
+    if (!c || (int)mode < 0 || mode >= KVR_MODE_COUNT) return (kvr_search_overhead){0, 0};
+    return c->ovh[mode];
+}
+
+bool kvr_predict_costs_has_overheads(const kvr_predict_costs *c) {
+    return c && c->has_ovh;
+}
+
 kvr_status kvr_predict_costs_set_link_fit(kvr_predict_costs *c, int src, int dst,
                                           const kvr_predict_fit *f, kvr_error *err) {
     if (!c || !f) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
@@ -350,6 +374,7 @@ static cJSON *costs_search_doc(const kvr_predict_costs *c, bool ideal_links, dou
             cJSON_AddItemToArray(ls, costs_link_obj(&l, true));
         }
     }
+    if (c->has_ovh) cJSON_AddItemToObject(o, "overheads", predict_overheads_json(c));
     return o;
 }
 
@@ -429,6 +454,14 @@ kvr_status kvr_predict_costs_to_search(const kvr_predict_costs *c, bool ideal_li
                 kvr_search_costs_destroy(m);
                 return kvr_error_prefix(err, "costs: fitted links");
             }
+        }
+    }
+    for (int md = 0; !linear && c->has_ovh && md < KVR_MODE_COUNT; md++) {
+        s = kvr_search_costs_set_overhead(m, (kvr_mode)md, c->ovh[md].run_us,
+                                          c->ovh[md].layer_us, "fitted costs", err);
+        if (s != KVR_OK) {
+            kvr_search_costs_destroy(m);
+            return s;
         }
     }
     if (!links_plain) {

@@ -125,6 +125,42 @@ static double heldout_band(const kvr_predict_sample *rows, int n, const kvr_pred
     return isnan(worst) ? worst_row : worst;
 }
 
+/* Fits each schedule's overheads from the ovh_* layer samples (kvr_search_overhead_fit) into c;
+ * r->overheads_clamped says when a term was clamped at 0. */
+static kvr_status predict_run_overheads(const kvr_db_layer_sample *ls, int64_t nl, int64_t run_id,
+                                        kvr_predict_costs *c, kvr_predict_run_fit *r,
+                                        kvr_error *err) {
+    int *L = malloc((size_t)(nl ? nl : 1) * sizeof *L);
+    double *y = malloc((size_t)(nl ? nl : 1) * sizeof *y);
+    kvr_status s = L && y ? KVR_OK : kvr_error_set(err, KVR_ERR_NOMEM, "fit: out of memory");
+    for (int md = 0; s == KVR_OK && md < KVR_MODE_COUNT; md++) {
+        int n = 0;
+        for (int64_t i = 0; i < nl; i++) {
+            kvr_mode m;
+            if (!kvr_search_overhead_op_parse(ls[i].op, &m) || m != (kvr_mode)md) continue;
+            if (ls[i].c < 1 || ls[i].c > INT32_MAX || !isfinite(ls[i].stats.median_us)) {
+                s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                  "run %lld: %s sample with %lld layers and a median of %g us",
+                                  (long long)run_id, ls[i].op, (long long)ls[i].c,
+                                  ls[i].stats.median_us);
+                break;
+            }
+            L[n] = (int)ls[i].c;
+            y[n++] = ls[i].stats.median_us;
+        }
+        if (s != KVR_OK || n == 0) continue;
+        kvr_search_overhead o;
+        bool clamped = false;
+        s = kvr_search_overhead_fit(L, y, n, &o, &clamped, err);
+        if (s == KVR_OK) s = kvr_predict_costs_set_overhead(c, (kvr_mode)md, o.run_us, o.layer_us, err);
+        if (clamped) r->overheads_clamped |= 1u << md;
+        r->n_overhead_samples += n;
+    }
+    free(L);
+    free(y);
+    return s;
+}
+
 kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
                                const kvr_predict_fit_options *opt, kvr_predict_run_fit *out,
                                kvr_error *err) {
@@ -296,6 +332,11 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
         s = kvr_predict_costs_set_fit(c, &h, err);
         if (s != KVR_OK) goto done;
     }
+
+    /* fixed overheads per schedule from the run's overhead samples (kvr-profile's overheads
+     * step: the median excess of measured over per-op-predicted TTFT at each layer count) */
+    s = predict_run_overheads(ls, nl, run_id, c, &r, err);
+    if (s != KVR_OK) goto done;
 
     /* the error band: held-out error of the per-layer time prompts are made of */
     r.band_min_c = BAND_MIN_C;

@@ -377,6 +377,19 @@ kvr_status kvr_predict_fit_from_json(const char *text, size_t len, kvr_predict_f
 // ----------------------------------------------------------------------------
 // cost models
 
+/* {"single": {"run_us", "layer_us"}, "kvr": ..., "tsp": ..., "ring": ...}: the search cost
+ * file's "overheads" (docs/search.md), also in kvr-predict-costs/1. */
+cJSON *predict_overheads_json(const kvr_predict_costs *c) {
+    cJSON *ov = cJSON_CreateObject();
+    for (int md = 0; ov && md < KVR_MODE_COUNT; md++) {
+        cJSON *one = cJSON_AddObjectToObject(ov, kvr_mode_name((kvr_mode)md));
+        if (!one) continue;
+        predict_json_add_num(one, "run_us", c->ovh[md].run_us);
+        predict_json_add_num(one, "layer_us", c->ovh[md].layer_us);
+    }
+    return ov;
+}
+
 kvr_status kvr_predict_costs_to_json(const kvr_predict_costs *c, char **out, kvr_error *err) {
     if (!c || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs JSON: NULL argument");
     cJSON *o = cJSON_CreateObject();
@@ -397,6 +410,7 @@ kvr_status kvr_predict_costs_to_json(const kvr_predict_costs *c, char **out, kvr
             if (c->has[op])
                 cJSON_AddItemToObject(fits, kvr_op_name(op), predict_fit_json(&c->fit[op]));
         }
+        if (c->has_ovh) cJSON_AddItemToObject(o, "overheads", predict_overheads_json(c));
         cJSON *ls = cJSON_AddArrayToObject(o, "links");
         for (int i = 0; ls && i < c->n_links; i++) {
             cJSON *l = cJSON_CreateObject();
@@ -455,6 +469,26 @@ kvr_status predict_costs_from_obj(const cJSON *root, const char *name, kvr_predi
         if (s == KVR_OK && strcmp(it->string, kvr_op_name(f.op)) != 0)
             s = jrd_fail(&r, "fits.%s holds a fit for op %s", it->string, kvr_op_name(f.op));
         if (s == KVR_OK) s = kvr_predict_costs_set_fit(c, &f, err);
+    }
+    const cJSON *ov = cJSON_GetObjectItemCaseSensitive(root, "overheads");
+    if (s == KVR_OK && ov && !cJSON_IsObject(ov))
+        s = jrd_fail(&r, "\"overheads\" must be an object%s%s", "", "");
+    for (const cJSON *it = ov ? ov->child : NULL; s == KVR_OK && it; it = it->next) {
+        kvr_mode md;
+        if (kvr_mode_parse(it->string, &md, NULL) != KVR_OK) {
+            s = jrd_fail(&r, "unknown schedule \"overheads.%s\"%s (single, kvr, tsp, ring)",
+                         it->string, "");
+            break;
+        }
+        char what[300];
+        snprintf(what, sizeof what, "%s: overheads.%s", r.name, it->string);
+        jrd orr = {what, err};
+        double run = 0, lay = 0;
+        if (!cJSON_IsObject(it)) s = jrd_fail(&orr, "must be an object%s%s", "", "");
+        if (s == KVR_OK) s = jrd_num(&orr, it, "run_us", false, false, &run);
+        if (s == KVR_OK) s = jrd_num(&orr, it, "layer_us", false, false, &lay);
+        if (s == KVR_OK) s = kvr_predict_costs_set_overhead(c, md, run, lay, err);
+        if (s != KVR_OK && s != KVR_ERR_FORMAT) s = kvr_error_prefix(err, "%s", r.name);
     }
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "links");
     if (s == KVR_OK && ls && !cJSON_IsArray(ls))

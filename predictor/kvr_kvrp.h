@@ -171,6 +171,17 @@ KVR_API kvr_status kvr_predict_costs_set_fit(kvr_predict_costs *c, const kvr_pre
 /* Set the fit of the directed link src -> dst (f->op must be LINK). */
 KVR_API kvr_status kvr_predict_costs_set_link_fit(kvr_predict_costs *c, int src, int dst,
                                                   const kvr_predict_fit *f, kvr_error *err);
+/* A schedule's fixed overheads (kvr_search_costs_set_overhead: run_us once per prefill,
+ * layer_us once per layer step on every rank), carried into every search cost model made from
+ * c, its JSON and the predictor files; unset = 0. Errors: KVR_ERR_INVALID_ARG (mode out of
+ * range, negative or non-finite). */
+KVR_API kvr_status kvr_predict_costs_set_overhead(kvr_predict_costs *c, kvr_mode mode,
+                                                  double run_us, double layer_us,
+                                                  kvr_error *err);
+/* The overheads of a schedule ({0, 0} when unset). */
+KVR_API kvr_search_overhead kvr_predict_costs_overhead(const kvr_predict_costs *c, kvr_mode mode);
+/* Whether any overhead was set (the JSON then holds "overheads"). */
+KVR_API bool kvr_predict_costs_has_overheads(const kvr_predict_costs *c);
 /* The fit for op (LINK: the default link), or NULL when unset. Valid until the next set or
  * destroy. */
 KVR_API const kvr_predict_fit *kvr_predict_costs_fit(const kvr_predict_costs *c, kvr_op op);
@@ -222,6 +233,8 @@ typedef struct kvr_predict_run_fit {
     kvr_predict_costs *costs; /* owned: pre, attn, post (+ head, embed, link when profiled) */
     int n_samples[KVR_OP_COUNT]; /* rows used per op (LINK: p2p transfer rows) */
     bool head_constant;  /* head profiled at one c only: a constant (coef {median, 0}) */
+    int n_overhead_samples;      /* ovh_* samples used (costs' overheads; 0: none profiled) */
+    unsigned overheads_clamped;  /* 1 << kvr_mode: a term fitted negative, clamped at 0 */
     /* The held-out error band of a TTFT prediction, as a fraction (kvr-run flags a run whose
      * measured TTFT is further than this from the prediction: drift): over every chunk size
      * c >= band_min_c profiled for pre, attn (prefix 0) and post, the k-fold held-out relative

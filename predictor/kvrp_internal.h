@@ -28,6 +28,8 @@ struct kvr_predict_costs {
     kvr_predict_fit fit[KVR_OP_COUNT];         /* [LINK]: the default link */
     predict_link_entry *links;                 /* listed links */
     int n_links;
+    bool has_ovh;                              /* fixed overheads set (else all 0) */
+    kvr_search_overhead ovh[KVR_MODE_COUNT];   /* per schedule: run_us, layer_us */
 };
 
 /* Check that a fit is usable (op/form/coefficient counts consistent, values finite). */
@@ -106,6 +108,8 @@ struct cJSON *predict_json_num(double v);
 void predict_json_add_num(struct cJSON *obj, const char *key, double v);
 /* An array of n numbers. */
 struct cJSON *predict_json_nums(const double *v, int n);
+/* The fixed overheads of c as the search cost file's "overheads" object (json.c). */
+struct cJSON *predict_overheads_json(const kvr_predict_costs *c);
 /* Render and free root (NULL root = out of memory). */
 kvr_status predict_json_finish(struct cJSON *root, char **out, kvr_error *err);
 /* Fit <-> cJSON object (the "kvr-predict-fit/1" body). */

@@ -478,6 +478,37 @@ static kvr_status pc_build_links(pc_src *s, const kvr_db_transfer_sample *ts, in
     return KVR_OK;
 }
 
+/* Each schedule's fixed overheads from the overhead samples (kvr-profile's overheads step:
+ * op ovh_<mode>, c = layers, the median excess of measured over per-op-predicted TTFT), fitted
+ * by kvr_search_overhead_fit as the predictor's fits do, into mc. */
+static kvr_status pc_overheads(const kvr_db_layer_sample *ls, int64_t n_ls, kvr_search_costs *mc,
+                               kvr_profile_costs_info *inf, const char *name, kvr_error *err) {
+    int L[64];
+    double y[64];
+    for (int md = 0; md < KVR_MODE_COUNT; md++) {
+        int n = 0;
+        for (int64_t i = 0; i < n_ls && n < 64; i++) {
+            kvr_mode m;
+            if (!kvr_search_overhead_op_parse(ls[i].op, &m) || m != (kvr_mode)md ||
+                ls[i].c < 1 || ls[i].c > INT32_MAX || !isfinite(ls[i].stats.median_us))
+                continue;
+            L[n] = (int)ls[i].c;
+            y[n++] = ls[i].stats.median_us;
+        }
+        if (n == 0) continue;
+        kvr_search_overhead o;
+        bool clamped = false;
+        kvr_status st = kvr_search_overhead_fit(L, y, n, &o, &clamped, err);
+        if (st == KVR_OK)
+            st = kvr_search_costs_set_overhead(mc, (kvr_mode)md, o.run_us, o.layer_us,
+                                               "measured: the profile's overheads step", err);
+        if (st != KVR_OK) return kvr_error_prefix(err, "%s", name);
+        inf->n_overhead_samples += n;
+        if (clamped) inf->overheads_clamped |= 1u << md;
+    }
+    return KVR_OK;
+}
+
 kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
                                           const kvr_db_layer_sample *ls, int64_t n_ls,
                                           const kvr_db_transfer_sample *ts, int64_t n_ts,
@@ -604,6 +635,7 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
             if (busbw > 0) st = kvr_search_costs_set_allgather(mc, 2 * alpha, busbw, err);
             inf.has_allgather = busbw > 0;
         }
+        if (st == KVR_OK && !pp.no_overheads) st = pc_overheads(ls, n_ls, mc, &inf, name, err);
         if (st == KVR_OK) {
             inf.n_link_pairs = src->n_pairs;
             for (int64_t i = 0; i < n_ts; i++) inf.n_p2p_samples += !strcmp(ts[i].pattern, "p2p");

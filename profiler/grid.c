@@ -337,6 +337,7 @@ kvr_profile_params kvr_profile_params_default(void) {
     p.comm_max_bytes = 0;
     p.comm_per_octave = 1;
     p.seed = 1234;
+    p.overheads = true;
     return p;
 }
 
@@ -357,7 +358,7 @@ kvr_status kvr_profile_params_format(const kvr_profile_params *p, char *buf, siz
     int n = snprintf(buf, len,
                      "grid=%s;c=%lld:%lld:%g;ctx=%lld;p=%lld:%g;refine=%d:%g;clist=%s;plist=%s;"
                      "timing=%d:%d:%d:%g:%g;ops=%s;threads=%d;comm=%d;ranks=%d;transport=%s;"
-                     "compute=%d;bytes=%lld:%lld:%g;seed=%llu;layers=%d;model=%s",
+                     "compute=%d;bytes=%lld:%lld:%g;seed=%llu;layers=%d;overheads=%d;model=%s",
                      p->grid.name, (long long)p->grid.c_min, (long long)p->grid.c_max,
                      p->grid.c_per_octave, (long long)p->grid.ctx_max, (long long)p->grid.p_min,
                      p->grid.p_per_octave, p->grid.refine_levels, p->grid.refine_tol, cl, pl,
@@ -366,7 +367,8 @@ kvr_status kvr_profile_params_format(const kvr_profile_params *p, char *buf, siz
                      p->comm ? 1 : 0, p->n_ranks,
                      kvr_comm_transport_name(p->transport), p->comm_compute ? 1 : 0,
                      (long long)p->comm_min_bytes, (long long)p->comm_max_bytes,
-                     p->comm_per_octave, (unsigned long long)p->seed, p->model_layers, p->model);
+                     p->comm_per_octave, (unsigned long long)p->seed, p->model_layers,
+                     p->overheads ? 1 : 0, p->model);
     if (n < 0 || (size_t)n >= len)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "profile parameters longer than %zu bytes",
                              len);
@@ -464,6 +466,9 @@ kvr_status kvr_profile_params_parse(const char *s, kvr_profile_params *out, kvr_
         } else if (!strcmp(key, "layers")) {
             ok = sscanf(val, "%d", &i1) == 1;
             p.model_layers = i1;
+        } else if (!strcmp(key, "overheads")) { /* absent (runs before it): the default */
+            ok = sscanf(val, "%d", &i1) == 1;
+            p.overheads = i1 != 0;
         } /* unknown keys: written by a newer kvr; ignored */
         if (!ok) return kvr_error_set(err, KVR_ERR_FORMAT, "run parameters: bad value for %s: '%s'",
                                       key, val);

@@ -139,6 +139,8 @@ typedef struct kvr_profile_params {
     double comm_per_octave;
     uint64_t seed;         /* token ids, point order and preset weights */
     int32_t model_layers;  /* presets: layer override (0 = preset's) */
+    bool overheads;        /* the schedules' fixed overheads after the layer ops (default true;
+                              kvr_profile_overheads; needs the layer ops and a host backend) */
     char model[512];       /* path or preset name */
 } kvr_profile_params;
 
@@ -214,6 +216,38 @@ KVR_API kvr_status kvr_profile_transfers_rank(kvr_db *db, int64_t run_id, kvr_co
                                               kvr_profile_result *res, kvr_error *err);
 
 // ----------------------------------------------------------------------------
+// fixed overheads of the schedules (overheads.c; docs/profiler.md, "Fixed overheads")
+
+/* What the overheads step runs: every schedule on n_ranks ranks (single on one) over a prompt of
+ * chunk * n_ranks tokens (chunk: the grid's c_min clamped to [2, 16], so the op model is inside
+ * its grid and ring has a token per zigzag chunk), at n_depths layer counts: the model's and a
+ * quarter of it (at least 1; one depth for a 1- to 3-layer model). */
+typedef struct kvr_profile_overheads_plan_t {
+    int32_t n_ranks;   /* max(2, params' n_ranks) */
+    int64_t chunk;     /* tokens per rank */
+    int32_t layers[2]; /* the model's, then the truncated count */
+    int32_t n_depths;  /* 1 or 2 */
+} kvr_profile_overheads_plan_t;
+KVR_API void kvr_profile_overheads_plan(const kvr_profile_params *p, int32_t n_layers,
+                                        kvr_profile_overheads_plan_t *out);
+
+/* The overheads step: for each schedule (single, kvr, tsp, ring) and depth of the plan, run the
+ * prefill end to end (kvr_prefill_run over threads on p->backend, p->n_threads per rank;
+ * kvr_model_view_layers for the truncated depth) with the timing harness (p->timing with at
+ * least 1 warm-up and 5, at most 20 measured runs) and store the signed excess of each run's
+ * TTFT over what the run's per-op model (kvr_profile_costs_from_samples of run_id's own layer
+ * and transfer samples, no overheads) predicts for it: a layer sample op "ovh_<mode>"
+ * (kvr_search_overhead_op), c = the layers run, prefix = the ranks, statistics over the runs.
+ * The excess is kept signed (negative where the op model over-predicts); the fits clamp each
+ * term at 0 (kvr_search_overhead_fit). Rows already stored are skipped (resume); *hooks->stop
+ * ends it between rows. mrec: the model's record (layers, K/V bytes). Errors: the op model's
+ * (no pre/attn/post/head samples yet), the prefill's, db errors. */
+KVR_API kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
+                                         const kvr_db_model *mrec, const kvr_profile_params *p,
+                                         const kvr_profile_hooks *hooks, kvr_profile_result *res,
+                                         kvr_error *err);
+
+// ----------------------------------------------------------------------------
 // a profile run's lifecycle (run.c): what kvr-profile does between parsing and printing
 
 /* Where kvr_profile_run stopped with an error (the message says why; tools prefix it). */
@@ -269,7 +303,7 @@ struct kvr_profile_run_info {
     kvr_db_model model;          /* rank 0: the model's record */
     kvr_profile_params params;   /* every rank: what was profiled */
     char model_source[1024];     /* the model as loaded (path or preset) */
-    kvr_profile_result layers, transfers;
+    kvr_profile_result layers, transfers, overheads;
     bool resumed;
     bool stopped;                /* interrupted by *stop: the run is incomplete, resumable */
     bool resumable;              /* STAGE_PROFILE errors: the run was left incomplete (I/O, db,
@@ -326,6 +360,8 @@ typedef struct kvr_profile_costs_params {
     int64_t embed_tokens;  /* the search charges one embedding per prompt: embed(this many
                               tokens); default 1024 */
     int32_t n_msgs;        /* messages per KVR link transfer (kvr-run sends K and V: 2) */
+    bool no_overheads;     /* leave the schedules' fixed overheads out (the overheads step's own
+                              prediction); default false: fitted from the ovh_* samples */
 } kvr_profile_costs_params;
 KVR_API kvr_profile_costs_params kvr_profile_costs_params_default(void);
 
@@ -340,6 +376,8 @@ typedef struct kvr_profile_costs_info {
     bool has_allgather; /* TSP's all-gather fitted from all-gather samples */
     double embed_us, head_us;
     char links[256]; /* how the links were made, one line */
+    int32_t n_overhead_samples; /* ovh_* samples behind the overheads (0: none, all 0) */
+    unsigned overheads_clamped; /* 1 << kvr_mode: a term fitted negative, clamped at 0 */
 } kvr_profile_costs_info;
 
 /* A search cost model (kind "profile") interpolating a profile's samples: layer samples for

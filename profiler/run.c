@@ -146,7 +146,16 @@ static kvr_status prun_measure(const kvr_profile_run_params *p, bool root, const
                                                &info->transfers, err);
         if (p->on_phase && root) p->on_phase(p->user, "transfers", false);
     }
-    info->stopped = info->layers.stopped || info->transfers.stopped;
+    /* the overheads step: one process, all layer ops (its op model needs them), a host backend */
+    if (st == KVR_OK && !info->layers.stopped && !info->transfers.stopped && pp->overheads &&
+        !p->comm && root && (pp->ops & KVR_PROF_OPS_ALL) == KVR_PROF_OPS_ALL &&
+        kvr_backend_mem_space(pp->backend ? pp->backend : kvr_backend_at(0)) == KVR_MEM_HOST) {
+        if (p->on_phase) p->on_phase(p->user, "overheads", true);
+        st = kvr_profile_overheads(p->db, info->run.id, model, &info->model, pp, &hooks,
+                                   &info->overheads, err);
+        if (p->on_phase) p->on_phase(p->user, "overheads", false);
+    }
+    info->stopped = info->layers.stopped || info->overheads.stopped || info->transfers.stopped;
     if (st != KVR_OK) {
         info->stage = KVR_PROFILE_STAGE_PROFILE;
         /* a full disk, a busy or failing store, a lost rank: what was stored stays, resumable */
@@ -165,6 +174,7 @@ static kvr_status prun_measure(const kvr_profile_run_params *p, bool root, const
     if (info->stopped)
         snprintf(note, sizeof note, "interrupted after %lld points",
                  (long long)(info->layers.n_measured + info->layers.n_skipped +
+                             info->overheads.n_measured + info->overheads.n_skipped +
                              info->transfers.n_measured + info->transfers.n_skipped));
     st = kvr_db_run_set_status(p->db, info->run.id,
                                info->stopped ? KVR_RUN_INCOMPLETE : KVR_RUN_COMPLETE, note, err);

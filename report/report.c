@@ -798,7 +798,7 @@ static kvr_status rep_table_plots(rep *r) {
 
 static const char *const ev_color[KVR_EVENT_KIND_COUNT] = {
     "#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#eeeeee", "#ff7f0e", "#9467bd", "#000000",
-    "#e377c2"};
+    "#e377c2", "#bcbd22"};
 
 /* The measured runs of category cat on p ranks at C tokens drawn into a timeline: a dashed
  * vertical line at each one's TTFT. Returns how many. */

@@ -63,6 +63,12 @@ KVR_API kvr_status kvr_model_load_hf(const char *dir_or_config, kvr_model **out,
 KVR_API kvr_status kvr_model_create_preset(const char *name, const kvr_model_load_params *params,
                                            kvr_model **out, kvr_error *err);
 KVR_API void kvr_model_destroy(kvr_model *m); /* NULL is a no-op */
+/* A view of m's first n_layers layers (1 .. m's count): the same weights and tokenizer, borrowed
+ * (m must outlive the view), with config.n_layers = n_layers; kvr_model_destroy frees only the
+ * view. The schedules run it like any model -- what kvr-profile --overheads uses to time a
+ * schedule at two depths of the same model. Errors: KVR_ERR_INVALID_ARG, KVR_ERR_NOMEM. */
+KVR_API kvr_status kvr_model_view_layers(const kvr_model *m, int32_t n_layers, kvr_model **out,
+                                         kvr_error *err);
 
 KVR_API const kvr_model_config *kvr_model_get_config(const kvr_model *m);
 KVR_API const kvr_tokenizer *kvr_model_get_tokenizer(const kvr_model *m); /* NULL if none */

@@ -205,11 +205,31 @@ int model_slot_shape(const kvr_model_config *c, int slot, int64_t sh[2]) {
 
 void kvr_model_destroy(kvr_model *m) {
     if (!m) return;
+    if (m->view) { /* the weights belong to the model it views */
+        free(m);
+        return;
+    }
     tokenizer_destroy(m->tok);
     free(m->arena);
     free(m->tensors);
     free(m->layers);
     free(m);
+}
+
+kvr_status kvr_model_view_layers(const kvr_model *m, int32_t n_layers, kvr_model **out,
+                                 kvr_error *err) {
+    if (!m || !out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "model view: NULL argument");
+    if (n_layers < 1 || n_layers > m->cfg.n_layers)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "model view: layers must be in [1, %d], got %d", m->cfg.n_layers,
+                             n_layers);
+    kvr_model *v = malloc(sizeof *v);
+    if (!v) return kvr_error_set(err, KVR_ERR_NOMEM, "out of memory (model view)");
+    *v = *m;
+    v->cfg.n_layers = n_layers;
+    v->view = true;
+    *out = v;
+    return KVR_OK;
 }
 
 const kvr_model_config *kvr_model_get_config(const kvr_model *m) {

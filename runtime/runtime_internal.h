@@ -44,6 +44,7 @@ struct kvr_model {
     float *output;      /* (V, D) fp32 view or NULL; == tok_embd when cfg.tied_embeddings */
     kvr_layer_weights *layers; /* (L) */
     kvr_tokenizer *tok; /* NULL when the source has none */
+    bool view;          /* kvr_model_view_layers: arena, layers and tok are borrowed */
 };
 
 /* Validate cfg, allocate the arena and point every tensor into it (zero-filled). types: the

@@ -339,6 +339,86 @@ double kvr_search_costs_merge_us(const kvr_search_costs *m, int64_t rows) {
     return rows > 0 ? m->merge_k_us + m->merge_per_row_us * (double)rows : 0;
 }
 
+/* Sets a schedule's fixed overheads; see kvr_search.h. */
+kvr_status kvr_search_costs_set_overhead(kvr_search_costs *m, kvr_mode mode, double run_us,
+                                         double layer_us, const char *how, kvr_error *err) {
+    if (!m) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "overheads: NULL model");
+    if ((int)mode < 0 || mode >= KVR_MODE_COUNT)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "overheads: unknown schedule %d",
+                             (int)mode);
+    if (!isfinite(run_us) || run_us < 0 || !isfinite(layer_us) || layer_us < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "overheads.%s: run_us and layer_us must be finite and >= 0 (got %g, "
+                             "%g)",
+                             kvr_mode_name(mode), run_us, layer_us);
+    m->ovh[mode] = (kvr_search_overhead){run_us, layer_us};
+    snprintf(m->ovh_how, sizeof m->ovh_how, "%s", how ? how : "given");
+    return KVR_OK;
+}
+
+kvr_search_overhead kvr_search_costs_overhead(const kvr_search_costs *m, kvr_mode mode) {
+    if (!m || (int)mode < 0 || mode >= KVR_MODE_COUNT) return (kvr_search_overhead){0, 0};
+    return m->ovh[mode];
+}
+
+static const char *const ovh_ops[KVR_MODE_COUNT] = {"ovh_single", "ovh_kvr", "ovh_tsp",
+                                                     "ovh_ring"};
+
+const char *kvr_search_overhead_op(kvr_mode mode) {
+    return (int)mode >= 0 && mode < KVR_MODE_COUNT ? ovh_ops[mode] : NULL;
+}
+
+bool kvr_search_overhead_op_parse(const char *op, kvr_mode *mode) {
+    for (int md = 0; op && md < KVR_MODE_COUNT; md++)
+        if (!strcmp(op, ovh_ops[md])) {
+            if (mode) *mode = (kvr_mode)md;
+            return true;
+        }
+    return false;
+}
+
+/* Fits run_us + layer_us * layers; see kvr_search.h. */
+kvr_status kvr_search_overhead_fit(const int *n_layers, const double *excess_us, int n,
+                                   kvr_search_overhead *out, bool *clamped, kvr_error *err) {
+    if (!n_layers || !excess_us || !out || n < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "overheads: need at least one sample");
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < n; i++) {
+        if (n_layers[i] < 1 || !isfinite(excess_us[i]))
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "overheads: sample %d has %d layers and excess %g us (need >= 1 "
+                                 "layer and a finite excess)",
+                                 i, n_layers[i], excess_us[i]);
+        const double x = n_layers[i], y = excess_us[i];
+        sx += x;
+        sy += y;
+        sxx += x * x;
+        sxy += x * y;
+    }
+    const double mx = sx / n, my = sy / n, vxx = sxx / n - mx * mx;
+    double layer = 0, run = my;
+    if (vxx > 1e-12 * (mx * mx + 1)) { /* two or more layer counts */
+        layer = (sxy / n - mx * my) / vxx;
+        run = my - layer * mx;
+    }
+    bool cl = false;
+    if (layer < 0) { /* per-layer term over-predicted: a constant only */
+        layer = 0;
+        run = my;
+        cl = true;
+    }
+    if (run < 0) { /* per-run term over-predicted: through the origin */
+        run = 0;
+        layer = sxx > 0 ? sxy / sxx : 0;
+        cl = true;
+        if (layer < 0) layer = 0;
+    }
+    out->run_us = run;
+    out->layer_us = layer;
+    if (clamped) *clamped = cl;
+    return KVR_OK;
+}
+
 /* Looks up src -> dst: an explicit link first, then the default. */
 bool search_costs_link_find(const kvr_search_costs *m, int src, int dst, kvr_search_link *out) {
     for (int i = 0; i < m->n_links; i++)
@@ -492,20 +572,27 @@ static kvr_status costs_check_keys(costs_parse *cp, const cJSON *obj, const char
     return KVR_OK;
 }
 
-static kvr_status costs_get_obj(costs_parse *cp, const cJSON *root, const char *key,
-                                const char *const *allowed, const cJSON **out) {
+/* The object root[key], named `whole` in messages ("overheads.kvr"), with only allowed keys. */
+static kvr_status costs_get_obj_in(costs_parse *cp, const cJSON *root, const char *key,
+                                   const char *whole, const char *const *allowed,
+                                   const cJSON **out) {
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!o)
         return kvr_error_set(cp->err, KVR_ERR_FORMAT, "%s: object \"%s\" is missing", cp->name,
-                             key);
+                             whole);
     if (!cJSON_IsObject(o))
         return kvr_error_set(cp->err, KVR_ERR_FORMAT, "%s: \"%s\" must be an object", cp->name,
-                             key);
+                             whole);
     char prefix[64];
-    snprintf(prefix, sizeof prefix, "%s.", key);
+    snprintf(prefix, sizeof prefix, "%s.", whole);
     KVR_TRY(costs_check_keys(cp, o, prefix, allowed));
     *out = o;
     return KVR_OK;
+}
+
+static kvr_status costs_get_obj(costs_parse *cp, const cJSON *root, const char *key,
+                                const char *const *allowed, const cJSON **out) {
+    return costs_get_obj_in(cp, root, key, key, allowed, out);
 }
 
 static kvr_status costs_parse_link(costs_parse *cp, const cJSON *o, const char *what,
@@ -603,7 +690,8 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
     static const char *const k_merge[] = {"k_us", "per_row_us", NULL};
     static const char *const k_top[] = {"layers", "kv_bytes_per_token", "embed_us", "head_us",
                                         "pre", "attn", "post", "link", "links", "allgather",
-                                        "merge", "model", "device", "dtype", "source", "notes",
+                                        "merge", "overheads", "model", "device", "dtype",
+                                        "source", "notes",
                                         "comment", NULL};
     if (!cJSON_IsObject(root))
         return kvr_error_set(cp->err, KVR_ERR_FORMAT, "%s: the top level must be a JSON object",
@@ -652,6 +740,28 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
         KVR_TRY(costs_get_num(cp, o, "merge.", "k_us", &mg_k, NULL));
         KVR_TRY(costs_get_num(cp, o, "merge.", "per_row_us", &mg_row, NULL));
     }
+    kvr_search_overhead ovh[KVR_MODE_COUNT];
+    memset(ovh, 0, sizeof ovh);
+    const bool has_ovh = cJSON_GetObjectItemCaseSensitive(root, "overheads") != NULL;
+    if (has_ovh) {
+        static const char *const k_modes[] = {"single", "kvr", "tsp", "ring", NULL};
+        static const char *const k_ovh[] = {"run_us", "layer_us", NULL};
+        const cJSON *ov;
+        KVR_TRY(costs_get_obj(cp, root, "overheads", k_modes, &ov));
+        for (int md = 0; md < KVR_MODE_COUNT; md++) {
+            const char *name = kvr_mode_name((kvr_mode)md);
+            if (!cJSON_GetObjectItemCaseSensitive(ov, name)) continue;
+            char pfx[32];
+            snprintf(pfx, sizeof pfx, "overheads.%s.", name);
+            const cJSON *one;
+            char whole[32];
+            snprintf(whole, sizeof whole, "overheads.%s", name);
+            KVR_TRY(costs_get_obj_in(cp, ov, name, whole, k_ovh, &one));
+            bool there; /* each term optional: absent = 0 */
+            KVR_TRY(costs_get_num(cp, one, pfx, "run_us", &ovh[md].run_us, &there));
+            KVR_TRY(costs_get_num(cp, one, pfx, "layer_us", &ovh[md].layer_us, &there));
+        }
+    }
     const char *strs[4] = {NULL, NULL, NULL, NULL};
     static const char *const str_keys[4] = {"model", "device", "dtype", "source"};
     for (int i = 0; i < 4; i++) {
@@ -670,6 +780,9 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
     if (s == KVR_OK && has_ag) s = kvr_search_costs_set_allgather(m, ag_alpha, ag_bw, cp->err);
     if (s == KVR_OK && has_mg)
         s = kvr_search_costs_set_merge(m, mg_k, mg_row, "cost file", cp->err);
+    for (int md = 0; has_ovh && s == KVR_OK && md < KVR_MODE_COUNT; md++)
+        s = kvr_search_costs_set_overhead(m, (kvr_mode)md, ovh[md].run_us, ovh[md].layer_us,
+                                          "cost file", cp->err);
     if (s == KVR_OK) s = costs_set_str(&m->source, strs[3] ? strs[3] : cp->name, cp->err);
     if (s == KVR_OK && strs[0]) s = costs_set_str(&m->model_name, strs[0], cp->err);
     if (s == KVR_OK && strs[1]) s = costs_set_str(&m->device, strs[1], cp->err);
@@ -866,6 +979,18 @@ cJSON *search_costs_describe_json(const kvr_search_costs *m) {
         }
     } else {
         cJSON_AddNullToObject(o, "merge");
+    }
+    if (m->ovh_how[0]) {
+        cJSON *ov = cJSON_AddObjectToObject(o, "overheads");
+        for (int md = 0; ov && md < KVR_MODE_COUNT; md++) {
+            cJSON *one = cJSON_AddObjectToObject(ov, kvr_mode_name((kvr_mode)md));
+            if (!one) continue;
+            cJSON_AddNumberToObject(one, "run_us", m->ovh[md].run_us);
+            cJSON_AddNumberToObject(one, "layer_us", m->ovh[md].layer_us);
+        }
+        if (ov) cJSON_AddStringToObject(ov, "source", m->ovh_how);
+    } else {
+        cJSON_AddNullToObject(o, "overheads");
     }
     return o;
 }

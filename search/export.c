@@ -51,6 +51,9 @@ static void ex_header_lines(const kvr_search_table *t, const char *note, kvr_tex
     kvr_text_printf(b, "%s links: %s; TSP all-gather: %s\n", lead, t->links_desc,
                     t->has_allgather ? "alpha-busbw model from the cost source"
                                      : "ring over links");
+    if (t->overheads_desc[0])
+        kvr_text_printf(b, "%s fixed overheads (us, per run + per layer step): %s\n", lead,
+                        t->overheads_desc);
     kvr_text_printf(b,
                     "%s granularity %lld tokens (boundaries on the grid, remainder on the last "
                     "chunk); strategies %s\n",
@@ -376,7 +379,8 @@ kvr_status kvr_search_timeline_format_csv(const kvr_search_timeline *tl, bool he
     return kvr_text_take(&b, out, "export", err);
 }
 
-static const char ex_glyph[KVR_EVENT_KIND_COUNT] = {'e', 'p', 'A', 'm', '.', '>', 'g', 'H', 'M'};
+static const char ex_glyph[KVR_EVENT_KIND_COUNT] = {'e', 'p', 'A', 'm', '.', '>',
+                                                      'g', 'H', 'M', 'o'};
 
 kvr_status kvr_search_timeline_format_text(const kvr_search_timeline *tl, int width, char **out,
                                            kvr_error *err) {
@@ -419,7 +423,7 @@ kvr_status kvr_search_timeline_format_text(const kvr_search_timeline *tl, int wi
                     tl->ttft_us * 1e-3, col_us * 1e-3);
     kvr_text_printf(&b,
                     "# legend: e embed, p pre (norm+QKV+RoPE), A attention, m post (O-proj+MLP), "
-                    ". wait, g all-gather, M merge (ring), H head; link rows: > K/V transfer to "
+                    ". wait, g all-gather, M merge (ring), H head, o fixed overhead; link rows: > K/V transfer to "
                     "the next rank\n");
     for (int r = 0; r < p; r++) {
         for (int row = 0; row < 2; row++) {
@@ -448,7 +452,7 @@ kvr_status kvr_search_timeline_format_text(const kvr_search_timeline *tl, int wi
     for (int r = 0; r < p; r++) {
         const double *t = &tot[(size_t)r * KVR_EVENT_KIND_COUNT];
         double comp = t[KVR_EVENT_EMBED] + t[KVR_EVENT_PRE] + t[KVR_EVENT_ATTN] + t[KVR_EVENT_POST] +
-                      t[KVR_EVENT_HEAD] + t[KVR_EVENT_MERGE];
+                      t[KVR_EVENT_HEAD] + t[KVR_EVENT_MERGE] + t[KVR_EVENT_OVERHEAD];
         double wait = t[KVR_EVENT_WAIT] + t[KVR_EVENT_ALLGATHER];
         double idle = tl->ttft_us - comp - wait;
         kvr_text_printf(&b, "r%-4d %10.3f %10.3f %10.3f %10.3f\n", r, comp * 1e-3, wait * 1e-3,

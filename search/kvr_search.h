@@ -168,6 +168,41 @@ KVR_API kvr_status kvr_search_costs_set_merge(kvr_search_costs *m, double k_us,
 /* The merge cost of n rows (0 for n <= 0). */
 KVR_API double kvr_search_costs_merge_us(const kvr_search_costs *m, int64_t rows);
 
+/* Fixed overheads of one schedule (kvr_mode: single, kvr, tsp, ring), what a per-op model
+ * summed over layers misses: run_us once per prefill (rank start, thread-team wake-ups, the
+ * final barrier) and layer_us once per layer step on every rank (per-layer syncs, the fixed part
+ * of a transfer or collective beyond the link model). Where each enters the simulated timeline
+ * (docs/search.md, "Fixed overheads"): run_us before the embedding on every rank (all ranks
+ * start at run_us), layer_us after each layer's post on every rank (the next layer, and in the
+ * KVR chain the K/V it forwards, waits for it). KVR-S, KVR-E and KVR-P all use the kvr terms.
+ * A JSON cost file's optional "overheads": {"single": {"run_us", "layer_us"}, "kvr": ..., "tsp":
+ * ..., "ring": ...}; absent = 0 (nothing changes). how (copied, may be NULL) says where they came
+ * from, for exports. Errors: KVR_ERR_INVALID_ARG (mode out of range, negative or non-finite). */
+typedef struct kvr_search_overhead {
+    double run_us;   /* once per prefill */
+    double layer_us; /* once per layer step, every rank */
+} kvr_search_overhead;
+KVR_API kvr_status kvr_search_costs_set_overhead(kvr_search_costs *m, kvr_mode mode,
+                                                 double run_us, double layer_us, const char *how,
+                                                 kvr_error *err);
+/* The overheads of a schedule ({0, 0} when unset or mode is out of range). */
+KVR_API kvr_search_overhead kvr_search_costs_overhead(const kvr_search_costs *m, kvr_mode mode);
+/* The name under which a profile stores a schedule's overhead samples (layer_samples.op):
+ * "ovh_single", "ovh_kvr", "ovh_tsp", "ovh_ring" (c = the layers run, prefix = the ranks; the
+ * statistics are of the signed excess, docs/profiler.md); NULL for an out-of-range mode. */
+KVR_API const char *kvr_search_overhead_op(kvr_mode mode);
+/* Whether op is such a name; *mode receives the schedule. */
+KVR_API bool kvr_search_overhead_op_parse(const char *op, kvr_mode *mode);
+/* A schedule's overheads from n measured excesses (us, signed: a run's measured TTFT minus the
+ * per-op model's prediction of the same run, overheads left out) of runs at n_layers[i]
+ * layers: least squares of excess = run_us + layer_us * layers (with one distinct layer count
+ * layer_us = 0 and run_us is their mean). A term the fit makes negative (the per-op model
+ * over-predicts) is clamped at 0 and the other refitted alone; *clamped (may be NULL) says so.
+ * Errors: KVR_ERR_INVALID_ARG (n < 1, a layer count < 1, a non-finite excess). */
+KVR_API kvr_status kvr_search_overhead_fit(const int *n_layers, const double *excess_us, int n,
+                                           kvr_search_overhead *out, bool *clamped,
+                                           kvr_error *err);
+
 KVR_API int kvr_search_costs_n_layers(const kvr_search_costs *m);
 /* Largest rank count the links support (INT32_MAX when a default link covers every pair). */
 KVR_API int kvr_search_costs_max_ranks(const kvr_search_costs *m);
@@ -204,6 +239,8 @@ typedef enum kvr_event_kind {
     KVR_EVENT_ALLGATHER, /* TSP all-gather (every rank) */
     KVR_EVENT_HEAD,      /* final norm + LM head on the rank holding the last token */
     KVR_EVENT_MERGE,     /* ring: merging a block's partial attention by log-sum-exp */
+    KVR_EVENT_OVERHEAD,  /* a fixed overhead (kvr_search_costs_set_overhead): layer -1 the
+                            per-run term before the embedding, layer l the per-layer-step term */
     KVR_EVENT_KIND_COUNT
 } kvr_event_kind;
 

@@ -72,7 +72,7 @@ static kvr_status srch_init(srch *S, const kvr_search_costs *m, int p, int64_t C
     S->g = g;
     S->n = C / g;
     S->r = C - S->n * g;
-    S->embed_us = m->embed_us;
+    S->embed_us = m->ovh[KVR_MODE_KVR].run_us + m->embed_us; /* every rank starts after it */
     S->head_us = m->head_us;
     S->kvb = m->kv_bytes_per_token;
     S->max_evals = max_evals;
@@ -104,7 +104,8 @@ static inline void srch_price(const srch *S, int i, int64_t u, int64_t pu, doubl
     const kvr_search_costs *m = S->m;
     int64_t c = u * S->g + (i == S->p - 1 ? S->r : 0), P = pu * S->g;
     double pr = m->ops.pre_us(m->ctx, c);
-    double ww = m->ops.attn_us(m->ctx, c, P) + m->ops.post_us(m->ctx, c);
+    double ww = m->ops.attn_us(m->ctx, c, P) + m->ops.post_us(m->ctx, c) +
+                m->ovh[KVR_MODE_KVR].layer_us; /* as search_chain_costs_fill */
     *pre = pr;
     *w = ww;
     *tau = pr + ww;

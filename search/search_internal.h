@@ -43,6 +43,8 @@ struct kvr_search_costs {
     char *link_name; /* description of the link-time source, or NULL */
     double merge_k_us, merge_per_row_us; /* ring's LSE merges (0: not charged) */
     char merge_how[160];                 /* where they came from ("" = not set) */
+    kvr_search_overhead ovh[KVR_MODE_COUNT]; /* fixed overheads per schedule (0: none) */
+    char ovh_how[160];                       /* where they came from ("" = never set) */
 };
 
 /* Link parameters for src -> dst: listed link first, then the default. false if none. */
@@ -137,6 +139,7 @@ struct kvr_search_table {
     int n_layers;
     double kv_bytes_per_token;
     bool has_allgather;
+    char overheads_desc[256]; /* "kvr 30 + 20 us; ..." when the model has overheads, else "" */
 };
 
 #endif /* KVR_SEARCH_INTERNAL_H */

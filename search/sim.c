@@ -45,6 +45,7 @@ const char *kvr_event_kind_name(kvr_event_kind k) {
         case KVR_EVENT_ALLGATHER: return "allgather";
         case KVR_EVENT_HEAD: return kvr_op_name(KVR_OP_HEAD);
         case KVR_EVENT_MERGE: return "merge";
+        case KVR_EVENT_OVERHEAD: return "overhead";
         default: return "?";
     }
 }
@@ -76,6 +77,12 @@ void search_tl_add(kvr_search_timeline *tl, int rank, int layer, int peer, kvr_e
     tl->ev[tl->n++] = (kvr_event){rank, layer, peer, kind, start_us, end_us};
 }
 
+/* A rank's start: the per-run overhead (when any), then its embedding. */
+static void sim_tl_start(kvr_search_timeline *tl, int rank, double run_us, double embed_us) {
+    if (run_us > 0) search_tl_add(tl, rank, -1, -1, KVR_EVENT_OVERHEAD, 0, run_us);
+    search_tl_add(tl, rank, -1, -1, KVR_EVENT_EMBED, run_us, run_us + embed_us);
+}
+
 static kvr_status sim_tl_finish(kvr_search_timeline *tl, double ttft_us, kvr_error *err) {
     if (!tl) return KVR_OK;
     tl->ttft_us = ttft_us;
@@ -103,10 +110,11 @@ static kvr_status sim_result(kvr_search_timeline *tl, const char *what, int64_t 
 kvr_status search_chain_costs_fill(const kvr_search_costs *m, int p, const int64_t *chunks,
                                    search_chain_costs *cc, kvr_error *err) {
     int64_t P = 0;
+    const double lay = m->ovh[KVR_MODE_KVR].layer_us;
     for (int i = 0; i < p; i++) {
         int64_t c = chunks[i];
         cc[i].pre = m->ops.pre_us(m->ctx, c);
-        cc[i].w = m->ops.attn_us(m->ctx, c, P) + m->ops.post_us(m->ctx, c);
+        cc[i].w = m->ops.attn_us(m->ctx, c, P) + m->ops.post_us(m->ctx, c) + lay;
         cc[i].x = 0;
         P += c;
         if (i + 1 < p) {
@@ -152,11 +160,12 @@ kvr_status kvr_search_sim_kvr(const kvr_search_costs *m, int p, const int64_t *c
     if (s == KVR_OK) s = search_chain_costs_fill(m, p, chunks, cc, err);
     if (s != KVR_OK) goto done;
     if (tl) search_tl_reset(tl, kvr_mode_name(KVR_MODE_KVR), p, L, C);
+    const kvr_search_overhead ov = m->ovh[KVR_MODE_KVR];
     for (int i = 0; i < p; i++) {
-        double done = m->embed_us, linkfree = -1e300;
+        double done = ov.run_us + m->embed_us, linkfree = -1e300;
         const double x_in = i > 0 ? cc[i - 1].x : 0;
         const double post = tl ? m->ops.post_us(m->ctx, chunks[i]) : 0;
-        if (tl) search_tl_add(tl, i, -1, -1, KVR_EVENT_EMBED, 0, m->embed_us);
+        if (tl) sim_tl_start(tl, i, ov.run_us, m->embed_us);
         for (int l = 0; l < L; l++) {
             double own = done + cc[i].pre, ready = own;
             if (i > 0) {
@@ -171,8 +180,10 @@ kvr_status kvr_search_sim_kvr(const kvr_search_costs *m, int p, const int64_t *c
             if (tl) {
                 search_tl_add(tl, i, l, -1, KVR_EVENT_PRE, done, own);
                 if (ready > own) search_tl_add(tl, i, l, -1, KVR_EVENT_WAIT, own, ready);
-                search_tl_add(tl, i, l, -1, KVR_EVENT_ATTN, ready, next - post);
-                search_tl_add(tl, i, l, -1, KVR_EVENT_POST, next - post, next);
+                const double pe = next - ov.layer_us; /* post's end; then the layer overhead */
+                search_tl_add(tl, i, l, -1, KVR_EVENT_ATTN, ready, pe - post);
+                search_tl_add(tl, i, l, -1, KVR_EVENT_POST, pe - post, pe);
+                if (ov.layer_us > 0) search_tl_add(tl, i, l, -1, KVR_EVENT_OVERHEAD, pe, next);
             }
             done = next;
         }
@@ -203,18 +214,22 @@ kvr_status kvr_search_sim_single(const kvr_search_costs *m, int64_t C, kvr_searc
     const int L = m->n_layers;
     double pre = m->ops.pre_us(m->ctx, C), att = m->ops.attn_us(m->ctx, C, 0),
            post = m->ops.post_us(m->ctx, C);
-    double t = m->embed_us;
+    const kvr_search_overhead ov = m->ovh[KVR_MODE_SINGLE];
+    double t = ov.run_us + m->embed_us;
     if (tl) {
         search_tl_reset(tl, kvr_strategy_name(KVR_STRATEGY_SINGLE), 1, L, C);
-        search_tl_add(tl, 0, -1, -1, KVR_EVENT_EMBED, 0, t);
+        sim_tl_start(tl, 0, ov.run_us, m->embed_us);
     }
     for (int l = 0; l < L; l++) {
+        const double pe = t + pre + att + post;
         if (tl) {
             search_tl_add(tl, 0, l, -1, KVR_EVENT_PRE, t, t + pre);
             search_tl_add(tl, 0, l, -1, KVR_EVENT_ATTN, t + pre, t + pre + att);
-            search_tl_add(tl, 0, l, -1, KVR_EVENT_POST, t + pre + att, t + pre + att + post);
+            search_tl_add(tl, 0, l, -1, KVR_EVENT_POST, t + pre + att, pe);
+            if (ov.layer_us > 0)
+                search_tl_add(tl, 0, l, -1, KVR_EVENT_OVERHEAD, pe, pe + ov.layer_us);
         }
-        t += pre + att + post;
+        t = pe + ov.layer_us;
     }
     if (tl) search_tl_add(tl, 0, L, -1, KVR_EVENT_HEAD, t, t + m->head_us);
     t += m->head_us;
@@ -263,6 +278,7 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
                              "TSP needs at least one token per rank (context %lld, %d ranks)",
                              (long long)C, p);
     const int L = m->n_layers;
+    const kvr_search_overhead ov = m->ovh[KVR_MODE_TSP];
     double *pre = malloc((size_t)p * sizeof *pre), *att = malloc((size_t)p * sizeof *att),
            *post = malloc((size_t)p * sizeof *post), *t = malloc((size_t)p * sizeof *t);
     kvr_status s = KVR_OK;
@@ -276,7 +292,7 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
         pre[r] = m->ops.pre_us(m->ctx, c);
         att[r] = m->ops.attn_us(m->ctx, c, P); /* rows [P, P+c) over causal keys [0, row] */
         post[r] = m->ops.post_us(m->ctx, c);
-        t[r] = m->embed_us;
+        t[r] = ov.run_us + m->embed_us;
         P += c;
     }
     double ag = 0;
@@ -285,7 +301,7 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
     if (s != KVR_OK) goto done;
     if (tl) {
         search_tl_reset(tl, kvr_strategy_name(KVR_STRATEGY_TSP), p, L, C);
-        for (int r = 0; r < p; r++) search_tl_add(tl, r, -1, -1, KVR_EVENT_EMBED, 0, m->embed_us);
+        for (int r = 0; r < p; r++) sim_tl_start(tl, r, ov.run_us, m->embed_us);
     }
     for (int l = 0; l < L; l++) {
         double a = 0;
@@ -298,8 +314,11 @@ kvr_status kvr_search_sim_tsp(const kvr_search_costs *m, int p, int64_t C, kvr_s
                 if (ag > 0) search_tl_add(tl, r, l, -1, KVR_EVENT_ALLGATHER, a, e);
                 search_tl_add(tl, r, l, -1, KVR_EVENT_ATTN, e, e + att[r]);
                 search_tl_add(tl, r, l, -1, KVR_EVENT_POST, e + att[r], e + att[r] + post[r]);
+                if (ov.layer_us > 0)
+                    search_tl_add(tl, r, l, -1, KVR_EVENT_OVERHEAD, e + att[r] + post[r],
+                                  e + att[r] + post[r] + ov.layer_us);
             }
-            t[r] = e + att[r] + post[r];
+            t[r] = e + att[r] + post[r] + ov.layer_us;
         }
     }
     double ttft = t[p - 1] + m->head_us;
@@ -356,6 +375,7 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
                              "%d ranks)",
                              (long long)C, p);
     const int L = m->n_layers;
+    const kvr_search_overhead ov = m->ovh[KVR_MODE_RING];
     size_t np = (size_t)p;
     ring_rank *rk = calloc(np, sizeof *rk);
     double *done = calloc(np, sizeof *done);
@@ -377,7 +397,7 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
                          m->ops.attn_us(m->ctx, rk[i].b, 0);
         rk[i].own_merge = kvr_search_costs_merge_us(m, rk[i].a) +
                           2 * kvr_search_costs_merge_us(m, rk[i].b);
-        done[i] = m->embed_us;
+        done[i] = ov.run_us + m->embed_us;
         int src = (i - 1 + p) % p;
         if (!search_costs_link_find(m, src, i, &lk[i])) {
             s = kvr_error_set(err, KVR_ERR_NOT_FOUND,
@@ -389,7 +409,7 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
     }
     if (tl) {
         search_tl_reset(tl, kvr_strategy_name(KVR_STRATEGY_RING), p, L, C);
-        for (int r = 0; r < p; r++) search_tl_add(tl, r, -1, -1, KVR_EVENT_EMBED, 0, m->embed_us);
+        for (int r = 0; r < p; r++) sim_tl_start(tl, r, ov.run_us, m->embed_us);
     }
     for (int l = 0; l < L; l++) {
         for (int r = 0; r < p; r++) {
@@ -438,8 +458,12 @@ kvr_status kvr_search_sim_ring(const kvr_search_costs *m, int p, int64_t C, kvr_
             }
         }
         for (int r = 0; r < p; r++) {
-            done[r] = rk[r].ce + rk[r].post;
-            if (tl) search_tl_add(tl, r, l, -1, KVR_EVENT_POST, rk[r].ce, done[r]);
+            const double pe = rk[r].ce + rk[r].post;
+            done[r] = pe + ov.layer_us;
+            if (tl) {
+                search_tl_add(tl, r, l, -1, KVR_EVENT_POST, rk[r].ce, pe);
+                if (ov.layer_us > 0) search_tl_add(tl, r, l, -1, KVR_EVENT_OVERHEAD, pe, done[r]);
+            }
         }
     }
     /* the last token is in chunk 2p-1, which rank 0 holds */

@@ -257,6 +257,13 @@ kvr_status kvr_search_table_create_progress(const kvr_search_costs *m,
     t->n_layers = m->n_layers;
     t->kv_bytes_per_token = m->kv_bytes_per_token;
     t->has_allgather = m->has_allgather;
+    t->overheads_desc[0] = 0;
+    for (int md = 0; m->ovh_how[0] && md < KVR_MODE_COUNT; md++) {
+        size_t off = strlen(t->overheads_desc);
+        snprintf(t->overheads_desc + off, sizeof t->overheads_desc - off, "%s%s %.4g + %.4g",
+                 md ? "; " : "", kvr_mode_name((kvr_mode)md), m->ovh[md].run_us,
+                 m->ovh[md].layer_us);
+    }
     for (int j = 0; s == KVR_OK && j < cfg->n_contexts; j++) {
         kvr_error e;
         s = kvr_search_sim_single(m, cfg->contexts[j], NULL, &single[j], &e);

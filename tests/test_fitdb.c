@@ -587,6 +587,110 @@ static void test_kvrp_flow(void) {
     kvr_db_close(db);
 }
 
+
+static void put_ovh(kvr_db *db, int64_t run, const char *op, int64_t layers, int64_t ranks,
+                    double us) {
+    kvr_error e = {0};
+    kvr_db_layer_sample s;
+    memset(&s, 0, sizeof s);
+    s.run_id = run;
+    snprintf(s.op, sizeof s.op, "%s", op);
+    s.c = layers;
+    s.prefix = ranks;
+    s.stats.n_iters = 5;
+    s.stats.min_us = s.stats.p10_us = s.stats.median_us = s.stats.p90_us = us;
+    s.stats.mean_us = s.stats.max_us = us;
+    KVR_CHECK_OK(kvr_db_layer_sample_put(db, &s, &e), &e);
+}
+
+/* kvr-fit carries the overheads step's samples: per schedule run_us + layer_us * layers fitted
+ * from the stored excesses (negative terms clamped at 0), kept through the store and the JSON,
+ * and every prediction made from the costs includes them. */
+static void test_fit_overheads(void) {
+    const char *path = kvr_test_tmp_path("ovh.db");
+    kvr_test_rm_db(path);
+    kvr_db *db;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    int64_t run = make_run(db, &good);
+    put_ovh(db, run, "ovh_kvr", LAYERS, 2, 30 + 20.0 * LAYERS); /* run 30, 20 per layer */
+    put_ovh(db, run, "ovh_kvr", 1, 2, 30 + 20.0);
+    put_ovh(db, run, "ovh_single", LAYERS, 1, -100); /* over-predicted: clamped */
+    put_ovh(db, run, "ovh_single", 1, 1, -20);
+    put_ovh(db, run, "ovh_tsp", LAYERS, 2, 40); /* one depth: a per-run constant */
+    kvr_predict_run_fit rf, back;
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
+    KVR_CHECK_EQ_INT(rf.n_overhead_samples, 5);
+    KVR_CHECK_EQ_INT(rf.overheads_clamped, 1u << KVR_MODE_SINGLE);
+    KVR_CHECK(kvr_predict_costs_has_overheads(rf.costs));
+    kvr_search_overhead o = kvr_predict_costs_overhead(rf.costs, KVR_MODE_KVR);
+    KVR_CHECK_NEAR(o.run_us, 30, 1e-9, 1e-12);
+    KVR_CHECK_NEAR(o.layer_us, 20, 1e-9, 1e-12);
+    o = kvr_predict_costs_overhead(rf.costs, KVR_MODE_SINGLE);
+    KVR_CHECK(o.run_us == 0 && o.layer_us == 0);
+    o = kvr_predict_costs_overhead(rf.costs, KVR_MODE_TSP);
+    KVR_CHECK_NEAR(o.run_us, 40, 1e-9, 1e-12);
+    KVR_CHECK(o.layer_us == 0);
+    o = kvr_predict_costs_overhead(rf.costs, KVR_MODE_RING);
+    KVR_CHECK(o.run_us == 0 && o.layer_us == 0);
+    /* the store and the JSON keep them */
+    int64_t id = 0;
+    KVR_CHECK_OK(kvr_predict_run_fit_store(db, &rf, &id, &e), &e);
+    KVR_CHECK_OK(kvr_predict_run_fit_load(db, run, 0, 0, &back, NULL, &e), &e);
+    o = kvr_predict_costs_overhead(back.costs, KVR_MODE_KVR);
+    KVR_CHECK(o.run_us == kvr_predict_costs_overhead(rf.costs, KVR_MODE_KVR).run_us);
+    KVR_CHECK(o.layer_us == kvr_predict_costs_overhead(rf.costs, KVR_MODE_KVR).layer_us);
+    /* predictions: TSP moves by exactly its run term; the chain by at least run + L * layer */
+    char *js = NULL;
+    KVR_CHECK_OK(kvr_predict_costs_to_json(rf.costs, &js, &e), &e);
+    kvr_predict_costs *zero = NULL;
+    KVR_CHECK_OK(kvr_predict_costs_from_json(js, js ? strlen(js) : 0, "t", &zero, &e), &e);
+    free(js);
+    for (int md = 0; zero && md < KVR_MODE_COUNT; md++)
+        KVR_CHECK_OK(kvr_predict_costs_set_overhead(zero, (kvr_mode)md, 0, 0, &e), &e);
+    double a = 0, b = 0;
+    const int64_t C = 3000;
+    KVR_CHECK_OK(kvr_predict_costs_ttft(rf.costs, KVR_STRATEGY_TSP, 2, C, NULL, NULL, &a, &e), &e);
+    KVR_CHECK_OK(kvr_predict_costs_ttft(zero, KVR_STRATEGY_TSP, 2, C, NULL, NULL, &b, &e), &e);
+    KVR_CHECK_NEAR(a - b, 40, 1e-6, 0);
+    KVR_CHECK_OK(kvr_predict_costs_ttft(rf.costs, KVR_STRATEGY_KVR_E, 2, C, NULL, NULL, &a, &e),
+                 &e);
+    KVR_CHECK_OK(kvr_predict_costs_ttft(zero, KVR_STRATEGY_KVR_E, 2, C, NULL, NULL, &b, &e), &e);
+    KVR_CHECK(a - b >= 30 + 20.0 * LAYERS - 1e-6);
+    KVR_CHECK_OK(kvr_predict_costs_ttft(rf.costs, KVR_STRATEGY_SINGLE, 1, C, NULL, NULL, &a, &e),
+                 &e);
+    KVR_CHECK_OK(kvr_predict_costs_ttft(zero, KVR_STRATEGY_SINGLE, 1, C, NULL, NULL, &b, &e), &e);
+    KVR_CHECK(a == b);
+    /* the search cost file made from linear fits holds them too */
+    kvr_search_costs *sc = NULL;
+    KVR_CHECK_OK(kvr_predict_costs_to_search(rf.costs, false, &sc, &e), &e);
+    o = kvr_search_costs_overhead(sc, KVR_MODE_KVR);
+    KVR_CHECK_NEAR(o.layer_us, 20, 1e-9, 1e-12);
+    kvr_search_costs_destroy(sc);
+    kvr_predict_costs_destroy(zero);
+    /* bad overheads in a cost model's JSON: the field named */
+    static const char *const bad[][2] = {
+        {"\"overheads\": 3", "\"overheads\" must be an object"},
+        {"\"overheads\": {\"kvr-e\": {}}", "overheads.kvr-e"},
+        {"\"overheads\": {\"kvr\": {\"run_us\": -1}}", "overheads.kvr"},
+        {"\"overheads\": {\"ring\": {\"layer_us\": \"x\"}}", "\"layer_us\" must be a number"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "{\"schema\": \"kvr-predict-costs/1\", \"layers\": 2, \"kv_bytes_per_token\": 1,"
+                 " \"embed_us\": 0, \"head_us\": 0, %s}",
+                 bad[i][0]);
+        kvr_predict_costs *c = NULL;
+        KVR_CHECK(kvr_predict_costs_from_json(text, strlen(text), "x.json", &c, &e) != KVR_OK);
+        KVR_CHECK(c == NULL && strstr(e.msg, bad[i][1]) != NULL && strstr(e.msg, "x.json"));
+        if (!strstr(e.msg, bad[i][1])) fprintf(stderr, "  got: %s\n", e.msg);
+    }
+    kvr_predict_run_fit_free(&back);
+    kvr_predict_run_fit_free(&rf);
+    kvr_db_close(db);
+}
+
 static const kvr_test_case cases[] = {
     {"fit_recovers_planted", test_fit_recovers_planted},
     {"store_and_load", test_store_and_load},
@@ -595,6 +699,7 @@ static const kvr_test_case cases[] = {
     {"store_all_or_nothing", test_store_all_or_nothing},
     {"predictor_file_and_gaps", test_predictor_file_and_gaps},
     {"kvrp_flow", test_kvrp_flow},
+    {"fit_overheads", test_fit_overheads}, /* last: it draws from the shared noise */
 };
 
 int main(int argc, char **argv) {

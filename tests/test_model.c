@@ -65,10 +65,35 @@ static void test_load_errors(void) {
     KVR_CHECK(kvr_model_load("tiny", &lp, &m, &e) == KVR_ERR_INVALID_ARG);
 }
 
+/* kvr_model_view_layers: the first n layers of the same weights; destroying the view leaves the
+ * model intact (ASan would see a double free); bad counts refused. */
+static void test_view_layers(void) {
+    kvr_error e;
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    kvr_model *m = NULL, *v = NULL;
+    KVR_CHECK_OK(kvr_model_create_preset("tiny", &lp, &m, &e), &e);
+    if (!m) return;
+    KVR_CHECK_OK(kvr_model_view_layers(m, 2, &v, &e), &e);
+    if (v) {
+        KVR_CHECK_EQ_INT(kvr_model_get_config(v)->n_layers, 2);
+        KVR_CHECK_EQ_INT(kvr_model_get_config(m)->n_layers, 4);
+        KVR_CHECK(v->layers == m->layers && v->tok_embd == m->tok_embd);
+        KVR_CHECK_EQ_INT(kvr_model_get_config(v)->d_model, kvr_model_get_config(m)->d_model);
+        kvr_model_destroy(v);
+    }
+    KVR_CHECK_EQ_INT(kvr_model_get_config(m)->n_layers, 4); /* still usable */
+    v = (kvr_model *)0x1;
+    KVR_CHECK(kvr_model_view_layers(m, 0, &v, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_model_view_layers(m, 5, &v, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "[1, 4]") != NULL);
+    kvr_model_destroy(m);
+}
+
 static const kvr_test_case cases[] = {
     {"presets_load", test_presets_load},
     {"preset_seed_determinism", test_preset_seed_determinism},
     {"config_validate_rejects", test_config_validate_rejects},
     {"load_errors", test_load_errors},
+    {"view_layers", test_view_layers},
 };
 KVR_TEST_MAIN(cases)

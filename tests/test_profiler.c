@@ -242,7 +242,11 @@ static void test_params_roundtrip(void) {
     KVR_CHECK_NEAR(q.timing.budget_s, 0.3, 0, 1e-12);
     KVR_CHECK(q.ops == p.ops && q.n_threads == 3 && q.comm && q.n_ranks == 4);
     KVR_CHECK(q.transport == KVR_TRANSPORT_MPI && q.comm_compute && q.comm_max_bytes == 123456);
-    KVR_CHECK(q.seed == 99 && q.model_layers == 2);
+    KVR_CHECK(q.seed == 99 && q.model_layers == 2 && q.overheads);
+    p.overheads = false;
+    KVR_CHECK_OK(kvr_profile_params_format(&p, buf, sizeof buf, &err), &err);
+    KVR_CHECK_OK(kvr_profile_params_parse(buf, &q, &err), &err);
+    KVR_CHECK(!q.overheads);
     KVR_CHECK(strcmp(q.model, p.model) == 0);
     KVR_CHECK_EQ_INT(kvr_profile_params_parse("grid=quick;c=1", &q, &err), KVR_ERR_FORMAT);
     KVR_CHECK_EQ_INT(kvr_profile_params_parse("grid=quick", &q, &err), KVR_ERR_FORMAT);
@@ -629,6 +633,148 @@ static void test_profile_run_lifecycle(void) {
     kvr_db_close(db);
 }
 
+
+/* The overheads step on the tiny preset: every schedule at both depths, stored as ovh_* samples
+ * whose excess is measured TTFT minus the op model's prediction (so excess + prediction, the
+ * measured TTFT, is positive; the excess itself may be negative), skipped when stored, and
+ * carried into the profile cost source (each term >= 0, the same fit the tools print). */
+static void test_profile_overheads_tiny(void) {
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    kvr_model *m = NULL;
+    kvr_db *db = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_model_load("tiny", &lp, &m, &err), &err);
+    KVR_CHECK_OK(kvr_db_open(":memory:", NULL, &db, &err), &err);
+    if (!m || !db) return;
+    kvr_db_model mrec;
+    KVR_CHECK_OK(kvr_profile_model_record(m, "tiny", 1234, 0, &mrec, &err), &err);
+    KVR_CHECK_OK(kvr_db_model_put(db, &mrec, &mrec.id, &err), &err);
+    kvr_db_run r = kvr_db_run_init("profile");
+    r.model_id = mrec.id;
+    KVR_CHECK_OK(kvr_db_run_insert(db, &r, &err), &err);
+    kvr_profile_params p = tiny_params();
+    kvr_profile_result res;
+    /* before the layer ops: no op model to subtract, a clear error */
+    KVR_CHECK(kvr_profile_overheads(db, r.id, m, &mrec, &p, NULL, &res, &err) ==
+              KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(err.msg, "overheads") != NULL);
+    KVR_CHECK_OK(kvr_profile_layers(db, r.id, m, &p, NULL, &res, &err), &err);
+    kvr_profile_overheads_plan_t plan;
+    kvr_profile_overheads_plan(&p, 4, &plan);
+    KVR_CHECK(plan.n_ranks == 2 && plan.chunk == 8 && plan.n_depths == 2);
+    KVR_CHECK(plan.layers[0] == 4 && plan.layers[1] == 1);
+    KVR_CHECK_OK(kvr_profile_overheads(db, r.id, m, &mrec, &p, NULL, &res, &err), &err);
+    KVR_CHECK_EQ_INT(res.n_points, 8);
+    KVR_CHECK_EQ_INT(res.n_measured, 8);
+    kvr_db_layer_sample *s = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_layer_samples_get(db, r.id, &s, &n, &err), &err);
+    int seen[KVR_MODE_COUNT] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        kvr_mode md;
+        if (!kvr_search_overhead_op_parse(s[i].op, &md)) continue;
+        seen[md]++;
+        KVR_CHECK(s[i].c == 4 || s[i].c == 1);
+        KVR_CHECK_EQ_INT(s[i].prefix, md == KVR_MODE_SINGLE ? 1 : 2);
+        KVR_CHECK(s[i].stats.n_iters >= 5 && s[i].stats.n_iters <= 20);
+        KVR_CHECK(s[i].stats.min_us <= s[i].stats.median_us &&
+                  s[i].stats.median_us <= s[i].stats.max_us);
+        /* the measured TTFT (excess + prediction) is positive */
+        kvr_db_model mr = mrec;
+        mr.n_layers = (int32_t)s[i].c;
+        kvr_profile_costs_params cp = kvr_profile_costs_params_default();
+        cp.no_overheads = true;
+        cp.embed_tokens = md == KVR_MODE_SINGLE ? 16 : 8;
+        kvr_search_costs *mc = NULL;
+        KVR_CHECK_OK(kvr_profile_costs_from_samples(&mr, s, n, NULL, 0, "t", &cp, &mc, NULL, &err),
+                     &err);
+        double pred = 0;
+        if (mc && md == KVR_MODE_SINGLE) {
+            KVR_CHECK_OK(kvr_search_sim_single(mc, 16, NULL, &pred, &err), &err);
+            KVR_CHECK(pred > 0 && s[i].stats.min_us + pred > 0);
+        }
+        kvr_search_costs_destroy(mc);
+    }
+    for (int md = 0; md < KVR_MODE_COUNT; md++) KVR_CHECK_EQ_INT(seen[md], 2);
+    /* the cost source carries them: each term >= 0; without them, all 0 */
+    kvr_search_costs *mc = NULL;
+    kvr_profile_costs_info info;
+    kvr_profile_costs_params cp = kvr_profile_costs_params_default();
+    KVR_CHECK_OK(kvr_profile_costs_from_samples(&mrec, s, n, NULL, 0, "t", &cp, &mc, &info, &err),
+                 &err);
+    KVR_CHECK_EQ_INT(info.n_overhead_samples, 8);
+    for (int md = 0; mc && md < KVR_MODE_COUNT; md++) {
+        kvr_search_overhead o = kvr_search_costs_overhead(mc, (kvr_mode)md), f;
+        int L[2];
+        double y[2];
+        int k = 0;
+        for (int64_t i = 0; i < n && k < 2; i++) {
+            kvr_mode x;
+            if (kvr_search_overhead_op_parse(s[i].op, &x) && x == (kvr_mode)md) {
+                L[k] = (int)s[i].c;
+                y[k++] = s[i].stats.median_us;
+            }
+        }
+        KVR_CHECK_OK(kvr_search_overhead_fit(L, y, k, &f, NULL, &err), &err);
+        KVR_CHECK(o.run_us >= 0 && o.layer_us >= 0);
+        KVR_CHECK_NEAR(o.run_us, f.run_us, 1e-9, 1e-9);
+        KVR_CHECK_NEAR(o.layer_us, f.layer_us, 1e-9, 1e-9);
+    }
+    kvr_search_costs_destroy(mc);
+    cp.no_overheads = true;
+    KVR_CHECK_OK(kvr_profile_costs_from_samples(&mrec, s, n, NULL, 0, "t", &cp, &mc, &info, &err),
+                 &err);
+    for (int md = 0; mc && md < KVR_MODE_COUNT; md++) {
+        kvr_search_overhead o = kvr_search_costs_overhead(mc, (kvr_mode)md);
+        KVR_CHECK(o.run_us == 0 && o.layer_us == 0);
+    }
+    kvr_search_costs_destroy(mc);
+    kvr_db_free(s);
+    /* resumed: nothing left to do */
+    KVR_CHECK_OK(kvr_profile_overheads(db, r.id, m, &mrec, &p, NULL, &res, &err), &err);
+    KVR_CHECK(res.n_measured == 0 && res.n_skipped == 8);
+    kvr_db_close(db);
+    kvr_model_destroy(m);
+}
+
+/* kvr_search_overhead_fit: two depths give both terms; negative terms clamp at 0. */
+static void test_overhead_fit(void) {
+    kvr_search_overhead o;
+    bool cl = true;
+    kvr_error err;
+    const int L[] = {1, 4, 1, 4};
+    const double y[] = {30, 60, 30, 60}; /* run 20 + 10 per layer */
+    KVR_CHECK_OK(kvr_search_overhead_fit(L, y, 4, &o, &cl, &err), &err);
+    KVR_CHECK_NEAR(o.run_us, 20, 1e-9, 0);
+    KVR_CHECK_NEAR(o.layer_us, 10, 1e-9, 0);
+    KVR_CHECK(!cl);
+    const double neg_layer[] = {50, 20}; /* slope -10: a constant, their mean */
+    KVR_CHECK_OK(kvr_search_overhead_fit(L, neg_layer, 2, &o, &cl, &err), &err);
+    KVR_CHECK(cl && o.layer_us == 0);
+    KVR_CHECK_NEAR(o.run_us, 35, 1e-9, 0);
+    const double neg_run[] = {-10, 50}; /* run -30, layer 20: through the origin */
+    KVR_CHECK_OK(kvr_search_overhead_fit(L, neg_run, 2, &o, &cl, &err), &err);
+    KVR_CHECK(cl && o.run_us == 0);
+    KVR_CHECK_NEAR(o.layer_us, (1 * -10.0 + 4 * 50.0) / 17.0, 1e-9, 0);
+    const double all_neg[] = {-10, -50};
+    KVR_CHECK_OK(kvr_search_overhead_fit(L, all_neg, 2, &o, &cl, &err), &err);
+    KVR_CHECK(cl && o.run_us == 0 && o.layer_us == 0);
+    const int one[] = {4, 4};
+    const double two[] = {10, 20};
+    KVR_CHECK_OK(kvr_search_overhead_fit(one, two, 2, &o, &cl, &err), &err);
+    KVR_CHECK(!cl && o.layer_us == 0);
+    KVR_CHECK_NEAR(o.run_us, 15, 1e-9, 0);
+    const int bad_l[] = {0};
+    KVR_CHECK(kvr_search_overhead_fit(bad_l, two, 1, &o, NULL, &err) == KVR_ERR_INVALID_ARG);
+    const double bad_y[] = {NAN};
+    KVR_CHECK(kvr_search_overhead_fit(L, bad_y, 1, &o, NULL, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_search_overhead_fit(L, y, 0, &o, NULL, &err) == KVR_ERR_INVALID_ARG);
+    kvr_mode md;
+    KVR_CHECK(kvr_search_overhead_op_parse("ovh_ring", &md) && md == KVR_MODE_RING);
+    KVR_CHECK(!kvr_search_overhead_op_parse("attn", &md));
+    KVR_CHECK(strcmp(kvr_search_overhead_op(KVR_MODE_TSP), "ovh_tsp") == 0);
+}
+
 static const kvr_test_case cases[] = {
     {"stats_known", test_stats_known},
     {"median_stable", test_median_stable},
@@ -637,6 +783,8 @@ static const kvr_test_case cases[] = {
     {"grid_points", test_grid_points},
     {"grid_refine", test_grid_refine},
     {"params_roundtrip", test_params_roundtrip},
+    {"overhead_fit", test_overhead_fit},
+    {"profile_overheads_tiny", test_profile_overheads_tiny},
     {"interp_and_ttft", test_interp_and_ttft},
     {"provenance", test_provenance},
     {"profile_layers_tiny", test_profile_layers_tiny},

@@ -1106,6 +1106,151 @@ static void test_names(void) {
         KVR_CHECK(strcmp(kvr_event_kind_name((kvr_event_kind)k), "?") != 0);
 }
 
+
+/* Fixed overheads (kvr_search_costs_set_overhead): run_us before every rank's embedding,
+ * layer_us after every layer's post on every rank; each schedule has its own terms. */
+static void test_sim_overheads_known(void) {
+    kvr_search_costs *m = model_simple(1, 1);
+    kvr_error e;
+    double t;
+    kvr_search_overhead none = kvr_search_costs_overhead(m, KVR_MODE_KVR);
+    KVR_CHECK_NEAR(none.run_us + none.layer_us, 0, 0, 0); /* unset: 0 */
+    /* single at C = 4 (model_simple(0, 0) gives 50, test_sim_single_known): run 10, layer 2:
+     * 10 + embed 3 + 2 * (21 + 2) + head 5 = 64 */
+    kvr_search_costs *m0 = model_simple(0, 0);
+    KVR_CHECK_OK(kvr_search_costs_set_overhead(m0, KVR_MODE_SINGLE, 10, 2, "test", &e), &e);
+    KVR_CHECK_OK(kvr_search_sim_single(m0, 4, NULL, &t, &e), &e);
+    KVR_CHECK_NEAR(t, 64, 1e-12, 0);
+    kvr_search_costs_destroy(m0);
+    /* KVR chain, chunks {2, 2} (37 without, test_sim_kvr_known), kvr run 10, layer 1:
+     * w0 = 6 + 1 = 7, w1 = 10 + 1 = 11, x = 3, both ranks start at 10 + 3 = 13.
+     * layer 0: r0 ready 16, done 23; r1 own 16, arr 19, ready 19, done 30.
+     * layer 1: r0 ready 26, done 33; r1 own 33, arr max(26, 19) + 3 = 29, ready 33, done 44.
+     * TTFT = 44 + head 5 = 49. */
+    KVR_CHECK_OK(kvr_search_costs_set_overhead(m, KVR_MODE_KVR, 10, 1, "test", &e), &e);
+    kvr_search_timeline *tl = NULL;
+    KVR_CHECK_OK(kvr_search_timeline_create(&tl, &e), &e);
+    int64_t ch[2] = {2, 2};
+    KVR_CHECK_OK(kvr_search_sim_kvr(m, 2, ch, tl, &t, &e), &e);
+    KVR_CHECK_NEAR(t, 49, 1e-12, 0);
+    double ovh[2] = {0, 0};
+    int n_ovh = 0;
+    for (size_t i = 0; i < kvr_search_timeline_n_events(tl); i++) {
+        const kvr_event *ev = kvr_search_timeline_event(tl, i);
+        if (ev->kind == KVR_EVENT_EMBED) KVR_CHECK_NEAR(ev->start_us, 10, 1e-12, 0);
+        if (ev->kind != KVR_EVENT_OVERHEAD) continue;
+        n_ovh++;
+        ovh[ev->rank] += ev->end_us - ev->start_us;
+        if (ev->layer == -1) KVR_CHECK_NEAR(ev->start_us, 0, 0, 0);
+        if (ev->rank == 1 && ev->layer == 1) KVR_CHECK_NEAR(ev->end_us, 44, 1e-12, 0);
+    }
+    KVR_CHECK_EQ_INT(n_ovh, 6); /* per rank: one run term, two layer terms */
+    KVR_CHECK_NEAR(ovh[0], 12, 1e-12, 0);
+    KVR_CHECK_NEAR(ovh[1], 12, 1e-12, 0);
+    char *txt = NULL;
+    KVR_CHECK_OK(kvr_search_timeline_format_text(tl, 40, &txt, &e), &e);
+    KVR_CHECK(txt && strstr(txt, "o fixed overhead") != NULL);
+    free(txt);
+    /* the optimiser prices the same chain: its TTFT is the simulator's */
+    int64_t best[2];
+    kvr_search_stats st;
+    kvr_search_params sp = kvr_search_params_default();
+    sp.granularity = 1;
+    KVR_CHECK_OK(kvr_search_partition(m, 2, 4, &sp, best, &st, &e), &e);
+    KVR_CHECK_OK(kvr_search_sim_kvr(m, 2, best, NULL, &t, &e), &e);
+    KVR_CHECK_NEAR(st.ttft_us, t, 1e-9, 0);
+    KVR_CHECK_NEAR(st.start_ttft_us[KVR_SEARCH_START_EVEN], 49, 1e-9, 0);
+    double tp;
+    int64_t pol[2] = {2, 2};
+    KVR_CHECK_OK(kvr_search_polish(m, 2, 4, 1, 0, pol, &tp, &e), &e);
+    KVR_CHECK_OK(kvr_search_sim_kvr(m, 2, pol, NULL, &t, &e), &e);
+    KVR_CHECK_NEAR(tp, t, 1e-9, 0);
+    /* the kvr terms do not touch the other schedules: TSP 40 and ring 38 as before */
+    KVR_CHECK_OK(kvr_search_sim_tsp(m, 2, 4, NULL, &t, &e), &e);
+    KVR_CHECK_NEAR(t, 40, 1e-12, 0);
+    /* TSP, run 10, layer 1: start 13; layer 0: a = 16, e = 19, r0 done 19 + 2 + 4 + 1 = 26,
+     * r1 done 19 + 6 + 4 + 1 = 30; layer 1: a = 33, e = 36, r1 done 47; TTFT 52 */
+    KVR_CHECK_OK(kvr_search_costs_set_overhead(m, KVR_MODE_TSP, 10, 1, NULL, &e), &e);
+    KVR_CHECK_OK(kvr_search_sim_tsp(m, 2, 4, NULL, &t, &e), &e);
+    KVR_CHECK_NEAR(t, 52, 1e-12, 0);
+    /* ring (38 without, test_sim_ring_known): both ranks run in lockstep on this symmetric
+     * case, so run 10 and layer 1 shift everything by 10 + 2 * 1: 50 */
+    KVR_CHECK_OK(kvr_search_sim_ring(m, 2, 4, NULL, &t, &e), &e);
+    KVR_CHECK_NEAR(t, 38, 1e-12, 0);
+    KVR_CHECK_OK(kvr_search_costs_set_overhead(m, KVR_MODE_RING, 10, 1, NULL, &e), &e);
+    KVR_CHECK_OK(kvr_search_sim_ring(m, 2, 4, tl, &t, &e), &e);
+    KVR_CHECK_NEAR(t, 50, 1e-12, 0);
+    KVR_CHECK_NEAR(kvr_search_timeline_ttft_us(tl), 50, 1e-12, 0);
+    /* bad values */
+    KVR_CHECK(kvr_search_costs_set_overhead(m, KVR_MODE_KVR, -1, 0, NULL, &e) ==
+              KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "overheads.kvr") != NULL);
+    KVR_CHECK(kvr_search_costs_set_overhead(m, KVR_MODE_KVR, 0, NAN, NULL, &e) ==
+              KVR_ERR_INVALID_ARG);
+    KVR_CHECK(kvr_search_costs_set_overhead(m, KVR_MODE_COUNT, 0, 0, NULL, &e) ==
+              KVR_ERR_INVALID_ARG);
+    kvr_search_timeline_destroy(tl);
+    kvr_search_costs_destroy(m);
+}
+
+/* A cost file's optional "overheads": absent = 0, present = read, bad = a message naming the
+ * field. */
+static void test_costs_overheads_json(void) {
+    kvr_error e;
+    kvr_search_costs *m = parse(MINIMAL_HEAD ", \"link\": {\"alpha_us\": 0, \"gbps\": 0}}", &e);
+    KVR_CHECK(m != NULL);
+    for (int md = 0; m && md < KVR_MODE_COUNT; md++) {
+        kvr_search_overhead o = kvr_search_costs_overhead(m, (kvr_mode)md);
+        KVR_CHECK(o.run_us == 0 && o.layer_us == 0);
+    }
+    double t0 = 0, t1 = 0;
+    if (m) KVR_CHECK_OK(kvr_search_sim_single(m, 8, NULL, &t0, &e), &e);
+    kvr_search_costs_destroy(m);
+    m = parse(MINIMAL_HEAD ", \"link\": {\"alpha_us\": 0, \"gbps\": 0},"
+                           " \"overheads\": {\"single\": {\"run_us\": 100, \"layer_us\": 7},"
+                           " \"kvr\": {\"layer_us\": 3}, \"ring\": {}}}",
+              &e);
+    KVR_CHECK(m != NULL);
+    if (m) {
+        kvr_search_overhead o = kvr_search_costs_overhead(m, KVR_MODE_SINGLE);
+        KVR_CHECK_NEAR(o.run_us, 100, 0, 0);
+        KVR_CHECK_NEAR(o.layer_us, 7, 0, 0);
+        o = kvr_search_costs_overhead(m, KVR_MODE_KVR);
+        KVR_CHECK(o.run_us == 0 && o.layer_us == 3);
+        o = kvr_search_costs_overhead(m, KVR_MODE_TSP);
+        KVR_CHECK(o.run_us == 0 && o.layer_us == 0);
+        KVR_CHECK_OK(kvr_search_sim_single(m, 8, NULL, &t1, &e), &e);
+        KVR_CHECK_NEAR(t1 - t0, 100 + 2 * 7, 1e-9, 0); /* 2 layers */
+    }
+    kvr_search_costs_destroy(m);
+    static const struct {
+        const char *tail, *want;
+    } bad[] = {
+        {"\"overheads\": []}", "\"overheads\" must be an object"},
+        {"\"overheads\": {\"kvr-s\": {}}}", "unknown field \"overheads.kvr-s\""},
+        {"\"overheads\": {\"kvr\": 5}}", "\"overheads.kvr\" must be an object"},
+        {"\"overheads\": {\"tsp\": {\"run\": 5}}}", "unknown field \"overheads.tsp.run\""},
+        {"\"overheads\": {\"tsp\": {\"run_us\": -5}}}", "\"overheads.tsp.run_us\" must be >= 0"},
+        {"\"overheads\": {\"ring\": {\"layer_us\": \"1\"}}}",
+         "\"overheads.ring.layer_us\" must be a number"},
+        {"\"overheads\": {\"single\": {\"run_us\": 1, \"run_us\": 2}}}",
+         "duplicate field \"overheads.single.run_us\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "%s, \"link\": {\"alpha_us\": 0, \"gbps\": 0}, %s",
+                 MINIMAL_HEAD, bad[i].tail);
+        kvr_search_costs *b = parse(text, &e);
+        KVR_CHECK(b == NULL);
+        if (b || !strstr(e.msg, bad[i].want))
+            fprintf(stderr, "  case %zu: want \"%s\", got \"%s\"\n", i, bad[i].want,
+                    b ? "(parsed)" : e.msg);
+        KVR_CHECK(b == NULL && strstr(e.msg, bad[i].want) != NULL);
+        KVR_CHECK(strstr(e.msg, "t.json") != NULL);
+        kvr_search_costs_destroy(b);
+    }
+}
+
 static const kvr_test_case cases[] = {
     {"costs_minimal", test_costs_minimal},
     {"costs_links_uneven", test_costs_links_uneven},
@@ -1120,6 +1265,8 @@ static const kvr_test_case cases[] = {
     {"sim_ring_merges", test_sim_ring_merges},
     {"sim_ring_buffering", test_sim_ring_buffering},
     {"sim_bad_args", test_sim_bad_args},
+    {"sim_overheads_known", test_sim_overheads_known},
+    {"costs_overheads_json", test_costs_overheads_json},
     {"search_partition_rules", test_search_partition_rules},
     {"search_starts", test_search_starts},
     {"search_not_worse_than_starts", test_search_not_worse_than_starts},

@@ -363,7 +363,14 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
                                                             : kvr_predict_form_name(f->form),
                      rf->n_samples[op], f);
         }
-        printf("]");
+        printf("],\"overheads\":{");
+        for (int md = 0; md < KVR_MODE_COUNT; md++) {
+            const kvr_search_overhead ov = kvr_predict_costs_overhead(rf->costs, (kvr_mode)md);
+            printf("%s\"%s\":{\"run_us\":%.9g,\"layer_us\":%.9g,\"clamped\":%s}", md ? "," : "",
+                   kvr_mode_name((kvr_mode)md), ov.run_us, ov.layer_us,
+                   rf->overheads_clamped >> md & 1u ? "true" : "false");
+        }
+        printf("},\"overhead_samples\":%d", rf->n_overhead_samples);
         *printed_json = true;
         return 0;
     }
@@ -388,6 +395,19 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
                       op == KVR_OP_HEAD && rf->head_constant ? "constant"
                                                              : kvr_predict_form_name(f->form),
                       rf->n_samples[op], f);
+    }
+    if (rf->n_overhead_samples > 0) {
+        printf("# fixed overheads from %d overhead samples (per run + per layer step, us):",
+               rf->n_overhead_samples);
+        for (int md = 0; md < KVR_MODE_COUNT; md++) {
+            const kvr_search_overhead ov = kvr_predict_costs_overhead(rf->costs, (kvr_mode)md);
+            printf("%s %s %.1f + %.2f%s", md ? ";" : "", kvr_mode_name((kvr_mode)md), ov.run_us,
+                   ov.layer_us, rf->overheads_clamped >> md & 1u ? " (clamped at 0)" : "");
+        }
+        printf("\n");
+    } else {
+        printf("# fixed overheads: none (the run has no overheads step: kvr-profile without "
+               "--no-overheads adds it)\n");
     }
     printf("# TTFT error band (drift threshold): %.2f %% = the largest held-out error of one "
            "layer's pre + attn + post at the profiled chunks >= %lld\n",

@@ -11,6 +11,7 @@
  * Exit codes: 0 complete, 1 runtime failure, 2 usage error, 130 interrupted (run resumable).
  */
 #include "kvr_profiler.h"
+#include "kvr_search.h"
 #include "tool_util.h"
 
 #include <errno.h>
@@ -43,6 +44,7 @@ typedef struct kvr_profile_opts {
     uint64_t seed;
     bool seed_set;
     bool json, quiet;
+    bool no_overheads;
 } kvr_profile_opts;
 
 static void usage(FILE *f) {
@@ -64,6 +66,9 @@ static void usage(FILE *f) {
             "                             mpirun; transfers only; same-device: device-to-device\n"
             "                             copies between ranks on GPU 0; nccl: rank i on GPU i)\n"
             "  -X, --comm-compute         also the chain with the layer ops running meanwhile\n"
+            "  -O, --no-overheads         skip the schedules' fixed overheads (by default, after\n"
+            "                             the layer ops: single, kvr, tsp and ring run end to end\n"
+            "                             on tiny chunks at two depths; docs/profiler.md)\n"
             "  -B, --bytes LO:HI          p2p size sweep, K/M/G = KiB/MiB/GiB (default 4K up to one\n"
             "                             layer's K of the largest context)\n"
             "  -t, --threads N            threads per rank for the ops (default 1, as kvr-run)\n"
@@ -147,15 +152,16 @@ static int parse_opts(int argc, char **argv, kvr_profile_opts *o) {
         {"tol", required_argument, 0, 'e'},        {"resume", required_argument, 0, 'u'},
         {"layers", required_argument, 0, 'L'},     {"seed", required_argument, 0, 'S'},
         {"json", no_argument, 0, 'j'},             {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+        {"no-overheads", no_argument, 0, 'O'},     {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     kvr_error e;
     int ch;
     opterr = 0;
     int n_run_opts = 0; /* options that --resume does not combine with */
-    while ((ch = getopt_long(argc, argv, ":b:m:d:g:c:P:C:R:o:xr:T:XB:t:s:w:n:e:u:L:S:jqh", lo,
+    while ((ch = getopt_long(argc, argv, ":b:m:d:g:c:P:C:R:o:xr:T:XOB:t:s:w:n:e:u:L:S:jqh", lo,
                              NULL)) != -1) {
         int64_t v;
-        if (strchr("gcPCRoxrXBtswneLS", ch)) n_run_opts++; /* --transport mpi may resume */
+        if (strchr("gcPCRoxrXOBtswneLS", ch)) n_run_opts++; /* --transport mpi may resume */
         switch (ch) {
             case 'b':
             {
@@ -190,6 +196,7 @@ static int parse_opts(int argc, char **argv, kvr_profile_opts *o) {
                 break;
             }
             case 'x': o->comm = true; break;
+            case 'O': o->no_overheads = true; break;
             case 'r':
                 if (kvr_parse_i64(optarg, 2, KVR_MAX_RANKS, &v, &e))
                     return usage_error("--ranks: %s", e.msg);
@@ -380,9 +387,52 @@ static void summarize_xfers(const kvr_db_transfer_sample *s, int64_t n, xfer_sum
     }
 }
 
+/* The overhead samples of a run (ovh_*) and each schedule's fitted terms, as text or JSON. */
+static void print_overheads(const kvr_db_layer_sample *ls, int64_t nl, bool json) {
+    bool any = false;
+    for (int md = 0; md < KVR_MODE_COUNT; md++) {
+        int L[64], n = 0;
+        double y[64];
+        for (int64_t i = 0; i < nl && n < 64; i++) {
+            kvr_mode m;
+            if (!kvr_search_overhead_op_parse(ls[i].op, &m) || m != (kvr_mode)md) continue;
+            if (!any && !json) {
+                printf("\n%-8s %6s %5s %11s %11s %11s %7s\n", "overhead", "layers", "ranks",
+                       "excess p10", "median", "p90", "iters");
+                printf("%-8s %6s %5s %11s %11s %11s %7s\n", "", "(-)", "(-)", "(us)", "(us)",
+                       "(us)", "(-)");
+            }
+            if (json)
+                printf("%s{\"schedule\":\"%s\",\"layers\":%lld,\"ranks\":%lld,"
+                       "\"excess_median_us\":%.3f,\"excess_p10_us\":%.3f,\"excess_p90_us\":%.3f}",
+                       any ? "," : "", kvr_mode_name((kvr_mode)md), (long long)ls[i].c,
+                       (long long)ls[i].prefix, ls[i].stats.median_us, ls[i].stats.p10_us,
+                       ls[i].stats.p90_us);
+            else
+                printf("%-8s %6lld %5lld %11.1f %11.1f %11.1f %7d\n", kvr_mode_name((kvr_mode)md),
+                       (long long)ls[i].c, (long long)ls[i].prefix, ls[i].stats.p10_us,
+                       ls[i].stats.median_us, ls[i].stats.p90_us, ls[i].stats.n_iters);
+            any = true;
+            if (isfinite(ls[i].stats.median_us) && ls[i].c >= 1 && ls[i].c <= INT32_MAX) {
+                L[n] = (int)ls[i].c;
+                y[n++] = ls[i].stats.median_us;
+            }
+        }
+        kvr_search_overhead o;
+        bool clamped = false;
+        if (!json && n > 0 && kvr_search_overhead_fit(L, y, n, &o, &clamped, NULL) == KVR_OK)
+            printf("# %s: run %.1f us + %.2f us per layer step%s\n", kvr_mode_name((kvr_mode)md),
+                   o.run_us, o.layer_us,
+                   clamped ? " (a term fitted negative -- the op model over-predicts it -- "
+                             "clamped at 0)"
+                           : "");
+    }
+}
+
 static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *mrec,
-                         const kvr_profile_result *lr, const kvr_profile_result *xr, bool json,
-                         const char *status, double elapsed_s) {
+                         const kvr_profile_result *lr, const kvr_profile_result *xr,
+                         const kvr_profile_result *orr, bool json, const char *status,
+                         double elapsed_s) {
     kvr_error err;
     kvr_db_layer_sample *ls = NULL;
     kvr_db_transfer_sample *ts = NULL;
@@ -402,8 +452,9 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
     double ttft[4];
     int nc = 0;
     kvr_profile_predict_single_series(ls, nl, mrec->n_layers, ctxs, ttft, &nc);
-    const int64_t points = lr->n_points + xr->n_points;
-    const int64_t measured = lr->n_measured + xr->n_measured, skipped = lr->n_skipped + xr->n_skipped;
+    const int64_t points = lr->n_points + xr->n_points + orr->n_points;
+    const int64_t measured = lr->n_measured + xr->n_measured + orr->n_measured,
+                  skipped = lr->n_skipped + xr->n_skipped + orr->n_skipped;
     if (json) {
         printf("{\"run_id\":%lld,\"status\":\"%s\",\"db\":", (long long)run->id, status);
         kvr_json_write_str(stdout, kvr_db_path(db));
@@ -451,6 +502,8 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
             printf("}");
             first = false;
         }
+        printf("],\"overheads\":[");
+        print_overheads(ls, nl, true);
         printf("],\"predicted_single_ttft_ms\":{");
         for (int i = 0; i < nc; i++) printf("%s\"%lld\":%.3f", i ? "," : "", (long long)ctxs[i], ttft[i]);
         printf("}}\n");
@@ -488,6 +541,7 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
             printf("# busbw = algbw x factor: 1 for p2p and chain links, (n-1)/n for all-gather "
                    "(nccl-tests)\n");
         }
+        print_overheads(ls, nl, false);
         if (nc) {
             printf("# predicted single-rank TTFT (embed + %d x (pre + attn + post) + head):",
                    mrec->n_layers);
@@ -562,6 +616,7 @@ static int build_params(const kvr_profile_opts *o, const kvr_model_config *cfg, 
     }
     if (o->seed_set) p->seed = o->seed;
     p->model_layers = o->layers;
+    p->overheads = !o->no_overheads;
     snprintf(p->model, sizeof p->model, "%.511s", model);
     if (!p->ops && !p->comm) return usage_error("--ops none without --comm: nothing to profile");
     return 0;
@@ -605,7 +660,10 @@ static void on_phase(void *user, const char *phase, bool begin) {
         return;
     }
     kvr_progress_start(&t->pc.bar, stderr,
-                       strcmp(phase, "ops") ? "kvr-profile transfers" : "kvr-profile ops", 1);
+                       !strcmp(phase, "ops")         ? "kvr-profile ops"
+                       : !strcmp(phase, "overheads") ? "kvr-profile overheads"
+                                                     : "kvr-profile transfers",
+                       1);
 }
 
 static void on_point_tool(void *user, const char *label, const kvr_timing_stats *st,
@@ -722,7 +780,8 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (root) {
-        if (print_summary(db, &info.run, &info.model, &info.layers, &info.transfers, o.json,
+        if (print_summary(db, &info.run, &info.model, &info.layers, &info.transfers, &info.overheads,
+                          o.json,
                           info.stopped ? "incomplete" : "complete", elapsed))
             goto done;
         if (info.stopped && mpi)

@@ -174,4 +174,31 @@ r = h.execute('SELECT predicted_ttft_ms, calibrated_ttft_ms, calibration_id FROM
 assert r[0] > 0 and r[1] > 0 and r[2] > 0, r
 print('ok')"
 check uncalibrated_strategy 0 "^# predicted TTFT [0-9.]+ ms \(cost model fit [0-9]+ \(profile run [0-9]+\)\), measured" -- "$R" --model tiny --context 300 --ranks 2 --mode tsp --db cal.db
+# fixed overheads (issue 16 item 1): kvr-profile's overheads step (on by default) stored 8 rows
+# (4 schedules x 2 depths) in run 1; kvr-fit fits them; kvr-run's raw prediction includes them
+check fit_overheads 0 "^# fixed overheads from 8 overhead samples \(per run \+ per layer step, us\): single [0-9.]+ \+ [0-9.]+" -- "$F" --db "$DB" --run 1 --dry-run
+check fit_overheads_json 0 '"overheads":\{"single":\{"run_us":[0-9.e+-]+,"layer_us":[0-9.e+-]+,"clamped":(true|false)\},"kvr":.*"overhead_samples":8' -- "$F" --db "$DB" --run 1 --dry-run --json
+"$P" --model tiny --chunks 8:32 --max-context 64 --iters 2 --no-overheads --db noovh.db -q >/dev/null 2>&1 || bad "setup: kvr-profile --no-overheads"
+check fit_no_overheads 0 "^# fixed overheads: none" -- "$F" --db noovh.db --run 1 --dry-run
+cp "$DB" ovh_a.db; cp "$DB" ovh_b.db
+# the kvr schedule's excess set to 0 (a) and to 5 ms per layer step (b: 4 layers 20 ms, 1 layer 5 ms)
+set_ovh() {
+  python3 -c "
+import sqlite3, sys
+h = sqlite3.connect(sys.argv[1])
+n = h.execute(\"UPDATE layer_samples SET min_us = c * ?1, p10_us = c * ?1, median_us = c * ?1, p90_us = c * ?1, max_us = c * ?1, mean_us = c * ?1 WHERE op = 'ovh_kvr' AND run_id = 1\", (float(sys.argv[2]),)).rowcount
+assert n == 2, n
+h.commit()" "$1" "$2" || bad "setup: $1"
+}
+set_ovh ovh_a.db 0
+set_ovh ovh_b.db 5000
+for d in ovh_a.db ovh_b.db; do "$F" --db $d --run 1 >/dev/null 2>&1 || bad "setup: kvr-fit $d"; done
+check fit_overheads_planted 0 "kvr 0.0 \+ 5000.00" -- "$F" --db ovh_b.db --run 1 --dry-run
+check fit_overheads_zero 0 "kvr 0.0 \+ 0.00;" -- "$F" --db ovh_a.db --run 1 --dry-run
+pa=$("$R" --model tiny --context 256 --ranks 2 --partition even --db ovh_a.db --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["predicted_raw_ms"])')
+pb=$("$R" --model tiny --context 256 --ranks 2 --partition even --db ovh_b.db --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["predicted_raw_ms"])')
+check run_prediction_overheads 0 "ok" -- python3 -c "
+a, b = float('$pa'), float('$pb')
+assert b - a >= 20 - 1e-6 and b - a <= 25 + 1e-6, (a, b)
+print('ok')"
 summary "kvr-fit cli"

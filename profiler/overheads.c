@@ -1,0 +1,180 @@
+/* overheads.c -- the schedules' fixed overheads (kvr_profile_overheads): each schedule the
+ * runtime has (single; kvr, tsp and ring at the profiled rank count) run end to end on tiny
+ * chunks at two depths of the model, its measured TTFT minus what the per-op model of the same
+ * run predicts (the run's own layer samples, no overheads) stored as samples "ovh_<mode>"
+ * (c = layers run, prefix = ranks). Two depths separate a per-run term from a per-layer-step
+ * term (kvr_search_overhead_fit; docs/profiler.md, "Fixed overheads"). */
+#include "kvr_profiler.h"
+#include "kvr_search.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ovh_ctx {
+    const kvr_model *m;
+    const int32_t *tokens;
+    int64_t n_tokens;
+    kvr_prefill_params pp;
+} ovh_ctx;
+
+static kvr_status ovh_measure(void *user, int32_t i_iter, double *time_us, kvr_error *err) {
+    (void)i_iter;
+    ovh_ctx *x = user;
+    kvr_prefill_result r;
+    memset(&r, 0, sizeof r);
+    kvr_status s = kvr_prefill_run(x->m, x->tokens, x->n_tokens, &x->pp, &r, err);
+    if (s == KVR_OK) *time_us = r.ttft_ms * 1e3;
+    kvr_prefill_result_free(&r);
+    return s;
+}
+
+/* What the per-op model of the run predicts for mode at L layers, p ranks, C tokens. */
+static kvr_status ovh_predict(const kvr_db_model *mrec, int32_t L, const kvr_db_layer_sample *ls,
+                              int64_t nl, const kvr_db_transfer_sample *ts, int64_t nt,
+                              kvr_mode mode, int32_t p, int64_t C, double *pred_us,
+                              kvr_error *err) {
+    kvr_db_model mr = *mrec;
+    mr.n_layers = L;
+    int64_t part[KVR_MAX_RANKS];
+    KVR_TRY(kvr_partition_even(C, p, part, err));
+    kvr_profile_costs_params cp = kvr_profile_costs_params_default();
+    cp.no_overheads = true;
+    /* one embedding of the largest chunk, as kvr_predict_costs_ttft charges it */
+    cp.embed_tokens = mode == KVR_MODE_SINGLE ? C : mode == KVR_MODE_RING ? (C + p - 1) / p : part[0];
+    kvr_search_costs *m = NULL;
+    KVR_TRY(kvr_profile_costs_from_samples(&mr, ls, nl, ts, nt, "overheads step", &cp, &m, NULL,
+                                           err));
+    kvr_status s;
+    switch (mode) {
+        case KVR_MODE_SINGLE: s = kvr_search_sim_single(m, C, NULL, pred_us, err); break;
+        case KVR_MODE_KVR: s = kvr_search_sim_kvr(m, p, part, NULL, pred_us, err); break;
+        case KVR_MODE_TSP: s = kvr_search_sim_tsp(m, p, C, NULL, pred_us, err); break;
+        default: s = kvr_search_sim_ring(m, p, C, NULL, pred_us, err); break;
+    }
+    kvr_search_costs_destroy(m);
+    return s;
+}
+
+static bool ovh_done(const kvr_db_layer_sample *ls, int64_t n, const char *op, int64_t c,
+                     int64_t prefix) {
+    for (int64_t i = 0; i < n; i++)
+        if (ls[i].c == c && ls[i].prefix == prefix && !strcmp(ls[i].op, op)) return true;
+    return false;
+}
+
+void kvr_profile_overheads_plan(const kvr_profile_params *p, int32_t n_layers,
+                                kvr_profile_overheads_plan_t *out) {
+    memset(out, 0, sizeof *out);
+    out->n_ranks = p->n_ranks >= 2 ? p->n_ranks : 2;
+    out->chunk = KVR_MAX(2, KVR_MIN(16, p->grid.c_min));
+    out->layers[0] = n_layers;
+    out->layers[1] = n_layers / 4 >= 1 ? n_layers / 4 : 1;
+    out->n_depths = out->layers[1] < out->layers[0] ? 2 : 1;
+}
+
+kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
+                                 const kvr_db_model *mrec, const kvr_profile_params *p,
+                                 const kvr_profile_hooks *hooks, kvr_profile_result *res,
+                                 kvr_error *err) {
+    if (!db || !m || !mrec || !p || !res)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "overheads: NULL argument");
+    memset(res, 0, sizeof *res);
+    const double t_start = kvr_time_us();
+    const kvr_model_config *cfg = kvr_model_get_config(m);
+    kvr_profile_overheads_plan_t plan;
+    kvr_profile_overheads_plan(p, cfg->n_layers, &plan);
+    const int32_t P = plan.n_ranks;
+    const int64_t C = plan.chunk * P;
+    if (P > KVR_MAX_RANKS)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "overheads: %d ranks (at most %d)", P,
+                             KVR_MAX_RANKS);
+    kvr_db_layer_sample *ls = NULL;
+    kvr_db_transfer_sample *ts = NULL;
+    int64_t nl = 0, nt = 0;
+    int32_t *tokens = malloc((size_t)C * sizeof *tokens);
+    kvr_timing_params tp = p->timing;
+    tp.n_warmup = KVR_MAX(1, tp.n_warmup);
+    tp.min_iters = KVR_MAX(5, tp.min_iters);
+    tp.max_iters = KVR_MAX(tp.min_iters, KVR_MIN(20, tp.max_iters));
+    double *scratch = malloc((size_t)tp.max_iters * sizeof *scratch);
+    kvr_status s = tokens && scratch ? KVR_OK
+                                     : kvr_error_set(err, KVR_ERR_NOMEM, "overheads: out of memory");
+    if (s == KVR_OK) s = kvr_db_layer_samples_get(db, run_id, &ls, &nl, err);
+    if (s == KVR_OK) s = kvr_db_transfer_samples_get(db, run_id, &ts, &nt, err);
+    uint64_t rng = p->seed ? p->seed : 1;
+    for (int64_t i = 0; s == KVR_OK && i < C; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = (int32_t)((rng >> 33) % (uint64_t)cfg->vocab_size);
+    }
+    static const kvr_mode modes[] = {KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP, KVR_MODE_RING};
+    res->n_points = (int64_t)(sizeof modes / sizeof modes[0]) * plan.n_depths;
+    for (int d = 0; s == KVR_OK && d < plan.n_depths; d++) {
+        const int32_t L = plan.layers[d];
+        kvr_model *view = NULL;
+        s = kvr_model_view_layers(m, L, &view, err);
+        for (size_t k = 0; s == KVR_OK && k < sizeof modes / sizeof modes[0]; k++) {
+            const kvr_mode mode = modes[k];
+            const int32_t np = mode == KVR_MODE_SINGLE ? 1 : P;
+            const char *op = kvr_search_overhead_op(mode);
+            char label[96];
+            snprintf(label, sizeof label, "overheads %s L=%d p=%d C=%lld", kvr_mode_name(mode), L,
+                     np, (long long)C);
+            if (ovh_done(ls, nl, op, L, np)) {
+                res->n_skipped++;
+                if (hooks && hooks->on_point)
+                    hooks->on_point(hooks->user, label, NULL, res->n_skipped + res->n_measured,
+                                    res->n_points);
+                continue;
+            }
+            if (hooks && hooks->stop && *hooks->stop) {
+                res->stopped = true;
+                break;
+            }
+            double pred_us = 0;
+            s = ovh_predict(mrec, L, ls, nl, ts, nt, mode, np, C, &pred_us, err);
+            if (s != KVR_OK) {
+                kvr_error_prefix(err, "overheads: %s", label);
+                break;
+            }
+            ovh_ctx x = {view, tokens, C, kvr_prefill_params_default()};
+            x.pp.backend = p->backend;
+            x.pp.mode = mode;
+            x.pp.n_ranks = np;
+            x.pp.n_threads = p->n_threads;
+            x.pp.transport = KVR_TRANSPORT_THREADS;
+            kvr_timing_stats ttft;
+            s = kvr_time_adaptive(ovh_measure, &x, &tp, scratch, &ttft, err);
+            if (s != KVR_OK) {
+                kvr_error_prefix(err, "overheads: %s", label);
+                break;
+            }
+            /* the samples are the signed excess over the prediction (not clamped here: the
+             * fit clamps a term at 0, kvr_search_overhead_fit) */
+            for (int32_t i = 0; i < ttft.n_iters; i++) scratch[i] -= pred_us;
+            kvr_db_layer_sample smp;
+            memset(&smp, 0, sizeof smp);
+            smp.run_id = run_id;
+            snprintf(smp.op, sizeof smp.op, "%s", op);
+            smp.c = L;
+            smp.prefix = np;
+            kvr_stats_compute(scratch, ttft.n_iters, &smp.stats);
+            smp.stats.n_warmup = ttft.n_warmup;
+            smp.stats.is_stable = ttft.is_stable;
+            s = kvr_db_layer_sample_put(db, &smp, err);
+            if (s != KVR_OK) break;
+            res->n_measured++;
+            if (hooks && hooks->on_point)
+                hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
+                                res->n_points);
+        }
+        kvr_model_destroy(view);
+    }
+    kvr_db_free(ls);
+    kvr_db_free(ts);
+    free(tokens);
+    free(scratch);
+    res->elapsed_s = (kvr_time_us() - t_start) * 1e-6;
+    return s;
+}
