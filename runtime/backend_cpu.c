@@ -145,18 +145,8 @@ static kvr_status cpu_ws_create(const kvr_weights *w, int64_t max_chunk, int64_t
      * dequantized in blocks of rows that fit it (at least KVR_HEAD_BLOCK rows) */
     {
         const kvr_model *m = w->m;
-        size_t need = 0;
+        const size_t need = model_scratch_floats(m, KVR_HEAD_BLOCK);
         int64_t row_max = 0;
-        for (int32_t l = 0; l < cfg->n_layers; l++) {
-            const kvr_layer_weights *lw = &m->layers[l];
-            const size_t g[4] = {lw->wqkv ? 0 : (NH + 2 * NKV) * HS * D, lw->wo ? 0 : D * NH * HS,
-                                 lw->w_gate_up ? 0 : 2 * FF * D, lw->w_down ? 0 : D * FF};
-            for (int i = 0; i < 4; i++) need = g[i] > need ? g[i] : need;
-        }
-        if (!m->output) {
-            const size_t hb = (size_t)KVR_MIN(cfg->vocab_size, KVR_HEAD_BLOCK) * D;
-            need = hb > need ? hb : need;
-        }
         for (int s = 0; s < m->n_slots; s++)
             if (m->tensors[s].type != QUANT_F32 && m->tensors[s].cols > row_max)
                 row_max = m->tensors[s].cols;
@@ -179,8 +169,9 @@ static kvr_status cpu_ws_create(const kvr_weights *w, int64_t max_chunk, int64_t
     /* Zero the cache so timing harnesses that never fill the prefix read defined values. */
     memset(ws->kcache, 0, L * (size_t)max_ctx * kvd * sizeof(float));
     memset(ws->vcache, 0, L * (size_t)max_ctx * kvd * sizeof(float));
-    for (size_t i = 0; i < HS / 2; i++)
-        ws->inv_freq[i] = pow((double)cfg->rope_theta, -2.0 * (double)i / (double)HS);
+    for (size_t i = 0; i < HS / 2; i++) /* llama3 RoPE scaling: frequency i / factor i */
+        ws->inv_freq[i] = pow((double)cfg->rope_theta, -2.0 * (double)i / (double)HS) /
+                          (w->m->rope_factors ? (double)w->m->rope_factors[i] : 1.0);
     *out = &ws->base;
     return KVR_OK;
 }
@@ -347,6 +338,12 @@ static kvr_status cpu_pre(kvr_workspace *base, int32_t layer, kvr_error *err) {
     const model_tensor *ts[3];
     cpu_layer_tensors(base->m, layer, MODEL_L_Q, 3, ts);
     KVR_TRY(cpu_linear(ws, w->wqkv, ts, 3, c, ws->h, D, 0.0f, ws->qkv, nqkv, err));
+    if (w->bqkv) { /* Qwen2: Q, K and V biases */
+        const int32_t nt = base->n_threads;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int64_t r = 0; r < c; r++)
+            for (int64_t i = 0; i < nqkv; i++) ws->qkv[r * nqkv + i] += w->bqkv[i];
+    }
     kvr_rope_rows(ws, ws->qkv, nqkv, (int32_t)NH);
     kvr_rope_rows(ws, ws->qkv + NH * HS, nqkv, (int32_t)NKV);
     float *K = cpu_k(ws, layer) + base->pos0 * kvd;

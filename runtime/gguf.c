@@ -15,10 +15,14 @@
  * corrupt file can never request gigabytes.
  * Layout reference: ggml docs/gguf.md. Format notes and validation rules: docs/model-formats.md.
  */
+#define _DEFAULT_SOURCE /* madvise */
 #include "quant_internal.h"
 #include "runtime_internal.h"
 
 #include <limits.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,7 +112,17 @@ typedef struct gguf_ctx {
     kvr_error *err;
     gguf_kv *kv;
     uint64_t n_kv;
+    bool release; /* p is a read-only file mapping: drop each tensor's pages once copied */
 } gguf_ctx;
+
+/* Drop the whole pages of [p, p + n) from a read-only file mapping (they are re-read from the
+ * file if touched again), so a load never holds the file and the arena in memory at once. */
+static void gguf_release(const gguf_ctx *c, const uint8_t *p, size_t n) {
+    if (!c->release || n == 0) return;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)p + pg - 1) / pg * pg, b = ((uintptr_t)p + n) / pg * pg;
+    if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED); /* advisory: errors ignored */
+}
 
 /* at most this many characters of a file-supplied string go into a message */
 #define GGUF_SV_ARGS(sv) (int)((sv).n > 80 ? 80 : (sv).n), (sv).s
@@ -337,6 +351,40 @@ static int gguf_slot_of(gguf_sv s, int32_t n_layers) {
     return -1;
 }
 
+/* The optional tensors beyond the slots, numbered from 0: blk.N.attn_{q,k,v}.bias (3 N + j),
+ * then rope_freqs.weight (3 L). */
+static const char *const gguf_bias_names[3] = {"attn_q", "attn_k", "attn_v"};
+
+static void gguf_extra_name(int x, int32_t n_layers, char *buf, size_t len) {
+    if (x == 3 * n_layers)
+        snprintf(buf, len, "rope_freqs.weight");
+    else
+        snprintf(buf, len, "blk.%d.%s.bias", x / 3, gguf_bias_names[x % 3]);
+}
+
+/* Extra index of a tensor name, or -1. */
+static int gguf_extra_of(gguf_sv s, int32_t n_layers) {
+    if (gguf_sv_eq(s, "rope_freqs.weight")) return 3 * n_layers;
+    static const char suf[] = ".bias";
+    const size_t ns = sizeof suf - 1;
+    if (s.n <= ns + 4 || memcmp(s.s + s.n - ns, suf, ns) != 0 || memcmp(s.s, "blk.", 4) != 0)
+        return -1;
+    size_t i = 4;
+    int64_t layer = 0;
+    while (i < s.n && s.s[i] >= '0' && s.s[i] <= '9' && layer < n_layers) {
+        layer = layer * 10 + (s.s[i] - '0');
+        i++;
+    }
+    if (i == 4 || i >= s.n || s.s[i] != '.' || layer >= n_layers) return -1;
+    if (s.s[4] == '0' && i > 5) return -1;
+    const char *rest = s.s + i + 1;
+    const size_t nr = s.n - ns - i - 1;
+    for (int k = 0; k < 3; k++)
+        if (strlen(gguf_bias_names[k]) == nr && memcmp(rest, gguf_bias_names[k], nr) == 0)
+            return (int)layer * 3 + k;
+    return -1;
+}
+
 /* Expected GGUF shape [ne0 = inputs, ne1 = outputs]: model_slot_shape reversed; the dims. */
 static int gguf_slot_shape(const kvr_model_config *c, int slot, int64_t ne[2]) {
     int64_t sh[2];
@@ -426,8 +474,9 @@ static kvr_status gguf_load_tokenizer(gguf_ctx *c, kvr_model *m) {
     }
     if (!gguf_sv_eq(model, "gpt2")) {
         kvr_log(KVR_LOG_WARN,
-                "%s: tokenizer model '%.*s' is not supported (only gpt2 byte-level BPE); loading "
-                "without a tokenizer",
+                "%s: tokenizer.ggml.model = '%.*s' is not supported (only gpt2 byte-level BPE; "
+                "SentencePiece 'llama' vocabularies of Llama 1/2 and Mistral are not read); "
+                "loading without a tokenizer (token ids still run: kvr-run --context)",
                 c->fname, GGUF_SV_ARGS(model));
         return KVR_OK;
     }
@@ -504,7 +553,7 @@ static int gguf_cmp_tinfo(const void *a, const void *b) {
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* Parse the tensor-info table into slots[] (n_slots = 3 + 9 L). */
+/* Parse the tensor-info table into slots[] (3 + 9 L slots, then 3 L + 1 extras). */
 static kvr_status gguf_parse_tensor_infos(gguf_ctx *c, uint64_t n_tensors, gguf_tinfo *slots,
                                           int32_t n_layers) {
     for (uint64_t t = 0; t < n_tensors; t++) {
@@ -530,7 +579,11 @@ static kvr_status gguf_parse_tensor_infos(gguf_ctx *c, uint64_t n_tensors, gguf_
         KVR_TRY(gguf_u32(c, &type, "tensor type"));
         KVR_TRY(gguf_u64(c, &offset, "tensor offset"));
         int slot = gguf_slot_of(name, n_layers);
-        if (slot < 0) continue;
+        if (slot < 0) {
+            const int x = gguf_extra_of(name, n_layers);
+            if (x < 0) continue;
+            slot = MODEL_N_GLOBAL + MODEL_N_PER_LAYER * n_layers + x;
+        }
         gguf_tinfo *ti = &slots[slot];
         if (ti->present)
             return kvr_error_set(c->err, KVR_ERR_FORMAT, "%s: tensor %.*s appears twice", c->fname,
@@ -547,10 +600,20 @@ static kvr_status gguf_parse_tensor_infos(gguf_ctx *c, uint64_t n_tensors, gguf_
 /* Check one needed tensor: shape, type, alignment, bounds; sets nbytes and data. */
 static kvr_status gguf_check_tensor(gguf_ctx *c, const kvr_model_config *cfg, int slot,
                                     gguf_tinfo *ti, size_t data_start, uint32_t alignment) {
-    char name[64], got[96], want[96];
-    gguf_slot_name(slot, name, sizeof name);
-    int64_t ne[2];
-    const int nd = gguf_slot_shape(cfg, slot, ne);
+    char name[64];
+    int64_t ne[2] = {0, 0};
+    const int n_slots = MODEL_N_GLOBAL + MODEL_N_PER_LAYER * cfg->n_layers;
+    int nd = 1;
+    if (slot < n_slots) {
+        gguf_slot_name(slot, name, sizeof name);
+        nd = gguf_slot_shape(cfg, slot, ne);
+    } else { /* the extras: QKV biases, then rope_freqs */
+        gguf_extra_name(slot - n_slots, cfg->n_layers, name, sizeof name);
+        const int x = slot - n_slots, HS = cfg->head_dim;
+        ne[0] = x == 3 * cfg->n_layers ? HS / 2
+                                       : (x % 3 == 0 ? cfg->n_heads : cfg->n_kv_heads) * (int64_t)HS;
+    }
+    char got[96], want[96];
     int tn = (int)ti->n_dims;
     while (tn > nd && ti->ne[tn - 1] == 1) tn--; /* trailing 1s are not significant */
     if (tn != nd || ti->ne[0] != ne[0] || (nd == 2 && ti->ne[1] != ne[1])) {
@@ -596,13 +659,13 @@ static void gguf_basename_noext(const char *path, char *buf, size_t len) {
     if (dot && dot != buf) *dot = '\0';
 }
 
-kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fname,
-                                 const kvr_model_load_params *params, kvr_model **out,
-                                 kvr_error *err) {
+static kvr_status gguf_load(const uint8_t *buf, size_t len, const char *fname,
+                            const kvr_model_load_params *params, bool release, kvr_model **out,
+                            kvr_error *err) {
     *out = NULL;
     kvr_model_load_params dp = kvr_model_load_params_default();
     if (!params) params = &dp;
-    gguf_ctx ctx = {.p = buf, .len = buf ? len : 0, .fname = fname, .err = err};
+    gguf_ctx ctx = {.p = buf, .len = buf ? len : 0, .fname = fname, .err = err, .release = release};
     gguf_ctx *c = &ctx;
     gguf_tinfo *slots = NULL;
     kvr_model *m = NULL;
@@ -667,15 +730,18 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
         st = kvr_error_set(err, KVR_ERR_FORMAT, "%s: missing metadata general.architecture", fname);
         goto fail;
     }
-    if (!gguf_sv_eq(arch, "llama")) {
+    if (!gguf_sv_eq(arch, "llama") && !gguf_sv_eq(arch, "qwen2")) {
         st = kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                           "%s: architecture '%.*s' is not supported (only llama)", fname,
-                           GGUF_SV_ARGS(arch));
+                           "%s: general.architecture = '%.*s' is not supported (supported: llama "
+                           "-- Llama 1/2/3, Mistral, SmolLM -- and qwen2)",
+                           fname, GGUF_SV_ARGS(arch));
         goto fail;
     }
+    const bool qwen2 = gguf_sv_eq(arch, "qwen2");
     kvr_model_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    snprintf(cfg.arch, sizeof cfg.arch, "llama");
+    snprintf(cfg.arch, sizeof cfg.arch, "%s", qwen2 ? "qwen2" : "llama");
+    bool qkv_bias = qwen2; /* llama: when the file has attn_q.bias (below) */
     gguf_sv gname;
     if ((st = gguf_get_str(c, "general.name", &gname)) != KVR_OK) goto fail;
     if (gname.s && gname.n > 0)
@@ -687,22 +753,39 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
     int64_t L, D, NH, NKV, FF, V, ctx_len, key_len, val_len, rope_dim;
     bool has_v, has_key_len, has_val_len, has_rope_dim;
     double theta, eps;
-#define GGUF_INT(key, req, def, out, found)                                                        \
-    if ((st = gguf_get_int(c, key, req, def, 0, INT32_MAX, out, found)) != KVR_OK) goto fail
-    GGUF_INT("llama.block_count", true, 0, &L, NULL);
-    GGUF_INT("llama.embedding_length", true, 0, &D, NULL);
-    GGUF_INT("llama.attention.head_count", true, 0, &NH, NULL);
-    GGUF_INT("llama.attention.head_count_kv", false, NH, &NKV, NULL);
-    GGUF_INT("llama.feed_forward_length", true, 0, &FF, NULL);
-    GGUF_INT("llama.vocab_size", false, 0, &V, &has_v);
-    GGUF_INT("llama.context_length", false, 2048, &ctx_len, NULL);
-    GGUF_INT("llama.attention.key_length", false, 0, &key_len, &has_key_len);
-    GGUF_INT("llama.attention.value_length", false, 0, &val_len, &has_val_len);
-    GGUF_INT("llama.rope.dimension_count", false, 0, &rope_dim, &has_rope_dim);
+    char key[96];
+#define GGUF_KEY(suffix) (snprintf(key, sizeof key, "%s.%s", cfg.arch, suffix), key)
+#define GGUF_INT(suffix, req, def, out, found)                                                     \
+    if ((st = gguf_get_int(c, GGUF_KEY(suffix), req, def, 0, INT32_MAX, out, found)) != KVR_OK)   \
+    goto fail
+    GGUF_INT("block_count", true, 0, &L, NULL);
+    GGUF_INT("embedding_length", true, 0, &D, NULL);
+    GGUF_INT("attention.head_count", true, 0, &NH, NULL);
+    GGUF_INT("attention.head_count_kv", false, NH, &NKV, NULL);
+    GGUF_INT("feed_forward_length", true, 0, &FF, NULL);
+    GGUF_INT("vocab_size", false, 0, &V, &has_v);
+    GGUF_INT("context_length", false, 2048, &ctx_len, NULL);
+    GGUF_INT("attention.key_length", false, 0, &key_len, &has_key_len);
+    GGUF_INT("attention.value_length", false, 0, &val_len, &has_val_len);
+    GGUF_INT("rope.dimension_count", false, 0, &rope_dim, &has_rope_dim);
 #undef GGUF_INT
-    if ((st = gguf_get_float(c, "llama.rope.freq_base", 10000.0, &theta)) != KVR_OK) goto fail;
-    if ((st = gguf_get_float(c, "llama.attention.layer_norm_rms_epsilon", 1e-5, &eps)) != KVR_OK)
+    if ((st = gguf_get_float(c, GGUF_KEY("rope.freq_base"), 10000.0, &theta)) != KVR_OK) goto fail;
+    if ((st = gguf_get_float(c, GGUF_KEY("attention.layer_norm_rms_epsilon"), 1e-5, &eps)) !=
+        KVR_OK)
         goto fail;
+    {
+        /* RoPE scaling: none, or llama3 (its factors come as the rope_freqs tensor) */
+        gguf_sv rs;
+        if ((st = gguf_get_str(c, GGUF_KEY("rope.scaling.type"), &rs)) != KVR_OK) goto fail;
+        if (rs.s && !gguf_sv_eq(rs, "none") && !gguf_sv_eq(rs, "llama3")) {
+            st = kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                               "%s: metadata %s = '%.*s' is not supported (none and llama3 -- "
+                               "the rope_freqs tensor -- are)",
+                               fname, key, GGUF_SV_ARGS(rs));
+            goto fail;
+        }
+    }
+#undef GGUF_KEY
     int64_t HS;
     if (has_key_len) {
         HS = key_len;
@@ -760,7 +843,8 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
 
     // tensor infos
     const int n_slots = MODEL_N_GLOBAL + MODEL_N_PER_LAYER * cfg.n_layers;
-    slots = calloc((size_t)n_slots, sizeof *slots);
+    const int n_extra = 3 * cfg.n_layers + 1; /* QKV biases, rope_freqs */
+    slots = calloc((size_t)(n_slots + n_extra), sizeof *slots);
     if (!slots) {
         st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", fname);
         goto fail;
@@ -789,7 +873,13 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
     }
 
     // the tensors the model needs: present, right shape and type, inside the file, disjoint
-    gguf_tinfo **order = malloc((size_t)n_slots * sizeof *order);
+    /* biases: qwen2 needs them; a llama file may have them (all or none) */
+    for (int l = 0; l < cfg.n_layers; l++)
+        if (slots[n_slots + 3 * l].present || slots[n_slots + 3 * l + 1].present ||
+            slots[n_slots + 3 * l + 2].present)
+            qkv_bias = true;
+    const bool rope_factors = slots[n_slots + 3 * cfg.n_layers].present;
+    gguf_tinfo **order = malloc((size_t)(n_slots + n_extra) * sizeof *order);
     if (!order) {
         st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", fname);
         goto fail;
@@ -806,13 +896,29 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
         st = gguf_check_tensor(c, &cfg, s, &slots[s], data_start, alignment);
         order[n_present++] = &slots[s];
     }
+    for (int x = 0; x < n_extra && st == KVR_OK; x++) {
+        gguf_tinfo *ti = &slots[n_slots + x];
+        if (!ti->present && x < 3 * cfg.n_layers && qkv_bias) {
+            char name[64];
+            gguf_extra_name(x, cfg.n_layers, name, sizeof name);
+            st = kvr_error_set(err, KVR_ERR_FORMAT, "%s: missing tensor %s (%s has Q/K/V biases)",
+                               fname, name, qwen2 ? "architecture qwen2" : "another layer");
+            break;
+        }
+        if (!ti->present) continue;
+        st = gguf_check_tensor(c, &cfg, n_slots + x, ti, data_start, alignment);
+        order[n_present++] = ti;
+    }
     if (st == KVR_OK) {
         qsort(order, (size_t)n_present, sizeof *order, gguf_cmp_tinfo);
         for (int i = 0; i + 1 < n_present && st == KVR_OK; i++) {
             if (order[i]->offset + order[i]->nbytes > order[i + 1]->offset) {
                 char a[64], bname[64];
-                gguf_slot_name((int)(order[i] - slots), a, sizeof a);
-                gguf_slot_name((int)(order[i + 1] - slots), bname, sizeof bname);
+                const int ia = (int)(order[i] - slots), ib = (int)(order[i + 1] - slots);
+                if (ia < n_slots) gguf_slot_name(ia, a, sizeof a);
+                else gguf_extra_name(ia - n_slots, cfg.n_layers, a, sizeof a);
+                if (ib < n_slots) gguf_slot_name(ib, bname, sizeof bname);
+                else gguf_extra_name(ib - n_slots, cfg.n_layers, bname, sizeof bname);
                 st = kvr_error_set(err, KVR_ERR_FORMAT, "%s: tensors %s and %s overlap", fname, a,
                                    bname);
             }
@@ -836,12 +942,22 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
         kvr_error_prefix(err, "%s", fname);
         goto fail;
     }
+    if ((st = model_alloc_extras(m, qkv_bias, rope_factors, err)) != KVR_OK) goto fail;
     for (int s = 0; s < n_slots; s++) {
         const gguf_tinfo *ti = &slots[s];
         if (!ti->present) continue;
         const model_tensor *t = model_slot_tensor(m, s);
+        const int kind = s < MODEL_N_GLOBAL ? -1 : (s - MODEL_N_GLOBAL) % MODEL_N_PER_LAYER;
+        if (qwen2 && (kind == MODEL_L_Q || kind == MODEL_L_K)) { /* NEOX RoPE rows -> pairs */
+            model_rope_rows_to_pairs(model_slot_dst(m, s), ti->data,
+                                     kind == MODEL_L_Q ? cfg.n_heads : cfg.n_kv_heads,
+                                     cfg.head_dim, t->row_bytes);
+            gguf_release(c, ti->data, ti->nbytes);
+            continue;
+        }
         if (t->type == (int32_t)ti->type) {
             memcpy(model_slot_dst(m, s), ti->data, ti->nbytes);
+            gguf_release(c, ti->data, ti->nbytes);
             continue;
         }
         const int64_t numel = ti->ne[0] * (ti->n_dims >= 2 ? ti->ne[1] : 1); /* a norm */
@@ -850,6 +966,41 @@ kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fna
             kvr_error_prefix(err, "%s", fname);
             goto fail;
         }
+    }
+    for (int x = 0; x < n_extra; x++) { /* biases (Q/K permuted as their rows), RoPE factors */
+        const gguf_tinfo *ti = &slots[n_slots + x];
+        if (!ti->present) continue;
+        const int64_t n = ti->ne[0];
+        float *dst = x == 3 * cfg.n_layers ? m->rope_factors : m->layers[x / 3].bqkv;
+        if (x < 3 * cfg.n_layers)
+            dst += x % 3 == 0 ? 0
+                              : (int64_t)(x % 3 == 1 ? cfg.n_heads : cfg.n_heads + cfg.n_kv_heads) *
+                                    cfg.head_dim;
+        float *tmp = malloc((size_t)n * sizeof(float));
+        if (!tmp) {
+            st = kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", fname);
+            goto fail;
+        }
+        st = quant_dequantize((int32_t)ti->type, ti->data, tmp, n, err);
+        if (st == KVR_OK && qwen2 && x < 3 * cfg.n_layers && x % 3 < 2)
+            model_rope_rows_to_pairs((uint8_t *)dst, (const uint8_t *)tmp,
+                                     x % 3 == 0 ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim,
+                                     sizeof(float));
+        else if (st == KVR_OK)
+            memcpy(dst, tmp, (size_t)n * sizeof(float));
+        free(tmp);
+        if (st != KVR_OK) {
+            kvr_error_prefix(err, "%s", fname);
+            goto fail;
+        }
+        if (x == 3 * cfg.n_layers)
+            for (int64_t i = 0; i < n; i++)
+                if (!(dst[i] > 0) || !isfinite(dst[i])) {
+                    st = kvr_error_set(err, KVR_ERR_FORMAT,
+                                       "%s: tensor rope_freqs.weight[%lld] = %g is not a positive "
+                                       "factor", fname, (long long)i, (double)dst[i]);
+                    goto fail;
+                }
     }
     if (params->load_tokenizer && (st = gguf_load_tokenizer(c, m)) != KVR_OK) goto fail;
 
@@ -864,13 +1015,19 @@ fail:
     return st;
 }
 
+kvr_status gguf_load_from_memory(const uint8_t *buf, size_t len, const char *fname,
+                                 const kvr_model_load_params *params, kvr_model **out,
+                                 kvr_error *err) {
+    return gguf_load(buf, len, fname, params, false, out, err);
+}
+
 kvr_status kvr_model_load_gguf(const char *path, const kvr_model_load_params *params,
                                kvr_model **out, kvr_error *err) {
     *out = NULL;
     if (!path) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "gguf: NULL path");
     kvr_file_map f; /* read-only mmap, with a read() fallback */
     KVR_TRY(kvr_file_map_open(path, false, 0, &f, err));
-    kvr_status st = gguf_load_from_memory(f.p, f.len, path, params, out, err);
+    kvr_status st = gguf_load(f.p, f.len, path, params, f.map != NULL, out, err);
     kvr_file_map_close(&f);
     return st;
 }

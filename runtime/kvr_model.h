@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 typedef struct kvr_model_config {
-    char arch[32];      /* "llama" */
+    char arch[32];      /* "llama" (Llama 1/2/3, Mistral, SmolLM) or "qwen2" */
     char name[128];     /* human-readable: preset name or general.name */
     int32_t n_layers;   /* L */
     int32_t d_model;    /* D */

@@ -16,7 +16,7 @@ kvr_model_load_params kvr_model_load_params_default(void) {
 }
 
 size_t kvr_model_weight_bytes(const kvr_model *m) {
-    return m ? m->arena_bytes : 0;
+    return m ? m->arena_bytes + m->extra_floats * sizeof(float) : 0;
 }
 
 size_t kvr_model_kv_bytes_per_token(const kvr_model_config *cfg) {
@@ -138,6 +138,68 @@ kvr_status model_alloc(const kvr_model_config *cfg, const int32_t *types, kvr_mo
     return KVR_OK;
 }
 
+kvr_status model_alloc_extras(kvr_model *m, bool qkv_bias, bool rope_factors, kvr_error *err) {
+    const kvr_model_config *c = &m->cfg;
+    const size_t nqkv = (size_t)(c->n_heads + 2 * c->n_kv_heads) * (size_t)c->head_dim;
+    const size_t nb = qkv_bias ? (size_t)c->n_layers * nqkv : 0;
+    const size_t nr = rope_factors ? (size_t)c->head_dim / 2 : 0;
+    if (nb + nr == 0) return KVR_OK;
+    m->extra = calloc(nb + nr, sizeof(float));
+    if (!m->extra) return kvr_error_set(err, KVR_ERR_NOMEM, "model: out of memory for biases");
+    m->extra_floats = nb + nr;
+    for (int32_t l = 0; l < c->n_layers && nb; l++) m->layers[l].bqkv = m->extra + (size_t)l * nqkv;
+    if (nr) m->rope_factors = m->extra + nb;
+    return KVR_OK;
+}
+
+void model_llama3_rope_factors(float *out, int32_t head_dim, double theta, double factor,
+                               double low_freq_factor, double high_freq_factor,
+                               double original_max_pos) {
+    const double low_wavelen = original_max_pos / low_freq_factor;
+    const double high_wavelen = original_max_pos / high_freq_factor;
+    for (int32_t i = 0; i < head_dim / 2; i++) {
+        const double freq = 1.0 / pow(theta, (double)(2 * i) / (double)head_dim);
+        const double wavelen = 2 * 3.14159265358979323846 / freq; /* math.pi */
+        if (wavelen < high_wavelen) {
+            out[i] = 1.0f;
+        } else if (wavelen > low_wavelen) {
+            out[i] = (float)factor;
+        } else {
+            const double smooth = (original_max_pos / wavelen - low_freq_factor) /
+                                  (high_freq_factor - low_freq_factor);
+            out[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
+        }
+    }
+}
+
+void model_rope_rows_to_pairs(uint8_t *dst, const uint8_t *src, int32_t n_heads, int32_t HS,
+                              size_t row_bytes) {
+    for (int32_t h = 0; h < n_heads; h++)
+        for (int32_t r = 0; r < HS; r++) {
+            const size_t sr = (size_t)h * (size_t)HS + (size_t)(r % 2 == 0 ? r / 2 : HS / 2 + r / 2);
+            memcpy(dst + ((size_t)h * (size_t)HS + (size_t)r) * row_bytes, src + sr * row_bytes,
+                   row_bytes);
+        }
+}
+
+size_t model_scratch_floats(const kvr_model *m, int64_t head_block) {
+    const kvr_model_config *c = &m->cfg;
+    const size_t D = (size_t)c->d_model, HS = (size_t)c->head_dim, FF = (size_t)c->d_ff;
+    const size_t NH = (size_t)c->n_heads, NKV = (size_t)c->n_kv_heads;
+    size_t need = 0;
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        const kvr_layer_weights *w = &m->layers[l];
+        const size_t g[4] = {w->wqkv ? 0 : (NH + 2 * NKV) * HS * D, w->wo ? 0 : D * NH * HS,
+                             w->w_gate_up ? 0 : 2 * FF * D, w->w_down ? 0 : D * FF};
+        for (int i = 0; i < 4; i++) need = g[i] > need ? g[i] : need;
+    }
+    if (!m->output) {
+        const size_t hb = (size_t)(c->vocab_size < head_block ? c->vocab_size : head_block) * D;
+        need = hb > need ? hb : need;
+    }
+    return need;
+}
+
 void *model_slot_dst(kvr_model *m, int slot) {
     return m->tensors[slot].data;
 }
@@ -211,6 +273,7 @@ void kvr_model_destroy(kvr_model *m) {
     }
     tokenizer_destroy(m->tok);
     free(m->arena);
+    free(m->extra);
     free(m->tensors);
     free(m->layers);
     free(m);

@@ -31,6 +31,8 @@ typedef struct kvr_layer_weights {
     float *ffn_norm;  /* (D) */
     float *w_gate_up; /* (2*FF, D): gate rows, then up rows; or NULL */
     float *w_down;    /* (D, FF) or NULL */
+    float *bqkv;      /* ((NH + 2*NKV)*HS) Q, K, V biases (qwen2, or a llama file with them), Q/K
+                         in RoPE pair order; else NULL */
 } kvr_layer_weights;
 
 struct kvr_model {
@@ -43,6 +45,9 @@ struct kvr_model {
     float *output_norm; /* (D), fp32 */
     float *output;      /* (V, D) fp32 view or NULL; == tok_embd when cfg.tied_embeddings */
     kvr_layer_weights *layers; /* (L) */
+    float *extra;        /* fp32 extras in one allocation: the QKV biases, the RoPE factors */
+    size_t extra_floats;
+    float *rope_factors; /* (HS/2) Llama 3.1 RoPE scaling: frequency i is divided by it; or NULL */
     kvr_tokenizer *tok; /* NULL when the source has none */
     bool view;          /* kvr_model_view_layers: arena, layers and tok are borrowed */
 };
@@ -57,6 +62,21 @@ struct kvr_model {
 kvr_status model_alloc(const kvr_model_config *cfg, const int32_t *types, kvr_model **out,
                        kvr_error *err);
 
+/* Allocate the fp32 extras, zero-filled: per-layer bqkv (qkv_bias) and rope_factors.
+ * Errors: KVR_ERR_NOMEM. */
+kvr_status model_alloc_extras(kvr_model *m, bool qkv_bias, bool rope_factors, kvr_error *err);
+/* Llama 3.1 RoPE factors (HF rope_scaling rope_type "llama3", as llama.cpp's converter computes
+ * its rope_freqs tensor) for HS/2 frequencies of base theta. */
+void model_llama3_rope_factors(float *out, int32_t head_dim, double theta, double factor,
+                               double low_freq_factor, double high_freq_factor,
+                               double original_max_pos);
+/* Permute the rows of one head-major Q or K tensor (n_heads heads of HS rows, row_bytes each)
+ * from rotate-half RoPE order (HF, and GGUF of NEOX-RoPE architectures such as qwen2) into the
+ * interleaved-pair order kvr's RoPE uses: dst row h*HS + r = src row h*HS + (r even ? r/2 :
+ * HS/2 + r/2). */
+void model_rope_rows_to_pairs(uint8_t *dst, const uint8_t *src, int32_t n_heads, int32_t HS,
+                              size_t row_bytes);
+
 /* The tensors a Llama model needs, numbered as every loader numbers them (each names them in
  * its own format): the token embedding, the output norm and the output, then per layer
  * attn_norm, q, k, v, o, ffn_norm, gate, up, down, MODEL_N_PER_LAYER slots each. */
@@ -69,6 +89,9 @@ enum { /* a slot's place within its layer */
 static inline int model_layer_slot(int32_t layer, int k) {
     return MODEL_N_GLOBAL + layer * MODEL_N_PER_LAYER + k;
 }
+/* Floats of the fp32 scratch a CPU workspace needs to dequantize m's largest non-F32 matrix (a
+ * fused group counts whole), or head_block rows of a non-F32 output; 0 when all are F32. */
+size_t model_scratch_floats(const kvr_model *m, int64_t head_block);
 /* Where slot's bytes go in m's arena (its stored type: model_slot_tensor). */
 void *model_slot_dst(kvr_model *m, int slot);
 static inline const model_tensor *model_slot_tensor(const kvr_model *m, int slot) {

@@ -108,8 +108,14 @@ static kvr_status hf_check_arch(const cJSON *root, const char *cname, kvr_error 
                          first ? first : "(none)");
 }
 
+/* rope_scaling of rope_type llama3: its parameters (factor 0: none). */
+typedef struct hf_rope {
+    double factor, low, high, orig;
+} hf_rope;
+
 static kvr_status hf_parse_config(const char *json, size_t len, const char *cname,
-                                  const char *model_name, kvr_model_config *cfg, kvr_error *err) {
+                                  const char *model_name, kvr_model_config *cfg, hf_rope *rope,
+                                  kvr_error *err) {
     /* a NUL-terminated copy: cJSON never has to be trusted with the caller's length */
     if (len > HF_MAX_CONFIG)
         return kvr_error_set(err, KVR_ERR_FORMAT, "%s: %zu bytes is too large for a config", cname,
@@ -162,8 +168,40 @@ static kvr_status hf_parse_config(const char *json, size_t len, const char *cnam
                            hf_json_kind(tie));
         goto done;
     }
-    if (hf_field(root, "rope_scaling"))
-        kvr_log(KVR_LOG_WARN, "%s: rope_scaling is ignored (plain RoPE is used)", cname);
+    memset(rope, 0, sizeof *rope);
+    const cJSON *rsc = hf_field(root, "rope_scaling");
+    if (rsc && !cJSON_IsNull(rsc)) {
+        if (!cJSON_IsObject(rsc)) {
+            st = kvr_error_set(err, KVR_ERR_FORMAT, "%s: field rope_scaling must be an object, not %s",
+                               cname, hf_json_kind(rsc));
+            goto done;
+        }
+        const cJSON *rt = hf_field(rsc, "rope_type");
+        if (!rt) rt = hf_field(rsc, "type");
+        if (!rt || !cJSON_IsString(rt) || strcmp(rt->valuestring, "llama3") != 0) {
+            st = kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                               "%s: rope_scaling.rope_type = %.64s is not supported (llama3 is)",
+                               cname, rt && cJSON_IsString(rt) ? rt->valuestring : "(absent)");
+            goto done;
+        }
+        if ((st = hf_cfg_num(rsc, "factor", true, 0, &rope->factor, cname, err)) != KVR_OK ||
+            (st = hf_cfg_num(rsc, "low_freq_factor", false, 1, &rope->low, cname, err)) != KVR_OK ||
+            (st = hf_cfg_num(rsc, "high_freq_factor", false, 4, &rope->high, cname, err)) != KVR_OK ||
+            (st = hf_cfg_num(rsc, "original_max_position_embeddings", false, 8192, &rope->orig,
+                             cname, err)) != KVR_OK) {
+            kvr_error_prefix(err, "rope_scaling");
+            goto done;
+        }
+        if (!(rope->factor > 0) || !(rope->low > 0) || !(rope->high > rope->low) ||
+            !(rope->orig > 0)) {
+            st = kvr_error_set(err, KVR_ERR_FORMAT,
+                               "%s: rope_scaling: need factor > 0, 0 < low_freq_factor < "
+                               "high_freq_factor, original_max_position_embeddings > 0 (got %g, "
+                               "%g, %g, %g)",
+                               cname, rope->factor, rope->low, rope->high, rope->orig);
+            goto done;
+        }
+    }
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->arch, sizeof cfg->arch, "llama");
     const char *base = model_name ? strrchr(model_name, '/') : NULL;
@@ -448,7 +486,8 @@ kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const
                                kvr_error *err) {
     *out = NULL;
     kvr_model_config cfg;
-    KVR_TRY(hf_parse_config(config_json, config_len, config_name, model_name, &cfg, err));
+    hf_rope rope;
+    KVR_TRY(hf_parse_config(config_json, config_len, config_name, model_name, &cfg, &rope, err));
     const int n_slots = MODEL_N_GLOBAL + MODEL_N_PER_LAYER * cfg.n_layers;
     hf_tinfo *slots = calloc((size_t)n_slots, sizeof *slots);
     if (!slots) return kvr_error_set(err, KVR_ERR_NOMEM, "%s: out of memory", config_name);
@@ -465,10 +504,14 @@ kvr_status hf_load_from_memory(const char *config_json, size_t config_len, const
                            s == MODEL_SLOT_OUTPUT ? " (and tie_word_embeddings is false)" : "");
         goto fail;
     }
-    if ((st = model_alloc(&cfg, NULL, &m, err)) != KVR_OK) {
+    if ((st = model_alloc(&cfg, NULL, &m, err)) != KVR_OK ||
+        (st = model_alloc_extras(m, false, rope.factor > 0, err)) != KVR_OK) {
         kvr_error_prefix(err, "%s", model_name);
         goto fail;
     }
+    if (m->rope_factors)
+        model_llama3_rope_factors(m->rope_factors, cfg.head_dim, cfg.rope_theta, rope.factor,
+                                  rope.low, rope.high, rope.orig);
     for (int s = 0; s < n_slots && st == KVR_OK; s++) {
         const hf_tinfo *t = &slots[s];
         if (!t->present || (s == MODEL_SLOT_OUTPUT && cfg.tied_embeddings)) continue;

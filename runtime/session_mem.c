@@ -1,7 +1,9 @@
 /* session_mem.c -- what a session's prefill needs in memory, before it allocates anything
  * (kvr-run compares it with the machine's available memory: issue 17). Mirrors the CPU
- * backend's workspace (backend_cpu.c: cpu_ws_create) and prefill.c's sizes per rank. */
+ * backend's workspace (backend_cpu.c: cpu_ws_create, its weight scratch included) and prefill.c's
+ * sizes per rank. */
 #include "kvr_session.h"
+#include "runtime_internal.h"
 
 #include <string.h>
 
@@ -51,7 +53,13 @@ kvr_status kvr_session_memory_estimate(const kvr_session_params *sp, int64_t n_t
         double act, kv;
         ws_floats(cfg, ring ? (double)part[i] / 2 + 1 : (double)part[i], ctx + gen, n_threads,
                   &act, &kv);
-        out->workspaces += (act + (ring ? act2 : 0)) * sizeof(float);
+        /* the weight scratch (non-F32 weights: the largest matrix dequantized; 4096 rows of
+         * the LM head, KVR_HEAD_BLOCK in backend_cpu.c) and one weight row per thread */
+        const double s0 = (double)model_scratch_floats(sp->model, 4096);
+        const double scratch =
+            s0 > 0 ? s0 + (double)n_threads * (cfg->d_ff > cfg->d_model ? cfg->d_ff : cfg->d_model)
+                   : 0;
+        out->workspaces += (act + scratch + (ring ? act2 + scratch : 0)) * sizeof(float);
         out->kv_cache += (kv + (ring ? kv2 : 0)) * sizeof(float);
         out->n_ranks_here++;
     }

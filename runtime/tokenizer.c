@@ -344,7 +344,7 @@ kvr_status tokenizer_create_bpe(const char *const *tokens, const int32_t *token_
         if (strcmp(pre, k_pre_names[i].name) == 0) kind = k_pre_names[i].kind;
     if (!kind)
         return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                             "tokenizer: unsupported pre-tokenizer '%s' (supported: default, "
+                             "tokenizer: tokenizer.ggml.pre = '%s' is not supported (supported: default, "
                              "gpt-2, llama3/llama-bpe, dbrx, qwen2, starcoder/refact/smollm, "
                              "falcon and their llama.cpp aliases)",
                              pre);

@@ -595,8 +595,9 @@ static float *bo_prefill_logits(const kvr_model *m, int64_t c, int32_t nt) {
  * expanded to fp32 at load (the same values, the same sgemm). A chunk of at most 8 multiplies row
  * by row in the stored type: the same values summed in another order. */
 static void test_stored_types(void) {
-    static const char *const seeds[] = {"tiny_q4_1_f16_bf16.gguf", "tiny_q4_0_q8_0_tied.gguf",
-                                        "tiny_q5_0_q5_1_iq4_nl.gguf", "wide_k_quants.gguf"};
+    static const char *const seeds[] = {"tiny_q4_1_f16_bf16.gguf",   "tiny_q4_0_q8_0_tied.gguf",
+                                        "tiny_q5_0_q5_1_iq4_nl.gguf", "wide_k_quants.gguf",
+                                        "tiny_qwen2_bias.gguf", "tiny_llama_bias_rope_freqs.gguf"};
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/tests/fuzz/corpus_gguf/%s", KVR_SOURCE_DIR, seeds[i]);
@@ -620,6 +621,10 @@ static void test_stored_types(void) {
         }
         KVR_CHECK_EQ_INT(f->arena_bytes, n * sizeof(float));
         memcpy(f->arena, all, n * sizeof(float));
+        KVR_CHECK_OK(model_alloc_extras(f, q->layers[0].bqkv != NULL, q->rope_factors != NULL, &e),
+                     &e); /* biases, RoPE factors: fp32 in both */
+        KVR_CHECK_EQ_INT(f->extra_floats, q->extra_floats);
+        if (q->extra_floats) memcpy(f->extra, q->extra, q->extra_floats * sizeof(float));
         free(all);
         const int64_t chunks[2] = {40, 5};
         for (int k = 0; k < 2; k++)

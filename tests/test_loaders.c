@@ -484,7 +484,8 @@ typedef struct gguf_opts {
     uint32_t alignment;      /* 0 -> key absent (32) */
     uint32_t alignment_key;  /* 0 -> same as alignment; written value when different */
     uint32_t block_count;    /* 0 -> T_L */
-    bool extra_tensor;       /* an unused rope_freqs.weight tensor */
+    bool extra_tensor;       /* a rope_freqs.weight tensor: factors 1 + i / 4 (Llama 3.1 scaling) */
+    const char *rope_scaling_type; /* NULL -> key absent */
 } gguf_opts;
 
 typedef struct gguf_layout { /* where the writer put things, for patching */
@@ -506,18 +507,23 @@ static void gguf_build(const ref_model *rm, const gguf_opts *o, tb *out, gguf_la
 #define KV_STR(k, v) (tb_str(&kv, k), tb_u32(&kv, 8), tb_str(&kv, v), n_kv++)
 #define KV_U32(k, v) (tb_str(&kv, k), tb_u32(&kv, 4), tb_u32(&kv, v), n_kv++)
 #define KV_F32(k, v) (tb_str(&kv, k), tb_u32(&kv, 6), tb_f32(&kv, v), n_kv++)
-    KV_STR("general.architecture", o->arch ? o->arch : "llama");
+    const char *arch = o->arch ? o->arch : "llama";
+    char key[96];
+#define AK(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
+    KV_STR("general.architecture", arch);
     KV_STR("general.name", "Test Tiny");
-    KV_U32("llama.block_count", o->block_count ? o->block_count : T_L);
-    KV_U32("llama.context_length", 1024);
-    KV_U32("llama.embedding_length", (uint32_t)rm->D);
-    KV_U32("llama.feed_forward_length", (uint32_t)rm->FF);
-    KV_U32("llama.attention.head_count", T_NH);
-    KV_U32("llama.attention.head_count_kv", T_NKV);
-    KV_F32("llama.rope.freq_base", 50000.0f);
-    KV_F32("llama.attention.layer_norm_rms_epsilon", 1e-6f);
-    KV_U32("llama.rope.dimension_count", T_HS);
-    KV_U32("llama.attention.key_length", T_HS); /* D / NH in the tiny model, not in the wide one */
+    KV_U32(AK("block_count"), o->block_count ? o->block_count : T_L);
+    KV_U32(AK("context_length"), 1024);
+    KV_U32(AK("embedding_length"), (uint32_t)rm->D);
+    KV_U32(AK("feed_forward_length"), (uint32_t)rm->FF);
+    KV_U32(AK("attention.head_count"), T_NH);
+    KV_U32(AK("attention.head_count_kv"), T_NKV);
+    KV_F32(AK("rope.freq_base"), 50000.0f);
+    KV_F32(AK("attention.layer_norm_rms_epsilon"), 1e-6f);
+    KV_U32(AK("rope.dimension_count"), T_HS);
+    KV_U32(AK("attention.key_length"), T_HS); /* D / NH in the tiny model, not in the wide one */
+    if (o->rope_scaling_type) KV_STR(AK("rope.scaling.type"), o->rope_scaling_type);
+#undef AK
     /* a bool and an int64 that nobody reads */
     tb_str(&kv, "tokenizer.ggml.add_bos_token"), tb_u32(&kv, 7), tb_u8(&kv, 1), n_kv++;
     tb_str(&kv, "general.some_i64"), tb_u32(&kv, 11), tb_u64(&kv, (uint64_t)-5), n_kv++;
@@ -574,7 +580,8 @@ static void gguf_build(const ref_model *rm, const gguf_opts *o, tb *out, gguf_la
             snprintf(extra.name, sizeof extra.name, "rope_freqs.weight");
             extra.nd = 1, extra.ne[0] = T_HS / 2, extra.ne[1] = 1, extra.type = T_F32;
             extra.ref = malloc(T_HS / 2 * sizeof(float));
-            gen_tensor(T_F32, T_HS / 2, &s, extra.ref, &extra.q);
+            (void)s;
+            for (int i = 0; i < T_HS / 2; i++) tb_f32(&extra.q, extra.ref[i] = 1.0f + (float)i / 4);
         }
         list[n++] = &extra;
     }
@@ -888,6 +895,10 @@ static void test_gguf_load_untied(void) {
         check_model_matches(m, &rm);
         const kvr_model_config *c = kvr_model_get_config(m);
         KVR_CHECK(strcmp(c->name, "Test Tiny") == 0);
+        /* rope_freqs: Llama 3.1 RoPE scaling, the factors as stored; no biases */
+        KVR_CHECK(m->rope_factors && !m->layers[0].bqkv);
+        for (int i = 0; m->rope_factors && i < T_HS / 2; i++)
+            KVR_CHECK(m->rope_factors[i] == 1.0f + (float)i / 4);
         KVR_CHECK(strcmp(c->arch, "llama") == 0);
         KVR_CHECK_EQ_INT(c->max_context, 1024);
         KVR_CHECK(c->rope_theta == 50000.0f);
@@ -1821,6 +1832,88 @@ static void test_gguf_seeds_match_python(void) {
     }
 }
 
+// ----------------------------------------------------------------------------
+// architectures: qwen2, RoPE scaling
+
+static void test_gguf_arch_errors(void) {
+    ref_model rm;
+    ref_build(&rm, false, 21);
+    gguf_opts o = {0};
+    tb b = {0};
+    gguf_layout lo;
+    /* qwen2 needs its Q/K/V biases */
+    o.arch = "qwen2";
+    gguf_build(&rm, &o, &b, &lo);
+    expect_gguf_error(&b, "qwen2_nobias.gguf", KVR_ERR_FORMAT, "blk.0.attn_q.bias", "qwen2");
+    tb_free(&b);
+    /* unknown architecture and RoPE scaling type: the key and the value */
+    o.arch = "mamba";
+    gguf_build(&rm, &o, &b, &lo);
+    expect_gguf_error(&b, "mamba.gguf", KVR_ERR_UNSUPPORTED, "general.architecture = 'mamba'", "qwen2");
+    tb_free(&b);
+    o.arch = NULL;
+    o.rope_scaling_type = "yarn";
+    gguf_build(&rm, &o, &b, &lo);
+    expect_gguf_error(&b, "yarn.gguf", KVR_ERR_UNSUPPORTED, "llama.rope.scaling.type", "'yarn'");
+    tb_free(&b);
+    /* a RoPE factor that is not positive */
+    o.rope_scaling_type = "llama3";
+    o.extra_tensor = true;
+    gguf_build(&rm, &o, &b, &lo);
+    const int i = layout_find(&lo, "rope_freqs.weight");
+    uint64_t off;
+    memcpy(&off, b.p + lo.info_offset[i], 8);
+    const float neg = -2.0f;
+    memcpy(b.p + lo.data_start + off + 4 * 3, &neg, 4);
+    expect_gguf_error(&b, "rope_neg.gguf", KVR_ERR_FORMAT, "rope_freqs.weight[3]", "positive");
+    tb_free(&b);
+    ref_free(&rm);
+}
+
+/* Llama 3.1's factors for theta 500000, head_dim 128, factor 8, low 1, high 4, original 8192:
+ * llama.cpp's converter formula (convert_hf_to_gguf.py, LlamaModel), evaluated in Python. */
+static const struct { int i; float f; } llama31_factors[] = {
+    {0, 1.0f},         {20, 1.0f},         {28, 1.0f},         {29, 1.20748387f},
+    {30, 1.55341463f}, {31, 2.02631321f}, {32, 2.69452969f}, {33, 3.68425253f},
+    {34, 5.25732659f}, {35, 8.0f},         {40, 8.0f},         {63, 8.0f}};
+
+static void test_rope_scaling(void) {
+    float f[64];
+    model_llama3_rope_factors(f, 128, 500000.0, 8.0, 1.0, 4.0, 8192.0);
+    for (size_t k = 0; k < sizeof llama31_factors / sizeof llama31_factors[0]; k++)
+        KVR_CHECK_NEAR(f[llama31_factors[k].i], llama31_factors[k].f, 0, 1e-6);
+    /* HF config.json rope_scaling: factors from the function above; bad types named */
+    ref_model rm;
+    ref_build(&rm, true, 22);
+    hf_opts o = {0};
+    char dir[512], cfg[1400];
+    snprintf(cfg, sizeof cfg, "%.*s,\n  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, "
+             "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+             "\"original_max_position_embeddings\": 64}\n}\n",
+             (int)(strrchr(hf_config_good(true), '}') - hf_config_good(true) - 1), hf_config_good(true));
+    hf_write_dir(&rm, &o, cfg, "hf_rope", dir, sizeof dir);
+    kvr_model *m = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_model_load_hf(dir, &m, &e), &e);
+    if (m) {
+        float want[T_HS / 2];
+        model_llama3_rope_factors(want, T_HS, 50000.0, 8.0, 1.0, 4.0, 64.0);
+        KVR_CHECK(m->rope_factors != NULL);
+        for (int i = 0; m->rope_factors && i < T_HS / 2; i++) KVR_CHECK(m->rope_factors[i] == want[i]);
+        KVR_CHECK(want[0] == 1.0f && want[T_HS / 2 - 1] == 8.0f);
+        kvr_model_destroy(m);
+    }
+    snprintf(cfg, sizeof cfg, "%.*s,\n  \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}\n}\n",
+             (int)(strrchr(hf_config_good(true), '}') - hf_config_good(true) - 1), hf_config_good(true));
+    hf_write_dir(&rm, &o, cfg, "hf_yarn", dir, sizeof dir);
+    expect_hf_error(dir, KVR_ERR_UNSUPPORTED, "rope_scaling.rope_type", "yarn");
+    snprintf(cfg, sizeof cfg, "%.*s,\n  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": -1}\n}\n",
+             (int)(strrchr(hf_config_good(true), '}') - hf_config_good(true) - 1), hf_config_good(true));
+    hf_write_dir(&rm, &o, cfg, "hf_rope_bad", dir, sizeof dir);
+    expect_hf_error(dir, KVR_ERR_FORMAT, "rope_scaling", "factor");
+    ref_free(&rm);
+}
+
 static const kvr_test_case cases[] = {
     {"dequant_f16_bf16", test_dequant_f16_bf16},
     {"dequant_q8_0", test_dequant_q8_0},
@@ -1841,6 +1934,8 @@ static const kvr_test_case cases[] = {
     {"hf_load_matches_gguf", test_hf_load_matches_gguf},
     {"hf_load_sharded_tied", test_hf_load_sharded_tied},
     {"hf_bad_config", test_hf_bad_config},
+    {"gguf_arch_errors", test_gguf_arch_errors},
+    {"rope_scaling", test_rope_scaling},
     {"hf_bad_safetensors", test_hf_bad_safetensors},
     {"gguf_seeds_match_python", test_gguf_seeds_match_python},
     {"real_smollm2", test_real_smollm2},

@@ -143,14 +143,16 @@ def tiny_weights(seed, tied, c=TINY):
     return {k: (rng.standard_normal(s) * 0.5).astype(np.float32) for k, s in w.items()}
 
 
-def write_gguf(path, types, tied, tokenizer, seed, c=TINY, per_matrix=False):
+def write_gguf(path, types, tied, tokenizer, seed, c=TINY, per_matrix=False, arch="llama",
+               bias=False, rope_freqs=False):
     """types cycle over the tensors in order (per_matrix: over the matrices whose rows hold whole
-    blocks of the next type; the others take Q8_0); 1-D tensors are always F32."""
+    blocks of the next type; the others take Q8_0); 1-D tensors are always F32. bias: Q/K/V biases
+    (qwen2 needs them); rope_freqs: a Llama 3.1 RoPE factor tensor (1 + i / 8)."""
     import gguf
 
     T = gguf.GGMLQuantizationType
     rng = np.random.default_rng(seed + 100)
-    w = gguf.GGUFWriter(path, "llama")
+    w = gguf.GGUFWriter(path, arch)
     w.add_name("fuzz tiny")
     w.add_block_count(c["L"])
     w.add_context_length(64)
@@ -189,6 +191,13 @@ def write_gguf(path, types, tied, tokenizer, seed, c=TINY, per_matrix=False):
             w.add_tensor(name, random_blocks(qt, x.size, rng).reshape(x.shape[0], -1), raw_dtype=qt)
         else:
             w.add_tensor(name, gguf.quants.quantize(x, qt), raw_dtype=qt)
+    if rope_freqs:
+        w.add_tensor("rope_freqs.weight", (1 + np.arange(c["HS"] // 2) / 8).astype(np.float32))
+    if bias:
+        for l in range(c["L"]):
+            for n, rows in (("attn_q", c["NH"]), ("attn_k", c["NKV"]), ("attn_v", c["NKV"])):
+                w.add_tensor("blk.%d.%s.bias" % (l, n),
+                             (rng.standard_normal(rows * c["HS"]) * 0.5).astype(np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -249,6 +258,10 @@ def corpus(outdir):
     write_gguf(os.path.join(gdir, "tiny_q4_0_q8_0_tied.gguf"), [T.Q4_0, T.Q8_0], True, False, 2)
     write_gguf(os.path.join(gdir, "tiny_q4_1_f16_bf16.gguf"), [T.Q4_1, T.F16, T.BF16], False, True, 3)
     write_gguf(os.path.join(gdir, "tiny_q5_0_q5_1_iq4_nl.gguf"), [T.Q5_0, T.Q5_1, T.IQ4_NL], False, True, 5)
+    write_gguf(os.path.join(gdir, "tiny_qwen2_bias.gguf"), [T.Q8_0, T.F16], False, True, 7,
+               arch="qwen2", bias=True)
+    write_gguf(os.path.join(gdir, "tiny_llama_bias_rope_freqs.gguf"), [T.Q4_0], True, False, 8,
+               bias=True, rope_freqs=True)
     write_gguf(os.path.join(gdir, "wide_k_quants.gguf"),
                [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.Q8_K, T.IQ4_XS], False, False, 6, WIDE,
                per_matrix=True)

@@ -55,6 +55,7 @@ static kvr_status cu_fail(kvr_error *err, cudaError_t e, const char *what) {
 
 typedef struct cuda_layer {
     float *attn_norm, *ffn_norm;        /* fp32 (D) */
+    float *bqkv;                        /* fp32 (nqkv) Q/K/V biases (Qwen2), or NULL */
     void *wqkv, *wo, *w_gate_up, *w_down; /* 16-bit, the model's row-major layout */
 } cuda_layer;
 
@@ -215,21 +216,23 @@ __global__ void __launch_bounds__(KVR_CU_BLOCK)
 __global__ void __launch_bounds__(KVR_CU_BLOCK)
     k_rope_split(float *__restrict__ q, float *__restrict__ kc, float *__restrict__ vc,
                  const float *__restrict__ qkv, const float *__restrict__ cosv,
-                 const float *__restrict__ sinv, int64_t pos0, int32_t NH, int32_t NKV,
-                 int32_t HS) {
+                 const float *__restrict__ sinv, const float *__restrict__ bias, int64_t pos0,
+                 int32_t NH, int32_t NKV, int32_t HS) {
     const int64_t r = blockIdx.x, pos = pos0 + r, half = HS / 2;
     const int64_t nq = (int64_t)NH * HS, kvd = (int64_t)NKV * HS, nqkv = nq + 2 * kvd;
     const float *src = qkv + r * nqkv;
     const float *cs = cosv + pos * half, *sn = sinv + pos * half;
     for (int64_t p = threadIdx.x; p < (nq + kvd) / 2; p += blockDim.x) {
         float a = src[2 * p], b = src[2 * p + 1];
+        if (bias) a += bias[2 * p], b += bias[2 * p + 1]; /* the QKV bias before RoPE */
         const int64_t i = p % half;
         kvr_rope_rotate(&a, &b, cs[i], sn[i]);
         float *dst = 2 * p < nq ? q + r * nq + 2 * p : kc + pos * kvd + (2 * p - nq);
         dst[0] = a;
         dst[1] = b;
     }
-    for (int64_t i = threadIdx.x; i < kvd; i += blockDim.x) vc[pos * kvd + i] = src[nq + kvd + i];
+    for (int64_t i = threadIdx.x; i < kvd; i += blockDim.x)
+        vc[pos * kvd + i] = src[nq + kvd + i] + (bias ? bias[nq + kvd + i] : 0.0f);
 }
 
 /* act (rows, FF) = silu(gate) * up of gu (rows, 2FF: gate | up); a grid-stride loop over
@@ -485,7 +488,8 @@ static kvr_status cuda_weights_fill(cuda_weights *w, const kvr_model *m, kvr_err
     const size_t n_qkv = cu_round(nqkv * D), n_o = cu_round(D * NH * HS);
     const size_t n_gu = cu_round(2 * FF * D), n_dn = cu_round(D * FF), n_out = cu_round(V * D);
     const size_t per16 = n_qkv + n_o + n_gu + n_dn, n16 = L * per16 + n_out;
-    const size_t n32 = cu_round(V * D) + cu_round(D) + L * 2 * cu_round(D);
+    const size_t nb32 = m->layers[0].bqkv ? cu_round(nqkv) : 0; /* per layer */
+    const size_t n32 = cu_round(V * D) + cu_round(D) + L * (2 * cu_round(D) + nb32);
     const size_t es = 2;
     cudaError_t e = cudaMalloc(&w->h16, n16 * es);
     if (e == cudaSuccess) e = cudaMalloc((void **)&w->f32, n32 * sizeof(float));
@@ -536,6 +540,12 @@ static kvr_status cuda_weights_fill(cuda_weights *w, const kvr_model *m, kvr_err
         if (ce == cudaSuccess)
             ce = cudaMemcpy(w->layers[l].ffn_norm, m->layers[l].ffn_norm, D * 4,
                             cudaMemcpyHostToDevice);
+        if (nb32) {
+            w->layers[l].bqkv = p32, p32 += nb32;
+            if (ce == cudaSuccess)
+                ce = cudaMemcpy(w->layers[l].bqkv, m->layers[l].bqkv, nqkv * 4,
+                                cudaMemcpyHostToDevice);
+        }
     }
     if (s == KVR_OK && ce != cudaSuccess) s = cu_fail(err, ce, "upload");
     /* 16-bit: every GEMM matrix, fused groups stacked as the CPU layout */
@@ -610,8 +620,9 @@ static void cuda_ws_destroy(kvr_workspace *base) {
     free(ws);
 }
 
-static kvr_status cuda_ws_fill(cuda_ws *ws, const kvr_model_config *cfg, int64_t max_chunk,
+static kvr_status cuda_ws_fill(cuda_ws *ws, const kvr_model *m, int64_t max_chunk,
                                int64_t max_ctx, kvr_error *err) {
+    const kvr_model_config *cfg = &m->cfg;
     const size_t c = (size_t)max_chunk, D = (size_t)cfg->d_model, HS = (size_t)cfg->head_dim;
     const size_t NH = (size_t)cfg->n_heads, NKV = (size_t)cfg->n_kv_heads, FF = (size_t)cfg->d_ff;
     const size_t kvd = NKV * HS, L = (size_t)cfg->n_layers, S = (size_t)max_ctx, half = HS / 2;
@@ -649,7 +660,8 @@ static kvr_status cuda_ws_fill(cuda_ws *ws, const kvr_model_config *cfg, int64_t
     float *cs = (float *)malloc(S * half * 2 * sizeof(float));
     if (!cs) return kvr_error_set(err, KVR_ERR_NOMEM, "cuda workspace: RoPE tables");
     for (size_t i = 0; i < half; i++) {
-        const double inv_freq = pow((double)cfg->rope_theta, -2.0 * (double)i / (double)HS);
+        const double inv_freq = pow((double)cfg->rope_theta, -2.0 * (double)i / (double)HS) /
+                                (m->rope_factors ? (double)m->rope_factors[i] : 1.0);
         for (size_t p = 0; p < S; p++) {
             const double th = (double)p * inv_freq;
             cs[p * half + i] = (float)cos(th);
@@ -680,7 +692,7 @@ static kvr_status cuda_ws_create(const kvr_weights *wb, int64_t max_chunk, int64
     ws->dev = w->dev;
     ws->f16 = w->f16;
     cudaError_t e = cudaSetDevice(ws->dev);
-    kvr_status s = e == cudaSuccess ? cuda_ws_fill(ws, &wb->m->cfg, max_chunk, max_ctx, err)
+    kvr_status s = e == cudaSuccess ? cuda_ws_fill(ws, wb->m, max_chunk, max_ctx, err)
                                     : cu_fail(err, e, "device");
     if (s == KVR_OK) {
         e = cudaStreamSynchronize(ws->stream);
@@ -765,8 +777,8 @@ static kvr_status cuda_pre(kvr_workspace *base, int32_t layer, kvr_error *err) {
     KVR_TRY(cu_rmsnorm(ws, ws->h, ws->x, D, w->attn_norm, c, err));
     KVR_TRY(cu_gemm(ws, c, nqkv, D, ws->h, w->wqkv, 0.0f, ws->qkv, err));
     k_rope_split<<<(unsigned)c, KVR_CU_BLOCK, 0, ws->stream>>>(
-        ws->q, cu_k(ws, layer), cu_v(ws, layer), ws->qkv, ws->rope_cos, ws->rope_sin, base->pos0,
-        cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
+        ws->q, cu_k(ws, layer), cu_v(ws, layer), ws->qkv, ws->rope_cos, ws->rope_sin, w->bqkv,
+        base->pos0, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
     CU_LAUNCHED("rope");
     return KVR_OK;
 }
