@@ -2,8 +2,8 @@
 # bench/overheads_check.sh -- prediction error before and after the schedules' fixed overheads
 # (issue 16 item 1) on the tiny preset path of the issue, in one run:
 #   kvr-profile --model tiny --grid quick (its overheads step included), kvr-fit --run latest,
-#   then N interleaved pairs of kvr-run --model tiny --context C --ranks 2 --mode M
-#   --partition even: one on the store as fitted ("after": the overhead terms in the model), one
+#   then N interleaved pairs of kvr-run --model tiny --context C --ranks 2 --mode M (kvr:
+#   --partition even): one on the store as fitted ("after": the overhead terms in the model), one
 #   on a copy whose overhead rows were deleted before fitting ("before": the same op fits, every
 #   overhead 0). Each row's errors are against the same measured run (the "after" one), so only
 #   the prediction differs; the "before" run's own TTFT is printed too, as a second sample of
@@ -56,7 +56,8 @@ h.commit()"
 "$BIN/kvr-fit" --db before.db --run latest > fit_before.txt
 grep '^# fixed overheads' fit_after.txt | sed 's/^# /# after:  /'
 grep '^# fixed overheads' fit_before.txt | sed 's/^# /# before: /'
-RUN=(--model tiny --context "$CTX" --ranks "$RANKS" --mode "$MODE" --partition even --json)
+RUN=(--model tiny --context "$CTX" --ranks "$RANKS" --mode "$MODE" --json)
+[ "$MODE" = kvr ] && RUN+=(--partition even)
 [ "$MODE" = single ] && RUN=(--model tiny --context "$CTX" --mode single --json)
 : > rows.txt
 for i in $(seq 1 "$RUNS"); do
