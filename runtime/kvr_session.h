@@ -153,10 +153,10 @@ KVR_API kvr_status kvr_session_run(const kvr_session_params *params, const int32
 KVR_API void kvr_session_result_free(kvr_session_result *r); /* NULL-safe; zeroes it */
 
 /* What a session's prefill of n_tokens needs in this process (session_mem.c): the weights (the
- * model's fp32 arena, loaded before) and, for every rank this process runs (all of them with
- * ranks as threads, its own under MPI), a workspace for its chunk and its positions (kvr: the
- * tokens up to the end of its chunk; tsp and single: all of them) -- activations and attention
- * scratch, and the K/V cache of every layer -- in the CPU backend's layout. The partition is
+ * model's arena in its stored types, loaded before) and, for every rank this process runs (all
+ * of them with ranks as threads, its own under MPI), a workspace for its chunk and its positions
+ * (kvr: the tokens up to the end of its chunk; tsp and single: all of them) -- activations,
+ * attention and weight scratch, and the K/V cache of every layer -- in the CPU backend's layout. The partition is
  * the explicit one when it parses, else the even split (auto's is chosen later; KVR-P's
  * partitions are front-loaded, so the even split's last rank is what every kvr partition's
  * last rank holds: all positions). Bytes. */
