@@ -106,4 +106,22 @@ t = json.load(sys.stdin)
 assert t[\"unrunnable\"] == [] and t[\"recommendations\"][0][\"strategy\"] == \"ring\"
 print(\"ok\")'"
 check vllm_recommended 0 "^# recommended context=4096 strategy=[a-z-]+ ranks=[0-9]+ ttft_ms=[0-9.]+$" -- bash -c "'$BIN' --costs '$A100' --ranks 4 --context 4K --export '$tmp/r.env' --format vllm-env >/dev/null && cat '$tmp/r.env'"
+# fixed overheads in a cost file (issue 16 item 1): the header names them, single's TTFT moves by
+# run_us + layers x layer_us = 100 + 2 x 50 = 200 us
+echo "{$HEAD, $ATTN, \"link\": {\"alpha_us\": 1, \"gbps\": 10}}" > "$tmp/plain.json"
+echo "{$HEAD, $ATTN, \"link\": {\"alpha_us\": 1, \"gbps\": 10}, \"overheads\": {\"single\": {\"run_us\": 100, \"layer_us\": 50}}}" > "$tmp/ovh.json"
+echo "{$HEAD, $ATTN, \"link\": {\"alpha_us\": 1, \"gbps\": 10}, \"overheads\": {\"kvr\": {\"run_us\": -1}}}" > "$tmp/ovh_bad.json"
+check overheads_header 0 "^# fixed overheads \(us, per run \+ per layer step\): single 100 \+ 50; kvr 0 \+ 0" -- "$BIN" --costs "$tmp/ovh.json" --ranks 2 --context 64
+check overheads_bad 2 "ovh_bad.json: field \"overheads.kvr.run_us\" must be >= 0" -- "$BIN" --costs "$tmp/ovh_bad.json"
+"$BIN" --costs "$tmp/plain.json" --ranks 2 --context 64 --export "$tmp/plain_t.json" >/dev/null 2>&1 || bad "setup: plain export"
+"$BIN" --costs "$tmp/ovh.json" --ranks 2 --context 64 --export "$tmp/ovh_t.json" >/dev/null 2>&1 || bad "setup: overheads export"
+check overheads_single 0 "ok" -- python3 -c "
+import json
+a, b = (json.load(open(f))['results'][0]['strategies'] for f in ('$tmp/plain_t.json', '$tmp/ovh_t.json'))
+assert abs(b['single']['ttft_ms'] - a['single']['ttft_ms'] - 0.2) < 1e-9, (a, b)
+assert all(a[k]['ttft_ms'] == b[k]['ttft_ms'] for k in ('kvr-s', 'kvr-e', 'tsp', 'ring')), (a, b)
+o = json.load(open('$tmp/ovh_t.json'))['costs']['overheads']
+assert o['single'] == {'run_us': 100, 'layer_us': 50} and o['source'] == 'cost file', o
+assert json.load(open('$tmp/plain_t.json'))['costs']['overheads'] is None
+print('ok')"
 summary "kvr-search cli"
