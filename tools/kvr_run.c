@@ -175,7 +175,6 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
                                        "prefill only)", (long long)v, KVR_RUN_MAX_PREDICT);
                 o->n_predict = (int32_t)v;
                 break;
-            case 1003:
             case 1006: {
                 char *end;
                 const double d = strtod(optarg, &end);
@@ -184,6 +183,7 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
                 o->online_alpha = d;
                 break;
             }
+            case 1003:
             case 1005: {
                 char *end;
                 const double d = strtod(optarg, &end);
