@@ -684,6 +684,31 @@ static kvr_status cpu_attn_paged(kvr_workspace *base, kvr_kv_pool *pb, int32_t l
     return KVR_OK;
 }
 
+/* The LM head of n rows as one multiplication: the rows normed into h (free after post), then
+ * cpu_head's two paths with M = n rows (F32 or n <= KVR_ROWDOT_MAX: cpu_linear; else the
+ * stored head dequantized in blocks, each block's sgemm over all n rows). */
+static kvr_status cpu_head_rows(kvr_workspace *base, const int64_t *rows, int32_t n,
+                                float *logits, kvr_error *err) {
+    cpu_ws *ws = (cpu_ws *)base;
+    const kvr_model_config *cfg = &base->m->cfg;
+    const int64_t D = cfg->d_model, V = cfg->vocab_size;
+    for (int32_t i = 0; i < n; i++)
+        kvr_rmsnorm_row(ws->h + (int64_t)i * D, ws->x + rows[i] * D, base->m->output_norm, D,
+                        cfg->norm_eps);
+    const model_tensor *out = model_slot_tensor(base->m, MODEL_SLOT_OUTPUT);
+    if (base->m->output || n <= KVR_ROWDOT_MAX)
+        return cpu_linear(ws, base->m->output, &out, 1, n, ws->h, D, 0.0f, logits, V, err);
+    const int64_t blk = (int64_t)(ws->wbuf_n / (size_t)D) / 16 * 16;
+    for (int64_t r0 = 0; r0 < V; r0 += blk) {
+        const int64_t nr = KVR_MIN(blk, V - r0);
+        const double t0 = kvr_time_us();
+        KVR_TRY(model_tensor_rows_f32(out, r0, nr, ws->wbuf, base->n_threads, err));
+        base->dequant_us += kvr_time_us() - t0;
+        kvr_gemm_nt(base->n_threads, n, nr, D, 1.0f, ws->h, D, ws->wbuf, D, 0.0f, logits + r0, V);
+    }
+    return KVR_OK;
+}
+
 // ----------------------------------------------------------------------------
 // copies (host to host), events (host clock)
 
@@ -794,4 +819,5 @@ const kvr_backend backend_cpu = {
     .set_rows = cpu_set_rows,
     .kv_store = cpu_kv_store,
     .attn_paged = cpu_attn_paged,
+    .head_rows = cpu_head_rows,
 };

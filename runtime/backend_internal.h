@@ -62,6 +62,10 @@ struct kvr_backend {
                            kvr_error *err);
     kvr_status (*attn_paged)(kvr_workspace *ws, kvr_kv_pool *p, int32_t layer,
                              const kvr_paged_seq *seqs, int32_t n, kvr_error *err);
+    /* final norm + LM head of rows rows[0..n) (checked) into host logits (n, V); NULL: the
+     * front end runs head once per row */
+    kvr_status (*head_rows)(kvr_workspace *ws, const int64_t *rows, int32_t n, float *logits,
+                            kvr_error *err);
 };
 
 struct kvr_kv_pool {

@@ -120,17 +120,25 @@ kvr_status kvr_op_attn_paged(kvr_workspace *ws, kvr_kv_pool *p, int32_t layer,
     return ws->be->attn_paged(ws, p, layer, seqs, n, err);
 }
 
-kvr_status kvr_op_head_row(kvr_workspace *ws, int64_t row, float *logits, kvr_error *err) {
-    if (row < 0 || row >= ws->c)
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "head of row %lld: %lld rows",
-                             (long long)row, (long long)ws->c);
-    /* the head reads the chunk's last row: make it `row` for the call */
+kvr_status kvr_op_head_rows(kvr_workspace *ws, const int64_t *rows, int32_t n, float *logits,
+                            kvr_error *err) {
+    if (n < 1) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "head of %d rows", n);
+    for (int32_t i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= ws->c)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG, "head of row %lld: %lld rows",
+                                 (long long)rows[i], (long long)ws->c);
+    if (ws->be->head_rows) return ws->be->head_rows(ws, rows, n, logits, err);
+    /* the head reads the chunk's last row: make it each row in turn */
     const int64_t c = ws->c;
-    ws->c = row + 1;
-    kvr_status st = ws->be->head(ws, NULL, err);
+    const size_t V = (size_t)ws->m->cfg.vocab_size;
+    kvr_status st = KVR_OK;
+    for (int32_t i = 0; st == KVR_OK && i < n; i++) {
+        ws->c = rows[i] + 1;
+        st = ws->be->head(ws, NULL, err);
+        if (st == KVR_OK) st = ws->be->logits_to_host(ws, logits + (size_t)i * V, err);
+    }
     ws->c = c;
-    if (st != KVR_OK) return st;
-    return ws->be->logits_to_host(ws, logits, err);
+    return st;
 }
 
 // ----------------------------------------------------------------------------
@@ -143,8 +151,9 @@ struct kvr_batch_runner {
     int32_t *tokens;      /* (max_rows) */
     int64_t *pos, *slots; /* (max_rows) */
     kvr_paged_seq *pseq;  /* (cap) */
-    float *logits;        /* (cap, V) */
-    bool *has_logits;     /* (cap) */
+    float *logits;        /* (cap, V): the wanted logits, in sequence order */
+    int32_t *slot;        /* (cap) sequence -> its row of logits, -1: none */
+    int64_t *rows;        /* (cap) the rows the head runs on */
     int32_t cap, n_last;
 };
 
@@ -181,7 +190,7 @@ void kvr_batch_runner_destroy(kvr_batch_runner *r) {
     if (!r) return;
     kvr_workspace_destroy(r->ws);
     free(r->tokens), free(r->pos), free(r->slots), free(r->pseq), free(r->logits);
-    free(r->has_logits);
+    free(r->slot), free(r->rows);
     free(r);
 }
 
@@ -192,11 +201,13 @@ static kvr_status batch_reserve(kvr_batch_runner *r, int32_t n, kvr_error *err) 
     const size_t V = (size_t)r->ws->m->cfg.vocab_size;
     kvr_paged_seq *ps = realloc(r->pseq, (size_t)n * sizeof *ps);
     if (ps) r->pseq = ps;
-    bool *hl = realloc(r->has_logits, (size_t)n * sizeof *hl);
-    if (hl) r->has_logits = hl;
+    int32_t *sl = realloc(r->slot, (size_t)n * sizeof *sl);
+    if (sl) r->slot = sl;
+    int64_t *rw = realloc(r->rows, (size_t)n * sizeof *rw);
+    if (rw) r->rows = rw;
     float *lg = realloc(r->logits, (size_t)n * V * sizeof *lg);
     if (lg) r->logits = lg;
-    if (!ps || !hl || !lg)
+    if (!ps || !sl || !rw || !lg)
         return kvr_error_set(err, KVR_ERR_NOMEM, "batch runner: out of memory for %d sequences",
                              n);
     r->cap = n;
@@ -262,18 +273,17 @@ kvr_status kvr_batch_run(kvr_batch_runner *r, const kvr_batch_seq *seqs, int32_t
         KVR_TRY(kvr_op_attn_paged(ws, r->pool, l, r->pseq, n, err));
         KVR_TRY(kvr_op_post(ws, l, err));
     }
-    const size_t V = (size_t)ws->m->cfg.vocab_size;
+    int32_t k = 0; /* the sequences wanting logits: their last rows, in order */
     for (int32_t i = 0; i < n; i++) {
-        r->has_logits[i] = seqs[i].want_logits;
-        if (seqs[i].want_logits)
-            KVR_TRY(kvr_op_head_row(ws, r->pseq[i].row0 + r->pseq[i].n_rows - 1,
-                                    r->logits + (size_t)i * V, err));
+        r->slot[i] = seqs[i].want_logits ? k : -1;
+        if (seqs[i].want_logits) r->rows[k++] = r->pseq[i].row0 + r->pseq[i].n_rows - 1;
     }
+    if (k > 0) KVR_TRY(kvr_op_head_rows(ws, r->rows, k, r->logits, err));
     r->n_last = n;
     return KVR_OK;
 }
 
 const float *kvr_batch_logits(const kvr_batch_runner *r, int32_t i) {
-    if (i < 0 || i >= r->n_last || !r->has_logits[i]) return NULL;
-    return r->logits + (size_t)i * (size_t)r->ws->m->cfg.vocab_size;
+    if (i < 0 || i >= r->n_last || r->slot[i] < 0) return NULL;
+    return r->logits + (size_t)r->slot[i] * (size_t)r->ws->m->cfg.vocab_size;
 }

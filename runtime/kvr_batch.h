@@ -14,7 +14,7 @@
  * GEMMs batched), stores each row's K/V into its sequence's slot, runs attention per sequence
  * over its paged cache (row r of a sequence sees n_past + r + 1 keys, through the block table)
  * and post once over all rows; then the logits of the last row of every sequence that wants
- * them. The layer ops are kvr_backend.h's on a workspace of max_rows rows, plus the three below.
+ * them (one LM-head GEMM over those rows). The layer ops are kvr_backend.h's on a workspace of max_rows rows, plus the three below.
  *
  * Usage:   kvr_kv_pool *pool;  kvr_batch_runner *r;
  *          kvr_kv_pool_create(w, n_blocks, 16, &pool, &err);
@@ -79,9 +79,11 @@ KVR_API kvr_status kvr_op_kv_store(kvr_workspace *ws, kvr_kv_pool *p, int32_t la
  * KVR_ERR_NOMEM, KVR_ERR_UNSUPPORTED. */
 KVR_API kvr_status kvr_op_attn_paged(kvr_workspace *ws, kvr_kv_pool *p, int32_t layer,
                                      const kvr_paged_seq *seqs, int32_t n, kvr_error *err);
-/* kvr_op_head on row `row` of the current rows (final norm + LM head of that row); logits to
- * host (V floats). Errors: KVR_ERR_INVALID_ARG (row outside the rows), the backend's. */
-KVR_API kvr_status kvr_op_head_row(kvr_workspace *ws, int64_t row, float *logits, kvr_error *err);
+/* Final norm + LM head of rows rows[0..n) of the current rows, logits to host (n, V floats,
+ * row-major): one GEMM over the n rows where the backend has it (cpu), else kvr_op_head per row.
+ * Errors: KVR_ERR_INVALID_ARG (a row outside the rows, n < 1), the backend's. */
+KVR_API kvr_status kvr_op_head_rows(kvr_workspace *ws, const int64_t *rows, int32_t n,
+                                    float *logits, kvr_error *err);
 
 // ----------------------------------------------------------------------------
 // the batched iteration

@@ -6,7 +6,9 @@
  *     rounding; the batched GEMMs may round differently from one-sequence ones);
  *   - a prompt prefilled through the pool in chunks gives the one-shot prefill's logits;
  *   - greedy decode of 3 sequences batched gives each one's tokens decoded alone;
- *   - bad block tables, too many rows, bad arguments: KVR_ERR_INVALID_ARG with a message. */
+ *   - bad block tables, too many rows, bad arguments: KVR_ERR_INVALID_ARG with a message;
+ *   - on the real model (stored-type weights), 10 sequences decoding in one iteration (the LM
+ *     head over 10 rows at once) get the one-shot prefill's logits and argmax. */
 #include "kvr_batch.h"
 #include "kvr_decode.h"
 #include "kvr_runtime.h"
@@ -265,10 +267,52 @@ static void test_batch_errors(void) {
     fixture_close(&f);
 }
 
+/* the real model (weights in their stored types): 10 sequences decoding in one iteration -- the
+ * LM head over more rows than the row-by-row limit -- against one-shot prefills */
+static void test_real_model(void) {
+    char path[1024];
+    kvr_error e;
+    if (kvr_model_default_path(path, sizeof path, &e) != KVR_OK) {
+        printf("  (skipped: %s)\n", e.msg);
+        KVR_CHECK(getenv("KVR_REQUIRE_MODEL") == NULL); /* CI must not skip it */
+        return;
+    }
+    fixture f;
+    if (!fixture_open(&f, path, 40, 16, 192)) return; /* the prompts: 175 rows */
+    enum { NS = 10 };
+    int32_t *ids[NS], perm[40];
+    shuffle(perm, 40, 5);
+    kvr_batch_seq s[NS];
+    for (int i = 0; i < NS; i++) {
+        ids[i] = make_ids(14 + i, f.V, 700 + (uint64_t)i);
+        s[i] = (kvr_batch_seq){ids[i], 13 + i, 0, perm + 4 * i, 4, false};
+    }
+    KVR_CHECK_OK(kvr_batch_run(f.r, s, NS, &e), &e); /* the prompts, no logits */
+    for (int i = 0; i < NS; i++)
+        s[i] = (kvr_batch_seq){ids[i] + 13 + i, 1, 13 + i, perm + 4 * i, 4, true};
+    KVR_CHECK_OK(kvr_batch_run(f.r, s, NS, &e), &e); /* one decode row each */
+    double worst = 0;
+    for (int i = 0; i < NS; i++) {
+        float *want = ref_logits(f.m, ids[i], 14 + i);
+        const float *got = kvr_batch_logits(f.r, i);
+        KVR_CHECK(got != NULL);
+        if (got) {
+            worst = fmax(worst, rel_diff(got, want, f.V));
+            KVR_CHECK_EQ_INT(kvr_argmax(got, f.V), kvr_argmax(want, f.V));
+        }
+        free(want);
+        free(ids[i]);
+    }
+    printf("  real model, 10 sequences decoding at once: max rel diff %.2e\n", worst);
+    KVR_CHECK(worst <= TOL);
+    fixture_close(&f);
+}
+
 static const kvr_test_case cases[] = {
     {"batch_matches_single", test_batch_matches_single},
     {"chunked_prefill", test_chunked_prefill},
     {"batched_greedy_decode", test_batched_greedy_decode},
     {"batch_errors", test_batch_errors},
+    {"real_model", test_real_model},
 };
 KVR_TEST_MAIN(cases)
