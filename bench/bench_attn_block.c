@@ -11,6 +11,7 @@
  *   diagonal c rows over their own c keys, causal: attn_block(kpos0 = c, kn = c, first) against
  *            attn(c, P = 0)
  * Every time is the median over --reps of one call per layer summed over the model's layers. */
+#include "bench_util.h"
 #include "kvr_runtime.h"
 
 #include <getopt.h>
@@ -18,14 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[(n - 1) / 2];
-}
 
 enum { SHAPE_ATTN, SHAPE_FULL_BLOCK, SHAPE_DIAG_BLOCK };
 
@@ -38,7 +31,8 @@ static kvr_status time_shape(kvr_workspace *ws, int shape, int64_t c, int64_t P,
         void *K, *V;
         kvr_workspace_kv_buffers(ws, l, &K, &V);
         if (shape == SHAPE_ATTN) {
-            if ((st = kvr_op_set_chunk(ws, c, P, e)) || (st = kvr_op_attn(ws, l, NULL, e))) return st;
+            if ((st = kvr_op_set_chunk(ws, c, P, e)) || (st = kvr_op_attn(ws, l, NULL, e)))
+                return st;
         } else {
             const int64_t kpos0 = shape == SHAPE_FULL_BLOCK ? 0 : c;
             const size_t off = (size_t)kpos0 * (size_t)(kvr_workspace_config(ws)->n_kv_heads *
@@ -137,8 +131,10 @@ int main(int argc, char **argv) {
         }
         if (rc == 1) fprintf(stderr, "bench_attn_block: %s\n", e.msg);
         if (rc == 0) {
-            const double a0 = median(t[0], reps) * 1e-3, ac = median(t[1], reps) * 1e-3;
-            const double bf = median(t[2], reps) * 1e-3, bd = median(t[3], reps) * 1e-3;
+            const double a0 = bench_median(t[0], reps) * 1e-3;
+            const double ac = bench_median(t[1], reps) * 1e-3;
+            const double bf = bench_median(t[2], reps) * 1e-3;
+            const double bd = bench_median(t[3], reps) * 1e-3;
             printf("%7lld %11.2f %10.2f %11.2f %10.2f %11.2f %10.2f\n", c, a0, ac, bf,
                    bf / (ac - a0), bd, bd / a0);
         }

@@ -11,6 +11,7 @@
  *   step     one decode-sized chunk (1 token at position --tokens): the stored model multiplies
  *            row by row in its stored type (chunks <= 8 tokens), the fp32 model runs sgemm.
  * Every figure is the median over --reps. Also the weights' bytes of both models. */
+#include "bench_util.h"
 #include "backend_internal.h"
 #include "kvr_runtime.h"
 #include "runtime_internal.h"
@@ -20,14 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[(n - 1) / 2];
-}
 
 static kvr_status run_layers(kvr_workspace *ws, int32_t L, kvr_error *e) {
     for (int32_t l = 0; l < L; l++) {
@@ -123,8 +116,9 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    const double pq = median(v[0], reps), dq = median(v[1], reps), sq = median(v[2], reps);
-    const double pf = median(v[3], reps), sf = median(v[5], reps);
+    const double pq = bench_median(v[0], reps), dq = bench_median(v[1], reps);
+    const double sq = bench_median(v[2], reps), pf = bench_median(v[3], reps);
+    const double sf = bench_median(v[5], reps);
     printf("# bench_dequant %s: %d layers, d %d, ff %d, vocab %d; %lld tokens, %d thread(s), "
            "median of %d\n",
            q->cfg.name, q->cfg.n_layers, q->cfg.d_model, q->cfg.d_ff, q->cfg.vocab_size,

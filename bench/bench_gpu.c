@@ -18,6 +18,7 @@
  *          4k: expected slower on one GPU (it checks the schedule, not speed).
  * --quick: fewer shapes and reps, 4 layers for ttft/kvr (a smoke run).
  * Exit 77 when this build has no cuda backend or the machine has no GPU. */
+#include "bench_util.h"
 #include "kvr_runtime.h"
 
 #include <cublas_v2.h>
@@ -27,14 +28,6 @@
 
 static bool quick = false;
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[(n - 1) / 2];
-}
 
 static double layer_gemm_flops(const kvr_model_config *c, double tokens) {
     double D = c->d_model, HS = c->head_dim, NH = c->n_heads, NKV = c->n_kv_heads, FF = c->d_ff;
@@ -158,7 +151,7 @@ static int bench_attn(const kvr_backend *be) {
                 bg_free(&x);
                 return 1;
             }
-            const double us = median(t, reps);
+            const double us = bench_median(t, reps);
             printf("attn c=%lld P=%lld us=%.1f tflops=%.2f\n", (long long)c, (long long)P, us,
                    attn_flops(cfg, (double)c, (double)P) / (us * 1e6));
             fflush(stdout);
@@ -245,7 +238,7 @@ static int bench_layer(const kvr_backend *be) {
         bg_free(&x);
         return 1;
     }
-    const double us = median(t, reps);
+    const double us = bench_median(t, reps);
     const double fl = layer_gemm_flops(cfg, (double)c) + attn_flops(cfg, (double)c, 0);
     const double tf = fl / (us * 1e6);
     printf("layer llama-3-8b c=%lld us=%.1f tflops=%.2f frac_of_gemm=%.3f\n", (long long)c, us,

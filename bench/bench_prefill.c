@@ -8,6 +8,7 @@
  * FLOPs counted (multiply-add = 2): the GEMMs 2*C*(D*(NH+2NKV)*HS + NH*HS*D + 3*D*FF) per layer,
  * causal attention 4*NH*HS*(C*(C+1)/2) per layer (QK^T and PV over the valid triangle), and the
  * LM head 2*D*V. */
+#include "bench_util.h"
 #include "kvr_runtime.h"
 
 #include <cblas.h>
@@ -15,14 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[(n - 1) / 2];
-}
 
 /* sgemm C(M,N) = A(M,K) . B(N,K)^T with nt OpenBLAS threads; median GFLOP/s over reps */
 static double sgemm_gflops(int M, int N, int K, int nt, int reps) {
@@ -39,7 +32,7 @@ static double sgemm_gflops(int M, int N, int K, int nt, int reps) {
     }
     openblas_set_num_threads(1);
     free(A), free(B), free(C);
-    return 2.0 * M * N * K / (median(t, reps) * 1e3);
+    return 2.0 * M * N * K / (bench_median(t, reps) * 1e3);
 }
 
 static double prefill_flops(const kvr_model_config *c, int64_t C) {
@@ -109,7 +102,7 @@ static double run_ttft(const kvr_model *m, const int32_t *ids, int64_t C, kvr_mo
         t[r] = res.ttft_ms;
         kvr_prefill_result_free(&res);
     }
-    return median(t, reps);
+    return bench_median(t, reps);
 }
 
 int main(int argc, char **argv) {
