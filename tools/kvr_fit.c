@@ -76,6 +76,7 @@ static void usage(FILE *f) {
 }
 
 #define usage_error(...) tool_usage_error("kvr-fit", __VA_ARGS__)
+#define parse_size(...) tool_parse_size("kvr-fit", __VA_ARGS__)
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...) {
@@ -86,13 +87,6 @@ static int fail(const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, "\n");
     return 1;
-}
-
-/* A whole number with an optional binary K/M/G suffix (kvr_parse_size). */
-static int parse_size(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    kvr_error e;
-    if (kvr_parse_size(s, lo, hi, out, &e) != KVR_OK) return usage_error("%s: %s", flag, e.msg);
-    return 0;
 }
 
 static int parse_ranks(kvr_fit_opts *o) {

@@ -82,13 +82,7 @@ static void usage(FILE *f) {
 }
 
 #define usage_error(...) tool_usage_error("kvr-search", __VA_ARGS__)
-
-/* A whole number with an optional binary K/M/G suffix (kvr_parse_size). */
-static int parse_size(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    kvr_error e;
-    if (kvr_parse_size(s, lo, hi, out, &e) != KVR_OK) return usage_error("%s: %s", flag, e.msg);
-    return 0;
-}
+#define parse_size(...) tool_parse_size("kvr-search", __VA_ARGS__)
 
 static int parse_double(const char *flag, const char *s, double *out) {
     char *end;

@@ -46,6 +46,7 @@ typedef struct serve_opts {
 } serve_opts;
 
 #define usage_error(...) tool_usage_error("kvr-serve", __VA_ARGS__)
+#define parse_size(...) tool_parse_size("kvr-serve", __VA_ARGS__)
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -116,12 +117,6 @@ static int parse_num(const char *flag, const char *s, double lo, double *out) {
     return 0;
 }
 
-static int parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    kvr_error e;
-    if (kvr_parse_size(s, lo, hi, out, &e) != KVR_OK) return usage_error("%s: %s", flag, e.msg);
-    return 0;
-}
-
 /* Returns 0 to continue, 2 on a usage error, -1 after --help. */
 static int parse_opts(int argc, char **argv, serve_opts *o) {
     static const struct option lo[] = {
@@ -158,18 +153,18 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
             case 'I': o->allow_incomplete = true; break;
             case 'p': policy = optarg; break;
             case 'P':
-                if ((rc = parse_int("--pool-blocks", optarg, 1, (int64_t)1 << 40, &o->sp.pool_blocks)))
+                if ((rc = parse_size("--pool-blocks", optarg, 1, (int64_t)1 << 40, &o->sp.pool_blocks)))
                     return rc;
                 break;
             case OPT_POOL_TOKENS:
-                if ((rc = parse_int("--pool-tokens", optarg, 1, (int64_t)1 << 44, &o->pool_tokens)))
+                if ((rc = parse_size("--pool-tokens", optarg, 1, (int64_t)1 << 44, &o->pool_tokens)))
                     return rc;
                 break;
             case OPT_POOL_GB:
                 if ((rc = parse_num("--pool-gb", optarg, 1e-9, &o->pool_gb))) return rc;
                 break;
             case 'b':
-                if ((rc = parse_int("--block-tokens", optarg, 1, 1 << 20, &v))) return rc;
+                if ((rc = parse_size("--block-tokens", optarg, 1, 1 << 20, &v))) return rc;
                 o->sp.block_tokens = (int32_t)v;
                 break;
             case 'w':
@@ -177,16 +172,16 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
                 if (o->sp.watermark >= 1) return usage_error("--watermark %s: need a fraction in [0, 1)", optarg);
                 break;
             case 'm':
-                if ((rc = parse_int("--max-seqs", optarg, 1, 1 << 24, &v))) return rc;
+                if ((rc = parse_size("--max-seqs", optarg, 1, 1 << 24, &v))) return rc;
                 o->sp.max_seqs = (int32_t)v;
                 break;
             case 'B':
-                if ((rc = parse_int("--max-batched-tokens", optarg, 1, (int64_t)1 << 40,
+                if ((rc = parse_size("--max-batched-tokens", optarg, 1, (int64_t)1 << 40,
                                     &o->sp.max_batched_tokens)))
                     return rc;
                 break;
             case 'M':
-                if ((rc = parse_int("--max-model-len", optarg, 1, (int64_t)1 << 40, &o->sp.max_model_len)))
+                if ((rc = parse_size("--max-model-len", optarg, 1, (int64_t)1 << 40, &o->sp.max_model_len)))
                     return rc;
                 break;
             case 'D': {
@@ -211,13 +206,13 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
                 o->model = optarg, replay_opt = true;
                 break;
             case OPT_THREADS:
-                if ((rc = parse_int("--threads", optarg, 1, 1024, &o->threads))) return rc;
+                if ((rc = parse_size("--threads", optarg, 1, 1024, &o->threads))) return rc;
                 replay_opt = true;
                 break;
             case OPT_NO_SLEEP: o->no_sleep = replay_opt = true; break;
             case OPT_STOP_EOS: o->stop_eos = replay_opt = true; break;
             case OPT_SEED:
-                if ((rc = parse_int("--seed", optarg, 0, INT64_MAX / 2, &o->seed))) return rc;
+                if ((rc = parse_size("--seed", optarg, 0, INT64_MAX / 2, &o->seed))) return rc;
                 replay_opt = true;
                 break;
             case OPT_TEMP:
