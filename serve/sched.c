@@ -236,7 +236,8 @@ static bool decode_room(kvr_sched *s, kvr_sched_batch *b, int32_t id) {
 
 /* Admit waiting requests in FCFS order while their whole prompt's blocks fit above the
  * watermark and max_seqs allows; each gets min(its tokens, budget left) tokens this iteration
- * (vllm: the whole prompt or nothing). Returns the tokens used. */
+ * (vllm: the whole prompt or nothing). budget: the tokens this iteration still has. Returns the
+ * tokens used. */
 static int64_t admit(kvr_sched *s, kvr_sched_batch *b, int64_t budget, bool chunk) {
     int64_t used = 0;
     while (s->waiting.n > 0 && used < budget && s->n_running < s->p.max_seqs) {
@@ -290,7 +291,7 @@ kvr_status kvr_sched_next(kvr_sched *s, kvr_sched_batch *out, kvr_error *err) {
             item_add(s, &b, id, take);
             used += take;
         }
-        admit(s, &b, budget, true);
+        admit(s, &b, budget - used, true); /* what the running requests left of the budget */
     }
     b.blocks_used = s->p.pool_blocks - s->free_blocks;
     s->planned = b.n_items > 0;

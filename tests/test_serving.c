@@ -196,6 +196,30 @@ static void test_chunked(void) {
     kvr_sched_destroy(s);
 }
 
+/* chunked: the iteration's budget covers the running requests and the admissions together --
+ * a waiting request gets only what the running ones left, never a budget of its own. */
+static void test_chunked_budget_shared(void) {
+    kvr_sched *s = mk(KVR_POLICY_CHUNKED, 100, 0, 8);
+    if (!s) return;
+    add(s, 20, 2); /* chunks of 8 */
+    kvr_sched_batch b = step(s);
+    KVR_CHECK_EQ_INT(b.n_tokens, 8);
+    add(s, 10, 2); /* arrives while the first still has 12 prompt tokens */
+    b = step(s); /* the running prefill takes the whole budget: nothing admitted */
+    KVR_CHECK_EQ_INT(b.n_items, 1);
+    KVR_CHECK_EQ_INT(b.n_tokens, 8);
+    KVR_CHECK_EQ_INT(kvr_sched_n_waiting(s), 1);
+    b = step(s); /* 4 left of the first prompt, the second gets the other 4 */
+    KVR_CHECK_EQ_INT(b.n_items, 2);
+    KVR_CHECK_EQ_INT(b.n_tokens, 8);
+    KVR_CHECK_EQ_INT(b.items[1].n_tokens, 4);
+    for (int guard = 0; guard < 100 && step(s).n_items > 0; guard++) {
+    }
+    KVR_CHECK(kvr_sched_request(s, 0)->state == KVR_REQ_FINISHED);
+    KVR_CHECK(kvr_sched_request(s, 1)->state == KVR_REQ_FINISHED);
+    kvr_sched_destroy(s);
+}
+
 static void test_refusals_and_stop(void) {
     kvr_sched *s = mk(KVR_POLICY_VLLM, 10, 0.1, 64);
     if (!s) return;
@@ -250,6 +274,7 @@ static void test_sched_random(void) {
             }
             kvr_sched_batch b = step(s);
             KVR_CHECK(b.blocks_used <= 40);
+            if (pol == KVR_POLICY_CHUNKED) KVR_CHECK(b.n_tokens <= 48); /* the budget */
             int64_t held = 0;
             for (int32_t i = 0; i < kvr_sched_n_requests(s); i++) held += kvr_sched_request(s, i)->blocks;
             KVR_CHECK_EQ_INT(held, kvr_sched_blocks_used(s));
@@ -466,6 +491,7 @@ static const kvr_test_case cases[] = {
     {"vllm_budgets", test_vllm_budgets},
     {"vllm_preemption", test_vllm_preemption},
     {"chunked", test_chunked},
+    {"chunked_budget_shared", test_chunked_budget_shared},
     {"refusals_and_stop", test_refusals_and_stop},
     {"sched_random", test_sched_random},
     {"sim_one_request", test_sim_one_request},
