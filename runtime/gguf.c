@@ -529,7 +529,11 @@ static kvr_status gguf_load_tokenizer(gguf_ctx *c, kvr_model *m) {
                                              (const char *const *)merges, (int32_t)kmerge->arr_n,
                                              pre, (int32_t)bos, (int32_t)eos, &tok, &terr);
         if (ts == KVR_OK) {
-            m->tok = tok;
+            gguf_sv tmpl = {NULL, 0}; /* kept for serve/'s chat formats */
+            st = gguf_get_str(c, "tokenizer.chat_template", &tmpl);
+            if (st == KVR_OK && tmpl.s) st = tokenizer_set_chat_template(tok, tmpl.s, tmpl.n, c->err);
+            if (st == KVR_OK) m->tok = tok;
+            else tokenizer_destroy(tok);
         } else if (ts == KVR_ERR_UNSUPPORTED) {
             kvr_log(KVR_LOG_WARN, "%s: tokenizer not available (%s); loading without a tokenizer",
                     c->fname, terr.msg);

@@ -109,6 +109,10 @@ KVR_API int32_t kvr_tokenizer_eos(const kvr_tokenizer *t); /* -1 if none */
  * <|end|>, <end_of_turn>, <|endoftext|>, ...). Writes at most cap ids (16 hold them all), EOS
  * first; returns how many. */
 KVR_API int32_t kvr_tokenizer_eog(const kvr_tokenizer *t, int32_t *ids, int32_t cap);
+/* The model's chat template (GGUF tokenizer.chat_template, a Jinja text), NUL-terminated, or
+ * NULL when the file has none. kvr does not run Jinja: serve/ recognises the template's family
+ * (docs/serving.md, "Chat templates"). */
+KVR_API const char *kvr_tokenizer_chat_template(const kvr_tokenizer *t);
 
 #ifdef __cplusplus
 }

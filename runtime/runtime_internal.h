@@ -116,6 +116,8 @@ kvr_status tokenizer_create_bpe(const char *const *tokens, const int32_t *token_
                                 const char *const *merges, int32_t n_merges, const char *pre,
                                 int32_t bos, int32_t eos, kvr_tokenizer **out, kvr_error *err);
 void tokenizer_destroy(kvr_tokenizer *t);
+/* Keep a copy of the model's chat template (n bytes; tokenizer.chat_template). Errors: NOMEM. */
+kvr_status tokenizer_set_chat_template(kvr_tokenizer *t, const char *s, size_t n, kvr_error *err);
 
 /* The loaders' parsers over images held in memory: the only parsing path. The file loaders map
  * their files read-only and call these; the fuzz targets call them directly. Names are used in

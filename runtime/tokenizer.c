@@ -107,6 +107,7 @@ static const char *const k_forced_control[] = {
 struct kvr_tokenizer {
     int32_t n_vocab, bos, eos;
     char pre[64];
+    char *chat_template; /* tokenizer.chat_template (GGUF), or NULL */
     const tok_pre_kind *kind;
     /* tokens: texts in one blob, NUL-separated */
     char *tok_blob;
@@ -513,6 +514,7 @@ fail:
 
 void tokenizer_destroy(kvr_tokenizer *t) {
     if (!t) return;
+    free(t->chat_template);
     for (int r = 0; r < TOK_MAX_REGEX; r++) pcre2_code_free(t->re[r]);
     free(t->tok_blob);
     free(t->tok_off);
@@ -945,6 +947,21 @@ int64_t kvr_tokenizer_decode_token(const kvr_tokenizer *t, int32_t id, char *buf
 int32_t kvr_tokenizer_n_vocab(const kvr_tokenizer *t) { return t ? t->n_vocab : 0; }
 int32_t kvr_tokenizer_bos(const kvr_tokenizer *t) { return t ? t->bos : -1; }
 int32_t kvr_tokenizer_eos(const kvr_tokenizer *t) { return t ? t->eos : -1; }
+
+const char *kvr_tokenizer_chat_template(const kvr_tokenizer *t) {
+    return t ? t->chat_template : NULL;
+}
+
+kvr_status tokenizer_set_chat_template(kvr_tokenizer *t, const char *s, size_t n,
+                                       kvr_error *err) {
+    char *c = malloc(n + 1);
+    if (!c) return kvr_error_set(err, KVR_ERR_NOMEM, "tokenizer: out of memory for the chat template");
+    memcpy(c, s, n);
+    c[n] = 0;
+    free(t->chat_template);
+    t->chat_template = c;
+    return KVR_OK;
+}
 
 int32_t kvr_tokenizer_eog(const kvr_tokenizer *t, int32_t *ids, int32_t cap) {
     /* llama.cpp's end-of-generation texts (llama-vocab.cpp): chat templates' end-of-turn

@@ -15,7 +15,7 @@ typedef struct eng_req {
     kvr_sampler *sampler;
     bool (*on_token)(void *user, int32_t req, int32_t token);
     void *user;
-    bool finished;
+    bool finished, cancelled;
     kvr_serving_record rec;
 } eng_req;
 
@@ -299,6 +299,30 @@ const int32_t *kvr_engine_output(const kvr_engine *e, int32_t id, int64_t *n) {
 bool kvr_engine_finished(const kvr_engine *e, int32_t id) {
     return id >= 0 && id < e->n_req && e->req[id].finished;
 }
+
+kvr_status kvr_engine_cancel(kvr_engine *e, int32_t id, kvr_error *err) {
+    if (id < 0 || id >= e->n_req)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "engine: cancel of unknown request %d", id);
+    eng_req *r = &e->req[id];
+    if (r->finished) return KVR_OK;
+    KVR_TRY(kvr_sched_cancel(e->sched, id, err));
+    sync_blocks(e, id); /* all its blocks back to the free list */
+    const kvr_sched_req *q = kvr_sched_request(e->sched, id);
+    r->rec.output_tokens = r->n_gen;
+    r->rec.max_blocks = q->max_blocks;
+    r->rec.preemptions = q->preemptions;
+    r->finished = r->cancelled = true;
+    e->n_unfinished--;
+    return KVR_OK;
+}
+
+bool kvr_engine_cancelled(const kvr_engine *e, int32_t id) {
+    return id >= 0 && id < e->n_req && e->req[id].cancelled;
+}
+
+int32_t kvr_engine_n_waiting(const kvr_engine *e) { return kvr_sched_n_waiting(e->sched); }
+int32_t kvr_engine_n_running(const kvr_engine *e) { return kvr_sched_n_running(e->sched); }
+int64_t kvr_engine_blocks_used(const kvr_engine *e) { return kvr_sched_blocks_used(e->sched); }
 
 kvr_engine_stats kvr_engine_get_stats(const kvr_engine *e) { return e->st; }
 

@@ -94,6 +94,15 @@ KVR_API const kvr_serving_record *kvr_engine_record(const kvr_engine *e, int32_t
 /* The tokens request id generated so far (*n of them). */
 KVR_API const int32_t *kvr_engine_output(const kvr_engine *e, int32_t id, int64_t *n);
 KVR_API bool kvr_engine_finished(const kvr_engine *e, int32_t id);
+/* End request id between steps (its client went away): it leaves the queue or frees its KV
+ * blocks at once and counts as finished (its record keeps finish_s -1; kvr_engine_cancelled
+ * says so). A finished request: no effect. Errors: KVR_ERR_INVALID_ARG (unknown id). */
+KVR_API kvr_status kvr_engine_cancel(kvr_engine *e, int32_t id, kvr_error *err);
+KVR_API bool kvr_engine_cancelled(const kvr_engine *e, int32_t id);
+/* The scheduler's queue: requests waiting (new or preempted), running; pool blocks held. */
+KVR_API int32_t kvr_engine_n_waiting(const kvr_engine *e);
+KVR_API int32_t kvr_engine_n_running(const kvr_engine *e);
+KVR_API int64_t kvr_engine_blocks_used(const kvr_engine *e);
 
 typedef struct kvr_engine_stats {
     int64_t iterations;

@@ -146,6 +146,11 @@ KVR_API kvr_status kvr_sched_next(kvr_sched *s, kvr_sched_batch *out, kvr_error 
 KVR_API kvr_status kvr_sched_complete(kvr_sched *s, const kvr_sched_batch *b, const bool *stop,
                                       kvr_error *err);
 
+/* End request id now (a client went away): a waiting request leaves the queue, a running one
+ * frees its blocks; it is FINISHED with what it generated. A finished request: no effect.
+ * Errors: KVR_ERR_INVALID_ARG (an unknown id; an iteration planned and not completed). */
+KVR_API kvr_status kvr_sched_cancel(kvr_sched *s, int32_t id, kvr_error *err);
+
 KVR_API int32_t kvr_sched_n_requests(const kvr_sched *s);
 KVR_API const kvr_sched_req *kvr_sched_request(const kvr_sched *s, int32_t id); /* NULL past */
 KVR_API int32_t kvr_sched_n_waiting(const kvr_sched *s);

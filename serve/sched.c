@@ -329,6 +329,30 @@ kvr_status kvr_sched_complete(kvr_sched *s, const kvr_sched_batch *b, const bool
     return KVR_OK;
 }
 
+kvr_status kvr_sched_cancel(kvr_sched *s, int32_t id, kvr_error *err) {
+    if (id < 0 || id >= s->n_req || s->planned)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             s->planned ? "scheduler: cancel of request %d inside an iteration"
+                                        : "scheduler: cancel of unknown request %d",
+                             id);
+    kvr_sched_req *r = &s->req[id];
+    if (r->state == KVR_REQ_WAITING) { /* the queue without it, in order */
+        const int32_t n = s->waiting.n;
+        for (int32_t i = 0; i < n; i++) {
+            const int32_t x = idq_pop_front(&s->waiting);
+            if (x != id) idq_push_back(&s->waiting, x);
+        }
+    } else if (r->state == KVR_REQ_RUNNING) {
+        blocks_release(s, r);
+        int32_t k = 0;
+        for (int32_t i = 0; i < s->n_running; i++)
+            if (s->running[i] != id) s->running[k++] = s->running[i];
+        s->n_running = k;
+    }
+    r->state = KVR_REQ_FINISHED;
+    return KVR_OK;
+}
+
 int32_t kvr_sched_n_requests(const kvr_sched *s) {
     return s->n_req;
 }

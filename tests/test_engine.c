@@ -215,7 +215,55 @@ static void test_engine_stops(void) {
     kvr_model_destroy(s.m);
 }
 
+/* cancel (a client that went away): a waiting request leaves the queue, a running one frees
+ * its blocks at once; the others finish with the tokens they get alone */
+static void test_engine_cancel(void) {
+    setup s;
+    if (!open_setup(&s)) return;
+    kvr_error e;
+    int32_t *p = make_ids(40, s.V, 11), *want = alone(s.m, p, 20, 6);
+    kvr_kv_pool *pool = NULL;
+    KVR_CHECK_OK(kvr_kv_pool_create(s.w, 16, 16, &pool, &e), &e);
+    kvr_engine_params ep = kvr_engine_params_default();
+    ep.sched.max_seqs = 2; /* the third request waits */
+    kvr_engine *eng = NULL;
+    KVR_CHECK_OK(kvr_engine_create(s.w, pool, &ep, &eng, &e), &e);
+    if (!eng) return;
+    kvr_engine_request rq = kvr_engine_request_default();
+    rq.prompt = p, rq.n_prompt = 20, rq.max_tokens = 6;
+    int32_t id[3];
+    for (int i = 0; i < 3; i++) KVR_CHECK_OK(kvr_engine_submit(eng, &rq, 0, &id[i], &e), &e);
+    KVR_CHECK_OK(kvr_engine_step(eng, NULL, &e), &e); /* two prefills */
+    KVR_CHECK_EQ_INT(kvr_engine_n_waiting(eng), 1);
+    KVR_CHECK_EQ_INT(kvr_engine_n_running(eng), 2);
+    const int64_t held = kvr_engine_blocks_used(eng);
+    KVR_CHECK_OK(kvr_engine_cancel(eng, id[2], &e), &e); /* waiting */
+    KVR_CHECK_EQ_INT(kvr_engine_n_waiting(eng), 0);
+    KVR_CHECK_OK(kvr_engine_cancel(eng, id[1], &e), &e); /* running */
+    KVR_CHECK_EQ_INT(kvr_engine_n_running(eng), 1);
+    KVR_CHECK((int)kvr_engine_blocks_used(eng) == (int)held / 2);
+    KVR_CHECK(kvr_engine_cancelled(eng, id[1]) && kvr_engine_cancelled(eng, id[2]));
+    KVR_CHECK(!kvr_engine_cancelled(eng, id[0]));
+    KVR_CHECK_OK(kvr_engine_cancel(eng, id[1], &e), &e); /* again: no effect */
+    KVR_CHECK(kvr_engine_cancel(eng, 7, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK_EQ_INT(kvr_engine_n_unfinished(eng), 1);
+    for (int guard = 0; kvr_engine_n_unfinished(eng) > 0 && guard < 100; guard++)
+        KVR_CHECK_OK(kvr_engine_step(eng, NULL, &e), &e);
+    int64_t n0;
+    const int32_t *o0 = kvr_engine_output(eng, id[0], &n0);
+    KVR_CHECK_EQ_INT((int)n0, 6);
+    for (int i = 0; i < 6 && i < n0; i++) KVR_CHECK_EQ_INT(o0[i], want[i]);
+    KVR_CHECK_EQ_INT((int)kvr_engine_blocks_used(eng), 0);
+    KVR_CHECK(kvr_engine_record(eng, id[1])->finish_s < 0);
+    kvr_engine_destroy(eng);
+    kvr_kv_pool_destroy(pool);
+    free(p), free(want);
+    kvr_weights_free(s.w);
+    kvr_model_destroy(s.m);
+}
+
 static const kvr_test_case cases[] = {
+    {"engine_cancel", test_engine_cancel},
     {"engine_trace", test_engine_trace},
     {"engine_stops", test_engine_stops},
 };
