@@ -209,6 +209,13 @@ static const char db_schema_v6[] =
     "ALTER TABLE measured_runs ADD COLUMN calibration_id INTEGER\n"
     "  REFERENCES calibrations(id) ON DELETE SET NULL;\n";
 
+/* v7: serving runs are stored as they go (the header at the start, each finished request as it
+ * finishes, the summary at the end): the end time, NULL while a run is going or after it was
+ * killed. Runs stored before were written whole at their end, at ts_utc. */
+static const char db_schema_v7[] =
+    "ALTER TABLE serving_runs ADD COLUMN end_utc TEXT;\n"
+    "UPDATE serving_runs SET end_utc = ts_utc;\n";
+
 static const db_migration db_migrations[] = {
     {1, "devices, models, profile runs, layer and transfer samples", db_schema_v1},
     {2, "measured runs", db_schema_v2},
@@ -218,6 +225,8 @@ static const db_migration db_migrations[] = {
     {5, "serving runs (simulated and measured), their requests and pool occupancy", db_schema_v5},
     {6, "calibrations of TTFT predictions; measured runs: the calibrated prediction",
      db_schema_v6},
+    {7, "serving runs: the end time (NULL: running or killed; requests stored as they finish)",
+     db_schema_v7},
 };
 #define DB_N_MIGRATIONS ((int32_t)(sizeof db_migrations / sizeof db_migrations[0]))
 _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == KVR_DB_SCHEMA_VERSION,

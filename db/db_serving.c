@@ -1,9 +1,12 @@
 /* db_serving.c -- serving runs (schema v5): one replay of a request trace under one scheduling
  * policy, simulated (kvr-serve --simulate) or measured (the engine), with its scheduler
  * parameters, cost source or model, SLO targets and summary; one row per request; the KV pool's
- * occupancy over time. A run and its rows are written in one transaction, the rows through one
+ * occupancy over time. put writes a run and its rows in one transaction, the rows through one
  * prepared statement (10,000 requests in a few milliseconds), so a process killed mid-insert
- * leaves no part of the run behind. Records are column tables (db_cols.c). */
+ * leaves no part of the run behind. begin / requests_add / end (schema v7) store a run as it
+ * goes: the header first (end_utc NULL), finished requests in small transactions, the summary
+ * and end time last -- a killed run keeps what finished and stays visibly incomplete. Records
+ * are column tables (db_cols.c). */
 #include "db_internal.h"
 
 #include <math.h>
@@ -13,6 +16,7 @@
 #include <unistd.h>
 
 #define DB_SERVING_SINCE 5
+#define DB_SERVING_END_SINCE 7 /* end_utc; runs stored as they go */
 
 #define DB_SR(f, type) DB_COLF(kvr_db_serving_run, f, type, 0, DB_SERVING_SINCE)
 static const db_col db_serving_run_cols[] = {
@@ -69,6 +73,7 @@ static const db_col db_serving_run_cols[] = {
     DB_SR(host, DB_COL_TEXT),
     DB_SR(ts_utc, DB_COL_TEXT),
     DB_SR(note, DB_COL_TEXT),
+    DB_COLF(kvr_db_serving_run, end_utc, DB_COL_TEXT, 0, DB_SERVING_END_SINCE),
 };
 #define DB_SR_N DB_NCOLS(db_serving_run_cols)
 
@@ -164,6 +169,61 @@ static kvr_status db_serving_rows(kvr_db *db, const char *table, const db_col *c
 _Static_assert(offsetof(kvr_db_serving_request, run_id) == 0, "run_id first");
 _Static_assert(offsetof(kvr_db_serving_occupancy, run_id) == 0, "run_id first");
 
+/* The header row: provenance filled, end_utc NULL until end (v7). The caller owns the tx. */
+static kvr_status db_serving_insert_run(kvr_db *db, kvr_db_serving_run *x, kvr_error *err) {
+    if (!x->kvr_version[0]) DB_COPY(x->kvr_version, kvr_version());
+    if (!x->git_commit[0]) DB_COPY(x->git_commit, kvr_build_commit());
+    if (!x->host[0] && gethostname(x->host, sizeof x->host) != 0) DB_COPY(x->host, "unknown");
+    x->host[sizeof x->host - 1] = 0;
+    if (!x->ts_utc[0]) db_now_utc(x->ts_utc, sizeof x->ts_utc);
+    x->end_utc[0] = 0;
+    KVR_TRY(db_row_insert(db, "serving_runs", db_serving_run_cols, DB_SR_N, x,
+                          "insert serving run", &x->id, err));
+    if (db->version < DB_SERVING_END_SINCE) return KVR_OK;
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db, "UPDATE serving_runs SET end_utc=NULL WHERE id=?1", &s, err));
+    sqlite3_bind_int64(s, 1, x->id);
+    const kvr_status st = db_step_done(db, s, "begin serving run", err);
+    sqlite3_finalize(s);
+    return st;
+}
+
+/* The summary over the header row, and the end time (v7). The caller owns the tx. */
+static kvr_status db_serving_update_run(kvr_db *db, kvr_db_serving_run *x, kvr_error *err) {
+    if (db->version >= DB_SERVING_END_SINCE) db_now_utc(x->end_utc, sizeof x->end_utc);
+    char sql[2048];
+    size_t len = (size_t)snprintf(sql, sizeof sql, "UPDATE serving_runs SET ");
+    int k = 0;
+    for (int i = 0; i < DB_SR_N; i++) {
+        const db_col *c = &db_serving_run_cols[i];
+        if (c->since > db->version || (c->flags & DB_COL_F_ROWID)) continue;
+        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%s=?%d", k ? ", " : "", c->name,
+                                k + 1);
+        k++;
+        KVR_ASSERT(len < sizeof sql);
+    }
+    snprintf(sql + len, sizeof sql - len, " WHERE id=?%d", k + 1);
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db, sql, &s, err));
+    const int i = db_cols_bind(s, 1, db_serving_run_cols, DB_SR_N, db->version, 0, x);
+    sqlite3_bind_int64(s, i, x->id);
+    kvr_status st = db_step_done(db, s, "end serving run", err);
+    sqlite3_finalize(s);
+    return st;
+}
+
+/* n_requests covers index hi - 1 (requests stored as they finish: the server's count grows). */
+static kvr_status db_serving_grow(kvr_db *db, int64_t run_id, int64_t hi, kvr_error *err) {
+    sqlite3_stmt *s = NULL;
+    KVR_TRY(db_prepare(db, "UPDATE serving_runs SET n_requests=max(n_requests, ?2) WHERE id=?1",
+                       &s, err));
+    sqlite3_bind_int64(s, 1, run_id);
+    sqlite3_bind_int64(s, 2, hi);
+    const kvr_status st = db_step_done(db, s, "update serving run", err);
+    sqlite3_finalize(s);
+    return st;
+}
+
 kvr_status kvr_db_serving_run_put(kvr_db *db, kvr_db_serving_run *run,
                                   const kvr_db_serving_request *req, int64_t n_req,
                                   const kvr_db_serving_occupancy *occ, int64_t n_occ,
@@ -173,25 +233,82 @@ kvr_status kvr_db_serving_run_put(kvr_db *db, kvr_db_serving_run *run,
     bool own;
     KVR_TRY(db_tx_begin(db, &own, err));
     kvr_db_serving_run x = *run;
-    if (!x.kvr_version[0]) DB_COPY(x.kvr_version, kvr_version());
-    if (!x.git_commit[0]) DB_COPY(x.git_commit, kvr_build_commit());
-    if (!x.host[0] && gethostname(x.host, sizeof x.host) != 0) DB_COPY(x.host, "unknown");
-    x.host[sizeof x.host - 1] = 0;
-    if (!x.ts_utc[0]) db_now_utc(x.ts_utc, sizeof x.ts_utc);
-    int64_t id = 0;
-    kvr_status st = db_row_insert(db, "serving_runs", db_serving_run_cols, DB_SR_N, &x,
-                                  "insert serving run", &id, err);
+    kvr_status st = db_serving_insert_run(db, &x, err);
     if (st == KVR_OK)
         st = db_serving_rows(db, "serving_requests", db_serving_req_cols, DB_SQ_N, req,
-                             sizeof *req, n_req, id, "insert serving request", err);
+                             sizeof *req, n_req, x.id, "insert serving request", err);
     if (st == KVR_OK)
         st = db_serving_rows(db, "serving_occupancy", db_serving_occ_cols, DB_SO_N, occ,
-                             sizeof *occ, n_occ, id, "insert serving occupancy", err);
+                             sizeof *occ, n_occ, x.id, "insert serving occupancy", err);
+    if (st == KVR_OK) st = db_serving_update_run(db, &x, err);
     st = db_tx_end(db, own, st, err);
-    if (st == KVR_OK) {
-        *run = x;
-        run->id = id;
+    if (st == KVR_OK) *run = x;
+    return st;
+}
+
+kvr_status kvr_db_serving_run_begin(kvr_db *db, kvr_db_serving_run *run, kvr_error *err) {
+    KVR_TRY(db_serving_need(db, err));
+    KVR_TRY(db_serving_check(db, run, NULL, 0, NULL, 0, err));
+    bool own;
+    KVR_TRY(db_tx_begin(db, &own, err));
+    kvr_db_serving_run x = *run;
+    kvr_status st = db_serving_insert_run(db, &x, err);
+    st = db_tx_end(db, own, st, err);
+    if (st == KVR_OK) *run = x;
+    return st;
+}
+
+kvr_status kvr_db_serving_requests_add(kvr_db *db, int64_t run_id,
+                                       const kvr_db_serving_request *req, int64_t n,
+                                       kvr_error *err) {
+    KVR_TRY(db_serving_need(db, err));
+    if (n < 0 || (n && !req))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: serving run %lld: %lld request rows",
+                             db->path, (long long)run_id, (long long)n);
+    if (n == 0) return KVR_OK;
+    int64_t hi = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (req[i].idx < 0)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "%s: serving run %lld: request row %lld has index %lld",
+                                 db->path, (long long)run_id, (long long)i, (long long)req[i].idx);
+        hi = KVR_MAX(hi, req[i].idx + 1);
     }
+    kvr_db_serving_run r;
+    KVR_TRY(kvr_db_serving_run_get(db, run_id, &r, err));
+    bool own;
+    KVR_TRY(db_tx_begin(db, &own, err));
+    kvr_status st = db_serving_rows(db, "serving_requests", db_serving_req_cols, DB_SQ_N, req,
+                                    sizeof *req, n, run_id, "insert serving request", err);
+    if (st == KVR_OK && hi > r.n_requests) st = db_serving_grow(db, run_id, hi, err);
+    return db_tx_end(db, own, st, err);
+}
+
+kvr_status kvr_db_serving_run_end(kvr_db *db, kvr_db_serving_run *run,
+                                  const kvr_db_serving_occupancy *occ, int64_t n_occ,
+                                  kvr_error *err) {
+    KVR_TRY(db_serving_need(db, err));
+    kvr_db_serving_run cur;
+    KVR_TRY(kvr_db_serving_run_get(db, run->id, &cur, err));
+    if (cur.end_utc[0])
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "%s: serving run %lld ended at %s",
+                             db->path, (long long)run->id, cur.end_utc);
+    kvr_db_serving_run x = *run;
+    /* identity and provenance as begun; n_requests at least the rows stored */
+    memcpy(x.kind, cur.kind, sizeof x.kind);
+    memcpy(x.kvr_version, cur.kvr_version, sizeof x.kvr_version);
+    memcpy(x.git_commit, cur.git_commit, sizeof x.git_commit);
+    memcpy(x.host, cur.host, sizeof x.host);
+    memcpy(x.ts_utc, cur.ts_utc, sizeof x.ts_utc);
+    x.n_requests = KVR_MAX(x.n_requests, cur.n_requests);
+    KVR_TRY(db_serving_check(db, &x, NULL, 0, occ, n_occ, err));
+    bool own;
+    KVR_TRY(db_tx_begin(db, &own, err));
+    kvr_status st = db_serving_rows(db, "serving_occupancy", db_serving_occ_cols, DB_SO_N, occ,
+                                    sizeof *occ, n_occ, x.id, "insert serving occupancy", err);
+    if (st == KVR_OK) st = db_serving_update_run(db, &x, err);
+    st = db_tx_end(db, own, st, err);
+    if (st == KVR_OK) *run = x;
     return st;
 }
 

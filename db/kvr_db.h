@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 /* The schema version this kvr writes; files with a higher user_version are refused. */
-#define KVR_DB_SCHEMA_VERSION 6
+#define KVR_DB_SCHEMA_VERSION 7
 
 typedef struct kvr_db kvr_db;
 
@@ -442,6 +442,8 @@ typedef struct kvr_db_serving_run {
     double wall_s;                   /* how long the replay (or simulation) took */
     char kvr_version[32], git_commit[48], host[128], ts_utc[32]; /* "" on put = this build/now */
     char note[256];
+    char end_utc[32]; /* when the run ended and its summary was written (schema v7); "" (NULL in
+                       * the file): still running, or killed -- its requests are those stored */
 } kvr_db_serving_run;
 
 /* One request of a serving run. Times < 0: did not happen (stored as NULL). */
@@ -468,6 +470,20 @@ typedef struct kvr_db_serving_occupancy {
  * not increasing), KVR_ERR_UNSUPPORTED (a file below version 5 opened read-only). */
 KVR_API kvr_status kvr_db_serving_run_put(kvr_db *db, kvr_db_serving_run *run,
                                           const kvr_db_serving_request *req, int64_t n_req,
+                                          const kvr_db_serving_occupancy *occ, int64_t n_occ,
+                                          kvr_error *err);
+/* A run stored as it goes (kvr-serve's replay and server: a killed process loses no finished
+ * request). begin writes the header row (run as given -- summary fields may be zero -- with no
+ * end time; run->id is set; ts_utc etc. filled as put does); requests_add stores finished
+ * requests in one transaction (n_requests grows to cover their indices); end writes the summary
+ * (every field of run but id, kind and the provenance) and the occupancy, and the end time.
+ * Errors: as put; requests_add: KVR_ERR_INVALID_ARG (an index < 0 or stored twice), end:
+ * KVR_ERR_NOT_FOUND (no such run), KVR_ERR_INVALID_ARG (it has ended already). */
+KVR_API kvr_status kvr_db_serving_run_begin(kvr_db *db, kvr_db_serving_run *run, kvr_error *err);
+KVR_API kvr_status kvr_db_serving_requests_add(kvr_db *db, int64_t run_id,
+                                               const kvr_db_serving_request *req, int64_t n,
+                                               kvr_error *err);
+KVR_API kvr_status kvr_db_serving_run_end(kvr_db *db, kvr_db_serving_run *run,
                                           const kvr_db_serving_occupancy *occ, int64_t n_occ,
                                           kvr_error *err);
 /* Every serving run, oldest first (free with kvr_db_free; empty below version 5). */

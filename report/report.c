@@ -103,8 +103,9 @@ typedef struct rep {
     int64_t n_meas;
     kvr_db_layer_sample *samples; /* of the newest cost model's run */
     int64_t n_samples;
-    kvr_db_serving_run *srv; /* serving runs, oldest first */
+    kvr_db_serving_run *srv; /* serving runs that ended, oldest first */
     int64_t n_srv;
+    int64_t n_srv_open; /* runs without an end time (running, or killed): left out */
     kvr_text html, md;
     kvr_report_summary sum;
     int fig;
@@ -175,6 +176,13 @@ static kvr_status rep_load(rep *r) {
     }
     KVR_TRY(kvr_db_measured_runs_list(r->db, &r->meas, &r->n_meas, err));
     KVR_TRY(kvr_db_serving_runs_list(r->db, &r->srv, &r->n_srv, err));
+    if (kvr_db_schema_version(r->db) >= 7) { /* end_utc: a run without one has no summary */
+        int64_t k = 0;
+        for (int64_t i = 0; i < r->n_srv; i++)
+            if (r->srv[i].end_utc[0]) r->srv[k++] = r->srv[i];
+        r->n_srv_open = r->n_srv - k;
+        r->n_srv = k;
+    }
     const rep_costs *c = rep_newest(r);
     if (c && c->rf.run_id > 0) {
         kvr_error e2;
@@ -1300,6 +1308,13 @@ static kvr_status srv_rate_plot(rep *r) {
 static kvr_status rep_serving(rep *r) {
     kvr_text *h = &r->html, *m = &r->md;
     r->sum.n_serving_runs = (int)r->n_srv;
+    if (r->n_srv_open > 0) {
+        char note[192];
+        snprintf(note, sizeof note, "%lld serving run(s) without an end time (still running, or "
+                 "killed: kvr-db serving lists them with the requests they stored) are left out.",
+                 (long long)r->n_srv_open);
+        rep_note(r, note);
+    }
     if (r->n_srv == 0) {
         rep_note(r, "No serving runs yet (kvr-serve --simulate ... --db PATH stores every "
                     "policy's run and its requests).");

@@ -1435,7 +1435,82 @@ static void test_serving_killed_mid_insert(void) {
     kvr_db_close(db);
 }
 
+/* A run stored as it goes (v7): the header without an end time, finished requests added in
+ * batches (n_requests grows with them, a repeated index is refused), the summary and end time
+ * last; a process killed (SIGKILL) after adding some keeps them, and its run has no end time. */
+static void test_serving_incremental(void) {
+    const char *path = kvr_test_tmp_path("incremental.db");
+    kvr_test_rm_db(path);
+    kvr_db_serving_request *q = serving_requests_of(6);
+    pid_t kid = fork();
+    if (kid == 0) {
+        kvr_db *db = NULL;
+        kvr_error err = {0};
+        kvr_db_serving_run r = serving_run_of("vllm", 0);
+        snprintf(r.kind, sizeof r.kind, "measured");
+        if (!q || kvr_db_open(path, NULL, &db, &err) != KVR_OK ||
+            kvr_db_serving_run_begin(db, &r, &err) != KVR_OK ||
+            kvr_db_serving_requests_add(db, r.id, q + 3, 1, &err) != KVR_OK ||
+            kvr_db_serving_requests_add(db, r.id, q, 2, &err) != KVR_OK)
+            _exit(1);
+        raise(SIGKILL);
+        _exit(2);
+    }
+    int status = 0;
+    waitpid(kid, &status, 0);
+    KVR_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    kvr_db *db = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &err), &err);
+    if (!db || !q) return;
+    kvr_db_serving_run g;
+    KVR_CHECK_OK(kvr_db_serving_run_get(db, 1, &g, &err), &err);
+    KVR_CHECK(g.end_utc[0] == 0 && g.ts_utc[0] != 0);
+    KVR_CHECK_EQ_INT(g.n_requests, 4); /* indices 0, 1, 3 */
+    kvr_db_serving_request *back = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_serving_requests_get(db, 1, &back, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 3);
+    if (back && n == 3) KVR_CHECK(back[2].idx == 3 && back[2].finish_s == q[3].finish_s);
+    kvr_db_free(back);
+    sqlite3_stmt *s = NULL;
+    sqlite3_prepare_v2(db->h, "SELECT count(*) FROM serving_runs WHERE end_utc IS NULL", -1, &s,
+                       NULL);
+    KVR_CHECK(sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 1);
+    sqlite3_finalize(s);
+
+    /* a run that ends: the summary over the header, the end time; ending twice is refused */
+    kvr_db_serving_run r = serving_run_of("chunked", 0);
+    KVR_CHECK_OK(kvr_db_serving_run_begin(db, &r, &err), &err);
+    KVR_CHECK_OK(kvr_db_serving_requests_add(db, r.id, q, 6, &err), &err);
+    KVR_CHECK(kvr_db_serving_requests_add(db, r.id, q + 2, 1, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(err.msg, "two rows") != NULL);
+    r = serving_run_of("chunked", 5); /* fewer than stored: the stored count wins */
+    r.id = 2;
+    snprintf(r.kind, sizeof r.kind, "measured"); /* kind stays as begun */
+    kvr_db_serving_occupancy occ[2] = {{0, 0, 1, 2}, {0, 1, 3.5, 4}};
+    KVR_CHECK_OK(kvr_db_serving_run_end(db, &r, occ, 2, &err), &err);
+    KVR_CHECK_OK(kvr_db_serving_run_get(db, 2, &g, &err), &err);
+    KVR_CHECK(g.end_utc[0] != 0 && strcmp(g.kind, "simulated") == 0);
+    KVR_CHECK(g.ttft_p90_ms == 277 && g.iterations == 12345 && g.n_requests == 6);
+    KVR_CHECK(kvr_db_serving_run_end(db, &r, NULL, 0, &err) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(err.msg, "ended at") != NULL);
+    r.id = 99;
+    KVR_CHECK(kvr_db_serving_run_end(db, &r, NULL, 0, &err) == KVR_ERR_NOT_FOUND);
+    KVR_CHECK(kvr_db_serving_requests_add(db, 99, q, 1, &err) == KVR_ERR_NOT_FOUND);
+    /* put: whole runs end at once */
+    kvr_db_serving_run w = serving_run_of("vllm", 6);
+    KVR_CHECK_OK(kvr_db_serving_run_put(db, &w, q, 6, NULL, 0, &err), &err);
+    KVR_CHECK(w.end_utc[0] != 0);
+    bool ok = false;
+    KVR_CHECK_OK(kvr_db_check(db, &ok, NULL, 0, &err), &err);
+    KVR_CHECK(ok);
+    free(q);
+    kvr_db_close(db);
+}
+
 static const kvr_test_case cases[] = {
+    {"serving_incremental", test_serving_incremental},
     {"open_memory", test_open_memory},
     {"records_roundtrip", test_records_roundtrip},
     {"samples_roundtrip", test_samples_roundtrip},

@@ -657,6 +657,7 @@ static int cmd_serving_list(kvr_db *db, const kvr_db_opts *o) {
         fprintf(stderr, "kvr-db: serving: %s\n", err.msg);
         return 1;
     }
+    const bool v7 = kvr_db_schema_version(db) >= 7; /* runs stored as they go: an end time */
     if (o->json) printf("[");
     else
         printf("%5s %-20s %-9s %-8s %8s %7s %8s %8s %9s %9s %8s %6s %8s %s\n", "id", "time (UTC)",
@@ -691,10 +692,14 @@ static int cmd_serving_list(kvr_db *db, const kvr_db_opts *o) {
             json_opt("output_tok_per_s", x->output_tok_per_s);
             printf(",\"git_commit\":");
             kvr_json_write_str(stdout, x->git_commit);
+            printf(",\"end_utc\":");
+            if (x->end_utc[0] || !v7) kvr_json_write_str(stdout, v7 ? x->end_utc : x->ts_utc);
+            else printf("null");
             printf("}");
         } else {
-            printf("%5lld %-20.20s %-9.9s %-8.8s %8lld", (long long)x->id, x->ts_utc, x->kind,
-                   x->policy, (long long)x->n_requests);
+            printf("%5lld %-20.20s %-9.9s %-8.8s %8lld", (long long)x->id, x->ts_utc,
+                   x->end_utc[0] || !v7 ? x->kind : "unended", x->policy,
+                   (long long)x->n_requests);
             opt_num(x->rate_per_s, 7, 2);
             printf(" %8lld %8lld %9.1f %9.1f %8.2f %6.3f %8lld %s\n", (long long)x->n_finished,
                    (long long)x->n_refused, x->ttft_p50_ms, x->ttft_p90_ms, x->tpot_p50_ms,
@@ -729,6 +734,7 @@ static int cmd_serving_run(kvr_db *db, int64_t id, const kvr_db_opts *o) {
         kvr_json_write_str(stdout, r.policy);
         printf(",\"trace\":");
         kvr_json_write_str(stdout, r.trace);
+        printf(",\"ended\":%s", kvr_db_schema_version(db) < 7 || r.end_utc[0] ? "true" : "false");
         printf(",\"n_requests\":%lld,\"requests\":[", (long long)r.n_requests);
         for (int64_t i = 0; i < n; i++) {
             const kvr_db_serving_request *x = &q[i];
@@ -744,8 +750,10 @@ static int cmd_serving_run(kvr_db *db, int64_t id, const kvr_db_opts *o) {
         }
         printf("]}\n");
     } else {
-        printf("# serving run %lld: %s, policy %s, trace %s\n", (long long)r.id, r.kind, r.policy,
-               r.trace);
+        const bool open = kvr_db_schema_version(db) >= 7 && !r.end_utc[0];
+        printf("# serving run %lld: %s, policy %s, trace %s%s\n", (long long)r.id, r.kind, r.policy,
+               r.trace, open ? "; no end time (still running, or killed): the requests it stored "
+                               "as they finished, no summary" : "");
         printf("request,arrival_s,prompt_tokens,output_tokens,refused,admitted_s,first_token_s,"
                "finish_s,max_blocks,preemptions\n");
         for (int64_t i = 0; i < n; i++) {

@@ -344,77 +344,92 @@ typedef struct store_ctx {
     kvr_db_serving_occupancy occ[OCC_BINS];
 } store_ctx;
 
+/* A run's header: the trace, the policy's parameters (defaults resolved), cost source or model. */
+static kvr_status run_header(const store_ctx *c, const serve_opts *o,
+                             const kvr_serving_sim_params *p, const char *note,
+                             kvr_db_serving_run *r, kvr_error *e) {
+    const int64_t n = c->tr->n_requests;
+    memset(r, 0, sizeof *r);
+    snprintf(r->kind, sizeof r->kind, "%s", c->m ? "simulated" : "measured");
+    snprintf(r->trace, sizeof r->trace, "%s", c->trace_path);
+    snprintf(r->trace_hash, sizeof r->trace_hash, "%s", c->trace_hash);
+    r->n_requests = n;
+    r->trace_duration_s = n ? c->tr->requests[n - 1].arrival_s : 0;
+    r->rate_per_s = r->trace_duration_s > 0 ? (double)n / r->trace_duration_s : -1;
+    snprintf(r->policy, sizeof r->policy, "%s", kvr_serving_policy_name(p->sched.policy));
+    kvr_sched *sc = NULL; /* the parameters with their defaults resolved, as the run used them */
+    KVR_TRY(kvr_sched_create(&p->sched, &sc, e));
+    const kvr_sched_params *sp = kvr_sched_get_params(sc);
+    r->block_tokens = sp->block_tokens;
+    r->pool_blocks = sp->pool_blocks;
+    r->watermark = sp->watermark;
+    r->max_seqs = sp->max_seqs;
+    r->max_batched_tokens = sp->max_batched_tokens;
+    r->max_model_len = sp->max_model_len;
+    kvr_sched_destroy(sc);
+    if (c->m) {
+        snprintf(r->cost_source, sizeof r->cost_source, "%s", kvr_search_costs_source(c->m));
+        snprintf(r->cost_kind, sizeof r->cost_kind, "%s", kvr_search_costs_kind(c->m));
+    } else {
+        r->model_id = c->model_id, r->device_id = c->device_id;
+        snprintf(r->backend, sizeof r->backend, "cpu");
+    }
+    r->decode_k_us = p->decode.k_us;
+    r->decode_per_seq_us = p->decode.per_seq_us;
+    r->decode_per_ctx_token_us = p->decode.per_ctx_token_us;
+    r->slo_ttft_ms = o->slo_ttft_ms;
+    r->slo_tpot_ms = o->slo_tpot_ms;
+    snprintf(r->note, sizeof r->note, "%s", note);
+    return KVR_OK;
+}
+
+static void run_summary(kvr_db_serving_run *r, const kvr_serving_summary *s,
+                        const kvr_serving_sim_stats *st, double sim_ms) {
+    r->n_finished = s->n_finished, r->n_refused = s->n_refused, r->n_preemptions = s->n_preemptions;
+    r->ttft_p50_ms = s->ttft_s[0] * 1e3, r->ttft_p90_ms = s->ttft_s[1] * 1e3;
+    r->ttft_p99_ms = s->ttft_s[2] * 1e3, r->ttft_mean_ms = s->ttft_mean_s * 1e3;
+    r->tpot_p50_ms = s->tpot_s[0] * 1e3, r->tpot_p90_ms = s->tpot_s[1] * 1e3;
+    r->tpot_p99_ms = s->tpot_s[2] * 1e3, r->tpot_mean_ms = s->tpot_mean_s * 1e3;
+    r->queue_p50_ms = s->queue_s[0] * 1e3, r->queue_p90_ms = s->queue_s[1] * 1e3;
+    r->queue_p99_ms = s->queue_s[2] * 1e3, r->queue_mean_ms = s->queue_mean_s * 1e3;
+    r->slo_attainment = s->slo_attainment;
+    r->output_tok_per_s = s->output_tok_per_s;
+    r->req_per_s = s->req_per_s;
+    r->duration_s = s->duration_s;
+    r->iterations = st->iterations;
+    r->peak_blocks = st->peak_blocks;
+    r->mean_blocks = st->mean_blocks;
+    r->busy_s = st->busy_s;
+    r->wall_s = sim_ms * 1e-3;
+}
+
+static kvr_db_serving_request db_request(int64_t i, const kvr_serving_record *x) {
+    return (kvr_db_serving_request){0,
+                                    i,
+                                    x->arrival_s,
+                                    x->admitted_s,
+                                    x->first_token_s,
+                                    x->finish_s,
+                                    x->prompt_tokens,
+                                    x->output_tokens,
+                                    x->max_blocks,
+                                    x->preemptions,
+                                    x->refused};
+}
+
+/* A simulated policy's run, whole, in one transaction. */
 static kvr_status store_run(store_ctx *c, const serve_opts *o, const kvr_serving_sim_params *p,
                             const kvr_serving_record *rec, const kvr_serving_summary *s,
                             const kvr_serving_sim_stats *st, double sim_ms, int64_t *id,
                             kvr_error *e) {
     const int64_t n = c->tr->n_requests;
     kvr_db_serving_run r;
-    memset(&r, 0, sizeof r);
-    snprintf(r.kind, sizeof r.kind, "%s", c->m ? "simulated" : "measured");
-    snprintf(r.trace, sizeof r.trace, "%s", c->trace_path);
-    snprintf(r.trace_hash, sizeof r.trace_hash, "%s", c->trace_hash);
-    r.n_requests = n;
-    r.trace_duration_s = n ? c->tr->requests[n - 1].arrival_s : 0;
-    r.rate_per_s = r.trace_duration_s > 0 ? (double)n / r.trace_duration_s : -1;
-    snprintf(r.policy, sizeof r.policy, "%s", kvr_serving_policy_name(p->sched.policy));
-    kvr_sched *sc = NULL; /* the parameters with their defaults resolved, as the run used them */
-    KVR_TRY(kvr_sched_create(&p->sched, &sc, e));
-    const kvr_sched_params *sp = kvr_sched_get_params(sc);
-    r.block_tokens = sp->block_tokens;
-    r.pool_blocks = sp->pool_blocks;
-    r.watermark = sp->watermark;
-    r.max_seqs = sp->max_seqs;
-    r.max_batched_tokens = sp->max_batched_tokens;
-    r.max_model_len = sp->max_model_len;
-    kvr_sched_destroy(sc);
-    if (c->m) {
-        snprintf(r.cost_source, sizeof r.cost_source, "%s", kvr_search_costs_source(c->m));
-        snprintf(r.cost_kind, sizeof r.cost_kind, "%s", kvr_search_costs_kind(c->m));
-    } else {
-        r.model_id = c->model_id, r.device_id = c->device_id;
-        snprintf(r.backend, sizeof r.backend, "cpu");
-    }
-    r.decode_k_us = p->decode.k_us;
-    r.decode_per_seq_us = p->decode.per_seq_us;
-    r.decode_per_ctx_token_us = p->decode.per_ctx_token_us;
-    r.slo_ttft_ms = o->slo_ttft_ms;
-    r.slo_tpot_ms = o->slo_tpot_ms;
-    r.n_finished = s->n_finished, r.n_refused = s->n_refused, r.n_preemptions = s->n_preemptions;
-    r.ttft_p50_ms = s->ttft_s[0] * 1e3, r.ttft_p90_ms = s->ttft_s[1] * 1e3;
-    r.ttft_p99_ms = s->ttft_s[2] * 1e3, r.ttft_mean_ms = s->ttft_mean_s * 1e3;
-    r.tpot_p50_ms = s->tpot_s[0] * 1e3, r.tpot_p90_ms = s->tpot_s[1] * 1e3;
-    r.tpot_p99_ms = s->tpot_s[2] * 1e3, r.tpot_mean_ms = s->tpot_mean_s * 1e3;
-    r.queue_p50_ms = s->queue_s[0] * 1e3, r.queue_p90_ms = s->queue_s[1] * 1e3;
-    r.queue_p99_ms = s->queue_s[2] * 1e3, r.queue_mean_ms = s->queue_mean_s * 1e3;
-    r.slo_attainment = s->slo_attainment;
-    r.output_tok_per_s = s->output_tok_per_s;
-    r.req_per_s = s->req_per_s;
-    r.duration_s = s->duration_s;
-    r.iterations = st->iterations;
-    r.peak_blocks = st->peak_blocks;
-    r.mean_blocks = st->mean_blocks;
-    r.busy_s = st->busy_s;
-    r.wall_s = sim_ms * 1e-3;
-    if (c->m)
-        snprintf(r.note, sizeof r.note, "kvr-serve --simulate%s", st->decode_from_ops ? ", decode "
-                 "costs from the prefill ops" : "");
-    else
-        snprintf(r.note, sizeof r.note, "%s", c->note ? c->note : "kvr-serve");
-    for (int64_t i = 0; i < n; i++) {
-        const kvr_serving_record *x = &rec[i];
-        c->req[i] = (kvr_db_serving_request){0,
-                                             i,
-                                             x->arrival_s,
-                                             x->admitted_s,
-                                             x->first_token_s,
-                                             x->finish_s,
-                                             x->prompt_tokens,
-                                             x->output_tokens,
-                                             x->max_blocks,
-                                             x->preemptions,
-                                             x->refused};
-    }
+    char note[128];
+    snprintf(note, sizeof note, "kvr-serve --simulate%s", st->decode_from_ops ? ", decode "
+             "costs from the prefill ops" : "");
+    KVR_TRY(run_header(c, o, p, note, &r, e));
+    run_summary(&r, s, st, sim_ms);
+    for (int64_t i = 0; i < n; i++) c->req[i] = db_request(i, &rec[i]);
     int64_t n_occ = 0;
     if (st->end_s > 0 && p->occupancy && p->occupancy->n > 0) {
         KVR_TRY(kvr_serving_occupancy_bins(p->occupancy, st->end_s, OCC_BINS, c->occ_t,
@@ -466,11 +481,37 @@ static void sleep_s(double s) {
 }
 
 /* One policy's replay into rec (one record per trace request). */
+/* Finished requests go to the store as they finish (sc->req is the batch waiting to be
+ * written): at most a second after they finish, and whenever the engine is idle, so a replay
+ * killed (SIGKILL) keeps them; the run's header was written at its start (kvr_db.h). */
+typedef struct replay_store {
+    store_ctx *sc;      /* NULL: no store */
+    int64_t run_id;
+    int64_t n_pending;
+    double last_us;     /* the last write */
+    bool *stored;       /* [n]: the request is stored or pending */
+} replay_store;
+
+static kvr_status replay_flush(replay_store *rs, bool now, kvr_error *e) {
+    if (!rs->sc || rs->n_pending == 0 || (!now && kvr_time_us() - rs->last_us < 1e6))
+        return KVR_OK;
+    KVR_TRY(kvr_db_serving_requests_add(rs->sc->db, rs->run_id, rs->sc->req, rs->n_pending, e));
+    rs->n_pending = 0;
+    rs->last_us = kvr_time_us();
+    return KVR_OK;
+}
+
+static void replay_pending(replay_store *rs, int64_t i, const kvr_serving_record *x) {
+    if (!rs->sc || rs->stored[i]) return;
+    rs->stored[i] = true;
+    rs->sc->req[rs->n_pending++] = db_request(i, x);
+}
+
 static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const kvr_weights *w,
                                 kvr_kv_pool *pool, const kvr_tokenizer *tok,
                                 kvr_serving_policy pol, kvr_serving_record *rec,
                                 kvr_serving_sim_stats *stats, kvr_sched_params *used,
-                                kvr_error *e) {
+                                replay_store *rs, kvr_error *e) {
     const kvr_model_config *cfg = kvr_kv_pool_config(pool);
     kvr_engine_params ep = kvr_engine_params_default();
     ep.sched = o->sp;
@@ -485,7 +526,16 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
     const int64_t n = tr->n_requests;
     int32_t *eid = malloc((size_t)(n ? n : 1) * sizeof *eid);
     kvr_status st = eid ? KVR_OK : kvr_error_set(e, KVR_ERR_NOMEM, "out of memory");
-    int64_t next = 0;
+    if (st == KVR_OK && rs->sc) {
+        rs->stored = calloc((size_t)(n ? n : 1), sizeof *rs->stored);
+        if (!rs->stored) st = kvr_error_set(e, KVR_ERR_NOMEM, "out of memory");
+        kvr_serving_sim_params p = {*used, NULL, {0, 0, 0}, NULL};
+        kvr_db_serving_run r;
+        if (st == KVR_OK) st = run_header(rs->sc, o, &p, rs->sc->note, &r, e);
+        if (st == KVR_OK) st = kvr_db_serving_run_begin(rs->sc->db, &r, e);
+        rs->run_id = r.id, rs->n_pending = 0, rs->last_us = kvr_time_us();
+    }
+    int64_t next = 0, scan = 0; /* scan: requests before it are finished or refused */
     while (st == KVR_OK && (next < n || kvr_engine_n_unfinished(eng) > 0)) {
         for (; st == KVR_OK && next < n && tr->requests[next].arrival_s <= kvr_engine_now(eng);
              next++) {
@@ -505,13 +555,21 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
                                                                  &eid[next], &re)
                                              : KVR_ERR_INVALID_ARG;
             free(ids);
-            if (sub == KVR_ERR_INVALID_ARG) /* the scheduler refuses it: it can never run */
+            if (sub == KVR_ERR_INVALID_ARG) { /* the scheduler refuses it: it can never run */
                 rec[next] = (kvr_serving_record){q->arrival_s, -1, -1, -1, n_ids, 0, 0, 0, true};
-            else if (sub != KVR_OK)
+                replay_pending(rs, next, &rec[next]);
+            } else if (sub != KVR_OK)
                 st = kvr_error_set(e, sub, "request %lld: %s", (long long)next, re.msg);
         }
         bool ran = false;
         if (st == KVR_OK) st = kvr_engine_step(eng, &ran, e);
+        if (st == KVR_OK && rs->sc) { /* what finished goes to the store */
+            for (int64_t i = scan; i < next; i++)
+                if (eid[i] >= 0 && kvr_engine_finished(eng, eid[i]))
+                    replay_pending(rs, i, kvr_engine_record(eng, eid[i]));
+            while (scan < next && (eid[scan] < 0 || kvr_engine_finished(eng, eid[scan]))) scan++;
+            st = replay_flush(rs, !ran, e);
+        }
         if (st != KVR_OK || ran) continue;
         if (next < n) {
             const double wait = tr->requests[next].arrival_s - kvr_engine_now(eng);
@@ -527,6 +585,9 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
             rec[i] = *kvr_engine_record(eng, eid[i]);
             end = KVR_MAX(end, rec[i].finish_s);
         }
+    if (st == KVR_OK) st = replay_flush(rs, true, e);
+    free(rs->stored);
+    rs->stored = NULL;
     const kvr_engine_stats es = kvr_engine_get_stats(eng);
     *stats = (kvr_serving_sim_stats){es.iterations, es.busy_s, end, es.peak_blocks,
                                      es.mean_blocks, false};
@@ -647,7 +708,9 @@ static int replay_main(serve_opts *o, const kvr_trace *tr, kvr_db *db) {
         kvr_serving_summary s;
         kvr_serving_sim_params p = {o->sp, NULL, {0, 0, 0}, NULL};
         const double t0 = kvr_time_us();
-        if (replay_policy(o, tr, w, pool, tok, o->policies[i], rec, &st, &p.sched, &e) != KVR_OK) {
+        replay_store rs = {sc, 0, 0, 0, NULL};
+        if (replay_policy(o, tr, w, pool, tok, o->policies[i], rec, &st, &p.sched, &rs, &e) !=
+            KVR_OK) {
             fprintf(stderr, "kvr-serve: %s\n", e.msg);
             goto done;
         }
@@ -658,8 +721,15 @@ static int replay_main(serve_opts *o, const kvr_trace *tr, kvr_db *db) {
         }
         const char *pol = kvr_serving_policy_name(o->policies[i]);
         int64_t run_id = 0;
-        if (sc) {
-            if (store_run(sc, o, &p, rec, &s, &st, wall_ms, &run_id, &e) != KVR_OK) {
+        if (sc) { /* the requests are stored: the summary and the end time */
+            kvr_db_serving_run r;
+            kvr_status hs = run_header(sc, o, &p, sc->note, &r, &e);
+            if (hs == KVR_OK) {
+                run_summary(&r, &s, &st, wall_ms);
+                r.id = run_id = rs.run_id;
+                hs = kvr_db_serving_run_end(db, &r, NULL, 0, &e);
+            }
+            if (hs != KVR_OK) {
                 fprintf(stderr, "kvr-serve: --db %s: %s\n", o->db, e.msg);
                 goto done;
             }

@@ -20,5 +20,5 @@ check table_missing 1 "partition table 7 not found in .*kvr-db tables" -- "$D" -
 check table_no_arg 2 "table: needs one RUN id|table: needs" -- "$D" --db "$db" table
 check table_bad_id 2 "'x' is not an integer" -- "$D" --db "$db" table x
 check fits_two_args 2 "fits: takes at most one RUN id" -- "$D" --db "$db" fits 1 2
-check schema_latest 0 "schema version 6" -- "$D" --db "$db" check
+check schema_latest 0 "schema version 7" -- "$D" --db "$db" check
 summary "kvr-db results cli"

@@ -93,7 +93,7 @@ for x, y in zip(a, b):
 print('ok')"
 check db_serving_missing 1 "serving run 9 not found" -- "$D" --db "$tmp/s.db" serving 9
 check db_serving_args 2 "serving: takes at most one serving run id" -- "$D" --db "$tmp/s.db" serving 1 2
-check db_check 0 "ok \(schema version 6" -- "$D" --db "$tmp/s.db" check
+check db_check 0 "ok \(schema version 7" -- "$D" --db "$tmp/s.db" check
 chmod a-w "$tmp/s.db"; [ -w "$tmp/s.db" ] || \
   check store_readonly 1 "--db .*s.db: .*not writable" -- "$S" "${SIM[@]}" --pool-gb 8 --db "$tmp/s.db"
 chmod u+w "$tmp/s.db"
