@@ -17,11 +17,13 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error (bad option, bad trace or cost file).
  */
 #include "kvr_engine.h"
+#include "kvr_http.h"
 #include "kvr_profiler.h"
 #include "kvr_serving.h"
 #include "tool_util.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +45,11 @@ typedef struct serve_opts {
     int64_t threads, seed;
     bool no_sleep, stop_eos;
     kvr_sampler_params sampling;
+    /* the HTTP server (--http) */
+    int64_t http_port; /* -1: not serving */
+    const char *host;
+    int64_t max_body;
+    double grace_s;
 } serve_opts;
 
 #define usage_error(...) tool_usage_error("kvr-serve", __VA_ARGS__)
@@ -54,10 +61,13 @@ static void usage(FILE *f) {
             "                 (--pool-blocks N | --pool-tokens N | --pool-gb X) [options]\n"
             "       kvr-serve --trace FILE [--model PATH|PRESET] [--no-sleep] [--db PATH]\n"
             "                 (--pool-blocks N | --pool-tokens N | --pool-gb X) [options]\n"
+            "       kvr-serve --http PORT [--host ADDR] [--model PATH|PRESET] [--db PATH]\n"
+            "                 (--pool-blocks N | --pool-tokens N | --pool-gb X) [options]\n"
             "Replay a request trace through the serving scheduler on a virtual clock priced by\n"
             "a cost model (--simulate), or against the serving engine on the real model (CPU\n"
             "backend); print TTFT, TPOT and queue-time percentiles, SLO attainment and\n"
-            "throughput per policy (docs/serving.md).\n"
+            "throughput per policy; or serve the model over an OpenAI-compatible HTTP API\n"
+            "(--http) on the same engine (docs/serving.md).\n"
             "  -S, --simulate            simulate instead of running the model\n"
             "  -t, --trace FILE          the requests: kvr trace CSV (kvr-trace gen/import)\n"
             "  -c, --costs FILE          JSON cost model (schema: docs/search.md)\n"
@@ -86,6 +96,8 @@ static void usage(FILE *f) {
             "  -o, --records FILE        every request's times as CSV (one row per request and\n"
             "                            policy)\n"
             "  -j, --json                the summaries as JSON\n"
+            );
+    fprintf(f,
             "real replay (without --simulate):\n"
             "      --model PATH|PRESET   GGUF file, HF directory or preset (default: the\n"
             "                            SmolLM2-135M GGUF, as kvr-run)\n"
@@ -99,13 +111,25 @@ static void usage(FILE *f) {
             "                            (a request with prompt text: the text, tokenized);\n"
             "                            sampling: request i draws with seed N + i (1234)\n"
             "      --temp T, --top-p P   sampling (default greedy)\n"
+            "HTTP server (--http; with the model options above, one --policy; requests stop at\n"
+            "the model's end-of-generation tokens; sampling comes from each request):\n"
+            "      --http PORT           serve POST /v1/completions, /v1/chat/completions, GET\n"
+            "                            /v1/models, /health, /metrics on PORT (0: a free one;\n"
+            "                            the first line printed names it); SIGINT/SIGTERM stop\n"
+            "      --host ADDR           IPv4 address to listen on (default 127.0.0.1)\n"
+            "      --max-body BYTES      larger request bodies get 413 (default 1M)\n"
+            "      --grace S             at shutdown, in-flight requests get S seconds to finish\n"
+            "                            before they are cancelled (default 10)\n"
+            "      with --db, the server's requests are stored as one serving run, each request\n"
+            "      as it finishes\n"
             "  -h, --help                this text\n"
             "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n");
 }
 
 enum {
     OPT_POOL_TOKENS = 256, OPT_POOL_GB, OPT_SLO_TTFT, OPT_SLO_TPOT, OPT_MODEL, OPT_THREADS,
-    OPT_NO_SLEEP, OPT_STOP_EOS, OPT_SEED, OPT_TEMP, OPT_TOP_P
+    OPT_NO_SLEEP, OPT_STOP_EOS, OPT_SEED, OPT_TEMP, OPT_TOP_P, OPT_HTTP, OPT_HOST, OPT_MAX_BODY,
+    OPT_GRACE
 };
 
 static int parse_num(const char *flag, const char *s, double lo, double *out) {
@@ -136,6 +160,9 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         {"no-sleep", no_argument, 0, OPT_NO_SLEEP}, {"stop-eos", no_argument, 0, OPT_STOP_EOS},
         {"seed", required_argument, 0, OPT_SEED},   {"temp", required_argument, 0, OPT_TEMP},
         {"top-p", required_argument, 0, OPT_TOP_P},
+        {"http", required_argument, 0, OPT_HTTP},   {"host", required_argument, 0, OPT_HOST},
+        {"max-body", required_argument, 0, OPT_MAX_BODY},
+        {"grace", required_argument, 0, OPT_GRACE},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     bool replay_opt = false; /* an option of the real replay */
     double num;
@@ -223,6 +250,18 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
                 if ((rc = parse_num("--top-p", optarg, 0, &num))) return rc;
                 o->sampling.top_p = (float)num, replay_opt = true;
                 break;
+            case OPT_HTTP:
+                if ((rc = parse_size("--http", optarg, 0, 65535, &o->http_port))) return rc;
+                break;
+            case OPT_HOST: o->host = optarg; break;
+            case OPT_MAX_BODY:
+                if ((rc = parse_size("--max-body", optarg, 1, (int64_t)1 << 30, &o->max_body)))
+                    return rc;
+                break;
+            case OPT_GRACE:
+                if ((rc = parse_num("--grace", optarg, 0, &o->grace_s))) return rc;
+                if (o->grace_s > 3600) return usage_error("--grace %s: at most 3600 s", optarg);
+                break;
             case 'h': usage(stdout); return -1;
             case ':': return usage_error("%s needs a value", argv[optind - 1]);
             default:
@@ -231,7 +270,16 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         }
     }
     if (optind < argc) return usage_error("unexpected argument \"%s\"", argv[optind]);
-    if (!o->trace) return usage_error("%s", "--trace FILE is required (kvr-trace gen or import)");
+    if (o->http_port >= 0) {
+        if (o->trace || o->simulate || o->costs || o->run_id || o->records || o->json ||
+            o->no_sleep || o->stop_eos || o->sampling.temperature > 0 || o->sampling.top_p != 1)
+            return usage_error("%s", "--http serves requests: --trace, --simulate, --costs, --run, "
+                                     "--records, --json, --no-sleep, --stop-eos, --temp and "
+                                     "--top-p do not apply (sampling comes from each request)");
+    } else if (o->host || o->max_body || o->grace_s >= 0)
+        return usage_error("%s", "--host, --max-body and --grace apply to --http");
+    if (!o->trace && o->http_port < 0)
+        return usage_error("%s", "--trace FILE is required (kvr-trace gen or import), or --http PORT");
     if (o->simulate && replay_opt)
         return usage_error("%s", "--model, --threads, --no-sleep, --stop-eos, --seed, --temp and "
                                  "--top-p apply to the real replay (without --simulate)");
@@ -279,6 +327,8 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
     }
     free(list);
     if (o->n_policies == 0) return usage_error("--policy '%s': no policy named", policy);
+    if (o->http_port >= 0 && o->n_policies > 1)
+        return usage_error("--policy '%s': the server runs one policy", policy);
     if (o->records) {
         const kvr_path_role in[] = {{"--trace", o->trace}, {"--costs", o->costs}, {"--db", o->db},
                                     {"--model", o->model}};
@@ -596,47 +646,77 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
     return st;
 }
 
-static int replay_main(serve_opts *o, const kvr_trace *tr, kvr_db *db) {
-    kvr_error e;
-    int rc = 1;
+/* The real model on the CPU backend and its KV pool (the replay's and the server's). */
+typedef struct real_model {
     char defpath[1024];
-    kvr_model *model = NULL;
-    kvr_weights *w = NULL;
-    kvr_kv_pool *pool = NULL;
-    kvr_serving_record *rec = NULL;
-    store_ctx *sc = NULL;
-    kvr_text out = {0}, csv = {0}, stored = {0};
-    char note[256];
+    kvr_model *model;
+    const kvr_backend *be;
+    kvr_weights *w;
+    kvr_kv_pool *pool;
+    int64_t bb; /* bytes per KV block */
+} real_model;
+
+static void real_model_close(real_model *m) {
+    kvr_kv_pool_destroy(m->pool);
+    kvr_weights_free(m->w);
+    kvr_model_destroy(m->model);
+}
+
+/* Returns 0, or the exit code after a message. */
+static int real_model_open(serve_opts *o, real_model *m) {
+    kvr_error e;
+    memset(m, 0, sizeof *m);
     if (!o->model) {
-        if (kvr_model_default_path(defpath, sizeof defpath, &e) != KVR_OK) {
+        if (kvr_model_default_path(m->defpath, sizeof m->defpath, &e) != KVR_OK) {
             fprintf(stderr, "kvr-serve: --model not given and %s\n", e.msg);
             return 1;
         }
-        o->model = defpath;
+        o->model = m->defpath;
     }
     kvr_model_load_params lp = kvr_model_load_params_default();
     lp.seed = (uint64_t)o->seed;
-    const kvr_backend *be = NULL;
-    if (kvr_model_load(o->model, &lp, &model, &e) != KVR_OK) {
+    if (kvr_model_load(o->model, &lp, &m->model, &e) != KVR_OK) {
         fprintf(stderr, "kvr-serve: --model %s: %s\n", o->model, e.msg);
-        goto done;
+        return 1;
     }
-    const kvr_model_config *cfg = kvr_model_get_config(model);
-    const int64_t bb = kvr_kv_block_bytes(cfg, o->sp.block_tokens);
+    const kvr_model_config *cfg = kvr_model_get_config(m->model);
+    m->bb = kvr_kv_block_bytes(cfg, o->sp.block_tokens);
     if (o->pool_tokens) o->sp.pool_blocks = o->pool_tokens / o->sp.block_tokens;
-    if (o->pool_gb > 0) o->sp.pool_blocks = (int64_t)(o->pool_gb * 1e9 / (double)bb);
+    if (o->pool_gb > 0) o->sp.pool_blocks = (int64_t)(o->pool_gb * 1e9 / (double)m->bb);
     if (o->sp.pool_blocks < 1 || o->sp.pool_blocks > INT32_MAX / o->sp.block_tokens) {
         fprintf(stderr, "kvr-serve: the KV pool holds %lld blocks of %d tokens (need 1 to %d "
                         "tokens)\n(see kvr-serve --help)\n",
                 (long long)o->sp.pool_blocks, o->sp.block_tokens, INT32_MAX);
-        rc = 2;
-        goto done;
+        return 2;
     }
-    if (kvr_backend_get("cpu", &be, &e) != KVR_OK || kvr_weights_upload(be, model, &w, &e) != KVR_OK ||
-        kvr_kv_pool_create(w, o->sp.pool_blocks, o->sp.block_tokens, &pool, &e) != KVR_OK) {
+    if (kvr_backend_get("cpu", &m->be, &e) != KVR_OK ||
+        kvr_weights_upload(m->be, m->model, &m->w, &e) != KVR_OK ||
+        kvr_kv_pool_create(m->w, o->sp.pool_blocks, o->sp.block_tokens, &m->pool, &e) != KVR_OK) {
         fprintf(stderr, "kvr-serve: %s\n", e.msg);
-        goto done;
+        return 1;
     }
+    return 0;
+}
+
+static int replay_main(serve_opts *o, const kvr_trace *tr, kvr_db *db) {
+    kvr_error e;
+    int rc = 1;
+    real_model rm;
+    kvr_serving_record *rec = NULL;
+    store_ctx *sc = NULL;
+    kvr_text out = {0}, csv = {0}, stored = {0};
+    char note[256];
+    rc = real_model_open(o, &rm);
+    if (rc) {
+        real_model_close(&rm);
+        return rc;
+    }
+    rc = 1;
+    kvr_model *model = rm.model;
+    kvr_weights *w = rm.w;
+    kvr_kv_pool *pool = rm.pool;
+    const kvr_backend *be = rm.be;
+    const int64_t bb = rm.bb;
     const kvr_tokenizer *tok = kvr_model_get_tokenizer(model);
     const int64_t n = tr->n_requests;
     rec = malloc((size_t)(n ? n : 1) * sizeof *rec);
@@ -761,9 +841,116 @@ done:
     if (sc) free(sc->req);
     free(sc);
     free(rec);
-    kvr_kv_pool_destroy(pool);
-    kvr_weights_free(w);
-    kvr_model_destroy(model);
+    real_model_close(&rm);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
+// the HTTP server (serve/kvr_http.h does the work)
+
+static volatile sig_atomic_t http_stop = 0;
+static void http_on_signal(int sig) {
+    (void)sig;
+    http_stop = 1;
+}
+
+static int http_main(serve_opts *o) {
+    kvr_error e;
+    kvr_db *db = NULL;
+    kvr_engine *eng = NULL;
+    kvr_http_server *srv = NULL;
+    real_model rm;
+    int rc = real_model_open(o, &rm);
+    if (rc) goto done;
+    rc = 1;
+    if (o->store) {
+        kvr_db_open_params dp = kvr_db_open_params_default();
+        if (kvr_db_open(o->db, &dp, &db, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-serve: --db %s: %s\n", o->db, e.msg);
+            goto done;
+        }
+    }
+    kvr_engine_params ep = kvr_engine_params_default();
+    ep.sched = o->sp;
+    ep.sched.policy = o->policies[0];
+    ep.n_threads = (int32_t)o->threads;
+    if (kvr_engine_create(rm.w, rm.pool, &ep, &eng, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-serve: %s\n", e.msg);
+        rc = e.code == KVR_ERR_INVALID_ARG ? 2 : 1;
+        goto done;
+    }
+    const kvr_tokenizer *tok = kvr_model_get_tokenizer(rm.model);
+    const kvr_model_config *cfg = kvr_model_get_config(rm.model);
+    int32_t eog[16];
+    kvr_http_params hp = kvr_http_params_default();
+    hp.port = (int32_t)o->http_port;
+    if (o->host) hp.host = o->host;
+    if (o->max_body) hp.max_body_bytes = (size_t)o->max_body;
+    if (o->grace_s >= 0) hp.shutdown_grace_s = o->grace_s;
+    hp.model_name = cfg->name[0] ? cfg->name : "kvr";
+    hp.seed = (uint64_t)o->seed;
+    hp.n_stop_ids = tok ? kvr_tokenizer_eog(tok, eog, 16) : 0;
+    hp.stop_ids = eog;
+    kvr_db_serving_run run;
+    memset(&run, 0, sizeof run);
+    if (db) { /* the run's header; the server stores the requests and the summary */
+        kvr_db_model mrec;
+        kvr_db_device dev;
+        kvr_profile_device(&dev, rm.be);
+        if (kvr_profile_model_record(rm.model, o->model, (uint64_t)o->seed, 0, &mrec, &e) != KVR_OK ||
+            kvr_db_model_put(db, &mrec, &run.model_id, &e) != KVR_OK ||
+            kvr_db_device_put(db, &dev, &run.device_id, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-serve: --db %s: %s\n", o->db, e.msg);
+            goto done;
+        }
+        const kvr_sched_params *sp = kvr_engine_sched_params(eng);
+        snprintf(run.kind, sizeof run.kind, "measured");
+        run.trace_duration_s = run.rate_per_s = -1;
+        snprintf(run.policy, sizeof run.policy, "%s", kvr_serving_policy_name(sp->policy));
+        run.block_tokens = sp->block_tokens, run.pool_blocks = sp->pool_blocks;
+        run.watermark = sp->watermark, run.max_seqs = sp->max_seqs;
+        run.max_batched_tokens = sp->max_batched_tokens, run.max_model_len = sp->max_model_len;
+        snprintf(run.backend, sizeof run.backend, "cpu");
+        run.slo_ttft_ms = o->slo_ttft_ms, run.slo_tpot_ms = o->slo_tpot_ms;
+        snprintf(run.note, sizeof run.note, "kvr-serve --http: %s, %lld threads", o->model,
+                 (long long)o->threads);
+        hp.db = db, hp.run = &run;
+    }
+    if (kvr_http_server_create(eng, tok, &hp, &srv, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-serve: --http %lld: %s\n", (long long)o->http_port, e.msg);
+        goto done;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = http_on_signal; /* no SA_RESTART: the engine thread polls the flag */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    bool chat_ok;
+    const char *chat = kvr_http_server_chat_format(srv, &chat_ok);
+    printf("# kvr-serve: listening on http://%s:%d (model %s, pool %lld blocks x %d tokens, "
+           "policy %s, chat %s%s)\n",
+           hp.host, kvr_http_server_port(srv), hp.model_name, (long long)o->sp.pool_blocks,
+           o->sp.block_tokens, kvr_serving_policy_name(o->policies[0]),
+           chat_ok ? "format " : "refused: ", chat);
+    if (db) printf("# stored as serving run %lld in %s\n", (long long)kvr_http_server_run_id(srv), o->db);
+    fflush(stdout);
+    if (kvr_http_server_run(srv, &http_stop, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-serve: %s\n", e.msg);
+        goto done;
+    }
+    const kvr_http_stats st = kvr_http_server_stats(srv);
+    printf("# kvr-serve: stopped: %lld HTTP requests, %lld generations finished, %lld cancelled, "
+           "%lld stored; %lld prompt and %lld generated tokens\n",
+           (long long)st.requests, (long long)st.finished, (long long)st.cancelled,
+           (long long)st.stored, (long long)st.prompt_tokens, (long long)st.generated_tokens);
+    rc = 0;
+done:
+    kvr_http_server_destroy(srv);
+    kvr_engine_destroy(eng);
+    kvr_db_close(db);
+    real_model_close(&rm);
     return rc;
 }
 
@@ -774,8 +961,11 @@ int main(int argc, char **argv) {
     o.sampling = kvr_sampler_params_default();
     o.seed = 1234;
     o.threads = 1;
+    o.http_port = -1;
+    o.grace_s = -1;
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
+    if (o.http_port >= 0) return http_main(&o);
     kvr_error e;
     kvr_trace *tr = NULL;
     kvr_search_costs *m = NULL;
