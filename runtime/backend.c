@@ -280,3 +280,7 @@ void *kvr_workspace_stream(kvr_workspace *ws) {
 kvr_status kvr_workspace_sync(kvr_workspace *ws, kvr_error *err) {
     return ws->be->sync(ws, err);
 }
+
+kvr_status kvr_workspace_prepare_thread(kvr_workspace *ws, kvr_error *err) {
+    return ws->be->prepare_thread ? ws->be->prepare_thread(ws, err) : KVR_OK;
+}

@@ -89,10 +89,18 @@ static void cpu_weights_free(kvr_weights *w) {
     free(w);
 }
 
-/* Our own threads split every GEMM, so OpenBLAS must not start its own pool underneath. */
 static pthread_once_t kvr_blas_once = PTHREAD_ONCE_INIT;
+/* Our own threads split every GEMM, so OpenBLAS must not start its own pool underneath. Its
+ * pthread build has already started it when the library was loaded: n_cpu - 1 workers that
+ * spin (sched_yield) for about 2^28 cycles (0.1 s) before they sleep, on the cores the ranks
+ * need -- a 2-rank prefill on 2 cores run in that window took 1.5x as long. Set to 1 thread the
+ * pool gets no work, so stop it: blas_thread_shutdown_ (exported by OpenBLAS's threaded builds
+ * for fork handling; weak, absent from a serial build, which has no pool). Once per process,
+ * when the first workspace is made (session creation), outside any TTFT. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
 static void kvr_blas_single_thread(void) {
     openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
 }
 
 static void cpu_ws_destroy(kvr_workspace *base) {
@@ -166,13 +174,42 @@ static kvr_status cpu_ws_create(const kvr_weights *w, int64_t max_chunk, int64_t
                              "about %.2f GiB",
                              (long long)max_chunk, (long long)max_ctx, gib);
     }
-    /* Zero the cache so timing harnesses that never fill the prefix read defined values. */
+    /* Zero every buffer: the cache so timing harnesses that never fill the prefix read defined
+     * values, all of them so their pages are touched here, when the workspace is made, and not
+     * by the first prefill (a page fault each 4 KiB, inside its TTFT). */
+    memset(ws->x, 0, c * D * sizeof(float));
+    memset(ws->h, 0, c * D * sizeof(float));
+    memset(ws->qkv, 0, c * (NH + 2 * NKV) * HS * sizeof(float));
+    memset(ws->att, 0, c * NH * HS * sizeof(float));
+    memset(ws->gu, 0, c * 2 * FF * sizeof(float));
+    memset(ws->act, 0, c * FF * sizeof(float));
+    memset(ws->rope_cos, 0, c * HS / 2 * sizeof(float));
+    memset(ws->rope_sin, 0, c * HS / 2 * sizeof(float));
+    memset(ws->scratch, 0, (size_t)n_threads * KVR_ATTN_QB * (size_t)max_ctx * sizeof(float));
+    memset(ws->blk_out, 0, (size_t)n_threads * KVR_ATTN_QB * HS * sizeof(float));
+    memset(ws->lse_run, 0, c * NH * sizeof(float));
+    memset(ws->hlast, 0, D * sizeof(float));
+    memset(ws->logits, 0, (size_t)cfg->vocab_size * sizeof(float));
+    if (ws->wbuf) memset(ws->wbuf, 0, ws->wbuf_n * sizeof(float));
+    if (ws->rowbuf) memset(ws->rowbuf, 0, (size_t)n_threads * (size_t)ws->row_max * sizeof(float));
     memset(ws->kcache, 0, L * (size_t)max_ctx * kvd * sizeof(float));
     memset(ws->vcache, 0, L * (size_t)max_ctx * kvd * sizeof(float));
     for (size_t i = 0; i < HS / 2; i++) /* llama3 RoPE scaling: frequency i / factor i */
         ws->inv_freq[i] = pow((double)cfg->rope_theta, -2.0 * (double)i / (double)HS) /
                           (w->m->rope_factors ? (double)w->m->rope_factors[i] : 1.0);
     *out = &ws->base;
+    return KVR_OK;
+}
+
+/* The calling thread's OpenMP team, started now rather than in the first timed op (a rank's
+ * thread is new each prefill: kvr_prefill_run), each member touching its scratch slice. */
+static kvr_status cpu_prepare_thread(kvr_workspace *base, kvr_error *err) {
+    (void)err;
+    cpu_ws *ws = (cpu_ws *)base;
+    const int32_t nt = base->n_threads;
+    const size_t slice = (size_t)KVR_ATTN_QB * (size_t)base->max_ctx;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    memset(ws->scratch + (size_t)omp_get_thread_num() * slice, 0, slice * sizeof(float));
     return KVR_OK;
 }
 
@@ -796,6 +833,7 @@ const kvr_backend backend_cpu = {
     .weights_free = cpu_weights_free,
     .ws_create = cpu_ws_create,
     .ws_destroy = cpu_ws_destroy,
+    .prepare_thread = cpu_prepare_thread,
     .set_chunk = cpu_set_chunk,
     .embed = cpu_embed,
     .pre = cpu_pre,

@@ -23,6 +23,8 @@ struct kvr_backend {
     kvr_status (*ws_create)(const kvr_weights *w, int64_t max_chunk, int64_t max_ctx,
                             int32_t n_threads, kvr_workspace **out, kvr_error *err);
     void (*ws_destroy)(kvr_workspace *ws);
+    /* NULL: nothing to ready (kvr_workspace_prepare_thread) */
+    kvr_status (*prepare_thread)(kvr_workspace *ws, kvr_error *err);
     /* ops: arguments already checked; ws->c and ws->pos0 hold the chunk */
     kvr_status (*set_chunk)(kvr_workspace *ws, kvr_error *err); /* RoPE angles of the chunk */
     kvr_status (*embed)(kvr_workspace *ws, const int32_t *tokens, kvr_error *err);

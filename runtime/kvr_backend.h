@@ -171,6 +171,11 @@ KVR_API kvr_status kvr_event_elapsed_us(const kvr_event *start, const kvr_event 
 KVR_API void *kvr_workspace_stream(kvr_workspace *ws);
 /* Wait until every op issued on ws has finished (cpu: nothing to wait for). */
 KVR_API kvr_status kvr_workspace_sync(kvr_workspace *ws, kvr_error *err);
+/* Ready the calling thread to run ops on ws, before the ops it will time: the CPU backend
+ * starts the thread's OpenMP team of ws's n_threads (the first parallel region of a thread
+ * creates it) and has each member touch its slice of the attention scratch; nothing for a
+ * backend that needs nothing. */
+KVR_API kvr_status kvr_workspace_prepare_thread(kvr_workspace *ws, kvr_error *err);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,10 @@ typedef struct kvr_prefill_params {
      * rows into its first workspace; host backends only) and is handed over to the result as a
      * kvr_decoder (kvr_decode.h) instead of being freed */
     int64_t decode_reserve;
+    /* optional: the session's prepared ranks (kvr_prefill_ready_create). A rank whose chunk and
+     * positions fit its prepared workspace runs on it (and on its weights) instead of making
+     * its own; decode_reserve > 0 hands the emitting rank's over to the decoder. */
+    struct kvr_prefill_ready *ready;
 } kvr_prefill_params;
 KVR_API kvr_prefill_params kvr_prefill_params_default(void);
 
@@ -71,6 +75,7 @@ typedef struct kvr_rank_stats {
     double wait_ms;                 /* blocked on a peer (prefix not yet sent, collective) */
     double comm_ms;                 /* moving bytes (receives, all-gathers, send completion) */
     double total_ms;                /* prefill start to this rank's end of work */
+    bool ready;                     /* ran on the session's prepared workspace (params.ready) */
     int64_t bytes_sent, bytes_recv;
 } kvr_rank_stats;
 
@@ -106,6 +111,31 @@ KVR_API kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, cons
                                         int64_t n_tokens, const kvr_prefill_params *params,
                                         kvr_prefill_result *out, kvr_error *err);
 KVR_API void kvr_prefill_result_free(kvr_prefill_result *r);
+
+// ----------------------------------------------------------------------------
+// a session's prepared ranks
+
+/* What a serving runtime does once, when a session is created and before any prompt arrives,
+ * so that a prefill's TTFT holds only what depends on its prompt: per rank, the weights on the
+ * backend and a workspace sized for the rank's chunk and positions of a max_context-token prompt
+ * under params (mode, n_ranks, partition -- NULL: even --, n_threads, decode_reserve on the
+ * emitting rank), every page of it touched (kvr_workspace_create), and the BLAS library's own
+ * thread pool settled (the CPU backend). rank < 0: every rank (ranks as threads in this
+ * process); else this process's rank (MPI). A prefill given it (params.ready) runs each rank
+ * on its prepared workspace when its chunk and positions fit (a shorter prompt, or the same
+ * one again), else on one of its own as without it. Host-memory backends only (the CPU
+ * backend); for a device backend, and for mode ring (two workspaces per rank), it prepares
+ * nothing and kvr_prefill_ready_ranks says 0.
+ * Errors: KVR_ERR_INVALID_ARG (as kvr_prefill_run's), KVR_ERR_NOMEM.
+ * Threads: one prefill at a time uses it; destroy it after the last (the decoder a prefill
+ * handed a workspace to owns that one). */
+typedef struct kvr_prefill_ready kvr_prefill_ready;
+KVR_API kvr_status kvr_prefill_ready_create(const kvr_model *m, const kvr_prefill_params *params,
+                                            int64_t max_context, int32_t rank,
+                                            kvr_prefill_ready **out, kvr_error *err);
+KVR_API void kvr_prefill_ready_destroy(kvr_prefill_ready *r); /* NULL is a no-op */
+/* The ranks it prepared (0: none, see above). */
+KVR_API int32_t kvr_prefill_ready_ranks(const kvr_prefill_ready *r);
 
 #ifdef __cplusplus
 }

@@ -19,7 +19,7 @@
 
 kvr_prefill_params kvr_prefill_params_default(void) {
     kvr_prefill_params p = {NULL, KVR_MODE_SINGLE, 1, NULL, 1, true, false,
-                            KVR_TRANSPORT_THREADS, 0, NULL, NULL, 0};
+                            KVR_TRANSPORT_THREADS, 0, NULL, NULL, 0, NULL};
     return p;
 }
 
@@ -111,6 +111,102 @@ static kvr_status kvr_check_params(const kvr_model *m, const kvr_prefill_params 
     return kvr_partition_even(C, pp->n_ranks, part, err);
 }
 
+// ----------------------------------------------------------------------------
+// a session's prepared ranks
+
+struct kvr_prefill_ready {
+    int32_t n_ranks, n_prepared;
+    kvr_weights **wts;     /* (n_ranks) NULL: not prepared (another process's, or handed over) */
+    kvr_workspace **ws;    /* (n_ranks) */
+    int64_t *chunk, *ctx;  /* (n_ranks) what each prepared workspace holds */
+    const kvr_model *m;
+    const kvr_backend *be;
+    int32_t n_threads;
+};
+
+void kvr_prefill_ready_destroy(kvr_prefill_ready *r) {
+    if (!r) return;
+    for (int32_t i = 0; r->ws && i < r->n_ranks; i++) {
+        kvr_workspace_destroy(r->ws[i]);
+        kvr_weights_free(r->wts[i]);
+    }
+    free(r->wts), free(r->ws), free(r->chunk), free(r->ctx);
+    free(r);
+}
+
+int32_t kvr_prefill_ready_ranks(const kvr_prefill_ready *r) {
+    return r ? r->n_prepared : 0;
+}
+
+/* A rank's positions: kvr ranks hold [0, S); tsp ranks all C keys after each all-gather; the
+ * last rank all C and, when decode follows, room for the tokens it will append. */
+static int64_t prefill_rank_ctx(const kvr_prefill_params *pp, int64_t C, int64_t S, bool last) {
+    return (pp->mode == KVR_MODE_TSP ? C : S) + (last ? pp->decode_reserve : 0);
+}
+
+kvr_status kvr_prefill_ready_create(const kvr_model *m, const kvr_prefill_params *pp,
+                                    int64_t max_context, int32_t rank, kvr_prefill_ready **out,
+                                    kvr_error *err) {
+    *out = NULL;
+    int64_t part[KVR_MAX_RANKS];
+    KVR_TRY(kvr_check_params(m, pp, max_context, part, err));
+    const int32_t p = pp->n_ranks;
+    if (rank >= p)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "prepared ranks: rank %d of %d", rank, p);
+    const kvr_backend *be = pp->backend ? pp->backend : kvr_backend_at(0);
+    kvr_prefill_ready *r = calloc(1, sizeof *r);
+    if (r) {
+        r->wts = calloc((size_t)p, sizeof *r->wts);
+        r->ws = calloc((size_t)p, sizeof *r->ws);
+        r->chunk = calloc((size_t)p, sizeof *r->chunk);
+        r->ctx = calloc((size_t)p, sizeof *r->ctx);
+    }
+    if (!r || !r->wts || !r->ws || !r->chunk || !r->ctx) {
+        kvr_prefill_ready_destroy(r);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "prepared ranks: out of memory");
+    }
+    r->n_ranks = p;
+    r->m = m;
+    r->be = be;
+    r->n_threads = pp->n_threads;
+    kvr_status st = KVR_OK;
+    if (pp->mode != KVR_MODE_RING && kvr_backend_mem_space(be) == KVR_MEM_HOST) {
+        int64_t P = 0;
+        for (int32_t i = 0; st == KVR_OK && i < p; P += part[i], i++) {
+            if (rank >= 0 && i != rank) continue;
+            const int64_t ctx = prefill_rank_ctx(pp, max_context, P + part[i], i == p - 1);
+            st = kvr_weights_upload(be, m, &r->wts[i], err);
+            if (st == KVR_OK)
+                st = kvr_workspace_create(r->wts[i], part[i], ctx, pp->n_threads, &r->ws[i], err);
+            r->chunk[i] = part[i];
+            r->ctx[i] = ctx;
+            if (st == KVR_OK) r->n_prepared++;
+        }
+    }
+    if (st != KVR_OK) {
+        kvr_prefill_ready_destroy(r);
+        return st;
+    }
+    *out = r;
+    return KVR_OK;
+}
+
+/* Rank me's prepared weights and workspace when they fit a chunk of c over ctx positions. */
+static bool prefill_ready_take(kvr_prefill_ready *r, const kvr_model *m,
+                               const kvr_prefill_params *pp, int32_t me, int64_t c, int64_t ctx,
+                               kvr_weights **wts, kvr_workspace **ws) {
+    if (!r || me >= r->n_ranks || !r->ws[me] || r->m != m || r->n_threads != pp->n_threads ||
+        r->be != (pp->backend ? pp->backend : kvr_backend_at(0)) || c > r->chunk[me] ||
+        ctx > r->ctx[me])
+        return false;
+    *wts = r->wts[me];
+    *ws = r->ws[me];
+    return true;
+}
+
+// ----------------------------------------------------------------------------
+// one rank's run
+
 kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_t *tokens,
                                 int64_t C, const kvr_prefill_params *pp, kvr_prefill_result *out,
                                 kvr_error *err) {
@@ -131,9 +227,7 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     for (int32_t i = 0; i < me; i++) P += out->partition[i];
     const int64_t c = out->partition[me], S = P + c;
     const bool tsp = pp->mode == KVR_MODE_TSP, last = me == p - 1;
-    /* kvr ranks hold [0, S); tsp ranks hold all C keys after each all-gather; the last rank
-     * holds all C and, when decode follows, room for the tokens it will append */
-    const int64_t ctx = (tsp ? C : S) + (last ? pp->decode_reserve : 0);
+    const int64_t ctx = prefill_rank_ctx(pp, C, S, last);
 
     kvr_weights *wts = NULL;
     kvr_workspace *ws = NULL;
@@ -141,11 +235,14 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     kvr_comm_request **reqs = NULL;
     size_t *ag_bytes = NULL;
     kvr_status st = KVR_OK;
+    /* the session's prepared workspace (the ready's until a decoder takes it), else our own */
+    const bool ready = prefill_ready_take(pp->ready, m, pp, me, c, ctx, &wts, &ws);
     /* a device transport's rank works on its GPU (nccl: rank i's; same-device: the shared one) */
     if (kvr_comm_device(comm) >= 0) st = kvr_device_use(kvr_comm_device(comm), err);
-    if (st == KVR_OK)
+    if (st == KVR_OK && !ready)
         st = kvr_weights_upload(pp->backend ? pp->backend : kvr_backend_at(0), m, &wts, err);
-    if (st == KVR_OK) st = kvr_workspace_create(wts, c, ctx, pp->n_threads, &ws, err);
+    if (st == KVR_OK && !ready) st = kvr_workspace_create(wts, c, ctx, pp->n_threads, &ws, err);
+    if (st == KVR_OK) st = kvr_workspace_prepare_thread(ws, err);
     if (st == KVR_OK) kvr_comm_set_stream(comm, kvr_workspace_stream(ws)); /* device transports */
     if (st == KVR_OK) st = kvr_event_create(ws, &ev_t0, err);
     if (st == KVR_OK) st = kvr_event_create(ws, &ev_a, err);
@@ -240,6 +337,7 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     mine.chunk_len = c;
     mine.compute_ms = compute_us * 1e-3;
     mine.total_ms = (t_end - t0) * 1e-3;
+    mine.ready = ready;
     if ((st = prefill_publish(comm, &mine, first, last ? ttft_us * 1e-3 : 0, p - 1, out, err)))
         goto fail;
 
@@ -261,13 +359,13 @@ kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, const int32_
     if (last && pp->decode_reserve > 0) { /* hand the workspace over: it holds [0, C) */
         if ((st = kvr_decoder_create(wts, ws, C, kvr_comm_device(comm), &out->decoder, err)))
             goto fail;
+        if (ready) pp->ready->ws[me] = NULL, pp->ready->wts[me] = NULL; /* the decoder's now */
         ws = NULL;
         wts = NULL;
     }
     free(reqs);
     free(ag_bytes);
-    kvr_workspace_destroy(ws);
-    kvr_weights_free(wts);
+    if (!ready) kvr_workspace_destroy(ws), kvr_weights_free(wts);
     return KVR_OK;
 
 fail:
@@ -278,8 +376,7 @@ fail:
     free(reqs);
     free(ag_bytes);
     kvr_event_destroy(ev_t0), kvr_event_destroy(ev_a), kvr_event_destroy(ev_b);
-    kvr_workspace_destroy(ws);
-    kvr_weights_free(wts);
+    if (!ready) kvr_workspace_destroy(ws), kvr_weights_free(wts);
     kvr_prefill_result_free(out);
     return st;
 }

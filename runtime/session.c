@@ -434,6 +434,27 @@ static kvr_status session_prefill(const kvr_session_params *p, const int32_t *to
     pp.progress_user = p->progress_user;
     if (!p->comm) pp.transport = p->transport;
     const int32_t n_predict = p->generate.n_predict;
+    /* the session, before the prompt: every rank's weights and workspace (sized for this
+     * prompt's chunk and positions, and decode's room on the emitting rank), touched; the
+     * BLAS pool settled. Each run's TTFT then holds what depends on its prompt. */
+    const double t_ready = kvr_time_us();
+    kvr_prefill_ready *ready = NULL;
+    {
+        kvr_prefill_params rp = pp;
+        rp.decode_reserve = n_predict > 0 ? n_predict : 0;
+        kvr_error e;
+        kvr_status st = kvr_prefill_ready_create(p->model, &rp, n_tokens,
+                                                 p->comm ? kvr_comm_rank(p->comm) : -1, &ready, &e);
+        if (st != KVR_OK) {
+            free(ttfts);
+            kvr_error_set(err, st, "session (%s, %d ranks, %lld tokens): %s",
+                          kvr_mode_name(p->mode), p->n_ranks, (long long)n_tokens, e.msg);
+            return session_fail(r, KVR_SESSION_STAGE_PREFILL, st);
+        }
+    }
+    r->session_ms = (kvr_time_us() - t_ready) * 1e-3;
+    r->session_ranks = kvr_prefill_ready_ranks(ready);
+    pp.ready = ready;
     for (int32_t i = 0; i < n; i++) {
         /* decode follows the last run: its emitting rank keeps the logits and its workspace */
         pp.keep_logits = (p->keep_logits || n_predict > 0) && i == n - 1;
@@ -444,6 +465,7 @@ static kvr_status session_prefill(const kvr_session_params *p, const int32_t *to
                                 : kvr_prefill_run(p->model, tokens, n_tokens, &pp, &r->runs[i], &e);
         if (st != KVR_OK) {
             free(ttfts);
+            kvr_prefill_ready_destroy(ready);
             kvr_error_set(err, st, "prefill (%s, %d ranks, %lld tokens): %s",
                           kvr_mode_name(p->mode), p->n_ranks, (long long)n_tokens, e.msg);
             return session_fail(r, KVR_SESSION_STAGE_PREFILL, st);
@@ -451,6 +473,7 @@ static kvr_status session_prefill(const kvr_session_params *p, const int32_t *to
         r->n_runs++;
         ttfts[i] = r->runs[i].ttft_ms;
     }
+    kvr_prefill_ready_destroy(ready); /* a decoder keeps the workspace it was handed */
     qsort(ttfts, (size_t)n, sizeof *ttfts, session_cmp_double);
     const double med = ttfts[(n - 1) / 2];
     for (int32_t i = 0; i < n; i++)

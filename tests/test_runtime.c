@@ -232,7 +232,121 @@ static void test_bad_runs(void) {
     kvr_model_destroy(m);
 }
 
+/* One prefill with params pp (ready or not) into r; its logits kept. */
+static kvr_status ready_run(kvr_model *m, const int32_t *ids, int64_t C, kvr_prefill_params pp,
+                            kvr_prefill_result *r, kvr_error *e) {
+    pp.keep_logits = true;
+    return kvr_prefill_run(m, ids, C, &pp, r, e);
+}
+
+static bool all_ready(const kvr_prefill_result *r, bool want) {
+    bool ok = true;
+    for (int32_t i = 0; i < r->n_ranks; i++) ok &= r->ranks[i].ready == want;
+    return ok;
+}
+
+/* A session's prepared ranks (kvr_prefill_ready): made before the first prefill, used by every
+ * run that fits them (the same prompt again, a shorter one), not by one that does not; the
+ * results byte-identical to a prefill that makes its own workspaces. */
+static void test_ready(void) {
+    kvr_model *m = load("tiny");
+    if (!m) return;
+    kvr_error e;
+    const int64_t C = 300;
+    int32_t *ids = make_ids(C, 256, 11);
+    static const kvr_mode modes[] = {KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP};
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        for (int32_t nt = 1; nt <= 2; nt++) {
+            kvr_prefill_params pp = kvr_prefill_params_default();
+            pp.mode = modes[k];
+            pp.n_ranks = modes[k] == KVR_MODE_SINGLE ? 1 : 2;
+            pp.n_threads = nt;
+            int64_t part[2] = {200, 100};
+            if (modes[k] == KVR_MODE_KVR) pp.partition = part;
+            kvr_prefill_result fresh, a, b;
+            KVR_CHECK_OK(ready_run(m, ids, C, pp, &fresh, &e), &e);
+            KVR_CHECK(all_ready(&fresh, false));
+            kvr_prefill_ready *rd = NULL;
+            KVR_CHECK_OK(kvr_prefill_ready_create(m, &pp, C, -1, &rd, &e), &e);
+            if (!rd) continue;
+            KVR_CHECK_EQ_INT(kvr_prefill_ready_ranks(rd), pp.n_ranks);
+            pp.ready = rd;
+            KVR_CHECK_OK(ready_run(m, ids, C, pp, &a, &e), &e);
+            KVR_CHECK_OK(ready_run(m, ids, C, pp, &b, &e), &e); /* the same workspaces again */
+            KVR_CHECK(all_ready(&a, true) && all_ready(&b, true));
+            KVR_CHECK_EQ_INT(a.first_token, fresh.first_token);
+            KVR_CHECK(fresh.logits && a.logits && b.logits &&
+                      !memcmp(a.logits, fresh.logits, 256 * sizeof(float)) &&
+                      !memcmp(b.logits, fresh.logits, 256 * sizeof(float)));
+            /* a shorter prompt fits the prepared workspaces: the same result as without */
+            kvr_prefill_result s0, s1;
+            int64_t spart[2] = {150, 50};
+            pp.partition = modes[k] == KVR_MODE_KVR ? spart : NULL;
+            pp.ready = NULL;
+            KVR_CHECK_OK(ready_run(m, ids, 200, pp, &s0, &e), &e);
+            pp.ready = rd;
+            KVR_CHECK_OK(ready_run(m, ids, 200, pp, &s1, &e), &e);
+            KVR_CHECK(all_ready(&s1, true));
+            KVR_CHECK(s0.logits && s1.logits && !memcmp(s0.logits, s1.logits, 256 * sizeof(float)));
+            kvr_prefill_result_free(&s0), kvr_prefill_result_free(&s1);
+            /* a longer one does not: its ranks make their own (its first rank's chunk is
+             * larger than prepared) */
+            int32_t *ids2 = make_ids(C + 50, 256, 12);
+            int64_t lpart[2] = {250, 100};
+            pp.partition = modes[k] == KVR_MODE_KVR ? lpart : NULL;
+            KVR_CHECK_OK(ready_run(m, ids2, C + 50, pp, &s1, &e), &e);
+            KVR_CHECK(!s1.ranks[0].ready);
+            kvr_prefill_result_free(&s1);
+            free(ids2);
+            kvr_prefill_ready_destroy(rd);
+            kvr_prefill_result_free(&fresh), kvr_prefill_result_free(&a), kvr_prefill_result_free(&b);
+        }
+    }
+    /* decode after the run: the emitting rank's prepared workspace goes to the decoder (the
+     * ready no longer frees it); the other rank's stays prepared */
+    {
+        kvr_prefill_params pp = kvr_prefill_params_default();
+        pp.mode = KVR_MODE_KVR;
+        pp.n_ranks = 2;
+        pp.decode_reserve = 4;
+        kvr_prefill_ready *rd = NULL;
+        KVR_CHECK_OK(kvr_prefill_ready_create(m, &pp, C, -1, &rd, &e), &e);
+        pp.ready = rd;
+        kvr_prefill_result r;
+        KVR_CHECK_OK(ready_run(m, ids, C, pp, &r, &e), &e);
+        KVR_CHECK(all_ready(&r, true));
+        KVR_CHECK(r.decoder != NULL);
+        kvr_prefill_ready_destroy(rd);
+        kvr_prefill_result_free(&r); /* frees the decoder and with it the workspace */
+    }
+    /* one MPI process's rank; ring and a bad rank */
+    {
+        kvr_prefill_params pp = kvr_prefill_params_default();
+        pp.mode = KVR_MODE_KVR;
+        pp.n_ranks = 2;
+        kvr_prefill_ready *rd = NULL;
+        KVR_CHECK_OK(kvr_prefill_ready_create(m, &pp, C, 1, &rd, &e), &e);
+        KVR_CHECK_EQ_INT(kvr_prefill_ready_ranks(rd), 1);
+        kvr_prefill_ready_destroy(rd);
+        KVR_CHECK(kvr_prefill_ready_create(m, &pp, C, 2, &rd, &e) == KVR_ERR_INVALID_ARG);
+        pp.mode = KVR_MODE_RING;
+        KVR_CHECK_OK(kvr_prefill_ready_create(m, &pp, C, -1, &rd, &e), &e);
+        KVR_CHECK_EQ_INT(kvr_prefill_ready_ranks(rd), 0);
+        pp.ready = rd;
+        kvr_prefill_result r;
+        KVR_CHECK_OK(ready_run(m, ids, C, pp, &r, &e), &e);
+        KVR_CHECK(all_ready(&r, false));
+        kvr_prefill_result_free(&r);
+        kvr_prefill_ready_destroy(rd);
+        kvr_prefill_ready_destroy(NULL);
+        KVR_CHECK_EQ_INT(kvr_prefill_ready_ranks(NULL), 0);
+    }
+    free(ids);
+    kvr_model_destroy(m);
+}
+
 static const kvr_test_case cases[] = {
+    {"ready", test_ready},
     {"contract_tiny_gqa", test_contract_tiny_gqa},
     {"contract_tiny_mqa", test_contract_tiny_mqa},
     {"contract_real_model", test_contract_real_model},

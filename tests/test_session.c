@@ -105,6 +105,11 @@ static void test_session(void) {
     KVR_CHECK(r.partition_source == KVR_SESSION_PARTITION_EVEN && r.predicted_ttft_ms < 0);
     KVR_CHECK(strstr(r.no_prediction, "no store or predictor file") && isnan(r.prediction_error));
     KVR_CHECK(r.measured_run_id == 0 && !r.has_predictor);
+    /* the session was made before the first run: both ranks prepared, every run on them */
+    KVR_CHECK_EQ_INT(r.session_ranks, 2);
+    KVR_CHECK(r.session_ms >= 0);
+    for (int32_t i = 0; i < r.n_runs; i++)
+        KVR_CHECK(r.runs[i].ranks[0].ready && r.runs[i].ranks[1].ready);
     const int32_t first = med->first_token;
     kvr_session_result_free(&r);
 

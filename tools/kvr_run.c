@@ -688,8 +688,12 @@ int main(int argc, char **argv) {
         else
             printf("null");
         printf(",\"ttft_ms\":%.3f,\"repeat\":%d,\"ttft_ms_min\":%.3f,\"ttft_ms_max\":%.3f,"
-               "\"load_ms\":%.1f,\"per_rank\":[",
-               r->ttft_ms, o.repeat, res.ttft_min_ms, res.ttft_max_ms, load_ms);
+               "\"ttft_ms_runs\":[",
+               r->ttft_ms, o.repeat, res.ttft_min_ms, res.ttft_max_ms);
+        for (int32_t i = 0; i < res.n_runs; i++)
+            printf("%s%.3f", i ? "," : "", res.runs[i].ttft_ms);
+        printf("],\"load_ms\":%.1f,\"session_ms\":%.1f,\"session_ranks\":%d,\"per_rank\":[",
+               load_ms, res.session_ms, res.session_ranks);
         for (int32_t i = 0; i < r->n_ranks; i++) {
             const kvr_rank_stats *s = &r->ranks[i];
             printf("%s{\"rank\":%d,\"chunk_start\":%lld,\"chunk\":%lld,\"compute_ms\":%.3f,"
@@ -792,6 +796,20 @@ int main(int argc, char **argv) {
                (double)kvr_model_weight_bytes(model) / (1 << 20), peak_rss_mb());
         printf("# transport %s, %d thread(s) per rank, %d run(s), median shown\n",
                kvr_comm_transport_name(o.transport), o.threads, o.repeat);
+        if (res.session_ranks > 0)
+            printf("# session ready in %.1f ms before the prompt: %d rank(s) here with their "
+                   "weights and workspaces, touched; TTFT runs from the ranks' start on the "
+                   "prompt\n",
+                   res.session_ms, res.session_ranks);
+        else
+            printf("# session: no prepared ranks (%s): each run makes its workspaces before its "
+                   "TTFT starts\n",
+                   res.mode == KVR_MODE_RING ? "mode ring" : "a device backend");
+        if (res.n_runs > 1) {
+            printf("# TTFT of each run (ms):");
+            for (int32_t i = 0; i < res.n_runs; i++) printf(" %.2f", res.runs[i].ttft_ms);
+            printf(" (the first: the session's first prompt)\n");
+        }
         if (o.auto_partition && res.has_predictor)
             printf("# partition auto from %s in %.2f us (warm: %.3f us per call; predictor "
                    "loaded in %.1f ms)\n",
