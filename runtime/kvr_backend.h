@@ -83,7 +83,8 @@ KVR_API void kvr_weights_free(kvr_weights *w); /* NULL is a no-op */
 
 /* Workspace for chunks of up to max_chunk tokens attending over up to max_ctx positions, with
  * n_threads threads for the ops (cpu). Allocates every activation and the KV cache once; the
- * cache starts zeroed. Errors: KVR_ERR_INVALID_ARG (1 <= max_chunk <= max_ctx, threads 1..1024),
+ * cache starts zeroed (cpu: every buffer, so all its pages are touched here, not by the first
+ * op). Errors: KVR_ERR_INVALID_ARG (1 <= max_chunk <= max_ctx, threads 1..1024),
  * KVR_ERR_NOMEM (the message gives the size). */
 KVR_API kvr_status kvr_workspace_create(const kvr_weights *w, int64_t max_chunk, int64_t max_ctx,
                                         int32_t n_threads, kvr_workspace **out, kvr_error *err);
