@@ -8,7 +8,8 @@
 # policy's run with its requests, kvr-db serving lists them and prints a run's requests as the
 # --records CSV has them; the real replay (--trace without --simulate) on the tiny preset with
 # --no-sleep prints the same table with every request finished, and with --db stores a
-# 'measured' run with its requests.
+# 'measured' run with its requests. --http: its usage errors (exit 2), a host that is not an
+# address and a port in use (exit 1, named); the server itself: tests/ref/test_http_server.py.
 set -u
 . "$(dirname "$0")/lib.sh"
 S="$1/kvr-serve"
@@ -97,7 +98,6 @@ check db_check 0 "ok \(schema version 7" -- "$D" --db "$tmp/s.db" check
 chmod a-w "$tmp/s.db"; [ -w "$tmp/s.db" ] || \
   check store_readonly 1 "--db .*s.db: .*not writable" -- "$S" "${SIM[@]}" --pool-gb 8 --db "$tmp/s.db"
 chmod u+w "$tmp/s.db"
-summary "kvr-serve cli"
 
 # the real replay on the tiny preset: every request finished, a measured run stored
 "$T" gen --rate 1000 --count 10 --prompt-tokens uniform:4,40 --output-tokens uniform:1,8 -o "$tmp/small.csv" >/dev/null
@@ -114,3 +114,20 @@ for r, w in zip(rows, want):
     assert float(r['arrival_s']) <= float(r['admitted_s']) < float(r['first_token_s']) <= float(r['finish_s'])
 print('ok')"
 check replay_preempt 0 "^chunked +10 +0 +[1-9]" -- "$S" --trace "$tmp/small.csv" --model tiny --no-sleep --pool-blocks 7 --block-tokens 8 --policy chunked --max-batched-tokens 16
+
+# --http: usage errors, and what the server cannot do (the server: tests/ref/test_http_server.py)
+check http_trace 2 "--http serves requests: --trace" -- "$S" --http 0 --trace "$tmp/t.csv" --model tiny --pool-blocks 32
+check http_temp 2 "sampling comes from each request" -- "$S" --http 0 --model tiny --pool-blocks 32 --temp 0.5
+check http_two_policies 2 "the server runs one policy" -- "$S" --http 0 --model tiny --pool-blocks 32 --policy vllm,chunked
+check http_port 2 "--http: " -- "$S" --http 70000 --model tiny --pool-blocks 32
+check host_without_http 2 "--host, --max-body and --grace apply to --http" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 32 --host 0.0.0.0
+check http_bad_host 1 "host 'localhost' is not an IPv4 address" -- "$S" --http 0 --host localhost --model tiny --pool-blocks 32
+python3 -c "
+import socket, subprocess, sys
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)
+r = subprocess.run([sys.argv[1], '--http', str(s.getsockname()[1]), '--model', 'tiny', '--pool-blocks', '32'],
+                   capture_output=True, text=True, timeout=60)
+sys.exit(0 if r.returncode == 1 and 'cannot listen on 127.0.0.1:' in r.stderr else 1)
+" "$S"
+same http_port_in_use "$?" 0
+summary "kvr-serve cli"
