@@ -178,8 +178,9 @@ static bool job_release(http_job *j, size_t upto) {
     const size_t n = upto - j->raw_released;
     if (!grow((void **)&j->text, &j->text_cap, j->text_len + n + 1, 1)) return false;
     memcpy(j->text + j->text_len, j->raw + j->raw_released, n);
+    j->text[j->text_len + n] = 0;
+    kvr_utf8_sanitize(j->text + j->text_len); /* bytes that are not UTF-8 become '?' (JSON) */
     j->text_len += n;
-    j->text[j->text_len] = 0;
     j->raw_released = upto;
     pthread_cond_broadcast(&j->cv);
     return true;
@@ -221,7 +222,7 @@ static bool on_token(void *user, int32_t req, int32_t tok) {
     bool go_on = true;
     for (int32_t i = 0; i < s->p.n_stop_ids; i++)
         if (s->stop_ids[i] == tok) j->stopped_by_eog = true; /* the engine ends it; no text */
-    char piece[256];
+    char piece[1024];
     int64_t n = 0;
     if (!j->stopped_by_eog && s->tok) {
         n = kvr_tokenizer_decode_token(s->tok, tok, piece, sizeof piece);

@@ -123,6 +123,9 @@ static kvr_status get_messages(http_request *r, const cJSON *v) {
         x->role = -1;
         bool has_content = false;
         for (const cJSON *f = m->child; f; f = f->next) {
+            for (const cJSON *g = m->child; g != f; g = g->next)
+                if (!strcmp(g->string, f->string))
+                    return bad(r, p, "'%s.%s' is given twice", p, f->string);
             if (!strcmp(f->string, "role")) {
                 for (int k = 0; k < 4 && cJSON_IsString(f); k++)
                     if (!strcmp(f->valuestring, http_roles[k])) x->role = k == 3 ? 0 : k;

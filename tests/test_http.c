@@ -106,6 +106,8 @@ static void test_parse_chat(void) {
             "role' must be");
     refused("{\"messages\":[{\"content\":\"x\"}]}", true, "messages[0]", "no role");
     refused("{\"messages\":[{\"role\":\"user\"}]}", true, "messages[0]", "no content");
+    refused("{\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"content\":\"y\"}]}", true,
+            "messages[0]", "'messages[0].content' is given twice"); /* found by fuzz_http: a leak */
     refused("{\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"x\":1}]}", true, "messages[0]",
             "unknown field 'x'");
     refused("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", true,
