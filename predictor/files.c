@@ -189,6 +189,18 @@ kvr_status kvr_predict_run_fit_to_json(const kvr_predict_run_fit *f, char **out,
         cJSON_AddBoolToObject(o, "head_constant", f->head_constant);
         predict_json_add_num(o, "err_band", f->err_band);
         cJSON_AddNumberToObject(o, "band_min_c", (double)f->band_min_c);
+        if (f->n_decode_samples > 0) {
+            cJSON *d = cJSON_AddObjectToObject(o, "decode_step");
+            if (d) {
+                predict_json_add_num(d, "k_us", f->decode.k_us);
+                predict_json_add_num(d, "per_seq_us", f->decode.per_seq_us);
+                predict_json_add_num(d, "per_ctx_token_us", f->decode.per_ctx_token_us);
+                cJSON_AddNumberToObject(d, "n_samples", f->n_decode_samples);
+                predict_json_add_num(d, "mape_in", f->decode_mape_in);
+                predict_json_add_num(d, "mape_cv", f->decode_mape_cv);
+                predict_json_add_num(d, "max_rel_cv", f->decode_max_rel_cv);
+            }
+        }
         cJSON_AddRawToObject(o, "costs", cj);
     }
     free(cj);
@@ -249,6 +261,37 @@ kvr_status kvr_predict_run_fit_from_json(const char *text, size_t len, const cha
             const cJSON *it = cJSON_GetObjectItemCaseSensitive(ns, kvr_op_name((kvr_op)op));
             r.n_samples[op] = cJSON_IsNumber(it) ? (int)it->valuedouble : 0;
         }
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "decode_step");
+        if (d) { /* optional: fits made before decode steps were profiled have none */
+            const char *keys[3] = {"k_us", "per_seq_us", "per_ctx_token_us"};
+            double v[3];
+            const cJSON *ns_d = cJSON_GetObjectItemCaseSensitive(d, "n_samples");
+            for (int i = 0; s == KVR_OK && i < 3; i++) {
+                const cJSON *it = cJSON_GetObjectItemCaseSensitive(d, keys[i]);
+                if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < 0)
+                    s = kvr_error_set(err, KVR_ERR_FORMAT,
+                                      "%s: \"decode_step.%s\" must be a number >= 0", name,
+                                      keys[i]);
+                else
+                    v[i] = it->valuedouble;
+            }
+            if (s == KVR_OK && (!cJSON_IsNumber(ns_d) || ns_d->valuedouble < 1))
+                s = kvr_error_set(err, KVR_ERR_FORMAT,
+                                  "%s: \"decode_step.n_samples\" must be a number >= 1", name);
+            if (s == KVR_OK) {
+                r.decode = (kvr_search_decode_step){v[0], v[1], v[2]};
+                r.n_decode_samples = (int)KVR_MIN(ns_d->valuedouble, INT32_MAX);
+                const cJSON *m;
+                m = cJSON_GetObjectItemCaseSensitive(d, "mape_in");
+                r.decode_mape_in = cJSON_IsNumber(m) ? m->valuedouble : NAN;
+                m = cJSON_GetObjectItemCaseSensitive(d, "mape_cv");
+                r.decode_mape_cv = cJSON_IsNumber(m) ? m->valuedouble : NAN;
+                m = cJSON_GetObjectItemCaseSensitive(d, "max_rel_cv");
+                r.decode_max_rel_cv = cJSON_IsNumber(m) ? m->valuedouble : NAN;
+            }
+        }
+    }
+    if (s == KVR_OK) {
         char cname[300];
         snprintf(cname, sizeof cname, "%s: costs", name);
         s = predict_costs_from_obj(cJSON_GetObjectItemCaseSensitive(root, "costs"), cname,

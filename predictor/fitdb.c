@@ -161,6 +161,32 @@ static kvr_status predict_run_overheads(const kvr_db_layer_sample *ls, int64_t n
     return s;
 }
 
+/* Fits the decode step from the "decode" layer samples (c = batch, prefix = context) into r;
+ * none profiled: r->n_decode_samples stays 0. */
+static kvr_status predict_run_decode(const kvr_db_layer_sample *ls, int64_t nl, int64_t run_id,
+                                     const kvr_predict_fit_options *o, kvr_predict_run_fit *r,
+                                     kvr_error *err) {
+    int n = 0;
+    for (int64_t i = 0; i < nl; i++) n += !strcmp(ls[i].op, KVR_SEARCH_DECODE_OP);
+    if (n == 0) return KVR_OK;
+    kvr_predict_decode_sample *d = malloc((size_t)n * sizeof *d);
+    if (!d) return kvr_error_set(err, KVR_ERR_NOMEM, "fit: out of memory");
+    n = 0;
+    for (int64_t i = 0; i < nl; i++)
+        if (!strcmp(ls[i].op, KVR_SEARCH_DECODE_OP))
+            d[n++] = (kvr_predict_decode_sample){ls[i].c, ls[i].prefix, ls[i].stats.median_us};
+    kvr_predict_decode_fit f;
+    kvr_status s = kvr_predict_fit_decode(d, n, o, &f, err);
+    free(d);
+    if (s != KVR_OK) return kvr_error_prefix(err, "run %lld", (long long)run_id), s;
+    r->n_decode_samples = n;
+    r->decode = f.step;
+    r->decode_mape_in = f.cv.mape_in;
+    r->decode_mape_cv = f.cv.k ? f.cv.mape_out : NAN;
+    r->decode_max_rel_cv = f.cv.k ? f.cv.max_rel_out : NAN;
+    return KVR_OK;
+}
+
 kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
                                const kvr_predict_fit_options *opt, kvr_predict_run_fit *out,
                                kvr_error *err) {
@@ -336,6 +362,10 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
     /* fixed overheads per schedule from the run's overhead samples (kvr-profile's overheads
      * step: the median excess of measured over per-op-predicted TTFT at each layer count) */
     s = predict_run_overheads(ls, nl, run_id, c, &r, err);
+    if (s != KVR_OK) goto done;
+
+    /* the serving decode step from the run's batched decode samples (kvr-profile --decode) */
+    s = predict_run_decode(ls, nl, run_id, &o, &r, err);
     if (s != KVR_OK) goto done;
 
     /* the error band: held-out error of the per-layer time prompts are made of */

@@ -243,6 +243,11 @@ typedef struct kvr_predict_run_fit {
      * (When no chunk size has all three: the ops' own held-out maxima.) */
     double err_band;
     int64_t band_min_c;
+    /* The serving decode step (kvr_search_decode_step) fitted from the run's "decode" samples
+     * (kvr_predict_fit_decode): n_decode_samples 0 = none profiled (the rest unset). */
+    int n_decode_samples;
+    kvr_search_decode_step decode;
+    double decode_mape_in, decode_mape_cv, decode_max_rel_cv; /* fractions; NaN: no CV */
 } kvr_predict_run_fit;
 KVR_API void kvr_predict_run_fit_free(kvr_predict_run_fit *f); /* NULL-safe; zeroes it */
 

@@ -143,6 +143,33 @@ KVR_API kvr_status kvr_predict_fit_link(const kvr_predict_link_sample *rows, int
                                         kvr_error *err);
 
 // ----------------------------------------------------------------------------
+// the serving decode step (docs/serving.md, "Decode-step costs")
+
+/* One profiled batched decode iteration: batch requests, ctx cached tokens in all (each
+ * request's cache plus its new token), the median time of the whole step. */
+typedef struct kvr_predict_decode_sample {
+    int64_t batch, ctx;
+    double time_us;
+} kvr_predict_decode_sample;
+
+typedef struct kvr_predict_decode_fit {
+    kvr_search_decode_step step; /* k_us + per_seq_us * B + per_ctx_token_us * T, each >= 0 */
+    kvr_predict_lsq lsq;         /* the least-squares fit (coef: k, per_seq, per_ctx_token) */
+    kvr_predict_cv cv;           /* k-fold held-out relative errors (k 0: too few to hold out) */
+} kvr_predict_decode_fit;
+
+/* Fit time = k + s B + t T over n samples by non-negative least squares (GSL, relative weights
+ * as the op fits: opt->lsq; NULL = kvr_predict_fit_options_default()), and its k-fold held-out
+ * error (opt->cv_folds, fewer when there are fewer than 2 samples per fold; none below 5
+ * samples). Errors: KVR_ERR_INVALID_ARG (fewer than 4 samples: "decode fit: 3 samples, need at
+ * least 4 ...", fewer than 2 batch sizes, a batch < 1, ctx < batch, a non-positive or
+ * non-finite time -- naming the sample), KVR_ERR_NUMERIC (a rank-deficient design: B and T
+ * proportional in every sample). */
+KVR_API kvr_status kvr_predict_fit_decode(const kvr_predict_decode_sample *s, int n,
+                                          const kvr_predict_fit_options *opt,
+                                          kvr_predict_decode_fit *out, kvr_error *err);
+
+// ----------------------------------------------------------------------------
 // fitted cost models
 
 /* Fit every op present in rows and, when n_links > 0, the default link; ops without rows stay

@@ -338,6 +338,9 @@ kvr_profile_params kvr_profile_params_default(void) {
     p.comm_per_octave = 1;
     p.seed = 1234;
     p.overheads = true;
+    p.decode = true;
+    p.decode_max_batch = 32;
+    p.decode_n_ctx = 3;
     return p;
 }
 
@@ -358,7 +361,8 @@ kvr_status kvr_profile_params_format(const kvr_profile_params *p, char *buf, siz
     int n = snprintf(buf, len,
                      "grid=%s;c=%lld:%lld:%g;ctx=%lld;p=%lld:%g;refine=%d:%g;clist=%s;plist=%s;"
                      "timing=%d:%d:%d:%g:%g;ops=%s;threads=%d;comm=%d;ranks=%d;transport=%s;"
-                     "compute=%d;bytes=%lld:%lld:%g;seed=%llu;layers=%d;overheads=%d;model=%s",
+                     "compute=%d;bytes=%lld:%lld:%g;seed=%llu;layers=%d;overheads=%d;"
+                     "decode=%d:%d:%d;model=%s",
                      p->grid.name, (long long)p->grid.c_min, (long long)p->grid.c_max,
                      p->grid.c_per_octave, (long long)p->grid.ctx_max, (long long)p->grid.p_min,
                      p->grid.p_per_octave, p->grid.refine_levels, p->grid.refine_tol, cl, pl,
@@ -368,7 +372,8 @@ kvr_status kvr_profile_params_format(const kvr_profile_params *p, char *buf, siz
                      kvr_comm_transport_name(p->transport), p->comm_compute ? 1 : 0,
                      (long long)p->comm_min_bytes, (long long)p->comm_max_bytes,
                      p->comm_per_octave, (unsigned long long)p->seed, p->model_layers,
-                     p->overheads ? 1 : 0, p->model);
+                     p->overheads ? 1 : 0, p->decode ? 1 : 0, p->decode_max_batch,
+                     p->decode_n_ctx, p->model);
     if (n < 0 || (size_t)n >= len)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "profile parameters longer than %zu bytes",
                              len);
@@ -469,6 +474,9 @@ kvr_status kvr_profile_params_parse(const char *s, kvr_profile_params *out, kvr_
         } else if (!strcmp(key, "overheads")) { /* absent (runs before it): the default */
             ok = sscanf(val, "%d", &i1) == 1;
             p.overheads = i1 != 0;
+        } else if (!strcmp(key, "decode")) { /* absent (runs before it): the default */
+            ok = sscanf(val, "%d:%d:%d", &i1, &i2, &i3) == 3 && i2 >= 1 && i3 >= 1;
+            p.decode = i1 != 0, p.decode_max_batch = i2, p.decode_n_ctx = i3;
         } /* unknown keys: written by a newer kvr; ignored */
         if (!ok) return kvr_error_set(err, KVR_ERR_FORMAT, "run parameters: bad value for %s: '%s'",
                                       key, val);

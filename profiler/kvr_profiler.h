@@ -141,6 +141,10 @@ typedef struct kvr_profile_params {
     int32_t model_layers;  /* presets: layer override (0 = preset's) */
     bool overheads;        /* the schedules' fixed overheads after the layer ops (default true;
                               kvr_profile_overheads; needs the layer ops and a host backend) */
+    bool decode;           /* batched decode steps (default true; kvr_profile_decode; a backend
+                              with a paged KV pool: cpu) */
+    int32_t decode_max_batch; /* decode steps: batch sizes 1, 2, 4, ... up to this */
+    int32_t decode_n_ctx;     /* decode steps: contexts per batch size, log-spaced */
     char model[512];       /* path or preset name */
 } kvr_profile_params;
 
@@ -248,6 +252,35 @@ KVR_API kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_m
                                          kvr_error *err);
 
 // ----------------------------------------------------------------------------
+// batched decode steps (decode.c; docs/profiler.md, "Decode steps")
+
+typedef struct kvr_prof_decode_point {
+    int32_t batch;       /* B requests, one new token each */
+    int64_t ctx_per_seq; /* tokens of each request's cache after the step (its new one included) */
+    int64_t ctx;         /* T = batch * ctx_per_seq: the context the step reads in all */
+} kvr_prof_decode_point;
+
+/* The decode grid: B = 1, 2, 4, ... <= p->decode_max_batch; for each, p->decode_n_ctx per-request
+ * contexts log-spaced from 16 to min(p->grid.ctx_max / B, model_max_context (0: no cap)),
+ * distinct (a B whose largest context is below 2 is left out). *out is malloc'd.
+ * Errors: KVR_ERR_INVALID_ARG (decode_max_batch or decode_n_ctx < 1, ctx_max < 2), NOMEM. */
+KVR_API kvr_status kvr_profile_decode_points(const kvr_profile_params *p,
+                                             int64_t model_max_context,
+                                             kvr_prof_decode_point **out, int32_t *n,
+                                             kvr_error *err);
+/* Time whole batched decode iterations as the serving engine runs them: for each point of the
+ * grid, kvr_batch_run over B requests (each with ctx_per_seq - 1 tokens cached in its own blocks
+ * of a paged pool sized for the largest point, one new token, logits wanted) followed by one
+ * greedy sampler draw per request, with the timing harness (p->timing with at least 1 warm-up
+ * and 3, at most 30 measured runs); stored as layer samples op "decode" (KVR_SEARCH_DECODE_OP),
+ * c = B, prefix = T. Points already stored are skipped (resume); *hooks->stop ends it between
+ * points. Errors: KVR_ERR_UNSUPPORTED for a backend without a paged KV pool (cuda today: the
+ * message names it), NOMEM (the pool), the runner's, db errors. */
+KVR_API kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
+                                      const kvr_profile_params *p, const kvr_profile_hooks *hooks,
+                                      kvr_profile_result *res, kvr_error *err);
+
+// ----------------------------------------------------------------------------
 // a profile run's lifecycle (run.c): what kvr-profile does between parsing and printing
 
 /* Where kvr_profile_run stopped with an error (the message says why; tools prefix it). */
@@ -303,7 +336,7 @@ struct kvr_profile_run_info {
     kvr_db_model model;          /* rank 0: the model's record */
     kvr_profile_params params;   /* every rank: what was profiled */
     char model_source[1024];     /* the model as loaded (path or preset) */
-    kvr_profile_result layers, transfers, overheads;
+    kvr_profile_result layers, transfers, overheads, decode;
     bool resumed;
     bool stopped;                /* interrupted by *stop: the run is incomplete, resumable */
     bool resumable;              /* STAGE_PROFILE errors: the run was left incomplete (I/O, db,

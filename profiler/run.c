@@ -155,7 +155,16 @@ static kvr_status prun_measure(const kvr_profile_run_params *p, bool root, const
                                    &info->overheads, err);
         if (p->on_phase) p->on_phase(p->user, "overheads", false);
     }
-    info->stopped = info->layers.stopped || info->overheads.stopped || info->transfers.stopped;
+    /* batched decode steps (serving): one process; the backend's paged pool (cpu) */
+    if (st == KVR_OK && !info->layers.stopped && !info->transfers.stopped &&
+        !info->overheads.stopped && pp->decode && !p->comm && root &&
+        (pp->ops & KVR_PROF_OPS_ALL) == KVR_PROF_OPS_ALL) {
+        if (p->on_phase) p->on_phase(p->user, "decode", true);
+        st = kvr_profile_decode(p->db, info->run.id, model, pp, &hooks, &info->decode, err);
+        if (p->on_phase) p->on_phase(p->user, "decode", false);
+    }
+    info->stopped = info->layers.stopped || info->overheads.stopped || info->transfers.stopped ||
+                    info->decode.stopped;
     if (st != KVR_OK) {
         info->stage = KVR_PROFILE_STAGE_PROFILE;
         /* a full disk, a busy or failing store, a lost rank: what was stored stays, resumable */
@@ -175,6 +184,7 @@ static kvr_status prun_measure(const kvr_profile_run_params *p, bool root, const
         snprintf(note, sizeof note, "interrupted after %lld points",
                  (long long)(info->layers.n_measured + info->layers.n_skipped +
                              info->overheads.n_measured + info->overheads.n_skipped +
+                             info->decode.n_measured + info->decode.n_skipped +
                              info->transfers.n_measured + info->transfers.n_skipped));
     st = kvr_db_run_set_status(p->db, info->run.id,
                                info->stopped ? KVR_RUN_INCOMPLETE : KVR_RUN_COMPLETE, note, err);

@@ -361,6 +361,32 @@ kvr_search_overhead kvr_search_costs_overhead(const kvr_search_costs *m, kvr_mod
     return m->ovh[mode];
 }
 
+/* Sets the serving decode step; see kvr_search.h. */
+kvr_status kvr_search_costs_set_decode_step(kvr_search_costs *m, const kvr_search_decode_step *d,
+                                            const char *how, kvr_error *err) {
+    if (!m || !d) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "decode_step: NULL argument");
+    const double v[3] = {d->k_us, d->per_seq_us, d->per_ctx_token_us};
+    for (int i = 0; i < 3; i++)
+        if (!isfinite(v[i]) || v[i] < 0)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "decode_step: k_us, per_seq_us and per_ctx_token_us must be "
+                                 "finite and >= 0 (got %g, %g, %g)",
+                                 v[0], v[1], v[2]);
+    if (v[0] + v[1] + v[2] <= 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "decode_step: all three terms are 0");
+    m->decode = *d;
+    snprintf(m->decode_how, sizeof m->decode_how, "%s", how && *how ? how : "given");
+    return KVR_OK;
+}
+
+bool kvr_search_costs_decode_step(const kvr_search_costs *m, kvr_search_decode_step *out,
+                                  const char **how) {
+    if (!m || !m->decode_how[0]) return false;
+    if (out) *out = m->decode;
+    if (how) *how = m->decode_how;
+    return true;
+}
+
 static const char *const ovh_ops[KVR_MODE_COUNT] = {"ovh_single", "ovh_kvr", "ovh_tsp",
                                                      "ovh_ring"};
 
@@ -690,8 +716,9 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
     static const char *const k_merge[] = {"k_us", "per_row_us", NULL};
     static const char *const k_top[] = {"layers", "kv_bytes_per_token", "embed_us", "head_us",
                                         "pre", "attn", "post", "link", "links", "allgather",
-                                        "merge", "overheads", "model", "device", "dtype",
-                                        "source", "notes",
+                                        "merge", "overheads", "decode_step", "model",
+                                        "device", "dtype",
+                                        "source", "notes", "decode_notes",
                                         "comment", NULL};
     if (!cJSON_IsObject(root))
         return kvr_error_set(cp->err, KVR_ERR_FORMAT, "%s: the top level must be a JSON object",
@@ -762,6 +789,19 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
             KVR_TRY(costs_get_num(cp, one, pfx, "layer_us", &ovh[md].layer_us, &there));
         }
     }
+    kvr_search_decode_step dstep = {0, 0, 0};
+    const bool has_dstep = cJSON_GetObjectItemCaseSensitive(root, "decode_step") != NULL;
+    if (has_dstep) {
+        static const char *const k_ds[] = {"k_us", "per_seq_us", "per_ctx_token_us", NULL};
+        KVR_TRY(costs_get_obj(cp, root, "decode_step", k_ds, &o));
+        KVR_TRY(costs_get_num(cp, o, "decode_step.", "k_us", &dstep.k_us, NULL));
+        KVR_TRY(costs_get_num(cp, o, "decode_step.", "per_seq_us", &dstep.per_seq_us, NULL));
+        KVR_TRY(costs_get_num(cp, o, "decode_step.", "per_ctx_token_us", &dstep.per_ctx_token_us,
+                              NULL));
+        if (dstep.k_us + dstep.per_seq_us + dstep.per_ctx_token_us <= 0)
+            return kvr_error_set(cp->err, KVR_ERR_FORMAT,
+                                 "%s: \"decode_step\" has all three terms 0", cp->name);
+    }
     const char *strs[4] = {NULL, NULL, NULL, NULL};
     static const char *const str_keys[4] = {"model", "device", "dtype", "source"};
     for (int i = 0; i < 4; i++) {
@@ -783,6 +823,11 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
     for (int md = 0; has_ovh && s == KVR_OK && md < KVR_MODE_COUNT; md++)
         s = kvr_search_costs_set_overhead(m, (kvr_mode)md, ovh[md].run_us, ovh[md].layer_us,
                                           "cost file", cp->err);
+    if (s == KVR_OK && has_dstep) {
+        char how[160];
+        snprintf(how, sizeof how, "cost file %s", cp->name);
+        s = kvr_search_costs_set_decode_step(m, &dstep, how, cp->err);
+    }
     if (s == KVR_OK) s = costs_set_str(&m->source, strs[3] ? strs[3] : cp->name, cp->err);
     if (s == KVR_OK && strs[0]) s = costs_set_str(&m->model_name, strs[0], cp->err);
     if (s == KVR_OK && strs[1]) s = costs_set_str(&m->device, strs[1], cp->err);
@@ -991,6 +1036,17 @@ cJSON *search_costs_describe_json(const kvr_search_costs *m) {
         if (ov) cJSON_AddStringToObject(ov, "source", m->ovh_how);
     } else {
         cJSON_AddNullToObject(o, "overheads");
+    }
+    if (m->decode_how[0]) {
+        cJSON *ds = cJSON_AddObjectToObject(o, "decode_step");
+        if (ds) {
+            cJSON_AddNumberToObject(ds, "k_us", m->decode.k_us);
+            cJSON_AddNumberToObject(ds, "per_seq_us", m->decode.per_seq_us);
+            cJSON_AddNumberToObject(ds, "per_ctx_token_us", m->decode.per_ctx_token_us);
+            cJSON_AddStringToObject(ds, "source", m->decode_how);
+        }
+    } else {
+        cJSON_AddNullToObject(o, "decode_step");
     }
     return o;
 }

@@ -203,6 +203,26 @@ KVR_API kvr_status kvr_search_overhead_fit(const int *n_layers, const double *ex
                                            kvr_search_overhead *out, bool *clamped,
                                            kvr_error *err);
 
+/* The decode step of a serving iteration (kvr_serving.h's simulator): B requests decoding one
+ * token each over T cached tokens in all (each request's cache plus its new token) take
+ * k_us + per_seq_us * B + per_ctx_token_us * T microseconds, the whole model (embedding, every
+ * layer, the head, sampling). Fitted by kvr-fit from a profile's "decode" samples
+ * (kvr_search_decode_op; docs/serving.md, "Decode-step costs"), or a JSON cost file's optional
+ * "decode_step": {"k_us", "per_seq_us", "per_ctx_token_us"}. how (copied, may be NULL) says where
+ * the numbers came from. Errors: KVR_ERR_INVALID_ARG (negative or non-finite, all zero). */
+typedef struct kvr_search_decode_step {
+    double k_us, per_seq_us, per_ctx_token_us;
+} kvr_search_decode_step;
+KVR_API kvr_status kvr_search_costs_set_decode_step(kvr_search_costs *m,
+                                                    const kvr_search_decode_step *d,
+                                                    const char *how, kvr_error *err);
+/* Whether m has a decode step; *out (may be NULL) receives it, *how (may be NULL) its source. */
+KVR_API bool kvr_search_costs_decode_step(const kvr_search_costs *m, kvr_search_decode_step *out,
+                                          const char **how);
+/* The layer_samples.op of a profile's decode-step samples: "decode" (c = batch size B, prefix =
+ * total cached context T; docs/profiler.md, "Decode steps"). */
+#define KVR_SEARCH_DECODE_OP "decode"
+
 KVR_API int kvr_search_costs_n_layers(const kvr_search_costs *m);
 /* Largest rank count the links support (INT32_MAX when a default link covers every pair). */
 KVR_API int kvr_search_costs_max_ranks(const kvr_search_costs *m);

@@ -45,6 +45,8 @@ struct kvr_search_costs {
     char merge_how[160];                 /* where they came from ("" = not set) */
     kvr_search_overhead ovh[KVR_MODE_COUNT]; /* fixed overheads per schedule (0: none) */
     char ovh_how[160];                       /* where they came from ("" = never set) */
+    kvr_search_decode_step decode;           /* serving decode step (decode_how "" = unset) */
+    char decode_how[160];
 };
 
 /* Link parameters for src -> dst: listed link first, then the default. false if none. */

@@ -199,10 +199,14 @@ KVR_API kvr_status kvr_serving_summarize(const kvr_serving_record *r, int64_t n,
 
 /* One decode iteration of B requests with T tokens of context in all (each decoding request's
  * cache plus its new token): k_us + per_seq_us * B + per_ctx_token_us * T microseconds, the
- * whole model (layers, head, sampling) -- the form fitted from profiled batched decode steps.
- * All zero: derived from the prefill ops instead: per layer pre(B) + post(B) and one batched
- * attention call, attn(1, 0) plus each request's increment attn(1, its cache) - attn(1, 0); the
- * head once (one GEMM over the sampled rows) (docs/serving.md). */
+ * whole model (layers, head, sampling) -- the form fitted from profiled batched decode steps
+ * (kvr_search_decode_step). The simulator prices decode items, in this order of precedence:
+ * kvr_serving_sim_params.decode when not all zero (kvr-serve --decode-costs); else the cost
+ * model's decode step when it has one (kvr_search_costs_decode_step: kvr-fit's fit of a
+ * profile's decode samples, or a cost file's "decode_step"); else derived from the prefill ops:
+ * per layer pre(B) + post(B) and one batched attention call, attn(1, 0) plus each request's
+ * increment attn(1, its cache) - attn(1, 0); the head once (one GEMM over the sampled rows)
+ * (docs/serving.md). */
 typedef struct kvr_serving_decode_costs {
     double k_us, per_seq_us, per_ctx_token_us;
 } kvr_serving_decode_costs;
@@ -226,9 +230,10 @@ KVR_API kvr_status kvr_serving_occupancy_bins(const kvr_serving_occupancy *o, do
 typedef struct kvr_serving_sim_params {
     kvr_sched_params sched;
     const kvr_search_costs *costs;   /* the prefill ops (search/), borrowed */
-    kvr_serving_decode_costs decode; /* all zero: from costs */
+    kvr_serving_decode_costs decode; /* all zero: the costs' decode step, else the prefill ops */
     kvr_serving_occupancy *occupancy; /* optional output (NULL: none): emptied, then filled with
                                        * the blocks held in each iteration (idle time: 0) */
+    bool decode_from_ops; /* price decode from the prefill ops even when costs has a decode step */
 } kvr_serving_sim_params;
 
 typedef struct kvr_serving_sim_stats {
@@ -238,6 +243,8 @@ typedef struct kvr_serving_sim_stats {
     int64_t peak_blocks;     /* most pool blocks in use after planning an iteration */
     double mean_blocks;      /* pool blocks in use, averaged over busy time */
     bool decode_from_ops;    /* decode costs derived from the prefill ops */
+    bool decode_from_costs;  /* decode costs: the cost model's decode step */
+    kvr_serving_decode_costs decode; /* the coefficients used (all zero: from the ops) */
 } kvr_serving_sim_stats;
 
 /* Replay the trace (arrival times as they are, no sleeping) through a kvr_sched with the

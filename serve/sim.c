@@ -11,7 +11,7 @@
 
 /* The iteration's time in microseconds (the pricing in kvr_serving.h). */
 static double iteration_us(const kvr_sched_batch *b, const kvr_serving_sim_params *p,
-                           bool from_ops) {
+                           const kvr_serving_decode_costs *dc, bool from_ops) {
     const kvr_search_costs *m = p->costs;
     const int L = kvr_search_costs_n_layers(m);
     int64_t tp = 0, nd = 0, ctx = 0;
@@ -36,8 +36,7 @@ static double iteration_us(const kvr_sched_batch *b, const kvr_serving_sim_param
         us += L * (kvr_search_costs_pre_us(m, nd) + kvr_search_costs_post_us(m, nd) + attn1 + dattn);
         head = true;
     } else if (nd > 0)
-        us += p->decode.k_us + p->decode.per_seq_us * (double)nd +
-              p->decode.per_ctx_token_us * (double)ctx;
+        us += dc->k_us + dc->per_seq_us * (double)nd + dc->per_ctx_token_us * (double)ctx;
     if (head) us += kvr_search_costs_head_us(m);
     return us;
 }
@@ -110,13 +109,21 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
                                 kvr_error *err) {
     if (!t || !p || !p->costs || !out)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "serving simulator: missing argument");
-    const kvr_serving_decode_costs *dc = &p->decode;
+    kvr_serving_decode_costs dcv = p->decode;
+    const kvr_serving_decode_costs *dc = &dcv;
     if (!(dc->k_us >= 0 && dc->per_seq_us >= 0 && dc->per_ctx_token_us >= 0))
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "serving simulator: decode costs must be >= 0 (k %g, per_seq %g, "
                              "per_ctx_token %g us)",
                              dc->k_us, dc->per_seq_us, dc->per_ctx_token_us);
-    const bool from_ops = dc->k_us == 0 && dc->per_seq_us == 0 && dc->per_ctx_token_us == 0;
+    bool from_ops = dc->k_us == 0 && dc->per_seq_us == 0 && dc->per_ctx_token_us == 0;
+    bool from_costs = false;
+    kvr_search_decode_step ds;
+    if (from_ops && !p->decode_from_ops && kvr_search_costs_decode_step(p->costs, &ds, NULL)) {
+        dcv = (kvr_serving_decode_costs){ds.k_us, ds.per_seq_us, ds.per_ctx_token_us};
+        from_ops = false;
+        from_costs = true;
+    }
     const int64_t n = t->n_requests;
     if (n > INT32_MAX)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "serving simulator: %lld requests (at most %d)",
@@ -130,7 +137,7 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
     }
     kvr_serving_occupancy *occ = p->occupancy;
     if (occ) occ->n = 0;
-    kvr_serving_sim_stats st = {0, 0, 0, 0, 0, from_ops};
+    kvr_serving_sim_stats st = {0, 0, 0, 0, 0, from_ops, from_costs, dcv};
     kvr_status rc = KVR_OK;
     double now = 0, block_s = 0;
     int64_t next = 0, done = 0;
@@ -177,7 +184,7 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
             if (r->admitted_s < 0) r->admitted_s = now;
         }
         if (!occ_push(occ, now, b.blocks_used)) goto nomem;
-        const double dt = iteration_us(&b, p, from_ops) * 1e-6;
+        const double dt = iteration_us(&b, p, dc, from_ops) * 1e-6;
         st.iterations++;
         st.busy_s += dt;
         block_s += dt * (double)b.blocks_used;

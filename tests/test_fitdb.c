@@ -603,6 +603,46 @@ static void put_ovh(kvr_db *db, int64_t run, const char *op, int64_t layers, int
     KVR_CHECK_OK(kvr_db_layer_sample_put(db, &s, &e), &e);
 }
 
+/* kvr-fit fits the serving decode step from a run's "decode" samples (c = B, prefix = T), keeps
+ * it through the store's JSON, and reports none when the run has no decode samples; too few
+ * decode samples fail the fit with the fit's message. */
+static void test_fit_decode_step(void) {
+    const char *path = kvr_test_tmp_path("dec.db");
+    kvr_test_rm_db(path);
+    kvr_db *db;
+    kvr_error e = {0};
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    int64_t run = make_run(db, &good);
+    kvr_predict_run_fit rf, back;
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
+    KVR_CHECK_EQ_INT(rf.n_decode_samples, 0);
+    kvr_predict_run_fit_free(&rf);
+    int n = 0;
+    for (int64_t b = 1; b <= 8; b *= 2)
+        for (int64_t s = 16; s <= 256; s *= 4, n++)
+            put_ovh(db, run, "decode", b, b * s, 5000 + 300.0 * (double)b + 2.0 * (double)(b * s));
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
+    KVR_CHECK_EQ_INT(rf.n_decode_samples, n);
+    KVR_CHECK_NEAR(rf.decode.k_us, 5000, 1e-6, 1e-7);
+    KVR_CHECK_NEAR(rf.decode.per_seq_us, 300, 1e-6, 1e-7);
+    KVR_CHECK_NEAR(rf.decode.per_ctx_token_us, 2, 1e-9, 1e-7);
+    KVR_CHECK(rf.decode_mape_cv < 1e-9);
+    int64_t id = 0;
+    KVR_CHECK_OK(kvr_predict_run_fit_store(db, &rf, &id, &e), &e);
+    KVR_CHECK_OK(kvr_predict_run_fit_load(db, run, 0, 0, &back, NULL, &e), &e);
+    KVR_CHECK_EQ_INT(back.n_decode_samples, n);
+    KVR_CHECK(back.decode.k_us == rf.decode.k_us && back.decode.per_seq_us == rf.decode.per_seq_us &&
+              back.decode.per_ctx_token_us == rf.decode.per_ctx_token_us);
+    kvr_predict_run_fit_free(&back);
+    kvr_predict_run_fit_free(&rf);
+    /* a second run with three decode samples: the fit refuses, naming the run */
+    int64_t run2 = make_run(db, &good);
+    for (int64_t b = 1; b <= 4; b *= 2) put_ovh(db, run2, "decode", b, 64 * b, 1000.0 * (double)b);
+    KVR_CHECK(kvr_predict_fit_run(db, run2, run2, NULL, &rf, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "3 samples, need at least 4") != NULL);
+    kvr_db_close(db);
+}
+
 /* kvr-fit carries the overheads step's samples: per schedule run_us + layer_us * layers fitted
  * from the stored excesses (negative terms clamped at 0), kept through the store and the JSON,
  * and every prediction made from the costs includes them. */
@@ -699,7 +739,8 @@ static const kvr_test_case cases[] = {
     {"store_all_or_nothing", test_store_all_or_nothing},
     {"predictor_file_and_gaps", test_predictor_file_and_gaps},
     {"kvrp_flow", test_kvrp_flow},
-    {"fit_overheads", test_fit_overheads}, /* last: it draws from the shared noise */
+    {"fit_overheads", test_fit_overheads},
+    {"fit_decode_step", test_fit_decode_step}, /* last: it draws from the shared noise */
 };
 
 int main(int argc, char **argv) {

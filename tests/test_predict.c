@@ -1196,6 +1196,47 @@ static void test_calib_store(void) {
     kvr_db_close(db);
 }
 
+/* The decode step: NNLS recovers known coefficients from exact and noisy samples over a B x T
+ * grid, reports held-out error, and refuses too few samples, one batch size, bad values. */
+static void test_fit_decode(void) {
+    kvr_predict_decode_sample s[32];
+    int n = 0;
+    const double K = 60000, S = 4700, T = 7.9;
+    for (int b = 1; b <= 16; b *= 2)
+        for (int k = 0; k < 3; k++) {
+            const int64_t ctx = (int64_t)b * (16 << (2 * k));
+            s[n++] = (kvr_predict_decode_sample){b, ctx, K + S * b + T * (double)ctx};
+        }
+    kvr_predict_decode_fit f;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_predict_fit_decode(s, n, NULL, &f, &e), &e);
+    KVR_CHECK_NEAR(f.step.k_us, K, 1e-6, 1e-7);
+    KVR_CHECK_NEAR(f.step.per_seq_us, S, 1e-6, 1e-7);
+    KVR_CHECK_NEAR(f.step.per_ctx_token_us, T, 1e-9, 1e-7);
+    KVR_CHECK(f.cv.k >= 2 && f.cv.mape_out < 1e-9);
+    /* +-2 % multiplicative noise (deterministic): the coefficients within a few percent */
+    for (int i = 0; i < n; i++) s[i].time_us *= 1 + 0.02 * ((i * 7919) % 5 - 2) / 2.0;
+    KVR_CHECK_OK(kvr_predict_fit_decode(s, n, NULL, &f, &e), &e);
+    KVR_CHECK_NEAR(f.step.k_us, K, 0, 0.05);
+    KVR_CHECK_NEAR(f.step.per_seq_us, S, 0, 0.15);
+    KVR_CHECK_NEAR(f.step.per_ctx_token_us, T, 0, 0.15);
+    KVR_CHECK(f.cv.mape_out > 0 && f.cv.mape_out < 0.05);
+    /* a negative true term is held at 0, not fitted negative */
+    for (int i = 0; i < n; i++) s[i].time_us = 1000 + 50 * (double)s[i].ctx - 20 * (double)s[i].batch;
+    KVR_CHECK_OK(kvr_predict_fit_decode(s, n, NULL, &f, &e), &e);
+    KVR_CHECK(f.step.k_us >= 0 && f.step.per_seq_us >= 0 && f.step.per_ctx_token_us > 0);
+    /* too few samples, one batch size, bad values: clear messages */
+    KVR_CHECK(kvr_predict_fit_decode(s, 3, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "3 samples, need at least 4") != NULL);
+    kvr_predict_decode_sample one[4] = {{2, 40, 10}, {2, 80, 12}, {2, 160, 15}, {2, 320, 20}};
+    KVR_CHECK(kvr_predict_fit_decode(one, 4, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "two batch sizes") != NULL);
+    one[1].batch = 1;
+    one[3].time_us = -1;
+    KVR_CHECK(kvr_predict_fit_decode(one, 4, NULL, &f, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "sample 3") != NULL);
+}
+
 static const kvr_test_case cases[] = {
     {"nist_norris", test_nist_norris},
     {"nist_longley", test_nist_longley},
@@ -1206,6 +1247,7 @@ static const kvr_test_case cases[] = {
     {"robust", test_robust},
     {"cv", test_cv},
     {"bad_input", test_bad_input},
+    {"fit_decode", test_fit_decode},
     {"fit_ops", test_fit_ops},
     {"costs_to_search", test_costs_to_search},
     {"json_fits", test_json_fits},

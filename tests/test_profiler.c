@@ -455,6 +455,60 @@ static void test_profile_layers_tiny(void) {
     kvr_model_destroy(m);
 }
 
+/* Batched decode steps on the tiny preset: the grid, one "decode" sample per point (c = B,
+ * prefix = T) with sane statistics, resume skipping what is stored. */
+static void test_profile_decode_tiny(void) {
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    kvr_model *m = NULL;
+    kvr_db *db = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_model_load("tiny", &lp, &m, &err), &err);
+    KVR_CHECK_OK(kvr_db_open(":memory:", NULL, &db, &err), &err);
+    if (!m || !db) return;
+    kvr_db_run r = kvr_db_run_init("profile");
+    KVR_CHECK_OK(kvr_db_run_insert(db, &r, &err), &err);
+    kvr_profile_params p = tiny_params();
+    p.decode_max_batch = 4;
+    p.decode_n_ctx = 2;
+    /* ctx_max 64: B=1 {16, 64}, B=2 {16, 32}, B=4 {16} (16 twice: once) */
+    kvr_prof_decode_point *pts = NULL;
+    int32_t np = 0;
+    KVR_CHECK_OK(kvr_profile_decode_points(&p, 0, &pts, &np, &err), &err);
+    KVR_CHECK_EQ_INT(np, 5);
+    if (np == 5) {
+        KVR_CHECK(pts[0].batch == 1 && pts[0].ctx_per_seq == 16 && pts[1].ctx_per_seq == 64);
+        KVR_CHECK(pts[3].batch == 2 && pts[3].ctx == 64 && pts[4].batch == 4 && pts[4].ctx == 64);
+    }
+    free(pts);
+    kvr_profile_result res;
+    KVR_CHECK_OK(kvr_profile_decode(db, r.id, m, &p, NULL, &res, &err), &err);
+    KVR_CHECK_EQ_INT(res.n_points, 5);
+    KVR_CHECK_EQ_INT(res.n_measured, 5);
+    kvr_db_layer_sample *s = NULL;
+    int64_t n = 0;
+    KVR_CHECK_OK(kvr_db_layer_samples_get(db, r.id, &s, &n, &err), &err);
+    KVR_CHECK_EQ_INT(n, 5);
+    for (int64_t i = 0; i < n; i++) {
+        KVR_CHECK(strcmp(s[i].op, KVR_SEARCH_DECODE_OP) == 0);
+        KVR_CHECK(s[i].c >= 1 && s[i].c <= 4 && s[i].prefix % s[i].c == 0);
+        KVR_CHECK(s[i].stats.median_us > 0 && s[i].stats.n_iters >= 3);
+        KVR_CHECK(s[i].stats.min_us <= s[i].stats.median_us);
+    }
+    kvr_db_free(s);
+    KVR_CHECK_OK(kvr_profile_decode(db, r.id, m, &p, NULL, &res, &err), &err);
+    KVR_CHECK_EQ_INT(res.n_skipped, 5);
+    KVR_CHECK_EQ_INT(res.n_measured, 0);
+    /* the parameters round-trip through the run's text */
+    char buf[2048];
+    kvr_profile_params q;
+    p.decode = false;
+    KVR_CHECK_OK(kvr_profile_params_format(&p, buf, sizeof buf, &err), &err);
+    KVR_CHECK_OK(kvr_profile_params_parse(buf, &q, &err), &err);
+    KVR_CHECK(!q.decode && q.decode_max_batch == 4 && q.decode_n_ctx == 2);
+    kvr_db_close(db);
+    kvr_model_destroy(m);
+}
+
 static void test_profile_transfers_tiny(void) {
     kvr_model_load_params lp = kvr_model_load_params_default();
     kvr_model *m = NULL;
@@ -788,6 +842,7 @@ static const kvr_test_case cases[] = {
     {"interp_and_ttft", test_interp_and_ttft},
     {"provenance", test_provenance},
     {"profile_layers_tiny", test_profile_layers_tiny},
+    {"profile_decode_tiny", test_profile_decode_tiny},
     {"profile_transfers_tiny", test_profile_transfers_tiny},
     {"profile_run_lifecycle", test_profile_run_lifecycle},
 };

@@ -327,7 +327,7 @@ static void test_sim_one_request(void) {
     const int64_t prompt[] = {100}, out[] = {3};
     kvr_trace *t = trace_of(1, arr, prompt, out);
     if (!m || !t) return;
-    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL};
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false};
     p.sched.pool_blocks = 64;
     kvr_serving_record r;
     kvr_serving_sim_stats st;
@@ -349,6 +349,32 @@ static void test_sim_one_request(void) {
     KVR_CHECK(!st.decode_from_ops);
     KVR_CHECK_NEAR(r.finish_s - r.first_token_s, (110 + 0.5 * 101 + 110 + 0.5 * 102) * 1e-6,
                    1e-12, 1e-9);
+    KVR_CHECK(!st.decode_from_costs);
+    /* the cost model's decode step (kvr-fit's, or a cost file's) when no --decode-costs */
+    p.decode = (kvr_serving_decode_costs){0, 0, 0};
+    const kvr_search_decode_step ds = {200, 20, 0.25};
+    KVR_CHECK_OK(kvr_search_costs_set_decode_step(m, &ds, "test fit", &e), &e);
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, &r, &st, &e), &e);
+    KVR_CHECK(!st.decode_from_ops && st.decode_from_costs && st.decode.k_us == 200);
+    KVR_CHECK_NEAR(r.finish_s - r.first_token_s, (220 + 0.25 * 101 + 220 + 0.25 * 102) * 1e-6,
+                   1e-12, 1e-9);
+    /* --decode-costs still wins over it */
+    p.decode = (kvr_serving_decode_costs){100, 10, 0.5};
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, &r, &st, &e), &e);
+    KVR_CHECK(!st.decode_from_costs);
+    KVR_CHECK_NEAR(r.finish_s - r.first_token_s, (110 + 0.5 * 101 + 110 + 0.5 * 102) * 1e-6,
+                   1e-12, 1e-9);
+    /* and decode_from_ops forces the derivation from the ops */
+    p.decode = (kvr_serving_decode_costs){0, 0, 0};
+    p.decode_from_ops = true;
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, &r, &st, &e), &e);
+    KVR_CHECK(st.decode_from_ops && !st.decode_from_costs);
+    KVR_CHECK_NEAR(r.finish_s - r.first_token_s, (dec1 + dec2) * 1e-6, 1e-12, 1e-9);
+    p.decode_from_ops = false;
+    kvr_search_costs_destroy(m);
+    m = linear_costs();
+    if (!m) return;
+    p.costs = m;
     kvr_trace_destroy(t);
     /* two at once: one prefill iteration (GEMMs over 200 tokens, a head), then batched decodes:
      * pre/post over 2 rows, one attention call plus each request's cache increment */
@@ -376,7 +402,7 @@ static void test_sim_queueing(void) {
     const int64_t prompt[] = {300, 300, 5000}, out[] = {4, 4, 2};
     kvr_trace *t = trace_of(3, arr, prompt, out);
     if (!m || !t) return;
-    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL};
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false};
     p.sched.pool_blocks = 25; /* 400 tokens: one request of 303 cached tokens at a time */
     p.sched.watermark = 0;
     kvr_serving_record r[3];
@@ -411,7 +437,7 @@ static void test_sim_occupancy(void) {
     const int64_t prompt[] = {300, 300, 5000, 100}, out[] = {4, 4, 2, 30};
     kvr_trace *t = trace_of(4, arr, prompt, out);
     if (!m || !t) return;
-    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL};
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false};
     p.sched.pool_blocks = 25;
     p.sched.watermark = 0;
     kvr_serving_record r0[4], r1[4];

@@ -365,6 +365,15 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
                    rf->overheads_clamped >> md & 1u ? "true" : "false");
         }
         printf("},\"overhead_samples\":%d", rf->n_overhead_samples);
+        if (rf->n_decode_samples > 0)
+            printf(",\"decode_step\":{\"k_us\":%.9g,\"per_seq_us\":%.9g,\"per_ctx_token_us\":%.9g,"
+                   "\"n_samples\":%d,\"mape_in\":%.9g,\"mape_cv\":%s%.9g%s}",
+                   rf->decode.k_us, rf->decode.per_seq_us, rf->decode.per_ctx_token_us,
+                   rf->n_decode_samples, rf->decode_mape_in,
+                   isfinite(rf->decode_mape_cv) ? "" : "\"", rf->decode_mape_cv,
+                   isfinite(rf->decode_mape_cv) ? "" : "\"");
+        else
+            printf(",\"decode_step\":null");
         *printed_json = true;
         return 0;
     }
@@ -402,6 +411,20 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
     } else {
         printf("# fixed overheads: none (the run has no overheads step: kvr-profile without "
                "--no-overheads adds it)\n");
+    }
+    if (rf->n_decode_samples > 0) {
+        printf("# decode step (serving) from %d decode samples: %.1f + %.2f x B + %.4f x T us "
+               "(B requests, T cached tokens in all); mape_in %.1f %%",
+               rf->n_decode_samples, rf->decode.k_us, rf->decode.per_seq_us,
+               rf->decode.per_ctx_token_us, 100 * rf->decode_mape_in);
+        if (isfinite(rf->decode_mape_cv))
+            printf(", held-out mape %.1f %%, max %.1f %%\n", 100 * rf->decode_mape_cv,
+                   100 * rf->decode_max_rel_cv);
+        else
+            printf(", no held-out error (too few samples per fold)\n");
+    } else {
+        printf("# decode step: none (the run has no decode samples: kvr-profile --decode adds "
+               "them)\n");
     }
     printf("# TTFT error band (drift threshold): %.2f %% = the largest held-out error of one "
            "layer's pre + attn + post at the profiled chunks >= %lld\n",

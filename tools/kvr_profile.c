@@ -45,7 +45,11 @@ typedef struct kvr_profile_opts {
     bool seed_set;
     bool json, quiet;
     bool no_overheads;
+    int decode;                    /* -1 default (on for cpu), 0 --no-decode, 1 --decode */
+    int32_t decode_batch, decode_ctx; /* 0 = the grid's */
 } kvr_profile_opts;
+
+enum { OPT_DECODE = 256, OPT_NO_DECODE, OPT_DECODE_BATCH, OPT_DECODE_CONTEXTS };
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -69,6 +73,14 @@ static void usage(FILE *f) {
             "  -O, --no-overheads         skip the schedules' fixed overheads (by default, after\n"
             "                             the layer ops: single, kvr, tsp and ring run end to end\n"
             "                             on tiny chunks at two depths; docs/profiler.md)\n"
+            "      --no-decode            skip the batched decode steps (by default, on cpu: whole\n"
+            "                             serving decode iterations of B requests over T cached\n"
+            "                             tokens, for kvr-fit's decode step; docs/profiler.md)\n"
+            "      --decode               profile decode steps (default on cpu; cuda has no\n"
+            "                             batched decode path yet: an error)\n"
+            "      --decode-batch N       decode steps: batch sizes 1, 2, 4, ... up to N (quick\n"
+            "                             16, else 32)\n"
+            "      --decode-contexts N    decode steps: contexts per batch size (quick 2, else 3)\n"
             "  -B, --bytes LO:HI          p2p size sweep, K/M/G = KiB/MiB/GiB (default 4K up to one\n"
             "                             layer's K of the largest context)\n"
             "  -t, --threads N            threads per rank for the ops (default 1, as kvr-run)\n"
@@ -153,6 +165,9 @@ static int parse_opts(int argc, char **argv, kvr_profile_opts *o) {
         {"layers", required_argument, 0, 'L'},     {"seed", required_argument, 0, 'S'},
         {"json", no_argument, 0, 'j'},             {"quiet", no_argument, 0, 'q'},
         {"no-overheads", no_argument, 0, 'O'},     {"help", no_argument, 0, 'h'},
+        {"decode", no_argument, 0, OPT_DECODE},    {"no-decode", no_argument, 0, OPT_NO_DECODE},
+        {"decode-batch", required_argument, 0, OPT_DECODE_BATCH},
+        {"decode-contexts", required_argument, 0, OPT_DECODE_CONTEXTS},
         {0, 0, 0, 0}};
     kvr_error e;
     int ch;
@@ -197,6 +212,24 @@ static int parse_opts(int argc, char **argv, kvr_profile_opts *o) {
             }
             case 'x': o->comm = true; break;
             case 'O': o->no_overheads = true; break;
+            case OPT_DECODE:
+            case OPT_NO_DECODE:
+                if (o->decode >= 0 && o->decode != (ch == OPT_DECODE))
+                    return usage_error("%s", "--decode and --no-decode: give one");
+                o->decode = ch == OPT_DECODE;
+                n_run_opts++;
+                break;
+            case OPT_DECODE_BATCH:
+                if (kvr_parse_i64(optarg, 1, 256, &v, &e)) return usage_error("--decode-batch: %s", e.msg);
+                o->decode_batch = (int32_t)v;
+                n_run_opts++;
+                break;
+            case OPT_DECODE_CONTEXTS:
+                if (kvr_parse_i64(optarg, 1, 16, &v, &e))
+                    return usage_error("--decode-contexts: %s", e.msg);
+                o->decode_ctx = (int32_t)v;
+                n_run_opts++;
+                break;
             case 'r':
                 if (kvr_parse_i64(optarg, 2, KVR_MAX_RANKS, &v, &e))
                     return usage_error("--ranks: %s", e.msg);
@@ -387,6 +420,34 @@ static void summarize_xfers(const kvr_db_transfer_sample *s, int64_t n, xfer_sum
     }
 }
 
+/* The decode-step samples of a run (op "decode": c = B, prefix = T), as text or JSON. */
+static void print_decode(const kvr_db_layer_sample *ls, int64_t nl, bool json) {
+    bool any = false;
+    for (int64_t i = 0; i < nl; i++) {
+        if (strcmp(ls[i].op, KVR_SEARCH_DECODE_OP)) continue;
+        const kvr_timing_stats *t = &ls[i].stats;
+        if (json) {
+            printf("%s{\"batch\":%lld,\"ctx\":%lld,\"median_us\":%.3f,\"p10_us\":%.3f,"
+                   "\"p90_us\":%.3f,\"iters\":%d}",
+                   any ? "," : "", (long long)ls[i].c, (long long)ls[i].prefix, t->median_us,
+                   t->p10_us, t->p90_us, t->n_iters);
+        } else {
+            if (!any) {
+                printf("\n%-6s %5s %7s %11s %11s %11s %7s\n", "decode", "B", "T", "p10",
+                       "median", "p90", "iters");
+                printf("%-6s %5s %7s %11s %11s %11s %7s\n", "", "(-)", "(tokens)", "(us)", "(us)",
+                       "(us)", "(-)");
+            }
+            printf("%-6s %5lld %7lld %11.1f %11.1f %11.1f %7d\n", "", (long long)ls[i].c,
+                   (long long)ls[i].prefix, t->p10_us, t->median_us, t->p90_us, t->n_iters);
+        }
+        any = true;
+    }
+    if (any && !json)
+        printf("# decode: whole serving decode iterations (B requests, T cached tokens in all, "
+               "head and sampling); kvr-fit fits the decode step from them\n");
+}
+
 /* The overhead samples of a run (ovh_*) and each schedule's fitted terms, as text or JSON. */
 static void print_overheads(const kvr_db_layer_sample *ls, int64_t nl, bool json) {
     bool any = false;
@@ -504,6 +565,8 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
         }
         printf("],\"overheads\":[");
         print_overheads(ls, nl, true);
+        printf("],\"decode\":[");
+        print_decode(ls, nl, true);
         printf("],\"predicted_single_ttft_ms\":{");
         for (int i = 0; i < nc; i++) printf("%s\"%lld\":%.3f", i ? "," : "", (long long)ctxs[i], ttft[i]);
         printf("}}\n");
@@ -542,6 +605,7 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
                    "(nccl-tests)\n");
         }
         print_overheads(ls, nl, false);
+        print_decode(ls, nl, false);
         if (nc) {
             printf("# predicted single-rank TTFT (embed + %d x (pre + attn + post) + head):",
                    mrec->n_layers);
@@ -617,6 +681,17 @@ static int build_params(const kvr_profile_opts *o, const kvr_model_config *cfg, 
     if (o->seed_set) p->seed = o->seed;
     p->model_layers = o->layers;
     p->overheads = !o->no_overheads;
+    /* decode steps: the paged runner exists on cpu only (kvr_kv_pool_create: unsupported else) */
+    const bool cpu = !strcmp(o->backend, "cpu");
+    if (o->decode == 1 && !cpu)
+        return usage_error("--decode: backend %s has no batched decode path (paged KV pool) yet; "
+                           "profile decode steps with --backend cpu", o->backend);
+    p->decode = o->decode == 1 || (o->decode < 0 && cpu);
+    const bool quick = o->grid && !strcmp(o->grid, "quick");
+    p->decode_max_batch = o->decode_batch ? o->decode_batch : quick ? 16 : 32;
+    p->decode_n_ctx = o->decode_ctx ? o->decode_ctx : quick ? 2 : 3;
+    if (p->decode && p->grid.ctx_max < 2)
+        return usage_error("%s", "decode steps need --max-context >= 2 (or --no-decode)");
     snprintf(p->model, sizeof p->model, "%.511s", model);
     if (!p->ops && !p->comm) return usage_error("--ops none without --comm: nothing to profile");
     return 0;
@@ -662,6 +737,7 @@ static void on_phase(void *user, const char *phase, bool begin) {
     kvr_progress_start(&t->pc.bar, stderr,
                        !strcmp(phase, "ops")         ? "kvr-profile ops"
                        : !strcmp(phase, "overheads") ? "kvr-profile overheads"
+                       : !strcmp(phase, "decode")    ? "kvr-profile decode"
                                                      : "kvr-profile transfers",
                        1);
 }
@@ -672,7 +748,7 @@ static void on_point_tool(void *user, const char *label, const kvr_timing_stats 
 }
 
 int main(int argc, char **argv) {
-    kvr_profile_opts o = {.backend = "cpu", .db = "kvr.db", .refine = -1, .ranks = 2,
+    kvr_profile_opts o = {.backend = "cpu", .db = "kvr.db", .refine = -1, .ranks = 2, .decode = -1,
                           .transport = KVR_TRANSPORT_THREADS, .threads = 1, .time_budget = -1,
                           .warmup = -1, .iters_min = -1, .iters_max = -1, .tol = -1, .seed = 1234};
     int rc = parse_opts(argc, argv, &o);

@@ -18,6 +18,7 @@
  */
 #include "kvr_engine.h"
 #include "kvr_http.h"
+#include "kvr_predict.h"
 #include "kvr_profiler.h"
 #include "kvr_serving.h"
 #include "tool_util.h"
@@ -39,6 +40,7 @@ typedef struct serve_opts {
     int64_t pool_tokens;
     double pool_gb;
     kvr_serving_decode_costs decode;
+    bool decode_from_ops; /* --decode-from-ops */
     double slo_ttft_ms, slo_tpot_ms;
     /* the real replay (without --simulate) */
     const char *model;
@@ -90,7 +92,12 @@ static void usage(FILE *f) {
             "  -M, --max-model-len N     most prompt + output tokens per request (default the\n"
             "                            pool's tokens)\n"
             "  -D, --decode-costs K,S,T  a decode iteration of B requests over C cached tokens\n"
-            "                            costs K + S*B + T*C us (default: from the prefill ops)\n"
+            "                            costs K + S*B + T*C us (default: the cost model's decode\n"
+            "                            step -- --run: kvr-fit's fit of the run's decode samples;\n"
+            "                            --costs: the file's \"decode_step\" --, else derived\n"
+            "                            from the prefill ops)\n"
+            "      --decode-from-ops     price decode from the prefill ops even when the cost\n"
+            "                            model has a decode step (the older, coarser estimate)\n"
             "      --slo-ttft MS         TTFT target for SLO attainment (0: not checked)\n"
             "      --slo-tpot MS         TPOT target (0: not checked)\n"
             "  -o, --records FILE        every request's times as CSV (one row per request and\n"
@@ -129,7 +136,7 @@ static void usage(FILE *f) {
 enum {
     OPT_POOL_TOKENS = 256, OPT_POOL_GB, OPT_SLO_TTFT, OPT_SLO_TPOT, OPT_MODEL, OPT_THREADS,
     OPT_NO_SLEEP, OPT_STOP_EOS, OPT_SEED, OPT_TEMP, OPT_TOP_P, OPT_HTTP, OPT_HOST, OPT_MAX_BODY,
-    OPT_GRACE
+    OPT_GRACE, OPT_DECODE_FROM_OPS
 };
 
 static int parse_num(const char *flag, const char *s, double lo, double *out) {
@@ -163,6 +170,7 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         {"http", required_argument, 0, OPT_HTTP},   {"host", required_argument, 0, OPT_HOST},
         {"max-body", required_argument, 0, OPT_MAX_BODY},
         {"grace", required_argument, 0, OPT_GRACE},
+        {"decode-from-ops", no_argument, 0, OPT_DECODE_FROM_OPS},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     bool replay_opt = false; /* an option of the real replay */
     double num;
@@ -220,6 +228,7 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
                 o->decode = (kvr_serving_decode_costs){k, s, t};
                 break;
             }
+            case OPT_DECODE_FROM_OPS: o->decode_from_ops = true; break;
             case OPT_SLO_TTFT:
                 if ((rc = parse_num("--slo-ttft", optarg, 0, &o->slo_ttft_ms))) return rc;
                 break;
@@ -283,11 +292,14 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
     if (o->simulate && replay_opt)
         return usage_error("%s", "--model, --threads, --no-sleep, --stop-eos, --seed, --temp and "
                                  "--top-p apply to the real replay (without --simulate)");
-    if (!o->simulate && (o->costs || o->run_id || o->allow_incomplete ||
+    if (!o->simulate && (o->costs || o->run_id || o->allow_incomplete || o->decode_from_ops ||
                          o->decode.k_us + o->decode.per_seq_us + o->decode.per_ctx_token_us > 0))
-        return usage_error("%s", "--costs, --run, --allow-incomplete and --decode-costs price the "
-                                 "simulator: add --simulate, or drop them to replay the trace on "
-                                 "the real model");
+        return usage_error("%s", "--costs, --run, --allow-incomplete, --decode-costs and "
+                                 "--decode-from-ops price the simulator: add --simulate, or drop "
+                                 "them to replay the trace on the real model");
+    if (o->decode_from_ops && o->decode.k_us + o->decode.per_seq_us + o->decode.per_ctx_token_us > 0)
+        return usage_error("%s", "--decode-costs and --decode-from-ops are two decode prices: "
+                                 "give one");
     if (!o->simulate) {
         kvr_error e;
         if (kvr_sampler_params_check(&o->sampling, &e) != KVR_OK) return usage_error("%s", e.msg);
@@ -475,9 +487,15 @@ static kvr_status store_run(store_ctx *c, const serve_opts *o, const kvr_serving
     const int64_t n = c->tr->n_requests;
     kvr_db_serving_run r;
     char note[128];
-    snprintf(note, sizeof note, "kvr-serve --simulate%s", st->decode_from_ops ? ", decode "
-             "costs from the prefill ops" : "");
+    snprintf(note, sizeof note, "kvr-serve --simulate%s",
+             st->decode_from_ops     ? ", decode costs from the prefill ops"
+             : st->decode_from_costs ? ", decode step of the cost model"
+                                     : ", --decode-costs");
     KVR_TRY(run_header(c, o, p, note, &r, e));
+    /* the decode step the simulation used (--decode-costs, or the cost model's; 0: the ops) */
+    r.decode_k_us = st->decode.k_us;
+    r.decode_per_seq_us = st->decode.per_seq_us;
+    r.decode_per_ctx_token_us = st->decode.per_ctx_token_us;
     run_summary(&r, s, st, sim_ms);
     for (int64_t i = 0; i < n; i++) c->req[i] = db_request(i, &rec[i]);
     int64_t n_occ = 0;
@@ -579,7 +597,7 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
     if (st == KVR_OK && rs->sc) {
         rs->stored = calloc((size_t)(n ? n : 1), sizeof *rs->stored);
         if (!rs->stored) st = kvr_error_set(e, KVR_ERR_NOMEM, "out of memory");
-        kvr_serving_sim_params p = {*used, NULL, {0, 0, 0}, NULL};
+        kvr_serving_sim_params p = {*used, NULL, {0, 0, 0}, NULL, false};
         kvr_db_serving_run r;
         if (st == KVR_OK) st = run_header(rs->sc, o, &p, rs->sc->note, &r, e);
         if (st == KVR_OK) st = kvr_db_serving_run_begin(rs->sc->db, &r, e);
@@ -640,7 +658,7 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
     rs->stored = NULL;
     const kvr_engine_stats es = kvr_engine_get_stats(eng);
     *stats = (kvr_serving_sim_stats){es.iterations, es.busy_s, end, es.peak_blocks,
-                                     es.mean_blocks, false};
+                                     es.mean_blocks, false, false, {0, 0, 0}};
     free(eid);
     kvr_engine_destroy(eng);
     return st;
@@ -786,7 +804,7 @@ static int replay_main(serve_opts *o, const kvr_trace *tr, kvr_db *db) {
     for (int i = 0; i < o->n_policies; i++) {
         kvr_serving_sim_stats st;
         kvr_serving_summary s;
-        kvr_serving_sim_params p = {o->sp, NULL, {0, 0, 0}, NULL};
+        kvr_serving_sim_params p = {o->sp, NULL, {0, 0, 0}, NULL, false};
         const double t0 = kvr_time_us();
         replay_store rs = {sc, 0, 0, 0, NULL};
         if (replay_policy(o, tr, w, pool, tok, o->policies[i], rec, &st, &p.sched, &rs, &e) !=
@@ -974,6 +992,7 @@ int main(int argc, char **argv) {
     kvr_text out = {0}, csv = {0}, stored = {0};
     kvr_serving_occupancy occ = {0};
     store_ctx *sc = NULL;
+    char no_fit[200] = "the cost file has no \"decode_step\"";
     if (kvr_trace_load(o.trace, &tr, &e) != KVR_OK) {
         fprintf(stderr, "kvr-serve: --trace: %s\n", e.msg);
         rc = e.code == KVR_ERR_FORMAT ? 2 : 1;
@@ -997,6 +1016,35 @@ int main(int argc, char **argv) {
         kvr_profile_costs_info pinfo;
         if (kvr_profile_costs_from_run(db, o.run, &cp, &m, &pinfo, &e) != KVR_OK) {
             fprintf(stderr, "kvr-serve: --run %lld in %s: %s\n", (long long)o.run, o.db, e.msg);
+            rc = 1;
+            goto done;
+        }
+        /* the decode step: kvr-fit's fit of the run's decode samples, when stored */
+        kvr_predict_run_fit rf;
+        int64_t fit_id = 0;
+        const kvr_status fs = kvr_predict_run_fit_load(db, o.run, 0, 0, &rf, &fit_id, &e);
+        if (fs == KVR_OK && rf.n_decode_samples > 0) {
+            char how[160];
+            snprintf(how, sizeof how, "kvr-fit of run %lld (fit %lld, %d decode samples)",
+                     (long long)o.run, (long long)fit_id, rf.n_decode_samples);
+            kvr_status ss = kvr_search_costs_set_decode_step(m, &rf.decode, how, &e);
+            kvr_predict_run_fit_free(&rf);
+            if (ss != KVR_OK) {
+                fprintf(stderr, "kvr-serve: --run %lld: stored decode step: %s\n",
+                        (long long)o.run, e.msg);
+                rc = 1;
+                goto done;
+            }
+        } else if (fs == KVR_OK) {
+            kvr_predict_run_fit_free(&rf);
+            snprintf(no_fit, sizeof no_fit, "run %lld's fit has no decode step (kvr-profile "
+                     "--decode, then kvr-fit --run ID)", (long long)o.run);
+        } else if (fs == KVR_ERR_NOT_FOUND) {
+            snprintf(no_fit, sizeof no_fit, "no kvr-fit cost model of run %lld (kvr-fit --run "
+                     "%lld fits its decode samples)", (long long)o.run, (long long)o.run);
+        } else {
+            fprintf(stderr, "kvr-serve: --run %lld: the stored cost model: %s\n", (long long)o.run,
+                    e.msg);
             rc = 1;
             goto done;
         }
@@ -1051,12 +1099,19 @@ int main(int argc, char **argv) {
                (long long)(o.sp.pool_blocks * o.sp.block_tokens), kvb > 0 ? ", " : "",
                kvb > 0 ? kvb * (double)(o.sp.pool_blocks * o.sp.block_tokens) * 1e-9 : 0.0,
                o.sp.watermark, o.sp.max_seqs);
+        kvr_search_decode_step ds;
+        const char *how = NULL;
         if (o.decode.k_us + o.decode.per_seq_us + o.decode.per_ctx_token_us > 0)
             printf("# decode iterations: %g + %g x requests + %g x cached tokens us (--decode-costs)\n",
                    o.decode.k_us, o.decode.per_seq_us, o.decode.per_ctx_token_us);
+        else if (!o.decode_from_ops && kvr_search_costs_decode_step(m, &ds, &how))
+            printf("# decode iterations: %.6g + %.6g x requests + %.6g x cached tokens us (decode "
+                   "step: %s)\n",
+                   ds.k_us, ds.per_seq_us, ds.per_ctx_token_us, how);
         else
             printf("# decode iterations: from the prefill ops (pre/post over the batch, one "
-                   "attention call over every request's cache, one head); no --decode-costs\n");
+                   "attention call over every request's cache, one head); %s\n",
+                   o.decode_from_ops ? "--decode-from-ops" : no_fit);
         printf("# SLO: TTFT <= %g ms, TPOT <= %g ms (0: not checked)\n", o.slo_ttft_ms, o.slo_tpot_ms);
         printf("%-8s %8s %7s %7s %9s %9s %9s %8s %8s %9s %9s %6s %9s %6s %7s\n", "policy",
                "finished", "refused", "preempt", "ttft_p50", "ttft_p90", "ttft_p99", "tpot_p50",
@@ -1065,13 +1120,19 @@ int main(int argc, char **argv) {
                "(ms)", "(ms)", "(ms)", "(ms)", "(ms)", "(ms)", "(ms)", "", "", "blocks", "");
     } else
         kvr_text_printf(&out, "{\n  \"schema\": \"kvr-serve-sim/1\",\n  \"requests\": %lld,\n"
-                               "  \"pool_blocks\": %lld, \"block_tokens\": %d,\n  \"policies\": [\n",
-                         (long long)n, (long long)o.sp.pool_blocks, o.sp.block_tokens);
+                               "  \"pool_blocks\": %lld, \"block_tokens\": %d,\n"
+                               "  \"decode_source\": \"%s\",\n  \"policies\": [\n",
+                         (long long)n, (long long)o.sp.pool_blocks, o.sp.block_tokens,
+                         o.decode.k_us + o.decode.per_seq_us + o.decode.per_ctx_token_us > 0
+                             ? "decode-costs"
+                         : !o.decode_from_ops && kvr_search_costs_decode_step(m, NULL, NULL)
+                             ? "decode-step"
+                             : "ops");
     if (o.records)
         kvr_text_printf(&csv, "policy,request,arrival_s,prompt_tokens,output_tokens,refused,"
                                "admitted_s,first_token_s,finish_s,max_blocks,preemptions\n");
     for (int i = 0; i < o.n_policies; i++) {
-        kvr_serving_sim_params p = {o.sp, m, o.decode, sc ? &occ : NULL};
+        kvr_serving_sim_params p = {o.sp, m, o.decode, sc ? &occ : NULL, o.decode_from_ops};
         p.sched.policy = o.policies[i];
         kvr_serving_sim_stats st;
         kvr_serving_summary s;

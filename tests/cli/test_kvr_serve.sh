@@ -43,7 +43,17 @@ check records_over_input 2 "--records .* is the same file as --trace" -- "$S" "$
 
 check table 0 "^vllm +200 +0 " -- "$S" "${SIM[@]}" --pool-gb 8 --policy vllm,chunked
 check table_chunked 0 "^chunked +200 +0 " -- "$S" "${SIM[@]}" --pool-gb 8 --policy vllm,chunked
-check table_decode_note 0 "# decode iterations: from the prefill ops" -- "$S" "${SIM[@]}" --pool-gb 8
+check table_decode_step 0 "# decode iterations: 10970 \+ 10 x requests \+ 0.359 x cached tokens us \(decode step: cost file" -- "$S" "${SIM[@]}" --pool-gb 8
+check table_decode_note 0 "# decode iterations: from the prefill ops.*; --decode-from-ops" -- "$S" "${SIM[@]}" --pool-gb 8 --decode-from-ops
+check two_decode 2 "--decode-costs and --decode-from-ops are two decode prices" -- "$S" "${SIM[@]}" --pool-gb 8 --decode-from-ops --decode-costs 1,1,1
+check json_decode_source 0 '"decode_source": "decode-step"' -- "$S" "${SIM[@]}" --pool-gb 8 --json
+# --run: the decode step kvr-fit fitted from the profile's decode samples; before kvr-fit, the ops
+"$1/kvr-profile" --model tiny --db "$tmp/dec.db" --chunks 8:64 --max-context 128 --time-budget 0.01 \
+    --iters 2 --no-overheads --decode-batch 4 --decode-contexts 2 --quiet >/dev/null
+"$T" gen --rate 20 --count 20 --prompt-tokens uniform:8,40 --output-tokens uniform:2,8 -o "$tmp/d.csv" >/dev/null 2>&1
+check run_no_fit 0 "from the prefill ops.*no kvr-fit cost model of run 1" -- "$S" --simulate --trace "$tmp/d.csv" --db "$tmp/dec.db" --run 1 --pool-blocks 64
+"$1/kvr-fit" --db "$tmp/dec.db" --run 1 >/dev/null
+check run_fitted 0 "# decode iterations: .* x cached tokens us \(decode step: kvr-fit of run 1 " -- "$S" --simulate --trace "$tmp/d.csv" --db "$tmp/dec.db" --run 1 --pool-blocks 64
 check table_decode_fitted 0 "# decode iterations: 5000 \+ 100 x requests \+ 0.5 x cached tokens us" -- "$S" "${SIM[@]}" --pool-gb 8 --decode-costs 5000,100,0.5
 check json 0 "ok" -- bash -c "'$S' ${SIM[*]} --pool-blocks 2000 --policy vllm,chunked --slo-ttft 500 --slo-tpot 50 --json | python3 -c '
 import json, sys

@@ -1,0 +1,181 @@
+/* decode.c -- batched decode steps (kvr_profile_decode): whole serving decode iterations timed
+ * through the batched runner (kvr_batch.h) as the serving engine runs them -- B requests with
+ * cached context in a paged KV pool, one new token each, every layer, the LM head over the B
+ * rows and one sampler draw per request -- over a grid of batch size B x total context T,
+ * stored as layer samples "decode" (c = B, prefix = T). kvr-fit fits the serving simulator's
+ * decode step from them (kvr_predict_fit_decode; docs/profiler.md, "Decode steps"). */
+#include "kvr_batch.h"
+#include "kvr_profiler.h"
+#include "kvr_sample.h"
+#include "kvr_search.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEC_BLOCK_TOKENS 16
+#define DEC_MIN_CTX 16
+
+kvr_status kvr_profile_decode_points(const kvr_profile_params *p, int64_t model_max_context,
+                                     kvr_prof_decode_point **out, int32_t *n, kvr_error *err) {
+    *out = NULL;
+    *n = 0;
+    if (p->decode_max_batch < 1 || p->decode_n_ctx < 1 || p->grid.ctx_max < 2)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "decode steps: largest batch %d, %d contexts per batch, largest "
+                             "context %lld (need >= 1, >= 1, >= 2)",
+                             p->decode_max_batch, p->decode_n_ctx, (long long)p->grid.ctx_max);
+    int32_t cap = 0;
+    for (int32_t b = 1; b <= p->decode_max_batch; b *= 2) cap += p->decode_n_ctx;
+    kvr_prof_decode_point *pts = malloc((size_t)cap * sizeof *pts);
+    if (!pts) return kvr_error_set(err, KVR_ERR_NOMEM, "decode steps: out of memory");
+    int32_t k = 0;
+    for (int32_t b = 1; b <= p->decode_max_batch; b *= 2) {
+        int64_t s_max = p->grid.ctx_max / b; /* cached tokens per request, its new one included */
+        if (model_max_context > 0) s_max = KVR_MIN(s_max, model_max_context);
+        if (s_max < 2) break;
+        const int64_t s_min = KVR_MIN((int64_t)DEC_MIN_CTX, s_max);
+        int64_t last = 0;
+        for (int32_t i = 0; i < p->decode_n_ctx; i++) {
+            const double f = p->decode_n_ctx > 1 ? (double)i / (p->decode_n_ctx - 1) : 1.0;
+            int64_t s = (int64_t)(s_min * pow((double)s_max / (double)s_min, f) + 0.5);
+            s = KVR_MAX(2, KVR_MIN(s, s_max));
+            if (s == last) continue;
+            pts[k++] = (kvr_prof_decode_point){b, s, (int64_t)b * s};
+            last = s;
+        }
+    }
+    *out = pts;
+    *n = k;
+    return KVR_OK;
+}
+
+typedef struct dec_ctx {
+    kvr_batch_runner *r;
+    kvr_batch_seq *seqs;
+    kvr_sampler **samplers;
+    int32_t n;
+} dec_ctx;
+
+static kvr_status dec_measure(void *user, int32_t i_iter, double *time_us, kvr_error *err) {
+    (void)i_iter;
+    dec_ctx *x = user;
+    const double t0 = kvr_time_us();
+    KVR_TRY(kvr_batch_run(x->r, x->seqs, x->n, err));
+    for (int32_t i = 0; i < x->n; i++) (void)kvr_sampler_sample(x->samplers[i], kvr_batch_logits(x->r, i));
+    *time_us = kvr_time_us() - t0;
+    return KVR_OK;
+}
+
+static bool dec_done(const kvr_db_layer_sample *ls, int64_t n, int64_t b, int64_t t) {
+    for (int64_t i = 0; i < n; i++)
+        if (ls[i].c == b && ls[i].prefix == t && !strcmp(ls[i].op, KVR_SEARCH_DECODE_OP))
+            return true;
+    return false;
+}
+
+kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
+                              const kvr_profile_params *p, const kvr_profile_hooks *hooks,
+                              kvr_profile_result *res, kvr_error *err) {
+    if (!db || !m || !p || !res)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "decode steps: NULL argument");
+    memset(res, 0, sizeof *res);
+    const double t_start = kvr_time_us();
+    const kvr_model_config *cfg = kvr_model_get_config(m);
+    kvr_prof_decode_point *pts = NULL;
+    int32_t np = 0;
+    KVR_TRY(kvr_profile_decode_points(p, cfg->max_context, &pts, &np, err));
+    res->n_points = np;
+    int64_t max_blocks = 1;
+    int32_t max_b = 1;
+    for (int32_t i = 0; i < np; i++) {
+        max_blocks = KVR_MAX(max_blocks, pts[i].batch * KVR_CEIL_DIV(pts[i].ctx_per_seq,
+                                                                     (int64_t)DEC_BLOCK_TOKENS));
+        max_b = KVR_MAX(max_b, pts[i].batch);
+    }
+    kvr_weights *w = NULL;
+    kvr_kv_pool *pool = NULL;
+    dec_ctx x = {NULL, NULL, NULL, 0};
+    kvr_db_layer_sample *ls = NULL;
+    int64_t nl = 0;
+    int32_t *blocks = NULL, *tokens = NULL;
+    kvr_timing_params tp = p->timing;
+    tp.n_warmup = KVR_MAX(1, tp.n_warmup);
+    tp.min_iters = KVR_MAX(3, tp.min_iters);
+    tp.max_iters = KVR_MAX(tp.min_iters, KVR_MIN(30, tp.max_iters));
+    double *scratch = malloc((size_t)tp.max_iters * sizeof *scratch);
+    blocks = malloc((size_t)max_blocks * sizeof *blocks);
+    tokens = malloc((size_t)max_b * sizeof *tokens);
+    x.seqs = calloc((size_t)max_b, sizeof *x.seqs);
+    x.samplers = calloc((size_t)max_b, sizeof *x.samplers);
+    kvr_status s = scratch && blocks && tokens && x.seqs && x.samplers
+                       ? KVR_OK
+                       : kvr_error_set(err, KVR_ERR_NOMEM, "decode steps: out of memory");
+    const kvr_backend *be = p->backend ? p->backend : kvr_backend_at(0);
+    if (s == KVR_OK) s = kvr_weights_upload(be, m, &w, err);
+    /* the pool: every block the largest point needs (KVR_ERR_UNSUPPORTED on a backend without
+     * one: the message names it) */
+    if (s == KVR_OK) s = kvr_kv_pool_create(w, max_blocks, DEC_BLOCK_TOKENS, &pool, err);
+    if (s == KVR_OK) s = kvr_batch_runner_create(w, pool, max_b, p->n_threads, &x.r, err);
+    kvr_sampler_params sp = kvr_sampler_params_default(); /* greedy, as kvr-serve's default */
+    for (int32_t i = 0; s == KVR_OK && i < max_b; i++)
+        s = kvr_sampler_create(&sp, cfg->vocab_size, &x.samplers[i], err);
+    if (s == KVR_OK) s = kvr_db_layer_samples_get(db, run_id, &ls, &nl, err);
+    if (s != KVR_OK) kvr_error_prefix(err, "decode steps");
+    for (int64_t i = 0; s == KVR_OK && i < max_blocks; i++) blocks[i] = (int32_t)i;
+    uint64_t rng = p->seed ? p->seed : 1;
+    for (int32_t i = 0; s == KVR_OK && i < max_b; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = (int32_t)((rng >> 33) % (uint64_t)cfg->vocab_size);
+    }
+    for (int32_t k = 0; s == KVR_OK && k < np; k++) {
+        const kvr_prof_decode_point *pt = &pts[k];
+        char label[96];
+        snprintf(label, sizeof label, "decode B=%d T=%lld", pt->batch, (long long)pt->ctx);
+        if (dec_done(ls, nl, pt->batch, pt->ctx)) {
+            res->n_skipped++;
+            if (hooks && hooks->on_point)
+                hooks->on_point(hooks->user, label, NULL, res->n_skipped + res->n_measured,
+                                res->n_points);
+            continue;
+        }
+        if (hooks && hooks->stop && *hooks->stop) {
+            res->stopped = true;
+            break;
+        }
+        /* request i: ctx_per_seq - 1 cached tokens and its new one, in its own blocks */
+        const int64_t nb = KVR_CEIL_DIV(pt->ctx_per_seq, (int64_t)DEC_BLOCK_TOKENS);
+        for (int32_t i = 0; i < pt->batch; i++)
+            x.seqs[i] = (kvr_batch_seq){&tokens[i], 1, pt->ctx_per_seq - 1, blocks + i * nb, nb,
+                                        true};
+        x.n = pt->batch;
+        kvr_timing_stats st;
+        s = kvr_time_adaptive(dec_measure, &x, &tp, scratch, &st, err);
+        if (s != KVR_OK) {
+            kvr_error_prefix(err, "%s", label);
+            break;
+        }
+        kvr_db_layer_sample smp;
+        memset(&smp, 0, sizeof smp);
+        smp.run_id = run_id;
+        snprintf(smp.op, sizeof smp.op, "%s", KVR_SEARCH_DECODE_OP);
+        smp.c = pt->batch;
+        smp.prefix = pt->ctx;
+        smp.stats = st;
+        s = kvr_db_layer_sample_put(db, &smp, err);
+        if (s != KVR_OK) break;
+        res->n_measured++;
+        if (hooks && hooks->on_point)
+            hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
+                            res->n_points);
+    }
+    for (int32_t i = 0; x.samplers && i < max_b; i++) kvr_sampler_destroy(x.samplers[i]);
+    kvr_batch_runner_destroy(x.r);
+    kvr_kv_pool_destroy(pool);
+    kvr_weights_free(w);
+    kvr_db_free(ls);
+    free(x.samplers), free(x.seqs), free(blocks), free(tokens), free(scratch), free(pts);
+    res->elapsed_s = (kvr_time_us() - t_start) * 1e-6;
+    return s;
+}
