@@ -492,8 +492,8 @@ static void print_overheads(const kvr_db_layer_sample *ls, int64_t nl, bool json
 
 static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *mrec,
                          const kvr_profile_result *lr, const kvr_profile_result *xr,
-                         const kvr_profile_result *orr, bool json, const char *status,
-                         double elapsed_s) {
+                         const kvr_profile_result *orr, const kvr_profile_result *dr, bool json,
+                         const char *status, double elapsed_s) {
     kvr_error err;
     kvr_db_layer_sample *ls = NULL;
     kvr_db_transfer_sample *ts = NULL;
@@ -513,9 +513,9 @@ static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *
     double ttft[4];
     int nc = 0;
     kvr_profile_predict_single_series(ls, nl, mrec->n_layers, ctxs, ttft, &nc);
-    const int64_t points = lr->n_points + xr->n_points + orr->n_points;
-    const int64_t measured = lr->n_measured + xr->n_measured + orr->n_measured,
-                  skipped = lr->n_skipped + xr->n_skipped + orr->n_skipped;
+    const int64_t points = lr->n_points + xr->n_points + orr->n_points + dr->n_points;
+    const int64_t measured = lr->n_measured + xr->n_measured + orr->n_measured + dr->n_measured,
+                  skipped = lr->n_skipped + xr->n_skipped + orr->n_skipped + dr->n_skipped;
     if (json) {
         printf("{\"run_id\":%lld,\"status\":\"%s\",\"db\":", (long long)run->id, status);
         kvr_json_write_str(stdout, kvr_db_path(db));
@@ -857,7 +857,7 @@ int main(int argc, char **argv) {
     }
     if (root) {
         if (print_summary(db, &info.run, &info.model, &info.layers, &info.transfers, &info.overheads,
-                          o.json,
+                          &info.decode, o.json,
                           info.stopped ? "incomplete" : "complete", elapsed))
             goto done;
         if (info.stopped && mpi)
