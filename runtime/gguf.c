@@ -2,7 +2,7 @@
  * type, nested arrays skipped), tensor infos, alignment, the tensors copied into the model's
  * arena in their stored types (every type in quant_internal.h's table: F32, F16, BF16, the
  * 32-element quants, the K-quants, IQ4_NL/IQ4_XS; the norms converted to fp32), and the
- * byte-level BPE tokenizer metadata.
+ * tokenizer metadata (byte-level BPE or SentencePiece).
  *
  * One parsing path: kvr_model_load_gguf maps the file read-only and hands the bytes to
  * gguf_load_from_memory, which the fuzz target (tests/fuzz/fuzz_gguf.c) calls directly.
@@ -465,6 +465,15 @@ static kvr_status gguf_get_array(gguf_ctx *c, const char *key, uint32_t et, bool
     return KVR_OK;
 }
 
+static kvr_status gguf_get_bool(gguf_ctx *c, const char *key, bool def, bool *out) {
+    const gguf_kv *kv = gguf_find(c, key);
+    *out = def;
+    if (!kv) return KVR_OK;
+    if (kv->type != GGUF_T_BOOL) return gguf_wrong_type(c, key, kv, "bool");
+    *out = c->p[kv->at] != 0;
+    return KVR_OK;
+}
+
 static kvr_status gguf_load_tokenizer(gguf_ctx *c, kvr_model *m) {
     gguf_sv model;
     KVR_TRY(gguf_get_str(c, "tokenizer.ggml.model", &model));
@@ -472,18 +481,20 @@ static kvr_status gguf_load_tokenizer(gguf_ctx *c, kvr_model *m) {
         kvr_log(KVR_LOG_INFO, "%s: no tokenizer metadata; loading without a tokenizer", c->fname);
         return KVR_OK;
     }
-    if (!gguf_sv_eq(model, "gpt2")) {
+    const bool spm = gguf_sv_eq(model, "llama");
+    if (!spm && !gguf_sv_eq(model, "gpt2")) {
         kvr_log(KVR_LOG_WARN,
-                "%s: tokenizer.ggml.model = '%.*s' is not supported (only gpt2 byte-level BPE; "
-                "SentencePiece 'llama' vocabularies of Llama 1/2 and Mistral are not read); "
-                "loading without a tokenizer (token ids still run: kvr-run --context)",
+                "%s: tokenizer.ggml.model = '%.*s' is not supported (supported: gpt2 byte-level "
+                "BPE, llama SentencePiece BPE); loading without a tokenizer (token ids still run: "
+                "kvr-run --context)",
                 c->fname, GGUF_SV_ARGS(model));
         return KVR_OK;
     }
-    const gguf_kv *ktok, *ktype, *kmerge;
+    const gguf_kv *ktok, *ktype, *kmerge = NULL, *kscore = NULL;
     KVR_TRY(gguf_get_array(c, "tokenizer.ggml.tokens", GGUF_T_STRING, true, &ktok));
     KVR_TRY(gguf_get_array(c, "tokenizer.ggml.token_type", GGUF_T_I32, false, &ktype));
-    KVR_TRY(gguf_get_array(c, "tokenizer.ggml.merges", GGUF_T_STRING, true, &kmerge));
+    if (spm) KVR_TRY(gguf_get_array(c, "tokenizer.ggml.scores", GGUF_T_F32, false, &kscore));
+    else KVR_TRY(gguf_get_array(c, "tokenizer.ggml.merges", GGUF_T_STRING, true, &kmerge));
     const int32_t n = (int32_t)ktok->arr_n;
     if (n < 1 || n > m->cfg.vocab_size)
         return kvr_error_set(c->err, KVR_ERR_FORMAT,
@@ -493,18 +504,29 @@ static kvr_status gguf_load_tokenizer(gguf_ctx *c, kvr_model *m) {
         return kvr_error_set(c->err, KVR_ERR_FORMAT,
                              "%s: tokenizer.ggml.token_type has %llu entries, tokens has %d",
                              c->fname, (unsigned long long)ktype->arr_n, n);
-    int64_t ids[2];
-    static const char *const id_keys[2] = {"tokenizer.ggml.bos_token_id",
-                                           "tokenizer.ggml.eos_token_id"};
-    for (int i = 0; i < 2; i++) {
-        KVR_TRY(gguf_get_int(c, id_keys[i], false, -1, INT64_MIN, INT64_MAX, &ids[i], NULL));
+    if (kscore && kscore->arr_n != ktok->arr_n)
+        return kvr_error_set(c->err, KVR_ERR_FORMAT,
+                             "%s: tokenizer.ggml.scores has %llu entries, tokens has %d",
+                             c->fname, (unsigned long long)kscore->arr_n, n);
+    /* bos, eos, unk; llama.cpp's defaults for SPM are 1, 2, 0 */
+    int64_t ids[3];
+    static const char *const id_keys[3] = {"tokenizer.ggml.bos_token_id",
+                                           "tokenizer.ggml.eos_token_id",
+                                           "tokenizer.ggml.unknown_token_id"};
+    for (int i = 0; i < 3; i++) {
+        int64_t def = spm ? (i == 2 ? 0 : i + 1) : -1;
+        if (def >= n) def = -1;
+        KVR_TRY(gguf_get_int(c, id_keys[i], false, def, INT64_MIN, INT64_MAX, &ids[i], NULL));
         if (ids[i] < -1 || ids[i] >= n) {
             kvr_log(KVR_LOG_WARN, "%s: %s = %lld is not a token id; ignored", c->fname, id_keys[i],
                     (long long)ids[i]);
-            ids[i] = -1;
+            ids[i] = def;
         }
     }
-    const int64_t bos = ids[0], eos = ids[1];
+    bool add_prefix = true, add_bos = false;
+    const bool has_add_bos = gguf_find(c, "tokenizer.ggml.add_bos_token") != NULL;
+    KVR_TRY(gguf_get_bool(c, "tokenizer.ggml.add_space_prefix", true, &add_prefix));
+    KVR_TRY(gguf_get_bool(c, "tokenizer.ggml.add_bos_token", false, &add_bos));
     gguf_sv pre_sv;
     KVR_TRY(gguf_get_str(c, "tokenizer.ggml.pre", &pre_sv));
     char pre[64] = "default";
@@ -513,8 +535,9 @@ static kvr_status gguf_load_tokenizer(gguf_ctx *c, kvr_model *m) {
     kvr_status st;
     char **toks = NULL, *tok_blob = NULL, **merges = NULL, *merge_blob = NULL;
     int32_t *types = NULL;
+    float *scores = NULL;
     st = gguf_str_array(c, ktok, &toks, &tok_blob);
-    if (st == KVR_OK) st = gguf_str_array(c, kmerge, &merges, &merge_blob);
+    if (st == KVR_OK && kmerge) st = gguf_str_array(c, kmerge, &merges, &merge_blob);
     if (st == KVR_OK && ktype) {
         types = malloc((size_t)n * sizeof *types);
         if (!types)
@@ -522,13 +545,24 @@ static kvr_status gguf_load_tokenizer(gguf_ctx *c, kvr_model *m) {
         for (int32_t i = 0; types && i < n; i++)
             types[i] = (int32_t)gguf_le32(c->p + ktype->at + 4 * (size_t)i);
     }
+    if (st == KVR_OK && kscore) {
+        scores = malloc((size_t)n * sizeof *scores);
+        if (!scores)
+            st = kvr_error_set(c->err, KVR_ERR_NOMEM, "%s: out of memory for token scores", c->fname);
+        for (int32_t i = 0; scores && i < n; i++)
+            scores[i] = gguf_f32_from_bits(gguf_le32(c->p + kscore->at + 4 * (size_t)i));
+    }
     if (st == KVR_OK) {
         kvr_error terr = {0};
         kvr_tokenizer *tok = NULL;
-        kvr_status ts = tokenizer_create_bpe((const char *const *)toks, types, n,
-                                             (const char *const *)merges, (int32_t)kmerge->arr_n,
-                                             pre, (int32_t)bos, (int32_t)eos, &tok, &terr);
+        kvr_status ts =
+            spm ? tokenizer_create_spm((const char *const *)toks, types, scores, n, (int32_t)ids[0],
+                                       (int32_t)ids[1], (int32_t)ids[2], add_prefix, &tok, &terr)
+                : tokenizer_create_bpe((const char *const *)toks, types, n,
+                                       (const char *const *)merges, (int32_t)kmerge->arr_n, pre,
+                                       (int32_t)ids[0], (int32_t)ids[1], &tok, &terr);
         if (ts == KVR_OK) {
+            if (has_add_bos) tokenizer_set_add_bos(tok, add_bos);
             gguf_sv tmpl = {NULL, 0}; /* kept for serve/'s chat formats */
             st = gguf_get_str(c, "tokenizer.chat_template", &tmpl);
             if (st == KVR_OK && tmpl.s) st = tokenizer_set_chat_template(tok, tmpl.s, tmpl.n, c->err);
@@ -546,6 +580,7 @@ static kvr_status gguf_load_tokenizer(gguf_ctx *c, kvr_model *m) {
     free(merges);
     free(merge_blob);
     free(types);
+    free(scores);
     return st;
 }
 

@@ -1,7 +1,7 @@
 /* kvr_model.h -- Llama-family model configuration, weights and tokenizer.
  *
  * A kvr_model holds a decoder configuration, its weights in one arena, and (when the source has
- * one) a byte-level BPE tokenizer. Three sources:
+ * one) a tokenizer (byte-level or SentencePiece BPE). Three sources:
  *   - GGUF v2/v3 files: every matrix kept in its stored type (F32, F16, BF16, Q4_0, Q4_1, Q5_0,
  *     Q5_1, Q8_0, the K-quants, IQ4_NL, IQ4_XS; backends dequantize per GEMM), the norms as fp32;
  *     tokenizer from metadata,
@@ -89,7 +89,9 @@ KVR_API const char *const *kvr_model_preset_names(void);
 KVR_API kvr_status kvr_model_default_path(char *buf, size_t len, kvr_error *err);
 
 // ----------------------------------------------------------------------------
-// tokenizer: GPT-2 style byte-level BPE (tokens, merges, pre-tokenizer regex via PCRE2)
+// tokenizer: GPT-2 style byte-level BPE (tokens, merges, pre-tokenizer regex via PCRE2) or
+// SentencePiece BPE (Llama 1/2, Mistral: scores, U+2581 spaces, <0xXX> byte fallback), from GGUF
+// metadata or an HF directory's tokenizer.json (docs/tokenizer.md)
 
 /* Encode UTF-8 text. parse_special: exact matches of control/user-defined tokens in the text
  * become those tokens (as llama.cpp's parse_special). add_bos: prepend BOS if the vocab has one.
@@ -104,6 +106,11 @@ KVR_API int64_t kvr_tokenizer_decode_token(const kvr_tokenizer *t, int32_t id, c
 KVR_API int32_t kvr_tokenizer_n_vocab(const kvr_tokenizer *t);
 KVR_API int32_t kvr_tokenizer_bos(const kvr_tokenizer *t); /* -1 if none */
 KVR_API int32_t kvr_tokenizer_eos(const kvr_tokenizer *t); /* -1 if none */
+/* Whether the vocabulary asks for BOS at the start of a prompt (GGUF add_bos_token, or llama.cpp's
+ * default: yes for SentencePiece and llama3-style vocabularies) and has one. */
+KVR_API bool kvr_tokenizer_wants_bos(const kvr_tokenizer *t);
+/* "bpe" (byte-level) or "spm" (SentencePiece); "" for NULL. */
+KVR_API const char *kvr_tokenizer_type(const kvr_tokenizer *t);
 /* The end-of-generation ids, as llama.cpp's llama_vocab_is_eog: the EOS id and the tokens whose
  * text ends a turn or a text in the chat templates llama.cpp knows (<|im_end|>, <|eot_id|>,
  * <|end|>, <end_of_turn>, <|endoftext|>, ...). Writes at most cap ids (16 hold them all), EOS

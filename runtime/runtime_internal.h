@@ -107,7 +107,7 @@ kvr_status model_tensor_rows_f32(const model_tensor *t, int64_t r0, int64_t n, f
  * *n floats. For tests and reference dumps. */
 kvr_status model_dequant_all(const kvr_model *m, float **out, size_t *n, kvr_error *err);
 
-/* Tokenizer construction from GGUF metadata. tokens: n strings (byte-level BPE alphabet, as
+/* Byte-level BPE tokenizer construction (GGUF tokenizer.ggml.model = gpt2, or tokenizer.json). tokens: n strings (byte-level BPE alphabet, as
  * stored), token_types: n llama.cpp token types (1 normal, 2 unknown, 3 control, 4 user-defined,
  * 5 unused, 6 byte) or NULL; merges: n_merges strings "a b"; pre: tokenizer.ggml.pre value
  * (selects the pre-tokenizer regexes). All inputs are copied.
@@ -115,6 +115,30 @@ kvr_status model_dequant_all(const kvr_model *m, float **out, size_t *n, kvr_err
 kvr_status tokenizer_create_bpe(const char *const *tokens, const int32_t *token_types, int32_t n,
                                 const char *const *merges, int32_t n_merges, const char *pre,
                                 int32_t bos, int32_t eos, kvr_tokenizer **out, kvr_error *err);
+/* SentencePiece-BPE tokenizer (tokenizer.ggml.model = llama): tokens as stored (U+2581 for
+ * spaces, <0xXX> byte tokens), their types (as above) and scores (NULL: all 0), the unknown-token
+ * id (-1: none; used only for a byte with no <0xXX> token), add_space_prefix
+ * (tokenizer.ggml.add_space_prefix, true unless the vocabulary says otherwise). Copies its inputs.
+ * Errors: KVR_ERR_FORMAT (ids out of range, duplicate tokens), KVR_ERR_NOMEM. */
+kvr_status tokenizer_create_spm(const char *const *tokens, const int32_t *token_types,
+                                const float *scores, int32_t n, int32_t bos, int32_t eos,
+                                int32_t unk, bool add_space_prefix, kvr_tokenizer **out,
+                                kvr_error *err);
+/* Whether the vocabulary asks for a BOS token (tokenizer.ggml.add_bos_token; defaults: SPM yes,
+ * BPE only for the llama3 pre-tokenizers, as llama.cpp). */
+void tokenizer_set_add_bos(kvr_tokenizer *t, bool add_bos);
+/* Replace the BOS/EOS ids (-1 or out of range: none). */
+void tokenizer_set_special(kvr_tokenizer *t, int32_t bos, int32_t eos);
+/* The id of the token whose text is exactly text, or -1. */
+int32_t tokenizer_lookup(const kvr_tokenizer *t, const char *text);
+/* An HF tokenizer.json (runtime/hf_tokenizer.c): BPE, byte-level or SentencePiece-style with
+ * byte_fallback. config_json (may be NULL): config.json, for bos_token_id / eos_token_id;
+ * max_vocab: the model's vocab_size (every token id must be below it). Names are for messages.
+ * Errors: KVR_ERR_FORMAT (bad JSON or field, named), KVR_ERR_UNSUPPORTED (model type,
+ * normalizer or pre-tokenizer, named with its value), KVR_ERR_NOMEM. */
+kvr_status hf_tokenizer_from_json(const char *json, size_t len, const char *fname,
+                                  const char *config_json, size_t config_len, int32_t max_vocab,
+                                  kvr_tokenizer **out, kvr_error *err);
 void tokenizer_destroy(kvr_tokenizer *t);
 /* Keep a copy of the model's chat template (n bytes; tokenizer.chat_template). Errors: NOMEM. */
 kvr_status tokenizer_set_chat_template(kvr_tokenizer *t, const char *s, size_t n, kvr_error *err);

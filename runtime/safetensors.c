@@ -548,6 +548,41 @@ static char *hf_path_join(const char *dir, const char *name) {
     return p;
 }
 
+/* DIR/tokenizer.json, when there is one, becomes m's tokenizer. An unsupported tokenizer (model
+ * type, normalizer, pre-tokenizer) is logged and the model loads without one, as the GGUF loader
+ * does; a malformed file fails the load. */
+static kvr_status hf_load_tokenizer(const char *dir, const kvr_file_map *cfile, kvr_model *m,
+                                    kvr_error *err) {
+    char *tpath = hf_path_join(dir, "tokenizer.json");
+    if (!tpath) return kvr_error_set(err, KVR_ERR_NOMEM, "hf: out of memory");
+    struct stat sb;
+    if (stat(tpath, &sb) != 0) {
+        kvr_log(KVR_LOG_INFO, "%s: no tokenizer.json; loading without a tokenizer", dir);
+        free(tpath);
+        return KVR_OK;
+    }
+    kvr_file_map tf = {0};
+    kvr_status st = kvr_file_map_open(tpath, true, 0, &tf, err);
+    if (st == KVR_OK) {
+        kvr_error terr = {0};
+        kvr_tokenizer *tok = NULL;
+        st = hf_tokenizer_from_json((const char *)tf.p, tf.len, tpath, (const char *)cfile->p,
+                                    cfile->len, m->cfg.vocab_size, &tok, &terr);
+        if (st == KVR_OK) {
+            m->tok = tok;
+        } else if (st == KVR_ERR_UNSUPPORTED) {
+            kvr_log(KVR_LOG_WARN, "tokenizer not available (%s); loading without a tokenizer",
+                    terr.msg);
+            st = KVR_OK;
+        } else {
+            kvr_error_set(err, st, "%s", terr.msg);
+        }
+    }
+    kvr_file_map_close(&tf);
+    free(tpath);
+    return st;
+}
+
 kvr_status kvr_model_load_hf(const char *dir_or_config, kvr_model **out, kvr_error *err) {
     *out = NULL;
     if (!dir_or_config || !*dir_or_config)
@@ -630,6 +665,11 @@ kvr_status kvr_model_load_hf(const char *dir_or_config, kvr_model **out, kvr_err
         if (st == KVR_OK)
             st = hf_load_from_memory((const char *)cfile.p, cfile.len, cpath, dir, n_paths, bufs,
                                      lens, (const char *const *)paths, out, err);
+        if (st == KVR_OK) st = hf_load_tokenizer(dir, &cfile, *out, err);
+        if (st != KVR_OK && *out) {
+            kvr_model_destroy(*out);
+            *out = NULL;
+        }
     } else {
         st = kvr_error_set(err, KVR_ERR_NOMEM, "hf: out of memory");
     }

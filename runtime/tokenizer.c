@@ -1,6 +1,16 @@
-/* tokenizer.c -- GPT-2 style byte-level BPE that reproduces llama.cpp's LLAMA_VOCAB_TYPE_BPE.
+/* tokenizer.c -- the two tokenizers of llama.cpp's Llama-family vocabularies:
+ *   - GPT-2 style byte-level BPE (tokenizer.ggml.model = gpt2, LLAMA_VOCAB_TYPE_BPE), and
+ *   - SentencePiece BPE (tokenizer.ggml.model = llama, LLAMA_VOCAB_TYPE_SPM: Llama 1/2, Mistral,
+ *     TinyLlama): spaces escaped to U+2581, an optional space prefix, merges by token score
+ *     (llm_tokenizer_spm), <0xXX> byte-fallback tokens.
  *
- * Pipeline of kvr_tokenizer_encode (each step mirrors a piece of llama.cpp's src/llama-vocab.cpp
+ * SPM encoding (tok_spm_text): special-token partition as below; each raw fragment gets a leading
+ * space when add_space_prefix is set and it is the first fragment or follows a special token;
+ * every ' ' becomes U+2581; the text is split into UTF-8 characters (by lead byte, no validation,
+ * as llama.cpp); adjacent symbols whose concatenation is a token are merged, highest score first,
+ * leftmost on ties; a final symbol that is no token becomes its bytes' <0xXX> tokens.
+ *
+ * BPE pipeline of kvr_tokenizer_encode (each step mirrors a piece of llama.cpp's src/llama-vocab.cpp
  * and src/unicode.cpp; see docs/tokenizer.md):
  *   1. special-token partition (tokenizer_st_partition): for each control/unknown/user-defined
  *      token, longest text first, split every raw fragment on its exact occurrences;
@@ -13,7 +23,7 @@
  *   4. each piece is byte-encoded (GPT-2 bytes_to_unicode) and merged by BPE: lowest merge rank
  *      first, leftmost on ties (llm_tokenizer_bpe_session::tokenize), then mapped to ids.
  *
- * Memory: everything is copied in tokenizer_create_bpe; encode allocates per-call scratch only, so
+ * Memory: everything is copied in tokenizer_create_bpe / _spm; encode allocates per-call scratch only, so
  * one tokenizer may be shared read-only by any number of threads.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -104,8 +114,15 @@ static const char *const k_forced_control[] = {
 // ----------------------------------------------------------------------------
 // the tokenizer object
 
+enum { TOK_VOCAB_BPE = 0, TOK_VOCAB_SPM = 1 };
+
 struct kvr_tokenizer {
-    int32_t n_vocab, bos, eos;
+    int vocab; /* TOK_VOCAB_* */
+    int32_t n_vocab, bos, eos, unk;
+    bool add_bos;          /* what the vocabulary asks for (kvr_tokenizer_wants_bos) */
+    bool add_space_prefix; /* SPM: a space before the first fragment and after special tokens */
+    float *scores;         /* SPM: (n_vocab) merge priority of each token */
+    int32_t byte_id[256];  /* SPM: the <0xXX> token of each byte (or its one-byte token), or -1 */
     char pre[64];
     char *chat_template; /* tokenizer.chat_template (GGUF), or NULL */
     const tok_pre_kind *kind;
@@ -319,46 +336,29 @@ static void tok_init_bytes(kvr_tokenizer *t) {
     }
 }
 
-kvr_status tokenizer_create_bpe(const char *const *tokens, const int32_t *token_types, int32_t n,
-                                const char *const *merges, int32_t n_merges, const char *pre,
-                                int32_t bos, int32_t eos, kvr_tokenizer **out, kvr_error *err) {
+/* The parts both vocabulary types share: ids, token texts and types (after llama.cpp's
+ * forced-control overrides), the text -> id hash and the special-token list. */
+static kvr_status tok_create_common(const char *const *tokens, const int32_t *token_types,
+                                    int32_t n, int32_t bos, int32_t eos, kvr_tokenizer **out,
+                                    kvr_error *err) {
     if (!out) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "tokenizer: out is NULL");
     *out = NULL;
     if (!tokens || n <= 0)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "tokenizer: no tokens (n = %d)", (int)n);
-    if (n_merges < 0 || (n_merges > 0 && !merges))
-        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "tokenizer: bad merges (n = %d)",
-                             (int)n_merges);
     if (bos < -1 || bos >= n)
         return kvr_error_set(err, KVR_ERR_FORMAT, "tokenizer: bos id %d outside [0, %d)", (int)bos,
                              (int)n);
     if (eos < -1 || eos >= n)
         return kvr_error_set(err, KVR_ERR_FORMAT, "tokenizer: eos id %d outside [0, %d)", (int)eos,
                              (int)n);
-
-    const tok_pre_kind *kind = NULL;
-    if (!pre || !*pre) {
-        kvr_log(KVR_LOG_WARN, "tokenizer: no pre-tokenizer type, using 'default' (as llama.cpp)");
-        pre = "default";
-    }
-    for (size_t i = 0; i < sizeof(k_pre_names) / sizeof(k_pre_names[0]); i++)
-        if (strcmp(pre, k_pre_names[i].name) == 0) kind = k_pre_names[i].kind;
-    if (!kind)
-        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                             "tokenizer: tokenizer.ggml.pre = '%s' is not supported (supported: default, "
-                             "gpt-2, llama3/llama-bpe, dbrx, qwen2, starcoder/refact/smollm, "
-                             "falcon and their llama.cpp aliases)",
-                             pre);
-
     kvr_status st = KVR_OK;
     kvr_tokenizer *t = calloc(1, sizeof(*t));
     if (!t) return kvr_error_set(err, KVR_ERR_NOMEM, "tokenizer: out of memory");
     t->n_vocab = n;
     t->bos = bos;
     t->eos = eos;
-    t->kind = kind;
-    snprintf(t->pre, sizeof(t->pre), "%s", pre);
-    tok_init_bytes(t);
+    t->unk = -1;
+    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
 
     /* tokens */
     size_t blob = 0;
@@ -414,48 +414,6 @@ kvr_status tokenizer_create_bpe(const char *const *tokens, const int32_t *token_
         }
     }
 
-    /* merges: "left right", split at the first space after the first byte (llama.cpp) */
-    t->n_merges = n_merges;
-    if (n_merges > 0) {
-        blob = 0;
-        for (int32_t i = 0; i < n_merges; i++) {
-            if (!merges[i] || !merges[i][0] || !strchr(merges[i] + 1, ' ')) {
-                st = kvr_error_set(err, KVR_ERR_FORMAT, "tokenizer: merge %d ('%.40s') is not 'a b'",
-                                   (int)i, merges[i] ? merges[i] : "(null)");
-                goto fail;
-            }
-            blob += strlen(merges[i]) + 1;
-        }
-        t->merge_blob = malloc(blob);
-        t->merge_off = malloc((size_t)n_merges * sizeof(size_t));
-        t->merge_len = malloc((size_t)n_merges * sizeof(uint32_t));
-        t->merge_hash_mask = tok_pow2_at_least(2 * (uint64_t)n_merges) - 1;
-        t->merge_hash = malloc((t->merge_hash_mask + 1) * sizeof(int32_t));
-        if (!t->merge_blob || !t->merge_off || !t->merge_len || !t->merge_hash) {
-            st = kvr_error_set(err, KVR_ERR_NOMEM, "tokenizer: out of memory (%d merges)", (int)n_merges);
-            goto fail;
-        }
-        memset(t->merge_hash, 0xff, (t->merge_hash_mask + 1) * sizeof(int32_t));
-        off = 0;
-        for (int32_t i = 0; i < n_merges; i++) {
-            size_t len = strlen(merges[i]);
-            memcpy(t->merge_blob + off, merges[i], len + 1);
-            t->merge_off[i] = off;
-            t->merge_len[i] = (uint32_t)len;
-            off += len + 1;
-            uint64_t h = tok_fnv1a(TOK_FNV_INIT, merges[i], len) & t->merge_hash_mask;
-            for (;; h = (h + 1) & t->merge_hash_mask) {
-                int32_t r = t->merge_hash[h];
-                if (r < 0) {
-                    t->merge_hash[h] = i;
-                    break;
-                }
-                if (t->merge_len[r] == len && memcmp(t->merge_blob + t->merge_off[r], merges[i], len) == 0)
-                    break; /* duplicate: the first (lowest) rank wins, as std::map::emplace */
-            }
-        }
-    }
-
     /* special tokens: control, unknown and user-defined, longest first (ties: lower id) */
     {
         int64_t *keys = malloc((size_t)n * sizeof(int64_t));
@@ -480,6 +438,84 @@ kvr_status tokenizer_create_bpe(const char *const *tokens, const int32_t *token_
         for (int32_t i = 0; i < ns; i++) t->special[i] = (int32_t)(keys[i] & 0xffffffff);
         t->n_special = ns;
         free(keys);
+    }
+    *out = t;
+    return KVR_OK;
+fail:
+    tokenizer_destroy(t);
+    return st;
+}
+
+kvr_status tokenizer_create_bpe(const char *const *tokens, const int32_t *token_types, int32_t n,
+                                const char *const *merges, int32_t n_merges, const char *pre,
+                                int32_t bos, int32_t eos, kvr_tokenizer **out, kvr_error *err) {
+    if (out) *out = NULL;
+    if (n_merges < 0 || (n_merges > 0 && !merges))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "tokenizer: bad merges (n = %d)",
+                             (int)n_merges);
+    const tok_pre_kind *kind = NULL;
+    if (!pre || !*pre) {
+        kvr_log(KVR_LOG_WARN, "tokenizer: no pre-tokenizer type, using 'default' (as llama.cpp)");
+        pre = "default";
+    }
+    for (size_t i = 0; i < sizeof(k_pre_names) / sizeof(k_pre_names[0]); i++)
+        if (strcmp(pre, k_pre_names[i].name) == 0) kind = k_pre_names[i].kind;
+    if (!kind)
+        return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
+                             "tokenizer: tokenizer.ggml.pre = '%s' is not supported (supported: default, "
+                             "gpt-2, llama3/llama-bpe, dbrx, qwen2, starcoder/refact/smollm, "
+                             "falcon and their llama.cpp aliases)",
+                             pre);
+
+    kvr_tokenizer *t = NULL;
+    KVR_TRY(tok_create_common(tokens, token_types, n, bos, eos, &t, err));
+    kvr_status st = KVR_OK;
+    t->vocab = TOK_VOCAB_BPE;
+    t->kind = kind;
+    t->add_bos = kind == &k_pre_llama3; /* llama.cpp's default for the llama3 family */
+    snprintf(t->pre, sizeof(t->pre), "%s", pre);
+    tok_init_bytes(t);
+
+    /* merges: "left right", split at the first space after the first byte (llama.cpp) */
+    t->n_merges = n_merges;
+    if (n_merges > 0) {
+        size_t blob = 0;
+        for (int32_t i = 0; i < n_merges; i++) {
+            if (!merges[i] || !merges[i][0] || !strchr(merges[i] + 1, ' ')) {
+                st = kvr_error_set(err, KVR_ERR_FORMAT, "tokenizer: merge %d ('%.40s') is not 'a b'",
+                                   (int)i, merges[i] ? merges[i] : "(null)");
+                goto fail;
+            }
+            blob += strlen(merges[i]) + 1;
+        }
+        t->merge_blob = malloc(blob);
+        t->merge_off = malloc((size_t)n_merges * sizeof(size_t));
+        t->merge_len = malloc((size_t)n_merges * sizeof(uint32_t));
+        t->merge_hash_mask = tok_pow2_at_least(2 * (uint64_t)n_merges) - 1;
+        t->merge_hash = malloc((t->merge_hash_mask + 1) * sizeof(int32_t));
+        if (!t->merge_blob || !t->merge_off || !t->merge_len || !t->merge_hash) {
+            st = kvr_error_set(err, KVR_ERR_NOMEM, "tokenizer: out of memory (%d merges)", (int)n_merges);
+            goto fail;
+        }
+        memset(t->merge_hash, 0xff, (t->merge_hash_mask + 1) * sizeof(int32_t));
+        size_t off = 0;
+        for (int32_t i = 0; i < n_merges; i++) {
+            size_t len = strlen(merges[i]);
+            memcpy(t->merge_blob + off, merges[i], len + 1);
+            t->merge_off[i] = off;
+            t->merge_len[i] = (uint32_t)len;
+            off += len + 1;
+            uint64_t h = tok_fnv1a(TOK_FNV_INIT, merges[i], len) & t->merge_hash_mask;
+            for (;; h = (h + 1) & t->merge_hash_mask) {
+                int32_t r = t->merge_hash[h];
+                if (r < 0) {
+                    t->merge_hash[h] = i;
+                    break;
+                }
+                if (t->merge_len[r] == len && memcmp(t->merge_blob + t->merge_off[r], merges[i], len) == 0)
+                    break; /* duplicate: the first (lowest) rank wins, as std::map::emplace */
+            }
+        }
     }
 
     /* regexes */
@@ -512,6 +548,53 @@ fail:
     return st;
 }
 
+kvr_status tokenizer_create_spm(const char *const *tokens, const int32_t *token_types,
+                                const float *scores, int32_t n, int32_t bos, int32_t eos,
+                                int32_t unk, bool add_space_prefix, kvr_tokenizer **out,
+                                kvr_error *err) {
+    if (out) *out = NULL;
+    if (unk < -1 || unk >= n)
+        return kvr_error_set(err, KVR_ERR_FORMAT, "tokenizer: unknown-token id %d outside [0, %d)",
+                             (int)unk, (int)n);
+    kvr_tokenizer *t = NULL;
+    KVR_TRY(tok_create_common(tokens, token_types, n, bos, eos, &t, err));
+    t->vocab = TOK_VOCAB_SPM;
+    t->unk = unk;
+    t->add_bos = true; /* llama.cpp's default for SPM vocabularies */
+    t->add_space_prefix = add_space_prefix;
+    snprintf(t->pre, sizeof(t->pre), "%s", "spm");
+    t->scores = malloc((size_t)n * sizeof(float));
+    if (!t->scores) {
+        tokenizer_destroy(t);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "tokenizer: out of memory (%d scores)", (int)n);
+    }
+    for (int32_t i = 0; i < n; i++) t->scores[i] = scores ? scores[i] : 0.0f;
+    /* llama_vocab::byte_to_token: "<0xXX>" (upper-case hex), else the one-byte token */
+    static const char hex[] = "0123456789ABCDEF";
+    for (int b = 0; b < 256; b++) {
+        const char name[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
+        const char one = (char)b;
+        int32_t id = tok_lookup(t, name, 6);
+        t->byte_id[b] = id >= 0 ? id : tok_lookup(t, &one, 1);
+    }
+    *out = t;
+    return KVR_OK;
+}
+
+void tokenizer_set_add_bos(kvr_tokenizer *t, bool add_bos) {
+    if (t) t->add_bos = add_bos;
+}
+
+void tokenizer_set_special(kvr_tokenizer *t, int32_t bos, int32_t eos) {
+    if (!t) return;
+    t->bos = bos >= 0 && bos < t->n_vocab ? bos : -1;
+    t->eos = eos >= 0 && eos < t->n_vocab ? eos : -1;
+}
+
+int32_t tokenizer_lookup(const kvr_tokenizer *t, const char *text) {
+    return t && text ? tok_lookup(t, text, strlen(text)) : -1;
+}
+
 void tokenizer_destroy(kvr_tokenizer *t) {
     if (!t) return;
     free(t->chat_template);
@@ -526,6 +609,7 @@ void tokenizer_destroy(kvr_tokenizer *t) {
     free(t->merge_len);
     free(t->merge_hash);
     free(t->special);
+    free(t->scores);
     free(t);
 }
 
@@ -541,7 +625,8 @@ typedef struct tok_sym {
 } tok_sym;
 
 typedef struct tok_bigram {
-    int32_t rank, left, right, left_n, right_n;
+    int64_t rank; /* BPE: merge rank; SPM: tok_spm_key(score) */
+    int32_t left, right, left_n, right_n;
 } tok_bigram;
 
 typedef struct tok_frag {
@@ -677,6 +762,92 @@ static kvr_status tok_bpe_word(const kvr_tokenizer *t, tok_scratch *s, int32_t w
         for (int32_t k = 0; k < sym->n; k++) {
             int32_t bid = tok_lookup(t, s->word + sym->off + k, 1);
             if (bid >= 0) KVR_TRY(tok_push(s, bid, err));
+        }
+    }
+    return KVR_OK;
+}
+
+/* Order-preserving key of an SPM score: the heap pops the lowest key, llama.cpp's queue the
+ * highest score, so the key is the complement of the float's sortable bit pattern. */
+static int64_t tok_spm_key(float score) {
+    if (score == 0.0f) score = 0.0f; /* -0 and +0 tie, as in a float comparison */
+    uint32_t u;
+    memcpy(&u, &score, sizeof u);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return (int64_t)(uint32_t)~u;
+}
+
+static kvr_status tok_spm_add_bigram(const kvr_tokenizer *t, tok_scratch *s, int32_t left,
+                                     int32_t right, kvr_error *err) {
+    if (left < 0 || right < 0) return KVR_OK;
+    const tok_sym *l = &s->syms[left], *r = &s->syms[right];
+    int32_t id = tok_lookup(t, s->word + l->off, (size_t)(l->n + r->n));
+    if (id < 0) return KVR_OK;
+    tok_bigram b = {tok_spm_key(t->scores[id]), left, right, l->n, r->n};
+    return tok_heap_push(s, b, err);
+}
+
+/* SentencePiece BPE of one raw fragment (llm_tokenizer_spm_session::tokenize after
+ * llama_escape_whitespace); prefix: add the leading space. */
+static kvr_status tok_spm_text(const kvr_tokenizer *t, tok_scratch *s, const char *raw, size_t n,
+                               bool prefix, kvr_error *err) {
+    KVR_TRY(tok_reserve((void **)&s->word, &s->cap_word, 3 * n + 4, 1, err));
+    size_t wn = 0;
+    if (prefix) {
+        memcpy(s->word, "\xe2\x96\x81", 3);
+        wn = 3;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (raw[i] == ' ') {
+            memcpy(s->word + wn, "\xe2\x96\x81", 3);
+            wn += 3;
+        } else {
+            s->word[wn++] = raw[i];
+        }
+    }
+    if (wn == 0) return KVR_OK;
+    if (wn > INT32_MAX / 2)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "tokenizer: a %zu-byte fragment", wn);
+    KVR_TRY(tok_reserve((void **)&s->syms, &s->cap_syms, wn, sizeof(tok_sym), err));
+    int32_t n_sym = 0;
+    for (int32_t off = 0; off < (int32_t)wn;) {
+        int32_t clen = (int32_t)tok_utf8_len((unsigned char)s->word[off]);
+        if (clen > (int32_t)wn - off) clen = (int32_t)wn - off;
+        tok_sym sym = {off, clen, n_sym - 1, off + clen == (int32_t)wn ? -1 : n_sym + 1};
+        s->syms[n_sym++] = sym;
+        off += clen;
+    }
+    s->n_heap = 0;
+    for (int32_t i = 1; i < n_sym; i++) KVR_TRY(tok_spm_add_bigram(t, s, i - 1, i, err));
+    while (s->n_heap > 0) {
+        tok_bigram b = tok_heap_pop(s);
+        tok_sym *l = &s->syms[b.left], *r = &s->syms[b.right];
+        if (l->n == 0 || r->n == 0 || l->n != b.left_n || r->n != b.right_n) continue;
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) s->syms[r->next].prev = b.left;
+        KVR_TRY(tok_spm_add_bigram(t, s, l->prev, b.left, err));
+        KVR_TRY(tok_spm_add_bigram(t, s, b.left, s->syms[b.left].next, err));
+    }
+    for (int32_t i = 0; i < n_sym; i++) {
+        const tok_sym *sym = &s->syms[i];
+        if (sym->n == 0) continue;
+        int32_t id = tok_lookup(t, s->word + sym->off, (size_t)sym->n);
+        if (id >= 0) {
+            KVR_TRY(tok_push(s, id, err));
+            continue;
+        }
+        /* resegment: a symbol that is no token is a single character; emit its bytes */
+        for (int32_t k = 0; k < sym->n; k++) {
+            unsigned char byte = (unsigned char)s->word[sym->off + k];
+            int32_t bid = t->byte_id[byte] >= 0 ? t->byte_id[byte] : t->unk;
+            if (bid < 0)
+                return kvr_error_set(err, KVR_ERR_FORMAT,
+                                     "tokenizer: byte 0x%02X has no <0x%02X> token and the "
+                                     "vocabulary no unknown token",
+                                     byte, byte);
+            KVR_TRY(tok_push(s, bid, err));
         }
     }
     return KVR_OK;
@@ -847,9 +1018,18 @@ static kvr_status tok_encode_all(const kvr_tokenizer *t, tok_scratch *s, const c
         if (!parse_special && (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN)) continue;
         KVR_TRY(tok_partition_one(t, s, text, &n_frag, id, err));
     }
+    bool prev_special = true; /* SPM: the first fragment gets the space prefix */
     for (size_t f = 0; f < n_frag; f++) {
-        if (s->fa[f].id >= 0) KVR_TRY(tok_push(s, s->fa[f].id, err));
-        else KVR_TRY(tok_encode_text(t, s, text + s->fa[f].off, s->fa[f].len, err));
+        if (s->fa[f].id >= 0) {
+            KVR_TRY(tok_push(s, s->fa[f].id, err));
+            prev_special = true;
+        } else if (t->vocab == TOK_VOCAB_SPM) {
+            KVR_TRY(tok_spm_text(t, s, text + s->fa[f].off, s->fa[f].len,
+                                 t->add_space_prefix && prev_special, err));
+            prev_special = false;
+        } else {
+            KVR_TRY(tok_encode_text(t, s, text + s->fa[f].off, s->fa[f].len, err));
+        }
     }
     return KVR_OK;
 }
@@ -903,33 +1083,46 @@ int64_t kvr_tokenizer_decode_token(const kvr_tokenizer *t, int32_t id, char *buf
     case TOK_TYPE_USER_DEFINED: /* as llama_token_to_piece(..., special = true) */
         tok_emit(buf, len, &pos, text, tl);
         break;
-    case TOK_TYPE_NORMAL: { /* llama_decode_text: undo bytes_to_unicode */
-        const unsigned char *u = (const unsigned char *)text;
-        for (size_t i = 0; i < tl;) {
-            uint32_t cpt;
-            size_t k = tok_utf8_decode(u + i, tl - i, &cpt);
-            if (k == 0) {
-                cpt = 0xfffd;
-                k = 1;
-            }
-            i += k;
-            if (cpt < TOK_N_BYTE_CPTS && t->byte_dec[cpt] >= 0) {
-                char b = (char)t->byte_dec[cpt];
-                tok_emit(buf, len, &pos, &b, 1);
-            } else { /* llama.cpp writes this marker for characters outside the byte alphabet */
-                char enc[4], hex[12];
-                size_t w = tok_utf8_encode(cpt, enc);
-                tok_emit(buf, len, &pos, "[UNK_BYTE_0x", 12);
-                for (size_t j = 0; j < w; j++) {
-                    snprintf(hex, sizeof(hex), "%02x", (unsigned)(unsigned char)enc[j]);
-                    tok_emit(buf, len, &pos, hex, 2);
+    case TOK_TYPE_NORMAL:
+        if (t->vocab == TOK_VOCAB_SPM) { /* llama_unescape_whitespace: U+2581 -> ' ' */
+            for (size_t i = 0; i < tl;) {
+                if (tl - i >= 3 && memcmp(text + i, "\xe2\x96\x81", 3) == 0) {
+                    tok_emit(buf, len, &pos, " ", 1);
+                    i += 3;
+                } else {
+                    tok_emit(buf, len, &pos, text + i, 1);
+                    i++;
                 }
-                tok_emit(buf, len, &pos, text, tl);
-                tok_emit(buf, len, &pos, "]", 1);
+            }
+            break;
+        }
+        { /* llama_decode_text: undo bytes_to_unicode */
+            const unsigned char *u = (const unsigned char *)text;
+            for (size_t i = 0; i < tl;) {
+                uint32_t cpt;
+                size_t k = tok_utf8_decode(u + i, tl - i, &cpt);
+                if (k == 0) {
+                    cpt = 0xfffd;
+                    k = 1;
+                }
+                i += k;
+                if (cpt < TOK_N_BYTE_CPTS && t->byte_dec[cpt] >= 0) {
+                    char b = (char)t->byte_dec[cpt];
+                    tok_emit(buf, len, &pos, &b, 1);
+                } else { /* llama.cpp writes this marker for characters outside the byte alphabet */
+                    char enc[4], hex[12];
+                    size_t w = tok_utf8_encode(cpt, enc);
+                    tok_emit(buf, len, &pos, "[UNK_BYTE_0x", 12);
+                    for (size_t j = 0; j < w; j++) {
+                        snprintf(hex, sizeof(hex), "%02x", (unsigned)(unsigned char)enc[j]);
+                        tok_emit(buf, len, &pos, hex, 2);
+                    }
+                    tok_emit(buf, len, &pos, text, tl);
+                    tok_emit(buf, len, &pos, "]", 1);
+                }
             }
         }
         break;
-    }
     case TOK_TYPE_BYTE: /* "<0xXX>" */
         if (tl >= 6) {
             char hx[3] = {text[3], text[4], 0};
@@ -947,6 +1140,10 @@ int64_t kvr_tokenizer_decode_token(const kvr_tokenizer *t, int32_t id, char *buf
 int32_t kvr_tokenizer_n_vocab(const kvr_tokenizer *t) { return t ? t->n_vocab : 0; }
 int32_t kvr_tokenizer_bos(const kvr_tokenizer *t) { return t ? t->bos : -1; }
 int32_t kvr_tokenizer_eos(const kvr_tokenizer *t) { return t ? t->eos : -1; }
+bool kvr_tokenizer_wants_bos(const kvr_tokenizer *t) { return t && t->add_bos && t->bos >= 0; }
+const char *kvr_tokenizer_type(const kvr_tokenizer *t) {
+    return !t ? "" : t->vocab == TOK_VOCAB_SPM ? "spm" : "bpe";
+}
 
 const char *kvr_tokenizer_chat_template(const kvr_tokenizer *t) {
     return t ? t->chat_template : NULL;

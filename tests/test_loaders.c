@@ -939,11 +939,25 @@ static void test_gguf_tokenizer_metadata(void) {
     char path[512];
     kvr_model *m = NULL;
     kvr_error e;
-    /* a non-BPE tokenizer is skipped with a warning; the model loads */
-    gguf_opts o = {.tok_model = "llama"};
-    gguf_write(&rm, &o, "tok_llama.gguf", path, sizeof path, NULL, NULL);
+    /* an unsupported tokenizer model is skipped with a warning; the model loads */
+    gguf_opts o = {.tok_model = "t5"};
+    gguf_write(&rm, &o, "tok_t5.gguf", path, sizeof path, NULL, NULL);
     KVR_CHECK_OK(load_gguf(path, true, &m, &e), &e);
     if (m) KVR_CHECK(kvr_model_get_tokenizer(m) == NULL);
+    kvr_model_destroy(m);
+    /* SentencePiece (llama): a tokenizer of type spm, which asks for BOS */
+    o.tok_model = "llama";
+    gguf_write(&rm, &o, "tok_llama.gguf", path, sizeof path, NULL, NULL);
+    KVR_CHECK_OK(load_gguf(path, true, &m, &e), &e);
+    if (m) {
+        const kvr_tokenizer *t = kvr_model_get_tokenizer(m);
+        KVR_CHECK(t != NULL);
+        if (t) {
+            KVR_CHECK(strcmp(kvr_tokenizer_type(t), "spm") == 0);
+            KVR_CHECK_EQ_INT(kvr_tokenizer_n_vocab(t), T_V);
+            KVR_CHECK(kvr_tokenizer_wants_bos(t));
+        }
+    }
     kvr_model_destroy(m);
     /* gpt2 BPE: loads; the tokenizer is present once tokenizer.c implements it */
     o.tok_model = "gpt2";

@@ -481,6 +481,199 @@ done:
     kvr_model_destroy(m);
 }
 
+// ----------------------------------------------------------------------------
+// SentencePiece BPE on a hand-made vocabulary (the full check against llama.cpp is
+// tests/ref/reference_tokenizers.py --part spm)
+
+#define U2581 "\xe2\x96\x81"
+/* ids 0 <unk>, 1 <s>, 2 </s>, 3..258 <0x00>..<0xFF>, then the pieces below */
+enum { SPM_SP = 259, SPM_A, SPM_B, SPM_SP_A, SPM_AB, SPM_C, SPM_SP_C, SPM_CC, SPM_SP_CC, SPM_IM, SPM_N };
+
+static kvr_tokenizer *make_spm(bool byte_tokens, bool prefix) {
+    static char names[256][16];
+    const char *tok[SPM_N];
+    int32_t type[SPM_N];
+    float score[SPM_N];
+    tok[0] = "<unk>", tok[1] = "<s>", tok[2] = "</s>";
+    type[0] = 2, type[1] = 3, type[2] = 3;
+    for (int b = 0; b < 256; b++) {
+        snprintf(names[b], sizeof names[b], byte_tokens ? "<0x%02X>" : "<unused%02X>", b);
+        tok[3 + b] = names[b];
+        type[3 + b] = byte_tokens ? 6 : 5;
+    }
+    const char *pieces[] = {U2581, "a", "b", U2581 "a", "ab", "c", U2581 "c", "cc", U2581 "cc", "<im>"};
+    const float sc[] = {-100, -100, -100, -1, -1, -100, -3, -2, -0.5f, 0};
+    for (int i = 0; i < SPM_N - SPM_SP; i++) {
+        tok[SPM_SP + i] = pieces[i];
+        type[SPM_SP + i] = i == SPM_IM - SPM_SP ? 3 : 1;
+        score[SPM_SP + i] = sc[i];
+    }
+    for (int i = 0; i < SPM_SP; i++) score[i] = 0;
+    kvr_tokenizer *t = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(tokenizer_create_spm(tok, type, score, SPM_N, 1, 2, 0, prefix, &t, &e), &e);
+    return t;
+}
+
+static void test_spm(void) {
+    kvr_tokenizer *t = make_spm(true, true);
+    if (!t) return;
+    KVR_CHECK(strcmp(kvr_tokenizer_type(t), "spm") == 0);
+    KVR_CHECK(kvr_tokenizer_wants_bos(t));
+    /* "ab" -> "_ab": "_a" and "ab" tie at -1, the leftmost merges first */
+    EXPECT(t, "ab", false, SPM_SP_A, SPM_B);
+    /* higher score first: "cc" (-2) before "_c" (-3), then "_" + "cc" = "_cc" (-0.5) */
+    EXPECT(t, "cc", false, SPM_SP_CC);
+    /* spaces become U+2581; byte fallback for characters outside the vocabulary */
+    EXPECT(t, "a c", false, SPM_SP_A, SPM_SP_C);
+    EXPECT(t, "\xc3\xa9", false, SPM_SP, 3 + 0xc3, 3 + 0xa9);
+    /* special tokens: the fragment after one gets the space prefix again */
+    EXPECT(t, "a<im>a", true, SPM_SP_A, SPM_IM, SPM_SP_A);
+    EXPECT(t, "a<im>a", false, SPM_SP_A, 3 + '<', 3 + 'i', 3 + 'm', 3 + '>', SPM_A);
+    {
+        int32_t *ids = NULL;
+        int64_t n = -1;
+        kvr_error e0;
+        KVR_CHECK_OK(kvr_tokenizer_encode(t, "", 0, false, false, &ids, &n, &e0), &e0);
+        KVR_CHECK_EQ_INT(n, 0); /* empty input: no tokens, no space prefix */
+        free(ids);
+    }
+    {
+        const int32_t want[] = {1, SPM_SP_A};
+        expect_ids(t, "a", 1, true, false, want, 2, __LINE__);
+    }
+    char buf[16];
+    KVR_CHECK_EQ_INT(kvr_tokenizer_decode_token(t, SPM_SP_CC, buf, sizeof buf), 3);
+    KVR_CHECK(strcmp(buf, " cc") == 0);
+    KVR_CHECK_EQ_INT(kvr_tokenizer_decode_token(t, 3 + 0x41, buf, sizeof buf), 1);
+    KVR_CHECK(strcmp(buf, "A") == 0);
+    KVR_CHECK_EQ_INT(kvr_tokenizer_decode_token(t, 1, buf, sizeof buf), 3);
+    KVR_CHECK(strcmp(buf, "<s>") == 0);
+    tokenizer_destroy(t);
+
+    t = make_spm(true, false); /* add_space_prefix = false */
+    if (t) {
+        EXPECT(t, "ab", false, SPM_AB);
+        EXPECT(t, "a c", false, SPM_A, SPM_SP_C);
+        tokenizer_destroy(t);
+    }
+    t = make_spm(false, true); /* no byte tokens: the unknown token stands in */
+    if (t) {
+        EXPECT(t, "\xc3\xa9", false, SPM_SP, 0, 0);
+        tokenizer_destroy(t);
+    }
+    /* errors: ids out of range */
+    const char *tok[] = {"a", "b"};
+    kvr_error e;
+    kvr_tokenizer *bad = (kvr_tokenizer *)tok;
+    KVR_CHECK_EQ_INT(tokenizer_create_spm(tok, NULL, NULL, 2, 0, 1, 5, true, &bad, &e), KVR_ERR_FORMAT);
+    KVR_CHECK(bad == NULL);
+    KVR_CHECK(strstr(e.msg, "unknown-token id 5") != NULL);
+    KVR_CHECK_OK(tokenizer_create_spm(tok, NULL, NULL, 2, -1, -1, -1, true, &bad, &e), &e);
+    if (bad) { /* no byte tokens, no unknown token: a character outside the vocabulary fails */
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        KVR_CHECK_EQ_INT(kvr_tokenizer_encode(bad, "ax", 2, false, false, &ids, &n, &e), KVR_ERR_FORMAT);
+        KVR_CHECK(strstr(e.msg, "0x20") != NULL || strstr(e.msg, "0x78") != NULL || strstr(e.msg, "0xE2") != NULL);
+        tokenizer_destroy(bad);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// HF tokenizer.json (the full check against the real vocabulary is
+// tests/ref/reference_tokenizers.py --part hf)
+
+static kvr_status hf_tok(const char *json, int32_t max_vocab, kvr_tokenizer **t, kvr_error *e) {
+    static const char cfg[] = "{\"bos_token_id\": 0, \"eos_token_id\": [1, 2]}";
+    return hf_tokenizer_from_json(json, strlen(json), "t/tokenizer.json", cfg, strlen(cfg),
+                                  max_vocab, t, e);
+}
+
+static void test_hf_tokenizer_json(void) {
+    /* byte-level: "a", "b", "ab" (merge), " " as "\u0120", a special token at id 5 */
+    const char *bl =
+        "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 5, \"content\": \"<|x|>\", \"special\": true}],"
+        " \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false,"
+        " \"use_regex\": true}, \"decoder\": {\"type\": \"ByteLevel\"},"
+        " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1, \"b\": 2, \"ab\": 3, \"\\u0120\": 4, \"<|endoftext|>\": 0},"
+        " \"merges\": [[\"a\", \"b\"]]}}";
+    kvr_tokenizer *t = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(hf_tok(bl, 8, &t, &e), &e);
+    if (t) {
+        KVR_CHECK(strcmp(kvr_tokenizer_type(t), "bpe") == 0);
+        KVR_CHECK_EQ_INT(kvr_tokenizer_n_vocab(t), 6);
+        KVR_CHECK_EQ_INT(kvr_tokenizer_bos(t), 0);
+        KVR_CHECK_EQ_INT(kvr_tokenizer_eos(t), 1);
+        KVR_CHECK(!kvr_tokenizer_wants_bos(t));
+        EXPECT(t, "ab a<|x|>", true, 3, 4, 1, 5);
+        tokenizer_destroy(t);
+    }
+    /* SentencePiece-style with byte_fallback: merges give the scores */
+    const char *sp =
+        "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+        "\"\\u2581\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}]},"
+        " \"pre_tokenizer\": null, \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
+        "[{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}]},"
+        " \"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"unk_token\": \"<unk>\", \"vocab\": "
+        "{\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2, \"<0x41>\": 3, \"\\u2581\": 4, \"a\": 5, \"\\u2581a\": 6},"
+        " \"merges\": [\"\\u2581 a\"]}}";
+    KVR_CHECK_OK(hf_tok(sp, 8, &t, &e), &e);
+    if (t) {
+        KVR_CHECK(strcmp(kvr_tokenizer_type(t), "spm") == 0);
+        KVR_CHECK(kvr_tokenizer_wants_bos(t)); /* TemplateProcessing starts with <s> */
+        KVR_CHECK_EQ_INT(kvr_tokenizer_bos(t), 1);
+        EXPECT(t, "a A", false, 6, 4, 3);
+        tokenizer_destroy(t);
+    }
+    /* the fuzz seeds parse (tests/fuzz/corpus_tokenizer_json) */
+    static const char *const seeds[] = {"bytelevel_gpt2", "bytelevel_smollm", "bytelevel_qwen2",
+                                        "spm_bytefallback"};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/tests/fuzz/corpus_tokenizer_json/%s.json", KVR_SOURCE_DIR,
+                 seeds[i]);
+        char *json = NULL;
+        size_t len = 0;
+        KVR_CHECK_OK(kvr_read_file(path, 0, &json, &len, &e), &e);
+        if (!json) continue;
+        t = NULL;
+        KVR_CHECK_OK(hf_tokenizer_from_json(json, len, path, NULL, 0, 4096, &t, &e), &e);
+        tokenizer_destroy(t);
+        free(json);
+    }
+    /* errors name the field */
+    static const struct {
+        const char *json;
+        kvr_status code;
+        const char *needle;
+    } bad[] = {
+        {"{\"model\": ", KVR_ERR_FORMAT, "invalid JSON"},
+        {"[]", KVR_ERR_FORMAT, "model"},
+        {"{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", KVR_ERR_UNSUPPORTED, "Unigram"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1}, \"merges\": 3}}", KVR_ERR_FORMAT, "merges"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1.5}, \"merges\": []}}", KVR_ERR_FORMAT, "vocab['a']"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 9}, \"merges\": []}}", KVR_ERR_FORMAT, "vocab_size"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}}", KVR_ERR_FORMAT, "twice"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}", KVR_ERR_FORMAT, "merges[0]"},
+        {"{\"decoder\": {\"type\": \"ByteLevel\"}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": "
+         "{\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", KVR_ERR_UNSUPPORTED, "Whitespace"},
+        {"{\"normalizer\": {\"type\": \"NFC\"}, \"decoder\": {\"type\": \"ByteLevel\"}, \"model\": "
+         "{\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", KVR_ERR_UNSUPPORTED, "NFC"},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", KVR_ERR_UNSUPPORTED, "byte_fallback"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        t = (kvr_tokenizer *)&e;
+        kvr_status st = hf_tok(bad[i].json, 8, &t, &e);
+        KVR_CHECK_EQ_INT(st, bad[i].code);
+        KVR_CHECK(t == NULL);
+        if (st != KVR_OK && !strstr(e.msg, bad[i].needle))
+            fprintf(stderr, "case %zu: '%s' lacks '%s'\n", i, e.msg, bad[i].needle);
+        KVR_CHECK(st == KVR_OK || strstr(e.msg, bad[i].needle) != NULL);
+        if (st == KVR_OK) tokenizer_destroy(t);
+    }
+}
+
 static const kvr_test_case cases[] = {
     {"byte_mapping", test_byte_mapping},
     {"merge_ranking", test_merge_ranking},
@@ -492,5 +685,7 @@ static const kvr_test_case cases[] = {
     {"errors", test_errors},
     {"speed_small_vocab", test_speed_small_vocab},
     {"real_vocab", test_real_vocab},
+    {"spm", test_spm},
+    {"hf_tokenizer_json", test_hf_tokenizer_json},
 };
 KVR_TEST_MAIN(cases)

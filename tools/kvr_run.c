@@ -507,7 +507,10 @@ int main(int argc, char **argv) {
     if (o.prompt || o.prompt_file) {
         const char *what = o.prompt ? "--prompt" : "--prompt-file";
         if (!tok) {
-            fprintf(stderr, "kvr-run: %s: model %s has no tokenizer; use --context N\n", what,
+            fprintf(stderr,
+                    "kvr-run: %s: model %s has no supported tokenizer (GGUF: tokenizer.ggml.* "
+                    "metadata; HF directory: tokenizer.json); use --context N\n",
+                    what,
                     o.model);
             goto done;
         }
@@ -516,7 +519,9 @@ int main(int argc, char **argv) {
         const bool long_prompt = len >= KVR_RUN_LONG_PROMPT_BYTES && printer;
         if (long_prompt)
             fprintf(stderr, "# kvr-run: tokenizing %zu bytes of prompt ...\n", len);
-        if (kvr_tokenizer_encode(tok, o.prompt ? o.prompt : prompt_buf, len, false, o.special,
+        /* BOS only where the vocabulary asks for it (SentencePiece vocabularies, llama3) */
+        if (kvr_tokenizer_encode(tok, o.prompt ? o.prompt : prompt_buf, len,
+                                 kvr_tokenizer_wants_bos(tok), o.special,
                                  &ids, &n_ids, &err) != KVR_OK) {
             fprintf(stderr, "kvr-run: %s: %s\n", what, err.msg);
             goto done;

@@ -1,4 +1,4 @@
-/* kvr_tokenize.c -- kvr-tokenize: encode text with a model's byte-level BPE tokenizer and print
+/* kvr_tokenize.c -- kvr-tokenize: encode text with a model's tokenizer (GGUF or HF directory) and print
  * the token ids (or, with --decode, the pieces). One output line per TEXT argument.
  *
  *   build/tools/kvr-tokenize --special "<|im_start|>user\nHi<|im_end|>"
@@ -25,8 +25,8 @@ typedef struct kvr_tokenize_opts {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: kvr-tokenize [options] TEXT...\n"
-            "  -m, --model PATH   GGUF file with a tokenizer (default: the real SmolLM2-135M GGUF,\n"
-            "                     see scripts/fetch-model)\n"
+            "  -m, --model PATH   GGUF file, or HF directory with tokenizer.json (default: the real\n"
+            "                     SmolLM2-135M GGUF, see scripts/fetch-model)\n"
             "  -s, --special      parse special tokens (<|im_start|>) in the text (llama.cpp's\n"
             "                     parse_special)\n"
             "  -b, --bos          prepend the BOS token\n"
@@ -163,7 +163,11 @@ int main(int argc, char **argv) {
     }
     const kvr_tokenizer *tok = kvr_model_get_tokenizer(model);
     if (!tok) {
-        fprintf(stderr, "kvr-tokenize: --model %s has no (supported) tokenizer\n", o.model);
+        fprintf(stderr,
+                "kvr-tokenize: --model %s has no supported tokenizer (a GGUF file needs "
+                "tokenizer.ggml.* metadata, an HF directory a tokenizer.json; a warning above names "
+                "what is not supported)\n",
+                o.model);
         kvr_model_destroy(model);
         free(file_text);
         return 1;

@@ -29,7 +29,7 @@ check partition_tsp 2 "applies to --mode kvr" -- "$BIN" --model tiny --context 1
 check single_many 2 "one rank" -- "$BIN" --model tiny --context 10 --ranks 2 --mode single
 check more_ranks_than_tokens 2 "more ranks than the 3 prompt tokens" -- "$BIN" --model tiny --context 3 --ranks 4
 check no_model 1 "no-such.gguf: no such file" -- "$BIN" --model /nonexistent/no-such.gguf
-check no_tokenizer 1 "has no tokenizer" -- "$BIN" --model tiny --prompt "hello"
+check no_tokenizer 1 "has no supported tokenizer" -- "$BIN" --model tiny --prompt "hello"
 check dump_unwritable 1 "cannot write" -- "$BIN" --model tiny --context 8 --dump-logits /nonexistent/dir/x.bin
 check json_fields 0 '"first_token":[0-9]+.*"ttft_ms":[0-9.]+.*"per_rank":\[\{"rank":0.*"compute_ms".*"wait_ms".*"comm_ms"' -- "$BIN" --model tiny --context 64 --ranks 3 --partition 30,20,14 --json
 check json_partition 0 '"mode":"kvr","ranks":3.*"context":64,"partition":\[30,20,14\]' -- "$BIN" --model tiny --context 64 --ranks 3 --partition 30,20,14 --json
