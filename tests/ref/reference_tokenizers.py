@@ -54,8 +54,9 @@ héllo wörld café naïve résumé Ångström über straße
 prefill decode attention transformer layer runahead parallel context cache tensor""".split("\n")
 
 
-def learn_spm_vocab(n_merges=320):
-    """A SentencePiece-style BPE vocabulary learnt from CORPUS: pieces with scores."""
+def learn_spm_vocab(n_merges=320, tie=3):
+    """A SentencePiece-style BPE vocabulary learnt from CORPUS: pieces with scores (tied in groups
+    of tie), and the merges that made them."""
     words = collections.Counter()
     for line in CORPUS:
         for w in line.split(" "):
@@ -63,7 +64,7 @@ def learn_spm_vocab(n_merges=320):
                 words[SP + w] += 1
     chars = sorted({c for w in words for c in w})
     seqs = {w: list(w) for w in words}
-    pieces = []
+    pieces, made = [], []
     for _ in range(n_merges):
         pairs = collections.Counter()
         for w, cnt in words.items():
@@ -75,6 +76,7 @@ def learn_spm_vocab(n_merges=320):
         (a, b), _ = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))
         ab = a + b
         pieces.append(ab)
+        made.append((a, b))
         for w in words:
             s, out, i = seqs[w], [], 0
             while i < len(s):
@@ -91,13 +93,15 @@ def learn_spm_vocab(n_merges=320):
         types.append(6)
         scores.append(0.0)
     seen = set(toks)
+    merges = []
     for i, p in enumerate(pieces):
         if p in seen:
             continue
         seen.add(p)
         toks.append(p)
         types.append(1)
-        scores.append(-float(i // 3))  # ties in threes: leftmost-first must decide
+        scores.append(-float(i // tie))  # ties: leftmost-first must decide
+        merges.append(" ".join(made[i]))
     for i, c in enumerate(chars):
         if c in seen:
             continue
@@ -109,7 +113,7 @@ def learn_spm_vocab(n_merges=320):
         toks.append(s)
         types.append(3)
         scores.append(0.0)
-    return toks, types, scores
+    return toks, types, scores, merges
 
 
 def write_gguf(path, tokenizer, toks, types, extra):
@@ -261,7 +265,7 @@ def part_spm(bindir):
         print("SKIP: %s" % e)
         return SKIP
     tool = [os.path.join(bindir, "kvr-tokenize")]
-    toks, types, scores = learn_spm_vocab()
+    toks, types, scores, _ = learn_spm_vocab()
     print("== SentencePiece BPE: synthetic vocabulary of %d tokens (%d byte tokens)" % (len(toks), 256))
     rng = random.Random(4321)
     texts = [t for t in ref.PROMPTS] + random_texts(rng, 400) + [ref.long_text()[:4000]]
@@ -315,6 +319,51 @@ def part_spm(bindir):
                 print("  pieces: %d/%d ids decode as llama_token_to_piece" % (n_pok, n_p))
                 ok &= n_p > 200 and n_pok == n_p
             llm.close()
+        # the same kind of vocabulary as an HF tokenizer.json (BPE with byte_fallback, the
+        # normalizer transformers writes for Llama 2): scores there are minus the merge rank, so
+        # the GGUF llama.cpp reads gets untied scores -index for the comparison
+        toks, types, scores, merges = learn_spm_vocab(tie=1)
+        path = os.path.join(td, "spm-untied.gguf")
+
+        def extra_u(w):
+            w.add_token_scores(scores)
+            w.add_bos_token_id(1)
+            w.add_eos_token_id(2)
+            w.add_unk_token_id(0)
+            w.add_add_bos_token(True)
+
+        write_gguf(path, "llama", toks, types, extra_u)
+        tj = {"version": "1.0", "truncation": None, "padding": None,
+              "added_tokens": [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                                "normalized": False, "special": True}
+                               for i, (t, ty) in enumerate(zip(toks, types)) if ty in (2, 3)],
+              "normalizer": {"type": "Sequence", "normalizers": [
+                  {"type": "Prepend", "prepend": SP},
+                  {"type": "Replace", "pattern": {"String": " "}, "content": SP}]},
+              "pre_tokenizer": None,
+              "post_processor": {"type": "TemplateProcessing",
+                                 "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                            {"Sequence": {"id": "A", "type_id": 0}}],
+                                 "pair": [], "special_tokens": {}},
+              "decoder": {"type": "Sequence", "decoders": [
+                  {"type": "Replace", "pattern": {"String": SP}, "content": " "},
+                  {"type": "ByteFallback"}, {"type": "Fuse"},
+                  {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+              "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>",
+                        "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
+                        "byte_fallback": True, "ignore_merges": False,
+                        "vocab": {t: i for i, t in enumerate(toks)}, "merges": merges}}
+        d = os.path.join(td, "hf-spm")
+        write_hf_dir(d, len(toks), tj)
+        llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+        n_ok, n_all, n_tok = compare_ids(llm, tool, d, texts, raws, label="hf ")
+        print("  HF tokenizer.json (BPE, byte_fallback) vs llama.cpp on the GGUF: ids equal in %d/%d "
+              "cases (%d reference tokens)" % (n_ok, n_all, n_tok))
+        ok &= n_ok == n_all
+        b_ok, b_all, _ = compare_ids(llm, tool, d, texts[:40], bos=True, label="hf bos ")
+        print("  ... with BOS (TemplateProcessing): %d/%d" % (b_ok, b_all))
+        ok &= b_ok == b_all
+        llm.close()
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
