@@ -3,6 +3,7 @@
 by the OpenAI Python client and by curl:
   - greedy /v1/completions through the openai client equals kvr-run --n-predict on the same
     prompt token for token (the response's token_ids against kvr-run --json's generated ids);
+    with a stop string the text ends before it;
   - /v1/chat/completions: the prompt kvr builds from the GGUF's chat template equals the
     template rendered by Jinja2 (when importable): the same request as a completion of the
     rendered text gives the same tokens; streamed through the client, the deltas join to the
@@ -134,6 +135,14 @@ def main():
         check(resp.usage.prompt_tokens == ref.get("context") and resp.usage.completion_tokens == N_TOK,
               "usage: %d prompt, %d completion tokens" % (resp.usage.prompt_tokens, resp.usage.completion_tokens))
         check(got["finish_reason"] == "length", "finish_reason length")
+        # a stop string: the text ends before it, finish_reason stop
+        cut = ref.get("generated_text", "").find("\n")
+        stopped = client.completions.create(model="kvr", prompt=PROMPT, max_tokens=N_TOK,
+                                            temperature=0, stop=["\n"])
+        n_finished += 1
+        check(cut > 0 and stopped.choices[0].text == ref["generated_text"][:cut] and
+              stopped.choices[0].finish_reason == "stop",
+              "stop ['\\n']: text %r, finish_reason %s" % (stopped.choices[0].text, stopped.choices[0].finish_reason))
 
         # chat: the template's prompt, non-streamed and streamed
         msgs = [{"role": "system", "content": "You are a terse assistant."},
