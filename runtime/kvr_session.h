@@ -101,10 +101,12 @@ typedef enum kvr_session_stage {
 
 typedef struct kvr_session_result {
     kvr_session_stage stage;        /* where an error happened (NONE on success) */
-    /* the session's creation before the first prompt (kvr_prefill_ready_create): its time and
-     * the ranks it prepared in this process (0: none -- ring, a device backend) */
+    /* the session's creation before the first prompt (kvr_prefill_ready_create, then a warm-up
+     * prefill of session_warmup_tokens synthetic tokens on it): its time and the ranks it
+     * prepared in this process (0: none -- ring, a device backend) */
     double session_ms;
     int32_t session_ranks;
+    int64_t session_warmup_tokens;
     kvr_prefill_result *runs;       /* every run, in order (owned) */
     int32_t n_runs, median;         /* runs[median]: the median-TTFT run */
     double ttft_min_ms, ttft_max_ms;

@@ -452,9 +452,38 @@ static kvr_status session_prefill(const kvr_session_params *p, const int32_t *to
             return session_fail(r, KVR_SESSION_STAGE_PREFILL, st);
         }
     }
+    pp.ready = ready;
+    { /* and a warm-up, as a server's before its first request: one prefill of a short synthetic
+       * prompt on the prepared ranks (even split; its first token dropped), so the first timed
+       * run does not meet the BLAS kernels' buffers, the lazily bound library calls and the
+       * code paths for the first time either */
+        const int64_t w = KVR_MIN(n_tokens, (int64_t)64 * p->n_ranks);
+        const int32_t vocab = kvr_model_get_config(p->model)->vocab_size;
+        int32_t *ids = malloc((size_t)w * sizeof *ids);
+        kvr_prefill_params wp = pp;
+        wp.partition = NULL;
+        wp.progress = NULL;
+        wp.keep_logits = false;
+        kvr_prefill_result wr;
+        kvr_error e;
+        kvr_status st = ids ? KVR_OK : kvr_error_set(&e, KVR_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; ids && i < w; i++) ids[i] = (int32_t)(i % vocab);
+        if (st == KVR_OK)
+            st = p->comm ? kvr_prefill_run_rank(p->model, p->comm, ids, w, &wp, &wr, &e)
+                         : kvr_prefill_run(p->model, ids, w, &wp, &wr, &e);
+        if (st == KVR_OK) kvr_prefill_result_free(&wr);
+        free(ids);
+        if (st != KVR_OK) {
+            free(ttfts);
+            kvr_prefill_ready_destroy(ready);
+            kvr_error_set(err, st, "session warm-up (%s, %d ranks, %lld tokens): %s",
+                          kvr_mode_name(p->mode), p->n_ranks, (long long)w, e.msg);
+            return session_fail(r, KVR_SESSION_STAGE_PREFILL, st);
+        }
+        r->session_warmup_tokens = w;
+    }
     r->session_ms = (kvr_time_us() - t_ready) * 1e-3;
     r->session_ranks = kvr_prefill_ready_ranks(ready);
-    pp.ready = ready;
     for (int32_t i = 0; i < n; i++) {
         /* decode follows the last run: its emitting rank keeps the logits and its workspace */
         pp.keep_logits = (p->keep_logits || n_predict > 0) && i == n - 1;

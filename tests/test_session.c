@@ -107,6 +107,7 @@ static void test_session(void) {
     KVR_CHECK(r.measured_run_id == 0 && !r.has_predictor);
     /* the session was made before the first run: both ranks prepared, every run on them */
     KVR_CHECK_EQ_INT(r.session_ranks, 2);
+    KVR_CHECK_EQ_INT(r.session_warmup_tokens, 96); /* min(the prompt, 64 per rank) */
     KVR_CHECK(r.session_ms >= 0);
     for (int32_t i = 0; i < r.n_runs; i++)
         KVR_CHECK(r.runs[i].ranks[0].ready && r.runs[i].ranks[1].ready);

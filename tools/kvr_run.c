@@ -803,13 +803,14 @@ int main(int argc, char **argv) {
                kvr_comm_transport_name(o.transport), o.threads, o.repeat);
         if (res.session_ranks > 0)
             printf("# session ready in %.1f ms before the prompt: %d rank(s) here with their "
-                   "weights and workspaces, touched; TTFT runs from the ranks' start on the "
-                   "prompt\n",
-                   res.session_ms, res.session_ranks);
+                   "weights and workspaces, touched, warmed up by a %lld-token prefill; TTFT "
+                   "runs from the ranks' start on the prompt\n",
+                   res.session_ms, res.session_ranks, (long long)res.session_warmup_tokens);
         else
             printf("# session: no prepared ranks (%s): each run makes its workspaces before its "
-                   "TTFT starts\n",
-                   res.mode == KVR_MODE_RING ? "mode ring" : "a device backend");
+                   "TTFT starts (warmed up by a %lld-token prefill)\n",
+                   res.mode == KVR_MODE_RING ? "mode ring" : "a device backend",
+                   (long long)res.session_warmup_tokens);
         if (res.n_runs > 1) {
             printf("# TTFT of each run (ms):");
             for (int32_t i = 0; i < res.n_runs; i++) printf(" %.2f", res.runs[i].ttft_ms);
