@@ -8,8 +8,9 @@
 # transport, and the same under mpirun (-np 1 / -np 2) when mpirun exists -- ROUNDS rounds,
 # interleaved (every case once per round, every other round in reverse order), of
 #   cold: a fresh kvr-run process, one prefill (--repeat 1): what a user running kvr-run once
-#         sees; the process starts, loads the model and creates its session, then the prompt
-#         is timed (docs/predictor.md, "What a prediction means");
+#         sees; the process starts, loads the model and creates its session (every rank's
+#         weights and touched workspace, a warm-up prefill), then the prompt is timed
+#         (docs/predictor.md, "What a prediction means");
 #   warm: a fresh kvr-run process with --repeat R: its median run (kvr-run's own figure) and
 #         its first run (the cold run of that process).
 # Printed per case: the prediction kvr-run makes (raw cost model + overheads; the calibrated one
