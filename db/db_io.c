@@ -529,6 +529,12 @@ static kvr_status db_csv_meta(db_csv_ctx *x, kvr_db_csv *c, const char *line, si
     return db_csv_fail(x, "unknown provenance key '%s' (see docs/db.md)", key);
 }
 
+/* a > b beyond the rounding of exported numbers (relative to the larger magnitude: the
+ * statistics of overhead rows may be negative) */
+static bool db_csv_above(double a, double b) {
+    return a - b > 1e-9 * fmax(fabs(a), fabs(b));
+}
+
 /* Statistics columns shared by both kinds (allow_negative: overhead rows hold signed excesses;
  * stddev stays >= 0). */
 static kvr_status db_csv_row_stats(db_csv_ctx *x, char (*f)[DB_CSV_MAX_FIELD], const int *col,
@@ -554,16 +560,17 @@ static kvr_status db_csv_row_stats(db_csv_ctx *x, char (*f)[DB_CSV_MAX_FIELD], c
                                allow_negative && i != 5 ? -1e15 : 0, 1e15, dst[i]));
     }
     if (!isfinite(t->median_us)) return db_csv_fail(x, "median_us is empty");
-    /* order: min <= p10 <= median <= p90 <= max, mean within [min, max] */
+    /* order: min <= p10 <= median <= p90 <= max, mean within [min, max]; a relative slack for
+     * the rounding of the exported text, on magnitudes (overhead rows are signed) */
     const double ord[5] = {t->min_us, t->p10_us, t->median_us, t->p90_us, t->max_us};
     const char *on[5] = {"min_us", "p10_us", "median_us", "p90_us", "max_us"};
     for (int i = 0; i < 5; i++)
         for (int j = i + 1; j < 5; j++)
-            if (isfinite(ord[i]) && isfinite(ord[j]) && ord[i] > ord[j] * (1 + 1e-9))
+            if (isfinite(ord[i]) && isfinite(ord[j]) && db_csv_above(ord[i], ord[j]))
                 return db_csv_fail(x, "%s (%g) > %s (%g)", on[i], ord[i], on[j], ord[j]);
     if (isfinite(t->mean_us) &&
-        ((isfinite(t->min_us) && t->mean_us < t->min_us * (1 - 1e-9)) ||
-         (isfinite(t->max_us) && t->mean_us > t->max_us * (1 + 1e-9))))
+        ((isfinite(t->min_us) && db_csv_above(t->min_us, t->mean_us)) ||
+         (isfinite(t->max_us) && db_csv_above(t->mean_us, t->max_us))))
         return db_csv_fail(x, "mean_us (%g) outside [min_us, max_us]", t->mean_us);
     t->is_stable = true;
     if (col[DB_COL_STABLE] >= 0 && f[col[DB_COL_STABLE]][0]) {

@@ -1035,6 +1035,22 @@ static void test_csv_minimal_and_defaults(void) {
     kvr_db_close(db);
 }
 
+/* Overhead rows hold signed excesses: equal negative statistics (a sample whose runs all gave
+ * the same value) are in order, as they are when positive. */
+static void test_csv_negative_stats(void) {
+    const char *csv = "# model.name: m\n# model.n_layers: 2\n"
+                      "kind,op,c,prefix,min_us,p10_us,median_us,p90_us,mean_us,max_us\n"
+                      "layer,ovh_kvr,2,2,-19.234,-19.234,-19.234,-19.234,-19.234,-19.234\n"
+                      "layer,ovh_tsp,2,2,-30,-25,-20,-15,-21,-10\n";
+    kvr_db_csv *c = NULL;
+    kvr_error err = {0};
+    KVR_CHECK_OK(kvr_db_csv_parse(csv, strlen(csv), "neg.csv", &c, &err), &err);
+    if (!c) return;
+    KVR_CHECK_EQ_INT(c->n_layers, 2);
+    KVR_CHECK_NEAR(c->layers[0].stats.p10_us, -19.234, 0, 0);
+    kvr_db_csv_free(c);
+}
+
 static void test_csv_errors(void) {
     static const struct {
         const char *text, *want;
@@ -1060,6 +1076,8 @@ static void test_csv_errors(void) {
          "kind 'row' is not layer or transfer"},
         {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us,min_us\nlayer,pre,16,5,6\n",
          "min_us (6) > median_us (5)"},
+        {"# model.name: m\n# model.n_layers: 2\nkind,op,c,prefix,median_us,min_us\n"
+         "layer,ovh_kvr,2,2,-7,-6\n", "min_us (-6) > median_us (-7)"},
         {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,pre,16,5\nlayer,pre,16,6\n",
          ":5: duplicates the sample on line 4"},
         {"# model.name: m\n# model.n_layers: 2\nkind,op,c,median_us\nlayer,\"pre,16,5\n",
@@ -1526,6 +1544,7 @@ static const kvr_test_case cases[] = {
     {"reap_and_claim", test_reap_and_claim},
     {"delete_and_check", test_delete_and_check},
     {"csv_roundtrip", test_csv_roundtrip},
+    {"csv_negative_stats", test_csv_negative_stats},
     {"csv_minimal_and_defaults", test_csv_minimal_and_defaults},
     {"csv_errors", test_csv_errors},
     {"json_export", test_json_export},
