@@ -788,8 +788,11 @@ static http_job *make_job(kvr_http_server *s, struct MHD_Connection *c, int ep,
             return NULL;
         }
         pthread_mutex_lock(&s->tok_mu);
-        const kvr_status ts = kvr_tokenizer_encode(s->tok, text, strlen(text), false, true,
-                                                   &j->ids, &j->n_ids, &e);
+        /* BOS where the vocabulary asks for it (as kvr-run and llama.cpp's server); the chat
+         * formats, like llama.cpp's, leave it to the tokenizer */
+        const kvr_status ts = kvr_tokenizer_encode(s->tok, text, strlen(text),
+                                                   kvr_tokenizer_wants_bos(s->tok), true, &j->ids,
+                                                   &j->n_ids, &e);
         pthread_mutex_unlock(&s->tok_mu);
         free(prompt);
         if (ts != KVR_OK || j->n_ids < 1) {

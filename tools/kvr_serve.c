@@ -529,7 +529,8 @@ static kvr_status replay_prompt(const kvr_trace_request *q, int64_t i, uint64_t 
                                 const kvr_tokenizer *tok, int32_t V, int32_t **ids, int64_t *n,
                                 kvr_error *e) {
     if (q->prompt && tok)
-        return kvr_tokenizer_encode(tok, q->prompt, strlen(q->prompt), false, false, ids, n, e);
+        return kvr_tokenizer_encode(tok, q->prompt, strlen(q->prompt), kvr_tokenizer_wants_bos(tok),
+                                    false, ids, n, e);
     *ids = malloc((size_t)q->prompt_tokens * sizeof **ids);
     if (!*ids) return kvr_error_set(e, KVR_ERR_NOMEM, "out of memory for a prompt");
     uint64_t x = seed * 0x9e3779b97f4a7c15ull + (uint64_t)i * 0xbf58476d1ce4e5b9ull + 1;
