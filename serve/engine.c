@@ -293,7 +293,7 @@ const int32_t *kvr_engine_output(const kvr_engine *e, int32_t id, int64_t *n) {
         return NULL;
     }
     *n = e->req[id].n_gen;
-    return e->req[id].tokens + e->req[id].n_prompt;
+    return e->req[id].tokens ? e->req[id].tokens + e->req[id].n_prompt : NULL;
 }
 
 bool kvr_engine_finished(const kvr_engine *e, int32_t id) {
@@ -314,6 +314,16 @@ kvr_status kvr_engine_cancel(kvr_engine *e, int32_t id, kvr_error *err) {
     r->finished = r->cancelled = true;
     e->n_unfinished--;
     return KVR_OK;
+}
+
+void kvr_engine_release(kvr_engine *e, int32_t id) {
+    if (id < 0 || id >= e->n_req) return;
+    eng_req *r = &e->req[id];
+    if (!r->finished || r->n_blocks > 0) return;
+    req_free(r);
+    r->tokens = NULL, r->blocks = NULL, r->stop_ids = NULL, r->sampler = NULL;
+    r->n_prompt = r->n_gen = r->cap_blocks = 0;
+    r->n_stop = 0;
 }
 
 bool kvr_engine_cancelled(const kvr_engine *e, int32_t id) {

@@ -270,6 +270,8 @@ static kvr_status store_record(kvr_http_server *s, const http_job *j, const kvr_
 /* A job the engine finished: release the rest of its text, store it, wake its client. */
 static kvr_status job_finish(kvr_http_server *s, http_job *j, kvr_error *err) {
     const kvr_serving_record r = *kvr_engine_record(s->eng, j->eid);
+    /* the job has its text (streamed as drawn): the engine keeps only the record */
+    kvr_engine_release(s->eng, j->eid);
     /* store first (outside the lock: the store is the engine thread's) */
     kvr_status st = store_record(s, j, &r, err);
     pthread_mutex_lock(&s->mu);
@@ -310,7 +312,8 @@ static void engine_sync(kvr_http_server *s, bool cancel_all) {
     for (int32_t i = 0; i < s->n_jobs; i++) {
         http_job *j = s->jobs[i];
         if (j->state != JOB_DONE && (j->cancel || cancel_all)) {
-            if (j->eid >= 0) kvr_engine_cancel(s->eng, j->eid, NULL);
+            if (j->eid >= 0 && kvr_engine_cancel(s->eng, j->eid, NULL) == KVR_OK)
+                kvr_engine_release(s->eng, j->eid);
             s->st.cancelled++;
             if (cancel_all && !j->cancel)
                 job_fail(j, 503, "server_error", "the server shut down before the request "

@@ -91,9 +91,14 @@ KVR_API int32_t kvr_engine_n_unfinished(const kvr_engine *e);
 /* Request id's record (NULL for an unknown id): times on the engine's clock, -1 until they
  * happen. */
 KVR_API const kvr_serving_record *kvr_engine_record(const kvr_engine *e, int32_t id);
-/* The tokens request id generated so far (*n of them). */
+/* The tokens request id generated so far (*n of them; NULL and 0 once released). */
 KVR_API const int32_t *kvr_engine_output(const kvr_engine *e, int32_t id, int64_t *n);
 KVR_API bool kvr_engine_finished(const kvr_engine *e, int32_t id);
+/* Free a finished (or cancelled) request's tokens, block table and sampler: a long-lived server
+ * keeps only its record (kvr_engine_record, a few hundred bytes) after it has taken the output.
+ * Its output is gone (kvr_engine_output: NULL, 0); an unfinished request or an unknown id: no
+ * effect. */
+KVR_API void kvr_engine_release(kvr_engine *e, int32_t id);
 /* End request id between steps (its client went away): it leaves the queue or frees its KV
  * blocks at once and counts as finished (its record keeps finish_s -1; kvr_engine_cancelled
  * says so). A finished request: no effect. Errors: KVR_ERR_INVALID_ARG (unknown id). */

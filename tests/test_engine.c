@@ -255,6 +255,21 @@ static void test_engine_cancel(void) {
     for (int i = 0; i < 6 && i < n0; i++) KVR_CHECK_EQ_INT(o0[i], want[i]);
     KVR_CHECK_EQ_INT((int)kvr_engine_blocks_used(eng), 0);
     KVR_CHECK(kvr_engine_record(eng, id[1])->finish_s < 0);
+    /* released: the output is gone, the record stays; an unknown id is ignored */
+    kvr_engine_release(eng, id[0]);
+    kvr_engine_release(eng, id[1]);
+    kvr_engine_release(eng, 99);
+    KVR_CHECK(kvr_engine_output(eng, id[0], &n0) == NULL && n0 == 0);
+    KVR_CHECK_EQ_INT((int)kvr_engine_record(eng, id[0])->output_tokens, 6);
+    /* the engine serves on: a new request after the releases gives the same tokens */
+    int32_t id3;
+    KVR_CHECK_OK(kvr_engine_submit(eng, &rq, kvr_engine_now(eng), &id3, &e), &e);
+    kvr_engine_release(eng, id3); /* unfinished: no effect */
+    for (int guard = 0; kvr_engine_n_unfinished(eng) > 0 && guard < 100; guard++)
+        KVR_CHECK_OK(kvr_engine_step(eng, NULL, &e), &e);
+    const int32_t *o3 = kvr_engine_output(eng, id3, &n0);
+    KVR_CHECK_EQ_INT((int)n0, 6);
+    for (int i = 0; i < 6 && i < n0 && o3; i++) KVR_CHECK_EQ_INT(o3[i], want[i]);
     kvr_engine_destroy(eng);
     kvr_kv_pool_destroy(pool);
     free(p), free(want);
