@@ -252,7 +252,9 @@ typedef struct kvr_serving_sim_stats {
  * costs per layer attn(n, n_past) plus its share of pre(Tp) + post(Tp) (Tp: the iteration's
  * prefill tokens, their GEMMs batched), embed once per prompt item; the head once per
  * iteration that samples; decode items as kvr_serving_decode_costs says (fitted costs include
- * the head); an iteration with both pays both. out has one
+ * the head); an iteration with both (chunked) runs its decode rows in the prefill's GEMMs:
+ * pre/post over Tp + B rows, the decode attention (the step's per-token term, or the ops'
+ * increments) and the head, without the step's fixed K. out has one
  * record per trace request, in trace order (refused requests marked). stats may be NULL.
  * Errors: KVR_ERR_INVALID_ARG (parameters, as kvr_sched_create), NOMEM. */
 KVR_API kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params *p,

@@ -31,8 +31,17 @@ static double iteration_us(const kvr_sched_batch *b, const kvr_serving_sim_param
             dattn += kvr_search_costs_attn_us(m, 1, it->n_past) - attn1;
         }
     }
-    if (tp > 0) us += L * (kvr_search_costs_pre_us(m, tp) + kvr_search_costs_post_us(m, tp));
-    if (nd > 0 && from_ops) {
+    if (tp > 0 && nd > 0) {
+        /* a mixed (chunked) iteration: the engine runs the decode rows in the same batched
+         * GEMMs as the prefill rows (one kvr_batch_run), so they add rows to pre/post, their
+         * attention over the caches (the decode step's per-token term, or the ops' increments)
+         * and the head -- not a second iteration's fixed cost (the decode step's K) */
+        us += L * (kvr_search_costs_pre_us(m, tp + nd) + kvr_search_costs_post_us(m, tp + nd));
+        us += from_ops ? L * (attn1 + dattn) : dc->per_ctx_token_us * (double)ctx;
+        head = true;
+    } else if (tp > 0) {
+        us += L * (kvr_search_costs_pre_us(m, tp) + kvr_search_costs_post_us(m, tp));
+    } else if (nd > 0 && from_ops) {
         us += L * (kvr_search_costs_pre_us(m, nd) + kvr_search_costs_post_us(m, nd) + attn1 + dattn);
         head = true;
     } else if (nd > 0)

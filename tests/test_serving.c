@@ -391,6 +391,26 @@ static void test_sim_one_request(void) {
     KVR_CHECK_NEAR(r2[1].first_token_s, pf2 * 1e-6, 1e-12, 1e-9);
     KVR_CHECK_NEAR(r2[1].finish_s, (pf2 + dc2) * 1e-6, 1e-12, 1e-9);
     kvr_trace_destroy(t);
+    /* chunked, a mixed iteration: request 1 arrives while request 0's prefill runs; the next
+     * iteration runs request 0's decode row in request 1's prefill GEMMs (pre/post over 101
+     * rows), its attention over 101 cached tokens at the decode step's per-token cost, and one
+     * head -- not the step's K on top */
+    const kvr_search_decode_step ds2 = {200, 20, 0.25};
+    KVR_CHECK_OK(kvr_search_costs_set_decode_step(m, &ds2, "test fit", &e), &e);
+    const double arr3[] = {0, 1e-7};
+    const int64_t prompt3[] = {100, 100}, out3[] = {2, 1};
+    t = trace_of(2, arr3, prompt3, out3);
+    if (!t) return;
+    p.sched.policy = KVR_POLICY_CHUNKED;
+    p.sched.max_batched_tokens = 512;
+    KVR_CHECK_OK(kvr_serving_simulate(t, &p, r2, &st, &e), &e);
+    const double it1 = 5 + 2 * (pre(100) + attn(100, 0) + post(100)) + 50;
+    const double it2 = 5 + 2 * (pre(101) + post(101) + attn(100, 0)) + 0.25 * 101 + 50;
+    KVR_CHECK_EQ_INT(st.iterations, 2);
+    KVR_CHECK_NEAR(r2[0].first_token_s, it1 * 1e-6, 1e-12, 1e-9);
+    KVR_CHECK_NEAR(r2[0].finish_s, (it1 + it2) * 1e-6, 1e-12, 1e-9);
+    KVR_CHECK_NEAR(r2[1].first_token_s, (it1 + it2) * 1e-6, 1e-12, 1e-9);
+    kvr_trace_destroy(t);
     kvr_search_costs_destroy(m);
 }
 
