@@ -6,6 +6,7 @@
  * decode step from them (kvr_predict_fit_decode; docs/profiler.md, "Decode steps"). */
 #include "kvr_batch.h"
 #include "kvr_profiler.h"
+#include "profiler_internal.h"
 #include "kvr_sample.h"
 #include "kvr_search.h"
 
@@ -68,13 +69,6 @@ static kvr_status dec_measure(void *user, int32_t i_iter, double *time_us, kvr_e
     return KVR_OK;
 }
 
-static bool dec_done(const kvr_db_layer_sample *ls, int64_t n, int64_t b, int64_t t) {
-    for (int64_t i = 0; i < n; i++)
-        if (ls[i].c == b && ls[i].prefix == t && !strcmp(ls[i].op, KVR_SEARCH_DECODE_OP))
-            return true;
-    return false;
-}
-
 kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
                               const kvr_profile_params *p, const kvr_profile_hooks *hooks,
                               kvr_profile_result *res, kvr_error *err) {
@@ -133,11 +127,8 @@ kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
         const kvr_prof_decode_point *pt = &pts[k];
         char label[96];
         snprintf(label, sizeof label, "decode B=%d T=%lld", pt->batch, (long long)pt->ctx);
-        if (dec_done(ls, nl, pt->batch, pt->ctx)) {
-            res->n_skipped++;
-            if (hooks && hooks->on_point)
-                hooks->on_point(hooks->user, label, NULL, res->n_skipped + res->n_measured,
-                                res->n_points);
+        if (prof_sample_stored(ls, nl, KVR_SEARCH_DECODE_OP, pt->batch, pt->ctx)) {
+            prof_point_skipped(res, hooks, label);
             continue;
         }
         if (hooks && hooks->stop && *hooks->stop) {

@@ -59,13 +59,6 @@ static uint64_t prof_rng(uint64_t *s) {
     return *s >> 33;
 }
 
-static bool prof_done_has(const kvr_db_layer_sample *s, int64_t n, const kvr_prof_point *p) {
-    const char *name = kvr_op_name(p->op);
-    for (int64_t i = 0; i < n; i++)
-        if (s[i].c == p->c && s[i].prefix == p->prefix && strcmp(s[i].op, name) == 0) return true;
-    return false;
-}
-
 /* Make the workspace ready for a point: the chunk (and its RoPE tables) and the op. */
 static kvr_status prof_prepare(prof_layer_ctx *x, const kvr_prof_point *pt, kvr_error *err) {
     x->op = pt->op;
@@ -99,11 +92,9 @@ static kvr_status prof_run_points(kvr_db *db, int64_t run_id, prof_layer_ctx *x,
         prof_timer tm[PROF_BLOCK];
         int nb = 0;
         for (; next < n && nb < PROF_BLOCK; next++) {
-            if (prof_done_has(done, n_done, &pts[next])) {
-                res->n_skipped++;
-                if (hooks && hooks->on_point)
-                    hooks->on_point(hooks->user, kvr_op_name(pts[next].op), NULL,
-                                    res->n_skipped + res->n_measured, res->n_points);
+            if (prof_sample_stored(done, n_done, kvr_op_name(pts[next].op), pts[next].c,
+                                   pts[next].prefix)) {
+                prof_point_skipped(res, hooks, kvr_op_name(pts[next].op));
                 continue;
             }
             prof_timer_init(&tm[nb], &p->timing, scratch + (size_t)nb * (size_t)max_it);

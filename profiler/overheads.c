@@ -5,6 +5,7 @@
  * (c = layers run, prefix = ranks). Two depths separate a per-run term from a per-layer-step
  * term (kvr_search_overhead_fit; docs/profiler.md, "Fixed overheads"). */
 #include "kvr_profiler.h"
+#include "profiler_internal.h"
 #include "kvr_search.h"
 
 #include <math.h>
@@ -55,13 +56,6 @@ static kvr_status ovh_predict(const kvr_db_model *mrec, int32_t L, const kvr_db_
     }
     kvr_search_costs_destroy(m);
     return s;
-}
-
-static bool ovh_done(const kvr_db_layer_sample *ls, int64_t n, const char *op, int64_t c,
-                     int64_t prefix) {
-    for (int64_t i = 0; i < n; i++)
-        if (ls[i].c == c && ls[i].prefix == prefix && !strcmp(ls[i].op, op)) return true;
-    return false;
 }
 
 void kvr_profile_overheads_plan(const kvr_profile_params *p, int32_t n_layers,
@@ -121,11 +115,8 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
             char label[96];
             snprintf(label, sizeof label, "overheads %s L=%d p=%d C=%lld", kvr_mode_name(mode), L,
                      np, (long long)C);
-            if (ovh_done(ls, nl, op, L, np)) {
-                res->n_skipped++;
-                if (hooks && hooks->on_point)
-                    hooks->on_point(hooks->user, label, NULL, res->n_skipped + res->n_measured,
-                                    res->n_points);
+            if (prof_sample_stored(ls, nl, op, L, np)) {
+                prof_point_skipped(res, hooks, label);
                 continue;
             }
             if (hooks && hooks->stop && *hooks->stop) {

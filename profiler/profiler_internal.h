@@ -25,4 +25,11 @@ void prof_timer_add(prof_timer *t, double time_us);
 /* Statistics of the measured samples (n_warmup, n_iters, is_stable included). */
 void prof_timer_stats(prof_timer *t, kvr_timing_stats *out);
 
+/* Resuming a run: whether s[0..n) (the run's stored layer samples) holds op at (c, prefix). */
+bool prof_sample_stored(const kvr_db_layer_sample *s, int64_t n, const char *op, int64_t c,
+                        int64_t prefix);
+/* A point found stored: counted as skipped and reported to hooks->on_point (no stats). */
+void prof_point_skipped(kvr_profile_result *res, const kvr_profile_hooks *hooks,
+                        const char *label);
+
 #endif /* KVR_PROFILER_INTERNAL_H */

@@ -132,3 +132,17 @@ double kvr_timer_overhead_us(void) {
     free(d);
     return med;
 }
+
+bool prof_sample_stored(const kvr_db_layer_sample *s, int64_t n, const char *op, int64_t c,
+                        int64_t prefix) {
+    for (int64_t i = 0; i < n; i++)
+        if (s[i].c == c && s[i].prefix == prefix && strcmp(s[i].op, op) == 0) return true;
+    return false;
+}
+
+void prof_point_skipped(kvr_profile_result *res, const kvr_profile_hooks *hooks,
+                        const char *label) {
+    res->n_skipped++;
+    if (hooks && hooks->on_point)
+        hooks->on_point(hooks->user, label, NULL, res->n_skipped + res->n_measured, res->n_points);
+}
