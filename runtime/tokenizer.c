@@ -719,24 +719,28 @@ static kvr_status tok_add_bigram(const kvr_tokenizer *t, tok_scratch *s, int32_t
     return tok_heap_push(s, b, err);
 }
 
-/* BPE one byte-encoded word (s->word[0..wn)) and append its ids. */
-static kvr_status tok_bpe_word(const kvr_tokenizer *t, tok_scratch *s, int32_t wn, kvr_error *err) {
-    if (wn == 0) return KVR_OK;
-    if (t->kind->ignore_merges) {
-        int32_t id = tok_lookup(t, s->word, (size_t)wn);
-        if (id >= 0) return tok_push(s, id, err);
-    }
+/* Queue the bigram of symbols left and right (if the vocabulary merges them; -1: none). */
+typedef kvr_status (*tok_bigram_fn)(const kvr_tokenizer *t, tok_scratch *s, int32_t left,
+                                    int32_t right, kvr_error *err);
+
+/* Split s->word[0..wn) into UTF-8 characters (s->syms, *n_sym of them) and merge neighbours
+ * while add_bigram queues a merge, best first (BPE: merge rank; SPM: score); merged-away
+ * symbols are left with n == 0. */
+static kvr_status tok_merge_symbols(const kvr_tokenizer *t, tok_scratch *s, int32_t wn,
+                                    tok_bigram_fn add_bigram, int32_t *n_sym, kvr_error *err) {
+    *n_sym = 0;
     KVR_TRY(tok_reserve((void **)&s->syms, &s->cap_syms, (size_t)wn, sizeof(tok_sym), err));
-    int32_t n_sym = 0;
+    int32_t ns = 0;
     for (int32_t off = 0; off < wn;) {
         int32_t clen = (int32_t)tok_utf8_len((unsigned char)s->word[off]);
         if (clen > wn - off) clen = wn - off;
-        tok_sym sym = {off, clen, n_sym - 1, off + clen == wn ? -1 : n_sym + 1};
-        s->syms[n_sym++] = sym;
+        tok_sym sym = {off, clen, ns - 1, off + clen == wn ? -1 : ns + 1};
+        s->syms[ns++] = sym;
         off += clen;
     }
+    *n_sym = ns;
     s->n_heap = 0;
-    for (int32_t i = 1; i < n_sym; i++) KVR_TRY(tok_add_bigram(t, s, i - 1, i, err));
+    for (int32_t i = 1; i < ns; i++) KVR_TRY(add_bigram(t, s, i - 1, i, err));
     while (s->n_heap > 0) {
         tok_bigram b = tok_heap_pop(s);
         tok_sym *l = &s->syms[b.left], *r = &s->syms[b.right];
@@ -747,9 +751,21 @@ static kvr_status tok_bpe_word(const kvr_tokenizer *t, tok_scratch *s, int32_t w
         r->n = 0;
         l->next = r->next;
         if (r->next >= 0) s->syms[r->next].prev = b.left;
-        KVR_TRY(tok_add_bigram(t, s, l->prev, b.left, err));
-        KVR_TRY(tok_add_bigram(t, s, b.left, s->syms[b.left].next, err));
+        KVR_TRY(add_bigram(t, s, l->prev, b.left, err));
+        KVR_TRY(add_bigram(t, s, b.left, s->syms[b.left].next, err));
     }
+    return KVR_OK;
+}
+
+/* BPE one byte-encoded word (s->word[0..wn)) and append its ids. */
+static kvr_status tok_bpe_word(const kvr_tokenizer *t, tok_scratch *s, int32_t wn, kvr_error *err) {
+    if (wn == 0) return KVR_OK;
+    if (t->kind->ignore_merges) {
+        int32_t id = tok_lookup(t, s->word, (size_t)wn);
+        if (id >= 0) return tok_push(s, id, err);
+    }
+    int32_t n_sym;
+    KVR_TRY(tok_merge_symbols(t, s, wn, tok_add_bigram, &n_sym, err));
     for (int32_t i = 0; i < n_sym; i++) {
         const tok_sym *sym = &s->syms[i];
         if (sym->n == 0) continue;
@@ -808,28 +824,8 @@ static kvr_status tok_spm_text(const kvr_tokenizer *t, tok_scratch *s, const cha
     if (wn == 0) return KVR_OK;
     if (wn > INT32_MAX / 2)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "tokenizer: a %zu-byte fragment", wn);
-    KVR_TRY(tok_reserve((void **)&s->syms, &s->cap_syms, wn, sizeof(tok_sym), err));
-    int32_t n_sym = 0;
-    for (int32_t off = 0; off < (int32_t)wn;) {
-        int32_t clen = (int32_t)tok_utf8_len((unsigned char)s->word[off]);
-        if (clen > (int32_t)wn - off) clen = (int32_t)wn - off;
-        tok_sym sym = {off, clen, n_sym - 1, off + clen == (int32_t)wn ? -1 : n_sym + 1};
-        s->syms[n_sym++] = sym;
-        off += clen;
-    }
-    s->n_heap = 0;
-    for (int32_t i = 1; i < n_sym; i++) KVR_TRY(tok_spm_add_bigram(t, s, i - 1, i, err));
-    while (s->n_heap > 0) {
-        tok_bigram b = tok_heap_pop(s);
-        tok_sym *l = &s->syms[b.left], *r = &s->syms[b.right];
-        if (l->n == 0 || r->n == 0 || l->n != b.left_n || r->n != b.right_n) continue;
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) s->syms[r->next].prev = b.left;
-        KVR_TRY(tok_spm_add_bigram(t, s, l->prev, b.left, err));
-        KVR_TRY(tok_spm_add_bigram(t, s, b.left, s->syms[b.left].next, err));
-    }
+    int32_t n_sym;
+    KVR_TRY(tok_merge_symbols(t, s, (int32_t)wn, tok_spm_add_bigram, &n_sym, err));
     for (int32_t i = 0; i < n_sym; i++) {
         const tok_sym *sym = &s->syms[i];
         if (sym->n == 0) continue;
