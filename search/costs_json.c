@@ -387,6 +387,26 @@ bool kvr_search_costs_decode_step(const kvr_search_costs *m, kvr_search_decode_s
     return true;
 }
 
+/* Sets the host tier's copy rate; see kvr_search.h. */
+kvr_status kvr_search_costs_set_host_copy(kvr_search_costs *m, double bytes_per_us, const char *how,
+                                          kvr_error *err) {
+    if (!m) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "host_copy: NULL argument");
+    if (!isfinite(bytes_per_us) || bytes_per_us <= 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "host_copy: the rate must be finite and > 0 bytes/us (got %g)",
+                             bytes_per_us);
+    m->host_copy_bpus = bytes_per_us;
+    snprintf(m->host_copy_how, sizeof m->host_copy_how, "%s", how && *how ? how : "given");
+    return KVR_OK;
+}
+
+bool kvr_search_costs_host_copy(const kvr_search_costs *m, double *bytes_per_us, const char **how) {
+    if (!m || !m->host_copy_how[0]) return false;
+    if (bytes_per_us) *bytes_per_us = m->host_copy_bpus;
+    if (how) *how = m->host_copy_how;
+    return true;
+}
+
 static const char *const ovh_ops[KVR_MODE_COUNT] = {"ovh_single", "ovh_kvr", "ovh_tsp",
                                                      "ovh_ring"};
 
@@ -716,7 +736,8 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
     static const char *const k_merge[] = {"k_us", "per_row_us", NULL};
     static const char *const k_top[] = {"layers", "kv_bytes_per_token", "embed_us", "head_us",
                                         "pre", "attn", "post", "link", "links", "allgather",
-                                        "merge", "overheads", "decode_step", "model",
+                                        "merge", "overheads", "decode_step", "host_copy_gbps", "host_copy_notes",
+                                        "model",
                                         "device", "dtype",
                                         "source", "notes", "decode_notes",
                                         "comment", NULL};
@@ -802,6 +823,12 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
             return kvr_error_set(cp->err, KVR_ERR_FORMAT,
                                  "%s: \"decode_step\" has all three terms 0", cp->name);
     }
+    double host_gbps = 0;
+    bool has_host = false;
+    KVR_TRY(costs_get_num(cp, root, "", "host_copy_gbps", &host_gbps, &has_host));
+    if (has_host && host_gbps <= 0)
+        return kvr_error_set(cp->err, KVR_ERR_FORMAT, "%s: field \"host_copy_gbps\" must be > 0",
+                             cp->name);
     const char *strs[4] = {NULL, NULL, NULL, NULL};
     static const char *const str_keys[4] = {"model", "device", "dtype", "source"};
     for (int i = 0; i < 4; i++) {
@@ -827,6 +854,11 @@ static kvr_status costs_from_json(costs_parse *cp, const cJSON *root, kvr_search
         char how[160];
         snprintf(how, sizeof how, "cost file %s", cp->name);
         s = kvr_search_costs_set_decode_step(m, &dstep, how, cp->err);
+    }
+    if (s == KVR_OK && has_host) {
+        char how[160];
+        snprintf(how, sizeof how, "cost file %s", cp->name);
+        s = kvr_search_costs_set_host_copy(m, host_gbps * 1000.0, how, cp->err);
     }
     if (s == KVR_OK) s = costs_set_str(&m->source, strs[3] ? strs[3] : cp->name, cp->err);
     if (s == KVR_OK && strs[0]) s = costs_set_str(&m->model_name, strs[0], cp->err);
@@ -1047,6 +1079,15 @@ cJSON *search_costs_describe_json(const kvr_search_costs *m) {
         }
     } else {
         cJSON_AddNullToObject(o, "decode_step");
+    }
+    if (m->host_copy_how[0]) {
+        cJSON *hc = cJSON_AddObjectToObject(o, "host_copy");
+        if (hc) {
+            cJSON_AddNumberToObject(hc, "gbps", m->host_copy_bpus / 1000.0);
+            cJSON_AddStringToObject(hc, "source", m->host_copy_how);
+        }
+    } else {
+        cJSON_AddNullToObject(o, "host_copy");
     }
     return o;
 }

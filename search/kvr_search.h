@@ -223,6 +223,21 @@ KVR_API bool kvr_search_costs_decode_step(const kvr_search_costs *m, kvr_search_
  * total cached context T; docs/profiler.md, "Decode steps"). */
 #define KVR_SEARCH_DECODE_OP "decode"
 
+/* The host tier's copy rate (LayerKV, docs/serving.md "LayerKV in the runtime"): moving one
+ * layer block's K/V between the device pool and the host tier (either direction; kvr_batch.h's
+ * kvr_kv_pool_add_host) takes bytes / bytes_per_us microseconds (GB/s x 1000). Derived by
+ * kvr-fit from a profile's host-copy samples (KVR_SEARCH_HOST_COPY_OP), or a JSON cost file's
+ * optional "host_copy_gbps". how (copied, may be NULL) says where it came from.
+ * Errors: KVR_ERR_INVALID_ARG (not finite or <= 0). */
+KVR_API kvr_status kvr_search_costs_set_host_copy(kvr_search_costs *m, double bytes_per_us,
+                                                  const char *how, kvr_error *err);
+/* Whether m has a host-copy rate; *bytes_per_us and *how (each may be NULL) receive it. */
+KVR_API bool kvr_search_costs_host_copy(const kvr_search_costs *m, double *bytes_per_us,
+                                        const char **how);
+/* The layer_samples.op of a profile's host-tier copy samples: "host_copy" (c = layer blocks per
+ * copy batch, prefix = bytes of one layer block; docs/profiler.md, "Host-tier copies"). */
+#define KVR_SEARCH_HOST_COPY_OP "host_copy"
+
 KVR_API int kvr_search_costs_n_layers(const kvr_search_costs *m);
 /* Largest rank count the links support (INT32_MAX when a default link covers every pair). */
 KVR_API int kvr_search_costs_max_ranks(const kvr_search_costs *m);

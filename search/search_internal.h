@@ -47,6 +47,8 @@ struct kvr_search_costs {
     char ovh_how[160];                       /* where they came from ("" = never set) */
     kvr_search_decode_step decode;           /* serving decode step (decode_how "" = unset) */
     char decode_how[160];
+    double host_copy_bpus;                   /* host-tier copy rate, bytes/us (host_copy_how) */
+    char host_copy_how[160];                 /* "" = unset */
 };
 
 /* Link parameters for src -> dst: listed link first, then the default. false if none. */

@@ -1251,6 +1251,44 @@ static void test_costs_overheads_json(void) {
     }
 }
 
+/* A cost file's optional "host_copy_gbps" (LayerKV's host tier): absent = no rate, present =
+ * GB/s x 1000 bytes/us, zero, negative or not a number = a message naming the field. */
+static void test_costs_host_copy_json(void) {
+    kvr_error e;
+    kvr_search_costs *m = parse(MINIMAL_HEAD ", \"link\": {\"alpha_us\": 0, \"gbps\": 0}}", &e);
+    KVR_CHECK(m != NULL && !kvr_search_costs_host_copy(m, NULL, NULL));
+    kvr_search_costs_destroy(m);
+    m = parse(MINIMAL_HEAD ", \"link\": {\"alpha_us\": 0, \"gbps\": 0}, \"host_copy_gbps\": 25}",
+              &e);
+    KVR_CHECK(m != NULL);
+    double bpus = 0;
+    const char *how = NULL;
+    KVR_CHECK(m && kvr_search_costs_host_copy(m, &bpus, &how));
+    KVR_CHECK_NEAR(bpus, 25000, 0, 0);
+    KVR_CHECK(how && strstr(how, "t.json") != NULL);
+    if (m) {
+        KVR_CHECK(kvr_search_costs_set_host_copy(m, 0, NULL, &e) == KVR_ERR_INVALID_ARG);
+        KVR_CHECK(kvr_search_costs_set_host_copy(m, NAN, NULL, &e) == KVR_ERR_INVALID_ARG);
+        KVR_CHECK_OK(kvr_search_costs_set_host_copy(m, 12.5, "measured", &e), &e);
+        KVR_CHECK(kvr_search_costs_host_copy(m, &bpus, &how) && bpus == 12.5);
+        KVR_CHECK(strcmp(how, "measured") == 0);
+    }
+    kvr_search_costs_destroy(m);
+    static const char *const bad[][2] = {
+        {"\"host_copy_gbps\": 0}", "\"host_copy_gbps\" must be > 0"},
+        {"\"host_copy_gbps\": -3}", "\"host_copy_gbps\" must be >= 0"},
+        {"\"host_copy_gbps\": \"fast\"}", "\"host_copy_gbps\" must be a number"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "%s, \"link\": {\"alpha_us\": 0, \"gbps\": 0}, %s",
+                 MINIMAL_HEAD, bad[i][0]);
+        kvr_search_costs *b = parse(text, &e);
+        KVR_CHECK(b == NULL && strstr(e.msg, bad[i][1]) != NULL && strstr(e.msg, "t.json"));
+        kvr_search_costs_destroy(b);
+    }
+}
+
 static const kvr_test_case cases[] = {
     {"costs_minimal", test_costs_minimal},
     {"costs_links_uneven", test_costs_links_uneven},
@@ -1267,6 +1305,7 @@ static const kvr_test_case cases[] = {
     {"sim_bad_args", test_sim_bad_args},
     {"sim_overheads_known", test_sim_overheads_known},
     {"costs_overheads_json", test_costs_overheads_json},
+    {"costs_host_copy_json", test_costs_host_copy_json},
     {"search_partition_rules", test_search_partition_rules},
     {"search_starts", test_search_starts},
     {"search_not_worse_than_starts", test_search_not_worse_than_starts},
