@@ -25,10 +25,37 @@
  *            and the next chunk of unfinished prefills), then waiting requests are admitted in
  *            FCFS order (whole-prompt blocks above the watermark, as vllm) with a chunk of what
  *            is left of the budget. Decodes and prefill chunks share an iteration.
+ *   layerkv  LayerKV (arXiv 2410.00428; docs/serving.md "LayerKV"): vllm's iterations (one
+ *            that admits prefills runs only those), with the pool accounted in LAYER blocks (a
+ *            block of block_tokens tokens of one layer's K and V): a request keeps `resident`
+ *            of its n_layers layers in the device pool (spread evenly: kvr_layerkv_resident)
+ *            and the others in a host tier of host_blocks x n_layers layer blocks. A prefill is
+ *            admitted with the fewest resident layers whose offload copy the predictor says
+ *            its prefill hides (more when the pool has room, fewer never), so a long prompt
+ *            waits for a fraction of the blocks vllm demands; admission walks the queue in
+ *            FCFS order and stops where the predicted prefill time (the predictor times an
+ *            online correction factor) exceeds the decoding requests' tightest TPOT slack
+ *            (SLO-aware admission), except that the head of the queue is admitted when nothing
+ *            decodes or after it waited layerkv.max_wait_s (anti-starvation). Decoding
+ *            requests reload their offloaded layers by layerkv.reload: swap (once, when device
+ *            blocks free up: item.swap_in) or stream (every step copies them in).
+ * Accounting: kvr_sched_req.blocks counts token blocks (ceil(tokens / block_tokens), the
+ * tokens it holds room for); the device pool holds pool_blocks x n_layers layer blocks, of which
+ * a request takes blocks x resident and the host tier blocks x (n_layers - resident).
+ * vllm/chunked keep every layer resident (resident == n_layers): the same decisions as counting
+ * token blocks.
  * A request that can never finish (prompt + output above max_model_len; its cache -- prompt and
  * output but the last token, all of it after a preemption by recompute -- needing more blocks
  * than the pool minus the watermark; under vllm, more than max_batched_tokens to prefill in one
- * iteration) is refused by kvr_sched_add with a message; nothing is queued.
+ * iteration) is refused by kvr_sched_add with a message; nothing is queued. Under layerkv the
+ * cache must fit the pool (above the watermark) with the fewest resident layers the host tier
+ * allows (at least one; reload swap: all of them, as it decodes fully resident).
+ *
+ * Time: the _at calls (kvr_sched_add_at, kvr_sched_next_at, kvr_sched_complete_at) give the
+ * caller's clock in seconds (the engine's clock, the simulator's virtual one); the plain calls
+ * use the last time given (0 at first). layerkv's SLO admission reads the requests' times and
+ * measures each iteration (next_at's now to complete_at's now) to calibrate its prediction;
+ * vllm and chunked ignore time.
  *
  * Usage (what the engine and the simulator both do):
  *          kvr_sched_params sp = kvr_sched_params_default();  sp.pool_blocks = 4096;
@@ -59,12 +86,42 @@ extern "C" {
 typedef enum kvr_serving_policy {
     KVR_POLICY_VLLM,    /* vLLM V0, chunked prefill off */
     KVR_POLICY_CHUNKED, /* vLLM V0 chunked prefill */
+    KVR_POLICY_LAYERKV, /* LayerKV: layer-wise blocks, host offload, SLO-aware admission */
     KVR_POLICY_COUNT
 } kvr_serving_policy;
-KVR_API const char *kvr_serving_policy_name(kvr_serving_policy p); /* "vllm", "chunked"; "?" */
-/* KVR_ERR_INVALID_ARG "unknown policy 'S' (vllm, chunked)". */
+/* "vllm", "chunked", "layerkv"; "?" */
+KVR_API const char *kvr_serving_policy_name(kvr_serving_policy p);
+/* KVR_ERR_INVALID_ARG "unknown policy 'S' (vllm, chunked, layerkv)". */
 KVR_API kvr_status kvr_serving_policy_parse(const char *s, kvr_serving_policy *out,
                                             kvr_error *err);
+
+/* How a decoding layerkv request gets its offloaded layers' K/V. */
+typedef enum kvr_reload_policy {
+    KVR_RELOAD_SWAP,   /* copy them back into the device pool once, when device blocks free up
+                        * (item.swap_in); until then the request does not decode */
+    KVR_RELOAD_STREAM, /* keep them on the host; each decode step copies them in, layer l+1's
+                        * copy overlapped with layer l's compute */
+    KVR_RELOAD_COUNT
+} kvr_reload_policy;
+KVR_API const char *kvr_reload_policy_name(kvr_reload_policy r); /* "swap", "stream"; "?" */
+/* KVR_ERR_INVALID_ARG "unknown reload policy 'S' (swap, stream)". */
+KVR_API kvr_status kvr_reload_policy_parse(const char *s, kvr_reload_policy *out, kvr_error *err);
+
+/* layerkv's knobs (docs/serving.md "LayerKV" states every rule). */
+typedef struct kvr_layerkv_params {
+    double slo_ttft_s;      /* the TTFT target (> 0; 0 by default: the caller must give it) */
+    double slo_tpot_s;      /* the TPOT target (> 0; idem): a decoding request's slack is
+                             * slo_tpot_s x (its tokens so far - 1 + predicted remaining)
+                             * - its time since its first token - predicted remaining x the
+                             * measured decode iteration time (EWMA) */
+    kvr_reload_policy reload; /* swap (default) or stream */
+    double calib_weight;    /* weight of the newest measured / predicted prefill ratio in the
+                             * correction factor's EWMA, (0, 1] (0.25); the factor starts at 1 */
+    double max_wait_s;      /* anti-starvation: the head of the queue is admitted regardless of
+                             * the slack once it waited this long (0: slo_ttft_s / 2) */
+    int32_t min_history;    /* finished requests the output-length estimator needs before it
+                             * is used (8); before: the fallback, max_output_tokens - generated */
+} kvr_layerkv_params;
 
 typedef struct kvr_sched_params {
     kvr_serving_policy policy;
@@ -76,9 +133,15 @@ typedef struct kvr_sched_params {
                                  * iteration (0: max(max_model_len, 2048), so any prompt fits);
                                  * chunked, the iteration's budget (0: 512) */
     int64_t max_model_len;      /* most tokens (prompt + output) per request (0: the pool's) */
+    int32_t n_layers;           /* the model's layers (0: 1); the pool holds pool_blocks x
+                                 * n_layers layer blocks */
+    int64_t host_blocks;        /* layerkv: the host tier, in pool_blocks' unit (host_blocks x
+                                 * n_layers layer blocks; 0: none -- every layer resident) */
+    kvr_layerkv_params layerkv; /* layerkv only */
 } kvr_sched_params;
 
-/* block_tokens 16, watermark 0.01, max_seqs 256, the rest 0 (pool_blocks must be set). */
+/* block_tokens 16, watermark 0.01, max_seqs 256, layerkv's defaults (kvr_layerkv_params), the
+ * rest 0 (pool_blocks must be set; layerkv needs its SLO targets). */
 KVR_API kvr_sched_params kvr_sched_params_default(void);
 
 // ----------------------------------------------------------------------------
@@ -100,6 +163,10 @@ typedef struct kvr_sched_req {
     int64_t max_blocks; /* most blocks held at once */
     int32_t preemptions;
     int64_t first_iter; /* iteration it was first scheduled in (-1: not yet) */
+    int32_t resident;   /* layers in the device pool (n_layers but under layerkv); the other
+                         * layers' blocks are in the host tier */
+    int32_t swaps;      /* layerkv swap-ins */
+    double arrival_s, first_token_s; /* on the caller's clock (-1: no token yet) */
 } kvr_sched_req;
 
 typedef struct kvr_sched_item {
@@ -109,6 +176,10 @@ typedef struct kvr_sched_item {
     bool prefill;     /* a prompt (chunk) or a recompute: more than one token, not sampling, or
                        * before the first token; else a decode step */
     bool samples;     /* the item ends with a sampled token (computed reaches len) */
+    int32_t resident; /* the request's layers in the device pool while the item runs (the
+                       * others: host tier; kvr_layerkv_resident says which) */
+    bool swap_in;     /* reload swap: before the item, copy the request's offloaded layers back
+                       * into the device pool (resident is then n_layers) */
 } kvr_sched_item;
 
 typedef struct kvr_sched_batch {
@@ -118,13 +189,19 @@ typedef struct kvr_sched_batch {
     int64_t n_tokens;        /* sum of the items' n_tokens */
     int32_t n_prefill, n_decode;
     int32_t n_preempted;     /* requests preempted while planning this iteration */
-    int64_t blocks_used;     /* pool blocks held after planning */
+    int64_t blocks_used;     /* pool blocks held after planning (layer blocks / n_layers, rounded
+                              * up) */
+    int64_t layer_blocks_used, host_layer_blocks_used; /* device and host layer blocks held */
+    int32_t n_swap_in;       /* items with swap_in */
+    double predicted_s;      /* layerkv: the prefill items' predicted time, corrected (0: none) */
 } kvr_sched_batch;
 
 typedef struct kvr_sched kvr_sched;
 
 /* Errors: KVR_ERR_INVALID_ARG naming the bad field (block_tokens >= 1, pool_blocks >= 1,
- * watermark in [0, 1), max_seqs >= 1, max_batched_tokens and max_model_len >= 0), NOMEM. */
+ * watermark in [0, 1), max_seqs >= 1, max_batched_tokens and max_model_len >= 0, n_layers and
+ * host_blocks >= 0; layerkv: layerkv.slo_ttft_s and layerkv.slo_tpot_s > 0, calib_weight in
+ * (0, 1], max_wait_s and min_history >= 0, a known reload), NOMEM. */
 KVR_API kvr_status kvr_sched_create(const kvr_sched_params *p, kvr_sched **out, kvr_error *err);
 KVR_API void kvr_sched_destroy(kvr_sched *s); /* NULL is a no-op */
 KVR_API const kvr_sched_params *kvr_sched_get_params(const kvr_sched *s); /* defaults resolved */
@@ -136,8 +213,27 @@ KVR_API const kvr_sched_params *kvr_sched_get_params(const kvr_sched *s); /* def
 KVR_API kvr_status kvr_sched_add(kvr_sched *s, int64_t prompt_tokens, int64_t max_output_tokens,
                                  int32_t *id, kvr_error *err);
 
-/* Plan the next iteration by the policy: admissions, block allocation, preemptions. */
+/* kvr_sched_add with the arrival time on the caller's clock (kvr_sched_add: the last time given). */
+KVR_API kvr_status kvr_sched_add_at(kvr_sched *s, int64_t prompt_tokens, int64_t max_output_tokens,
+                                    double arrival_s, int32_t *id, kvr_error *err);
+
+/* Plan the next iteration by the policy: admissions, block allocation, preemptions (and under
+ * layerkv resident layers, swap-ins, the SLO budget). kvr_sched_next_at: the iteration starts
+ * at now_s. */
 KVR_API kvr_status kvr_sched_next(kvr_sched *s, kvr_sched_batch *out, kvr_error *err);
+KVR_API kvr_status kvr_sched_next_at(kvr_sched *s, double now_s, kvr_sched_batch *out,
+                                     kvr_error *err);
+
+/* layerkv's prefill-time predictor: the seconds a prefill item of n_tokens after n_past takes
+ * with `resident` of the layers resident (the others offloaded while it runs): compute plus the
+ * part of the offload copy it does not hide. kvr_serving_predict_prefill (below) is the one the
+ * simulator prices with. Without a predictor layerkv predicts 0 (every layer offloadable, no
+ * SLO budget) -- set one. */
+typedef double (*kvr_sched_predictor)(void *user, int64_t n_tokens, int64_t n_past,
+                                      int32_t resident);
+KVR_API void kvr_sched_set_predictor(kvr_sched *s, kvr_sched_predictor fn, void *user);
+/* layerkv's online correction factor (measured / predicted prefill time, EWMA; 1 at first). */
+KVR_API double kvr_sched_correction(const kvr_sched *s);
 
 /* The planned iteration ran: every item's tokens are now in the cache, sampling items produced
  * a token. A request finishes when it has max_output_tokens tokens, or when stop (NULL: none)
@@ -145,6 +241,10 @@ KVR_API kvr_status kvr_sched_next(kvr_sched *s, kvr_sched_batch *out, kvr_error 
  * Errors: KVR_ERR_INVALID_ARG for a batch that is not the last one planned. */
 KVR_API kvr_status kvr_sched_complete(kvr_sched *s, const kvr_sched_batch *b, const bool *stop,
                                       kvr_error *err);
+/* The same, the iteration ended at now_s: layerkv measures it (now_s - next_at's now) and
+ * calibrates (a prefill iteration: the correction factor; a decode one: the decode time). */
+KVR_API kvr_status kvr_sched_complete_at(kvr_sched *s, const kvr_sched_batch *b,
+                                         const bool *stop, double now_s, kvr_error *err);
 
 /* End request id now (a client went away): a waiting request leaves the queue, a running one
  * frees its blocks; it is FINISHED with what it generated. A finished request: no effect.
@@ -158,6 +258,15 @@ KVR_API int32_t kvr_sched_n_running(const kvr_sched *s);
 KVR_API int64_t kvr_sched_blocks_used(const kvr_sched *s);
 /* Blocks a request with n tokens in the cache holds: ceil(n / block_tokens). */
 KVR_API int64_t kvr_sched_blocks_for(const kvr_sched *s, int64_t tokens);
+/* Layer blocks held in the device pool and in the host tier. */
+KVR_API int64_t kvr_sched_layer_blocks_used(const kvr_sched *s);
+KVR_API int64_t kvr_sched_host_layer_blocks_used(const kvr_sched *s);
+
+/* Whether layer `layer` (0-based) of n_layers is in the device pool when n_resident are:
+ * floor((layer + 1) r / L) > floor(layer r / L) -- spread evenly, the last layer resident
+ * whenever r >= 1 (r = L/2: the odd layers), so every offloaded layer is followed by a resident
+ * one whose compute hides its copy. Out-of-range arguments: false. */
+KVR_API bool kvr_layerkv_resident(int32_t n_layers, int32_t n_resident, int32_t layer);
 
 // ----------------------------------------------------------------------------
 // per-request records and their summary (the engine and the simulator both produce them)
@@ -234,6 +343,8 @@ typedef struct kvr_serving_sim_params {
     kvr_serving_occupancy *occupancy; /* optional output (NULL: none): emptied, then filled with
                                        * the blocks held in each iteration (idle time: 0) */
     bool decode_from_ops; /* price decode from the prefill ops even when costs has a decode step */
+    double host_gbps;     /* layerkv: the host tier's copy bandwidth in GB/s (1e9 bytes/s) both
+                           * ways; 0: the cost model's (kvr_serving_host_gbps) */
 } kvr_serving_sim_params;
 
 typedef struct kvr_serving_sim_stats {
@@ -245,7 +356,30 @@ typedef struct kvr_serving_sim_stats {
     bool decode_from_ops;    /* decode costs derived from the prefill ops */
     bool decode_from_costs;  /* decode costs: the cost model's decode step */
     kvr_serving_decode_costs decode; /* the coefficients used (all zero: from the ops) */
+    /* layerkv */
+    int64_t peak_host_blocks; /* most host-tier layer blocks in use after planning */
+    int64_t swap_ins;         /* items with swap_in */
+    double copy_exposed_s;    /* iteration time the host copies added beyond the compute */
+    double host_gbps;         /* the bandwidth used (0: not layerkv) */
+    double correction;        /* the scheduler's correction factor at the end */
 } kvr_serving_sim_stats;
+
+/* layerkv's prefill predictor and pricing, shared by the simulator and the engine's SLO
+ * admission (set with kvr_sched_set_predictor(s, kvr_serving_predict_prefill, &model)).
+ * Prefill of n tokens after n_past: per layer c = attn(n, n_past) + pre(n) + post(n); the
+ * layers run in order after the embedding; the offloaded layers' K/V (n x kv_bytes_per_token
+ * each) go to the host one at a time, layer l's copy starting when both layer l's compute and
+ * the previous copy are done; the item takes max(embed + L c + head, the last copy's end).
+ * host_gbps <= 0: the copy is free. */
+typedef struct kvr_serving_prefill_model {
+    const kvr_search_costs *costs; /* borrowed */
+    double host_gbps;
+} kvr_serving_prefill_model;
+KVR_API double kvr_serving_predict_prefill(void *model, int64_t n_tokens, int64_t n_past,
+                                           int32_t resident);
+/* The host copy bandwidth the simulator uses: override when > 0, else the cost model's; 0 when
+ * neither gives one. */
+KVR_API double kvr_serving_host_gbps(const kvr_search_costs *m, double override_gbps);
 
 /* Replay the trace (arrival times as they are, no sleeping) through a kvr_sched with the
  * parameters, each iteration taking the costs' time: a prefill item of n tokens after n_past

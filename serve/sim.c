@@ -9,9 +9,84 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The iteration's time in microseconds (the pricing in kvr_serving.h). */
+// ----------------------------------------------------------------------------
+// layerkv: the host copies (docs/serving.md "LayerKV", the overlap formulas)
+
+double kvr_serving_host_gbps(const kvr_search_costs *m, double override_gbps) {
+    (void)m;
+    return override_gbps > 0 ? override_gbps : 0;
+}
+
+/* A prefill iteration with offload: embed_us, then L layers of c_us each, then head_us; after
+ * layer l computes, the items that offload l copy their n_tokens of its K/V (us_per_token each)
+ * on one copy engine, in layer order, each copy starting when its layer is done and the engine
+ * is free. The iteration ends when both the compute and the last copy are done. *exposed: the
+ * time beyond the compute. */
+static double offload_pipeline_us(int32_t L, double embed_us, double c_us, double head_us,
+                                  const kvr_sched_item *items, int32_t n_items,
+                                  double us_per_token, double *exposed) {
+    double t = embed_us, copy_end = 0;
+    for (int32_t l = 0; l < L; l++) {
+        t += c_us;
+        double copy = 0;
+        for (int32_t i = 0; i < n_items; i++)
+            if (items[i].prefill && !kvr_layerkv_resident(L, items[i].resident, l))
+                copy += (double)items[i].n_tokens * us_per_token;
+        if (copy > 0) copy_end = KVR_MAX(copy_end, t) + copy;
+    }
+    const double compute = t + head_us, total = KVR_MAX(compute, copy_end);
+    if (exposed) *exposed = total - compute;
+    return total;
+}
+
+/* A stream decode step: L layers of d_us each; an item with offloaded layers has each of them
+ * (its n_past cached tokens of K/V, us_per_token each) copied in on the copy engine, the copy of
+ * layer l starting once the engine is free and layer l-1 has started (the previous layer's
+ * compute hides it); layer l starts when layer l-1 is done and its copies have arrived. */
+static double stream_pipeline_us(int32_t L, double d_us, const kvr_sched_item *items,
+                                 int32_t n_items, double us_per_token, double *exposed) {
+    double t = 0, prev_start = 0, copy_free = 0;
+    for (int32_t l = 0; l < L; l++) {
+        double copy = 0;
+        for (int32_t i = 0; i < n_items; i++)
+            if (!items[i].prefill && items[i].resident < L &&
+                !kvr_layerkv_resident(L, items[i].resident, l))
+                copy += (double)items[i].n_past * us_per_token;
+        double start = t;
+        if (copy > 0) {
+            copy_free = KVR_MAX(copy_free, prev_start) + copy;
+            start = KVR_MAX(start, copy_free);
+        }
+        prev_start = start;
+        t = start + d_us;
+    }
+    if (exposed) *exposed = t - d_us * L;
+    return t;
+}
+
+/* us per token of one layer's K/V over the host link; 0 without a bandwidth */
+static double copy_us_per_token(const kvr_search_costs *m, double gbps) {
+    return gbps > 0 ? kvr_search_costs_kv_bytes_per_token(m) / (gbps * 1e3) : 0;
+}
+
+double kvr_serving_predict_prefill(void *model, int64_t n_tokens, int64_t n_past,
+                                   int32_t resident) {
+    const kvr_serving_prefill_model *pm = model;
+    const kvr_search_costs *m = pm->costs;
+    const int32_t L = kvr_search_costs_n_layers(m);
+    const kvr_sched_item it = {0, n_past, n_tokens, true, true, resident, false};
+    const double c = kvr_search_costs_attn_us(m, n_tokens, n_past) +
+                     kvr_search_costs_pre_us(m, n_tokens) + kvr_search_costs_post_us(m, n_tokens);
+    return 1e-6 * offload_pipeline_us(L, n_past == 0 ? kvr_search_costs_embed_us(m) : 0, c,
+                                      kvr_search_costs_head_us(m), &it, 1,
+                                      copy_us_per_token(m, pm->host_gbps), NULL);
+}
+
+/* The iteration's time in microseconds (the pricing in kvr_serving.h; layerkv's copies: the
+ * pipelines above). swap_layers[i]: item i's layers a swap-in brings back (reload swap). */
 static double iteration_us(const kvr_sched_batch *b, const kvr_serving_sim_params *p,
-                           const kvr_serving_decode_costs *dc, bool from_ops) {
+                           const kvr_serving_decode_costs *dc, bool from_ops, double us_tok,
+                           const int32_t *swap_layers, double *exposed) {
     const kvr_search_costs *m = p->costs;
     const int L = kvr_search_costs_n_layers(m);
     int64_t tp = 0, nd = 0, ctx = 0;
@@ -47,6 +122,26 @@ static double iteration_us(const kvr_sched_batch *b, const kvr_serving_sim_param
     } else if (nd > 0)
         us += dc->k_us + dc->per_seq_us * (double)nd + dc->per_ctx_token_us * (double)ctx;
     if (head) us += kvr_search_costs_head_us(m);
+    *exposed = 0;
+    if (p->sched.policy != KVR_POLICY_LAYERKV || !(us_tok > 0)) return us;
+    if (tp > 0 && nd == 0) { /* layerkv prefills: the same compute, the offload pipelined */
+        double emb = 0;
+        for (int32_t i = 0; i < b->n_items; i++)
+            if (b->items[i].n_past == 0) emb += kvr_search_costs_embed_us(m);
+        const double hd = head ? kvr_search_costs_head_us(m) : 0;
+        const double c = (us - emb - hd) / L;
+        return offload_pipeline_us(L, emb, c, hd, b->items, b->n_items, us_tok, exposed);
+    }
+    if (nd > 0 && tp == 0) {
+        double swap = 0; /* swap-ins: copied back before the step, not overlapped */
+        for (int32_t i = 0; i < b->n_items; i++)
+            if (b->items[i].swap_in) swap += (double)swap_layers[i] * (double)b->items[i].n_past * us_tok;
+        double ex = 0, step = us;
+        if (p->sched.layerkv.reload == KVR_RELOAD_STREAM)
+            step = stream_pipeline_us(L, us / L, b->items, b->n_items, us_tok, &ex);
+        *exposed = swap + ex;
+        return swap + step;
+    }
     return us;
 }
 
@@ -137,16 +232,41 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
     if (n > INT32_MAX)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "serving simulator: %lld requests (at most %d)",
                              (long long)n, INT32_MAX);
+    kvr_sched_params sp = p->sched;
+    const int32_t L = kvr_search_costs_n_layers(p->costs);
+    if (!sp.n_layers) sp.n_layers = L;
+    const bool lkv = sp.policy == KVR_POLICY_LAYERKV;
+    if (sp.n_layers != L)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "serving simulator: sched.n_layers %d, the cost model has %d layers",
+                             sp.n_layers, L);
+    kvr_serving_prefill_model pm = {p->costs, kvr_serving_host_gbps(p->costs, p->host_gbps)};
+    if (lkv && !(pm.host_gbps > 0))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "serving simulator: policy layerkv needs the host copy bandwidth: "
+                             "host_gbps (kvr-serve --host-gbps) or the cost model's");
+    if (lkv && !(kvr_search_costs_kv_bytes_per_token(p->costs) > 0))
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "serving simulator: policy layerkv needs the cost model's K/V bytes "
+                             "per token (%s)",
+                             kvr_search_costs_source(p->costs));
+    const double us_tok = lkv ? copy_us_per_token(p->costs, pm.host_gbps) : 0;
     kvr_sched *s = NULL;
-    KVR_TRY(kvr_sched_create(&p->sched, &s, err));
-    int32_t *rec_of = malloc((size_t)(n ? n : 1) * sizeof *rec_of); /* scheduler id -> record */
+    KVR_TRY(kvr_sched_create(&sp, &s, err));
+    if (lkv) kvr_sched_set_predictor(s, kvr_serving_predict_prefill, &pm);
+    /* scheduler id -> record; each request's resident layers at its last item; swap-in layers */
+    int32_t *rec_of = malloc((size_t)(n ? n : 1) * 3 * sizeof *rec_of);
     if (!rec_of) {
         kvr_sched_destroy(s);
         return kvr_error_set(err, KVR_ERR_NOMEM, "serving simulator: out of memory");
     }
+    int32_t *last_res = rec_of + (n ? n : 1), *swap_layers = last_res + (n ? n : 1);
     kvr_serving_occupancy *occ = p->occupancy;
     if (occ) occ->n = 0;
-    kvr_serving_sim_stats st = {0, 0, 0, 0, 0, from_ops, from_costs, dcv};
+    kvr_serving_sim_stats st;
+    memset(&st, 0, sizeof st);
+    st.decode_from_ops = from_ops, st.decode_from_costs = from_costs, st.decode = dcv;
+    st.host_gbps = lkv ? pm.host_gbps : 0;
     kvr_status rc = KVR_OK;
     double now = 0, block_s = 0;
     int64_t next = 0, done = 0;
@@ -160,7 +280,8 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
             r->prompt_tokens = q->prompt_tokens;
             int32_t id;
             kvr_error e;
-            if (kvr_sched_add(s, q->prompt_tokens, q->output_tokens, &id, &e) != KVR_OK) {
+            if (kvr_sched_add_at(s, q->prompt_tokens, q->output_tokens, q->arrival_s, &id, &e) !=
+                KVR_OK) {
                 if (e.code != KVR_ERR_INVALID_ARG) {
                     rc = kvr_error_set(err, e.code, "%s", e.msg);
                     goto out;
@@ -172,7 +293,7 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
             rec_of[id] = (int32_t)next;
         }
         kvr_sched_batch b;
-        if ((rc = kvr_sched_next(s, &b, err)) != KVR_OK) goto out;
+        if ((rc = kvr_sched_next_at(s, now, &b, err)) != KVR_OK) goto out;
         if (b.n_items == 0) {
             if (!occ_push(occ, now, kvr_sched_blocks_used(s))) goto nomem;
             if (next < n) {
@@ -193,13 +314,23 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
             if (r->admitted_s < 0) r->admitted_s = now;
         }
         if (!occ_push(occ, now, b.blocks_used)) goto nomem;
-        const double dt = iteration_us(&b, p, dc, from_ops) * 1e-6;
+        for (int32_t i = 0; i < b.n_items; i++) {
+            const kvr_sched_item *it = &b.items[i];
+            swap_layers[i] = it->swap_in ? L - last_res[it->req] : 0;
+            last_res[it->req] = it->resident;
+        }
+        double exposed = 0;
+        const double dt = iteration_us(&b, p, dc, from_ops, us_tok, swap_layers, &exposed) * 1e-6;
+        st.copy_exposed_s += exposed * 1e-6;
+        st.swap_ins += b.n_swap_in;
+        if (b.host_layer_blocks_used > st.peak_host_blocks)
+            st.peak_host_blocks = b.host_layer_blocks_used;
         st.iterations++;
         st.busy_s += dt;
         block_s += dt * (double)b.blocks_used;
         if (b.blocks_used > st.peak_blocks) st.peak_blocks = b.blocks_used;
         now += dt;
-        if ((rc = kvr_sched_complete(s, &b, NULL, err)) != KVR_OK) goto out;
+        if ((rc = kvr_sched_complete_at(s, &b, NULL, now, err)) != KVR_OK) goto out;
         for (int32_t i = 0; i < b.n_items; i++) {
             if (!b.items[i].samples) continue;
             const kvr_sched_req *q = kvr_sched_request(s, b.items[i].req);
@@ -216,6 +347,7 @@ kvr_status kvr_serving_simulate(const kvr_trace *t, const kvr_serving_sim_params
     }
     st.end_s = now;
     st.mean_blocks = st.busy_s > 0 ? block_s / st.busy_s : 0;
+    st.correction = kvr_sched_correction(s);
     if (!occ_push(occ, now, kvr_sched_blocks_used(s))) goto nomem;
     if (stats) *stats = st;
     goto out;

@@ -11,6 +11,11 @@ static kvr_sched *mk(kvr_serving_policy pol, int64_t pool_blocks, double waterma
     p.pool_blocks = pool_blocks;
     p.watermark = watermark;
     p.max_batched_tokens = budget;
+    if (pol == KVR_POLICY_LAYERKV) { /* 4 layers, a host tier as large as the pool */
+        p.n_layers = 4;
+        p.host_blocks = pool_blocks;
+        p.layerkv.slo_ttft_s = 1, p.layerkv.slo_tpot_s = 0.1;
+    }
     kvr_sched *s = NULL;
     kvr_error e;
     KVR_CHECK_OK(kvr_sched_create(&p, &s, &e), &e);
@@ -261,7 +266,7 @@ static void test_refusals_and_stop(void) {
 static void test_sched_random(void) {
     unsigned seed = 12345;
     for (int pol = 0; pol < KVR_POLICY_COUNT; pol++) {
-        kvr_sched *s = mk((kvr_serving_policy)pol, 40, 0.05, pol == KVR_POLICY_VLLM ? 0 : 48);
+        kvr_sched *s = mk((kvr_serving_policy)pol, 40, 0.05, pol == KVR_POLICY_CHUNKED ? 48 : 0);
         if (!s) return;
         int64_t want[200];
         int n = 0, guard = 0;
@@ -275,9 +280,19 @@ static void test_sched_random(void) {
             kvr_sched_batch b = step(s);
             KVR_CHECK(b.blocks_used <= 40);
             if (pol == KVR_POLICY_CHUNKED) KVR_CHECK(b.n_tokens <= 48); /* the budget */
-            int64_t held = 0;
-            for (int32_t i = 0; i < kvr_sched_n_requests(s); i++) held += kvr_sched_request(s, i)->blocks;
-            KVR_CHECK_EQ_INT(held, kvr_sched_blocks_used(s));
+            const int32_t L = kvr_sched_get_params(s)->n_layers ? kvr_sched_get_params(s)->n_layers : 1;
+            int64_t held = 0, dev = 0, host = 0;
+            for (int32_t i = 0; i < kvr_sched_n_requests(s); i++) {
+                const kvr_sched_req *r = kvr_sched_request(s, i);
+                held += r->blocks, dev += r->blocks * r->resident;
+                host += r->blocks * (L - r->resident);
+                KVR_CHECK(r->resident >= 1 && r->resident <= L);
+                if (pol != KVR_POLICY_LAYERKV) KVR_CHECK_EQ_INT(r->resident, L);
+            }
+            if (pol != KVR_POLICY_LAYERKV) KVR_CHECK_EQ_INT(held, kvr_sched_blocks_used(s));
+            KVR_CHECK_EQ_INT(dev, kvr_sched_layer_blocks_used(s));
+            KVR_CHECK_EQ_INT(host, kvr_sched_host_layer_blocks_used(s));
+            KVR_CHECK(host <= 40 * L);
             if (b.n_items == 0 && n == 200) break;
             if (++guard > 100000) break;
         }
@@ -327,7 +342,7 @@ static void test_sim_one_request(void) {
     const int64_t prompt[] = {100}, out[] = {3};
     kvr_trace *t = trace_of(1, arr, prompt, out);
     if (!m || !t) return;
-    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false};
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false, 0};
     p.sched.pool_blocks = 64;
     kvr_serving_record r;
     kvr_serving_sim_stats st;
@@ -422,7 +437,7 @@ static void test_sim_queueing(void) {
     const int64_t prompt[] = {300, 300, 5000}, out[] = {4, 4, 2};
     kvr_trace *t = trace_of(3, arr, prompt, out);
     if (!m || !t) return;
-    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false};
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false, 0};
     p.sched.pool_blocks = 25; /* 400 tokens: one request of 303 cached tokens at a time */
     p.sched.watermark = 0;
     kvr_serving_record r[3];
@@ -457,7 +472,7 @@ static void test_sim_occupancy(void) {
     const int64_t prompt[] = {300, 300, 5000, 100}, out[] = {4, 4, 2, 30};
     kvr_trace *t = trace_of(4, arr, prompt, out);
     if (!m || !t) return;
-    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false};
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false, 0};
     p.sched.pool_blocks = 25;
     p.sched.watermark = 0;
     kvr_serving_record r0[4], r1[4];

@@ -598,7 +598,7 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
     if (st == KVR_OK && rs->sc) {
         rs->stored = calloc((size_t)(n ? n : 1), sizeof *rs->stored);
         if (!rs->stored) st = kvr_error_set(e, KVR_ERR_NOMEM, "out of memory");
-        kvr_serving_sim_params p = {*used, NULL, {0, 0, 0}, NULL, false};
+        kvr_serving_sim_params p = {*used, NULL, {0, 0, 0}, NULL, false, 0};
         kvr_db_serving_run r;
         if (st == KVR_OK) st = run_header(rs->sc, o, &p, rs->sc->note, &r, e);
         if (st == KVR_OK) st = kvr_db_serving_run_begin(rs->sc->db, &r, e);
@@ -658,8 +658,9 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
     free(rs->stored);
     rs->stored = NULL;
     const kvr_engine_stats es = kvr_engine_get_stats(eng);
-    *stats = (kvr_serving_sim_stats){es.iterations, es.busy_s, end, es.peak_blocks,
-                                     es.mean_blocks, false, false, {0, 0, 0}};
+    memset(stats, 0, sizeof *stats);
+    stats->iterations = es.iterations, stats->busy_s = es.busy_s, stats->end_s = end;
+    stats->peak_blocks = es.peak_blocks, stats->mean_blocks = es.mean_blocks;
     free(eid);
     kvr_engine_destroy(eng);
     return st;
@@ -805,7 +806,7 @@ static int replay_main(serve_opts *o, const kvr_trace *tr, kvr_db *db) {
     for (int i = 0; i < o->n_policies; i++) {
         kvr_serving_sim_stats st;
         kvr_serving_summary s;
-        kvr_serving_sim_params p = {o->sp, NULL, {0, 0, 0}, NULL, false};
+        kvr_serving_sim_params p = {o->sp, NULL, {0, 0, 0}, NULL, false, 0};
         const double t0 = kvr_time_us();
         replay_store rs = {sc, 0, 0, 0, NULL};
         if (replay_policy(o, tr, w, pool, tok, o->policies[i], rec, &st, &p.sched, &rs, &e) !=
@@ -1133,7 +1134,7 @@ int main(int argc, char **argv) {
         kvr_text_printf(&csv, "policy,request,arrival_s,prompt_tokens,output_tokens,refused,"
                                "admitted_s,first_token_s,finish_s,max_blocks,preemptions\n");
     for (int i = 0; i < o.n_policies; i++) {
-        kvr_serving_sim_params p = {o.sp, m, o.decode, sc ? &occ : NULL, o.decode_from_ops};
+        kvr_serving_sim_params p = {o.sp, m, o.decode, sc ? &occ : NULL, o.decode_from_ops, 0};
         p.sched.policy = o.policies[i];
         kvr_serving_sim_stats st;
         kvr_serving_summary s;

@@ -28,7 +28,7 @@ check two_costs 2 "--costs and --run are two cost sources" -- "$S" "${SIM[@]}" -
 check incomplete_without_run 2 "--allow-incomplete applies to --run" -- "$S" "${SIM[@]}" --allow-incomplete --pool-blocks 100
 check no_pool 2 "the KV pool is required" -- "$S" "${SIM[@]}"
 check two_pools 2 "give the KV pool once" -- "$S" "${SIM[@]}" --pool-blocks 100 --pool-gb 4
-check bad_policy 2 "--policy: unknown policy 'sjf' \(vllm, chunked\)" -- "$S" "${SIM[@]}" --pool-blocks 100 --policy vllm,sjf
+check bad_policy 2 "--policy: unknown policy 'sjf' \(vllm, chunked, layerkv\)" -- "$S" "${SIM[@]}" --pool-blocks 100 --policy vllm,sjf
 check twice_policy 2 "--policy: 'vllm' given twice" -- "$S" "${SIM[@]}" --pool-blocks 100 --policy vllm,vllm
 check bad_decode 2 "--decode-costs '1,2': need K,S,T" -- "$S" "${SIM[@]}" --pool-blocks 100 --decode-costs 1,2
 check bad_watermark 2 "--watermark 1: need a fraction in \[0, 1\)" -- "$S" "${SIM[@]}" --pool-blocks 100 --watermark 1
