@@ -350,44 +350,35 @@ static kvr_status cpu_embed(kvr_workspace *base, const int32_t *tokens, kvr_erro
     return KVR_OK;
 }
 
-/* Rotate interleaved pairs (x[2i], x[2i+1]) of each head by the row's angles. */
-static void kvr_rope_rows(cpu_ws *ws, float *base, int64_t ld, int32_t n_heads) {
-    const int64_t HS = ws->base.m->cfg.head_dim, half = HS / 2, c = ws->base.c;
-    const int32_t nt = ws->base.n_threads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t r = 0; r < c; r++) {
-        const float *cs = ws->rope_cos + r * half, *sn = ws->rope_sin + r * half;
-        for (int32_t h = 0; h < n_heads; h++) {
-            float *v = base + r * ld + (int64_t)h * HS;
-            for (int64_t i = 0; i < half; i++)
-                kvr_rope_rotate(&v[2 * i], &v[2 * i + 1], cs[i], sn[i]);
-        }
-    }
-}
-
 static kvr_status cpu_pre(kvr_workspace *base, int32_t layer, kvr_error *err) {
     cpu_ws *ws = (cpu_ws *)base;
     const kvr_model_config *cfg = &base->m->cfg;
     const kvr_layer_weights *w = &base->m->layers[layer];
     const int64_t D = cfg->d_model, HS = cfg->head_dim, NH = cfg->n_heads, NKV = cfg->n_kv_heads;
-    const int64_t nqkv = (NH + 2 * NKV) * HS, kvd = NKV * HS, c = base->c;
+    const int64_t nqkv = (NH + 2 * NKV) * HS, kvd = NKV * HS, c = base->c, half = HS / 2;
+    const int32_t nt = base->n_threads;
     kvr_rmsnorm(ws, ws->h, ws->x, w->attn_norm, c);
     const model_tensor *ts[3];
     cpu_layer_tensors(base->m, layer, MODEL_L_Q, 3, ts);
     KVR_TRY(cpu_linear(ws, w->wqkv, ts, 3, c, ws->h, D, 0.0f, ws->qkv, nqkv, err));
-    if (w->bqkv) { /* Qwen2: Q, K and V biases */
-        const int32_t nt = base->n_threads;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-        for (int64_t r = 0; r < c; r++)
-            for (int64_t i = 0; i < nqkv; i++) ws->qkv[r * nqkv + i] += w->bqkv[i];
-    }
-    kvr_rope_rows(ws, ws->qkv, nqkv, (int32_t)NH);
-    kvr_rope_rows(ws, ws->qkv + NH * HS, nqkv, (int32_t)NKV);
     float *K = cpu_k(ws, layer) + base->pos0 * kvd;
     float *V = cpu_v(ws, layer) + base->pos0 * kvd;
+    /* per row, one pass: the Q/K/V biases (Qwen2), RoPE on the Q and K heads (adjacent in the
+     * row: NH + NKV heads from column 0; interleaved pairs rotated by the row's angles), the
+     * K and V rows into the cache */
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t r = 0; r < c; r++) {
-        memcpy(K + r * kvd, ws->qkv + r * nqkv + NH * HS, (size_t)kvd * sizeof(float));
-        memcpy(V + r * kvd, ws->qkv + r * nqkv + (NH + NKV) * HS, (size_t)kvd * sizeof(float));
+        float *row = ws->qkv + r * nqkv;
+        if (w->bqkv)
+            for (int64_t i = 0; i < nqkv; i++) row[i] += w->bqkv[i];
+        const float *cs = ws->rope_cos + r * half, *sn = ws->rope_sin + r * half;
+        for (int64_t h = 0; h < NH + NKV; h++) {
+            float *v = row + h * HS;
+            for (int64_t i = 0; i < half; i++)
+                kvr_rope_rotate(&v[2 * i], &v[2 * i + 1], cs[i], sn[i]);
+        }
+        memcpy(K + r * kvd, row + NH * HS, (size_t)kvd * sizeof(float));
+        memcpy(V + r * kvd, row + (NH + NKV) * HS, (size_t)kvd * sizeof(float));
     }
     return KVR_OK;
 }
