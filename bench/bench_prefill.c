@@ -4,7 +4,14 @@
  *
  * Build: cmake --build build --target bench_prefill
  * Run:   build/bench/bench_prefill [--model PATH|PRESET] [--contexts 512,2048] [--threads 2]
- *                                  [--reps 3] [--sweep-context 2048]
+ *                                  [--reps 3] [--sweep-context 2048] [--ttft-only | --rates-only]
+ * --ttft-only: no sgemm rates, attention share or sweep; per context, as a session
+ *   (kvr-run): prepared ranks (kvr_prefill_ready_create: workspace made and touched once), one
+ *   warm-up prefill of min(64, C) tokens, then the timed prefills on them; a line
+ *   `C median_ttft_ms flop first_token median_cpu_ms` (process CPU time over kvr_prefill_run:
+ *   less sensitive than the TTFT to other jobs on a shared machine) for bench/ab_prefill.sh and
+ *   bench/vs_llamacpp.py. --rates-only: only the two sgemm rates, as `sgemm_2048 GFLOP/s` and
+ *   `sgemm_shape GFLOP/s` lines.
  * FLOPs counted (multiply-add = 2): the GEMMs 2*C*(D*(NH+2NKV)*HS + NH*HS*D + 3*D*FF) per layer,
  * causal attention 4*NH*HS*(C*(C+1)/2) per layer (QK^T and PV over the valid triangle), and the
  * LM head 2*D*V. */
@@ -15,6 +22,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 
 /* sgemm C(M,N) = A(M,K) . B(N,K)^T with nt OpenBLAS threads; median GFLOP/s over reps */
@@ -83,31 +91,52 @@ out:
     return share;
 }
 
-static double run_ttft(const kvr_model *m, const int32_t *ids, int64_t C, kvr_mode mode, int p,
-                       const int64_t *part, int nt, int reps) {
+static int32_t last_first_token = -1; /* the first token of run_ttft's last prefill */
+
+static double last_cpu_ms = 0; /* the median process CPU time of run_ttft's last prefills */
+
+static double cpu_ms_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+static double run_ttft_ready(const kvr_model *m, const int32_t *ids, int64_t C, kvr_mode mode,
+                             int p, const int64_t *part, int nt, int reps,
+                             kvr_prefill_ready *ready) {
     kvr_prefill_params pp = kvr_prefill_params_default();
+    pp.ready = ready;
     pp.mode = mode;
     pp.n_ranks = p;
     pp.partition = part;
     pp.n_threads = nt;
     pp.keep_logits = false;
-    double t[32];
+    double t[32], cpu[32];
     kvr_error e;
     for (int r = 0; r < reps; r++) {
         kvr_prefill_result res;
+        const double c0 = cpu_ms_now();
         if (kvr_prefill_run(m, ids, C, &pp, &res, &e) != KVR_OK) {
             fprintf(stderr, "bench_prefill: %s\n", e.msg);
             exit(1);
         }
+        cpu[r] = cpu_ms_now() - c0;
         t[r] = res.ttft_ms;
+        last_first_token = res.first_token;
         kvr_prefill_result_free(&res);
     }
+    last_cpu_ms = bench_median(cpu, reps);
     return bench_median(t, reps);
+}
+
+static double run_ttft(const kvr_model *m, const int32_t *ids, int64_t C, kvr_mode mode, int p,
+                       const int64_t *part, int nt, int reps) {
+    return run_ttft_ready(m, ids, C, mode, p, part, nt, reps, NULL);
 }
 
 int main(int argc, char **argv) {
     const char *model = NULL, *contexts = "512,2048";
-    int nt = 2, reps = 3;
+    int nt = 2, reps = 3, ttft_only = 0, rates_only = 0;
     int64_t sweep_ctx = 2048;
     setvbuf(stdout, NULL, _IOLBF, 0); /* figures appear as they are measured */
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},
@@ -115,6 +144,8 @@ int main(int argc, char **argv) {
                                        {"threads", required_argument, 0, 't'},
                                        {"reps", required_argument, 0, 'n'},
                                        {"sweep-context", required_argument, 0, 's'},
+                                       {"ttft-only", no_argument, 0, 'T'},
+                                       {"rates-only", no_argument, 0, 'R'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     int ch;
@@ -125,10 +156,12 @@ int main(int argc, char **argv) {
             case 't': nt = atoi(optarg); break;
             case 'n': reps = atoi(optarg); break;
             case 's': sweep_ctx = atoll(optarg); break;
+            case 'T': ttft_only = 1; break;
+            case 'R': rates_only = 1; break;
             default:
                 fprintf(ch == 'h' ? stdout : stderr,
                         "usage: bench_prefill [--model M] [--contexts 512,2048] [--threads N] "
-                        "[--reps N] [--sweep-context C (0 = skip)]\n");
+                        "[--reps N] [--sweep-context C (0 = skip)] [--ttft-only | --rates-only]\n");
                 return ch == 'h' ? 0 : 2;
         }
     }
@@ -152,6 +185,41 @@ int main(int argc, char **argv) {
         return 1;
     }
     const kvr_model_config *cfg = kvr_model_get_config(m);
+    if (ttft_only) { /* the timed prefill only, warmed up, machine-readable */
+        printf("# bench_prefill --ttft-only: kvr %s (%s), model %s, %d threads, median of %d "
+               "runs after a warm-up prefill on prepared ranks\n"
+               "# context ttft_ms flop first_token cpu_ms\n",
+               kvr_version(), kvr_build_commit(), cfg->name, nt, reps);
+        char *list = strdup(contexts);
+        for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+            int64_t C = atoll(tok);
+            if (C < 1) continue;
+            int32_t *ids = malloc((size_t)C * sizeof *ids);
+            for (int64_t i = 0; i < C; i++) ids[i] = (int32_t)((i * 7919 + 13) % cfg->vocab_size);
+            kvr_prefill_params pp = kvr_prefill_params_default();
+            pp.n_threads = nt;
+            kvr_prefill_ready *ready = NULL;
+            if (kvr_prefill_ready_create(m, &pp, C, -1, &ready, &e) != KVR_OK) {
+                fprintf(stderr, "bench_prefill: %s\n", e.msg);
+                return 1;
+            }
+            run_ttft_ready(m, ids, KVR_MIN(C, 64), KVR_MODE_SINGLE, 1, NULL, nt, 1, ready);
+            double ms = run_ttft_ready(m, ids, C, KVR_MODE_SINGLE, 1, NULL, nt, reps, ready);
+            printf("%lld %.3f %.6g %d %.3f\n", (long long)C, ms, prefill_flops(cfg, C),
+                   last_first_token, last_cpu_ms);
+            kvr_prefill_ready_destroy(ready);
+            free(ids);
+        }
+        free(list);
+        kvr_model_destroy(m);
+        return 0;
+    }
+    if (rates_only) {
+        printf("sgemm_2048 %.2f\n", sgemm_gflops(2048, 2048, 2048, nt, reps));
+        printf("sgemm_shape %.2f\n", sgemm_gflops(2048, 2 * cfg->d_ff, cfg->d_model, nt, reps));
+        kvr_model_destroy(m);
+        return 0;
+    }
     printf("# bench_prefill: kvr %s (%s), model %s, %d threads, median of %d runs\n",
            kvr_version(), kvr_build_commit(), cfg->name, nt, reps);
     /* the reference rates, measured now, beside the prefill */
