@@ -263,9 +263,10 @@ KVR_API int64_t kvr_sched_layer_blocks_used(const kvr_sched *s);
 KVR_API int64_t kvr_sched_host_layer_blocks_used(const kvr_sched *s);
 
 /* Whether layer `layer` (0-based) of n_layers is in the device pool when n_resident are:
- * floor((layer + 1) r / L) > floor(layer r / L) -- spread evenly, the last layer resident
- * whenever r >= 1 (r = L/2: the odd layers), so every offloaded layer is followed by a resident
- * one whose compute hides its copy. Out-of-range arguments: false. */
+ * floor((layer + 1) r / L) > floor(layer r / L) -- spread evenly (runs of offloaded layers at
+ * most ceil(L / r) - 1 long), the last layer resident whenever r >= 1 (r = L/2: the odd
+ * layers), so every run of offloaded layers is followed by resident ones whose compute hides
+ * its copies. Out-of-range arguments: false. */
 KVR_API bool kvr_layerkv_resident(int32_t n_layers, int32_t n_resident, int32_t layer);
 
 // ----------------------------------------------------------------------------

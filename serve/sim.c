@@ -13,8 +13,11 @@
 // layerkv: the host copies (docs/serving.md "LayerKV", the overlap formulas)
 
 double kvr_serving_host_gbps(const kvr_search_costs *m, double override_gbps) {
-    (void)m;
-    return override_gbps > 0 ? override_gbps : 0;
+    if (override_gbps > 0) return override_gbps;
+    double bytes_per_us = 0;
+    if (m && kvr_search_costs_host_copy(m, &bytes_per_us, NULL) && bytes_per_us > 0)
+        return bytes_per_us * 1e-3; /* bytes/us -> GB/s */
+    return 0;
 }
 
 /* A prefill iteration with offload: embed_us, then L layers of c_us each, then head_us; after

@@ -1,6 +1,7 @@
 /* test_serving.c -- the serving scheduler (vllm and chunked policies: admission, watermark, FCFS,
- * preemption by recompute, chunking), the serving simulator against hand-computed times, and
- * the summary. */
+ * preemption by recompute, chunking; layerkv: layer-block accounting, host tier, SLO admission,
+ * estimator, reload swap/stream, preemption, faults), the serving simulator against
+ * hand-computed times (and layerkv's copy pricing, a generated trace replayed), and the summary. */
 #include "kvr_serving.h"
 #include "kvr_test.h"
 
@@ -546,6 +547,398 @@ static void test_summary(void) {
     KVR_CHECK(kvr_serving_summarize(r, -1, 0, 0, &s, &e) == KVR_ERR_INVALID_ARG);
 }
 
+// ----------------------------------------------------------------------------
+// layerkv
+
+static kvr_sched *mk_lkv(int32_t L, int64_t pool, double wm, int64_t host, int32_t block_tokens,
+                         kvr_reload_policy reload) {
+    kvr_sched_params p = kvr_sched_params_default();
+    p.policy = KVR_POLICY_LAYERKV;
+    p.n_layers = L;
+    p.pool_blocks = pool;
+    p.watermark = wm;
+    p.host_blocks = host;
+    p.block_tokens = block_tokens;
+    p.layerkv.slo_ttft_s = 1;
+    p.layerkv.slo_tpot_s = 0.1;
+    p.layerkv.reload = reload;
+    kvr_sched *s = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_sched_create(&p, &s, &e), &e);
+    return s;
+}
+
+/* a predictor whose copy is hidden with at least *user resident layers: 1 s per 1000 tokens,
+ * plus 1 s of exposed copy below that */
+static double pred_hide_at(void *user, int64_t n, int64_t past, int32_t resident) {
+    (void)past;
+    return (double)n * 1e-3 + (resident < *(const int32_t *)user ? 1.0 : 0.0);
+}
+
+static void test_layerkv_resident(void) {
+    for (int32_t L = 1; L <= 9; L++)
+        for (int32_t r = 0; r <= L; r++) {
+            int32_t n = 0, run = 0;
+            for (int32_t l = 0; l < L; l++) {
+                const bool in = kvr_layerkv_resident(L, r, l);
+                n += in;
+                /* evenly: runs of offloaded layers at most ceil(L / r) - 1 long (r >= L/2: every
+                 * offloaded layer is followed by a resident one) */
+                run = in ? 0 : run + 1;
+                if (r > 0) KVR_CHECK(run <= (L + r - 1) / r - 1);
+            }
+            KVR_CHECK_EQ_INT(n, r);
+            if (r > 0) KVR_CHECK(kvr_layerkv_resident(L, r, L - 1));
+        }
+    for (int32_t l = 0; l < 8; l++) KVR_CHECK(kvr_layerkv_resident(8, 4, l) == (l % 2 == 1));
+    /* evenly: with 2 of 6 resident, layers 2 and 5 */
+    for (int32_t l = 0; l < 6; l++) KVR_CHECK(kvr_layerkv_resident(6, 2, l) == (l == 2 || l == 5));
+    KVR_CHECK(!kvr_layerkv_resident(4, 5, 0) && !kvr_layerkv_resident(4, 2, 4) &&
+              !kvr_layerkv_resident(0, 0, 0) && !kvr_layerkv_resident(4, 2, -1));
+    kvr_reload_policy rp;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_reload_policy_parse("stream", &rp, &e), &e);
+    KVR_CHECK(rp == KVR_RELOAD_STREAM && !strcmp(kvr_reload_policy_name(KVR_RELOAD_SWAP), "swap"));
+    KVR_CHECK(kvr_reload_policy_parse("paging", &rp, &e) == KVR_ERR_INVALID_ARG &&
+              strstr(e.msg, "'paging' (swap, stream)"));
+    kvr_serving_policy sp;
+    KVR_CHECK_OK(kvr_serving_policy_parse("layerkv", &sp, &e), &e);
+    KVR_CHECK(sp == KVR_POLICY_LAYERKV && !strcmp(kvr_serving_policy_name(sp), "layerkv"));
+}
+
+/* Layer-block accounting: a request that does not fit whole keeps the fewest resident layers
+ * whose copy is hidden, where vllm would make it wait; the watermark counts per layer; the host
+ * tier bounds what is offloaded. */
+static void test_layerkv_accounting(void) {
+    int32_t hide = 2;
+    /* 4 layers; 20 blocks = 80 layer blocks, watermark 2 blocks = 8 layer blocks; host 20 */
+    kvr_sched *s = mk_lkv(4, 20, 0.1, 20, 16, KVR_RELOAD_SWAP);
+    if (!s) return;
+    kvr_sched_set_predictor(s, pred_hide_at, &hide);
+    add(s, 160, 4); /* 10 blocks: 40 layer blocks, fits whole */
+    add(s, 160, 4); /* 40 more do not fit above the watermark (32 free): 2 layers resident */
+    add(s, 160, 4); /* 12 free above the watermark: 1 layer fits, 2 hide the copy: waits */
+    kvr_sched_batch b = step(s);
+    KVR_CHECK_EQ_INT(b.n_prefill, 2);
+    KVR_CHECK_EQ_INT(b.items[0].resident, 4);
+    KVR_CHECK_EQ_INT(b.items[1].resident, 2);
+    KVR_CHECK_EQ_INT(b.layer_blocks_used, 60);
+    KVR_CHECK_EQ_INT(b.host_layer_blocks_used, 20);
+    KVR_CHECK_EQ_INT(b.blocks_used, 15);
+    KVR_CHECK_EQ_INT(kvr_sched_n_waiting(s), 1);
+    KVR_CHECK_EQ_INT(kvr_sched_request(s, 1)->resident, 2);
+    kvr_sched_destroy(s);
+    /* vllm, the same pool: the second waits for its 10 blocks */
+    kvr_sched *v = mk(KVR_POLICY_VLLM, 20, 0.1, 0);
+    if (!v) return;
+    add(v, 160, 4), add(v, 160, 4);
+    KVR_CHECK_EQ_INT(step(v).n_prefill, 1);
+    kvr_sched_destroy(v);
+    /* the watermark is per layer: with 16 free above it, 2 layers of 10 blocks do not fit */
+    s = mk_lkv(4, 20, 0.1, 20, 16, KVR_RELOAD_SWAP);
+    if (!s) return;
+    kvr_sched_set_predictor(s, pred_hide_at, &hide);
+    add(s, 160 + 16 * 4, 4); /* 14 blocks: 56 layer blocks, 16 left above the watermark */
+    add(s, 160, 4);          /* 2 layers = 20 layer blocks > 16: waits */
+    b = step(s);
+    KVR_CHECK_EQ_INT(b.n_prefill, 1);
+    KVR_CHECK_EQ_INT(kvr_sched_n_waiting(s), 1);
+    kvr_sched_destroy(s);
+    /* a host tier of 5 blocks (20 layer blocks) takes 2 of the second request's 4 layers: with
+     * a predictor that hides any copy it still keeps 2 resident */
+    hide = 1;
+    s = mk_lkv(4, 20, 0.1, 5, 16, KVR_RELOAD_SWAP);
+    if (!s) return;
+    kvr_sched_set_predictor(s, pred_hide_at, &hide);
+    add(s, 160, 4), add(s, 160, 4);
+    b = step(s);
+    KVR_CHECK_EQ_INT(b.n_prefill, 2);
+    KVR_CHECK_EQ_INT(b.items[1].resident, 2);
+    KVR_CHECK_EQ_INT(b.host_layer_blocks_used, 20);
+    kvr_sched_destroy(s);
+    /* no host tier: nothing can be offloaded, the second waits as under vllm */
+    s = mk_lkv(4, 20, 0.1, 0, 16, KVR_RELOAD_SWAP);
+    if (!s) return;
+    kvr_sched_set_predictor(s, pred_hide_at, &hide);
+    add(s, 160, 4), add(s, 160, 4);
+    KVR_CHECK_EQ_INT(step(s).n_prefill, 1);
+    KVR_CHECK_EQ_INT(kvr_sched_host_layer_blocks_used(s), 0);
+    kvr_sched_destroy(s);
+}
+
+/* plan at t0, complete at t1 */
+static kvr_sched_batch step_at(kvr_sched *s, double t0, double t1) {
+    kvr_sched_batch b;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_sched_next_at(s, t0, &b, &e), &e);
+    if (b.n_items > 0) KVR_CHECK_OK(kvr_sched_complete_at(s, &b, NULL, t1, &e), &e);
+    return b;
+}
+
+static int32_t add_at(kvr_sched *s, int64_t prompt, int64_t out, double t) {
+    int32_t id = -1;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_sched_add_at(s, prompt, out, t, &id, &e), &e);
+    return id;
+}
+
+/* SLO-aware admission: the budget (the tightest TPOT slack) stops admission in FCFS order; the
+ * head is admitted anyway when nothing decodes or after max_wait_s (slo_ttft_s / 2 = 0.5 s);
+ * the correction factor follows measured / predicted. */
+static void test_layerkv_slo_admission(void) {
+    int32_t hide = 1;
+    kvr_sched *s = mk_lkv(2, 1000, 0.01, 0, 16, KVR_RELOAD_SWAP);
+    if (!s) return;
+    kvr_sched_set_predictor(s, pred_hide_at, &hide);
+    /* times in binary fractions, so the comparisons are exact */
+    add_at(s, 125, 11, 0); /* predicted 0.125 s; nothing decodes: admitted */
+    kvr_sched_batch b = step_at(s, 0, 0.25);
+    KVR_CHECK_EQ_INT(b.n_prefill, 1);
+    KVR_CHECK_NEAR(b.predicted_s, 0.125, 1e-12, 0);
+    KVR_CHECK_NEAR(kvr_sched_correction(s), 0.75 + 0.25 * 2, 1e-12, 0); /* measured 0.25 */
+    /* A decodes from 0.25 with 10 tokens to come (no history: the fallback max - generated);
+     * slack at 0.25 = 0.1 x 10 - 0 - 10 x 0 (no decode measured yet) = 1 s */
+    add_at(s, 1000, 2, 0.25); /* predicted 1 s x 1.25: over the budget */
+    add_at(s, 10, 2, 0.25);   /* would fit, but waits behind it (FCFS) */
+    b = step_at(s, 0.25, 0.375);
+    KVR_CHECK_EQ_INT(b.n_prefill, 0);
+    KVR_CHECK_EQ_INT(b.n_decode, 1);
+    KVR_CHECK_EQ_INT(kvr_sched_n_waiting(s), 2);
+    /* decoding at 0.125 s a step the slack stays below 1 s; at 0.75 the head has waited
+     * max_wait_s = slo_ttft_s / 2 = 0.5 s */
+    for (double t = 0.375; t < 0.75; t += 0.125) {
+        b = step_at(s, t, t + 0.125);
+        KVR_CHECK_EQ_INT(b.n_prefill, 0);
+    }
+    b = step_at(s, 0.75, 2);
+    KVR_CHECK_EQ_INT(b.n_prefill, 1); /* the starving head alone: the next is over budget */
+    KVR_CHECK_EQ_INT(b.items[0].req, 1);
+    KVR_CHECK_EQ_INT(kvr_sched_n_waiting(s), 1);
+    kvr_sched_destroy(s);
+}
+
+/* The output-length estimator: with history, the mean output of longer finished requests;
+ * without (fewer than min_history), the fallback max_output_tokens - generated. */
+static void test_layerkv_estimator(void) {
+    int32_t hide = 1;
+    for (int with_history = 0; with_history < 2; with_history++) {
+        kvr_sched_params p = kvr_sched_params_default();
+        p.policy = KVR_POLICY_LAYERKV;
+        p.n_layers = 2, p.pool_blocks = 1000, p.host_blocks = 0;
+        p.layerkv.slo_ttft_s = 100, p.layerkv.slo_tpot_s = 0.1;
+        p.layerkv.min_history = with_history ? 1 : 100;
+        kvr_sched *s = NULL;
+        kvr_error e;
+        KVR_CHECK_OK(kvr_sched_create(&p, &s, &e), &e);
+        if (!s) return;
+        kvr_sched_set_predictor(s, pred_hide_at, &hide);
+        add_at(s, 10, 3, 0); /* finishes with 3 tokens: the history */
+        for (int k = 0; k < 3; k++) step_at(s, 0, 0); /* no time passes: nothing calibrated */
+        KVR_CHECK(kvr_sched_request(s, 0)->state == KVR_REQ_FINISHED);
+        add_at(s, 10, 100, 0);
+        step_at(s, 0, 0); /* its first token at 0 */
+        /* slack: history -> 0.1 x (0 + 2); fallback -> 0.1 x 99: a 1 s prefill fits only the
+         * fallback's */
+        add_at(s, 1000, 2, 0);
+        const kvr_sched_batch b = step_at(s, 0, 0);
+        KVR_CHECK_EQ_INT(b.n_prefill, with_history ? 0 : 1);
+        kvr_sched_destroy(s);
+    }
+}
+
+/* Reload: swap brings the offloaded layers back once when blocks free up (the request does not
+ * decode until then); stream decodes with them on the host. */
+static void test_layerkv_reload(void) {
+    int32_t hide = 2;
+    for (int stream = 0; stream < 2; stream++) {
+        kvr_sched *s = mk_lkv(4, 20, 0.1, 20, 16,
+                              stream ? KVR_RELOAD_STREAM : KVR_RELOAD_SWAP);
+        if (!s) return;
+        kvr_sched_set_predictor(s, pred_hide_at, &hide);
+        add(s, 160, 2), add(s, 160, 3); /* resident 4 and 2, as in test_layerkv_accounting */
+        kvr_sched_batch b = step(s);
+        KVR_CHECK_EQ_INT(b.items[1].resident, 2);
+        b = step(s); /* A's last token; B: stream decodes, swap has no room (12 < 20) */
+        KVR_CHECK_EQ_INT(b.n_decode, stream ? 2 : 1);
+        KVR_CHECK_EQ_INT(b.n_swap_in, 0);
+        if (stream) KVR_CHECK_EQ_INT(b.items[1].resident, 2);
+        b = step(s); /* A finished: swap brings B's 2 layers back */
+        KVR_CHECK_EQ_INT(b.n_decode, 1);
+        KVR_CHECK_EQ_INT(b.items[0].req, 1);
+        KVR_CHECK(b.items[0].swap_in == !stream);
+        KVR_CHECK_EQ_INT(b.items[0].resident, stream ? 2 : 4);
+        KVR_CHECK_EQ_INT(b.n_swap_in, stream ? 0 : 1);
+        KVR_CHECK_EQ_INT(b.host_layer_blocks_used, stream ? 22 : 0); /* stream: its new block */
+        KVR_CHECK_EQ_INT(kvr_sched_request(s, 1)->swaps, stream ? 0 : 1);
+        b = step(s); /* swap: its third token; stream: it was its third, nothing runs */
+        KVR_CHECK_EQ_INT(b.n_items, stream ? 0 : 1);
+        KVR_CHECK(kvr_sched_request(s, 1)->state == KVR_REQ_FINISHED);
+        KVR_CHECK_EQ_INT(kvr_sched_layer_blocks_used(s), 0);
+        KVR_CHECK_EQ_INT(kvr_sched_host_layer_blocks_used(s), 0);
+        kvr_sched_destroy(s);
+    }
+}
+
+/* A decode that runs out of blocks preempts the last admitted request by recompute, and that
+ * frees its host blocks too; every request still finishes once with its tokens. */
+static void test_layerkv_preempt(void) {
+    int32_t hide = 1;
+    /* 4 layers, 12 blocks of 4 tokens (48 layer blocks), no watermark, host 12 blocks */
+    kvr_sched *s = mk_lkv(4, 12, 0, 12, 4, KVR_RELOAD_STREAM);
+    if (!s) return;
+    kvr_sched_set_predictor(s, pred_hide_at, &hide);
+    add(s, 32, 12); /* 8 blocks, whole: 32 layer blocks */
+    add(s, 24, 12); /* 6 blocks, 16 free: 1 layer resident, 18 host layer blocks */
+    kvr_sched_batch b = step(s);
+    KVR_CHECK_EQ_INT(b.items[1].resident, 1);
+    KVR_CHECK_EQ_INT(b.host_layer_blocks_used, 18);
+    int guard = 0;
+    while (kvr_sched_request(s, 1)->preemptions == 0 && ++guard < 100) step(s);
+    KVR_CHECK(guard < 100);
+    const kvr_sched_req *r = kvr_sched_request(s, 1);
+    KVR_CHECK(r->state == KVR_REQ_WAITING && r->blocks == 0 && r->resident == 4);
+    KVR_CHECK_EQ_INT(kvr_sched_host_layer_blocks_used(s), 0);
+    while (step(s).n_items > 0 && ++guard < 1000) {
+    }
+    for (int i = 0; i < 2; i++) {
+        KVR_CHECK(kvr_sched_request(s, i)->state == KVR_REQ_FINISHED);
+        KVR_CHECK_EQ_INT(kvr_sched_request(s, i)->generated, 12);
+    }
+    KVR_CHECK_EQ_INT(kvr_sched_layer_blocks_used(s), 0);
+    KVR_CHECK_EQ_INT(kvr_sched_host_layer_blocks_used(s), 0);
+    kvr_sched_destroy(s);
+}
+
+/* Bad parameters and requests that can never run. */
+static void test_layerkv_faults(void) {
+    kvr_sched_params p = kvr_sched_params_default();
+    p.policy = KVR_POLICY_LAYERKV;
+    p.pool_blocks = 10, p.n_layers = 4, p.host_blocks = 10;
+    kvr_sched *s = NULL;
+    kvr_error e;
+    KVR_CHECK(kvr_sched_create(&p, &s, &e) == KVR_ERR_INVALID_ARG &&
+              strstr(e.msg, "layerkv.slo_ttft_s 0"));
+    p.layerkv.slo_ttft_s = 1, p.layerkv.slo_tpot_s = -0.1;
+    KVR_CHECK(kvr_sched_create(&p, &s, &e) == KVR_ERR_INVALID_ARG &&
+              strstr(e.msg, "layerkv.slo_tpot_s -0.1"));
+    p.layerkv.slo_tpot_s = 0.1, p.layerkv.calib_weight = 0;
+    KVR_CHECK(kvr_sched_create(&p, &s, &e) == KVR_ERR_INVALID_ARG &&
+              strstr(e.msg, "layerkv.calib_weight"));
+    p.layerkv.calib_weight = 0.5, p.host_blocks = -1;
+    KVR_CHECK(kvr_sched_create(&p, &s, &e) == KVR_ERR_INVALID_ARG && strstr(e.msg, "host_blocks"));
+    KVR_CHECK(s == NULL);
+    /* vllm does not look at the layerkv fields */
+    p.policy = KVR_POLICY_VLLM, p.host_blocks = 0, p.layerkv.slo_ttft_s = 0;
+    KVR_CHECK_OK(kvr_sched_create(&p, &s, &e), &e);
+    kvr_sched_destroy(s);
+    /* stream: 4 blocks x 4 layers = 16 layer blocks; a 10-block request fits with 1 resident
+     * layer (vllm would refuse it), a 20-block one not even with one */
+    p = kvr_sched_params_default();
+    p.policy = KVR_POLICY_LAYERKV, p.layerkv.reload = KVR_RELOAD_STREAM;
+    p.pool_blocks = 4, p.n_layers = 4, p.host_blocks = 40, p.watermark = 0;
+    p.layerkv.slo_ttft_s = 1, p.layerkv.slo_tpot_s = 0.1;
+    p.max_model_len = 100000;
+    KVR_CHECK_OK(kvr_sched_create(&p, &s, &e), &e);
+    if (!s) return;
+    int32_t id;
+    KVR_CHECK(kvr_sched_add(s, 310, 11, &id, &e) == KVR_ERR_INVALID_ARG &&
+              strstr(e.msg, "hold less than its 1 resident layers: it can never run"));
+    KVR_CHECK_EQ_INT(add(s, 150, 11), 0);
+    int guard = 0;
+    while (step(s).n_items > 0 && ++guard < 100) {
+    }
+    KVR_CHECK_EQ_INT(kvr_sched_request(s, 0)->generated, 11);
+    KVR_CHECK_EQ_INT(kvr_sched_request(s, 0)->resident, 1);
+    kvr_sched_destroy(s);
+    /* a small host tier (2 blocks = 8 layer blocks) takes none of a 10-block request's layers:
+     * it needs all 4 resident, more than the pool */
+    s = mk_lkv(4, 4, 0, 2, 16, KVR_RELOAD_STREAM);
+    if (!s) return;
+    KVR_CHECK(kvr_sched_add(s, 150, 11, &id, &e) == KVR_ERR_INVALID_ARG &&
+              strstr(e.msg, "can never run"));
+    kvr_sched_destroy(s);
+    /* swap decodes every layer resident: the pool must hold them all */
+    s = mk_lkv(4, 4, 0, 40, 16, KVR_RELOAD_SWAP);
+    if (!s) return;
+    KVR_CHECK(kvr_sched_add(s, 150, 11, &id, &e) == KVR_ERR_INVALID_ARG);
+    kvr_sched_destroy(s);
+}
+
+/* The prefill predictor: compute, and the offload copy pipelined behind the next layers. */
+static void test_layerkv_predict(void) {
+    kvr_search_costs *m = linear_costs(); /* 2 layers, 1024 K/V bytes per token per layer */
+    if (!m) return;
+    const double c = pre(100) + attn(100, 0) + post(100), compute = 5 + 2 * c + 50;
+    kvr_serving_prefill_model pm = {m, 0.01}; /* 10 MB/s: 102.4 us per token-layer */
+    KVR_CHECK_NEAR(kvr_serving_predict_prefill(&pm, 100, 0, 2), compute * 1e-6, 1e-12, 1e-9);
+    /* one resident of 2: layer 0 offloaded, its copy (100 x 102.4 us) after its compute */
+    const double copy = 100 * 1024 / (0.01 * 1e3);
+    KVR_CHECK_NEAR(kvr_serving_predict_prefill(&pm, 100, 0, 1),
+                   KVR_MAX(compute, 5 + c + copy) * 1e-6, 1e-12, 1e-9);
+    pm.host_gbps = 1000; /* fast: hidden */
+    KVR_CHECK_NEAR(kvr_serving_predict_prefill(&pm, 100, 0, 1), compute * 1e-6, 1e-12, 1e-9);
+    /* none resident: both copies, the second after the first */
+    pm.host_gbps = 0.01;
+    KVR_CHECK_NEAR(kvr_serving_predict_prefill(&pm, 100, 0, 0),
+                   KVR_MAX(compute, 5 + c + 2 * copy) * 1e-6, 1e-12, 1e-9);
+    KVR_CHECK(kvr_serving_host_gbps(m, 3) == 3);
+    kvr_search_costs_destroy(m);
+}
+
+/* A generated trace through the simulator under layerkv (both reloads): every request finishes
+ * exactly once with its tokens; long prompts contend for a small pool, so layers are offloaded
+ * and some requests swap or stream. Missing bandwidth or SLO: errors naming them. */
+static void test_layerkv_sim_replay(void) {
+    kvr_search_costs *m = linear_costs();
+    kvr_trace_gen_params gp = kvr_trace_gen_params_default();
+    gp.rate_per_s = 200;
+    gp.n_requests = 300;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_trace_length_parse("uniform:16,900", &gp.prompt, &e), &e);
+    KVR_CHECK_OK(kvr_trace_length_parse("uniform:1,40", &gp.output, &e), &e);
+    kvr_trace *t = NULL;
+    KVR_CHECK_OK(kvr_trace_generate(&gp, &t, &e), &e);
+    if (!m || !t) return;
+    kvr_serving_sim_params p = {kvr_sched_params_default(), m, {0, 0, 0}, NULL, false, 0};
+    p.sched.policy = KVR_POLICY_LAYERKV;
+    p.sched.pool_blocks = 64; /* 1024 tokens */
+    p.sched.host_blocks = 256;
+    kvr_serving_record *r = calloc((size_t)t->n_requests, sizeof *r);
+    kvr_serving_sim_stats st;
+    if (!r) return;
+    p.host_gbps = 0.5;
+    KVR_CHECK(kvr_serving_simulate(t, &p, r, &st, &e) == KVR_ERR_INVALID_ARG &&
+              strstr(e.msg, "layerkv.slo_ttft_s"));
+    p.sched.layerkv.slo_ttft_s = 0.05, p.sched.layerkv.slo_tpot_s = 0.005;
+    p.host_gbps = 0; /* the linear costs have no copy rate */
+    KVR_CHECK(kvr_serving_simulate(t, &p, r, &st, &e) == KVR_ERR_INVALID_ARG &&
+              strstr(e.msg, "host copy bandwidth"));
+    p.host_gbps = 0.5;
+    for (int rl = 0; rl < KVR_RELOAD_COUNT; rl++) {
+        p.sched.layerkv.reload = (kvr_reload_policy)rl;
+        KVR_CHECK_OK(kvr_serving_simulate(t, &p, r, &st, &e), &e);
+        int64_t refused = 0;
+        for (int64_t i = 0; i < t->n_requests; i++) {
+            if (r[i].refused) {
+                refused++;
+                continue;
+            }
+            KVR_CHECK(r[i].finish_s >= r[i].first_token_s && r[i].first_token_s > r[i].arrival_s);
+            KVR_CHECK_EQ_INT(r[i].output_tokens, t->requests[i].output_tokens);
+        }
+        KVR_CHECK_EQ_INT(refused, 0);
+        KVR_CHECK(st.peak_host_blocks > 0); /* something was offloaded */
+        if (rl == KVR_RELOAD_SWAP) KVR_CHECK(st.swap_ins > 0);
+        KVR_CHECK(st.host_gbps == 0.5 && st.correction > 0);
+        kvr_serving_summary sum;
+        KVR_CHECK_OK(kvr_serving_summarize(r, t->n_requests, 0, 0, &sum, &e), &e);
+        KVR_CHECK_EQ_INT(sum.n_finished, t->n_requests);
+    }
+    free(r);
+    kvr_trace_destroy(t);
+    kvr_search_costs_destroy(m);
+}
+
 static const kvr_test_case cases[] = {
     {"vllm_basic", test_vllm_basic},
     {"vllm_watermark_fcfs", test_vllm_watermark_fcfs},
@@ -559,5 +952,14 @@ static const kvr_test_case cases[] = {
     {"sim_queueing", test_sim_queueing},
     {"sim_occupancy", test_sim_occupancy},
     {"summary", test_summary},
+    {"layerkv_resident", test_layerkv_resident},
+    {"layerkv_accounting", test_layerkv_accounting},
+    {"layerkv_slo_admission", test_layerkv_slo_admission},
+    {"layerkv_estimator", test_layerkv_estimator},
+    {"layerkv_reload", test_layerkv_reload},
+    {"layerkv_preempt", test_layerkv_preempt},
+    {"layerkv_faults", test_layerkv_faults},
+    {"layerkv_predict", test_layerkv_predict},
+    {"layerkv_sim_replay", test_layerkv_sim_replay},
 };
 KVR_TEST_MAIN(cases)

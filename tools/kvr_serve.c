@@ -3,7 +3,7 @@
  * time, or with --no-sleep as soon as their time has passed on a virtual clock that follows the
  * real iterations; with --db it is stored as a 'measured' serving run.
  * --simulate replays a request trace through the
- * serving scheduler (vLLM V0 and chunked-prefill policies, a paged KV pool) on a virtual clock
+ * serving scheduler (vLLM V0, chunked-prefill and LayerKV policies, a paged KV pool) on a virtual clock
  * priced by a cost model -- a JSON cost file or a profile run in the store -- and prints TTFT,
  * TPOT and queue-time percentiles, SLO attainment and throughput per policy, in well under a
  * second for 10,000 requests. With --db every policy's run and each of its requests is stored
@@ -42,6 +42,8 @@ typedef struct serve_opts {
     kvr_serving_decode_costs decode;
     bool decode_from_ops; /* --decode-from-ops */
     double slo_ttft_ms, slo_tpot_ms;
+    double host_gbps;   /* --host-gbps (0: the cost model's) */
+    bool layerkv_opt;   /* a layerkv option was given */
     /* the real replay (without --simulate) */
     const char *model;
     int64_t threads, seed;
@@ -78,7 +80,7 @@ static void usage(FILE *f) {
             "                            (kvr-db serving, kvr-report)\n"
             "  -R, --run ID              costs from profile run ID in --db, interpolated\n"
             "  -I, --allow-incomplete    use an incomplete or failed --run as it is\n"
-            "  -p, --policy LIST         vllm, chunked or both, comma-separated (default vllm)\n"
+            "  -p, --policy LIST         vllm, chunked, layerkv, comma-separated (default vllm)\n"
             "  -P, --pool-blocks N       the KV pool: N blocks of --block-tokens tokens\n"
             "      --pool-tokens N       the KV pool in tokens (rounded down to whole blocks)\n"
             "      --pool-gb X           the KV pool in GB of K/V (the cost model's bytes/token;\n"
@@ -100,6 +102,15 @@ static void usage(FILE *f) {
             "                            model has a decode step (the older, coarser estimate)\n"
             "      --slo-ttft MS         TTFT target for SLO attainment (0: not checked)\n"
             "      --slo-tpot MS         TPOT target (0: not checked)\n"
+            "layerkv (docs/serving.md section 13; needs --slo-ttft and --slo-tpot > 0):\n"
+            "      --host-blocks N       the host tier: N blocks of every layer (default 0: none,\n"
+            "                            nothing is offloaded)\n"
+            "      --reload swap|stream  decode's reload of offloaded layers: swap them back\n"
+            "                            once blocks free up (default), or stream them per step\n"
+            "      --host-gbps X         host copy bandwidth in GB/s (--simulate; default: the\n"
+            "                            cost model's)\n"
+            "      --max-wait MS         anti-starvation: the queue's head is admitted past the\n"
+            "                            TPOT budget after waiting MS (default --slo-ttft / 2)\n"
             "  -o, --records FILE        every request's times as CSV (one row per request and\n"
             "                            policy)\n"
             "  -j, --json                the summaries as JSON\n"
@@ -136,7 +147,7 @@ static void usage(FILE *f) {
 enum {
     OPT_POOL_TOKENS = 256, OPT_POOL_GB, OPT_SLO_TTFT, OPT_SLO_TPOT, OPT_MODEL, OPT_THREADS,
     OPT_NO_SLEEP, OPT_STOP_EOS, OPT_SEED, OPT_TEMP, OPT_TOP_P, OPT_HTTP, OPT_HOST, OPT_MAX_BODY,
-    OPT_GRACE, OPT_DECODE_FROM_OPS
+    OPT_GRACE, OPT_DECODE_FROM_OPS, OPT_HOST_BLOCKS, OPT_RELOAD, OPT_HOST_GBPS, OPT_MAX_WAIT
 };
 
 static int parse_num(const char *flag, const char *s, double lo, double *out) {
@@ -171,6 +182,10 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         {"max-body", required_argument, 0, OPT_MAX_BODY},
         {"grace", required_argument, 0, OPT_GRACE},
         {"decode-from-ops", no_argument, 0, OPT_DECODE_FROM_OPS},
+        {"host-blocks", required_argument, 0, OPT_HOST_BLOCKS},
+        {"reload", required_argument, 0, OPT_RELOAD},
+        {"host-gbps", required_argument, 0, OPT_HOST_GBPS},
+        {"max-wait", required_argument, 0, OPT_MAX_WAIT},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     bool replay_opt = false; /* an option of the real replay */
     double num;
@@ -229,6 +244,26 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
                 break;
             }
             case OPT_DECODE_FROM_OPS: o->decode_from_ops = true; break;
+            case OPT_HOST_BLOCKS:
+                if ((rc = parse_size("--host-blocks", optarg, 0, (int64_t)1 << 40, &o->sp.host_blocks)))
+                    return rc;
+                o->layerkv_opt = true;
+                break;
+            case OPT_RELOAD: {
+                kvr_error e;
+                if (kvr_reload_policy_parse(optarg, &o->sp.layerkv.reload, &e) != KVR_OK)
+                    return usage_error("--reload: %s", e.msg);
+                o->layerkv_opt = true;
+                break;
+            }
+            case OPT_HOST_GBPS:
+                if ((rc = parse_num("--host-gbps", optarg, 1e-9, &o->host_gbps))) return rc;
+                o->layerkv_opt = true;
+                break;
+            case OPT_MAX_WAIT:
+                if ((rc = parse_num("--max-wait", optarg, 0, &num))) return rc;
+                o->sp.layerkv.max_wait_s = num * 1e-3, o->layerkv_opt = true;
+                break;
             case OPT_SLO_TTFT:
                 if ((rc = parse_num("--slo-ttft", optarg, 0, &o->slo_ttft_ms))) return rc;
                 break;
@@ -339,6 +374,19 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
     }
     free(list);
     if (o->n_policies == 0) return usage_error("--policy '%s': no policy named", policy);
+    bool lkv = false;
+    for (int i = 0; i < o->n_policies; i++) lkv |= o->policies[i] == KVR_POLICY_LAYERKV;
+    if (o->layerkv_opt && !lkv)
+        return usage_error("%s", "--host-blocks, --reload, --host-gbps and --max-wait apply to "
+                                 "--policy layerkv");
+    if (lkv && !(o->slo_ttft_ms > 0 && o->slo_tpot_ms > 0))
+        return usage_error("--policy layerkv admits against the SLO: give --slo-ttft MS and "
+                           "--slo-tpot MS (> 0; now %g and %g)",
+                           o->slo_ttft_ms, o->slo_tpot_ms);
+    if (o->host_gbps > 0 && !o->simulate)
+        return usage_error("%s", "--host-gbps prices the simulator's copies: add --simulate");
+    o->sp.layerkv.slo_ttft_s = o->slo_ttft_ms * 1e-3;
+    o->sp.layerkv.slo_tpot_s = o->slo_tpot_ms * 1e-3;
     if (o->http_port >= 0 && o->n_policies > 1)
         return usage_error("--policy '%s': the server runs one policy", policy);
     if (o->records) {
@@ -383,6 +431,11 @@ static void json_summary(kvr_text *t, const char *pol, const kvr_serving_summary
                      s->duration_s, (long long)st->iterations, (long long)st->peak_blocks,
                      st->mean_blocks, st->busy_s, sim_ms);
     if (stored > 0) kvr_text_printf(t, ", \"serving_run\": %lld", (long long)stored);
+    if (st->host_gbps > 0)
+        kvr_text_printf(t, ",\n     \"layerkv\": {\"host_gbps\": %.6g, \"peak_host_layer_blocks\": %lld, "
+                           "\"swap_ins\": %lld, \"copy_exposed_s\": %.6g, \"correction\": %.6g}",
+                        st->host_gbps, (long long)st->peak_host_blocks, (long long)st->swap_ins,
+                        st->copy_exposed_s, st->correction);
     kvr_text_printf(t, "}%s\n", last ? "" : ",");
 }
 
@@ -486,11 +539,16 @@ static kvr_status store_run(store_ctx *c, const serve_opts *o, const kvr_serving
                             kvr_error *e) {
     const int64_t n = c->tr->n_requests;
     kvr_db_serving_run r;
-    char note[128];
-    snprintf(note, sizeof note, "kvr-serve --simulate%s",
+    char note[256], lkv[160] = "";
+    if (p->sched.policy == KVR_POLICY_LAYERKV)
+        snprintf(lkv, sizeof lkv, "; layerkv: host %lld blocks, reload %s, copy %.3g GB/s, "
+                 "%lld swap-ins, %.3g s copy exposed",
+                 (long long)p->sched.host_blocks, kvr_reload_policy_name(p->sched.layerkv.reload),
+                 st->host_gbps, (long long)st->swap_ins, st->copy_exposed_s);
+    snprintf(note, sizeof note, "kvr-serve --simulate%s%s",
              st->decode_from_ops     ? ", decode costs from the prefill ops"
              : st->decode_from_costs ? ", decode step of the cost model"
-                                     : ", --decode-costs");
+                                     : ", --decode-costs", lkv);
     KVR_TRY(run_header(c, o, p, note, &r, e));
     /* the decode step the simulation used (--decode-costs, or the cost model's; 0: the ops) */
     r.decode_k_us = st->decode.k_us;
@@ -1134,7 +1192,8 @@ int main(int argc, char **argv) {
         kvr_text_printf(&csv, "policy,request,arrival_s,prompt_tokens,output_tokens,refused,"
                                "admitted_s,first_token_s,finish_s,max_blocks,preemptions\n");
     for (int i = 0; i < o.n_policies; i++) {
-        kvr_serving_sim_params p = {o.sp, m, o.decode, sc ? &occ : NULL, o.decode_from_ops, 0};
+        kvr_serving_sim_params p = {o.sp, m, o.decode, sc ? &occ : NULL, o.decode_from_ops,
+                                    o.host_gbps};
         p.sched.policy = o.policies[i];
         kvr_serving_sim_stats st;
         kvr_serving_summary s;
@@ -1166,6 +1225,13 @@ int main(int argc, char **argv) {
         }
         if (o.json) json_summary(&out, pol, &s, &st, sim_ms, run_id, i == o.n_policies - 1);
         else print_summary_text(pol, &s, &st, sim_ms);
+        if (!o.json && st.host_gbps > 0)
+            kvr_text_printf(&stored, "# layerkv: host %lld blocks, reload %s, copy %g GB/s: peak "
+                                     "%lld host layer blocks, %lld swap-ins, %.3f s of copy "
+                                     "exposed, correction %.3f\n",
+                            (long long)o.sp.host_blocks, kvr_reload_policy_name(o.sp.layerkv.reload),
+                            st.host_gbps, (long long)st.peak_host_blocks, (long long)st.swap_ins,
+                            st.copy_exposed_s, st.correction);
         if (o.records) records_csv(&csv, pol, rec, n);
     }
     if (out.nomem || csv.nomem || stored.nomem) {

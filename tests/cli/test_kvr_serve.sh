@@ -3,7 +3,8 @@
 # errors (exit 2: what is not built yet, missing or conflicting sources, the pool, policies,
 # decode costs), a bad trace (file:line, exit 2), the text table and strict JSON for both
 # policies (every request finished or refused), the per-request CSV, a request that can never
-# run refused and counted, a pool given in GB, and the engine's time pricing visible in the
+# run refused and counted, a pool given in GB, layerkv (its flags, the SLO it needs, its line,
+# JSON and store, a real replay), and the engine's time pricing visible in the
 # records (a request alone on an idle engine: admitted at its arrival); --db stores every
 # policy's run with its requests, kvr-db serving lists them and prints a run's requests as the
 # --records CSV has them; the real replay (--trace without --simulate) on the tiny preset with
@@ -105,6 +106,26 @@ print('ok')"
 check db_serving_missing 1 "serving run 9 not found" -- "$D" --db "$tmp/s.db" serving 9
 check db_serving_args 2 "serving: takes at most one serving run id" -- "$D" --db "$tmp/s.db" serving 1 2
 check db_check 0 "ok \(schema version 7" -- "$D" --db "$tmp/s.db" check
+# layerkv: its flags, the SLO it needs, the table with its line, JSON, the store
+LKV=(--policy vllm,layerkv --host-blocks 4096 --slo-ttft 2000 --slo-tpot 100)
+check lkv_no_slo 2 "--policy layerkv admits against the SLO: give --slo-ttft MS and --slo-tpot MS" -- "$S" "${SIM[@]}" --pool-gb 1 --policy layerkv --slo-ttft 2000
+check lkv_flag_policy 2 "--host-blocks, --reload, --host-gbps and --max-wait apply to --policy layerkv" -- "$S" "${SIM[@]}" --pool-gb 1 --reload stream
+check lkv_bad_reload 2 "--reload: unknown reload policy 'paging' \(swap, stream\)" -- "$S" "${SIM[@]}" --pool-gb 1 "${LKV[@]}" --reload paging
+check lkv_gbps_real 2 "--host-gbps prices the simulator's copies: add --simulate" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 32 "${LKV[@]}" --host-gbps 10
+check lkv_table 0 "^layerkv +[0-9]+ +[0-9]+ " -- "$S" "${SIM[@]}" --pool-gb 1 "${LKV[@]}"
+check lkv_line 0 "# layerkv: host 4096 blocks, reload stream, copy 25 GB/s: peak [1-9][0-9]* host layer blocks" -- "$S" "${SIM[@]}" --pool-gb 1 "${LKV[@]}" --reload stream
+check lkv_gbps 0 "copy 3 GB/s" -- "$S" "${SIM[@]}" --pool-gb 1 "${LKV[@]}" --host-gbps 3
+check lkv_json 0 "ok" -- bash -c "'$S' ${SIM[*]} --pool-gb 1 ${LKV[*]} --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+p = {x[\"policy\"]: x for x in d[\"policies\"]}
+k = p[\"layerkv\"][\"layerkv\"]
+assert k[\"host_gbps\"] == 25 and k[\"peak_host_layer_blocks\"] > 0 and \"layerkv\" not in p[\"vllm\"], d
+assert p[\"layerkv\"][\"finished\"] + p[\"layerkv\"][\"refused\"] == 200
+print(\"ok\")'"
+check lkv_store 0 "# stored as serving run 2 \(layerkv, 200 requests" -- "$S" "${SIM[@]}" --pool-gb 1 "${LKV[@]}" --db "$tmp/lkv.db"
+check lkv_db 0 "^ +2 .* simulated +layerkv +200 " -- "$D" --db "$tmp/lkv.db" serving
+
 chmod a-w "$tmp/s.db"; [ -w "$tmp/s.db" ] || \
   check store_readonly 1 "--db .*s.db: .*not writable" -- "$S" "${SIM[@]}" --pool-gb 8 --db "$tmp/s.db"
 chmod u+w "$tmp/s.db"
@@ -112,6 +133,7 @@ chmod u+w "$tmp/s.db"
 # the real replay on the tiny preset: every request finished, a measured run stored
 "$T" gen --rate 1000 --count 10 --prompt-tokens uniform:4,40 --output-tokens uniform:1,8 -o "$tmp/small.csv" >/dev/null
 check replay 0 "^vllm +10 +0 +0 " -- "$S" --trace "$tmp/small.csv" --model tiny --no-sleep --pool-blocks 32 --db "$tmp/m.db" --records "$tmp/mrec.csv"
+check replay_layerkv 0 "^layerkv +10 +0 " -- "$S" --trace "$tmp/small.csv" --model tiny --no-sleep --pool-blocks 32 --policy layerkv --host-blocks 32 --slo-ttft 1000 --slo-tpot 100
 check replay_db 0 "^ +1 .* measured +vllm +10 +[0-9.]+ +10 +0 " -- "$D" --db "$tmp/m.db" serving
 check replay_records 0 "ok" -- python3 -c "
 import csv
