@@ -182,7 +182,7 @@ kvr_status kvr_sched_create(const kvr_sched_params *p, kvr_sched **out, kvr_erro
     kvr_sched *s = calloc(1, sizeof *s);
     if (!s) return kvr_error_set(err, KVR_ERR_NOMEM, "scheduler: out of memory");
     s->p = *p;
-    s->L = L;
+    s->p.n_layers = s->L = L;
     if (p->policy == KVR_POLICY_LAYERKV && !p->layerkv.max_wait_s)
         s->p.layerkv.max_wait_s = p->layerkv.slo_ttft_s / 2;
     s->corr = 1;
@@ -602,6 +602,7 @@ kvr_status kvr_sched_next_at(kvr_sched *s, double now_s, kvr_sched_batch *out, k
     } else if (s->p.policy == KVR_POLICY_LAYERKV) {
         admit_layerkv(s, &b);
         if (b.n_items == 0) decode_layerkv(s, &b);
+        if (b.n_items == 0 && b.n_preempted > 0) admit_layerkv(s, &b); /* what it freed */
     } else { /* chunked: running requests first (decodes, prefill chunks), then admissions */
         int64_t used = 0;
         for (int32_t i = 0; i < s->n_running && used < budget; i++) {

@@ -473,7 +473,9 @@ static kvr_status run_header(const store_ctx *c, const serve_opts *o,
     r->rate_per_s = r->trace_duration_s > 0 ? (double)n / r->trace_duration_s : -1;
     snprintf(r->policy, sizeof r->policy, "%s", kvr_serving_policy_name(p->sched.policy));
     kvr_sched *sc = NULL; /* the parameters with their defaults resolved, as the run used them */
-    KVR_TRY(kvr_sched_create(&p->sched, &sc, e));
+    kvr_sched_params sp0 = p->sched;
+    if (!sp0.n_layers && c->m) sp0.n_layers = kvr_search_costs_n_layers(c->m); /* as simulated */
+    KVR_TRY(kvr_sched_create(&sp0, &sc, e));
     const kvr_sched_params *sp = kvr_sched_get_params(sc);
     r->block_tokens = sp->block_tokens;
     r->pool_blocks = sp->pool_blocks;
