@@ -642,10 +642,14 @@ static kvr_status db_csv_parse_row(db_csv_ctx *x, kvr_db_csv *c, char (*f)[DB_CS
         const bool ovh = !strncmp(op, "ovh_", 4) && kvr_mode_parse(op + 4, &md, NULL) == KVR_OK;
         /* decode: a profile's batched decode steps (c = batch, prefix = total context) */
         const bool dec = !strcmp(op, "decode");
-        if (!ovh && !dec && (kvr_op_parse(op, &k, NULL) != KVR_OK || k >= KVR_OP_LAYER_COUNT))
+        /* e2e_<schedule>: a profile's end-to-end check (c = tokens, prefix = ranks; TTFTs) */
+        const bool e2e = !strncmp(op, "e2e_", 4) && kvr_mode_parse(op + 4, &md, NULL) == KVR_OK;
+        if (!ovh && !dec && !e2e &&
+            (kvr_op_parse(op, &k, NULL) != KVR_OK || k >= KVR_OP_LAYER_COUNT))
             return db_csv_fail(x,
                                "op '%.40s' is not one of embed, pre, attn, post, head, "
-                               "ovh_single, ovh_kvr, ovh_tsp, ovh_ring, decode",
+                               "ovh_single, ovh_kvr, ovh_tsp, ovh_ring, decode, e2e_single, "
+                               "e2e_kvr, e2e_tsp, e2e_ring",
                                op);
         db_copy(s->op, sizeof s->op, op);
         const char *cv = FIELD(DB_COL_C);

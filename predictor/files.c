@@ -39,7 +39,7 @@ kvr_status kvr_predictor_file_format(const kvr_predictor *kp, const kvr_predict_
     if (kf) {
         kvr_predictor_meta m0;
         memset(&m0, 0, sizeof m0);
-        m0.err_band = -1;
+        m0.err_band = m0.band_e2e = m0.band_spread = -1;
         const kvr_predictor_meta *m = meta ? meta : &m0;
         cJSON_AddNumberToObject(kf, "predictor_id", (double)m->predictor_id);
         cJSON_AddNumberToObject(kf, "run_id", (double)m->run_id);
@@ -51,6 +51,12 @@ kvr_status kvr_predictor_file_format(const kvr_predictor *kp, const kvr_predict_
             predict_json_add_num(kf, "err_band", m->err_band);
         else
             cJSON_AddNullToObject(kf, "err_band");
+        /* the band's terms when measured (a zeroed meta has none) */
+        if (m->err_band >= 0 && m->band_e2e >= 0 && m->band_spread >= 0 &&
+            m->band_e2e + m->band_spread > 0) {
+            predict_json_add_num(kf, "err_band_e2e", m->band_e2e);
+            predict_json_add_num(kf, "err_band_spread", m->band_spread);
+        }
         cJSON_AddStringToObject(kf, "model", m->model);
         if (cj)
             cJSON_AddRawToObject(kf, "costs", cj);
@@ -89,7 +95,7 @@ kvr_status kvr_predictor_file_parse(const char *text, size_t len, const char *na
     kvr_predict_costs *costs = NULL;
     kvr_predictor_meta m;
     memset(&m, 0, sizeof m);
-    m.err_band = -1;
+    m.err_band = m.band_e2e = m.band_spread = -1;
     KVR_TRY(kvr_predictor_from_json(text, len, name, &kp, err));
     cJSON *root = cJSON_ParseWithLength(text, len);
     kvr_status s = KVR_OK;
@@ -119,6 +125,19 @@ kvr_status kvr_predictor_file_parse(const char *text, size_t len, const char *na
                 s = file_fail(err, name, "\"err_band\" must be a number >= 0");
             else
                 m.err_band = b->valuedouble;
+        }
+        const char *bk[2] = {"err_band_e2e", "err_band_spread"};
+        double *bv[2] = {&m.band_e2e, &m.band_spread};
+        for (int i = 0; s == KVR_OK && i < 2; i++) {
+            const cJSON *it = cJSON_GetObjectItemCaseSensitive(kf, bk[i]);
+            if (!it || cJSON_IsNull(it)) continue;
+            if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < 0) {
+                char w[64];
+                snprintf(w, sizeof w, "\"%s\" must be a number >= 0", bk[i]);
+                s = file_fail(err, name, w);
+            } else {
+                *bv[i] = it->valuedouble;
+            }
         }
         const cJSON *mo = cJSON_GetObjectItemCaseSensitive(kf, "model");
         if (s == KVR_OK && mo && cJSON_IsString(mo))
@@ -189,6 +208,15 @@ kvr_status kvr_predict_run_fit_to_json(const kvr_predict_run_fit *f, char **out,
         cJSON_AddBoolToObject(o, "head_constant", f->head_constant);
         predict_json_add_num(o, "err_band", f->err_band);
         cJSON_AddNumberToObject(o, "band_min_c", (double)f->band_min_c);
+        cJSON *bd = cJSON_AddObjectToObject(o, "band");
+        if (bd) { /* the band's terms: err_band = e2e + spread, else op (n_e2e 0) */
+            predict_json_add_num(bd, "op", f->band_op);
+            cJSON_AddNumberToObject(bd, "n_e2e", f->n_e2e);
+            if (f->n_e2e > 0) {
+                predict_json_add_num(bd, "e2e", f->band_e2e);
+                predict_json_add_num(bd, "spread", f->band_spread);
+            }
+        }
         if (f->n_decode_samples > 0) {
             cJSON *d = cJSON_AddObjectToObject(o, "decode_step");
             if (d) {
@@ -252,6 +280,31 @@ kvr_status kvr_predict_run_fit_from_json(const char *text, size_t len, const cha
         r.err_band = b->valuedouble;
         r.n_threads = (int32_t)KVR_MIN(thr, INT32_MAX);
         r.band_min_c = bmc;
+        /* the band's terms (absent in fits made before the end-to-end check: the band is the
+         * per-op one) */
+        r.band_op = r.err_band;
+        r.band_e2e = r.band_spread = -1;
+        const cJSON *bd = cJSON_GetObjectItemCaseSensitive(root, "band");
+        if (bd) {
+            const char *keys[4] = {"op", "n_e2e", "e2e", "spread"};
+            double v[4] = {r.err_band, 0, -1, -1};
+            for (int i = 0; s == KVR_OK && i < 4; i++) {
+                const cJSON *it = cJSON_GetObjectItemCaseSensitive(bd, keys[i]);
+                if (!it && i >= 2 && v[1] == 0) continue;
+                if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < 0 ||
+                    (i == 1 && it->valuedouble > 1e6))
+                    s = kvr_error_set(err, KVR_ERR_FORMAT,
+                                      "%s: \"band.%s\" must be a number >= 0", name, keys[i]);
+                else
+                    v[i] = it->valuedouble;
+            }
+            if (s == KVR_OK) {
+                r.band_op = v[0];
+                r.n_e2e = (int)v[1];
+                r.band_e2e = v[2];
+                r.band_spread = v[3];
+            }
+        }
         rf_str(root, "model", r.model, sizeof r.model);
         rf_str(root, "device", r.device, sizeof r.device);
         rf_str(root, "dtype", r.dtype, sizeof r.dtype);

@@ -125,6 +125,95 @@ static double heldout_band(const kvr_predict_sample *rows, int n, const kvr_pred
     return isnan(worst) ? worst_row : worst;
 }
 
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+kvr_status kvr_predict_e2e_band(const kvr_predict_e2e_point *pts, int n, double band_floor,
+                                double *e2e, double *spread, double *band, kvr_error *err) {
+    if (!pts || n < 1)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "error band: %d end-to-end points", n);
+    for (int i = 0; i < n; i++) {
+        const kvr_predict_e2e_point *q = &pts[i];
+        const double v[4] = {q->predicted_us, q->median_us, q->min_us, q->max_us};
+        for (int j = 0; j < 4; j++)
+            if (!isfinite(v[j]) || !(v[j] > 0))
+                return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                     "error band: end-to-end point %d has a %s time of %g us", i,
+                                     j == 0 ? "predicted" : j == 1 ? "median" : j == 2 ? "min" : "max",
+                                     v[j]);
+        if (q->min_us > q->median_us || q->median_us > q->max_us)
+            return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                                 "error band: end-to-end point %d: min %g, median %g, max %g us "
+                                 "are not in order",
+                                 i, q->min_us, q->median_us, q->max_us);
+    }
+    double *sp = malloc((size_t)n * sizeof *sp);
+    if (!sp) return kvr_error_set(err, KVR_ERR_NOMEM, "error band: out of memory");
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        const double e = fabs(pts[i].median_us / pts[i].predicted_us - 1);
+        if (e > worst) worst = e;
+        sp[i] = (pts[i].max_us - pts[i].min_us) / pts[i].median_us;
+    }
+    qsort(sp, (size_t)n, sizeof *sp, cmp_dbl);
+    const double med = n % 2 ? sp[n / 2] : 0.5 * (sp[n / 2 - 1] + sp[n / 2]);
+    free(sp);
+    if (e2e) *e2e = worst;
+    if (spread) *spread = med;
+    if (band) *band = KVR_MAX(worst + med, band_floor);
+    return KVR_OK;
+}
+
+/* The band's end-to-end terms from the run's e2e_* samples (kvr-profile's end-to-end check:
+ * c = tokens, prefix = ranks, the TTFTs of identical repeats), each predicted by c's cost model
+ * (its overheads included: what kvr-run predicts). None: r->n_e2e stays 0. */
+static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int64_t run_id,
+                                  const kvr_predict_costs *c, kvr_predict_run_fit *r,
+                                  kvr_error *err) {
+    int n = 0;
+    for (int64_t i = 0; i < nl; i++) n += !strncmp(ls[i].op, "e2e_", 4);
+    if (n == 0) return KVR_OK;
+    kvr_predict_e2e_point *pts = malloc((size_t)n * sizeof *pts);
+    if (!pts) return kvr_error_set(err, KVR_ERR_NOMEM, "fit: out of memory");
+    kvr_status s = KVR_OK;
+    n = 0;
+    for (int64_t i = 0; s == KVR_OK && i < nl; i++) {
+        const kvr_db_layer_sample *x = &ls[i];
+        if (strncmp(x->op, "e2e_", 4)) continue;
+        kvr_mode md;
+        if (kvr_mode_parse(x->op + 4, &md, NULL) != KVR_OK || x->prefix < 1 ||
+            x->prefix > KVR_MAX_RANKS || x->c < x->prefix) {
+            s = kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                              "run %lld: end-to-end sample %s with %lld tokens on %lld ranks",
+                              (long long)run_id, x->op, (long long)x->c, (long long)x->prefix);
+            break;
+        }
+        const int p = (int)x->prefix;
+        int64_t part[KVR_MAX_RANKS];
+        s = kvr_partition_even(x->c, p, part, err);
+        double us = 0;
+        if (s == KVR_OK)
+            s = kvr_predict_costs_ttft(c, kvr_mode_strategy(md, true), p, x->c, part, NULL, &us,
+                                       err);
+        if (s != KVR_OK) {
+            kvr_error_prefix(err, "run %lld: end-to-end sample %s C=%lld", (long long)run_id,
+                             x->op, (long long)x->c);
+            break;
+        }
+        pts[n++] = (kvr_predict_e2e_point){us, x->stats.median_us, x->stats.min_us,
+                                           x->stats.max_us};
+    }
+    if (s == KVR_OK) {
+        s = kvr_predict_e2e_band(pts, n, BAND_FLOOR, &r->band_e2e, &r->band_spread, NULL, err);
+        if (s != KVR_OK) kvr_error_prefix(err, "run %lld", (long long)run_id);
+        else r->n_e2e = n;
+    }
+    free(pts);
+    return s;
+}
+
 /* Fits each schedule's overheads from the ovh_* layer samples (kvr_search_overhead_fit) into c;
  * r->overheads_clamped says when a term was clamped at 0. */
 static kvr_status predict_run_overheads(const kvr_db_layer_sample *ls, int64_t nl, int64_t run_id,
@@ -380,7 +469,13 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
         }
     }
     if (!(band >= BAND_FLOOR)) band = BAND_FLOOR;
-    r.err_band = band;
+    r.band_op = band;
+    r.band_e2e = r.band_spread = -1;
+    /* the band itself: the held-out error of end-to-end predictions plus the run-to-run
+     * spread, both from the profile's end-to-end check; else the per-op band */
+    s = predict_run_e2e(ls, nl, run_id, c, &r, err);
+    if (s != KVR_OK) goto done;
+    r.err_band = r.n_e2e > 0 ? KVR_MAX(r.band_e2e + r.band_spread, BAND_FLOOR) : band;
 
     r.run_id = run_id;
     r.link_run_id = n_links > 0 ? link_run_id : 0;

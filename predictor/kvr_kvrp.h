@@ -235,13 +235,22 @@ typedef struct kvr_predict_run_fit {
     bool head_constant;  /* head profiled at one c only: a constant (coef {median, 0}) */
     int n_overhead_samples;      /* ovh_* samples used (costs' overheads; 0: none profiled) */
     unsigned overheads_clamped;  /* 1 << kvr_mode: a term fitted negative, clamped at 0 */
-    /* The held-out error band of a TTFT prediction, as a fraction (kvr-run flags a run whose
-     * measured TTFT is further than this from the prediction: drift): over every chunk size
-     * c >= band_min_c profiled for pre, attn (prefix 0) and post, the k-fold held-out relative
-     * error of one layer's time pre(c) + attn(c, 0) + post(c) -- what a TTFT sums -- each op
-     * predicted by its fit refitted without that sample's fold; the largest, at least 2 %.
-     * (When no chunk size has all three: the ops' own held-out maxima.) */
+    /* The error band of a TTFT prediction, as a fraction (kvr-run flags a run whose measured
+     * TTFT is further than this from the prediction: drift), at least 2 %. With the profile's
+     * end-to-end check (n_e2e > 0, kvr_profile_overheads' "e2e_<mode>" samples): band_e2e +
+     * band_spread (kvr_predict_e2e_band). Without (profiles made before it): band_op. */
     double err_band;
+    int n_e2e;          /* end-to-end samples judged (0: none; band_e2e, band_spread < 0) */
+    double band_e2e;    /* the largest |median measured / predicted - 1| over them: held out,
+                         * since nothing is fitted on them */
+    double band_spread; /* the median over them of (max - min) / median of their repeats: the
+                         * run-to-run spread of this machine during the profile */
+    /* The per-op held-out error of one layer: over every chunk size c >= band_min_c profiled
+     * for pre, attn (prefix 0) and post, the k-fold held-out relative error of pre(c) +
+     * attn(c, 0) + post(c) -- each op predicted by its fit refitted without that sample's
+     * fold; the largest, at least 2 %. (When no chunk size has all three: the ops' own
+     * held-out maxima.) */
+    double band_op;
     int64_t band_min_c;
     /* The serving decode step (kvr_search_decode_step) fitted from the run's "decode" samples
      * (kvr_predict_fit_decode): n_decode_samples 0 = none profiled (the rest unset). */
@@ -421,6 +430,8 @@ typedef struct kvr_predictor_meta {
     int64_t run_id, link_run_id, table_id, model_id;
     int32_t n_threads;    /* threads per rank of the profile behind the costs (0: unknown) */
     double err_band;      /* < 0: unknown */
+    double band_e2e, band_spread; /* its two terms (kvr_predict_run_fit); < 0 (or both 0 when
+                                   * written): not measured, the file has none */
     char model[128];
 } kvr_predictor_meta;
 /* costs and meta may be NULL. *out is malloc'd: free(). */

@@ -65,6 +65,8 @@ static kvr_predictor_meta kvrp_meta(const kvr_predict_run_fit *rf, int64_t run_i
     meta.model_id = rf->model_id;
     meta.n_threads = rf->n_threads;
     meta.err_band = rf->costs ? rf->err_band : -1;
+    meta.band_e2e = rf->costs && rf->n_e2e > 0 ? rf->band_e2e : -1;
+    meta.band_spread = rf->costs && rf->n_e2e > 0 ? rf->band_spread : -1;
     snprintf(meta.model, sizeof meta.model, "%s", rf->model);
     return meta;
 }
@@ -374,7 +376,7 @@ kvr_status kvr_predict_kvrp_file_from_store(kvr_db *db, int64_t predictor_id, co
     kvr_predict_costs *costs = NULL;
     kvr_predictor_meta meta;
     memset(&meta, 0, sizeof meta);
-    meta.err_band = -1;
+    meta.err_band = meta.band_e2e = meta.band_spread = -1;
     kvr_status st = kvr_db_predictors_list(db, &preds, &np, &e);
     if (st != KVR_OK) return kvr_error_set(err, st, "--export: %s", e.msg);
     const int want = predictor_id ? 1 : n_ranks;

@@ -246,6 +246,18 @@ KVR_API void kvr_profile_overheads_plan(const kvr_profile_params *p, int32_t n_l
  * term at 0 (kvr_search_overhead_fit). Rows already stored are skipped (resume); *hooks->stop
  * ends it between rows. mrec: the model's record (layers, K/V bytes). Errors: the op model's
  * (no pre/attn/post/head samples yet), the prefill's, db errors. */
+/* ... and after them, the end-to-end check (docs/predictor.md, "Error band"): the whole model
+ * run by single (1 rank) and kvr (even, n_ranks) at one or two prompt lengths -- the largest
+ * n_ranks * chunk * 2^k up to half the grid's largest chunk whose single-rank TTFT the op model
+ * predicts within KVR_PROFILE_E2E_BUDGET_US, and a quarter of it when that is >= 2 n_ranks
+ * chunk -- each KVR_PROFILE_E2E_RUNS identical times after the warm-up(s), the TTFTs stored as
+ * a layer sample "e2e_<mode>" (kvr_profile_e2e_op), c = tokens, prefix = ranks. Nothing is fitted
+ * on them: kvr-fit's error band is their held-out prediction error plus their run-to-run
+ * spread. */
+#define KVR_PROFILE_E2E_BUDGET_US 1e6
+#define KVR_PROFILE_E2E_RUNS 5
+/* "e2e_single", "e2e_kvr", "e2e_tsp", "e2e_ring"; NULL for another mode. */
+KVR_API const char *kvr_profile_e2e_op(kvr_mode mode);
 KVR_API kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
                                          const kvr_db_model *mrec, const kvr_profile_params *p,
                                          const kvr_profile_hooks *hooks, kvr_profile_result *res,

@@ -3,7 +3,11 @@
  * chunks at two depths of the model, its measured TTFT minus what the per-op model of the same
  * run predicts (the run's own layer samples, no overheads) stored as samples "ovh_<mode>"
  * (c = layers run, prefix = ranks). Two depths separate a per-run term from a per-layer-step
- * term (kvr_search_overhead_fit; docs/profiler.md, "Fixed overheads"). */
+ * term (kvr_search_overhead_fit; docs/profiler.md, "Fixed overheads"). Then the end-to-end
+ * check: single and kvr at one or two real prompt lengths, repeated identically, their TTFTs
+ * stored as samples "e2e_<mode>" (c = tokens, prefix = ranks): nothing fits them, so kvr-fit
+ * judges its predictions on them held out, and their repeats are the run-to-run spread of this
+ * machine in this profile (the two terms of the error band; docs/predictor.md). */
 #include "kvr_profiler.h"
 #include "profiler_internal.h"
 #include "kvr_search.h"
@@ -58,6 +62,37 @@ static kvr_status ovh_predict(const kvr_db_model *mrec, int32_t L, const kvr_db_
     return s;
 }
 
+const char *kvr_profile_e2e_op(kvr_mode mode) {
+    switch (mode) {
+        case KVR_MODE_SINGLE: return "e2e_single";
+        case KVR_MODE_KVR: return "e2e_kvr";
+        case KVR_MODE_TSP: return "e2e_tsp";
+        case KVR_MODE_RING: return "e2e_ring";
+        default: return NULL;
+    }
+}
+
+/* The end-to-end check's prompt lengths: the largest P * chunk * 2^k <= half the grid's
+ * largest chunk whose single-rank TTFT the op model predicts within KVR_PROFILE_E2E_BUDGET_US,
+ * and a quarter of it (when that is still >= 2 P chunk). */
+static kvr_status e2e_contexts(const kvr_db_model *mrec, const kvr_db_layer_sample *ls, int64_t nl,
+                               const kvr_db_transfer_sample *ts, int64_t nt, int32_t P,
+                               int64_t chunk, int64_t c_max, int64_t *ctx, int *n_ctx,
+                               kvr_error *err) {
+    int64_t best = P * chunk;
+    for (int64_t C = 2 * P * chunk; C <= c_max / 2; C *= 2) {
+        double us = 0;
+        KVR_TRY(ovh_predict(mrec, mrec->n_layers, ls, nl, ts, nt, KVR_MODE_SINGLE, 1, C, &us,
+                            err));
+        if (us > KVR_PROFILE_E2E_BUDGET_US) break;
+        best = C;
+    }
+    *n_ctx = 0;
+    if (best / 4 >= 2 * P * chunk) ctx[(*n_ctx)++] = best / 4;
+    ctx[(*n_ctx)++] = best;
+    return KVR_OK;
+}
+
 void kvr_profile_overheads_plan(const kvr_profile_params *p, int32_t n_layers,
                                 kvr_profile_overheads_plan_t *out) {
     memset(out, 0, sizeof *out);
@@ -87,23 +122,31 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
     kvr_db_layer_sample *ls = NULL;
     kvr_db_transfer_sample *ts = NULL;
     int64_t nl = 0, nt = 0;
-    int32_t *tokens = malloc((size_t)C * sizeof *tokens);
+    /* the end-to-end check's prompts are at most half the grid's largest chunk */
+    const int64_t n_tok = KVR_MAX(C, p->grid.c_max / 2);
+    int32_t *tokens = malloc((size_t)n_tok * sizeof *tokens);
     kvr_timing_params tp = p->timing;
     tp.n_warmup = KVR_MAX(1, tp.n_warmup);
     tp.min_iters = KVR_MAX(5, tp.min_iters);
     tp.max_iters = KVR_MAX(tp.min_iters, KVR_MIN(20, tp.max_iters));
-    double *scratch = malloc((size_t)tp.max_iters * sizeof *scratch);
+    double *scratch =
+        malloc((size_t)KVR_MAX(tp.max_iters, KVR_PROFILE_E2E_RUNS) * sizeof *scratch);
     kvr_status s = tokens && scratch ? KVR_OK
                                      : kvr_error_set(err, KVR_ERR_NOMEM, "overheads: out of memory");
     if (s == KVR_OK) s = kvr_db_layer_samples_get(db, run_id, &ls, &nl, err);
     if (s == KVR_OK) s = kvr_db_transfer_samples_get(db, run_id, &ts, &nt, err);
     uint64_t rng = p->seed ? p->seed : 1;
-    for (int64_t i = 0; s == KVR_OK && i < C; i++) {
+    for (int64_t i = 0; s == KVR_OK && i < n_tok; i++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         tokens[i] = (int32_t)((rng >> 33) % (uint64_t)cfg->vocab_size);
     }
     static const kvr_mode modes[] = {KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP, KVR_MODE_RING};
-    res->n_points = (int64_t)(sizeof modes / sizeof modes[0]) * plan.n_depths;
+    int64_t e2e_ctx[2];
+    int n_e2e = 0;
+    if (s == KVR_OK)
+        s = e2e_contexts(mrec, ls, nl, ts, nt, P, plan.chunk, p->grid.c_max, e2e_ctx, &n_e2e, err);
+    if (s != KVR_OK) kvr_error_prefix(err, "overheads: end-to-end check");
+    res->n_points = (int64_t)(sizeof modes / sizeof modes[0]) * plan.n_depths + 2 * n_e2e;
     for (int d = 0; s == KVR_OK && d < plan.n_depths; d++) {
         const int32_t L = plan.layers[d];
         kvr_model *view = NULL;
@@ -161,6 +204,55 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
                                 res->n_points);
         }
         kvr_model_destroy(view);
+    }
+    /* the end-to-end check: whole model, single and kvr (even), identical repeats */
+    kvr_timing_params te = tp;
+    te.min_iters = te.max_iters = KVR_PROFILE_E2E_RUNS;
+    static const kvr_mode e2e_modes[] = {KVR_MODE_SINGLE, KVR_MODE_KVR};
+    for (int j = 0; s == KVR_OK && !res->stopped && j < n_e2e; j++) {
+        for (int k = 0; s == KVR_OK && k < 2; k++) {
+            const kvr_mode mode = e2e_modes[k];
+            const int32_t np = mode == KVR_MODE_SINGLE ? 1 : P;
+            const char *op = kvr_profile_e2e_op(mode);
+            char label[96];
+            snprintf(label, sizeof label, "end-to-end %s p=%d C=%lld", kvr_mode_name(mode), np,
+                     (long long)e2e_ctx[j]);
+            if (prof_sample_stored(ls, nl, op, e2e_ctx[j], np)) {
+                prof_point_skipped(res, hooks, label);
+                continue;
+            }
+            if (hooks && hooks->stop && *hooks->stop) {
+                res->stopped = true;
+                break;
+            }
+            ovh_ctx x = {m, tokens, e2e_ctx[j], kvr_prefill_params_default()};
+            x.pp.backend = p->backend;
+            x.pp.mode = mode;
+            x.pp.n_ranks = np;
+            x.pp.n_threads = p->n_threads;
+            x.pp.transport = KVR_TRANSPORT_THREADS;
+            kvr_timing_stats ttft;
+            s = kvr_time_adaptive(ovh_measure, &x, &te, scratch, &ttft, err);
+            if (s != KVR_OK) {
+                kvr_error_prefix(err, "overheads: %s", label);
+                break;
+            }
+            kvr_db_layer_sample smp;
+            memset(&smp, 0, sizeof smp);
+            smp.run_id = run_id;
+            snprintf(smp.op, sizeof smp.op, "%s", op);
+            smp.c = e2e_ctx[j];
+            smp.prefix = np;
+            kvr_stats_compute(scratch, ttft.n_iters, &smp.stats);
+            smp.stats.n_warmup = ttft.n_warmup;
+            smp.stats.is_stable = ttft.is_stable;
+            s = kvr_db_layer_sample_put(db, &smp, err);
+            if (s != KVR_OK) break;
+            res->n_measured++;
+            if (hooks && hooks->on_point)
+                hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
+                                res->n_points);
+        }
     }
     kvr_db_free(ls);
     kvr_db_free(ts);

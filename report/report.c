@@ -284,17 +284,31 @@ static void rep_fit_table(rep *r, const rep_costs *c) {
     rb_add(h, " on ");
     rb_html(h, c->rf.device);
     rb_add(h, ", %d thread(s) per rank; stored %s. Relative-error WLS, non-negative "
-              "coefficients, 5-fold cross-validation. <b>TTFT error band: %.2f %%</b> (the "
-              "largest held-out error of one layer's pre + attn + post at the profiled chunks "
-              "≥ %lld).</p>\n",
-           c->rf.n_threads, c->ts, 100 * c->rf.err_band, (long long)c->rf.band_min_c);
+              "coefficients, 5-fold cross-validation. <b>TTFT error band: %.2f %%</b> ",
+           c->rf.n_threads, c->ts, 100 * c->rf.err_band);
+    if (c->rf.n_e2e > 0)
+        rb_add(h, "(held-out end-to-end error %.2f %% + run-to-run spread %.2f %%, from the "
+                  "profile's end-to-end check of %d prompt(s)).</p>\n",
+               100 * c->rf.band_e2e, 100 * c->rf.band_spread, c->rf.n_e2e);
+    else
+        rb_add(h, "(the largest held-out error of one layer's pre + attn + post at the profiled "
+                  "chunks ≥ %lld; the profile has no end-to-end check, so no run-to-run "
+                  "spread).</p>\n",
+               (long long)c->rf.band_min_c);
     rb_add(h, "<table><tr><th>target</th><th>form</th><th>samples</th><th>R²</th>"
               "<th>MAPE in (%%)</th><th>MAPE CV (%%)</th><th>max CV (%%)</th>"
               "<th>coefficients ± standard error</th></tr>\n");
     rb_add(m, "### Cost model fit %lld (profile run %lld%s)\n\n", (long long)c->id,
            (long long)c->rf.run_id, c->rf.link_run_id ? ", with links" : "");
-    rb_add(m, "TTFT error band %.2f %%; %d thread(s) per rank.\n\n", 100 * c->rf.err_band,
-           c->rf.n_threads);
+    if (c->rf.n_e2e > 0)
+        rb_add(m, "TTFT error band %.2f %% = held-out end-to-end error %.2f %% + run-to-run "
+                  "spread %.2f %%; %d thread(s) per rank.\n\n",
+               100 * c->rf.err_band, 100 * c->rf.band_e2e, 100 * c->rf.band_spread,
+               c->rf.n_threads);
+    else
+        rb_add(m, "TTFT error band %.2f %% (per-op held-out error only); %d thread(s) per "
+                  "rank.\n\n",
+               100 * c->rf.err_band, c->rf.n_threads);
     rb_add(m, "| target | form | samples | R² | MAPE in (%%) | MAPE CV (%%) | max CV (%%) | "
               "coefficients |\n|---|---|---:|---:|---:|---:|---:|---|\n");
     for (size_t k = 0; k < sizeof rep_ops / sizeof rep_ops[0]; k++) {

@@ -136,6 +136,11 @@ typedef struct kvr_session_result {
     double prediction_error;        /* measured / predicted - 1; NaN without a prediction */
     double err_band;                /* the calibration's band (held-out error + run-to-run
                                      * spread), else the cost model's error band (< 0: unknown) */
+    /* its two terms (< 0: not known -- a cost model whose profile had no end-to-end check,
+     * whose band is the per-op held-out error alone): the held-out error of end-to-end
+     * predictions (the calibration's leave-one-out q90, or the profile's end-to-end check)
+     * and the run-to-run spread (of the calibration's repeat sets, or of the check's repeats) */
+    double band_heldout, band_spread;
     /* online refit (params online_alpha > 0): the factor after every run, the last run's
      * online prediction and its error */
     double online_factor, online_predicted_ms, online_error;

@@ -48,6 +48,14 @@ static void session_text(char *dst, size_t cap, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* The band a prediction is judged by and its two terms (< 0: not known). */
+static void session_band(kvr_session_result *r, double band, double heldout, double spread) {
+    r->err_band = band;
+    const bool terms = band >= 0 && heldout >= 0 && spread >= 0;
+    r->band_heldout = terms ? heldout : -1;
+    r->band_spread = terms ? spread : -1;
+}
+
 static kvr_status session_fail(kvr_session_result *r, kvr_session_stage stage, kvr_status st) {
     r->stage = stage;
     return st;
@@ -101,7 +109,7 @@ static kvr_status session_load_predictor(const kvr_session_params *p, session_pr
     r->predictor_load_ms = (kvr_time_us() - t0) * 1e-3;
     if (costs) {
         sp->costs = costs;
-        r->err_band = meta.err_band;
+        session_band(r, meta.err_band, meta.band_e2e, meta.band_spread);
         sp->costs_threads = meta.n_threads;
         sp->profile_run_id = meta.run_id;
         session_text(r->cost_model_from, sizeof r->cost_model_from, "the cost model of %s",
@@ -148,7 +156,7 @@ static kvr_status session_load_store_any(const kvr_session_params *p, session_pr
         kvr_predict_costs_destroy(sp->costs);
         sp->kp = kp;
         sp->costs = costs;
-        r->err_band = meta.err_band;
+        session_band(r, meta.err_band, meta.band_e2e, meta.band_spread);
         sp->costs_threads = meta.n_threads;
         sp->profile_run_id = meta.run_id;
         r->predictor_id = id;
@@ -349,7 +357,8 @@ static void session_store_costs(const kvr_session_params *p, session_pred *sp,
         }
         sp->costs = rf.costs;
         rf.costs = NULL;
-        r->err_band = rf.err_band;
+        session_band(r, rf.err_band, rf.n_e2e > 0 ? rf.band_e2e : -1,
+                     rf.n_e2e > 0 ? rf.band_spread : -1);
         sp->costs_threads = rf.n_threads;
         r->cost_model_fit_id = f->id;
         sp->profile_run_id = rf.run_id;
@@ -384,7 +393,7 @@ static kvr_status session_costs(const kvr_session_params *p, session_pred *sp,
             return session_fail(r, KVR_SESSION_STAGE_COSTS, st);
         }
         kvr_predictor_destroy(kp);
-        r->err_band = meta.err_band;
+        session_band(r, meta.err_band, meta.band_e2e, meta.band_spread);
         sp->costs_threads = meta.n_threads;
         sp->profile_run_id = meta.run_id;
         session_text(r->cost_model_from, sizeof r->cost_model_from,
@@ -605,7 +614,7 @@ static void session_calibrate(const kvr_session_params *p, const session_pred *s
     r->calib_a = c.a;
     r->calib_b = c.b;
     r->predicted_ttft_ms = kvr_calib_apply(c.a, c.b, r->predicted_raw_ms);
-    r->err_band = c.band;
+    session_band(r, c.band, c.cv_q90_err, c.spread);
 }
 
 /* Record the median run in the store. */
@@ -661,7 +670,7 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
                            kvr_session_result *out, kvr_error *err) {
     kvr_session_result *r = out;
     memset(r, 0, sizeof *r);
-    r->err_band = -1;
+    r->err_band = r->band_heldout = r->band_spread = -1;
     r->predicted_ttft_ms = r->predicted_raw_ms = -1;
     r->prediction_error = r->online_error = NAN;
     r->online_predicted_ms = -1;

@@ -731,6 +731,115 @@ static void test_fit_overheads(void) {
     kvr_db_close(db);
 }
 
+/* The error band (issue 16 item 3): kvr_predict_e2e_band's two terms on known points and its
+ * bad input; a run's e2e_* samples give err_band = held-out end-to-end error + spread, kept
+ * through the store's JSON; a run without them keeps the per-op band. */
+static void test_e2e_band(void) {
+    kvr_error e = {0};
+    /* errors +10 %, -5 %, 0 %; spreads 0.2, 0.1, 0.4 -> median 0.2 */
+    const kvr_predict_e2e_point pts[3] = {{1000, 1100, 1045, 1265},
+                                          {2000, 1900, 1805, 1995},
+                                          {500, 500, 450, 650}};
+    double e2e = -1, sp = -1, band = -1;
+    KVR_CHECK_OK(kvr_predict_e2e_band(pts, 3, 0.02, &e2e, &sp, &band, &e), &e);
+    KVR_CHECK_NEAR(e2e, 0.10, 1e-12, 0);
+    KVR_CHECK_NEAR(sp, 0.20, 1e-12, 0);
+    KVR_CHECK_NEAR(band, 0.30, 1e-12, 0);
+    KVR_CHECK_OK(kvr_predict_e2e_band(pts, 2, 0.02, &e2e, &sp, &band, &e), &e); /* even n */
+    KVR_CHECK_NEAR(sp, 0.15, 1e-12, 0);
+    KVR_CHECK_NEAR(band, 0.25, 1e-12, 0);
+    const kvr_predict_e2e_point exact = {700, 700, 700, 700}; /* the floor */
+    KVR_CHECK_OK(kvr_predict_e2e_band(&exact, 1, 0.02, &e2e, &sp, &band, &e), &e);
+    KVR_CHECK(e2e == 0 && sp == 0 && band == 0.02);
+    static const kvr_predict_e2e_point bad[] = {
+        {0, 1, 1, 1}, {1, NAN, 1, 1}, {1, 2, 3, 4}, {1, 2, 1, 1.5}, {1, 1, -1, 1}};
+    static const char *const msg[] = {"predicted time of 0", "median time", "not in order",
+                                      "not in order", "min time"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        KVR_CHECK(kvr_predict_e2e_band(&bad[i], 1, 0.02, &e2e, NULL, NULL, &e) ==
+                  KVR_ERR_INVALID_ARG);
+        KVR_CHECK(strstr(e.msg, msg[i]) != NULL);
+        if (!strstr(e.msg, msg[i])) fprintf(stderr, "  got: %s\n", e.msg);
+    }
+    KVR_CHECK(kvr_predict_e2e_band(pts, 0, 0.02, NULL, NULL, NULL, &e) == KVR_ERR_INVALID_ARG);
+
+    /* from a run's e2e samples: measured = predicted x (1 + 8 %), spread 0.1 */
+    const char *path = kvr_test_tmp_path("band.db");
+    kvr_test_rm_db(path);
+    kvr_db *db;
+    KVR_CHECK_OK(kvr_db_open(path, NULL, &db, &e), &e);
+    int64_t run = make_run(db, &good);
+    kvr_predict_run_fit rf, back;
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
+    KVR_CHECK(rf.n_e2e == 0 && rf.err_band == rf.band_op && rf.band_e2e < 0);
+    const int64_t ctx[2] = {512, 2048};
+    const int ranks[2] = {1, 2};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            double us = 0;
+            int64_t part[2];
+            KVR_CHECK_OK(kvr_partition_even(ctx[i], ranks[j], part, &e), &e);
+            KVR_CHECK_OK(kvr_predict_costs_ttft(rf.costs, ranks[j] == 1 ? KVR_STRATEGY_SINGLE
+                                                                        : KVR_STRATEGY_KVR_E,
+                                                ranks[j], ctx[i], part, NULL, &us, &e),
+                         &e);
+            kvr_db_layer_sample s;
+            memset(&s, 0, sizeof s);
+            s.run_id = run;
+            snprintf(s.op, sizeof s.op, "%s", ranks[j] == 1 ? "e2e_single" : "e2e_kvr");
+            s.c = ctx[i];
+            s.prefix = ranks[j];
+            s.stats.n_iters = 5;
+            s.stats.median_us = s.stats.mean_us = s.stats.p10_us = s.stats.p90_us = 1.08 * us;
+            s.stats.min_us = 1.03 * us;
+            s.stats.max_us = s.stats.min_us + 0.1 * 1.08 * us;
+            KVR_CHECK_OK(kvr_db_layer_sample_put(db, &s, &e), &e);
+        }
+    kvr_predict_run_fit_free(&rf);
+    KVR_CHECK_OK(kvr_predict_fit_run(db, run, run, NULL, &rf, &e), &e);
+    KVR_CHECK_EQ_INT(rf.n_e2e, 4);
+    KVR_CHECK_NEAR(rf.band_e2e, 0.08, 1e-9, 0);
+    KVR_CHECK_NEAR(rf.band_spread, 0.10, 1e-9, 0);
+    KVR_CHECK_NEAR(rf.err_band, 0.18, 1e-9, 0);
+    KVR_CHECK(rf.band_op >= 0.02 && rf.band_op != rf.err_band);
+    int64_t id = 0;
+    KVR_CHECK_OK(kvr_predict_run_fit_store(db, &rf, &id, &e), &e);
+    KVR_CHECK_OK(kvr_predict_run_fit_load(db, run, 0, 0, &back, NULL, &e), &e);
+    KVR_CHECK(back.n_e2e == 4 && back.err_band == rf.err_band && back.band_e2e == rf.band_e2e &&
+              back.band_spread == rf.band_spread && back.band_op == rf.band_op);
+    kvr_predict_run_fit_free(&back);
+    /* a predictor file carries the two terms; a bad term is refused by name */
+    kvr_predictor *kp = NULL;
+    KVR_CHECK_OK(kvr_predictor_create(16, "t", &kp, &e), &e);
+    kvr_predictor_meta meta, m2;
+    memset(&meta, 0, sizeof meta);
+    meta.err_band = rf.err_band, meta.band_e2e = rf.band_e2e, meta.band_spread = rf.band_spread;
+    char *text = NULL;
+    KVR_CHECK_OK(kvr_predictor_file_format(kp, rf.costs, &meta, &text, &e), &e);
+    kvr_predictor *kp2 = NULL;
+    KVR_CHECK_OK(kvr_predictor_file_parse(text, text ? strlen(text) : 0, "f", &kp2, NULL, &m2, &e),
+                 &e);
+    KVR_CHECK(m2.err_band == rf.err_band && m2.band_e2e == rf.band_e2e &&
+              m2.band_spread == rf.band_spread);
+    kvr_predictor_destroy(kp2);
+    char *at = text ? strstr(text, "\"err_band_spread\"") : NULL;
+    if (at) {
+        char *colon = strchr(at, ':');
+        *colon = 0;
+        char bad_text[65536];
+        snprintf(bad_text, sizeof bad_text, "%s: -1%s", text, strpbrk(colon + 1, ",}"));
+        kp2 = NULL;
+        KVR_CHECK(kvr_predictor_file_parse(bad_text, strlen(bad_text), "f", &kp2, NULL, &m2, &e) ==
+                  KVR_ERR_FORMAT);
+        KVR_CHECK(kp2 == NULL && strstr(e.msg, "err_band_spread") != NULL);
+    }
+    KVR_CHECK(at != NULL);
+    free(text);
+    kvr_predictor_destroy(kp);
+    kvr_predict_run_fit_free(&rf);
+    kvr_db_close(db);
+}
+
 static const kvr_test_case cases[] = {
     {"fit_recovers_planted", test_fit_recovers_planted},
     {"store_and_load", test_store_and_load},
@@ -740,7 +849,8 @@ static const kvr_test_case cases[] = {
     {"predictor_file_and_gaps", test_predictor_file_and_gaps},
     {"kvrp_flow", test_kvrp_flow},
     {"fit_overheads", test_fit_overheads},
-    {"fit_decode_step", test_fit_decode_step}, /* last: it draws from the shared noise */
+    {"fit_decode_step", test_fit_decode_step}, /* late: it draws from the shared noise */
+    {"e2e_band", test_e2e_band},               /* after it: it draws from the noise too */
 };
 
 int main(int argc, char **argv) {

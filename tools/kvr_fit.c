@@ -343,8 +343,12 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
             printf("null");
         else
             printf("%lld", (long long)*costs_id);
-        printf(",\"err_band\":%.9g,\"band_min_c\":%lld,\"fits\":[", rf->err_band,
-               (long long)rf->band_min_c);
+        printf(",\"err_band\":%.9g,\"band_min_c\":%lld,\"band\":{\"op\":%.9g,\"n_e2e\":%d,"
+               "\"e2e\":", rf->err_band, (long long)rf->band_min_c, rf->band_op, rf->n_e2e);
+        json_num(stdout, rf->n_e2e > 0 ? rf->band_e2e : NAN, "%.9g");
+        printf(",\"spread\":");
+        json_num(stdout, rf->n_e2e > 0 ? rf->band_spread : NAN, "%.9g");
+        printf("},\"fits\":[");
         bool first = true;
         for (int k = 0; k < KVR_OP_COUNT; k++) {
             const kvr_op op = kvr_predict_fit_order[k];
@@ -426,9 +430,17 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
         printf("# decode step: none (the run has no decode samples: kvr-profile --decode adds "
                "them)\n");
     }
-    printf("# TTFT error band (drift threshold): %.2f %% = the largest held-out error of one "
-           "layer's pre + attn + post at the profiled chunks >= %lld\n",
-           100 * rf->err_band, (long long)rf->band_min_c);
+    if (rf->n_e2e > 0)
+        printf("# TTFT error band (drift threshold): %.2f %% = held-out end-to-end error %.2f %% "
+               "+ run-to-run spread %.2f %% (the profile's end-to-end check: %d prompt(s) run "
+               "identically; the per-op held-out error of one layer is %.2f %%)\n",
+               100 * rf->err_band, 100 * rf->band_e2e, 100 * rf->band_spread, rf->n_e2e,
+               100 * rf->band_op);
+    else
+        printf("# TTFT error band (drift threshold): %.2f %% = the largest held-out error of one "
+               "layer's pre + attn + post at the profiled chunks >= %lld (the run has no "
+               "end-to-end check: no run-to-run spread in it; re-profile to add it)\n",
+               100 * rf->err_band, (long long)rf->band_min_c);
     if (o->dry_run)
         printf("# dry run: nothing stored\n");
     else

@@ -731,6 +731,12 @@ int main(int argc, char **argv) {
         if (isfinite(dev)) printf("%.6f", dev); else printf("null");
         printf(",\"err_band\":");
         if (predicted_ms >= 0 && res.err_band >= 0) printf("%.6f", res.err_band); else printf("null");
+        /* the band's two terms (null: not known, a per-op band) */
+        const bool terms = predicted_ms >= 0 && res.err_band >= 0 && res.band_heldout >= 0;
+        printf(",\"band_heldout\":");
+        if (terms) printf("%.6f", res.band_heldout); else printf("null");
+        printf(",\"band_spread\":");
+        if (terms) printf("%.6f", res.band_spread); else printf("null");
         printf(",\"drift\":%s", predicted_ms >= 0 && res.err_band >= 0 ? (drift ? "true" : "false") : "null");
         printf(",\"predictor_id\":");
         if (res.predictor_id) printf("%lld", (long long)res.predictor_id); else printf("null");
@@ -863,10 +869,22 @@ int main(int argc, char **argv) {
             else
                 printf("\n# predicted TTFT %.2f ms (%s), measured %.2f ms: %+.2f %%", predicted_ms,
                        res.cost_model_from, r->ttft_ms, 100 * dev);
-            if (res.err_band >= 0)
-                printf(" %s the error band of %.2f %%%s\n", drift ? "outside" : "within",
-                       100 * res.err_band, drift ? ": DRIFT (the machine or the run changed since "
-                                                  "the profile; re-profile and re-fit)" : "");
+            if (res.err_band >= 0 && res.band_heldout >= 0)
+                printf(" %s the error band of %.2f %% (held-out %s error %.2f %% + run-to-run "
+                       "spread %.2f %%, %s)%s\n",
+                       drift ? "outside" : "within", 100 * res.err_band,
+                       res.calibration_id ? "calibrated" : "end-to-end", 100 * res.band_heldout,
+                       100 * res.band_spread,
+                       res.calibration_id ? "of the calibration's recorded runs"
+                                          : "of the profile's end-to-end check",
+                       drift ? ": DRIFT (the machine or the run changed since the profile; "
+                               "re-profile and re-fit)" : "");
+            else if (res.err_band >= 0)
+                printf(" %s the error band of %.2f %% (the per-op held-out error alone: the "
+                       "profile has no end-to-end check, re-profile to add it)%s\n",
+                       drift ? "outside" : "within", 100 * res.err_band,
+                       drift ? ": DRIFT (the machine or the run changed since the profile; "
+                               "re-profile and re-fit)" : "");
             else
                 printf(" (no error band)\n");
             if (o.online_alpha > 0 && res.online_predicted_ms > 0)

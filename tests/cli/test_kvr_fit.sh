@@ -134,10 +134,49 @@ d = json.load(open(sys.argv[1]))
 for op, f in d["kvr_fit"]["costs"]["fits"].items():
     f["coef"] = [c / 100 for c in f["coef"]]
 d["kvr_fit"]["err_band"] = 0.05
+for k in ("err_band_e2e", "err_band_spread"):  # a band without its terms: the per-op one
+    d["kvr_fit"].pop(k, None)
 json.dump(d, open(sys.argv[2], "w"))
 PY
-check drift 0 "outside the error band of 5.00 %: DRIFT" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/fast.json" --no-db
+check drift 0 "outside the error band of 5.00 % .*: DRIFT" -- "$R" --model tiny --context 256 --ranks 2 --partition auto --predictor "$tmp/fast.json" --no-db
 check drift_json 0 '"drift":true' -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast.json" --no-db --json
+check drift_per_op 0 "outside the error band of 5.00 % \(the per-op held-out error alone: the profile has no end-to-end check" -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast.json" --no-db
+# the error band (issue 16 item 3): its two terms, from the profile's end-to-end check
+python3 - "$tmp/fast.json" "$tmp/fast2.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["kvr_fit"]["err_band_e2e"], d["kvr_fit"]["err_band_spread"] = 0.03, 0.02
+json.dump(d, open(sys.argv[2], "w"))
+PY
+check drift_terms 0 "outside the error band of 5.00 % \(held-out end-to-end error 3.00 % \+ run-to-run spread 2.00 %, of the profile's end-to-end check\): DRIFT" -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast2.json" --no-db
+check drift_terms_json 0 '"band_heldout":0.030000,"band_spread":0.020000,"drift":true' -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast2.json" --no-db --json
+check fit_band_e2e 0 "^# TTFT error band \(drift threshold\): [0-9.]+ % = held-out end-to-end error [0-9.]+ % \+ run-to-run spread [0-9.]+ % \(the profile's end-to-end check: 2 prompt\(s\)" -- "$F" --db "$DB" --run 1 --dry-run
+check fit_band_json 0 '"band":\{"op":[0-9.e-]+,"n_e2e":2,"e2e":[0-9.e-]+,"spread":[0-9.e-]+\}' -- "$F" --db "$DB" --run 1 --dry-run --json
+check profile_e2e 0 "ok" -- bash -c "'$P' ${TINY[*]} --db e2e.db --json -q | python3 -c '
+import json, sys
+e = {x[\"schedule\"]: x for x in json.load(sys.stdin)[\"e2e\"]}
+assert sorted(e) == [\"kvr\", \"single\"], e
+assert e[\"single\"][\"tokens\"] == 64 and e[\"single\"][\"ranks\"] == 1 and e[\"kvr\"][\"ranks\"] == 2
+for x in e.values():
+    assert x[\"runs\"] == 5 and 0 < x[\"min_us\"] <= x[\"median_us\"] <= x[\"max_us\"]
+    assert abs(x[\"spread\"] - (x[\"max_us\"] - x[\"min_us\"]) / x[\"median_us\"]) < 1e-3
+print(\"ok\")'"
+# a run inside the band is not flagged: the check's repeats planted 10x apart (spread 9.9)
+cp "$DB" band_wide.db
+python3 -c "
+import sqlite3
+h = sqlite3.connect('band_wide.db')
+n = h.execute(\"UPDATE layer_samples SET min_us = median_us / 10, p10_us = median_us / 10, max_us = median_us * 10, p90_us = median_us * 10 WHERE op LIKE 'e2e_%' AND run_id = 1\").rowcount
+assert n == 2, n
+h.commit()" || bad "setup: band_wide.db"
+"$F" --db band_wide.db --run 1 >/dev/null 2>&1 || bad "setup: kvr-fit band_wide.db"
+check band_inside 0 "within the error band of [0-9.]+ % \(held-out end-to-end error [0-9.]+ % \+ run-to-run spread 990.00 %, of the profile's end-to-end check\)$" -- "$R" --model tiny --context 64 --db band_wide.db
+check band_inside_json 0 "ok" -- bash -c "'$R' --model tiny --context 64 --ranks 2 --partition even --db band_wide.db --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d[\"drift\"] is False and abs(d[\"band_spread\"] - 9.9) < 1e-6, d
+assert abs(d[\"err_band\"] - d[\"band_heldout\"] - d[\"band_spread\"]) < 1e-5
+print(\"ok\")'"
 # calibration (issue 16): kvr-run's recorded runs -> kvr-fit --calibrate -> calibrated predictions
 check min_runs_alone 2 "--min-runs needs --calibrate" -- "$F" --db "$DB" --min-runs 4
 check min_runs_small 2 "--min-runs: " -- "$F" --db "$DB" --calibrate --min-runs 2
@@ -180,6 +219,7 @@ check fit_overheads 0 "^# fixed overheads from 8 overhead samples \(per run \+ p
 check fit_overheads_json 0 '"overheads":\{"single":\{"run_us":[0-9.e+-]+,"layer_us":[0-9.e+-]+,"clamped":(true|false)\},"kvr":.*"overhead_samples":8' -- "$F" --db "$DB" --run 1 --dry-run --json
 "$P" --model tiny --chunks 8:32 --max-context 64 --iters 2 --no-overheads --db noovh.db -q >/dev/null 2>&1 || bad "setup: kvr-profile --no-overheads"
 check fit_no_overheads 0 "^# fixed overheads: none" -- "$F" --db noovh.db --run 1 --dry-run
+check fit_band_no_e2e 0 "chunks >= [0-9]+ \(the run has no end-to-end check" -- "$F" --db noovh.db --run 1 --dry-run
 cp "$DB" ovh_a.db; cp "$DB" ovh_b.db
 # the kvr schedule's excess set to 0 (a) and to 5 ms per layer step (b: 4 layers 20 ms, 1 layer 5 ms)
 set_ovh() {

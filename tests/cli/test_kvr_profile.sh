@@ -67,8 +67,12 @@ fi
 # the overheads step (issue 16 item 1): on by default after all layer ops, 8 rows (4 schedules x
 # the model's 4 layers and 1); --no-overheads skips it
 check overheads_table 0 "^# kvr: run [0-9.]+ us \+ [0-9.]+ us per layer step" -- "$P" "${TINY[@]}" --db "$tmp/o.db" -q
-check overheads_phase 0 "^# kvr-profile overheads: 100% \(8/8\)" -- "$P" "${TINY[@]}" --db "$tmp/o.db"
+check overheads_phase 0 "^# kvr-profile overheads: 100% \(1[02]/1[02]\)" -- "$P" "${TINY[@]}" --db "$tmp/o.db"
 check overheads_json 0 '"overheads":\[\{"schedule":"single","layers":1,"ranks":1,"excess_median_us":-?[0-9.]+,.*\{"schedule":"ring","layers":4,"ranks":2,' -- "$P" "${TINY[@]}" --db "$tmp/o.db" --json
 check overheads_off 0 '"overheads":\[\],' -- "$P" "${TINY[@]}" --no-overheads --db "$tmp/o.db" --json
 check overheads_exported 0 "ovh_tsp" -- "$D" --db "$tmp/o.db" export 1 --format csv
+# ... then the end-to-end check (issue 16 item 3): single and kvr on the whole model, repeated
+check e2e_table 0 "^kvr +[0-9]+ +2 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +5$" -- "$P" "${TINY[@]}" --db "$tmp/o.db" -q
+check e2e_exported 0 "e2e_single" -- "$D" --db "$tmp/o.db" export 1 --format csv
+check e2e_off 0 '"e2e":\[\],' -- "$P" "${TINY[@]}" --no-overheads --db "$tmp/o.db" --json
 summary "kvr-profile cli"
