@@ -6,14 +6,18 @@
 # policies (vllm, chunked) and simulated (kvr-serve --simulate --run, the decode step fitted by
 # kvr-fit; also with --decode-from-ops, the older derivation, for comparison).
 #
-#   1. profile once (kvr-profile --grid quick: layer ops, overheads, batched decode steps) and fit
-#      it (kvr-fit --run: the decode step K + S*B + T*ctx among the fits); --reuse keeps OUT's;
-#   2. generate the three traces with kvr-trace gen (fixed seeds; sizes below);
+#   1. generate the three traces with kvr-trace gen (fixed seeds; sizes below);
+#   2. every round: profile (kvr-profile --grid quick: layer ops, overheads, batched decode steps)
+#      and fit it (kvr-fit --run: the decode step K + S*B + T*ctx among the fits), right before
+#      that round's replays -- the machine's decode speed drifted ~20 % between a profile and
+#      replays minutes later (issue 12 item 7, run B), so each round is predicted from a profile
+#      of its own minutes -- and simulate every (trace, policy) from it (deterministic);
+#      --reuse keeps OUT's profile and fit for every round instead (the older, one-profile way);
 #   3. replay every (trace, policy) --rounds times, the rounds interleaved (every other round in
 #      reverse order) so a slow spell of the host hits every case alike; before each replay wait
 #      until other processes are quiet; the CPU other processes used meanwhile is recorded and a
 #      replay is flagged "(busy)" when they used > 0.2 cores;
-#   4. simulate every (trace, policy) from the profile (deterministic: once);
+#   4. the simulated figure of a case is the median over the rounds' simulations;
 #   5. print per trace x policy: TTFT p50 / p90 and TPOT p50 real (median over the rounds, and the
 #      spread: slowest / fastest round - 1) vs simulated, the ratio simulated / real, whether it
 #      is within 10 %, the regime indicators (queue p50, peak blocks of the pool, preemptions),
@@ -30,7 +34,8 @@
 #   --threads N     threads of the ops in the replays and the profile (default 1, as kvr-serve)
 #   --wait-quiet S  before the profile and before each replay wait, up to S s (default 120),
 #                   until other processes use < 0.15 cores over 2 s
-#   --reuse         keep OUT's profile and fit (profile.json); generate, replay and simulate again
+#   --reuse         keep OUT's profile and fit (profile.json) for every round (no profile per
+#                   round); generate, replay and simulate again
 #   --quick         a smoke run: tiny traces, a small profile, 1 round (about a minute; its
 #                   figures mean nothing)
 # The traces (KVR_MODEL: the SmolLM2-135M GGUF; one decode step is ~65 ms at B = 1 and ~160 ms
@@ -43,8 +48,8 @@
 #              2048 tokens (128 blocks): two requests fit at once, the peak is the whole pool,
 #              later requests wait 10-18 s for blocks (a preemption or so)
 # (regimes as the fitted simulator sees them; the report prints queue times, peak blocks and
-# preemptions real and simulated so the regimes can be checked). At the defaults about 10-12
-# minutes on 2 idle cores (profile + fit ~35 s, then ~4.5 min a round).
+# preemptions real and simulated so the regimes can be checked). At the defaults about 12-14
+# minutes on 2 idle cores (a profile + fit ~40-60 s and ~4.5 min of replays per round).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/build/tools"
@@ -151,10 +156,16 @@ print(f"# serving_accuracy.sh{' --quick' if QUICK else ''}: {os.path.basename(MO
       f"({cpu}), {ROUNDS} round(s), {THREADS} thread(s); {time.strftime('%FT%TZ', time.gmtime())}; "
       f"load {load()}", flush=True)
 
-# ---------------------------------------------------------------------------- profile and fit
-if not REUSE or not os.path.exists(PROF):
-    for f in (DB, DB + "-wal", DB + "-shm", RUNS, PROF):
-        if os.path.exists(f): os.remove(f)
+# ---------------------------------------------------------------------------- traces
+for name, (args, pool, what) in TRACES.items():
+    path = os.path.join(OUT, f"{name}.csv")
+    subprocess.run([f"{BIN}/kvr-trace", "gen", "--seed", "1", *args, "-o", path], check=True,
+                   capture_output=True)
+    print(f"# trace {name} ({what}): kvr-trace gen {' '.join(args)}; pool {pool} tokens", flush=True)
+
+# ---------------------------------------------------------------------------- profile, fit, simulate
+def profile_and_fit():
+    """A quick profile of this machine now and its fit: {"run", "decode_step"}."""
     K = [f"{BIN}/kvr-profile", "--model", MODEL, "--db", DB, "--json", "--quiet", "--grid", "quick",
          "--threads", str(THREADS)]
     if QUICK:
@@ -164,41 +175,42 @@ if not REUSE or not os.path.exists(PROF):
     run = last_json(out)["run_id"]
     print(f"# profile: run {run}, {wall:.0f} s (others {o:.2f} cores before, {oth:.2f} during)", flush=True)
     out, wall, _ = phase([f"{BIN}/kvr-fit", "--db", DB, "--run", str(run), "--json"])
-    fit = last_json(out)
-    ds = fit.get("decode_step")
+    ds = last_json(out).get("decode_step")
     if not ds:
         sys.stderr.write("serving_accuracy.sh: kvr-fit found no decode samples in the profile\n")
         sys.exit(1)
-    json.dump({"run": run, "decode_step": ds}, open(PROF, "w"))
-P = json.load(open(PROF))
-ds = P["decode_step"]
-mcv = ds.get("mape_cv")
-mcv = f"{100 * mcv:.1f} %" if isinstance(mcv, (int, float)) else "n/a (too few samples)"
-print(f"# fit of run {P['run']}: decode step {ds['k_us']:.0f} + {ds['per_seq_us']:.1f} x B + "
-      f"{ds['per_ctx_token_us']:.3f} x T us from {ds['n_samples']} samples, held-out mape {mcv}",
-      flush=True)
+    mcv = ds.get("mape_cv")
+    mcv = f"{100 * mcv:.1f} %" if isinstance(mcv, (int, float)) else "n/a (too few samples)"
+    print(f"# fit of run {run}: decode step {ds['k_us']:.0f} + {ds['per_seq_us']:.1f} x B + "
+          f"{ds['per_ctx_token_us']:.3f} x T us from {ds['n_samples']} samples, held-out mape {mcv}",
+          flush=True)
+    return {"run": run, "decode_step": ds}
 
-# ---------------------------------------------------------------------------- traces
-for name, (args, pool, what) in TRACES.items():
-    path = os.path.join(OUT, f"{name}.csv")
-    subprocess.run([f"{BIN}/kvr-trace", "gen", "--seed", "1", *args, "-o", path], check=True,
-                   capture_output=True)
-    print(f"# trace {name} ({what}): kvr-trace gen {' '.join(args)}; pool {pool} tokens", flush=True)
+def simulate(run):
+    """Every (trace, policy) simulated from profile run `run`: {(trace, policy): {"fit", "ops"}}."""
+    sims = {}
+    for name, (args, pool, what) in TRACES.items():
+        path = os.path.join(OUT, f"{name}.csv")
+        base = [f"{BIN}/kvr-serve", "--simulate", "--trace", path, "--db", DB, "--run", str(run),
+                "--pool-tokens", str(pool), "--policy", ",".join(POLICIES), "--json"]
+        fitted = json.loads(phase(base)[0])
+        ops = json.loads(phase(base + ["--decode-from-ops"])[0])
+        if fitted.get("decode_source") != "decode-step":
+            sys.stderr.write(f"serving_accuracy.sh: the simulation of {name} did not use the fitted decode step "
+                             f"(decode_source {fitted.get('decode_source')})\n")
+            sys.exit(1)
+        for a, b in zip(fitted["policies"], ops["policies"]):
+            sims[(name, a["policy"])] = {"fit": a, "ops": b}
+    return sims
 
-# ---------------------------------------------------------------------------- simulate
-sims = {}
-for name, (args, pool, what) in TRACES.items():
-    path = os.path.join(OUT, f"{name}.csv")
-    base = [f"{BIN}/kvr-serve", "--simulate", "--trace", path, "--db", DB, "--run", str(P["run"]),
-            "--pool-tokens", str(pool), "--policy", ",".join(POLICIES), "--json"]
-    fitted = json.loads(phase(base)[0])
-    ops = json.loads(phase(base + ["--decode-from-ops"])[0])
-    if fitted.get("decode_source") != "decode-step":
-        sys.stderr.write(f"serving_accuracy.sh: the simulation of {name} did not use the fitted decode step "
-                         f"(decode_source {fitted.get('decode_source')})\n")
-        sys.exit(1)
-    for a, b in zip(fitted["policies"], ops["policies"]):
-        sims[(name, a["policy"])] = {"fit": a, "ops": b}
+if REUSE and os.path.exists(PROF):
+    P = json.load(open(PROF))
+    print(f"# --reuse: profile run {P['run']} of {PROF} for every round", flush=True)
+else:
+    for f in (DB, DB + "-wal", DB + "-shm", RUNS, PROF):
+        if os.path.exists(f): os.remove(f)
+    P = None
+sims_by_round = []  # per round: its simulations (from its own profile, or the reused one)
 
 # ---------------------------------------------------------------------------- replay
 cases = [(n, p) for n in TRACES for p in POLICIES]
@@ -209,6 +221,13 @@ if os.path.exists(RUNS):
 with open(RUNS, "a") as f:
     for rnd in range(ROUNDS):
         print(f"# round {rnd + 1}/{ROUNDS}: load {load()}; {time.strftime('%T', time.gmtime())}", flush=True)
+        if P is None or not sims_by_round:
+            prof = P if P is not None else profile_and_fit()
+            if rnd == 0 and P is None:
+                json.dump(prof, open(PROF, "w"))  # --reuse takes the first round's
+            sims_by_round.append(simulate(prof["run"]))
+        else:
+            sims_by_round.append(sims_by_round[-1])
         order = list(range(len(cases)))
         if rnd % 2:
             order.reverse()
@@ -230,6 +249,15 @@ print(f"# waited {waited:.0f} s in all for other processes to go quiet; load aft
 
 # ---------------------------------------------------------------------------- report
 recs = [json.loads(l) for l in open(RUNS) if l.strip()]
+def med_tree(xs):
+    """The element-wise median of equally shaped dicts of numbers."""
+    if isinstance(xs[0], dict):
+        return {k: med_tree([x[k] for x in xs]) for k in xs[0] if all(k in x for x in xs)}
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
+        return stt.median(xs)
+    return xs[-1]
+sims = {k: {"fit": med_tree([r[k]["fit"] for r in sims_by_round]),
+            "ops": med_tree([r[k]["ops"] for r in sims_by_round])} for k in sims_by_round[0]}
 by = {}
 for x in recs:
     by.setdefault((x["trace"], x["policy"]), []).append(x)
@@ -238,7 +266,8 @@ def out(s=""):
     lines.append(s); print(s)
 METRICS = [("ttft_ms", "p50", "TTFT p50"), ("ttft_ms", "p90", "TTFT p90"), ("tpot_ms", "p50", "TPOT p50")]
 out(f"\n# per trace x policy: real = median over {max(len(v) for v in by.values())} round(s) "
-    f"(spread = slowest / fastest - 1); sim = kvr-serve --simulate with the fitted decode step; "
+    f"(spread = slowest / fastest - 1); sim = kvr-serve --simulate with the fitted decode step "
+    f"(median over the rounds' simulations, each from its round's own profile{', here one reused' if P else ''}); "
     f"ratio = sim / real; ok = within 10 %")
 out(f"{'trace':<10} {'policy':<8} {'metric':<9} {'real ms':>9} {'spread':>7} {'sim ms':>9} {'ratio':>6} "
     f"{'ok':>3}  {'sim(ops)':>9}")

@@ -18,21 +18,31 @@
 #define DEC_BLOCK_TOKENS 16
 #define DEC_MIN_CTX 16
 
+/* The batch size after b: 1, 2, 3, 4, 6, 8, 12, 16, ... -- the powers of two and 1.5 times them,
+ * so the fit sees the batch sizes a continuous batch runs at between the powers (a saturated
+ * replay's batches of 5-10), not only 10 points on the powers (issue 12 item 7). */
+static int32_t dec_next_batch(int32_t b) {
+    if (b < 2) return b + 1;
+    const bool pow2 = (b & (b - 1)) == 0;
+    return pow2 ? b + b / 2 : b / 3 * 4; /* 2^k -> 1.5 * 2^k -> 2^(k+1) */
+}
+
 kvr_status kvr_profile_decode_points(const kvr_profile_params *p, int64_t model_max_context,
                                      kvr_prof_decode_point **out, int32_t *n, kvr_error *err) {
     *out = NULL;
     *n = 0;
-    if (p->decode_max_batch < 1 || p->decode_n_ctx < 1 || p->grid.ctx_max < 2)
+    if (p->decode_max_batch < 1 || p->decode_max_batch > KVR_PROFILE_DECODE_MAX_BATCH ||
+        p->decode_n_ctx < 1 || p->grid.ctx_max < 2)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                              "decode steps: largest batch %d, %d contexts per batch, largest "
-                             "context %lld (need >= 1, >= 1, >= 2)",
+                             "context %lld (need 1..4096, >= 1, >= 2)",
                              p->decode_max_batch, p->decode_n_ctx, (long long)p->grid.ctx_max);
     int32_t cap = 0;
-    for (int32_t b = 1; b <= p->decode_max_batch; b *= 2) cap += p->decode_n_ctx;
+    for (int32_t b = 1; b <= p->decode_max_batch; b = dec_next_batch(b)) cap += p->decode_n_ctx;
     kvr_prof_decode_point *pts = malloc((size_t)cap * sizeof *pts);
     if (!pts) return kvr_error_set(err, KVR_ERR_NOMEM, "decode steps: out of memory");
     int32_t k = 0;
-    for (int32_t b = 1; b <= p->decode_max_batch; b *= 2) {
+    for (int32_t b = 1; b <= p->decode_max_batch; b = dec_next_batch(b)) {
         int64_t s_max = p->grid.ctx_max / b; /* cached tokens per request, its new one included */
         if (model_max_context > 0) s_max = KVR_MIN(s_max, model_max_context);
         if (s_max < 2) break;

@@ -272,10 +272,13 @@ typedef struct kvr_prof_decode_point {
     int64_t ctx;         /* T = batch * ctx_per_seq: the context the step reads in all */
 } kvr_prof_decode_point;
 
-/* The decode grid: B = 1, 2, 4, ... <= p->decode_max_batch; for each, p->decode_n_ctx per-request
+#define KVR_PROFILE_DECODE_MAX_BATCH 4096
+/* The decode grid: B = 1, 2, 3, 4, 6, 8, 12, ... (the powers of two and 1.5 times them)
+ * <= p->decode_max_batch; for each, p->decode_n_ctx per-request
  * contexts log-spaced from 16 to min(p->grid.ctx_max / B, model_max_context (0: no cap)),
  * distinct (a B whose largest context is below 2 is left out). *out is malloc'd.
- * Errors: KVR_ERR_INVALID_ARG (decode_max_batch or decode_n_ctx < 1, ctx_max < 2), NOMEM. */
+ * Errors: KVR_ERR_INVALID_ARG (decode_max_batch outside 1..KVR_PROFILE_DECODE_MAX_BATCH,
+ * decode_n_ctx < 1, ctx_max < 2), NOMEM. */
 KVR_API kvr_status kvr_profile_decode_points(const kvr_profile_params *p,
                                              int64_t model_max_context,
                                              kvr_prof_decode_point **out, int32_t *n,

@@ -470,24 +470,41 @@ static void test_profile_decode_tiny(void) {
     kvr_profile_params p = tiny_params();
     p.decode_max_batch = 4;
     p.decode_n_ctx = 2;
-    /* ctx_max 64: B=1 {16, 64}, B=2 {16, 32}, B=4 {16} (16 twice: once) */
+    /* ctx_max 64: B=1 {16, 64}, B=2 {16, 32}, B=3 {16, 21}, B=4 {16} (16 twice: once) */
     kvr_prof_decode_point *pts = NULL;
     int32_t np = 0;
     KVR_CHECK_OK(kvr_profile_decode_points(&p, 0, &pts, &np, &err), &err);
-    KVR_CHECK_EQ_INT(np, 5);
-    if (np == 5) {
+    KVR_CHECK_EQ_INT(np, 7);
+    if (np == 7) {
         KVR_CHECK(pts[0].batch == 1 && pts[0].ctx_per_seq == 16 && pts[1].ctx_per_seq == 64);
-        KVR_CHECK(pts[3].batch == 2 && pts[3].ctx == 64 && pts[4].batch == 4 && pts[4].ctx == 64);
+        KVR_CHECK(pts[3].batch == 2 && pts[3].ctx == 64);
+        KVR_CHECK(pts[4].batch == 3 && pts[4].ctx == 48 && pts[5].batch == 3 &&
+                  pts[5].ctx_per_seq == 21 && pts[5].ctx == 63);
+        KVR_CHECK(pts[6].batch == 4 && pts[6].ctx == 64);
     }
     free(pts);
+    /* the batch sizes between the powers of two: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32 */
+    {
+        kvr_profile_params q = p;
+        q.grid.ctx_max = 1 << 16;
+        q.decode_max_batch = 32;
+        q.decode_n_ctx = 1;
+        KVR_CHECK_OK(kvr_profile_decode_points(&q, 0, &pts, &np, &err), &err);
+        static const int32_t want[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32};
+        KVR_CHECK_EQ_INT(np, 10);
+        for (int32_t i = 0; i < np && i < 10; i++) KVR_CHECK_EQ_INT(pts[i].batch, want[i]);
+        free(pts);
+        q.decode_max_batch = KVR_PROFILE_DECODE_MAX_BATCH + 1;
+        KVR_CHECK(kvr_profile_decode_points(&q, 0, &pts, &np, &err) == KVR_ERR_INVALID_ARG);
+    }
     kvr_profile_result res;
     KVR_CHECK_OK(kvr_profile_decode(db, r.id, m, &p, NULL, &res, &err), &err);
-    KVR_CHECK_EQ_INT(res.n_points, 5);
-    KVR_CHECK_EQ_INT(res.n_measured, 5);
+    KVR_CHECK_EQ_INT(res.n_points, 7);
+    KVR_CHECK_EQ_INT(res.n_measured, 7);
     kvr_db_layer_sample *s = NULL;
     int64_t n = 0;
     KVR_CHECK_OK(kvr_db_layer_samples_get(db, r.id, &s, &n, &err), &err);
-    KVR_CHECK_EQ_INT(n, 5);
+    KVR_CHECK_EQ_INT(n, 7);
     for (int64_t i = 0; i < n; i++) {
         KVR_CHECK(strcmp(s[i].op, KVR_SEARCH_DECODE_OP) == 0);
         KVR_CHECK(s[i].c >= 1 && s[i].c <= 4 && s[i].prefix % s[i].c == 0);
@@ -496,7 +513,7 @@ static void test_profile_decode_tiny(void) {
     }
     kvr_db_free(s);
     KVR_CHECK_OK(kvr_profile_decode(db, r.id, m, &p, NULL, &res, &err), &err);
-    KVR_CHECK_EQ_INT(res.n_skipped, 5);
+    KVR_CHECK_EQ_INT(res.n_skipped, 7);
     KVR_CHECK_EQ_INT(res.n_measured, 0);
     /* the parameters round-trip through the run's text */
     char buf[2048];

@@ -78,9 +78,9 @@ static void usage(FILE *f) {
             "                             tokens, for kvr-fit's decode step; docs/profiler.md)\n"
             "      --decode               profile decode steps (default on cpu; cuda has no\n"
             "                             batched decode path yet: an error)\n"
-            "      --decode-batch N       decode steps: batch sizes 1, 2, 4, ... up to N (quick\n"
+            "      --decode-batch N       decode steps: batch sizes 1, 2, 3, 4, 6, 8, ... up to N (quick\n"
             "                             16, else 32)\n"
-            "      --decode-contexts N    decode steps: contexts per batch size (quick 2, else 3)\n"
+            "      --decode-contexts N    decode steps: contexts per batch size (default 3)\n"
             "  -B, --bytes LO:HI          p2p size sweep, K/M/G = KiB/MiB/GiB (default 4K up to one\n"
             "                             layer's K of the largest context)\n"
             "  -t, --threads N            threads per rank for the ops (default 1, as kvr-run)\n"
@@ -726,7 +726,7 @@ static int build_params(const kvr_profile_opts *o, const kvr_model_config *cfg, 
     p->decode = o->decode == 1 || (o->decode < 0 && cpu);
     const bool quick = o->grid && !strcmp(o->grid, "quick");
     p->decode_max_batch = o->decode_batch ? o->decode_batch : quick ? 16 : 32;
-    p->decode_n_ctx = o->decode_ctx ? o->decode_ctx : quick ? 2 : 3;
+    p->decode_n_ctx = o->decode_ctx ? o->decode_ctx : 3;
     if (p->decode && p->grid.ctx_max < 2)
         return usage_error("%s", "decode steps need --max-context >= 2 (or --no-decode)");
     snprintf(p->model, sizeof p->model, "%.511s", model);
