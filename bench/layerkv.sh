@@ -120,7 +120,7 @@ if not A100_ONLY:
         out(f"# profile of this machine: run {prun} in {DB} ({time.time() - t0:.0f} s, with kvr-fit)")
     prun = json.load(open(PROF))["run"]
     # the copy bandwidth: the cost model's when the profile measured it, else --host-gbps
-    probe = subprocess.run([f"{BIN}/kvr-serve", "--simulate", "--trace", trace("probe", ["--count", "1"]),
+    probe = subprocess.run([f"{BIN}/kvr-serve", "--simulate", "--trace", trace("probe", ["--rate", "1", "--count", "1"]),
                             "--run", str(prun), "--db", DB, "--pool-tokens", "4096", "--policy", "layerkv",
                             "--slo-ttft", "1000", "--slo-tpot", "100", "--json"], capture_output=True, text=True, cwd=OUT)
     gb = []
