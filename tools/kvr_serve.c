@@ -1034,6 +1034,54 @@ done:
     return rc;
 }
 
+/* The cost model of --run (with kvr-fit's decode step when stored) or of --costs into *m (the
+ * caller frees it, also after an error); no_fit (n_no_fit bytes) says why no decode step was
+ * found. Returns 0, or the exit code after a message. */
+static int load_costs(const serve_opts *o, kvr_db *db, kvr_search_costs **m, char *no_fit,
+                      size_t n_no_fit) {
+    kvr_error e;
+    if (o->run_id) {
+        kvr_profile_costs_params cp = kvr_profile_costs_params_default();
+        cp.allow_incomplete = o->allow_incomplete;
+        kvr_profile_costs_info pinfo;
+        if (kvr_profile_costs_from_run(db, o->run, &cp, m, &pinfo, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-serve: --run %lld in %s: %s\n", (long long)o->run, o->db, e.msg);
+            return 1;
+        }
+        /* the decode step: kvr-fit's fit of the run's decode samples, when stored */
+        kvr_predict_run_fit rf;
+        int64_t fit_id = 0;
+        const kvr_status fs = kvr_predict_run_fit_load(db, o->run, 0, 0, &rf, &fit_id, &e);
+        if (fs == KVR_OK && rf.n_decode_samples > 0) {
+            char how[160];
+            snprintf(how, sizeof how, "kvr-fit of run %lld (fit %lld, %d decode samples)",
+                     (long long)o->run, (long long)fit_id, rf.n_decode_samples);
+            kvr_status ss = kvr_search_costs_set_decode_step(*m, &rf.decode, how, &e);
+            kvr_predict_run_fit_free(&rf);
+            if (ss != KVR_OK) {
+                fprintf(stderr, "kvr-serve: --run %lld: stored decode step: %s\n",
+                        (long long)o->run, e.msg);
+                return 1;
+            }
+        } else if (fs == KVR_OK) {
+            kvr_predict_run_fit_free(&rf);
+            snprintf(no_fit, n_no_fit, "run %lld's fit has no decode step (kvr-profile "
+                     "--decode, then kvr-fit --run ID)", (long long)o->run);
+        } else if (fs == KVR_ERR_NOT_FOUND) {
+            snprintf(no_fit, n_no_fit, "no kvr-fit cost model of run %lld (kvr-fit --run "
+                     "%lld fits its decode samples)", (long long)o->run, (long long)o->run);
+        } else {
+            fprintf(stderr, "kvr-serve: --run %lld: the stored cost model: %s\n", (long long)o->run,
+                    e.msg);
+            return 1;
+        }
+    } else if (kvr_search_costs_load_json(o->costs, m, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-serve: --costs: %s\n(see kvr-serve --help)\n", e.msg);
+        return 2;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     serve_opts o;
     memset(&o, 0, sizeof o);
@@ -1072,49 +1120,7 @@ int main(int argc, char **argv) {
         rc = replay_main(&o, tr, db);
         goto done;
     }
-    if (o.run_id) {
-        kvr_profile_costs_params cp = kvr_profile_costs_params_default();
-        cp.allow_incomplete = o.allow_incomplete;
-        kvr_profile_costs_info pinfo;
-        if (kvr_profile_costs_from_run(db, o.run, &cp, &m, &pinfo, &e) != KVR_OK) {
-            fprintf(stderr, "kvr-serve: --run %lld in %s: %s\n", (long long)o.run, o.db, e.msg);
-            rc = 1;
-            goto done;
-        }
-        /* the decode step: kvr-fit's fit of the run's decode samples, when stored */
-        kvr_predict_run_fit rf;
-        int64_t fit_id = 0;
-        const kvr_status fs = kvr_predict_run_fit_load(db, o.run, 0, 0, &rf, &fit_id, &e);
-        if (fs == KVR_OK && rf.n_decode_samples > 0) {
-            char how[160];
-            snprintf(how, sizeof how, "kvr-fit of run %lld (fit %lld, %d decode samples)",
-                     (long long)o.run, (long long)fit_id, rf.n_decode_samples);
-            kvr_status ss = kvr_search_costs_set_decode_step(m, &rf.decode, how, &e);
-            kvr_predict_run_fit_free(&rf);
-            if (ss != KVR_OK) {
-                fprintf(stderr, "kvr-serve: --run %lld: stored decode step: %s\n",
-                        (long long)o.run, e.msg);
-                rc = 1;
-                goto done;
-            }
-        } else if (fs == KVR_OK) {
-            kvr_predict_run_fit_free(&rf);
-            snprintf(no_fit, sizeof no_fit, "run %lld's fit has no decode step (kvr-profile "
-                     "--decode, then kvr-fit --run ID)", (long long)o.run);
-        } else if (fs == KVR_ERR_NOT_FOUND) {
-            snprintf(no_fit, sizeof no_fit, "no kvr-fit cost model of run %lld (kvr-fit --run "
-                     "%lld fits its decode samples)", (long long)o.run, (long long)o.run);
-        } else {
-            fprintf(stderr, "kvr-serve: --run %lld: the stored cost model: %s\n", (long long)o.run,
-                    e.msg);
-            rc = 1;
-            goto done;
-        }
-    } else if (kvr_search_costs_load_json(o.costs, &m, &e) != KVR_OK) {
-        fprintf(stderr, "kvr-serve: --costs: %s\n(see kvr-serve --help)\n", e.msg);
-        rc = 2;
-        goto done;
-    }
+    if ((rc = load_costs(&o, db, &m, no_fit, sizeof no_fit))) goto done;
     const double kvb = kvr_search_costs_kv_bytes_per_token(m) * kvr_search_costs_n_layers(m);
     if (o.pool_tokens) o.sp.pool_blocks = o.pool_tokens / o.sp.block_tokens;
     if (o.pool_gb > 0) {
