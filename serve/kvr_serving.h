@@ -35,8 +35,9 @@
  *            waits for a fraction of the blocks vllm demands; admission walks the queue in
  *            FCFS order and stops where the predicted prefill time (the predictor times an
  *            online correction factor) exceeds the decoding requests' tightest TPOT slack
- *            (SLO-aware admission), except that the head of the queue is admitted when nothing
- *            decodes or after it waited layerkv.max_wait_s (anti-starvation). Decoding
+ *            (SLO-aware admission; no bound while nothing decodes); the head of the queue,
+ *            after waiting layerkv.max_wait_s, is admitted past it when all its layers fit, as
+ *            vllm would admit it (anti-starvation). Decoding
  *            requests reload their offloaded layers by layerkv.reload: swap (once, when device
  *            blocks free up: item.swap_in) or stream (every step copies them in).
  * Accounting: kvr_sched_req.blocks counts token blocks (ceil(tokens / block_tokens), the
@@ -117,8 +118,9 @@ typedef struct kvr_layerkv_params {
     kvr_reload_policy reload; /* swap (default) or stream */
     double calib_weight;    /* weight of the newest measured / predicted prefill ratio in the
                              * correction factor's EWMA, (0, 1] (0.25); the factor starts at 1 */
-    double max_wait_s;      /* anti-starvation: the head of the queue is admitted regardless of
-                             * the slack once it waited this long (0: slo_ttft_s / 2) */
+    double max_wait_s;      /* anti-starvation: the head of the queue is admitted past the
+                             * slack once it waited this long, if all its layers fit (as vllm
+                             * would admit it) (0: slo_ttft_s / 2) */
     int32_t min_history;    /* finished requests the output-length estimator needs before it
                              * is used (8); before: the fallback, max_output_tokens - generated */
 } kvr_layerkv_params;

@@ -464,9 +464,34 @@ static double slo_budget(const kvr_sched *s) {
     return budget;
 }
 
+/* The resident layers for a prefill of n tokens (need token blocks) with avail device layer
+ * blocks free above the watermark: every layer when they all fit; else the fewest, from what
+ * the host tier allows, whose offload copy the predictor says the prefill hides; -1: wait (not
+ * even that fits, or the host tier is too full). With nothing running the pool cannot get
+ * freer: then as many layers as fit, the copy partly exposed. */
+static int32_t choose_resident(const kvr_sched *s, int64_t n, int64_t need, int64_t avail) {
+    if (avail < need) return -1;               /* not even one layer fits now */
+    if (need * s->L <= avail) return s->L;     /* room for every layer: none offloaded */
+    const int32_t fit = (int32_t)KVR_MIN(avail / need, (int64_t)s->L);
+    const int32_t lo = min_resident(s, need, s->host_free);
+    if (lo > fit) return -1; /* the host tier is too full to offload enough: wait */
+    const double full = predict(s, n, 0, s->L);
+    int32_t res = s->L;
+    for (int32_t k = lo; k < s->L; k++)
+        if (predict(s, n, 0, k) <= full * (1 + 1e-9)) {
+            res = k;
+            break;
+        }
+    if (res <= fit) return res;
+    return s->n_running > 0 ? -1 : fit;
+}
+
 /* Admission under layerkv: FCFS, the whole prompt in one iteration (as vllm), each request with
- * the resident layers chosen here, stopping at the first that does not fit or would exceed the
- * SLO budget (the head: unless starving). */
+ * the resident layers choose_resident gives, stopping at the first that does not fit or would
+ * exceed the SLO budget (nothing decodes: no bound). Anti-starvation: the head of the queue,
+ * once it has waited max_wait_s, is admitted past the budget -- but only as vllm would admit it,
+ * every layer resident (offloading past the budget fills the pool with requests that cannot
+ * decode and collapses throughput under overload: docs/serving.md). */
 static void admit_layerkv(kvr_sched *s, kvr_sched_batch *b) {
     const double budget = slo_budget(s);
     const int64_t tok_budget = s->p.max_batched_tokens;
@@ -478,32 +503,16 @@ static void admit_layerkv(kvr_sched *s, kvr_sched_batch *b) {
         const int64_t n = req_len(r), need = kvr_sched_blocks_for(s, n);
         if (used + n > tok_budget) break;
         const int64_t avail = s->free_blocks - s->wm_layer;
-        if (avail < need) break; /* not even one layer fits now */
-        int32_t res;
-        if (need * s->L <= avail) res = s->L; /* room for every layer: none offloaded */
-        else {
-            const int32_t fit = (int32_t)KVR_MIN(avail / need, (int64_t)s->L);
-            const int32_t lo = min_resident(s, need, s->host_free);
-            if (lo > fit) break; /* the host tier is too full to offload enough: wait */
-            /* the fewest resident layers (from lo) whose offload copy the prefill hides */
-            const double full = predict(s, n, 0, s->L);
+        int32_t res = choose_resident(s, n, need, avail);
+        if (res < 0) break;
+        double t = predict(s, n, 0, res);
+        if (sum + t * s->corr > budget) {
+            const bool starving = s->now - r->arrival_s >= s->p.layerkv.max_wait_s;
+            if (b->n_items > 0 || !starving) break;
+            if (need * s->L > avail) break; /* past the budget only as vllm: all resident */
             res = s->L;
-            for (int32_t k = lo; k < s->L; k++)
-                if (predict(s, n, 0, k) <= full * (1 + 1e-9)) {
-                    res = k;
-                    break;
-                }
-            if (res > fit) {
-                /* a copy hidden needs more layers than fit: wait for blocks while others run;
-                 * with nothing running the pool cannot get freer -- run it with the copy
-                 * partly exposed */
-                if (s->n_running > 0) break;
-                res = fit;
-            }
+            t = predict(s, n, 0, res);
         }
-        const double t = predict(s, n, 0, res);
-        const bool starving = s->now - r->arrival_s >= s->p.layerkv.max_wait_s;
-        if (sum + t * s->corr > budget && !(b->n_items == 0 && starving)) break;
         idq_pop_front(&s->waiting);
         r->state = KVR_REQ_RUNNING;
         r->resident = res;

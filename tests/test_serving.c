@@ -713,7 +713,27 @@ static void test_layerkv_slo_admission(void) {
     b = step_at(s, 0.75, 2);
     KVR_CHECK_EQ_INT(b.n_prefill, 1); /* the starving head alone: the next is over budget */
     KVR_CHECK_EQ_INT(b.items[0].req, 1);
+    KVR_CHECK_EQ_INT(b.items[0].resident, 2);
     KVR_CHECK_EQ_INT(kvr_sched_n_waiting(s), 1);
+    kvr_sched_destroy(s);
+    /* past the budget a starving head is admitted only with every layer resident: in a pool of
+     * 50 blocks (100 layer blocks; reload stream) the 63-block prompt needs offloading, so it
+     * waits until nothing decodes -- then it runs with one layer resident */
+    s = mk_lkv(2, 50, 0, 100, 16, KVR_RELOAD_STREAM);
+    if (!s) return;
+    kvr_sched_set_predictor(s, pred_hide_at, &hide);
+    add_at(s, 125, 11, 0);
+    step_at(s, 0, 0.25);
+    add_at(s, 1000, 2, 0.25);
+    double t = 0.25;
+    for (int k = 0; k < 10; k++, t += 0.125) { /* A's ten decodes, B starving from 0.75 */
+        b = step_at(s, t, t + 0.125);
+        KVR_CHECK_EQ_INT(b.n_prefill, 0);
+    }
+    KVR_CHECK(kvr_sched_request(s, 0)->state == KVR_REQ_FINISHED);
+    b = step_at(s, t, t + 1);
+    KVR_CHECK_EQ_INT(b.n_prefill, 1);
+    KVR_CHECK_EQ_INT(b.items[0].resident, 1);
     kvr_sched_destroy(s);
 }
 
