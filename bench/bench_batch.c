@@ -47,9 +47,14 @@ int main(int argc, char **argv) {
     int32_t *ids = malloc((size_t)(C + N) * sizeof *ids), *blocks = malloc((size_t)(per * Bmax) * sizeof *blocks);
     for (int64_t i = 0; i < C + N; i++) ids[i] = (int32_t)((i * 7919 + 13) % cfg->vocab_size);
     for (int64_t i = 0; i < per * Bmax; i++) blocks[i] = (int32_t)i;
+    const int32_t L = cfg->n_layers; /* each sequence's layer tables */
+    int32_t *lids = malloc((size_t)(per * Bmax * L) * sizeof *lids);
+    const int32_t **tabs = malloc((size_t)(Bmax * L) * sizeof *tabs);
+    for (int b = 0; b < Bmax; b++)
+        kvr_kv_layer_tables(L, blocks + b * per, per, lids + (size_t)b * per * L, tabs + b * L);
     /* every sequence's prompt into its blocks, one at a time */
     for (int b = 0; b < Bmax; b++) {
-        kvr_batch_seq s = {ids, C, 0, blocks + b * per, per, false};
+        kvr_batch_seq s = {ids, C, 0, tabs + b * L, per, false, NULL};
         if (kvr_batch_run(r, &s, 1, &e)) FAIL("prefill");
     }
     /* the contiguous path: one decoder per sequence size 1 (a workspace of C + N positions) */
@@ -75,7 +80,7 @@ int main(int argc, char **argv) {
         double tb = 0, t1 = 0, td = 0;
         for (int step = 0; step < N; step++) {
             for (int b = 0; b < B; b++)
-                s[b] = (kvr_batch_seq){ids + C + step, 1, C + step, blocks + b * per, per, true};
+                s[b] = (kvr_batch_seq){ids + C + step, 1, C + step, tabs + b * L, per, true, NULL};
             double t0 = kvr_time_us();
             if (kvr_batch_run(r, s, B, &e)) FAIL("batched step");
             tb += kvr_time_us() - t0;
@@ -107,7 +112,7 @@ int main(int argc, char **argv) {
                td / N * 1e-3, t1 / tb);
     }
     kvr_decoder_destroy(d);
-    free(ids), free(blocks);
+    free(ids), free(blocks), free(lids), free(tabs);
     kvr_batch_runner_destroy(r);
     kvr_kv_pool_destroy(pool);
     kvr_weights_free(w);

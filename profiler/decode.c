@@ -103,17 +103,20 @@ kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
     dec_ctx x = {NULL, NULL, NULL, 0};
     kvr_db_layer_sample *ls = NULL;
     int64_t nl = 0;
-    int32_t *blocks = NULL, *tokens = NULL;
+    int32_t *blocks = NULL, *tokens = NULL, *lids = NULL;
+    const int32_t **tabs = NULL; /* each request's layer tables (kvr_kv_layer_tables) */
     kvr_timing_params tp = p->timing;
     tp.n_warmup = KVR_MAX(1, tp.n_warmup);
     tp.min_iters = KVR_MAX(3, tp.min_iters);
     tp.max_iters = KVR_MAX(tp.min_iters, KVR_MIN(30, tp.max_iters));
     double *scratch = malloc((size_t)tp.max_iters * sizeof *scratch);
     blocks = malloc((size_t)max_blocks * sizeof *blocks);
+    lids = malloc((size_t)max_blocks * (size_t)cfg->n_layers * sizeof *lids);
+    tabs = malloc((size_t)max_b * (size_t)cfg->n_layers * sizeof *tabs);
     tokens = malloc((size_t)max_b * sizeof *tokens);
     x.seqs = calloc((size_t)max_b, sizeof *x.seqs);
     x.samplers = calloc((size_t)max_b, sizeof *x.samplers);
-    kvr_status s = scratch && blocks && tokens && x.seqs && x.samplers
+    kvr_status s = scratch && blocks && lids && tabs && tokens && x.seqs && x.samplers
                        ? KVR_OK
                        : kvr_error_set(err, KVR_ERR_NOMEM, "decode steps: out of memory");
     const kvr_backend *be = p->backend ? p->backend : kvr_backend_at(0);
@@ -147,9 +150,12 @@ kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
         }
         /* request i: ctx_per_seq - 1 cached tokens and its new one, in its own blocks */
         const int64_t nb = KVR_CEIL_DIV(pt->ctx_per_seq, (int64_t)DEC_BLOCK_TOKENS);
-        for (int32_t i = 0; i < pt->batch; i++)
-            x.seqs[i] = (kvr_batch_seq){&tokens[i], 1, pt->ctx_per_seq - 1, blocks + i * nb, nb,
-                                        true};
+        const int32_t L = cfg->n_layers;
+        for (int32_t i = 0; i < pt->batch; i++) {
+            kvr_kv_layer_tables(L, blocks + i * nb, nb, lids + (size_t)i * nb * L, tabs + i * L);
+            x.seqs[i] = (kvr_batch_seq){&tokens[i], 1, pt->ctx_per_seq - 1, tabs + i * L, nb,
+                                        true, NULL};
+        }
         x.n = pt->batch;
         kvr_timing_stats st;
         s = kvr_time_adaptive(dec_measure, &x, &tp, scratch, &st, err);
@@ -176,7 +182,8 @@ kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
     kvr_kv_pool_destroy(pool);
     kvr_weights_free(w);
     kvr_db_free(ls);
-    free(x.samplers), free(x.seqs), free(blocks), free(tokens), free(scratch), free(pts);
+    free(x.samplers), free(x.seqs), free(blocks), free(lids), free(tabs), free(tokens);
+    free(scratch), free(pts);
     res->elapsed_s = (kvr_time_us() - t_start) * 1e-6;
     return s;
 }

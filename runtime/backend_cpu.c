@@ -549,53 +549,220 @@ static kvr_status cpu_head(kvr_workspace *base, int32_t *top, kvr_error *err) {
 // ----------------------------------------------------------------------------
 // the paged KV pool (kvr_batch.h): blocks in host memory, K/V placement, paged attention
 
+/* The host tier's copier: a thread that runs queued layer-block copies in order. */
+typedef struct cpu_copy_job {
+    const float *src;
+    float *dst;
+    uint64_t fence; /* done becomes this after the copy when last */
+    bool last, to_host;
+} cpu_copy_job;
+
+typedef struct cpu_copier {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    cpu_copy_job *q; /* ring of cap jobs: [head, head + n) */
+    size_t cap, head, n;
+    size_t floats; /* per layer block */
+    uint64_t submitted, done;
+    bool hold, quit, started;
+    int64_t n_out, n_in;
+    double busy_us;
+} cpu_copier;
+
 typedef struct cpu_pool {
     kvr_kv_pool base;
-    float *k, *v;        /* (L, n_blocks * block_tokens, NKV*HS) each */
+    /* layer block b: K (block_tokens, NKV*HS) then V, 2 x block_tokens x NKV*HS floats; blocks
+     * [0, n_layer_blocks) in dev, the staging blocks after them in stage */
+    float *dev, *stage;
+    float *host; /* the host tier: a separate region of host_blocks layer blocks */
+    cpu_copier cp;
     float *gk, *gv;      /* attn_paged: each sequence's keys gathered in position order */
     float *scores;       /* attn_paged: (n_threads, QB, longest sequence) */
     int64_t *off;        /* attn_paged: (n + 1) first gathered key of each sequence; tasks */
     size_t gk_cap, gv_cap, s_cap, off_cap; /* floats (off: entries) */
 } cpu_pool;
 
+static size_t cpu_block_floats(const kvr_kv_pool *p) {
+    return 2 * (size_t)p->block_tokens * (size_t)(p->m->cfg.n_kv_heads * p->m->cfg.head_dim);
+}
+
+/* Layer block b of the device side (pool, then staging): its K; its V block_tokens rows on. */
+static float *cpu_block(cpu_pool *p, int64_t b) {
+    const size_t f = cpu_block_floats(&p->base);
+    return b < p->base.n_layer_blocks ? p->dev + (size_t)b * f
+                                      : p->stage + (size_t)(b - p->base.n_layer_blocks) * f;
+}
+
+static void *cpu_copier_main(void *arg) {
+    cpu_pool *p = arg;
+    cpu_copier *c = &p->cp;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->quit && (c->n == 0 || c->hold)) pthread_cond_wait(&c->cv_work, &c->mu);
+        if (c->quit) break;
+        const cpu_copy_job j = c->q[c->head];
+        pthread_mutex_unlock(&c->mu);
+        const double t0 = kvr_time_us();
+        memcpy(j.dst, j.src, c->floats * sizeof(float));
+        const double dt = kvr_time_us() - t0;
+        pthread_mutex_lock(&c->mu);
+        c->head = (c->head + 1) % c->cap;
+        c->n--;
+        c->busy_us += dt;
+        if (j.to_host) c->n_out++;
+        else c->n_in++;
+        if (j.last) {
+            c->done = j.fence;
+            pthread_cond_broadcast(&c->cv_done);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
 static void cpu_pool_destroy(kvr_kv_pool *base) {
     cpu_pool *p = (cpu_pool *)base;
     if (!p) return;
-    free(p->k), free(p->v), free(p->gk), free(p->gv), free(p->scores), free(p->off);
+    if (p->cp.started) { /* what is queued is dropped: nothing reads the tier after this */
+        pthread_mutex_lock(&p->cp.mu);
+        p->cp.quit = true;
+        pthread_cond_broadcast(&p->cp.cv_work);
+        pthread_mutex_unlock(&p->cp.mu);
+        pthread_join(p->cp.thread, NULL);
+        pthread_mutex_destroy(&p->cp.mu);
+        pthread_cond_destroy(&p->cp.cv_work);
+        pthread_cond_destroy(&p->cp.cv_done);
+    }
+    free(p->cp.q), free(p->host), free(p->stage);
+    free(p->dev), free(p->gk), free(p->gv), free(p->scores), free(p->off);
     free(p);
 }
 
 static kvr_status cpu_pool_create(const kvr_weights *w, int64_t n_blocks, int32_t block_tokens,
                                   kvr_kv_pool **out, kvr_error *err) {
     const kvr_model_config *cfg = &w->m->cfg;
-    const size_t n = (size_t)cfg->n_layers * (size_t)n_blocks * (size_t)block_tokens *
+    const size_t n = 2 * (size_t)cfg->n_layers * (size_t)n_blocks * (size_t)block_tokens *
                      (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
     cpu_pool *p = calloc(1, sizeof *p);
     bool ok = p != NULL;
-    if (ok) p->k = kvr_ws_alloc(n, &ok);
-    if (ok) p->v = kvr_ws_alloc(n, &ok);
+    if (ok) p->dev = kvr_ws_alloc(n, &ok);
     if (!ok) {
         cpu_pool_destroy(p ? &p->base : NULL);
         return kvr_error_set(err, KVR_ERR_NOMEM,
                              "KV pool of %lld blocks of %d tokens: cannot allocate %.2f GiB",
                              (long long)n_blocks, block_tokens,
-                             (double)n * 2 * sizeof(float) / (1 << 30));
+                             (double)n * sizeof(float) / (1 << 30));
     }
-    memset(p->k, 0, n * sizeof(float));
-    memset(p->v, 0, n * sizeof(float));
+    memset(p->dev, 0, n * sizeof(float));
     *out = &p->base;
     return KVR_OK;
 }
 
-static float *cpu_pool_k(cpu_pool *p, int32_t layer) {
-    const kvr_model_config *cfg = &p->base.m->cfg;
-    return p->k + (size_t)layer * (size_t)p->base.n_blocks * (size_t)p->base.block_tokens *
-                      (size_t)(cfg->n_kv_heads * cfg->head_dim);
+static kvr_status cpu_host_create(kvr_kv_pool *base, int64_t host_blocks, int64_t staging_blocks,
+                                  kvr_error *err) {
+    cpu_pool *p = (cpu_pool *)base;
+    cpu_copier *c = &p->cp;
+    const size_t f = cpu_block_floats(base);
+    bool ok = true;
+    p->host = kvr_ws_alloc((size_t)host_blocks * f, &ok);
+    if (ok) p->stage = kvr_ws_alloc((size_t)staging_blocks * f, &ok);
+    c->cap = 256;
+    if (ok) ok = (c->q = malloc(c->cap * sizeof *c->q)) != NULL;
+    if (ok) {
+        pthread_mutex_init(&c->mu, NULL);
+        pthread_cond_init(&c->cv_work, NULL);
+        pthread_cond_init(&c->cv_done, NULL);
+        c->floats = f;
+        ok = pthread_create(&c->thread, NULL, cpu_copier_main, p) == 0;
+        if (!ok) {
+            pthread_mutex_destroy(&c->mu);
+            pthread_cond_destroy(&c->cv_work);
+            pthread_cond_destroy(&c->cv_done);
+        }
+    }
+    if (!ok) {
+        free(p->host), free(p->stage), free(c->q);
+        p->host = p->stage = NULL, c->q = NULL;
+        return kvr_error_set(err, KVR_ERR_NOMEM,
+                             "KV host tier of %lld layer blocks (+ %lld staging): cannot allocate "
+                             "%.2f GiB or start the copier",
+                             (long long)host_blocks, (long long)staging_blocks,
+                             (double)(host_blocks + staging_blocks) * (double)f * sizeof(float) /
+                                 (1 << 30));
+    }
+    memset(p->host, 0, (size_t)host_blocks * f * sizeof(float));
+    memset(p->stage, 0, (size_t)staging_blocks * f * sizeof(float));
+    c->started = true;
+    return KVR_OK;
 }
-static float *cpu_pool_v(cpu_pool *p, int32_t layer) {
-    const kvr_model_config *cfg = &p->base.m->cfg;
-    return p->v + (size_t)layer * (size_t)p->base.n_blocks * (size_t)p->base.block_tokens *
-                      (size_t)(cfg->n_kv_heads * cfg->head_dim);
+
+static kvr_status cpu_copy_submit(kvr_kv_pool *base, const kvr_kv_copy *cs, int64_t n,
+                                  uint64_t *fence, kvr_error *err) {
+    cpu_pool *p = (cpu_pool *)base;
+    cpu_copier *c = &p->cp;
+    const size_t f = c->floats;
+    pthread_mutex_lock(&c->mu);
+    if (c->n + (size_t)n > c->cap) { /* grow the ring, unrolled to [0, n) */
+        size_t cap = c->cap;
+        while (cap < c->n + (size_t)n) cap *= 2;
+        cpu_copy_job *q = malloc(cap * sizeof *q);
+        if (!q) {
+            pthread_mutex_unlock(&c->mu);
+            return kvr_error_set(err, KVR_ERR_NOMEM, "KV copier: out of memory for %lld copies",
+                                 (long long)n);
+        }
+        for (size_t i = 0; i < c->n; i++) q[i] = c->q[(c->head + i) % c->cap];
+        free(c->q);
+        c->q = q, c->cap = cap, c->head = 0;
+    }
+    const uint64_t fc = ++c->submitted;
+    for (int64_t i = 0; i < n; i++) {
+        float *d = cpu_block(p, cs[i].dev), *h = p->host + (size_t)cs[i].host * f;
+        c->q[(c->head + c->n++) % c->cap] = (cpu_copy_job){
+            cs[i].to_host ? d : h, cs[i].to_host ? h : d, fc, i == n - 1, cs[i].to_host};
+    }
+    pthread_cond_signal(&c->cv_work);
+    pthread_mutex_unlock(&c->mu);
+    *fence = fc;
+    return KVR_OK;
+}
+
+static kvr_status cpu_copy_wait(kvr_kv_pool *base, uint64_t fence, kvr_error *err) {
+    cpu_copier *c = &((cpu_pool *)base)->cp;
+    pthread_mutex_lock(&c->mu);
+    const bool bad = fence > c->submitted;
+    while (!bad && c->done < fence) pthread_cond_wait(&c->cv_done, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    if (bad)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "KV copier: fence %llu never submitted",
+                             (unsigned long long)fence);
+    return KVR_OK;
+}
+
+static uint64_t cpu_copy_done(kvr_kv_pool *base) {
+    cpu_copier *c = &((cpu_pool *)base)->cp;
+    pthread_mutex_lock(&c->mu);
+    const uint64_t d = c->done;
+    pthread_mutex_unlock(&c->mu);
+    return d;
+}
+
+static void cpu_copy_hold(kvr_kv_pool *base, bool hold) {
+    cpu_copier *c = &((cpu_pool *)base)->cp;
+    pthread_mutex_lock(&c->mu);
+    c->hold = hold;
+    pthread_cond_broadcast(&c->cv_work);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void cpu_copy_stats(kvr_kv_pool *base, kvr_kv_pool_stats *st) {
+    cpu_copier *c = &((cpu_pool *)base)->cp;
+    pthread_mutex_lock(&c->mu);
+    st->copies_out = c->n_out;
+    st->copies_in = c->n_in;
+    st->copy_busy_us = c->busy_us;
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* grow *buf to at least n floats (contents dropped) */
@@ -627,11 +794,13 @@ static kvr_status cpu_kv_store(kvr_workspace *base, kvr_kv_pool *pb, int32_t lay
     cpu_ws *ws = (cpu_ws *)base;
     cpu_pool *p = (cpu_pool *)pb;
     const size_t kvd = (size_t)base->m->cfg.n_kv_heads * (size_t)base->m->cfg.head_dim;
+    const int64_t bt = pb->block_tokens;
     const float *K = cpu_k(ws, layer), *V = cpu_v(ws, layer);
-    float *PK = cpu_pool_k(p, layer), *PV = cpu_pool_v(p, layer);
     for (int64_t r = 0; r < base->c; r++) {
-        memcpy(PK + (size_t)slots[r] * kvd, K + (size_t)r * kvd, kvd * sizeof(float));
-        memcpy(PV + (size_t)slots[r] * kvd, V + (size_t)r * kvd, kvd * sizeof(float));
+        if (slots[r] < 0) continue;
+        float *blk = cpu_block(p, slots[r] / bt) + (size_t)(slots[r] % bt) * kvd;
+        memcpy(blk, K + (size_t)r * kvd, kvd * sizeof(float));
+        memcpy(blk + (size_t)bt * kvd, V + (size_t)r * kvd, kvd * sizeof(float));
     }
     return KVR_OK;
 }
@@ -674,16 +843,16 @@ static kvr_status cpu_attn_paged(kvr_workspace *base, kvr_kv_pool *pb, int32_t l
         return kvr_error_set(err, KVR_ERR_NOMEM,
                              "paged attention: cannot allocate the gather buffers for %lld keys",
                              (long long)total);
-    const float *PK = cpu_pool_k(p, layer), *PV = cpu_pool_v(p, layer);
+    (void)layer; /* the blocks are the layer's */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
     for (int32_t i = 0; i < n; i++) {
         const int64_t nk = seqs[i].n_past + seqs[i].n_rows;
         for (int64_t b = 0; b * bt < nk; b++) {
             const size_t rows = (size_t)KVR_MIN(bt, nk - b * bt);
-            const size_t src = (size_t)seqs[i].blocks[b] * (size_t)bt * (size_t)kvd;
+            const float *blk = cpu_block(p, seqs[i].blocks[b]);
             const size_t dst = (size_t)(off[i] + b * bt) * (size_t)kvd;
-            memcpy(p->gk + dst, PK + src, rows * (size_t)kvd * sizeof(float));
-            memcpy(p->gv + dst, PV + src, rows * (size_t)kvd * sizeof(float));
+            memcpy(p->gk + dst, blk, rows * (size_t)kvd * sizeof(float));
+            memcpy(p->gv + dst, blk + (size_t)bt * kvd, rows * (size_t)kvd * sizeof(float));
         }
     }
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
@@ -848,5 +1017,11 @@ const kvr_backend backend_cpu = {
     .set_rows = cpu_set_rows,
     .kv_store = cpu_kv_store,
     .attn_paged = cpu_attn_paged,
+    .host_create = cpu_host_create,
+    .copy_submit = cpu_copy_submit,
+    .copy_wait = cpu_copy_wait,
+    .copy_done = cpu_copy_done,
+    .copy_hold = cpu_copy_hold,
+    .copy_stats = cpu_copy_stats,
     .head_rows = cpu_head_rows,
 };

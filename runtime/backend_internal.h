@@ -64,6 +64,17 @@ struct kvr_backend {
                            kvr_error *err);
     kvr_status (*attn_paged)(kvr_workspace *ws, kvr_kv_pool *p, int32_t layer,
                              const kvr_paged_seq *seqs, int32_t n, kvr_error *err);
+    /* the host tier (kvr_kv_pool_add_host; counts checked); NULL: KVR_ERR_UNSUPPORTED. The
+     * copier runs copies in submission order; fences count up from 1 */
+    kvr_status (*host_create)(kvr_kv_pool *p, int64_t host_blocks, int64_t staging_blocks,
+                              kvr_error *err);
+    kvr_status (*copy_submit)(kvr_kv_pool *p, const kvr_kv_copy *c, int64_t n, uint64_t *fence,
+                              kvr_error *err); /* ids checked; n >= 1 */
+    kvr_status (*copy_wait)(kvr_kv_pool *p, uint64_t fence, kvr_error *err);
+    uint64_t (*copy_done)(kvr_kv_pool *p);
+    /* tests: hold (true) the copier before its next copy, or let it go on */
+    void (*copy_hold)(kvr_kv_pool *p, bool hold);
+    void (*copy_stats)(kvr_kv_pool *p, kvr_kv_pool_stats *st); /* copies and busy time */
     /* final norm + LM head of rows rows[0..n) (checked) into host logits (n, V); NULL: the
      * front end runs head once per row */
     kvr_status (*head_rows)(kvr_workspace *ws, const int64_t *rows, int32_t n, float *logits,
@@ -73,8 +84,15 @@ struct kvr_backend {
 struct kvr_kv_pool {
     const kvr_backend *be;
     const kvr_model *m;
-    int64_t n_blocks;
+    int64_t n_blocks;       /* token blocks */
     int32_t block_tokens;
+    int64_t n_layer_blocks; /* n_blocks x n_layers: ids [0, n_layer_blocks) */
+    int64_t host_blocks, staging_blocks; /* the host tier (0: none); staging ids after the pool's */
+    /* the staging ring (batch.c): blocks handed out in order [tail, head) (counters; block
+     * head % staging_blocks next), each with the fence its last copy completes at */
+    uint64_t *stage_fence;
+    int64_t stage_head, stage_tail;
+    int64_t stage_waits; /* __atomic: a test thread reads it while a run waits */
 };
 
 struct kvr_weights {
@@ -100,6 +118,9 @@ struct kvr_event {
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* Tests: hold the pool's copier before its next copy (true) or release it (batch.c). */
+void kvr_kv_pool_copier_hold(kvr_kv_pool *p, bool hold);
+
 /* The CPU backend (backend_cpu.c). */
 extern const kvr_backend backend_cpu;
 #ifdef KVR_USE_CUDA

@@ -8,8 +8,9 @@
 typedef struct eng_req {
     int32_t *tokens;  /* prompt + generated (capacity n_prompt + max_tokens) */
     int64_t n_prompt, n_gen, max_tokens;
-    int32_t *blocks;  /* block ids held, in position order (capacity max_blocks) */
-    int64_t n_blocks, cap_blocks;
+    int32_t *blocks;  /* layer block ids held: layer l's, in position order, at l x cap_blocks */
+    const int32_t **tabs; /* (n_layers) layer l's table: blocks + l x cap_blocks */
+    int64_t n_blocks, cap_blocks; /* token blocks held (each layer n_blocks), most */
     int32_t *stop_ids;
     int32_t n_stop;
     kvr_sampler *sampler;
@@ -24,8 +25,8 @@ struct kvr_engine {
     kvr_batch_runner *runner;
     kvr_sched *sched;
     kvr_engine_params p;
-    int32_t V;
-    int32_t *free_ids; /* the free list (a stack of block ids) */
+    int32_t V, L;
+    int32_t *free_ids; /* the free list (a stack of layer block ids) */
     int64_t n_free;
     eng_req *req;
     int32_t n_req, cap_req, n_unfinished;
@@ -89,25 +90,26 @@ kvr_status kvr_engine_create(const kvr_weights *w, kvr_kv_pool *pool, const kvr_
         st = kvr_batch_runner_create(w, pool, rows, p->n_threads, &e->runner, err);
     }
     if (st == KVR_OK) {
-        e->free_ids = malloc((size_t)sp.pool_blocks * sizeof *e->free_ids);
+        e->free_ids = malloc((size_t)kvr_kv_pool_layer_blocks(pool) * sizeof *e->free_ids);
         if (!e->free_ids) st = kvr_error_set(err, KVR_ERR_NOMEM, "engine: out of memory");
     }
     if (st != KVR_OK) {
         kvr_engine_destroy(e);
         return st;
     }
-    /* popped from the end: block 0 first */
-    for (int64_t i = 0; i < sp.pool_blocks; i++)
-        e->free_ids[i] = (int32_t)(sp.pool_blocks - 1 - i);
-    e->n_free = sp.pool_blocks;
+    /* popped from the end: layer block 0 first */
+    const int64_t nlb = kvr_kv_pool_layer_blocks(pool);
+    for (int64_t i = 0; i < nlb; i++) e->free_ids[i] = (int32_t)(nlb - 1 - i);
+    e->n_free = nlb;
     e->V = kvr_kv_pool_config(pool)->vocab_size;
+    e->L = kvr_kv_pool_config(pool)->n_layers;
     e->t0_us = kvr_time_us();
     *out = e;
     return KVR_OK;
 }
 
 static void req_free(eng_req *r) {
-    free(r->tokens), free(r->blocks), free(r->stop_ids);
+    free(r->tokens), free(r->blocks), free(r->tabs), free(r->stop_ids);
     kvr_sampler_destroy(r->sampler);
 }
 
@@ -149,10 +151,11 @@ kvr_status kvr_engine_submit(kvr_engine *e, const kvr_engine_request *rq, double
     r->max_tokens = rq->max_tokens;
     r->cap_blocks = KVR_CEIL_DIV(rq->n_prompt + rq->max_tokens, bt);
     r->tokens = malloc((size_t)(rq->n_prompt + rq->max_tokens) * sizeof *r->tokens);
-    r->blocks = malloc((size_t)r->cap_blocks * sizeof *r->blocks);
+    r->blocks = malloc((size_t)r->cap_blocks * (size_t)e->L * sizeof *r->blocks);
+    r->tabs = malloc((size_t)e->L * sizeof *r->tabs);
     r->stop_ids = malloc((size_t)(rq->n_stop > 0 ? rq->n_stop : 1) * sizeof *r->stop_ids);
     kvr_status st = KVR_OK;
-    if (!r->tokens || !r->blocks || !r->stop_ids)
+    if (!r->tokens || !r->blocks || !r->tabs || !r->stop_ids)
         st = kvr_error_set(err, KVR_ERR_NOMEM, "engine: out of memory for a request of %lld "
                                                "tokens",
                            (long long)(rq->n_prompt + rq->max_tokens));
@@ -163,6 +166,7 @@ kvr_status kvr_engine_submit(kvr_engine *e, const kvr_engine_request *rq, double
         return st;
     }
     KVR_ASSERT(sid == e->n_req); /* the scheduler's ids are ours */
+    for (int32_t l = 0; l < e->L; l++) r->tabs[l] = r->blocks + l * r->cap_blocks;
     memcpy(r->tokens, rq->prompt, (size_t)rq->n_prompt * sizeof *r->tokens);
     if (rq->n_stop > 0) memcpy(r->stop_ids, rq->stop_ids, (size_t)rq->n_stop * sizeof *r->stop_ids);
     r->n_stop = rq->n_stop;
@@ -175,17 +179,21 @@ kvr_status kvr_engine_submit(kvr_engine *e, const kvr_engine_request *rq, double
 }
 
 /* Real blocks follow the scheduler's counts: it frees all of a request's blocks at once
- * (finish, preemption) and grows them one admission or decode at a time. */
+ * (finish, preemption) and grows them one admission or decode at a time; a token block is one
+ * layer block per layer. */
 static void sync_blocks(kvr_engine *e, int32_t id) {
     eng_req *r = &e->req[id];
     const int64_t want = kvr_sched_request(e->sched, id)->blocks;
     if (want < r->n_blocks) {
         KVR_ASSERT(want == 0);
-        while (r->n_blocks > 0) e->free_ids[e->n_free++] = r->blocks[--r->n_blocks];
+        for (; r->n_blocks > 0; r->n_blocks--)
+            for (int32_t l = e->L - 1; l >= 0; l--)
+                e->free_ids[e->n_free++] = r->blocks[l * r->cap_blocks + r->n_blocks - 1];
     }
-    while (r->n_blocks < want) {
-        KVR_ASSERT(e->n_free > 0 && r->n_blocks < r->cap_blocks);
-        r->blocks[r->n_blocks++] = e->free_ids[--e->n_free];
+    for (; r->n_blocks < want; r->n_blocks++) {
+        KVR_ASSERT(e->n_free >= e->L && r->n_blocks < r->cap_blocks);
+        for (int32_t l = 0; l < e->L; l++)
+            r->blocks[l * r->cap_blocks + r->n_blocks] = e->free_ids[--e->n_free];
     }
 }
 
@@ -222,8 +230,8 @@ kvr_status kvr_engine_step(kvr_engine *e, bool *ran, kvr_error *err) {
         eng_req *r = &e->req[it->req];
         sync_blocks(e, it->req);
         if (r->rec.admitted_s < 0) r->rec.admitted_s = t_start;
-        e->seqs[i] = (kvr_batch_seq){r->tokens + it->n_past, it->n_tokens, it->n_past, r->blocks,
-                                     r->n_blocks, it->samples};
+        e->seqs[i] = (kvr_batch_seq){r->tokens + it->n_past, it->n_tokens, it->n_past, r->tabs,
+                                     r->n_blocks, it->samples, NULL};
         e->st.rows += it->n_tokens;
     }
     kvr_status st = kvr_batch_run(e->runner, e->seqs, b.n_items, err);
@@ -321,7 +329,7 @@ void kvr_engine_release(kvr_engine *e, int32_t id) {
     eng_req *r = &e->req[id];
     if (!r->finished || r->n_blocks > 0) return;
     req_free(r);
-    r->tokens = NULL, r->blocks = NULL, r->stop_ids = NULL, r->sampler = NULL;
+    r->tokens = NULL, r->blocks = NULL, r->tabs = NULL, r->stop_ids = NULL, r->sampler = NULL;
     r->n_prompt = r->n_gen = r->cap_blocks = 0;
     r->n_stop = 0;
 }
