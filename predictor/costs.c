@@ -181,6 +181,28 @@ bool kvr_predict_costs_has_overheads(const kvr_predict_costs *c) {
     return c && c->has_ovh;
 }
 
+kvr_status kvr_predict_costs_set_scale(kvr_predict_costs *c, kvr_mode mode, double scale,
+                                       kvr_error *err) {
+    if (!c) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
+    if ((int)mode < 0 || mode >= KVR_MODE_COUNT)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: unknown schedule %d", (int)mode);
+    if (!isfinite(scale) || scale < KVR_PREDICT_SCALE_MIN || scale > KVR_PREDICT_SCALE_MAX)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "costs: scale.%s must be a number in [%g, %g] (got %g)",
+                             kvr_mode_name(mode), KVR_PREDICT_SCALE_MIN, KVR_PREDICT_SCALE_MAX,
+                             scale);
+    if (!c->has_scale)
+        for (int md = 0; md < KVR_MODE_COUNT; md++) c->scale[md] = 1;
+    c->scale[mode] = scale;
+    c->has_scale = true;
+    return KVR_OK;
+}
+
+double kvr_predict_costs_scale(const kvr_predict_costs *c, kvr_mode mode) {
+    if (!c || !c->has_scale || (int)mode < 0 || mode >= KVR_MODE_COUNT) return 1;
+    return c->scale[mode];
+}
+
 kvr_status kvr_predict_costs_set_link_fit(kvr_predict_costs *c, int src, int dst,
                                           const kvr_predict_fit *f, kvr_error *err) {
     if (!c || !f) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
@@ -565,5 +587,13 @@ kvr_status kvr_predict_costs_ttft(const kvr_predict_costs *c, kvr_strategy s, in
         default: st = kvr_error_set(err, KVR_ERR_INVALID_ARG, "ttft: unknown strategy %d", (int)s);
     }
     kvr_search_costs_destroy(m);
+    /* the schedule's end-to-end scale (kvr_predict_costs_set_scale; 1 when none) */
+    if (st == KVR_OK) {
+        const kvr_mode md = s == KVR_STRATEGY_SINGLE ? KVR_MODE_SINGLE
+                            : s == KVR_STRATEGY_TSP  ? KVR_MODE_TSP
+                            : s == KVR_STRATEGY_RING ? KVR_MODE_RING
+                                                     : KVR_MODE_KVR;
+        *ttft_us *= kvr_predict_costs_scale(c, md);
+    }
     return st;
 }

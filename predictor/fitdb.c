@@ -14,6 +14,7 @@
 
 #define BAND_FLOOR 0.02
 #define BAND_MIN_C 256
+#define SCALE_MIN_GAIN 0.2 /* an end-to-end scale is kept when it cuts the held-out error by this */
 
 // ----------------------------------------------------------------------------
 // fits from a profile run
@@ -168,15 +169,21 @@ kvr_status kvr_predict_e2e_band(const kvr_predict_e2e_point *pts, int n, double 
 
 /* The band's end-to-end terms from the run's e2e_* samples (kvr-profile's end-to-end check:
  * c = tokens, prefix = ranks, the TTFTs of identical repeats), each predicted by c's cost model
- * (its overheads included: what kvr-run predicts). None: r->n_e2e stays 0. */
+ * (its overheads included: what kvr-run predicts), and each schedule's end-to-end scale (set on
+ * c when kept; see kvr_predict_run_fit). None: r->n_e2e stays 0, every scale 1. */
 static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int64_t run_id,
-                                  const kvr_predict_costs *c, kvr_predict_run_fit *r,
+                                  kvr_predict_costs *c, kvr_predict_run_fit *r,
                                   kvr_error *err) {
     int n = 0;
     for (int64_t i = 0; i < nl; i++) n += !strncmp(ls[i].op, "e2e_", 4);
     if (n == 0) return KVR_OK;
     kvr_predict_e2e_point *pts = malloc((size_t)n * sizeof *pts);
-    if (!pts) return kvr_error_set(err, KVR_ERR_NOMEM, "fit: out of memory");
+    kvr_mode *mode = malloc((size_t)n * sizeof *mode);
+    if (!pts || !mode) {
+        free(pts);
+        free(mode);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "fit: out of memory");
+    }
     kvr_status s = KVR_OK;
     n = 0;
     for (int64_t i = 0; s == KVR_OK && i < nl; i++) {
@@ -202,8 +209,46 @@ static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int
                              x->op, (long long)x->c);
             break;
         }
-        pts[n++] = (kvr_predict_e2e_point){us, x->stats.median_us, x->stats.min_us,
-                                           x->stats.max_us};
+        pts[n] = (kvr_predict_e2e_point){us, x->stats.median_us, x->stats.min_us,
+                                         x->stats.max_us};
+        mode[n++] = md;
+    }
+    /* per schedule: the scale measured / predicted, kept when it predicts held-out prompt
+     * lengths better than the op model alone; the band's points then carry the held-out
+     * scaled predictions */
+    for (int md = 0; s == KVR_OK && md < KVR_MODE_COUNT; md++) {
+        r->scale[md] = 1;
+        r->scale_raw_err[md] = r->scale_heldout_err[md] = NAN;
+        double sum = 0, raw = 0, loo = 0;
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (mode[i] == (kvr_mode)md) {
+                sum += pts[i].median_us / pts[i].predicted_us;
+                k++;
+            }
+        if (k < 2) continue;
+        for (int i = 0; i < n; i++) {
+            if (mode[i] != (kvr_mode)md) continue;
+            const double ri = pts[i].median_us / pts[i].predicted_us;
+            const double other = (sum - ri) / (k - 1); /* the scale without this point */
+            raw = KVR_MAX(raw, fabs(ri - 1));
+            loo = KVR_MAX(loo, fabs(ri / other - 1));
+        }
+        r->scale_raw_err[md] = raw;
+        r->scale_heldout_err[md] = loo;
+        const double sc = sum / k;
+        /* kept for a real gain, as a fit's break is (20 %, kvr_predict_fit_options.min_gain) */
+        if (!(loo < (1 - SCALE_MIN_GAIN) * raw) || sc < KVR_PREDICT_SCALE_MIN ||
+            sc > KVR_PREDICT_SCALE_MAX)
+            continue;
+        for (int i = 0; i < n; i++)
+            if (mode[i] == (kvr_mode)md) {
+                const double ri = pts[i].median_us / pts[i].predicted_us;
+                pts[i].predicted_us *= (sum - ri) / (k - 1);
+            }
+        r->scale[md] = sc;
+        r->scale_kept |= 1u << md;
+        s = kvr_predict_costs_set_scale(c, (kvr_mode)md, sc, err);
     }
     if (s == KVR_OK) {
         s = kvr_predict_e2e_band(pts, n, BAND_FLOOR, &r->band_e2e, &r->band_spread, NULL, err);
@@ -211,6 +256,7 @@ static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int
         else r->n_e2e = n;
     }
     free(pts);
+    free(mode);
     return s;
 }
 
@@ -471,6 +517,10 @@ kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_run_id,
     if (!(band >= BAND_FLOOR)) band = BAND_FLOOR;
     r.band_op = band;
     r.band_e2e = r.band_spread = -1;
+    for (int md = 0; md < KVR_MODE_COUNT; md++) {
+        r.scale[md] = 1;
+        r.scale_raw_err[md] = r.scale_heldout_err[md] = NAN;
+    }
     /* the band itself: the held-out error of end-to-end predictions plus the run-to-run
      * spread, both from the profile's end-to-end check; else the per-op band */
     s = predict_run_e2e(ls, nl, run_id, c, &r, err);

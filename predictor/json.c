@@ -411,6 +411,11 @@ kvr_status kvr_predict_costs_to_json(const kvr_predict_costs *c, char **out, kvr
                 cJSON_AddItemToObject(fits, kvr_op_name(op), predict_fit_json(&c->fit[op]));
         }
         if (c->has_ovh) cJSON_AddItemToObject(o, "overheads", predict_overheads_json(c));
+        if (c->has_scale) { /* the end-to-end scale per schedule (absent: all 1) */
+            cJSON *sc = cJSON_AddObjectToObject(o, "scale");
+            for (int md = 0; sc && md < KVR_MODE_COUNT; md++)
+                predict_json_add_num(sc, kvr_mode_name((kvr_mode)md), c->scale[md]);
+        }
         cJSON *ls = cJSON_AddArrayToObject(o, "links");
         for (int i = 0; ls && i < c->n_links; i++) {
             cJSON *l = cJSON_CreateObject();
@@ -489,6 +494,23 @@ kvr_status predict_costs_from_obj(const cJSON *root, const char *name, kvr_predi
         if (s == KVR_OK) s = jrd_num(&orr, it, "layer_us", false, false, &lay);
         if (s == KVR_OK) s = kvr_predict_costs_set_overhead(c, md, run, lay, err);
         if (s != KVR_OK && s != KVR_ERR_FORMAT) s = kvr_error_prefix(err, "%s", r.name);
+    }
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(root, "scale");
+    if (s == KVR_OK && sc && !cJSON_IsObject(sc))
+        s = jrd_fail(&r, "\"scale\" must be an object%s%s", "", "");
+    for (const cJSON *it = sc ? sc->child : NULL; s == KVR_OK && it; it = it->next) {
+        kvr_mode md;
+        if (kvr_mode_parse(it->string, &md, NULL) != KVR_OK) {
+            s = jrd_fail(&r, "unknown schedule \"scale.%s\"%s (single, kvr, tsp, ring)",
+                         it->string, "");
+            break;
+        }
+        if (!cJSON_IsNumber(it)) {
+            s = jrd_fail(&r, "\"scale.%s\" must be a number%s", it->string, "");
+            break;
+        }
+        s = kvr_predict_costs_set_scale(c, md, it->valuedouble, err);
+        if (s != KVR_OK) s = kvr_error_prefix(err, "%s", r.name);
     }
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "links");
     if (s == KVR_OK && ls && !cJSON_IsArray(ls))

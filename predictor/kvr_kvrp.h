@@ -185,6 +185,18 @@ KVR_API bool kvr_predict_costs_has_overheads(const kvr_predict_costs *c);
 /* The fit for op (LINK: the default link), or NULL when unset. Valid until the next set or
  * destroy. */
 KVR_API const kvr_predict_fit *kvr_predict_costs_fit(const kvr_predict_costs *c, kvr_op op);
+/* A schedule's end-to-end scale: kvr_predict_costs_ttft multiplies that schedule's predicted
+ * TTFT by it (kvr-fit sets it from the profile's end-to-end check when it predicts held-out
+ * prompts better than the op model alone; docs/predictor.md, "Error band"). Default 1 for every
+ * schedule; kept in "kvr-predict-costs/1" as "scale": {"single", "kvr", "tsp", "ring"}. The
+ * search module's simulators and tables do not apply it (a per-schedule factor moves no
+ * partition of that schedule). Errors: KVR_ERR_INVALID_ARG (unknown schedule, a scale outside
+ * [KVR_PREDICT_SCALE_MIN, KVR_PREDICT_SCALE_MAX]). */
+#define KVR_PREDICT_SCALE_MIN 0.25
+#define KVR_PREDICT_SCALE_MAX 4.0
+KVR_API kvr_status kvr_predict_costs_set_scale(kvr_predict_costs *c, kvr_mode mode, double scale,
+                                               kvr_error *err);
+KVR_API double kvr_predict_costs_scale(const kvr_predict_costs *c, kvr_mode mode);
 /* The search module's cost model for these fits. PRE, ATTN and POST must be set, and a LINK
  * (default or listed) unless ideal_links (then links cost nothing). When the compute fits are
  * single lines with coefficients >= 0 the result is the search module's linear model (the
@@ -245,6 +257,15 @@ typedef struct kvr_predict_run_fit {
                          * since nothing is fitted on them */
     double band_spread; /* the median over them of (max - min) / median of their repeats: the
                          * run-to-run spread of this machine during the profile */
+    /* The end-to-end scale per schedule (kvr_predict_costs_set_scale, on costs): for a schedule
+     * with end-to-end points at >= 2 prompt lengths, s = the mean of measured / predicted over
+     * them, kept (bit 1 << mode of scale_kept) only when predicting each point with the scale
+     * of the others (held out) beats the op model alone by 20 %: scale_heldout_err < 0.8 x
+     * scale_raw_err (largest relative errors; NaN with < 2 points). The band's end-to-end term is then the
+     * held-out error of the scaled predictions. */
+    double scale[KVR_MODE_COUNT];
+    unsigned scale_kept;
+    double scale_raw_err[KVR_MODE_COUNT], scale_heldout_err[KVR_MODE_COUNT];
     /* The per-op held-out error of one layer: over every chunk size c >= band_min_c profiled
      * for pre, attn (prefix 0) and post, the k-fold held-out relative error of pre(c) +
      * attn(c, 0) + post(c) -- each op predicted by its fit refitted without that sample's

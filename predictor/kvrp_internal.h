@@ -30,6 +30,8 @@ struct kvr_predict_costs {
     int n_links;
     bool has_ovh;                              /* fixed overheads set (else all 0) */
     kvr_search_overhead ovh[KVR_MODE_COUNT];   /* per schedule: run_us, layer_us */
+    bool has_scale;                            /* an end-to-end scale set (else all 1) */
+    double scale[KVR_MODE_COUNT];              /* per schedule: kvr_predict_costs_set_scale */
 };
 
 /* Check that a fit is usable (op/form/coefficient counts consistent, values finite). */

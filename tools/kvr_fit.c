@@ -348,7 +348,17 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
         json_num(stdout, rf->n_e2e > 0 ? rf->band_e2e : NAN, "%.9g");
         printf(",\"spread\":");
         json_num(stdout, rf->n_e2e > 0 ? rf->band_spread : NAN, "%.9g");
-        printf("},\"fits\":[");
+        printf(",\"scale\":{");
+        for (int md = 0; md < KVR_MODE_COUNT; md++) {
+            printf("%s\"%s\":{\"scale\":%.9g,\"kept\":%s,\"raw_err\":", md ? "," : "",
+                   kvr_mode_name((kvr_mode)md), rf->scale[md],
+                   rf->scale_kept >> md & 1 ? "true" : "false");
+            json_num(stdout, rf->scale_raw_err[md], "%.9g");
+            printf(",\"heldout_err\":");
+            json_num(stdout, rf->scale_heldout_err[md], "%.9g");
+            printf("}");
+        }
+        printf("}},\"fits\":[");
         bool first = true;
         for (int k = 0; k < KVR_OP_COUNT; k++) {
             const kvr_op op = kvr_predict_fit_order[k];
@@ -429,6 +439,21 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
     } else {
         printf("# decode step: none (the run has no decode samples: kvr-profile --decode adds "
                "them)\n");
+    }
+    if (rf->n_e2e > 0) {
+        printf("# end-to-end scale (measured / predicted at the check's prompt lengths, kept when "
+               "it cuts the error on a held-out length by 20 %% against the op model alone):");
+        bool any = false;
+        for (int md = 0; md < KVR_MODE_COUNT; md++) {
+            if (!isfinite(rf->scale_raw_err[md])) continue;
+            printf("%s %s %.4f (held out %.2f %%, op model %.2f %%: %s)", any ? ";" : "",
+                   kvr_mode_name((kvr_mode)md),
+                   rf->scale_kept >> md & 1 ? rf->scale[md] : 1.0,
+                   100 * rf->scale_heldout_err[md], 100 * rf->scale_raw_err[md],
+                   rf->scale_kept >> md & 1 ? "kept" : "not kept");
+            any = true;
+        }
+        printf("%s\n", any ? "" : " none (one prompt length per schedule: nothing to hold out)");
     }
     if (rf->n_e2e > 0)
         printf("# TTFT error band (drift threshold): %.2f %% = held-out end-to-end error %.2f %% "
