@@ -12,6 +12,15 @@
  * reports back with kvr_sched_complete. Each request gets a kvr_serving_record (arrival,
  * admission, first token, finish, tokens, most blocks held, preemptions) on the engine's clock.
  *
+ * LayerKV (policy layerkv): a token block is one layer block per layer, device pool ids for the
+ * request's resident layers (kvr_layerkv_resident of item.resident, fixed at admission) and
+ * host-tier ids for the others; the engine gives the pool a host tier of sched.host_blocks x
+ * n_layers layer blocks. An item with swap_in first copies the request's offloaded layers into
+ * fresh device blocks (kvr_kv_pool_copy); under reload stream its decode steps read them through
+ * staging (kvr_batch.h). The scheduler gets the engine's clock (kvr_sched_next_at /
+ * _complete_at: it measures each iteration to calibrate) and, when costs are given,
+ * kvr_serving_predict_prefill as its predictor.
+ *
  * The clock: KVR_ENGINE_CLOCK_REAL reads the wall clock (seconds since kvr_engine_create);
  * KVR_ENGINE_CLOCK_VIRTUAL starts at 0 and advances by each iteration's measured wall time, and
  * by kvr_engine_advance_to while idle (a replay without sleeping: arrivals as soon as their time
@@ -43,11 +52,19 @@ typedef enum kvr_engine_clock {
 } kvr_engine_clock;
 
 typedef struct kvr_engine_params {
-    kvr_sched_params sched; /* pool_blocks 0: the pool's; block_tokens must be the pool's */
+    kvr_sched_params sched; /* pool_blocks 0: the pool's; block_tokens must be the pool's;
+                             * n_layers 0: the model's; host_blocks > 0 (layerkv): the engine
+                             * gives the pool a host tier of host_blocks x n_layers layer blocks
+                             * (kvr_kv_pool_add_host; or uses the one it has if large enough) */
     int32_t n_threads;      /* threads of the ops (1) */
     kvr_engine_clock clock;
+    /* layerkv's SLO admission: predicted prefill times from these costs (borrowed; they must
+     * outlive the engine), through kvr_serving_predict_prefill -- the simulator's pricing --
+     * times the scheduler's online correction. NULL: no predictor (the scheduler predicts 0). */
+    const kvr_search_costs *costs;
+    double host_gbps; /* the predictor's host copy rate, GB/s (0: the costs' host_copy_gbps) */
 } kvr_engine_params;
-/* kvr_sched_params_default(), 1 thread, the real clock. */
+/* kvr_sched_params_default(), 1 thread, the real clock, no costs. */
 KVR_API kvr_engine_params kvr_engine_params_default(void);
 
 typedef struct kvr_engine_request {
@@ -115,6 +132,12 @@ typedef struct kvr_engine_stats {
     int64_t peak_blocks; /* most pool blocks held after planning an iteration */
     double mean_blocks;  /* blocks held, averaged over busy time */
     int64_t rows;        /* rows run in all (prefill and decode tokens) */
+    /* layerkv */
+    int64_t peak_host_blocks;      /* most host-tier layer blocks held after planning */
+    int64_t swap_ins;              /* requests whose offloaded layers were copied back */
+    int64_t copies_out, copies_in; /* layer blocks the pool's copier moved (kvr_kv_pool_stats) */
+    int64_t stage_waits;           /* times an iteration waited for a staging block's copy */
+    double correction;             /* the scheduler's prefill correction factor */
 } kvr_engine_stats;
 KVR_API kvr_engine_stats kvr_engine_get_stats(const kvr_engine *e);
 /* The scheduler's parameters with defaults resolved. */

@@ -5,6 +5,8 @@
  *     kvr_generate); records are ordered arrival <= admitted < first token <= finish;
  *   - a pool small enough to force preemptions by recompute still finishes every request with
  *     the tokens it gets alone, and returns every block;
+ *   - layerkv (swap and stream reload) in a pool too small for every layer, with a host tier:
+ *     every request finishes once with the vllm replay's greedy tokens, layers offloaded;
  *   - a stop id ends a request at its first draw, a callback that returns false ends it, the
  *     callback streams every token; a request the scheduler refuses is an error, not queued. */
 #include "kvr_decode.h"
@@ -73,6 +75,10 @@ static const int64_t *prompt_len = prompt_a;
 static const int32_t *out_len = out_a;
 static const double *arrive = arrive_a;
 static int32_t n_req = NR;
+/* layerkv: the host tier (pool_blocks' unit) and the reload policy */
+static int64_t host_blocks = 0;
+static kvr_reload_policy reload = KVR_RELOAD_SWAP;
+static kvr_engine_stats last_stats;
 
 /* Replay the six requests through an engine with pool_blocks blocks of 8 tokens; check every
  * request finishes with the tokens it gets alone. Returns the preemptions in all. */
@@ -88,6 +94,12 @@ static int32_t replay(const setup *s, kvr_serving_policy pol, int64_t budget, in
     ep.sched.watermark = 0;
     ep.n_threads = 2;
     ep.clock = KVR_ENGINE_CLOCK_VIRTUAL;
+    if (pol == KVR_POLICY_LAYERKV) {
+        ep.sched.host_blocks = host_blocks;
+        ep.sched.layerkv.reload = reload;
+        ep.sched.layerkv.slo_ttft_s = 5;
+        ep.sched.layerkv.slo_tpot_s = 1;
+    }
     kvr_engine *eng = NULL;
     KVR_CHECK_OK(kvr_engine_create(s->w, pool, &ep, &eng, &e), &e);
     if (!eng) return -1;
@@ -121,10 +133,17 @@ static int32_t replay(const setup *s, kvr_serving_policy pol, int64_t budget, in
     }
     const kvr_engine_stats st = kvr_engine_get_stats(eng);
     KVR_CHECK(st.iterations > 0 && st.peak_blocks <= pool_blocks && st.busy_s > 0);
+    last_stats = st;
     printf("  %s, budget %lld, pool %lld blocks: %lld iterations, peak %lld blocks, %d "
            "preemptions\n",
            kvr_serving_policy_name(pol), (long long)budget, (long long)pool_blocks,
            (long long)st.iterations, (long long)st.peak_blocks, preempt);
+    if (pol == KVR_POLICY_LAYERKV)
+        printf("    layerkv %s, host %lld blocks: peak %lld host layer blocks, %lld swap-ins, "
+               "%lld layer blocks out, %lld in, %lld staging waits\n",
+               kvr_reload_policy_name(reload), (long long)host_blocks,
+               (long long)st.peak_host_blocks, (long long)st.swap_ins, (long long)st.copies_out,
+               (long long)st.copies_in, (long long)st.stage_waits);
     kvr_engine_destroy(eng);
     kvr_kv_pool_destroy(pool);
     return preempt;
@@ -152,6 +171,34 @@ static void test_engine_trace(void) {
     KVR_CHECK(replay(&s, KVR_POLICY_CHUNKED, 16, 9, want, prompts) > 0);
     for (int i = 0; i < n_req; i++) free(prompts[i]), free(want[i]);
     prompt_len = prompt_a, out_len = out_a, arrive = arrive_a, n_req = NR;
+    kvr_weights_free(s.w);
+    kvr_model_destroy(s.m);
+}
+
+/* layerkv in the engine: the six requests through a pool too small for all their layers, with
+ * a host tier, reload swap and stream: every request finishes once with its token count and
+ * the greedy tokens the vllm replay gets (= each one decoded alone: test_engine_trace), after
+ * layers really went to the host tier and came back */
+static void test_engine_layerkv(void) {
+    setup s;
+    if (!open_setup(&s)) return;
+    int32_t *prompts[NR], *want[NR];
+    for (int i = 0; i < NR; i++) {
+        prompts[i] = make_ids(prompt_len[i], s.V, 300 + (uint64_t)i);
+        want[i] = alone(s.m, prompts[i], prompt_len[i], out_len[i]);
+    }
+    arrive = arrive_b; /* all at once: the first iteration admits with nothing decoding */
+    replay(&s, KVR_POLICY_VLLM, 0, 9, want, prompts); /* the baseline, as test_engine_trace */
+    host_blocks = 64;
+    for (int k = 0; k < 2; k++) {
+        reload = k == 0 ? KVR_RELOAD_SWAP : KVR_RELOAD_STREAM;
+        replay(&s, KVR_POLICY_LAYERKV, 0, 9, want, prompts);
+        KVR_CHECK(last_stats.copies_out > 0 && last_stats.peak_host_blocks > 0);
+        if (k == 0) KVR_CHECK(last_stats.swap_ins > 0);
+        else KVR_CHECK(last_stats.swap_ins == 0 && last_stats.copies_in > 0);
+    }
+    host_blocks = 0, reload = KVR_RELOAD_SWAP, arrive = arrive_a;
+    for (int i = 0; i < NR; i++) free(prompts[i]), free(want[i]);
     kvr_weights_free(s.w);
     kvr_model_destroy(s.m);
 }
@@ -281,5 +328,6 @@ static const kvr_test_case cases[] = {
     {"engine_cancel", test_engine_cancel},
     {"engine_trace", test_engine_trace},
     {"engine_stops", test_engine_stops},
+    {"engine_layerkv", test_engine_layerkv},
 };
 KVR_TEST_MAIN(cases)
