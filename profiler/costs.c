@@ -509,6 +509,31 @@ static kvr_status pc_overheads(const kvr_db_layer_sample *ls, int64_t n_ls, kvr_
     return KVR_OK;
 }
 
+/* The host tier's copy rate from the profile's host-copy samples (op KVR_SEARCH_HOST_COPY_OP:
+ * c layer blocks moved of prefix bytes each, median_us): the slope of time over bytes by least
+ * squares (time = fixed + bytes / rate; the fixed part is the copier's hand-off), or with one
+ * size or a slope that is not positive, the largest sample's bytes / time. None: no rate. */
+static kvr_status pc_host_copy(const kvr_db_layer_sample *ls, int64_t n, kvr_search_costs *m,
+                               const char *name, kvr_error *err) {
+    double sx = 0, sy = 0, sxx = 0, sxy = 0, big_x = 0, big_y = 0;
+    int k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (strcmp(ls[i].op, KVR_SEARCH_HOST_COPY_OP) != 0 || ls[i].c < 1 || ls[i].prefix < 1 ||
+            !(ls[i].stats.median_us > 0))
+            continue;
+        const double x = (double)ls[i].c * (double)ls[i].prefix, y = ls[i].stats.median_us;
+        sx += x, sy += y, sxx += x * x, sxy += x * y, k++;
+        if (x > big_x) big_x = x, big_y = y;
+    }
+    if (k == 0) return KVR_OK;
+    const double den = k * sxx - sx * sx, slope = den > 0 ? (k * sxy - sx * sy) / den : 0;
+    const double rate = slope > 0 ? 1 / slope : big_x / big_y;
+    char how[200];
+    snprintf(how, sizeof how, "%s: %d host-copy samples (%s)", name, k,
+             slope > 0 ? "least-squares slope" : "largest sample");
+    return kvr_search_costs_set_host_copy(m, rate, how, err);
+}
+
 kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
                                           const kvr_db_layer_sample *ls, int64_t n_ls,
                                           const kvr_db_transfer_sample *ts, int64_t n_ts,
@@ -661,6 +686,7 @@ kvr_status kvr_profile_costs_from_samples(const kvr_db_model *model,
     pc_src_free(s);
     free(pt);
     free(links);
+    if (st == KVR_OK) st = pc_host_copy(ls, n_ls, mc, name, err);
     if (st != KVR_OK) {
         kvr_search_costs_destroy(mc);
         return st;

@@ -3,7 +3,9 @@
  * cached context in a paged KV pool, one new token each, every layer, the LM head over the B
  * rows and one sampler draw per request -- over a grid of batch size B x total context T,
  * stored as layer samples "decode" (c = B, prefix = T). kvr-fit fits the serving simulator's
- * decode step from them (kvr_predict_fit_decode; docs/profiler.md, "Decode steps"). */
+ * decode step from them (kvr_predict_fit_decode; docs/profiler.md, "Decode steps"). Then the
+ * LayerKV host tier's copies over the same pool (op "host_copy": c = layer blocks moved, prefix
+ * = bytes of one; the cost model's host-copy rate, kvr_search_costs_host_copy). */
 #include "kvr_batch.h"
 #include "kvr_profiler.h"
 #include "profiler_internal.h"
@@ -77,6 +79,84 @@ static kvr_status dec_measure(void *user, int32_t i_iter, double *time_us, kvr_e
     for (int32_t i = 0; i < x->n; i++) (void)kvr_sampler_sample(x->samplers[i], kvr_batch_logits(x->r, i));
     *time_us = kvr_time_us() - t0;
     return KVR_OK;
+}
+
+typedef struct copy_ctx {
+    kvr_kv_pool *pool;
+    kvr_kv_copy *out, *in; /* n each */
+    int64_t n;
+} copy_ctx;
+
+/* n layer blocks out to the host tier and back, through the copier */
+static kvr_status copy_measure(void *user, int32_t i_iter, double *time_us, kvr_error *err) {
+    (void)i_iter;
+    copy_ctx *x = user;
+    const double t0 = kvr_time_us();
+    KVR_TRY(kvr_kv_pool_copy(x->pool, x->out, x->n, err));
+    KVR_TRY(kvr_kv_pool_copy(x->pool, x->in, x->n, err));
+    *time_us = kvr_time_us() - t0;
+    return KVR_OK;
+}
+
+/* The host tier's copies (LayerKV): for n = 1, 4, 16, 64 layer blocks (at most the pool's),
+ * n out and n back in, stored as op KVR_SEARCH_HOST_COPY_OP with c = 2n blocks moved and prefix
+ * = the bytes of one layer block. */
+static kvr_status profile_host_copy(kvr_db *db, int64_t run_id, kvr_kv_pool *pool,
+                                    const kvr_db_layer_sample *ls, int64_t nl,
+                                    const kvr_timing_params *tp, double *scratch,
+                                    const kvr_profile_hooks *hooks, kvr_profile_result *res,
+                                    kvr_error *err) {
+    const int64_t nmax = KVR_MIN(64, kvr_kv_pool_layer_blocks(pool));
+    const int64_t bytes = kvr_kv_layer_block_bytes(kvr_kv_pool_config(pool),
+                                                   kvr_kv_pool_block_tokens(pool));
+    KVR_TRY(kvr_kv_pool_add_host(pool, nmax, 1, err));
+    copy_ctx x = {pool, malloc((size_t)nmax * sizeof(kvr_kv_copy)),
+                  malloc((size_t)nmax * sizeof(kvr_kv_copy)), 0};
+    kvr_status s = x.out && x.in ? KVR_OK
+                                 : kvr_error_set(err, KVR_ERR_NOMEM, "host copies: out of memory");
+    for (int64_t i = 0; s == KVR_OK && i < nmax; i++) {
+        x.out[i] = (kvr_kv_copy){(int32_t)i, (int32_t)i, true};
+        x.in[i] = (kvr_kv_copy){(int32_t)i, (int32_t)i, false};
+    }
+    for (int64_t n = 1; s == KVR_OK; n = n * 4 > nmax && n < nmax ? nmax : n * 4) {
+        if (n > nmax) break;
+        res->n_points++;
+        char label[96];
+        snprintf(label, sizeof label, "host copy %lld blocks of %lld B", (long long)(2 * n),
+                 (long long)bytes);
+        if (prof_sample_stored(ls, nl, KVR_SEARCH_HOST_COPY_OP, 2 * n, bytes)) {
+            prof_point_skipped(res, hooks, label);
+            if (n == nmax) break;
+            continue;
+        }
+        if (hooks && hooks->stop && *hooks->stop) {
+            res->stopped = true;
+            break;
+        }
+        x.n = n;
+        kvr_timing_stats st;
+        s = kvr_time_adaptive(copy_measure, &x, tp, scratch, &st, err);
+        if (s != KVR_OK) {
+            kvr_error_prefix(err, "%s", label);
+            break;
+        }
+        kvr_db_layer_sample smp;
+        memset(&smp, 0, sizeof smp);
+        smp.run_id = run_id;
+        snprintf(smp.op, sizeof smp.op, "%s", KVR_SEARCH_HOST_COPY_OP);
+        smp.c = 2 * n;
+        smp.prefix = bytes;
+        smp.stats = st;
+        s = kvr_db_layer_sample_put(db, &smp, err);
+        if (s != KVR_OK) break;
+        res->n_measured++;
+        if (hooks && hooks->on_point)
+            hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
+                            res->n_points);
+        if (n == nmax) break;
+    }
+    free(x.out), free(x.in);
+    return s;
 }
 
 kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
@@ -177,6 +257,8 @@ kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
             hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
                             res->n_points);
     }
+    if (s == KVR_OK && !res->stopped)
+        s = profile_host_copy(db, run_id, pool, ls, nl, &tp, scratch, hooks, res, err);
     for (int32_t i = 0; x.samplers && i < max_b; i++) kvr_sampler_destroy(x.samplers[i]);
     kvr_batch_runner_destroy(x.r);
     kvr_kv_pool_destroy(pool);

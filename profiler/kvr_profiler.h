@@ -288,9 +288,13 @@ KVR_API kvr_status kvr_profile_decode_points(const kvr_profile_params *p,
  * of a paged pool sized for the largest point, one new token, logits wanted) followed by one
  * greedy sampler draw per request, with the timing harness (p->timing with at least 1 warm-up
  * and 3, at most 30 measured runs); stored as layer samples op "decode" (KVR_SEARCH_DECODE_OP),
- * c = B, prefix = T. Points already stored are skipped (resume); *hooks->stop ends it between
- * points. Errors: KVR_ERR_UNSUPPORTED for a backend without a paged KV pool (cuda today: the
- * message names it), NOMEM (the pool), the runner's, db errors. */
+ * c = B, prefix = T. Then the LayerKV host tier's copies on the same pool (a host tier added to
+ * it, its copier thread): n = 1, 4, 16, 64 layer blocks (at most the pool's) copied out and
+ * back, op "host_copy" (KVR_SEARCH_HOST_COPY_OP), c = 2n, prefix = bytes of one layer block;
+ * kvr_profile_costs_from_run turns them into the host-copy rate. Points already stored are
+ * skipped (resume); *hooks->stop ends it between points. Errors: KVR_ERR_UNSUPPORTED for a
+ * backend without a paged KV pool (cuda today: the message names it), NOMEM (the pool), the
+ * runner's, db errors. */
 KVR_API kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
                                       const kvr_profile_params *p, const kvr_profile_hooks *hooks,
                                       kvr_profile_result *res, kvr_error *err);

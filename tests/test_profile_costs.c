@@ -435,7 +435,33 @@ static void test_from_run(void) {
     kvr_db_close(db);
 }
 
+/* The host tier's copy rate (LayerKV): host-copy samples planted at 20 us + bytes / 8000 B/us
+ * give 8000 bytes/us (8 GB/s) by the slope; one size alone, its bytes / time; none, no rate. */
+static void test_host_copy_rate(void) {
+    kvr_db_layer_sample ls[300];
+    int64_t n = make_layers(ls, 0, 0);
+    kvr_search_costs *m = build(ls, n, NULL, 0, NULL);
+    KVR_CHECK(m && !kvr_search_costs_host_copy(m, NULL, NULL));
+    kvr_search_costs_destroy(m);
+    const int64_t bytes = 32768; /* one layer block */
+    for (int64_t c = 2; c <= 128; c *= 4)
+        ls[n++] = sample(KVR_SEARCH_HOST_COPY_OP, c, bytes, 20 + (double)(c * bytes) / 8000);
+    m = build(ls, n, NULL, 0, NULL);
+    double bpus = 0;
+    const char *how = NULL;
+    KVR_CHECK(m && kvr_search_costs_host_copy(m, &bpus, &how));
+    KVR_CHECK(rel(bpus, 8000) < 1e-9);
+    KVR_CHECK(how && strstr(how, "4 host-copy samples") != NULL);
+    kvr_search_costs_destroy(m);
+    ls[n - 4] = ls[n - 1]; /* one size: 128 blocks in 20 + 524.288 us */
+    m = build(ls, n - 3, NULL, 0, NULL);
+    KVR_CHECK(m && kvr_search_costs_host_copy(m, &bpus, NULL));
+    KVR_CHECK(rel(bpus, 128.0 * bytes / (20 + 128.0 * bytes / 8000)) < 1e-9);
+    kvr_search_costs_destroy(m);
+}
+
 static const kvr_test_case cases[] = {
+    {"host_copy_rate", test_host_copy_rate},
     {"planted_grid_and_between", test_planted_grid_and_between},
     {"extrapolation_rules", test_extrapolation_rules},
     {"monotone_on_noise", test_monotone_on_noise},

@@ -499,21 +499,32 @@ static void test_profile_decode_tiny(void) {
     }
     kvr_profile_result res;
     KVR_CHECK_OK(kvr_profile_decode(db, r.id, m, &p, NULL, &res, &err), &err);
-    KVR_CHECK_EQ_INT(res.n_points, 7);
-    KVR_CHECK_EQ_INT(res.n_measured, 7);
+    /* 7 decode points, then the host tier's copies of 1, 4, 16 and 64 layer blocks each way */
+    KVR_CHECK_EQ_INT(res.n_points, 11);
+    KVR_CHECK_EQ_INT(res.n_measured, 11);
     kvr_db_layer_sample *s = NULL;
     int64_t n = 0;
     KVR_CHECK_OK(kvr_db_layer_samples_get(db, r.id, &s, &n, &err), &err);
-    KVR_CHECK_EQ_INT(n, 7);
+    KVR_CHECK_EQ_INT(n, 11);
+    const int64_t lbb = 2 * kvr_model_get_config(m)->n_kv_heads *
+                        kvr_model_get_config(m)->head_dim * 4 * 16; /* a layer block of 16 */
+    int n_copy = 0;
     for (int64_t i = 0; i < n; i++) {
-        KVR_CHECK(strcmp(s[i].op, KVR_SEARCH_DECODE_OP) == 0);
-        KVR_CHECK(s[i].c >= 1 && s[i].c <= 4 && s[i].prefix % s[i].c == 0);
+        if (strcmp(s[i].op, KVR_SEARCH_HOST_COPY_OP) == 0) {
+            /* 2n blocks moved, n = 1, 4, 16 and the last at most 64 (the pool's layer blocks) */
+            KVR_CHECK(s[i].prefix == lbb && s[i].c % 2 == 0 && s[i].c >= 2 && s[i].c <= 128);
+            n_copy++;
+        } else {
+            KVR_CHECK(strcmp(s[i].op, KVR_SEARCH_DECODE_OP) == 0);
+            KVR_CHECK(s[i].c >= 1 && s[i].c <= 4 && s[i].prefix % s[i].c == 0);
+        }
         KVR_CHECK(s[i].stats.median_us > 0 && s[i].stats.n_iters >= 3);
         KVR_CHECK(s[i].stats.min_us <= s[i].stats.median_us);
     }
+    KVR_CHECK_EQ_INT(n_copy, 4);
     kvr_db_free(s);
     KVR_CHECK_OK(kvr_profile_decode(db, r.id, m, &p, NULL, &res, &err), &err);
-    KVR_CHECK_EQ_INT(res.n_skipped, 7);
+    KVR_CHECK_EQ_INT(res.n_skipped, 11);
     KVR_CHECK_EQ_INT(res.n_measured, 0);
     /* the parameters round-trip through the run's text */
     char buf[2048];
