@@ -849,6 +849,10 @@ static int replay_main(serve_opts *o, const kvr_trace *tr, kvr_db *db) {
                (long long)o->seed, o->stop_eos ? "ending early at EOS" : "EOS ignored",
                kvr_sampler_params_greedy(&o->sampling) ? "greedy" : "seeded");
         printf("# SLO: TTFT <= %g ms, TPOT <= %g ms (0: not checked)\n", o->slo_ttft_ms, o->slo_tpot_ms);
+        for (int i = 0; i < o->n_policies; i++)
+            if (o->policies[i] == KVR_POLICY_LAYERKV)
+                printf("# layerkv: host tier %lld blocks, reload %s\n", (long long)o->sp.host_blocks,
+                       kvr_reload_policy_name(o->sp.layerkv.reload));
         printf("%-8s %8s %7s %7s %9s %9s %9s %8s %8s %9s %9s %6s %9s %6s %7s\n", "policy",
                "finished", "refused", "preempt", "ttft_p50", "ttft_p90", "ttft_p99", "tpot_p50",
                "tpot_p90", "queue_p50", "queue_p90", "slo", "tok/s", "peak", "wall_s");
