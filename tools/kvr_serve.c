@@ -43,6 +43,7 @@ typedef struct serve_opts {
     bool decode_from_ops; /* --decode-from-ops */
     double slo_ttft_ms, slo_tpot_ms;
     double host_gbps;   /* --host-gbps (0: the cost model's) */
+    const kvr_search_costs *engine_costs; /* real runs under layerkv: the predictor's costs */
     bool layerkv_opt;   /* a layerkv option was given */
     /* the real replay (without --simulate) */
     const char *model;
@@ -101,14 +102,18 @@ static void usage(FILE *f) {
             "      --decode-from-ops     price decode from the prefill ops even when the cost\n"
             "                            model has a decode step (the older, coarser estimate)\n"
             "      --slo-ttft MS         TTFT target for SLO attainment (0: not checked)\n"
-            "      --slo-tpot MS         TPOT target (0: not checked)\n"
+            "      --slo-tpot MS         TPOT target (0: not checked)\n");
+    fprintf(f,
             "layerkv (docs/serving.md section 13; needs --slo-ttft and --slo-tpot > 0):\n"
             "      --host-blocks N       the host tier: N blocks of every layer (default 0: none,\n"
             "                            nothing is offloaded)\n"
             "      --reload swap|stream  decode's reload of offloaded layers: swap them back\n"
             "                            once blocks free up (default), or stream them per step\n"
-            "      --host-gbps X         host copy bandwidth in GB/s (--simulate; default: the\n"
-            "                            cost model's)\n"
+            "      --host-gbps X         host copy bandwidth in GB/s: the simulator's copies and\n"
+            "                            the admission's prediction (default: the cost model's)\n"
+            "      --costs FILE, --run ID  without --simulate: the cost model of the served model\n"
+            "                            that layerkv's admission predicts prefill times from\n"
+            "                            (required)\n"
             "      --max-wait MS         anti-starvation: the queue's head is admitted past the\n"
             "                            TPOT budget after waiting MS (default --slo-ttft / 2)\n"
             "  -o, --records FILE        every request's times as CSV (one row per request and\n"
@@ -314,48 +319,6 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         }
     }
     if (optind < argc) return usage_error("unexpected argument \"%s\"", argv[optind]);
-    if (o->http_port >= 0) {
-        if (o->trace || o->simulate || o->costs || o->run_id || o->records || o->json ||
-            o->no_sleep || o->stop_eos || o->sampling.temperature > 0 || o->sampling.top_p != 1)
-            return usage_error("%s", "--http serves requests: --trace, --simulate, --costs, --run, "
-                                     "--records, --json, --no-sleep, --stop-eos, --temp and "
-                                     "--top-p do not apply (sampling comes from each request)");
-    } else if (o->host || o->max_body || o->grace_s >= 0)
-        return usage_error("%s", "--host, --max-body and --grace apply to --http");
-    if (!o->trace && o->http_port < 0)
-        return usage_error("%s", "--trace FILE is required (kvr-trace gen or import), or --http PORT");
-    if (o->simulate && replay_opt)
-        return usage_error("%s", "--model, --threads, --no-sleep, --stop-eos, --seed, --temp and "
-                                 "--top-p apply to the real replay (without --simulate)");
-    if (!o->simulate && (o->costs || o->run_id || o->allow_incomplete || o->decode_from_ops ||
-                         o->decode.k_us + o->decode.per_seq_us + o->decode.per_ctx_token_us > 0))
-        return usage_error("%s", "--costs, --run, --allow-incomplete, --decode-costs and "
-                                 "--decode-from-ops price the simulator: add --simulate, or drop "
-                                 "them to replay the trace on the real model");
-    if (o->decode_from_ops && o->decode.k_us + o->decode.per_seq_us + o->decode.per_ctx_token_us > 0)
-        return usage_error("%s", "--decode-costs and --decode-from-ops are two decode prices: "
-                                 "give one");
-    if (!o->simulate) {
-        kvr_error e;
-        if (kvr_sampler_params_check(&o->sampling, &e) != KVR_OK) return usage_error("%s", e.msg);
-    }
-    if (o->costs && o->run_id) return usage_error("%s", "--costs and --run are two cost sources: give one");
-    if (o->simulate && !o->costs && !o->run_id)
-        return usage_error("%s", "a cost source is required: --costs FILE.json, or --run ID (a "
-                                 "profile run in --db, default ./kvr.db)");
-    if (o->run_id) {
-        kvr_error e;
-        if (kvr_parse_i64(o->run_id, 1, INT64_MAX, &o->run, &e) != KVR_OK)
-            return usage_error("--run: %s", e.msg);
-        if (!o->db) o->db = "kvr.db";
-    } else if (o->allow_incomplete)
-        return usage_error("%s", "--allow-incomplete applies to --run");
-    const int n_pool = (o->sp.pool_blocks > 0) + (o->pool_tokens > 0) + (o->pool_gb > 0);
-    if (n_pool != 1)
-        return usage_error("%s", n_pool ? "give the KV pool once: --pool-blocks, --pool-tokens or "
-                                          "--pool-gb"
-                                        : "the KV pool is required: --pool-blocks N, --pool-tokens "
-                                          "N or --pool-gb X");
     char *list = kvr_strdup(policy);
     if (!list) return usage_error("%s", "out of memory");
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -383,12 +346,59 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         return usage_error("--policy layerkv admits against the SLO: give --slo-ttft MS and "
                            "--slo-tpot MS (> 0; now %g and %g)",
                            o->slo_ttft_ms, o->slo_tpot_ms);
-    if (o->host_gbps > 0 && !o->simulate)
-        return usage_error("%s", "--host-gbps prices the simulator's copies: add --simulate");
     o->sp.layerkv.slo_ttft_s = o->slo_ttft_ms * 1e-3;
     o->sp.layerkv.slo_tpot_s = o->slo_tpot_ms * 1e-3;
     if (o->http_port >= 0 && o->n_policies > 1)
         return usage_error("--policy '%s': the server runs one policy", policy);
+    if (o->http_port >= 0) {
+        if (o->trace || o->simulate || (!lkv && (o->costs || o->run_id)) || o->records || o->json ||
+            o->no_sleep || o->stop_eos || o->sampling.temperature > 0 || o->sampling.top_p != 1)
+            return usage_error("%s", "--http serves requests: --trace, --simulate, --costs, --run "
+                                     "(but for --policy layerkv's predictor), --records, --json, "
+                                     "--no-sleep, --stop-eos, --temp and --top-p do not apply "
+                                     "(sampling comes from each request)");
+    } else if (o->host || o->max_body || o->grace_s >= 0)
+        return usage_error("%s", "--host, --max-body and --grace apply to --http");
+    if (!o->trace && o->http_port < 0)
+        return usage_error("%s", "--trace FILE is required (kvr-trace gen or import), or --http PORT");
+    if (o->simulate && replay_opt)
+        return usage_error("%s", "--model, --threads, --no-sleep, --stop-eos, --seed, --temp and "
+                                 "--top-p apply to the real replay (without --simulate)");
+    if (!o->simulate && (o->decode_from_ops ||
+                         o->decode.k_us + o->decode.per_seq_us + o->decode.per_ctx_token_us > 0 ||
+                         (!lkv && (o->costs || o->run_id || o->allow_incomplete))))
+        return usage_error("%s", "--costs, --run, --allow-incomplete, --decode-costs and "
+                                 "--decode-from-ops price the simulator: add --simulate, or drop "
+                                 "them to replay the trace on the real model (--costs and --run "
+                                 "also give --policy layerkv's predictor)");
+    if (!o->simulate && lkv && !o->costs && !o->run_id)
+        return usage_error("%s", "--policy layerkv on the real model predicts prefill times from "
+                                 "a cost model of that model: give --costs FILE.json or --run ID "
+                                 "(a profile of it in --db)");
+    if (o->decode_from_ops && o->decode.k_us + o->decode.per_seq_us + o->decode.per_ctx_token_us > 0)
+        return usage_error("%s", "--decode-costs and --decode-from-ops are two decode prices: "
+                                 "give one");
+    if (!o->simulate) {
+        kvr_error e;
+        if (kvr_sampler_params_check(&o->sampling, &e) != KVR_OK) return usage_error("%s", e.msg);
+    }
+    if (o->costs && o->run_id) return usage_error("%s", "--costs and --run are two cost sources: give one");
+    if (o->simulate && !o->costs && !o->run_id)
+        return usage_error("%s", "a cost source is required: --costs FILE.json, or --run ID (a "
+                                 "profile run in --db, default ./kvr.db)");
+    if (o->run_id) {
+        kvr_error e;
+        if (kvr_parse_i64(o->run_id, 1, INT64_MAX, &o->run, &e) != KVR_OK)
+            return usage_error("--run: %s", e.msg);
+        if (!o->db) o->db = "kvr.db";
+    } else if (o->allow_incomplete)
+        return usage_error("%s", "--allow-incomplete applies to --run");
+    const int n_pool = (o->sp.pool_blocks > 0) + (o->pool_tokens > 0) + (o->pool_gb > 0);
+    if (n_pool != 1)
+        return usage_error("%s", n_pool ? "give the KV pool once: --pool-blocks, --pool-tokens or "
+                                          "--pool-gb"
+                                        : "the KV pool is required: --pool-blocks N, --pool-tokens "
+                                          "N or --pool-gb X");
     if (o->records) {
         const kvr_path_role in[] = {{"--trace", o->trace}, {"--costs", o->costs}, {"--db", o->db},
                                     {"--model", o->model}};
@@ -580,6 +590,54 @@ static void records_csv(kvr_text *t, const char *pol, const kvr_serving_record *
                          r[i].preemptions);
 }
 
+/* The cost model of --run (with kvr-fit's decode step when stored) or of --costs into *m (the
+ * caller frees it, also after an error); no_fit (n_no_fit bytes) says why no decode step was
+ * found. Returns 0, or the exit code after a message. */
+static int load_costs(const serve_opts *o, kvr_db *db, kvr_search_costs **m, char *no_fit,
+                      size_t n_no_fit) {
+    kvr_error e;
+    if (o->run_id) {
+        kvr_profile_costs_params cp = kvr_profile_costs_params_default();
+        cp.allow_incomplete = o->allow_incomplete;
+        kvr_profile_costs_info pinfo;
+        if (kvr_profile_costs_from_run(db, o->run, &cp, m, &pinfo, &e) != KVR_OK) {
+            fprintf(stderr, "kvr-serve: --run %lld in %s: %s\n", (long long)o->run, o->db, e.msg);
+            return 1;
+        }
+        /* the decode step: kvr-fit's fit of the run's decode samples, when stored */
+        kvr_predict_run_fit rf;
+        int64_t fit_id = 0;
+        const kvr_status fs = kvr_predict_run_fit_load(db, o->run, 0, 0, &rf, &fit_id, &e);
+        if (fs == KVR_OK && rf.n_decode_samples > 0) {
+            char how[160];
+            snprintf(how, sizeof how, "kvr-fit of run %lld (fit %lld, %d decode samples)",
+                     (long long)o->run, (long long)fit_id, rf.n_decode_samples);
+            kvr_status ss = kvr_search_costs_set_decode_step(*m, &rf.decode, how, &e);
+            kvr_predict_run_fit_free(&rf);
+            if (ss != KVR_OK) {
+                fprintf(stderr, "kvr-serve: --run %lld: stored decode step: %s\n",
+                        (long long)o->run, e.msg);
+                return 1;
+            }
+        } else if (fs == KVR_OK) {
+            kvr_predict_run_fit_free(&rf);
+            snprintf(no_fit, n_no_fit, "run %lld's fit has no decode step (kvr-profile "
+                     "--decode, then kvr-fit --run ID)", (long long)o->run);
+        } else if (fs == KVR_ERR_NOT_FOUND) {
+            snprintf(no_fit, n_no_fit, "no kvr-fit cost model of run %lld (kvr-fit --run "
+                     "%lld fits its decode samples)", (long long)o->run, (long long)o->run);
+        } else {
+            fprintf(stderr, "kvr-serve: --run %lld: the stored cost model: %s\n", (long long)o->run,
+                    e.msg);
+            return 1;
+        }
+    } else if (kvr_search_costs_load_json(o->costs, m, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-serve: --costs: %s\n(see kvr-serve --help)\n", e.msg);
+        return 2;
+    }
+    return 0;
+}
+
 // ----------------------------------------------------------------------------
 // the real replay: the trace against the serving engine on the model
 
@@ -647,6 +705,8 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
     ep.sched.policy = pol;
     ep.n_threads = (int32_t)o->threads;
     ep.clock = o->no_sleep ? KVR_ENGINE_CLOCK_VIRTUAL : KVR_ENGINE_CLOCK_REAL;
+    if (pol == KVR_POLICY_LAYERKV) ep.costs = o->engine_costs, ep.host_gbps = o->host_gbps;
+    else ep.sched.host_blocks = 0; /* the pool's host tier is layerkv's (one per pool) */
     int32_t eog[16];
     const int32_t n_eog = o->stop_eos && tok ? kvr_tokenizer_eog(tok, eog, 16) : 0;
     kvr_engine *eng = NULL;
@@ -721,6 +781,11 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
     memset(stats, 0, sizeof *stats);
     stats->iterations = es.iterations, stats->busy_s = es.busy_s, stats->end_s = end;
     stats->peak_blocks = es.peak_blocks, stats->mean_blocks = es.mean_blocks;
+    if (pol == KVR_POLICY_LAYERKV) {
+        stats->peak_host_blocks = es.peak_host_blocks, stats->swap_ins = es.swap_ins;
+        stats->correction = es.correction;
+        stats->host_gbps = kvr_serving_host_gbps(o->engine_costs, o->host_gbps);
+    }
     free(eid);
     kvr_engine_destroy(eng);
     return st;
@@ -760,6 +825,14 @@ static int real_model_open(serve_opts *o, real_model *m) {
         return 1;
     }
     const kvr_model_config *cfg = kvr_model_get_config(m->model);
+    if (o->engine_costs && kvr_search_costs_n_layers(o->engine_costs) != cfg->n_layers) {
+        fprintf(stderr, "kvr-serve: %s %s: the cost model has %d layers, --model %s has %d: "
+                        "layerkv's admission needs the served model's costs\n(see kvr-serve "
+                        "--help)\n",
+                o->costs ? "--costs" : "--run", o->costs ? o->costs : o->run_id,
+                kvr_search_costs_n_layers(o->engine_costs), o->model, cfg->n_layers);
+        return 2;
+    }
     m->bb = kvr_kv_block_bytes(cfg, o->sp.block_tokens);
     if (o->pool_tokens) o->sp.pool_blocks = o->pool_tokens / o->sp.block_tokens;
     if (o->pool_gb > 0) o->sp.pool_blocks = (int64_t)(o->pool_gb * 1e9 / (double)m->bb);
@@ -903,6 +976,13 @@ static int replay_main(serve_opts *o, const kvr_trace *tr, kvr_db *db) {
         }
         if (o->json) json_summary(&out, pol, &s, &st, wall_ms, run_id, i == o->n_policies - 1);
         else print_summary_text(pol, &s, &st, wall_ms * 1e-3);
+        if (!o->json && o->policies[i] == KVR_POLICY_LAYERKV)
+            kvr_text_printf(&stored, "# layerkv: host %lld blocks, reload %s, predicted with copy "
+                                     "%g GB/s: peak %lld host layer blocks, %lld swap-ins, "
+                                     "correction %.3f\n",
+                            (long long)o->sp.host_blocks,
+                            kvr_reload_policy_name(o->sp.layerkv.reload), st.host_gbps,
+                            (long long)st.peak_host_blocks, (long long)st.swap_ins, st.correction);
         if (o->records) records_csv(&csv, pol, rec, n);
         fflush(stdout);
     }
@@ -943,21 +1023,29 @@ static int http_main(serve_opts *o) {
     kvr_db *db = NULL;
     kvr_engine *eng = NULL;
     kvr_http_server *srv = NULL;
+    kvr_search_costs *m = NULL;
+    char no_fit[200];
     real_model rm;
-    int rc = real_model_open(o, &rm);
-    if (rc) goto done;
-    rc = 1;
-    if (o->store) {
+    memset(&rm, 0, sizeof rm);
+    int rc = 1;
+    if (o->store || o->run_id) {
         kvr_db_open_params dp = kvr_db_open_params_default();
         if (kvr_db_open(o->db, &dp, &db, &e) != KVR_OK) {
             fprintf(stderr, "kvr-serve: --db %s: %s\n", o->db, e.msg);
             goto done;
         }
     }
+    /* layerkv's predictor: the costs of the served model */
+    if ((o->costs || o->run_id) && (rc = load_costs(o, db, &m, no_fit, sizeof no_fit))) goto done;
+    o->engine_costs = m;
+    rc = real_model_open(o, &rm);
+    if (rc) goto done;
+    rc = 1;
     kvr_engine_params ep = kvr_engine_params_default();
     ep.sched = o->sp;
     ep.sched.policy = o->policies[0];
     ep.n_threads = (int32_t)o->threads;
+    if (ep.sched.policy == KVR_POLICY_LAYERKV) ep.costs = m, ep.host_gbps = o->host_gbps;
     if (kvr_engine_create(rm.w, rm.pool, &ep, &eng, &e) != KVR_OK) {
         fprintf(stderr, "kvr-serve: %s\n", e.msg);
         rc = e.code == KVR_ERR_INVALID_ARG ? 2 : 1;
@@ -977,7 +1065,7 @@ static int http_main(serve_opts *o) {
     hp.stop_ids = eog;
     kvr_db_serving_run run;
     memset(&run, 0, sizeof run);
-    if (db) { /* the run's header; the server stores the requests and the summary */
+    if (db && o->store) { /* the run's header; the server stores the requests and the summary */
         kvr_db_model mrec;
         kvr_db_device dev;
         kvr_profile_device(&dev, rm.be);
@@ -1018,7 +1106,7 @@ static int http_main(serve_opts *o) {
            hp.host, kvr_http_server_port(srv), hp.model_name, (long long)o->sp.pool_blocks,
            o->sp.block_tokens, kvr_serving_policy_name(o->policies[0]),
            chat_ok ? "format " : "refused: ", chat);
-    if (db) printf("# stored as serving run %lld in %s\n", (long long)kvr_http_server_run_id(srv), o->db);
+    if (db && o->store) printf("# stored as serving run %lld in %s\n", (long long)kvr_http_server_run_id(srv), o->db);
     fflush(stdout);
     if (kvr_http_server_run(srv, &http_stop, &e) != KVR_OK) {
         fprintf(stderr, "kvr-serve: %s\n", e.msg);
@@ -1033,57 +1121,10 @@ static int http_main(serve_opts *o) {
 done:
     kvr_http_server_destroy(srv);
     kvr_engine_destroy(eng);
+    kvr_search_costs_destroy(m);
     kvr_db_close(db);
     real_model_close(&rm);
     return rc;
-}
-
-/* The cost model of --run (with kvr-fit's decode step when stored) or of --costs into *m (the
- * caller frees it, also after an error); no_fit (n_no_fit bytes) says why no decode step was
- * found. Returns 0, or the exit code after a message. */
-static int load_costs(const serve_opts *o, kvr_db *db, kvr_search_costs **m, char *no_fit,
-                      size_t n_no_fit) {
-    kvr_error e;
-    if (o->run_id) {
-        kvr_profile_costs_params cp = kvr_profile_costs_params_default();
-        cp.allow_incomplete = o->allow_incomplete;
-        kvr_profile_costs_info pinfo;
-        if (kvr_profile_costs_from_run(db, o->run, &cp, m, &pinfo, &e) != KVR_OK) {
-            fprintf(stderr, "kvr-serve: --run %lld in %s: %s\n", (long long)o->run, o->db, e.msg);
-            return 1;
-        }
-        /* the decode step: kvr-fit's fit of the run's decode samples, when stored */
-        kvr_predict_run_fit rf;
-        int64_t fit_id = 0;
-        const kvr_status fs = kvr_predict_run_fit_load(db, o->run, 0, 0, &rf, &fit_id, &e);
-        if (fs == KVR_OK && rf.n_decode_samples > 0) {
-            char how[160];
-            snprintf(how, sizeof how, "kvr-fit of run %lld (fit %lld, %d decode samples)",
-                     (long long)o->run, (long long)fit_id, rf.n_decode_samples);
-            kvr_status ss = kvr_search_costs_set_decode_step(*m, &rf.decode, how, &e);
-            kvr_predict_run_fit_free(&rf);
-            if (ss != KVR_OK) {
-                fprintf(stderr, "kvr-serve: --run %lld: stored decode step: %s\n",
-                        (long long)o->run, e.msg);
-                return 1;
-            }
-        } else if (fs == KVR_OK) {
-            kvr_predict_run_fit_free(&rf);
-            snprintf(no_fit, n_no_fit, "run %lld's fit has no decode step (kvr-profile "
-                     "--decode, then kvr-fit --run ID)", (long long)o->run);
-        } else if (fs == KVR_ERR_NOT_FOUND) {
-            snprintf(no_fit, n_no_fit, "no kvr-fit cost model of run %lld (kvr-fit --run "
-                     "%lld fits its decode samples)", (long long)o->run, (long long)o->run);
-        } else {
-            fprintf(stderr, "kvr-serve: --run %lld: the stored cost model: %s\n", (long long)o->run,
-                    e.msg);
-            return 1;
-        }
-    } else if (kvr_search_costs_load_json(o->costs, m, &e) != KVR_OK) {
-        fprintf(stderr, "kvr-serve: --costs: %s\n(see kvr-serve --help)\n", e.msg);
-        return 2;
-    }
-    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -1120,7 +1161,10 @@ int main(int argc, char **argv) {
             goto done;
         }
     }
-    if (!o.simulate) {
+    if (!o.simulate) { /* layerkv's predictor: the costs of the served model */
+        if ((o.costs || o.run_id) && (rc = load_costs(&o, db, &m, no_fit, sizeof no_fit)))
+            goto done;
+        o.engine_costs = m;
         rc = replay_main(&o, tr, db);
         goto done;
     }

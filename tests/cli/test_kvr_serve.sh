@@ -111,7 +111,9 @@ LKV=(--policy vllm,layerkv --host-blocks 4096 --slo-ttft 2000 --slo-tpot 100)
 check lkv_no_slo 2 "--policy layerkv admits against the SLO: give --slo-ttft MS and --slo-tpot MS" -- "$S" "${SIM[@]}" --pool-gb 1 --policy layerkv --slo-ttft 2000
 check lkv_flag_policy 2 "--host-blocks, --reload, --host-gbps and --max-wait apply to --policy layerkv" -- "$S" "${SIM[@]}" --pool-gb 1 --reload stream
 check lkv_bad_reload 2 "--reload: unknown reload policy 'paging' \(swap, stream\)" -- "$S" "${SIM[@]}" --pool-gb 1 "${LKV[@]}" --reload paging
-check lkv_gbps_real 2 "--host-gbps prices the simulator's copies: add --simulate" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 32 "${LKV[@]}" --host-gbps 10
+check lkv_real_no_costs 2 "--policy layerkv on the real model predicts prefill times from a cost model" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 32 "${LKV[@]}"
+check lkv_real_decode 2 "price the simulator" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 32 "${LKV[@]}" --costs "$A100" --decode-from-ops
+check lkv_real_layers 2 "the cost model has 32 layers, --model tiny has 4" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 32 "${LKV[@]}" --costs "$A100"
 check lkv_table 0 "^layerkv +[0-9]+ +[0-9]+ " -- "$S" "${SIM[@]}" --pool-gb 1 "${LKV[@]}"
 check lkv_line 0 "# layerkv: host 4096 blocks, reload stream, copy 25 GB/s: peak [1-9][0-9]* host layer blocks" -- "$S" "${SIM[@]}" --pool-gb 1 "${LKV[@]}" --reload stream
 check lkv_gbps 0 "copy 3 GB/s" -- "$S" "${SIM[@]}" --pool-gb 1 "${LKV[@]}" --host-gbps 3
@@ -133,7 +135,13 @@ chmod u+w "$tmp/s.db"
 # the real replay on the tiny preset: every request finished, a measured run stored
 "$T" gen --rate 1000 --count 10 --prompt-tokens uniform:4,40 --output-tokens uniform:1,8 -o "$tmp/small.csv" >/dev/null
 check replay 0 "^vllm +10 +0 +0 " -- "$S" --trace "$tmp/small.csv" --model tiny --no-sleep --pool-blocks 32 --db "$tmp/m.db" --records "$tmp/mrec.csv"
-check replay_layerkv 0 "^layerkv +10 +0 " -- "$S" --trace "$tmp/small.csv" --model tiny --no-sleep --pool-blocks 32 --policy layerkv --host-blocks 32 --slo-ttft 1000 --slo-tpot 100
+# the tiny preset's costs for layerkv's predictor: the A100 file's shape at 4 layers
+python3 -c "
+import json, sys
+c = json.load(open('$A100')); c['layers'] = 4; c['kv_bytes_per_token'] = 256; c['host_copy_gbps'] = 5
+json.dump(c, open('$tmp/tiny_costs.json', 'w'))"
+check replay_layerkv 0 "^layerkv +10 +0 " -- "$S" --trace "$tmp/small.csv" --model tiny --no-sleep --pool-blocks 32 --policy vllm,layerkv --host-blocks 32 --slo-ttft 1000 --slo-tpot 100 --costs "$tmp/tiny_costs.json"
+check replay_layerkv_line 0 "# layerkv: host 32 blocks, reload stream, predicted with copy 5 GB/s" -- "$S" --trace "$tmp/small.csv" --model tiny --no-sleep --pool-blocks 3 --policy vllm,layerkv --host-blocks 32 --reload stream --slo-ttft 1000 --slo-tpot 100 --costs "$tmp/tiny_costs.json"
 check replay_db 0 "^ +1 .* measured +vllm +10 +[0-9.]+ +10 +0 " -- "$D" --db "$tmp/m.db" serving
 check replay_records 0 "ok" -- python3 -c "
 import csv
