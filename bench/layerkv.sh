@@ -200,7 +200,8 @@ if REAL:
         sims[p["policy"]] = p
     out(f"{'policy':<8} {'metric':<9} {'real ms':>9} {'sim ms':>9} {'ratio':>6} {'<=15%':>5}")
     for pol in ("vllm", "layerkv"):
-        extra = ["--host-blocks", host] if pol == "layerkv" else []
+        # layerkv's admission predicts with the same profile's costs
+        extra = ["--host-blocks", host, "--run", str(prun)] if pol == "layerkv" else []
         t0 = time.time()
         r = json.loads(run([f"{BIN}/kvr-serve", "--trace", path, "--model", MODEL, "--no-sleep",
                             "--threads", str(THREADS), "--pool-tokens", pool, *S["slo"], "--policy", pol,
