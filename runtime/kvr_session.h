@@ -131,6 +131,8 @@ typedef struct kvr_session_result {
     double predicted_ttft_ms;       /* < 0: none (no_prediction says why); calibrated when a
                                      * calibration applies, else the cost model's */
     double predicted_raw_ms;        /* the cost model's alone (< 0: none) */
+    double predicted_scale;         /* the cost model's end-to-end scale for this schedule, in
+                                     * predicted_raw_ms (kvr_predict_costs_scale; 1: none) */
     int64_t calibration_id;         /* the store's calibration applied (0: none) */
     double calib_a, calib_b;        /* its measured = a * predicted + b */
     double prediction_error;        /* measured / predicted - 1; NaN without a prediction */

@@ -672,6 +672,7 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
     memset(r, 0, sizeof *r);
     r->err_band = r->band_heldout = r->band_spread = -1;
     r->predicted_ttft_ms = r->predicted_raw_ms = -1;
+    r->predicted_scale = 1;
     r->prediction_error = r->online_error = NAN;
     r->online_predicted_ms = -1;
     const bool printer = !p->comm || kvr_comm_rank(p->comm) == 0;
@@ -783,6 +784,11 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
         if (kvr_predict_costs_ttft(sp.costs, strat, p->n_ranks, n_tokens, run->partition, NULL,
                                    &us, &e) == KVR_OK) {
             r->predicted_raw_ms = r->predicted_ttft_ms = us * 1e-3;
+            r->predicted_scale = kvr_predict_costs_scale(
+                sp.costs, strat == KVR_STRATEGY_SINGLE ? KVR_MODE_SINGLE
+                          : strat == KVR_STRATEGY_TSP  ? KVR_MODE_TSP
+                          : strat == KVR_STRATEGY_RING ? KVR_MODE_RING
+                                                       : KVR_MODE_KVR);
             session_calibrate(p, &sp, strat, r);
             if (p->online_alpha > 0) { /* the runs in order, each predicted before it counts */
                 kvr_calib_online on = kvr_calib_online_init(p->online_alpha);

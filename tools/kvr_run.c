@@ -733,6 +733,8 @@ int main(int argc, char **argv) {
         if (predicted_ms >= 0 && res.err_band >= 0) printf("%.6f", res.err_band); else printf("null");
         /* the band's two terms (null: not known, a per-op band) */
         const bool terms = predicted_ms >= 0 && res.err_band >= 0 && res.band_heldout >= 0;
+        printf(",\"e2e_scale\":");
+        if (predicted_ms >= 0) printf("%.6f", res.predicted_scale); else printf("null");
         printf(",\"band_heldout\":");
         if (terms) printf("%.6f", res.band_heldout); else printf("null");
         printf(",\"band_spread\":");
@@ -860,15 +862,20 @@ int main(int argc, char **argv) {
                    s->comm_ms, s->total_ms);
         }
         if (predicted_ms >= 0) {
+            char scale_note[96] = "";
+            if (res.predicted_scale != 1)
+                snprintf(scale_note, sizeof scale_note,
+                         "; end-to-end scale %.4f of the profile's check included",
+                         res.predicted_scale);
             if (res.calibration_id)
-                printf("\n# predicted TTFT %.2f ms raw (%s) -> %.2f ms calibrated (calibration "
+                printf("\n# predicted TTFT %.2f ms raw (%s%s) -> %.2f ms calibrated (calibration "
                        "%lld: %.4f x raw + %.3f ms), measured %.2f ms: %+.2f %%",
-                       res.predicted_raw_ms, res.cost_model_from, predicted_ms,
+                       res.predicted_raw_ms, res.cost_model_from, scale_note, predicted_ms,
                        (long long)res.calibration_id, res.calib_a, res.calib_b, r->ttft_ms,
                        100 * dev);
             else
-                printf("\n# predicted TTFT %.2f ms (%s), measured %.2f ms: %+.2f %%", predicted_ms,
-                       res.cost_model_from, r->ttft_ms, 100 * dev);
+                printf("\n# predicted TTFT %.2f ms (%s%s), measured %.2f ms: %+.2f %%",
+                       predicted_ms, res.cost_model_from, scale_note, r->ttft_ms, 100 * dev);
             if (res.err_band >= 0 && res.band_heldout >= 0)
                 printf(" %s the error band of %.2f %% (held-out %s error %.2f %% + run-to-run "
                        "spread %.2f %%, %s)%s\n",
