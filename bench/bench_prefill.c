@@ -10,8 +10,8 @@
  *   warm-up prefill of min(64, C) tokens, then the timed prefills on them; a line
  *   `C median_ttft_ms flop first_token median_cpu_ms` (process CPU time over kvr_prefill_run:
  *   less sensitive than the TTFT to other jobs on a shared machine) for bench/ab_prefill.sh and
- *   bench/vs_llamacpp.py. --rates-only: only the two sgemm rates, as `sgemm_2048 GFLOP/s` and
- *   `sgemm_shape GFLOP/s` lines.
+ *   bench/vs_llamacpp.py. --rates-only: only the two sgemm rates, as `sgemm_2048 GFLOP/s`,
+ *   `sgemm_2048_cpu GFLOP/s` (per process CPU second) and `sgemm_shape GFLOP/s` lines.
  * FLOPs counted (multiply-add = 2): the GEMMs 2*C*(D*(NH+2NKV)*HS + NH*HS*D + 3*D*FF) per layer,
  * causal attention 4*NH*HS*(C*(C+1)/2) per layer (QK^T and PV over the valid triangle), and the
  * LM head 2*D*V. */
@@ -25,21 +25,26 @@
 #include <time.h>
 
 
-/* sgemm C(M,N) = A(M,K) . B(N,K)^T with nt OpenBLAS threads; median GFLOP/s over reps */
+static double cpu_ms_now(void);
+static double last_sgemm_cpu_gflops; /* sgemm_gflops' last rate per process CPU second */
+
+/* sgemm C(M,N) = A(M,K) . B(N,K)^T with nt OpenBLAS threads; median GFLOP/s over reps (and in
+ * last_sgemm_cpu_gflops the median per process CPU second) */
 static double sgemm_gflops(int M, int N, int K, int nt, int reps) {
     float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)N * K);
     float *C = malloc(sizeof(float) * (size_t)M * N);
     for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.1f;
     for (size_t i = 0; i < (size_t)N * K; i++) B[i] = (float)(i % 5) * 0.1f;
     openblas_set_num_threads(nt);
-    double t[32];
+    double t[32], cpu[32];
     for (int r = 0; r < reps + 1; r++) {
-        double t0 = kvr_time_us();
+        double t0 = kvr_time_us(), c0 = cpu_ms_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
-        if (r > 0) t[r - 1] = kvr_time_us() - t0; /* first call is warm-up */
+        if (r > 0) t[r - 1] = kvr_time_us() - t0, cpu[r - 1] = cpu_ms_now() - c0; /* r 0: warm-up */
     }
     openblas_set_num_threads(1);
     free(A), free(B), free(C);
+    last_sgemm_cpu_gflops = 2.0 * M * N * K / (bench_median(cpu, reps) * 1e6);
     return 2.0 * M * N * K / (bench_median(t, reps) * 1e3);
 }
 
@@ -216,6 +221,7 @@ int main(int argc, char **argv) {
     }
     if (rates_only) {
         printf("sgemm_2048 %.2f\n", sgemm_gflops(2048, 2048, 2048, nt, reps));
+        printf("sgemm_2048_cpu %.2f\n", last_sgemm_cpu_gflops);
         printf("sgemm_shape %.2f\n", sgemm_gflops(2048, 2 * cfg->d_ff, cfg->d_model, nt, reps));
         kvr_model_destroy(m);
         return 0;

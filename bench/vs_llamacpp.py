@@ -35,7 +35,8 @@ medians over R; steadier than the wall clock while other jobs share the cores, a
 what spinning threads burn), kvr's achieved GFLOP/s (bench_prefill's FLOP
 count: GEMMs, causal attention over the valid triangle, the head) and that as a fraction of the
 same run's OpenBLAS sgemm rate (bench_prefill --rates-only: 2048^3, T threads, measured at the
-start of each (format, threads) group). Both sides' first tokens are printed (they may differ on
+start of each (format, threads) group), by the wall clock and per CPU second (kvr's FLOPs over
+its process CPU time against sgemm's FLOPs over its own). Both sides' first tokens are printed (they may differ on
 Q4_1, where the arithmetic differs). How llama.cpp was built is printed first: its
 llama_print_system_info() and the GGML_* options recorded in the wheel's ggml-config.cmake
 (scripts/deps builds it with GGML_NATIVE=OFF, which is not llama.cpp's default (ON): the
@@ -47,7 +48,11 @@ case). Asserts nothing; exit 2 for usage errors, 1 when a side fails.
       [--lengths 128,512,2048,8192] [--threads 1,2] [--formats f32,q4_1] [--rounds 4]
       [--long-rounds 2 (lengths > 2048)] [--reps R (per sample; default 5/3/1 by length)]
       [--ubatch 512] [--quick (128,512 tokens, 1 thread, 2 rounds)]
-Full run on 2 shared cores: about half an hour (8192 tokens dominate); --quick: about 2 minutes.
+Another llama.cpp build of the same version (llama.cpp 0c1e570, the one llama-cpp-python 0.3.36
+vendors), e.g. a native one: LLAMA_CPP_LIB_PATH=DIR (the directory holding its libllama.so,
+read by llama-cpp-python; its CMakeCache.txt is looked for up to three levels above).
+Full run: about 40 minutes on a quiet 2-core machine, 8192 tokens most of it (--lengths
+128,512,2048 for less); --quick: about a minute.
 """
 import argparse
 import ctypes
@@ -68,15 +73,33 @@ def die(msg, code=1):
     sys.exit(code)
 
 
+def find_cmake_cache(d):
+    """The CMakeCache.txt of the llama.cpp build a library directory belongs to, or None."""
+    d = os.path.abspath(d)
+    for _ in range(4):
+        if os.path.exists(os.path.join(d, "CMakeCache.txt")):
+            return os.path.join(d, "CMakeCache.txt")
+        d = os.path.dirname(d)
+    return None
+
+
 def build_info(llama_cpp):
-    """What llama.cpp was built with: system info and the wheel's recorded GGML options."""
-    lines = ["llama-cpp-python %s, system info: %s" %
-             (llama_cpp.__version__, llama_cpp.llama_print_system_info().decode().strip())]
-    pkg = os.path.dirname(os.path.dirname(os.path.abspath(llama_cpp.__file__)))
-    cfg = os.path.join(pkg, "lib", "cmake", "ggml", "ggml-config.cmake")
+    """What llama.cpp was built with: system info and the recorded GGML options (the wheel's
+    ggml-config.cmake, or the CMakeCache.txt of the build LLAMA_CPP_LIB_PATH points into)."""
+    override = os.environ.get("LLAMA_CPP_LIB_PATH")
+    lines = ["llama-cpp-python %s, libllama from %s, system info: %s" %
+             (llama_cpp.__version__, override or "the wheel",
+              llama_cpp.llama_print_system_info().decode().strip())]
+    if override:
+        cfg = find_cmake_cache(override)
+        pattern = r'^(GGML_[A-Z0-9_]+):[A-Z]+=(.*)$'
+    else:
+        pkg = os.path.dirname(os.path.dirname(os.path.abspath(llama_cpp.__file__)))
+        cfg = os.path.join(pkg, "lib", "cmake", "ggml", "ggml-config.cmake")
+        pattern = r'^set\((GGML_[A-Z0-9_]+) "([^"]*)"\)'
     opts = {}
-    if os.path.exists(cfg):
-        for m in re.finditer(r'set\((GGML_[A-Z0-9_]+) "([^"]*)"\)', open(cfg).read()):
+    if cfg and os.path.exists(cfg):
+        for m in re.finditer(pattern, open(cfg).read(), re.M):
             opts[m.group(1)] = m.group(2)
         keys = ["GGML_BUILD_COMMIT", "GGML_NATIVE", "GGML_NATIVE_DEFAULT", "GGML_AVX", "GGML_AVX2",
                 "GGML_FMA", "GGML_F16C", "GGML_AVX512", "GGML_AVX512_VNNI", "GGML_AVX512_BF16",
@@ -84,7 +107,7 @@ def build_info(llama_cpp):
         lines.append("build options (%s): %s" %
                      (cfg, " ".join("%s=%s" % (k[5:], opts[k]) for k in keys if k in opts)))
     else:
-        lines.append("build options: %s not found" % cfg)
+        lines.append("build options: no ggml-config.cmake / CMakeCache.txt found (%s)" % cfg)
     flags = set()
     try:
         for ln in open("/proc/cpuinfo"):
@@ -93,14 +116,14 @@ def build_info(llama_cpp):
                 break
     except OSError:
         pass
-    if opts.get("GGML_NATIVE") == "OFF":
+    if opts.get("GGML_NATIVE", "").upper() == "OFF":
         note = ("GGML_NATIVE=OFF: not llama.cpp's default (GGML_NATIVE_DEFAULT=%s, -march=native);"
                 " built for the fixed set above" % opts.get("GGML_NATIVE_DEFAULT", "?"))
         if "avx512f" in flags and opts.get("GGML_AVX512") != "ON":
             note += "; this CPU has AVX-512 (avx512f%s), which this llama.cpp does not use" % (
                 ", avx512_vnni" if "avx512_vnni" in flags else "")
         lines.append(note)
-    elif opts.get("GGML_NATIVE") == "ON":
+    elif opts.get("GGML_NATIVE", "").upper() == "ON":
         lines.append("GGML_NATIVE=ON (llama.cpp's default): -march=native of the building machine")
     return lines
 
@@ -178,7 +201,7 @@ def sgemm_rate(bench, model, threads):
         die("bench_prefill --rates-only exited %d: %s" % (r.returncode, r.stderr.strip()))
     rates = dict((f[0], float(f[1])) for f in (ln.split() for ln in r.stdout.splitlines())
                  if len(f) == 2 and f[0].startswith("sgemm_"))
-    return rates["sgemm_2048"], rates["sgemm_shape"]
+    return rates["sgemm_2048"], rates["sgemm_2048_cpu"], rates["sgemm_shape"]
 
 
 def quantize_f32(llama_cpp, src, dst):
@@ -278,12 +301,12 @@ def main():
     summary = []
     for fmt in formats:
         for T in threads:
-            peak, shape = sgemm_rate(bench, paths[fmt], T)
-            print("\n## %s weights, %d thread(s); OpenBLAS sgemm now: 2048^3 %.1f GFLOP/s, model "
-                  "shape %.1f GFLOP/s" % (fmt.upper(), T, peak, shape))
-            print("%7s %5s %10s %10s %9s %15s %9s %9s %9s %8s %6s" %
+            peak, peak_cpu, shape = sgemm_rate(bench, paths[fmt], T)
+            print("\n## %s weights, %d thread(s); OpenBLAS sgemm now: 2048^3 %.1f GFLOP/s (%.1f per "
+                  "CPU second), model shape %.1f GFLOP/s" % (fmt.upper(), T, peak, peak_cpu, shape))
+            print("%7s %5s %10s %10s %9s %15s %9s %9s %9s %8s %8s %6s" %
                   ("tokens", "pairs", "kvr_ms", "llama_ms", "speed", "(pair range)", "med/med",
-                   "cpu_speed", "kvr_GF/s", "vs_sgemm", "tok"))
+                   "cpu_speed", "kvr_GF/s", "vs_sgemm", "(cpu)", "tok"))
             for C in lengths:
                 rounds = a.rounds if C <= 2048 else a.long_rounds
                 reps = a.reps or default_reps(C)
@@ -316,15 +339,17 @@ def main():
                 km, lmed = statistics.median(ks), statistics.median(ls)
                 gf = flop / (km * 1e6)
                 cs = statistics.median(lc) / statistics.median(kc)
-                print("%7d %5d %10.1f %10.1f %9.3f %7.3f..%-7.3f %9.3f %9.3f %9.1f %8.3f %s" %
+                gf_cpu = flop / (statistics.median(kc) * 1e6)
+                print("%7d %5d %10.1f %10.1f %9.3f %7.3f..%-7.3f %9.3f %9.3f %9.1f %8.3f %8.3f %s" %
                       (C, rounds, km, lmed, statistics.median(rs), min(rs), max(rs), lmed / km, cs,
-                       gf, gf / peak, "%d/%d" % (ktok, ltok)), flush=True)
-                summary.append((fmt, T, C, statistics.median(rs), min(rs), max(rs), cs, gf / peak))
+                       gf, gf / peak, gf_cpu / peak_cpu, "%d/%d" % (ktok, ltok)), flush=True)
+                summary.append((fmt, T, C, statistics.median(rs), min(rs), max(rs), cs, gf / peak,
+                                gf_cpu / peak_cpu))
     print("\n# summary: speed kvr/llama.cpp (median of pair ratios, range; CPU-time ratio), "
           "kvr GFLOP/s / sgemm")
-    for fmt, T, C, m, lo, hi, cs, fr in summary:
-        print("# %-5s T=%d %5d tokens: %.3fx (%.3f..%.3f) %-10s cpu %.3fx  vs_sgemm %.3f" %
-              (fmt, T, C, m, lo, hi, "ok" if m >= 1.0 else "BELOW 1.0x", cs, fr))
+    for fmt, T, C, m, lo, hi, cs, fr, frc in summary:
+        print("# %-5s T=%d %5d tokens: %.3fx (%.3f..%.3f) %-10s cpu %.3fx  vs_sgemm %.3f (cpu %.3f)"
+              % (fmt, T, C, m, lo, hi, "ok" if m >= 1.0 else "BELOW 1.0x", cs, fr, frc))
     if td:
         td.cleanup()
     return 0
