@@ -4,8 +4,9 @@
  * plus the chunk (GQA/MQA, query blocks, numerically stable softmax, optional per-row
  * log-sum-exp), SwiGLU, residuals, and the LM head on the last token. Buffers are host memory;
  * the weights are the model's own arena (borrowed) in their stored types: an F32 matrix is
- * multiplied in place; any other is dequantized (quant_dequant_row's block functions, threads
- * splitting the rows) into the workspace's fp32 scratch just before its GEMM, or -- for chunks
+ * multiplied in place; any other is dequantized (quant_dequant_row's block functions, each thread
+ * the rows of its own output columns, then its part of the GEMM on them: cpu_deq_gemm) into the
+ * workspace's fp32 scratch just before its GEMM, or -- for chunks
  * of at most KVR_ROWDOT_MAX tokens (decode steps) -- multiplied row by row in its stored type
  * (each row dequantized into a thread's buffer, then dotted with the chunk's rows). Events read
  * the host clock. This file
