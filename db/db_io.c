@@ -642,14 +642,16 @@ static kvr_status db_csv_parse_row(db_csv_ctx *x, kvr_db_csv *c, char (*f)[DB_CS
         const bool ovh = !strncmp(op, "ovh_", 4) && kvr_mode_parse(op + 4, &md, NULL) == KVR_OK;
         /* decode: a profile's batched decode steps (c = batch, prefix = total context) */
         const bool dec = !strcmp(op, "decode");
+        /* host_copy: a profile's LayerKV host-tier copies (c = layer blocks, prefix = bytes) */
+        const bool hcp = !strcmp(op, "host_copy");
         /* e2e_<schedule>: a profile's end-to-end check (c = tokens, prefix = ranks; TTFTs) */
         const bool e2e = !strncmp(op, "e2e_", 4) && kvr_mode_parse(op + 4, &md, NULL) == KVR_OK;
-        if (!ovh && !dec && !e2e &&
+        if (!ovh && !dec && !hcp && !e2e &&
             (kvr_op_parse(op, &k, NULL) != KVR_OK || k >= KVR_OP_LAYER_COUNT))
             return db_csv_fail(x,
                                "op '%.40s' is not one of embed, pre, attn, post, head, "
-                               "ovh_single, ovh_kvr, ovh_tsp, ovh_ring, decode, e2e_single, "
-                               "e2e_kvr, e2e_tsp, e2e_ring",
+                               "ovh_single, ovh_kvr, ovh_tsp, ovh_ring, decode, host_copy, "
+                               "e2e_single, e2e_kvr, e2e_tsp, e2e_ring",
                                op);
         db_copy(s->op, sizeof s->op, op);
         const char *cv = FIELD(DB_COL_C);
