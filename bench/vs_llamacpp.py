@@ -50,7 +50,9 @@ case). Asserts nothing; exit 2 for usage errors, 1 when a side fails.
       [--ubatch 512] [--quick (128,512 tokens, 1 thread, 2 rounds)]
 Another llama.cpp build of the same version (llama.cpp 0c1e570, the one llama-cpp-python 0.3.36
 vendors), e.g. a native one: LLAMA_CPP_LIB_PATH=DIR (the directory holding its libllama.so,
-read by llama-cpp-python; its CMakeCache.txt is looked for up to three levels above).
+read by llama-cpp-python; its options are read from a pip --target install's
+lib/cmake/ggml/ggml-config.cmake, else a CMakeCache.txt up to three levels above). `scripts/deps
+--bench` builds the native one: LLAMA_CPP_LIB_PATH=.deps/llama-native/llama_cpp/lib.
 Full run: about 40 minutes on a quiet 2-core machine, 8192 tokens most of it (--lengths
 128,512,2048 for less); --quick: about a minute.
 """
@@ -90,7 +92,12 @@ def build_info(llama_cpp):
     lines = ["llama-cpp-python %s, libllama from %s, system info: %s" %
              (llama_cpp.__version__, override or "the wheel",
               llama_cpp.llama_print_system_info().decode().strip())]
-    if override:
+    wheel_cfg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(override or "."))),
+                             "lib", "cmake", "ggml", "ggml-config.cmake")
+    if override and os.path.exists(wheel_cfg):  # a pip --target install (scripts/deps --bench)
+        cfg = wheel_cfg
+        pattern = r'^set\((GGML_[A-Z0-9_]+) "([^"]*)"\)'
+    elif override:
         cfg = find_cmake_cache(override)
         pattern = r'^(GGML_[A-Z0-9_]+):[A-Z]+=(.*)$'
     else:
