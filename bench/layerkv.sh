@@ -14,7 +14,10 @@
 #      (the throughput cost of layerkv) and the reload policies (swap, stream) compared;
 #   4. --real: one trace whose long prompts contend for a small pool, replayed for real
 #      (kvr-serve --trace --no-sleep) under vllm and layerkv and simulated with the fitted costs:
-#      simulated vs measured TTFT p50 / p90 for the layerkv run (item 6: within 15 %).
+#      simulated vs measured TTFT p50 / p90 for the layerkv run (item 6: within 15 %);
+#   5. --real: experiments 1-3 replayed for real on small traces (8 requests a replay: two prompt
+#      lengths at 0.25/s, the mixed trace at two rates, the saturating rate with both reloads),
+#      each row real beside its simulation.
 # A benchmark, not a test: it prints figures and never fails on them (exit 0 unless a command
 # fails). Every run is stored in OUT/layerkv.db (kvr-db serving; kvr-report --db draws them).
 #
@@ -25,7 +28,7 @@
 #   --threads N     threads of the ops in the profile and the real replays (default 1)
 #   --reuse         keep OUT's profile and fit (profile.json)
 #   --quick         small traces and a small profile (a smoke run; its figures mean nothing)
-#   --real          also the real replays (about 6-8 minutes on 2 idle cores; --quick: ~1 min)
+#   --real          also the real replays (about 10 minutes on 2 idle cores; --quick: ~2 min)
 #   --host-gbps X   the host copy bandwidth for this machine's simulations when its cost model
 #                   has none (the output says when it is used; default 4 GB/s)
 #   --a100-only     only the A100 cost file (no profile of this machine; --real not allowed)
@@ -49,7 +52,7 @@ while [ $# -gt 0 ]; do
     --real) REAL=1; shift ;;
     --host-gbps) GBPS=$2; shift 2 ;;
     --a100-only) A100_ONLY=1; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "layerkv.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -211,6 +214,43 @@ if REAL:
             ratio = s / m if m > 0 else float("nan")
             out(f"{pol:<8} TTFT {q:<4} {m:>9.1f} {s:>9.1f} {ratio:>6.3f} {'yes' if abs(ratio - 1) <= 0.15 else 'NO':>5}"
                 f"{'' if q == 'p90' else f'   ({time.time() - t0:.0f} s replay)'}")
+# ---------------------------------------------------------------------------- 5. experiments 1-3 for real
+# The same three experiments replayed on the real model (smaller traces: every replay is real
+# compute on 2 cores), each row real beside its simulation from the same profile.
+if REAL:
+    S = SOURCES["cpu-135m"]
+    n = "3" if QUICK else "8"
+    pool, host = ("512", "256") if QUICK else ("2048", "512")
+    def real(path, pol, extra=()):
+        lk = ["--host-blocks", host, "--run", str(prun), *extra] if pol == "layerkv" else []
+        return json.loads(run([f"{BIN}/kvr-serve", "--trace", path, "--model", MODEL, "--no-sleep",
+                               "--threads", str(THREADS), "--pool-tokens", pool, *S["slo"], "--policy", pol,
+                               *lk, "--db", DB, "--json"], f"real replay {pol}"))["policies"][0]
+    def simr(path, pol, extra=()):
+        lk = ["--host-blocks", host, *S["gbps"], *extra] if pol == "layerkv" else []
+        return json.loads(run([f"{BIN}/kvr-serve", "--simulate", "--trace", path, *S["cost"], "--pool-tokens", pool,
+                               *S["slo"], "--policy", pol, *lk, "--json"], f"simulate {pol}"))["policies"][0]
+    def row(label, pol, r, m):
+        f = lambda x, y: f"{x:>8.0f}/{y:<8.0f}"
+        out(f"{label:<8} {pol:<10} {f(r['ttft_ms']['p50'], m['ttft_ms']['p50'])} {f(r['ttft_ms']['p90'], m['ttft_ms']['p90'])} "
+            f"{r['tpot_ms']['p50']:>7.1f}/{m['tpot_ms']['p50']:<7.1f} {100 * (1 - r['slo_attainment']):>4.0f}/{100 * (1 - m['slo_attainment']):<4.0f} "
+            f"{r['output_tok_per_s']:>6.1f}/{m['output_tok_per_s']:<6.1f}")
+    out(f"\n# 5. experiments 1-3 for real ({n} requests a replay; pool {pool} tokens, host {host} blocks): real/simulated")
+    out(f"{'case':<8} {'policy':<10} {'TTFT p50 ms':>17} {'TTFT p90 ms':>17} {'TPOT p50 ms':>15} {'SLO viol %':>9} {'tok/s':>13}")
+    cases = []
+    for P in ([256] if QUICK else [512, 1024]):
+        cases.append((f"len{P}", trace(f"real-len{P}", ["--rate", "0.25", "--count", n, "--prompt-tokens", str(P),
+                                                          "--output-tokens", S["out_fixed"]]), ["vllm", "layerkv"]))
+    for rate in (["0.5"] if QUICK else ["0.2", "0.5"]):
+        cases.append((f"mix@{rate}", trace(f"real-mix{rate}", ["--rate", rate, "--count", n, *S["mix"]]),
+                      ["vllm", "chunked", "layerkv"]))
+    cases.append((f"sat@{S['sat_rate']}", trace("real-sat", ["--rate", S["sat_rate"], "--count", n, *S["mix"]]),
+                  ["vllm", "chunked", "layerkv", "lkv-stream"]))
+    for label, path, pols in cases:
+        for pol in pols:
+            extra = ["--reload", "stream"] if pol == "lkv-stream" else []
+            base = "layerkv" if pol == "lkv-stream" else pol
+            row(label, pol, real(path, base, extra), simr(path, base, extra))
 out(f"\n# files: {OUT} (layerkv.db: kvr-db --db {DB} serving; kvr-report --db {DB})")
 open(os.path.join(OUT, "report.txt"), "w").write("\n".join(lines) + "\n")
 PY
