@@ -16,6 +16,12 @@ independent oracle: its reader and gguf.quants.dequantize / quantize.
       safetensors seed is [u16 LE config length][config.json][safetensors file], the input format
       of tests/fuzz/fuzz_safetensors.c. Types gguf-py cannot quantize (the K-quants, IQ4_NL,
       IQ4_XS, Q8_K) are written as random blocks with finite fp16/fp32 scales.
+  python3 tools/gen_test_models.py synthetic-7b OUT.gguf
+      Writes a Llama-2-7B-shaped GGUF in llama.cpp's Q4_K_M layout (L 32, D 4096, FF 11008, 32
+      heads, vocab 32000; Q4_K matrices, Q6_K for the output and for attn_v / ffn_down of the
+      layers llama.cpp's Q4_K_M gives more bits) with random blocks and finite scales: about
+      4.08 GB, the size of the published file. Its output is noise; it exists to measure what a
+      7B-class Q4_K_M costs in memory and time to load and run (docs/model-formats.md).
 """
 import json
 import os
@@ -275,6 +281,52 @@ def corpus(outdir):
             print("%6d %s" % (os.path.getsize(os.path.join(d, f)), os.path.join(d, f)))
 
 
+def synthetic_7b(path):
+    import gguf
+
+    T = gguf.GGMLQuantizationType
+    L, D, FF, NH, V = 32, 4096, 11008, 32, 32000
+    rng = np.random.default_rng(7)
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("synthetic llama-2-7b shapes, Q4_K_M layout, random weights")
+    w.add_block_count(L)
+    w.add_context_length(4096)
+    w.add_embedding_length(D)
+    w.add_feed_forward_length(FF)
+    w.add_head_count(NH)
+    w.add_head_count_kv(NH)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+
+    def more_bits(i):  # llama.cpp's use_more_bits (llama-quant.cpp) for attn_v / ffn_down
+        return i < L // 8 or i >= 7 * L // 8 or (i - L // 8) % 3 == 2
+
+    def mat(name, rows, cols, qt):
+        w.add_tensor(name, random_blocks(qt, rows * cols, rng).reshape(rows, -1), raw_dtype=qt)
+
+    def norm(name):
+        w.add_tensor(name, (1 + 0.01 * rng.standard_normal(D)).astype(np.float32))
+
+    mat("token_embd.weight", V, D, T.Q4_K)
+    norm("output_norm.weight")
+    mat("output.weight", V, D, T.Q6_K)
+    for i in range(L):
+        b = "blk.%d." % i
+        norm(b + "attn_norm.weight")
+        norm(b + "ffn_norm.weight")
+        for n in ("attn_q", "attn_k", "attn_output"):
+            mat(b + n + ".weight", D, D, T.Q4_K)
+        mat(b + "attn_v.weight", D, D, T.Q6_K if more_bits(i) else T.Q4_K)
+        mat(b + "ffn_gate.weight", FF, D, T.Q4_K)
+        mat(b + "ffn_up.weight", FF, D, T.Q4_K)
+        mat(b + "ffn_down.weight", D, FF, T.Q6_K if more_bits(i) else T.Q4_K)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print("%d bytes %s" % (os.path.getsize(path), path))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "smollm2-ref":
         smollm2_ref(sys.argv[2])
@@ -282,5 +334,7 @@ if __name__ == "__main__":
         seeds_ref(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "corpus":
         corpus(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "synthetic-7b":
+        synthetic_7b(sys.argv[2])
     else:
         sys.exit(__doc__)
