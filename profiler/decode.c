@@ -140,19 +140,9 @@ static kvr_status profile_host_copy(kvr_db *db, int64_t run_id, kvr_kv_pool *poo
             kvr_error_prefix(err, "%s", label);
             break;
         }
-        kvr_db_layer_sample smp;
-        memset(&smp, 0, sizeof smp);
-        smp.run_id = run_id;
-        snprintf(smp.op, sizeof smp.op, "%s", KVR_SEARCH_HOST_COPY_OP);
-        smp.c = 2 * n;
-        smp.prefix = bytes;
-        smp.stats = st;
-        s = kvr_db_layer_sample_put(db, &smp, err);
+        s = prof_point_measured(db, run_id, KVR_SEARCH_HOST_COPY_OP, 2 * n, bytes, &st, res, hooks,
+                                label, err);
         if (s != KVR_OK) break;
-        res->n_measured++;
-        if (hooks && hooks->on_point)
-            hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
-                            res->n_points);
         if (n == nmax) break;
     }
     free(x.out), free(x.in);
@@ -243,19 +233,9 @@ kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
             kvr_error_prefix(err, "%s", label);
             break;
         }
-        kvr_db_layer_sample smp;
-        memset(&smp, 0, sizeof smp);
-        smp.run_id = run_id;
-        snprintf(smp.op, sizeof smp.op, "%s", KVR_SEARCH_DECODE_OP);
-        smp.c = pt->batch;
-        smp.prefix = pt->ctx;
-        smp.stats = st;
-        s = kvr_db_layer_sample_put(db, &smp, err);
+        s = prof_point_measured(db, run_id, KVR_SEARCH_DECODE_OP, pt->batch, pt->ctx, &st, res,
+                                hooks, label, err);
         if (s != KVR_OK) break;
-        res->n_measured++;
-        if (hooks && hooks->on_point)
-            hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
-                            res->n_points);
     }
     if (s == KVR_OK && !res->stopped)
         s = profile_host_copy(db, run_id, pool, ls, nl, &tp, scratch, hooks, res, err);

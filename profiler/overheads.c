@@ -187,21 +187,12 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
             /* the samples are the signed excess over the prediction (not clamped here: the
              * fit clamps a term at 0, kvr_search_overhead_fit) */
             for (int32_t i = 0; i < ttft.n_iters; i++) scratch[i] -= pred_us;
-            kvr_db_layer_sample smp;
-            memset(&smp, 0, sizeof smp);
-            smp.run_id = run_id;
-            snprintf(smp.op, sizeof smp.op, "%s", op);
-            smp.c = L;
-            smp.prefix = np;
-            kvr_stats_compute(scratch, ttft.n_iters, &smp.stats);
-            smp.stats.n_warmup = ttft.n_warmup;
-            smp.stats.is_stable = ttft.is_stable;
-            s = kvr_db_layer_sample_put(db, &smp, err);
+            kvr_timing_stats excess;
+            kvr_stats_compute(scratch, ttft.n_iters, &excess);
+            excess.n_warmup = ttft.n_warmup;
+            excess.is_stable = ttft.is_stable;
+            s = prof_point_measured(db, run_id, op, L, np, &excess, res, hooks, label, err);
             if (s != KVR_OK) break;
-            res->n_measured++;
-            if (hooks && hooks->on_point)
-                hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
-                                res->n_points);
         }
         kvr_model_destroy(view);
     }
@@ -237,21 +228,8 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
                 kvr_error_prefix(err, "overheads: %s", label);
                 break;
             }
-            kvr_db_layer_sample smp;
-            memset(&smp, 0, sizeof smp);
-            smp.run_id = run_id;
-            snprintf(smp.op, sizeof smp.op, "%s", op);
-            smp.c = e2e_ctx[j];
-            smp.prefix = np;
-            kvr_stats_compute(scratch, ttft.n_iters, &smp.stats);
-            smp.stats.n_warmup = ttft.n_warmup;
-            smp.stats.is_stable = ttft.is_stable;
-            s = kvr_db_layer_sample_put(db, &smp, err);
+            s = prof_point_measured(db, run_id, op, e2e_ctx[j], np, &ttft, res, hooks, label, err);
             if (s != KVR_OK) break;
-            res->n_measured++;
-            if (hooks && hooks->on_point)
-                hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
-                                res->n_points);
         }
     }
     kvr_db_free(ls);

@@ -31,5 +31,11 @@ bool prof_sample_stored(const kvr_db_layer_sample *s, int64_t n, const char *op,
 /* A point found stored: counted as skipped and reported to hooks->on_point (no stats). */
 void prof_point_skipped(kvr_profile_result *res, const kvr_profile_hooks *hooks,
                         const char *label);
+/* A point measured: stored as run_id's layer sample op at (c, prefix) with stats st, counted as
+ * measured and reported to hooks->on_point. Errors: the store's. */
+kvr_status prof_point_measured(kvr_db *db, int64_t run_id, const char *op, int64_t c,
+                               int64_t prefix, const kvr_timing_stats *st,
+                               kvr_profile_result *res, const kvr_profile_hooks *hooks,
+                               const char *label, kvr_error *err);
 
 #endif /* KVR_PROFILER_INTERNAL_H */

@@ -146,3 +146,22 @@ void prof_point_skipped(kvr_profile_result *res, const kvr_profile_hooks *hooks,
     if (hooks && hooks->on_point)
         hooks->on_point(hooks->user, label, NULL, res->n_skipped + res->n_measured, res->n_points);
 }
+
+kvr_status prof_point_measured(kvr_db *db, int64_t run_id, const char *op, int64_t c,
+                               int64_t prefix, const kvr_timing_stats *st,
+                               kvr_profile_result *res, const kvr_profile_hooks *hooks,
+                               const char *label, kvr_error *err) {
+    kvr_db_layer_sample smp;
+    memset(&smp, 0, sizeof smp);
+    smp.run_id = run_id;
+    snprintf(smp.op, sizeof smp.op, "%s", op);
+    smp.c = c;
+    smp.prefix = prefix;
+    smp.stats = *st;
+    KVR_TRY(kvr_db_layer_sample_put(db, &smp, err));
+    res->n_measured++;
+    if (hooks && hooks->on_point)
+        hooks->on_point(hooks->user, label, &smp.stats, res->n_skipped + res->n_measured,
+                        res->n_points);
+    return KVR_OK;
+}
