@@ -57,7 +57,6 @@ Full run: about 40 minutes on a quiet 2-core machine, 8192 tokens most of it (--
 128,512,2048 for less); --quick: about a minute.
 """
 import argparse
-import ctypes
 import os
 import re
 import statistics
@@ -68,6 +67,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "ref"))
+from reference_llamacpp import quantize_f32  # noqa: E402 (the tests' F32 conversion, one copy)
 
 
 def die(msg, code=1):
@@ -211,24 +212,6 @@ def sgemm_rate(bench, model, threads):
     return rates["sgemm_2048"], rates["sgemm_2048_cpu"], rates["sgemm_shape"]
 
 
-def quantize_f32(llama_cpp, src, dst):
-    """llama.cpp's own conversion of src to an all-F32 GGUF (its log lines silenced)."""
-    p = llama_cpp.llama_model_quantize_default_params()
-    p.ftype = 0  # LLAMA_FTYPE_ALL_F32
-    p.allow_requantize = True
-    p.nthread = 1
-    sys.stdout.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as dn:
-            os.dup2(dn.fileno(), 2)
-            rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    return rc
-
-
 def int_list(s, flag):
     try:
         v = [int(x) for x in s.split(",") if x.strip()]
@@ -299,7 +282,7 @@ def main():
             f32 = os.path.join(td.name, "model-f32.gguf")
         if not os.path.exists(f32):
             t0 = time.time()
-            if quantize_f32(llama_cpp, a.model, f32) != 0:
+            if quantize_f32(a.model, f32) != 0:
                 die("llama_model_quantize to F32 failed (%s -> %s)" % (a.model, f32))
             print("# F32 conversion (llama_model_quantize ALL_F32): %s in %.1f s" %
                   (f32, time.time() - t0))
