@@ -137,18 +137,18 @@ kvr_status kvr_predict_e2e_band(const kvr_predict_e2e_point *pts, int n, double 
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "error band: %d end-to-end points", n);
     for (int i = 0; i < n; i++) {
         const kvr_predict_e2e_point *q = &pts[i];
-        const double v[4] = {q->predicted_us, q->median_us, q->min_us, q->max_us};
+        const double v[4] = {q->predicted_us, q->median_us, q->p10_us, q->p90_us};
         for (int j = 0; j < 4; j++)
             if (!isfinite(v[j]) || !(v[j] > 0))
                 return kvr_error_set(err, KVR_ERR_INVALID_ARG,
                                      "error band: end-to-end point %d has a %s time of %g us", i,
-                                     j == 0 ? "predicted" : j == 1 ? "median" : j == 2 ? "min" : "max",
+                                     j == 0 ? "predicted" : j == 1 ? "median" : j == 2 ? "p10" : "p90",
                                      v[j]);
-        if (q->min_us > q->median_us || q->median_us > q->max_us)
+        if (q->p10_us > q->median_us || q->median_us > q->p90_us)
             return kvr_error_set(err, KVR_ERR_INVALID_ARG,
-                                 "error band: end-to-end point %d: min %g, median %g, max %g us "
+                                 "error band: end-to-end point %d: p10 %g, median %g, p90 %g us "
                                  "are not in order",
-                                 i, q->min_us, q->median_us, q->max_us);
+                                 i, q->p10_us, q->median_us, q->p90_us);
     }
     double *sp = malloc((size_t)n * sizeof *sp);
     if (!sp) return kvr_error_set(err, KVR_ERR_NOMEM, "error band: out of memory");
@@ -156,7 +156,7 @@ kvr_status kvr_predict_e2e_band(const kvr_predict_e2e_point *pts, int n, double 
     for (int i = 0; i < n; i++) {
         const double e = fabs(pts[i].median_us / pts[i].predicted_us - 1);
         if (e > worst) worst = e;
-        sp[i] = (pts[i].max_us - pts[i].min_us) / pts[i].median_us;
+        sp[i] = (pts[i].p90_us - pts[i].p10_us) / pts[i].median_us;
     }
     qsort(sp, (size_t)n, sizeof *sp, cmp_dbl);
     const double med = n % 2 ? sp[n / 2] : 0.5 * (sp[n / 2 - 1] + sp[n / 2]);
@@ -209,8 +209,8 @@ static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int
                              x->op, (long long)x->c);
             break;
         }
-        pts[n] = (kvr_predict_e2e_point){us, x->stats.median_us, x->stats.min_us,
-                                         x->stats.max_us};
+        pts[n] = (kvr_predict_e2e_point){us, x->stats.median_us, x->stats.p10_us,
+                                         x->stats.p90_us};
         mode[n++] = md;
     }
     /* per schedule: the scale measured / predicted, kept when it predicts held-out prompt

@@ -248,14 +248,15 @@ KVR_API kvr_status kvr_predict_fit_run(kvr_db *db, int64_t run_id, int64_t link_
                                        const kvr_predict_fit_options *opt,
                                        kvr_predict_run_fit *out, kvr_error *err);
 /* The error band from a profile's end-to-end check: n >= 1 points, each a prompt run
- * identically several times (median, min, max of its TTFTs, all > 0) and the TTFT the cost
- * model predicts for it (> 0). *e2e = the largest |median / predicted - 1| (the held-out
- * error of end-to-end predictions), *spread = the median over the points of (max - min) /
- * median (the run-to-run spread), *band = *e2e + *spread, at least band_floor. Any output may
- * be NULL. Errors: KVR_ERR_INVALID_ARG (n < 1, a time not finite and > 0, min > median or
- * median > max). */
+ * identically several times (the median, 10th and 90th percentile of its TTFTs, all > 0) and
+ * the TTFT the cost model predicts for it (> 0). *e2e = the largest |median / predicted - 1|
+ * (the held-out error of end-to-end predictions), *spread = the median over the points of
+ * (p90 - p10) / median (the run-to-run spread: the middle 80 % of the repeats, so that one slow
+ * repeat among many does not set it), *band = *e2e + *spread, at least band_floor. Any output
+ * may be NULL. Errors: KVR_ERR_INVALID_ARG (n < 1, a time not finite and > 0, p10 > median or
+ * median > p90). */
 typedef struct kvr_predict_e2e_point {
-    double predicted_us, median_us, min_us, max_us;
+    double predicted_us, median_us, p10_us, p90_us;
 } kvr_predict_e2e_point;
 KVR_API kvr_status kvr_predict_e2e_band(const kvr_predict_e2e_point *pts, int n, double band_floor,
                                         double *e2e, double *spread, double *band,

@@ -247,15 +247,19 @@ KVR_API void kvr_profile_overheads_plan(const kvr_profile_params *p, int32_t n_l
  * ends it between rows. mrec: the model's record (layers, K/V bytes). Errors: the op model's
  * (no pre/attn/post/head samples yet), the prefill's, db errors. */
 /* ... and after them, the end-to-end check (docs/predictor.md, "Error band"): the whole model
- * run by single (1 rank) and kvr (even, n_ranks) at one or two prompt lengths -- the largest
- * n_ranks * chunk * 2^k up to half the grid's largest chunk whose single-rank TTFT the op model
- * predicts within KVR_PROFILE_E2E_BUDGET_US, and a quarter of it when that is >= 2 n_ranks
- * chunk -- each KVR_PROFILE_E2E_RUNS identical times after the warm-up(s), the TTFTs stored as
- * a layer sample "e2e_<mode>" (kvr_profile_e2e_op), c = tokens, prefix = ranks. Nothing is fitted
- * on them: kvr-fit's error band is their held-out prediction error plus their run-to-run
- * spread. */
+ * run by every schedule (single on 1 rank; kvr with the even partition, tsp and ring on
+ * n_ranks) at one or two prompt lengths -- the largest n_ranks * chunk * 2^k up to half the
+ * grid's largest chunk whose single-rank TTFT the op model predicts within
+ * KVR_PROFILE_E2E_BUDGET_US, and a quarter of it when that is >= 2 n_ranks chunk -- each
+ * repeated identically after the warm-up(s): KVR_PROFILE_E2E_RUNS times, or as many as the
+ * budget holds of the longer length's predicted single run, at most KVR_PROFILE_E2E_RUNS_MAX
+ * (short runs move most from run to run and cost least). The TTFTs are stored as a layer
+ * sample "e2e_<mode>" (kvr_profile_e2e_op), c = tokens, prefix = ranks. Nothing is fitted on
+ * them: kvr-fit's error band is their held-out prediction error plus their run-to-run spread,
+ * and each schedule's end-to-end scale comes from them. */
 #define KVR_PROFILE_E2E_BUDGET_US 1e6
 #define KVR_PROFILE_E2E_RUNS 5
+#define KVR_PROFILE_E2E_RUNS_MAX 15
 /* "e2e_single", "e2e_kvr", "e2e_tsp", "e2e_ring"; NULL for another mode. */
 KVR_API const char *kvr_profile_e2e_op(kvr_mode mode);
 KVR_API kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,

@@ -4,10 +4,11 @@
  * run predicts (the run's own layer samples, no overheads) stored as samples "ovh_<mode>"
  * (c = layers run, prefix = ranks). Two depths separate a per-run term from a per-layer-step
  * term (kvr_search_overhead_fit; docs/profiler.md, "Fixed overheads"). Then the end-to-end
- * check: single and kvr at one or two real prompt lengths, repeated identically, their TTFTs
- * stored as samples "e2e_<mode>" (c = tokens, prefix = ranks): nothing fits them, so kvr-fit
- * judges its predictions on them held out, and their repeats are the run-to-run spread of this
- * machine in this profile (the two terms of the error band; docs/predictor.md). */
+ * check: every schedule on the whole model at one or two real prompt lengths, repeated
+ * identically, their TTFTs stored as samples "e2e_<mode>" (c = tokens, prefix = ranks): nothing
+ * fits them, so kvr-fit judges its predictions on them held out, and their repeats are the
+ * run-to-run spread of this machine in this profile (the two terms of the error band;
+ * docs/predictor.md). */
 #include "kvr_profiler.h"
 #include "profiler_internal.h"
 #include "kvr_search.h"
@@ -74,22 +75,33 @@ const char *kvr_profile_e2e_op(kvr_mode mode) {
 
 /* The end-to-end check's prompt lengths: the largest P * chunk * 2^k <= half the grid's
  * largest chunk whose single-rank TTFT the op model predicts within KVR_PROFILE_E2E_BUDGET_US,
- * and a quarter of it (when that is still >= 2 P chunk). */
+ * and a quarter of it (when that is still >= 2 P chunk); and how many times each is repeated:
+ * KVR_PROFILE_E2E_RUNS, more (up to KVR_PROFILE_E2E_RUNS_MAX) where a run is so short that the
+ * budget holds more -- a run of a few milliseconds moves most from run to run, and its median
+ * and spread steady with repeats that cost next to nothing. */
 static kvr_status e2e_contexts(const kvr_db_model *mrec, const kvr_db_layer_sample *ls, int64_t nl,
                                const kvr_db_transfer_sample *ts, int64_t nt, int32_t P,
-                               int64_t chunk, int64_t c_max, int64_t *ctx, int *n_ctx,
-                               kvr_error *err) {
+                               int64_t chunk, int64_t c_max, int64_t *ctx, int32_t *runs,
+                               int *n_ctx, kvr_error *err) {
     int64_t best = P * chunk;
-    for (int64_t C = 2 * P * chunk; C <= c_max / 2; C *= 2) {
+    double best_us = 0;
+    for (int64_t C = P * chunk; C <= KVR_MAX(P * chunk, c_max / 2); C *= 2) {
         double us = 0;
         KVR_TRY(ovh_predict(mrec, mrec->n_layers, ls, nl, ts, nt, KVR_MODE_SINGLE, 1, C, &us,
                             err));
-        if (us > KVR_PROFILE_E2E_BUDGET_US) break;
+        if (C > P * chunk && us > KVR_PROFILE_E2E_BUDGET_US) break;
         best = C;
+        best_us = us;
     }
     *n_ctx = 0;
     if (best / 4 >= 2 * P * chunk) ctx[(*n_ctx)++] = best / 4;
     ctx[(*n_ctx)++] = best;
+    /* the longer length's single run sets the count for both (the shorter one costs less) */
+    const double fit = best_us > 0 ? KVR_PROFILE_E2E_BUDGET_US / best_us : KVR_PROFILE_E2E_RUNS_MAX;
+    const int32_t r = fit >= KVR_PROFILE_E2E_RUNS_MAX ? KVR_PROFILE_E2E_RUNS_MAX
+                      : fit <= KVR_PROFILE_E2E_RUNS ? KVR_PROFILE_E2E_RUNS
+                                                    : (int32_t)fit;
+    for (int j = 0; j < *n_ctx; j++) runs[j] = r;
     return KVR_OK;
 }
 
@@ -130,7 +142,7 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
     tp.min_iters = KVR_MAX(5, tp.min_iters);
     tp.max_iters = KVR_MAX(tp.min_iters, KVR_MIN(20, tp.max_iters));
     double *scratch =
-        malloc((size_t)KVR_MAX(tp.max_iters, KVR_PROFILE_E2E_RUNS) * sizeof *scratch);
+        malloc((size_t)KVR_MAX(tp.max_iters, KVR_PROFILE_E2E_RUNS_MAX) * sizeof *scratch);
     kvr_status s = tokens && scratch ? KVR_OK
                                      : kvr_error_set(err, KVR_ERR_NOMEM, "overheads: out of memory");
     if (s == KVR_OK) s = kvr_db_layer_samples_get(db, run_id, &ls, &nl, err);
@@ -141,17 +153,20 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
         tokens[i] = (int32_t)((rng >> 33) % (uint64_t)cfg->vocab_size);
     }
     static const kvr_mode modes[] = {KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP, KVR_MODE_RING};
+    const int n_modes = (int)(sizeof modes / sizeof modes[0]);
     int64_t e2e_ctx[2];
+    int32_t e2e_runs[2];
     int n_e2e = 0;
     if (s == KVR_OK)
-        s = e2e_contexts(mrec, ls, nl, ts, nt, P, plan.chunk, p->grid.c_max, e2e_ctx, &n_e2e, err);
+        s = e2e_contexts(mrec, ls, nl, ts, nt, P, plan.chunk, p->grid.c_max, e2e_ctx, e2e_runs,
+                         &n_e2e, err);
     if (s != KVR_OK) kvr_error_prefix(err, "overheads: end-to-end check");
-    res->n_points = (int64_t)(sizeof modes / sizeof modes[0]) * plan.n_depths + 2 * n_e2e;
+    res->n_points = (int64_t)n_modes * (plan.n_depths + n_e2e);
     for (int d = 0; s == KVR_OK && d < plan.n_depths; d++) {
         const int32_t L = plan.layers[d];
         kvr_model *view = NULL;
         s = kvr_model_view_layers(m, L, &view, err);
-        for (size_t k = 0; s == KVR_OK && k < sizeof modes / sizeof modes[0]; k++) {
+        for (int k = 0; s == KVR_OK && k < n_modes; k++) {
             const kvr_mode mode = modes[k];
             const int32_t np = mode == KVR_MODE_SINGLE ? 1 : P;
             const char *op = kvr_search_overhead_op(mode);
@@ -196,13 +211,13 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
         }
         kvr_model_destroy(view);
     }
-    /* the end-to-end check: whole model, single and kvr (even), identical repeats */
-    kvr_timing_params te = tp;
-    te.min_iters = te.max_iters = KVR_PROFILE_E2E_RUNS;
-    static const kvr_mode e2e_modes[] = {KVR_MODE_SINGLE, KVR_MODE_KVR};
+    /* the end-to-end check: whole model, every schedule (kvr with the even partition),
+     * identical repeats */
     for (int j = 0; s == KVR_OK && !res->stopped && j < n_e2e; j++) {
-        for (int k = 0; s == KVR_OK && k < 2; k++) {
-            const kvr_mode mode = e2e_modes[k];
+        kvr_timing_params te = tp;
+        te.min_iters = te.max_iters = e2e_runs[j];
+        for (int k = 0; s == KVR_OK && k < n_modes; k++) {
+            const kvr_mode mode = modes[k];
             const int32_t np = mode == KVR_MODE_SINGLE ? 1 : P;
             const char *op = kvr_profile_e2e_op(mode);
             char label[96];

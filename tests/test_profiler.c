@@ -747,20 +747,23 @@ static void test_profile_overheads_tiny(void) {
     KVR_CHECK(plan.layers[0] == 4 && plan.layers[1] == 1);
     KVR_CHECK_OK(kvr_profile_overheads(db, r.id, m, &mrec, &p, NULL, &res, &err), &err);
     /* 8 overhead rows, then the end-to-end check: c_max 32 leaves one prompt length, 2 x 8
-     * tokens, run by single and kvr */
-    KVR_CHECK_EQ_INT(res.n_points, 10);
-    KVR_CHECK_EQ_INT(res.n_measured, 10);
+     * tokens, run by every schedule */
+    KVR_CHECK_EQ_INT(res.n_points, 12);
+    KVR_CHECK_EQ_INT(res.n_measured, 12);
     kvr_db_layer_sample *s = NULL;
     int64_t n = 0;
     KVR_CHECK_OK(kvr_db_layer_samples_get(db, r.id, &s, &n, &err), &err);
     int seen[KVR_MODE_COUNT] = {0}, e2e = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (!strcmp(s[i].op, kvr_profile_e2e_op(KVR_MODE_SINGLE)) ||
-            !strcmp(s[i].op, kvr_profile_e2e_op(KVR_MODE_KVR))) {
+        if (!strncmp(s[i].op, "e2e_", 4)) {
+            kvr_mode md;
+            KVR_CHECK(kvr_mode_parse(s[i].op + 4, &md, NULL) == KVR_OK);
+            KVR_CHECK(!strcmp(s[i].op, kvr_profile_e2e_op(md)));
             e2e++;
             KVR_CHECK_EQ_INT(s[i].c, 16);
-            KVR_CHECK_EQ_INT(s[i].prefix, !strcmp(s[i].op, "e2e_single") ? 1 : 2);
-            KVR_CHECK_EQ_INT(s[i].stats.n_iters, KVR_PROFILE_E2E_RUNS);
+            KVR_CHECK_EQ_INT(s[i].prefix, md == KVR_MODE_SINGLE ? 1 : 2);
+            /* 16 tokens of the tiny model take microseconds: the budget holds the most repeats */
+            KVR_CHECK_EQ_INT(s[i].stats.n_iters, KVR_PROFILE_E2E_RUNS_MAX);
             KVR_CHECK(s[i].stats.min_us > 0 && s[i].stats.min_us <= s[i].stats.median_us &&
                       s[i].stats.median_us <= s[i].stats.max_us);
             continue;
@@ -790,7 +793,7 @@ static void test_profile_overheads_tiny(void) {
         kvr_search_costs_destroy(mc);
     }
     for (int md = 0; md < KVR_MODE_COUNT; md++) KVR_CHECK_EQ_INT(seen[md], 2);
-    KVR_CHECK_EQ_INT(e2e, 2);
+    KVR_CHECK_EQ_INT(e2e, 4);
     KVR_CHECK(kvr_profile_e2e_op(KVR_MODE_TSP) && !kvr_profile_e2e_op((kvr_mode)KVR_MODE_COUNT));
     /* the cost source carries them: each term >= 0; without them, all 0 */
     kvr_search_costs *mc = NULL;
@@ -828,7 +831,7 @@ static void test_profile_overheads_tiny(void) {
     kvr_db_free(s);
     /* resumed: nothing left to do */
     KVR_CHECK_OK(kvr_profile_overheads(db, r.id, m, &mrec, &p, NULL, &res, &err), &err);
-    KVR_CHECK(res.n_measured == 0 && res.n_skipped == 10);
+    KVR_CHECK(res.n_measured == 0 && res.n_skipped == 12);
     kvr_db_close(db);
     kvr_model_destroy(m);
 }

@@ -497,31 +497,33 @@ static void print_e2e(const kvr_db_layer_sample *ls, int64_t nl, bool json) {
     for (int64_t i = 0; i < nl; i++) {
         if (strncmp(ls[i].op, "e2e_", 4)) continue;
         const kvr_timing_stats *t = &ls[i].stats;
-        const double spread = t->median_us > 0 ? (t->max_us - t->min_us) / t->median_us : NAN;
+        const double spread = t->median_us > 0 ? (t->p90_us - t->p10_us) / t->median_us : NAN;
         if (json) {
             printf("%s{\"schedule\":\"%s\",\"tokens\":%lld,\"ranks\":%lld,\"median_us\":%.3f,"
-                   "\"min_us\":%.3f,\"max_us\":%.3f,\"runs\":%d,\"spread\":",
+                   "\"min_us\":%.3f,\"p10_us\":%.3f,\"p90_us\":%.3f,\"max_us\":%.3f,"
+                   "\"runs\":%d,\"spread\":",
                    any ? "," : "", ls[i].op + 4, (long long)ls[i].c, (long long)ls[i].prefix,
-                   t->median_us, t->min_us, t->max_us, t->n_iters);
+                   t->median_us, t->min_us, t->p10_us, t->p90_us, t->max_us, t->n_iters);
             print_num(stdout, spread);
             printf("}");
         } else {
             if (!any) {
-                printf("\n%-8s %6s %5s %11s %11s %11s %7s %7s\n", "e2e", "tokens", "ranks",
-                       "TTFT min", "median", "max", "spread", "runs");
-                printf("%-8s %6s %5s %11s %11s %11s %7s %7s\n", "", "(-)", "(-)", "(ms)", "(ms)",
-                       "(ms)", "(%)", "(-)");
+                printf("\n%-8s %6s %5s %11s %11s %11s %11s %11s %7s %5s\n", "e2e", "tokens",
+                       "ranks", "TTFT min", "p10", "median", "p90", "max", "spread", "runs");
+                printf("%-8s %6s %5s %11s %11s %11s %11s %11s %7s %5s\n", "", "(-)", "(-)", "(ms)",
+                       "(ms)", "(ms)", "(ms)", "(ms)", "(%)", "(-)");
             }
-            printf("%-8s %6lld %5lld %11.3f %11.3f %11.3f %7.2f %7d\n", ls[i].op + 4,
-                   (long long)ls[i].c, (long long)ls[i].prefix, 1e-3 * t->min_us,
-                   1e-3 * t->median_us, 1e-3 * t->max_us, 100 * spread, t->n_iters);
+            printf("%-8s %6lld %5lld %11.3f %11.3f %11.3f %11.3f %11.3f %7.2f %5d\n",
+                   ls[i].op + 4, (long long)ls[i].c, (long long)ls[i].prefix, 1e-3 * t->min_us,
+                   1e-3 * t->p10_us, 1e-3 * t->median_us, 1e-3 * t->p90_us, 1e-3 * t->max_us,
+                   100 * spread, t->n_iters);
         }
         any = true;
     }
     if (any && !json)
         printf("# e2e: the end-to-end check -- identical runs of the whole model, fitted by nothing; "
                "kvr-fit's error band is their held-out prediction error + their run-to-run "
-               "spread ((max - min) / median)\n");
+               "spread ((p90 - p10) / median)\n");
 }
 
 static int print_summary(kvr_db *db, const kvr_db_run *run, const kvr_db_model *mrec,

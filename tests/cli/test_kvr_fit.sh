@@ -150,18 +150,18 @@ json.dump(d, open(sys.argv[2], "w"))
 PY
 check drift_terms 0 "outside the error band of 5.00 % \(held-out end-to-end error 3.00 % \+ run-to-run spread 2.00 %, of the profile's end-to-end check\): DRIFT" -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast2.json" --no-db
 check drift_terms_json 0 '"band_heldout":0.030000,"band_spread":0.020000,"drift":true' -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast2.json" --no-db --json
-check fit_band_e2e 0 "^# TTFT error band \(drift threshold\): [0-9.]+ % = held-out end-to-end error [0-9.]+ % \+ run-to-run spread [0-9.]+ % \(the profile's end-to-end check: 2 prompt\(s\)" -- "$F" --db "$DB" --run 1 --dry-run
+check fit_band_e2e 0 "^# TTFT error band \(drift threshold\): [0-9.]+ % = held-out end-to-end error [0-9.]+ % \+ run-to-run spread [0-9.]+ % \(the profile's end-to-end check: 4 prompt\(s\)" -- "$F" --db "$DB" --run 1 --dry-run
 check fit_scale_none 0 "^# end-to-end scale .*: none \(one prompt length per schedule: nothing to hold out\)" -- "$F" --db "$DB" --run 1 --dry-run
 check fit_scale_json 0 '"scale":\{"single":\{"scale":1,"kept":false,"raw_err":null,"heldout_err":null\},"kvr":' -- "$F" --db "$DB" --run 1 --dry-run --json
-check fit_band_json 0 '"band":\{"op":[0-9.e-]+,"n_e2e":2,"e2e":[0-9.e-]+,"spread":[0-9.e-]+,"scale":\{' -- "$F" --db "$DB" --run 1 --dry-run --json
+check fit_band_json 0 '"band":\{"op":[0-9.e-]+,"n_e2e":4,"e2e":[0-9.e-]+,"spread":[0-9.e-]+,"scale":\{' -- "$F" --db "$DB" --run 1 --dry-run --json
 check profile_e2e 0 "ok" -- bash -c "'$P' ${TINY[*]} --db e2e.db --json -q | python3 -c '
 import json, sys
 e = {x[\"schedule\"]: x for x in json.load(sys.stdin)[\"e2e\"]}
-assert sorted(e) == [\"kvr\", \"single\"], e
+assert sorted(e) == [\"kvr\", \"ring\", \"single\", \"tsp\"], e
 assert e[\"single\"][\"tokens\"] == 64 and e[\"single\"][\"ranks\"] == 1 and e[\"kvr\"][\"ranks\"] == 2
 for x in e.values():
-    assert x[\"runs\"] == 5 and 0 < x[\"min_us\"] <= x[\"median_us\"] <= x[\"max_us\"]
-    assert abs(x[\"spread\"] - (x[\"max_us\"] - x[\"min_us\"]) / x[\"median_us\"]) < 1e-3
+    assert x[\"runs\"] == 15 and 0 < x[\"min_us\"] <= x[\"p10_us\"] <= x[\"median_us\"] <= x[\"p90_us\"] <= x[\"max_us\"]
+    assert abs(x[\"spread\"] - (x[\"p90_us\"] - x[\"p10_us\"]) / x[\"median_us\"]) < 1e-3
 print(\"ok\")'"
 # a run inside the band is not flagged: the check's repeats planted 100x apart either side
 # (spread 99.99: a band no loaded machine leaves)
@@ -170,7 +170,7 @@ python3 -c "
 import sqlite3
 h = sqlite3.connect('band_wide.db')
 n = h.execute(\"UPDATE layer_samples SET min_us = median_us / 100, p10_us = median_us / 100, max_us = median_us * 100, p90_us = median_us * 100 WHERE op LIKE 'e2e_%' AND run_id = 1\").rowcount
-assert n == 2, n
+assert n == 4, n
 h.commit()" || bad "setup: band_wide.db"
 "$F" --db band_wide.db --run 1 >/dev/null 2>&1 || bad "setup: kvr-fit band_wide.db"
 check band_inside 0 "within the error band of [0-9.]+ % \(held-out end-to-end error [0-9.]+ % \+ run-to-run spread 9999.00 %, of the profile's end-to-end check\)$" -- "$R" --model tiny --context 64 --db band_wide.db

@@ -72,7 +72,7 @@ check overheads_json 0 '"overheads":\[\{"schedule":"single","layers":1,"ranks":1
 check overheads_off 0 '"overheads":\[\],' -- "$P" "${TINY[@]}" --no-overheads --db "$tmp/o.db" --json
 check overheads_exported 0 "ovh_tsp" -- "$D" --db "$tmp/o.db" export 1 --format csv
 # ... then the end-to-end check (issue 16 item 3): single and kvr on the whole model, repeated
-check e2e_table 0 "^kvr +[0-9]+ +2 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +5$" -- "$P" "${TINY[@]}" --db "$tmp/o.db" -q
+check e2e_table 0 "^tsp +[0-9]+ +2 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +15$" -- "$P" "${TINY[@]}" --db "$tmp/o.db" -q
 check e2e_exported 0 "e2e_single" -- "$D" --db "$tmp/o.db" export 1 --format csv
 check e2e_off 0 '"e2e":\[\],' -- "$P" "${TINY[@]}" --no-overheads --db "$tmp/o.db" --json
 summary "kvr-profile cli"
