@@ -17,9 +17,13 @@
 # A benchmark, not a test: it prints figures and never fails on them. Every run reports how much
 # CPU other processes used meanwhile ("others", in cores, from /proc/stat); runs are measured
 # again while others used more than 0.2 cores, and the load average is printed before and after.
-# A speed probe (the model at its smallest context, single rank, 3 runs) before and after each
-# profile shows whether the machine's speed moved while it was profiled. Run it when the machine
-# is quiet.
+# A speed probe (the model at the context nearest 512 tokens, single rank, 3 runs) before and
+# after each profile shows whether the machine's speed moved while it was profiled, and again
+# at the start of every round: its ratio to the value right after the profile is how much the
+# machine itself moved between the profile and that round's runs (the same binary, prompt and
+# rank). Beside each error the table prints it with that ratio divided out ("probe-adj.": what
+# is left when the machine's own drift is taken away); the verdict is on the raw error. Run it
+# when the machine is quiet.
 #
 #   bench/accuracy.sh [--models "tiny 7b2 real"] [--contexts "128 512 2048 8192"] [--rounds N]
 #                     [--repeat N] [--bindir DIR] [--dir DIR] [--no-mpi] [--reuse]
@@ -146,8 +150,10 @@ def measure(name):
     CTX = CTX_ALL or ctx
     DB = os.path.join(DIR, f"accuracy-{name}.db")
     print(f"\n## {name}: {' '.join(margs)}, contexts {CTX}; store {DB}", flush=True)
-    probe_cmd = [f"{BIN}/kvr-run"] + margs + ["--no-db", "--json", "--context", str(min(CTX))]
+    PC = min(CTX, key=lambda c: abs(c - 512))
+    probe_cmd = [f"{BIN}/kvr-run"] + margs + ["--no-db", "--json", "--context", str(PC)]
     probe = lambda: json.loads(phase(probe_cmd)[0].strip().splitlines()[-1])["ttft_ms"]
+    p_ref = None  # the probe right after the profile (with --reuse: at the first round)
     if not REUSE:
         for f in (DB, DB + "-wal", DB + "-shm"):
             if os.path.exists(f):
@@ -159,8 +165,9 @@ def measure(name):
             p0 = median([probe() for _ in range(3)])
             out, wall, oth = phase(K + ["--grid", "quick", "--chunks", f"16:{top}", "--max-context", str(top)])
             p1 = median([probe() for _ in range(3)])
-            print(f"# speed probe ({min(CTX)} tokens, single) around the profile: {p0:.1f} ms before, "
+            print(f"# speed probe ({PC} tokens, single) around the profile: {p0:.1f} ms before, "
                   f"{p1:.1f} ms after", flush=True)
+            p_ref = p1
             if oth <= 0.2 or attempt == RETRY:
                 break
             print(f"# (profile: others used {oth:.2f} cores; profiling again)", flush=True)
@@ -202,7 +209,16 @@ def measure(name):
     print(f"{'round':>5} {'strategy':<8} {'transport':<9} {'ranks':>5} {'context':>8} {'partition':<12} "
           f"{'measured':>10} {'predicted':>10} {'error':>8} {'drift':>5} {'others':>7}")
     runs = {}  # case index -> [(measured ms, predicted ms, drift, others, partition)]
+    ratios = []  # per round: the probe / its value after the profile
     for rnd in range(ROUNDS):
+        wait_quiet()
+        pr = median([probe() for _ in range(3)])
+        if p_ref is None:
+            p_ref = pr
+        ratio = pr / p_ref
+        ratios.append(ratio)
+        print(f"# round {rnd + 1}: speed probe {pr:.2f} ms = {ratio:.3f} x its value after the "
+              f"profile", flush=True)
         order = list(range(len(cases)))
         if rnd % 2:
             order.reverse()  # every other round backwards: no case always runs at the same time
@@ -223,7 +239,7 @@ def measure(name):
             r = json.loads(out.strip().splitlines()[-1])
             pred = r["predicted_ttft_ms"]
             err = r["ttft_ms"] / pred - 1 if pred else None
-            runs.setdefault(i, []).append((r["ttft_ms"], pred, r["drift"], oth, r["partition"]))
+            runs.setdefault(i, []).append((r["ttft_ms"], pred, r["drift"], oth, r["partition"], ratio))
             print(f"{rnd + 1:>5} {label:<8} {tr:<9} {p:>5} {C:>8} {','.join(map(str, r['partition'])):<12} "
                   f"{r['ttft_ms']:>10.2f} {pred if pred else float('nan'):>10.2f} "
                   f"{100*err if err is not None else float('nan'):>+8.2f} {'yes' if r['drift'] else 'no':>5} "
@@ -232,10 +248,12 @@ def measure(name):
     # per case: the median over the rounds; noise = each run's deviation from that median
     sc = SCALES.get(name, {})
     print(f"\n# {name}, per case: the median of {ROUNDS} round(s); noise = max |run / median - 1| of the case; "
-          f"op model = the error without the end-to-end scale ({', '.join(f'{m} {v:.4f}' for m, v in sc.items()) or 'none kept'})")
+          f"op model = the error without the end-to-end scale ({', '.join(f'{m} {v:.4f}' for m, v in sc.items()) or 'none kept'}); "
+          f"probe-adj. = the error of the median of measured / (the round's probe ratio) -- the machine's own drift "
+          f"since the profile divided out (probe ratios of the rounds: {' '.join(f'{x:.3f}' for x in ratios)})")
     print(f"{'strategy':<8} {'transport':<9} {'ranks':>5} {'context':>8} {'measured':>10} {'predicted':>10} "
-          f"{'error':>8} {'noise':>7} {'op model':>9}")
-    groups = {}  # group -> ([|err| of case medians], [deviations of single runs], [|err| without the scale])
+          f"{'error':>8} {'noise':>7} {'op model':>9} {'probe-adj.':>10}")
+    groups = {}  # group -> ([|err| of case medians], [deviations], [|err| without the scale], [|err| probe-adj.])
     for i, (label, tr, p, C, extra) in enumerate(cases):
         m = [x[0] for x in runs[i]]
         pred = runs[i][0][1]
@@ -244,38 +262,42 @@ def measure(name):
         err = med / pred - 1 if pred else None
         s = sc.get("single" if label == "single" else "tsp" if label == "tsp" else "kvr", 1.0)
         raw = med / (pred / s) - 1 if pred else None
+        adj = median([x[0] / x[5] for x in runs[i]]) / pred - 1 if pred else None
         print(f"{label:<8} {tr:<9} {p:>5} {C:>8} {med:>10.2f} {pred if pred else float('nan'):>10.2f} "
               f"{100*err if err is not None else float('nan'):>+8.2f} {100*max(dev):>6.1f}% "
-              f"{100*raw if raw is not None else float('nan'):>+8.2f}")
+              f"{100*raw if raw is not None else float('nan'):>+8.2f} "
+              f"{100*adj if adj is not None else float('nan'):>+10.2f}")
         g = "short" if (all_short or C <= SHORT) else "long"
-        e, d, rw = groups.setdefault(g, ([], [], []))
+        e, d, rw, aj = groups.setdefault(g, ([], [], [], []))
         if err is not None:
             e.append(abs(err))
             rw.append(abs(raw))
+            aj.append(abs(adj))
         if len(m) > 1:
             d.extend(dev)
-        e2, _, _ = groups.setdefault(f"{label} {tr}", ([], [], []))
+        e2, _, _, _ = groups.setdefault(f"{label} {tr}", ([], [], [], []))
         if err is not None:
             e2.append(abs(err))
     print(f"\n# {name}: |error| of the case medians, per strategy")
-    for g, (e, d, _) in groups.items():
+    for g, (e, d, _, _) in groups.items():
         if g in ("short", "long") or not e:
             continue
         print(f"  {g:<16} n={len(e):<3} median {100*median(e):5.2f} %  max {100*max(e):5.2f} %")
     for g in ("long", "short"):
         if g not in groups or not groups[g][0]:
             continue
-        e, d, rw = groups[g]
+        e, d, rw, aj = groups[g]
         nm, nx = (median(d), max(d)) if d else (0.0, 0.0)
-        judged.append((name, g, median(e), max(e), nm, nx, len(e), median(rw), max(rw)))
+        judged.append((name, g, median(e), max(e), nm, nx, len(e), median(rw), max(rw),
+                       median(aj), max(aj)))
 
 for name in MODELS:
     measure(name)
 
 print("\n# judged against the targets and the noise floor (the spread of repeated identical runs)")
 print(f"{'model':<6} {'prompts':<12} {'cases':>5} {'median |err|':>13} {'max |err|':>10} {'noise med':>10} "
-      f"{'noise max':>10} {'op model med / max':>19}  verdict")
-for name, g, med, mx, nm, nx, n, rmed, rmx in judged:
+      f"{'noise max':>10} {'op model med / max':>19} {'probe-adj. med / max':>21}  verdict")
+for name, g, med, mx, nm, nx, n, rmed, rmx, amed, amx in judged:
     if g == "long":
         bar_m, bar_x = max(0.03, nm), max(0.08, nx)
         ok = med <= bar_m and mx <= bar_x
@@ -286,7 +308,7 @@ for name, g, med, mx, nm, nx, n, rmed, rmx in judged:
         tgt = f"median <= {100*bar_m:.1f} %"
     print(f"{name:<6} {'> 256' if g == 'long' else ('all' if SPECS[name][2] else '<= 256'):<12} {n:>5} "
           f"{100*med:>12.2f}% {100*mx:>9.2f}% {100*nm:>9.2f}% {100*nx:>9.2f}% "
-          f"{100*rmed:>8.2f} / {100*rmx:>6.2f}%  "
+          f"{100*rmed:>8.2f} / {100*rmx:>6.2f}% {100*amed:>10.2f} / {100*amx:>6.2f}%  "
           f"{'ok' if ok else 'MISSED'} ({tgt})")
 print(f"# waited {waited_total:.0f} s in all for other processes to go quiet")
 print(f"# load average after: {load()}")
