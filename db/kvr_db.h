@@ -417,7 +417,7 @@ typedef struct kvr_db_serving_run {
     int64_t n_requests;
     double trace_duration_s; /* the last arrival */
     double rate_per_s;       /* mean arrival rate, n_requests / trace_duration_s (< 0: unknown) */
-    char policy[16];         /* "vllm" | "chunked" */
+    char policy[16];         /* "vllm" | "chunked" | "layerkv" */
     int32_t block_tokens;    /* the scheduler's parameters, defaults resolved */
     int64_t pool_blocks;
     double watermark;

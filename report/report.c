@@ -967,7 +967,8 @@ typedef struct srv_curve {
 static int srv_policy_color(const char *policy) {
     if (strcmp(policy, "vllm") == 0) return 0;
     if (strcmp(policy, "chunked") == 0) return 2;
-    return 4;
+    if (strcmp(policy, "layerkv") == 0) return 4;
+    return 6; /* a policy this report does not know: its own colour pair */
 }
 
 static bool srv_measured(const kvr_db_serving_run *x) {
