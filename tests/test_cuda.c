@@ -4,14 +4,22 @@
  *     (KVR_CUDA_ATTN=kvr) on the same inputs -- the per-row LSE and x after post, over chunks
  *     after prefixes, GQA and MQA, head dims 64 and 128 (llama-3-8b / falcon-7b-like heads);
  *   model_tiny: the tiny and tiny-mqa presets prefilled single-rank through the seam on cpu and
- *     cuda (one chunk, and two chunks on cuda): the same first token, logits within bf16 bounds.
+ *     cuda (one chunk, and two chunks on cuda): the same first token, logits within bf16 bounds;
+ *   paged_*: the paged KV pool on cuda (kv_store, attn_paged through kvr_batch_run) against the
+ *     cpu pool on the same batches and block tables; its host tier: offloaded layers (swap and
+ *     stream reload) against all-resident, a round trip of blocks out and back with fence order,
+ *     and the staging fence with the copier held.
  * test_backend_ops covers every op against the fp64 reference on a device; scripts/gpu-check
  * runs both. */
+#include "backend_internal.h" /* kvr_kv_pool_copier_hold */
 #include "kvr_backend.h"
+#include "kvr_batch.h"
 #include "kvr_test.h"
 #include "runtime_internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 static uint64_t tc_next(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -227,6 +235,398 @@ static void test_model_tiny(void) {
     }
 }
 
+// ----------------------------------------------------------------------------
+// the paged KV pool and its host tier on cuda (kvr_batch.h)
+
+/* a permutation of [0, n) from a seed */
+static void tc_shuffle(int32_t *v, int32_t n, uint64_t seed) {
+    for (int32_t i = 0; i < n; i++) v[i] = i;
+    for (int32_t i = n - 1; i > 0; i--) {
+        const int32_t j = (int32_t)(tc_next(&seed) % (uint64_t)(i + 1)), t = v[i];
+        v[i] = v[j], v[j] = t;
+    }
+}
+
+/* max |a - b| / max(1, max |b|) */
+static double tc_rel1(const float *a, const float *b, int64_t n) {
+    double d = 0, mx = 1;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - (double)b[i]));
+        mx = fmax(mx, fabs((double)b[i]));
+    }
+    return d / mx;
+}
+
+#define TC_MAXL 64 /* most layers of the presets the tests load */
+
+/* One backend's weights, pool (n_blocks of bt tokens) and runner (max_rows rows). */
+typedef struct tc_paged {
+    kvr_weights *w;
+    kvr_kv_pool *pool;
+    kvr_batch_runner *r;
+} tc_paged;
+
+static bool tc_paged_open(tc_paged *t, const kvr_backend *be, const kvr_model *m, int64_t n_blocks,
+                          int32_t bt, int64_t max_rows) {
+    kvr_error e;
+    memset(t, 0, sizeof *t);
+    KVR_CHECK_OK(kvr_weights_upload(be, m, &t->w, &e), &e);
+    if (t->w) KVR_CHECK_OK(kvr_kv_pool_create(t->w, n_blocks, bt, &t->pool, &e), &e);
+    if (t->pool)
+        KVR_CHECK_OK(kvr_batch_runner_create(t->w, t->pool, max_rows, 1, &t->r, &e), &e);
+    return t->r != NULL;
+}
+
+static void tc_paged_close(tc_paged *t) {
+    kvr_batch_runner_destroy(t->r);
+    kvr_kv_pool_destroy(t->pool);
+    kvr_weights_free(t->w);
+}
+
+static kvr_model *tc_preset(const char *name) {
+    kvr_model_load_params lp = kvr_model_load_params_default();
+    kvr_model *m = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_model_create_preset(name, &lp, &m, &e), &e);
+    return m;
+}
+
+/* cpu and cuda run the same batches over the same shuffled, non-contiguous layer blocks: four
+ * sequences' cached prefixes (0, 19, 30 and 64 tokens: several row tiles), then their new
+ * tokens (1 to 7, in another order), then one decode step each -- kv_store and attn_paged at
+ * every layer of each. The logits agree within test_cuda's bf16 bound (3e-2 of the largest
+ * logit), every sequence. */
+static void test_paged_twin(void) {
+    const kvr_backend *cpu = NULL;
+    kvr_error e;
+    KVR_CHECK_OK(kvr_backend_get("cpu", &cpu, &e), &e);
+    const char *presets[] = {"tiny", "tiny-mqa"};
+    for (int k = 0; k < 2; k++) {
+        kvr_model *m = tc_preset(presets[k]);
+        if (!m) return;
+        const kvr_model_config *cfg = kvr_model_get_config(m);
+        const int32_t bt = k == 0 ? 16 : 5, NB = 64, L = cfg->n_layers, V = cfg->vocab_size;
+        KVR_CHECK(L <= TC_MAXL);
+        tc_paged tw[2];
+        const bool ok0 = tc_paged_open(&tw[0], cpu, m, NB, bt, 256);
+        const bool ok1 = tc_paged_open(&tw[1], g_cuda, m, NB, bt, 256);
+        enum { NS = 4 };
+        const int64_t past[NS] = {30, 0, 64, 19}, news[NS] = {7, 5, 6, 1};
+        int32_t *ids[NS], *perm = malloc((size_t)NB * (size_t)L * sizeof *perm);
+        const int32_t *blocks[NS][TC_MAXL];
+        tc_shuffle(perm, NB * L, 11 + (uint64_t)k);
+        int32_t used = 0;
+        for (int i = 0; i < NS; i++) {
+            const int64_t n = past[i] + news[i] + 1, nb = KVR_CEIL_DIV(n, bt);
+            uint64_t s = 100 + (uint64_t)i;
+            ids[i] = malloc((size_t)n * sizeof *ids[i]);
+            for (int64_t j = 0; j < n; j++) ids[i][j] = (int32_t)(tc_next(&s) % (uint64_t)V);
+            for (int32_t l = 0; l < L; l++) blocks[i][l] = perm + used + l * nb;
+            used += (int32_t)(nb * L);
+        }
+        KVR_CHECK(used <= NB * L);
+        double worst = 0;
+        for (int step = 0; ok0 && ok1 && step < 3; step++) {
+            kvr_batch_seq s[NS];
+            int32_t n = 0;
+            const int order[NS] = {2, 0, 3, 1};
+            for (int j = 0; j < NS; j++) {
+                const int i = step == 1 ? order[j] : j;
+                const int64_t nb = KVR_CEIL_DIV(past[i] + news[i] + 1, bt);
+                if (step == 0 && past[i] > 0) /* the prefixes, no logits */
+                    s[n++] = (kvr_batch_seq){ids[i], past[i], 0, blocks[i], nb, false, NULL};
+                else if (step == 1)
+                    s[n++] = (kvr_batch_seq){ids[i] + past[i], news[i], past[i], blocks[i], nb,
+                                             true, NULL};
+                else if (step == 2)
+                    s[n++] = (kvr_batch_seq){ids[i] + past[i] + news[i], 1, past[i] + news[i],
+                                             blocks[i], nb, true, NULL};
+            }
+            for (int b = 0; b < 2; b++) KVR_CHECK_OK(kvr_batch_run(tw[b].r, s, n, &e), &e);
+            for (int32_t j = 0; step > 0 && j < n; j++) {
+                const float *lc = kvr_batch_logits(tw[0].r, j), *lg = kvr_batch_logits(tw[1].r, j);
+                KVR_CHECK(lc != NULL && lg != NULL);
+                if (!lc || !lg) continue;
+                const double d = tc_rel(lg, lc, V);
+                worst = fmax(worst, d);
+                if (!(d <= 3e-2)) {
+                    kvr_test_checks++, kvr_test_fails++;
+                    fprintf(stderr, "FAIL %s step %d row %d: cuda vs cpu logits %.3g\n",
+                            presets[k], step, j, d);
+                }
+            }
+        }
+        kvr_test_checks++;
+        printf("paged_twin %s, blocks of %d: cuda vs cpu paged logits, max rel err %.3g\n",
+               presets[k], bt, worst);
+        for (int i = 0; i < NS; i++) free(ids[i]);
+        free(perm);
+        tc_paged_close(&tw[0]), tc_paged_close(&tw[1]);
+        kvr_model_destroy(m);
+    }
+}
+
+/* LayerKV's spread: layer l of L resident with r resident iff floor((l+1) r / L) > floor(l r / L) */
+static bool tc_resident(int32_t L, int32_t r, int32_t l) {
+    return (int64_t)(l + 1) * r / L > (int64_t)l * r / L;
+}
+
+/* a sequence's layer tables: nb blocks a layer, resident layers from the pool (*dev on),
+ * offloaded ones from the host tier (*host on) */
+typedef struct tc_lseq {
+    int32_t ids[TC_MAXL * 16];
+    const int32_t *tabs[TC_MAXL];
+    bool off[TC_MAXL];
+} tc_lseq;
+
+static void tc_lseq_make(tc_lseq *q, int32_t L, int64_t nb, int32_t r, int32_t *dev,
+                         int32_t *host) {
+    for (int32_t l = 0; l < L; l++) {
+        q->off[l] = !tc_resident(L, r, l);
+        for (int64_t b = 0; b < nb; b++) q->ids[l * nb + b] = q->off[l] ? (*host)++ : (*dev)++;
+        q->tabs[l] = q->ids + l * nb;
+    }
+}
+
+/* swap reload: the offloaded layers' host blocks into fresh pool blocks */
+static void tc_lseq_swap_in(kvr_kv_pool *p, tc_lseq *q, int32_t L, int64_t nb, int32_t *dev) {
+    kvr_kv_copy c[TC_MAXL * 16];
+    int64_t n = 0;
+    for (int32_t l = 0; l < L; l++) {
+        if (!q->off[l]) continue;
+        for (int64_t b = 0; b < nb; b++) {
+            c[n++] = (kvr_kv_copy){*dev, q->ids[l * nb + b], false};
+            q->ids[l * nb + b] = (*dev)++;
+        }
+        q->off[l] = false;
+    }
+    kvr_error e;
+    KVR_CHECK_OK(kvr_kv_pool_copy(p, c, n, &e), &e);
+}
+
+enum { TC_P = 37, TC_N = 4, TC_BT = 8, TC_NB = 6 }; /* prompt, decode steps, block tokens, blocks */
+
+/* Two sequences (A: half its layers offloaded; B: none, or all with staging of one sequence's
+ * layer), prefilled together and decoded TC_N steps on cuda, with swap and with stream reload:
+ * the logits of every step equal those of an all-resident cuda run of the same batch (same
+ * kernels on the same values; allowed 1e-6 of the largest logit, printed when not bit-equal). */
+static void test_paged_host_tier(void) {
+    kvr_model *m = tc_preset("tiny");
+    if (!m) return;
+    const int32_t L = kvr_model_get_config(m)->n_layers, V = kvr_model_get_config(m)->vocab_size;
+    KVR_CHECK(L >= 2 && L <= TC_MAXL);
+    const int64_t stagings[2] = {TC_NB, 64};
+    for (int k = 0; k < 4; k++) {
+        const bool stream = k % 2 == 1;
+        const int64_t S = stagings[k / 2];
+        tc_paged t;
+        kvr_error e;
+        if (!tc_paged_open(&t, g_cuda, m, 64, TC_BT, 2 * TC_P)) break;
+        KVR_CHECK_OK(kvr_kv_pool_add_host(t.pool, 32 * L, S, &e), &e);
+        int32_t ids[2][TC_P + TC_N];
+        uint64_t sd = 900;
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < TC_P + TC_N; j++) ids[i][j] = (int32_t)(tc_next(&sd) % (uint64_t)V);
+        float *want = malloc((size_t)2 * (TC_N + 1) * (size_t)V * sizeof *want);
+        int32_t dev = 0, host = 0;
+        tc_lseq ref[2], q[2];
+        for (int i = 0; i < 2; i++) tc_lseq_make(&ref[i], L, TC_NB, L, &dev, &host);
+        for (int i = 0; i < 2; i++)
+            tc_lseq_make(&q[i], L, TC_NB, i == 0 ? L / 2 : (k < 2 ? 0 : L), &dev, &host);
+        tc_lseq *runs[2] = {ref, q};
+        double worst = 0;
+        bool exact = true;
+        for (int run = 0; run < 2; run++) {
+            tc_lseq *x = runs[run];
+            for (int st = 0; st <= TC_N; st++) {
+                if (run == 1 && st == 1 && !stream)
+                    for (int i = 0; i < 2; i++) tc_lseq_swap_in(t.pool, &x[i], L, TC_NB, &dev);
+                kvr_batch_seq s[2];
+                for (int i = 0; i < 2; i++)
+                    s[i] = (kvr_batch_seq){st == 0 ? ids[i] : ids[i] + TC_P + st - 1,
+                                           st == 0 ? TC_P : 1, st == 0 ? 0 : TC_P + st - 1,
+                                           x[i].tabs, TC_NB, true, x[i].off};
+                KVR_CHECK_OK(kvr_batch_run(t.r, s, 2, &e), &e);
+                for (int i = 0; i < 2; i++) {
+                    const float *lg = kvr_batch_logits(t.r, i);
+                    float *w = want + ((size_t)st * 2 + (size_t)i) * (size_t)V;
+                    KVR_CHECK(lg != NULL);
+                    if (!lg) continue;
+                    if (run == 0) {
+                        memcpy(w, lg, (size_t)V * sizeof *w);
+                        if (st < TC_N) ids[i][TC_P + st] = kvr_argmax(lg, V); /* greedy */
+                        continue;
+                    }
+                    worst = fmax(worst, tc_rel1(lg, w, V));
+                    exact = exact && memcmp(lg, w, (size_t)V * sizeof *w) == 0;
+                }
+            }
+        }
+        kvr_kv_pool_stats ps = kvr_kv_pool_get_stats(t.pool);
+        printf("paged_host_tier %s reload, staging %lld: offloaded vs resident logits %s (max rel "
+               "%.3g); %lld blocks out, %lld in, %lld staging waits, copier busy %.0f us\n",
+               stream ? "stream" : "swap", (long long)S, exact ? "bit-equal" : "differ", worst,
+               (long long)ps.copies_out, (long long)ps.copies_in, (long long)ps.stage_waits,
+               ps.copy_busy_us);
+        KVR_CHECK(worst <= 1e-6);
+        KVR_CHECK(ps.copies_out > 0 && ps.copies_in > 0);
+        free(want);
+        tc_paged_close(&t);
+    }
+    kvr_model_destroy(m);
+}
+
+/* A prompt's blocks (every layer) out to the host tier and back into fresh pool blocks, as two
+ * submissions: fences 1 and 2 in order, both complete after waiting for the second, the copier
+ * counts each block once each way; a decode step over the copies gives the logits over the
+ * originals bit for bit (the bytes came back), and over zeroed blocks it does not (the check can
+ * fail). */
+static void test_paged_host_roundtrip(void) {
+    kvr_model *m = tc_preset("tiny");
+    if (!m) return;
+    const int32_t L = kvr_model_get_config(m)->n_layers, V = kvr_model_get_config(m)->vocab_size;
+    KVR_CHECK(L <= TC_MAXL);
+    tc_paged t;
+    kvr_error e;
+    if (!tc_paged_open(&t, g_cuda, m, 3 * TC_NB, TC_BT, TC_P)) {
+        kvr_model_destroy(m);
+        return;
+    }
+    KVR_CHECK_OK(kvr_kv_pool_add_host(t.pool, TC_NB * L, 2, &e), &e);
+    int32_t ids[TC_P + 1], tb[3][TC_NB], lid[3][TC_NB * TC_MAXL];
+    const int32_t *tabs[3][TC_MAXL];
+    uint64_t sd = 31;
+    for (int j = 0; j <= TC_P; j++) ids[j] = (int32_t)(tc_next(&sd) % (uint64_t)V);
+    for (int c = 0; c < 3; c++) /* token blocks: X = 0, 3, 6, ..; Y = 1, 4, ..; Z = 2, 5, .. */
+        for (int b = 0; b < TC_NB; b++) tb[c][b] = 3 * b + c;
+    for (int c = 0; c < 3; c++) kvr_kv_layer_tables(L, tb[c], TC_NB, lid[c], tabs[c]);
+    kvr_batch_seq s = {ids, TC_P, 0, tabs[0], TC_NB, false, NULL};
+    KVR_CHECK_OK(kvr_batch_run(t.r, &s, 1, &e), &e);
+    const int64_t n = (int64_t)TC_NB * L;
+    kvr_kv_copy *out = malloc((size_t)n * sizeof *out), *in = malloc((size_t)n * sizeof *in);
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = (kvr_kv_copy){lid[0][i], (int32_t)i, true};
+        in[i] = (kvr_kv_copy){lid[1][i], (int32_t)i, false};
+    }
+    uint64_t f1 = 0, f2 = 0;
+    KVR_CHECK_OK(kvr_op_kv_copy_submit(t.pool, out, n, &f1, &e), &e);
+    KVR_CHECK_OK(kvr_op_kv_copy_submit(t.pool, in, n, &f2, &e), &e);
+    KVR_CHECK(f1 == 1 && f2 == 2);
+    KVR_CHECK(kvr_op_kv_copy_wait(t.pool, f2 + 1, &e) == KVR_ERR_INVALID_ARG);
+    KVR_CHECK(strstr(e.msg, "never submitted") != NULL);
+    KVR_CHECK_OK(kvr_op_kv_copy_wait(t.pool, f2, &e), &e);
+    KVR_CHECK(kvr_op_kv_copy_done(t.pool) == f2);
+    kvr_kv_pool_stats ps = kvr_kv_pool_get_stats(t.pool);
+    KVR_CHECK(ps.copies_out == n && ps.copies_in == n && ps.copy_busy_us > 0);
+    float *lg[3];
+    for (int c = 0; c < 3; c++) { /* one decode step over X, its copy Y, and zeroed Z */
+        s = (kvr_batch_seq){ids + TC_P, 1, TC_P, tabs[c], TC_NB, true, NULL};
+        KVR_CHECK_OK(kvr_batch_run(t.r, &s, 1, &e), &e);
+        lg[c] = malloc((size_t)V * sizeof *lg[c]);
+        const float *l = kvr_batch_logits(t.r, 0);
+        KVR_CHECK(l != NULL);
+        if (l) memcpy(lg[c], l, (size_t)V * sizeof *lg[c]);
+        else memset(lg[c], 0, (size_t)V * sizeof *lg[c]);
+    }
+    const bool same = memcmp(lg[0], lg[1], (size_t)V * sizeof *lg[0]) == 0;
+    const double dz = tc_rel1(lg[2], lg[0], V);
+    printf("paged_host_roundtrip: %lld layer blocks out and back in (fences %llu, %llu; copier "
+           "busy %.0f us): logits over the copies %s; over zeroed blocks max rel %.3g\n",
+           (long long)n, (unsigned long long)f1, (unsigned long long)f2, ps.copy_busy_us,
+           same ? "bit-equal" : "DIFFER", dz);
+    KVR_CHECK(same);
+    KVR_CHECK(dz > 1e-3);
+    for (int c = 0; c < 3; c++) free(lg[c]);
+    free(out), free(in);
+    tc_paged_close(&t);
+    kvr_model_destroy(m);
+}
+
+typedef struct tc_run_arg {
+    kvr_batch_runner *r;
+    kvr_batch_seq s;
+    kvr_status st;
+    int done; /* __atomic */
+} tc_run_arg;
+
+static void *tc_run_thread(void *a) {
+    tc_run_arg *x = a;
+    kvr_error e;
+    x->st = kvr_batch_run(x->r, &x->s, 1, &e);
+    __atomic_store_n(&x->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Staging of exactly one offloaded layer of the prompt and the copier held (cuda: the copies
+ * stay queued on the host): the prefill's second offloaded layer waits for the first one's copy
+ * out (the run blocks; nothing copied); released, each layer's own K/V reach the host tier --
+ * decode after a swap-in gives the all-resident logits (1e-6). Reusing the staging before its
+ * copy completed would put a later layer's K/V into an earlier layer's host blocks. */
+static void test_paged_staging_fence(void) {
+    kvr_model *m = tc_preset("tiny");
+    if (!m) return;
+    const int32_t L = kvr_model_get_config(m)->n_layers, V = kvr_model_get_config(m)->vocab_size;
+    KVR_CHECK(L >= 4 && L <= TC_MAXL);
+    tc_paged t;
+    kvr_error e;
+    if (!tc_paged_open(&t, g_cuda, m, 32, TC_BT, TC_P)) {
+        kvr_model_destroy(m);
+        return;
+    }
+    const int64_t nb = KVR_CEIL_DIV(TC_P, TC_BT);
+    KVR_CHECK_OK(kvr_kv_pool_add_host(t.pool, 8 * L, nb, &e), &e);
+    int32_t ids[TC_P + 1];
+    uint64_t sd = 77;
+    for (int j = 0; j < TC_P; j++) ids[j] = (int32_t)(tc_next(&sd) % (uint64_t)V);
+    int32_t dev = 0, host = 0;
+    tc_lseq ref, q;
+    tc_lseq_make(&ref, L, TC_NB, L, &dev, &host);
+    tc_lseq_make(&q, L, TC_NB, L / 2, &dev, &host);
+    kvr_batch_seq s = {ids, TC_P, 0, ref.tabs, TC_NB, true, NULL};
+    KVR_CHECK_OK(kvr_batch_run(t.r, &s, 1, &e), &e);
+    ids[TC_P] = kvr_argmax(kvr_batch_logits(t.r, 0), V);
+    s = (kvr_batch_seq){ids + TC_P, 1, TC_P, ref.tabs, TC_NB, true, NULL};
+    KVR_CHECK_OK(kvr_batch_run(t.r, &s, 1, &e), &e);
+    float *want = malloc((size_t)V * sizeof *want);
+    memcpy(want, kvr_batch_logits(t.r, 0), (size_t)V * sizeof *want);
+
+    kvr_kv_pool_copier_hold(t.pool, true);
+    tc_run_arg x = {t.r, {ids, TC_P, 0, q.tabs, TC_NB, false, q.off}, KVR_OK, 0};
+    pthread_t th;
+    KVR_CHECK(pthread_create(&th, NULL, tc_run_thread, &x) == 0);
+    int waited = 0;
+    for (int i = 0; i < 20000 && kvr_kv_pool_get_stats(t.pool).stage_waits == 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        waited = i;
+    }
+    kvr_kv_pool_stats st = kvr_kv_pool_get_stats(t.pool);
+    printf("paged_staging_fence: copier held, the prefill waits for the staging after %d ms; "
+           "%lld blocks out\n",
+           waited, (long long)st.copies_out);
+    KVR_CHECK_EQ_INT((int)st.stage_waits, 1);
+    KVR_CHECK_EQ_INT((int)st.copies_out, 0);
+    KVR_CHECK(__atomic_load_n(&x.done, __ATOMIC_ACQUIRE) == 0);
+    kvr_kv_pool_copier_hold(t.pool, false);
+    pthread_join(th, NULL);
+    KVR_CHECK_OK(x.st, &e);
+    tc_lseq_swap_in(t.pool, &q, L, TC_NB, &dev); /* after the copies out: all done */
+    st = kvr_kv_pool_get_stats(t.pool);
+    KVR_CHECK(st.stage_waits == 1 && st.copies_out == (L - L / 2) * nb);
+    s = (kvr_batch_seq){ids + TC_P, 1, TC_P, q.tabs, TC_NB, true, NULL};
+    KVR_CHECK_OK(kvr_batch_run(t.r, &s, 1, &e), &e);
+    const float *got = kvr_batch_logits(t.r, 0);
+    KVR_CHECK(got != NULL);
+    if (got) {
+        const double d = tc_rel1(got, want, V);
+        printf("paged_staging_fence: decode after the swap-in vs all-resident: max rel %.3g\n", d);
+        KVR_CHECK(d <= 1e-6);
+    }
+    free(want);
+    tc_paged_close(&t);
+    kvr_model_destroy(m);
+}
+
 int main(int argc, char **argv) {
     kvr_error e;
     if (kvr_backend_get("cuda", &g_cuda, &e) != KVR_OK) {
@@ -238,6 +638,10 @@ int main(int argc, char **argv) {
     static const kvr_test_case cases[] = {
         {"attn_cross", test_attn_cross},
         {"model_tiny", test_model_tiny},
+        {"paged_twin", test_paged_twin},
+        {"paged_host_tier", test_paged_host_tier},
+        {"paged_host_roundtrip", test_paged_host_roundtrip},
+        {"paged_staging_fence", test_paged_staging_fence},
     };
     return kvr_test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
 }

@@ -25,6 +25,7 @@
 
 #include <math.h>
 #include <mutex>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,15 @@ typedef struct cuda_ws {
     int32_t *tokens; /* (c) */
     int32_t *top;    /* (1) */
     cuda_fi_scratch fi; /* FlashInfer's 16-bit copies (empty without it) */
+    /* rows at arbitrary positions (kvr_op_embed_rows; the paged KV pool's ops) */
+    bool rope_rows;  /* set_rows: pre takes row r's angles from rows_cos/sin row r */
+    float *rows_cos; /* (c, HS/2) */
+    float *rows_sin;
+    float *h_rows;   /* host: cos (c, HS/2) then sin, computed by set_rows */
+    int64_t *slots;  /* (c) kv_store's slots */
+    void *meta;      /* attn_paged's sequences, tiles and block tables (meta_cap bytes) */
+    void *h_meta;    /* host twin of meta */
+    size_t meta_cap;
 } cuda_ws;
 
 typedef struct cuda_event {
@@ -286,22 +296,43 @@ __global__ void __launch_bounds__(1024) k_argmax(int32_t *__restrict__ top,
 #define KVR_ATT_WARPS 8
 #define KVR_ATT_KT 32
 
-template <int HS, typename T, bool MERGE>
-__global__ void __launch_bounds__(KVR_ATT_WARPS * 32)
-    k_attn(T *__restrict__ out, float *__restrict__ lse, float *__restrict__ o32,
-           const float *__restrict__ q, const float *__restrict__ K, const float *__restrict__ V,
-           int32_t c, int64_t q0, int64_t kpos0, int64_t kn, int32_t NH, int32_t group,
-           float scale, bool first) {
+/* Where the block's keys are: key j (of [0, kn)) has its K row at k(j) and its V row at v(j)
+ * (NKV*HS floats each; the head's HS start at g*HS). cu_keys_rows: rows of one buffer (the
+ * cache, an external block); cu_keys_paged (kvr_op_attn_paged): a sequence's positions through
+ * its block table into the pool's layer blocks (K: block_tokens rows, then V) or its staging. */
+struct cu_keys_rows {
+    const float *K, *V;
+    int64_t kvd;
+    __device__ __forceinline__ const float *k(int64_t j) const { return K + j * kvd; }
+    __device__ __forceinline__ const float *v(int64_t j) const { return V + j * kvd; }
+};
+struct cu_keys_paged {
+    const float *pool, *stage; /* layer blocks [0, n_pool), then the staging blocks */
+    const int32_t *tab;        /* the sequence's block table */
+    int64_t n_pool, bt, kvd;
+    __device__ __forceinline__ const float *k(int64_t j) const {
+        const int64_t b = tab[j / bt], f = 2 * bt * kvd;
+        return (b < n_pool ? pool + b * f : stage + (b - n_pool) * f) + (j % bt) * kvd;
+    }
+    __device__ __forceinline__ const float *v(int64_t j) const { return k(j) + bt * kvd; }
+};
+
+/* The body of the tiled kernels: rows [bx * KVR_ATT_WARPS, ...) of c, query head h. */
+template <int HS, typename T, bool MERGE, typename KEYS>
+__device__ __forceinline__ void cu_attn_rows(T *__restrict__ out, float *__restrict__ lse,
+                                             float *__restrict__ o32, const float *__restrict__ q,
+                                             const KEYS &keys, int32_t c, int64_t q0,
+                                             int64_t kpos0, int64_t kn, int32_t NH, int32_t group,
+                                             float scale, bool first, int bx, int h) {
     constexpr int NC = (HS + 31) / 32;        /* dims per lane: lane + 32 i */
     constexpr int LW = HS < 32 ? HS : 32;     /* lanes holding dims (HS 16: half the warp) */
     extern __shared__ float smem[];
     float *sk = smem;                         /* KVR_ATT_KT x (HS + 1): padded, no conflicts */
     float *sv = smem + KVR_ATT_KT * (HS + 1); /* KVR_ATT_KT x HS */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int h = blockIdx.y, g = h / group;
-    const int64_t kvd = (int64_t)(NH / group) * HS;
-    const int r = blockIdx.x * KVR_ATT_WARPS + warp;
-    const int rlast = min(c, (int)(blockIdx.x + 1) * KVR_ATT_WARPS) - 1;
+    const int g = h / group;
+    const int r = bx * KVR_ATT_WARPS + warp;
+    const int rlast = min(c, (bx + 1) * KVR_ATT_WARPS) - 1;
     /* keys the block stages, keys this warp's row sees: [0, n) of the block, n in [0, kn] */
     const int64_t nk = max((int64_t)0, min(kn, q0 + rlast - kpos0 + 1));
     const int64_t nv = r < c ? max((int64_t)0, min(kn, q0 + r - kpos0 + 1)) : 0;
@@ -321,8 +352,8 @@ __global__ void __launch_bounds__(KVR_ATT_WARPS * 32)
             const int64_t key = k0 + j;
             float kv = 0.0f, vv = 0.0f;
             if (key < nk) {
-                kv = K[key * kvd + (int64_t)g * HS + d];
-                vv = V[key * kvd + (int64_t)g * HS + d];
+                kv = keys.k(key)[g * HS + d];
+                vv = keys.v(key)[g * HS + d];
             }
             sk[j * (HS + 1) + d] = kv;
             sv[j * HS + d] = vv;
@@ -384,6 +415,42 @@ __global__ void __launch_bounds__(KVR_ATT_WARPS * 32)
 }
 
 template <int HS, typename T, bool MERGE>
+__global__ void __launch_bounds__(KVR_ATT_WARPS * 32)
+    k_attn(T *__restrict__ out, float *__restrict__ lse, float *__restrict__ o32,
+           const float *__restrict__ q, const float *__restrict__ K, const float *__restrict__ V,
+           int32_t c, int64_t q0, int64_t kpos0, int64_t kn, int32_t NH, int32_t group,
+           float scale, bool first) {
+    const cu_keys_rows keys = {K, V, (int64_t)(NH / group) * HS};
+    cu_attn_rows<HS, T, MERGE>(out, lse, o32, q, keys, c, q0, kpos0, kn, NH, group, scale, first,
+                               (int)blockIdx.x, (int)blockIdx.y);
+}
+
+/* kvr_op_attn_paged: a sequence's rows (its n_rows new tokens after n_past cached ones) at rows
+ * [row0, row0 + n_rows) of q and out; its table holds layer block ids at tab of the tables. */
+typedef struct cu_pseq {
+    int64_t row0, n_rows, n_past, tab;
+} cu_pseq;
+
+/* Causal attention of every sequence's rows over its paged keys, the tiled body with the keys
+ * read through the block table: grid (tiles, NH), tile t = (sequence, its row tile). Row r of a
+ * sequence (position n_past + r) sees positions [0, n_past + r]: cu_attn_rows with q0 = n_past,
+ * kpos0 = 0, kn = n_past + n_rows -- as kvr_op_attn sees a chunk after its prefix. */
+template <int HS, typename T>
+__global__ void __launch_bounds__(KVR_ATT_WARPS * 32)
+    k_attn_paged(T *__restrict__ out, const float *__restrict__ q, const float *__restrict__ pool,
+                 const float *__restrict__ stage, const cu_pseq *__restrict__ seqs,
+                 const int2 *__restrict__ tiles, const int32_t *__restrict__ tabs, int64_t n_pool,
+                 int32_t bt, int32_t NH, int32_t group, float scale) {
+    const int2 t = tiles[blockIdx.x];
+    const cu_pseq s = seqs[t.x];
+    const int64_t kvd = (int64_t)(NH / group) * HS, o = s.row0 * NH * HS;
+    const cu_keys_paged keys = {pool, stage, tabs + s.tab, n_pool, (int64_t)bt, kvd};
+    cu_attn_rows<HS, T, false>(out + o, NULL, NULL, q + o, keys, (int32_t)s.n_rows, s.n_past, 0,
+                               s.n_past + s.n_rows, NH, group, scale, false, t.y,
+                               (int)blockIdx.y);
+}
+
+template <int HS, typename T, bool MERGE>
 static cudaError_t cu_attn_launch(cudaStream_t st, T *out, float *lse, float *o32, const float *q,
                                   const float *K, const float *V, int32_t c, int64_t q0,
                                   int64_t kpos0, int64_t kn, int32_t NH, int32_t group, float scale,
@@ -393,6 +460,49 @@ static cudaError_t cu_attn_launch(cudaStream_t st, T *out, float *lse, float *o3
     k_attn<HS, T, MERGE><<<grid, KVR_ATT_WARPS * 32, shm, st>>>(out, lse, o32, q, K, V, c, q0,
                                                                 kpos0, kn, NH, group, scale, first);
     return cudaGetLastError();
+}
+
+template <typename T>
+static cudaError_t cu_attn_paged_dispatch(cudaStream_t st, T *out, const float *q,
+                                          const float *pool, const float *stage,
+                                          const cu_pseq *seqs, const int2 *tiles,
+                                          const int32_t *tabs, int64_t n_tiles, int64_t n_pool,
+                                          int32_t bt, int32_t NH, int32_t group, int32_t HS) {
+    const float scale = 1.0f / sqrtf((float)HS);
+    const dim3 grid((unsigned)n_tiles, (unsigned)NH);
+#define KVR_ATT_CASE(hs)                                                                           \
+    case hs:                                                                                       \
+        k_attn_paged<hs, T><<<grid, KVR_ATT_WARPS * 32,                                            \
+                              (size_t)KVR_ATT_KT * (2 * hs + 1) * sizeof(float), st>>>(            \
+            out, q, pool, stage, seqs, tiles, tabs, n_pool, bt, NH, group, scale);                 \
+        return cudaGetLastError()
+    switch (HS) {
+        KVR_ATT_CASE(16);
+        KVR_ATT_CASE(32);
+        KVR_ATT_CASE(64);
+        KVR_ATT_CASE(96);
+        KVR_ATT_CASE(128);
+        default: return cudaErrorInvalidValue;
+    }
+#undef KVR_ATT_CASE
+}
+
+/* kvr_op_kv_store: row r's K and V (cache rows r of the layer) into pool slot slots[r] (layer
+ * block slot / bt at offset slot % bt; blocks from n_pool on are the staging); -1: not stored.
+ * One block per row. */
+__global__ void __launch_bounds__(KVR_CU_BLOCK)
+    k_kv_store(float *__restrict__ pool, float *__restrict__ stage, const int64_t *__restrict__ slots,
+               const float *__restrict__ K, const float *__restrict__ V, int64_t n_pool,
+               int64_t bt, int64_t kvd) {
+    const int64_t r = blockIdx.x, slot = slots[r];
+    if (slot < 0) return;
+    const int64_t b = slot / bt, f = 2 * bt * kvd;
+    float *dk = (b < n_pool ? pool + b * f : stage + (b - n_pool) * f) + (slot % bt) * kvd;
+    float *dv = dk + bt * kvd;
+    for (int64_t i = threadIdx.x; i < kvd; i += blockDim.x) {
+        dk[i] = K[r * kvd + i];
+        dv[i] = V[r * kvd + i];
+    }
 }
 
 /* One dispatch for both uses: o32 NULL = causal attention over the cache (q0 = P, keys [0, P + c)),
@@ -612,8 +722,11 @@ static void cuda_ws_destroy(kvr_workspace *base) {
     void *bufs[] = {ws->x,      ws->h,      ws->qkv,    ws->q,      ws->att,
                     ws->gu,     ws->act,    ws->kcache, ws->vcache, ws->rope_cos,
                     ws->rope_sin, ws->logits, ws->lse,  ws->o32,    ws->lse_run,
-                    ws->tokens, ws->top};
+                    ws->tokens, ws->top, ws->rows_cos, ws->rows_sin, ws->slots,
+                    ws->meta};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+    free(ws->h_rows);
+    free(ws->h_meta);
     cuda_fi_scratch_free(&ws->fi);
     if (ws->blas) cublasDestroy(ws->blas);
     if (ws->stream) cudaStreamDestroy(ws->stream);
@@ -641,7 +754,8 @@ static kvr_status cuda_ws_fill(cuda_ws *ws, const kvr_model *m, int64_t max_chun
         {(void **)&ws->rope_sin, S * half * 4}, {(void **)&ws->logits, (size_t)cfg->vocab_size * 4},
         {(void **)&ws->lse, c * NH * 4},       {(void **)&ws->o32, c * NH * HS * 4},
         {(void **)&ws->lse_run, c * NH * 4},   {(void **)&ws->tokens, c * 4},
-        {(void **)&ws->top, 4},
+        {(void **)&ws->top, 4},                {(void **)&ws->rows_cos, c * half * 4},
+        {(void **)&ws->rows_sin, c * half * 4}, {(void **)&ws->slots, c * 8},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) total += a[i].bytes;
@@ -656,6 +770,8 @@ static kvr_status cuda_ws_fill(cuda_ws *ws, const kvr_model *m, int64_t max_chun
     }
     CU_TRY(cudaMemsetAsync(ws->kcache, 0, L * S * kvd * 4, ws->stream), "zero the KV cache");
     CU_TRY(cudaMemsetAsync(ws->vcache, 0, L * S * kvd * 4, ws->stream), "zero the KV cache");
+    ws->h_rows = (float *)malloc(c * half * 2 * sizeof(float));
+    if (!ws->h_rows) return kvr_error_set(err, KVR_ERR_NOMEM, "cuda workspace: RoPE rows");
     /* RoPE tables for every position, on the host in double as backend_cpu.c computes them */
     float *cs = (float *)malloc(S * half * 2 * sizeof(float));
     if (!cs) return kvr_error_set(err, KVR_ERR_NOMEM, "cuda workspace: RoPE tables");
@@ -748,9 +864,11 @@ static kvr_status cu_rmsnorm(cuda_ws *ws, void *y, const float *x, int64_t ldx, 
     return KVR_OK;
 }
 
-/* The RoPE tables cover every position of the workspace: nothing to do per chunk. */
+/* The RoPE tables cover every position of the workspace: nothing to do per chunk but leave the
+ * rows' angles of set_rows. */
 static kvr_status cuda_set_chunk(kvr_workspace *base, kvr_error *err) {
-    (void)base, (void)err;
+    (void)err;
+    ((cuda_ws *)base)->rope_rows = false;
     return KVR_OK;
 }
 
@@ -776,9 +894,12 @@ static kvr_status cuda_pre(kvr_workspace *base, int32_t layer, kvr_error *err) {
     CU_TRY(cudaSetDevice(ws->dev), "device");
     KVR_TRY(cu_rmsnorm(ws, ws->h, ws->x, D, w->attn_norm, c, err));
     KVR_TRY(cu_gemm(ws, c, nqkv, D, ws->h, w->wqkv, 0.0f, ws->qkv, err));
+    /* rows at arbitrary positions (set_rows): row r's angles are row r of the rows' tables, and
+     * pos0 is 0, so K/V go to cache rows [0, c) as for a chunk */
     k_rope_split<<<(unsigned)c, KVR_CU_BLOCK, 0, ws->stream>>>(
-        ws->q, cu_k(ws, layer), cu_v(ws, layer), ws->qkv, ws->rope_cos, ws->rope_sin, w->bqkv,
-        base->pos0, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
+        ws->q, cu_k(ws, layer), cu_v(ws, layer), ws->qkv,
+        ws->rope_rows ? ws->rows_cos : ws->rope_cos, ws->rope_rows ? ws->rows_sin : ws->rope_sin,
+        w->bqkv, base->pos0, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
     CU_LAUNCHED("rope");
     return KVR_OK;
 }
@@ -951,6 +1072,433 @@ static void cuda_kv_buffers(kvr_workspace *base, int32_t layer, void **k, void *
 }
 
 // ----------------------------------------------------------------------------
+// the paged KV pool (kvr_batch.h): layer blocks in device memory, the host tier in pinned host
+// memory, the copier a second stream
+
+/* Fences the copier keeps events for: fence f uses slot f % KVR_CU_FENCES, and issuing fence f
+ * first waits (host) for fence f - KVR_CU_FENCES, so at most this many are in flight. */
+#define KVR_CU_FENCES 256
+
+/* The pool. Layer block b (K: block_tokens rows of NKV*HS floats, then V) is blocks + b x its
+ * floats for b < n_layer_blocks, else staging block b - n_layer_blocks. Ordering: every op on
+ * the pool (kv_store, attn_paged) records ops_ev on its workspace's stream after its kernel, and
+ * an op on another stream than the last one first waits for it; every copy the copier issues
+ * waits for ops_ev (what the ops wrote is what it copies; what they read is not overwritten
+ * under them). The other way, copy_wait waits on the host for the fence's event, so the ops
+ * issued after it see the copy (batch.c waits for a staging block's fence before reusing it). */
+typedef struct cuda_pool {
+    kvr_kv_pool base;
+    int dev;
+    size_t blk_floats;  /* one layer block */
+    float *blocks;      /* n_layer_blocks layer blocks (device) */
+    float *stage;       /* staging_blocks layer blocks (device; host tier) */
+    float *host;        /* host_blocks layer blocks (pinned host memory; host tier) */
+    cudaEvent_t ops_ev; /* after the last op on the pool */
+    cudaStream_t ops_stream; /* the stream it was last recorded on; NULL: none yet */
+    /* the copier (host tier) */
+    bool started;
+    cudaStream_t copy;
+    int n_ev;           /* events created in each ring (cleanup) */
+    cudaEvent_t ev0[KVR_CU_FENCES], ev1[KVR_CU_FENCES]; /* a fence's first and last copy */
+    int32_t n_out[KVR_CU_FENCES], n_in[KVR_CU_FENCES];  /* a fence's copies each way */
+    pthread_mutex_t mu; /* the fields below: a test thread holds the copier, reads stats */
+    pthread_cond_t cv;  /* hold released */
+    bool hold;          /* submissions stay queued on the host (tests) */
+    kvr_kv_copy *q;     /* submitted, not yet issued, in order; qf: each one's fence */
+    uint64_t *qf;
+    int64_t qn, qcap;
+    uint64_t submitted, issued, done; /* fences */
+    int64_t copies_out, copies_in;
+    double busy_us;
+} cuda_pool;
+
+static float *cu_pool_block(cuda_pool *p, int64_t b) {
+    return b < p->base.n_layer_blocks ? p->blocks + (size_t)b * p->blk_floats
+                                      : p->stage + (size_t)(b - p->base.n_layer_blocks) * p->blk_floats;
+}
+
+/* the host tier's memory, stream and events (what of them exists) */
+static void cu_host_free(cuda_pool *p) {
+    if (p->copy) cudaStreamSynchronize(p->copy); /* what is queued on the host is dropped */
+    for (int i = 0; i < p->n_ev; i++) cudaEventDestroy(p->ev0[i]), cudaEventDestroy(p->ev1[i]);
+    if (p->copy) cudaStreamDestroy(p->copy);
+    cudaFree(p->stage);
+    cudaFreeHost(p->host);
+    free(p->q), free(p->qf);
+    p->copy = NULL, p->n_ev = 0, p->stage = NULL, p->host = NULL, p->q = NULL, p->qf = NULL;
+}
+
+static void cuda_pool_destroy(kvr_kv_pool *base) {
+    cuda_pool *p = (cuda_pool *)base;
+    if (!p) return;
+    cudaSetDevice(p->dev);
+    if (p->ops_stream) cudaEventSynchronize(p->ops_ev); /* nothing reads the blocks after this */
+    cu_host_free(p);
+    if (p->started) pthread_mutex_destroy(&p->mu), pthread_cond_destroy(&p->cv);
+    if (p->ops_ev) cudaEventDestroy(p->ops_ev);
+    cudaFree(p->blocks);
+    free(p);
+}
+
+static kvr_status cuda_pool_create(const kvr_weights *w, int64_t n_blocks, int32_t block_tokens,
+                                   kvr_kv_pool **out, kvr_error *err) {
+    const kvr_model_config *cfg = &w->m->cfg;
+    cuda_pool *p = (cuda_pool *)calloc(1, sizeof *p);
+    if (!p) return kvr_error_set(err, KVR_ERR_NOMEM, "KV pool: out of memory");
+    p->dev = ((const cuda_weights *)w)->dev;
+    p->blk_floats = 2 * (size_t)block_tokens * (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
+    const size_t bytes = (size_t)n_blocks * (size_t)cfg->n_layers * p->blk_floats * sizeof(float);
+    cudaError_t e = cudaSetDevice(p->dev);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&p->ops_ev, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+        cuda_pool_destroy(&p->base);
+        return cu_fail(err, e, "KV pool");
+    }
+    e = cudaMalloc((void **)&p->blocks, bytes);
+    if (e != cudaSuccess) {
+        cuda_pool_destroy(&p->base);
+        return kvr_error_set(err, KVR_ERR_NOMEM,
+                             "KV pool of %lld blocks of %d tokens: cannot allocate %.2f GiB of "
+                             "device memory: %s",
+                             (long long)n_blocks, block_tokens, (double)bytes / (1 << 30),
+                             cudaGetErrorString(e));
+    }
+    e = cudaMemset(p->blocks, 0, bytes); /* the blocks start zeroed (kvr_batch.h) */
+    if (e == cudaSuccess) e = cudaDeviceSynchronize(); /* before the ops' non-blocking streams */
+    if (e != cudaSuccess) {
+        cuda_pool_destroy(&p->base);
+        return cu_fail(err, e, "KV pool");
+    }
+    *out = &p->base;
+    return KVR_OK;
+}
+
+static kvr_status cuda_host_create(kvr_kv_pool *base, int64_t host_blocks, int64_t staging_blocks,
+                                   kvr_error *err) {
+    cuda_pool *p = (cuda_pool *)base;
+    const size_t blk = p->blk_floats * sizeof(float);
+    const size_t hb = (size_t)host_blocks * blk, sb = (size_t)staging_blocks * blk;
+    cudaError_t e = cudaSetDevice(p->dev);
+    if (e == cudaSuccess) e = cudaHostAlloc((void **)&p->host, hb, cudaHostAllocDefault);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&p->stage, sb);
+    if (e != cudaSuccess) {
+        cu_host_free(p);
+        return kvr_error_set(err, KVR_ERR_NOMEM,
+                             "KV host tier of %lld layer blocks (%.2f GiB pinned host memory) and "
+                             "%lld staging (%.2f GiB device memory): %s",
+                             (long long)host_blocks, (double)hb / (1 << 30),
+                             (long long)staging_blocks, (double)sb / (1 << 30),
+                             cudaGetErrorString(e));
+    }
+    e = cudaStreamCreateWithFlags(&p->copy, cudaStreamNonBlocking);
+    while (e == cudaSuccess && p->n_ev < KVR_CU_FENCES) {
+        e = cudaEventCreate(&p->ev0[p->n_ev]);
+        if (e == cudaSuccess) {
+            e = cudaEventCreate(&p->ev1[p->n_ev]);
+            if (e == cudaSuccess) p->n_ev++;
+            else cudaEventDestroy(p->ev0[p->n_ev]);
+        }
+    }
+    if (e == cudaSuccess) e = cudaMemset(p->stage, 0, sb);
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+        cu_host_free(p);
+        return cu_fail(err, e, "KV host tier");
+    }
+    memset(p->host, 0, hb);
+    p->qcap = 256;
+    p->q = (kvr_kv_copy *)malloc((size_t)p->qcap * sizeof *p->q);
+    p->qf = (uint64_t *)malloc((size_t)p->qcap * sizeof *p->qf);
+    if (!p->q || !p->qf) {
+        cu_host_free(p);
+        return kvr_error_set(err, KVR_ERR_NOMEM, "KV host tier: out of memory");
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->started = true;
+    return KVR_OK;
+}
+
+/* Count the fences whose last event has completed, in order (mu held). An error of a copy stops
+ * the count; copy_wait reports it. */
+static void cu_copier_advance(cuda_pool *p) {
+    while (p->done < p->issued) {
+        const int s = (int)((p->done + 1) % KVR_CU_FENCES);
+        const cudaError_t e = cudaEventQuery(p->ev1[s]);
+        if (e == cudaErrorNotReady && cudaPeekAtLastError() == cudaErrorNotReady)
+            (void)cudaGetLastError(); /* "not ready" is no error of the next op */
+        if (e != cudaSuccess) break;
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, p->ev0[s], p->ev1[s]) == cudaSuccess)
+            p->busy_us += (double)ms * 1e3;
+        p->copies_out += p->n_out[s];
+        p->copies_in += p->n_in[s];
+        p->done++;
+    }
+}
+
+/* Issue fence f's n copies on the copy stream, between its two events, after the pool's last op
+ * (mu held). */
+static kvr_status cu_copier_issue(cuda_pool *p, const kvr_kv_copy *c, int64_t n, uint64_t f,
+                                  kvr_error *err) {
+    const int s = (int)(f % KVR_CU_FENCES);
+    if (f > KVR_CU_FENCES && p->done < f - KVR_CU_FENCES) { /* the slot's previous fence */
+        CU_TRY(cudaEventSynchronize(p->ev1[s]), "KV copier");
+        cu_copier_advance(p);
+    }
+    if (p->ops_stream) CU_TRY(cudaStreamWaitEvent(p->copy, p->ops_ev, 0), "KV copier: ops");
+    CU_TRY(cudaEventRecord(p->ev0[s], p->copy), "KV copier: event");
+    const size_t bytes = p->blk_floats * sizeof(float);
+    int32_t out = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float *d = cu_pool_block(p, c[i].dev), *h = p->host + (size_t)c[i].host * p->blk_floats;
+        if (c[i].to_host)
+            CU_TRY(cudaMemcpyAsync(h, d, bytes, cudaMemcpyDeviceToHost, p->copy),
+                   "KV copier: block to host");
+        else
+            CU_TRY(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, p->copy),
+                   "KV copier: block to device");
+        out += c[i].to_host;
+    }
+    CU_TRY(cudaEventRecord(p->ev1[s], p->copy), "KV copier: event");
+    p->n_out[s] = out;
+    p->n_in[s] = (int32_t)n - out;
+    p->issued = f;
+    return KVR_OK;
+}
+
+/* Issue every queued submission, in order (mu held; not held). */
+static kvr_status cu_copier_flush(cuda_pool *p, kvr_error *err) {
+    kvr_status st = KVR_OK;
+    if (p->qn > 0) {
+        cudaError_t e = cudaSetDevice(p->dev);
+        if (e != cudaSuccess) st = cu_fail(err, e, "device");
+    }
+    for (int64_t i = 0; st == KVR_OK && i < p->qn;) {
+        int64_t j = i + 1;
+        while (j < p->qn && p->qf[j] == p->qf[i]) j++;
+        st = cu_copier_issue(p, p->q + i, j - i, p->qf[i], err);
+        i = j;
+    }
+    p->qn = 0; /* after an error the rest is dropped: copy_wait reports their fences */
+    return st;
+}
+
+static kvr_status cuda_copy_submit(kvr_kv_pool *base, const kvr_kv_copy *c, int64_t n,
+                                   uint64_t *fence, kvr_error *err) {
+    cuda_pool *p = (cuda_pool *)base;
+    pthread_mutex_lock(&p->mu);
+    if (p->qn + n > p->qcap) {
+        int64_t cap = p->qcap;
+        while (cap < p->qn + n) cap *= 2;
+        kvr_kv_copy *q = (kvr_kv_copy *)realloc(p->q, (size_t)cap * sizeof *q);
+        if (q) p->q = q;
+        uint64_t *qf = (uint64_t *)realloc(p->qf, (size_t)cap * sizeof *qf);
+        if (qf) p->qf = qf;
+        if (!q || !qf) {
+            pthread_mutex_unlock(&p->mu);
+            return kvr_error_set(err, KVR_ERR_NOMEM, "KV copier: out of memory for %lld copies",
+                                 (long long)n);
+        }
+        p->qcap = cap;
+    }
+    const uint64_t f = ++p->submitted;
+    for (int64_t i = 0; i < n; i++) p->q[p->qn] = c[i], p->qf[p->qn++] = f;
+    const kvr_status st = p->hold ? KVR_OK : cu_copier_flush(p, err);
+    pthread_mutex_unlock(&p->mu);
+    *fence = f;
+    return st;
+}
+
+static kvr_status cuda_copy_wait(kvr_kv_pool *base, uint64_t fence, kvr_error *err) {
+    cuda_pool *p = (cuda_pool *)base;
+    pthread_mutex_lock(&p->mu);
+    if (fence > p->submitted) {
+        pthread_mutex_unlock(&p->mu);
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG, "KV copier: fence %llu never submitted",
+                             (unsigned long long)fence);
+    }
+    while (p->hold && fence > p->issued) pthread_cond_wait(&p->cv, &p->mu);
+    kvr_status st = fence > p->issued ? cu_copier_flush(p, err) : KVR_OK;
+    if (st == KVR_OK && fence > p->issued)
+        st = kvr_error_set(err, KVR_ERR_CUDA, "KV copier: fence %llu was dropped after an "
+                           "earlier copy failed", (unsigned long long)fence);
+    cu_copier_advance(p);
+    const bool wait = st == KVR_OK && p->done < fence;
+    pthread_mutex_unlock(&p->mu);
+    if (!wait) return st;
+    /* only this thread issues, so the slot still holds this fence's event */
+    CU_TRY(cudaEventSynchronize(p->ev1[fence % KVR_CU_FENCES]), "KV copier: wait");
+    pthread_mutex_lock(&p->mu);
+    cu_copier_advance(p);
+    pthread_mutex_unlock(&p->mu);
+    return KVR_OK;
+}
+
+static uint64_t cuda_copy_done(kvr_kv_pool *base) {
+    cuda_pool *p = (cuda_pool *)base;
+    kvr_error ignored;
+    pthread_mutex_lock(&p->mu);
+    if (!p->hold) (void)cu_copier_flush(p, &ignored); /* an error shows at copy_wait */
+    cu_copier_advance(p);
+    const uint64_t d = p->done;
+    pthread_mutex_unlock(&p->mu);
+    return d;
+}
+
+/* Tests: hold keeps later submissions queued on the host (copies already issued to the stream
+ * run on); releasing lets the next copier call issue them -- a copy_wait blocked on one of them
+ * issues them itself. No CUDA call here: any thread may hold and release. */
+static void cuda_copy_hold(kvr_kv_pool *base, bool hold) {
+    cuda_pool *p = (cuda_pool *)base;
+    pthread_mutex_lock(&p->mu);
+    p->hold = hold;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Copies and busy time of the fences completed so far (busy: each fence's first to last event,
+ * cudaEventElapsedTime). */
+static void cuda_copy_stats(kvr_kv_pool *base, kvr_kv_pool_stats *st) {
+    cuda_pool *p = (cuda_pool *)base;
+    pthread_mutex_lock(&p->mu);
+    cu_copier_advance(p);
+    st->copies_out = p->copies_out;
+    st->copies_in = p->copies_in;
+    st->copy_busy_us = p->busy_us;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* RoPE angles of rows [0, c) at positions pos, on the host in double as backend_cpu.c's
+ * set_rows, to the rows' tables; pre reads them until the next set_chunk. */
+static kvr_status cuda_set_rows(kvr_workspace *base, const int64_t *pos, kvr_error *err) {
+    cuda_ws *ws = (cuda_ws *)base;
+    const kvr_model *m = base->m;
+    const int64_t c = base->c, HS = m->cfg.head_dim, half = HS / 2;
+    float *cs = ws->h_rows, *sn = ws->h_rows + c * half;
+    for (int64_t i = 0; i < half; i++) {
+        const double inv_freq = pow((double)m->cfg.rope_theta, -2.0 * (double)i / (double)HS) /
+                                (m->rope_factors ? (double)m->rope_factors[i] : 1.0);
+        for (int64_t r = 0; r < c; r++) {
+            const double th = (double)pos[r] * inv_freq;
+            cs[r * half + i] = (float)cos(th);
+            sn[r * half + i] = (float)sin(th);
+        }
+    }
+    const size_t bytes = (size_t)(c * half) * sizeof(float);
+    CU_TRY(cudaSetDevice(ws->dev), "device");
+    /* pageable source: staged before the call returns (as embed's token ids) */
+    CU_TRY(cudaMemcpyAsync(ws->rows_cos, cs, bytes, cudaMemcpyHostToDevice, ws->stream),
+           "RoPE rows to device");
+    CU_TRY(cudaMemcpyAsync(ws->rows_sin, sn, bytes, cudaMemcpyHostToDevice, ws->stream),
+           "RoPE rows to device");
+    ws->rope_rows = true;
+    return KVR_OK;
+}
+
+/* Before an op on the pool: the workspace's stream after the pool's last op on another. */
+static kvr_status cu_pool_begin(cuda_ws *ws, cuda_pool *p, kvr_error *err) {
+    if (p->dev != ws->dev)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "KV pool on GPU %d, the workspace on GPU %d", p->dev, ws->dev);
+    CU_TRY(cudaSetDevice(ws->dev), "device");
+    if (p->ops_stream && p->ops_stream != ws->stream)
+        CU_TRY(cudaStreamWaitEvent(ws->stream, p->ops_ev, 0), "KV pool: order");
+    return KVR_OK;
+}
+static kvr_status cu_pool_end(cuda_ws *ws, cuda_pool *p, kvr_error *err) {
+    CU_TRY(cudaEventRecord(p->ops_ev, ws->stream), "KV pool: event");
+    p->ops_stream = ws->stream;
+    return KVR_OK;
+}
+
+static kvr_status cuda_kv_store(kvr_workspace *base, kvr_kv_pool *pb, int32_t layer,
+                                const int64_t *slots, kvr_error *err) {
+    cuda_ws *ws = (cuda_ws *)base;
+    cuda_pool *p = (cuda_pool *)pb;
+    KVR_TRY(cu_pool_begin(ws, p, err));
+    CU_TRY(cudaMemcpyAsync(ws->slots, slots, (size_t)base->c * sizeof *slots,
+                           cudaMemcpyHostToDevice, ws->stream),
+           "KV slots to device");
+    k_kv_store<<<(unsigned)base->c, KVR_CU_BLOCK, 0, ws->stream>>>(
+        p->blocks, p->stage, ws->slots, cu_k(ws, layer), cu_v(ws, layer), pb->n_layer_blocks,
+        pb->block_tokens, (int64_t)cu_kvd(ws));
+    CU_LAUNCHED("KV store");
+    return cu_pool_end(ws, p, err);
+}
+
+/* The sequences, their row tiles and their block tables go to the device in one copy (the
+ * workspace's meta buffer, grown on demand), then one launch of the paged kernel. */
+static kvr_status cuda_attn_paged(kvr_workspace *base, kvr_kv_pool *pb, int32_t layer,
+                                  const kvr_paged_seq *seqs, int32_t n, kvr_error *err) {
+    cuda_ws *ws = (cuda_ws *)base;
+    cuda_pool *p = (cuda_pool *)pb;
+    const kvr_model_config *cfg = &base->m->cfg;
+    const int64_t bt = pb->block_tokens;
+    (void)layer; /* the blocks are the layer's */
+    int64_t n_tiles = 0, n_tab = 0;
+    for (int32_t i = 0; i < n; i++) {
+        n_tiles += KVR_CEIL_DIV(seqs[i].n_rows, (int64_t)KVR_ATT_WARPS);
+        n_tab += KVR_CEIL_DIV(seqs[i].n_past + seqs[i].n_rows, bt);
+    }
+    if (n_tiles == 0) return KVR_OK;
+    const size_t o_tiles = (size_t)n * sizeof(cu_pseq), o_tab = o_tiles + (size_t)n_tiles * 8;
+    const size_t bytes = o_tab + (size_t)n_tab * sizeof(int32_t);
+    if (bytes > ws->meta_cap) {
+        const size_t cap = bytes * 2;
+        void *h = realloc(ws->h_meta, cap);
+        if (!h) return kvr_error_set(err, KVR_ERR_NOMEM, "paged attention: out of memory");
+        ws->h_meta = h;
+        CU_TRY(cudaSetDevice(ws->dev), "device");
+        CU_TRY(cudaStreamSynchronize(ws->stream), "paged attention"); /* the old one is free */
+        cudaFree(ws->meta);
+        ws->meta = NULL;
+        ws->meta_cap = 0;
+        const cudaError_t e = cudaMalloc(&ws->meta, cap);
+        if (e != cudaSuccess) {
+            ws->meta = NULL;
+            return kvr_error_set(err, KVR_ERR_NOMEM,
+                                 "paged attention: cannot allocate %zu bytes of device memory: %s",
+                                 cap, cudaGetErrorString(e));
+        }
+        ws->meta_cap = cap;
+    }
+    char *hm = (char *)ws->h_meta;
+    cu_pseq *hs = (cu_pseq *)hm;
+    int2 *ht = (int2 *)(hm + o_tiles);
+    int32_t *hb = (int32_t *)(hm + o_tab);
+    int64_t t = 0, k = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const kvr_paged_seq *s = &seqs[i];
+        const int64_t used = KVR_CEIL_DIV(s->n_past + s->n_rows, bt);
+        hs[i].row0 = s->row0, hs[i].n_rows = s->n_rows, hs[i].n_past = s->n_past, hs[i].tab = k;
+        memcpy(hb + k, s->blocks, (size_t)used * sizeof(int32_t));
+        k += used;
+        for (int64_t j = 0; j < KVR_CEIL_DIV(s->n_rows, (int64_t)KVR_ATT_WARPS); j++)
+            ht[t++] = make_int2((int)i, (int)j);
+    }
+    KVR_TRY(cu_pool_begin(ws, p, err));
+    CU_TRY(cudaMemcpyAsync(ws->meta, hm, bytes, cudaMemcpyHostToDevice, ws->stream),
+           "paged attention: tables to device");
+    const char *dm = (const char *)ws->meta;
+    const cu_pseq *ds = (const cu_pseq *)dm;
+    const int2 *dt = (const int2 *)(dm + o_tiles);
+    const int32_t *db = (const int32_t *)(dm + o_tab);
+    const int32_t NH = cfg->n_heads, group = NH / cfg->n_kv_heads, HS = cfg->head_dim;
+    cudaError_t e;
+    if (ws->f16)
+        e = cu_attn_paged_dispatch<__half>(ws->stream, (__half *)ws->att, ws->q, p->blocks,
+                                           p->stage, ds, dt, db, n_tiles, pb->n_layer_blocks,
+                                           (int32_t)bt, NH, group, HS);
+    else
+        e = cu_attn_paged_dispatch<__nv_bfloat16>(ws->stream, (__nv_bfloat16 *)ws->att, ws->q,
+                                                  p->blocks, p->stage, ds, dt, db, n_tiles,
+                                                  pb->n_layer_blocks, (int32_t)bt, NH, group, HS);
+    if (e != cudaSuccess) return cu_fail(err, e, "paged attention");
+    return cu_pool_end(ws, p, err);
+}
+
+// ----------------------------------------------------------------------------
 // events (cudaEvents on the workspace's stream), synchronisation
 
 static kvr_status cuda_event_create(kvr_workspace *base, kvr_event **out, kvr_error *err) {
@@ -1032,6 +1580,17 @@ static kvr_backend cuda_table(void) {
     b.event_elapsed_us = cuda_event_elapsed_us;
     b.sync = cuda_sync;
     b.stream = cuda_stream;
+    b.pool_create = cuda_pool_create;
+    b.pool_destroy = cuda_pool_destroy;
+    b.set_rows = cuda_set_rows;
+    b.kv_store = cuda_kv_store;
+    b.attn_paged = cuda_attn_paged;
+    b.host_create = cuda_host_create;
+    b.copy_submit = cuda_copy_submit;
+    b.copy_wait = cuda_copy_wait;
+    b.copy_done = cuda_copy_done;
+    b.copy_hold = cuda_copy_hold;
+    b.copy_stats = cuda_copy_stats;
     return b;
 }
 extern "C" const kvr_backend backend_cuda = cuda_table();
