@@ -1,5 +1,5 @@
 /* kvr_serve.c -- kvr-serve: serving under load. --trace FILE without --simulate replays the trace
- * against the serving engine (kvr_engine.h) on a real model (the CPU backend): arrivals in real
+ * against the serving engine (kvr_engine.h) on a real model (--backend cpu or cuda): arrivals in real
  * time, or with --no-sleep as soon as their time has passed on a virtual clock that follows the
  * real iterations; with --db it is stored as a 'measured' serving run.
  * --simulate replays a request trace through the
@@ -47,6 +47,7 @@ typedef struct serve_opts {
     bool layerkv_opt;   /* a layerkv option was given */
     /* the real replay (without --simulate) */
     const char *model;
+    const char *backend; /* --backend (default cpu) */
     int64_t threads, seed;
     bool no_sleep, stop_eos;
     kvr_sampler_params sampling;
@@ -70,7 +71,7 @@ static void usage(FILE *f) {
             "                 (--pool-blocks N | --pool-tokens N | --pool-gb X) [options]\n"
             "Replay a request trace through the serving scheduler on a virtual clock priced by\n"
             "a cost model (--simulate), or against the serving engine on the real model (CPU\n"
-            "backend); print TTFT, TPOT and queue-time percentiles, SLO attainment and\n"
+            "backend, or --backend cuda); print TTFT, TPOT and queue-time percentiles, SLO attainment and\n"
             "throughput per policy; or serve the model over an OpenAI-compatible HTTP API\n"
             "(--http) on the same engine (docs/serving.md).\n"
             "  -S, --simulate            simulate instead of running the model\n"
@@ -124,6 +125,8 @@ static void usage(FILE *f) {
             "real replay (without --simulate):\n"
             "      --model PATH|PRESET   GGUF file, HF directory or preset (default: the\n"
             "                            SmolLM2-135M GGUF, as kvr-run)\n"
+            "      --backend NAME        cpu | cuda: where the model, its KV pool and the layerkv\n"
+            "                            host tier live (default cpu; cuda: docs/gpu.md)\n"
             "      --threads N           threads of the ops (default 1)\n"
             "      --no-sleep            arrivals as soon as their time has passed on a virtual\n"
             "                            clock that follows the real iterations (idle time\n"
@@ -152,7 +155,8 @@ static void usage(FILE *f) {
 enum {
     OPT_POOL_TOKENS = 256, OPT_POOL_GB, OPT_SLO_TTFT, OPT_SLO_TPOT, OPT_MODEL, OPT_THREADS,
     OPT_NO_SLEEP, OPT_STOP_EOS, OPT_SEED, OPT_TEMP, OPT_TOP_P, OPT_HTTP, OPT_HOST, OPT_MAX_BODY,
-    OPT_GRACE, OPT_DECODE_FROM_OPS, OPT_HOST_BLOCKS, OPT_RELOAD, OPT_HOST_GBPS, OPT_MAX_WAIT
+    OPT_GRACE, OPT_DECODE_FROM_OPS, OPT_HOST_BLOCKS, OPT_RELOAD, OPT_HOST_GBPS, OPT_MAX_WAIT,
+    OPT_BACKEND
 };
 
 static int parse_num(const char *flag, const char *s, double lo, double *out) {
@@ -191,6 +195,7 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         {"reload", required_argument, 0, OPT_RELOAD},
         {"host-gbps", required_argument, 0, OPT_HOST_GBPS},
         {"max-wait", required_argument, 0, OPT_MAX_WAIT},
+        {"backend", required_argument, 0, OPT_BACKEND},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     bool replay_opt = false; /* an option of the real replay */
     double num;
@@ -285,6 +290,14 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
                 if ((rc = parse_size("--threads", optarg, 1, 1024, &o->threads))) return rc;
                 replay_opt = true;
                 break;
+            case OPT_BACKEND: {
+                kvr_error be_err;
+                const kvr_backend *be; /* known but not built in or no device: exit 1 at open */
+                if (kvr_backend_get(optarg, &be, &be_err) == KVR_ERR_INVALID_ARG)
+                    return usage_error("--backend: %s", be_err.msg);
+                o->backend = optarg, replay_opt = true;
+                break;
+            }
             case OPT_NO_SLEEP: o->no_sleep = replay_opt = true; break;
             case OPT_STOP_EOS: o->stop_eos = replay_opt = true; break;
             case OPT_SEED:
@@ -362,8 +375,9 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
     if (!o->trace && o->http_port < 0)
         return usage_error("%s", "--trace FILE is required (kvr-trace gen or import), or --http PORT");
     if (o->simulate && replay_opt)
-        return usage_error("%s", "--model, --threads, --no-sleep, --stop-eos, --seed, --temp and "
-                                 "--top-p apply to the real replay (without --simulate)");
+        return usage_error("%s", "--model, --backend, --threads, --no-sleep, --stop-eos, --seed, "
+                                 "--temp and --top-p apply to the real replay (without "
+                                 "--simulate)");
     if (!o->simulate && (o->decode_from_ops ||
                          o->decode.k_us + o->decode.per_seq_us + o->decode.per_ctx_token_us > 0 ||
                          (!lkv && (o->costs || o->run_id || o->allow_incomplete))))
@@ -499,7 +513,7 @@ static kvr_status run_header(const store_ctx *c, const serve_opts *o,
         snprintf(r->cost_kind, sizeof r->cost_kind, "%s", kvr_search_costs_kind(c->m));
     } else {
         r->model_id = c->model_id, r->device_id = c->device_id;
-        snprintf(r->backend, sizeof r->backend, "cpu");
+        snprintf(r->backend, sizeof r->backend, "%s", o->backend);
     }
     r->decode_k_us = p->decode.k_us;
     r->decode_per_seq_us = p->decode.per_seq_us;
@@ -791,7 +805,7 @@ static kvr_status replay_policy(const serve_opts *o, const kvr_trace *tr, const 
     return st;
 }
 
-/* The real model on the CPU backend and its KV pool (the replay's and the server's). */
+/* The real model on --backend (cpu) and its KV pool (the replay's and the server's). */
 typedef struct real_model {
     char defpath[1024];
     kvr_model *model;
@@ -842,8 +856,11 @@ static int real_model_open(serve_opts *o, real_model *m) {
                 (long long)o->sp.pool_blocks, o->sp.block_tokens, INT32_MAX);
         return 2;
     }
-    if (kvr_backend_get("cpu", &m->be, &e) != KVR_OK ||
-        kvr_weights_upload(m->be, m->model, &m->w, &e) != KVR_OK ||
+    if (kvr_backend_get(o->backend, &m->be, &e) != KVR_OK) {
+        fprintf(stderr, "kvr-serve: --backend %s: %s\n", o->backend, e.msg);
+        return 1;
+    }
+    if (kvr_weights_upload(m->be, m->model, &m->w, &e) != KVR_OK ||
         kvr_kv_pool_create(m->w, o->sp.pool_blocks, o->sp.block_tokens, &m->pool, &e) != KVR_OK) {
         fprintf(stderr, "kvr-serve: %s\n", e.msg);
         return 1;
@@ -1082,7 +1099,7 @@ static int http_main(serve_opts *o) {
         run.block_tokens = sp->block_tokens, run.pool_blocks = sp->pool_blocks;
         run.watermark = sp->watermark, run.max_seqs = sp->max_seqs;
         run.max_batched_tokens = sp->max_batched_tokens, run.max_model_len = sp->max_model_len;
-        snprintf(run.backend, sizeof run.backend, "cpu");
+        snprintf(run.backend, sizeof run.backend, "%s", o->backend);
         run.slo_ttft_ms = o->slo_ttft_ms, run.slo_tpot_ms = o->slo_tpot_ms;
         snprintf(run.note, sizeof run.note, "kvr-serve --http: %s, %lld threads", o->model,
                  (long long)o->threads);
@@ -1134,6 +1151,7 @@ int main(int argc, char **argv) {
     o.sampling = kvr_sampler_params_default();
     o.seed = 1234;
     o.threads = 1;
+    o.backend = "cpu";
     o.http_port = -1;
     o.grace_s = -1;
     int rc = parse_opts(argc, argv, &o);

@@ -23,6 +23,14 @@ check help 0 "usage: kvr-serve --simulate --trace FILE" -- "$S" --help
 check replay_costs 2 "price the simulator: add --simulate" -- "$S" --trace "$tmp/t.csv" --costs "$A100" --pool-blocks 100
 check sim_model 2 "apply to the real replay" -- "$S" --simulate --trace "$tmp/t.csv" --costs "$A100" --pool-blocks 100 --model tiny
 check replay_bad_temp 2 "--temp" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 100 --temp -1
+check replay_bad_backend 2 "--backend: unknown backend 'tpu' \(cpu, cuda\)" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 100 --backend tpu
+check sim_backend 2 "--backend, --threads" -- "$S" --simulate --trace "$tmp/t.csv" --costs "$A100" --pool-blocks 100 --backend cpu
+# cuda: not built, or built and no device here (with a device: bench/gpu_pool_check.sh replays on it)
+if "$1/kvr-run" --model tiny --context 8 --backend cuda -N >/dev/null 2>&1; then
+  ok "replay on cuda (a device is present: not replayed here)"
+else
+  check replay_cuda 1 "--backend cuda: (not available: this kvr was built without the CUDA backend|no CUDA device: .+)" -- "$S" --trace "$tmp/t.csv" --model tiny --pool-blocks 100 --backend cuda
+fi
 check no_trace 2 "--trace FILE is required" -- "$S" --simulate --costs "$A100" --pool-blocks 100
 check no_costs 2 "a cost source is required" -- "$S" --simulate --trace "$tmp/t.csv" --pool-blocks 100
 check two_costs 2 "--costs and --run are two cost sources" -- "$S" "${SIM[@]}" --run 1 --pool-blocks 100
