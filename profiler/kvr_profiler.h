@@ -142,7 +142,7 @@ typedef struct kvr_profile_params {
     bool overheads;        /* the schedules' fixed overheads after the layer ops (default true;
                               kvr_profile_overheads; needs the layer ops and a host backend) */
     bool decode;           /* batched decode steps (default true; kvr_profile_decode; a backend
-                              with a paged KV pool: cpu) */
+                              with a paged KV pool: cpu, cuda) */
     int32_t decode_max_batch; /* decode steps: batch sizes 1, 2, 4, ... up to this */
     int32_t decode_n_ctx;     /* decode steps: contexts per batch size, log-spaced */
     char model[512];       /* path or preset name */
@@ -297,7 +297,7 @@ KVR_API kvr_status kvr_profile_decode_points(const kvr_profile_params *p,
  * back, op "host_copy" (KVR_SEARCH_HOST_COPY_OP), c = 2n, prefix = bytes of one layer block;
  * kvr_profile_costs_from_run turns them into the host-copy rate. Points already stored are
  * skipped (resume); *hooks->stop ends it between points. Errors: KVR_ERR_UNSUPPORTED for a
- * backend without a paged KV pool (cuda today: the message names it), NOMEM (the pool), the
+ * backend without a paged KV pool (none now: cpu and cuda have one), NOMEM (the pool), the
  * runner's, db errors. */
 KVR_API kvr_status kvr_profile_decode(kvr_db *db, int64_t run_id, const kvr_model *m,
                                       const kvr_profile_params *p, const kvr_profile_hooks *hooks,

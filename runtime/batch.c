@@ -25,7 +25,8 @@ void kvr_kv_layer_tables(int32_t n_layers, const int32_t *tb, int64_t n, int32_t
 
 static kvr_status pool_unsupported(const kvr_backend *be, kvr_error *err) {
     return kvr_error_set(err, KVR_ERR_UNSUPPORTED,
-                         "backend %s has no paged KV pool (batched iterations run on cpu)",
+                         "backend %s has no paged KV pool (batched iterations run on cpu and "
+                         "cuda)",
                          be->name);
 }
 

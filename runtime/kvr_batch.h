@@ -46,8 +46,9 @@
  * Ownership: a pool borrows its weights, a runner its weights and pool; arrays passed in are
  *            borrowed for the call. Threads: a runner and its pool belong to one thread at a
  *            time (the copier is the pool's own).
- * Backends: cpu implements the pool and the host tier; cuda returns KVR_ERR_UNSUPPORTED from
- * kvr_kv_pool_create (docs/gpu.md). */
+ * Backends: cpu implements the pool and the host tier (host memory; the copier a thread); cuda
+ * too (docs/gpu.md: blocks in device memory, the host tier in pinned host memory, the copier a
+ * second stream whose fences are events; compiled, not yet run on a GPU). */
 #ifndef KVR_BATCH_H
 #define KVR_BATCH_H
 #include "kvr_backend.h"

@@ -8,18 +8,22 @@
  *   paged_*: the paged KV pool on cuda (kv_store, attn_paged through kvr_batch_run) against the
  *     cpu pool on the same batches and block tables; its host tier: offloaded layers (swap and
  *     stream reload) against all-resident, a round trip of blocks out and back with fence order,
- *     and the staging fence with the copier held.
+ *     and the staging fence with the copier held; the serving engine under layerkv on cuda.
  * test_backend_ops covers every op against the fp64 reference on a device; scripts/gpu-check
  * runs both. */
-#include "backend_internal.h" /* kvr_kv_pool_copier_hold */
 #include "kvr_backend.h"
 #include "kvr_batch.h"
+#include "kvr_engine.h"
 #include "kvr_test.h"
 #include "runtime_internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
+
+/* backend_internal.h's (tests: hold the pool's copier), declared here: that header's struct
+ * kvr_event is not kvr_search.h's, which kvr_engine.h brings */
+void kvr_kv_pool_copier_hold(kvr_kv_pool *p, bool hold);
 
 static uint64_t tc_next(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -627,6 +631,78 @@ static void test_paged_staging_fence(void) {
     kvr_model_destroy(m);
 }
 
+/* The serving engine on cuda under layerkv (swap and stream reload), the six requests of
+ * test_engine's layerkv case arriving together in a pool of 9 blocks of 8 tokens with a host
+ * tier: every request finishes exactly once with its token count, in record order, after layers
+ * really went to the host tier and came back (the tokens themselves are bf16's: not compared). */
+static void test_paged_engine(void) {
+    kvr_model *m = tc_preset("tiny");
+    if (!m) return;
+    const int32_t V = kvr_model_get_config(m)->vocab_size;
+    kvr_error e;
+    kvr_weights *w = NULL;
+    KVR_CHECK_OK(kvr_weights_upload(g_cuda, m, &w, &e), &e);
+    enum { NR = 6 };
+    const int64_t plen[NR] = {37, 12, 60, 5, 25, 44};
+    const int32_t olen[NR] = {9, 14, 6, 11, 8, 10};
+    int32_t *prompts[NR];
+    for (int i = 0; i < NR; i++) {
+        uint64_t s = 300 + (uint64_t)i;
+        prompts[i] = malloc((size_t)plen[i] * sizeof *prompts[i]);
+        for (int64_t j = 0; j < plen[i]; j++) prompts[i][j] = (int32_t)(tc_next(&s) % (uint64_t)V);
+    }
+    for (int k = 0; w && k < 2; k++) {
+        kvr_kv_pool *pool = NULL;
+        KVR_CHECK_OK(kvr_kv_pool_create(w, 9, 8, &pool, &e), &e);
+        kvr_engine_params ep = kvr_engine_params_default();
+        ep.sched.policy = KVR_POLICY_LAYERKV;
+        ep.sched.block_tokens = 8;
+        ep.sched.watermark = 0;
+        ep.sched.host_blocks = 64;
+        ep.sched.layerkv.reload = k == 0 ? KVR_RELOAD_SWAP : KVR_RELOAD_STREAM;
+        ep.sched.layerkv.slo_ttft_s = 5;
+        ep.sched.layerkv.slo_tpot_s = 1;
+        ep.clock = KVR_ENGINE_CLOCK_VIRTUAL;
+        kvr_engine *eng = NULL;
+        if (pool) KVR_CHECK_OK(kvr_engine_create(w, pool, &ep, &eng, &e), &e);
+        for (int32_t i = 0; eng && i < NR; i++) {
+            kvr_engine_request rq = kvr_engine_request_default();
+            rq.prompt = prompts[i], rq.n_prompt = plen[i], rq.max_tokens = olen[i];
+            int32_t id = -1;
+            KVR_CHECK_OK(kvr_engine_submit(eng, &rq, 0, &id, &e), &e);
+            KVR_CHECK_EQ_INT(id, i);
+        }
+        for (int guard = 0; eng && kvr_engine_n_unfinished(eng) > 0 && guard < 10000; guard++)
+            KVR_CHECK_OK(kvr_engine_step(eng, NULL, &e), &e);
+        for (int32_t i = 0; eng && i < NR; i++) {
+            KVR_CHECK(kvr_engine_finished(eng, i));
+            int64_t n = 0;
+            (void)kvr_engine_output(eng, i, &n);
+            KVR_CHECK_EQ_INT((int)n, olen[i]);
+            const kvr_serving_record *r = kvr_engine_record(eng, i);
+            KVR_CHECK(r->arrival_s <= r->admitted_s && r->admitted_s < r->first_token_s &&
+                      r->first_token_s <= r->finish_s);
+            KVR_CHECK_EQ_INT((int)r->output_tokens, olen[i]);
+        }
+        if (eng) {
+            const kvr_engine_stats st = kvr_engine_get_stats(eng);
+            printf("paged_engine layerkv %s: %lld iterations, %lld blocks out, %lld in, %lld "
+                   "swap-ins, peak %lld host blocks\n",
+                   k == 0 ? "swap" : "stream", (long long)st.iterations,
+                   (long long)st.copies_out, (long long)st.copies_in, (long long)st.swap_ins,
+                   (long long)st.peak_host_blocks);
+            KVR_CHECK(st.copies_out > 0 && st.peak_host_blocks > 0);
+            if (k == 0) KVR_CHECK(st.swap_ins > 0);
+            else KVR_CHECK(st.swap_ins == 0 && st.copies_in > 0);
+        }
+        kvr_engine_destroy(eng);
+        kvr_kv_pool_destroy(pool);
+    }
+    for (int i = 0; i < NR; i++) free(prompts[i]);
+    kvr_weights_free(w);
+    kvr_model_destroy(m);
+}
+
 int main(int argc, char **argv) {
     kvr_error e;
     if (kvr_backend_get("cuda", &g_cuda, &e) != KVR_OK) {
@@ -642,6 +718,7 @@ int main(int argc, char **argv) {
         {"paged_host_tier", test_paged_host_tier},
         {"paged_host_roundtrip", test_paged_host_roundtrip},
         {"paged_staging_fence", test_paged_staging_fence},
+        {"paged_engine", test_paged_engine},
     };
     return kvr_test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
 }
