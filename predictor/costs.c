@@ -182,7 +182,7 @@ bool kvr_predict_costs_has_overheads(const kvr_predict_costs *c) {
 }
 
 kvr_status kvr_predict_costs_set_scale(kvr_predict_costs *c, kvr_mode mode, double scale,
-                                       kvr_error *err) {
+                                       int64_t upto_tokens, kvr_error *err) {
     if (!c) return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: NULL argument");
     if ((int)mode < 0 || mode >= KVR_MODE_COUNT)
         return kvr_error_set(err, KVR_ERR_INVALID_ARG, "costs: unknown schedule %d", (int)mode);
@@ -191,15 +191,24 @@ kvr_status kvr_predict_costs_set_scale(kvr_predict_costs *c, kvr_mode mode, doub
                              "costs: scale.%s must be a number in [%g, %g] (got %g)",
                              kvr_mode_name(mode), KVR_PREDICT_SCALE_MIN, KVR_PREDICT_SCALE_MAX,
                              scale);
+    if (upto_tokens < 0)
+        return kvr_error_set(err, KVR_ERR_INVALID_ARG,
+                             "costs: scale_upto.%s must be >= 0 tokens (got %lld)",
+                             kvr_mode_name(mode), (long long)upto_tokens);
     if (!c->has_scale)
-        for (int md = 0; md < KVR_MODE_COUNT; md++) c->scale[md] = 1;
+        for (int md = 0; md < KVR_MODE_COUNT; md++) c->scale[md] = 1, c->scale_upto[md] = 0;
     c->scale[mode] = scale;
+    c->scale_upto[mode] = upto_tokens;
     c->has_scale = true;
     return KVR_OK;
 }
 
-double kvr_predict_costs_scale(const kvr_predict_costs *c, kvr_mode mode) {
+double kvr_predict_costs_scale(const kvr_predict_costs *c, kvr_mode mode, int64_t n_tokens,
+                               int64_t *upto) {
+    if (upto) *upto = 0;
     if (!c || !c->has_scale || (int)mode < 0 || mode >= KVR_MODE_COUNT) return 1;
+    if (upto) *upto = c->scale_upto[mode];
+    if (n_tokens > 0 && c->scale_upto[mode] > 0 && n_tokens > c->scale_upto[mode]) return 1;
     return c->scale[mode];
 }
 
@@ -593,7 +602,7 @@ kvr_status kvr_predict_costs_ttft(const kvr_predict_costs *c, kvr_strategy s, in
                             : s == KVR_STRATEGY_TSP  ? KVR_MODE_TSP
                             : s == KVR_STRATEGY_RING ? KVR_MODE_RING
                                                      : KVR_MODE_KVR;
-        *ttft_us *= kvr_predict_costs_scale(c, md);
+        *ttft_us *= kvr_predict_costs_scale(c, md, C, NULL);
     }
     return st;
 }

@@ -179,9 +179,11 @@ static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int
     if (n == 0) return KVR_OK;
     kvr_predict_e2e_point *pts = malloc((size_t)n * sizeof *pts);
     kvr_mode *mode = malloc((size_t)n * sizeof *mode);
-    if (!pts || !mode) {
+    int64_t *tokens = malloc((size_t)n * sizeof *tokens);
+    if (!pts || !mode || !tokens) {
         free(pts);
         free(mode);
+        free(tokens);
         return kvr_error_set(err, KVR_ERR_NOMEM, "fit: out of memory");
     }
     kvr_status s = KVR_OK;
@@ -211,6 +213,7 @@ static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int
         }
         pts[n] = (kvr_predict_e2e_point){us, x->stats.median_us, x->stats.p10_us,
                                          x->stats.p90_us};
+        tokens[n] = x->c;
         mode[n++] = md;
     }
     /* per schedule: the scale measured / predicted, kept when it predicts held-out prompt
@@ -218,12 +221,15 @@ static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int
      * scaled predictions */
     for (int md = 0; s == KVR_OK && md < KVR_MODE_COUNT; md++) {
         r->scale[md] = 1;
+        r->scale_upto[md] = 0;
         r->scale_raw_err[md] = r->scale_heldout_err[md] = NAN;
         double sum = 0, raw = 0, loo = 0;
         int k = 0;
+        int64_t longest = 0;
         for (int i = 0; i < n; i++)
             if (mode[i] == (kvr_mode)md) {
                 sum += pts[i].median_us / pts[i].predicted_us;
+                longest = KVR_MAX(longest, tokens[i]);
                 k++;
             }
         if (k < 2) continue;
@@ -248,7 +254,10 @@ static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int
             }
         r->scale[md] = sc;
         r->scale_kept |= 1u << md;
-        s = kvr_predict_costs_set_scale(c, (kvr_mode)md, sc, err);
+        /* measured up to `longest` tokens: carried one doubling beyond, no further (a miss
+         * at 64 and 256 tokens, where fixed costs weigh most, is not one at 2048) */
+        r->scale_upto[md] = 2 * longest;
+        s = kvr_predict_costs_set_scale(c, (kvr_mode)md, sc, r->scale_upto[md], err);
     }
     if (s == KVR_OK) {
         s = kvr_predict_e2e_band(pts, n, BAND_FLOOR, &r->band_e2e, &r->band_spread, NULL, err);
@@ -257,6 +266,7 @@ static kvr_status predict_run_e2e(const kvr_db_layer_sample *ls, int64_t nl, int
     }
     free(pts);
     free(mode);
+    free(tokens);
     return s;
 }
 

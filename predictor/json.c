@@ -415,6 +415,10 @@ kvr_status kvr_predict_costs_to_json(const kvr_predict_costs *c, char **out, kvr
             cJSON *sc = cJSON_AddObjectToObject(o, "scale");
             for (int md = 0; sc && md < KVR_MODE_COUNT; md++)
                 predict_json_add_num(sc, kvr_mode_name((kvr_mode)md), c->scale[md]);
+            cJSON *up = cJSON_AddObjectToObject(o, "scale_upto"); /* 0: every length */
+            for (int md = 0; up && md < KVR_MODE_COUNT; md++)
+                cJSON_AddNumberToObject(up, kvr_mode_name((kvr_mode)md),
+                                        (double)c->scale_upto[md]);
         }
         cJSON *ls = cJSON_AddArrayToObject(o, "links");
         for (int i = 0; ls && i < c->n_links; i++) {
@@ -495,21 +499,40 @@ kvr_status predict_costs_from_obj(const cJSON *root, const char *name, kvr_predi
         if (s == KVR_OK) s = kvr_predict_costs_set_overhead(c, md, run, lay, err);
         if (s != KVR_OK && s != KVR_ERR_FORMAT) s = kvr_error_prefix(err, "%s", r.name);
     }
+    /* "scale": {schedule: factor}, "scale_upto": {schedule: tokens} (absent: 0, every length) */
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(root, "scale");
+    const cJSON *su = cJSON_GetObjectItemCaseSensitive(root, "scale_upto");
     if (s == KVR_OK && sc && !cJSON_IsObject(sc))
         s = jrd_fail(&r, "\"scale\" must be an object%s%s", "", "");
-    for (const cJSON *it = sc ? sc->child : NULL; s == KVR_OK && it; it = it->next) {
-        kvr_mode md;
-        if (kvr_mode_parse(it->string, &md, NULL) != KVR_OK) {
-            s = jrd_fail(&r, "unknown schedule \"scale.%s\"%s (single, kvr, tsp, ring)",
-                         it->string, "");
-            break;
+    if (s == KVR_OK && su && !cJSON_IsObject(su))
+        s = jrd_fail(&r, "\"scale_upto\" must be an object%s%s", "", "");
+    double scale[KVR_MODE_COUNT], upto[KVR_MODE_COUNT];
+    bool has_sc[KVR_MODE_COUNT] = {false};
+    for (int md = 0; md < KVR_MODE_COUNT; md++) scale[md] = 1, upto[md] = 0;
+    for (int k = 0; k < 2; k++)
+        for (const cJSON *it = (k ? su : sc) ? (k ? su : sc)->child : NULL; s == KVR_OK && it;
+             it = it->next) {
+            const char *what = k ? "scale_upto" : "scale";
+            kvr_mode md;
+            if (kvr_mode_parse(it->string, &md, NULL) != KVR_OK) {
+                s = jrd_fail(&r, "unknown schedule \"%s.%s\" (single, kvr, tsp, ring)", what,
+                             it->string);
+                break;
+            }
+            if (!cJSON_IsNumber(it) ||
+                (k && !(it->valuedouble >= 0 && it->valuedouble <= 1e15 &&
+                        it->valuedouble == floor(it->valuedouble)))) {
+                s = jrd_fail(&r, k ? "\"%s.%s\" must be a whole number of tokens >= 0"
+                                   : "\"%s.%s\" must be a number",
+                             what, it->string);
+                break;
+            }
+            if (k) upto[md] = it->valuedouble;
+            else scale[md] = it->valuedouble, has_sc[md] = true;
         }
-        if (!cJSON_IsNumber(it)) {
-            s = jrd_fail(&r, "\"scale.%s\" must be a number%s", it->string, "");
-            break;
-        }
-        s = kvr_predict_costs_set_scale(c, md, it->valuedouble, err);
+    for (int md = 0; s == KVR_OK && md < KVR_MODE_COUNT; md++) {
+        if (!has_sc[md] && upto[md] == 0) continue;
+        s = kvr_predict_costs_set_scale(c, (kvr_mode)md, scale[md], (int64_t)upto[md], err);
         if (s != KVR_OK) s = kvr_error_prefix(err, "%s", r.name);
     }
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "links");

@@ -186,17 +186,23 @@ KVR_API bool kvr_predict_costs_has_overheads(const kvr_predict_costs *c);
  * destroy. */
 KVR_API const kvr_predict_fit *kvr_predict_costs_fit(const kvr_predict_costs *c, kvr_op op);
 /* A schedule's end-to-end scale: kvr_predict_costs_ttft multiplies that schedule's predicted
- * TTFT by it (kvr-fit sets it from the profile's end-to-end check when it predicts held-out
- * prompts better than the op model alone; docs/predictor.md, "Error band"). Default 1 for every
- * schedule; kept in "kvr-predict-costs/1" as "scale": {"single", "kvr", "tsp", "ring"}. The
- * search module's simulators and tables do not apply it (a per-schedule factor moves no
- * partition of that schedule). Errors: KVR_ERR_INVALID_ARG (unknown schedule, a scale outside
- * [KVR_PREDICT_SCALE_MIN, KVR_PREDICT_SCALE_MAX]). */
+ * TTFT of a prompt of C tokens by it when C <= upto_tokens (0: at every length) -- kvr-fit sets
+ * it from the profile's end-to-end check when it predicts held-out prompts better than the op
+ * model alone, with upto_tokens = twice the check's longest prompt: a correction measured at
+ * 64 and 256 tokens is not carried to 2048 (docs/predictor.md, "Error band"). Default 1 for
+ * every schedule; kept in "kvr-predict-costs/1" as "scale": {"single", "kvr", "tsp", "ring"}
+ * and "scale_upto": {...} (absent: 0, every length). The search module's simulators and tables
+ * do not apply it (a per-schedule factor moves no partition of that schedule). Errors:
+ * KVR_ERR_INVALID_ARG (unknown schedule, a scale outside [KVR_PREDICT_SCALE_MIN,
+ * KVR_PREDICT_SCALE_MAX], upto_tokens < 0). */
 #define KVR_PREDICT_SCALE_MIN 0.25
 #define KVR_PREDICT_SCALE_MAX 4.0
 KVR_API kvr_status kvr_predict_costs_set_scale(kvr_predict_costs *c, kvr_mode mode, double scale,
-                                               kvr_error *err);
-KVR_API double kvr_predict_costs_scale(const kvr_predict_costs *c, kvr_mode mode);
+                                               int64_t upto_tokens, kvr_error *err);
+/* The scale applied to a prompt of n_tokens (1 beyond its upto_tokens); n_tokens <= 0: the
+ * scale itself, whatever its range. *upto (may be NULL): its upto_tokens. */
+KVR_API double kvr_predict_costs_scale(const kvr_predict_costs *c, kvr_mode mode, int64_t n_tokens,
+                                       int64_t *upto);
 /* The search module's cost model for these fits. PRE, ATTN and POST must be set, and a LINK
  * (default or listed) unless ideal_links (then links cost nothing). When the compute fits are
  * single lines with coefficients >= 0 the result is the search module's linear model (the
@@ -266,6 +272,8 @@ typedef struct kvr_predict_run_fit {
     double scale[KVR_MODE_COUNT];
     unsigned scale_kept;
     double scale_raw_err[KVR_MODE_COUNT], scale_heldout_err[KVR_MODE_COUNT];
+    int64_t scale_upto[KVR_MODE_COUNT]; /* kept: applied up to this many tokens (2 x the
+                                         * check's longest prompt; 0: every length) */
     /* The per-op held-out error of one layer: over every chunk size c >= band_min_c profiled
      * for pre, attn (prefix 0) and post, the k-fold held-out relative error of pre(c) +
      * attn(c, 0) + post(c) -- each op predicted by its fit refitted without that sample's

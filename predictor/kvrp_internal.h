@@ -32,6 +32,7 @@ struct kvr_predict_costs {
     kvr_search_overhead ovh[KVR_MODE_COUNT];   /* per schedule: run_us, layer_us */
     bool has_scale;                            /* an end-to-end scale set (else all 1) */
     double scale[KVR_MODE_COUNT];              /* per schedule: kvr_predict_costs_set_scale */
+    int64_t scale_upto[KVR_MODE_COUNT];        /* its prompt lengths: <= this (0: all) */
 };
 
 /* Check that a fit is usable (op/form/coefficient counts consistent, values finite). */

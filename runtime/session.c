@@ -785,10 +785,12 @@ kvr_status kvr_session_run(const kvr_session_params *p, const int32_t *tokens, i
                                    &us, &e) == KVR_OK) {
             r->predicted_raw_ms = r->predicted_ttft_ms = us * 1e-3;
             r->predicted_scale = kvr_predict_costs_scale(
-                sp.costs, strat == KVR_STRATEGY_SINGLE ? KVR_MODE_SINGLE
-                          : strat == KVR_STRATEGY_TSP  ? KVR_MODE_TSP
-                          : strat == KVR_STRATEGY_RING ? KVR_MODE_RING
-                                                       : KVR_MODE_KVR);
+                sp.costs,
+                strat == KVR_STRATEGY_SINGLE ? KVR_MODE_SINGLE
+                : strat == KVR_STRATEGY_TSP  ? KVR_MODE_TSP
+                : strat == KVR_STRATEGY_RING ? KVR_MODE_RING
+                                             : KVR_MODE_KVR,
+                n_tokens, NULL);
             session_calibrate(p, &sp, strat, r);
             if (p->online_alpha > 0) { /* the runs in order, each predicted before it counts */
                 kvr_calib_online on = kvr_calib_online_init(p->online_alpha);

@@ -824,8 +824,12 @@ static void test_e2e_band(void) {
         KVR_CHECK_OK(kvr_predict_costs_to_json(rf.costs, &js, &e), &e);
         KVR_CHECK(js && strstr(js, "\"scale\"") != NULL);
         KVR_CHECK_OK(kvr_predict_costs_from_json(js, js ? strlen(js) : 0, "t", &c0, &e), &e);
-        KVR_CHECK_NEAR(kvr_predict_costs_scale(c0, KVR_MODE_SINGLE), 1.08, 0, 0);
-        KVR_CHECK_OK(kvr_predict_costs_set_scale(c0, KVR_MODE_SINGLE, 1, &e), &e);
+        int64_t upto = 0;
+        KVR_CHECK_NEAR(kvr_predict_costs_scale(c0, KVR_MODE_SINGLE, 0, &upto), 1.08, 0, 0);
+        KVR_CHECK_EQ_INT(upto, 4096); /* 2 x the check's longest prompt (2048) */
+        KVR_CHECK_NEAR(kvr_predict_costs_scale(c0, KVR_MODE_SINGLE, 4096, NULL), 1.08, 0, 0);
+        KVR_CHECK(kvr_predict_costs_scale(c0, KVR_MODE_SINGLE, 4097, NULL) == 1);
+        KVR_CHECK_OK(kvr_predict_costs_set_scale(c0, KVR_MODE_SINGLE, 1, 0, &e), &e);
         double a = 0, b = 0;
         KVR_CHECK_OK(kvr_predict_costs_ttft(rf.costs, KVR_STRATEGY_SINGLE, 1, 1500, NULL, NULL,
                                             &a, &e),
@@ -839,8 +843,18 @@ static void test_e2e_band(void) {
         KVR_CHECK_OK(kvr_predict_costs_ttft(c0, KVR_STRATEGY_KVR_E, 2, 1500, NULL, NULL, &b, &e),
                      &e);
         KVR_CHECK(a == b);
-        KVR_CHECK(kvr_predict_costs_set_scale(c0, KVR_MODE_KVR, 5, &e) == KVR_ERR_INVALID_ARG);
+        /* beyond its range (4096 tokens) the op model alone */
+        KVR_CHECK_OK(kvr_predict_costs_ttft(rf.costs, KVR_STRATEGY_SINGLE, 1, 8192, NULL, NULL,
+                                            &a, &e),
+                     &e);
+        KVR_CHECK_OK(kvr_predict_costs_ttft(c0, KVR_STRATEGY_SINGLE, 1, 8192, NULL, NULL, &b, &e),
+                     &e);
+        KVR_CHECK(a == b);
+        KVR_CHECK(kvr_predict_costs_set_scale(c0, KVR_MODE_KVR, 5, 0, &e) == KVR_ERR_INVALID_ARG);
         KVR_CHECK(strstr(e.msg, "scale.kvr") != NULL);
+        KVR_CHECK(kvr_predict_costs_set_scale(c0, KVR_MODE_KVR, 1.1, -1, &e) ==
+                  KVR_ERR_INVALID_ARG);
+        KVR_CHECK(strstr(e.msg, "scale_upto.kvr") != NULL);
         kvr_predict_costs_destroy(c0);
         /* a bad scale in the JSON: the field named */
         char *at = js ? strstr(js, "\"scale\"") : NULL;
@@ -853,6 +867,20 @@ static void test_e2e_band(void) {
             KVR_CHECK(c0 == NULL && strstr(e.msg, "scale.kvr") && strstr(e.msg, "t.json"));
             if (!strstr(e.msg, "scale.kvr")) fprintf(stderr, "  got: %s\n", e.msg);
         }
+        at = js ? strstr(js, "\"scale_upto\"") : NULL;
+        static const char *const bad_upto[] = {"{\"single\": -1}", "{\"single\": 2.5}",
+                                               "{\"single\": \"x\"}", "{\"pipe\": 5}", "[]"};
+        for (size_t k = 0; at && k < sizeof bad_upto / sizeof bad_upto[0]; k++) {
+            char bad_js[65536];
+            snprintf(bad_js, sizeof bad_js, "%.*s\"scale_upto\": %s%s", (int)(at - js), js,
+                     bad_upto[k], strchr(at, '}') + 1);
+            c0 = NULL;
+            KVR_CHECK(kvr_predict_costs_from_json(bad_js, strlen(bad_js), "t.json", &c0, &e) ==
+                      KVR_ERR_FORMAT);
+            KVR_CHECK(c0 == NULL && strstr(e.msg, "scale_upto") && strstr(e.msg, "t.json"));
+            if (!strstr(e.msg, "scale_upto")) fprintf(stderr, "  got: %s\n", e.msg);
+        }
+        KVR_CHECK(at != NULL);
         free(js);
     }
     KVR_CHECK(rf.band_op >= 0.02 && rf.band_op != rf.err_band);
@@ -863,6 +891,7 @@ static void test_e2e_band(void) {
               back.band_spread == rf.band_spread && back.band_op == rf.band_op);
     KVR_CHECK(back.scale[KVR_MODE_SINGLE] == rf.scale[KVR_MODE_SINGLE] &&
               back.scale_kept == rf.scale_kept);
+    KVR_CHECK_EQ_INT(back.scale_upto[KVR_MODE_SINGLE], 4096);
     kvr_predict_run_fit_free(&back);
     /* a predictor file carries the two terms; a bad term is refused by name */
     kvr_predictor *kp = NULL;

@@ -356,7 +356,7 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
             json_num(stdout, rf->scale_raw_err[md], "%.9g");
             printf(",\"heldout_err\":");
             json_num(stdout, rf->scale_heldout_err[md], "%.9g");
-            printf("}");
+            printf(",\"upto\":%lld}", (long long)rf->scale_upto[md]);
         }
         printf("}},\"fits\":[");
         bool first = true;
@@ -446,11 +446,14 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
         bool any = false;
         for (int md = 0; md < KVR_MODE_COUNT; md++) {
             if (!isfinite(rf->scale_raw_err[md])) continue;
-            printf("%s %s %.4f (held out %.2f %%, op model %.2f %%: %s)", any ? ";" : "",
-                   kvr_mode_name((kvr_mode)md),
-                   rf->scale_kept >> md & 1 ? rf->scale[md] : 1.0,
+            const bool kept = rf->scale_kept >> md & 1;
+            printf("%s %s %.4f (held out %.2f %%, op model %.2f %%: %s", any ? ";" : "",
+                   kvr_mode_name((kvr_mode)md), kept ? rf->scale[md] : 1.0,
                    100 * rf->scale_heldout_err[md], 100 * rf->scale_raw_err[md],
-                   rf->scale_kept >> md & 1 ? "kept" : "not kept");
+                   kept ? "kept" : "not kept");
+            if (kept && rf->scale_upto[md] > 0)
+                printf(", for prompts up to %lld tokens", (long long)rf->scale_upto[md]);
+            printf(")");
             any = true;
         }
         printf("%s\n", any ? "" : " none (one prompt length per schedule: nothing to hold out)");
