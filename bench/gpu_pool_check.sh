@@ -18,7 +18,8 @@
 #   bench/gpu_pool_check.sh [RESULTS_DIR]     (default gpu_pool_check/)
 #
 # Exit: 0 every step passed (serve may be skipped, saying why), 1 a step failed, timed out or
-# found no device although nvidia-smi lists one, 77 no GPU here. The device call, from the repository root with the bundle built:
+# found no device although nvidia-smi lists one, 77 no GPU here. The device call, from the
+# repository root with the bundle built:
 #   run(command='bench/gpu_pool_check.sh "$OUT"', carry=["build-gpu/bundle"], timeout_s=300)
 set -u
 RES=${1:-gpu_pool_check}
@@ -69,11 +70,12 @@ step paged "${TEST_CUDA[@]}" paged_twin paged_host_tier paged_host_roundtrip pag
 grep -E "^(paged_|ok  |FAIL)" "$RES/paged.log"
 
 if [ ${#SERVE[@]} -eq 0 ]; then
-  echo "skip  serve (no kvr-serve: the bundle has none; the paged step's paged_engine ran the engine)"
+  echo "skip  serve (no kvr-serve: the bundle has none; paged_engine ran the engine on cuda)"
 else
   # 12 requests arriving together (prompts 5-60 tokens, outputs 3-12) in a pool of 12 blocks of 8
-  # tokens (one request's 72 at most fits; all of them do not): the layerkv runs offload; the tiny preset's costs for its predictor are the A100
-  # file's shape at 4 layers (as tests/cli/test_kvr_serve.sh)
+  # tokens (one request's 72 at most fits; all of them do not): the layerkv runs offload; the
+  # tiny preset's costs for its predictor are the A100 file's shape at 4 layers (as
+  # tests/cli/test_kvr_serve.sh)
   {
     echo "arrival_s,prompt_tokens,output_tokens"
     for i in 0 1 2 3 4 5 6 7 8 9 10 11; do echo "0,$((5 + i * 5)),$((3 + i % 10))"; done
@@ -94,7 +96,8 @@ json.dump(c, open('$RES/tiny_costs.json', 'w'))" || echo "FAIL  serve (tiny cost
         fail=1
       fi
     done
-    if ! grep -Eq "^# layerkv: host .*: peak [1-9][0-9]* host layer blocks" "$RES/serve_$reload.log"; then
+    lkv="^# layerkv: host .*: peak [1-9][0-9]* host layer blocks"
+    if ! grep -Eq "$lkv" "$RES/serve_$reload.log"; then
       echo "FAIL  serve_$reload: layerkv offloaded nothing"
       fail=1
     fi

@@ -149,8 +149,8 @@ KVR_API kvr_status kvr_op_kv_copy_wait(kvr_kv_pool *p, uint64_t fence, kvr_error
 /* The latest fence that has completed. */
 KVR_API uint64_t kvr_op_kv_copy_done(kvr_kv_pool *p);
 /* Final norm + LM head of rows rows[0..n) of the current rows, logits to host (n, V floats,
- * row-major): one GEMM over the n rows where the backend has it (cpu), else kvr_op_head per row.
- * Errors: KVR_ERR_INVALID_ARG (a row outside the rows, n < 1), the backend's. */
+ * row-major): one GEMM over the n rows where the backend has it (cpu, cuda), else kvr_op_head
+ * per row. Errors: KVR_ERR_INVALID_ARG (a row outside the rows, n < 1), the backend's. */
 KVR_API kvr_status kvr_op_head_rows(kvr_workspace *ws, const int64_t *rows, int32_t n,
                                     float *logits, kvr_error *err);
 

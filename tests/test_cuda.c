@@ -370,7 +370,8 @@ static void test_paged_twin(void) {
     }
 }
 
-/* LayerKV's spread: layer l of L resident with r resident iff floor((l+1) r / L) > floor(l r / L) */
+/* LayerKV's spread: layer l of L is resident with r resident iff
+ * floor((l + 1) r / L) > floor(l r / L) */
 static bool tc_resident(int32_t L, int32_t r, int32_t l) {
     return (int64_t)(l + 1) * r / L > (int64_t)l * r / L;
 }

@@ -1,7 +1,7 @@
 /* kvr_serve.c -- kvr-serve: serving under load. --trace FILE without --simulate replays the trace
- * against the serving engine (kvr_engine.h) on a real model (--backend cpu or cuda): arrivals in real
- * time, or with --no-sleep as soon as their time has passed on a virtual clock that follows the
- * real iterations; with --db it is stored as a 'measured' serving run.
+ * against the serving engine (kvr_engine.h) on a real model (--backend cpu or cuda): arrivals in
+ * real time, or with --no-sleep as soon as their time has passed on a virtual clock that follows
+ * the real iterations; with --db it is stored as a 'measured' serving run.
  * --simulate replays a request trace through the
  * serving scheduler (vLLM V0, chunked-prefill and LayerKV policies, a paged KV pool) on a virtual clock
  * priced by a cost model -- a JSON cost file or a profile run in the store -- and prints TTFT,

@@ -106,6 +106,8 @@ typedef struct cuda_ws {
     void *meta;      /* attn_paged's sequences, tiles and block tables (meta_cap bytes) */
     void *h_meta;    /* host twin of meta */
     size_t meta_cap;
+    float *logits_rows; /* head_rows: (rows, V), grown on demand to logits_rows_n floats */
+    size_t logits_rows_n;
 } cuda_ws;
 
 typedef struct cuda_event {
@@ -198,13 +200,15 @@ __device__ __forceinline__ float cu_warp_max(float v) {
     return v;
 }
 
-/* y (rows, D) = RMSNorm(x) * w, row r of x at x + r * ldx; one block per row. */
+/* y (rows, D) = RMSNorm(x) * w, row r of x at x + r * ldx (idx: at x + idx[r] * ldx); one
+ * block per row. */
 template <typename T>
 __global__ void __launch_bounds__(KVR_CU_BLOCK)
     k_rmsnorm(T *__restrict__ y, const float *__restrict__ x, int64_t ldx,
-              const float *__restrict__ w, int64_t D, float eps) {
+              const float *__restrict__ w, int64_t D, float eps,
+              const int64_t *__restrict__ idx) {
     __shared__ float part[KVR_CU_BLOCK / 32];
-    const float *xr = x + blockIdx.x * ldx;
+    const float *xr = x + (idx ? idx[blockIdx.x] : (int64_t)blockIdx.x) * ldx;
     float ss = 0;
     for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += xr[i] * xr[i];
     ss = cu_warp_sum(ss);
@@ -491,8 +495,8 @@ static cudaError_t cu_attn_paged_dispatch(cudaStream_t st, T *out, const float *
  * block slot / bt at offset slot % bt; blocks from n_pool on are the staging); -1: not stored.
  * One block per row. */
 __global__ void __launch_bounds__(KVR_CU_BLOCK)
-    k_kv_store(float *__restrict__ pool, float *__restrict__ stage, const int64_t *__restrict__ slots,
-               const float *__restrict__ K, const float *__restrict__ V, int64_t n_pool,
+    k_kv_store(float *__restrict__ pool, float *__restrict__ stage,
+               const int64_t *__restrict__ slots, const float *__restrict__ K, const float *__restrict__ V, int64_t n_pool,
                int64_t bt, int64_t kvd) {
     const int64_t r = blockIdx.x, slot = slots[r];
     if (slot < 0) return;
@@ -723,7 +727,7 @@ static void cuda_ws_destroy(kvr_workspace *base) {
                     ws->gu,     ws->act,    ws->kcache, ws->vcache, ws->rope_cos,
                     ws->rope_sin, ws->logits, ws->lse,  ws->o32,    ws->lse_run,
                     ws->tokens, ws->top, ws->rows_cos, ws->rows_sin, ws->slots,
-                    ws->meta};
+                    ws->meta, ws->logits_rows};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     free(ws->h_rows);
     free(ws->h_meta);
@@ -851,15 +855,16 @@ static kvr_status cu_gemm(cuda_ws *ws, int64_t M, int64_t N, int64_t K, const vo
     return KVR_OK;
 }
 
+/* idx (device, rows entries) or NULL: the rows of x to norm, else rows [0, rows) */
 static kvr_status cu_rmsnorm(cuda_ws *ws, void *y, const float *x, int64_t ldx, const float *w,
-                             int64_t rows, kvr_error *err) {
+                             int64_t rows, kvr_error *err, const int64_t *idx = NULL) {
     const kvr_model_config *cfg = &ws->base.m->cfg;
     if (ws->f16)
         k_rmsnorm<__half><<<(unsigned)rows, KVR_CU_BLOCK, 0, ws->stream>>>(
-            (__half *)y, x, ldx, w, cfg->d_model, cfg->norm_eps);
+            (__half *)y, x, ldx, w, cfg->d_model, cfg->norm_eps, idx);
     else
         k_rmsnorm<__nv_bfloat16><<<(unsigned)rows, KVR_CU_BLOCK, 0, ws->stream>>>(
-            (__nv_bfloat16 *)y, x, ldx, w, cfg->d_model, cfg->norm_eps);
+            (__nv_bfloat16 *)y, x, ldx, w, cfg->d_model, cfg->norm_eps, idx);
     CU_LAUNCHED("rmsnorm");
     return KVR_OK;
 }
@@ -1113,8 +1118,9 @@ typedef struct cuda_pool {
 } cuda_pool;
 
 static float *cu_pool_block(cuda_pool *p, int64_t b) {
-    return b < p->base.n_layer_blocks ? p->blocks + (size_t)b * p->blk_floats
-                                      : p->stage + (size_t)(b - p->base.n_layer_blocks) * p->blk_floats;
+    const int64_t n = p->base.n_layer_blocks;
+    return b < n ? p->blocks + (size_t)b * p->blk_floats
+                 : p->stage + (size_t)(b - n) * p->blk_floats;
 }
 
 /* the host tier's memory, stream and events (what of them exists) */
@@ -1498,6 +1504,49 @@ static kvr_status cuda_attn_paged(kvr_workspace *base, kvr_kv_pool *pb, int32_t 
     return cu_pool_end(ws, p, err);
 }
 
+/* The LM head of rows rows[0..n) as one GEMM per max_chunk of them: the rows normed into h
+ * (gathered by index; h is free after post), h . W_out^T into the rows' logits buffer (grown on
+ * demand), one copy to the host; one synchronisation in all (the front end's fallback, head per
+ * row, synchronises per row). */
+static kvr_status cuda_head_rows(kvr_workspace *base, const int64_t *rows, int32_t n,
+                                 float *logits, kvr_error *err) {
+    cuda_ws *ws = (cuda_ws *)base;
+    const kvr_model_config *cfg = &base->m->cfg;
+    const int64_t D = cfg->d_model, V = cfg->vocab_size;
+    const int64_t m_max = n < base->max_chunk ? n : base->max_chunk;
+    CU_TRY(cudaSetDevice(ws->dev), "device");
+    if ((size_t)(m_max * V) > ws->logits_rows_n) {
+        CU_TRY(cudaStreamSynchronize(ws->stream), "LM head rows"); /* the old buffer is free */
+        cudaFree(ws->logits_rows);
+        ws->logits_rows = NULL;
+        ws->logits_rows_n = 0;
+        const cudaError_t e = cudaMalloc((void **)&ws->logits_rows, (size_t)(m_max * V) * 4);
+        if (e != cudaSuccess) {
+            ws->logits_rows = NULL;
+            return kvr_error_set(err, KVR_ERR_NOMEM,
+                                 "LM head of %lld rows: cannot allocate %.1f MiB of device memory: "
+                                 "%s",
+                                 (long long)m_max, (double)(m_max * V) * 4 / (1 << 20),
+                                 cudaGetErrorString(e));
+        }
+        ws->logits_rows_n = (size_t)(m_max * V);
+    }
+    for (int64_t i0 = 0; i0 < n; i0 += m_max) {
+        const int64_t m = n - i0 < m_max ? n - i0 : m_max;
+        /* the row indices through the slots buffer (max_chunk entries; stream-ordered) */
+        CU_TRY(cudaMemcpyAsync(ws->slots, rows + i0, (size_t)m * sizeof *rows,
+                               cudaMemcpyHostToDevice, ws->stream),
+               "LM head rows to device");
+        KVR_TRY(cu_rmsnorm(ws, ws->h, ws->x, D, cu_w(ws)->output_norm, m, err, ws->slots));
+        KVR_TRY(cu_gemm(ws, m, V, D, ws->h, cu_w(ws)->output, 0.0f, ws->logits_rows, err));
+        CU_TRY(cudaMemcpyAsync(logits + i0 * V, ws->logits_rows, (size_t)(m * V) * sizeof(float),
+                               cudaMemcpyDeviceToHost, ws->stream),
+               "logits to host");
+    }
+    CU_TRY(cudaStreamSynchronize(ws->stream), "LM head rows");
+    return KVR_OK;
+}
+
 // ----------------------------------------------------------------------------
 // events (cudaEvents on the workspace's stream), synchronisation
 
@@ -1591,6 +1640,7 @@ static kvr_backend cuda_table(void) {
     b.copy_done = cuda_copy_done;
     b.copy_hold = cuda_copy_hold;
     b.copy_stats = cuda_copy_stats;
+    b.head_rows = cuda_head_rows;
     return b;
 }
 extern "C" const kvr_backend backend_cuda = cuda_table();
