@@ -70,7 +70,8 @@ step paged "${TEST_CUDA[@]}" paged_twin paged_host_tier paged_host_roundtrip pag
 grep -E "^(paged_|ok  |FAIL)" "$RES/paged.log"
 
 if [ ${#SERVE[@]} -eq 0 ]; then
-  echo "skip  serve (no kvr-serve: the bundle has none; paged_engine ran the engine on cuda)"
+  echo "skip  serve (no kvr-serve in the bundle; the paged step's paged_engine is the engine on" \
+    "cuda)"
 else
   # 12 requests arriving together (prompts 5-60 tokens, outputs 3-12) in a pool of 12 blocks of 8
   # tokens (one request's 72 at most fits; all of them do not): the layerkv runs offload; the
