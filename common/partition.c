@@ -118,8 +118,9 @@ kvr_status kvr_partition_round(const double *units, int32_t p, int64_t C, int64_
     int64_t used = 0;
     for (int32_t i = 0; i < p; i++) {
         double c = TGT(i);
-        int64_t u = c >= 1 ? (int64_t)c : 1; /* floor, at least one unit */
-        if (c > 9e18) u = n_units;
+        /* floor, at least one unit, at most all of them (a target past the int64 range, from
+         * a malformed predictor, is not converted) */
+        int64_t u = !(c >= 1) ? 1 : c >= (double)n_units ? n_units : (int64_t)c;
         out[i] = u;
         used += u;
     }
@@ -141,32 +142,49 @@ kvr_status kvr_partition_round(const double *units, int32_t p, int64_t C, int64_
     }
     /* the rest one at a time, largest remainder first (all of it for p <= 16: cheaper than the
      * histogram; for more ranks the members of the cut bucket) */
+    /* one unit at a time to the largest remainder -- or, when it leads the next by more than a
+     * unit (targets far from the floors: a malformed predictor), as many units at once as keep
+     * it ahead, which ends in the same place without a step per unit */
     while (used < n_units) {
         int32_t best = 0;
-        double bv = -INFINITY;
+        double bv = -INFINITY, second = -INFINITY;
         for (int32_t i = 0; i < p; i++) {
             double v = TGT(i) - (double)out[i];
             if (v > bv) {
+                second = bv;
                 bv = v;
                 best = i;
+            } else if (v > second) {
+                second = v;
             }
         }
-        out[best]++;
-        used++;
+        const double gap = bv - second; /* +inf: no other chunk */
+        int64_t d = !(gap < 9e18) ? n_units : gap > 2 ? (int64_t)gap : 1;
+        if (d > n_units - used) d = n_units - used;
+        out[best] += d;
+        used += d;
     }
     while (used > n_units) {
         int32_t best = -1;
-        double bv = INFINITY;
+        double bv = INFINITY, second = INFINITY;
         for (int32_t i = 0; i < p; i++) {
             double v = TGT(i) - (double)out[i];
-            if (out[i] > 1 && v < bv) {
+            if (out[i] <= 1) continue;
+            if (v < bv) {
+                second = bv;
                 bv = v;
                 best = i;
+            } else if (v < second) {
+                second = v;
             }
         }
         if (best < 0) break; /* cannot happen: n_units >= p */
-        out[best]--;
-        used--;
+        const double gap = second - bv; /* +inf: no other chunk above one unit */
+        int64_t d = !(gap < 9e18) ? used : gap > 2 ? (int64_t)gap : 1;
+        if (d > used - n_units) d = used - n_units;
+        if (d > out[best] - 1) d = out[best] - 1;
+        out[best] -= d;
+        used -= d;
     }
 #undef TGT
     for (int32_t i = 0; i < p; i++) out[i] *= g;
