@@ -251,7 +251,8 @@ KVR_API void kvr_profile_overheads_plan(const kvr_profile_params *p, int32_t n_l
  * n_ranks) at one or two prompt lengths -- the largest n_ranks * chunk * 2^k up to half the
  * grid's largest chunk whose single-rank TTFT the op model predicts within
  * KVR_PROFILE_E2E_BUDGET_US, and a quarter of it when that is >= 2 n_ranks chunk -- each
- * repeated identically after the warm-up(s): KVR_PROFILE_E2E_RUNS times, or as many as the
+ * repeated identically after the warm-up(s), the points interleaved (each pass runs every point
+ * once): KVR_PROFILE_E2E_RUNS times, or as many as the
  * budget holds of the longer length's predicted single run, at most KVR_PROFILE_E2E_RUNS_MAX
  * (short runs move most from run to run and cost least). The TTFTs are stored as a layer
  * sample "e2e_<mode>" (kvr_profile_e2e_op), c = tokens, prefix = ranks. Nothing is fitted on
