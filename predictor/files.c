@@ -353,7 +353,7 @@ kvr_status kvr_predict_run_fit_from_json(const char *text, size_t len, const cha
     for (int md = 0; s == KVR_OK && md < KVR_MODE_COUNT; md++) { /* the scales: the costs' */
         r.scale[md] = kvr_predict_costs_scale(r.costs, (kvr_mode)md, 0, &r.scale_upto[md]);
         if (r.scale[md] != 1) r.scale_kept |= 1u << md;
-        r.scale_raw_err[md] = r.scale_heldout_err[md] = NAN;
+        r.scale_raw_err[md] = r.scale_heldout_err[md] = r.scale_spread[md] = NAN;
     }
     cJSON_Delete(root);
     if (s != KVR_OK) return s;

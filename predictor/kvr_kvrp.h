@@ -272,6 +272,8 @@ typedef struct kvr_predict_run_fit {
     double scale[KVR_MODE_COUNT];
     unsigned scale_kept;
     double scale_raw_err[KVR_MODE_COUNT], scale_heldout_err[KVR_MODE_COUNT];
+    double scale_spread[KVR_MODE_COUNT]; /* the largest (p90 - p10) / median of its points: a
+                                          * scale is kept only when |s - 1| >= 2 x this */
     int64_t scale_upto[KVR_MODE_COUNT]; /* kept: applied up to this many tokens (2 x the
                                          * check's longest prompt; 0: every length) */
     /* The per-op held-out error of one layer: over every chunk size c >= band_min_c profiled

@@ -356,6 +356,8 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
             json_num(stdout, rf->scale_raw_err[md], "%.9g");
             printf(",\"heldout_err\":");
             json_num(stdout, rf->scale_heldout_err[md], "%.9g");
+            printf(",\"spread\":");
+            json_num(stdout, rf->scale_spread[md], "%.9g");
             printf(",\"upto\":%lld}", (long long)rf->scale_upto[md]);
         }
         printf("}},\"fits\":[");
@@ -442,15 +444,16 @@ static int do_fit_run(kvr_db *db, const kvr_fit_opts *o, kvr_predict_run_fit *rf
     }
     if (rf->n_e2e > 0) {
         printf("# end-to-end scale (measured / predicted at the check's prompt lengths, kept when "
-               "it cuts the error on a held-out length by 20 %% against the op model alone):");
+               "it cuts the error on a held-out length by 20 %% against the op model alone and is "
+               "at least twice its points' run-to-run spread):");
         bool any = false;
         for (int md = 0; md < KVR_MODE_COUNT; md++) {
             if (!isfinite(rf->scale_raw_err[md])) continue;
             const bool kept = rf->scale_kept >> md & 1;
-            printf("%s %s %.4f (held out %.2f %%, op model %.2f %%: %s", any ? ";" : "",
-                   kvr_mode_name((kvr_mode)md), kept ? rf->scale[md] : 1.0,
+            printf("%s %s %.4f (held out %.2f %%, op model %.2f %%, spread %.2f %%: %s",
+                   any ? ";" : "", kvr_mode_name((kvr_mode)md), kept ? rf->scale[md] : 1.0,
                    100 * rf->scale_heldout_err[md], 100 * rf->scale_raw_err[md],
-                   kept ? "kept" : "not kept");
+                   100 * rf->scale_spread[md], kept ? "kept" : "not kept");
             if (kept && rf->scale_upto[md] > 0)
                 printf(", for prompts up to %lld tokens", (long long)rf->scale_upto[md]);
             printf(")");

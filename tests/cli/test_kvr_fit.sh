@@ -152,7 +152,7 @@ check drift_terms 0 "outside the error band of 5.00 % \(held-out end-to-end erro
 check drift_terms_json 0 '"band_heldout":0.030000,"band_spread":0.020000,"drift":true' -- "$R" --model tiny --context 256 --ranks 2 --predictor "$tmp/fast2.json" --no-db --json
 check fit_band_e2e 0 "^# TTFT error band \(drift threshold\): [0-9.]+ % = held-out end-to-end error [0-9.]+ % \+ run-to-run spread [0-9.]+ % \(the profile's end-to-end check: 4 prompt\(s\)" -- "$F" --db "$DB" --run 1 --dry-run
 check fit_scale_none 0 "^# end-to-end scale .*: none \(one prompt length per schedule: nothing to hold out\)" -- "$F" --db "$DB" --run 1 --dry-run
-check fit_scale_json 0 '"scale":\{"single":\{"scale":1,"kept":false,"raw_err":null,"heldout_err":null,"upto":0\},"kvr":' -- "$F" --db "$DB" --run 1 --dry-run --json
+check fit_scale_json 0 '"scale":\{"single":\{"scale":1,"kept":false,"raw_err":null,"heldout_err":null,"spread":null,"upto":0\},"kvr":' -- "$F" --db "$DB" --run 1 --dry-run --json
 check fit_band_json 0 '"band":\{"op":[0-9.e-]+,"n_e2e":4,"e2e":[0-9.e-]+,"spread":[0-9.e-]+,"scale":\{' -- "$F" --db "$DB" --run 1 --dry-run --json
 check profile_e2e 0 "ok" -- bash -c "'$P' ${TINY[*]} --db e2e.db --json -q | python3 -c '
 import json, sys
