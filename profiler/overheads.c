@@ -36,6 +36,18 @@ static kvr_status ovh_measure(void *user, int32_t i_iter, double *time_us, kvr_e
     return s;
 }
 
+/* The prefill parameters of a run of mode on np ranks over the threads transport (the
+ * overheads step and the end-to-end check alike). */
+static kvr_prefill_params ovh_params(const kvr_profile_params *p, kvr_mode mode, int32_t np) {
+    kvr_prefill_params pp = kvr_prefill_params_default();
+    pp.backend = p->backend;
+    pp.mode = mode;
+    pp.n_ranks = np;
+    pp.n_threads = p->n_threads;
+    pp.transport = KVR_TRANSPORT_THREADS;
+    return pp;
+}
+
 /* What the per-op model of the run predicts for mode at L layers, p ranks, C tokens. */
 static kvr_status ovh_predict(const kvr_db_model *mrec, int32_t L, const kvr_db_layer_sample *ls,
                               int64_t nl, const kvr_db_transfer_sample *ts, int64_t nt,
@@ -81,8 +93,8 @@ const char *kvr_profile_e2e_op(kvr_mode mode) {
  * and spread steady with repeats that cost next to nothing. */
 static kvr_status e2e_contexts(const kvr_db_model *mrec, const kvr_db_layer_sample *ls, int64_t nl,
                                const kvr_db_transfer_sample *ts, int64_t nt, int32_t P,
-                               int64_t chunk, int64_t c_max, int64_t *ctx, int32_t *runs,
-                               int *n_ctx, kvr_error *err) {
+                               int64_t chunk, int64_t c_max, int64_t *ctx, int *n_ctx,
+                               int32_t *runs, kvr_error *err) {
     int64_t best = P * chunk;
     double best_us = 0;
     for (int64_t C = P * chunk; C <= KVR_MAX(P * chunk, c_max / 2); C *= 2) {
@@ -98,10 +110,9 @@ static kvr_status e2e_contexts(const kvr_db_model *mrec, const kvr_db_layer_samp
     ctx[(*n_ctx)++] = best;
     /* the longer length's single run sets the count for both (the shorter one costs less) */
     const double fit = best_us > 0 ? KVR_PROFILE_E2E_BUDGET_US / best_us : KVR_PROFILE_E2E_RUNS_MAX;
-    const int32_t r = fit >= KVR_PROFILE_E2E_RUNS_MAX ? KVR_PROFILE_E2E_RUNS_MAX
-                      : fit <= KVR_PROFILE_E2E_RUNS ? KVR_PROFILE_E2E_RUNS
-                                                    : (int32_t)fit;
-    for (int j = 0; j < *n_ctx; j++) runs[j] = r;
+    *runs = fit >= KVR_PROFILE_E2E_RUNS_MAX ? KVR_PROFILE_E2E_RUNS_MAX
+            : fit <= KVR_PROFILE_E2E_RUNS   ? KVR_PROFILE_E2E_RUNS
+                                            : (int32_t)fit;
     return KVR_OK;
 }
 
@@ -155,11 +166,11 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
     static const kvr_mode modes[] = {KVR_MODE_SINGLE, KVR_MODE_KVR, KVR_MODE_TSP, KVR_MODE_RING};
     const int n_modes = (int)(sizeof modes / sizeof modes[0]);
     int64_t e2e_ctx[2];
-    int32_t e2e_runs[2];
+    int32_t e2e_runs = KVR_PROFILE_E2E_RUNS;
     int n_e2e = 0;
     if (s == KVR_OK)
-        s = e2e_contexts(mrec, ls, nl, ts, nt, P, plan.chunk, p->grid.c_max, e2e_ctx, e2e_runs,
-                         &n_e2e, err);
+        s = e2e_contexts(mrec, ls, nl, ts, nt, P, plan.chunk, p->grid.c_max, e2e_ctx, &n_e2e,
+                         &e2e_runs, err);
     if (s != KVR_OK) kvr_error_prefix(err, "overheads: end-to-end check");
     res->n_points = (int64_t)n_modes * (plan.n_depths + n_e2e);
     for (int d = 0; s == KVR_OK && d < plan.n_depths; d++) {
@@ -187,12 +198,7 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
                 kvr_error_prefix(err, "overheads: %s", label);
                 break;
             }
-            ovh_ctx x = {view, tokens, C, kvr_prefill_params_default()};
-            x.pp.backend = p->backend;
-            x.pp.mode = mode;
-            x.pp.n_ranks = np;
-            x.pp.n_threads = p->n_threads;
-            x.pp.transport = KVR_TRANSPORT_THREADS;
+            ovh_ctx x = {view, tokens, C, ovh_params(p, mode, np)};
             kvr_timing_stats ttft;
             s = kvr_time_adaptive(ovh_measure, &x, &tp, scratch, &ttft, err);
             if (s != KVR_OK) {
@@ -220,15 +226,14 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
      * first run), as kvr-run's session does: the check times what kvr-run times */
     enum { E2E_MAX = 2 * 4 };
     struct {
-        kvr_mode mode;
-        int32_t np;
         int64_t C;
         char label[96];
-        kvr_timing_params te;
-        kvr_prefill_ready *ready;
+        kvr_prefill_params pp; /* mode, ranks; on its prepared ranks (pp.ready) */
         prof_timer t;
         double s[KVR_PROFILE_E2E_RUNS_MAX];
     } e2e[E2E_MAX];
+    kvr_timing_params te = tp;
+    te.min_iters = te.max_iters = e2e_runs;
     int n_pts = 0;
     for (int j = 0; s == KVR_OK && !res->stopped && j < n_e2e; j++)
         for (int k = 0; k < n_modes && n_pts < E2E_MAX; k++) {
@@ -241,19 +246,13 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
                 prof_point_skipped(res, hooks, label);
                 continue;
             }
-            e2e[n_pts].mode = mode, e2e[n_pts].np = np, e2e[n_pts].C = e2e_ctx[j];
+            e2e[n_pts].C = e2e_ctx[j];
             memcpy(e2e[n_pts].label, label, sizeof label);
-            e2e[n_pts].te = tp;
-            e2e[n_pts].te.min_iters = e2e[n_pts].te.max_iters = e2e_runs[j];
-            e2e[n_pts].ready = NULL;
-            prof_timer_init(&e2e[n_pts].t, &e2e[n_pts].te, e2e[n_pts].s);
-            kvr_prefill_params rp = kvr_prefill_params_default();
-            rp.backend = p->backend;
-            rp.mode = mode;
-            rp.n_ranks = np;
-            rp.n_threads = p->n_threads;
-            rp.transport = KVR_TRANSPORT_THREADS;
-            s = kvr_prefill_ready_create(m, &rp, e2e_ctx[j], -1, &e2e[n_pts].ready, err);
+            e2e[n_pts].pp = ovh_params(p, mode, np);
+            prof_timer_init(&e2e[n_pts].t, &te, e2e[n_pts].s);
+            kvr_prefill_ready *ready = NULL;
+            s = kvr_prefill_ready_create(m, &e2e[n_pts].pp, e2e_ctx[j], -1, &ready, err);
+            e2e[n_pts].pp.ready = ready;
             if (s != KVR_OK) {
                 kvr_error_prefix(err, "overheads: %s", label);
                 break;
@@ -268,13 +267,7 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
                 res->stopped = true;
                 break;
             }
-            ovh_ctx x = {m, tokens, e2e[i].C, kvr_prefill_params_default()};
-            x.pp.backend = p->backend;
-            x.pp.mode = e2e[i].mode;
-            x.pp.n_ranks = e2e[i].np;
-            x.pp.n_threads = p->n_threads;
-            x.pp.transport = KVR_TRANSPORT_THREADS;
-            x.pp.ready = e2e[i].ready;
+            ovh_ctx x = {m, tokens, e2e[i].C, e2e[i].pp};
             double us = 0;
             s = ovh_measure(&x, 0, &us, err);
             if (s != KVR_OK) {
@@ -288,10 +281,10 @@ kvr_status kvr_profile_overheads(kvr_db *db, int64_t run_id, const kvr_model *m,
     for (int i = 0; s == KVR_OK && !res->stopped && i < n_pts; i++) {
         kvr_timing_stats ttft;
         prof_timer_stats(&e2e[i].t, &ttft);
-        s = prof_point_measured(db, run_id, kvr_profile_e2e_op(e2e[i].mode), e2e[i].C,
-                                e2e[i].np, &ttft, res, hooks, e2e[i].label, err);
+        s = prof_point_measured(db, run_id, kvr_profile_e2e_op(e2e[i].pp.mode), e2e[i].C,
+                                e2e[i].pp.n_ranks, &ttft, res, hooks, e2e[i].label, err);
     }
-    for (int i = 0; i < n_pts; i++) kvr_prefill_ready_destroy(e2e[i].ready);
+    for (int i = 0; i < n_pts; i++) kvr_prefill_ready_destroy(e2e[i].pp.ready);
     kvr_db_free(ls);
     kvr_db_free(ts);
     free(tokens);
