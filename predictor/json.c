@@ -177,6 +177,31 @@ static kvr_status jrd_fail(const jrd *r, const char *fmt, const char *a, const c
     return kvr_error_set(r->err, KVR_ERR_FORMAT, "%s: %s", r->name, msg);
 }
 
+/* An optional member key = {schedule: number} into out[mode] (has[mode] set; has may be
+ * NULL); whole: a whole
+ * number of tokens >= 0. Errors name key.schedule. */
+static kvr_status jrd_schedule_nums(const jrd *r, const cJSON *root, const char *key, bool whole,
+                                    double *out, bool *has) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!o) return KVR_OK;
+    if (!cJSON_IsObject(o)) return jrd_fail(r, "\"%s\" must be an object%s", key, "");
+    for (const cJSON *it = o->child; it; it = it->next) {
+        kvr_mode md;
+        if (kvr_mode_parse(it->string, &md, NULL) != KVR_OK)
+            return jrd_fail(r, "unknown schedule \"%s.%s\" (single, kvr, tsp, ring)", key,
+                            it->string);
+        if (!cJSON_IsNumber(it) ||
+            (whole && !(it->valuedouble >= 0 && it->valuedouble <= 1e15 &&
+                        it->valuedouble == floor(it->valuedouble))))
+            return jrd_fail(r, whole ? "\"%s.%s\" must be a whole number of tokens >= 0"
+                                     : "\"%s.%s\" must be a number",
+                            key, it->string);
+        out[md] = it->valuedouble;
+        if (has) has[md] = true;
+    }
+    return KVR_OK;
+}
+
 /* A number (null reads as NaN when allow_null). */
 static kvr_status jrd_num(const jrd *r, const cJSON *o, const char *key, bool required,
                           bool allow_null, double *out) {
@@ -500,36 +525,11 @@ kvr_status predict_costs_from_obj(const cJSON *root, const char *name, kvr_predi
         if (s != KVR_OK && s != KVR_ERR_FORMAT) s = kvr_error_prefix(err, "%s", r.name);
     }
     /* "scale": {schedule: factor}, "scale_upto": {schedule: tokens} (absent: 0, every length) */
-    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(root, "scale");
-    const cJSON *su = cJSON_GetObjectItemCaseSensitive(root, "scale_upto");
-    if (s == KVR_OK && sc && !cJSON_IsObject(sc))
-        s = jrd_fail(&r, "\"scale\" must be an object%s%s", "", "");
-    if (s == KVR_OK && su && !cJSON_IsObject(su))
-        s = jrd_fail(&r, "\"scale_upto\" must be an object%s%s", "", "");
     double scale[KVR_MODE_COUNT], upto[KVR_MODE_COUNT];
     bool has_sc[KVR_MODE_COUNT] = {false};
     for (int md = 0; md < KVR_MODE_COUNT; md++) scale[md] = 1, upto[md] = 0;
-    for (int k = 0; k < 2; k++)
-        for (const cJSON *it = (k ? su : sc) ? (k ? su : sc)->child : NULL; s == KVR_OK && it;
-             it = it->next) {
-            const char *what = k ? "scale_upto" : "scale";
-            kvr_mode md;
-            if (kvr_mode_parse(it->string, &md, NULL) != KVR_OK) {
-                s = jrd_fail(&r, "unknown schedule \"%s.%s\" (single, kvr, tsp, ring)", what,
-                             it->string);
-                break;
-            }
-            if (!cJSON_IsNumber(it) ||
-                (k && !(it->valuedouble >= 0 && it->valuedouble <= 1e15 &&
-                        it->valuedouble == floor(it->valuedouble)))) {
-                s = jrd_fail(&r, k ? "\"%s.%s\" must be a whole number of tokens >= 0"
-                                   : "\"%s.%s\" must be a number",
-                             what, it->string);
-                break;
-            }
-            if (k) upto[md] = it->valuedouble;
-            else scale[md] = it->valuedouble, has_sc[md] = true;
-        }
+    if (s == KVR_OK) s = jrd_schedule_nums(&r, root, "scale", false, scale, has_sc);
+    if (s == KVR_OK) s = jrd_schedule_nums(&r, root, "scale_upto", true, upto, NULL);
     for (int md = 0; s == KVR_OK && md < KVR_MODE_COUNT; md++) {
         if (!has_sc[md] && upto[md] == 0) continue;
         s = kvr_predict_costs_set_scale(c, (kvr_mode)md, scale[md], (int64_t)upto[md], err);
