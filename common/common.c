@@ -9,9 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef KVR_GIT_COMMIT
-#define KVR_GIT_COMMIT "unknown"
-#endif
+#include "kvr_version.h"  // KVR_GIT_COMMIT, generated at build time (cmake/kvr_version.cmake)
 #ifndef KVR_VERSION_STRING
 #define KVR_VERSION_STRING "0.1.0"
 #endif
