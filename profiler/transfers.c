@@ -506,6 +506,9 @@ typedef struct prof_xthread {
 
 static void *prof_xthread_main(void *arg) {
     prof_xthread *t = arg;
+    /* bound as kvr_prefill_run binds its ranks (params.bind), so the transfers are timed
+     * between the CPUs a prefill's ranks run on */
+    (void)kvr_rank_thread_bind(kvr_comm_rank(t->comm), t->p->n_ranks, t->p->n_threads);
     t->st = kvr_profile_transfers_rank(t->db, t->run_id, t->comm, t->m, t->p, t->hooks, &t->res,
                                        &t->err);
     return NULL;

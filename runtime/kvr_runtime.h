@@ -51,6 +51,11 @@ typedef struct kvr_prefill_params {
        same-device (ranks share GPU `device`) or nccl (rank i on GPU device + i) */
     kvr_transport transport;
     int32_t device;
+    /* kvr_prefill_run (default true): bind each rank's thread, and the thread team its ops
+     * start, to CPUs of its own -- rank i to the allowed CPUs i*t .. i*t + t - 1 (t =
+     * n_threads, kvr_rank_thread_bind) -- when the process may use p*t of them; else, or
+     * false, the OS places the threads. Ranks as MPI processes are mpirun's to bind. */
+    bool bind;
     /* optional: called by the emitting rank (kvr_prefill_emitter) after each of its layers (layer = 1..n_layers), for a
      * progress line on long prompts; it runs on that rank's thread inside the timed prefill, so
      * it must be cheap (kvr_progress_update is) */
@@ -76,6 +81,8 @@ typedef struct kvr_rank_stats {
     double comm_ms;                 /* moving bytes (receives, all-gathers, send completion) */
     double total_ms;                /* prefill start to this rank's end of work */
     bool ready;                     /* ran on the session's prepared workspace (params.ready) */
+    int32_t cpu_first, n_cpus;      /* kvr_prefill_run bound the rank's thread to n_cpus CPUs
+                                       from cpu_first on (params.bind); n_cpus 0: not bound */
     int64_t bytes_sent, bytes_recv;
 } kvr_rank_stats;
 
@@ -111,6 +118,13 @@ KVR_API kvr_status kvr_prefill_run_rank(const kvr_model *m, kvr_comm *comm, cons
                                         int64_t n_tokens, const kvr_prefill_params *params,
                                         kvr_prefill_result *out, kvr_error *err);
 KVR_API void kvr_prefill_result_free(kvr_prefill_result *r);
+/* Ranks as threads: bind the calling thread (rank `rank` of n_ranks, n_threads threads each)
+ * to the CPUs number rank*n_threads .. + n_threads - 1 of the process's allowed set, in CPU-id
+ * order, so ranks never share a CPU (threads the caller starts afterwards, such as its OpenMP
+ * team, inherit the set). Returns the first CPU bound to, or -1 when it did not bind: fewer
+ * than n_ranks*n_threads CPUs allowed (then the OS shares them out), bad arguments, or the
+ * system refused. kvr_prefill_run calls it in each rank's thread (params.bind). */
+KVR_API int32_t kvr_rank_thread_bind(int32_t rank, int32_t n_ranks, int32_t n_threads);
 
 // ----------------------------------------------------------------------------
 // a session's prepared ranks

@@ -49,6 +49,8 @@ typedef struct kvr_session_params {
     kvr_mode mode;
     int32_t n_ranks, n_threads; /* n_ranks: the job size under MPI */
     int32_t repeat;             /* prefills run; the median-TTFT one is reported (default 1) */
+    bool bind;                  /* ranks as threads on CPUs of their own when they fit
+                                   (kvr_prefill_params.bind; default true) */
     /* online refit of the (calibrated) prediction over the runs, in order: an exponentially
      * weighted factor with this weight, (0, 1]; 0 = off (default). kvr_calib_online. */
     double online_alpha;

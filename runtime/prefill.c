@@ -19,7 +19,7 @@
 
 kvr_prefill_params kvr_prefill_params_default(void) {
     kvr_prefill_params p = {NULL, KVR_MODE_SINGLE, 1, NULL, 1, true, false,
-                            KVR_TRANSPORT_THREADS, 0, NULL, NULL, 0, NULL};
+                            KVR_TRANSPORT_THREADS, 0, true, NULL, NULL, 0, NULL};
     return p;
 }
 
@@ -403,10 +403,14 @@ typedef struct kvr_rank_thread {
     kvr_prefill_result res;
     kvr_error err;
     kvr_status st;
+    int32_t cpu; /* kvr_rank_thread_bind's answer; -1: not bound */
 } kvr_rank_thread;
 
 static void *kvr_rank_main(void *arg) {
     kvr_rank_thread *rt = arg;
+    rt->cpu = rt->pp->bind ? kvr_rank_thread_bind(kvr_comm_rank(rt->comm), rt->pp->n_ranks,
+                                                  rt->pp->n_threads)
+                           : -1;
     rt->st = kvr_prefill_run_rank(rt->m, rt->comm, rt->tokens, rt->C, rt->pp, &rt->res, &rt->err);
     return NULL;
 }
@@ -437,7 +441,8 @@ kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t C,
     }
     kvr_status st = KVR_OK;
     for (int32_t i = 0; i < p; i++) {
-        rt[i] = (kvr_rank_thread){m, kvr_comm_world_local(w, i), tokens, C, pp, {0}, {0}, KVR_OK};
+        rt[i] = (kvr_rank_thread){m, kvr_comm_world_local(w, i), tokens, C, pp, {0}, {0}, KVR_OK,
+                                  -1};
         if (pthread_create(&th[i], NULL, kvr_rank_main, &rt[i]) != 0) {
             kvr_comm_fail(kvr_comm_world_local(w, i), "could not start the rank's thread");
             st = kvr_error_set(err, KVR_ERR_NOMEM, "prefill: cannot start thread for rank %d", i);
@@ -462,6 +467,10 @@ kvr_status kvr_prefill_run(const kvr_model *m, const int32_t *tokens, int64_t C,
     if (st == KVR_OK) {
         const int32_t e = kvr_prefill_emitter(pp->mode, p); /* it holds logits and KV */
         *out = rt[e].res;
+        for (int32_t i = 0; i < p; i++) {
+            out->ranks[i].cpu_first = rt[i].cpu;
+            out->ranks[i].n_cpus = rt[i].cpu >= 0 ? pp->n_threads : 0;
+        }
         rt[e].res.logits = rt[e].res.k_cache = rt[e].res.v_cache = NULL;
         rt[e].res.decoder = NULL;
     }

@@ -25,6 +25,7 @@ kvr_session_params kvr_session_params_default(void) {
     p.n_ranks = 1;
     p.n_threads = 1;
     p.repeat = 1;
+    p.bind = true;
     p.partition = KVR_SESSION_PARTITION_EVEN;
     p.generate = kvr_generate_params_default();
     return p;
@@ -438,6 +439,7 @@ static kvr_status session_prefill(const kvr_session_params *p, const int32_t *to
     pp.mode = p->mode;
     pp.n_ranks = p->n_ranks;
     pp.n_threads = p->n_threads;
+    pp.bind = p->bind;
     pp.partition = partition;
     pp.progress = p->progress;
     pp.progress_user = p->progress_user;

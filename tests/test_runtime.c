@@ -5,9 +5,12 @@
  * (models/SmolLM2-135M-Instruct.Q4_1.gguf or $KVR_MODEL). Ring (zigzag chunks, rank 0 emits
  * and assembles the KV cache) is held to the same contract. Also bad runs (partition parsing is
  * test_common's). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_* for the binding test */
 #include "kvr_runtime.h"
 #include "kvr_test.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 static int32_t *make_ids(int64_t n, int32_t vocab, uint64_t seed) {
@@ -345,7 +348,98 @@ static void test_ready(void) {
     kvr_model_destroy(m);
 }
 
+/* kvr_rank_thread_bind in a thread of its own (it binds its caller): rank r of n with t
+ * threads each; out[0] = its answer, out[1] = the CPUs the thread may use afterwards, out[2] =
+ * 1 when the CPU returned is among them */
+typedef struct bind_try {
+    int32_t rank, n_ranks, n_threads;
+    int out[3];
+} bind_try;
+static void *bind_main(void *arg) {
+    bind_try *b = arg;
+    b->out[0] = kvr_rank_thread_bind(b->rank, b->n_ranks, b->n_threads);
+    cpu_set_t cs;
+    sched_getaffinity(0, sizeof cs, &cs);
+    b->out[1] = CPU_COUNT(&cs);
+    b->out[2] = b->out[0] >= 0 && CPU_ISSET(b->out[0], &cs);
+    return NULL;
+}
+static bind_try bind_in_thread(int32_t rank, int32_t n_ranks, int32_t n_threads) {
+    bind_try b = {rank, n_ranks, n_threads, {-2, -2, -2}};
+    pthread_t th;
+    if (pthread_create(&th, NULL, bind_main, &b) == 0) pthread_join(th, NULL);
+    return b;
+}
+
+/* Ranks as threads on CPUs of their own (params.bind): rank i on the allowed CPUs i*t ..
+ * i*t + t - 1 when p*t fit, else not bound; the numbers do not change. */
+static void test_bind(void) {
+    cpu_set_t cs;
+    KVR_CHECK(sched_getaffinity(0, sizeof cs, &cs) == 0);
+    const int n = CPU_COUNT(&cs);
+    int first = -1, second = -1; /* the first two allowed CPUs */
+    for (int c = 0; c < CPU_SETSIZE && second < 0; c++)
+        if (CPU_ISSET(c, &cs)) *(first < 0 ? &first : &second) = c;
+    bind_try b = bind_in_thread(0, 1, 1);
+    KVR_CHECK_EQ_INT(b.out[0], first);
+    KVR_CHECK_EQ_INT(b.out[1], 1);
+    KVR_CHECK_EQ_INT(b.out[2], 1);
+    b = bind_in_thread(0, n + 1, 1); /* more ranks than CPUs: not bound, mask kept */
+    KVR_CHECK_EQ_INT(b.out[0], -1);
+    KVR_CHECK_EQ_INT(b.out[1], n);
+    b = bind_in_thread(0, 1, n + 1); /* a team larger than the CPUs: likewise */
+    KVR_CHECK_EQ_INT(b.out[0], -1);
+    KVR_CHECK_EQ_INT(b.out[1], n);
+    static const int32_t bad[][3] = {{2, 2, 1}, {-1, 2, 1}, {0, 0, 1}, {0, 1, 0}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        b = bind_in_thread(bad[i][0], bad[i][1], bad[i][2]);
+        KVR_CHECK_EQ_INT(b.out[0], -1);
+        KVR_CHECK_EQ_INT(b.out[1], n);
+    }
+    if (n >= 2) {
+        b = bind_in_thread(1, 2, 1);
+        KVR_CHECK_EQ_INT(b.out[0], second);
+        KVR_CHECK_EQ_INT(b.out[1], 1);
+        b = bind_in_thread(0, 1, 2); /* one rank, a team of two: both CPUs */
+        KVR_CHECK_EQ_INT(b.out[0], first);
+        KVR_CHECK_EQ_INT(b.out[1], 2);
+    }
+
+    kvr_model *m = load("tiny");
+    if (!m) return;
+    kvr_error e;
+    const int64_t C = 200;
+    int32_t *ids = make_ids(C, 256, 5);
+    kvr_prefill_result r[2];
+    for (int k = 0; k < 2; k++) {
+        kvr_prefill_params pp = kvr_prefill_params_default();
+        KVR_CHECK(pp.bind); /* the default */
+        pp.mode = KVR_MODE_KVR;
+        pp.n_ranks = 2;
+        pp.keep_logits = true;
+        pp.bind = k == 0;
+        KVR_CHECK_OK(kvr_prefill_run(m, ids, C, &pp, &r[k], &e), &e);
+    }
+    if (n >= 2) {
+        KVR_CHECK_EQ_INT(r[0].ranks[0].n_cpus, 1);
+        KVR_CHECK_EQ_INT(r[0].ranks[1].n_cpus, 1);
+        KVR_CHECK_EQ_INT(r[0].ranks[0].cpu_first, first);
+        KVR_CHECK_EQ_INT(r[0].ranks[1].cpu_first, second);
+    } else {
+        KVR_CHECK_EQ_INT(r[0].ranks[0].n_cpus, 0);
+    }
+    KVR_CHECK_EQ_INT(r[1].ranks[0].n_cpus, 0);
+    KVR_CHECK_EQ_INT(r[1].ranks[1].n_cpus, 0);
+    KVR_CHECK_EQ_INT(r[0].first_token, r[1].first_token);
+    if (r[0].logits && r[1].logits)
+        KVR_CHECK(max_rel_diff(r[0].logits, r[1].logits, 256) == 0);
+    for (int k = 0; k < 2; k++) kvr_prefill_result_free(&r[k]);
+    free(ids);
+    kvr_model_destroy(m);
+}
+
 static const kvr_test_case cases[] = {
+    {"bind", test_bind},
     {"ready", test_ready},
     {"contract_tiny_gqa", test_contract_tiny_gqa},
     {"contract_tiny_mqa", test_contract_tiny_mqa},

@@ -44,6 +44,7 @@ typedef struct kvr_run_opts {
     kvr_mode mode;
     const char *partition;
     int32_t threads;
+    bool no_bind; /* --no-bind */
     kvr_transport transport;
     bool json;
     const char *dump_logits;
@@ -85,6 +86,10 @@ static void usage(FILE *f) {
             "                            from --predictor FILE, else the newest in the store for\n"
             "                            this model and rank count: kvr-fit --kvrp)\n"
             "  -t, --threads N           threads per rank (default 1)\n"
+            "      --no-bind             ranks as threads: leave their placement to the OS (by\n"
+            "                            default rank i runs on CPUs i*N .. i*N+N-1 of those\n"
+            "                            allowed, when ranks x N of them are)\n");
+    fprintf(f,
             "  -b, --backend NAME        cpu | cuda: where the layer ops run (default cpu)\n"
             "  -T, --transport NAME      threads | mpi | same-device | nccl (default threads;\n"
             "                            mpi under mpirun; same-device: every rank on one GPU;\n"
@@ -150,6 +155,7 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
         {"force", no_argument, 0, 1001},   {"n-predict", required_argument, 0, 1002},
         {"temp", required_argument, 0, 1003}, {"top-k", required_argument, 0, 1004},
         {"top-p", required_argument, 0, 1005}, {"online-refit", required_argument, 0, 1006},
+        {"no-bind", no_argument, 0, 1007},
         {0, 0, 0, 0}};
     bool mode_set = false;
     kvr_error e;
@@ -266,6 +272,7 @@ static int parse_opts(int argc, char **argv, kvr_run_opts *o) {
             case 'd': o->db = optarg; break;
             case 'E': o->predictor = optarg; break;
             case 'N': o->no_db = true; break;
+            case 1007: o->no_bind = true; break;
             case 'h': usage(stdout); exit(0);
             case ':': return usage_error("option %s needs a value", argv[optind - 1]);
             default: return usage_error("unknown option '%s'", argv[optind - 1]);
@@ -346,6 +353,28 @@ static bool stream_token(void *user, int32_t id, const char *text, size_t len) {
 }
 
 /* Print a token's text as a JSON/terminal-safe string (escapes quotes, control bytes). */
+/* Where the ranks as threads ran: "; ranks bound to CPUs 0 | 1" (kvr_prefill_params.bind). */
+static void bind_note(const kvr_prefill_result *r, const kvr_run_opts *o, char *buf, size_t n) {
+    buf[0] = 0;
+    if (o->transport == KVR_TRANSPORT_MPI) return; /* processes: mpirun's binding */
+    if (o->no_bind) {
+        snprintf(buf, n, "; ranks placed by the OS (--no-bind)");
+        return;
+    }
+    size_t k = (size_t)snprintf(buf, n, "; ranks bound to CPUs");
+    for (int32_t i = 0; i < r->n_ranks && k < n; i++) {
+        const kvr_rank_stats *s = &r->ranks[i];
+        if (s->n_cpus <= 0) {
+            snprintf(buf, n, "; ranks placed by the OS (%d rank(s) x %d thread(s) do not fit the "
+                     "CPUs this process may use)", r->n_ranks, o->threads);
+            return;
+        }
+        k += (size_t)(s->n_cpus == 1 ? snprintf(buf + k, n - k, "%s %d", i ? " |" : "", s->cpu_first)
+                                     : snprintf(buf + k, n - k, "%s %d+%d", i ? " |" : "",
+                                                s->cpu_first, s->n_cpus - 1));
+    }
+}
+
 static void print_escaped(FILE *f, const char *s) {
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
@@ -571,6 +600,7 @@ int main(int argc, char **argv) {
     sp.mode = o.mode;
     sp.n_ranks = o.ranks;
     sp.n_threads = o.threads;
+    sp.bind = !o.no_bind;
     sp.repeat = o.repeat;
     sp.online_alpha = o.online_alpha;
     sp.keep_logits = o.dump_logits != NULL;
@@ -703,10 +733,14 @@ int main(int argc, char **argv) {
             const kvr_rank_stats *s = &r->ranks[i];
             printf("%s{\"rank\":%d,\"chunk_start\":%lld,\"chunk\":%lld,\"compute_ms\":%.3f,"
                    "\"wait_ms\":%.3f,\"comm_ms\":%.3f,\"total_ms\":%.3f,\"bytes_sent\":%lld,"
-                   "\"bytes_recv\":%lld}",
+                   "\"bytes_recv\":%lld,\"cpus\":",
                    i ? "," : "", s->rank, (long long)s->chunk_start, (long long)s->chunk_len,
                    s->compute_ms, s->wait_ms, s->comm_ms, s->total_ms, (long long)s->bytes_sent,
                    (long long)s->bytes_recv);
+            if (s->n_cpus > 0)
+                printf("[%d,%d]}", s->cpu_first, s->n_cpus);
+            else
+                printf("null}");
         }
         printf("],\"partition_source\":\"%s\",\"predicted_ttft_ms\":", psource);
         if (predicted_ms >= 0)
@@ -807,8 +841,10 @@ int main(int argc, char **argv) {
                cfg->n_heads, cfg->n_kv_heads, cfg->vocab_size, load_ms);
         printf("# weights %.1f MiB in their stored types; peak RSS %.1f MiB\n",
                (double)kvr_model_weight_bytes(model) / (1 << 20), peak_rss_mb());
-        printf("# transport %s, %d thread(s) per rank, %d run(s), median shown\n",
-               kvr_comm_transport_name(o.transport), o.threads, o.repeat);
+        char bnote[160];
+        bind_note(r, &o, bnote, sizeof bnote);
+        printf("# transport %s, %d thread(s) per rank%s, %d run(s), median shown\n",
+               kvr_comm_transport_name(o.transport), o.threads, bnote, o.repeat);
         if (res.session_ranks > 0)
             printf("# session ready in %.1f ms before the prompt: %d rank(s) here with their "
                    "weights and workspaces, touched, warmed up by a %lld-token prefill; TTFT "

@@ -34,6 +34,13 @@ check dump_unwritable 1 "cannot write" -- "$BIN" --model tiny --context 8 --dump
 check json_fields 0 '"first_token":[0-9]+.*"ttft_ms":[0-9.]+.*"per_rank":\[\{"rank":0.*"compute_ms".*"wait_ms".*"comm_ms"' -- "$BIN" --model tiny --context 64 --ranks 3 --partition 30,20,14 --json
 check json_partition 0 '"mode":"kvr","ranks":3.*"context":64,"partition":\[30,20,14\]' -- "$BIN" --model tiny --context 64 --ranks 3 --partition 30,20,14 --json
 check table 0 "^kvr +2 +64 +32,32" -- "$BIN" --model tiny --context 64 --ranks 2
+# ranks as threads bound to CPUs of their own when they fit (docs/runtime.md), else the OS's
+if [ "$(nproc)" -ge 2 ]; then
+  check bind_header 0 "1 thread\(s\) per rank; ranks bound to CPUs [0-9]+ \| [0-9]+," -- "$BIN" --model tiny --context 64 --ranks 2 -N
+  check bind_json 0 '"rank":1,.*"cpus":\[[0-9]+,1\]' -- "$BIN" --model tiny --context 64 --ranks 2 --json -N
+fi
+check bind_too_many 0 "ranks placed by the OS \(64 rank\(s\) x 1 thread\(s\) do not fit" -- "$BIN" --model tiny --context 64 --ranks 64 -N
+check no_bind 0 "ranks placed by the OS \(--no-bind\)" -- "$BIN" --model tiny --context 64 --ranks 2 --no-bind -N
 check bad_backend 2 "--backend: unknown backend 'tpu' \(cpu, cuda\)" -- "$BIN" --model tiny --context 8 --backend tpu
 # cuda: not built, or built and no device here (on a GPU machine it runs: test_cuda covers it)
 if "$BIN" --model tiny --context 8 --backend cuda -N >/dev/null 2>&1; then
