@@ -17,8 +17,11 @@
 # when the store has a calibration -- this path fits none), the median measured TTFT of the
 # cold processes and of the warm medians, each with its spread (max - min) / median over the
 # rounds (the noise floor of this machine during the run), and the error prediction / measured
-# - 1 of the medians, judged against the 15 % bar. The load average before and after, and the
-# CPU time other processes used during the timed runs, say how quiet the machine was.
+# - 1 of the medians. The bar (15 %) is on the issue's own figure: the path's kvr-run -- KVR-P
+# on 2 ranks over threads, one prefill per process as kvr-run runs by default -- the median of
+# the rounds' cold processes; the largest error of every case is printed beside it. The load
+# average before and after, and the CPU time other processes used during the timed runs, say
+# how quiet the machine was.
 # A benchmark, not a test: it prints figures and never fails on them.
 #
 #   bench/tiny_path.sh [BINDIR] [--rounds N] [--repeat R] [--context C] [--no-mpi] [--keep DIR]
@@ -120,20 +123,28 @@ print(f"{'strategy':<8} {'transport':<9} {'ranks':>5} {'predicted':>10} {'cold m
       f"{'warm median':>12} {'spread':>7} {'error':>7} {'1st of warm':>12}")
 print(f"{'':<8} {'':<9} {'':>5} {'(ms)':>10} {'(ms, n=' + str(ROUNDS) + ')':>12} {'(%)':>7} {'(%)':>7} "
       f"{'(ms, n=' + str(ROUNDS) + ')':>12} {'(%)':>7} {'(%)':>7} {'(ms, median)':>12}")
-worst = 0.0
+worst, worst_at, issue = 0.0, "", None
 for i, (label, tr, p, _) in enumerate(cases):
     r = res[i]
     pc = r.get("pred_cold") or r["pred"]  # the first run's prediction (cold when kvr-run gives one)
     pw = r["pred_warm"] or r["pred"]
     cm, wm = st.median(r["cold"]), st.median(r["warm"])
     ec, ew = 100 * (pc / cm - 1), 100 * (pw / wm - 1)
-    worst = max(worst, abs(ec), abs(ew))
+    for e, kind in ((ec, "cold"), (ew, "warm")):
+        if abs(e) > worst:
+            worst, worst_at = abs(e), f"{label} {tr} {kind}"
+    if label == "kvr-p" and tr == "threads":
+        issue = ec
     pstr = f"{pc:.2f}" if abs(pc - pw) < 1e-9 else f"{pc:.2f}/{pw:.2f}"
     print(f"{label:<8} {tr:<9} {p:>5} {pstr:>10} {cm:>12.2f} {spread(r['cold']):>7.1f} {ec:>+7.1f} "
           f"{wm:>12.2f} {spread(r['warm']):>7.1f} {ew:>+7.1f} {st.median(r['first']):>12.2f}")
 print(f"# error = prediction / measured median - 1 (predicted: cold/warm where kvr-run predicts "
       f"them apart); spread = (max - min) / median over the {ROUNDS} rounds")
-print(f"# largest |error| {worst:.1f} %: {'within' if worst <= 15 else 'OUTSIDE'} the 15 % bar")
+print(f"# the bar's figure -- the path's own kvr-run (KVR-P, threads, one prefill per process "
+      f"as kvr-run runs by default), median of {ROUNDS} runs: {issue:+.1f} %: "
+      f"{'within' if abs(issue) <= 15 else 'OUTSIDE'} the 15 % bar")
+print(f"# largest |error| of every case: {worst:.1f} % ({worst_at}): "
+      f"{'within' if worst <= 15 else 'outside'} 15 %")
 print(f"# timed runs took {wall:.1f} s; other processes used {others:.2f} cores meanwhile; "
       f"load {open('/proc/loadavg').read().split()[0]} at the end")
 PY
