@@ -16,6 +16,9 @@
 
 int32_t kvr_rank_thread_bind(int32_t rank, int32_t n_ranks, int32_t n_threads) {
     if (rank < 0 || n_ranks < 1 || rank >= n_ranks || n_threads < 1) return -1;
+    /* one rank has no other to keep apart from: binding it would only take CPUs from other
+     * processes (two single-rank processes bound alike would share one CPU) */
+    if (n_ranks < 2) return -1;
     cpu_set_t allowed, mine;
     if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return -1;
     const int64_t need = (int64_t)n_ranks * n_threads;

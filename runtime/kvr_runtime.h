@@ -51,10 +51,10 @@ typedef struct kvr_prefill_params {
        same-device (ranks share GPU `device`) or nccl (rank i on GPU device + i) */
     kvr_transport transport;
     int32_t device;
-    /* kvr_prefill_run (default true): bind each rank's thread, and the thread team its ops
-     * start, to CPUs of its own -- rank i to the allowed CPUs i*t .. i*t + t - 1 (t =
-     * n_threads, kvr_rank_thread_bind) -- when the process may use p*t of them; else, or
-     * false, the OS places the threads. Ranks as MPI processes are mpirun's to bind. */
+    /* kvr_prefill_run (default true): with p >= 2 ranks, bind each rank's thread, and the
+     * thread team its ops start, to CPUs of its own -- rank i to the allowed CPUs i*t .. i*t +
+     * t - 1 (t = n_threads, kvr_rank_thread_bind) -- when the process may use p*t of them;
+     * else, or false, the OS places the threads. Ranks as MPI processes are mpirun's to bind. */
     bool bind;
     /* optional: called by the emitting rank (kvr_prefill_emitter) after each of its layers (layer = 1..n_layers), for a
      * progress line on long prompts; it runs on that rank's thread inside the timed prefill, so
@@ -121,9 +121,10 @@ KVR_API void kvr_prefill_result_free(kvr_prefill_result *r);
 /* Ranks as threads: bind the calling thread (rank `rank` of n_ranks, n_threads threads each)
  * to the CPUs number rank*n_threads .. + n_threads - 1 of the process's allowed set, in CPU-id
  * order, so ranks never share a CPU (threads the caller starts afterwards, such as its OpenMP
- * team, inherit the set). Returns the first CPU bound to, or -1 when it did not bind: fewer
- * than n_ranks*n_threads CPUs allowed (then the OS shares them out), bad arguments, or the
- * system refused. kvr_prefill_run calls it in each rank's thread (params.bind). */
+ * team, inherit the set). Returns the first CPU bound to, or -1 when it did not bind: one
+ * rank (nothing to keep apart), fewer than n_ranks*n_threads CPUs allowed (then the OS shares
+ * them out), bad arguments, or the system refused. kvr_prefill_run calls it in each rank's
+ * thread (params.bind). */
 KVR_API int32_t kvr_rank_thread_bind(int32_t rank, int32_t n_ranks, int32_t n_threads);
 
 // ----------------------------------------------------------------------------

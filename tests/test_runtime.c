@@ -380,14 +380,13 @@ static void test_bind(void) {
     int first = -1, second = -1; /* the first two allowed CPUs */
     for (int c = 0; c < CPU_SETSIZE && second < 0; c++)
         if (CPU_ISSET(c, &cs)) *(first < 0 ? &first : &second) = c;
-    bind_try b = bind_in_thread(0, 1, 1);
-    KVR_CHECK_EQ_INT(b.out[0], first);
-    KVR_CHECK_EQ_INT(b.out[1], 1);
-    KVR_CHECK_EQ_INT(b.out[2], 1);
+    bind_try b = bind_in_thread(0, 1, 1); /* one rank: nothing to keep apart, not bound */
+    KVR_CHECK_EQ_INT(b.out[0], -1);
+    KVR_CHECK_EQ_INT(b.out[1], n);
     b = bind_in_thread(0, n + 1, 1); /* more ranks than CPUs: not bound, mask kept */
     KVR_CHECK_EQ_INT(b.out[0], -1);
     KVR_CHECK_EQ_INT(b.out[1], n);
-    b = bind_in_thread(0, 1, n + 1); /* a team larger than the CPUs: likewise */
+    b = bind_in_thread(0, 2, n); /* teams larger than the CPUs: likewise */
     KVR_CHECK_EQ_INT(b.out[0], -1);
     KVR_CHECK_EQ_INT(b.out[1], n);
     static const int32_t bad[][3] = {{2, 2, 1}, {-1, 2, 1}, {0, 0, 1}, {0, 1, 0}};
@@ -397,11 +396,18 @@ static void test_bind(void) {
         KVR_CHECK_EQ_INT(b.out[1], n);
     }
     if (n >= 2) {
+        b = bind_in_thread(0, 2, 1);
+        KVR_CHECK_EQ_INT(b.out[0], first);
+        KVR_CHECK_EQ_INT(b.out[1], 1);
+        KVR_CHECK_EQ_INT(b.out[2], 1);
         b = bind_in_thread(1, 2, 1);
         KVR_CHECK_EQ_INT(b.out[0], second);
         KVR_CHECK_EQ_INT(b.out[1], 1);
-        b = bind_in_thread(0, 1, 2); /* one rank, a team of two: both CPUs */
-        KVR_CHECK_EQ_INT(b.out[0], first);
+        KVR_CHECK_EQ_INT(b.out[2], 1);
+    }
+    if (n >= 4) { /* two ranks, teams of two: rank 1 on the third and fourth CPUs */
+        b = bind_in_thread(1, 2, 2);
+        KVR_CHECK(b.out[0] > second);
         KVR_CHECK_EQ_INT(b.out[1], 2);
     }
 

@@ -87,8 +87,8 @@ static void usage(FILE *f) {
             "                            this model and rank count: kvr-fit --kvrp)\n"
             "  -t, --threads N           threads per rank (default 1)\n"
             "      --no-bind             ranks as threads: leave their placement to the OS (by\n"
-            "                            default rank i runs on CPUs i*N .. i*N+N-1 of those\n"
-            "                            allowed, when ranks x N of them are)\n");
+            "                            default, with 2 ranks or more, rank i runs on CPUs\n"
+            "                            i*N .. i*N+N-1 of those allowed, when ranks x N are)\n");
     fprintf(f,
             "  -b, --backend NAME        cpu | cuda: where the layer ops run (default cpu)\n"
             "  -T, --transport NAME      threads | mpi | same-device | nccl (default threads;\n"
@@ -356,7 +356,7 @@ static bool stream_token(void *user, int32_t id, const char *text, size_t len) {
 /* Where the ranks as threads ran: "; ranks bound to CPUs 0 | 1" (kvr_prefill_params.bind). */
 static void bind_note(const kvr_prefill_result *r, const kvr_run_opts *o, char *buf, size_t n) {
     buf[0] = 0;
-    if (o->transport == KVR_TRANSPORT_MPI) return; /* processes: mpirun's binding */
+    if (o->transport == KVR_TRANSPORT_MPI || r->n_ranks < 2) return; /* mpirun's; one rank: none */
     if (o->no_bind) {
         snprintf(buf, n, "; ranks placed by the OS (--no-bind)");
         return;

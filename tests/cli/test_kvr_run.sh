@@ -41,6 +41,7 @@ if [ "$(nproc)" -ge 2 ]; then
 fi
 check bind_too_many 0 "ranks placed by the OS \(64 rank\(s\) x 1 thread\(s\) do not fit" -- "$BIN" --model tiny --context 64 --ranks 64 -N
 check no_bind 0 "ranks placed by the OS \(--no-bind\)" -- "$BIN" --model tiny --context 64 --ranks 2 --no-bind -N
+check bind_one_rank 0 '"rank":0,.*"cpus":null' -- "$BIN" --model tiny --context 64 --json -N
 check bad_backend 2 "--backend: unknown backend 'tpu' \(cpu, cuda\)" -- "$BIN" --model tiny --context 8 --backend tpu
 # cuda: not built, or built and no device here (on a GPU machine it runs: test_cuda covers it)
 if "$BIN" --model tiny --context 8 --backend cuda -N >/dev/null 2>&1; then
