@@ -42,9 +42,9 @@
 #                  times (default 2); the last measurement is kept either way
 #   --wait-quiet S before each profile and each run, wait (up to S seconds, default 600) until
 #                  other processes use < 0.1 cores over 3 s
-# Takes about 50 minutes at the defaults on 2 quiet cores, more while it waits for quiet (3
-# rounds; the real model at 8192 tokens on one rank takes ~1.3 min); `--models real --contexts
-# "512 2048" --rounds 2` about 6.
+# Takes about 40 minutes of measuring at the defaults on 2 cores (3 rounds; the real model at
+# 8192 tokens on one rank takes ~1.3 min), plus the waits for quiet (54 minutes in all on 7
+# December, 16 of them waiting); `--models real --contexts "512 2048" --rounds 2` about 6.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/build/tools"

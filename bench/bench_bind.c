@@ -8,6 +8,8 @@
  * different schedules interleave them: each round runs every (schedule, binding) once, every
  * other round in reverse order, after one warm-up round. Per case: the median TTFT over the
  * rounds, p10 and p90, the spread (p90 - p10) / median, and unbound / bound of the medians.
+ * Single is the control: one rank is never bound (kvr_rank_thread_bind), so its two columns
+ * differ only by the machine's noise.
  *
  * Build: cmake --build build --target bench_bind
  * Run:   build/bench/bench_bind [--model PATH|PRESET] [--context C] [--ranks P] [--rounds N]
@@ -130,7 +132,9 @@ int main(int argc, char **argv) {
                    kvr_mode_name(modes[k]), cases[k].pp.n_ranks, med[0], p10[0], p90[0],
                    100 * (p90[0] - p10[0]) / med[0], med[1], p10[1], p90[1],
                    100 * (p90[1] - p10[1]) / med[1], med[1] / med[0],
-                   cases[k].bound == cases[k].pp.n_ranks ? "" : "  (bound: not all ranks fit)");
+                   cases[k].pp.n_ranks < 2                      ? "  (one rank: never bound)"
+                   : cases[k].bound == cases[k].pp.n_ranks ? ""
+                                                           : "  (bound: not all ranks fit)");
         }
     }
     for (int i = 0; i < n_cases; i++) kvr_prefill_ready_destroy(cases[i].pp.ready);

@@ -134,7 +134,7 @@ for i, (label, tr, p, _) in enumerate(cases):
         if abs(e) > worst:
             worst, worst_at = abs(e), f"{label} {tr} {kind}"
     if label == "kvr-p" and tr == "threads":
-        issue = ec
+        issue, issue_runs, issue_pred = ec, r["cold"], pc
     pstr = f"{pc:.2f}" if abs(pc - pw) < 1e-9 else f"{pc:.2f}/{pw:.2f}"
     print(f"{label:<8} {tr:<9} {p:>5} {pstr:>10} {cm:>12.2f} {spread(r['cold']):>7.1f} {ec:>+7.1f} "
           f"{wm:>12.2f} {spread(r['warm']):>7.1f} {ew:>+7.1f} {st.median(r['first']):>12.2f}")
@@ -143,6 +143,8 @@ print(f"# error = prediction / measured median - 1 (predicted: cold/warm where k
 print(f"# the bar's figure -- the path's own kvr-run (KVR-P, threads, one prefill per process "
       f"as kvr-run runs by default), median of {ROUNDS} runs: {issue:+.1f} %: "
       f"{'within' if abs(issue) <= 15 else 'OUTSIDE'} the 15 % bar")
+print(f"#   its {ROUNDS} runs in round order (ms): {' '.join(f'{x:.2f}' for x in issue_runs)}; "
+      f"predicted {issue_pred:.2f} (a slow stretch of the machine shows as a run of slow rounds)")
 print(f"# largest |error| of every case: {worst:.1f} % ({worst_at}): "
       f"{'within' if worst <= 15 else 'outside'} 15 %")
 print(f"# timed runs took {wall:.1f} s; other processes used {others:.2f} cores meanwhile; "
