@@ -1,4 +1,5 @@
-/* bind.c -- ranks as threads on disjoint CPUs (kvr_rank_thread_bind, kvr_runtime.h).
+/* bind.c -- ranks as threads on disjoint CPUs (kvr_rank_thread_bind, kvr_runtime.h), and the
+ * count of CPUs the process may use (comm_cpus_allowed: the threads transport's spin rule).
  *
  * Why: kvr_prefill_run starts one thread per rank for each prompt and lets them run. Left to
  * the OS, two new rank threads are often placed on one CPU -- the scheduler balances by recent
@@ -9,10 +10,17 @@
  * schedules alternate; bound, every run took the fast time (docs/runtime.md, "Ranks as threads").
  * MPI does the same for processes (mpirun binds each rank to a core by default). */
 #define _GNU_SOURCE /* sched_getaffinity, pthread_setaffinity_np, CPU_* (glibc) */
+#include "comm_internal.h"
 #include "kvr_runtime.h"
 
 #include <pthread.h>
 #include <sched.h>
+
+int32_t comm_cpus_allowed(void) {
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return 1;
+    return CPU_COUNT(&allowed);
+}
 
 int32_t kvr_rank_thread_bind(int32_t rank, int32_t n_ranks, int32_t n_threads) {
     if (rank < 0 || n_ranks < 1 || rank >= n_ranks || n_threads < 1) return -1;

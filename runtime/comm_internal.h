@@ -123,4 +123,8 @@ kvr_status comm_nccl_world_create(const kvr_comm_params *p, kvr_comm_world **out
  * machine can check of NCCL's point-to-point), bytes compared. */
 kvr_status comm_nccl_self_check(kvr_comm *c, size_t bytes, kvr_error *err);
 
+/* How many CPUs this process may run on (sched_getaffinity; 1 when it cannot tell): the
+ * threads transport spins in its waits only when every rank can have one (runtime/bind.c). */
+int32_t comm_cpus_allowed(void);
+
 #endif
