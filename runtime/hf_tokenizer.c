@@ -394,7 +394,9 @@ kvr_status hf_tokenizer_from_json(const char *json, size_t len, const char *fnam
             goto done_pads;
         }
         for (int32_t r = n_merges - 1; r >= 0; r--) {
-            char *sp = strchr(merges[r] + 1, ' ');
+            /* "a b": a space after a non-empty first part (an empty or one-part merge names
+             * no token; fuzz_tokenizer_json found strchr reading past an empty one) */
+            char *sp = merges[r][0] ? strchr(merges[r] + 1, ' ') : NULL;
             if (!sp) continue;
             size_t na = (size_t)(sp - merges[r]);
             char *joined = malloc(strlen(merges[r]));
