@@ -352,29 +352,28 @@ static bool stream_token(void *user, int32_t id, const char *text, size_t len) {
     return true;
 }
 
-/* Print a token's text as a JSON/terminal-safe string (escapes quotes, control bytes). */
 /* Where the ranks as threads ran: "; ranks bound to CPUs 0 | 1" (kvr_prefill_params.bind). */
-static void bind_note(const kvr_prefill_result *r, const kvr_run_opts *o, char *buf, size_t n) {
-    buf[0] = 0;
+static void print_bind_note(FILE *f, const kvr_prefill_result *r, const kvr_run_opts *o) {
     if (o->transport == KVR_TRANSPORT_MPI || r->n_ranks < 2) return; /* mpirun's; one rank: none */
     if (o->no_bind) {
-        snprintf(buf, n, "; ranks placed by the OS (--no-bind)");
+        fprintf(f, "; ranks placed by the OS (--no-bind)");
         return;
     }
-    size_t k = (size_t)snprintf(buf, n, "; ranks bound to CPUs");
-    for (int32_t i = 0; i < r->n_ranks && k < n; i++) {
-        const kvr_rank_stats *s = &r->ranks[i];
-        if (s->n_cpus <= 0) {
-            snprintf(buf, n, "; ranks placed by the OS (%d rank(s) x %d thread(s) do not fit the "
-                     "CPUs this process may use)", r->n_ranks, o->threads);
+    for (int32_t i = 0; i < r->n_ranks; i++)
+        if (r->ranks[i].n_cpus <= 0) {
+            fprintf(f, "; ranks placed by the OS (%d rank(s) x %d thread(s) do not fit the CPUs "
+                       "this process may use)", r->n_ranks, o->threads);
             return;
         }
-        k += (size_t)(s->n_cpus == 1 ? snprintf(buf + k, n - k, "%s %d", i ? " |" : "", s->cpu_first)
-                                     : snprintf(buf + k, n - k, "%s %d+%d", i ? " |" : "",
-                                                s->cpu_first, s->n_cpus - 1));
+    fprintf(f, "; ranks bound to CPUs");
+    for (int32_t i = 0; i < r->n_ranks; i++) {
+        const kvr_rank_stats *s = &r->ranks[i];
+        fprintf(f, "%s %d", i ? " |" : "", s->cpu_first);
+        if (s->n_cpus > 1) fprintf(f, "+%d", s->n_cpus - 1);
     }
 }
 
+/* Print a token's text as a JSON/terminal-safe string (escapes quotes, control bytes). */
 static void print_escaped(FILE *f, const char *s) {
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
@@ -841,10 +840,10 @@ int main(int argc, char **argv) {
                cfg->n_heads, cfg->n_kv_heads, cfg->vocab_size, load_ms);
         printf("# weights %.1f MiB in their stored types; peak RSS %.1f MiB\n",
                (double)kvr_model_weight_bytes(model) / (1 << 20), peak_rss_mb());
-        char bnote[160];
-        bind_note(r, &o, bnote, sizeof bnote);
-        printf("# transport %s, %d thread(s) per rank%s, %d run(s), median shown\n",
-               kvr_comm_transport_name(o.transport), o.threads, bnote, o.repeat);
+        printf("# transport %s, %d thread(s) per rank", kvr_comm_transport_name(o.transport),
+               o.threads);
+        print_bind_note(stdout, r, &o);
+        printf(", %d run(s), median shown\n", o.repeat);
         if (res.session_ranks > 0)
             printf("# session ready in %.1f ms before the prompt: %d rank(s) here with their "
                    "weights and workspaces, touched, warmed up by a %lld-token prefill; TTFT "
